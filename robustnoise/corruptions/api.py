@@ -1,0 +1,87 @@
+"""``corrupt``: one entry point for all corruptions, presets and seeding.
+
+Corruptions of Hendrycks & Dietterich (2019), "Benchmarking Neural Network Robustness to Common Corruptions and
+Perturbations" (ImageNet-C), with the per-benchmark parameters of :mod:`robustnoise.corruptions.presets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustnoise.corruptions import noise
+from robustnoise.corruptions.presets import ALL_CORRUPTIONS, check_severity, corruption_id, severity_params
+from robustnoise.corruptions.rng import sample_seeds
+from robustnoise.utils.errors import RobustnoiseError
+
+__all__ = ["CORRUPTION_FNS", "CorruptionFn", "corrupt", "corruption_id"]
+
+CorruptionFn = Callable[[Tensor, Any, Tensor], Tensor]
+"""``fn(images (N, C, H, W) in [0, 1], severity parameter, int64 seeds (N,)) -> corrupted images``."""
+
+CORRUPTION_FNS: dict[str, CorruptionFn] = {
+    "gaussian_noise": noise.gaussian_noise,
+    "shot_noise": noise.shot_noise,
+    "impulse_noise": noise.impulse_noise,
+    "speckle_noise": noise.speckle_noise,
+}
+"""Implemented corruptions; each further family adds its functions here."""
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
+        got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
+        raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
+    if images.numel() and not bool(((images >= 0) & (images <= 1)).all()):
+        raise RobustnoiseError("images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)")
+
+
+def _seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device: torch.device) -> Tensor:
+    if isinstance(seed, Tensor):
+        if seed.dtype != torch.int64 or seed.shape != (num_images,):
+            raise RobustnoiseError(
+                f"seed tensor must be int64 of shape ({num_images},), got {seed.dtype} {tuple(seed.shape)}"
+            )
+        return seed.to(device)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise RobustnoiseError(f"seed must be an int or an int64 tensor of per-image seeds, got {type(seed).__name__}")
+    indices = torch.arange(num_images, device=device)
+    return sample_seeds(seed, indices, corruption_id(name), severity)
+
+
+def corrupt(
+    images: Tensor,
+    name: str,
+    severity: int,
+    preset: str = "imagenet",
+    seed: int | Tensor = 0,
+) -> Tensor:
+    """Apply corruption ``name`` at ``severity`` to a batch.
+
+    Args:
+        images: Float tensor (N, C, H, W) in [0, 1], any number of channels, any device.
+        name: One of :data:`~robustnoise.corruptions.presets.ALL_CORRUPTIONS`.
+        severity: 1..5.
+        preset: Parameter table: ``imagenet``, ``cifar`` or ``tinyimagenet``.
+        seed: An int, giving image ``i`` the seed ``sample_seeds(seed, i, corruption_id(name), severity)``, or an
+            int64 tensor (N,) of per-image seeds, typically ``sample_seeds(base, dataset_indices, corruption_id(name),
+            severity)``, which makes an image's corruption independent of its batch.
+
+    Returns:
+        Corrupted images in [0, 1], same shape, dtype and device.
+
+    Raises:
+        RobustnoiseError: unknown corruption or preset, severity outside 1..5, bad images or seeds, or a corruption
+            that is not implemented yet.
+    """
+    severity = check_severity(severity)
+    param = severity_params(name, severity, preset)
+    fn = CORRUPTION_FNS.get(name)
+    if fn is None:
+        implemented = ", ".join(n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS)
+        raise RobustnoiseError(f"corruption {name!r} is not implemented yet; implemented: {implemented}")
+    _check_images(images)
+    return fn(images, param, _seeds(seed, images.shape[0], name, severity, images.device))

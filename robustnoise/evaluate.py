@@ -1,0 +1,158 @@
+"""Robustness evaluation: clean and corrupted accuracy of the test split, computed inside Lightning's test loop.
+
+Corruptions of the in-memory library are applied on the device, batch by batch, to the clean test images: every
+test image is loaded once and evaluated clean and under every (corruption, severity). Each image's corruption is
+seeded by (seed, test index, corruption, severity), so results do not depend on batch size, worker count or rank.
+Results are recorded per image and merged across ranks with a max-reduction, which makes them exact under DDP
+(the distributed sampler's padding duplicates are recorded twice into the same slot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from robustnoise.corruptions import corrupt, corruption_id, sample_seeds
+from robustnoise.utils.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation set: the clean test split (``corruption=None``) or one corruption at one severity."""
+
+    corruption: str | None
+    severity: int = 0
+
+    @property
+    def key(self) -> str:
+        return "clean" if self.corruption is None else f"{self.corruption}/s{self.severity}"
+
+
+class CorruptionSuite:
+    """Clean plus in-memory corrupted versions of one test dataset; per-image top-1 / top-5 records."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        corruptions: list[str],
+        severities: list[int],
+        preset: str = "imagenet",
+        seed: int = 0,
+        batch_size: int = 256,
+        num_workers: int = 0,
+    ) -> None:
+        bad = [s for s in severities if not 1 <= int(s) <= 5]
+        if bad:
+            raise ConfigError(f"severity must be in 1..5, got {bad}")
+        for name in corruptions:
+            corruption_id(name)  # unknown names fail here, before any work
+        self.dataset = dataset
+        self.preset = preset
+        self.seed = seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.sets = [EvalSet(None)] + [EvalSet(c, int(s)) for c in corruptions for s in severities]
+        self.top1: Tensor | None = None
+        self.top5: Tensor | None = None
+
+    def dataloaders(self) -> list[DataLoader]:
+        """One loader over the clean test images; every set is evaluated from its batches."""
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        return [loader]
+
+    def corrupted(self, eval_set: EvalSet, x: Tensor, index: Tensor) -> Tensor:
+        if eval_set.corruption is None:
+            return x
+        cid = corruption_id(eval_set.corruption)
+        seeds = sample_seeds(self.seed, index, cid, eval_set.severity)
+        return corrupt(x, eval_set.corruption, eval_set.severity, preset=self.preset, seed=seeds)
+
+    @torch.no_grad()
+    def evaluate_batch(self, model: torch.nn.Module, x: Tensor, y: Tensor, index: Tensor) -> None:
+        """Record top-1/top-5 correctness of ``model`` on every set for this batch of clean test images."""
+        for k, eval_set in enumerate(self.sets):
+            self.record(k, index, model(self.corrupted(eval_set, x, index)), y)
+
+    def reset(self, device: torch.device) -> None:
+        shape = (len(self.sets), len(self.dataset))  # type: ignore[arg-type]
+        self.top1 = torch.full(shape, -1, dtype=torch.int8, device=device)
+        self.top5 = torch.full(shape, -1, dtype=torch.int8, device=device)
+
+    def record(self, k: int, index: Tensor, logits: Tensor, y: Tensor) -> None:
+        assert self.top1 is not None and self.top5 is not None, "call reset() first"
+        topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        self.top1[k, index] = (topk[:, 0] == y).to(torch.int8)
+        self.top5[k, index] = (topk == y[:, None]).any(dim=1).to(torch.int8)
+
+    def gather(self) -> None:
+        """Merge the records of all ranks (no-op without torch.distributed)."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for name in ("top1", "top5"):
+                merged = getattr(self, name).to(torch.int32)
+                dist.all_reduce(merged, op=dist.ReduceOp.MAX)
+                setattr(self, name, merged.to(torch.int8))
+
+    def accuracies(self) -> dict[str, dict[str, float]]:
+        """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
+        assert self.top1 is not None and self.top5 is not None
+        out: dict[str, dict[str, float]] = {}
+        for k, eval_set in enumerate(self.sets):
+            seen = self.top1[k] >= 0
+            n = int(seen.sum())
+            top1 = 100.0 * float(self.top1[k][seen].double().mean()) if n else float("nan")
+            top5 = 100.0 * float(self.top5[k][seen].double().mean()) if n else float("nan")
+            out[eval_set.key] = {"top1": top1, "top5": top5, "n": n}
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metric names for the loggers: ``test/acc``, ``test_c/<corruption>/s<k>/acc``, ``test_c/mean_acc``."""
+        return flat_metrics(self.accuracies())
+
+
+def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Clean accuracy, mean corruption accuracy, per-corruption means over severities (top-1 and top-5)."""
+    corrupted = {k: v for k, v in accuracies.items() if k != "clean" and v["n"] > 0}
+    per_corruption: dict[str, dict[str, float]] = {}
+    for key, acc in corrupted.items():
+        name = key.split("/")[0]
+        per_corruption.setdefault(name, {"top1": 0.0, "top5": 0.0, "count": 0})
+        per_corruption[name]["top1"] += acc["top1"]
+        per_corruption[name]["top5"] += acc["top5"]
+        per_corruption[name]["count"] += 1
+    for value in per_corruption.values():
+        count = value.pop("count")
+        value["top1"] /= count
+        value["top5"] /= count
+
+    def mean(field: str) -> float:
+        values = [v[field] for v in corrupted.values()]
+        return sum(values) / len(values) if values else float("nan")
+
+    clean = accuracies.get("clean", {"top1": float("nan"), "top5": float("nan")})
+    return {
+        "clean_top1": clean["top1"],
+        "clean_top5": clean["top5"],
+        "corrupted_top1": mean("top1"),
+        "corrupted_top5": mean("top5"),
+        "per_corruption": per_corruption,
+    }
+
+
+def flat_metrics(accuracies: dict[str, dict[str, float]]) -> dict[str, float]:
+    summary = summarize(accuracies)
+    metrics = {"test/acc": summary["clean_top1"], "test/acc_top5": summary["clean_top5"]}
+    for key, acc in accuracies.items():
+        if key != "clean":
+            metrics[f"test_c/{key}/acc"] = acc["top1"]
+            metrics[f"test_c/{key}/acc_top5"] = acc["top5"]
+    for name, acc in summary["per_corruption"].items():
+        metrics[f"test_c/{name}/acc"] = acc["top1"]
+    if summary["per_corruption"]:
+        metrics["test_c/mean_acc"] = summary["corrupted_top1"]
+        metrics["test_c/mean_acc_top5"] = summary["corrupted_top5"]
+    return metrics

@@ -1,0 +1,205 @@
+"""The small base every method shares: the classifier, one manual classifier step, validation, test, optimisers.
+
+Every method uses manual optimisation (one code path for the plain noise methods and the min-max loops). A subclass
+either overrides :meth:`perturb_batch` (GNT, Speckle: what the classifier trains on) or ``training_step`` (ANT, AdA).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from robustnoise.models import create_model
+from robustnoise.utils.errors import ConfigError
+
+
+class RobustClassifierModule(pl.LightningModule):
+    """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe).
+
+    Args:
+        model: model config (``name``, ``weights``, optional ``mean``/``std`` overriding the dataset's).
+        data: dataset facts (``num_classes``, ``in_chans``, ``image_size``, ``mean``, ``std``).
+        optimizer: ``name`` (sgd | adam | adamw), ``lr`` and that optimiser's arguments.
+        scheduler: ``name`` (none | multistep | cosine), ``milestones`` or ``milestones_frac``, ``gamma``,
+            ``warmup_epochs``; stepped once per epoch.
+        p_clean: fraction of every training batch left clean (the first ``round(B * p_clean)`` images).
+        clip_grad_norm: clip the classifier's gradient norm (Trainer-level clipping is unavailable in manual mode).
+        name, ddp_strategy: bookkeeping from the method config.
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        data: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        p_clean: float = 1.0,
+        clip_grad_norm: float | None = None,
+        name: str = "vanilla",
+        ddp_strategy: str = "ddp",
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= p_clean <= 1.0:
+            raise ConfigError(f"p_clean must lie in [0, 1], got {p_clean}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.classifier = create_model(
+            model["name"],
+            num_classes=data["num_classes"],
+            in_chans=data["in_chans"],
+            mean=model.get("mean") or data["mean"],
+            std=model.get("std") or data["std"],
+            weights=model.get("weights"),
+            image_size=data["image_size"],
+        )
+        self.val_acc = MulticlassAccuracy(num_classes=data["num_classes"], average="micro")
+        self.test_suite: Any = None  # set by the evaluation code (robustnoise.evaluate) before trainer.test
+        self._grid_saved = False
+
+    # ----------------------------------------------------------------------------------------------- training
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(x)
+
+    def num_clean(self, batch_size: int) -> int:
+        """Images ``[0, num_clean)`` of a batch stay clean, the rest are perturbed (positional, as the reference)."""
+        return int(round(batch_size * self.hparams.p_clean))
+
+    def perturb_batch(self, x: Tensor, y: Tensor) -> Tensor:
+        """What the classifier trains on; the vanilla method trains on the clean batch."""
+        return x
+
+    def classifier_step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss."""
+        opt = self.optimizers()
+        opt = opt[0] if isinstance(opt, list) else opt
+        self.classifier.train()
+        loss = F.cross_entropy(self.classifier(x), y)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.clip_grad_norm:
+            self.clip_gradients(opt, gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        return loss.detach()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        x_train = self.perturb_batch(x, y)
+        self.save_batch_grid(x_train)
+        loss = self.classifier_step(x_train, y)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in self._schedulers():
+            scheduler.step()
+
+    def _schedulers(self) -> list[Any]:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    def save_batch_grid(self, images: Tensor, name: str = "train_batch") -> None:
+        """Save (and log) one grid of what the classifier trains on, once per run, from rank zero."""
+        if self._grid_saved or not self.trainer.is_global_zero:
+            return
+        self._grid_saved = True
+        from torchvision.utils import make_grid, save_image
+
+        grid = make_grid(images[:64].detach().float().cpu(), nrow=8, padding=1, pad_value=1.0)
+        path = Path(self.trainer.default_root_dir) / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key=f"images/{name}", images=[grid], step=self.global_step)
+
+    # ------------------------------------------------------------------------------------- validation / test
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        logits = self.classifier(x)
+        self.val_acc(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True, batch_size=len(y))
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        if self.test_suite is None:
+            raise RuntimeError("attach an evaluation suite (robustnoise.evaluate.CorruptionSuite) before trainer.test")
+        x, y, index = batch
+        self.test_suite.evaluate_batch(self.classifier, x, y, index)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_suite.reset(self.device)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_suite.gather()
+        self.log_dict(self.test_suite.metrics(), rank_zero_only=True)
+
+    # ------------------------------------------------------------------------------------------ optimisers
+    def build_optimizer(self, params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+        """An optimiser from plain config values (no partials or objects in the hyper-parameters)."""
+        kwargs = {k: v for k, v in cfg.items() if k != "name"}
+        name = cfg["name"].lower()
+        if name == "sgd":
+            return torch.optim.SGD(params, **kwargs)
+        if name == "adam":
+            return torch.optim.Adam(params, **kwargs)
+        if name == "adamw":
+            return torch.optim.AdamW(params, **kwargs)
+        raise ValueError(f"unknown optimizer {cfg['name']!r}: use sgd, adam or adamw")
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """An epoch-wise schedule: multistep (the papers' single decay by 10) or cosine with linear warm-up."""
+        cfg = self.hparams.scheduler or {"name": "none"}
+        name = cfg.get("name", "none")
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+        warmup = int(cfg.get("warmup_epochs", 0) or 0)
+        if name == "none":
+            return None
+        if name == "multistep":
+            milestones = cfg.get("milestones")
+            if milestones is None:
+                milestones = [max(1, round(f * max_epochs)) for f in cfg.get("milestones_frac") or []]
+            gamma = cfg.get("gamma", 0.1)
+
+            def factor(epoch: int) -> float:
+                warm = (epoch + 1) / warmup if epoch < warmup else 1.0
+                return warm * gamma ** sum(epoch >= m for m in milestones)
+
+        elif name == "cosine":
+
+            def factor(epoch: int) -> float:
+                if epoch < warmup:
+                    return (epoch + 1) / warmup
+                progress = (epoch - warmup) / max(1, max_epochs - warmup)
+                return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+        else:
+            raise ValueError(f"unknown scheduler {name!r}: use none, multistep or cosine")
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
+        scheduler = self.build_scheduler(optimizer)
+        return optimizer if scheduler is None else ([optimizer], [scheduler])
+
+    # -------------------------------------------------------------------------------------- checkpointing
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning does not store RNG states; the noise after a resume must continue the same stream.
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng_state")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])

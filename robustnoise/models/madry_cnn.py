@@ -1,0 +1,28 @@
+"""The MNIST-challenge CNN of Madry et al. (2018), as used for MNIST by Rusak et al. (2020)."""
+
+from torch import Tensor, nn
+
+
+class MadryCNN(nn.Module):
+    """Two 5x5 conv + max-pool stages (32, 64 channels) followed by a 1024-unit hidden layer.
+
+    Args:
+        num_classes: Number of output logits.
+        in_chans: Number of input channels.
+        image_size: Side length of the square input; the first linear layer is sized from it.
+    """
+
+    def __init__(self, num_classes: int, in_chans: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, 32, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=5, padding=2)
+        self.pool = nn.MaxPool2d(2)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        x = self.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)

@@ -1,0 +1,104 @@
+"""Model registry: builds any supported architecture wrapped in a ``NormalizedClassifier``."""
+
+from collections.abc import Callable, Sequence
+
+import torchvision
+from torch import nn
+
+from robustnoise.models.madry_cnn import MadryCNN
+from robustnoise.models.normalized import NormalizedClassifier
+from robustnoise.models.preact_resnet import preact_resnet18, preact_resnet50
+from robustnoise.models.weights import load_classifier_weights
+from robustnoise.utils.errors import RobustnoiseError
+
+# Our own architectures: (num_classes, in_chans, image_size) -> net.
+_OWN: dict[str, Callable[[int, int, int], nn.Module]] = {
+    "madry_cnn": lambda n, c, s: MadryCNN(n, in_chans=c, image_size=s),
+    "preact_resnet18": lambda n, c, s: preact_resnet18(n, in_chans=c),
+    "preact_resnet50": lambda n, c, s: preact_resnet50(n, in_chans=c),
+}
+# torchvision constructor name -> attribute holding the classification head.
+_TORCHVISION_HEADS = {"resnet18": "fc", "resnet50": "fc", "densenet121": "classifier", "inception_v3": "fc"}
+_TORCHVISION_PREFIX = "torchvision"
+_DEFAULT_TORCHVISION_WEIGHTS = "IMAGENET1K_V1"  # ResNet-50 V1 is the vanilla baseline of the GNT/ANT papers
+
+
+def list_models() -> list[str]:
+    """Returns the names accepted by ``create_model``."""
+    return sorted([*_OWN, *_TORCHVISION_HEADS])
+
+
+def _torchvision_weights(name: str, spec: str) -> torchvision.models.WeightsEnum:
+    """Parses ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` into the weights enum member for ``name``."""
+    _, _, enum_name = spec.partition(":")
+    enum_name = enum_name or _DEFAULT_TORCHVISION_WEIGHTS
+    enum_cls = torchvision.models.get_model_weights(name)
+    try:
+        return enum_cls[enum_name]
+    except KeyError:
+        known = ", ".join(m.name for m in enum_cls)
+        raise RobustnoiseError(f"unknown torchvision weights {enum_name!r} for {name}; known: {known}") from None
+
+
+def _build_torchvision(name: str, num_classes: int, weights: str | None) -> nn.Module:
+    builder = getattr(torchvision.models, name)
+    if weights is None:
+        kwargs = {"aux_logits": False, "init_weights": True} if name == "inception_v3" else {}
+        return builder(weights=None, num_classes=num_classes, **kwargs)
+    enum = _torchvision_weights(name, weights)
+    # torchvision insists on the auxiliary head when loading Inception weights; it is dropped below.
+    net = builder(weights=enum, aux_logits=True) if name == "inception_v3" else builder(weights=enum)
+    if name == "inception_v3":
+        net.aux_logits = False
+        net.AuxLogits = None
+    head_attr = _TORCHVISION_HEADS[name]
+    head = getattr(net, head_attr)
+    if head.out_features != num_classes:
+        setattr(net, head_attr, nn.Linear(head.in_features, num_classes))
+    return net
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    in_chans: int = 3,
+    mean: Sequence[float] = (0.0,),
+    std: Sequence[float] = (1.0,),
+    weights: str | None = None,
+    image_size: int = 224,
+) -> NormalizedClassifier:
+    """Builds a classifier taking images in [0, 1] with normalisation inside the model.
+
+    Args:
+        name: One of ``list_models()``.
+        num_classes: Number of output logits.
+        in_chans: Channels of the input data. torchvision nets are always 3-channel; 1-channel data is repeated to
+            RGB by the wrapper.
+        mean: Per-channel normalisation mean (length 1 or the network's channel count).
+        std: Per-channel normalisation standard deviation.
+        weights: ``None`` for random init, ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` for torchvision
+            ImageNet weights (head replaced when ``num_classes != 1000``), or a checkpoint path.
+        image_size: Input side length; sizes the fully connected layer of ``madry_cnn``.
+
+    Raises:
+        RobustnoiseError: For an unknown name, weights spec or incompatible arguments.
+        CheckpointError: If a checkpoint path cannot be loaded.
+    """
+    is_tv_weights = weights is not None and weights.split(":", 1)[0] == _TORCHVISION_PREFIX
+    if name in _OWN:
+        if is_tv_weights:
+            raise RobustnoiseError(f"torchvision weights are not available for {name}")
+        net, net_in_chans = _OWN[name](num_classes, in_chans, image_size), in_chans
+    elif name in _TORCHVISION_HEADS:
+        if in_chans not in (1, 3):
+            raise RobustnoiseError(f"{name} takes 1- or 3-channel images, got in_chans={in_chans}")
+        net, net_in_chans = _build_torchvision(name, num_classes, weights if is_tv_weights else None), 3
+    else:
+        raise RobustnoiseError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    try:
+        model = NormalizedClassifier(net, mean, std, net_in_chans)
+    except ValueError as e:
+        raise RobustnoiseError(f"{name}: {e}") from None
+    if weights is not None and not is_tv_weights:
+        load_classifier_weights(model, weights)
+    return model

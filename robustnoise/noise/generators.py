@@ -1,0 +1,124 @@
+"""Noise generators for Adversarial Noise Training (Rusak et al. 2020, §3.2 and appendix A, tables 1–2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from robustnoise.noise.projection import project_to_sphere
+
+__all__ = ["NoiseGenerator", "perturb"]
+
+
+class NoiseGenerator(nn.Module):
+    """Tiny residual CNN mapping i.i.d. Gaussian noise to learned noise (Rusak et al. 2020, appendix A).
+
+    ``depth`` convolutions ``channels → width → … → width → channels`` with ReLU after all but the last, stride 1,
+    padding 0 and bias, plus a residual connection from the input noise. With ``kernel=1`` every conv is 1x1
+    (table 1: pixel-wise i.i.d. noise, 983 parameters at the defaults); with ``kernel=3`` the second conv is 3x3
+    (table 2: noise correlated over 3x3 pixels, 4183 parameters); for ``depth=1`` the single conv is the 3x3 one.
+    The depth ablation NG1..NG5 of appendix K (table 11) is ``depth=1..5`` with ``kernel=1``.
+
+    The generator is conditioned on neither image nor label: ``forward`` reads only the input's shape, dtype and device.
+
+    Args:
+        channels: Image channels C.
+        kernel: 1 (uncorrelated noise) or 3 (3x3-correlated noise).
+        depth: Number of conv layers (>= 1).
+        width: Hidden channels.
+        init_std: If not None, conv weights ~ N(0, init_std²) and biases 0, so the residual branch is ≈ 0 at init and
+            the output ≈ the Gaussian input z; None keeps PyTorch's default conv init.
+    """
+
+    def __init__(
+        self, channels: int = 3, kernel: int = 1, depth: int = 4, width: int = 20, init_std: float | None = 0.01
+    ) -> None:
+        super().__init__()
+        if kernel not in (1, 3):
+            raise ValueError(f"kernel must be 1 or 3, got {kernel}")
+        if depth < 1 or width < 1 or channels < 1:
+            raise ValueError(f"channels, depth and width must be >= 1, got {channels}, {depth}, {width}")
+        self.channels = channels
+        self.kernel = kernel
+        self.depth = depth
+        self.width = width
+
+        sizes = [channels] + [width] * (depth - 1) + [channels]
+        wide_layer = min(1, depth - 1)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            k = kernel if i == wide_layer else 1
+            layers.append(nn.Conv2d(sizes[i], sizes[i + 1], kernel_size=k, stride=1, padding=0, bias=True))
+            if i < depth - 1:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+        if init_std is not None:
+            for m in self.net:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.normal_(m.weight, 0.0, init_std)
+                    nn.init.zeros_(m.bias)
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of parameter entries (983 for the default 1x1 generator, 4183 for 3x3)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def sample_latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Draw the Gaussian input z for images shaped like ``x``: (N, C, H + k − 1, W + k − 1), on x's device.
+
+        Args:
+            x: Images of shape (N, C, H, W); only shape, dtype and device are used.
+            generator: Optional ``torch.Generator`` (on x's device) for reproducible z.
+
+        Returns:
+            z ~ N(0, 1), one pixel larger on each side for ``kernel=3`` so that the output is H×W.
+        """
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected input of shape (N, {self.channels}, H, W), got {tuple(x.shape)}")
+        n, c, h, w = x.shape
+        pad = self.kernel - 1
+        dtype = x.dtype if x.is_floating_point() else self.net[0].weight.dtype
+        return torch.randn(n, c, h + pad, w + pad, dtype=dtype, device=x.device, generator=generator)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Return a noise sample shaped like ``x``: conv_stack(z) + centre crop of z (appendix A).
+
+        Args:
+            x: Images of shape (N, C, H, W); their values are ignored.
+            generator: Optional ``torch.Generator`` (on x's device) for reproducible z.
+
+        Returns:
+            Unnormalised noise of shape (N, C, H, W); only its per-image direction matters after projection.
+        """
+        z = self.sample_latent(x, generator)
+        border = (self.kernel - 1) // 2
+        h, w = x.shape[-2:]
+        residual = z[:, :, border : border + h, border : border + w]
+        return self.net(z) + residual
+
+
+def perturb(
+    generator: NoiseGenerator,
+    x: Tensor,
+    eps: float | Tensor,
+    a: float = 0.0,
+    b: float = 1.0,
+    *,
+    rng: torch.Generator | None = None,
+) -> Tensor:
+    """Adversarial-noise sample: ``x`` plus generator noise projected to clipped l2 norm ``eps`` (Rusak et al. §3.2).
+
+    Args:
+        generator: The noise generator; gradients flow into its parameters.
+        x: Clean images of shape (N, C, H, W) in [a, b].
+        eps: Clipped l2 norm of the perturbation, scalar or per-image (N,).
+        a: Lower bound of the valid pixel range.
+        b: Upper bound of the valid pixel range.
+        rng: Optional ``torch.Generator`` for reproducible z.
+
+    Returns:
+        ``clip(x + η·δ, a, b)`` with δ = ``generator(x)`` and η from clipping-aware rescaling.
+    """
+    delta = generator(x, generator=rng)
+    return project_to_sphere(x, delta, eps, a, b)

@@ -1,0 +1,165 @@
+"""Task entry points behind ``run.py``: ``task=train`` (fit, then evaluate) and ``task=eval``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
+
+from robustnoise.data import ClassificationDataModule
+from robustnoise.evaluate import CorruptionSuite
+from robustnoise.methods.base import RobustClassifierModule
+from robustnoise.reporting import format_table, write_report
+from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.utils.instantiate import instantiate, instantiate_dict
+
+log = logging.getLogger("robustnoise")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run the configured task and return its summary metrics."""
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = _instantiate(cfg.data)
+        if cfg.task == "train":
+            return train(cfg, datamodule)
+        if cfg.task == "eval":
+            return evaluate(cfg, datamodule)
+        raise RobustnoiseError(f"unknown task {cfg.task!r}: use task=train or task=eval")
+    finally:
+        _finish_wandb()
+
+
+def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """Instantiate, surfacing our own one-line errors instead of Hydra's wrapper exception."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, RobustnoiseError):
+            raise cause from None
+        raise
+
+
+def build_method(cfg: DictConfig, datamodule: ClassificationDataModule, **overrides: Any) -> RobustClassifierModule:
+    """The method's LightningModule, with the model and dataset facts as plain values."""
+    model_cfg = {**OmegaConf.to_container(cfg.model, resolve=True), **overrides}
+    return _instantiate(cfg.method, model=model_cfg, data=datamodule.info())
+
+
+def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
+    callbacks = instantiate_dict(cfg.get("callbacks")) if with_callbacks else []
+    loggers = instantiate_dict(_prepare_loggers(cfg))
+    if not loggers:  # nothing to monitor learning rates into (logger=none, debug=fdr)
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    return _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
+    method = build_method(cfg, datamodule)
+    trainer = build_trainer(cfg)
+    _log_config(trainer, cfg)
+    trainer.fit(method, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    return evaluate_robustness(cfg, trainer, method, datamodule)
+
+
+def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
+    """Evaluate ``ckpt_path`` (our checkpoint or any weight file the model loader accepts) or ``model.weights``."""
+    overrides: dict[str, Any] = {}
+    ckpt = cfg.get("ckpt_path")
+    if ckpt:
+        if not Path(ckpt).is_file():
+            raise RobustnoiseError(f"checkpoint not found: {ckpt}")
+        overrides["weights"] = str(ckpt)
+        saved_model = _saved_model_config(ckpt)
+        if saved_model and saved_model.get("name") != cfg.model.name:
+            log.info("using the architecture stored in the checkpoint: %s", saved_model["name"])
+            overrides["name"] = saved_model["name"]
+    elif not cfg.model.get("weights"):
+        raise RobustnoiseError("task=eval needs ckpt_path=<file> or model.weights=<file|torchvision>")
+    method = build_method(cfg, datamodule, **overrides)
+    trainer = build_trainer(cfg, with_callbacks=False)
+    return evaluate_robustness(cfg, trainer, method, datamodule)
+
+
+def evaluate_robustness(
+    cfg: DictConfig, trainer: pl.Trainer, method: RobustClassifierModule, datamodule: ClassificationDataModule
+) -> dict[str, Any]:
+    """Clean + corrupted accuracy of the test split; writes robustness.{csv,json} in the run directory."""
+    ev = cfg.eval
+    suite = CorruptionSuite(
+        datamodule.test_dataset(ev.get("max_images")),
+        corruptions=list(ev.corruptions),
+        severities=list(ev.severities),
+        preset=ev.preset,
+        seed=ev.seed,
+        batch_size=ev.batch_size,
+        num_workers=datamodule.num_workers,
+    )
+    method.test_suite = suite
+    trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
+    accuracies = suite.accuracies()
+    meta = {"method": cfg.method.name, "run_name": cfg.run_name, "model": cfg.model.name, "data": datamodule.name}
+    report: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        out_dir = Path(trainer.default_root_dir)
+        report = write_report(accuracies, out_dir, meta)
+        print(format_table([report], [cfg.run_name]))
+        log.info("robustness report written to %s", out_dir)
+        _log_tables(trainer, accuracies)
+    return report
+
+
+def _saved_model_config(path: str) -> dict[str, Any] | None:
+    """The model config stored in one of our checkpoints (None for other weight files)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not ours or not loadable here: the model loader reports it properly
+        return None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    return hparams.get("model") if isinstance(hparams, dict) else None
+
+
+def _prepare_loggers(cfg: DictConfig) -> DictConfig | None:
+    """W&B without an account or network must log offline and never prompt."""
+    loggers = cfg.get("logger")
+    if loggers and "wandb" in loggers and not _wandb_credentials():
+        os.environ.setdefault("WANDB_MODE", "offline")
+        log.info("no W&B credentials found: logging offline (upload later with `wandb sync`)")
+    return loggers
+
+
+def _wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "wandb" in netrc.read_text(errors="ignore")
+
+
+def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"config": container})
+
+
+def _log_tables(trainer: pl.Trainer, accuracies: dict[str, dict[str, float]]) -> None:
+    rows = [[k, v["top1"], v["top5"], v["n"]] for k, v in accuracies.items()]
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_table"):
+            logger.log_table(key="test_c/table", columns=["set", "top1", "top5", "n"], data=rows)
+
+
+def _finish_wandb() -> None:
+    """Close the W&B run so the next job of a multirun gets its own."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()

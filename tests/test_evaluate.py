@@ -1,0 +1,119 @@
+"""The evaluation table on models with known behaviour: severity slicing, label alignment, DDP-style merging."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from robustnoise.data import IndexedDataset
+from robustnoise.evaluate import CorruptionSuite, summarize
+from robustnoise.reporting import format_table, load_report, write_report
+
+
+class NoiseLevelOracle(nn.Module):
+    """Reads the label from a flat image's brightness, and answers wrongly when the image is noisier than ``max_std``.
+
+    Images of class k are flat grey at 0.41 + 0.02 k (64x64, so the mean is robust to noise). Under Gaussian noise of
+    std sigma the pixel std is about sigma: accuracy is 100 % for the severities whose sigma lies below ``max_std``
+    and 0 % above, which checks that each severity's results land in its own slot.
+    """
+
+    def __init__(self, max_std: float) -> None:
+        super().__init__()
+        self.max_std = max_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        decoded = ((flat.mean(dim=1) - 0.41) / 0.02).round().long().clamp(0, 9)
+        noisy = flat.std(dim=1) > self.max_std
+        label = torch.where(noisy, (decoded + 5) % 10, decoded)  # +5: wrong even if decoding is off by one
+        logits = torch.zeros(len(x), 10)
+        logits[torch.arange(len(x)), label] = 10.0
+        logits[noisy, decoded[noisy]] = -10.0  # and the true class ranks last (top-5 wrong too)
+        return logits
+
+
+def make_suite(n: int = 40, corruptions=("gaussian_noise",), batch_size: int = 16):
+    labels = torch.arange(n) % 10
+    images = (0.41 + 0.02 * labels.float()).view(n, 1, 1, 1).expand(n, 1, 64, 64).clone()
+    suite = CorruptionSuite(
+        IndexedDataset(TensorDataset(images, labels)),
+        list(corruptions),
+        [1, 2, 3, 4, 5],
+        "imagenet",
+        seed=3,
+        batch_size=batch_size,
+    )
+    return suite, images, labels
+
+
+def run_suite(suite, model, indices=None):
+    suite.reset(torch.device("cpu"))
+    for x, y, index in suite.dataloaders()[0]:
+        keep = torch.ones(len(index), dtype=torch.bool) if indices is None else torch.isin(index, indices)
+        if keep.any():
+            suite.evaluate_batch(model, x[keep], y[keep], index[keep])
+    return suite.accuracies()
+
+
+def test_accuracy_per_severity_follows_the_noise_level():
+    suite, images, labels = make_suite()
+    # imagenet gaussian_noise sigmas: .08 .12 .18 | .26 .38
+    acc = run_suite(suite, NoiseLevelOracle(max_std=0.22))
+    assert acc["clean"] == {"top1": 100.0, "top5": 100.0, "n": 40}
+    assert [acc[f"gaussian_noise/s{s}"]["top1"] for s in range(1, 6)] == [100.0, 100.0, 100.0, 0.0, 0.0]
+    assert acc["gaussian_noise/s4"]["top5"] == 0.0  # the oracle's 2nd guess is wrong too, the rest are ties at 0
+    summary = summarize(acc)
+    assert summary["corrupted_top1"] == 60.0 and summary["per_corruption"]["gaussian_noise"]["top1"] == 60.0
+
+
+def test_top5_counts_the_label_among_the_five_best():
+    suite, _, _ = make_suite(n=20)
+
+    class FixedRanking(nn.Module):
+        def forward(self, x):
+            return torch.arange(10, 0, -1, dtype=torch.float32).expand(len(x), 10)  # ranks classes 0, 1, ..., 9
+
+    acc = run_suite(suite, FixedRanking())
+    assert acc["clean"]["top1"] == 10.0  # labels are i % 10: class 0 is right for 2 of 20
+    assert acc["clean"]["top5"] == 50.0  # classes 0..4 are in the top five
+
+
+def test_records_merge_like_two_ranks_and_ignore_padding_duplicates():
+    suite, images, labels = make_suite(n=30)
+    oracle = NoiseLevelOracle(max_std=0.22)
+    full = run_suite(suite, oracle)
+    suite_a, _, _ = make_suite(n=30)
+    suite_b, _, _ = make_suite(n=30)
+    run_suite(suite_a, oracle, torch.arange(0, 30, 2))
+    run_suite(suite_b, oracle, torch.cat([torch.arange(1, 30, 2), torch.tensor([0])]))  # 0 again: sampler padding
+    merged = torch.maximum(suite_a.top1, suite_b.top1)
+    suite_a.top1 = merged
+    suite_a.top5 = torch.maximum(suite_a.top5, suite_b.top5)
+    assert suite_a.accuracies() == full
+
+
+def test_corruption_does_not_depend_on_batch_size():
+    suite_small, images, labels = make_suite(batch_size=3, corruptions=("gaussian_noise", "impulse_noise"))
+    suite_big, _, _ = make_suite(batch_size=40, corruptions=("gaussian_noise", "impulse_noise"))
+    for k in range(1, len(suite_small.sets)):
+        index = torch.arange(40)
+        a = suite_small.corrupted(suite_small.sets[k], images, index)
+        b = torch.cat(
+            [suite_big.corrupted(suite_big.sets[k], images[i : i + 3], index[i : i + 3]) for i in range(0, 40, 3)]
+        )
+        assert torch.equal(a, b)
+
+
+def test_report_files_and_table(tmp_path):
+    suite, images, labels = make_suite()
+    acc = run_suite(suite, NoiseLevelOracle(max_std=0.22))
+    write_report(acc, tmp_path, {"method": "oracle"})
+    report = load_report(tmp_path)
+    assert report["clean_top1"] == 100.0 and report["corrupted_top1"] == 60.0
+    csv_rows = (tmp_path / "robustness.csv").read_text().splitlines()
+    assert csv_rows[0] == "corruption,severity,top1,top5,n" and csv_rows[1].startswith("clean,0,100.0000")
+    assert "gaussian_noise,4,0.0000" in "\n".join(csv_rows)
+    table = format_table([report, report], ["a", "b"])
+    assert table.splitlines()[2].split()[:4] == ["a", "100.0", "60.0", "100.0"]

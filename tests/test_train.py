@@ -1,0 +1,174 @@
+"""End to end on the bundled digits: train + evaluate, eval from checkpoints, resume, CLI errors, W&B offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from robustnoise.train import run
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "eval.max_images=96",
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def report(cfg) -> dict:
+    return json.loads((Path(cfg.paths.output_dir) / "robustness.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["vanilla", "gnt", "gnt_mult", "speckle"])
+def test_fast_dev_run_per_method_writes_a_report(make_cfg, method):
+    cfg = make_cfg(f"method={method}", "debug=fdr", "callbacks=none")
+    run(cfg)
+    result = report(cfg)
+    assert result["method"] == method
+    assert set(result["per_corruption"]) == {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"}
+    assert all(0.0 <= v["top1"] <= 100.0 for v in result["sets"].values())
+    assert len(result["sets"]) == 1 + 4 * 5
+
+
+def test_train_then_eval_from_the_checkpoint_gives_the_same_table(make_cfg, tmp_path):
+    cfg = make_cfg("method=gnt", *QUICK, "logger=csv")
+    run(cfg)
+    trained = report(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "train_batch.png").is_file()
+    metrics = (out / "csv" / "metrics.csv").read_text()
+    assert "train/loss_epoch" in metrics and "val/acc" in metrics and "test_c/gaussian_noise/s3/acc" in metrics
+    # our checkpoints hold only plain hyper-parameters: they load with torch's default weights_only=True
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["sigma"] == 0.5 and "rng_state" in ckpt
+
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    from tests.conftest import compose_config
+
+    eval_cfg = compose_config(
+        ["task=eval", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", "eval.max_images=96", "model=resnet18"],
+        eval_dir,
+    )  # the architecture is read from our checkpoint
+    run(eval_cfg)
+    evaluated = json.loads((eval_dir / "robustness.json").read_text())
+    assert evaluated["model"] == "resnet18"  # the config's name is reported, the weights are the checkpoint's
+    assert evaluated["sets"] == trained["sets"]
+
+
+def test_same_seed_same_numbers(make_cfg, tmp_path):
+    from tests.conftest import compose_config
+
+    results = []
+    for name in ("a", "b"):
+        cfg = compose_config(["method=gnt_mult", *QUICK], tmp_path / name)
+        run(cfg)
+        results.append(report(cfg)["sets"])
+    assert results[0] == results[1]
+
+
+def test_resume_from_last_checkpoint(make_cfg):
+    cfg = make_cfg("method=speckle", *QUICK, "trainer.max_epochs=1")
+    run(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    first_epoch = torch.load(last, weights_only=True)
+    assert first_epoch["epoch"] == 0
+    cfg.trainer.max_epochs = 2
+    cfg.ckpt_path = str(last)
+    run(cfg)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 8  # 4 batches per epoch, one optimizer step each
+
+
+def test_eval_of_a_game_of_noise_release_file(make_cfg, tmp_path):
+    # The released ResNet-50 files hold {"model_state_dict": <torchvision keys>, ...}; resnet18 stands in here.
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10)
+    path = tmp_path / "ANT_Model.pth"
+    torch.save({"model_state_dict": net.state_dict(), "epoch": 80}, path)
+    cfg = make_cfg(
+        "task=eval",
+        f"ckpt_path={path}",
+        "model=resnet18",
+        "eval.max_images=32",
+        "eval.corruptions=[gaussian_noise]",
+        "eval.severities=[5]",
+    )
+    run(cfg)
+    result = report(cfg)
+    assert result["sets"]["clean"]["n"] == 32 and result["sets"]["gaussian_noise/s5"]["n"] == 32
+
+
+def _cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_cli_missing_dataset_is_one_clear_line(tmp_path):
+    result = _cli("data=cifar10", f"data.root={tmp_path / 'missing'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "cifar10 not found at" in errors[0] and "cifar-10-batches-py" in errors[0]
+
+
+def test_cli_unknown_option_names_the_choices(tmp_path):
+    result = _cli("method=nope", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "method/nope" in result.stderr and "gnt_mult" in result.stderr  # Hydra lists the available options
+
+
+def test_cli_negative_sigma_is_one_clear_line(tmp_path):
+    result = _cli("method=gnt", "method.sigma=-0.5", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: sigma must be >= 0" in result.stderr
+
+
+@pytest.mark.slow
+def test_wandb_logs_offline_without_an_account(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
+    env.update({"HOME": str(home), "NETRC": str(home / "none"), "WANDB_SILENT": "true"})
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "logger=wandb",
+            "logger.wandb.project=test",
+            "callbacks=none",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "eval.max_images=32",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert offline_runs, "no offline W&B run directory was written"
+    assert list(offline_runs[0].glob("*.wandb"))  # the run's data, ready for `wandb sync`
