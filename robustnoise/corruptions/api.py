@@ -6,6 +6,7 @@ Perturbations" (ImageNet-C), with the per-benchmark parameters of :mod:`robustno
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ CORRUPTION_FNS: dict[str, CorruptionFn] = {
 
 def _check_images(images: Tensor) -> None:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
-        got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
         raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
     if images.numel() and not bool(((images >= 0) & (images <= 1)).all()):
         raise RobustnoiseError("images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)")
@@ -46,10 +47,16 @@ def _seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device
                 f"seed tensor must be int64 of shape ({num_images},), got {seed.dtype} {tuple(seed.shape)}"
             )
         return seed.to(device)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise RobustnoiseError(f"seed must be an int or an int64 tensor of per-image seeds, got {type(seed).__name__}")
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        base = operator.index(seed)
+    except TypeError:
+        raise RobustnoiseError(
+            f"seed must be an int or an int64 tensor of per-image seeds, got {type(seed).__name__}"
+        ) from None
     indices = torch.arange(num_images, device=device)
-    return sample_seeds(seed, indices, corruption_id(name), severity)
+    return sample_seeds(base, indices, corruption_id(name), severity)
 
 
 def corrupt(
@@ -77,8 +84,8 @@ def corrupt(
         RobustnoiseError: unknown corruption or preset, severity outside 1..5, bad images or seeds, or a corruption
             that is not implemented yet.
     """
+    param = severity_params(name, severity, preset)  # validates name, severity and preset
     severity = check_severity(severity)
-    param = severity_params(name, severity, preset)
     fn = CORRUPTION_FNS.get(name)
     if fn is None:
         implemented = ", ".join(n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS)

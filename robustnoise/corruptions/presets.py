@@ -309,14 +309,10 @@ PRESETS: Mapping[str, Mapping[str, tuple[Any, ...]]] = MappingProxyType(
 """``PRESETS[preset][corruption]`` is the tuple of the 5 severity parameters (severity 1 first)."""
 
 
-def _choices(valid: tuple[str, ...] | Any) -> str:
-    return ", ".join(valid)
-
-
 def corruption_id(name: str) -> int:
     """Position of ``name`` in :data:`ALL_CORRUPTIONS` (0..18; the ``imagecorruptions`` corruption number)."""
     if name not in ALL_CORRUPTIONS:
-        raise RobustnoiseError(f"unknown corruption {name!r}; valid: {_choices(ALL_CORRUPTIONS)}")
+        raise RobustnoiseError(f"unknown corruption {name!r}; valid: {', '.join(ALL_CORRUPTIONS)}")
     return ALL_CORRUPTIONS.index(name)
 
 
@@ -342,16 +338,18 @@ def severity_params(name: str, severity: int, preset: str = "imagenet") -> Any:
     corruption_id(name)
     value = check_severity(severity)
     if preset not in PRESETS:
-        raise RobustnoiseError(f"unknown corruption preset {preset!r}; valid: {_choices(tuple(PRESETS))}")
+        raise RobustnoiseError(f"unknown corruption preset {preset!r}; valid: {', '.join(PRESETS)}")
     return PRESETS[preset][name][value - 1]
 
 
 def zoom_factors(zoom: ZoomRange) -> tuple[float, ...]:
     """The zoom factors of ``np.arange(start, stop, step)``, float quirks included.
 
-    ``np.arange`` yields ``ceil((stop - start) / step)`` values ``start + i * step``; with float rounding this gives
-    e.g. 12 factors 1.00..1.11 for ImageNet-C severity 1 (``make_imagenet_c.py``), not 11.
+    ``np.arange`` yields ``ceil((stop - start) / step)`` values ``start + i * delta`` with
+    ``delta = (start + step) - start``; with float rounding this gives e.g. 12 factors 1.00..1.11 for ImageNet-C
+    severity 1 (``make_imagenet_c.py``), not 11.
     """
     start, stop, step = zoom
     count = math.ceil((stop - start) / step)
-    return tuple(start + i * step for i in range(count))
+    delta = (start + step) - start
+    return tuple(start + i * delta for i in range(count))

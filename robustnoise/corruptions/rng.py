@@ -39,7 +39,7 @@ _CPU_CHUNK = 1 << 18
 _ACCELERATOR_CHUNK = 1 << 22
 _INVERSION_MAX_STEPS = 100  # P(X >= 100 | rate < 10) < 1e-60
 _PTRS_MIN_RATE = 10.0  # PTRS is valid for rate >= 10 (Hoermann 1993)
-_PTRS_MAX_ROUNDS = 32  # a round rejects with probability < 0.15, so 32 rounds fail with probability < 1e-26
+_PTRS_MAX_ROUNDS = 48  # a round rejects with probability <= 0.25 (at rate 10): all 48 fail with probability < 1e-28
 
 
 def _mix32_int(x: int) -> int:
@@ -235,9 +235,18 @@ def _uniform64(seeds: Tensor, count: int, stream_key: int) -> Tensor:
     return out.view(len(seeds), count)
 
 
-def _prepare(seeds: Tensor, shape: tuple[int, ...], device: torch.device | str | None) -> tuple[Tensor, int]:
+def _compute_device(device: torch.device) -> torch.device:
+    """Where to run the float64 arithmetic: MPS has no float64, so its draws are made on the CPU (same values)."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def _prepare(
+    seeds: Tensor, shape: tuple[int, ...], device: torch.device | str | None
+) -> tuple[Tensor, int, torch.device]:
+    """Seeds on the compute device, draws per sample, and the output device."""
     _check_seeds(seeds)
-    return seeds.to(seeds.device if device is None else device), _numel(tuple(shape))
+    target = seeds.device if device is None else torch.device(device)
+    return seeds.to(_compute_device(target)), _numel(tuple(shape)), target
 
 
 def uniform(
@@ -259,13 +268,17 @@ def uniform(
     """
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"uniform supports float32 and float64, got {dtype}")
-    seeds, count = _prepare(seeds, shape, device)
+    seeds, count, target = _prepare(seeds, shape, device)
     u = _uniform64(seeds, count, _absorb(_TAG_UNIFORM, stream))
     if dtype == torch.float32:
-        f = u.to(torch.float32)
-        # Round toward zero instead of to nearest, so values just below 1 never become 1.0.
-        u = torch.where(f.to(torch.float64) > u, torch.nextafter(f, torch.zeros_like(f)), f)
-    return u.reshape(len(seeds), *shape)
+        u = _round_down_to_float32(u)
+    return u.reshape(len(seeds), *shape).to(target)
+
+
+def _round_down_to_float32(u: Tensor) -> Tensor:
+    """float64 -> float32 rounding toward zero, so values just below 1 never become 1.0 (as round-to-nearest would)."""
+    f = u.to(torch.float32)
+    return torch.where(f.to(torch.float64) > u, torch.nextafter(f, torch.zeros_like(f)), f)
 
 
 def normal(
@@ -280,7 +293,7 @@ def normal(
     Element ``2j`` is ``sqrt(-2 log u1_j) cos(2 pi u2_j)`` and element ``2j + 1`` the matching sine, so one pair of
     uniforms gives two independent normals. Computed in float64, then cast to ``dtype``.
     """
-    seeds, count = _prepare(seeds, shape, device)
+    seeds, count, target = _prepare(seeds, shape, device)
     pairs = (count + 1) // 2
     keys1 = _keys(seeds, _absorb(_TAG_NORMAL, stream, 0))
     keys2 = _keys(seeds, _absorb(_TAG_NORMAL, stream, 1))
@@ -291,7 +304,7 @@ def normal(
         sin, cos = _sincos_2pi(_unit_at(keys2, rows, counters))
         out[start:end, 0] = cos.mul_(radius)
         out[start:end, 1] = sin.mul_(radius)
-    return out.view(len(seeds), 2 * pairs)[:, :count].reshape(len(seeds), *shape)
+    return out.view(len(seeds), 2 * pairs)[:, :count].reshape(len(seeds), *shape).to(target)
 
 
 def bernoulli(
@@ -303,11 +316,11 @@ def bernoulli(
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """1 with probability ``p`` (a number or a tensor broadcastable to (N, *shape)), else 0."""
-    seeds, count = _prepare(seeds, shape, device)
+    seeds, count, target = _prepare(seeds, shape, device)
     u = _uniform64(seeds, count, _absorb(_TAG_BERNOULLI, stream)).reshape(len(seeds), *shape)
     if isinstance(p, Tensor):
         p = p.to(device=seeds.device, dtype=torch.float64)
-    return (u < p).to(dtype)
+    return (u < p).to(device=target, dtype=dtype)
 
 
 def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
@@ -316,8 +329,8 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
     Rates below 10 use sequential-search inversion of the CDF (at most 100 vectorised steps; the cap, which then
     returns 100, is reached with probability < 1e-60). Rates of 10 and more use Hoermann's transformed rejection with
     squeeze, PTRS (Hoermann 1993, "The transformed rejection method for generating Poisson random variables"), in at
-    most 32 vectorised rounds, each with its own pair of independent streams; only still-rejected elements take part
-    in the next round. An element rejected in all 32 rounds (probability < 1e-26) falls back to ``floor(rate)``, the
+    most 48 vectorised rounds, each with its own pair of independent streams; only still-rejected elements take part
+    in the next round. An element rejected in all 48 rounds (probability < 1e-28) falls back to ``floor(rate)``, the
     mode. Every value depends only on its sample's seed, the stream and its position, never on other elements.
 
     Args:
@@ -334,10 +347,10 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
     if rate.dim() == 0 or rate.shape[0] != len(seeds):
         raise ValueError(f"rate must have shape (N, ...) with N = {len(seeds)} seeds, got {tuple(rate.shape)}")
     count = _numel(tuple(rate.shape[1:]))
-    lam = rate.detach().reshape(-1).to(torch.float64)
+    lam = rate.detach().reshape(-1).to(device=_compute_device(rate.device), dtype=torch.float64)
     if not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
         raise ValueError("Poisson rates must be finite and non-negative")
-    seeds = seeds.to(rate.device)
+    seeds = seeds.to(lam.device)
     inversion_keys = _keys(seeds, _absorb(_TAG_POISSON_INVERSION, stream))
     ptrs_keys: dict[tuple[int, int], Keys] = {}
 
@@ -365,7 +378,7 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
             values = sampler(_take(chunk, idx), keys, _take(rows, idx), _take(counters, idx))
             result.index_copy_(0, idx, values)
         out[start:end] = result
-    return out.view(rate.shape).to(rate.dtype)
+    return out.view(rate.shape).to(device=rate.device, dtype=rate.dtype)
 
 
 def _take(values: Tensor, idx: Tensor) -> Tensor:
@@ -373,26 +386,30 @@ def _take(values: Tensor, idx: Tensor) -> Tensor:
 
 
 def _inversion(lam: Tensor, keys: Keys, rows: Tensor, counters: Tensor) -> Tensor:
-    """X = min{k : U <= F(k)}, stepping k only for the elements not yet decided."""
+    """X = min{k : U <= F(k)} = #{k >= 0 : F(k) < U}, counted step by step over the undecided elements."""
     u = _unit_at(keys, rows, counters)
-    result = torch.zeros_like(lam)
+    result = torch.empty_like(lam)
     position = torch.arange(len(lam), device=lam.device)
+    count = torch.zeros_like(lam)
     pmf = _exp(-lam)
     cdf = pmf.clone()
     for k in range(1, _INVERSION_MAX_STEPS + 1):
-        undecided = torch.nonzero(u > cdf).squeeze(1)
-        if len(undecided) == 0:
+        undecided = u > cdf
+        remaining = int(undecided.sum())
+        if remaining == 0:
             break
-        if len(undecided) < len(position):
-            position, u, lam, pmf, cdf = (_take(t, undecided) for t in (position, u, lam, pmf, cdf))
-        result.index_fill_(0, position, float(k))
+        count.add_(undecided)
+        if 2 * remaining < len(u):  # compact: park the decided counts, continue with the rest
+            result.index_copy_(0, position, count)
+            keep = torch.nonzero(undecided).squeeze(1)
+            position, u, lam, pmf, cdf, count = (_take(t, keep) for t in (position, u, lam, pmf, cdf, count))
         pmf.mul_(lam).div_(float(k))
         cdf.add_(pmf)
-    return result
+    return result.index_copy_(0, position, count)
 
 
 def _ptrs(lam: Tensor, round_keys: Callable[[int, int], Keys], rows: Tensor, counters: Tensor) -> Tensor:
-    """Hoermann's PTRS for rates >= 10 (constants from the paper); the squeeze avoids logs for ~90% of draws."""
+    """Hoermann's PTRS for rates >= 10 (constants from the paper); the squeeze accepts most draws without logs."""
     result = torch.floor(lam)  # fallback if every round rejects
     position = torch.arange(len(lam), device=lam.device)
     b = torch.sqrt(lam).mul_(2.53).add_(0.931)
@@ -409,7 +426,7 @@ def _ptrs(lam: Tensor, round_keys: Callable[[int, int], Keys], rows: Tensor, cou
             s_k, s_us, s_v, s_lam, s_a, s_b = (_take(t, slow) for t in (k, us, v, lam, a, b))
             reject = (s_k < 0) | ((s_us < 0.013) & (s_v > s_us))
             inv_alpha = torch.reciprocal(s_b - 3.4).mul_(1.1328).add_(1.1239)
-            # log(V / alpha / (a / us^2 + b)) <= -lam + k log(lam) - log(k!)
+            # Accept iff log(V * inv_alpha / (a / us^2 + b)) <= k log(lam) - lam - log(k!).
             lhs = _log(s_v.mul_(inv_alpha).div_(s_a.div_(s_us * s_us).add_(s_b)))
             k_safe = torch.clamp(s_k, min=0.0)
             rhs = (k_safe * _log(s_lam)).sub_(s_lam).sub_(_log_factorial(k_safe))

@@ -7,13 +7,15 @@ either overrides :meth:`perturb_batch` (GNT, Speckle: what the classifier trains
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustnoise.models import create_model
@@ -62,10 +64,26 @@ class RobustClassifierModule(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes=data["num_classes"], average="micro")
         self.test_suite: Any = None  # set by the evaluation code (robustnoise.evaluate) before trainer.test
         self._grid_saved = False
+        self._ddp_wrappers: dict[str, nn.Module] = {}
+        self._rng_restored = False
 
     # ----------------------------------------------------------------------------------------------- training
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(x)
+
+    def ddp_networks(self) -> dict[str, nn.Module]:
+        """The networks that train with their own optimiser (each gets its own DDP under ``ddp_per_network``)."""
+        return {"classifier": self.classifier}
+
+    def attach_ddp_wrappers(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        self._ddp_wrappers = {name: wrap(net) for name, net in self.ddp_networks().items()}
+
+    def detach_ddp_wrappers(self) -> None:
+        self._ddp_wrappers = {}
+
+    def trainable(self, name: str) -> nn.Module:
+        """The network to call in a step that updates it: its DDP wrapper under ``ddp_per_network``, else itself."""
+        return self._ddp_wrappers.get(name) or getattr(self, name)
 
     def num_clean(self, batch_size: int) -> int:
         """Images ``[0, num_clean)`` of a batch stay clean, the rest are perturbed (positional, as the reference)."""
@@ -80,7 +98,7 @@ class RobustClassifierModule(pl.LightningModule):
         opt = self.optimizers()
         opt = opt[0] if isinstance(opt, list) else opt
         self.classifier.train()
-        loss = F.cross_entropy(self.classifier(x), y)
+        loss = F.cross_entropy(self.trainable("classifier")(x), y)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.clip_grad_norm:
@@ -191,15 +209,30 @@ class RobustClassifierModule(pl.LightningModule):
         return optimizer if scheduler is None else ([optimizer], [scheduler])
 
     # -------------------------------------------------------------------------------------- checkpointing
+    def on_train_start(self) -> None:
+        # After seed_everything every rank holds the same RNG; noise must differ between ranks (each rank is a
+        # different part of the global batch). Resumed runs restore each rank's own stream instead.
+        if self.trainer.world_size > 1 and not self._rng_restored:
+            base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            torch.manual_seed(base + 7919 * (self.global_rank + 1))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lightning does not store RNG states; the noise after a resume must continue the same stream.
-        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        # Lightning stores no RNG states; noise after a resume must continue each rank's stream.
+        state = torch.get_rng_state()
+        if self.trainer.world_size > 1:
+            states = self.all_gather(state.to(self.device)).cpu()
+            checkpoint["rng_state"] = {"torch_per_rank": list(states.unbind(0))}
+        else:
+            checkpoint["rng_state"] = {"torch_per_rank": [state]}
         if torch.cuda.is_available():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("rng_state")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+        rng = checkpoint.get("rng_state") or {}
+        states = rng.get("torch_per_rank") or []
+        rank = self.global_rank if self._trainer is not None else 0
+        if rank < len(states):
+            torch.set_rng_state(states[rank])
+            self._rng_restored = True
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])

@@ -1,0 +1,108 @@
+"""Shared DataModule plumbing: images in [0, 1], test batches carry dataset indices (for per-sample seeds)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from robustnoise.utils.errors import DatasetNotFoundError
+
+
+class IndexedDataset(Dataset):
+    """Wrap a dataset so items become ``(image, label, index)``: corruptions are seeded per test index."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image, label = self.dataset[index]
+        return image, label, index
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """Base for the clean datasets. Subclasses set the class attributes and build the three splits in ``setup``.
+
+    Attributes every subclass defines: ``name``, ``num_classes``, ``in_chans``, ``image_size``, ``mean``, ``std``
+    (the statistics the model normalises with, inside the model), ``layout`` (the on-disk layout, for errors).
+    """
+
+    name: str = "dataset"
+    num_classes: int
+    in_chans: int
+    image_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    layout: str = ""
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        corruption_preset: str = "imagenet",
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.corruption_preset = corruption_preset
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def not_found(self, path: Any, detail: str = "") -> DatasetNotFoundError:
+        """The one-line error for a missing or malformed dataset folder."""
+        extra = f" ({detail})" if detail else ""
+        return DatasetNotFoundError(f"{self.name} not found at {path}{extra}; expected layout: {self.layout}")
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        if getattr(self, split) is None:
+            self.setup("fit" if split != "test_set" else "test")
+        dataset = getattr(self, split) if split != "test_set" else self.test_dataset()
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train_set", shuffle=True, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val_set", shuffle=False, batch_size=self.eval_batch_size)
+
+    def test_dataset(self, max_images: int | None = None) -> IndexedDataset:
+        """The test split as ``(image, label, index)`` items, optionally only its first ``max_images``."""
+        if self.test_set is None:
+            self.setup("test")
+        assert self.test_set is not None
+        dataset: Dataset = self.test_set
+        if max_images is not None and max_images < len(dataset):  # type: ignore[arg-type]
+            dataset = Subset(dataset, range(max_images))
+        return IndexedDataset(dataset)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test_set", shuffle=False, batch_size=self.eval_batch_size)
+
+    def info(self) -> dict[str, Any]:
+        """What the model needs to know about the data (plain values, saved with the checkpoint)."""
+        return {
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }

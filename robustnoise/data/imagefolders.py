@@ -1,0 +1,115 @@
+"""ImageNet and Tiny-ImageNet from their standard folder layouts (class index = position of the sorted wnid)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from robustnoise.data.base import ClassificationDataModule
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_TO_FLOAT = v2.ToDtype(torch.float32, scale=True)
+
+
+def _rgb_loader(path: str) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return v2.functional.to_image(img.convert("RGB"))
+
+
+class ImageNetDataModule(ClassificationDataModule):
+    """ImageNet (ILSVRC-2012) ImageFolders; val doubles as the test split, a fixed val subset validates per epoch."""
+
+    name = "imagenet"
+    num_classes, in_chans, image_size = 1000, 3, 224
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    layout = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (1000 wnid folders each)"
+
+    def __init__(self, root: str = "data/imagenet", val_subset: int | None = 10000, split_seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.val_subset = val_subset
+        self.split_seed = split_seed
+
+    def train_transform(self) -> v2.Transform:
+        return v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), _TO_FLOAT])
+
+    def eval_transform(self) -> v2.Transform:
+        return v2.Compose([v2.Resize(256), v2.CenterCrop(self.image_size), _TO_FLOAT])
+
+    def _folder(self, split: str, transform: v2.Transform) -> datasets.ImageFolder:
+        path = self.root / split
+        if not path.is_dir():
+            raise self.not_found(path)
+        try:
+            return datasets.ImageFolder(str(path), transform=transform, loader=_rgb_loader)
+        except (FileNotFoundError, RuntimeError) as err:
+            raise self.not_found(path, str(err).splitlines()[0]) from err
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None or self.test_set is not None:
+            return
+        if stage in (None, "fit"):
+            self.train_set = self._folder("train", self.train_transform())
+        self.test_set = self._folder("val", self.eval_transform())
+        self.val_set = self.test_set
+        if self.val_subset is not None and self.val_subset < len(self.test_set):
+            gen = torch.Generator().manual_seed(self.split_seed)
+            self.val_set = Subset(self.test_set, torch.randperm(len(self.test_set), generator=gen)[: self.val_subset])
+
+
+class _TinyImageNetVal(Dataset):
+    """tiny-imagenet-200/val: images in one folder, labels in val_annotations.txt."""
+
+    def __init__(self, root: Path, class_to_idx: dict[str, int], transform: v2.Transform) -> None:
+        lines = (root / "val" / "val_annotations.txt").read_text().splitlines()
+        self.samples = [(root / "val" / "images" / f, class_to_idx[w]) for f, w, *_ in (ln.split("\t") for ln in lines)]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        return self.transform(_rgb_loader(str(path))), label
+
+
+class TinyImageNetDataModule(ImageNetDataModule):
+    """Tiny-ImageNet (200 classes, 64 px). The labelled val split is used for validation and testing."""
+
+    name = "tiny_imagenet"
+    num_classes, image_size = 200, 64
+    layout = (
+        "<root>/wnids.txt, <root>/train/<wnid>/images/*.JPEG, <root>/val/images/*.JPEG, <root>/val/val_annotations.txt"
+    )
+
+    def __init__(self, root: str = "data/tiny-imagenet-200", **kwargs) -> None:
+        kwargs.setdefault("val_subset", None)
+        super().__init__(root=root, **kwargs)
+
+    def train_transform(self) -> v2.Transform:
+        return v2.Compose([v2.RandomCrop(64, padding=4), v2.RandomHorizontalFlip(), _TO_FLOAT])
+
+    def eval_transform(self) -> v2.Transform:
+        return _TO_FLOAT
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.test_set is not None:
+            return
+        for required in ("wnids.txt", "train", "val/images", "val/val_annotations.txt"):
+            if not (self.root / required).exists():
+                raise self.not_found(self.root, f"missing {required}")
+        wnids = sorted((self.root / "wnids.txt").read_text().split())
+        class_to_idx = {w: i for i, w in enumerate(wnids)}
+        if stage in (None, "fit"):
+            train = datasets.ImageFolder(str(self.root / "train"), transform=self.train_transform(), loader=_rgb_loader)
+            if train.class_to_idx != class_to_idx:
+                raise self.not_found(self.root / "train", "train folders do not match wnids.txt")
+            self.train_set = train
+        self.test_set = self.val_set = _TinyImageNetVal(self.root, class_to_idx, self.eval_transform())
