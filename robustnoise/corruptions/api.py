@@ -7,29 +7,29 @@ Perturbations" (ImageNet-C), with the per-benchmark parameters of :mod:`robustno
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from robustnoise.corruptions import noise
+from robustnoise.corruptions import blur, digital, noise, weather
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, check_severity, corruption_id, severity_params
 from robustnoise.corruptions.rng import sample_seeds
 from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["CORRUPTION_FNS", "CorruptionFn", "corrupt", "corruption_id"]
 
-CorruptionFn = Callable[[Tensor, Any, Tensor], Tensor]
-"""``fn(images (N, C, H, W) in [0, 1], severity parameter, int64 seeds (N,)) -> corrupted images``."""
+from robustnoise.corruptions.api_types import CorruptionFn  # noqa: E402
 
 CORRUPTION_FNS: dict[str, CorruptionFn] = {
     "gaussian_noise": noise.gaussian_noise,
     "shot_noise": noise.shot_noise,
     "impulse_noise": noise.impulse_noise,
     "speckle_noise": noise.speckle_noise,
+    **blur.CORRUPTIONS,
+    **weather.CORRUPTIONS,
+    **digital.CORRUPTIONS,
 }
-"""Implemented corruptions; each further family adds its functions here."""
+"""Implemented corruptions: each family module (noise, blur, weather, digital) exports a ``CORRUPTIONS`` dict."""
 
 
 def _check_images(images: Tensor) -> None:
