@@ -1,7 +1,455 @@
-"""Digital corruptions of ImageNet-C: contrast, elastic transform, pixelate, JPEG, saturate."""
+"""Digital corruptions of ImageNet-C: contrast, elastic transform, pixelate, JPEG and saturate (holdout).
+
+Each function takes float images (N, C, H, W) in [0, 1] on any device, the severity parameter from
+:mod:`robustnoise.corruptions.presets` and one int64 seed per sample, and returns clipped images of the input dtype on
+the input device. Algorithms follow ``make_imagenet_c.py`` of Hendrycks & Dietterich (2019), "Benchmarking Neural
+Network Robustness to Common Corruptions and Perturbations"; ``docs/parity/digital.md`` lists how each is tested.
+
+* ``contrast`` and ``saturate`` are elementwise (saturate is scikit-image's RGB -> HSV -> RGB round trip in closed
+  form, see :func:`_saturate`).
+* ``pixelate`` reproduces Pillow's ``BOX`` resize down and back up bit for bit on uint8 images, including Pillow's
+  22-bit fixed-point weights and its rounding to uint8 after each pass.
+* ``jpeg_compression`` is a libjpeg(-turbo) encode/decode on the CPU (torchvision's codec, bit-identical to Pillow's
+  at the same quality and 4:2:0 chroma subsampling).
+* ``elastic_transform`` is the *original* ImageNet-C algorithm (random affine, then a smoothed random displacement
+  field), not the re-parameterised variant of the ``imagecorruptions`` package.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+
+from robustnoise.corruptions import rng
 from robustnoise.corruptions.api_types import CorruptionFn
 
-CORRUPTIONS: dict[str, CorruptionFn] = {}
+__all__ = [
+    "CORRUPTIONS",
+    "contrast",
+    "elastic_transform",
+    "jpeg_compression",
+    "jpeg_roundtrip_uint8",
+    "pixelate",
+    "quantize_uint8_round",
+    "saturate",
+]
+
+# Random streams of elastic_transform (keyed by the per-image seeds).
+_STREAM_AFFINE = 0
+_STREAM_FIELD = 1
+
+# CPU batches are processed in chunks of whole images of about this many values (see _batch_chunks).
+_CPU_CHUNK_ELEMENTS = 1 << 18
+
+# Pillow's resampling arithmetic (libImaging/Resample.c): 8-bit images use 32 - 8 - 2 = 22 fractional bits.
+_PRECISION_BITS = 22
+
+# Safe divisor for ratios whose numerator is 0 whenever the divisor is (saturate).
+_TINY = 1e-30
+
+
+def _prepare(images: Tensor, seeds: Tensor) -> tuple[Tensor, Tensor]:
+    """Images in a working dtype (float32 for half precision) and seeds on the images' device."""
+    if images.dim() != 4 or not images.dtype.is_floating_point:
+        raise ValueError(f"images must be a float tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    if seeds.shape != (images.shape[0],):
+        raise ValueError(f"need one seed per image: seeds {tuple(seeds.shape)}, images {tuple(images.shape)}")
+    work = images if images.dtype in (torch.float32, torch.float64) else images.float()
+    return work, seeds.to(images.device)
+
+
+def _batch_chunks(images: Tensor) -> list[slice]:
+    """Slices of the batch to process one after another.
+
+    On accelerators: the whole batch. On the CPU: groups of whole images of at most ``_CPU_CHUNK_ELEMENTS`` values
+    (at least one image), so the temporaries of the elementwise chains stay in cache and are recycled by the
+    allocator instead of being fresh (page-faulting) allocations. Every corruption here treats the images of a batch
+    independently, so the chunking never changes a result.
+    """
+    n = images.shape[0]
+    if images.device.type != "cpu" or n == 0:
+        return [slice(0, n)]
+    per_chunk = max(1, _CPU_CHUNK_ELEMENTS // max(1, images[0].numel()))
+    return [slice(start, min(start + per_chunk, n)) for start in range(0, n, per_chunk)]
+
+
+def _map_batch(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor) -> Tensor:
+    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over :func:`_batch_chunks`, written into one output."""
+    chunks = _batch_chunks(images)
+    if len(chunks) == 1:
+        return fn(images, *per_image)
+    out = torch.empty_like(images)
+    for chunk in chunks:
+        out[chunk] = fn(images[chunk], *(t[chunk] for t in per_image))
+    return out
+
+
+def quantize_uint8_round(images: Tensor) -> Tensor:
+    """Float images in [0, 1] -> uint8 by rounding half up, as ``PIL.Image.fromarray`` receives them.
+
+    Exact for images that are already on the 1/255 grid (any float dtype that can hold k/255 to within half a step).
+    """
+    return images.mul(255.0).add_(0.5).clamp_(0.0, 255.0).floor_().to(torch.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# contrast
+
+
+def _contrast(x: Tensor, c: float) -> Tensor:
+    means = x.mean(dim=(2, 3), keepdim=True)
+    return (x - means).mul_(c).add_(means).clamp_(0.0, 1.0)
+
+
+def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
+    """``clip((x - m) c + m)`` with ``m`` the spatial mean of each channel of each image (ImageNet-C ``contrast``)."""
+    x, _ = _prepare(images, seeds)
+    c = float(severity_param)
+    return _map_batch(lambda chunk: _contrast(chunk, c), x).to(images.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pixelate: Pillow BOX resize
+
+
+@functools.lru_cache(maxsize=128)
+def _box_taps(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Pillow's BOX filter taps for resizing ``in_size`` -> ``out_size`` along one axis.
+
+    Pillow (``precompute_coeffs`` in ``libImaging/Resample.c``) centres a box of width ``scale = in / out`` (at least
+    1) on each output pixel and gives weight 1 to every input pixel whose *centre* lies in ``(centre - scale / 2,
+    centre + scale / 2]``, 0 to all others (no fractional coverage), then normalises. The weights of one output pixel
+    are therefore all ``1 / count``; for 8-bit images Pillow stores them as ``int(0.5 + 2**22 / count)``. Returns, per
+    output pixel, the first and one-past-last input index of its (contiguous) run of taps and that fixed-point weight.
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    inv = 1.0 / filterscale
+    starts, stops, weights = [], [], []
+    for xx in range(out_size):
+        centre = (xx + 0.5) * scale
+        xmin = max(int(centre - support + 0.5), 0)
+        xmax = min(int(centre + support + 0.5), in_size)
+        taps = [x for x in range(xmin, xmax) if -0.5 < (x - centre + 0.5) * inv <= 0.5]
+        if not taps or taps != list(range(taps[0], taps[-1] + 1)):  # cannot happen for the box filter
+            raise AssertionError(f"non-contiguous box taps for {in_size} -> {out_size} at {xx}")
+        starts.append(taps[0])
+        stops.append(taps[-1] + 1)
+        weights.append(int(0.5 + (1.0 / len(taps)) * (1 << _PRECISION_BITS)))
+    return tuple(starts), tuple(stops), tuple(weights)
+
+
+def box_weight_matrix(in_size: int, out_size: int) -> Tensor:
+    """The (out x in) float64 matrix of Pillow's BOX resize weights along one axis (before fixed-point rounding)."""
+    starts, stops, _ = _box_taps(in_size, out_size)
+    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for row, (start, stop) in enumerate(zip(starts, stops)):
+        matrix[row, start:stop] = 1.0 / (stop - start)
+    return matrix
+
+
+@functools.lru_cache(maxsize=64)
+def _box_tensors(in_size: int, out_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(K, out) tap indices (``in_size`` = a zero pad for runs shorter than K) and the (out,) int32 weights."""
+    starts, stops, weights = _box_taps(in_size, out_size)
+    start = torch.tensor(starts)
+    count = torch.tensor(stops) - start
+    k = torch.arange(int(count.max()))[:, None]
+    taps = torch.where(k < count, start + k, in_size)
+    return taps.to(device), torch.tensor(weights, dtype=torch.int32, device=device)
+
+
+def _take(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``x.index_select(dim, index)``; along the last dim as ``gather`` (several times faster on the CPU)."""
+    if dim != x.dim() - 1:
+        return x.index_select(dim, index)
+    return torch.gather(x, dim, index.expand(*x.shape[:-1], index.numel()))
+
+
+def _box_resize_axis(x: Tensor, dim: int, out_size: int) -> Tensor:
+    """One Pillow BOX pass along ``dim`` of an int32 tensor holding 0..255; returns int32 0..255.
+
+    Every output is ``clip8((w * tap_sum + 2**21) >> 22)`` exactly as Pillow computes it, in int32 (products stay
+    below 255 * 2**22 + 2**21 < 2**31), so the result is bit-identical to Pillow on every device. The tap sums add
+    K gathers (K = the longest run of taps, 2 to 5 for the preset sizes) from the input padded with one zero.
+    """
+    taps, weights = _box_tensors(x.shape[dim], out_size, x.device)
+    pad = list(x.shape)
+    pad[dim] = 1
+    padded = torch.cat((x, x.new_zeros(pad)), dim=dim)
+    sums = _take(padded, dim, taps[0])
+    for k in range(1, taps.shape[0]):
+        sums += _take(padded, dim, taps[k])
+    view = [1] * x.dim()
+    view[dim] = out_size
+    fixed = sums.mul_(weights.view(view)).add_(1 << (_PRECISION_BITS - 1)).bitwise_right_shift_(_PRECISION_BITS)
+    return fixed.clamp_(0, 255)
+
+
+@functools.lru_cache(maxsize=64)
+def _upsample_index(in_size: int, out_size: int, device: torch.device) -> Tensor:
+    """Source pixel of each output pixel of Pillow's BOX upsampling along one axis (one tap of weight 1).
+
+    Output pixel ``j`` copies input pixel ``int((j + 0.5) * in / out)``, the pixel whose box contains its centre.
+    """
+    scale = in_size / out_size
+    return torch.tensor([min(int((j + 0.5) * scale), in_size - 1) for j in range(out_size)], device=device)
+
+
+def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
+    height, width = x.shape[-2:]
+    work = x.mul(255.0).add_(0.5).clamp_(0.0, 255.0).floor_().to(torch.int32)  # quantize_uint8_round, as int32
+    work = _box_resize_axis(work, 3, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
+    work = _box_resize_axis(work, 2, small_h)
+    work = _take(work, 2, _upsample_index(small_h, height, x.device))
+    work = _take(work, 3, _upsample_index(small_w, width, x.device))
+    return work.to(x.dtype).div_(255.0)
+
+
+def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
+    """Pillow BOX resize to ``int(W c) x int(H c)`` and BOX back up (ImageNet-C ``pixelate``).
+
+    The input is rounded to uint8 (what Pillow would receive); the result is bit-identical to Pillow on uint8 images
+    and lies on the 1/255 grid. Works for any number of channels.
+    """
+    x, _ = _prepare(images, seeds)
+    height, width = x.shape[-2:]
+    c = float(severity_param)
+    small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
+    return _map_batch(lambda chunk: _pixelate(chunk, small_h, small_w), x).to(images.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# JPEG
+
+
+def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
+    """Encode and decode uint8 images (N, C, H, W) as baseline JPEG at ``quality``; returns uint8 on the same device.
+
+    Uses libjpeg(-turbo) through torchvision on the CPU with its defaults (4:2:0 chroma subsampling for colour, islow
+    DCT, fancy upsampling), which gives the same bytes and pixels as ``PIL.Image.save(..., 'JPEG', quality=q)``.
+    Three channels are coded as one colour image; any other channel count as one greyscale image per channel.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    quality = int(quality)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    n, c, h, w = images.shape
+    if images.numel() == 0:
+        return images.clone()
+    cpu = images.detach().to("cpu").contiguous()
+    planes = list(cpu) if c == 3 else list(cpu.reshape(n * c, 1, h, w))
+    decoded = decode_jpeg(encode_jpeg(planes, quality=quality), mode=ImageReadMode.UNCHANGED)
+    return torch.stack(decoded).reshape(n, c, h, w).to(images.device)
+
+
+def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tensor:
+    """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``).
+
+    The images are rounded to uint8 (what Pillow encodes) and coded on the CPU one image at a time (libjpeg has no
+    batched mode); the result lies on the 1/255 grid and is returned on the input device.
+    """
+    x, _ = _prepare(images, seeds)
+    quality = int(severity_param)
+    cpu = x.detach().to("cpu")
+
+    def roundtrip(chunk: Tensor) -> Tensor:
+        return jpeg_roundtrip_uint8(quantize_uint8_round(chunk), quality).to(chunk.dtype).div_(255.0)
+
+    return _map_batch(roundtrip, cpu).to(device=images.device, dtype=images.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# saturate (holdout)
+
+
+def _saturate(x: Tensor, multiply: float, add: float) -> Tensor:
+    """scikit-image's ``hsv2rgb`` of ``rgb2hsv(x)`` with ``S <- clip(S a + b)``, in closed form.
+
+    H and V do not change, so every channel moves along the line to V: with ``S = (V - min) / V``,
+    ``out = V - (V - x) S' / S`` gives V for the maximum, ``V (1 - S')`` for the minimum and the HSV result for the
+    middle channel (for both sector parities). Grey pixels (S = 0) get scikit-image's hue 0: ``(V, V (1 - S'),
+    V (1 - S'))`` with ``S' = clip(b)``. Agrees with the HSV round trip up to float rounding.
+    """
+    v = x.amax(dim=1, keepdim=True)
+    delta = v - x.amin(dim=1, keepdim=True)
+    s_new = (delta / v.clamp_min(_TINY)).mul_(multiply).add_(add).clamp_(0.0, 1.0)  # S' (grey: clip(b))
+    ratio = s_new * v / delta.clamp_min(_TINY)  # S' / S; finite for grey pixels, where v - x is 0
+    out = (v - x).mul_(ratio).neg_().add_(v)
+    if add > 0:
+        grey = (delta == 0).expand(-1, 2, -1, -1)
+        out[:, 1:] = torch.where(grey, v * (1.0 - s_new), out[:, 1:])
+    return out.clamp_(0.0, 1.0)
+
+
+def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> Tensor:
+    """HSV saturation ``S <- clip(S a + b)`` (ImageNet-C ``saturate``, a holdout corruption).
+
+    RGB only; a single-channel image is returned unchanged (the reference converts grey to RGB, corrupts, and keeps
+    the first channel, which is V: the grey value itself).
+    """
+    x, _ = _prepare(images, seeds)
+    multiply, add = (float(v) for v in severity_param)
+    channels = x.shape[1]
+    if channels == 1:
+        return x.clamp(0.0, 1.0).to(images.dtype)
+    if channels != 3:
+        raise ValueError(f"saturate needs RGB (3 channels) or greyscale (1 channel) images, got {channels} channels")
+    return _map_batch(lambda chunk: _saturate(chunk, multiply, add), x).to(images.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# elastic transform (original ImageNet-C algorithm)
+
+
+def _reflect_half_sample(index: np.ndarray, size: int) -> np.ndarray:
+    """scipy ``mode='reflect'`` (half-sample symmetric, ``d c b a | a b c d | d c b a``) for any integer index."""
+    period = index % (2 * size)
+    return np.where(period >= size, 2 * size - 1 - period, period)
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_reflect_matrix(size: int, sigma: float, truncate: float) -> np.ndarray:
+    """(size x size) float64 matrix of ``scipy.ndimage.gaussian_filter1d(mode='reflect', truncate=truncate)``.
+
+    Radius ``int(truncate sigma + 0.5)`` (may exceed the size: the reflection repeats), weights
+    ``exp(-x^2 / 2 sigma^2)`` normalised; ``sigma <= 1e-15`` is the identity, as in scipy.
+    """
+    if sigma <= 1e-15:
+        return np.eye(size)
+    radius = int(truncate * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (sigma * sigma) * offsets.astype(np.float64) ** 2)
+    weights /= weights.sum()
+    rows = np.repeat(np.arange(size), len(offsets))
+    cols = _reflect_half_sample(rows + np.tile(offsets, size), size)
+    matrix = np.zeros((size, size))
+    np.add.at(matrix, (rows, cols), np.tile(weights, size))
+    return matrix
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_reflect_tensor(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.from_numpy(_gaussian_reflect_matrix(size, sigma, 3.0)).to(device=device, dtype=dtype)
+
+
+def _gaussian_filter_reflect(fields: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian smoothing (truncate 3) of (..., H, W) with scipy's ``reflect`` border, as matrix products.
+
+    Dense (size x size) matrices beat a banded convolution here: the ImageNet-C radii (8 to 512 px at 224 px) are a
+    large fraction of, or larger than, the image.
+    """
+    height, width = fields.shape[-2:]
+    rows = _gaussian_reflect_tensor(height, float(sigma), fields.dtype, fields.device)
+    cols = _gaussian_reflect_tensor(width, float(sigma), fields.dtype, fields.device)
+    return torch.matmul(rows, fields) @ cols.T
+
+
+def _affine_points(height: int, width: int) -> np.ndarray:
+    """The reference's three source points (float32, as cv2 ``(x, y)`` pairs).
+
+    ``centre = (H // 2, W // 2)`` and ``k = min(H, W) // 3`` give ``centre + k``, ``(cy + k, cx - k)`` and
+    ``centre - k``; the reference passes these (row, column)-ordered values to OpenCV, which reads them as (x, y).
+    That only matters for non-square images, and we keep it.
+    """
+    cy, cx = float(height // 2), float(width // 2)
+    k = float(min(height, width) // 3)
+    return np.array([[cy + k, cx + k], [cy + k, cx - k], [cy - k, cx - k]], dtype=np.float32)
+
+
+def _affine_theta(jitter: Tensor, affine_jitter: float, height: int, width: int) -> Tensor:
+    """(N, 2, 3) ``affine_grid`` matrices (normalised, ``align_corners=True``) of the reference's warpAffine.
+
+    ``cv2.getAffineTransform`` gives the forward map sending the three points to the jittered points;
+    ``cv2.warpAffine`` samples the source at its inverse. Computed in float64 (float32 on MPS).
+    """
+    dtype = torch.float64 if jitter.device.type != "mps" else torch.float32
+    n, device = jitter.shape[0], jitter.device
+    points = torch.from_numpy(_affine_points(height, width)).to(device=device, dtype=dtype)
+    jittered = points + jitter.to(dtype) * affine_jitter
+    design = torch.cat((points, torch.ones(3, 1, dtype=dtype, device=device)), dim=1)  # rows (x, y, 1)
+    forward = torch.linalg.solve(design.expand(n, 3, 3), jittered).transpose(1, 2)  # (N, 2, 3) = [L | t]
+    linear_inv = torch.linalg.inv(forward[:, :, :2])
+    inverse = torch.cat((linear_inv, -(linear_inv @ forward[:, :, 2:])), dim=2)  # output pixel -> source pixel
+    # pixel = half * (normalised + 1) per axis (align_corners=True), so theta = D^-1 [A | A half + t - half]
+    half = torch.tensor([max(width - 1, 1) / 2.0, max(height - 1, 1) / 2.0], dtype=dtype, device=device)
+    linear = inverse[:, :, :2] * half[None, None, :] / half[None, :, None]
+    offset = (inverse[:, :, :2] @ half[:, None] + inverse[:, :, 2:] - half[:, None]) / half[None, :, None]
+    return torch.cat((linear, offset), dim=2)
+
+
+def _elastic_warp(x: Tensor, severity_param: Sequence[float], jitter: Tensor, fields: Tensor | None) -> Tensor:
+    """The elastic transform with given random draws.
+
+    Args:
+        x: Float images (N, C, H, W) in the working dtype.
+        severity_param: ``(alpha, sigma, affine_jitter)`` in pixels.
+        jitter: (N, 3, 2) offsets in [-1, 1] of the three affine points (scaled by ``affine_jitter`` here).
+        fields: (N, 2, H, W) values in [-1, 1], the raw x and y displacement fields (smoothed and scaled here);
+            ignored (may be None) when ``alpha == 0``.
+    """
+    alpha, sigma, affine_jitter = (float(v) for v in severity_param)
+    n, c, height, width = x.shape
+    # (1) random affine: cv2.warpAffine(bilinear, BORDER_REFLECT_101) == grid_sample(reflection, align_corners=True)
+    theta = _affine_theta(jitter.to(x.device), affine_jitter, height, width).to(x.dtype)
+    grid = F.affine_grid(theta, [n, c, height, width], align_corners=True)
+    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    if alpha == 0:  # no displacement: map_coordinates at the pixel centres returns the pixels
+        return warped.clamp_(0.0, 1.0)
+
+    # (2) smoothed displacement sampled like scipy map_coordinates(order=1, mode='reflect') == grid_sample(reflection,
+    # align_corners=False): both are half-sample symmetric about -0.5 and size - 0.5.
+    displacement = _gaussian_filter_reflect(fields.to(device=x.device, dtype=x.dtype), sigma)  # (N, 2, H, W)
+    base_x = torch.arange(width, device=x.device, dtype=x.dtype).mul_(2.0 / width).add_(1.0 / width - 1.0)
+    base_y = torch.arange(height, device=x.device, dtype=x.dtype).mul_(2.0 / height).add_(1.0 / height - 1.0)
+    grid = torch.empty(n, height, width, 2, device=x.device, dtype=x.dtype)
+    torch.add(base_x, displacement[:, 0], alpha=2.0 * alpha / width, out=grid[..., 0])
+    torch.add(base_y[:, None], displacement[:, 1], alpha=2.0 * alpha / height, out=grid[..., 1])
+    out = F.grid_sample(warped, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return out.clamp_(0.0, 1.0)
+
+
+def _elastic_draw_and_warp(x: Tensor, seeds: Tensor, severity_param: Sequence[float]) -> Tensor:
+    n, _, height, width = x.shape
+    draw_device = "cpu" if x.device.type == "mps" else x.device  # MPS has no float64
+    jitter = rng.uniform(seeds, (3, 2), _STREAM_AFFINE, device=draw_device, dtype=torch.float64).mul_(2.0).sub_(1.0)
+    fields = None
+    if float(severity_param[0]) != 0:
+        u = rng.uniform(seeds, (2, height, width), _STREAM_FIELD, device=draw_device, dtype=torch.float64)
+        fields = u.to(device=x.device, dtype=x.dtype).mul_(2.0).sub_(1.0)
+    return _elastic_warp(x, severity_param, jitter, fields)
+
+
+def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> Tensor:
+    """Original ImageNet-C elastic transform: random affine, then a random smooth displacement field.
+
+    ``severity_param = (alpha, sigma, j)`` in pixels. (1) The three points ``centre + k``, ``(cy + k, cx - k)``,
+    ``centre - k`` (``k = min(H, W) // 3``) are moved by U(-j, j) each, and the image is warped by the affine map
+    between them (bilinear, reflect-101 border, like ``cv2.warpAffine``). (2) ``dx, dy = alpha * gaussian(U(-1, 1)
+    field, sigma, reflect, truncate 3)``; the warped image is sampled bilinearly at ``(y + dy, x + dx)`` with a
+    half-sample reflect border (``scipy.ndimage.map_coordinates(order=1, mode='reflect')``). All draws come from the
+    per-image seeds. Works for any number of channels (all channels move together).
+    """
+    x, seeds = _prepare(images, seeds)
+    if x.shape[0] == 0:
+        return images.clone()
+    params = tuple(float(v) for v in severity_param)
+    return _map_batch(lambda chunk, s: _elastic_draw_and_warp(chunk, s, params), x, seeds).to(images.dtype)
+
+
+CORRUPTIONS: dict[str, CorruptionFn] = {
+    "contrast": contrast,
+    "elastic_transform": elastic_transform,
+    "pixelate": pixelate,
+    "jpeg_compression": jpeg_compression,
+    "saturate": saturate,
+}
+"""The digital family (``saturate`` is a holdout corruption, listed here because it is a colour-space edit)."""

@@ -1,20 +1,35 @@
-"""Counter-based, stateless random numbers in plain torch integer and float64 arithmetic.
+"""Counter-based, stateless random numbers in plain, vectorised torch ops.
 
 Every draw is a pure function of ``(per-sample 64-bit seed, stream, element counter)``, like Philox in Salmon et al.
 (2011), "Parallel random numbers: as easy as 1, 2, 3". That makes a sample's noise independent of the batch it is in,
-of the batch size and order and of the DataLoader worker count, and lets the whole batch be drawn in one vectorised
-call. The mixing function is Chris Wellons' ``lowbias32`` (hash-prospector), a 32-bit avalanche hash applied twice
-with per-sample keys. It runs in int64 tensors with every product kept below 2**63 in magnitude and masked to 32 bits.
+of the batch size and order, of the DataLoader worker count and of how the work is split into chunks, and lets the
+whole batch be drawn in one vectorised call.
 
-Floating-point transforms (log, exp, sin/cos, log-factorial) are evaluated with fixed polynomials made of IEEE
-``+ - * /`` and ``sqrt`` only, each a separate torch op so no fused multiply-add can change the rounding. CPU and CUDA
-therefore produce bit-identical draws, which ``torch.log`` / ``torch.cos`` (different libm code per device) would not.
+Random words. A sample's seed and the stream are hashed (in int64, off the hot path) into two 32-bit keys, an odd
+multiplier ``m`` and an offset ``a``. The word at counter ``c`` is ``h(c * m + a mod 2**32)``, where ``h`` is Chris
+Wellons' ``lowbias32`` (hash-prospector) with its last shift arithmetic instead of logical, evaluated on int32
+tensors in place (12 elementwise ops). The result is a 31-bit word: ``h`` maps ``r = lowbias32(x)`` to ``r`` if
+``r < 2**31``, else to ``r ^ 0xFFFF0000``, a uniform two-to-one map onto ``[0, 2**31)``. Because the counter is
+multiplied by a per-sample odd key before hashing, the draws of two samples are never shifted copies of each other
+(they would be with ``h(c ^ key)``), and ``c -> c * m + a`` is a bijection, so a sample never repeats a word. The
+hot path relies on int32 multiplication wrapping modulo 2**32, as torch's CPU (vector and scalar) and CUDA kernels
+do; ``tests/test_corruptions_noise.py`` checks the words against a pure-Python reference.
+
+Floating-point transforms use torch's native, vectorised functions: float32 ``log``/``sqrt``/``cos``/``sin`` for
+Box-Muller normals, float64 ``exp``/``log`` (and a ``lgamma`` table) for Poisson counts.
+
+Reproducibility. On a given device, every draw is a deterministic function of (seed, stream, position). The integer
+words, and therefore ``uniform`` (both dtypes, exact transforms of the words) and ``bernoulli``, are bit-identical on
+CPU and CUDA. ``normal`` uses the device's float32 ``log``/``cos``/``sin``, so CPU and CUDA agree to a few float32
+ulps rather than bitwise. ``poisson`` counts are decided by float64 comparisons against CDF values or acceptance
+bounds, which CPU and CUDA compute to within an ulp; a count can differ only when a uniform falls within ~1e-15 of a
+decision boundary.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -22,8 +37,8 @@ from torch import Tensor
 __all__ = ["bernoulli", "normal", "poisson", "sample_seeds", "uniform"]
 
 _MASK32 = 0xFFFFFFFF
-_MUL1 = 0x7FEB352D  # < 2**31, so x * _MUL1 < 2**63 for any 32-bit x
-_MUL2 = 0x846CA68B - (1 << 32)  # same product modulo 2**32 as 0x846CA68B, but |x * _MUL2| < 2**63
+_MUL1 = 0x7FEB352D  # < 2**31, so x * _MUL1 < 2**63 for any 32-bit x (int64 path) and a valid int32 scalar
+_MUL2 = 0x846CA68B - (1 << 32)  # same product modulo 2**32 as 0x846CA68B, but |x * _MUL2| < 2**63 and an int32
 _GOLDEN = 0x9E3779B9
 
 # Domain-separation tags: draws of different kinds never share a stream key.
@@ -34,12 +49,15 @@ _TAG_BERNOULLI = 0x3
 _TAG_POISSON_INVERSION = 0x4
 _TAG_POISSON_PTRS = 0x5
 
-_MAX_COUNTER = 1 << 32
-_CPU_CHUNK = 1 << 18
+_WORD_BITS = 31  # words are uniform on [0, 2**31)
+_WORD_SCALE = 2.0**-_WORD_BITS
+_MAX_COUNTER = 1 << 31  # counters are int32
+_CPU_CHUNK = 1 << 17  # elements per block on the CPU: the working set of a block stays in L2
 _ACCELERATOR_CHUNK = 1 << 22
 _INVERSION_MAX_STEPS = 100  # P(X >= 100 | rate < 10) < 1e-60
 _PTRS_MIN_RATE = 10.0  # PTRS is valid for rate >= 10 (Hoermann 1993)
 _PTRS_MAX_ROUNDS = 48  # a round rejects with probability <= 0.25 (at rate 10): all 48 fail with probability < 1e-28
+_LOG_FACTORIAL_TABLE_SIZE = 1024  # log(k!) from a table below this, from torch.lgamma above
 
 
 def _mix32_int(x: int) -> int:
@@ -54,7 +72,7 @@ def _mix32_int(x: int) -> int:
 
 
 def _mix32_(x: Tensor) -> Tensor:
-    """lowbias32, in place, on an int64 tensor holding values in [0, 2**32)."""
+    """lowbias32, in place, on an int64 tensor holding values in [0, 2**32) (seeds and keys: N elements)."""
     x ^= x >> 16
     x *= _MUL1
     x &= _MASK32
@@ -63,6 +81,28 @@ def _mix32_(x: Tensor) -> Tensor:
     x &= _MASK32
     x ^= x >> 16
     return x
+
+
+def _mix31_(x: Tensor, tmp: Tensor) -> Tensor:
+    """The word hash on an int32 tensor, in place (``tmp``: scratch of the same shape); returns values in [0, 2**31).
+
+    lowbias32 with logical shifts emulated by masks, except the last shift, which is arithmetic: bit 31 of the
+    result is then 0 and bits 16..30 are XORed with the old bit 31. Products wrap modulo 2**32.
+    """
+    torch.bitwise_right_shift(x, 16, out=tmp)
+    x.bitwise_xor_(tmp.bitwise_and_(0xFFFF))
+    x.mul_(_MUL1)
+    torch.bitwise_right_shift(x, 15, out=tmp)
+    x.bitwise_xor_(tmp.bitwise_and_(0x1FFFF))
+    x.mul_(_MUL2)
+    torch.bitwise_right_shift(x, 16, out=tmp)
+    return x.bitwise_xor_(tmp)
+
+
+def _word_int(counter: int, mult: int, offset: int) -> int:
+    """One random word on Python ints (reference for the tensor version): ``mult`` and ``offset`` as unsigned keys."""
+    r = _mix32_int(counter * mult + offset)
+    return r if r < (1 << 31) else r ^ 0xFFFF0000
 
 
 def _absorb(*words: int) -> int:
@@ -84,6 +124,11 @@ def _join64(hi: Tensor, lo: Tensor) -> Tensor:
     """The int64 whose two's complement halves are ``hi`` and ``lo``, without signed overflow."""
     hi_signed = hi - ((hi >> 31) << 32)  # [-2**31, 2**31)
     return hi_signed * (1 << 32) + lo  # the product is at least -2**63, so exactly representable
+
+
+def _as_int32(values: Tensor) -> Tensor:
+    """int64 values in [0, 2**32) as int32 with the same bit pattern."""
+    return (values - ((values >> 31) << 32)).to(torch.int32)
 
 
 def sample_seeds(base_seed: int, indices: Tensor, *salt: int) -> Tensor:
@@ -111,107 +156,75 @@ def sample_seeds(base_seed: int, indices: Tensor, *salt: int) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Device-independent float64 elementary functions (fixed polynomials; see the module docstring).
+# Counter-based words.
 
-_LN2 = math.log(2.0)
-_LN2_HI = 6.93147180369123816490e-01  # fdlibm split of ln 2: n * _LN2_HI is exact for |n| < 2**11
-_LN2_LO = 1.90821492927058770002e-10
-_SQRT2 = math.sqrt(2.0)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-_ATANH_COEFFS = tuple(1.0 / (2 * k + 1) for k in range(12))  # atanh(s) = s sum s^2k / (2k + 1), s^2 <= 0.0295
-_EXP_COEFFS = tuple(1.0 / math.factorial(k) for k in range(14))  # |r| <= ln(2) / 2
-_SIN_COEFFS = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(9))  # |t| <= pi / 4
-_COS_COEFFS = tuple((-1) ** k / math.factorial(2 * k) for k in range(9))
-_LOG_FACTORIAL_TABLE = tuple(math.lgamma(k + 1.0) for k in range(16))
-# Stirling series of log Gamma(x): 1/(12x) - 1/(360x^3) + 1/(1260x^5) - 1/(1680x^7) + 1/(1188x^9), used for x >= 17.
-_STIRLING_COEFFS = (1.0 / 12.0, -1.0 / 360.0, 1.0 / 1260.0, -1.0 / 1680.0, 1.0 / 1188.0)
-
-
-def _horner(x: Tensor, coeffs: tuple[float, ...]) -> Tensor:
-    """sum_k coeffs[k] * x**k, as separate in-place multiply and add ops."""
-    acc = torch.full_like(x, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
-        acc.mul_(x).add_(c)
-    return acc
-
-
-def _log(x: Tensor) -> Tensor:
-    """Natural log of positive finite float64 values (absolute error ~1e-16)."""
-    m, e = torch.frexp(x)  # x = m * 2**e with m in [0.5, 1), exact
-    s = m.mul_(_SQRT2).sub_(1.0)  # log x = (e - 1/2) ln 2 + log(m sqrt 2); f = m sqrt 2 - 1 is exact (Sterbenz)
-    s.div_(s + 2.0)  # s = f / (2 + f) in [-0.172, 0.172], log(1 + f) = 2 atanh(s)
-    acc = _horner(s * s, _ATANH_COEFFS).mul_(s).mul_(2.0)
-    return acc.add_(e.to(torch.float64).sub_(0.5).mul_(_LN2))
-
-
-def _exp(x: Tensor) -> Tensor:
-    """exp of float64 values in [-700, 700] (relative error ~1e-16)."""
-    n = (x * (1.0 / _LN2)).round_()
-    r = (n * -_LN2_HI).add_(x).sub_(n * _LN2_LO)  # |r| <= ln(2) / 2
-    scale = n.to(torch.int64).add_(1023).bitwise_left_shift_(52).view(torch.float64)  # 2**n from its bit pattern
-    return _horner(r, _EXP_COEFFS).mul_(scale)
-
-
-def _sincos_2pi(u: Tensor) -> tuple[Tensor, Tensor]:
-    """(sin 2 pi u, cos 2 pi u) for float64 u in [0, 1]."""
-    q = (u * 4.0).round_()
-    t = (q * -0.25).add_(u).mul_(2.0 * math.pi)  # u - q / 4 is exact; t in [-pi/4, pi/4]
-    t2 = t * t
-    sin_t = _horner(t2, _SIN_COEFFS).mul_(t)
-    cos_t = _horner(t2, _COS_COEFFS)
-    # 2 pi u = t + q pi / 2: odd quadrants swap sin and cos, and the signs follow the quadrant.
-    quadrant = q.to(torch.int64).bitwise_and_(3)
-    odd = (quadrant & 1).bool()
-    sin = torch.where(odd, cos_t, sin_t).mul_((quadrant >= 2).to(torch.float64).mul_(-2.0).add_(1.0))
-    cos = torch.where(odd, sin_t, cos_t).mul_(((quadrant + 1) & 2).to(torch.float64).mul_(-1.0).add_(1.0))
-    return sin, cos
-
-
-def _log_factorial(k: Tensor) -> Tensor:
-    """log(k!) for float64 integer values k >= 0 (table below 16, Stirling series above)."""
-    table = torch.tensor(_LOG_FACTORIAL_TABLE, dtype=torch.float64, device=k.device)
-    size = len(_LOG_FACTORIAL_TABLE)
-    x = torch.clamp(k, min=float(size)) + 1.0
-    inv = 1.0 / x
-    series = _horner(inv * inv, _STIRLING_COEFFS) * inv
-    stirling = (x - 0.5) * _log(x) - x + _HALF_LOG_2PI + series
-    small = table.index_select(0, torch.clamp(k, 0, size - 1).to(torch.int64))
-    return torch.where(k < size, small, stirling)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Counter-based uniforms.
-
-Keys = tuple[Tensor, Tensor]
+Keys = tuple[Tensor, Tensor]  # (odd multiplier, offset): int32 tensors (N, 1)
 
 
 def _keys(seeds: Tensor, stream_key: int) -> Keys:
-    """Two 32-bit keys per sample; seed -> keys is a bijection for a fixed stream key."""
+    """Per-sample word keys for one stream: an odd multiplier and an offset, int32 of shape (N, 1)."""
     lo, hi = _split64(seeds)
     k0 = _mix32_(lo ^ _mix32_(hi ^ stream_key))
-    k1 = _mix32_(hi ^ k0 ^ _mix32_int(stream_key ^ _GOLDEN))
-    return k0, k1
+    k1 = _mix32_(hi ^ k0 ^ _mix32_int(stream_key ^ _GOLDEN))  # (k0, k1) is a bijection of the seed
+    return _as_int32(k0 | 1).unsqueeze(1), _as_int32(k1).unsqueeze(1)
 
 
-def _chunks(total: int, device: torch.device) -> Iterator[tuple[int, int]]:
-    """Flat element ranges: small on CPU so temporaries stay in cache; the draws do not depend on the chunking."""
-    size = _CPU_CHUNK if device.type == "cpu" else _ACCELERATOR_CHUNK
-    for start in range(0, total, size):
-        yield start, min(start + size, total)
+def _words_into(out: Tensor, tmp: Tensor, counters: Tensor, keys: Keys) -> Tensor:
+    """``out = h(counters * mult + offset)``, broadcasting counters (1, W) against keys (R, 1) into out (R, W)."""
+    torch.mul(counters, keys[0], out=out)
+    out.add_(keys[1])
+    return _mix31_(out, tmp)
 
 
-def _positions(start: int, end: int, per_sample: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """(sample row, counter within the sample) of flat elements start..end-1."""
-    flat = torch.arange(start, end, device=device, dtype=torch.int64)
-    rows = flat // per_sample
-    return rows, flat.sub_(rows * per_sample)
+def _words_at(keys: Keys, rows: Tensor, counters: Tensor) -> Tensor:
+    """Words of the samples ``rows`` (int64) at ``counters`` (int32), element by element (1-D)."""
+    out = counters * keys[0].view(-1).index_select(0, rows)
+    out.add_(keys[1].view(-1).index_select(0, rows))
+    return _mix31_(out, torch.empty_like(out))
 
 
-def _unit_at(keys: Keys, rows: Tensor, counters: Tensor) -> Tensor:
-    """Float64 uniforms (w + 0.5) / 2**32, exact and in (0, 1), where w = two keyed lowbias32 rounds of the counter."""
-    words = _mix32_(counters ^ keys[0].index_select(0, rows))
-    words.add_(keys[1].index_select(0, rows)).bitwise_and_(_MASK32)
-    return _mix32_(words).to(torch.float64).add_(0.5).mul_(2.0**-32)
+class _Scratch:
+    """Reusable flat buffers, so the blocks of one call do not allocate."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        numel = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=dtype, device=self.device)
+            self.buffers[name] = buf
+        return buf[:numel].view(shape)
+
+
+def _chunk_size(device: torch.device) -> int:
+    return _CPU_CHUNK if device.type == "cpu" else _ACCELERATOR_CHUNK
+
+
+def _blocks(rows: int, width: int, device: torch.device) -> Iterator[tuple[int, int, int, int]]:
+    """Blocks (r0, r1, c0, c1) of about ``_CPU_CHUNK`` elements covering a (rows, width) array.
+
+    Draws never depend on the blocking: it only sets how much work one vectorised op does (cache-sized on the CPU).
+    """
+    if rows == 0 or width == 0:
+        return
+    size = _chunk_size(device)
+    if width >= size:
+        parts = -(-width // size)
+        step = -(-width // parts)
+        for r in range(rows):
+            for c0 in range(0, width, step):
+                yield r, r + 1, c0, min(c0 + step, width)
+    else:
+        per = max(1, size // width)
+        for r0 in range(0, rows, per):
+            yield r0, min(r0 + per, rows), 0, width
+
+
+def _counters(width: int, device: torch.device) -> Tensor:
+    return torch.arange(width, dtype=torch.int32, device=device).unsqueeze(0)
 
 
 def _check_seeds(seeds: Tensor) -> None:
@@ -221,18 +234,9 @@ def _check_seeds(seeds: Tensor) -> None:
 
 def _numel(shape: tuple[int, ...]) -> int:
     count = math.prod(shape)
-    if count >= _MAX_COUNTER:
-        raise ValueError(f"at most 2**32 - 1 draws per sample, got shape {shape}")
+    if count > _MAX_COUNTER:
+        raise ValueError(f"at most 2**31 draws per sample, got shape {shape}")
     return count
-
-
-def _uniform64(seeds: Tensor, count: int, stream_key: int) -> Tensor:
-    """(N, count) float64 uniforms on the seeds' device."""
-    keys = _keys(seeds, stream_key)
-    out = torch.empty(len(seeds) * count, dtype=torch.float64, device=seeds.device)
-    for start, end in _chunks(len(out), seeds.device):
-        out[start:end] = _unit_at(keys, *_positions(start, end, count, seeds.device))
-    return out.view(len(seeds), count)
 
 
 def _compute_device(device: torch.device) -> torch.device:
@@ -249,6 +253,25 @@ def _prepare(
     return seeds.to(_compute_device(target)), _numel(tuple(shape)), target
 
 
+def _uniform_into(out: Tensor, seeds: Tensor, stream_key: int) -> Tensor:
+    """Fill ``out`` (N, count), float32 or float64, with the uniforms of the stream (see :func:`uniform`)."""
+    n, count = out.shape
+    keys = _keys(seeds, stream_key)
+    counters = _counters(count, seeds.device)
+    scratch = _Scratch(seeds.device)
+    for r0, r1, c0, c1 in _blocks(n, count, seeds.device):
+        shape = (r1 - r0, c1 - c0)
+        sub = (keys[0][r0:r1], keys[1][r0:r1])
+        words = _words_into(scratch.get("w", shape, torch.int32), scratch.get("t", shape, torch.int32),
+                            counters[:, c0:c1], sub)  # fmt: skip
+        view = out[r0:r1, c0:c1]
+        if out.dtype == torch.float64:
+            view.copy_(words).add_(0.5).mul_(_WORD_SCALE)  # exact
+        else:
+            view.copy_(words.bitwise_right_shift_(_WORD_BITS - 23)).add_(0.5).mul_(2.0**-23)  # exact in float32
+    return out
+
+
 def uniform(
     seeds: Tensor,
     shape: tuple[int, ...],
@@ -263,22 +286,16 @@ def uniform(
         shape: Per-sample shape; the result has shape (N, *shape).
         stream: Independent stream number (any int).
         device: Output device (default: the device of ``seeds``).
-        dtype: ``torch.float64``: (w + 0.5) / 2**32 for a random 32-bit word w. ``torch.float32``: that value
-            rounded down to float32 (at least 24 random bits, never 0 or 1).
+        dtype: ``torch.float64``: ``(w + 0.5) / 2**31`` for a random 31-bit word ``w``. ``torch.float32``:
+            ``(floor(w / 2**8) + 0.5) / 2**23``, the same draw to 23 bits (within 2**-24 of the float64 value),
+            exactly representable and never 0 or 1.
     """
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"uniform supports float32 and float64, got {dtype}")
     seeds, count, target = _prepare(seeds, shape, device)
-    u = _uniform64(seeds, count, _absorb(_TAG_UNIFORM, stream))
-    if dtype == torch.float32:
-        u = _round_down_to_float32(u)
-    return u.reshape(len(seeds), *shape).to(target)
-
-
-def _round_down_to_float32(u: Tensor) -> Tensor:
-    """float64 -> float32 rounding toward zero, so values just below 1 never become 1.0 (as round-to-nearest would)."""
-    f = u.to(torch.float32)
-    return torch.where(f.to(torch.float64) > u, torch.nextafter(f, torch.zeros_like(f)), f)
+    out = torch.empty(len(seeds), count, dtype=dtype, device=seeds.device)
+    _uniform_into(out, seeds, _absorb(_TAG_UNIFORM, stream))
+    return out.view(len(seeds), *shape).to(target)
 
 
 def normal(
@@ -288,23 +305,38 @@ def normal(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Standard normal draws by Box-Muller (Box & Muller 1958) from two uniform streams.
+    """Standard normal draws by Box-Muller (Box & Muller 1958), computed in float32 and cast to ``dtype``.
 
-    Element ``2j`` is ``sqrt(-2 log u1_j) cos(2 pi u2_j)`` and element ``2j + 1`` the matching sine, so one pair of
-    uniforms gives two independent normals. Computed in float64, then cast to ``dtype``.
+    With ``n`` draws per sample and ``h = ceil(n / 2)``, pair ``j < h`` takes a radius word and an angle word from two
+    streams: ``u = (w_r + 0.5) / 2**31``, ``theta = 2 pi w_a / 2**31``; element ``j`` is ``sqrt(-2 log u) cos theta``
+    and element ``h + j`` (if ``h + j < n``) the matching sine, an independent normal. The largest magnitude is
+    ``sqrt(64 log 2) = 6.66``.
     """
     seeds, count, target = _prepare(seeds, shape, device)
-    pairs = (count + 1) // 2
-    keys1 = _keys(seeds, _absorb(_TAG_NORMAL, stream, 0))
-    keys2 = _keys(seeds, _absorb(_TAG_NORMAL, stream, 1))
-    out = torch.empty(len(seeds) * pairs, 2, dtype=dtype, device=seeds.device)
-    for start, end in _chunks(len(out), seeds.device):
-        rows, counters = _positions(start, end, pairs, seeds.device)
-        radius = _log(_unit_at(keys1, rows, counters)).mul_(-2.0).sqrt_()
-        sin, cos = _sincos_2pi(_unit_at(keys2, rows, counters))
-        out[start:end, 0] = cos.mul_(radius)
-        out[start:end, 1] = sin.mul_(radius)
-    return out.view(len(seeds), 2 * pairs)[:, :count].reshape(len(seeds), *shape).to(target)
+    n = len(seeds)
+    pairs, sines = (count + 1) // 2, count // 2
+    out = torch.empty(n, count, dtype=dtype, device=seeds.device)
+    radius_keys = _keys(seeds, _absorb(_TAG_NORMAL, stream, 0))
+    angle_keys = _keys(seeds, _absorb(_TAG_NORMAL, stream, 1))
+    counters = _counters(pairs, seeds.device)
+    scratch = _Scratch(seeds.device)
+    for r0, r1, c0, c1 in _blocks(n, pairs, seeds.device):
+        shape2 = (r1 - r0, c1 - c0)
+        words, tmp = scratch.get("w", shape2, torch.int32), scratch.get("t", shape2, torch.int32)
+        ctr = counters[:, c0:c1]
+        radius = scratch.get("radius", shape2, torch.float32)
+        radius.copy_(_words_into(words, tmp, ctr, (radius_keys[0][r0:r1], radius_keys[1][r0:r1])))
+        radius.add_(0.5).mul_(_WORD_SCALE).log_().mul_(-2.0).sqrt_()
+        angle = scratch.get("angle", shape2, torch.float32)
+        angle.copy_(_words_into(words, tmp, ctr, (angle_keys[0][r0:r1], angle_keys[1][r0:r1])))
+        angle.mul_(2.0 * math.pi * _WORD_SCALE)
+        trig = scratch.get("trig", shape2, torch.float32)
+        torch.mul(radius, torch.cos(angle, out=trig), out=out[r0:r1, c0:c1])
+        width = min(c1, sines) - c0
+        if width > 0:
+            sin = torch.sin(angle[:, :width], out=trig[:, :width])
+            torch.mul(radius[:, :width], sin, out=out[r0:r1, pairs + c0 : pairs + c0 + width])
+    return out.view(n, *shape).to(target)
 
 
 def bernoulli(
@@ -315,23 +347,73 @@ def bernoulli(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """1 with probability ``p`` (a number or a tensor broadcastable to (N, *shape)), else 0."""
+    """1 with probability ``p`` (a number or a tensor broadcastable to (N, *shape)), else 0.
+
+    The result is ``u < p`` for the float64 uniforms ``u`` of :func:`uniform` on a stream of its own; for a number
+    ``p`` this is evaluated exactly as an integer comparison of the words.
+    """
     seeds, count, target = _prepare(seeds, shape, device)
-    u = _uniform64(seeds, count, _absorb(_TAG_BERNOULLI, stream)).reshape(len(seeds), *shape)
+    n = len(seeds)
+    stream_key = _absorb(_TAG_BERNOULLI, stream)
     if isinstance(p, Tensor):
-        p = p.to(device=seeds.device, dtype=torch.float64)
-    return (u < p).to(device=target, dtype=dtype)
+        u = _uniform_into(torch.empty(n, count, dtype=torch.float64, device=seeds.device), seeds, stream_key)
+        return (u.view(n, *shape) < p.to(device=seeds.device, dtype=torch.float64)).to(device=target, dtype=dtype)
+    p = float(p)
+    # u < p  <=>  w + 0.5 < p 2**31  <=>  w < ceil(p 2**31 - 0.5)  (p 2**31 - 0.5 is exact for p in [0, 1]).
+    threshold = math.ceil(p * 2.0**_WORD_BITS - 0.5) if 0.0 < p < 1.0 else (1 << _WORD_BITS if p >= 1.0 else 0)
+    out = torch.empty(n, count, dtype=dtype, device=seeds.device)
+    if threshold <= 0 or threshold >= 1 << _WORD_BITS:
+        return out.fill_(float(threshold > 0)).view(n, *shape).to(target)
+    keys = _keys(seeds, stream_key)
+    counters = _counters(count, seeds.device)
+    scratch = _Scratch(seeds.device)
+    for r0, r1, c0, c1 in _blocks(n, count, seeds.device):
+        shape2 = (r1 - r0, c1 - c0)
+        words = _words_into(scratch.get("w", shape2, torch.int32), scratch.get("t", shape2, torch.int32),
+                            counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
+        out[r0:r1, c0:c1].copy_(torch.lt(words, threshold, out=scratch.get("hit", shape2, torch.bool)))
+    return out.view(n, *shape).to(target)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Poisson.
+#
+# Work is split in two phases, with identical arithmetic for every element whichever phase it is in (so a count never
+# depends on the blocking or on the other elements). Phase 1 runs per cache-sized block: the inversion steps until at
+# most 1/16 of the block is undecided, and PTRS round 0. Phase 2 pools the few elements left over by all blocks and
+# finishes them together, so its many small steps cost Python overhead once per call rather than once per block.
+
+_LOG_FACTORIALS: dict[torch.device, Tensor] = {}
+_INVERSION_HEAD_STOP = 16  # phase 1 stops when at most 1/16 of the block is undecided
+
+
+def _log_factorial(k: Tensor) -> Tensor:
+    """log(k!) for float64 integer values k >= 0: a table (math.lgamma) below 1024, torch.lgamma above."""
+    table = _LOG_FACTORIALS.get(k.device)
+    if table is None:
+        values = [math.lgamma(i + 1.0) for i in range(_LOG_FACTORIAL_TABLE_SIZE)]
+        table = _LOG_FACTORIALS[k.device] = torch.tensor(values, dtype=torch.float64, device=k.device)
+    out = table.index_select(0, k.clamp(max=_LOG_FACTORIAL_TABLE_SIZE - 1).to(torch.int64))
+    if len(k) and float(k.max()) >= _LOG_FACTORIAL_TABLE_SIZE:
+        out = torch.where(k >= _LOG_FACTORIAL_TABLE_SIZE, torch.lgamma(k + 1.0), out)
+    return out
+
+
+def _unit(words: Tensor) -> Tensor:
+    """Float64 uniforms (w + 0.5) / 2**31, exact."""
+    return words.to(torch.float64).add_(0.5).mul_(_WORD_SCALE)
 
 
 def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
-    """Poisson draws with per-element rates, exact in distribution.
+    """Poisson draws with per-element rates, exact in distribution up to float64 rounding.
 
-    Rates below 10 use sequential-search inversion of the CDF (at most 100 vectorised steps; the cap, which then
-    returns 100, is reached with probability < 1e-60). Rates of 10 and more use Hoermann's transformed rejection with
-    squeeze, PTRS (Hoermann 1993, "The transformed rejection method for generating Poisson random variables"), in at
-    most 48 vectorised rounds, each with its own pair of independent streams; only still-rejected elements take part
-    in the next round. An element rejected in all 48 rounds (probability < 1e-28) falls back to ``floor(rate)``, the
-    mode. Every value depends only on its sample's seed, the stream and its position, never on other elements.
+    Rates below 10 use sequential-search inversion of the CDF (at most 100 vectorised steps over the still-undecided
+    elements; the cap, which then returns 100, is reached with probability < 1e-60). Rates of 10 and more use
+    Hoermann's transformed rejection with squeeze, PTRS (Hoermann 1993, "The transformed rejection method for
+    generating Poisson random variables"), in at most 48 vectorised rounds, each with its own pair of independent
+    streams; only still-rejected elements take part in (and draw words for) the next round. An element rejected in
+    all 48 rounds (probability < 1e-28) falls back to ``floor(rate)``, the mode. Every value depends only on its
+    sample's seed, the stream and its position, never on other elements.
 
     Args:
         rate: Non-negative finite rates, floating tensor (N, ...).
@@ -346,97 +428,224 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
         raise TypeError(f"rate must be a floating tensor, got {rate.dtype}")
     if rate.dim() == 0 or rate.shape[0] != len(seeds):
         raise ValueError(f"rate must have shape (N, ...) with N = {len(seeds)} seeds, got {tuple(rate.shape)}")
-    count = _numel(tuple(rate.shape[1:]))
-    lam = rate.detach().reshape(-1).to(device=_compute_device(rate.device), dtype=torch.float64)
-    if not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
+    n, count = len(seeds), _numel(tuple(rate.shape[1:]))
+    lam = rate.detach().to(device=_compute_device(rate.device), dtype=torch.float64).reshape(n, count)
+    if lam.numel() == 0:
+        return torch.empty_like(rate)
+    low, high = torch.aminmax(lam)  # NaN propagates to both
+    if not (float(low) >= 0.0 and float(high) < math.inf):
         raise ValueError("Poisson rates must be finite and non-negative")
     seeds = seeds.to(lam.device)
-    inversion_keys = _keys(seeds, _absorb(_TAG_POISSON_INVERSION, stream))
-    ptrs_keys: dict[tuple[int, int], Keys] = {}
-
-    def round_keys(rnd: int, which: int) -> Keys:
-        if (rnd, which) not in ptrs_keys:
-            ptrs_keys[rnd, which] = _keys(seeds, _absorb(_TAG_POISSON_PTRS, stream, rnd, which))
-        return ptrs_keys[rnd, which]
-
-    out = torch.empty_like(lam)
-    for start, end in _chunks(len(lam), lam.device):
-        rows, counters = _positions(start, end, count, lam.device)
-        chunk = lam[start:end]
-        small = chunk < _PTRS_MIN_RATE
-        if bool(small.all()):
-            out[start:end] = _inversion(chunk, inversion_keys, rows, counters)
-            continue
-        if not bool(small.any()):
-            out[start:end] = _ptrs(chunk, round_keys, rows, counters)
-            continue
-        result = torch.empty_like(chunk)
-        for idx, sampler, keys in (
-            (torch.nonzero(small).squeeze(1), _inversion, inversion_keys),
-            (torch.nonzero(~small).squeeze(1), _ptrs, round_keys),
-        ):
-            values = sampler(_take(chunk, idx), keys, _take(rows, idx), _take(counters, idx))
-            result.index_copy_(0, idx, values)
-        out[start:end] = result
+    sampler = _PoissonSampler(seeds, stream, count)
+    out = torch.empty(n * count, dtype=torch.float64, device=lam.device)
+    for r0, r1, c0, c1 in _blocks(n, count, lam.device):
+        start = r0 * count + c0  # a block is whole rows or part of one row: contiguous in the flat layout
+        sampler.head(lam[r0:r1, c0:c1], start, out[start : start + (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0))
+    sampler.tails(out)
     return out.view(rate.shape).to(device=rate.device, dtype=rate.dtype)
 
 
-def _take(values: Tensor, idx: Tensor) -> Tensor:
-    return values.index_select(0, idx)
+class _PoissonSampler:
+    """Keys, scratch space and the pooled leftovers of one :func:`poisson` call."""
+
+    def __init__(self, seeds: Tensor, stream: int, count: int) -> None:
+        self.seeds, self.stream, self.count = seeds, stream, count
+        self.device = seeds.device
+        self.inversion_keys = _keys(seeds, _absorb(_TAG_POISSON_INVERSION, stream))
+        self.ptrs_keys: dict[tuple[int, int], Keys] = {}
+        self.counters = _counters(count, self.device)
+        self.scratch = _Scratch(self.device)
+        self.inversion_left: list[tuple[Tensor, ...]] = []  # (global position, u, lam, pmf, cdf, steps)
+        self.ptrs_left: list[tuple[Tensor, Tensor]] = []  # (global position, lam)
+
+    def round_keys(self, rnd: int, which: int) -> Keys:
+        if (rnd, which) not in self.ptrs_keys:
+            self.ptrs_keys[rnd, which] = _keys(self.seeds, _absorb(_TAG_POISSON_PTRS, self.stream, rnd, which))
+        return self.ptrs_keys[rnd, which]
+
+    def block_words(self, keys: Keys, r0: int, r1: int, c0: int, c1: int) -> Tensor:
+        """Flat words of a block (a view of scratch space, valid until the next call)."""
+        shape = (r1 - r0, c1 - c0)
+        words = _words_into(self.scratch.get("w", shape, torch.int32), self.scratch.get("t", shape, torch.int32),
+                            self.counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
+        return words.view(-1)
+
+    def words_at(self, keys: Keys, positions: Tensor) -> Tensor:
+        """Words at flat global positions (int64)."""
+        rows = torch.div(positions, self.count, rounding_mode="floor")
+        return _words_at(keys, rows, (positions - rows * self.count).to(torch.int32))
+
+    def head(self, lam: Tensor, start: int, out: Tensor) -> None:
+        """Phase 1 on a block ``lam`` (R, W) whose first element has flat position ``start``; counts into ``out``."""
+        rows, width = lam.shape
+        r0, c0 = divmod(start, self.count)
+        r1, c1 = r0 + rows, c0 + width
+        flat, result = lam.reshape(-1), out.view(-1)
+        small = flat < _PTRS_MIN_RATE
+        n_small = int(small.sum())
+        if n_small * 2 >= len(flat):  # inversion on the whole block; PTRS on the gathered large rates, if any
+            u = _unit(self.block_words(self.inversion_keys, r0, r1, c0, c1))
+            if n_small < len(flat):
+                u.mul_(small)  # u = 0 never exceeds the CDF: large rates stay at count 0, untouched
+            self._inversion_head(flat, u, None, start, result)
+            if n_small < len(flat):
+                idx = small.logical_not_().nonzero().squeeze(1)
+                self._ptrs_head(flat.index_select(0, idx), idx, start, result, (r0, r1, c0, c1))
+        else:  # PTRS on the whole block (small rates clamped to 10 and ignored); inversion on the gathered rest
+            idx = small.nonzero().squeeze(1) if n_small else None
+            self._ptrs_head(flat, None, start, result, (r0, r1, c0, c1), None if idx is None else ~small)
+            if idx is not None:
+                u = _unit(self.block_words(self.inversion_keys, r0, r1, c0, c1).index_select(0, idx))
+                self._inversion_head(flat.index_select(0, idx), u, idx, start, result)
+
+    def _inversion_head(self, lam: Tensor, u: Tensor, idx: Tensor | None, start: int, result: Tensor) -> None:
+        """Inversion steps until at most 1/16 of the elements are undecided; the rest go to phase 2."""
+        pmf = torch.neg(lam).exp_()
+        cdf = pmf.clone()
+        count = torch.zeros_like(lam)
+        undecided = torch.empty_like(lam)
+        ratio = torch.empty_like(lam)
+        steps, remaining = 0, 0
+        while steps < _INVERSION_MAX_STEPS:
+            remaining = int(torch.gt(u, cdf, out=undecided).sum())
+            if remaining == 0:
+                break
+            count.add_(undecided)
+            steps += 1
+            pmf.mul_(torch.div(lam, steps, out=ratio))
+            cdf.add_(pmf)
+            if _INVERSION_HEAD_STOP * remaining <= len(lam):
+                break
+        if idx is None:
+            result.copy_(count)
+        else:
+            result.index_copy_(0, idx, count)
+        if remaining and steps < _INVERSION_MAX_STEPS:  # undecided after ``steps`` steps: count == steps so far
+            left = undecided.bool().nonzero().squeeze(1)
+            position = left if idx is None else idx.index_select(0, left)
+            state = tuple(t.index_select(0, left) for t in (u, lam, pmf, cdf))
+            self.inversion_left.append((position.add_(start), *state, torch.full_like(state[0], float(steps))))
+
+    def _ptrs_head(
+        self,
+        lam: Tensor,
+        idx: Tensor | None,
+        start: int,
+        result: Tensor,
+        block: tuple[int, int, int, int],
+        valid: Tensor | None = None,
+    ) -> None:
+        """PTRS round 0 on ``lam`` (block elements ``idx``, None: all; ``valid``: mask of the real large rates)."""
+        if valid is not None:
+            lam = lam.clamp(min=_PTRS_MIN_RATE)
+        if _PTRS_MAX_ROUNDS < 1:
+            k, accept = torch.floor(lam), torch.ones_like(lam, dtype=torch.bool)
+        else:
+            w_u = self.block_words(self.round_keys(0, 0), *block)
+            w_u = w_u.clone() if idx is None else w_u.index_select(0, idx)
+            w_v = self.block_words(self.round_keys(0, 1), *block)
+            w_v = w_v if idx is None else w_v.index_select(0, idx)
+            k, accept = _ptrs_round(_PtrsConstants(lam), w_u, w_v)
+        if idx is None:
+            result.copy_(k)  # with ``valid``: the small-rate entries are overwritten by the inversion
+        else:
+            result.index_copy_(0, idx, k)
+        pending = accept.logical_not_() if valid is None else accept.logical_not_().logical_and_(valid)
+        left = pending.nonzero().squeeze(1)
+        if len(left):
+            position = left.add(start) if idx is None else idx.index_select(0, left).add_(start)
+            self.ptrs_left.append((position, lam.index_select(0, left)))
+
+    def tails(self, out: Tensor) -> None:
+        """Phase 2: finish the pooled leftovers of every block, writing into the flat ``out``."""
+        if self.inversion_left:
+            state = [torch.cat(parts) for parts in zip(*self.inversion_left)]
+            _inversion_tail(out, *state)
+        if self.ptrs_left:
+            position, lam = (torch.cat(parts) for parts in zip(*self.ptrs_left))
+            self._ptrs_tail(out, position, lam)
+
+    def _ptrs_tail(self, out: Tensor, position: Tensor, lam: Tensor) -> None:
+        consts = _PtrsConstants(lam)
+        for rnd in range(1, _PTRS_MAX_ROUNDS):
+            w_u = self.words_at(self.round_keys(rnd, 0), position)
+            w_v = self.words_at(self.round_keys(rnd, 1), position)
+            k, accept = _ptrs_round(consts, w_u, w_v)
+            done = accept.nonzero().squeeze(1)
+            out.index_copy_(0, position.index_select(0, done), k.index_select(0, done))
+            pending = accept.logical_not_().nonzero().squeeze(1)
+            if len(pending) == 0:
+                return
+            position = position.index_select(0, pending)
+            consts = consts.select(pending)
+        out.index_copy_(0, position, torch.floor(consts.lam))  # rejected in every round: the mode
 
 
-def _inversion(lam: Tensor, keys: Keys, rows: Tensor, counters: Tensor) -> Tensor:
-    """X = min{k : U <= F(k)} = #{k >= 0 : F(k) < U}, counted step by step over the undecided elements."""
-    u = _unit_at(keys, rows, counters)
-    result = torch.empty_like(lam)
-    position = torch.arange(len(lam), device=lam.device)
-    count = torch.zeros_like(lam)
-    pmf = _exp(-lam)
-    cdf = pmf.clone()
-    for k in range(1, _INVERSION_MAX_STEPS + 1):
-        undecided = u > cdf
-        remaining = int(undecided.sum())
-        if remaining == 0:
-            break
-        count.add_(undecided)
-        if 2 * remaining < len(u):  # compact: park the decided counts, continue with the rest
-            result.index_copy_(0, position, count)
-            keep = torch.nonzero(undecided).squeeze(1)
-            position, u, lam, pmf, cdf, count = (_take(t, keep) for t in (position, u, lam, pmf, cdf, count))
-        pmf.mul_(lam).div_(float(k))
+def _inversion_tail(
+    out: Tensor, position: Tensor, u: Tensor, lam: Tensor, pmf: Tensor, cdf: Tensor, steps: Tensor
+) -> None:
+    """Phase 2 of the inversion: the same steps, per-element step numbers, compacting as elements finish."""
+    while len(position):
+        decided = torch.le(u, cdf).logical_or_(steps >= _INVERSION_MAX_STEPS)
+        done = decided.nonzero().squeeze(1)
+        out.index_copy_(0, position.index_select(0, done), steps.index_select(0, done))
+        keep = decided.logical_not_().nonzero().squeeze(1)
+        if len(keep) < len(decided):
+            position, u, lam, pmf, cdf, steps = (t.index_select(0, keep) for t in (position, u, lam, pmf, cdf, steps))
+        steps.add_(1.0)
+        pmf.mul_(torch.div(lam, steps))
         cdf.add_(pmf)
-    return result.index_copy_(0, position, count)
 
 
-def _ptrs(lam: Tensor, round_keys: Callable[[int, int], Keys], rows: Tensor, counters: Tensor) -> Tensor:
-    """Hoermann's PTRS for rates >= 10 (constants from the paper); the squeeze accepts most draws without logs."""
-    result = torch.floor(lam)  # fallback if every round rejects
-    position = torch.arange(len(lam), device=lam.device)
-    b = torch.sqrt(lam).mul_(2.53).add_(0.931)
-    a = (b * 0.02483).sub_(0.059)
-    v_r = torch.reciprocal(b - 2.0).mul_(-3.6224).add_(0.9277)
-    for rnd in range(_PTRS_MAX_ROUNDS):
-        uu = _unit_at(round_keys(rnd, 0), rows, counters).sub_(0.5)
-        v = _unit_at(round_keys(rnd, 1), rows, counters)
-        us = torch.abs(uu).neg_().add_(0.5)
-        k = (a * 2.0).div_(us).add_(b).mul_(uu).add_(lam).add_(0.43).floor_()
-        accept = (us >= 0.07) & (v <= v_r)
-        slow = torch.nonzero(~accept).squeeze(1)
-        if len(slow):
-            s_k, s_us, s_v, s_lam, s_a, s_b = (_take(t, slow) for t in (k, us, v, lam, a, b))
-            reject = (s_k < 0) | ((s_us < 0.013) & (s_v > s_us))
-            inv_alpha = torch.reciprocal(s_b - 3.4).mul_(1.1328).add_(1.1239)
-            # Accept iff log(V * inv_alpha / (a / us^2 + b)) <= k log(lam) - lam - log(k!).
-            lhs = _log(s_v.mul_(inv_alpha).div_(s_a.div_(s_us * s_us).add_(s_b)))
-            k_safe = torch.clamp(s_k, min=0.0)
-            rhs = (k_safe * _log(s_lam)).sub_(s_lam).sub_(_log_factorial(k_safe))
-            accept.index_copy_(0, slow, ~reject & (lhs <= rhs))
-        done = torch.nonzero(accept).squeeze(1)
-        result.index_copy_(0, _take(position, done), _take(k, done))
-        pending = torch.nonzero(~accept).squeeze(1)
-        if len(pending) == 0:
-            break
-        position, rows, counters, lam, a, b, v_r = (
-            _take(t, pending) for t in (position, rows, counters, lam, a, b, v_r)
-        )
-    return result
+class _PtrsConstants:
+    """Per-element PTRS constants (Hoermann 1993) for rates >= 10."""
+
+    def __init__(self, lam: Tensor, parts: tuple[Tensor, ...] | None = None) -> None:
+        if parts is not None:
+            self.lam, self.b, self.two_a, self.lam_shift, self.v_limit = parts
+            return
+        self.lam = lam
+        self.b = torch.sqrt(lam).mul_(2.53).add_(0.931)
+        self.two_a = (self.b * 0.02483).sub_(0.059).mul_(2.0)
+        self.lam_shift = lam + 0.43
+        # v <= v_r  <=>  w_v <= floor(v_r 2**31 - 0.5), exactly (scaling by 2**31 and subtracting 0.5 are exact here).
+        v_r = torch.reciprocal(self.b - 2.0).mul_(-3.6224).add_(0.9277)
+        self.v_limit = v_r.mul_(2.0**_WORD_BITS).sub_(0.5).floor_().to(torch.int32)
+
+    def select(self, idx: Tensor) -> _PtrsConstants:
+        parts = (self.lam, self.b, self.two_a, self.lam_shift, self.v_limit)
+        return _PtrsConstants(self.lam, tuple(t.index_select(0, idx) for t in parts))
+
+
+def _ptrs_round(consts: _PtrsConstants, w_u: Tensor, w_v: Tensor) -> tuple[Tensor, Tensor]:
+    """One PTRS round: candidate counts k and whether they are accepted.
+
+    The squeeze accepts most candidates without logs. The slow test runs on the gathered rest when that is a small
+    fraction, else on every element (cheaper than gathering); either way each element gets the same arithmetic.
+    """
+    uu = w_u.to(torch.float64).mul_(_WORD_SCALE).add_(0.5 * _WORD_SCALE - 0.5)  # U - 1/2, exact
+    us = torch.abs(uu).neg_().add_(0.5)
+    k = torch.div(consts.two_a, us).add_(consts.b).mul_(uu).add_(consts.lam_shift).floor_()
+    accept = torch.ge(us, 0.07).logical_and_(torch.le(w_v, consts.v_limit))
+    n_slow = len(accept) - int(accept.sum())
+    if n_slow == 0:
+        return k, accept
+    if 8 * n_slow >= len(accept):
+        slow = _ptrs_slow_accept(k, us, w_v, consts.lam, consts.b, consts.two_a)
+        return k, accept.logical_or_(slow)
+    idx = accept.logical_not().nonzero().squeeze(1)
+    parts = (t.index_select(0, idx) for t in (k, us, w_v, consts.lam, consts.b, consts.two_a))
+    accept.index_copy_(0, idx, _ptrs_slow_accept(*parts))
+    return k, accept
+
+
+def _ptrs_slow_accept(k: Tensor, us: Tensor, w_v: Tensor, lam: Tensor, b: Tensor, two_a: Tensor) -> Tensor:
+    """PTRS acceptance by the exact test: not (k < 0 or (us < 0.013 and v > us)) and log-density comparison."""
+    v = _unit(w_v)
+    reject = (k < 0).logical_or_((us < 0.013).logical_and_(v > us))
+    inv_alpha = torch.reciprocal(b - 3.4).mul_(1.1328).add_(1.1239)
+    # Accept iff log(V * inv_alpha / (a / us^2 + b)) <= k log(lam) - lam - log(k!).
+    lhs = torch.log(v.mul_(inv_alpha).div_((two_a * 0.5).div_(us * us).add_(b)))
+    k_safe = k.clamp(min=0.0)
+    rhs = torch.log(lam).mul_(k_safe).sub_(lam).sub_(_log_factorial(k_safe))
+    return torch.le(lhs, rhs).logical_and_(reject.logical_not_())

@@ -91,11 +91,12 @@ class NoiseGenerator(nn.Module):
         Returns:
             Unnormalised noise of shape (N, C, H, W); only its per-image direction matters after projection.
         """
-        z = self.sample_latent(x, generator)
+        # channels-last: these thin (20-channel) convolutions run several times faster on CPU (oneDNN) and GPU
+        z = self.sample_latent(x, generator).contiguous(memory_format=torch.channels_last)
         border = (self.kernel - 1) // 2
         h, w = x.shape[-2:]
         residual = z[:, :, border : border + h, border : border + w]
-        return self.net(z) + residual
+        return (self.net(z) + residual).contiguous()
 
 
 def perturb(

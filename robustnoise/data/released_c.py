@@ -1,0 +1,614 @@
+"""The released common-corruption test sets, read as distributed: CIFAR-10-C / CIFAR-100-C, MNIST-C, ImageNet-C and
+Tiny-ImageNet-C (Hendrycks & Dietterich 2019, "Benchmarking Neural Network Robustness to Common Corruptions and
+Perturbations"; Mu & Gilmer 2019, "MNIST-C").
+
+Each dataset holds ONE corruption at ONE severity, so evaluation can iterate the sets and key them
+``<corruption>/s<severity>`` like :class:`robustnoise.evaluate.EvalSet`. Items are ``(image, label)`` with ``image`` a
+float32 CHW tensor in [0, 1] and ``label`` an ``int``. Images are used exactly as released: no resize, no crop (the
+released ImageNet-C / Tiny-ImageNet-C JPEGs are already 224 / 64 px; resizing them again is a known mistake).
+
+Layouts (Zenodo 2535967 CIFAR-10-C, 3555552 CIFAR-100-C, 3239543 MNIST-C, 2235448 ImageNet-C, 2536630 Tiny-ImageNet-C
+and its corrected re-upload 8206060):
+
+- CIFAR-10-C / CIFAR-100-C: ``<root>/<corruption>.npy`` uint8 (50000, 32, 32, 3), severities 1..5 stacked as row
+  blocks ``[(s-1)*10000, s*10000)``; ``<root>/labels.npy`` (50000,) = the test labels tiled 5 times.
+- MNIST-C: ``<root>/<corruption>/{train,test}_{images,labels}.npy``, images uint8 (N, 28, 28, 1), one fixed severity
+  per corruption (keyed ``s1``); 15 corruptions + ``identity`` (the clean images).
+- ImageNet-C / Tiny-ImageNet-C: ``<root>/<corruption>/<1..5>/<wnid>/*.JPEG``; label = position of the wnid in the sorted
+  list of wnid folders (the ImageFolder convention, which the training set must share).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from robustnoise.corruptions.presets import ALL_CORRUPTIONS, SEVERITIES, check_severity
+from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
+from robustnoise.utils.errors import DatasetNotFoundError, RobustnoiseError
+
+MNIST_C_LEFTOVERS: tuple[str, ...] = (
+    "gaussian_noise",
+    "speckle_noise",
+    "pessimal_noise",
+    "gaussian_blur",
+    "defocus_blur",
+    "zoom_blur",
+    "frost",
+    "snow",
+    "contrast",
+    "saturate",
+    "jpeg_compression",
+    "pixelate",
+    "elastic_transform",
+    "quantize",
+    "line",
+    "inverse",
+)
+"""The 16 extra corruptions of ``mnist_c_leftovers.zip`` (same layout; not part of the MNIST-C mean)."""
+
+CIFAR10C_MD5: Mapping[str, str] = MappingProxyType(
+    {
+        "gaussian_noise": "ecaf8b9a2399ffeda7680934c33405fd",
+        "shot_noise": "3a7239bb118894f013d9bf1984be7f11",
+        "impulse_noise": "2090e01c83519ec51427e65116af6b1a",
+        "defocus_blur": "7d1322666342a0702b1957e92f6254bc",
+        "glass_blur": "7361fb4019269e02dbf6925f083e8629",
+        "motion_blur": "fffa5f852ff7ad299cfe8a7643f090f4",
+        "zoom_blur": "6ea8e63f1c5cdee1517533840641641b",
+        "snow": "bb238de8555123da9c282dea23bd6e55",
+        "frost": "31f6ab3bce1d9934abfb0cc13656f141",
+        "fog": "7b397314b5670f825465fbcd1f6e9ccd",
+        "brightness": "0a81ef75e0b523c3383219c330a85d48",
+        "contrast": "3c8262171c51307f916c30a3308235a8",
+        "elastic_transform": "9421657c6cd452429cf6ce96cc412b5f",
+        "pixelate": "0f14f7e2db14288304e1de10df16832f",
+        "jpeg_compression": "2b9cc4c864e0193bb64db8d7728f8187",
+        "speckle_noise": "ef00b87611792b00df09c0b0237a1e30",
+        "gaussian_blur": "c33370155bc9b055fb4a89113d3c559d",
+        "spatter": "8a5a3903a7f8f65b59501a6093b4311e",
+        "saturate": "1cfae0964219c5102abbb883e538cc56",
+        "labels": "c439b113295ed5254878798ffe28fd54",
+    }
+)
+"""md5 of each ``<name>.npy`` of CIFAR-10-C (Zenodo 2535967)."""
+
+CIFAR100C_MD5: Mapping[str, str] = MappingProxyType(
+    {
+        "gaussian_noise": "ecc4d366eac432bdf25c024086f5e97d",
+        "shot_noise": "b0a1fa6e1e465a747c1b204b1914048a",
+        "impulse_noise": "3b3c210ddfa0b5cb918ff4537a429fef",
+        "defocus_blur": "d923e3d9c585a27f0956e2f2ad832564",
+        "glass_blur": "0bf384f38e5ccbf8dd479d9059b913e1",
+        "motion_blur": "732a7e2e54152ff97c742d4c388c5516",
+        "zoom_blur": "0204613400c034a81c4830d5df81cb82",
+        "snow": "0237be164583af146b7b144e73b43465",
+        "frost": "3a39c6823bdfaa0bf8b12fe7004b8117",
+        "fog": "4efc7ebd5e82b028bdbe13048e3ea564",
+        "brightness": "f22d7195aecd6abb541e27fca230c171",
+        "contrast": "322bb385f1d05154ee197ca16535f71e",
+        "elastic_transform": "a0792bd6581f6810878be71acedfc65a",
+        "pixelate": "96c00c60f144539e14cffb02ddbd0640",
+        "jpeg_compression": "c851b7f1324e1d2ffddeb76920576d11",
+        "speckle_noise": "e3f215b1a0f9fd9fd6f0d1cf94a7ce99",
+        "gaussian_blur": "5204ba0d557839772ef5a4196a052c3e",
+        "spatter": "12ccf41d62564d36e1f6a6ada5022728",
+        "saturate": "c0697e9fdd646916a61e9c312c77bf6b",
+        "labels": "bb4026e9ce52996b95f439544568cdb2",
+    }
+)
+"""md5 of each ``<name>.npy`` of CIFAR-100-C (Zenodo 3555552)."""
+
+_CIFAR_VARIANTS: Mapping[str, tuple[str, int, Mapping[str, str]]] = MappingProxyType(
+    {"cifar10": ("CIFAR-10-C", 10, CIFAR10C_MD5), "cifar100": ("CIFAR-100-C", 100, CIFAR100C_MD5)}
+)
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+_TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # as the clean eval pipelines
+
+
+def _to_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 CHW -> float32 in [0, 1], bit-identical to the clean datasets' ``ToDtype(float32, scale=True)``."""
+    return v2.functional.to_dtype(image, torch.float32, scale=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _check_name(corruption: str) -> str:
+    name = str(corruption)
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise RobustnoiseError(f"invalid corruption name {corruption!r}")
+    return name
+
+
+def _ordered(names: Sequence[str], canonical: Sequence[str]) -> list[str]:
+    """``names`` with the known ones first in canonical order, then the others sorted."""
+    present = set(names)
+    return [n for n in canonical if n in present] + sorted(present - set(canonical))
+
+
+@lru_cache(maxsize=256)
+def _md5_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_md5(path: str | Path) -> str:
+    """Hex md5 of a file (cached per path, size and modification time: the 5 severities of a file hash it once)."""
+    stat = os.stat(path)
+    return _md5_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _load_npy(path: Path, dataset: str, layout: str) -> np.ndarray:
+    """Memory-map ``path``; a missing, truncated or non-npy file raises one :class:`DatasetNotFoundError` line."""
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{dataset}: missing file {path}; expected layout: {layout}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DatasetNotFoundError(
+            f"{dataset}: cannot read {path} (truncated or not a .npy file: {_first_line(err)}); re-download it"
+        ) from err
+    if not isinstance(array, np.ndarray):
+        raise DatasetNotFoundError(f"{dataset}: {path} is not a single .npy array")
+    return array
+
+
+def _check_labels(labels: np.ndarray, path: Path, dataset: str, num_classes: int | None) -> None:
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetNotFoundError(
+            f"{dataset}: {path} has dtype {labels.dtype} and shape {labels.shape}; expected a 1-D integer array"
+        )
+    if num_classes is not None and labels.size:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            raise DatasetNotFoundError(
+                f"{dataset}: {path} has labels in {low}..{high}, outside 0..{num_classes - 1} (wrong dataset?)"
+            )
+
+
+class _NpyImages(Dataset):
+    """Lazily memory-mapped uint8 image rows ``[offset, offset + length)`` of one .npy file, plus their labels."""
+
+    def __init__(self, images_path: Path, labels: np.ndarray, offset: int, length: int) -> None:
+        self.images_path = images_path
+        self.labels = labels
+        self.offset = offset
+        self.length = length
+        self._images: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_images"] = None  # workers re-open the memory map instead of pickling its contents
+        return state
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} images")
+        index %= self.length
+        if self._images is None:
+            self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
+        row = np.array(self._images[self.offset + index], dtype=np.uint8, copy=True)
+        if row.ndim == 2:
+            row = row[:, :, None]
+        return _to_float(torch.from_numpy(row).permute(2, 0, 1)), int(self.labels[index])
+
+
+class CifarC(_NpyImages):
+    """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map.
+
+    Args:
+        root: the extracted ``CIFAR-10-C`` / ``CIFAR-100-C`` folder.
+        corruption: file stem, e.g. ``gaussian_noise`` (any ``<root>/<name>.npy`` in the same layout is accepted).
+        severity: 1..5; selects rows ``[(severity - 1) * n, severity * n)`` with ``n = rows / 5``.
+        variant: ``"cifar10"`` or ``"cifar100"`` to check the label range and pick the md5 table; ``None`` accepts
+            either (md5 must then match one of the two tables).
+        verify_md5: compare ``<corruption>.npy`` and ``labels.npy`` with the released md5s (hashing 150 MB takes
+            about a second; each file is hashed once per process).
+        md5_table: ``{file stem: md5}`` overriding the released tables (e.g. for a re-generated copy).
+    """
+
+    image_shape: tuple[int, int, int] = (32, 32, 3)
+    layout = (
+        "<root>/<corruption>.npy (uint8 (50000, 32, 32, 3): severities 1..5 as consecutive blocks of 10000 rows) "
+        "and <root>/labels.npy ((50000,) integers)"
+    )
+
+    def __init__(
+        self,
+        root: str | Path,
+        corruption: str,
+        severity: int,
+        variant: str | None = None,
+        verify_md5: bool = False,
+        md5_table: Mapping[str, str] | None = None,
+    ) -> None:
+        if variant is not None and variant not in _CIFAR_VARIANTS:
+            raise RobustnoiseError(f"unknown CIFAR-C variant {variant!r}; valid: {', '.join(_CIFAR_VARIANTS)}")
+        self.name, num_classes, table = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
+        self.root = Path(root)
+        self.corruption = _check_name(corruption)
+        self.severity = check_severity(severity)
+        self.variant = variant
+        if not self.root.is_dir():
+            raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
+        images_path = self.root / f"{self.corruption}.npy"
+        labels_path = self.root / "labels.npy"
+        if not images_path.is_file():
+            found = ", ".join(dict.fromkeys(n for n, _ in available_sets("cifar10c", self.root))) or "none"
+            raise DatasetNotFoundError(
+                f"{self.name}: missing file {images_path} (corruption files found: {found}); "
+                f"expected layout: {self.layout}"
+            )
+        images = _load_npy(images_path, self.name, self.layout)
+        labels = _load_npy(labels_path, self.name, self.layout)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != self.image_shape:
+            raise DatasetNotFoundError(
+                f"{self.name}: {images_path} has dtype {images.dtype} and shape {images.shape}; "
+                f"expected uint8 (N, {', '.join(map(str, self.image_shape))})"
+            )
+        rows = images.shape[0]
+        if rows == 0 or rows % len(SEVERITIES):
+            raise DatasetNotFoundError(
+                f"{self.name}: {images_path} has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)"
+            )
+        _check_labels(labels, labels_path, self.name, num_classes)
+        if labels.shape[0] != rows:
+            raise DatasetNotFoundError(
+                f"{self.name}: {labels_path} has {labels.shape[0]} labels but {images_path} has {rows} images"
+            )
+        if verify_md5:
+            self._verify_md5(images_path, table if md5_table is None else md5_table)
+            self._verify_md5(labels_path, table if md5_table is None else md5_table)
+        length = rows // len(SEVERITIES)
+        offset = (self.severity - 1) * length
+        super().__init__(images_path, np.array(labels[offset : offset + length], dtype=np.int64), offset, length)
+        del images, labels
+
+    def _verify_md5(self, path: Path, table: Mapping[str, str] | None) -> None:
+        tables = [table] if table is not None else [CIFAR10C_MD5, CIFAR100C_MD5]
+        expected = [t[path.stem] for t in tables if path.stem in t]
+        if not expected:
+            raise DatasetNotFoundError(f"{self.name}: no released md5 for {path} (unknown file name)")
+        actual = file_md5(path)
+        if actual not in expected:
+            raise DatasetNotFoundError(
+                f"{self.name}: md5 of {path} is {actual}, expected {' or '.join(expected)} (corrupted: re-download it)"
+            )
+
+    @property
+    def key(self) -> str:
+        return f"{self.corruption}/s{self.severity}"
+
+
+class MnistC(_NpyImages):
+    """One MNIST-C corruption (a single fixed severity, keyed ``s1``), split ``test`` (10000) or ``train`` (60000)."""
+
+    name = "MNIST-C"
+    severity = 1
+    layout = (
+        "<root>/<corruption>/{train,test}_{images,labels}.npy with images uint8 (N, 28, 28, 1), "
+        "for the 15 corruptions and identity"
+    )
+
+    def __init__(self, root: str | Path, corruption: str, split: str = "test") -> None:
+        if split not in ("train", "test"):
+            raise RobustnoiseError(f"MNIST-C split must be 'train' or 'test', got {split!r}")
+        self.root = Path(root)
+        self.corruption = _check_name(corruption)
+        self.split = split
+        if not self.root.is_dir():
+            raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
+        folder = self.root / self.corruption
+        if not folder.is_dir():
+            found = ", ".join(n for n, _ in available_sets("mnistc", self.root)) or "none"
+            raise DatasetNotFoundError(
+                f"{self.name}: missing folder {folder} (corruptions found: {found}); expected layout: {self.layout}"
+            )
+        images_path = folder / f"{split}_images.npy"
+        labels_path = folder / f"{split}_labels.npy"
+        images = _load_npy(images_path, self.name, self.layout)
+        labels = _load_npy(labels_path, self.name, self.layout)
+        if images.dtype != np.uint8 or images.shape[1:] not in ((28, 28, 1), (28, 28)):
+            raise DatasetNotFoundError(
+                f"{self.name}: {images_path} has dtype {images.dtype} and shape {images.shape}; "
+                "expected uint8 (N, 28, 28, 1)"
+            )
+        _check_labels(labels, labels_path, self.name, 10)
+        if labels.shape[0] != images.shape[0]:
+            raise DatasetNotFoundError(
+                f"{self.name}: {labels_path} has {len(labels)} labels but {images_path} has {len(images)} images"
+            )
+        super().__init__(images_path, np.array(labels, dtype=np.int64), 0, images.shape[0])
+        del images, labels
+
+    @property
+    def key(self) -> str:
+        return f"{self.corruption}/s{self.severity}"
+
+
+class ImageNetC(Dataset):
+    """One corruption at one severity of ImageNet-C: ``<root>/<corruption>/<severity>/<wnid>/*.JPEG``.
+
+    Labels are positions in the sorted list of wnid folders. Images are only converted to float (no resize, no crop:
+    they are released at ``image_size`` px, and every image is checked to have that size).
+
+    Args:
+        class_to_idx: the training set's ``{wnid: index}``; it must be the sorted-wnid mapping of the same wnids.
+        image_size: expected side of every image (224 for ImageNet-C).
+        num_classes: expected number of wnid folders (default: ``len(class_to_idx)`` if given, else 1000 / 200).
+    """
+
+    name = "ImageNet-C"
+    default_image_size = 224
+    default_num_classes = 1000
+    layout = "<root>/<corruption>/<1..5>/<wnid>/*.JPEG (1000 wnid folders of 224x224 JPEGs per severity)"
+
+    def __init__(
+        self,
+        root: str | Path,
+        corruption: str,
+        severity: int,
+        class_to_idx: Mapping[str, int] | None = None,
+        image_size: int | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.corruption = _check_name(corruption)
+        self.severity = check_severity(severity)
+        self.image_size = self.default_image_size if image_size is None else int(image_size)
+        if num_classes is None:
+            num_classes = len(class_to_idx) if class_to_idx is not None else self.default_num_classes
+        if not self.root.is_dir():
+            raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
+        corruption_dir = self.root / self.corruption
+        if not corruption_dir.is_dir():
+            found = ", ".join(_ordered(_subdirs(self.root), ALL_CORRUPTIONS)) or "none"
+            raise DatasetNotFoundError(
+                f"{self.name}: missing folder {corruption_dir} (corruption folders found: {found}); "
+                f"expected layout: {self.layout}"
+            )
+        folder = corruption_dir / str(self.severity)
+        if not folder.is_dir():
+            raise DatasetNotFoundError(f"{self.name}: missing folder {folder}; expected layout: {self.layout}")
+        wnids = sorted(_subdirs(folder))
+        if not wnids:
+            raise DatasetNotFoundError(f"{self.name}: no class folders in {folder}; expected layout: {self.layout}")
+        if len(wnids) != num_classes:
+            raise DatasetNotFoundError(
+                f"{self.name}: {folder} has {len(wnids)} class folders, expected {num_classes}"
+                f"{self._count_hint(len(wnids), num_classes)}"
+            )
+        self.class_to_idx = {wnid: index for index, wnid in enumerate(wnids)}
+        if class_to_idx is not None:
+            self._check_classes(dict(class_to_idx), folder)
+        self.classes = wnids
+        self.samples: list[tuple[str, int]] = []
+        for wnid in wnids:
+            with os.scandir(folder / wnid) as entries:
+                files = sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+            self.samples.extend((str(folder / wnid / f), self.class_to_idx[wnid]) for f in files)
+        if not self.samples:
+            raise DatasetNotFoundError(
+                f"{self.name}: no images (*.JPEG) under {folder}; expected layout: {self.layout}"
+            )
+        self._check_size(self.samples[0][0])
+
+    def _count_hint(self, found: int, expected: int) -> str:
+        return ""
+
+    def _check_classes(self, class_to_idx: dict[str, int], folder: Path) -> None:
+        if set(class_to_idx) != set(self.class_to_idx):
+            missing = sorted(set(class_to_idx) - set(self.class_to_idx))
+            extra = sorted(set(self.class_to_idx) - set(class_to_idx))
+            raise RobustnoiseError(
+                f"{self.name}: class folders of {folder} differ from the training classes "
+                f"({len(missing)} missing, e.g. {missing[:3]}; {len(extra)} unknown, e.g. {extra[:3]})"
+                f"{self._count_hint(len(self.class_to_idx), len(class_to_idx))}"
+            )
+        if class_to_idx != self.class_to_idx:
+            wrong = next(w for w in self.class_to_idx if class_to_idx[w] != self.class_to_idx[w])
+            raise RobustnoiseError(
+                f"{self.name}: the training set's class_to_idx is not the sorted-wnid order of {folder} "
+                f"({wrong} is {class_to_idx[wrong]} in training, {self.class_to_idx[wrong]} here); "
+                "train with class index = position of the sorted wnid (e.g. sort wnids.txt)"
+            )
+
+    def _check_size(self, path: str) -> None:
+        """Check one image's size from its header (no decoding)."""
+        from PIL import Image
+
+        with Image.open(path) as img:
+            size = img.size
+        self._raise_if_wrong_size(path, size)
+
+    def _raise_if_wrong_size(self, path: str, size: tuple[int, int]) -> None:
+        if size != (self.image_size, self.image_size):
+            raise DatasetNotFoundError(
+                f"{self.name}: {path} is {size[0]}x{size[1]} px, expected {self.image_size}x{self.image_size} "
+                f"(released {self.name} images are used without resize or crop; set image_size if intended)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.samples[index]
+        with Image.open(path) as img:
+            self._raise_if_wrong_size(path, img.size)
+            image = _TO_FLOAT(img.convert("RGB"))
+        return image.as_subclass(torch.Tensor), label
+
+    @property
+    def key(self) -> str:
+        return f"{self.corruption}/s{self.severity}"
+
+
+class TinyImageNetC(ImageNetC):
+    """One corruption at one severity of Tiny-ImageNet-C (200 wnids, 64 px JPEGs; same folder layout as ImageNet-C).
+
+    The first Zenodo upload (2536630) has a broken ``frost/`` with 1000 ImageNet class folders
+    (hendrycks/robustness#60); the corrected re-upload is Zenodo 8206060. A class count mismatch says so.
+    """
+
+    name = "Tiny-ImageNet-C"
+    default_image_size = 64
+    default_num_classes = 200
+    layout = "<root>/<corruption>/<1..5>/<wnid>/*.JPEG (200 wnid folders of 64x64 JPEGs per severity)"
+
+    def _count_hint(self, found: int, expected: int) -> str:
+        if self.corruption != "frost" and found != 1000:
+            return ""
+        return (
+            "; the first Tiny-ImageNet-C upload (Zenodo 2536630) has a broken frost/ with 1000 ImageNet class folders "
+            "(hendrycks/robustness#60): replace it with frost/ from the corrected re-upload, Zenodo 8206060"
+        )
+
+
+def _subdirs(path: Path) -> list[str]:
+    with os.scandir(path) as entries:
+        return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+
+
+RELEASED_C_KINDS: tuple[str, ...] = ("cifar10c", "cifar100c", "mnistc", "imagenetc", "tinyimagenetc")
+
+BENCHMARK_OF_KIND: Mapping[str, str] = MappingProxyType(
+    {
+        "cifar10c": "cifar",
+        "cifar100c": "cifar",
+        "mnistc": "mnist",
+        "imagenetc": "imagenet",
+        "tinyimagenetc": "tinyimagenet",
+    }
+)
+"""The ``benchmark`` argument of :func:`robustnoise.metrics.robustness_summary` for each released kind."""
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in RELEASED_C_KINDS:
+        raise RobustnoiseError(f"unknown released -C dataset {kind!r}; valid: {', '.join(RELEASED_C_KINDS)}")
+    return kind
+
+
+def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
+    """The ``(corruption, severity)`` sets present under ``root`` for ``kind``, known corruptions in canonical order.
+
+    Only presence is checked (files for CIFAR-C / MNIST-C, severity folders for (Tiny-)ImageNet-C); the datasets
+    validate contents when constructed. A missing ``root`` gives an empty list.
+    """
+    _check_kind(kind)
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    if kind in ("cifar10c", "cifar100c"):
+        stems = [p.stem for p in root.glob("*.npy") if p.is_file() and p.stem != "labels"]
+        return [(c, s) for c in _ordered(stems, ALL_CORRUPTIONS) for s in SEVERITIES]
+    if kind == "mnistc":
+        names = [d for d in _subdirs(root) if (root / d / "test_images.npy").is_file()]
+        return [(c, 1) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *MNIST_C_LEFTOVERS))]
+    sets = []
+    for corruption in _ordered(_subdirs(root), ALL_CORRUPTIONS):
+        sets.extend((corruption, s) for s in SEVERITIES if (root / corruption / str(s)).is_dir())
+    return sets
+
+
+def released_c_dataset(kind: str, root: str | Path, corruption: str, severity: int = 1, **kwargs: Any) -> Dataset:
+    """The dataset of one ``(corruption, severity)`` of ``kind``; ``kwargs`` go to its constructor."""
+    _check_kind(kind)
+    if kind == "cifar10c":
+        kwargs.setdefault("variant", "cifar10")
+        return CifarC(root, corruption, severity, **kwargs)
+    if kind == "cifar100c":
+        kwargs.setdefault("variant", "cifar100")
+        return CifarC(root, corruption, severity, **kwargs)
+    if kind == "mnistc":
+        if check_severity(severity) != 1:
+            raise RobustnoiseError(f"MNIST-C has one severity per corruption (key s1), got severity {severity}")
+        return MnistC(root, corruption, **kwargs)
+    cls = ImageNetC if kind == "imagenetc" else TinyImageNetC
+    return cls(root, corruption, severity, **kwargs)
+
+
+def released_c_sets(
+    kind: str,
+    root: str | Path,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> list[tuple[str, int, Dataset]]:
+    """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root``.
+
+    ``corruptions=None`` takes every corruption present; ``severities=None`` every severity present for it. Requested
+    sets that are missing raise :class:`DatasetNotFoundError`. MNIST-C has a single severity (``1``): other requested
+    severities are dropped with a warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``,
+    ``image_size``, ``num_classes``, ``split``, ...).
+    """
+    _check_kind(kind)
+    root = Path(root)
+    present = available_sets(kind, root)
+    if corruptions is None:
+        corruptions = list(dict.fromkeys(c for c, _ in present))
+        if not corruptions:
+            raise DatasetNotFoundError(
+                f"no {kind} corruption sets found under {root}; expected layout: {_layout(kind)}"
+            )
+    wanted = None if severities is None else [check_severity(s) for s in severities]
+    if kind == "mnistc" and wanted is not None and wanted != [1]:
+        warnings.warn(f"MNIST-C has one severity per corruption; ignoring severities {wanted}", stacklevel=2)
+        wanted = [1]
+    sets = []
+    for corruption in corruptions:
+        levels = wanted if wanted is not None else [s for c, s in present if c == corruption] or list(SEVERITIES[:1])
+        for severity in levels:
+            sets.append((corruption, severity, released_c_dataset(kind, root, corruption, severity, **kwargs)))
+    return sets
+
+
+def _layout(kind: str) -> str:
+    return {
+        "cifar10c": CifarC.layout,
+        "cifar100c": CifarC.layout,
+        "mnistc": MnistC.layout,
+        "imagenetc": ImageNetC.layout,
+        "tinyimagenetc": TinyImageNetC.layout,
+    }[kind]
+
+
+__all__ = [
+    "BENCHMARK_OF_KIND",
+    "CIFAR100C_MD5",
+    "CIFAR10C_MD5",
+    "MNIST_C_CORRUPTIONS",
+    "MNIST_C_LEFTOVERS",
+    "RELEASED_C_KINDS",
+    "CifarC",
+    "ImageNetC",
+    "MnistC",
+    "TinyImageNetC",
+    "available_sets",
+    "file_md5",
+    "released_c_dataset",
+    "released_c_sets",
+]

@@ -1,0 +1,456 @@
+"""Common-corruption robustness metrics: CE, mCE, relative mCE, unnormalised mCE, accuracy without the noises.
+
+Definitions from Hendrycks & Dietterich (ICLR 2019), "Benchmarking Neural Network Robustness to Common Corruptions and
+Perturbations". With ``E`` a top-1 error in [0, 1], ``c`` a corruption and ``s`` a severity:
+
+- ``CE_c = sum_s E_{s,c} / sum_s E^AlexNet_{s,c}``; **mCE** is the mean CE over the 15 benchmark corruptions (x100).
+  AlexNet (torchvision, full 50k ImageNet val) gives 100 by construction. Only meaningful for the released ImageNet-C.
+- ``relative CE_c = sum_s (E_{s,c} - E_clean) / sum_s (E^AlexNet_{s,c} - E^AlexNet_clean)``; relative mCE = their mean.
+- **Unnormalised mCE** = mean error over 15 corruptions x 5 severities (x100) = 100 - mean corruption accuracy: the
+  number reported for CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C (not normalised by any model), and for MNIST-C as
+  the mean over its 15 corruptions (one severity each).
+- **w/o noises** (Rusak et al. 2020): mean accuracy over the 12 benchmark corruptions that are not gaussian / shot /
+  impulse noise. The 4 holdout corruptions are never part of mCE; they are reported separately.
+
+Inputs are either the accuracies dict of :meth:`robustnoise.evaluate.CorruptionSuite.accuracies`
+(``{"clean" | "<corruption>/s<k>": {"top1": %, "top5": %, "n": count}}``), an error matrix
+``{corruption: {severity: error}}`` or per-corruption mean errors ``{corruption: error}`` (errors as fractions).
+Sets with ``n == 0``, a NaN accuracy or missing are skipped; a missing benchmark corruption makes mCE NaN with an
+:class:`IncompleteBenchmarkWarning` instead of a silently wrong number.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, HOLDOUT_CORRUPTIONS, NOISE_CORRUPTIONS, SEVERITIES
+from robustnoise.utils.errors import RobustnoiseError
+
+# The 15 MNIST-C corruptions (google-research/mnist-c order); also ``robustnoise.data.released_c.MNIST_C_CORRUPTIONS``.
+MNIST_C_CORRUPTIONS: tuple[str, ...] = (
+    "shot_noise",
+    "impulse_noise",
+    "glass_blur",
+    "motion_blur",
+    "shear",
+    "scale",
+    "rotate",
+    "brightness",
+    "translate",
+    "stripe",
+    "fog",
+    "spatter",
+    "dotted_line",
+    "zigzag",
+    "canny_edges",
+)
+
+ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]] = MappingProxyType(
+    {
+        "gaussian_noise": (0.69528, 0.82542, 0.93554, 0.98138, 0.99452),
+        "shot_noise": (0.71224, 0.85108, 0.93574, 0.98182, 0.99146),
+        "impulse_noise": (0.78374, 0.89808, 0.94870, 0.98720, 0.99548),
+        "defocus_blur": (0.65624, 0.73202, 0.85036, 0.91364, 0.94714),
+        "glass_blur": (0.64308, 0.75054, 0.88806, 0.91622, 0.93344),
+        "motion_blur": (0.58430, 0.70048, 0.82108, 0.89750, 0.92638),
+        "zoom_blur": (0.70008, 0.76992, 0.80784, 0.84198, 0.87198),
+        "snow": (0.71726, 0.88392, 0.86468, 0.91870, 0.94952),
+        "frost": (0.61390, 0.79734, 0.88790, 0.89942, 0.93430),
+        "fog": (0.67474, 0.76050, 0.84378, 0.87260, 0.94500),
+        "brightness": (0.45140, 0.48502, 0.54048, 0.62166, 0.72440),
+        "contrast": (0.64548, 0.76150, 0.88874, 0.97760, 0.99270),
+        "elastic_transform": (0.52596, 0.70116, 0.55686, 0.64076, 0.80554),
+        "pixelate": (0.52218, 0.54620, 0.73728, 0.87092, 0.91262),
+        "jpeg_compression": (0.51002, 0.54718, 0.57294, 0.65458, 0.74778),
+    }
+)
+"""Top-1 error of torchvision AlexNet on ImageNet-C per severity 1..5 (hendrycks/robustness#10), as fractions."""
+
+ALEXNET_ERR: Mapping[str, float] = MappingProxyType(
+    {
+        "gaussian_noise": 0.886428,
+        "shot_noise": 0.894468,
+        "impulse_noise": 0.922640,
+        "defocus_blur": 0.819880,
+        "glass_blur": 0.826268,
+        "motion_blur": 0.785948,
+        "zoom_blur": 0.798360,
+        "snow": 0.866816,
+        "frost": 0.826572,
+        "fog": 0.819324,
+        "brightness": 0.564592,
+        "contrast": 0.853204,
+        "elastic_transform": 0.646056,
+        "pixelate": 0.717840,
+        "jpeg_compression": 0.606500,
+        "speckle_noise": 0.845388,
+        "gaussian_blur": 0.787108,
+        "spatter": 0.717512,
+        "saturate": 0.658248,
+    }
+)
+"""AlexNet's mean top-1 error over the 5 severities: the CE denominators (15 benchmark + 4 holdout corruptions)."""
+
+ALEXNET_CLEAN_ERR: float = 0.4348
+"""AlexNet's clean ImageNet top-1 error (torchvision: 56.522 % accuracy) used by relative mCE; configurable."""
+
+BENCHMARKS: tuple[str, ...] = ("imagenet", "cifar", "tinyimagenet", "mnist", "generated")
+
+
+class IncompleteBenchmarkWarning(UserWarning):
+    """A metric over a fixed set of corruptions (mCE, w/o noises, holdouts) is missing some of them."""
+
+
+Errors = Mapping[str, float | Mapping[int, float] | Sequence[float]]
+"""Mean errors ``{corruption: error}`` or an error matrix ``{corruption: {severity: error}}`` (or
+``{corruption: (s1, ..., s5)}`` like :data:`ALEXNET_ERR_PER_SEVERITY`); errors are fractions in [0, 1]."""
+_KEY = re.compile(r"^(?P<corruption>[^/]+)/s(?P<severity>\d+)$")
+_NAN = float("nan")
+
+
+def _valid(acc: Mapping[str, Any], field: str) -> bool:
+    value = acc.get(field)
+    return acc.get("n", 1) > 0 and value is not None and not math.isnan(float(value))
+
+
+def accuracy_matrix(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1") -> dict[str, dict[int, float]]:
+    """``{corruption: {severity: accuracy %}}`` from the ``<corruption>/s<k>`` entries; skips empty or NaN sets."""
+    out: dict[str, dict[int, float]] = {}
+    for key, acc in accuracies.items():
+        match = _KEY.match(key)
+        if match is None or not _valid(acc, field):
+            continue
+        out.setdefault(match["corruption"], {})[int(match["severity"])] = float(acc[field])
+    return {c: dict(sorted(v.items())) for c, v in out.items()}
+
+
+def error_matrix(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1") -> dict[str, dict[int, float]]:
+    """``{corruption: {severity: error}}`` (fractions in [0, 1]) from the accuracies dict."""
+    return {c: {s: 1.0 - a / 100.0 for s, a in row.items()} for c, row in accuracy_matrix(accuracies, field).items()}
+
+
+def clean_error(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1", key: str = "clean") -> float:
+    """Clean error (fraction) from ``accuracies[key]``, NaN if absent or empty."""
+    acc = accuracies.get(key)
+    return 1.0 - float(acc[field]) / 100.0 if acc is not None and _valid(acc, field) else _NAN
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else _NAN
+
+
+def _normalize_errors(errors: Errors) -> dict[str, float | dict[int, float]]:
+    """Severity sequences become ``{1: e1, 2: e2, ...}``; NaN entries of a matrix are dropped."""
+    out: dict[str, float | dict[int, float]] = {}
+    for corruption, value in errors.items():
+        if isinstance(value, Mapping):
+            out[corruption] = {int(s): float(e) for s, e in value.items() if not math.isnan(float(e))}
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            out[corruption] = {s: float(e) for s, e in enumerate(value, start=1) if not math.isnan(float(e))}
+        else:
+            out[corruption] = float(value)
+    return out
+
+
+def _mean_errors(errors: Errors) -> dict[str, float]:
+    return {c: (_mean(v.values()) if isinstance(v, Mapping) else float(v)) for c, v in errors.items()}
+
+
+def corruption_errors(accuracies: Mapping[str, Mapping[str, Any]] | Errors, field: str = "top1") -> dict[str, float]:
+    """``{corruption: mean error over the severities present}`` (fractions) from the accuracies dict or a matrix."""
+    if _is_accuracies(accuracies):
+        return _mean_errors(error_matrix(accuracies, field))  # type: ignore[arg-type]
+    return _mean_errors(_normalize_errors(accuracies))  # type: ignore[arg-type]
+
+
+def _is_accuracies(obj: Mapping[str, Any]) -> bool:
+    return any(isinstance(v, Mapping) and ("top1" in v or "n" in v) for v in obj.values())
+
+
+def _missing(errors: Mapping[str, Any], corruptions: Sequence[str], what: str) -> bool:
+    missing = [c for c in corruptions if c not in errors or _is_nan(errors[c])]
+    if missing:
+        warnings.warn(
+            f"{what} is NaN: needs all {len(corruptions)} corruptions, missing {', '.join(missing)}",
+            IncompleteBenchmarkWarning,
+            stacklevel=3,
+        )
+    return bool(missing)
+
+
+def _is_nan(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return not value or all(math.isnan(float(v)) for v in value.values())
+    return math.isnan(float(value))
+
+
+def _partial_severities(errors: Errors, corruptions: Sequence[str], what: str, severities: Sequence[int]) -> None:
+    partial = [c for c in corruptions if isinstance(errors.get(c), Mapping) and set(errors[c]) != set(severities)]
+    if partial:
+        expected = ", ".join(map(str, severities))
+        warnings.warn(
+            f"{what} uses severities other than {expected} for {', '.join(partial)}: not comparable with published "
+            "numbers",
+            IncompleteBenchmarkWarning,
+            stacklevel=3,
+        )
+
+
+def _alexnet_sum(
+    corruption: str,
+    severities: Iterable[int],
+    alexnet_err: Mapping[str, float],
+    per_severity: Mapping[str, Sequence[float]],
+) -> float:
+    severities = list(severities)
+    if corruption in per_severity:
+        return sum(per_severity[corruption][s - 1] for s in severities)
+    if set(severities) == set(SEVERITIES) or len(severities) == 0:
+        return alexnet_err[corruption] * len(severities)
+    return _NAN  # holdouts: only means are published
+
+
+def corruption_ces(
+    errors: Errors,
+    corruptions: Sequence[str] | None = None,
+    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
+    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
+) -> dict[str, float]:
+    """AlexNet-normalised corruption errors ``CE_c`` (fractions; 1 = AlexNet) of every corruption with a denominator.
+
+    ``errors`` holds mean errors (``CE = E_c / ALEXNET_ERR[c]``) or per-severity errors (``CE = sum_s E / sum_s
+    E_AlexNet`` over the severities present; equal to the former when all 5 are present).
+    """
+    out = {}
+    for corruption, value in _normalize_errors(errors).items():
+        if corruptions is not None and corruption not in corruptions:
+            continue
+        if corruption not in alexnet_err and corruption not in alexnet_err_per_severity:
+            continue
+        if isinstance(value, Mapping):
+            if not value:
+                continue
+            denominator = _alexnet_sum(corruption, value.keys(), alexnet_err, alexnet_err_per_severity)
+            out[corruption] = sum(value.values()) / denominator
+        else:
+            out[corruption] = float(value) / alexnet_err[corruption]
+    return out
+
+
+def mce(
+    errors: Errors,
+    normalize: bool = True,
+    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
+    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
+    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
+    severities: Sequence[int] = SEVERITIES,
+) -> float:
+    """Mean corruption error over ``corruptions`` (default: the 15 benchmark ones), in %.
+
+    ``normalize=True``: AlexNet-normalised mCE (Hendrycks & Dietterich 2019; ImageNet-C only). ``normalize=False``:
+    the plain mean error (:func:`unnormalized_mce`). NaN with a warning if a corruption is missing; a warning if an
+    error matrix lacks some of ``severities`` (the normalised CE then uses AlexNet's errors at the same severities).
+    """
+    what = "mCE" if normalize else "unnormalised mCE"
+    errors = _normalize_errors(errors)
+    if _missing(errors, corruptions, what):
+        return _NAN
+    _partial_severities(errors, corruptions, what, severities)
+    if normalize:
+        ces = corruption_ces(errors, corruptions, alexnet_err, alexnet_err_per_severity)
+        return 100.0 * _mean(ces[c] for c in corruptions)
+    means = _mean_errors({c: errors[c] for c in corruptions})
+    return 100.0 * _mean(means.values())
+
+
+def unnormalized_mce(
+    errors: Errors, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS, severities: Sequence[int] = SEVERITIES
+) -> float:
+    """Mean error over ``corruptions`` x severities, in % (= 100 - mean corruption accuracy). For CIFAR-10/100-C,
+    Tiny-ImageNet-C and (with ``corruptions=MNIST_C_CORRUPTIONS, severities=(1,)``) MNIST-C."""
+    return mce(errors, normalize=False, corruptions=corruptions, severities=severities)
+
+
+def relative_mce(
+    errors_per_severity: Errors,
+    clean_error: float,
+    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
+    alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
+    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
+    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
+) -> float:
+    """Relative mCE in %: mean over ``corruptions`` of ``sum_s (E_sc - E_clean) / sum_s (A_sc - A_clean)``.
+
+    ``errors_per_severity`` is ``{corruption: {severity: error}}`` (or mean errors, equivalent with all 5 severities),
+    ``clean_error`` the model's clean error, both fractions. NaN with a warning if the clean error or a corruption is
+    missing.
+    """
+    if math.isnan(clean_error):
+        warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
+        return _NAN
+    errors_per_severity = _normalize_errors(errors_per_severity)
+    if _missing(errors_per_severity, corruptions, "relative mCE"):
+        return _NAN
+    _partial_severities(errors_per_severity, corruptions, "relative mCE", SEVERITIES)
+    ratios = []
+    for corruption in corruptions:
+        value = errors_per_severity[corruption]
+        if isinstance(value, Mapping):
+            severities = list(value)
+            numerator = sum(value.values()) - clean_error * len(severities)
+        else:
+            severities = list(SEVERITIES)
+            numerator = (float(value) - clean_error) * len(severities)
+        alexnet = _alexnet_sum(corruption, severities, alexnet_err, alexnet_err_per_severity)
+        ratios.append(numerator / (alexnet - alexnet_clean_err * len(severities)))
+    return 100.0 * _mean(ratios)
+
+
+def accuracy_without_noise(
+    accuracies: Mapping[str, Mapping[str, Any]],
+    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
+    noises: Sequence[str] = NOISE_CORRUPTIONS,
+) -> dict[str, float]:
+    """``{"top1", "top5"}``: mean accuracy (%) over the benchmark corruptions other than ``noises`` (IN-C w/o noises:
+    the 12 non-noise corruptions), each corruption averaged over its severities first. NaN + warning if one is
+    missing."""
+    kept = [c for c in corruptions if c not in noises]
+    out = {}
+    for field in ("top1", "top5"):
+        matrix = accuracy_matrix(accuracies, field)
+        if _missing(matrix, kept, f"accuracy w/o noises ({field})"):
+            out[field] = _NAN
+        else:
+            out[field] = _mean(_mean(matrix[c].values()) for c in kept)
+    return out
+
+
+def robustness_summary(
+    accuracies: Mapping[str, Mapping[str, Any]],
+    benchmark: str = "imagenet",
+    alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
+    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
+    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
+) -> dict[str, float]:
+    """All robustness numbers of one evaluation as a flat ``{name: float}`` dict (accuracies and errors in %).
+
+    ``benchmark``: ``imagenet`` (released ImageNet-C: AlexNet-normalised ``mce`` and ``relative_mce``), ``cifar``,
+    ``tinyimagenet`` or ``generated`` (in-memory corruptions: unnormalised only, since regenerated data is not the
+    released benchmark), or ``mnist`` (MNIST-C: means over its 15 corruptions; ``identity/s1`` stands in for a
+    missing ``clean``). Keys:
+
+    - ``clean_top1``, ``clean_top5``; ``c_top1``, ``c_top5`` (mean over the benchmark corruptions and severities);
+    - ``no_noise_top1``, ``no_noise_top5`` (not for ``mnist``); ``unnormalized_mce``; ``mce``, ``relative_mce``
+      (``imagenet``);
+    - ``s<k>_top1`` (mean over the benchmark corruptions at severity k; not for ``mnist``);
+    - ``<corruption>/top1``, ``<corruption>/top5``, ``<corruption>/ce`` for every corruption evaluated (``ce`` is the
+      AlexNet-normalised CE for ``imagenet``, else the mean error);
+    - ``holdout_top1``, ``holdout_top5``, ``holdout_mce`` (normalised for ``imagenet``, else mean error) when any of
+      the 4 holdout corruptions was evaluated (not for ``mnist``).
+
+    Values are NaN where undefined (JSON writers emit ``NaN``); incomplete benchmarks warn.
+    """
+    if benchmark not in BENCHMARKS:
+        raise RobustnoiseError(f"unknown benchmark {benchmark!r}; valid: {', '.join(BENCHMARKS)}")
+    mnist = benchmark == "mnist"
+    normalized = benchmark == "imagenet"
+    corruptions = MNIST_C_CORRUPTIONS if mnist else BENCHMARK_CORRUPTIONS
+    holdouts = () if mnist else HOLDOUT_CORRUPTIONS
+    top1 = accuracy_matrix(accuracies, "top1")
+    top5 = accuracy_matrix(accuracies, "top5")
+    errors = error_matrix(accuracies, "top1")
+    severities = (1,) if mnist else SEVERITIES
+
+    clean_key = "identity/s1" if mnist and "clean" not in accuracies else "clean"
+    out: dict[str, float] = {
+        "clean_top1": 100.0 * (1.0 - clean_error(accuracies, "top1", clean_key)),
+        "clean_top5": 100.0 * (1.0 - clean_error(accuracies, "top5", clean_key)),
+    }
+
+    def mean_over(matrix: Mapping[str, Mapping[int, float]], names: Sequence[str]) -> float:
+        return _mean(_mean(matrix[c].values()) for c in names if c in matrix)
+
+    with warnings.catch_warnings():  # one consolidated warning below instead of one per metric
+        warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
+        out["c_top1"] = mean_over(top1, corruptions)
+        out["c_top5"] = mean_over(top5, corruptions)
+        if not mnist:
+            no_noise = accuracy_without_noise(accuracies, corruptions)
+            out["no_noise_top1"], out["no_noise_top5"] = no_noise["top1"], no_noise["top5"]
+        if normalized:
+            out["mce"] = mce(errors, True, corruptions, alexnet_err, alexnet_err_per_severity)
+            clean = clean_error(accuracies, "top1")
+            args = (corruptions, alexnet_clean_err, alexnet_err, alexnet_err_per_severity)
+            out["relative_mce"] = relative_mce(errors, clean, *args)
+        out["unnormalized_mce"] = unnormalized_mce(errors, corruptions, severities)
+        if not mnist:
+            for severity in SEVERITIES:
+                values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
+                if values:
+                    out[f"s{severity}_top1"] = _mean(values)
+
+        ces = corruption_ces(errors, None, alexnet_err, alexnet_err_per_severity) if normalized else {}
+        mean_err = _mean_errors(errors)
+        for corruption in _ordered(top1, (*corruptions, *holdouts)):
+            if mnist and corruption == "identity":
+                continue
+            out[f"{corruption}/top1"] = _mean(top1[corruption].values())
+            out[f"{corruption}/top5"] = _mean(top5[corruption].values()) if corruption in top5 else _NAN
+            ce = ces.get(corruption, _NAN) if normalized else mean_err[corruption]
+            out[f"{corruption}/ce"] = 100.0 * ce
+
+        if any(c in top1 for c in holdouts):
+            out["holdout_top1"] = mean_over(top1, holdouts)
+            out["holdout_top5"] = mean_over(top5, holdouts)
+            out["holdout_mce"] = mce(errors, normalized, holdouts, alexnet_err, alexnet_err_per_severity)
+
+    _warn_incomplete(
+        benchmark, top1, corruptions, holdouts, severities, normalized and math.isnan(clean_error(accuracies))
+    )
+    return out
+
+
+def _warn_incomplete(
+    benchmark: str,
+    top1: Mapping[str, Mapping[int, float]],
+    corruptions: Sequence[str],
+    holdouts: Sequence[str],
+    severities: Sequence[int],
+    no_clean: bool,
+) -> None:
+    problems = []
+    missing = [c for c in corruptions if c not in top1]
+    if missing:
+        nan = "mce, relative_mce, " if benchmark == "imagenet" else ""
+        nan += "no_noise_*, " if benchmark != "mnist" else ""
+        problems.append(
+            f"missing {len(missing)} of the {len(corruptions)} corruptions ({', '.join(missing)}): "
+            f"{nan}unnormalized_mce are NaN and c_top1/c_top5 average only the others"
+        )
+    partial = [c for c in corruptions if c in top1 and set(top1[c]) != set(severities)]
+    if partial:
+        problems.append(
+            f"{', '.join(partial)} lack some of severities {', '.join(map(str, severities))} (not comparable "
+            "with published numbers)"
+        )
+    present_holdouts = [c for c in holdouts if c in top1]
+    if present_holdouts and len(present_holdouts) < len(holdouts):
+        absent = [c for c in holdouts if c not in top1]
+        problems.append(f"holdout_mce is NaN: missing holdouts {', '.join(absent)}")
+    if no_clean:
+        problems.append("relative_mce is NaN: no clean accuracy")
+    if problems:
+        warnings.warn(
+            f"{benchmark} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=3
+        )
+
+
+def _ordered(names: Iterable[str], canonical: Sequence[str]) -> list[str]:
+    present = set(names)
+    return [n for n in canonical if n in present] + sorted(present - set(canonical))
