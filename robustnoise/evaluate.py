@@ -1,8 +1,13 @@
-"""Robustness evaluation: clean and corrupted accuracy of the test split, computed inside Lightning's test loop.
+"""Robustness evaluation: clean and corrupted accuracy, computed inside Lightning's test loop.
 
-Corruptions of the in-memory library are applied on the device, batch by batch, to the clean test images: every
-test image is loaded once and evaluated clean and under every (corruption, severity). Each image's corruption is
-seeded by (seed, test index, corruption, severity), so results do not depend on batch size, worker count or rank.
+Two kinds of corrupted sets:
+
+- *generated*: corruptions of the in-memory library applied on the device, batch by batch, to the clean test images:
+  every test image is loaded once and evaluated clean and under every (corruption, severity). Each image's corruption
+  is seeded by (seed, test index, corruption, severity), so results do not depend on batch size, workers or rank.
+- *released*: the files of CIFAR-10/100-C, Tiny-ImageNet-C, ImageNet-C or MNIST-C (``robustnoise.data.released_c``),
+  one extra dataloader per (corruption, severity).
+
 Results are recorded per image and merged across ranks with a max-reduction, which makes them exact under DDP
 (the distributed sampler's padding duplicates are recorded twice into the same slot).
 """
@@ -18,15 +23,20 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from robustnoise.corruptions import corrupt, corruption_id, sample_seeds
+from robustnoise.data.base import IndexedDataset
 from robustnoise.utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class EvalSet:
-    """One evaluation set: the clean test split (``corruption=None``) or one corruption at one severity."""
+    """One evaluation set: the clean test split (``corruption=None``) or one corruption at one severity.
+
+    ``dataset`` is set for released files (evaluated from their own loader); otherwise the corruption is generated.
+    """
 
     corruption: str | None
     severity: int = 0
+    dataset: Dataset | None = None
 
     @property
     def key(self) -> str:
@@ -45,6 +55,7 @@ class CorruptionSuite:
         seed: int = 0,
         batch_size: int = 256,
         num_workers: int = 0,
+        released: list[tuple[str, int, Dataset]] | None = None,
     ) -> None:
         bad = [s for s in severities if not 1 <= int(s) <= 5]
         if bad:
@@ -57,13 +68,19 @@ class CorruptionSuite:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.sets = [EvalSet(None)] + [EvalSet(c, int(s)) for c in corruptions for s in severities]
-        self.top1: Tensor | None = None
-        self.top5: Tensor | None = None
+        self.generated = list(range(len(self.sets)))  # evaluated from the clean loader's batches
+        for corruption, severity, files in released or []:
+            self.sets.append(EvalSet(corruption, int(severity), IndexedDataset(files)))
+        self.released = list(range(len(self.generated), len(self.sets)))  # loader 1 + i evaluates set released[i]
+        self.top1: list[Tensor] = []
+        self.top5: list[Tensor] = []
+
+    def _loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
 
     def dataloaders(self) -> list[DataLoader]:
-        """One loader over the clean test images; every set is evaluated from its batches."""
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
-        return [loader]
+        """The clean test images (all generated sets come from its batches), then one loader per released set."""
+        return [self._loader(self.dataset)] + [self._loader(self.sets[k].dataset) for k in self.released]
 
     def corrupted(self, eval_set: EvalSet, x: Tensor, index: Tensor) -> Tensor:
         if eval_set.corruption is None:
@@ -73,33 +90,37 @@ class CorruptionSuite:
         return corrupt(x, eval_set.corruption, eval_set.severity, preset=self.preset, seed=seeds)
 
     @torch.no_grad()
-    def evaluate_batch(self, model: torch.nn.Module, x: Tensor, y: Tensor, index: Tensor) -> None:
-        """Record top-1/top-5 correctness of ``model`` on every set for this batch of clean test images."""
-        for k, eval_set in enumerate(self.sets):
-            self.record(k, index, model(self.corrupted(eval_set, x, index)), y)
+    def evaluate_batch(self, model: torch.nn.Module, x: Tensor, y: Tensor, index: Tensor, loader: int = 0) -> None:
+        """Record top-1/top-5 correctness of ``model``: batches of loader 0 on every generated set, else one set."""
+        if loader == 0:
+            for k in self.generated:
+                self.record(k, index, model(self.corrupted(self.sets[k], x, index)), y)
+        else:
+            self.record(self.released[loader - 1], index, model(x), y)
 
     def reset(self, device: torch.device) -> None:
-        shape = (len(self.sets), len(self.dataset))  # type: ignore[arg-type]
-        self.top1 = torch.full(shape, -1, dtype=torch.int8, device=device)
-        self.top5 = torch.full(shape, -1, dtype=torch.int8, device=device)
+        sizes = [len(s.dataset if s.dataset is not None else self.dataset) for s in self.sets]  # type: ignore[arg-type]
+        self.top1 = [torch.full((n,), -1, dtype=torch.int8, device=device) for n in sizes]
+        self.top5 = [torch.full((n,), -1, dtype=torch.int8, device=device) for n in sizes]
 
     def record(self, k: int, index: Tensor, logits: Tensor, y: Tensor) -> None:
-        assert self.top1 is not None and self.top5 is not None, "call reset() first"
+        assert self.top1, "call reset() first"
         topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        self.top1[k, index] = (topk[:, 0] == y).to(torch.int8)
-        self.top5[k, index] = (topk == y[:, None]).any(dim=1).to(torch.int8)
+        self.top1[k][index] = (topk[:, 0] == y).to(torch.int8)
+        self.top5[k][index] = (topk == y[:, None]).any(dim=1).to(torch.int8)
 
     def gather(self) -> None:
         """Merge the records of all ranks (no-op without torch.distributed)."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for name in ("top1", "top5"):
-                merged = getattr(self, name).to(torch.int32)
-                dist.all_reduce(merged, op=dist.ReduceOp.MAX)
-                setattr(self, name, merged.to(torch.int8))
+            for records in (self.top1, self.top5):
+                flat = torch.cat(records).to(torch.int32)
+                dist.all_reduce(flat, op=dist.ReduceOp.MAX)
+                for k, part in enumerate(flat.split([len(r) for r in records])):
+                    records[k] = part.to(torch.int8)
 
     def accuracies(self) -> dict[str, dict[str, float]]:
         """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
-        assert self.top1 is not None and self.top5 is not None
+        assert self.top1, "call reset() first"
         out: dict[str, dict[str, float]] = {}
         for k, eval_set in enumerate(self.sets):
             seen = self.top1[k] >= 0

@@ -1,22 +1,55 @@
-"""Robustness reports: CSV + JSON in the run directory, a printed table, and a comparison across run directories."""
+"""Robustness reports: CSV + JSON + markdown (+ figures) in the run directory, printed tables, comparisons of runs.
+
+``robustness.json`` holds the summary of :func:`robustnoise.evaluate.summarize`, every evaluated set, the run's
+metadata and, when the evaluation computed them, ``metrics`` (the flat dict of
+:func:`robustnoise.metrics.robustness_summary`), ``eps_star`` and ``adversarial_noise``. ``robustness.md`` renders
+it like the papers' tables: a summary row, the per-corruption table and the corruption x severity table. Every
+reader here tolerates missing keys (old reports, partial evaluations): missing numbers print as ``–``.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
 from robustnoise.evaluate import summarize
+from robustnoise.metrics.corruption_metrics import accuracy_matrix, robustness_summary
+
+log = logging.getLogger(__name__)
 
 REPORT_JSON = "robustness.json"
 REPORT_CSV = "robustness.csv"
+REPORT_MD = "robustness.md"
+SEVERITY_PNG = "severity_curves.png"
+HEATMAP_PNG = "heatmap.png"
+MISSING = "–"
+NAN = float("nan")
+EPS_DIRECTIONS: tuple[str, ...] = ("gaussian", "uniform", "adversarial")
+"""Display order of the ``eps_star`` directions (others follow alphabetically)."""
 
 
-def write_report(accuracies: dict[str, dict[str, float]], out_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Write ``robustness.csv`` (a row per set) and ``robustness.json`` (summary + every set) to ``out_dir``."""
+def write_report(
+    accuracies: dict[str, dict[str, float]],
+    out_dir: str | Path,
+    meta: dict[str, Any],
+    baseline: str | Path | Mapping[str, Any] | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Write the robustness report of one evaluation to ``out_dir`` and return it.
+
+    Files: ``robustness.csv`` (a row per set), ``robustness.json`` (``meta`` + summary + every set),
+    ``robustness.md`` (the tables) and, with ``plots``, ``severity_curves.png`` and ``heatmap.png``; with a
+    ``baseline`` (a run directory or a loaded report), also ``bars_vs_<baseline>.png``. Figures are best effort: a
+    failure to draw one is logged as a warning and never fails the run.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / REPORT_CSV, "w", newline="") as f:
@@ -27,7 +60,49 @@ def write_report(accuracies: dict[str, dict[str, float]], out_dir: str | Path, m
             writer.writerow([name, sev or 0, f"{acc['top1']:.4f}", f"{acc['top5']:.4f}", acc["n"]])
     report = {**meta, **summarize(accuracies), "sets": accuracies}
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=True))
+
+    images: list[tuple[str, str]] = []
+    if plots:
+        images = _write_figures(report, out, baseline)
+    try:
+        (out / REPORT_MD).write_text(format_markdown(report, images))
+    except Exception as err:  # the JSON is the record; a rendering bug must not lose the run
+        log.warning("could not write %s: %s", out / REPORT_MD, err)
     return report
+
+
+def _write_figures(
+    report: Mapping[str, Any], out: Path, baseline: str | Path | Mapping[str, Any] | None
+) -> list[tuple[str, str]]:
+    """Draw the run's figures into ``out``; returns ``(caption, file name)`` of those written."""
+    try:
+        from robustnoise import plots
+    except Exception as err:  # e.g. matplotlib missing
+        log.warning("no figures: cannot import matplotlib (%s)", err)
+        return []
+    jobs: list[tuple[str, str, Callable[[], Any]]] = [
+        ("accuracy vs severity", SEVERITY_PNG, lambda: plots.plot_severity_curves(report, out / SEVERITY_PNG)),
+        ("corruption x severity", HEATMAP_PNG, lambda: plots.plot_heatmap(report, out / HEATMAP_PNG)),
+    ]
+    if baseline is not None:
+        try:
+            base = baseline if isinstance(baseline, Mapping) else load_report(baseline)
+            name = f"bars_vs_{safe_filename(run_label(base))}.png"
+            jobs.append((f"per corruption vs {run_label(base)}", name, _bars_job(plots, report, base, out / name)))
+        except Exception as err:
+            log.warning("no comparison with the baseline %s: %s", baseline, err)
+    written = []
+    for caption, name, job in jobs:
+        try:
+            job()
+            written.append((caption, name))
+        except Exception as err:
+            log.warning("could not draw %s: %s", out / name, err)
+    return written
+
+
+def _bars_job(plots: Any, report: Mapping[str, Any], base: Mapping[str, Any], path: Path) -> Callable[[], Any]:
+    return lambda: plots.plot_corruption_bars(report, base, path)
 
 
 def load_report(run_dir: str | Path) -> dict[str, Any]:
@@ -71,3 +146,344 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
     """The comparison table of several evaluated run directories."""
     reports = [load_report(d) for d in run_dirs]
     return format_table(reports)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading a report: every accessor tolerates missing keys and returns NaN / empty containers instead.
+
+
+def num(value: Any) -> float:
+    """``value`` as a float; NaN for None, non-numbers and booleans."""
+    if isinstance(value, bool) or value is None:
+        return NAN
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return NAN
+
+
+def is_missing(value: Any) -> bool:
+    return math.isnan(num(value))
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    """A number with ``digits`` decimals, or ``–`` when missing / NaN."""
+    value = num(value)
+    return MISSING if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def run_label(report: Mapping[str, Any], default: str = "run") -> str:
+    """The name a report is shown under: its ``run_name``, else its ``method``, else ``default``."""
+    return str(report.get("run_name") or report.get("method") or default)
+
+
+def safe_filename(text: str, max_len: int = 80) -> str:
+    return (re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_") or "run")[:max_len]
+
+
+def _benchmark(report: Mapping[str, Any]) -> str:
+    data = str(report.get("data", "")).lower()
+    if "mnist" in data and data.endswith("-c"):
+        return "mnist"
+    if data == "imagenet-c":
+        return "imagenet"
+    if data == "tiny-imagenet-c":
+        return "tinyimagenet"
+    return "generated"
+
+
+def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """The report's ``metrics``; for reports written without them, recomputed from its ``sets``.
+
+    The fallback uses the benchmark implied by ``data`` (released ImageNet-C / Tiny-ImageNet-C / MNIST-C, else
+    ``generated``: unnormalised numbers only) and stays silent about incomplete benchmarks (the values are NaN).
+    """
+    metrics = report.get("metrics")
+    if isinstance(metrics, Mapping):
+        return {str(k): num(v) for k, v in metrics.items()}
+    sets = report.get("sets")
+    if not isinstance(sets, Mapping) or not sets:
+        return {"clean_top1": num(report.get("clean_top1")), "clean_top5": num(report.get("clean_top5"))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return robustness_summary(sets, benchmark=_benchmark(report))
+        except Exception as err:
+            log.debug("cannot recompute the metrics of %s: %s", run_label(report), err)
+            return {"clean_top1": num(report.get("clean_top1")), "clean_top5": num(report.get("clean_top5"))}
+
+
+def metric(report: Mapping[str, Any], key: str) -> float:
+    """One number of :func:`report_metrics` (NaN if absent); ``c_top1``/``c_top5`` fall back to the plain
+    ``corrupted_top1``/``corrupted_top5`` mean of the report (every corruption evaluated)."""
+    value = report_metrics(report).get(key, NAN)
+    if math.isnan(value) and key in ("c_top1", "c_top5", "clean_top1", "clean_top5"):
+        value = num(report.get(key.replace("c_", "corrupted_") if key.startswith("c_") else key))
+    return value
+
+
+def is_mnist_c(report: Mapping[str, Any]) -> bool:
+    return _benchmark(report) == "mnist"
+
+
+def severity_matrix(report: Mapping[str, Any], field: str = "top1") -> dict[str, dict[int, float]]:
+    """``{corruption: {severity: accuracy %}}`` of the report's sets, corruptions in evaluation order."""
+    sets = report.get("sets")
+    return accuracy_matrix(sets, field) if isinstance(sets, Mapping) else {}
+
+
+def corruptions(report: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``(benchmark corruptions, holdouts)`` evaluated, in evaluation order; holdouts are the 4 ImageNet-C extras
+    (none for MNIST-C, where ``spatter`` belongs to the benchmark)."""
+    names = list(severity_matrix(report))
+    for name in report.get("per_corruption") or {}:
+        if name not in names:
+            names.append(name)
+    if is_mnist_c(report):
+        return [n for n in names if n != "identity"], []
+    return [n for n in names if n not in HOLDOUT_CORRUPTIONS], [n for n in names if n in HOLDOUT_CORRUPTIONS]
+
+
+def corruption_accuracy(report: Mapping[str, Any], corruption: str, field: str = "top1") -> float:
+    """Accuracy (%) under one corruption, averaged over its severities; NaN if not evaluated."""
+    row = severity_matrix(report, field).get(corruption)
+    if row:
+        return sum(row.values()) / len(row)
+    return num((report.get("per_corruption") or {}).get(corruption, {}).get(field))
+
+
+def eps_star(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """``eps_star`` as ``{direction: {statistic: value}}`` (a bare number becomes ``{"median": value}``)."""
+    raw = report.get("eps_star")
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for direction, value in raw.items():
+        if isinstance(value, Mapping):
+            out[str(direction)] = {str(k): num(v) for k, v in value.items() if not isinstance(v, (list, dict))}
+        else:
+            out[str(direction)] = {"median": num(value)}
+    return out
+
+
+def eps_directions(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+    present: set[str] = set()
+    for report in reports:
+        present |= set(eps_star(report))
+    return [d for d in EPS_DIRECTIONS if d in present] + sorted(present - set(EPS_DIRECTIONS))
+
+
+def eps_value(report: Mapping[str, Any], direction: str) -> tuple[float, float]:
+    """``(centre, spread)`` of eps* in one direction: the median (else the mean) and the std (NaN if absent)."""
+    stats = eps_star(report).get(direction, {})
+    median = stats.get("median", NAN)
+    if not math.isnan(median):
+        return median, NAN
+    return stats.get("mean", NAN), stats.get("std", NAN)
+
+
+def adversarial(report: Mapping[str, Any]) -> tuple[float, float, float]:
+    """``(mean, std, epsilon)`` of the accuracy under adversarial noise; NaNs if not evaluated."""
+    adv = report.get("adversarial_noise")
+    if not isinstance(adv, Mapping):
+        return NAN, NAN, NAN
+    return num(adv.get("mean")), num(adv.get("std")), num(adv.get("epsilon"))
+
+
+def _pm(centre: float, spread: float, digits: int) -> str:
+    if math.isnan(centre):
+        return MISSING
+    return f"{centre:.{digits}f} ± {spread:.{digits}f}" if not math.isnan(spread) else f"{centre:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    """A markdown table with padded columns (readable as plain text too); ``align``: ``l``/``r`` per column
+    (default: first column left, the others right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    widths = [max(3, len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = ["-" * (w - 1) + ":" if a == "r" else "-" * w for w, a in zip(widths, align)]
+    return "\n".join([line(header), "| " + " | ".join(rule) + " |", *(line(r) for r in rows)])
+
+
+def _c_label(reports: Sequence[Mapping[str, Any]]) -> str:
+    datas = {str(r.get("data", "")).lower() for r in reports}
+    if len(datas) == 1:
+        data = datas.pop()
+        for key, label in (("tiny", "TIN-C"), ("imagenet", "IN-C"), ("cifar100", "C100-C"), ("cifar10", "C10-C")):
+            if key in data:
+                return label
+        if "mnist" in data:
+            return "MNIST-C"
+    return "-C"
+
+
+def summary_columns(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, Callable[[Mapping[str, Any]], str]]]:
+    """The summary columns that apply to ``reports``: ``(header, cell of a report)``."""
+    metrics = [report_metrics(r) for r in reports]
+    has = {key: any(key in m for m in metrics) for key in ("no_noise_top1", "mce", "unnormalized_mce")}
+    has["holdout_top1"] = any(not math.isnan(m.get("holdout_top1", NAN)) for m in metrics)
+    c = _c_label(reports)
+
+    def acc(key: str) -> Callable[[Mapping[str, Any]], str]:
+        return lambda r: fmt(metric(r, key))
+
+    cols: list[tuple[str, Callable[[Mapping[str, Any]], str]]] = [
+        ("clean top-1", acc("clean_top1")),
+        ("clean top-5", acc("clean_top5")),
+        (f"{c} top-1", acc("c_top1")),
+        (f"{c} top-5", acc("c_top5")),
+    ]
+    if has["no_noise_top1"]:
+        cols += [("w/o noises top-1", acc("no_noise_top1")), ("w/o noises top-5", acc("no_noise_top5"))]
+    if has["mce"]:
+        cols += [("mCE", acc("mce")), ("rel. mCE", acc("relative_mce"))]
+    elif has["unnormalized_mce"]:
+        cols.append(("unnorm. mCE", acc("unnormalized_mce")))
+    if has["holdout_top1"]:
+        cols.append(("holdout top-1", acc("holdout_top1")))
+    for direction in eps_directions(reports):
+        cols.append((f"eps* {direction}", _eps_cell(direction)))
+    if any(not math.isnan(adversarial(r)[0]) for r in reports):
+        cols.append(("adv. noise top-1", lambda r: _pm(*adversarial(r)[:2], 1)))
+    return cols
+
+
+def _eps_cell(direction: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda r: _pm(*eps_value(r, direction), 2)
+
+
+def summary_table(
+    reports: Sequence[Mapping[str, Any]],
+    names: Sequence[str] | None = None,
+    first: tuple[str, Sequence[str]] | None = None,
+) -> str:
+    """The papers' summary table, one row per report (markdown); ``first``: an extra ``(header, cells)`` column
+    shown first (e.g. the swept value)."""
+    names = list(names or [run_label(r, f"run{i}") for i, r in enumerate(reports)])
+    cols = summary_columns(reports)
+    header = ([first[0]] if first else []) + ["run"] + [h for h, _ in cols]
+    rows = []
+    for i, (name, report) in enumerate(zip(names, reports)):
+        rows.append(([str(first[1][i])] if first else []) + [name] + [cell(report) for _, cell in cols])
+    align = ("r" if first else "") + "l" + "r" * len(cols)
+    return markdown_table(header, rows, align)
+
+
+def _summary_notes(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+    c = _c_label(reports)
+    metrics = [report_metrics(r) for r in reports]
+    notes = [
+        f"Top-1 / top-5 accuracy in % on the test split. {c}: mean over the benchmark corruptions evaluated and "
+        "their severities (holdout corruptions apart)."
+    ]
+    if any("no_noise_top1" in m for m in metrics):
+        notes.append("w/o noises: mean over the 12 benchmark corruptions other than gaussian / shot / impulse noise.")
+    if any("mce" in m for m in metrics):
+        notes.append("mCE / rel. mCE: corruption errors normalised by AlexNet's (Hendrycks & Dietterich 2019), %.")
+    elif any("unnormalized_mce" in m for m in metrics):
+        notes.append("unnorm. mCE: mean top-1 error over the benchmark corruptions and severities, %.")
+    if eps_directions(reports):
+        notes.append("eps*: the median (else mean ± std) l2 norm of the smallest noise that flips the prediction.")
+    eps = sorted({adversarial(r)[2] for r in reports if not math.isnan(adversarial(r)[2])})
+    if eps:
+        notes.append(
+            "adv. noise: accuracy under freshly trained adversarial noise generators, mean ± std over seeds "
+            f"(eps = {', '.join(f'{e:g}' for e in eps)})."
+        )
+    notes.append(f"{MISSING}: not evaluated, or the benchmark is incomplete.")
+    return notes
+
+
+def corruption_table(report: Mapping[str, Any]) -> str:
+    """Per corruption: top-1 / top-5 averaged over the severities and the CE where available (markdown)."""
+    main, holdouts = corruptions(report)
+    metrics = report_metrics(report)
+    normalized = "mce" in metrics
+    ce_header = "CE" if normalized else "error"
+
+    def row(name: str, label: str) -> list[str]:
+        ce = metrics.get(f"{name}/ce", NAN)
+        if math.isnan(ce) and not normalized:
+            ce = 100.0 - corruption_accuracy(report, name)
+        return [label, fmt(corruption_accuracy(report, name)), fmt(corruption_accuracy(report, name, "top5")), fmt(ce)]
+
+    rows = [row(name, name) for name in main]
+    if main:
+        mean_err = metrics.get("mce" if normalized else "unnormalized_mce", NAN)
+        rows.append(["**mean**", fmt(metric(report, "c_top1")), fmt(metric(report, "c_top5")), fmt(mean_err)])
+    rows += [row(name, f"{name} (holdout)") for name in holdouts]
+    if holdouts:
+        rows.append(
+            [
+                "**holdout mean**",
+                fmt(metrics.get("holdout_top1")),
+                fmt(metrics.get("holdout_top5")),
+                fmt(metrics.get("holdout_mce")),
+            ]
+        )
+    return markdown_table(["corruption", "top-1", "top-5", ce_header], rows)
+
+
+def severity_table(report: Mapping[str, Any], field: str = "top1") -> str:
+    """Corruption x severity accuracy (markdown), with the mean per corruption and per severity."""
+    matrix = severity_matrix(report, field)
+    severities = sorted({s for row in matrix.values() for s in row})
+    main, holdouts = corruptions(report)
+
+    def mean(values: Sequence[float]) -> float:
+        values = [v for v in values if not math.isnan(v)]
+        return sum(values) / len(values) if values else NAN
+
+    rows = []
+    for name in main:
+        row = matrix.get(name, {})
+        rows.append([name] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
+    if len(main) > 1:
+        per_sev = [mean([matrix[c][s] for c in main if s in matrix.get(c, {})]) for s in severities]
+        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(mean([v for v in per_sev]))])
+    for name in holdouts:
+        row = matrix.get(name, {})
+        rows.append([f"{name} (holdout)"] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
+    return markdown_table(["corruption"] + [f"s{s}" for s in severities] + ["mean"], rows)
+
+
+def format_markdown(report: Mapping[str, Any], images: Sequence[tuple[str, str]] = ()) -> str:
+    """``robustness.md``: the summary, per-corruption and corruption x severity tables of one report."""
+    name = run_label(report)
+    clean_n = num((report.get("sets") or {}).get("clean", {}).get("n"))
+    described = ", ".join(f"{k} `{report[k]}`" for k in ("method", "model", "data") if report.get(k) is not None)
+    lines = [f"# Robustness report: {name}", ""]
+    if described or not math.isnan(clean_n):
+        images_n = "" if math.isnan(clean_n) else f"; {int(clean_n)} test images"
+        lines += [f"{described or 'run'}{images_n}.", ""]
+    lines += ["## Summary", "", summary_table([report], [name]), ""]
+    lines += [f"- {note}" for note in _summary_notes([report])] + [""]
+    if corruptions(report) != ([], []):
+        lines += ["## Per corruption", "", "Mean over the severities evaluated.", "", corruption_table(report), ""]
+        lines += ["## Corruption x severity (top-1 %)", ""]
+        clean = metric(report, "clean_top1")
+        lines += [f"Clean: {fmt(clean)}.", "", severity_table(report), ""]
+    adv_mean, adv_std, adv_eps = adversarial(report)
+    per_seed = (report.get("adversarial_noise") or {}).get("per_seed") if not math.isnan(adv_mean) else None
+    if per_seed:
+        lines += ["## Adversarial noise", ""]
+        lines += [f"eps = {fmt(adv_eps, 3)}; accuracy per seed: {', '.join(fmt(v, 2) for v in per_seed)}.", ""]
+    eps = eps_star(report)
+    if eps:
+        lines += ["## eps* (smallest l2 noise norm that flips the prediction)", ""]
+        stats = sorted({k for v in eps.values() for k in v}, key=lambda k: (k not in ("median", "mean", "std"), k))
+        rows = [[d] + [fmt(eps[d].get(k), 3) for k in stats] for d in eps_directions([report])]
+        lines += [markdown_table(["direction", *stats], rows), ""]
+    if images:
+        lines += ["## Figures", ""]
+        lines += [f"![{caption}]({file})" for caption, file in images] + [""]
+    return "\n".join(lines)

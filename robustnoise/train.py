@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from robustnoise.data import ClassificationDataModule
+from robustnoise.data.released_c import released_c_sets
 from robustnoise.evaluate import CorruptionSuite
 from robustnoise.methods.base import RobustClassifierModule
+from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
+from robustnoise.noise.adversarial import adversarial_noise_accuracy
+from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils.errors import RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
@@ -102,19 +107,73 @@ def evaluate_robustness(
         seed=ev.seed,
         batch_size=ev.batch_size,
         num_workers=datamodule.num_workers,
+        released=_released_sets(ev.get("released"), datamodule),
     )
     method.test_suite = suite
     trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
     accuracies = suite.accuracies()
-    meta = {"method": cfg.method.name, "run_name": cfg.run_name, "model": cfg.model.name, "data": datamodule.name}
+    meta: dict[str, Any] = {
+        "method": cfg.method.name,
+        "run_name": cfg.run_name,
+        "model": cfg.model.name,
+        "data": datamodule.name,
+        "benchmark": ev.get("benchmark", "generated"),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
+        meta["metrics"] = robustness_summary(accuracies, benchmark=meta["benchmark"])
     report: dict[str, Any] = {}
     if trainer.is_global_zero:
+        if ev.get("adversarial_noise", {}).get("enabled"):
+            meta["adversarial_noise"] = adversarial_noise_report(ev.adversarial_noise, method, datamodule)
         out_dir = Path(trainer.default_root_dir)
         report = write_report(accuracies, out_dir, meta)
         print(format_table([report], [cfg.run_name]))
         log.info("robustness report written to %s", out_dir)
         _log_tables(trainer, accuracies)
     return report
+
+
+def adversarial_noise_report(
+    cfg: DictConfig, method: RobustClassifierModule, datamodule: ClassificationDataModule
+) -> dict[str, Any]:
+    """Accuracy of the final classifier under freshly trained adversarial noise generators (several seeds)."""
+    epsilon = cfg.get("epsilon")
+    if epsilon is None:
+        own = getattr(method, "epsilon", None)
+        epsilon = float(own) if own is not None and torch.isfinite(own) else None
+    if epsilon is None:
+        datamodule.setup("fit")
+        epsilon = epsilon_for_sigma(datamodule.train_set, 0.5)
+    result = adversarial_noise_accuracy(
+        method.classifier,
+        datamodule.train_dataloader(),
+        datamodule.test_dataloader(),
+        float(epsilon),
+        seeds=cfg.seeds,
+        kernel=cfg.kernel,
+        steps=cfg.steps,
+        lr=cfg.lr,
+    )
+    log.info("accuracy under adversarial noise (eps %.2f): %.2f +- %.2f", epsilon, result["mean"], result["std"])
+    for logger in method.loggers:
+        logger.log_metrics({"test_an/acc_mean": result["mean"], "test_an/acc_std": result["std"]})
+    return result
+
+
+def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule) -> list:
+    """The released -C files to evaluate (``eval.released``), with the training set's class mapping where known."""
+    if not cfg or not cfg.get("kind"):
+        return []
+    kwargs: dict[str, Any] = {}
+    if cfg.kind in ("cifar10c", "cifar100c"):
+        kwargs["verify_md5"] = bool(cfg.get("verify_md5", False))
+    class_to_idx = getattr(datamodule.test_set, "class_to_idx", None) if datamodule.test_set is not None else None
+    if cfg.kind in ("imagenetc", "tinyimagenetc") and class_to_idx:
+        kwargs["class_to_idx"] = class_to_idx
+    corruptions = list(cfg.corruptions) if cfg.get("corruptions") else None
+    severities = list(cfg.severities) if cfg.get("severities") else None
+    return released_c_sets(cfg.kind, cfg.root, corruptions, severities, **kwargs)
 
 
 def _saved_model_config(path: str) -> dict[str, Any] | None:

@@ -125,6 +125,9 @@ def test_restarts_replace_the_generator_and_the_replay_pool_grows(tmp_path):
     first, last = method.pool[0]["params"], method.pool[-1]["params"]
     assert any(not torch.equal(first[k], last[k]) for k in first)
     assert method.replay_active()
+    for k in (1, 2, 3):  # every restart leaves noise samples and the per-pixel noise histogram (Fig. 3A)
+        assert (tmp_path / "noise" / f"restart_{k:03d}_samples.png").stat().st_size > 500
+        assert (tmp_path / "noise" / f"restart_{k:03d}_histogram.png").stat().st_size > 5000
     # each restart starts from fresh weights: the same seeded initialisation, then trained against the classifier
     fresh = method._new_generator_seeded(3)
     assert all(not torch.equal(p, q) for p, q in zip(fresh.parameters(), method.generator.parameters()))

@@ -58,25 +58,42 @@ def working_dtype(dtype: torch.dtype) -> torch.dtype:
 # Batching
 
 
-def image_chunks(num_images: int, elements_per_image: int, device: torch.device) -> Iterator[slice]:
-    """Consecutive slices of the batch dimension; on the CPU each holds about 2 MiB of pixels (cache blocking).
+def image_chunks(
+    num_images: int, elements_per_image: int, device: torch.device, max_elements: int = _CPU_CHUNK_ELEMENTS
+) -> Iterator[slice]:
+    """Consecutive slices of the batch dimension; on the CPU each holds about ``max_elements`` pixel values (cache
+    blocking; default 2**19, 2 MiB of float32). Accelerators get one chunk.
 
-    Corruptions treat every image independently, so the chunking never changes a result; accelerators get one chunk.
+    Corruptions treat every image independently, so the chunking never changes a result.
     """
     on_cpu = device.type == "cpu"
-    step = max(1, _CPU_CHUNK_ELEMENTS // max(1, elements_per_image) if on_cpu else num_images)
+    step = max(1, max_elements // max(1, elements_per_image) if on_cpu else num_images)
     for start in range(0, num_images, step):
         yield slice(start, min(start + step, num_images))
 
 
-def map_image_chunks(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor) -> Tensor:
-    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over :func:`image_chunks`, concatenated along dim 0."""
+def map_image_chunks(
+    fn: Callable[..., Tensor],
+    images: Tensor,
+    *per_image: Tensor,
+    max_elements: int = _CPU_CHUNK_ELEMENTS,
+    out: Tensor | None = None,
+) -> Tensor:
+    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over :func:`image_chunks`, concatenated along dim 0.
+
+    With ``out`` (a preallocated (N, ...) tensor), each chunk's result is copied into ``out[chunk]`` (converting the
+    dtype) while it is still in cache, and ``out`` is returned.
+    """
     num = images.shape[0]
     per = images[0].numel() if num else 0
-    chunks = list(image_chunks(num, per, images.device))
-    if len(chunks) <= 1:
-        return fn(images, *per_image)
-    return torch.cat([fn(images[s], *(t[s] for t in per_image)) for s in chunks])
+    chunks = list(image_chunks(num, per, images.device, max_elements))
+    if out is None:
+        if len(chunks) <= 1:
+            return fn(images, *per_image)
+        return torch.cat([fn(images[s], *(t[s] for t in per_image)) for s in chunks])
+    for s in chunks:
+        out[s] = fn(images[s], *(t[s] for t in per_image))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ _TAG_SEED = 0x5EED5EED
 _TAG_UNIFORM = 0x1
 _TAG_NORMAL = 0x2
 _TAG_BERNOULLI = 0x3
-_TAG_POISSON_INVERSION = 0x4
+_TAG_POISSON_TABLE = 0x4
 _TAG_POISSON_PTRS = 0x5
 
 _WORD_BITS = 31  # words are uniform on [0, 2**31)
@@ -54,8 +54,6 @@ _WORD_SCALE = 2.0**-_WORD_BITS
 _MAX_COUNTER = 1 << 31  # counters are int32
 _CPU_CHUNK = 1 << 17  # elements per block on the CPU: the working set of a block stays in L2
 _ACCELERATOR_CHUNK = 1 << 22
-_INVERSION_MAX_STEPS = 100  # P(X >= 100 | rate < 10) < 1e-60
-_PTRS_MIN_RATE = 10.0  # PTRS is valid for rate >= 10 (Hoermann 1993)
 _PTRS_MAX_ROUNDS = 48  # a round rejects with probability <= 0.25 (at rate 10): all 48 fail with probability < 1e-28
 _LOG_FACTORIAL_TABLE_SIZE = 1024  # log(k!) from a table below this, from torch.lgamma above
 
@@ -378,13 +376,89 @@ def bernoulli(
 # ---------------------------------------------------------------------------------------------------------------------
 # Poisson.
 #
-# Work is split in two phases, with identical arithmetic for every element whichever phase it is in (so a count never
-# depends on the blocking or on the other elements). Phase 1 runs per cache-sized block: the inversion steps until at
-# most 1/16 of the block is undecided, and PTRS round 0. Phase 2 pools the few elements left over by all blocks and
-# finishes them together, so its many small steps cost Python overhead once per call rather than once per block.
+# Rates below 64 (all ImageNet-C shot-noise severities) use exact inversion accelerated by lookup tables: write the
+# rate as lam = g + r with g = floor(lam) and r in [0, 1), so that X = A + B with independent A ~ Poisson(g) and
+# B ~ Poisson(r) (Poisson additivity). A is the inversion of a uniform ``u_a`` against the CDF of the integer rate g,
+# B the inversion of ``u_b`` against the CDF of r. Both uniforms are 31-bit: their top 11 bits (a "cell") come from
+# one word per element, the 20 finer bits from two further streams that are only drawn when needed. A guide table
+# per integer rate gives A for every cell the CDF does not cross (Chen & Asau 1974); for B, X_r(u) is non-decreasing
+# in r, so where the tables of the two neighbouring grid rates j/64 <= r < (j+1)/64 agree on the cell, they give B.
+# About 2-4% of the elements (cells that straddle a CDF step, or grid neighbours that disagree) are finished exactly
+# in a second, pooled phase: a binary search in the thresholds of A, a sequential search for B.
+#
+# Rates of 64 and more use PTRS (below). Its round 0 runs per block; rejected elements are pooled over all blocks and
+# finished together, so the many small later rounds cost Python overhead once per call rather than once per block.
+# Every element gets the same arithmetic whichever block or phase it is in, so counts never depend on the blocking
+# or on other elements.
 
+_TABLE_RATE_BITS = 6  # rates below 2**6 use the tables
+_TABLE_MAX_RATE = float(1 << _TABLE_RATE_BITS)
+_FRACTION_BITS = 6  # the fractional part's grid: 1/64
+_CELL_BITS = 11  # guide cells per table row
+_FINE_BITS = _WORD_BITS - _CELL_BITS  # bits that refine a cell into a full 31-bit uniform
+_TABLE_COLUMNS = 192  # CDF thresholds per row: enough to reach F(k) = 1 (to 2**-32) for rate 63
+_INVERSION_MAX_STEPS = 100  # sequential search for B (rate < 1): P(B >= 100) < 1e-150
 _LOG_FACTORIALS: dict[torch.device, Tensor] = {}
-_INVERSION_HEAD_STOP = 16  # phase 1 stops when at most 1/16 of the block is undecided
+_POISSON_TABLES: dict[torch.device, _PoissonTables] = {}
+
+
+def _cdf_thresholds(rates: Tensor) -> Tensor:
+    """Integer CDF thresholds (rows, _TABLE_COLUMNS): ``u > F(k)  <=>  w > T[k]`` for ``u = (w + 0.5) / 2**31``.
+
+    F is accumulated as in the sequential search: ``pmf_0 = exp(-rate)``, ``pmf_k = pmf_{k-1} * (rate / k)``,
+    ``F(k) = F(k-1) + pmf_k``; then ``T[k] = floor(F(k) 2**31 - 0.5)`` (exact: a power-of-two scaling).
+    """
+    pmf = torch.exp(-rates)
+    cdf = pmf.clone()
+    columns = [cdf]
+    for k in range(1, _TABLE_COLUMNS):
+        pmf = pmf * (rates / k)
+        cdf = cdf + pmf
+        columns.append(cdf)
+    thresholds = torch.floor(torch.stack(columns, dim=1) * 2.0**_WORD_BITS - 0.5).to(torch.int64)
+    if not bool((thresholds[:, -1] == (1 << _WORD_BITS) - 1).all()):
+        raise AssertionError("Poisson CDF table too short")
+    return thresholds
+
+
+def _cell_counts(thresholds: Tensor) -> tuple[Tensor, Tensor]:
+    """Inversion counts X(w) = #{k : T[k] < w} at the first and the last word of every cell, (rows, 2**_CELL_BITS).
+
+    Cell i holds the words [i s, (i + 1) s - 1], s = 2**_FINE_BITS: T[k] < i s iff floor(T[k] / s) + 1 <= i, and
+    T[k] < (i + 1) s - 1 iff floor((T[k] + 1) / s) <= i, so both counts are cumulative histograms.
+    """
+    rows, cells = len(thresholds), 1 << _CELL_BITS
+    offsets = torch.arange(rows).unsqueeze(1) * (cells + 1)
+    counts = []
+    for bins in (torch.div(thresholds, 1 << _FINE_BITS, rounding_mode="floor") + 1,
+                 torch.div(thresholds + 1, 1 << _FINE_BITS, rounding_mode="floor")):  # fmt: skip
+        histogram = torch.bincount((bins + offsets).reshape(-1), minlength=rows * (cells + 1))
+        counts.append(histogram.view(rows, cells + 1).cumsum(1)[:, :cells])
+    return counts[0], counts[1]
+
+
+class _PoissonTables:
+    """Guide tables (built once per device on the CPU, so every device gets the same tables)."""
+
+    def __init__(self, device: torch.device) -> None:
+        integer = torch.arange(1 << _TABLE_RATE_BITS, dtype=torch.float64)
+        fraction = torch.arange((1 << _FRACTION_BITS) + 1, dtype=torch.float64) / (1 << _FRACTION_BITS)
+        thresholds = _cdf_thresholds(torch.cat([integer, fraction]))
+        lo, hi = _cell_counts(thresholds)
+        entries = torch.where(lo == hi, lo, -1).to(torch.int16)  # -1: the CDF steps inside the cell
+        n_int = len(integer)
+        self.integer = entries[:n_int].reshape(-1).to(device)  # row g, cell i at g * 2**_CELL_BITS + i
+        self.fraction = entries[n_int:].reshape(-1).to(device)  # row j: rate j / 64
+        self.integer_lo = lo[:n_int].to(torch.int16).reshape(-1).to(device)
+        self.integer_hi = hi[:n_int].to(torch.int16).reshape(-1).to(device)
+        self.integer_thresholds = thresholds[:n_int].to(torch.int32).reshape(-1).to(device)  # row g at g * columns
+
+    @staticmethod
+    def get(device: torch.device) -> _PoissonTables:
+        tables = _POISSON_TABLES.get(device)
+        if tables is None:
+            tables = _POISSON_TABLES[device] = _PoissonTables(device)
+        return tables
 
 
 def _log_factorial(k: Tensor) -> Tensor:
@@ -394,8 +468,9 @@ def _log_factorial(k: Tensor) -> Tensor:
         values = [math.lgamma(i + 1.0) for i in range(_LOG_FACTORIAL_TABLE_SIZE)]
         table = _LOG_FACTORIALS[k.device] = torch.tensor(values, dtype=torch.float64, device=k.device)
     out = table.index_select(0, k.clamp(max=_LOG_FACTORIAL_TABLE_SIZE - 1).to(torch.int64))
-    if len(k) and float(k.max()) >= _LOG_FACTORIAL_TABLE_SIZE:
-        out = torch.where(k >= _LOG_FACTORIAL_TABLE_SIZE, torch.lgamma(k + 1.0), out)
+    large = (k >= _LOG_FACTORIAL_TABLE_SIZE).nonzero().squeeze(1)
+    if len(large):
+        out.index_copy_(0, large, torch.lgamma(k.index_select(0, large) + 1.0))
     return out
 
 
@@ -407,13 +482,13 @@ def _unit(words: Tensor) -> Tensor:
 def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
     """Poisson draws with per-element rates, exact in distribution up to float64 rounding.
 
-    Rates below 10 use sequential-search inversion of the CDF (at most 100 vectorised steps over the still-undecided
-    elements; the cap, which then returns 100, is reached with probability < 1e-60). Rates of 10 and more use
-    Hoermann's transformed rejection with squeeze, PTRS (Hoermann 1993, "The transformed rejection method for
-    generating Poisson random variables"), in at most 48 vectorised rounds, each with its own pair of independent
-    streams; only still-rejected elements take part in (and draw words for) the next round. An element rejected in
-    all 48 rounds (probability < 1e-28) falls back to ``floor(rate)``, the mode. Every value depends only on its
-    sample's seed, the stream and its position, never on other elements.
+    Rates below 64 are split as ``floor(rate) + fraction``, and the two Poisson parts are drawn by table-guided
+    inversion of two independent uniforms (see the comment above this function); their sum is exact by Poisson
+    additivity. Rates of 64 and more use Hoermann's transformed rejection with squeeze, PTRS (Hoermann 1993, "The
+    transformed rejection method for generating Poisson random variables"), in at most 48 vectorised rounds, each
+    with its own pair of independent streams; only still-rejected elements take part in (and draw words for) the
+    next round. An element rejected in all 48 rounds (probability < 1e-28) falls back to ``floor(rate)``, the mode.
+    Every value depends only on its sample's seed, the stream and its position, never on other elements.
 
     Args:
         rate: Non-negative finite rates, floating tensor (N, ...).
@@ -440,8 +515,8 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
     out = torch.empty(n * count, dtype=torch.float64, device=lam.device)
     for r0, r1, c0, c1 in _blocks(n, count, lam.device):
         start = r0 * count + c0  # a block is whole rows or part of one row: contiguous in the flat layout
-        sampler.head(lam[r0:r1, c0:c1], start, out[start : start + (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0))
-    sampler.tails(out)
+        sampler.head(lam[r0:r1, c0:c1], start, out[start : start + (r1 - r0) * (c1 - c0)])
+    sampler.tails(out, lam.view(-1))
     return out.view(rate.shape).to(device=rate.device, dtype=rate.dtype)
 
 
@@ -451,20 +526,22 @@ class _PoissonSampler:
     def __init__(self, seeds: Tensor, stream: int, count: int) -> None:
         self.seeds, self.stream, self.count = seeds, stream, count
         self.device = seeds.device
-        self.inversion_keys = _keys(seeds, _absorb(_TAG_POISSON_INVERSION, stream))
+        self.tables = _PoissonTables.get(self.device)
+        self.table_keys = [_keys(seeds, _absorb(_TAG_POISSON_TABLE, stream, part)) for part in range(3)]
         self.ptrs_keys: dict[tuple[int, int], Keys] = {}
         self.counters = _counters(count, self.device)
         self.scratch = _Scratch(self.device)
-        self.inversion_left: list[tuple[Tensor, ...]] = []  # (global position, u, lam, pmf, cdf, steps)
-        self.ptrs_left: list[tuple[Tensor, Tensor]] = []  # (global position, lam)
+        self.table_left: list[Tensor] = []  # global positions of table elements left for phase 2
+        self.ptrs_left: list[tuple[Tensor, Tensor]] = []  # (global position, rate) of PTRS elements rejected so far
 
     def round_keys(self, rnd: int, which: int) -> Keys:
         if (rnd, which) not in self.ptrs_keys:
             self.ptrs_keys[rnd, which] = _keys(self.seeds, _absorb(_TAG_POISSON_PTRS, self.stream, rnd, which))
         return self.ptrs_keys[rnd, which]
 
-    def block_words(self, keys: Keys, r0: int, r1: int, c0: int, c1: int) -> Tensor:
+    def block_words(self, keys: Keys, block: tuple[int, int, int, int]) -> Tensor:
         """Flat words of a block (a view of scratch space, valid until the next call)."""
+        r0, r1, c0, c1 = block
         shape = (r1 - r0, c1 - c0)
         words = _words_into(self.scratch.get("w", shape, torch.int32), self.scratch.get("t", shape, torch.int32),
                             self.counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
@@ -475,95 +552,104 @@ class _PoissonSampler:
         rows = torch.div(positions, self.count, rounding_mode="floor")
         return _words_at(keys, rows, (positions - rows * self.count).to(torch.int32))
 
-    def head(self, lam: Tensor, start: int, out: Tensor) -> None:
-        """Phase 1 on a block ``lam`` (R, W) whose first element has flat position ``start``; counts into ``out``."""
+    def head(self, lam: Tensor, start: int, result: Tensor) -> None:
+        """Phase 1 on a block ``lam`` (R, W) whose first element has flat position ``start``; counts into ``result``."""
         rows, width = lam.shape
         r0, c0 = divmod(start, self.count)
-        r1, c1 = r0 + rows, c0 + width
-        flat, result = lam.reshape(-1), out.view(-1)
-        small = flat < _PTRS_MIN_RATE
-        n_small = int(small.sum())
-        if n_small * 2 >= len(flat):  # inversion on the whole block; PTRS on the gathered large rates, if any
-            u = _unit(self.block_words(self.inversion_keys, r0, r1, c0, c1))
-            if n_small < len(flat):
-                u.mul_(small)  # u = 0 never exceeds the CDF: large rates stay at count 0, untouched
-            self._inversion_head(flat, u, None, start, result)
-            if n_small < len(flat):
-                idx = small.logical_not_().nonzero().squeeze(1)
-                self._ptrs_head(flat.index_select(0, idx), idx, start, result, (r0, r1, c0, c1))
-        else:  # PTRS on the whole block (small rates clamped to 10 and ignored); inversion on the gathered rest
-            idx = small.nonzero().squeeze(1) if n_small else None
-            self._ptrs_head(flat, None, start, result, (r0, r1, c0, c1), None if idx is None else ~small)
-            if idx is not None:
-                u = _unit(self.block_words(self.inversion_keys, r0, r1, c0, c1).index_select(0, idx))
-                self._inversion_head(flat.index_select(0, idx), u, idx, start, result)
+        block = (r0, r0 + rows, c0, c0 + width)
+        flat = lam.reshape(-1)
+        large = flat >= _TABLE_MAX_RATE
+        n_large = int(large.sum())
+        if n_large < len(flat):
+            bad = self._table_head(flat, block, result)
+            if n_large:
+                bad.logical_and_(large.logical_not())
+            left = bad.nonzero().squeeze(1)
+            if len(left):
+                self.table_left.append(left.add_(start))
+        if n_large:
+            idx = None if n_large == len(flat) else large.nonzero().squeeze(1)
+            self._ptrs_head(flat if idx is None else flat.index_select(0, idx), idx, start, result, block)
 
-    def _inversion_head(self, lam: Tensor, u: Tensor, idx: Tensor | None, start: int, result: Tensor) -> None:
-        """Inversion steps until at most 1/16 of the elements are undecided; the rest go to phase 2."""
-        pmf = torch.neg(lam).exp_()
-        cdf = pmf.clone()
-        count = torch.zeros_like(lam)
-        undecided = torch.empty_like(lam)
-        ratio = torch.empty_like(lam)
-        steps, remaining = 0, 0
-        while steps < _INVERSION_MAX_STEPS:
-            remaining = int(torch.gt(u, cdf, out=undecided).sum())
-            if remaining == 0:
-                break
-            count.add_(undecided)
-            steps += 1
-            pmf.mul_(torch.div(lam, steps, out=ratio))
-            cdf.add_(pmf)
-            if _INVERSION_HEAD_STOP * remaining <= len(lam):
-                break
-        if idx is None:
-            result.copy_(count)
-        else:
-            result.index_copy_(0, idx, count)
-        if remaining and steps < _INVERSION_MAX_STEPS:  # undecided after ``steps`` steps: count == steps so far
-            left = undecided.bool().nonzero().squeeze(1)
-            position = left if idx is None else idx.index_select(0, left)
-            state = tuple(t.index_select(0, left) for t in (u, lam, pmf, cdf))
-            self.inversion_left.append((position.add_(start), *state, torch.full_like(state[0], float(steps))))
+    def _table_head(self, lam: Tensor, block: tuple[int, int, int, int], result: Tensor) -> Tensor:
+        """Table counts of a block into ``result``; returns the mask of elements the tables do not decide."""
+        tables = self.tables
+        t = torch.mul(lam, float(1 << _FRACTION_BITS)).clamp_(max=_TABLE_MAX_RATE * (1 << _FRACTION_BITS) - 1)
+        t = t.to(torch.int32)  # floor(64 lam): g = t >> 6, j = t & 63 (truncation is floor here)
+        words = self.block_words(self.table_keys[0], block)
+        cells = torch.bitwise_right_shift(words, _WORD_BITS - _CELL_BITS)
+        index = torch.bitwise_right_shift(t, _FRACTION_BITS).bitwise_left_shift_(_CELL_BITS).add_(cells)
+        a = tables.integer.index_select(0, index)
+        cells = torch.bitwise_right_shift(words, _WORD_BITS - 2 * _CELL_BITS, out=cells).bitwise_and_(
+            (1 << _CELL_BITS) - 1
+        )
+        index = t.bitwise_and_((1 << _FRACTION_BITS) - 1).bitwise_left_shift_(_CELL_BITS).add_(cells)
+        b_lo = tables.fraction.index_select(0, index)
+        b_hi = tables.fraction.index_select(0, index.add_(1 << _CELL_BITS))
+        bad = torch.ne(b_lo, b_hi).logical_or_(torch.bitwise_or(a, b_lo).lt_(0))
+        result.copy_(a.add_(b_lo))
+        return bad
 
     def _ptrs_head(
-        self,
-        lam: Tensor,
-        idx: Tensor | None,
-        start: int,
-        result: Tensor,
-        block: tuple[int, int, int, int],
-        valid: Tensor | None = None,
+        self, lam: Tensor, idx: Tensor | None, start: int, result: Tensor, block: tuple[int, int, int, int]
     ) -> None:
-        """PTRS round 0 on ``lam`` (block elements ``idx``, None: all; ``valid``: mask of the real large rates)."""
-        if valid is not None:
-            lam = lam.clamp(min=_PTRS_MIN_RATE)
+        """PTRS round 0 on ``lam``, the block elements ``idx`` (None: all of them)."""
         if _PTRS_MAX_ROUNDS < 1:
             k, accept = torch.floor(lam), torch.ones_like(lam, dtype=torch.bool)
         else:
-            w_u = self.block_words(self.round_keys(0, 0), *block)
+            w_u = self.block_words(self.round_keys(0, 0), block)
             w_u = w_u.clone() if idx is None else w_u.index_select(0, idx)
-            w_v = self.block_words(self.round_keys(0, 1), *block)
+            w_v = self.block_words(self.round_keys(0, 1), block)
             w_v = w_v if idx is None else w_v.index_select(0, idx)
             k, accept = _ptrs_round(_PtrsConstants(lam), w_u, w_v)
         if idx is None:
-            result.copy_(k)  # with ``valid``: the small-rate entries are overwritten by the inversion
+            result.copy_(k)
         else:
             result.index_copy_(0, idx, k)
-        pending = accept.logical_not_() if valid is None else accept.logical_not_().logical_and_(valid)
-        left = pending.nonzero().squeeze(1)
+        left = accept.logical_not_().nonzero().squeeze(1)
         if len(left):
             position = left.add(start) if idx is None else idx.index_select(0, left).add_(start)
             self.ptrs_left.append((position, lam.index_select(0, left)))
 
-    def tails(self, out: Tensor) -> None:
+    def tails(self, out: Tensor, lam: Tensor) -> None:
         """Phase 2: finish the pooled leftovers of every block, writing into the flat ``out``."""
-        if self.inversion_left:
-            state = [torch.cat(parts) for parts in zip(*self.inversion_left)]
-            _inversion_tail(out, *state)
+        if self.table_left:
+            position = torch.cat(self.table_left)
+            out.index_copy_(0, position, self._table_exact(position, lam.index_select(0, position)))
         if self.ptrs_left:
-            position, lam = (torch.cat(parts) for parts in zip(*self.ptrs_left))
-            self._ptrs_tail(out, position, lam)
+            position, rates = (torch.cat(parts) for parts in zip(*self.ptrs_left))
+            self._ptrs_tail(out, position, rates)
+
+    def _table_exact(self, position: Tensor, lam: Tensor) -> Tensor:
+        """A + B exactly, for rates below 64 at flat global positions (the same values the tables give)."""
+        tables = self.tables
+        words = self.words_at(self.table_keys[0], position)
+        fine = (1 << _FINE_BITS) - 1
+        cells_a = torch.bitwise_right_shift(words, _FINE_BITS)
+        cells_b = torch.bitwise_right_shift(words, _WORD_BITS - 2 * _CELL_BITS).bitwise_and_((1 << _CELL_BITS) - 1)
+        w_a = torch.bitwise_left_shift(cells_a, _FINE_BITS).bitwise_or_(
+            self.words_at(self.table_keys[1], position).bitwise_and_(fine)
+        )
+        w_b = torch.bitwise_left_shift(cells_b, _FINE_BITS).bitwise_or_(
+            self.words_at(self.table_keys[2], position).bitwise_and_(fine)
+        )
+        integer = torch.floor(lam)
+        # A: binary search for #{k : T_g[k] < w_a} between the counts at the cell's ends.
+        g = integer.to(torch.int64)
+        cell = g * (1 << _CELL_BITS) + cells_a.to(torch.int64)
+        lo = tables.integer_lo.index_select(0, cell).to(torch.int64)
+        hi = tables.integer_hi.index_select(0, cell).to(torch.int64)
+        base = g * _TABLE_COLUMNS
+        while True:
+            active = lo < hi
+            if not bool(active.any()):
+                break
+            mid = torch.div(lo + hi, 2, rounding_mode="floor")
+            below = tables.integer_thresholds.index_select(0, base + mid.clamp(max=_TABLE_COLUMNS - 1)) < w_a
+            lo = torch.where(active & below, mid + 1, lo)
+            hi = torch.where(active & ~below, mid, hi)
+        # B: sequential search over the CDF of the fractional rate.
+        return _inversion(lam - integer, w_b).add_(lo)
 
     def _ptrs_tail(self, out: Tensor, position: Tensor, lam: Tensor) -> None:
         consts = _PtrsConstants(lam)
@@ -581,24 +667,29 @@ class _PoissonSampler:
         out.index_copy_(0, position, torch.floor(consts.lam))  # rejected in every round: the mode
 
 
-def _inversion_tail(
-    out: Tensor, position: Tensor, u: Tensor, lam: Tensor, pmf: Tensor, cdf: Tensor, steps: Tensor
-) -> None:
-    """Phase 2 of the inversion: the same steps, per-element step numbers, compacting as elements finish."""
-    while len(position):
-        decided = torch.le(u, cdf).logical_or_(steps >= _INVERSION_MAX_STEPS)
-        done = decided.nonzero().squeeze(1)
-        out.index_copy_(0, position.index_select(0, done), steps.index_select(0, done))
-        keep = decided.logical_not_().nonzero().squeeze(1)
-        if len(keep) < len(decided):
-            position, u, lam, pmf, cdf, steps = (t.index_select(0, keep) for t in (position, u, lam, pmf, cdf, steps))
-        steps.add_(1.0)
-        pmf.mul_(torch.div(lam, steps))
+def _inversion(lam: Tensor, words: Tensor) -> Tensor:
+    """X = min{k : U <= F(k)} = #{k >= 0 : F(k) < U}, counted step by step over the undecided elements.
+
+    The CDF is accumulated as ``pmf_0 = exp(-lam)``, ``pmf_k = pmf_{k-1} * (lam / k)``, ``F(k) = F(k-1) + pmf_k``.
+    """
+    u = _unit(words)
+    pmf = torch.neg(lam).exp_()
+    cdf = pmf.clone()
+    result = torch.zeros_like(lam)
+    index = torch.arange(len(lam), device=lam.device)
+    for k in range(1, _INVERSION_MAX_STEPS + 1):
+        keep = torch.gt(u, cdf).nonzero().squeeze(1)
+        if len(keep) == 0:
+            break
+        index, u, lam, pmf, cdf = (t.index_select(0, keep) for t in (index, u, lam, pmf, cdf))
+        result.index_fill_(0, index, float(k))
+        pmf.mul_(torch.div(lam, k))
         cdf.add_(pmf)
+    return result
 
 
 class _PtrsConstants:
-    """Per-element PTRS constants (Hoermann 1993) for rates >= 10."""
+    """Per-element PTRS constants (Hoermann 1993)."""
 
     def __init__(self, lam: Tensor, parts: tuple[Tensor, ...] | None = None) -> None:
         if parts is not None:
@@ -620,7 +711,7 @@ class _PtrsConstants:
 def _ptrs_round(consts: _PtrsConstants, w_u: Tensor, w_v: Tensor) -> tuple[Tensor, Tensor]:
     """One PTRS round: candidate counts k and whether they are accepted.
 
-    The squeeze accepts most candidates without logs. The slow test runs on the gathered rest when that is a small
+    The squeeze accepts most candidates without logs. The exact test runs on the gathered rest when that is a small
     fraction, else on every element (cheaper than gathering); either way each element gets the same arithmetic.
     """
     uu = w_u.to(torch.float64).mul_(_WORD_SCALE).add_(0.5 * _WORD_SCALE - 0.5)  # U - 1/2, exact
@@ -631,16 +722,15 @@ def _ptrs_round(consts: _PtrsConstants, w_u: Tensor, w_v: Tensor) -> tuple[Tenso
     if n_slow == 0:
         return k, accept
     if 8 * n_slow >= len(accept):
-        slow = _ptrs_slow_accept(k, us, w_v, consts.lam, consts.b, consts.two_a)
-        return k, accept.logical_or_(slow)
+        return k, accept.logical_or_(_ptrs_exact_accept(k, us, w_v, consts.lam, consts.b, consts.two_a))
     idx = accept.logical_not().nonzero().squeeze(1)
     parts = (t.index_select(0, idx) for t in (k, us, w_v, consts.lam, consts.b, consts.two_a))
-    accept.index_copy_(0, idx, _ptrs_slow_accept(*parts))
+    accept.index_copy_(0, idx, _ptrs_exact_accept(*parts))
     return k, accept
 
 
-def _ptrs_slow_accept(k: Tensor, us: Tensor, w_v: Tensor, lam: Tensor, b: Tensor, two_a: Tensor) -> Tensor:
-    """PTRS acceptance by the exact test: not (k < 0 or (us < 0.013 and v > us)) and log-density comparison."""
+def _ptrs_exact_accept(k: Tensor, us: Tensor, w_v: Tensor, lam: Tensor, b: Tensor, two_a: Tensor) -> Tensor:
+    """PTRS acceptance by the exact test: not (k < 0 or (us < 0.013 and v > us)) and the log-density comparison."""
     v = _unit(w_v)
     reject = (k < 0).logical_or_((us < 0.013).logical_and_(v > us))
     inv_alpha = torch.reciprocal(b - 3.4).mul_(1.1328).add_(1.1239)

@@ -40,7 +40,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.noise import NoiseGenerator, project_to_sphere
+from robustnoise.noise import NoiseGenerator, clipping_aware_scale, project_to_sphere
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.utils.errors import ConfigError
 
@@ -399,7 +399,9 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         from robustnoise.utils.plots import save_noise_figures
 
         x = self._restart_batch()[0][:16]
-        save_noise_figures(self, name, x, self.noise_sample(x))
+        delta = self.generator(x)
+        raw = clipping_aware_scale(x, delta, self.epsilon) * delta
+        save_noise_figures(self, name, x, (x + raw).clamp(0, 1), raw_noise=raw)
 
     # --------------------------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

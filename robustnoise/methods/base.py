@@ -147,11 +147,11 @@ class RobustClassifierModule(pl.LightningModule):
         self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True, batch_size=len(y))
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
 
-    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.test_suite is None:
             raise RuntimeError("attach an evaluation suite (robustnoise.evaluate.CorruptionSuite) before trainer.test")
         x, y, index = batch
-        self.test_suite.evaluate_batch(self.classifier, x, y, index)
+        self.test_suite.evaluate_batch(self.classifier, x, y, index, loader=dataloader_idx)
 
     def on_test_epoch_start(self) -> None:
         self.test_suite.reset(self.device)

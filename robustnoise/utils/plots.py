@@ -16,8 +16,14 @@ def log_image_file(module: Any, key: str, path: Path) -> None:
             logger.log_image(key=key, images=[str(path)], step=module.global_step)
 
 
-def save_noise_figures(module: Any, name: str, clean: Tensor, noisy: Tensor) -> dict[str, Path]:
-    """Grid of noise (mid-grey = 0) over noisy images, and per-channel histograms of the noise values (Fig. 3A)."""
+def save_noise_figures(
+    module: Any, name: str, clean: Tensor, noisy: Tensor, raw_noise: Tensor | None = None
+) -> dict[str, Path]:
+    """Grid of noise (mid-grey = 0) over noisy images, and per-channel histograms of the noise values (Fig. 3A).
+
+    ``raw_noise`` (the generator's projected noise before clipping to [0, 1]) is what the histogram shows when given:
+    the distribution the generator learned, not the clipping's spike at 0.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +49,7 @@ def save_noise_figures(module: Any, name: str, clean: Tensor, noisy: Tensor) -> 
             density=True,
             label=f"channel {c}",
         )
-    ax.set_xlabel("noise value per pixel (after projection and clipping)")
+    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if raw_noise is None else " (before clipping)"))
     ax.set_ylabel("density")
     ax.set_title(name.replace("_", " "))
     ax.legend(fontsize=7)

@@ -1,0 +1,279 @@
+"""Figures of robustness reports (PNG, ~100 dpi): severity curves, corruption x severity heatmap, per-corruption
+bars against a baseline run, and accuracy against a swept hyper-parameter (Rusak et al. 2020, Fig. 2).
+
+Every function takes loaded reports (``robustness.json`` dicts, see :mod:`robustnoise.reporting`) and writes one
+PNG. Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas: no pyplot state, no
+display, and the global matplotlib backend is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from robustnoise.reporting import (
+    adversarial,
+    corruption_accuracy,
+    corruptions,
+    metric,
+    num,
+    run_label,
+    severity_matrix,
+)
+
+DPI = 100
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _subtitle(report: Mapping[str, Any]) -> str:
+    parts = [f"{k} {report[k]}" for k in ("method", "model", "data") if report.get(k) is not None]
+    return ", ".join(parts)
+
+
+def _title(report: Mapping[str, Any], what: str) -> str:
+    sub = _subtitle(report)
+    return f"{run_label(report)}: {what}" + (f"\n({sub})" if sub else "")
+
+
+def _limits(values: Sequence[float], floor: float = 0.0, ceil: float = 100.0) -> tuple[float, float]:
+    """Accuracy axis limits: the data range with a margin, kept inside [0, 100]."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return floor, ceil
+    lo, hi = min(finite), max(finite)
+    pad = max(2.0, 0.08 * (hi - lo))
+    return max(floor, lo - pad), min(ceil + 1.0, hi + pad)
+
+
+def _colours(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Top-1 accuracy against severity: one line per corruption (holdouts dashed), their mean (thick black) and
+    the clean accuracy (dashed grey line)."""
+    matrix = severity_matrix(report)
+    main, holdouts = corruptions(report)
+    names = [n for n in main + holdouts if n in matrix]
+    severities = sorted({s for row in matrix.values() for s in row})
+    fig = _figure(8.0, 4.8)
+    ax = fig.add_subplot()
+    values: list[float] = []
+    for name, colour in zip(names, _colours(len(names))):
+        row = matrix[name]
+        xs = sorted(row)
+        ys = [row[s] for s in xs]
+        values += ys
+        style = "--" if name in holdouts else "-"
+        label = f"{name} (holdout)" if name in holdouts else name
+        ax.plot(xs, ys, style, marker="o", markersize=3.5, lw=1.3, color=colour, label=label)
+    bench = [n for n in main if n in matrix]
+    if bench and severities:
+        means = [np.mean([matrix[c][s] for c in bench if s in matrix[c]]) for s in severities]
+        values += [float(m) for m in means]
+        label = "mean" if not holdouts else "mean (w/o holdouts)"
+        ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
+    clean = metric(report, "clean_top1")
+    if not math.isnan(clean):
+        values.append(clean)
+        ax.axhline(clean, ls="--", color="0.45", lw=1.5, label=f"clean ({clean:.1f})", zorder=4)
+    ax.set_xticks(severities or [1, 2, 3, 4, 5])
+    ax.set_xlabel("severity")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(*_limits(values))
+    ax.grid(alpha=0.3)
+    if not names:
+        ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(_title(report, "accuracy vs severity"), fontsize=11)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Corruption x severity top-1 accuracy as an annotated heatmap, with the mean per corruption (last column)
+    and per severity (last row). The colour scale spans the values shown."""
+    matrix = severity_matrix(report)
+    main, holdouts = corruptions(report)
+    names = [n for n in main + holdouts if n in matrix]
+    severities = sorted({s for row in matrix.values() for s in row})
+    bench = [n for n in main if n in matrix]
+    data = np.full((len(names) + (1 if bench else 0), len(severities) + 1), np.nan)
+    for i, name in enumerate(names):
+        for j, s in enumerate(severities):
+            data[i, j] = matrix[name].get(s, np.nan)
+        data[i, -1] = corruption_accuracy(report, name)
+    if bench:
+        rows = [names.index(n) for n in bench]
+        with np.errstate(all="ignore"):
+            data[-1] = np.nanmean(data[rows], axis=0) if data.size else data[-1]
+    row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if bench else [])
+    col_labels = [f"s{s}" for s in severities] + ["mean"]
+
+    fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
+    ax = fig.add_subplot()
+    finite = data[np.isfinite(data)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        if hi - lo < 1.0:
+            lo, hi = lo - 0.5, hi + 0.5
+        masked = np.ma.masked_invalid(data)
+        image = ax.imshow(masked, cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
+        image.cmap.set_bad("0.85")
+        bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+        bar.set_label("top-1 accuracy (%)")
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                value = data[i, j]
+                if math.isnan(value):
+                    ax.text(j, i, "–", ha="center", va="center", fontsize=9, color="0.3")
+                    continue
+                dark = (value - lo) / (hi - lo) < 0.6
+                weight = "bold" if i == len(names) or j == len(severities) else "normal"
+                colour = "white" if dark else "black"
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
+        if bench:
+            ax.axhline(len(names) - 0.5, color="white", lw=2)
+        ax.axvline(len(severities) - 0.5, color="white", lw=2)
+    else:
+        ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks(range(len(col_labels)), col_labels)
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel("severity")
+    clean = metric(report, "clean_top1")
+    clean_text = f", clean {clean:.1f}" if not math.isnan(clean) else ""
+    ax.set_title(_title(report, f"top-1 accuracy (%) per corruption and severity{clean_text}"), fontsize=11)
+    return _save(fig, path)
+
+
+def plot_corruption_bars(
+    report: Mapping[str, Any],
+    baseline_report: Mapping[str, Any],
+    path: str | Path,
+    names: tuple[str, str] | None = None,
+) -> Path:
+    """Per-corruption top-1 accuracy (mean over severities) of the run next to a baseline run, plus the clean and
+    mean-corruption accuracy; the difference run - baseline is written above each pair."""
+    run_name, base_name = names or (run_label(report), run_label(baseline_report, "baseline"))
+    if run_name == base_name:
+        run_name, base_name = f"{run_name} (run)", f"{base_name} (baseline)"
+    main_r, hold_r = corruptions(report)
+    main_b, hold_b = corruptions(baseline_report)
+    main = main_r + [n for n in main_b if n not in main_r]
+    holdouts = hold_r + [n for n in hold_b if n not in hold_r]
+    labels = ["clean", "mean"] + main + [f"{n}\n(holdout)" for n in holdouts]
+
+    def values(r: Mapping[str, Any]) -> list[float]:
+        return [metric(r, "clean_top1"), metric(r, "c_top1")] + [corruption_accuracy(r, n) for n in main + holdouts]
+
+    ours, theirs = values(report), values(baseline_report)
+    x = np.arange(len(labels))
+    width = 0.4
+    fig = _figure(max(6.0, 0.75 * len(labels) + 2.5), 4.8)
+    ax = fig.add_subplot()
+    ax.bar(x - width / 2, theirs, width, color="0.65", label=base_name)
+    ax.bar(x + width / 2, ours, width, color="tab:blue", label=run_name)
+    lo, hi = _limits(ours + theirs)
+    lo = 0.0 if lo < 40 else lo
+    span = hi - lo
+    ax.set_ylim(lo, hi + 0.08 * span)
+    for xi, a, b in zip(x, ours, theirs):
+        if math.isnan(a) or math.isnan(b):
+            continue
+        delta = a - b
+        colour = "tab:green" if delta > 0 else ("tab:red" if delta < 0 else "0.3")
+        top = max(a, b) + 0.015 * span
+        ax.text(xi, top, f"{delta:+.1f}", ha="center", va="bottom", fontsize=8, color=colour)
+    ax.axvline(1.5, color="0.6", lw=0.8, ls=":")
+    ax.set_xticks(x, labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    sub = _subtitle(report)
+    title = f"{run_name} vs {base_name}: top-1 per corruption (mean over severities)"
+    ax.set_title(title + (f"\n({sub})" if sub else ""), fontsize=11)
+    return _save(fig, path)
+
+
+def _numeric(xs: Sequence[Any]) -> list[float] | None:
+    out = [num(x) for x in xs]
+    return None if any(math.isnan(v) for v in out) else out
+
+
+def plot_sweep(
+    reports: Sequence[Mapping[str, Any]],
+    xs: Sequence[Any],
+    path: str | Path,
+    xlabel: str = "sigma",
+    title: str | None = None,
+) -> Path:
+    """Accuracy against a swept value (Rusak et al. 2020, Fig. 2): clean top-1, mean corruption top-1, and, when
+    any run has them, top-1 without the noise corruptions and the accuracy under adversarial noise (± std).
+    Non-numeric ``xs`` (e.g. lists of sigmas) are placed at equal spacing in the given order."""
+    if len(reports) != len(xs):
+        raise ValueError(f"plot_sweep: {len(reports)} reports but {len(xs)} x values")
+    numeric = _numeric(xs)
+    order = sorted(range(len(xs)), key=lambda i: numeric[i]) if numeric else list(range(len(xs)))
+    reports = [reports[i] for i in order]
+    positions = [numeric[i] for i in order] if numeric else list(range(len(xs)))
+    ticks = [str(xs[i]) for i in order]
+
+    fig = _figure(7.0, 4.6)
+    ax = fig.add_subplot()
+    series = [
+        ("clean", "clean_top1", "tab:blue", "o", "-"),
+        ("mean corruption", "c_top1", "tab:red", "s", "-"),
+        ("w/o noises", "no_noise_top1", "tab:green", "^", "--"),
+    ]
+    values: list[float] = []
+    for label, key, colour, marker, style in series:
+        ys = [metric(r, key) for r in reports]
+        if all(math.isnan(y) for y in ys):
+            continue
+        values += ys
+        ax.plot(positions, ys, style, marker=marker, color=colour, lw=2, markersize=6, label=label)
+    adv = [adversarial(r) for r in reports]
+    if any(not math.isnan(a[0]) for a in adv):
+        means, stds = [a[0] for a in adv], [0.0 if math.isnan(a[1]) else a[1] for a in adv]
+        values += [m - s for m, s in zip(means, stds)] + [m + s for m, s in zip(means, stds)]
+        ax.errorbar(positions, means, yerr=stds, fmt=":D", color="tab:purple", lw=1.5, capsize=3, label="adv. noise")
+    if not values:
+        ax.text(0.5, 0.5, "no accuracies in these reports", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(*_limits(values))
+    ax.set_xticks(positions, ticks, rotation=0 if numeric else 30)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.grid(alpha=0.3)
+    if values:
+        ax.legend(fontsize=9, loc="best")
+    if title is None:
+        runs = sorted({run_label(r) for r in reports})
+        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+        data = sorted({str(r["data"]) for r in reports if r.get("data") is not None})
+        title = f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else "")
+    ax.set_title(title, fontsize=11)
+    return _save(fig, path)
+
+
+__all__ = ["DPI", "plot_corruption_bars", "plot_heatmap", "plot_severity_curves", "plot_sweep"]
