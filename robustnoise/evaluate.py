@@ -24,6 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from robustnoise.corruptions import corrupt, corruption_id, sample_seeds
 from robustnoise.data.base import IndexedDataset
+from robustnoise.noise.eps_star import lower_median, minimal_perturbation, random_directions
+from robustnoise.noise.projection import project_to_sphere
 from robustnoise.utils.errors import ConfigError
 
 
@@ -56,6 +58,9 @@ class CorruptionSuite:
         batch_size: int = 256,
         num_workers: int = 0,
         released: list[tuple[str, int, Dataset]] | None = None,
+        eps_star: dict[str, Any] | None = None,
+        noise_generators: list[torch.nn.Module] | None = None,
+        noise_epsilon: float | None = None,
     ) -> None:
         bad = [s for s in severities if not 1 <= int(s) <= 5]
         if bad:
@@ -74,6 +79,16 @@ class CorruptionSuite:
         self.released = list(range(len(self.generated), len(self.sets)))  # loader 1 + i evaluates set released[i]
         self.top1: list[Tensor] = []
         self.top5: list[Tensor] = []
+        # adversarial noise (Rusak et al. 2020, Table 2): accuracy at noise_epsilon and eps* along each generator
+        self.noise_generators = list(noise_generators or [])
+        self.noise_epsilon = noise_epsilon
+        self.eps_cfg = dict(eps_star or {})
+        self.eps_directions = list(self.eps_cfg.get("directions", [])) if self.eps_cfg.get("enabled") else []
+        if self.eps_cfg.get("enabled"):
+            self.eps_directions += [f"adversarial_{k}" for k in range(len(self.noise_generators))]
+        self.eps: dict[str, Tensor] = {}
+        self.eps_passes: dict[str, float] = {}
+        self.noise_top1: list[Tensor] = []
 
     def _loader(self, dataset: Dataset) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
@@ -95,6 +110,17 @@ class CorruptionSuite:
         if loader == 0:
             for k in self.generated:
                 self.record(k, index, model(self.corrupted(self.sets[k], x, index)), y)
+            for k, generator in enumerate(self.noise_generators):
+                noisy = project_to_sphere(x, generator(x), float(self.noise_epsilon))
+                self.noise_top1[k][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
+            for salt, name in enumerate(self.eps_directions):
+                if name.startswith("adversarial_"):
+                    direction = self.noise_generators[int(name.rsplit("_", 1)[1])](x)
+                else:
+                    direction = random_directions(x, name, sample_seeds(self.seed, index, 1000 + salt))
+                eps, passes = minimal_perturbation(model, x, y, direction, rel_tol=self.eps_cfg.get("rel_tol", 1e-5))
+                self.eps[name][index] = eps
+                self.eps_passes[name] = self.eps_passes.get(name, 0.0) + passes * len(x)
         else:
             self.record(self.released[loader - 1], index, model(x), y)
 
@@ -102,6 +128,9 @@ class CorruptionSuite:
         sizes = [len(s.dataset if s.dataset is not None else self.dataset) for s in self.sets]  # type: ignore[arg-type]
         self.top1 = [torch.full((n,), -1, dtype=torch.int8, device=device) for n in sizes]
         self.top5 = [torch.full((n,), -1, dtype=torch.int8, device=device) for n in sizes]
+        self.noise_top1 = [torch.full((sizes[0],), -1, dtype=torch.int8, device=device) for _ in self.noise_generators]
+        self.eps = {name: torch.full((sizes[0],), -1.0, device=device) for name in self.eps_directions}
+        self.eps_passes = {}
 
     def record(self, k: int, index: Tensor, logits: Tensor, y: Tensor) -> None:
         assert self.top1, "call reset() first"
@@ -112,7 +141,11 @@ class CorruptionSuite:
     def gather(self) -> None:
         """Merge the records of all ranks (no-op without torch.distributed)."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for records in (self.top1, self.top5):
+            for values in self.eps.values():  # unseen -1 < any eps; inf stays inf
+                dist.all_reduce(values, op=dist.ReduceOp.MAX)
+            for records in (self.top1, self.top5, self.noise_top1):
+                if not records:
+                    continue
                 flat = torch.cat(records).to(torch.int32)
                 dist.all_reduce(flat, op=dist.ReduceOp.MAX)
                 for k, part in enumerate(flat.split([len(r) for r in records])):
@@ -130,9 +163,39 @@ class CorruptionSuite:
             out[eval_set.key] = {"top1": top1, "top5": top5, "n": n}
         return out
 
+    def adversarial_results(self) -> dict[str, Any]:
+        """Accuracy under each adversarial generator and eps* per direction (Rusak et al. 2020, Table 2)."""
+        out: dict[str, Any] = {}
+        if self.noise_generators:
+            accs = [100.0 * float(r[r >= 0].double().mean()) for r in self.noise_top1]
+            out["adversarial_noise"] = {"epsilon": self.noise_epsilon, "per_seed": accs, **_mean_std(accs)}
+        if self.eps:
+            eps_star: dict[str, Any] = {}
+            n_images = max(1, int((next(iter(self.eps.values())) >= 0).sum()))
+            for name, values in self.eps.items():
+                seen = values[values >= 0]
+                eps_star[name] = {
+                    "median": lower_median(seen.cpu()),
+                    "n": int(seen.numel()),
+                    "never_flipped": int(torch.isinf(seen).sum()),
+                    "already_wrong": int((seen == 0).sum()),
+                    "passes_per_image": self.eps_passes.get(name, 0.0) / n_images,
+                }
+            adversarial = [v["median"] for k, v in eps_star.items() if k.startswith("adversarial_")]
+            if adversarial:
+                eps_star["adversarial"] = {"per_seed": adversarial, **_mean_std(adversarial)}
+            out["eps_star"] = eps_star
+        return out
+
     def metrics(self) -> dict[str, float]:
         """Flat metric names for the loggers: ``test/acc``, ``test_c/<corruption>/s<k>/acc``, ``test_c/mean_acc``."""
         return flat_metrics(self.accuracies())
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std}
 
 
 def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -13,13 +13,14 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
+from torch.utils.data import DataLoader
 
 from robustnoise.data import ClassificationDataModule
 from robustnoise.data.released_c import released_c_sets
 from robustnoise.evaluate import CorruptionSuite
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
-from robustnoise.noise.adversarial import adversarial_noise_accuracy
+from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils.errors import RobustnoiseError
@@ -99,6 +100,7 @@ def evaluate_robustness(
 ) -> dict[str, Any]:
     """Clean + corrupted accuracy of the test split; writes robustness.{csv,json} in the run directory."""
     ev = cfg.eval
+    generators, noise_epsilon = adversarial_generators(ev.get("adversarial_noise") or {}, method, datamodule)
     suite = CorruptionSuite(
         datamodule.test_dataset(ev.get("max_images")),
         corruptions=list(ev.corruptions),
@@ -108,6 +110,9 @@ def evaluate_robustness(
         batch_size=ev.batch_size,
         num_workers=datamodule.num_workers,
         released=_released_sets(ev.get("released"), datamodule),
+        eps_star=OmegaConf.to_container(ev.eps_star) if ev.get("eps_star") else None,
+        noise_generators=generators,
+        noise_epsilon=noise_epsilon,
     )
     method.test_suite = suite
     trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
@@ -123,9 +128,8 @@ def evaluate_robustness(
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
         meta["metrics"] = robustness_summary(accuracies, benchmark=meta["benchmark"])
     report: dict[str, Any] = {}
+    meta.update(suite.adversarial_results())
     if trainer.is_global_zero:
-        if ev.get("adversarial_noise", {}).get("enabled"):
-            meta["adversarial_noise"] = adversarial_noise_report(ev.adversarial_noise, method, datamodule)
         out_dir = Path(trainer.default_root_dir)
         report = write_report(accuracies, out_dir, meta)
         print(format_table([report], [cfg.run_name]))
@@ -134,31 +138,36 @@ def evaluate_robustness(
     return report
 
 
-def adversarial_noise_report(
+def adversarial_generators(
     cfg: DictConfig, method: RobustClassifierModule, datamodule: ClassificationDataModule
-) -> dict[str, Any]:
-    """Accuracy of the final classifier under freshly trained adversarial noise generators (several seeds)."""
+) -> tuple[list[torch.nn.Module], float | None]:
+    """Fresh noise generators trained against the final classifier, one per seed (identical on every rank)."""
+    if not cfg.get("enabled"):
+        return [], None
+    datamodule.setup("fit")
     epsilon = cfg.get("epsilon")
+    own = getattr(method, "epsilon", None)
+    if epsilon is None and own is not None and torch.isfinite(own):
+        epsilon = float(own)  # an ANT model: its own training epsilon
     if epsilon is None:
-        own = getattr(method, "epsilon", None)
-        epsilon = float(own) if own is not None and torch.isfinite(own) else None
-    if epsilon is None:
-        datamodule.setup("fit")
         epsilon = epsilon_for_sigma(datamodule.train_set, 0.5)
-    result = adversarial_noise_accuracy(
-        method.classifier,
-        datamodule.train_dataloader(),
-        datamodule.test_dataloader(),
-        float(epsilon),
-        seeds=cfg.seeds,
-        kernel=cfg.kernel,
-        steps=cfg.steps,
-        lr=cfg.lr,
+    loader = DataLoader(
+        datamodule.train_set,
+        batch_size=datamodule.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(0),
+        num_workers=datamodule.num_workers,
     )
-    log.info("accuracy under adversarial noise (eps %.2f): %.2f +- %.2f", epsilon, result["mean"], result["std"])
-    for logger in method.loggers:
-        logger.log_metrics({"test_an/acc_mean": result["mean"], "test_an/acc_std": result["std"]})
-    return result
+    classifier = method.classifier.to(method.device)
+    generators = [
+        train_adversarial_generator(
+            classifier, loader, float(epsilon), kernel=cfg.kernel, steps=cfg.steps, lr=cfg.lr, seed=seed
+        )
+        for seed in range(cfg.seeds)
+    ]
+    log.info("trained %d adversarial noise generators (eps %.2f, %d steps each)", len(generators), epsilon, cfg.steps)
+    return generators, float(epsilon)
 
 
 def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule) -> list:

@@ -172,3 +172,28 @@ def test_wandb_logs_offline_without_an_account(tmp_path):
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert offline_runs, "no offline W&B run directory was written"
     assert list(offline_runs[0].glob("*.wandb"))  # the run's data, ready for `wandb sync`
+
+
+def test_eval_reports_adversarial_noise_and_eps_star(make_cfg):
+    cfg = make_cfg(
+        "method=gnt",
+        *QUICK,
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=17",
+        "method.optimizer.lr=0.05",
+        "eval=none",
+        "eval.adversarial_noise.enabled=true",
+        "eval.adversarial_noise.steps=20",
+        "eval.adversarial_noise.seeds=2",
+        "eval.eps_star.enabled=true",
+    )
+    run(cfg)
+    result = report(cfg)
+    noise = result["adversarial_noise"]
+    assert len(noise["per_seed"]) == 2 and 9.0 < noise["epsilon"] < 10.5  # sigma-0.5 rule on the digits
+    eps = result["eps_star"]
+    assert set(eps) == {"gaussian", "uniform", "adversarial_0", "adversarial_1", "adversarial"}
+    for name in ("gaussian", "uniform"):
+        assert eps[name]["n"] == 96 and eps[name]["passes_per_image"] < 35
+        assert eps[name]["already_wrong"] < 48 < eps[name]["n"] and eps[name]["median"] > 0  # a trained classifier
+    assert eps["adversarial"]["mean"] == pytest.approx(sum(eps["adversarial"]["per_seed"]) / 2)

@@ -359,15 +359,16 @@ def _glass_offsets(
     per_word = max(1, int(budget * math.log(2.0) / math.log(m) + 1e-9)) if m > 1 else 1
     words = -(-count // per_word)
     u = rng.uniform(seeds, (iterations, words), stream=_GLASS_OFFSET_STREAM, dtype=torch.float64)
-    v = torch.floor(u * float(m**per_word)).to(dtype).unsqueeze(-1)  # (N, iterations, words, 1)
-    j = torch.arange(per_word, device=u.device, dtype=dtype)
+    v = torch.floor(u * float(m**per_word)).to(dtype)  # (N, iterations, words)
+    # Digit j of every draw goes to pixels j * words ... (j + 1) * words - 1 (a fixed bijection), so each step below is
+    # one long elementwise op.
     if power_of_two:
         span_bits = span.bit_length() - 1
-        q = ((v >> (2 * span_bits * j)) & (m - 1)).flatten(2)[:, :, :count]
+        q = torch.cat([v >> (2 * span_bits * j) for j in range(per_word)], dim=-1)[:, :, :count]
         dx = (q & (span - 1)) - max_delta
-        dy = (q >> span_bits) - max_delta
+        dy = ((q >> span_bits) & (span - 1)) - max_delta
     else:
-        q = (torch.div(v, m**j, rounding_mode="floor") % m).flatten(2)[:, :, :count]  # m**j < 2**16
+        q = torch.cat([torch.div(v, m**j, rounding_mode="floor") for j in range(per_word)], dim=-1)[:, :, :count] % m
         dx = q % span - max_delta
         dy = torch.div(q, span, rounding_mode="floor") - max_delta
     shape = (len(seeds), iterations, rows, cols)
@@ -394,29 +395,49 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
     hw = height * width
     index_dtype = torch.int32 if n * hw < 2**31 else torch.int64  # index_select takes int32 indices
     base = torch.arange(n * hw, device=dev, dtype=index_dtype)  # flat pixel index over the whole chunk
-    if rows <= 0 or cols <= 0 or iterations == 0:
-        return base.view(n, hw).to(torch.int64) - torch.arange(n, device=dev).view(n, 1) * hw
-    lo = max_delta + 1
-    a = torch.arange(rows, device=dev, dtype=index_dtype).view(rows, 1)  # h - lo
-    b = torch.arange(cols, device=dev, dtype=index_dtype).view(1, cols)  # w - lo
-    link = torch.zeros(n, height, width, dtype=index_dtype, device=dev)
-    offset = torch.zeros_like(link)
     total = None
-    for it in range(iterations):
-        ddx, ddy = dx[:, it].to(index_dtype), dy[:, it].to(index_dtype)
-        off = ddy * width + ddx  # p' - p in flat indices
-        forward = (off > 0) & (ddy >= -a) & (ddy < rows - a) & (ddx >= -b) & (ddx < cols - b)
-        link[:, lo : lo + rows, lo : lo + cols] = off * forward
-        offset[:, lo : lo + rows, lo : lo + cols] = off
-        nxt = base + link.view(-1)
-        while True:  # pointer jumping: nxt[p] becomes the end of p's chain of forward links
-            jumped = nxt.index_select(0, nxt)
-            if torch.equal(jumped, nxt):
-                break
-            nxt = jumped
-        step = (base + offset.view(-1)).index_select(0, nxt)  # old pixel that lands on each position in this pass
-        total = step if total is None else total.index_select(0, step)
-    return total.view(n, hw).to(torch.int64) - torch.arange(n, device=dev).view(n, 1) * hw
+    if rows > 0 and cols > 0:
+        lo = max_delta + 1
+        link = torch.zeros(n, height, width, dtype=index_dtype, device=dev)
+        offset = torch.zeros_like(link)
+        for it in range(iterations):
+            ddx, ddy = dx[:, it].to(index_dtype), dy[:, it].to(index_dtype)
+            off = ddy * width + ddx  # p' - p in flat indices
+            offset[:, lo : lo + rows, lo : lo + cols] = off
+            step = base + offset.view(-1)  # the source of every pixel, if no chain is involved
+            forward = _forward_links(off, ddx, ddy, max_delta)
+            if bool(forward.any()):  # never for d = 1, whose offsets never point forward
+                link[:, lo : lo + rows, lo : lo + cols] = off * forward
+                nxt = base + link.view(-1)
+                while True:  # pointer jumping: nxt[p] becomes the end of p's chain of forward links
+                    jumped = nxt.index_select(0, nxt)
+                    if torch.equal(jumped, nxt):
+                        break
+                    nxt = jumped
+                step = step.index_select(0, nxt)  # new(p) = old(src(end of p's chain))
+            total = step if total is None else total.index_select(0, step)
+    if total is None:
+        total = base
+    return total.view(n, hw).long() - torch.arange(n, device=dev).view(n, 1) * hw
+
+
+def _forward_links(off: Tensor, dx: Tensor, dy: Tensor, max_delta: int) -> Tensor:
+    """Scanned pixels whose source lies later in raster order (``off > 0``) and inside the scanned region.
+
+    Offsets are at most ``d`` (and ``0 <= dy < d`` when ``off > 0``), so only the last ``d - 1`` rows and the first
+    and last ``d`` columns of the region can point outside it; only those strips are checked.
+    """
+    rows, cols = off.shape[-2:]
+    d = max_delta
+    forward = off > 0
+    ar = functools.partial(torch.arange, device=off.device, dtype=off.dtype)
+    if d > 1 and rows > d - 1:
+        bottom = slice(rows - d + 1, rows)
+        forward[:, bottom, :] &= dy[:, bottom, :] < rows - ar(rows - d + 1, rows).view(-1, 1)
+    left, right = slice(0, min(d, cols)), slice(max(0, cols - d), cols)
+    forward[:, :, left] &= dx[:, :, left] >= -ar(0, min(d, cols)).view(1, -1)
+    forward[:, :, right] &= dx[:, :, right] < cols - ar(max(0, cols - d), cols).view(1, -1)
+    return forward
 
 
 def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Tensor) -> Tensor:
@@ -428,8 +449,9 @@ def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Te
     n, c, h, w = images.shape
     blurred = gaussian_filter(images, sigma)
     quantised = torch.floor(blurred.mul_(255.0).clamp_(0.0, 255.0)).div_(255.0)
-    index = _glass_scan_map(dx.to(images.device), dy.to(images.device), h, w, max_delta)
-    moved = quantised.view(n, c, h * w).gather(2, index.unsqueeze(1).expand(n, c, h * w)).view(n, c, h, w)
+    index = _glass_scan_map(dx.to(images.device), dy.to(images.device), h, w, max_delta)  # (N, H W)
+    planes = torch.arange(n * c, device=images.device).view(n, c, 1) * (h * w)
+    moved = quantised.reshape(-1).index_select(0, (planes + index.view(n, 1, h * w)).view(-1)).view(n, c, h, w)
     return gaussian_filter(moved, sigma)
 
 

@@ -31,6 +31,7 @@ from robustnoise.corruptions.api_types import CorruptionFn
 
 __all__ = [
     "CORRUPTIONS",
+    "box_weight_matrix",
     "contrast",
     "elastic_transform",
     "jpeg_compression",
@@ -470,6 +471,8 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
     """
     x, seeds = _prepare(images, seeds)
     n, _, height, width = x.shape
+    if min(height, width) < 3:
+        raise ValueError(f"elastic_transform needs images of at least 3 x 3 pixels, got {height} x {width}")
     if n == 0:
         return images.clone()
     alpha, sigma, affine_jitter = (float(v) for v in severity_param)

@@ -3,9 +3,15 @@
 Each function takes float images (N, C, H, W) in [0, 1] on any device, the severity parameter from
 :mod:`robustnoise.corruptions.presets` and one int64 seed per sample, and returns clipped images of the input dtype.
 Channels (any number) get independent draws, as in the reference, which draws per array element.
+
+The draws are those of :mod:`robustnoise.corruptions.rng` (``normal``, ``poisson`` and ``uniform`` with stream 0);
+the image transform is applied block by block as the draws are made, while they are in cache, rather than in whole-
+batch passes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -15,46 +21,83 @@ from robustnoise.corruptions import rng
 __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
 
 
-def _prepare(images: Tensor, seeds: Tensor) -> tuple[Tensor, Tensor]:
-    """Images in a working dtype (float32 for half precision) and seeds on the images' device."""
+def _apply(images: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """Validate, move to the compute device, run ``fn(x, seeds)`` on (N, C*H*W) float32/64 rows, restore."""
     if images.dim() != 4 or not images.dtype.is_floating_point:
         raise ValueError(f"images must be a float tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     if seeds.shape != (images.shape[0],):
         raise ValueError(f"need one seed per image: seeds {tuple(seeds.shape)}, images {tuple(images.shape)}")
-    work = images if images.dtype in (torch.float32, torch.float64) else images.float()
-    return work, seeds.to(images.device)
+    rng._check_seeds(seeds)
+    device = rng._compute_device(images.device)
+    x = images if images.dtype in (torch.float32, torch.float64) else images.float()
+    x = x.to(device).reshape(images.shape[0], rng._numel(tuple(images.shape[1:])))
+    out = fn(x, seeds.to(device))
+    return out.view(images.shape).to(device=images.device, dtype=images.dtype)
 
 
 def gaussian_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Additive Gaussian noise: ``clip(x + N(0, c^2))`` (ImageNet-C ``gaussian_noise``)."""
-    x, seeds = _prepare(images, seeds)
-    noise = rng.normal(seeds, tuple(x.shape[1:]), dtype=x.dtype) * float(severity_param)
-    return (x + noise).clamp_(0.0, 1.0).to(images.dtype)
+    c = float(severity_param)
+
+    def fn(x: Tensor, seeds: Tensor) -> Tensor:
+        out = torch.empty_like(x)
+        for r0, r1, c0, c1, z in rng._normal_blocks(seeds, x.shape[1], 0):
+            block = out[r0:r1, c0:c1]
+            torch.add(x[r0:r1, c0:c1], z.to(x.dtype).mul_(c), out=block).clamp_(0.0, 1.0)
+        return out
+
+    return _apply(images, seeds, fn)
+
+
+def speckle_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
+    """Multiplicative Gaussian noise: ``clip(x + x N(0, c^2))`` (ImageNet-C ``speckle_noise``, a holdout corruption)."""
+    c = float(severity_param)
+
+    def fn(x: Tensor, seeds: Tensor) -> Tensor:
+        out = torch.empty_like(x)
+        for r0, r1, c0, c1, z in rng._normal_blocks(seeds, x.shape[1], 0):
+            xb = x[r0:r1, c0:c1]
+            torch.addcmul(xb, xb, z.to(x.dtype).mul_(c), out=out[r0:r1, c0:c1]).clamp_(0.0, 1.0)
+        return out
+
+    return _apply(images, seeds, fn)
 
 
 def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
-    """Poisson (photon shot) noise: ``clip(Poisson(x c) / c)`` (ImageNet-C ``shot_noise``)."""
-    x, seeds = _prepare(images, seeds)
+    """Poisson (photon shot) noise: ``clip(Poisson(x c) / c)`` (ImageNet-C ``shot_noise``).
+
+    The counts are those of ``rng.poisson(x.double() * c, seeds)``; ``/ c`` and the clip are done in float64.
+    """
     c = float(severity_param)
-    counts = rng.poisson(x.to(torch.float64) * c, seeds)
-    return (counts / c).clamp_(0.0, 1.0).to(images.dtype)
+
+    def fn(x: Tensor, seeds: Tensor) -> Tensor:
+        out = torch.empty_like(x)
+        sampler = rng._PoissonSampler(x, c, seeds, 0)
+        for r0, r1, c0, c1, counts in sampler.blocks():
+            out[r0:r1, c0:c1] = counts.div_(c).clamp_(0.0, 1.0)
+        positions, counts = sampler.finish()
+        out.view(-1).index_copy_(0, positions, counts.div_(c).clamp_(0.0, 1.0).to(x.dtype))
+        return out
+
+    return _apply(images, seeds, fn)
 
 
 def impulse_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Salt-and-pepper noise as skimage ``random_noise(mode='s&p', amount=c)`` (ImageNet-C ``impulse_noise``).
 
-    Each element is hit with probability ``c``; a hit becomes 0 or 1 with probability 1/2 each.
+    Each element is hit with probability ``c``; a hit becomes 0 or 1 with probability 1/2 each. One uniform decides
+    both: with ``u`` the float64 draws of ``rng.uniform(seeds, shape)``, ``u < c/2`` is pepper, ``c/2 <= u < c``
+    salt (compared exactly, as integers).
     """
-    x, seeds = _prepare(images, seeds)
-    amount = float(severity_param)
-    # One uniform decides both: u < c/2 -> pepper, c/2 <= u < c -> salt.
-    u = rng.uniform(seeds, tuple(x.shape[1:]), dtype=torch.float64)
-    out = torch.where(u < amount, (u >= 0.5 * amount).to(x.dtype), x)
-    return out.clamp_(0.0, 1.0).to(images.dtype)
+    hit = rng._word_threshold(float(severity_param))
+    pepper = rng._word_threshold(0.5 * float(severity_param))
 
+    def fn(x: Tensor, seeds: Tensor) -> Tensor:
+        out = torch.empty_like(x)
+        for r0, r1, c0, c1, words in rng._word_blocks(seeds, x.shape[1], rng._absorb(rng._TAG_UNIFORM, 0)):
+            block = out[r0:r1, c0:c1]
+            block.copy_(x[r0:r1, c0:c1]).clamp_(0.0, 1.0)
+            block.masked_fill_(words <= hit - 1, 1.0).masked_fill_(words <= pepper - 1, 0.0)
+        return out
 
-def speckle_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
-    """Multiplicative Gaussian noise: ``clip(x + x N(0, c^2))`` (ImageNet-C ``speckle_noise``, a holdout corruption)."""
-    x, seeds = _prepare(images, seeds)
-    noise = rng.normal(seeds, tuple(x.shape[1:]), dtype=x.dtype) * float(severity_param)
-    return (x + x * noise).clamp_(0.0, 1.0).to(images.dtype)
+    return _apply(images, seeds, fn)

@@ -2,34 +2,38 @@
 
 Every draw is a pure function of ``(per-sample 64-bit seed, stream, element counter)``, like Philox in Salmon et al.
 (2011), "Parallel random numbers: as easy as 1, 2, 3". That makes a sample's noise independent of the batch it is in,
-of the batch size and order, of the DataLoader worker count and of how the work is split into chunks, and lets the
+of the batch size and order, of the DataLoader worker count and of how the work is split into blocks, and lets the
 whole batch be drawn in one vectorised call.
 
-Random words. A sample's seed and the stream are hashed (in int64, off the hot path) into two 32-bit keys, an odd
-multiplier ``m`` and an offset ``a``. The word at counter ``c`` is ``h(c * m + a mod 2**32)``, where ``h`` is Chris
-Wellons' ``lowbias32`` (hash-prospector) with its last shift arithmetic instead of logical, evaluated on int32
-tensors in place (12 elementwise ops). The result is a 31-bit word: ``h`` maps ``r = lowbias32(x)`` to ``r`` if
-``r < 2**31``, else to ``r ^ 0xFFFF0000``, a uniform two-to-one map onto ``[0, 2**31)``. Because the counter is
-multiplied by a per-sample odd key before hashing, the draws of two samples are never shifted copies of each other
-(they would be with ``h(c ^ key)``), and ``c -> c * m + a`` is a bijection, so a sample never repeats a word. The
-hot path relies on int32 multiplication wrapping modulo 2**32, as torch's CPU (vector and scalar) and CUDA kernels
-do; ``tests/test_corruptions_noise.py`` checks the words against a pure-Python reference.
+Random words. A sample's seed and the stream are hashed (in int64 or Python ints, off the hot path) into two 32-bit
+keys, an odd multiplier ``m`` and an offset ``a``. The word at counter ``c`` is ``h(c * m + a mod 2**32)``, where
+``h`` is Chris Wellons' ``lowbias32`` (hash-prospector) with its last shift arithmetic instead of logical, evaluated
+in place on int32 tensors (12 elementwise ops). The result is a 31-bit word: ``h`` maps ``r = lowbias32(x)`` to
+``r`` if ``r < 2**31``, else to ``r ^ 0xFFFF0000``, a uniform two-to-one map onto ``[0, 2**31)``. Because the
+counter is multiplied by a per-sample odd key before hashing, the draws of two samples are not shifted copies of
+each other (they would be with ``h(c ^ key)``), and ``c -> c * m + a`` is a bijection, so a sample never repeats a
+word. The hot path relies on int32 multiplication wrapping modulo 2**32, as torch's CPU (vector and scalar) and CUDA
+kernels do; ``tests/test_corruptions_noise.py`` checks the words against a pure-Python reference.
 
-Floating-point transforms use torch's native, vectorised functions: float32 ``log``/``sqrt``/``cos``/``sin`` for
-Box-Muller normals, float64 ``exp``/``log`` (and a ``lgamma`` table) for Poisson counts.
+Work is done in cache-sized blocks (whole rows, or part of one row); the private ``_*_blocks`` iterators yield them
+so that :mod:`robustnoise.corruptions.noise` can apply its transform while a block is still in cache. Floating-point
+transforms use torch's native vectorised functions: float32 ``log``/``sqrt``/``cos``/``sin`` for Box-Muller normals,
+integer-threshold tables and float64 arithmetic (``exp``, ``log``, a ``lgamma`` table) for Poisson counts.
 
-Reproducibility. On a given device, every draw is a deterministic function of (seed, stream, position). The integer
-words, and therefore ``uniform`` (both dtypes, exact transforms of the words) and ``bernoulli``, are bit-identical on
-CPU and CUDA. ``normal`` uses the device's float32 ``log``/``cos``/``sin``, so CPU and CUDA agree to a few float32
-ulps rather than bitwise. ``poisson`` counts are decided by float64 comparisons against CDF values or acceptance
-bounds, which CPU and CUDA compute to within an ulp; a count can differ only when a uniform falls within ~1e-15 of a
-decision boundary.
+Reproducibility. On a given device every draw is a deterministic function of (seed, stream, position). Across CPU
+and CUDA: the integer words, and therefore ``uniform`` (both dtypes are exact transforms of the words) and
+``bernoulli``, are bit-identical, and so is ``sample_seeds``. ``normal`` uses the device's float32 ``log``, ``cos``
+and ``sin``, so CPU and CUDA agree to a few float32 ulps, not bitwise. ``poisson`` counts for rates below 64 come
+from integer comparisons against tables built on the CPU, identical on every device, except that about 1-2% of the
+elements are finished by a float64 CDF search (and rates of 64 and more by float64 rejection tests) whose
+``exp``/``log`` may differ by an ulp between devices: a count can then differ only when a uniform falls within about
+1e-15 of a decision boundary.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -52,10 +56,14 @@ _TAG_POISSON_PTRS = 0x5
 _WORD_BITS = 31  # words are uniform on [0, 2**31)
 _WORD_SCALE = 2.0**-_WORD_BITS
 _MAX_COUNTER = 1 << 31  # counters are int32
-_CPU_CHUNK = 1 << 17  # elements per block on the CPU: the working set of a block stays in L2
+_CPU_CHUNK = 1 << 17  # elements per block on the CPU, so that a block's working set stays in cache
 _ACCELERATOR_CHUNK = 1 << 22
-_PTRS_MAX_ROUNDS = 48  # a round rejects with probability <= 0.25 (at rate 10): all 48 fail with probability < 1e-28
+_PYTHON_KEYS = 8  # up to this many samples, keys are derived with Python ints (fewer tiny tensor ops)
+_PTRS_MAX_ROUNDS = 48  # a round rejects with probability < 0.25: all 48 fail with probability < 1e-28
 _LOG_FACTORIAL_TABLE_SIZE = 1024  # log(k!) from a table below this, from torch.lgamma above
+
+Block = tuple[int, int, int, int]  # rows r0:r1, columns c0:c1 of an (N, width) array
+Keys = tuple[Tensor, Tensor]  # (odd multiplier, offset): int32 tensors (N, 1)
 
 
 def _mix32_int(x: int) -> int:
@@ -98,7 +106,7 @@ def _mix31_(x: Tensor, tmp: Tensor) -> Tensor:
 
 
 def _word_int(counter: int, mult: int, offset: int) -> int:
-    """One random word on Python ints (reference for the tensor version): ``mult`` and ``offset`` as unsigned keys."""
+    """One random word on Python ints (reference for the tensor version); keys as returned by :func:`_key_pair_int`."""
     r = _mix32_int(counter * mult + offset)
     return r if r < (1 << 31) else r ^ 0xFFFF0000
 
@@ -111,6 +119,10 @@ def _absorb(*words: int) -> int:
         h = _mix32_int(h ^ (word & _MASK32))
         h = _mix32_int(h ^ (word >> 32))
     return h
+
+
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _split64(values: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,6 +139,15 @@ def _join64(hi: Tensor, lo: Tensor) -> Tensor:
 def _as_int32(values: Tensor) -> Tensor:
     """int64 values in [0, 2**32) as int32 with the same bit pattern."""
     return (values - ((values >> 31) << 32)).to(torch.int32)
+
+
+def _seed_int(index: int, key_a: int, key_b: int) -> int:
+    """:func:`sample_seeds` of one index, on Python ints."""
+    index &= (1 << 64) - 1
+    a = _mix32_int((index & _MASK32) ^ key_a)
+    b = _mix32_int((index >> 32) ^ key_b ^ a)
+    c = _mix32_int(a ^ b ^ key_b)
+    return _signed32(b) * (1 << 32) + c
 
 
 def sample_seeds(base_seed: int, indices: Tensor, *salt: int) -> Tensor:
@@ -146,6 +167,9 @@ def sample_seeds(base_seed: int, indices: Tensor, *salt: int) -> Tensor:
         raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
     key_a = _absorb(_TAG_SEED, int(base_seed), *[int(s) for s in salt])
     key_b = _mix32_int(key_a ^ _GOLDEN)
+    if indices.numel() <= _PYTHON_KEYS:
+        values = [_seed_int(i, key_a, key_b) for i in indices.reshape(-1).tolist()]
+        return torch.tensor(values, dtype=torch.int64, device=indices.device).view(indices.shape)
     lo, hi = _split64(indices.to(torch.int64))
     a = _mix32_(lo ^ key_a)
     b = _mix32_(hi ^ key_b ^ a)  # for a fixed high half this is a bijection of the low half
@@ -156,15 +180,35 @@ def sample_seeds(base_seed: int, indices: Tensor, *salt: int) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------------------
 # Counter-based words.
 
-Keys = tuple[Tensor, Tensor]  # (odd multiplier, offset): int32 tensors (N, 1)
+
+def _key_pair_int(seed: int, stream_key: int) -> tuple[int, int]:
+    """Word keys (signed int32 values) of one seed and stream, on Python ints (reference for :func:`_stream_keys`)."""
+    lo, hi = seed & _MASK32, (seed >> 32) & _MASK32
+    k0 = _mix32_int(lo ^ _mix32_int(hi ^ stream_key))
+    k1 = _mix32_int(hi ^ k0 ^ _mix32_int(stream_key ^ _GOLDEN))  # (k0, k1) is a bijection of the seed
+    return _signed32(k0 | 1), _signed32(k1)
+
+
+def _stream_keys(seeds: Tensor, stream_keys: Sequence[int]) -> list[Keys]:
+    """Per-sample word keys for several streams at once: for each, an odd multiplier and an offset, int32 (N, 1)."""
+    n, s = len(seeds), len(stream_keys)
+    if n <= _PYTHON_KEYS:
+        values = seeds.tolist()
+        pairs = [[_key_pair_int(seed, key) for seed in values] for key in stream_keys]
+        table = torch.tensor([[[p[i] for p in row] for i in (0, 1)] for row in pairs], dtype=torch.int32)
+        table = table.to(seeds.device).view(s, 2, n, 1)
+        return [(table[i, 0], table[i, 1]) for i in range(s)]
+    lo, hi = _split64(seeds)
+    keys = torch.tensor(stream_keys, dtype=torch.int64, device=seeds.device).unsqueeze(1)
+    salts = torch.tensor([_mix32_int(k ^ _GOLDEN) for k in stream_keys], dtype=torch.int64, device=seeds.device)
+    k0 = _mix32_(lo ^ _mix32_(hi ^ keys))
+    k1 = _mix32_(hi ^ k0 ^ salts.unsqueeze(1))
+    mult, offset = _as_int32(k0 | 1), _as_int32(k1)
+    return [(mult[i].unsqueeze(1), offset[i].unsqueeze(1)) for i in range(s)]
 
 
 def _keys(seeds: Tensor, stream_key: int) -> Keys:
-    """Per-sample word keys for one stream: an odd multiplier and an offset, int32 of shape (N, 1)."""
-    lo, hi = _split64(seeds)
-    k0 = _mix32_(lo ^ _mix32_(hi ^ stream_key))
-    k1 = _mix32_(hi ^ k0 ^ _mix32_int(stream_key ^ _GOLDEN))  # (k0, k1) is a bijection of the seed
-    return _as_int32(k0 | 1).unsqueeze(1), _as_int32(k1).unsqueeze(1)
+    return _stream_keys(seeds, [stream_key])[0]
 
 
 def _words_into(out: Tensor, tmp: Tensor, counters: Tensor, keys: Keys) -> Tensor:
@@ -197,18 +241,30 @@ class _Scratch:
         return buf[:numel].view(shape)
 
 
-def _chunk_size(device: torch.device) -> int:
+_COUNTERS: dict[tuple[torch.device, int], Tensor] = {}
+
+
+def _counters(width: int, device: torch.device) -> Tensor:
+    """``arange(width)`` as int32 (1, width), cached."""
+    counters = _COUNTERS.get((device, width))
+    if counters is None:
+        if len(_COUNTERS) >= 16:
+            _COUNTERS.clear()
+        counters = _COUNTERS[device, width] = torch.arange(width, dtype=torch.int32, device=device).unsqueeze(0)
+    return counters
+
+
+def _chunk(device: torch.device) -> int:
     return _CPU_CHUNK if device.type == "cpu" else _ACCELERATOR_CHUNK
 
 
-def _blocks(rows: int, width: int, device: torch.device) -> Iterator[tuple[int, int, int, int]]:
-    """Blocks (r0, r1, c0, c1) of about ``_CPU_CHUNK`` elements covering a (rows, width) array.
+def _blocks(rows: int, width: int, size: int) -> Iterator[Block]:
+    """Blocks (r0, r1, c0, c1) of about ``size`` elements covering a (rows, width) array: whole rows or part of one.
 
-    Draws never depend on the blocking: it only sets how much work one vectorised op does (cache-sized on the CPU).
+    Draws never depend on the blocking: it only sets how much work one vectorised op does.
     """
     if rows == 0 or width == 0:
         return
-    size = _chunk_size(device)
     if width >= size:
         parts = -(-width // size)
         step = -(-width // parts)
@@ -219,10 +275,6 @@ def _blocks(rows: int, width: int, device: torch.device) -> Iterator[tuple[int, 
         per = max(1, size // width)
         for r0 in range(0, rows, per):
             yield r0, min(r0 + per, rows), 0, width
-
-
-def _counters(width: int, device: torch.device) -> Tensor:
-    return torch.arange(width, dtype=torch.int32, device=device).unsqueeze(0)
 
 
 def _check_seeds(seeds: Tensor) -> None:
@@ -238,7 +290,7 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def _compute_device(device: torch.device) -> torch.device:
-    """Where to run the float64 arithmetic: MPS has no float64, so its draws are made on the CPU (same values)."""
+    """Where to draw: MPS has no float64, so its draws are made on the CPU (same values)."""
     return torch.device("cpu") if device.type == "mps" else device
 
 
@@ -251,23 +303,33 @@ def _prepare(
     return seeds.to(_compute_device(target)), _numel(tuple(shape)), target
 
 
-def _uniform_into(out: Tensor, seeds: Tensor, stream_key: int) -> Tensor:
-    """Fill ``out`` (N, count), float32 or float64, with the uniforms of the stream (see :func:`uniform`)."""
-    n, count = out.shape
+def _word_blocks(seeds: Tensor, width: int, stream_key: int) -> Iterator[tuple[int, int, int, int, Tensor]]:
+    """Blocks ``(r0, r1, c0, c1, words)`` of the stream's words, int32 in [0, 2**31) (scratch: valid until the next)."""
     keys = _keys(seeds, stream_key)
-    counters = _counters(count, seeds.device)
+    counters = _counters(width, seeds.device)
     scratch = _Scratch(seeds.device)
-    for r0, r1, c0, c1 in _blocks(n, count, seeds.device):
+    for r0, r1, c0, c1 in _blocks(len(seeds), width, _chunk(seeds.device)):
         shape = (r1 - r0, c1 - c0)
-        sub = (keys[0][r0:r1], keys[1][r0:r1])
         words = _words_into(scratch.get("w", shape, torch.int32), scratch.get("t", shape, torch.int32),
-                            counters[:, c0:c1], sub)  # fmt: skip
-        view = out[r0:r1, c0:c1]
-        if out.dtype == torch.float64:
-            view.copy_(words).add_(0.5).mul_(_WORD_SCALE)  # exact
-        else:
-            view.copy_(words.bitwise_right_shift_(_WORD_BITS - 23)).add_(0.5).mul_(2.0**-23)  # exact in float32
-    return out
+                            counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
+        yield r0, r1, c0, c1, words
+
+
+def _to_unit(words: Tensor, out: Tensor) -> Tensor:
+    """Uniforms of :func:`uniform` from words (which may be overwritten) into a float32 or float64 ``out``."""
+    if out.dtype == torch.float64:
+        return out.copy_(words).add_(0.5).mul_(_WORD_SCALE)  # exact
+    return out.copy_(words.bitwise_right_shift_(_WORD_BITS - 23)).add_(0.5).mul_(2.0**-23)  # exact in float32
+
+
+def _word_threshold(p: float) -> int:
+    """The number t of words with ``(w + 0.5) / 2**31 < p``: that comparison is exactly ``w < t``.
+
+    ``p 2**31 - 0.5`` is exact for p in [0, 1], and w < x  <=>  w < ceil(x) for integer w.
+    """
+    if not p > 0.0:  # also NaN
+        return 0
+    return 1 << _WORD_BITS if p >= 1.0 else math.ceil(p * 2.0**_WORD_BITS - 0.5)
 
 
 def uniform(
@@ -292,8 +354,33 @@ def uniform(
         raise TypeError(f"uniform supports float32 and float64, got {dtype}")
     seeds, count, target = _prepare(seeds, shape, device)
     out = torch.empty(len(seeds), count, dtype=dtype, device=seeds.device)
-    _uniform_into(out, seeds, _absorb(_TAG_UNIFORM, stream))
+    for r0, r1, c0, c1, words in _word_blocks(seeds, count, _absorb(_TAG_UNIFORM, stream)):
+        _to_unit(words, out[r0:r1, c0:c1])
     return out.view(len(seeds), *shape).to(target)
+
+
+def _normal_blocks(seeds: Tensor, count: int, stream: int) -> Iterator[tuple[int, int, int, int, Tensor]]:
+    """Blocks ``(r0, r1, c0, c1, z)`` of :func:`normal`'s float32 draws (scratch: valid until the next block)."""
+    n, pairs = len(seeds), (count + 1) // 2
+    radius_keys, angle_keys = _stream_keys(seeds, [_absorb(_TAG_NORMAL, stream, 0), _absorb(_TAG_NORMAL, stream, 1)])
+    counters = _counters(pairs, seeds.device)
+    scratch = _Scratch(seeds.device)
+    for r0, r1, p0, p1 in _blocks(n, pairs, max(1, _chunk(seeds.device) // 2)):
+        shape = (r1 - r0, p1 - p0)
+        words, tmp = scratch.get("w", shape, torch.int32), scratch.get("t", shape, torch.int32)
+        ctr = counters[:, p0:p1]
+        radius = scratch.get("radius", shape, torch.float32)
+        radius.copy_(_words_into(words, tmp, ctr, (radius_keys[0][r0:r1], radius_keys[1][r0:r1])))
+        radius.add_(0.5).mul_(_WORD_SCALE).log_().mul_(-2.0).sqrt_()
+        angle = scratch.get("angle", shape, torch.float32)
+        angle.copy_(_words_into(words, tmp, ctr, (angle_keys[0][r0:r1], angle_keys[1][r0:r1])))
+        angle.mul_(2.0 * math.pi * _WORD_SCALE)
+        z = scratch.get("z", (shape[0], shape[1], 2), torch.float32)
+        trig = scratch.get("trig", shape, torch.float32)
+        torch.mul(radius, torch.cos(angle, out=trig), out=z[..., 0])
+        torch.mul(radius, torch.sin(angle, out=trig), out=z[..., 1])
+        c0, c1 = 2 * p0, min(2 * p1, count)
+        yield r0, r1, c0, c1, z.view(shape[0], 2 * shape[1])[:, : c1 - c0]
 
 
 def normal(
@@ -305,36 +392,15 @@ def normal(
 ) -> Tensor:
     """Standard normal draws by Box-Muller (Box & Muller 1958), computed in float32 and cast to ``dtype``.
 
-    With ``n`` draws per sample and ``h = ceil(n / 2)``, pair ``j < h`` takes a radius word and an angle word from two
-    streams: ``u = (w_r + 0.5) / 2**31``, ``theta = 2 pi w_a / 2**31``; element ``j`` is ``sqrt(-2 log u) cos theta``
-    and element ``h + j`` (if ``h + j < n``) the matching sine, an independent normal. The largest magnitude is
-    ``sqrt(64 log 2) = 6.66``.
+    Pair ``j`` takes a radius word and an angle word from two streams, ``u = (w_r + 0.5) / 2**31`` and
+    ``theta = 2 pi w_a / 2**31``: element ``2j`` is ``sqrt(-2 log u) cos theta`` and element ``2j + 1`` the matching
+    sine, an independent normal. The largest magnitude is ``sqrt(64 log 2) = 6.66``.
     """
     seeds, count, target = _prepare(seeds, shape, device)
-    n = len(seeds)
-    pairs, sines = (count + 1) // 2, count // 2
-    out = torch.empty(n, count, dtype=dtype, device=seeds.device)
-    radius_keys = _keys(seeds, _absorb(_TAG_NORMAL, stream, 0))
-    angle_keys = _keys(seeds, _absorb(_TAG_NORMAL, stream, 1))
-    counters = _counters(pairs, seeds.device)
-    scratch = _Scratch(seeds.device)
-    for r0, r1, c0, c1 in _blocks(n, pairs, seeds.device):
-        shape2 = (r1 - r0, c1 - c0)
-        words, tmp = scratch.get("w", shape2, torch.int32), scratch.get("t", shape2, torch.int32)
-        ctr = counters[:, c0:c1]
-        radius = scratch.get("radius", shape2, torch.float32)
-        radius.copy_(_words_into(words, tmp, ctr, (radius_keys[0][r0:r1], radius_keys[1][r0:r1])))
-        radius.add_(0.5).mul_(_WORD_SCALE).log_().mul_(-2.0).sqrt_()
-        angle = scratch.get("angle", shape2, torch.float32)
-        angle.copy_(_words_into(words, tmp, ctr, (angle_keys[0][r0:r1], angle_keys[1][r0:r1])))
-        angle.mul_(2.0 * math.pi * _WORD_SCALE)
-        trig = scratch.get("trig", shape2, torch.float32)
-        torch.mul(radius, torch.cos(angle, out=trig), out=out[r0:r1, c0:c1])
-        width = min(c1, sines) - c0
-        if width > 0:
-            sin = torch.sin(angle[:, :width], out=trig[:, :width])
-            torch.mul(radius[:, :width], sin, out=out[r0:r1, pairs + c0 : pairs + c0 + width])
-    return out.view(n, *shape).to(target)
+    out = torch.empty(len(seeds), count, dtype=dtype, device=seeds.device)
+    for r0, r1, c0, c1, z in _normal_blocks(seeds, count, stream):
+        out[r0:r1, c0:c1].copy_(z)
+    return out.view(len(seeds), *shape).to(target)
 
 
 def bernoulli(
@@ -347,29 +413,22 @@ def bernoulli(
 ) -> Tensor:
     """1 with probability ``p`` (a number or a tensor broadcastable to (N, *shape)), else 0.
 
-    The result is ``u < p`` for the float64 uniforms ``u`` of :func:`uniform` on a stream of its own; for a number
+    The result is ``u < p`` for float64 uniforms ``u`` as in :func:`uniform`, on a stream of its own; for a number
     ``p`` this is evaluated exactly as an integer comparison of the words.
     """
     seeds, count, target = _prepare(seeds, shape, device)
-    n = len(seeds)
-    stream_key = _absorb(_TAG_BERNOULLI, stream)
+    n, stream_key = len(seeds), _absorb(_TAG_BERNOULLI, stream)
     if isinstance(p, Tensor):
-        u = _uniform_into(torch.empty(n, count, dtype=torch.float64, device=seeds.device), seeds, stream_key)
+        u = torch.empty(n, count, dtype=torch.float64, device=seeds.device)
+        for r0, r1, c0, c1, words in _word_blocks(seeds, count, stream_key):
+            _to_unit(words, u[r0:r1, c0:c1])
         return (u.view(n, *shape) < p.to(device=seeds.device, dtype=torch.float64)).to(device=target, dtype=dtype)
-    p = float(p)
-    # u < p  <=>  w + 0.5 < p 2**31  <=>  w < ceil(p 2**31 - 0.5)  (p 2**31 - 0.5 is exact for p in [0, 1]).
-    threshold = math.ceil(p * 2.0**_WORD_BITS - 0.5) if 0.0 < p < 1.0 else (1 << _WORD_BITS if p >= 1.0 else 0)
+    threshold = _word_threshold(float(p))
     out = torch.empty(n, count, dtype=dtype, device=seeds.device)
     if threshold <= 0 or threshold >= 1 << _WORD_BITS:
         return out.fill_(float(threshold > 0)).view(n, *shape).to(target)
-    keys = _keys(seeds, stream_key)
-    counters = _counters(count, seeds.device)
-    scratch = _Scratch(seeds.device)
-    for r0, r1, c0, c1 in _blocks(n, count, seeds.device):
-        shape2 = (r1 - r0, c1 - c0)
-        words = _words_into(scratch.get("w", shape2, torch.int32), scratch.get("t", shape2, torch.int32),
-                            counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
-        out[r0:r1, c0:c1].copy_(torch.lt(words, threshold, out=scratch.get("hit", shape2, torch.bool)))
+    for r0, r1, c0, c1, words in _word_blocks(seeds, count, stream_key):
+        torch.le(words, threshold - 1, out=out[r0:r1, c0:c1])
     return out.view(n, *shape).to(target)
 
 
@@ -383,7 +442,7 @@ def bernoulli(
 # one word per element, the 20 finer bits from two further streams that are only drawn when needed. A guide table
 # per integer rate gives A for every cell the CDF does not cross (Chen & Asau 1974); for B, X_r(u) is non-decreasing
 # in r, so where the tables of the two neighbouring grid rates j/64 <= r < (j+1)/64 agree on the cell, they give B.
-# About 2-4% of the elements (cells that straddle a CDF step, or grid neighbours that disagree) are finished exactly
+# About 1-3% of the elements (cells that straddle a CDF step, or grid neighbours that disagree) are finished exactly
 # in a second, pooled phase: a binary search in the thresholds of A, a sequential search for B.
 #
 # Rates of 64 and more use PTRS (below). Its round 0 runs per block; rejected elements are pooled over all blocks and
@@ -438,7 +497,7 @@ def _cell_counts(thresholds: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _PoissonTables:
-    """Guide tables (built once per device on the CPU, so every device gets the same tables)."""
+    """Guide tables, built once per device on the CPU (so every device gets the same tables)."""
 
     def __init__(self, device: torch.device) -> None:
         integer = torch.arange(1 << _TABLE_RATE_BITS, dtype=torch.float64)
@@ -504,95 +563,107 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
     if rate.dim() == 0 or rate.shape[0] != len(seeds):
         raise ValueError(f"rate must have shape (N, ...) with N = {len(seeds)} seeds, got {tuple(rate.shape)}")
     n, count = len(seeds), _numel(tuple(rate.shape[1:]))
-    lam = rate.detach().to(device=_compute_device(rate.device), dtype=torch.float64).reshape(n, count)
-    if lam.numel() == 0:
-        return torch.empty_like(rate)
-    low, high = torch.aminmax(lam)  # NaN propagates to both
-    if not (float(low) >= 0.0 and float(high) < math.inf):
-        raise ValueError("Poisson rates must be finite and non-negative")
-    seeds = seeds.to(lam.device)
-    sampler = _PoissonSampler(seeds, stream, count)
-    out = torch.empty(n * count, dtype=torch.float64, device=lam.device)
-    for r0, r1, c0, c1 in _blocks(n, count, lam.device):
-        start = r0 * count + c0  # a block is whole rows or part of one row: contiguous in the flat layout
-        sampler.head(lam[r0:r1, c0:c1], start, out[start : start + (r1 - r0) * (c1 - c0)])
-    sampler.tails(out, lam.view(-1))
+    device = _compute_device(rate.device)
+    sampler = _PoissonSampler(rate.detach().to(device).reshape(n, count), 1.0, seeds.to(device), stream)
+    out = torch.empty(n, count, dtype=torch.float64, device=device)
+    for r0, r1, c0, c1, counts in sampler.blocks():
+        out[r0:r1, c0:c1] = counts
+    positions, counts = sampler.finish()
+    out.view(-1).index_copy_(0, positions, counts)
     return out.view(rate.shape).to(device=rate.device, dtype=rate.dtype)
 
 
 class _PoissonSampler:
-    """Keys, scratch space and the pooled leftovers of one :func:`poisson` call."""
+    """One Poisson draw over rates ``float64(rate) * scale`` (``rate``: (N, count)), block by block.
 
-    def __init__(self, seeds: Tensor, stream: int, count: int) -> None:
-        self.seeds, self.stream, self.count = seeds, stream, count
+    ``blocks()`` yields ``(r0, r1, c0, c1, counts)`` (float64 scratch, valid until the next block) in which a few
+    counts are provisional; ``finish()`` then returns the flat positions and final counts of those.
+    """
+
+    def __init__(self, rate: Tensor, scale: float, seeds: Tensor, stream: int) -> None:
+        self.rate, self.scale, self.seeds, self.stream = rate.contiguous(), float(scale), seeds, stream
+        self.n, self.count = rate.shape
         self.device = seeds.device
-        self.tables = _PoissonTables.get(self.device)
-        self.table_keys = [_keys(seeds, _absorb(_TAG_POISSON_TABLE, stream, part)) for part in range(3)]
-        self.ptrs_keys: dict[tuple[int, int], Keys] = {}
-        self.counters = _counters(count, self.device)
+        keys = [_absorb(_TAG_POISSON_TABLE, stream, part) for part in range(3)]
+        keys += [_absorb(_TAG_POISSON_PTRS, stream, 0, which) for which in range(2)]
+        keys = _stream_keys(seeds, keys)
+        self.table_keys = keys[:3]
+        self.ptrs_keys: dict[tuple[int, int], Keys] = {(0, 0): keys[3], (0, 1): keys[4]}
         self.scratch = _Scratch(self.device)
-        self.table_left: list[Tensor] = []  # global positions of table elements left for phase 2
-        self.ptrs_left: list[tuple[Tensor, Tensor]] = []  # (global position, rate) of PTRS elements rejected so far
+        self.table_left: list[Tensor] = []  # flat positions of table elements left for phase 2
+        self.ptrs_left: list[tuple[Tensor, Tensor]] = []  # (flat position, rate) of PTRS elements rejected so far
+
+    def rates(self, values: Tensor) -> Tensor:
+        """float64 rates from ``rate`` values, checked."""
+        lam = values.to(torch.float64)
+        if self.scale != 1.0:
+            lam = lam * self.scale
+        low, high = torch.aminmax(lam)  # NaN propagates to both
+        if not (float(low) >= 0.0 and float(high) < math.inf):
+            raise ValueError("Poisson rates must be finite and non-negative")
+        return lam
 
     def round_keys(self, rnd: int, which: int) -> Keys:
         if (rnd, which) not in self.ptrs_keys:
-            self.ptrs_keys[rnd, which] = _keys(self.seeds, _absorb(_TAG_POISSON_PTRS, self.stream, rnd, which))
+            key = _absorb(_TAG_POISSON_PTRS, self.stream, rnd, 0), _absorb(_TAG_POISSON_PTRS, self.stream, rnd, 1)
+            self.ptrs_keys[rnd, 0], self.ptrs_keys[rnd, 1] = _stream_keys(self.seeds, key)
         return self.ptrs_keys[rnd, which]
 
-    def block_words(self, keys: Keys, block: tuple[int, int, int, int]) -> Tensor:
+    def block_words(self, keys: Keys, block: Block) -> Tensor:
         """Flat words of a block (a view of scratch space, valid until the next call)."""
         r0, r1, c0, c1 = block
         shape = (r1 - r0, c1 - c0)
         words = _words_into(self.scratch.get("w", shape, torch.int32), self.scratch.get("t", shape, torch.int32),
-                            self.counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
+                            _counters(self.count, self.device)[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
         return words.view(-1)
 
     def words_at(self, keys: Keys, positions: Tensor) -> Tensor:
-        """Words at flat global positions (int64)."""
+        """Words at flat positions (int64)."""
         rows = torch.div(positions, self.count, rounding_mode="floor")
         return _words_at(keys, rows, (positions - rows * self.count).to(torch.int32))
 
-    def head(self, lam: Tensor, start: int, result: Tensor) -> None:
-        """Phase 1 on a block ``lam`` (R, W) whose first element has flat position ``start``; counts into ``result``."""
-        rows, width = lam.shape
-        r0, c0 = divmod(start, self.count)
-        block = (r0, r0 + rows, c0, c0 + width)
-        flat = lam.reshape(-1)
-        large = flat >= _TABLE_MAX_RATE
+    def blocks(self) -> Iterator[tuple[int, int, int, int, Tensor]]:
+        for block in _blocks(self.n, self.count, _chunk(self.device)):
+            r0, r1, c0, c1 = block
+            lam = self.rates(self.rate[r0:r1, c0:c1]).reshape(-1)
+            counts = self.scratch.get("counts", (r1 - r0, c1 - c0), torch.float64)
+            self._head(lam, r0 * self.count + c0, counts.view(-1), block)
+            yield r0, r1, c0, c1, counts
+
+    def _head(self, lam: Tensor, start: int, result: Tensor, block: Block) -> None:
+        """Phase 1 on a block, whose first element has flat position ``start``: counts into ``result``."""
+        large = lam >= _TABLE_MAX_RATE
         n_large = int(large.sum())
-        if n_large < len(flat):
-            bad = self._table_head(flat, block, result)
+        if n_large < len(lam):
+            bad = self._table_head(lam, block, result)
             if n_large:
                 bad.logical_and_(large.logical_not())
             left = bad.nonzero().squeeze(1)
             if len(left):
                 self.table_left.append(left.add_(start))
         if n_large:
-            idx = None if n_large == len(flat) else large.nonzero().squeeze(1)
-            self._ptrs_head(flat if idx is None else flat.index_select(0, idx), idx, start, result, block)
+            idx = None if n_large == len(lam) else large.nonzero().squeeze(1)
+            self._ptrs_head(lam if idx is None else lam.index_select(0, idx), idx, start, result, block)
 
-    def _table_head(self, lam: Tensor, block: tuple[int, int, int, int], result: Tensor) -> Tensor:
+    def _table_head(self, lam: Tensor, block: Block, result: Tensor) -> Tensor:
         """Table counts of a block into ``result``; returns the mask of elements the tables do not decide."""
-        tables = self.tables
+        tables = _PoissonTables.get(self.device)
         t = torch.mul(lam, float(1 << _FRACTION_BITS)).clamp_(max=_TABLE_MAX_RATE * (1 << _FRACTION_BITS) - 1)
         t = t.to(torch.int32)  # floor(64 lam): g = t >> 6, j = t & 63 (truncation is floor here)
         words = self.block_words(self.table_keys[0], block)
-        cells = torch.bitwise_right_shift(words, _WORD_BITS - _CELL_BITS)
+        cells = torch.bitwise_right_shift(words, _FINE_BITS)
         index = torch.bitwise_right_shift(t, _FRACTION_BITS).bitwise_left_shift_(_CELL_BITS).add_(cells)
         a = tables.integer.index_select(0, index)
-        cells = torch.bitwise_right_shift(words, _WORD_BITS - 2 * _CELL_BITS, out=cells).bitwise_and_(
-            (1 << _CELL_BITS) - 1
-        )
-        index = t.bitwise_and_((1 << _FRACTION_BITS) - 1).bitwise_left_shift_(_CELL_BITS).add_(cells)
+        cells = torch.bitwise_right_shift(words, _WORD_BITS - 2 * _CELL_BITS, out=cells)
+        index = t.bitwise_and_((1 << _FRACTION_BITS) - 1).bitwise_left_shift_(_CELL_BITS)
+        index.add_(cells.bitwise_and_((1 << _CELL_BITS) - 1))
         b_lo = tables.fraction.index_select(0, index)
         b_hi = tables.fraction.index_select(0, index.add_(1 << _CELL_BITS))
         bad = torch.ne(b_lo, b_hi).logical_or_(torch.bitwise_or(a, b_lo).lt_(0))
         result.copy_(a.add_(b_lo))
         return bad
 
-    def _ptrs_head(
-        self, lam: Tensor, idx: Tensor | None, start: int, result: Tensor, block: tuple[int, int, int, int]
-    ) -> None:
+    def _ptrs_head(self, lam: Tensor, idx: Tensor | None, start: int, result: Tensor, block: Block) -> None:
         """PTRS round 0 on ``lam``, the block elements ``idx`` (None: all of them)."""
         if _PTRS_MAX_ROUNDS < 1:
             k, accept = torch.floor(lam), torch.ones_like(lam, dtype=torch.bool)
@@ -611,18 +682,24 @@ class _PoissonSampler:
             position = left.add(start) if idx is None else idx.index_select(0, left).add_(start)
             self.ptrs_left.append((position, lam.index_select(0, left)))
 
-    def tails(self, out: Tensor, lam: Tensor) -> None:
-        """Phase 2: finish the pooled leftovers of every block, writing into the flat ``out``."""
+    def finish(self) -> tuple[Tensor, Tensor]:
+        """Phase 2: flat positions (int64) and final counts (float64) of the elements left provisional."""
+        positions, counts = [torch.empty(0, dtype=torch.int64, device=self.device)], []
+        counts.append(torch.empty(0, dtype=torch.float64, device=self.device))
         if self.table_left:
             position = torch.cat(self.table_left)
-            out.index_copy_(0, position, self._table_exact(position, lam.index_select(0, position)))
+            positions.append(position)
+            counts.append(self._table_exact(position, self.rates(self.rate.view(-1).index_select(0, position))))
         if self.ptrs_left:
-            position, rates = (torch.cat(parts) for parts in zip(*self.ptrs_left))
-            self._ptrs_tail(out, position, rates)
+            position, lam = (torch.cat(parts) for parts in zip(*self.ptrs_left))
+            for done, k in self._ptrs_tail(position, lam):
+                positions.append(done)
+                counts.append(k)
+        return torch.cat(positions), torch.cat(counts)
 
     def _table_exact(self, position: Tensor, lam: Tensor) -> Tensor:
-        """A + B exactly, for rates below 64 at flat global positions (the same values the tables give)."""
-        tables = self.tables
+        """A + B exactly, for rates below 64 at flat positions (the same values the tables give)."""
+        tables = _PoissonTables.get(self.device)
         words = self.words_at(self.table_keys[0], position)
         fine = (1 << _FINE_BITS) - 1
         cells_a = torch.bitwise_right_shift(words, _FINE_BITS)
@@ -651,20 +728,21 @@ class _PoissonSampler:
         # B: sequential search over the CDF of the fractional rate.
         return _inversion(lam - integer, w_b).add_(lo)
 
-    def _ptrs_tail(self, out: Tensor, position: Tensor, lam: Tensor) -> None:
+    def _ptrs_tail(self, position: Tensor, lam: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """PTRS rounds 1, 2, ... for the pooled rejected elements: yields (positions, counts) as they are accepted."""
         consts = _PtrsConstants(lam)
         for rnd in range(1, _PTRS_MAX_ROUNDS):
             w_u = self.words_at(self.round_keys(rnd, 0), position)
             w_v = self.words_at(self.round_keys(rnd, 1), position)
             k, accept = _ptrs_round(consts, w_u, w_v)
             done = accept.nonzero().squeeze(1)
-            out.index_copy_(0, position.index_select(0, done), k.index_select(0, done))
+            yield position.index_select(0, done), k.index_select(0, done)
             pending = accept.logical_not_().nonzero().squeeze(1)
             if len(pending) == 0:
                 return
             position = position.index_select(0, pending)
             consts = consts.select(pending)
-        out.index_copy_(0, position, torch.floor(consts.lam))  # rejected in every round: the mode
+        yield position, torch.floor(consts.lam)  # rejected in every round: the mode
 
 
 def _inversion(lam: Tensor, words: Tensor) -> Tensor:

@@ -150,15 +150,6 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return out
 
 
-def _replicate_pad(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
-    """Edge replication of any width (F.pad's 'replicate' mode, made explicit so pads may exceed the image)."""
-    left, right, top, bottom = pad
-    height, width = x.shape[-2:]
-    rows = torch.arange(-top, height + bottom, device=x.device).clamp_(0, height - 1)
-    cols = torch.arange(-left, width + right, device=x.device).clamp_(0, width - 1)
-    return x.index_select(-2, rows).index_select(-1, cols)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # brightness
 
@@ -190,6 +181,19 @@ def _plasma_map_size(height: int, width: int) -> int:
     return max(2, 1 << (max(height, width) - 1).bit_length())
 
 
+@functools.lru_cache(maxsize=16)
+def _plasma_wibbles(mapsize: int, wibble_decay: float) -> np.ndarray:
+    """The noise amplitude ``wibble`` of every plasma draw, in draw order (100, then divided by the decay per level)."""
+    amplitudes = []
+    wibble = _WIBBLE
+    step = mapsize
+    while step >= 2:
+        amplitudes.append(np.full(3 * (mapsize // step) ** 2, wibble))
+        step //= 2
+        wibble /= wibble_decay
+    return np.concatenate(amplitudes)
+
+
 def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: torch.dtype) -> Tensor:
     """Diamond-square plasma (N, M, M) in [0, 1] from ``mapsize**2 - 1`` uniforms in [0, 1) per map.
 
@@ -202,35 +206,32 @@ def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: 
     n = uniforms.shape[0]
     if uniforms.shape[1] != mapsize * mapsize - 1:
         raise ValueError(f"need {mapsize * mapsize - 1} uniforms per map, got {uniforms.shape[1]}")
-    heights = torch.zeros(n, mapsize, mapsize, dtype=dtype, device=uniforms.device)
-    uniforms = uniforms.to(torch.float64)
+    # np.random.uniform(-w, w) = -w + (w - (-w)) * random_sample() in float64, times w: all levels at once.
+    wibbles = torch.from_numpy(_plasma_wibbles(mapsize, float(wibble_decay))).to(uniforms.device)
+    noise = uniforms.to(torch.float64).mul(wibbles * 2.0).sub_(wibbles).mul_(wibbles)
     used = 0
-    step = mapsize
-    wibble = _WIBBLE
 
     def wibbled_mean(total: Tensor) -> Tensor:
         nonlocal used
         count = total.shape[1] * total.shape[2]
-        u = uniforms[:, used : used + count].reshape(total.shape)
+        level_noise = noise[:, used : used + count].view(total.shape)
         used += count
-        # np.random.uniform(low, high) = low + (high - low) * random_sample(), in float64.
-        noise = u.mul(wibble - (-wibble)).add_(-wibble).mul_(wibble)
-        return (total / 4).to(torch.float64).add_(noise).to(dtype)
+        return (total / 4).to(torch.float64).add_(level_noise).to(dtype)
 
-    while step >= 2:
-        half = step // 2
-        corners = heights[:, 0::step, 0::step]
-        total = corners + corners.roll(-1, 1)
-        total = total + total.roll(-1, 2)
-        heights[:, half::step, half::step] = wibbled_mean(total)
-        centres = heights[:, half::step, half::step]
-        corners = heights[:, 0::step, 0::step]
-        heights[:, 0::step, half::step] = wibbled_mean((centres + centres.roll(1, 1)) + (corners + corners.roll(-1, 2)))
-        heights[:, half::step, 0::step] = wibbled_mean((centres + centres.roll(1, 2)) + (corners + corners.roll(-1, 1)))
-        step //= 2
-        wibble /= wibble_decay
-    heights -= heights.amin(dim=(1, 2), keepdim=True)
-    return heights / heights.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    # grid: the points `step` apart (k x k of them), starting with the single corner 0. Each level computes the
+    # square centres and the two diamond grids from it and interleaves the four grids into the next (2k x 2k) grid.
+    grid = torch.zeros(n, 1, 1, dtype=dtype, device=uniforms.device)
+    while grid.shape[1] < mapsize:
+        k = grid.shape[1]
+        total = grid + grid.roll(-1, 1)
+        centres = wibbled_mean(total + total.roll(-1, 2))
+        row_diamonds = wibbled_mean((centres + centres.roll(1, 1)) + (grid + grid.roll(-1, 2)))  # rows of corners
+        col_diamonds = wibbled_mean((centres + centres.roll(1, 2)) + (grid + grid.roll(-1, 1)))  # rows of centres
+        even_rows = torch.stack((grid, row_diamonds), dim=-1)
+        odd_rows = torch.stack((col_diamonds, centres), dim=-1)
+        grid = torch.stack((even_rows, odd_rows), dim=2).view(n, 2 * k, 2 * k)
+    grid -= grid.amin(dim=(1, 2), keepdim=True)
+    return grid / grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny)
 
 
 def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor) -> Tensor:
@@ -255,7 +256,7 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
         u = rng.uniform(part_seeds, (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
         return _fog_from_plasma(part, strength, _plasma_fractal(u, mapsize, decay, part.dtype))
 
-    return _map_chunks(x, seeds, run, pixels=mapsize * mapsize).to(images.dtype)
+    return _map_chunks(x, seeds, run, pixels=mapsize * mapsize // 8).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -413,7 +414,7 @@ def _motion_blur(layer: Tensor, radius: float, sigma: float, angles: Tensor) -> 
     weights, rows, cols = _motion_blur_taps(radius, sigma, angles)
     n, _, height, width = layer.shape
     reach = int(max(rows.abs().max().item(), cols.abs().max().item())) if n else 0
-    padded = _replicate_pad(layer[:, 0], (reach, reach, reach, reach))  # (N, H + 2r, W + 2r)
+    padded = F.pad(layer[:, 0], (reach, reach, reach, reach), mode="replicate")  # (N, H + 2r, W + 2r)
     out = torch.empty(n, 1, height, width, dtype=layer.dtype, device=layer.device)
     shifts = 2 * reach + 1
     per_image = (height + 2 * reach) * shifts * width
@@ -512,7 +513,7 @@ def _to_uint8_wrapping(values: Tensor) -> Tensor:
 
 def _sobel(image: Tensor) -> tuple[Tensor, Tensor]:
     """3x3 Sobel derivatives (x, y) of (N, 1, H, W) planes with replicated borders, as ``cv2.Sobel`` in ``Canny``."""
-    padded = _replicate_pad(image, (1, 1, 1, 1))
+    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
     height, width = image.shape[-2:]
     left, centre_cols, right = (padded[..., :, j : j + width] for j in range(3))
     smooth_right = right[..., 0:height, :] + 2 * right[..., 1 : height + 1, :] + right[..., 2 : height + 2, :]
@@ -636,13 +637,12 @@ def _equalize_hist(image: Tensor) -> Tensor:
     return lut.gather(1, flat).view_as(image).to(image.dtype)
 
 
-def _water_distance(liquid8: Tensor) -> Tensor:
-    """The reference's 'dist' map of the water spatter from the 8-bit liquid layer (N, 1, H, W), as floats."""
-    edges = _canny(liquid8)
-    dist = _chamfer_distance(edges)  # cv2.distanceTransform(255 - edges) truncated at 20
-    dist = torch.floor((_box3(dist) * (1.0 / 9.0)).to(torch.float32))  # cv2.blur (float) -> astype(uint8)
-    dist = _equalize_hist(dist.to(liquid8.dtype))
-    # cv2.filter2D(dist, CV_8U, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]): correlation, reflect-101, saturated.
+def _water_shape(distance: Tensor) -> Tensor:
+    """The reference's 'dist' map of the water spatter from the truncated chamfer distance (N, 1, H, W): 3x3 blur
+    to 8 bits, histogram equalisation, the emboss filter ``[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]`` (``cv2.filter2D``
+    to 8 bits: correlation, reflect-101 border, saturation) and a rounded 3x3 blur. Float in, float out."""
+    dist = torch.floor((_box3(distance) * (1.0 / 9.0)).to(torch.float32))  # cv2.blur (float) -> astype(uint8)
+    dist = _equalize_hist(dist)
     padded = F.pad(dist, (1, 1, 1, 1), mode="reflect")
     height, width = dist.shape[-2:]
 
@@ -650,26 +650,53 @@ def _water_distance(liquid8: Tensor) -> Tensor:
         return padded[..., r : r + height, c : c + width]
 
     emboss = at(1, 1) + at(1, 2) + at(2, 1) - at(0, 1) - at(1, 0) + 2 * (at(2, 2) - at(0, 0))
-    emboss = emboss.clamp_(0.0, 255.0)
-    return torch.round(_box3(emboss) / 9.0).to(liquid8.dtype)  # cv2.blur of uint8: rounded mean
+    return torch.round(_box3(emboss.clamp_(0.0, 255.0)) / 9.0)  # cv2.blur of uint8: rounded mean
+
+
+def _water_distance(liquid8: Tensor) -> Tensor:
+    """The water spatter's 'dist' map from the 8-bit liquid layer (N, 1, H, W) (Canny, distance, shaping)."""
+    return _water_shape(_chamfer_distance(_canny(liquid8))).to(liquid8.dtype)
+
+
+def _liquid(field: Tensor, sigma: float, threshold: float, dtype: torch.dtype) -> Tensor:
+    """``gaussian(field, sigma)`` with values below the threshold set to 0, as (N, 1, H, W)."""
+    liquid = _gaussian_blur(field[:, None].to(dtype), sigma)
+    return liquid * (liquid >= threshold)
 
 
 def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Tensor) -> Tensor:
-    """Spatter from the N(loc, scale) field (N, H, W): gaussian blur, threshold, then water (mode 0) or mud (mode 1)."""
-    _, _, sigma, threshold, intensity, mode = severity_param
-    channels = x.shape[1]
-    liquid = _gaussian_blur(field[:, None].to(x.dtype), float(sigma))
-    liquid = liquid * (liquid >= float(threshold))
-    if int(mode) == 0:
-        liquid8 = _to_uint8_wrapping(liquid * 255.0)
-        m = liquid8 * _water_distance(liquid8)
-        peak = m.amax(dim=(1, 2, 3), keepdim=True)
-        m = (m / peak.clamp_min(torch.finfo(m.dtype).tiny)) * float(intensity)  # an all-dry image stays unchanged
-        return (x + m * _colour(_WATER_RGB, channels, x)).clamp_(0.0, 1.0)
-    mask = (liquid > float(threshold)).to(x.dtype)
-    m = _gaussian_blur(mask, float(intensity))
-    m = m * (m >= 0.8)
-    return (x * (1 - m)).add_(m * _colour(_MUD_RGB, channels, x)).clamp_(0.0, 1.0)
+    """Spatter from the N(loc, scale) field (N, H, W): gaussian blur, threshold, then water (mode 0) or mud (mode 1).
+
+    Water: Canny edges of the 8-bit liquid layer, their chamfer distance (for the whole batch at once: its row loop
+    has many small ops), the shaping filters, then ``x + k m (175, 238, 238) / 255`` with ``m = liquid * dist``
+    normalised to a maximum of 1 per image. Mud: ``m = gaussian(liquid > thr, k)`` zeroed below 0.8, then
+    ``x (1 - m) + m (63, 42, 20) / 255``. Per-pixel stages run in chunks of images on the CPU.
+    """
+    _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
+    n, channels, height, width = x.shape
+    parts = list(_chunks(n, height * width, x.device))
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    if int(mode) != 0:
+        mud = _colour(_MUD_RGB, channels, x)
+        for part in parts:
+            liquid = _liquid(field[part], sigma, threshold, x.dtype)
+            m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
+            m = m * (m >= 0.8)
+            out[part] = (x[part] * (1 - m)).add_(m * mud).clamp_(0.0, 1.0)
+        return out
+    liquid8 = torch.empty(n, 1, height, width, dtype=x.dtype, device=x.device)
+    edges = torch.empty(n, 1, height, width, dtype=torch.bool, device=x.device)
+    for part in parts:
+        liquid8[part] = _to_uint8_wrapping(_liquid(field[part], sigma, threshold, x.dtype) * 255.0)
+        edges[part] = _canny(liquid8[part])
+    distance = _chamfer_distance(edges)
+    water = _colour(_WATER_RGB, channels, x)
+    for part in parts:
+        m = liquid8[part] * _water_shape(distance[part]).to(x.dtype)
+        peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
+        m = (m / peak) * intensity
+        out[part] = (x[part] + m * water).clamp_(0.0, 1.0)
+    return out
 
 
 def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Tensor:
@@ -688,9 +715,8 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
         field = rng.normal(part_seeds, (height, width), stream=_STREAM_SPATTER, dtype=part.dtype)
         return _spatter_from_field(part, severity_param, field.mul_(scale).add_(loc))
 
-    # Water: the distance transform runs row by row over the whole chunk, so large chunks amortise its many small ops.
-    pixels = height * width // (_WATER_CHUNK_FACTOR if int(severity_param[5]) == 0 else 1)
-    return _map_chunks(x, seeds, run, pixels=max(1, pixels)).to(images.dtype)
+    # Outer chunks of up to _WATER_CHUNK_FACTOR x the usual size bound the memory; _spatter_from_field sub-chunks.
+    return _map_chunks(x, seeds, run, pixels=max(1, height * width // _WATER_CHUNK_FACTOR)).to(images.dtype)
 
 
 CORRUPTIONS: dict[str, CorruptionFn] = {

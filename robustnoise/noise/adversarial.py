@@ -104,5 +104,3 @@ __all__ = [
     "clean_accuracy",
     "train_adversarial_generator",
 ]
-
-
