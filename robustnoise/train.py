@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 from torch.utils.data import DataLoader
 
+from robustnoise.attacks import ATTACKS, robust_accuracy
 from robustnoise.data import ClassificationDataModule
 from robustnoise.data.released_c import released_c_sets
 from robustnoise.evaluate import CorruptionSuite
@@ -130,6 +131,15 @@ def evaluate_robustness(
     report: dict[str, Any] = {}
     meta.update(suite.adversarial_results())
     if trainer.is_global_zero:
+        attacks = ev.get("attacks") or {}
+        if attacks.get("enabled"):
+            meta["attacks"] = {
+                name: robust_accuracy(
+                    method.classifier, datamodule.test_dataloader(), name, attacks[name], attacks.get("max_images")
+                )
+                for name in ATTACKS
+                if attacks.get(name)
+            }
         out_dir = Path(trainer.default_root_dir)
         report = write_report(accuracies, out_dir, meta)
         print(format_table([report], [cfg.run_name]))
