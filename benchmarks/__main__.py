@@ -6,7 +6,7 @@ import importlib
 import logging
 import warnings
 
-BENCHMARKS = ["ant_iteration"]
+BENCHMARKS = ["ant_iteration", "eval_throughput"]
 
 
 def main() -> None:

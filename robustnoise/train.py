@@ -39,7 +39,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             return train(cfg, datamodule)
         if cfg.task == "eval":
             return evaluate(cfg, datamodule)
-        raise RobustnoiseError(f"unknown task {cfg.task!r}: use task=train or task=eval")
+        if cfg.task == "make_c":
+            from robustnoise.corruptions.make_c import make_c
+
+            return make_c(cfg.make_c, datamodule)
+        raise RobustnoiseError(f"unknown task {cfg.task!r}: use task=train, task=eval or task=make_c")
     finally:
         _finish_wandb()
 

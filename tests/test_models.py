@@ -208,3 +208,15 @@ def test_preact_resnet_stem_and_size():
     assert abs(n_params - 11.17e6) / 11.17e6 < 0.01
     first_block = net.layer1[0]
     assert first_block.shortcut is None and net.layer2[0].shortcut is not None
+
+
+def test_stylized_imagenet_release_layout_loads(tmp_path):
+    """texture-vs-shape's SIN ResNet-50 files: {"epoch", "arch", "state_dict": {"module.<torchvision key>"}, ...}."""
+    net = torchvision.models.resnet18(num_classes=1000)
+    path = tmp_path / "resnet50_train_60_epochs-c8e5653e.pth.tar"
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"epoch": 60, "arch": "resnet18", "state_dict": state, "optimizer": {"state": {}}}, path)
+    model = create_model("resnet18", 1000, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    load_classifier_weights(model, path)
+    for name, value in net.state_dict().items():
+        assert torch.equal(model.net.state_dict()[name], value), name

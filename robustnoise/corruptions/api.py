@@ -34,10 +34,14 @@ CORRUPTION_FNS: dict[str, CorruptionFn] = {
 
 def _check_images(images: Tensor) -> None:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
+        got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
         raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
-    if images.numel() and not bool(((images >= 0) & (images <= 1)).all()):
-        raise RobustnoiseError("images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)")
+    if images.numel():
+        low, high = torch.aminmax(images)  # one pass, no temporaries (NaN propagates and fails the check)
+        if not (bool(low >= 0) and bool(high <= 1)):
+            raise RobustnoiseError(
+                "images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)"
+            )
 
 
 def _seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device: torch.device) -> Tensor:
@@ -84,6 +88,11 @@ def corrupt(
         RobustnoiseError: unknown corruption or preset, severity outside 1..5, bad images or seeds, or a corruption
             that is not implemented yet.
     """
+    if preset == "mnistc":  # the MNIST-C set (Mu & Gilmer 2019): its own corruptions, one fixed severity each
+        from robustnoise.corruptions import mnist_c
+
+        _check_images(images)
+        return mnist_c.corrupt_mnist_c(images, name, seed)
     param = severity_params(name, severity, preset)  # validates name, severity and preset
     severity = check_severity(severity)
     fn = CORRUPTION_FNS.get(name)

@@ -33,7 +33,9 @@ elements are finished by a float64 CDF search (and rates of 64 and more by float
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -89,19 +91,32 @@ def _mix32_(x: Tensor) -> Tensor:
     return x
 
 
+_CONSTANTS: dict[tuple[float, torch.dtype], Tensor] = {}
+
+
+def _c(value: float, dtype: torch.dtype) -> Tensor:
+    """A cached 0-dim CPU tensor: as an operand it avoids the per-op conversion of a Python scalar."""
+    key = (value, dtype)
+    tensor = _CONSTANTS.get(key)
+    if tensor is None:
+        tensor = _CONSTANTS[key] = torch.tensor(value, dtype=dtype)
+    return tensor
+
+
 def _mix31_(x: Tensor, tmp: Tensor) -> Tensor:
     """The word hash on an int32 tensor, in place (``tmp``: scratch of the same shape); returns values in [0, 2**31).
 
     lowbias32 with logical shifts emulated by masks, except the last shift, which is arithmetic: bit 31 of the
     result is then 0 and bits 16..30 are XORed with the old bit 31. Products wrap modulo 2**32.
     """
-    torch.bitwise_right_shift(x, 16, out=tmp)
-    x.bitwise_xor_(tmp.bitwise_and_(0xFFFF))
-    x.mul_(_MUL1)
-    torch.bitwise_right_shift(x, 15, out=tmp)
-    x.bitwise_xor_(tmp.bitwise_and_(0x1FFFF))
-    x.mul_(_MUL2)
-    torch.bitwise_right_shift(x, 16, out=tmp)
+    i32 = torch.int32
+    torch.bitwise_right_shift(x, _c(16, i32), out=tmp)
+    x.bitwise_xor_(tmp.bitwise_and_(_c(0xFFFF, i32)))
+    x.mul_(_c(_MUL1, i32))
+    torch.bitwise_right_shift(x, _c(15, i32), out=tmp)
+    x.bitwise_xor_(tmp.bitwise_and_(_c(0x1FFFF, i32)))
+    x.mul_(_c(_MUL2, i32))
+    torch.bitwise_right_shift(x, _c(16, i32), out=tmp)
     return x.bitwise_xor_(tmp)
 
 
@@ -226,7 +241,7 @@ def _words_at(keys: Keys, rows: Tensor, counters: Tensor) -> Tensor:
 
 
 class _Scratch:
-    """Reusable flat buffers, so the blocks of one call do not allocate."""
+    """Reusable flat buffers, so that blocks do not allocate (fresh memory costs page faults on first touch)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -239,6 +254,26 @@ class _Scratch:
             buf = torch.empty(numel, dtype=dtype, device=self.device)
             self.buffers[name] = buf
         return buf[:numel].view(shape)
+
+
+_SCRATCH_POOL = threading.local()
+
+
+@contextmanager
+def _scratch(device: torch.device) -> Iterator[_Scratch]:
+    """Scratch space for one user at a time. On the CPU it is kept per thread and reused by later calls (a few MB:
+    buffers never exceed one block); elsewhere it is fresh (the device's caching allocator recycles memory)."""
+    if device.type != "cpu":
+        yield _Scratch(device)
+        return
+    free = getattr(_SCRATCH_POOL, "free", None)
+    if free is None:
+        free = _SCRATCH_POOL.free = []
+    scratch = free.pop() if free else _Scratch(device)
+    try:
+        yield scratch
+    finally:
+        free.append(scratch)
 
 
 _COUNTERS: dict[tuple[torch.device, int], Tensor] = {}
@@ -307,19 +342,20 @@ def _word_blocks(seeds: Tensor, width: int, stream_key: int) -> Iterator[tuple[i
     """Blocks ``(r0, r1, c0, c1, words)`` of the stream's words, int32 in [0, 2**31) (scratch: valid until the next)."""
     keys = _keys(seeds, stream_key)
     counters = _counters(width, seeds.device)
-    scratch = _Scratch(seeds.device)
-    for r0, r1, c0, c1 in _blocks(len(seeds), width, _chunk(seeds.device)):
-        shape = (r1 - r0, c1 - c0)
-        words = _words_into(scratch.get("w", shape, torch.int32), scratch.get("t", shape, torch.int32),
-                            counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
-        yield r0, r1, c0, c1, words
+    with _scratch(seeds.device) as scratch:
+        for r0, r1, c0, c1 in _blocks(len(seeds), width, _chunk(seeds.device)):
+            shape = (r1 - r0, c1 - c0)
+            words = _words_into(scratch.get("w", shape, torch.int32), scratch.get("t", shape, torch.int32),
+                                counters[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
+            yield r0, r1, c0, c1, words
 
 
 def _to_unit(words: Tensor, out: Tensor) -> Tensor:
     """Uniforms of :func:`uniform` from words (which may be overwritten) into a float32 or float64 ``out``."""
     if out.dtype == torch.float64:
-        return out.copy_(words).add_(0.5).mul_(_WORD_SCALE)  # exact
-    return out.copy_(words.bitwise_right_shift_(_WORD_BITS - 23)).add_(0.5).mul_(2.0**-23)  # exact in float32
+        return out.copy_(words).add_(_c(0.5, out.dtype)).mul_(_c(_WORD_SCALE, out.dtype))  # exact
+    words.bitwise_right_shift_(_c(_WORD_BITS - 23, torch.int32))
+    return out.copy_(words).add_(_c(0.5, out.dtype)).mul_(_c(2.0**-23, out.dtype))  # exact in float32
 
 
 def _word_threshold(p: float) -> int:
@@ -364,23 +400,24 @@ def _normal_blocks(seeds: Tensor, count: int, stream: int) -> Iterator[tuple[int
     n, pairs = len(seeds), (count + 1) // 2
     radius_keys, angle_keys = _stream_keys(seeds, [_absorb(_TAG_NORMAL, stream, 0), _absorb(_TAG_NORMAL, stream, 1)])
     counters = _counters(pairs, seeds.device)
-    scratch = _Scratch(seeds.device)
-    for r0, r1, p0, p1 in _blocks(n, pairs, max(1, _chunk(seeds.device) // 2)):
-        shape = (r1 - r0, p1 - p0)
-        words, tmp = scratch.get("w", shape, torch.int32), scratch.get("t", shape, torch.int32)
-        ctr = counters[:, p0:p1]
-        radius = scratch.get("radius", shape, torch.float32)
-        radius.copy_(_words_into(words, tmp, ctr, (radius_keys[0][r0:r1], radius_keys[1][r0:r1])))
-        radius.add_(0.5).mul_(_WORD_SCALE).log_().mul_(-2.0).sqrt_()
-        angle = scratch.get("angle", shape, torch.float32)
-        angle.copy_(_words_into(words, tmp, ctr, (angle_keys[0][r0:r1], angle_keys[1][r0:r1])))
-        angle.mul_(2.0 * math.pi * _WORD_SCALE)
-        z = scratch.get("z", (shape[0], shape[1], 2), torch.float32)
-        trig = scratch.get("trig", shape, torch.float32)
-        torch.mul(radius, torch.cos(angle, out=trig), out=z[..., 0])
-        torch.mul(radius, torch.sin(angle, out=trig), out=z[..., 1])
-        c0, c1 = 2 * p0, min(2 * p1, count)
-        yield r0, r1, c0, c1, z.view(shape[0], 2 * shape[1])[:, : c1 - c0]
+    f32 = torch.float32
+    with _scratch(seeds.device) as scratch:
+        for r0, r1, p0, p1 in _blocks(n, pairs, max(1, _chunk(seeds.device) // 2)):
+            shape = (r1 - r0, p1 - p0)
+            words, tmp = scratch.get("w", shape, torch.int32), scratch.get("t", shape, torch.int32)
+            ctr = counters[:, p0:p1]
+            radius = scratch.get("radius", shape, f32)
+            radius.copy_(_words_into(words, tmp, ctr, (radius_keys[0][r0:r1], radius_keys[1][r0:r1])))
+            radius.add_(_c(0.5, f32)).mul_(_c(_WORD_SCALE, f32)).log_().mul_(_c(-2.0, f32)).sqrt_()
+            angle = scratch.get("angle", shape, f32)
+            angle.copy_(_words_into(words, tmp, ctr, (angle_keys[0][r0:r1], angle_keys[1][r0:r1])))
+            angle.mul_(_c(2.0 * math.pi * _WORD_SCALE, f32))
+            z = scratch.get("z", (shape[0], shape[1], 2), f32)
+            trig = scratch.get("trig", shape, f32)
+            torch.mul(radius, torch.cos(angle, out=trig), out=z[..., 0])
+            torch.mul(radius, torch.sin(angle, out=trig), out=z[..., 1])
+            c0, c1 = 2 * p0, min(2 * p1, count)
+            yield r0, r1, c0, c1, z.view(shape[0], 2 * shape[1])[:, : c1 - c0]
 
 
 def normal(
@@ -497,19 +534,26 @@ def _cell_counts(thresholds: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _PoissonTables:
-    """Guide tables, built once per device on the CPU (so every device gets the same tables)."""
+    """Guide tables, built once per device on the CPU (so every device gets the same tables).
+
+    ``integer[g, i]``: A for cell i of the integer rate g, or -1 where the CDF steps inside the cell (int16).
+    ``fraction[j, i]``: B for cell i of every rate in [j/64, (j+1)/64], or -1 where the rates j/64 and (j+1)/64
+    disagree or the CDF steps inside the cell (int8). ``integer_lo/hi``: A at the first and last word of each cell,
+    ``integer_thresholds``: the CDF thresholds of the integer rates, for the exact search.
+    """
 
     def __init__(self, device: torch.device) -> None:
         integer = torch.arange(1 << _TABLE_RATE_BITS, dtype=torch.float64)
         fraction = torch.arange((1 << _FRACTION_BITS) + 1, dtype=torch.float64) / (1 << _FRACTION_BITS)
         thresholds = _cdf_thresholds(torch.cat([integer, fraction]))
         lo, hi = _cell_counts(thresholds)
-        entries = torch.where(lo == hi, lo, -1).to(torch.int16)  # -1: the CDF steps inside the cell
         n_int = len(integer)
-        self.integer = entries[:n_int].reshape(-1).to(device)  # row g, cell i at g * 2**_CELL_BITS + i
-        self.fraction = entries[n_int:].reshape(-1).to(device)  # row j: rate j / 64
-        self.integer_lo = lo[:n_int].to(torch.int16).reshape(-1).to(device)
-        self.integer_hi = hi[:n_int].to(torch.int16).reshape(-1).to(device)
+        a_lo, a_hi, b_lo, b_hi = lo[:n_int], hi[:n_int], lo[n_int:], hi[n_int:]
+        self.integer = torch.where(a_lo == a_hi, a_lo, -1).to(torch.int16).reshape(-1).to(device)
+        b_same = (b_lo[:-1] == b_hi[:-1]) & (b_hi[:-1] == b_lo[1:]) & (b_lo[1:] == b_hi[1:])
+        self.fraction = torch.where(b_same, b_lo[:-1], -1).to(torch.int8).reshape(-1).to(device)
+        self.integer_lo = a_lo.to(torch.int16).reshape(-1).to(device)  # row g, cell i at g * 2**_CELL_BITS + i
+        self.integer_hi = a_hi.to(torch.int16).reshape(-1).to(device)
         self.integer_thresholds = thresholds[:n_int].to(torch.int32).reshape(-1).to(device)  # row g at g * columns
 
     @staticmethod
@@ -520,15 +564,25 @@ class _PoissonTables:
         return tables
 
 
-def _log_factorial(k: Tensor) -> Tensor:
+def _buffers(scratch: _Scratch | None, n: int, device: torch.device, prefix: str):
+    """``buf(name, dtype)``: a length-n tensor, from ``scratch`` (names prefixed) or freshly allocated."""
+    if scratch is None:
+        return lambda name, dtype: torch.empty(n, dtype=dtype, device=device)
+    return lambda name, dtype: scratch.get(prefix + name, (n,), dtype)
+
+
+def _log_factorial(k: Tensor, buf=None) -> Tensor:
     """log(k!) for float64 integer values k >= 0: a table (math.lgamma) below 1024, torch.lgamma above."""
+    buf = buf or _buffers(None, len(k), k.device, "")
     table = _LOG_FACTORIALS.get(k.device)
     if table is None:
         values = [math.lgamma(i + 1.0) for i in range(_LOG_FACTORIAL_TABLE_SIZE)]
         table = _LOG_FACTORIALS[k.device] = torch.tensor(values, dtype=torch.float64, device=k.device)
-    out = table.index_select(0, k.clamp(max=_LOG_FACTORIAL_TABLE_SIZE - 1).to(torch.int64))
-    large = (k >= _LOG_FACTORIAL_TABLE_SIZE).nonzero().squeeze(1)
-    if len(large):
+    index = buf("lf_index", torch.int64)
+    index.copy_(torch.clamp(k, max=_LOG_FACTORIAL_TABLE_SIZE - 1, out=buf("lf_k", torch.float64)))
+    out = torch.index_select(table, 0, index, out=buf("lf", torch.float64))
+    if len(k) and float(k.max()) >= _LOG_FACTORIAL_TABLE_SIZE:
+        large = (k >= _LOG_FACTORIAL_TABLE_SIZE).nonzero().squeeze(1)
         out.index_copy_(0, large, torch.lgamma(k.index_select(0, large) + 1.0))
     return out
 
@@ -573,6 +627,23 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
     return out.view(rate.shape).to(device=rate.device, dtype=rate.dtype)
 
 
+def _sparse_nonzero(values: Tensor) -> Tensor:
+    """Indices (int64) of the nonzero entries of a 1-D bool/int8/int16 tensor; fast when they are rare.
+
+    Scans 64-bit groups first (a view of the same memory), then only the groups that hold a nonzero entry.
+    """
+    n, group = len(values), 8 // values.element_size()
+    m = n - n % group
+    if values.device.type != "cpu" or m == 0 or values.storage_offset() % group:
+        return values.nonzero().squeeze(1)
+    words = values[:m].view(torch.int64).nonzero().squeeze(1)
+    candidates = (words.mul_(group).unsqueeze(1) + torch.arange(group, device=values.device)).view(-1)
+    found = candidates.index_select(0, values.index_select(0, candidates).nonzero().squeeze(1))
+    if m < n:
+        found = torch.cat([found, values[m:].nonzero().squeeze(1).add_(m)])
+    return found
+
+
 class _PoissonSampler:
     """One Poisson draw over rates ``float64(rate) * scale`` (``rate``: (N, count)), block by block.
 
@@ -581,6 +652,8 @@ class _PoissonSampler:
     """
 
     def __init__(self, rate: Tensor, scale: float, seeds: Tensor, stream: int) -> None:
+        if not (0.0 <= scale < math.inf):
+            raise ValueError(f"scale must be finite and non-negative, got {scale}")
         self.rate, self.scale, self.seeds, self.stream = rate.contiguous(), float(scale), seeds, stream
         self.n, self.count = rate.shape
         self.device = seeds.device
@@ -589,19 +662,20 @@ class _PoissonSampler:
         keys = _stream_keys(seeds, keys)
         self.table_keys = keys[:3]
         self.ptrs_keys: dict[tuple[int, int], Keys] = {(0, 0): keys[3], (0, 1): keys[4]}
-        self.scratch = _Scratch(self.device)
         self.table_left: list[Tensor] = []  # flat positions of table elements left for phase 2
         self.ptrs_left: list[tuple[Tensor, Tensor]] = []  # (flat position, rate) of PTRS elements rejected so far
 
-    def rates(self, values: Tensor) -> Tensor:
-        """float64 rates from ``rate`` values, checked."""
-        lam = values.to(torch.float64)
-        if self.scale != 1.0:
-            lam = lam * self.scale
-        low, high = torch.aminmax(lam)  # NaN propagates to both
-        if not (float(low) >= 0.0 and float(high) < math.inf):
+    def _range(self, values: Tensor) -> tuple[float, float]:
+        """(min, max) of the rates of ``values``, checked finite and non-negative."""
+        low, high = (float(v) for v in torch.aminmax(values))  # NaN propagates to both
+        low, high = low * self.scale, high * self.scale  # the same float64 products as the elementwise ones
+        if not (low >= 0.0 and high < math.inf):
             raise ValueError("Poisson rates must be finite and non-negative")
-        return lam
+        return low, high
+
+    def _rates_at(self, positions: Tensor) -> Tensor:
+        lam = self.rate.view(-1).index_select(0, positions).to(torch.float64)
+        return lam.mul_(_c(self.scale, torch.float64)) if self.scale != 1.0 else lam
 
     def round_keys(self, rnd: int, which: int) -> Keys:
         if (rnd, which) not in self.ptrs_keys:
@@ -609,87 +683,115 @@ class _PoissonSampler:
             self.ptrs_keys[rnd, 0], self.ptrs_keys[rnd, 1] = _stream_keys(self.seeds, key)
         return self.ptrs_keys[rnd, which]
 
-    def block_words(self, keys: Keys, block: Block) -> Tensor:
-        """Flat words of a block (a view of scratch space, valid until the next call)."""
-        r0, r1, c0, c1 = block
-        shape = (r1 - r0, c1 - c0)
-        words = _words_into(self.scratch.get("w", shape, torch.int32), self.scratch.get("t", shape, torch.int32),
-                            _counters(self.count, self.device)[:, c0:c1], (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
-        return words.view(-1)
-
     def words_at(self, keys: Keys, positions: Tensor) -> Tensor:
         """Words at flat positions (int64)."""
         rows = torch.div(positions, self.count, rounding_mode="floor")
         return _words_at(keys, rows, (positions - rows * self.count).to(torch.int32))
 
     def blocks(self) -> Iterator[tuple[int, int, int, int, Tensor]]:
-        for block in _blocks(self.n, self.count, _chunk(self.device)):
-            r0, r1, c0, c1 = block
-            lam = self.rates(self.rate[r0:r1, c0:c1]).reshape(-1)
-            counts = self.scratch.get("counts", (r1 - r0, c1 - c0), torch.float64)
-            self._head(lam, r0 * self.count + c0, counts.view(-1), block)
-            yield r0, r1, c0, c1, counts
+        with _scratch(self.device) as scratch:
+            for block in _blocks(self.n, self.count, _chunk(self.device)):
+                r0, r1, c0, c1 = block
+                values = self.rate[r0:r1, c0:c1]
+                low, high = self._range(values)
+                lam = scratch.get("lam", values.shape, torch.float64)
+                lam.copy_(values)
+                if self.scale != 1.0:
+                    lam.mul_(_c(self.scale, torch.float64))
+                counts = scratch.get("counts", values.shape, torch.float64)
+                self._head(_BlockContext(self, block, scratch), lam.view(-1), low, high, counts.view(-1))
+                yield r0, r1, c0, c1, counts
 
-    def _head(self, lam: Tensor, start: int, result: Tensor, block: Block) -> None:
-        """Phase 1 on a block, whose first element has flat position ``start``: counts into ``result``."""
-        large = lam >= _TABLE_MAX_RATE
-        n_large = int(large.sum())
-        if n_large < len(lam):
-            bad = self._table_head(lam, block, result)
-            if n_large:
-                bad.logical_and_(large.logical_not())
-            left = bad.nonzero().squeeze(1)
-            if len(left):
-                self.table_left.append(left.add_(start))
-        if n_large:
-            idx = None if n_large == len(lam) else large.nonzero().squeeze(1)
-            self._ptrs_head(lam if idx is None else lam.index_select(0, idx), idx, start, result, block)
+    def _head(self, ctx: _BlockContext, lam: Tensor, low: float, high: float, result: Tensor) -> None:
+        """Phase 1 on a block: counts into ``result``; elements left undecided are pooled for phase 2.
 
-    def _table_head(self, lam: Tensor, block: Block, result: Tensor) -> Tensor:
-        """Table counts of a block into ``result``; returns the mask of elements the tables do not decide."""
-        tables = _PoissonTables.get(self.device)
-        t = torch.mul(lam, float(1 << _FRACTION_BITS)).clamp_(max=_TABLE_MAX_RATE * (1 << _FRACTION_BITS) - 1)
-        t = t.to(torch.int32)  # floor(64 lam): g = t >> 6, j = t & 63 (truncation is floor here)
-        words = self.block_words(self.table_keys[0], block)
-        cells = torch.bitwise_right_shift(words, _FINE_BITS)
-        index = torch.bitwise_right_shift(t, _FRACTION_BITS).bitwise_left_shift_(_CELL_BITS).add_(cells)
-        a = tables.integer.index_select(0, index)
-        cells = torch.bitwise_right_shift(words, _WORD_BITS - 2 * _CELL_BITS, out=cells)
-        index = t.bitwise_and_((1 << _FRACTION_BITS) - 1).bitwise_left_shift_(_CELL_BITS)
-        index.add_(cells.bitwise_and_((1 << _CELL_BITS) - 1))
-        b_lo = tables.fraction.index_select(0, index)
-        b_hi = tables.fraction.index_select(0, index.add_(1 << _CELL_BITS))
-        bad = torch.ne(b_lo, b_hi).logical_or_(torch.bitwise_or(a, b_lo).lt_(0))
-        result.copy_(a.add_(b_lo))
-        return bad
+        With both kinds of rate, the majority's sampler runs on the whole block (on the minority's elements its
+        results are discarded) and the minority's on its gathered elements.
+        """
+        if high < _TABLE_MAX_RATE:
+            self._table_head(ctx, lam, result)
+        elif low >= _TABLE_MAX_RATE:
+            self._ptrs_head(ctx, lam, result)
+        else:
+            large = torch.ge(lam, _c(_TABLE_MAX_RATE, torch.float64))
+            if 2 * int(large.sum()) <= len(lam):
+                self._table_head(ctx, lam, result, valid=large.logical_not())
+                idx = large.nonzero().squeeze(1)
+                self._ptrs_head(ctx, lam.index_select(0, idx), result, idx=idx)
+            else:
+                self._ptrs_head(ctx, lam.clamp(min=_TABLE_MAX_RATE), result, valid=large)
+                idx = large.logical_not_().nonzero().squeeze(1)
+                self._table_head(ctx, lam.index_select(0, idx), result, idx=idx)
 
-    def _ptrs_head(self, lam: Tensor, idx: Tensor | None, start: int, result: Tensor, block: Block) -> None:
-        """PTRS round 0 on ``lam``, the block elements ``idx`` (None: all of them)."""
+    def _table_head(
+        self, ctx: _BlockContext, lam: Tensor, result: Tensor, idx: Tensor | None = None, valid: Tensor | None = None
+    ) -> None:
+        """Table counts of the block elements ``idx`` (None: all; then ``valid`` masks the rates below 64) into
+        ``result``; the elements the tables do not decide go to phase 2."""
+        tables, scratch, n = _PoissonTables.get(self.device), ctx.scratch, len(lam)
+        i32, i16 = torch.int32, torch.int16
+        t = torch.mul(lam, _c(float(1 << _FRACTION_BITS), torch.float64), out=scratch.get("t64", (n,), torch.float64))
+        if valid is not None:  # large rates: any valid row (their counts are overwritten)
+            t.clamp_(max=_c(_TABLE_MAX_RATE * (1 << _FRACTION_BITS) - 1, torch.float64))
+        t32 = scratch.get("t32", (n,), i32)
+        t32.copy_(t)  # floor(64 lam): g = t >> 6, j = t & 63 (conversion truncates, i.e. floors here)
+        words = ctx.words(self.table_keys[0]).view(-1)
+        if idx is not None:
+            words = words.index_select(0, idx)
+        cells = torch.bitwise_right_shift(words, _c(_FINE_BITS, i32), out=scratch.get("cells", (n,), i32))
+        index = torch.bitwise_right_shift(t32, _c(_FRACTION_BITS, i32), out=scratch.get("index", (n,), i32))
+        index.bitwise_left_shift_(_c(_CELL_BITS, i32)).add_(cells)
+        a = torch.index_select(tables.integer, 0, index, out=scratch.get("a", (n,), i16))
+        torch.bitwise_right_shift(words, _c(_WORD_BITS - 2 * _CELL_BITS, i32), out=cells)
+        index = t32.bitwise_and_(_c((1 << _FRACTION_BITS) - 1, i32)).bitwise_left_shift_(_c(_CELL_BITS, i32))
+        index.add_(cells.bitwise_and_(_c((1 << _CELL_BITS) - 1, i32)))
+        b = torch.index_select(tables.fraction, 0, index, out=scratch.get("b", (n,), torch.int8))
+        bad = torch.bitwise_or(a, b, out=scratch.get("bad", (n,), i16)).bitwise_right_shift_(_c(15, i16))  # -1: -1
+        if valid is not None:
+            bad.mul_(valid)
+        if idx is None:
+            result.copy_(a.add_(b))
+        else:
+            result.index_copy_(0, idx, a.add_(b).to(torch.float64))
+        left = _sparse_nonzero(bad)
+        if len(left):
+            self.table_left.append((left if idx is None else idx.index_select(0, left)).add_(ctx.start))
+
+    def _ptrs_head(
+        self, ctx: _BlockContext, lam: Tensor, result: Tensor, idx: Tensor | None = None, valid: Tensor | None = None
+    ) -> None:
+        """PTRS round 0 on the block elements ``idx`` (None: all; then ``valid`` masks the rates of 64 and more,
+        the others having been clamped to 64) into ``result``; rejected elements go to phase 2."""
         if _PTRS_MAX_ROUNDS < 1:
             k, accept = torch.floor(lam), torch.ones_like(lam, dtype=torch.bool)
         else:
-            w_u = self.block_words(self.round_keys(0, 0), block)
-            w_u = w_u.clone() if idx is None else w_u.index_select(0, idx)
-            w_v = self.block_words(self.round_keys(0, 1), block)
+            words = ctx.words(self.round_keys(0, 0)).view(-1)
+            w_u = ctx.scratch.get("w_u", words.shape, torch.int32) if idx is None else None
+            w_u = w_u.copy_(words) if idx is None else words.index_select(0, idx)
+            w_v = ctx.words(self.round_keys(0, 1)).view(-1)
             w_v = w_v if idx is None else w_v.index_select(0, idx)
-            k, accept = _ptrs_round(_PtrsConstants(lam), w_u, w_v)
+            scratch = ctx.scratch if idx is None else None
+            k, accept = _ptrs_round(_PtrsConstants(lam, scratch), w_u, w_v, scratch)
         if idx is None:
-            result.copy_(k)
+            result.copy_(k)  # with ``valid``: the small rates' entries are overwritten by the tables
         else:
             result.index_copy_(0, idx, k)
-        left = accept.logical_not_().nonzero().squeeze(1)
+        pending = accept.logical_not_()
+        if valid is not None:
+            pending.logical_and_(valid)
+        left = pending.nonzero().squeeze(1)
         if len(left):
-            position = left.add(start) if idx is None else idx.index_select(0, left).add_(start)
+            position = left.add(ctx.start) if idx is None else idx.index_select(0, left).add_(ctx.start)
             self.ptrs_left.append((position, lam.index_select(0, left)))
 
     def finish(self) -> tuple[Tensor, Tensor]:
         """Phase 2: flat positions (int64) and final counts (float64) of the elements left provisional."""
-        positions, counts = [torch.empty(0, dtype=torch.int64, device=self.device)], []
-        counts.append(torch.empty(0, dtype=torch.float64, device=self.device))
+        positions = [torch.empty(0, dtype=torch.int64, device=self.device)]
+        counts = [torch.empty(0, dtype=torch.float64, device=self.device)]
         if self.table_left:
             position = torch.cat(self.table_left)
             positions.append(position)
-            counts.append(self._table_exact(position, self.rates(self.rate.view(-1).index_select(0, position))))
+            counts.append(self._table_exact(position, self._rates_at(position)))
         if self.ptrs_left:
             position, lam = (torch.cat(parts) for parts in zip(*self.ptrs_left))
             for done, k in self._ptrs_tail(position, lam):
@@ -698,35 +800,46 @@ class _PoissonSampler:
         return torch.cat(positions), torch.cat(counts)
 
     def _table_exact(self, position: Tensor, lam: Tensor) -> Tensor:
-        """A + B exactly, for rates below 64 at flat positions (the same values the tables give)."""
+        """A + B exactly, for rates below 64 at flat positions (the same values the tables give where they decide)."""
         tables = _PoissonTables.get(self.device)
         words = self.words_at(self.table_keys[0], position)
-        fine = (1 << _FINE_BITS) - 1
-        cells_a = torch.bitwise_right_shift(words, _FINE_BITS)
+        cells_a = torch.bitwise_right_shift(words, _FINE_BITS).to(torch.int64)
         cells_b = torch.bitwise_right_shift(words, _WORD_BITS - 2 * _CELL_BITS).bitwise_and_((1 << _CELL_BITS) - 1)
-        w_a = torch.bitwise_left_shift(cells_a, _FINE_BITS).bitwise_or_(
-            self.words_at(self.table_keys[1], position).bitwise_and_(fine)
-        )
-        w_b = torch.bitwise_left_shift(cells_b, _FINE_BITS).bitwise_or_(
-            self.words_at(self.table_keys[2], position).bitwise_and_(fine)
-        )
         integer = torch.floor(lam)
-        # A: binary search for #{k : T_g[k] < w_a} between the counts at the cell's ends.
         g = integer.to(torch.int64)
-        cell = g * (1 << _CELL_BITS) + cells_a.to(torch.int64)
-        lo = tables.integer_lo.index_select(0, cell).to(torch.int64)
-        hi = tables.integer_hi.index_select(0, cell).to(torch.int64)
-        base = g * _TABLE_COLUMNS
-        while True:
-            active = lo < hi
-            if not bool(active.any()):
-                break
-            mid = torch.div(lo + hi, 2, rounding_mode="floor")
-            below = tables.integer_thresholds.index_select(0, base + mid.clamp(max=_TABLE_COLUMNS - 1)) < w_a
-            lo = torch.where(active & below, mid + 1, lo)
-            hi = torch.where(active & ~below, mid, hi)
-        # B: sequential search over the CDF of the fractional rate.
-        return _inversion(lam - integer, w_b).add_(lo)
+        # A: the count at the cell's first word, then a binary search for #{k : T_g[k] < w_a} where the cell is
+        # crossed by CDF steps; w_a = the cell's bits followed by 20 bits of the second stream.
+        cell = g * (1 << _CELL_BITS) + cells_a
+        a = tables.integer_lo.index_select(0, cell).to(torch.float64)
+        crossed = (tables.integer.index_select(0, cell) < 0).nonzero().squeeze(1)
+        if len(crossed):
+            pos, cell = position.index_select(0, crossed), cell.index_select(0, crossed)
+            fine = self.words_at(self.table_keys[1], pos).bitwise_and_((1 << _FINE_BITS) - 1)
+            w_a = cells_a.index_select(0, crossed).bitwise_left_shift_(_FINE_BITS).add_(fine)
+            lo = tables.integer_lo.index_select(0, cell).to(torch.int64)
+            hi = tables.integer_hi.index_select(0, cell).to(torch.int64)
+            base = g.index_select(0, crossed) * _TABLE_COLUMNS
+            while True:
+                active = lo < hi
+                if not bool(active.any()):
+                    break
+                mid = torch.div(lo + hi, 2, rounding_mode="floor")
+                below = tables.integer_thresholds.index_select(0, base + mid.clamp(max=_TABLE_COLUMNS - 1)) < w_a
+                lo = torch.where(active & below, mid + 1, lo)
+                hi = torch.where(active & ~below, mid, hi)
+            a.index_copy_(0, crossed, lo.to(torch.float64))
+        # B: the table where both neighbouring grid rates agree, else a sequential search over the CDF of the
+        # fraction r with u_b = the cell's bits followed by 20 bits of the third stream.
+        j = torch.mul(lam - integer, float(1 << _FRACTION_BITS)).to(torch.int64)
+        b = tables.fraction.index_select(0, j * (1 << _CELL_BITS) + cells_b).to(torch.float64)
+        undecided = (b < 0).nonzero().squeeze(1)
+        if len(undecided):
+            fine = self.words_at(self.table_keys[2], position.index_select(0, undecided))
+            w_b = cells_b.index_select(0, undecided).bitwise_left_shift_(_FINE_BITS)
+            w_b.bitwise_or_(fine.bitwise_and_((1 << _FINE_BITS) - 1))
+            r = (lam - integer).index_select(0, undecided)
+            b.index_copy_(0, undecided, _inversion(r, w_b))
+        return a.add_(b)
 
     def _ptrs_tail(self, position: Tensor, lam: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         """PTRS rounds 1, 2, ... for the pooled rejected elements: yields (positions, counts) as they are accepted."""
@@ -743,6 +856,25 @@ class _PoissonSampler:
             position = position.index_select(0, pending)
             consts = consts.select(pending)
         yield position, torch.floor(consts.lam)  # rejected in every round: the mode
+
+
+class _BlockContext:
+    """A block of a :class:`_PoissonSampler`: its position, scratch space and (cached per stream) words."""
+
+    def __init__(self, sampler: _PoissonSampler, block: Block, scratch: _Scratch) -> None:
+        self.sampler, self.block, self.scratch = sampler, block, scratch
+        r0, r1, c0, c1 = block
+        self.start = r0 * sampler.count + c0  # a block is whole rows or part of one row: contiguous when flat
+        self.shape = (r1 - r0, c1 - c0)
+
+    def words(self, keys: Keys) -> Tensor:
+        """The block's words of one stream (scratch: valid until the next call)."""
+        r0, r1, c0, c1 = self.block
+        words = _words_into(self.scratch.get("w", self.shape, torch.int32),
+                            self.scratch.get("wt", self.shape, torch.int32),
+                            _counters(self.sampler.count, self.sampler.device)[:, c0:c1],
+                            (keys[0][r0:r1], keys[1][r0:r1]))  # fmt: skip
+        return words
 
 
 def _inversion(lam: Tensor, words: Tensor) -> Tensor:
@@ -767,53 +899,80 @@ def _inversion(lam: Tensor, words: Tensor) -> Tensor:
 
 
 class _PtrsConstants:
-    """Per-element PTRS constants (Hoermann 1993)."""
+    """Per-element PTRS constants (Hoermann 1993), in ``scratch`` if given."""
 
-    def __init__(self, lam: Tensor, parts: tuple[Tensor, ...] | None = None) -> None:
-        if parts is not None:
-            self.lam, self.b, self.two_a, self.lam_shift, self.v_limit = parts
-            return
-        self.lam = lam
-        self.b = torch.sqrt(lam).mul_(2.53).add_(0.931)
-        self.two_a = (self.b * 0.02483).sub_(0.059).mul_(2.0)
-        self.lam_shift = lam + 0.43
+    _PARTS = ("lam", "b", "a", "two_a", "lam_shift", "inv_alpha", "v_limit")
+
+    def __init__(self, lam: Tensor, scratch: _Scratch | None = None) -> None:
+        f64 = torch.float64
+        buf = _buffers(scratch, len(lam), lam.device, "c_")
+        self.lam, self.log_lam_ = lam, None
+        self.b = torch.sqrt(lam, out=buf("b", f64)).mul_(_c(2.53, f64)).add_(_c(0.931, f64))
+        self.a = torch.mul(self.b, _c(0.02483, f64), out=buf("a", f64)).sub_(_c(0.059, f64))
+        self.two_a = torch.mul(self.a, _c(2.0, f64), out=buf("two_a", f64))
+        self.lam_shift = torch.add(lam, _c(0.43, f64), out=buf("lam_shift", f64))
+        inv_alpha = torch.sub(self.b, _c(3.4, f64), out=buf("inv_alpha", f64)).reciprocal_()
+        self.inv_alpha = inv_alpha.mul_(_c(1.1328, f64)).add_(_c(1.1239, f64))
         # v <= v_r  <=>  w_v <= floor(v_r 2**31 - 0.5), exactly (scaling by 2**31 and subtracting 0.5 are exact here).
-        v_r = torch.reciprocal(self.b - 2.0).mul_(-3.6224).add_(0.9277)
-        self.v_limit = v_r.mul_(2.0**_WORD_BITS).sub_(0.5).floor_().to(torch.int32)
+        v_r = torch.sub(self.b, _c(2.0, f64), out=buf("v_r", f64)).reciprocal_()
+        v_r.mul_(_c(-3.6224, f64)).add_(_c(0.9277, f64))
+        v_r.mul_(_c(2.0**_WORD_BITS, f64)).sub_(_c(0.5, f64)).floor_()
+        self.v_limit = buf("v_limit", torch.int32).copy_(v_r)
+
+    def log_lam(self) -> Tensor:
+        if self.log_lam_ is None:
+            self.log_lam_ = torch.log(self.lam)
+        return self.log_lam_
 
     def select(self, idx: Tensor) -> _PtrsConstants:
-        parts = (self.lam, self.b, self.two_a, self.lam_shift, self.v_limit)
-        return _PtrsConstants(self.lam, tuple(t.index_select(0, idx) for t in parts))
+        """The constants of the elements ``idx`` (fresh tensors)."""
+        out = object.__new__(_PtrsConstants)
+        for name in self._PARTS:
+            setattr(out, name, getattr(self, name).index_select(0, idx))
+        out.log_lam_ = None if self.log_lam_ is None else self.log_lam_.index_select(0, idx)
+        return out
 
 
-def _ptrs_round(consts: _PtrsConstants, w_u: Tensor, w_v: Tensor) -> tuple[Tensor, Tensor]:
-    """One PTRS round: candidate counts k and whether they are accepted.
+def _ptrs_round(
+    consts: _PtrsConstants, w_u: Tensor, w_v: Tensor, scratch: _Scratch | None = None
+) -> tuple[Tensor, Tensor]:
+    """One PTRS round: candidate counts k and whether they are accepted (in ``scratch`` if given).
 
     The squeeze accepts most candidates without logs. The exact test runs on the gathered rest when that is a small
     fraction, else on every element (cheaper than gathering); either way each element gets the same arithmetic.
     """
-    uu = w_u.to(torch.float64).mul_(_WORD_SCALE).add_(0.5 * _WORD_SCALE - 0.5)  # U - 1/2, exact
-    us = torch.abs(uu).neg_().add_(0.5)
-    k = torch.div(consts.two_a, us).add_(consts.b).mul_(uu).add_(consts.lam_shift).floor_()
-    accept = torch.ge(us, 0.07).logical_and_(torch.le(w_v, consts.v_limit))
+    f64 = torch.float64
+    buf = _buffers(scratch, len(w_u), w_u.device, "r_")
+    uu = buf("uu", f64)
+    uu.copy_(w_u).mul_(_c(_WORD_SCALE, f64)).add_(_c(0.5 * _WORD_SCALE - 0.5, f64))  # U - 1/2, exact
+    us = torch.abs(uu, out=buf("us", f64)).neg_().add_(_c(0.5, f64))
+    k = torch.div(consts.two_a, us, out=buf("k", f64)).add_(consts.b).mul_(uu).add_(consts.lam_shift).floor_()
+    accept = torch.ge(us, _c(0.07, f64), out=buf("accept", torch.bool))
+    accept.logical_and_(torch.le(w_v, consts.v_limit, out=buf("squeeze", torch.bool)))
     n_slow = len(accept) - int(accept.sum())
     if n_slow == 0:
         return k, accept
     if 8 * n_slow >= len(accept):
-        return k, accept.logical_or_(_ptrs_exact_accept(k, us, w_v, consts.lam, consts.b, consts.two_a))
+        return k, accept.logical_or_(_ptrs_exact_accept(k, us, w_v, consts, buf))
     idx = accept.logical_not().nonzero().squeeze(1)
-    parts = (t.index_select(0, idx) for t in (k, us, w_v, consts.lam, consts.b, consts.two_a))
-    accept.index_copy_(0, idx, _ptrs_exact_accept(*parts))
+    sub = consts.select(idx)
+    parts = (t.index_select(0, idx) for t in (k, us, w_v))
+    accept.index_copy_(0, idx, _ptrs_exact_accept(*parts, sub, _buffers(None, len(idx), w_u.device, "")))
     return k, accept
 
 
-def _ptrs_exact_accept(k: Tensor, us: Tensor, w_v: Tensor, lam: Tensor, b: Tensor, two_a: Tensor) -> Tensor:
+def _ptrs_exact_accept(k: Tensor, us: Tensor, w_v: Tensor, consts: _PtrsConstants, buf) -> Tensor:
     """PTRS acceptance by the exact test: not (k < 0 or (us < 0.013 and v > us)) and the log-density comparison."""
-    v = _unit(w_v)
-    reject = (k < 0).logical_or_((us < 0.013).logical_and_(v > us))
-    inv_alpha = torch.reciprocal(b - 3.4).mul_(1.1328).add_(1.1239)
+    f64, b8 = torch.float64, torch.bool
+    v = buf("v", f64)
+    v.copy_(w_v).add_(_c(0.5, f64)).mul_(_c(_WORD_SCALE, f64))
+    reject = torch.lt(k, _c(0.0, f64), out=buf("reject", b8))
+    tail = torch.lt(us, _c(0.013, f64), out=buf("tail", b8)).logical_and_(torch.gt(v, us, out=buf("above", b8)))
+    reject.logical_or_(tail)
     # Accept iff log(V * inv_alpha / (a / us^2 + b)) <= k log(lam) - lam - log(k!).
-    lhs = torch.log(v.mul_(inv_alpha).div_((two_a * 0.5).div_(us * us).add_(b)))
-    k_safe = k.clamp(min=0.0)
-    rhs = torch.log(lam).mul_(k_safe).sub_(lam).sub_(_log_factorial(k_safe))
-    return torch.le(lhs, rhs).logical_and_(reject.logical_not_())
+    q = torch.mul(us, us, out=buf("q", f64))
+    torch.div(consts.a, q, out=q).add_(consts.b)
+    lhs = v.mul_(consts.inv_alpha).div_(q).log_()
+    k_safe = torch.clamp(k, min=0.0, out=buf("k_safe", f64))
+    rhs = torch.mul(consts.log_lam(), k_safe, out=q).sub_(consts.lam).sub_(_log_factorial(k_safe, buf))
+    return torch.le(lhs, rhs, out=buf("exact", b8)).logical_and_(reject.logical_not_())
