@@ -14,7 +14,8 @@ constant       zeros                                  ``BORDER_CONSTANT``       
 =============  =====================================  ==========================  ====================
 
 ``replicate``, ``reflect`` and ``circular`` are also torch's ``F.pad`` names; ``reflect`` is OpenCV's default border.
-Correlations are computed as sums of shifted slices (exact tap order, no im2col), or by FFT for large 2-D kernels.
+Correlations are sums of shifted slices for short kernels, blocked Toeplitz matrix products for long 1-D kernels
+and real FFTs of the padded image for large 2-D kernels (all exact up to float rounding).
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ keys, an odd multiplier ``m`` and an offset ``a``. The word at counter ``c`` is 
 in place on int32 tensors (12 elementwise ops). The result is a 31-bit word: ``h`` maps ``r = lowbias32(x)`` to
 ``r`` if ``r < 2**31``, else to ``r ^ 0xFFFF0000``, a uniform two-to-one map onto ``[0, 2**31)``. Because the
 counter is multiplied by a per-sample odd key before hashing, the draws of two samples are not shifted copies of
-each other (they would be with ``h(c ^ key)``), and ``c -> c * m + a`` is a bijection, so a sample never repeats a
-word. The hot path relies on int32 multiplication wrapping modulo 2**32, as torch's CPU (vector and scalar) and CUDA
-kernels do; ``tests/test_corruptions_noise.py`` checks the words against a pure-Python reference.
+each other (they would be with ``h(c ^ key)``); within a sample, ``c -> lowbias32(c * m + a)`` is a bijection, so
+words coincide only by chance, through the final two-to-one fold. The hot path relies on int32 multiplication
+wrapping modulo 2**32, as torch's CPU (vector and scalar) and CUDA kernels do; ``tests/test_corruptions_noise.py``
+checks the words against a pure-Python reference, and checks their bits for balance and independence.
 
 Work is done in cache-sized blocks (whole rows, or part of one row); the private ``_*_blocks`` iterators yield them
 so that :mod:`robustnoise.corruptions.noise` can apply its transform while a block is still in cache. Floating-point
@@ -24,7 +25,7 @@ Reproducibility. On a given device every draw is a deterministic function of (se
 and CUDA: the integer words, and therefore ``uniform`` (both dtypes are exact transforms of the words) and
 ``bernoulli``, are bit-identical, and so is ``sample_seeds``. ``normal`` uses the device's float32 ``log``, ``cos``
 and ``sin``, so CPU and CUDA agree to a few float32 ulps, not bitwise. ``poisson`` counts for rates below 64 come
-from integer comparisons against tables built on the CPU, identical on every device, except that about 1-2% of the
+from integer comparisons against tables built on the CPU, identical on every device, except that about 2-4% of the
 elements are finished by a float64 CDF search (and rates of 64 and more by float64 rejection tests) whose
 ``exp``/``log`` may differ by an ulp between devices: a count can then differ only when a uniform falls within about
 1e-15 of a decision boundary.
@@ -479,7 +480,7 @@ def bernoulli(
 # one word per element, the 20 finer bits from two further streams that are only drawn when needed. A guide table
 # per integer rate gives A for every cell the CDF does not cross (Chen & Asau 1974); for B, X_r(u) is non-decreasing
 # in r, so where the tables of the two neighbouring grid rates j/64 <= r < (j+1)/64 agree on the cell, they give B.
-# About 1-3% of the elements (cells that straddle a CDF step, or grid neighbours that disagree) are finished exactly
+# About 2-4% of the elements (cells that straddle a CDF step, or grid neighbours that disagree) are finished exactly
 # in a second, pooled phase: a binary search in the thresholds of A, a sequential search for B.
 #
 # Rates of 64 and more use PTRS (below). Its round 0 runs per block; rejected elements are pooled over all blocks and
@@ -732,7 +733,7 @@ class _PoissonSampler:
         i32, i16 = torch.int32, torch.int16
         t = torch.mul(lam, _c(float(1 << _FRACTION_BITS), torch.float64), out=scratch.get("t64", (n,), torch.float64))
         if valid is not None:  # large rates: any valid row (their counts are overwritten)
-            t.clamp_(max=_c(_TABLE_MAX_RATE * (1 << _FRACTION_BITS) - 1, torch.float64))
+            t.clamp_(max=_TABLE_MAX_RATE * (1 << _FRACTION_BITS) - 1)
         t32 = scratch.get("t32", (n,), i32)
         t32.copy_(t)  # floor(64 lam): g = t >> 6, j = t & 63 (conversion truncates, i.e. floors here)
         words = ctx.words(self.table_keys[0]).view(-1)

@@ -258,14 +258,14 @@ def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: 
         interleaved[:, :, 1, :, 1] = centres
         grid = interleaved.view(n, 2 * k, 2 * k)
     grid -= grid.amin(dim=(1, 2), keepdim=True)
-    return grid / grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    return grid.div_(grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny))
 
 
-def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor) -> Tensor:
+def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor, out: Tensor | None = None) -> Tensor:
     """``clip((x + s * plasma) * M / (M + s))`` with M the maximum of each original image over all channels."""
     height, width = x.shape[-2:]
     peak = x.amax(dim=(1, 2, 3), keepdim=True)
-    fogged = x + (plasma[:, None, :height, :width] * strength).to(x.dtype)
+    fogged = torch.add(x, plasma[:, None, :height, :width].mul_(strength).to(x.dtype), out=out)
     return fogged.mul_(peak).div_(peak + strength).clamp_(0.0, 1.0)
 
 
@@ -279,11 +279,11 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     strength, decay = float(severity_param[0]), float(severity_param[1])
     mapsize = _plasma_map_size(*x.shape[-2:])
 
-    def run(part: Tensor, part_seeds: Tensor) -> Tensor:
-        u = rng.uniform(part_seeds, (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
-        return _fog_from_plasma(part, strength, _plasma_fractal(u, mapsize, decay, part.dtype))
-
-    return _map_chunks(x, seeds, run, pixels=mapsize * mapsize // 2).to(images.dtype)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for part in _chunks(x.shape[0], mapsize * mapsize // 2, x.device):
+        u = rng.uniform(seeds[part], (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
+        _fog_from_plasma(x[part], strength, _plasma_fractal(u, mapsize, decay, x.dtype), out=out[part])
+    return out.to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -509,10 +509,10 @@ def _snow_layer(
     return blurred.round_().div_(255.0)
 
 
-def _snow_blend(x: Tensor, layer: Tensor, blend: float) -> Tensor:
+def _snow_blend(x: Tensor, layer: Tensor, blend: float, out: Tensor | None = None) -> Tensor:
     """``x <- b x + (1 - b) max(x, 1.5 gray + 0.5)``, then ``clip(x + snow + rot180(snow))``."""
     brightened = torch.maximum(x, _gray(x).mul_(1.5).add_(0.5))
-    out = (x * blend).add_(brightened.mul_(1.0 - blend))
+    out = torch.mul(x, blend, out=out).add_(brightened.mul_(1.0 - blend))
     layer = layer.to(x.dtype)
     return out.add_(layer).add_(layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
@@ -529,14 +529,13 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
     height, width = x.shape[-2:]
     crop_h, crop_w = _zoom_crop(height, zoom)[1], _zoom_crop(width, zoom)[1]
 
-    def run(part: Tensor, part_seeds: Tensor) -> Tensor:
-        field = rng.normal(part_seeds, (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=part.dtype)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for part in _chunks(x.shape[0], height * width, x.device):
+        field = rng.normal(seeds[part], (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype)
         field = field.mul_(scale).add_(loc)
-        angles = rng.uniform(part_seeds, (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
-        layer = _snow_layer(field, height, width, severity_param, angles)
-        return _snow_blend(part, layer, blend)
-
-    return _map_chunks(x, seeds, run).to(images.dtype)
+        angles = rng.uniform(seeds[part], (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
+        _snow_blend(x[part], _snow_layer(field, height, width, severity_param, angles), blend, out=out[part])
+    return out.to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,549 @@
+"""``task=make_c``: write the -C version of a datamodule's test split in the layout of the released files.
+
+``python run.py task=make_c data=cifar10 make_c.out_dir=/data/CIFAR-10-C-regen`` corrupts every test image under every
+requested (corruption, severity), with the per-image seeds of the in-memory evaluation (``sample_seeds(seed, test
+index, corruption_id, severity)``), and writes
+
+- ``npy`` for images of at most 32 px (CIFAR-10-C / CIFAR-100-C style): ``<out>/<corruption>.npy`` uint8
+  (5 N, H, W, C), severity ``s`` in rows ``[(s-1) N, s N)``, and ``<out>/labels.npy`` (5 N,) (the test labels tiled
+  5 times); needs all 5 severities;
+- ``npy`` for 28 px greyscale images (MNIST-C style): ``<out>/<corruption>/test_images.npy`` uint8 (N, 28, 28, 1) and
+  ``test_labels.npy`` (N,); with several severities, one such tree per severity under ``<out>/s<severity>/``;
+- ``folders`` otherwise (ImageNet-C / Tiny-ImageNet-C style): ``<out>/<corruption>/<severity>/<class>/<index>.JPEG``
+  at JPEG quality 85, class folders named after the dataset's wnids / class names when they are usable folder
+  names whose sorted order is the label order (what the readers assume), else zero-padded class indices; every class
+  folder is created, also when a (sub)set has no image of that class.
+
+``layout=auto`` picks npy (MNIST-C style for 28 px greyscale, else CIFAR style) for images of at most 32 px and
+folders otherwise. The outputs are read by :mod:`robustnoise.data.released_c` (``CifarC``, ``MnistC``,
+``ImageNetC``); the returned dict says how (``reader``). With ``fidelity`` (default) images are converted to uint8 by
+truncation, as the released files (``np.uint8``); otherwise by rounding. MNIST-C (``preset=mnistc``) always rounds,
+as its released files do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from robustnoise.corruptions.api import corrupt
+from robustnoise.corruptions.datasets import resolve_sets, to_float_image
+from robustnoise.corruptions.digital import quantize_uint8_round
+from robustnoise.corruptions.fidelity import RELEASE_JPEG_QUALITY, quantize_uint8_truncate
+from robustnoise.corruptions.presets import SEVERITIES
+from robustnoise.corruptions.transforms import image_seeds
+from robustnoise.utils.errors import ConfigError
+
+__all__ = ["LAYOUTS", "MakeCOptions", "class_folder_names", "make_c", "write_c"]
+
+log = logging.getLogger("robustnoise")
+
+LAYOUTS: tuple[str, ...] = ("auto", "npy", "folders")
+_MANIFEST = "make_c.json"
+_PARTIAL = ".partial"
+
+
+@dataclass
+class MakeCOptions:
+    """The ``make_c`` config group (``conf/make_c/default.yaml``)."""
+
+    out_dir: str
+    layout: str = "auto"
+    corruptions: list[str] | None = None
+    severities: list[int] = field(default_factory=lambda: list(SEVERITIES))
+    preset: str | None = None
+    seed: int = 0
+    batch_size: int = 256
+    fidelity: bool = True
+    num_workers: int = 0
+    max_images: int | None = None
+    device: str = "cpu"
+    overwrite: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | Any) -> MakeCOptions:
+        if hasattr(cfg, "items") and not isinstance(cfg, Mapping):
+            from omegaconf import OmegaConf
+
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        values = dict(cfg or {})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(
+                f"unknown make_c options: {', '.join(unknown)}; valid: {', '.join(cls.__dataclass_fields__)}"
+            )
+        if not values.get("out_dir"):
+            raise ConfigError("make_c.out_dir must be set")
+        options = cls(**values)
+        if options.layout not in LAYOUTS:
+            raise ConfigError(f"make_c.layout must be one of {', '.join(LAYOUTS)}, got {options.layout!r}")
+        if int(options.batch_size) < 1:
+            raise ConfigError(f"make_c.batch_size must be >= 1, got {options.batch_size}")
+        if options.max_images is not None and int(options.max_images) < 1:
+            raise ConfigError(f"make_c.max_images must be >= 1 or null, got {options.max_images}")
+        return options
+
+
+def make_c(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
+    """Entry point of ``task=make_c``: write the -C set of ``datamodule``'s test split; returns (and prints) a summary.
+
+    Args:
+        cfg: the ``make_c`` config node (see :class:`MakeCOptions`); ``preset: null`` takes the datamodule's
+            ``corruption_preset``.
+        datamodule: a :class:`robustnoise.data.ClassificationDataModule`.
+    """
+    options = MakeCOptions.from_config(cfg)
+    preset = options.preset or getattr(datamodule, "corruption_preset", None) or "imagenet"
+    dataset = datamodule.test_dataset(options.max_images)
+    names = class_folder_names(datamodule)
+    summary = write_c(
+        dataset,
+        options.out_dir,
+        num_classes=int(getattr(datamodule, "num_classes", 0)) or None,
+        class_names=names,
+        layout=options.layout,
+        corruptions=options.corruptions,
+        severities=options.severities,
+        preset=preset,
+        seed=options.seed,
+        batch_size=options.batch_size,
+        fidelity=options.fidelity,
+        num_workers=options.num_workers,
+        device=options.device,
+        overwrite=options.overwrite,
+        progress=options.progress,
+        source=getattr(datamodule, "name", type(datamodule).__name__),
+    )
+    print(_describe(summary))
+    return summary
+
+
+def write_c(
+    dataset: Dataset,
+    out_dir: str | os.PathLike[str],
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    layout: str = "auto",
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] | None = SEVERITIES,
+    preset: str = "imagenet",
+    seed: int = 0,
+    batch_size: int = 256,
+    fidelity: bool = True,
+    num_workers: int = 0,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+    source: str = "dataset",
+) -> dict[str, Any]:
+    """Write the -C set of ``dataset`` (items ``(image, label, ...)``; image ``i`` is seeded as test index ``i``).
+
+    Same options as :func:`make_c` (which calls this with the datamodule's test split); ``class_names``: folder names
+    for the folder layout (used only if they sort in label order, see :func:`usable_class_names`).
+    """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if preset == "mnistc" and list(severities or []) == list(SEVERITIES):
+        severities = None
+    names, levels = resolve_sets(corruptions, severities, preset)
+    num_images = len(dataset)  # type: ignore[arg-type]
+    if num_images == 0:
+        raise ConfigError("the test split is empty: nothing to write")
+    first = to_float_image(dataset[0][0])
+    if first.dim() != 3:
+        raise ConfigError(f"dataset images must be (C, H, W), got shape {tuple(first.shape)}")
+    channels, height, width = first.shape
+    kind = _resolve_layout(layout, channels, height, width)
+    if kind == "cifar_npy" and levels != SEVERITIES:
+        raise ConfigError(
+            f"the npy layout of CIFAR-10-C stores all 5 severities as row blocks, got severities {list(levels)}: "
+            "use severities [1, 2, 3, 4, 5] or layout=folders"
+        )
+    if kind == "folders" and channels not in (1, 3):
+        raise ConfigError(f"the JPEG folder layout needs 1 or 3 channels, got {channels}: use layout=npy")
+    if num_classes is None:
+        num_classes = 1 + max(int(dataset[i][1]) for i in range(num_images))
+    folder_names, naming = usable_class_names(class_names, num_classes)
+
+    out = Path(out_dir).expanduser()
+    _prepare_out_dir(out, overwrite)
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    )
+    sets = [(c, s) for c in names for s in levels]
+    shape = (height, width, channels)
+    if kind == "cifar_npy":
+        writer: _Writer = _CifarWriter(out, names, num_images, shape, num_classes)
+    elif kind == "mnistc_npy":
+        writer = _MnistWriter(out, sets, levels, num_images, shape, num_classes)
+    else:
+        writer = _FolderWriter(out, sets, num_images, folder_names)
+
+    quantize = quantize_uint8_truncate if fidelity and preset != "mnistc" else quantize_uint8_round
+    loader = DataLoader(_FloatImages(dataset), batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
+    start = time.perf_counter()
+    bar = tqdm(total=num_images * len(sets), unit="img", desc="make_c", disable=not progress, dynamic_ncols=True)
+    try:
+        for x, y, index in loader:
+            x = x.to(dev)
+            index = index.to(torch.int64)
+            writer.labels(index.numpy(), y.numpy())
+            for name, severity in sets:
+                seeds = image_seeds(seed, index, name, severity).to(dev)
+                corrupted = corrupt(x, name, severity, preset=preset, seed=seeds)
+                pixels = quantize(corrupted).permute(0, 2, 3, 1).cpu().numpy()  # uint8 NHWC
+                writer.write(name, severity, index.numpy(), y.numpy(), pixels)
+                bar.update(len(index))
+            writer.sync()
+        files = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+
+    summary: dict[str, Any] = {
+        "out_dir": str(out),
+        "layout": kind,
+        "source": source,
+        "num_images": num_images,
+        "image_shape": [channels, height, width],
+        "num_classes": num_classes,
+        "class_folders": naming if kind == "folders" else None,
+        "corruptions": list(names),
+        "severities": list(levels),
+        "preset": preset,
+        "seed": int(seed),
+        "fidelity": bool(fidelity),
+        "files": files,
+        "bytes": writer.bytes_written(),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(num_images * len(sets) / max(seconds, 1e-9), 1),
+        "reader": writer.reader(height, num_classes),
+    }
+    (out / _MANIFEST).write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("make_c: wrote %d files to %s", files, out)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Layout and class-folder decisions
+
+
+def _resolve_layout(layout: str, channels: int, height: int, width: int) -> str:
+    mnist_like = channels == 1 and height == width == 28
+    if layout == "auto":
+        layout = "npy" if max(height, width) <= 32 else "folders"
+    if layout == "npy":
+        return "mnistc_npy" if mnist_like else "cifar_npy"
+    return "folders"
+
+
+def class_folder_names(datamodule: Any) -> list[str] | None:
+    """The class names / wnids of a datamodule's test split in label order, when it knows them.
+
+    Looks at ``classes`` / ``class_to_idx`` of the test set (through ``Subset`` / wrapper ``.dataset`` attributes),
+    then of the datamodule, then at a ``wnids.txt`` in its ``root`` (Tiny-ImageNet: sorted, as the labels).
+    """
+    candidates: list[Any] = []
+    node = getattr(datamodule, "test_set", None)
+    for _ in range(8):
+        if node is None:
+            break
+        candidates.append(node)
+        node = getattr(node, "dataset", None)
+    candidates.append(datamodule)
+    for node in candidates:
+        classes = getattr(node, "classes", None)
+        if isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes):
+            return list(classes)
+        mapping = getattr(node, "class_to_idx", None)
+        if isinstance(mapping, Mapping) and mapping:
+            ordered = sorted(mapping, key=lambda k: mapping[k])
+            if [mapping[k] for k in ordered] == list(range(len(ordered))):
+                return [str(k) for k in ordered]
+    root = getattr(datamodule, "root", None)
+    if root is not None and (Path(root) / "wnids.txt").is_file():
+        return sorted((Path(root) / "wnids.txt").read_text().split())
+    return None
+
+
+def usable_class_names(names: Sequence[str] | None, num_classes: int) -> tuple[list[str], str]:
+    """Class folder names for the folder layout and how they were chosen (``classes`` or ``indices``).
+
+    The readers give label = position of the folder in the *sorted* folder list, so names are used only if there is
+    one per class, they are valid, distinct folder names and sorting them keeps the label order; otherwise class ``k``
+    becomes the zero-padded ``k`` (which always sorts correctly).
+    """
+    if names is not None:
+        names = [str(n) for n in names]
+        valid = (
+            len(names) == num_classes
+            and len(set(names)) == len(names)
+            and all(
+                n and n not in (".", "..") and "/" not in n and os.sep not in n and not n.startswith(".") for n in names
+            )
+            and sorted(names) == names
+        )
+        if valid:
+            return names, "classes"
+    width = len(str(max(num_classes - 1, 0)))
+    return [f"{k:0{width}d}" for k in range(num_classes)], "indices"
+
+
+def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"make_c.out_dir {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"make_c.out_dir {out} is not empty; choose another folder or set make_c.overwrite=true")
+        manifest = out / _MANIFEST
+        if not manifest.is_file():
+            raise ConfigError(
+                f"make_c.overwrite: {out} was not written by make_c ({_MANIFEST} missing); not deleting it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+class _FloatImages(Dataset):
+    """``(float image, label, index)`` items of a dataset of ``(image, label, ...)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        item = self.dataset[index]
+        return to_float_image(item[0]), int(item[1]), index
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writers
+
+
+class _Writer:
+    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+        """Record the labels of a batch of test indices (called once per batch, before its writes)."""
+
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Wait for the writes of the current batch."""
+
+    def finish(self) -> int:
+        """Complete the files; returns how many were written."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Clean up after an error (partial files are left with a ``.partial`` suffix or removed)."""
+
+    def bytes_written(self) -> int:
+        raise NotImplementedError
+
+    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _label_dtype(num_classes: int) -> np.dtype:
+    return np.dtype(np.uint8) if num_classes <= 256 else np.dtype(np.int64)
+
+
+class _NpyArrays(_Writer):
+    """uint8 image arrays written in place (``.partial`` memory maps renamed when complete) plus label arrays."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[Path, np.memmap] = {}
+        self._labels: dict[Path, np.ndarray] = {}
+        self._written: list[Path] = []
+
+    def _open(self, path: Path, shape: tuple[int, ...]) -> np.memmap:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        array = np.lib.format.open_memmap(path.with_name(path.name + _PARTIAL), mode="w+", dtype=np.uint8, shape=shape)
+        self._arrays[path] = array
+        return array
+
+    def finish(self) -> int:
+        for path, array in self._arrays.items():
+            array.flush()
+            del array
+            os.replace(path.with_name(path.name + _PARTIAL), path)
+            self._written.append(path)
+        self._arrays.clear()
+        for path, labels in self._labels.items():
+            np.save(path, labels)
+            self._written.append(path)
+        return len(self._written)
+
+    def abort(self) -> None:
+        for path in list(self._arrays):
+            del self._arrays[path]
+            path.with_name(path.name + _PARTIAL).unlink(missing_ok=True)
+
+    def bytes_written(self) -> int:
+        return sum(p.stat().st_size for p in self._written)
+
+
+class _CifarWriter(_NpyArrays):
+    """``<out>/<corruption>.npy`` (5 N, H, W, C) with severity blocks, ``<out>/labels.npy`` tiled 5 times."""
+
+    def __init__(self, out: Path, names: Sequence[str], num_images: int, shape: tuple[int, int, int], classes: int):
+        super().__init__()
+        self.out = out
+        self.num_images = num_images
+        self.by_name = {name: self._open(out / f"{name}.npy", (len(SEVERITIES) * num_images, *shape)) for name in names}
+        self.tiled = np.zeros(len(SEVERITIES) * num_images, dtype=_label_dtype(classes))
+        self._labels[out / "labels.npy"] = self.tiled
+
+    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+        for block in range(len(SEVERITIES)):
+            self.tiled[block * self.num_images + index] = labels
+
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
+        self.by_name[name][(severity - 1) * self.num_images + index] = pixels
+
+    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
+        variant = {10: "cifar10c", 100: "cifar100c"}.get(num_classes, "cifar10c")
+        note = "" if size == 32 else " (CifarC reads 32x32x3 images; read other shapes with numpy)"
+        return {"kind": variant, "root": str(self.out), "kwargs": {}, "note": note.strip()}
+
+
+class _MnistWriter(_NpyArrays):
+    """``<root>/<corruption>/test_{images,labels}.npy``; ``root`` is ``<out>`` or, for several severities,
+    ``<out>/s<severity>``."""
+
+    def __init__(
+        self,
+        out: Path,
+        sets: Sequence[tuple[str, int]],
+        levels: Sequence[int],
+        num_images: int,
+        shape: tuple[int, int, int],
+        classes: int,
+    ):
+        super().__init__()
+        self.roots = {s: out if len(levels) == 1 else out / f"s{s}" for s in levels}
+        self.labels_array = np.zeros(num_images, dtype=_label_dtype(classes))
+        self.by_set = {}
+        for name, severity in sets:
+            folder = self.roots[severity] / name
+            self.by_set[(name, severity)] = self._open(folder / "test_images.npy", (num_images, *shape))
+            self._labels[folder / "test_labels.npy"] = self.labels_array
+
+    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+        self.labels_array[index] = labels
+
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
+        self.by_set[(name, severity)][index] = pixels
+
+    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
+        roots = {int(s): str(r) for s, r in self.roots.items()}
+        note = "one MNIST-C root per severity (MnistC keys every set s1)" if len(roots) > 1 else ""
+        return {
+            "kind": "mnistc",
+            "root": roots[min(roots)] if len(roots) == 1 else None,
+            "roots": roots,
+            "kwargs": {},
+            "note": note,
+        }
+
+
+class _FolderWriter(_Writer):
+    """``<out>/<corruption>/<severity>/<class>/<index>.JPEG`` (quality 85), written by a small thread pool."""
+
+    def __init__(self, out: Path, sets: Sequence[tuple[str, int]], num_images: int, class_names: Sequence[str]):
+        self.out = out
+        self.class_names = list(class_names)
+        self.width = len(str(max(num_images - 1, 0)))
+        for name, severity in sets:
+            for cls in self.class_names:
+                (out / name / str(severity) / cls).mkdir(parents=True, exist_ok=True)
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pending: list[Future] = []
+        self.count = 0
+        self.size = 0
+
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
+        folder = self.out / name / str(severity)
+        for k in range(len(index)):
+            path = folder / self.class_names[int(labels[k])] / f"{int(index[k]):0{self.width}d}.JPEG"
+            self.pending.append(self.pool.submit(_save_jpeg, path, pixels[k]))
+
+    def sync(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            self.size += future.result()
+            self.count += 1
+
+    def finish(self) -> int:
+        self.sync()
+        self.pool.shutdown()
+        return self.count
+
+    def abort(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+
+    def bytes_written(self) -> int:
+        return self.size
+
+    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
+        kind = "tinyimagenetc" if (size, num_classes) == (64, 200) else "imagenetc"
+        standard = (size, num_classes) in ((64, 200), (224, 1000))
+        note = (
+            ""
+            if standard
+            else f"read with ImageNetC(root, corruption, severity, image_size={size}, num_classes={num_classes})"
+        )
+        return {
+            "kind": kind,
+            "root": str(self.out),
+            "kwargs": {"image_size": size, "num_classes": num_classes},
+            "note": note,
+        }
+
+
+def _save_jpeg(path: Path, pixels: np.ndarray) -> int:
+    from PIL import Image
+
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, mode=None)
+    image.save(path, format="JPEG", quality=RELEASE_JPEG_QUALITY)
+    return path.stat().st_size
+
+
+def _describe(summary: Mapping[str, Any]) -> str:
+    reader = summary["reader"]
+    roots = reader.get("roots") or {0: reader["root"]}
+    lines = [
+        f"make_c: wrote the {summary['layout']} -C set of {summary['source']} ({summary['num_images']} test images x "
+        f"{len(summary['corruptions'])} corruptions x {len(summary['severities'])} severities, preset "
+        f"{summary['preset']}, seed {summary['seed']}, fidelity {summary['fidelity']}): {summary['files']} files, "
+        f"{summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.1f} s ({summary['images_per_second']:.0f} images/s)",
+        f"  out_dir: {summary['out_dir']}",
+    ]
+    for severity, root in roots.items():
+        prefix = f"  severity {severity}: " if len(roots) > 1 else "  "
+        lines.append(f"{prefix}evaluate with: python run.py task=eval eval={reader['kind']} eval.released.root={root}")
+    if reader.get("note"):
+        lines.append(f"  note: {reader['note']}")
+    return "\n".join(lines)

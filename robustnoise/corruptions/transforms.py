@@ -1,0 +1,233 @@
+"""torchvision ``transforms.v2`` wrappers around :func:`robustnoise.corruptions.corrupt`.
+
+``Corrupt`` applies one corruption at one severity; ``RandomCorrupt`` picks one (corruption, severity) per call, for
+training-time augmentation. Both accept a single image (C, H, W) or a batch (N, C, H, W) as a plain float tensor in
+[0, 1], a ``tv_tensors.Image`` (float or uint8) or a PIL image (mode ``L`` or ``RGB``); other inputs of a sample
+(labels, masks, boxes, extra tensors) pass through unchanged.
+
+Seeding. Image ``k`` of a call gets the per-image seed ``sample_seeds(seed, index[k], corruption_id(name), severity)``
+where ``index`` is the ``index=`` argument of the call, or ``0`` for a single image and ``0..N-1`` for a batch when it
+is not given. So, **when the per-image index is given** (typically the dataset index, ``t(image, index=i)`` inside a
+``Dataset.__getitem__``, or the index tensor of a batch), an image's corruption depends only on (seed, index,
+corruption, severity): not on the batch it is in, its position, the batch size or the DataLoader workers, and it is
+exactly the corruption :class:`robustnoise.evaluate.CorruptionSuite` and
+:class:`robustnoise.corruptions.datasets.CorruptedDataset` give that image. Without ``index``, a batch's images are
+seeded by their position in the batch.
+
+uint8 inputs (``tv_tensors.Image``, PIL) are scaled by 1/255, corrupted and converted back like the ImageNet-C
+generation scripts store their images: clip, x255 and **truncate** (``np.uint8``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import PIL.Image
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from robustnoise.corruptions.api import corrupt
+from robustnoise.corruptions.fidelity import quantize_uint8_truncate
+from robustnoise.corruptions.presets import (
+    ALL_CORRUPTIONS,
+    BENCHMARK_CORRUPTIONS,
+    SEVERITIES,
+    check_severity,
+    corruption_id,
+    severity_params,
+)
+from robustnoise.corruptions.rng import sample_seeds
+from robustnoise.utils.errors import RobustnoiseError
+
+__all__ = ["Corrupt", "RandomCorrupt", "corruption_seed_key"]
+
+_INDEX: contextvars.ContextVar[Any] = contextvars.ContextVar("robustnoise_corrupt_index", default=None)
+_MNISTC_KEY_OFFSET = 1000
+
+
+def corruption_seed_key(name: str) -> int:
+    """The salt that selects a corruption's seed family: :func:`corruption_id` for the 19 ImageNet-C corruptions (as
+    :class:`robustnoise.evaluate.CorruptionSuite` uses), ``1000 + position`` for the MNIST-C-only corruptions."""
+    if name in ALL_CORRUPTIONS:
+        return corruption_id(name)
+    from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
+
+    if name in MNIST_C_CORRUPTIONS:
+        return _MNISTC_KEY_OFFSET + MNIST_C_CORRUPTIONS.index(name)
+    return corruption_id(name)  # raises the unknown-corruption error
+
+
+def check_corruption(name: str, preset: str) -> str:
+    """Validate a corruption name for ``preset`` (MNIST-C names only with ``preset='mnistc'``)."""
+    if preset == "mnistc":
+        from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
+
+        if name not in MNIST_C_CORRUPTIONS:
+            raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
+        return name
+    corruption_id(name)
+    return name
+
+
+def image_seeds(base_seed: int, index: Tensor, name: str, severity: int) -> Tensor:
+    """Per-image seeds of ``corrupt``: ``sample_seeds(base_seed, index, key(name), severity)`` (int64, like index)."""
+    return sample_seeds(int(base_seed), index, corruption_seed_key(name), int(severity))
+
+
+def _check_seed(seed: Any) -> int:
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        return operator.index(seed)
+    except TypeError:
+        raise RobustnoiseError(f"seed must be an int, got {type(seed).__name__}") from None
+
+
+def _index_tensor(index: Any, num_images: int, device: torch.device) -> Tensor:
+    """The per-image indices of a call as an int64 tensor (num_images,) on ``device``."""
+    if index is None:
+        return torch.arange(num_images, device=device)
+    tensor = torch.as_tensor(index, device=device)
+    if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        raise RobustnoiseError(f"index must be an integer or an integer tensor, got {tensor.dtype}")
+    tensor = tensor.to(torch.int64).reshape(-1)
+    if tensor.numel() != num_images:
+        raise RobustnoiseError(f"index has {tensor.numel()} entries for {num_images} image(s)")
+    return tensor
+
+
+def _is_pure_tensor(inpt: Any) -> bool:
+    return isinstance(inpt, Tensor) and not isinstance(inpt, tv_tensors.TVTensor)
+
+
+class _CorruptionTransform(v2.Transform):
+    """Shared input handling: dtype and layout conversions around one ``corrupt`` call."""
+
+    _transformed_types = (tv_tensors.Image, PIL.Image.Image, _is_pure_tensor)
+
+    def __init__(self, preset: str) -> None:
+        super().__init__()
+        self.preset = str(preset)
+
+    def forward(self, *inputs: Any, index: Any = None) -> Any:
+        """Transform a sample; ``index``: the dataset index (int) of a single image or the indices (N,) of a batch."""
+        token = _INDEX.set(index)
+        try:
+            return super().forward(*inputs)
+        finally:
+            _INDEX.reset(token)
+
+    def _choose(self) -> tuple[str, int, int]:
+        """(corruption, severity, base seed) of this call."""
+        raise NotImplementedError
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        name, severity, seed = self._choose()
+        return {"name": name, "severity": severity, "seed": seed, "index": _INDEX.get()}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, PIL.Image.Image):
+            if inpt.mode not in ("L", "RGB"):
+                raise RobustnoiseError(f"PIL images must have mode L or RGB, got {inpt.mode}")
+            out = self._apply(TF.pil_to_tensor(inpt), params)
+            return TF.to_pil_image(out, mode=inpt.mode)
+        if not isinstance(inpt, Tensor):
+            return inpt
+        out = self._apply(inpt.as_subclass(Tensor), params)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.Image) else out
+
+    def _apply(self, image: Tensor, params: dict[str, Any]) -> Tensor:
+        if image.dim() not in (3, 4):
+            raise RobustnoiseError(
+                f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {tuple(image.shape)}"
+            )
+        single = image.dim() == 3
+        batch = image.unsqueeze(0) if single else image
+        is_uint8 = batch.dtype == torch.uint8
+        if is_uint8:
+            batch = batch.to(torch.float32).div_(255.0)
+        elif not batch.dtype.is_floating_point:
+            raise RobustnoiseError(f"images must be float in [0, 1] or uint8, got {batch.dtype}")
+        name, severity = params["name"], params["severity"]
+        index = _index_tensor(params["index"], batch.shape[0], batch.device)
+        seeds = image_seeds(params["seed"], index, name, severity)
+        out = corrupt(batch, name, severity, preset=self.preset, seed=seeds)
+        if is_uint8:
+            out = quantize_uint8_truncate(out)
+        return out.squeeze(0) if single else out
+
+
+class Corrupt(_CorruptionTransform):
+    """Apply corruption ``name`` at ``severity`` (deterministic given ``seed`` and the call's ``index``).
+
+    Args:
+        name: a corruption of :data:`~robustnoise.corruptions.presets.ALL_CORRUPTIONS` (MNIST-C names with
+            ``preset='mnistc'``).
+        severity: 1..5.
+        preset: severity table: ``imagenet``, ``cifar``, ``tinyimagenet`` or ``mnistc``.
+        seed: base seed; image ``k`` of a call gets ``sample_seeds(seed, index[k], corruption_id(name), severity)``.
+
+    Call as ``t(image)``, ``t(batch)``, ``t(image, label)`` (any sample structure) or with the dataset index,
+    ``t(image, index=i)`` / ``t(batch, index=indices)``, which makes each image's corruption independent of the batch
+    and equal to the evaluation's (see the module docstring).
+    """
+
+    def __init__(self, name: str, severity: int, preset: str = "imagenet", seed: int = 0) -> None:
+        super().__init__(preset)
+        self.name = check_corruption(str(name), self.preset)
+        self.severity = check_severity(severity)
+        self.seed = _check_seed(seed)
+        if self.preset != "mnistc":
+            severity_params(self.name, self.severity, self.preset)  # validates the preset
+
+    def _choose(self) -> tuple[str, int, int]:
+        return self.name, self.severity, self.seed
+
+
+class RandomCorrupt(_CorruptionTransform):
+    """Apply one (corruption, severity) drawn uniformly per call: training-time augmentation.
+
+    Args:
+        corruptions: names to draw from (default: the 15 benchmark corruptions).
+        severities: severities to draw from (default 1..5).
+        preset: severity table, as for :class:`Corrupt`.
+        seed: ``None`` draws the choice and the corruption's base seed from torch's global RNG (which the DataLoader
+            seeds differently in every worker and epoch); an int uses a private generator, a reproducible sequence of
+            draws per instance (DataLoader workers each get a copy of it, so pass ``index=`` or use ``None`` there).
+
+    All images of one call get the same (corruption, severity); with ``index=`` their seeds depend on their own
+    index and the call's base seed, not on their position.
+    """
+
+    def __init__(
+        self,
+        corruptions: Sequence[str] | None = None,
+        severities: Sequence[int] = SEVERITIES,
+        preset: str = "imagenet",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(preset)
+        if corruptions is None:
+            corruptions = BENCHMARK_CORRUPTIONS
+        if isinstance(corruptions, str):
+            corruptions = [corruptions]
+        self.corruptions = tuple(check_corruption(str(c), self.preset) for c in corruptions)
+        self.severities = tuple(check_severity(s) for s in severities)
+        if not self.corruptions or not self.severities:
+            raise RobustnoiseError("RandomCorrupt needs at least one corruption and one severity")
+        self.seed = None if seed is None else _check_seed(seed)
+        self._generator: torch.Generator | None = None
+        if self.seed is not None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+
+    def _choose(self) -> tuple[str, int, int]:
+        draws = torch.randint(0, 2**62, (3,), generator=self._generator).tolist()
+        name = self.corruptions[draws[0] % len(self.corruptions)]
+        severity = self.severities[draws[1] % len(self.severities)]
+        return name, severity, draws[2]
