@@ -6,7 +6,7 @@ import importlib
 import logging
 import warnings
 
-BENCHMARKS = ["ant_iteration", "eval_throughput"]
+BENCHMARKS = ["ant_iteration", "eval_throughput", "corruptions"]
 
 
 def main() -> None:

@@ -25,6 +25,14 @@ def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:
     return table[pick].view(n, *([1] * (like.dim() - 1)))
 
 
+def noise_levels(value: float | Sequence[float], name: str) -> list[float]:
+    """A noise level or a set of them as a non-empty list of non-negative floats (config validation)."""
+    levels = [float(v) for v in (value if isinstance(value, Sequence) else [value])]
+    if not levels or any(v < 0 for v in levels):
+        raise ConfigError(f"{name} must be >= 0 (a number or a non-empty list), got {value}")
+    return levels
+
+
 def gaussian_noise(x: Tensor, sigma: Tensor | float) -> Tensor:
     """``clip(x + sigma * n, 0, 1)``, n ~ N(0, I); ``sigma`` a number or per-image (n, 1, 1, 1)."""
     return (x + torch.randn_like(x) * sigma).clamp_(0.0, 1.0)
@@ -34,9 +42,7 @@ class GaussianNoiseTraining(RobustClassifierModule):
     """GNT with a single sigma (default 0.5) or sigma drawn per image from a list (``gnt_mult``)."""
 
     def __init__(self, sigma: float | Sequence[float] = 0.5, **kwargs: Any) -> None:
-        sigmas = [float(s) for s in (sigma if isinstance(sigma, Sequence) else [sigma])]
-        if not sigmas or any(s < 0 for s in sigmas):
-            raise ConfigError(f"sigma must be >= 0 (a number or a non-empty list), got {sigma}")
+        sigmas = noise_levels(sigma, "sigma")
         super().__init__(**kwargs)
         self.save_hyperparameters("sigma")
         self.sigmas = sigmas

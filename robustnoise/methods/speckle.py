@@ -13,8 +13,7 @@ import torch
 from torch import Tensor
 
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.methods.gnt import per_image_choice
-from robustnoise.utils.errors import ConfigError
+from robustnoise.methods.gnt import noise_levels, per_image_choice
 
 
 def speckle_noise(x: Tensor, c: Tensor | float) -> Tensor:
@@ -26,9 +25,7 @@ class SpeckleNoiseTraining(RobustClassifierModule):
     """Speckle noise on the non-clean part of every batch, c per image from a set."""
 
     def __init__(self, c: Sequence[float] = (0.15, 0.2, 0.35, 0.45, 0.6), **kwargs: Any) -> None:
-        cs = [float(v) for v in (c if isinstance(c, Sequence) else [c])]
-        if not cs or any(v < 0 for v in cs):
-            raise ConfigError(f"speckle c must be >= 0 (a number or a non-empty list), got {c}")
+        cs = noise_levels(c, "speckle c")
         super().__init__(**kwargs)
         self.save_hyperparameters("c")
         self.cs = cs

@@ -1,0 +1,192 @@
+"""Corruption throughput: ``robustnoise.corruptions.corrupt`` on batches vs the ``imagecorruptions`` oracle per image.
+
+Same photographs for both (scikit-image sample images, square crops at several offsets, resized with PIL bilinear),
+CPU, one thread (torch, OpenCV), warm (one untimed call per corruption and severity first: texture loading, numba JIT),
+median of repeated runs, measured in the same run. Ours: ``corrupt(batch, name, severity, preset)`` on a float32
+batch of 64 images at 224 px and 256 at 32 px. Oracle: ``imagecorruptions.corrupt(uint8 HWC image, ...)``
+(``imagecorruptions-imaug``, which uses the ImageNet-C parameters at every size) on fewer images (8 at 224 px, 64 at
+32 px), scaled to images per second. ``preset`` is ``imagenet`` at both sizes by default, so both sides do the same
+work; ``--preset32 cifar`` times the CIFAR-10-C table instead. Corruptions not registered in ``CORRUPTION_FNS`` are
+skipped (and listed). Run: ``python -m benchmarks.corruptions [--quick] [--detail]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from benchmarks.common import table
+from robustnoise.corruptions import ALL_CORRUPTIONS, CORRUPTION_FNS, SEVERITIES, corrupt
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+@dataclass(frozen=True)
+class Case:
+    size: int
+    batch: int
+    oracle_images: int
+    preset: str
+
+
+FULL = (Case(224, 64, 8, "imagenet"), Case(32, 256, 64, "imagenet"))
+QUICK = (Case(224, 16, 2, "imagenet"), Case(32, 64, 16, "imagenet"))
+
+
+def photos(size: int, count: int) -> np.ndarray:
+    """``count`` uint8 RGB images (count, size, size, 3): square crops of the sample photographs at a few offsets."""
+    import skimage.data
+    from PIL import Image
+
+    sources = [getattr(skimage.data, name)() for name in PHOTOS]
+    out = np.empty((count, size, size, 3), dtype=np.uint8)
+    for k in range(count):
+        photo = sources[k % len(sources)]
+        variant = k // len(sources)
+        h, w = photo.shape[:2]
+        side = int(min(h, w) * (1.0 - 0.1 * (variant % 4)))  # 100 %, 90 %, 80 %, 70 % crops
+        shift = (0.5 + 0.37 * (variant // 4)) % 1.0  # centred first, then other offsets
+        top, left = int((h - side) * shift), int((w - side) * shift)
+        crop = Image.fromarray(np.ascontiguousarray(photo[top : top + side, left : left + side]))
+        out[k] = np.asarray(crop.resize((size, size), Image.BILINEAR))
+    return out
+
+
+def _median(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm: caches, textures, JIT
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _oracle() -> Callable[..., np.ndarray] | None:
+    try:
+        import imagecorruptions
+    except ImportError:
+        return None
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    return imagecorruptions.corrupt
+
+
+def measure(case: Case, names: Sequence[str], repeats: int, oracle: Callable[..., np.ndarray] | None) -> dict:
+    """Seconds per image for ours and the oracle, per (corruption, severity)."""
+    images = photos(case.size, case.batch)
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    ours: dict[tuple[str, int], float] = {}
+    theirs: dict[tuple[str, int], float] = {}
+    for name in names:
+        for severity in SEVERITIES:
+
+            def run_ours(name=name, severity=severity):
+                corrupt(batch, name, severity, preset=case.preset, seed=0)
+
+            ours[(name, severity)] = _median(run_ours, repeats) / case.batch
+            if oracle is not None:
+                subset = images[: case.oracle_images]
+
+                def run_oracle(name=name, severity=severity, subset=subset):
+                    for image in subset:
+                        oracle(image, severity=severity, corruption_name=name)
+
+                theirs[(name, severity)] = _median(run_oracle, repeats) / len(subset)
+    return {"ours": ours, "oracle": theirs}
+
+
+def _rate(seconds: float) -> float:
+    return 1.0 / seconds if seconds > 0 else float("inf")
+
+
+def run(quick: bool = False, preset32: str = "imagenet", detail: bool = False) -> str:
+    torch.set_num_threads(1)
+    cases = QUICK if quick else FULL
+    cases = tuple(Case(c.size, c.batch, c.oracle_images, preset32 if c.size == 32 else c.preset) for c in cases)
+    repeats = 1 if quick else 3
+    names = [n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS]
+    skipped = [n for n in ALL_CORRUPTIONS if n not in CORRUPTION_FNS]
+    oracle = _oracle()
+    results = {case: measure(case, names, repeats, oracle) for case in cases}
+
+    header = ["corruption"]
+    for case in cases:
+        header += [f"{case.size}px ours img/s", f"{case.size}px oracle img/s", f"{case.size}px oracle/ours"]
+    rows = []
+    for name in names:
+        row: list[object] = [name]
+        for case in cases:
+            ours = statistics.fmean(results[case]["ours"][(name, s)] for s in SEVERITIES)
+            row += [_rate(ours)]
+            if oracle is not None:
+                theirs = statistics.fmean(results[case]["oracle"][(name, s)] for s in SEVERITIES)
+                row += [_rate(theirs), theirs / ours]
+            else:
+                row += ["-", "-"]
+        rows.append(row)
+    total: list[object] = [f"total s/img, {len(names)}x5"]
+    for case in cases:
+        ours_total = sum(results[case]["ours"].values())
+        total += [ours_total]
+        if oracle is not None:
+            theirs_total = sum(results[case]["oracle"].values())
+            total += [theirs_total, theirs_total / ours_total]
+        else:
+            total += ["-", "-"]
+    rows.append(total)
+
+    lines = [
+        "CPU, 1 thread; img/s = mean over severities 1-5 of the time per image, inverted; "
+        + "; ".join(
+            f"{c.size}px: ours batch {c.batch} ({c.preset}), oracle {c.oracle_images} images (imagenet params)"
+            for c in cases
+        )
+        + f"; median of {repeats} after a warm-up call"
+        + (" (--quick)" if quick else ""),
+        "last row: seconds to corrupt one image with every (corruption, severity), and the oracle/ours ratio",
+        table(header, rows),
+    ]
+    if detail:
+        detail_rows = []
+        for name in names:
+            for severity in SEVERITIES:
+                row = [f"{name}/s{severity}"]
+                for case in cases:
+                    ours = results[case]["ours"][(name, severity)]
+                    row += [_rate(ours)]
+                    if oracle is not None:
+                        theirs = results[case]["oracle"][(name, severity)]
+                        row += [_rate(theirs), theirs / ours]
+                    else:
+                        row += ["-", "-"]
+                detail_rows.append(row)
+        lines += ["", "per severity:", table(header, detail_rows)]
+    if skipped:
+        lines.append(f"skipped (not registered in CORRUPTION_FNS yet): {', '.join(skipped)}")
+    if oracle is None:
+        lines.append("oracle skipped: imagecorruptions is not installed (pip install imagecorruptions-imaug==1.1.5)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images, one timed run (about 4x faster)")
+    parser.add_argument("--preset32", choices=["imagenet", "cifar"], default="imagenet", help="our preset at 32 px")
+    parser.add_argument("--detail", action="store_true", help="also print the per-severity table")
+    args = parser.parse_args()
+    print(run(quick=args.quick, preset32=args.preset32, detail=args.detail))
+
+
+if __name__ == "__main__":
+    main()
