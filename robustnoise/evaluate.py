@@ -22,7 +22,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from robustnoise.corruptions import corrupt, corruption_id, sample_seeds
+from robustnoise.corruptions import corrupt, sample_seeds
+from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.noise.eps_star import lower_median, minimal_perturbation, random_directions
 from robustnoise.noise.projection import project_to_sphere
@@ -66,7 +67,7 @@ class CorruptionSuite:
         if bad:
             raise ConfigError(f"severity must be in 1..5, got {bad}")
         for name in corruptions:
-            corruption_id(name)  # unknown names fail here, before any work
+            corruption_seed_key(name)  # unknown names fail here, before any work
         self.dataset = dataset
         self.preset = preset
         self.seed = seed
@@ -100,8 +101,7 @@ class CorruptionSuite:
     def corrupted(self, eval_set: EvalSet, x: Tensor, index: Tensor) -> Tensor:
         if eval_set.corruption is None:
             return x
-        cid = corruption_id(eval_set.corruption)
-        seeds = sample_seeds(self.seed, index, cid, eval_set.severity)
+        seeds = sample_seeds(self.seed, index, corruption_seed_key(eval_set.corruption), eval_set.severity)
         return corrupt(x, eval_set.corruption, eval_set.severity, preset=self.preset, seed=seeds)
 
     @torch.no_grad()

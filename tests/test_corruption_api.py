@@ -23,6 +23,8 @@ from robustnoise.corruptions import (
     corruption_id,
     sample_seeds,
 )
+from robustnoise.corruptions.datasets import apply_fidelity
+from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import quantize_uint8_truncate, release_fidelity
 from robustnoise.corruptions.make_c import usable_class_names, write_c
 from robustnoise.data import ClassificationDataModule, DigitsDataModule
@@ -42,6 +44,11 @@ def test_split():
     dataset = DigitsDataModule().test_dataset(10)
     x, y, index = next(iter(DataLoader(dataset, batch_size=len(dataset))))
     return dataset, x, y, index
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 like the data pipelines and the released-set readers."""
+    return v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -69,14 +76,14 @@ def test_corrupt_transform_types_and_passthrough():
     mask = tv_tensors.Mask(torch.ones(32, 32, dtype=torch.uint8))
     out, label, out_mask = t(image8, 4, mask)
     assert isinstance(out, tv_tensors.Image) and out.dtype == torch.uint8 and label == 4 and out_mask is mask
-    ref = corrupt(image8.as_subclass(torch.Tensor)[None].float() / 255, "contrast", 2, preset="cifar")[0]
+    ref = corrupt(to_float(image8.as_subclass(torch.Tensor))[None], "contrast", 2, preset="cifar")[0]
     assert torch.equal(out.as_subclass(torch.Tensor), quantize_uint8_truncate(ref))  # np.uint8 semantics
     pil = Image.fromarray(image8.permute(1, 2, 0).numpy())
     out_pil = t(pil)
     assert isinstance(out_pil, Image.Image) and out_pil.mode == "RGB"
     assert np.array_equal(np.asarray(out_pil), out.permute(1, 2, 0).numpy())
     composed = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), t])
-    assert torch.equal(composed(pil), t(image8.float() / 255))
+    assert torch.equal(composed(pil), t(to_float(image8)))
     with pytest.raises(RobustnoiseError):
         Corrupt("fog_of_war", 1)
     with pytest.raises(RobustnoiseError):
@@ -201,7 +208,7 @@ def test_make_c_mnist_npy_layout_round_trips(tmp_path, test_split):
             expected = expected_c(x, index, name, severity, seed=4)
             assert np.array_equal(raw[..., 0], expected[:, 0].numpy()), (name, severity)
             image, label = ds[3]
-            assert torch.equal(image, expected[3].float() / 255) and label == int(y[3])
+            assert torch.equal(image, to_float(expected[3])) and label == int(y[3])
 
 
 def test_make_c_folder_layout_round_trips(tmp_path, test_split):
@@ -235,10 +242,10 @@ def test_make_c_folder_layout_round_trips(tmp_path, test_split):
             assert image.shape == (3, 28, 28) and torch.equal(image[0], image[2])  # greyscale JPEG, read as RGB
             decoded[i] = image[:1]
         # the JPEG q85 files are the truncated images after the release JPEG round trip, bit for bit...
-        rel = release_fidelity(clean.float() / 255, "imagenet")
-        assert torch.equal(decoded, rel), name
+        rel = release_fidelity(to_float(clean), "imagenet")
+        assert torch.equal((decoded * 255).round(), (rel * 255).round()), name
         # ... i.e. the evaluation's images within JPEG error
-        assert (decoded - clean.float() / 255).abs().mean() < 0.03
+        assert (decoded - to_float(clean)).abs().mean() < 0.03
 
 
 class _RGB32(ClassificationDataModule):
@@ -269,7 +276,7 @@ def test_make_c_cifar_npy_layout_round_trips(tmp_path):
         expected = quantize_uint8_truncate(
             corrupt(x, "gaussian_noise", severity, "cifar", sample_seeds(0, torch.arange(12), 0, severity))
         )
-        assert torch.equal(torch.stack([ds[i][0] for i in range(12)]), expected.float() / 255)
+        assert torch.equal(torch.stack([ds[i][0] for i in range(12)]), to_float(expected))
         assert [ds[i][1] for i in range(12)] == y.tolist()
     # folder layout: class folders named after the dataset's classes; a non-empty out_dir is refused
     folders = make_c(
@@ -279,6 +286,9 @@ def test_make_c_cifar_npy_layout_round_trips(tmp_path):
     assert sorted(p.name for p in (tmp_path / "F" / "contrast" / "1").iterdir()) == dm.test_set.classes
     with pytest.raises(ConfigError, match="not empty"):
         make_c({"out_dir": str(tmp_path / "F"), "layout": "folders", "corruptions": ["contrast"]}, dm)
+    again = {"out_dir": str(tmp_path / "F"), "layout": "folders", "corruptions": ["fog"], "severities": [2]}
+    assert make_c({**again, "overwrite": True, "progress": False}, dm)["files"] == 12  # replaces its own output
+    assert sorted(p.name for p in (tmp_path / "F").iterdir()) == ["fog", "make_c.json"]
     with pytest.raises(ConfigError, match="all 5 severities"):
         make_c({"out_dir": str(tmp_path / "G"), "corruptions": ["contrast"], "severities": [1, 2]}, dm)
     with pytest.raises(ConfigError, match="unknown make_c options"):
@@ -292,3 +302,25 @@ def test_class_folder_names_must_sort_in_label_order():
     assert usable_class_names(None, 12)[0][:3] == ["00", "01", "02"]
     with pytest.raises(ConfigError):
         write_c(TensorDataset(torch.rand(2, 3, 8, 8), torch.zeros(2)), "/nonexistent", layout="jpeg")
+
+
+def test_mnistc_preset_through_dataset_transform_and_make_c(tmp_path, test_split):
+    dataset, x, y, _ = test_split
+    names = ["shear", "stripe"]
+    cd = CorruptedDataset(dataset, corruptions=names, preset="mnistc", fidelity=True)
+    assert cd.severities == (1,) and cd.sets == [("shear", 1), ("stripe", 1)]
+    for name in names:
+        expected = apply_fidelity(corrupt(x, name, 1, preset="mnistc", seed=0), "mnistc")
+        assert torch.equal(torch.stack([cd[cd.index_of(name, 1, i)][0] for i in range(len(x))]), expected)
+        assert torch.equal(
+            apply_fidelity(Corrupt(name, 1, preset="mnistc")(x[5], index=5)[None], "mnistc")[0], expected[5]
+        )
+    with pytest.raises(ConfigError, match="one fixed severity"):
+        CorruptedDataset(dataset, corruptions=names, severities=[1, 2], preset="mnistc")
+    summary = write_c(dataset, tmp_path / "mnist_c", num_classes=10, corruptions=names, preset="mnistc", progress=False)
+    assert summary["layout"] == "mnistc_npy" and summary["reader"]["root"] == str(tmp_path / "mnist_c")
+    sets = released_c_sets("mnistc", tmp_path / "mnist_c")
+    assert [(c, s) for c, s, _ in sets] == [("shear", 1), ("stripe", 1)]
+    expected = quantize_uint8_round(corrupt(x, "stripe", 1, preset="mnistc", seed=0))
+    assert torch.equal(torch.stack([sets[1][2][i][0] for i in range(len(x))]), to_float(expected))
+    assert [sets[1][2][i][1] for i in range(len(x))] == y.tolist()

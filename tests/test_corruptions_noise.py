@@ -233,8 +233,10 @@ def test_int64_hash_equals_unsigned_32bit_reference():
 
 
 def _word_reference(counter: int, mult: int, offset: int) -> int:
-    """The documented word: r = lowbias32(counter * m + a mod 2**32), then r, or r ^ 0xFFFF0000 when r >= 2**31."""
-    r = _lowbias32_unsigned((counter * (mult & 0xFFFFFFFF) + (offset & 0xFFFFFFFF)) & 0xFFFFFFFF)
+    """The documented word: r = lowbias32(H(c) m + a mod 2**32) with H(c) = lowbias32(c ^ tag), then r, or
+    r ^ 0xFFFF0000 when r >= 2**31."""
+    hashed = _lowbias32_unsigned(counter ^ rng._TAG_COUNTER)
+    r = _lowbias32_unsigned((hashed * (mult & 0xFFFFFFFF) + (offset & 0xFFFFFFFF)) & 0xFFFFFFFF)
     return r if r < 2**31 else r ^ 0xFFFF0000
 
 
@@ -249,7 +251,8 @@ def test_int32_word_hash_equals_python_reference():
     offset = torch.randint(-(2**31), 2**31, (5, 1), generator=gen).to(torch.int32)
     counters = torch.cat([torch.arange(1037), torch.tensor([2**31 - 1, 2**30, 123456789])]).to(torch.int32)
     out = torch.empty(5, len(counters), dtype=torch.int32)  # 1040 columns: vector body and scalar tail
-    words = rng._words_into(out, torch.empty_like(out), counters.unsqueeze(0), (mult, offset))
+    words = rng._words_into(out, torch.empty_like(out), rng._counter_hashes(counters).unsqueeze(0), (mult, offset))
+    assert torch.equal(rng._counters(1037, torch.device("cpu")), rng._counter_hashes(counters[:1037]).unsqueeze(0))
     expected = [
         [_word_reference(c, m, a) for c in counters.tolist()]
         for m, a in zip(mult.view(-1).tolist(), offset.view(-1).tolist())
@@ -307,17 +310,31 @@ def test_word_bits_are_fair_and_independent():
 
 
 def test_samples_are_not_shifted_copies_of_each_other():
-    # With words h(c ^ key), samples whose keys differ by d would repeat each other's words at counter ^ d. With an odd
-    # per-sample multiplier, h(c * m + a), different samples only share words by chance (31-bit collisions).
+    # With words h(c ^ key), samples whose keys differ by d would repeat each other's words at counter ^ d; with
+    # h(c * m + a), samples with equal multipliers and offsets that differ by 5 m would be shifted by 5. Hashing the
+    # counter first leaves only chance coincidences of 31-bit words.
     n_samples, count = 64, 4096
     keys = rng._keys(sample_seeds(0, torch.arange(n_samples)), 1)
-    words = _words(keys, n_samples, count)
+    m, a = keys[0][:1], keys[1][:1]
+    keys = (torch.cat([keys[0], m, m]), torch.cat([keys[1], a + m * 5, a + 1]))  # plus two adversarial samples
+    words = _words(keys, n_samples + 2, count)
     n = words.numel()
     expected = n * n / 2 / 2**31  # 16 chance coincidences
     assert n - words.unique().numel() < expected + 6 * math.sqrt(expected)
-    # The only structure: equal multipliers and offsets that differ by 5 m shift the words by 5.
-    m, a = keys[0][:1], keys[1][:1]
-    assert torch.equal(_words((m, a + m * 5), 1, count - 5), words[:1, 5:])
+
+
+@pytest.mark.parametrize("mult", [1, 3, 2**16 + 1, 2**8 + 1, -(2**31) + 1, -1])
+def test_structured_multipliers_are_not_weak(mult):
+    # Used directly on the counter (offset 0), m = 3 gives 11-sigma and m = 2**16 + 1 140-sigma correlations between
+    # the bits of words 1, 2 or 64 counters apart; the counter hash removes them.
+    words = _words((torch.tensor([[mult]], dtype=torch.int32), torch.tensor([[0]], dtype=torch.int32)), 1, 1 << 15)
+    bits = ((words[0].unsqueeze(-1) >> torch.arange(31, dtype=torch.int32)) & 1).double()
+    n = len(bits) - 64
+    for lag in (1, 2, 64):
+        x, y = bits[:n] - bits[:n].mean(0), bits[lag : n + lag] - bits[lag : n + lag].mean(0)
+        corr = (x.T @ y) / (x.norm(dim=0)[:, None] * y.norm(dim=0)[None, :])
+        assert float(corr.abs().max()) < 5.5 / math.sqrt(n), lag
+    assert float((bits.mean(0) - 0.5).abs().max()) < 5 * 0.5 / math.sqrt(len(bits))
 
 
 def test_sample_seeds_deterministic_distinct_and_salted():

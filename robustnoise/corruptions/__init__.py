@@ -1,9 +1,7 @@
 """Batched, seeded, device-agnostic common corruptions (ImageNet-C, Hendrycks & Dietterich 2019)."""
 
 from robustnoise.corruptions.api import CORRUPTION_FNS, corrupt, corruption_id
-
-# user-facing wrappers (they import the modules above, so they come last)
-from robustnoise.corruptions.datasets import CorruptedDataset  # noqa: E402
+from robustnoise.corruptions.datasets import CorruptedDataset
 from robustnoise.corruptions.presets import (
     ALL_CORRUPTIONS,
     BENCHMARK_CORRUPTIONS,
@@ -15,7 +13,7 @@ from robustnoise.corruptions.presets import (
     severity_params,
 )
 from robustnoise.corruptions.rng import sample_seeds
-from robustnoise.corruptions.transforms import Corrupt, RandomCorrupt  # noqa: E402
+from robustnoise.corruptions.transforms import Corrupt, RandomCorrupt
 
 __all__ = [
     "ALL_CORRUPTIONS",

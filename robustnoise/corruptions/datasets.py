@@ -76,9 +76,11 @@ def resolve_sets(
 
 def apply_fidelity(images: Tensor, preset: str) -> Tensor:
     """The release tail of ``preset`` (:func:`~robustnoise.corruptions.fidelity.release_fidelity`: uint8 truncation,
-    plus JPEG q85 for imagenet / tinyimagenet); MNIST-C rounds to uint8 (its released files were rounded)."""
+    plus JPEG q85 for imagenet / tinyimagenet); MNIST-C rounds to uint8 (``floor(255 x + 1/2)``: its released files
+    are rounded, as ``corrupt_mnist_c(..., round_uint8=True)``)."""
     if preset == "mnistc":
-        return quantize_uint8_round(images).to(images.dtype).div_(255.0)
+        work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
+        return quantize_uint8_round(images.clamp(0.0, 1.0)).to(work).div_(255.0).to(images.dtype)
     return release_fidelity(images, preset)
 
 
@@ -90,10 +92,10 @@ def to_float_image(image: Any) -> Tensor:
         raise RobustnoiseError(f"dataset images must be tensors or PIL images, got {type(image).__name__}")
     image = image.as_subclass(Tensor)
     if image.dtype == torch.uint8:
-        return image.to(torch.float32).div_(255.0)
-    if not image.dtype.is_floating_point:
+        image = TF.to_dtype(image, torch.float32, scale=True)  # bit-identical to the clean pipelines' ToDtype
+    elif not image.dtype.is_floating_point:
         raise RobustnoiseError(f"dataset images must be float in [0, 1] or uint8, got {image.dtype}")
-    return image
+    return image.contiguous()  # reductions may round differently on other memory layouts
 
 
 class CorruptedDataset(Dataset):

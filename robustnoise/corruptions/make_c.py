@@ -17,8 +17,8 @@ index, corruption_id, severity)``), and writes
 ``layout=auto`` picks npy (MNIST-C style for 28 px greyscale, else CIFAR style) for images of at most 32 px and
 folders otherwise. The outputs are read by :mod:`robustnoise.data.released_c` (``CifarC``, ``MnistC``,
 ``ImageNetC``); the returned dict says how (``reader``). With ``fidelity`` (default) images are converted to uint8 by
-truncation, as the released files (``np.uint8``); otherwise by rounding. MNIST-C (``preset=mnistc``) always rounds,
-as its released files do.
+truncation, as the released files (``np.uint8``); otherwise by rounding. MNIST-C (``preset=mnistc``) always rounds
+(``floor(255 x + 1/2)``), as its released files are rounded.
 """
 
 from __future__ import annotations
@@ -182,6 +182,7 @@ def write_c(
 
     out = Path(out_dir).expanduser()
     _prepare_out_dir(out, overwrite)
+    (out / _MANIFEST).write_text(json.dumps({"complete": False, "source": source}) + "\n")  # lets overwrite clean up
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
@@ -194,6 +195,7 @@ def write_c(
     else:
         writer = _FolderWriter(out, sets, num_images, folder_names)
 
+    # MNIST-C's released files are rounded (as corrupt_mnist_c(round_uint8=True)); the ImageNet-C family truncates
     quantize = quantize_uint8_truncate if fidelity and preset != "mnistc" else quantize_uint8_round
     loader = DataLoader(_FloatImages(dataset), batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
     start = time.perf_counter()
@@ -206,7 +208,7 @@ def write_c(
             for name, severity in sets:
                 seeds = image_seeds(seed, index, name, severity).to(dev)
                 corrupted = corrupt(x, name, severity, preset=preset, seed=seeds)
-                pixels = quantize(corrupted).permute(0, 2, 3, 1).cpu().numpy()  # uint8 NHWC
+                pixels = quantize(corrupted).permute(0, 2, 3, 1).contiguous().cpu().numpy()  # uint8 NHWC
                 writer.write(name, severity, index.numpy(), y.numpy(), pixels)
                 bar.update(len(index))
             writer.sync()
@@ -219,6 +221,7 @@ def write_c(
     seconds = time.perf_counter() - start
 
     summary: dict[str, Any] = {
+        "complete": True,
         "out_dir": str(out),
         "layout": kind,
         "source": source,
@@ -483,6 +486,7 @@ class _FolderWriter(_Writer):
         self.size = 0
 
     def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
+        self.sync()  # at most one (batch, set) in flight: it encodes while the next one is corrupted
         folder = self.out / name / str(severity)
         for k in range(len(index)):
             path = folder / self.class_names[int(labels[k])] / f"{int(index[k]):0{self.width}d}.JPEG"

@@ -1,12 +1,631 @@
-"""The MNIST-C corruptions (Mu & Gilmer 2019), one fixed severity each."""
+"""The 15 MNIST-C corruptions (Mu & Gilmer 2019, "MNIST-C: A Robustness Benchmark for Computer Vision"), batched.
+
+Ports of ``google-research/mnist-c`` ``corruptions.py`` at the single severity of the released dataset (each
+function's default argument there). They take float images (N, C, H, W) in [0, 1] on any device (MNIST: C = 1,
+28 x 28 px) and return images of the same shape, dtype and device; float64 is computed in float64, other dtypes in
+float32 (Canny and the line masks always in float64; on MPS, which has no float64, on the CPU). Each channel is
+corrupted like a grayscale image with the same per-image draws (the noises draw per element).
+
+MNIST-C is defined at 28 x 28 px; other sizes work with these generalisations: affine maps fix the centre
+((W-1)/2, (H-1)/2) (13.5, 13.5 at 28 px), stripe inverts the first and last W // 4 columns, glass blur scans rows and
+columns 2..H-1 / 2..W-1, fog crops a max(256, next power of two) plasma map, the dotted line runs from column 0 to
+W-1 and the zigzag from column 2 to W-3, starting rows ``randint(0, H-1)``.
+
+The reference ran on 2-D uint8 arrays (PIL ``L`` images) with the scikit-image of 2019 (0.14/0.15). Two consequences
+that the released files carry and these ports keep:
+
+- ``glass_blur`` calls ``gaussian(..., multichannel=True)`` on a 2-D array, which that scikit-image read as one row
+  axis plus a channel axis: the blur is **vertical only** (sigma 0.7 along rows, none along columns; modern
+  ``gaussian(x, 0.7, channel_axis=-1)`` does the same). Its "swap" ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` is a
+  true swap on a 2-D array (numpy scalars), not ImageNet-C's one-way copy of (H, W, 3) pixel views.
+- ``shear`` uses ``AffineTransform(shear=s)`` of that time, ``[[1, -sin s], [0, cos s]]`` (scikit-image >= 0.20
+  builds ``[[1, -tan s], [0, 1]]`` instead).
+
+Seeds: one int64 per image; every random draw comes from :mod:`robustnoise.corruptions.rng` keyed by the image's seed,
+so an image's corruption never depends on its batch. An int ``seed`` gives image ``i`` the seed
+``sample_seeds(seed, i, corruption_seed_key(name), 1)``, the seeding of
+:class:`~robustnoise.corruptions.datasets.CorruptedDataset` and :class:`~robustnoise.corruptions.transforms.Corrupt`.
+Parity with scikit-image / SciPy / the ``imagecorruptions`` port: ``docs/parity/mnist_c.md``.
+"""
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from robustnoise.corruptions import blur, noise, rng, weather
+from robustnoise.corruptions.digital import quantize_uint8_round
+from robustnoise.corruptions.filters import image_chunks, pad2d, working_dtype
+from robustnoise.corruptions.presets import Fog, GlassBlur, MotionBlur, Spatter
+from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
 from robustnoise.utils.errors import RobustnoiseError
 
+__all__ = ["MNIST_C_CORRUPTIONS", "MNIST_C_FUNCTIONS", "corrupt_mnist_c"]
 
-def corrupt_mnist_c(images: Tensor, name: str, seed: int | Tensor = 0) -> Tensor:
-    """Apply MNIST-C corruption ``name``."""
-    raise RobustnoiseError(f"MNIST-C corruption {name!r} is not implemented yet")
+# ---------------------------------------------------------------------------------------------------------------------
+# Parameters: the default severity of each function of mnist-c ``corruptions.py``.
+
+SHOT_NOISE = 3.0  # severity 5: Poisson(x c) / c
+IMPULSE_NOISE = 0.17  # severity 4: salt & pepper amount
+GLASS_BLUR = GlassBlur(0.7, 1, 2)  # severity 1: (sigma, max_delta, iterations); swap probability 1/2
+MOTION_BLUR = MotionBlur(10, 3)  # severity 1: (radius, sigma), angle U(-45, 45) degrees
+SHEAR = 0.4  # severity 2, radians, random sign
+SCALE = 1 / 0.7  # severity 3: inverse-map factor (content shrinks to 70 %)
+ROTATE = 0.4  # severity 2, radians (22.9 degrees), random sign
+BRIGHTNESS = 0.5  # severity 5: HSV value shift
+TRANSLATE = 3  # severity 3: pixels, random sign per axis
+FOG = Fog(3.0, 1.4)  # severity 5: (strength, wibble decay)
+FOG_MAP_SIZE = 256  # plasma map size, cropped at the top left
+SPATTER = Spatter(0.65, 0.3, 1, 0.65, 1.5, 1)  # severity 4: mud
+LINE_DECAY = 2.3  # line profile: clip(log(1 - d / 2.3) + 1, 0, 1) at vertical distance d
+ZIGZAG_LENGTH = 2.0  # a: half period along the line
+ZIGZAG_WIDTH = 2.0  # b: amplitude
+CANNY_SIGMA = 1.0
+CANNY_LOW = float(np.float32(0.1))  # scikit-image passes the low threshold as a C float
+CANNY_HIGH = 0.2
+
+# Random streams (the per-image seeds are already specific to the corruption).
+_STREAM_SIGN = 0
+_STREAM_GLASS = 1
+_STREAM_LINE = 2
+
+_CHUNK_ELEMENTS = 1 << 16  # CPU: pixel values per chunk of images (84 MNIST digits); every image is independent
+_FOG_CHUNK = 32  # images per chunk for fog (each padded to the 256 x 256 plasma map)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _uniform(seeds: Tensor, count: int, stream: int) -> Tensor:
+    """float64 uniforms (N, count) in (0, 1) on the device of ``seeds`` (the CPU for MPS, which lacks float64)."""
+    device = rng._compute_device(seeds.device)
+    return rng.uniform(seeds, (count,), stream=stream, device=device, dtype=torch.float64)
+
+
+def _randint(u: Tensor, low: int, high: int) -> Tensor:
+    """``np.random.randint(low, high)`` from uniforms in (0, 1): integers in [low, high), as float64."""
+    return torch.floor(u * (high - low)) + low
+
+
+def _coordinate_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+@functools.lru_cache(maxsize=16)
+def _scipy_gaussian_weights(sigma: float, truncate: float = 4.0) -> tuple[float, ...]:
+    """Taps of ``scipy.ndimage.gaussian_filter1d``, computed with numpy in scipy's order (bit-identical)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
+    return tuple((phi / phi.sum()).tolist())
+
+
+def _gaussian1d(x: Tensor, sigma: float, dim: int, mode: str) -> Tensor:
+    """``scipy.ndimage.gaussian_filter1d`` along ``dim`` (-2 rows, -1 columns), ``mode`` ``replicate`` (scipy
+    ``nearest``) or ``constant`` (zeros), with scipy's summation order for symmetric kernels
+    (``w0 x[i] + sum_{j = r..1} w_j (x[i - j] + x[i + j])``), so float64 results equal scipy's bit for bit."""
+    weights = _scipy_gaussian_weights(float(sigma))
+    r = len(weights) // 2
+    size = x.shape[dim]
+    padded = pad2d(x, r, r, 0, 0, mode) if dim == -2 else pad2d(x, 0, 0, r, r, mode)
+    out = padded.narrow(dim, r, size) * weights[r]
+    for j in range(r, 0, -1):
+        out.add_(torch.add(padded.narrow(dim, r - j, size), padded.narrow(dim, r + j, size)).mul_(weights[r - j]))
+    return out
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
+        got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
+        raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
+    if images.shape[-1] < 4 or images.shape[-2] < 4:
+        raise RobustnoiseError(f"MNIST-C corruptions need images of at least 4 x 4 pixels, got {tuple(images.shape)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Noise, blur and weather: the ImageNet-C implementations with MNIST-C's parameters
+
+
+def shot_noise(x: Tensor, seeds: Tensor) -> Tensor:
+    """``clip(Poisson(3 x) / 3)`` (:func:`robustnoise.corruptions.noise.shot_noise`, c = 3)."""
+    return noise.shot_noise(x, SHOT_NOISE, seeds)
+
+
+def impulse_noise(x: Tensor, seeds: Tensor) -> Tensor:
+    """Salt and pepper, amount 0.17 (:func:`robustnoise.corruptions.noise.impulse_noise`)."""
+    return noise.impulse_noise(x, IMPULSE_NOISE, seeds)
+
+
+def motion_blur(x: Tensor, seeds: Tensor) -> Tensor:
+    """Motion blur, radius 10, sigma 3, angle U(-45, 45) (:func:`robustnoise.corruptions.blur.motion_blur`)."""
+    return blur.motion_blur(x, MOTION_BLUR, seeds)
+
+
+def fog(x: Tensor, seeds: Tensor) -> Tensor:
+    """ImageNet-C fog (3.0, 1.4) with a 256 x 256 plasma map cropped at the top left, as MNIST-C does at 28 px.
+
+    :func:`robustnoise.corruptions.weather.fog` on the image zero-padded to the map size (right and bottom), cropped
+    back: fog is pixelwise given the plasma and the image maximum, which the zero padding does not change.
+    """
+    n, c, h, w = x.shape
+    size = max(FOG_MAP_SIZE, 1 << (max(h, w) - 1).bit_length())
+    out = torch.empty_like(x)
+    for start in range(0, n, _FOG_CHUNK):
+        part = slice(start, min(start + _FOG_CHUNK, n))
+        padded = x.new_zeros(part.stop - part.start, c, size, size)
+        padded[..., :h, :w] = x[part]
+        out[part] = weather.fog(padded, FOG, seeds[part])[..., :h, :w]
+    return out
+
+
+def spatter(x: Tensor, seeds: Tensor) -> Tensor:
+    """Mud spatter (0.65, 0.3, 1, 0.65, 1.5) in grey 63/255: ``x (1 - m) + m 63/255``.
+
+    :func:`robustnoise.corruptions.weather.spatter` (mud mode) on the channel repeated as RGB, keeping the red channel,
+    whose mud colour is 63 (the grayscale path of ``weather`` uses the luma of the RGB mud colour instead).
+    """
+    channels = [
+        weather.spatter(x[:, k : k + 1].expand(-1, 3, -1, -1).contiguous(), SPATTER, seeds)[:, 0:1]
+        for k in range(x.shape[1])
+    ]
+    return torch.cat(channels, dim=1)
+
+
+def brightness(x: Tensor, seeds: Tensor) -> Tensor:
+    """``clip(x + 0.5)``: gray -> RGB -> HSV, ``V <- clip(V + 0.5)``, back to gray is exactly this for gray pixels."""
+    return (x + BRIGHTNESS).clamp_(0.0, 1.0)
+
+
+def stripe(x: Tensor, seeds: Tensor) -> Tensor:
+    """Invert the first and the last quarter of the columns (columns 0-6 and 21-27 at 28 px): ``1 - x``."""
+    out = x.clone()
+    q = x.shape[-1] // 4
+    out[..., :q] = 1.0 - x[..., :q]
+    out[..., x.shape[-1] - q :] = 1.0 - x[..., x.shape[-1] - q :]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Glass blur
+
+
+def _glass_draws(seeds: Tensor, height: int, width: int, iterations: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per visited pixel (rows and columns 2..H-1 / 2..W-1) and pass: whether it swaps (probability 1/2) and the
+    offsets ``dx, dy`` uniform on {-1, 0} (``randint(-1, 1)``): three bool/int64 tensors (N, iterations, H-2, W-2).
+
+    One float64 uniform per pixel and pass gives the three bits (``floor(8 u)`` is its top 3 bits, exactly).
+    """
+    rows, cols = height - 2, width - 2
+    u = _uniform(seeds, iterations * rows * cols, _STREAM_GLASS).view(-1, iterations, rows, cols)
+    code = torch.floor(u * 8.0).to(torch.int64).to(seeds.device)
+    return (code & 1).bool(), -((code >> 1) & 1), -((code >> 2) & 1)
+
+
+def _first_claimant(target_ext: Tensor, q: Tensor, after: Tensor, width: int) -> Tensor:
+    """The smallest c in {q + 1, q + W, q + W + 1} with c > ``after`` and target(c) == q, else ``H W``.
+
+    ``target_ext`` (N, H W + 1): each pixel's swap partner, then a sentinel -1 (read for candidates past the end).
+    """
+    hw = target_ext.shape[1] - 1
+    best = torch.full_like(q, hw)
+    for step in (width + 1, width, 1):  # decreasing, so the smallest valid candidate is written last
+        c = q + step
+        ok = (c > after) & (target_ext.gather(1, c.clamp(max=hw)) == q)
+        best = torch.where(ok, c, best)
+    return best
+
+
+def _glass_swap_source(chosen: Tensor, dx: Tensor, dy: Tensor, height: int, width: int) -> Tensor:
+    """Source index (int64 (N, H W)) of every pixel after MNIST-C's sequential swap passes.
+
+    Each pass visits h = H-1 .. 2 and, inside, w = W-1 .. 2 (reverse raster order) and, if ``chosen``, swaps pixels
+    p = (h, w) and t(p) = (h + dy, w + dx), which lies at or before p in raster order. The composition of the swaps
+    maps output pixel x to its source by applying the transpositions from the last visit (smallest p) upwards: x first
+    moves to t(x) at its own visit; after that the tracked position q is moved only by a later-visited pixel c > q
+    with t(c) = q (to c), and the first such c is the smallest of q + 1, q + W, q + W + 1 that swaps into q. These
+    "next" links (from q to c) form forests over the pixels; their ends are found for all pixels of all images at
+    once by pointer jumping. Passes compose by gathering the maps.
+
+    Args:
+        chosen, dx, dy: (N, iterations, H - 2, W - 2) draws of :func:`_glass_draws`.
+    """
+    n, iterations = chosen.shape[:2]
+    hw = height * width
+    dev = chosen.device
+    pos = torch.arange(hw, device=dev).expand(n, hw)
+    total = None
+    for it in range(iterations):
+        offset = torch.zeros(n, height, width, dtype=torch.int64, device=dev)
+        offset[:, 2:, 2:] = (dy[:, it] * width + dx[:, it]) * chosen[:, it]
+        target = pos + offset.view(n, hw)
+        target_ext = torch.cat([target, torch.full((n, 1), -1, dtype=torch.int64, device=dev)], dim=1)
+        nxt = _first_claimant(target_ext, pos, pos, width)
+        nxt = torch.where(nxt == hw, pos, nxt)  # chain ends are fixed points
+        while True:  # pointer jumping: links only go forward, so this ends after log2(longest chain) rounds
+            jumped = nxt.gather(1, nxt)
+            if torch.equal(jumped, nxt):
+                break
+            nxt = jumped
+        moved = target != pos
+        start = _first_claimant(target_ext, target, pos, width)
+        src = torch.where(start == hw, target, nxt.gather(1, start.clamp(max=hw - 1)))
+        src = torch.where(moved, src, nxt)
+        total = src if total is None else total.gather(1, src)
+    return pos.clone() if total is None else total
+
+
+def _glass_apply(x: Tensor, chosen: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
+    """Vertical Gaussian blur -> uint8 truncation -> swap passes -> vertical Gaussian blur (unclipped)."""
+    n, c, h, w = x.shape
+    sigma = float(GLASS_BLUR.sigma)
+    blurred = _gaussian1d(x, sigma, -2, "replicate")
+    # float64 reproduces the reference's truncation exactly; float32 first adds 2**-14 grey levels so that values on
+    # the 1/255 grid in exact arithmetic are not truncated one level down by float32 rounding.
+    eps = 0.0 if x.dtype == torch.float64 else 2.0**-14
+    quantised = torch.floor(blurred.mul_(255.0).add_(eps).clamp_(0.0, 255.0)).div_(255.0)
+    index = _glass_swap_source(chosen, dx, dy, h, w)  # (N, H W)
+    moved = quantised.reshape(n, c, h * w).gather(2, index.unsqueeze(1).expand(n, c, h * w)).view(n, c, h, w)
+    return _gaussian1d(moved, sigma, -2, "replicate")
+
+
+def glass_blur(x: Tensor, seeds: Tensor) -> Tensor:
+    """MNIST-C glass blur: ImageNet-C's (0.7, 1, 2) with vertical-only blurs, true swaps, each with probability 1/2.
+
+    Vertical Gaussian blur (sigma 0.7, 'nearest' border; see the module notes) -> uint8 truncation -> 2 passes over
+    h, w = 27..2 (reverse raster order) that swap pixel (h, w) with (h + dy, w + dx), dx, dy in {-1, 0}, with
+    probability 1/2 -> vertical Gaussian blur -> clip.
+    """
+    _, _, h, w = x.shape
+    chosen, dx, dy = _glass_draws(seeds, h, w, int(GLASS_BLUR.iterations))
+    return _glass_apply(x, chosen, dx, dy).clamp_(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Affine transforms (scikit-image ``transform.warp`` semantics)
+
+
+def warp_affine(x: Tensor, matrix: Tensor) -> Tensor:
+    """scikit-image ``transform.warp(x, inverse_map=AffineTransform(matrix))`` with its defaults, per image.
+
+    ``matrix`` (N, 2, 3) or (2, 3) maps output pixel coordinates (column, row, 1) to input coordinates (column, row).
+    Bilinear interpolation as scikit-image's (``(1 - dr) ((1 - dc) tl + dc tr) + dr ((1 - dc) bl + dc br)``) with
+    every neighbour outside the image read as 0 (``mode='constant', cval=0``). The output is within the input's
+    range, so scikit-image's ``clip=True`` changes nothing. Coordinates are float64 (float32 on MPS).
+    """
+    n, c, h, w = x.shape
+    cdt = _coordinate_dtype(x.device)
+    m = matrix.to(device=x.device, dtype=cdt).expand(n, 2, 3)
+    cols = torch.arange(w, device=x.device, dtype=cdt).view(1, 1, w)
+    rows = torch.arange(h, device=x.device, dtype=cdt).view(1, h, 1)
+
+    def coord(k: int) -> Tensor:
+        a, b, t = (m[:, k, j].view(n, 1, 1) for j in range(3))
+        return (a * cols + b * rows) + t  # (N, H, W)
+
+    xc, yr = coord(0), coord(1)
+    c0, r0 = torch.floor(xc), torch.floor(yr)
+    dc, dr = (xc - c0).to(x.dtype), (yr - r0).to(x.dtype)
+    c0, r0 = c0.to(torch.int64), r0.to(torch.int64)
+    flat = x.reshape(n, c, h * w)
+
+    def pixel(r: Tensor, col: Tensor) -> Tensor:
+        inside = (r >= 0) & (r < h) & (col >= 0) & (col < w)
+        index = (r.clamp(0, h - 1) * w + col.clamp(0, w - 1)).view(n, 1, h * w).expand(n, c, h * w)
+        return flat.gather(2, index).view(n, c, h, w) * inside.unsqueeze(1)
+
+    dc, dr = dc.unsqueeze(1), dr.unsqueeze(1)
+    top = (1 - dc) * pixel(r0, c0) + dc * pixel(r0, c0 + 1)
+    bottom = (1 - dc) * pixel(r0 + 1, c0) + dc * pixel(r0 + 1, c0 + 1)
+    return (1 - dr) * top + dr * bottom
+
+
+def _centred(linear: Tensor, height: int, width: int) -> Tensor:
+    """(N, 2, 3) affine maps with linear parts ``linear`` (N, 2, 2) that fix the image centre ((W-1)/2, (H-1)/2):
+    ``t = centre - A centre``, written as MNIST-C's ``13.5 (1 - a1 - a2)`` when the image is square."""
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    if cx == cy:
+        t = cx * (1 - linear[:, :, 0] - linear[:, :, 1])
+    else:
+        centre = torch.tensor([cx, cy], dtype=linear.dtype, device=linear.device)
+        t = centre - (linear * centre).sum(-1)
+    return torch.cat([linear, t.unsqueeze(-1)], dim=2)
+
+
+def _random_signs(seeds: Tensor, count: int) -> Tensor:
+    """``np.random.choice([-1, 1])``: float64 (N, count) of +-1."""
+    return torch.where(_uniform(seeds, count, _STREAM_SIGN) < 0.5, -1.0, 1.0)
+
+
+def shear_matrices(signs: Tensor, height: int = 28, width: int = 28) -> Tensor:
+    """Inverse maps of MNIST-C ``shear``: ``[[1, -sin s], [0, cos s]]`` (scikit-image < 0.20 ``shear=s``) about the
+    centre, ``s = 0.4 * sign``."""
+    s = SHEAR * signs.to(torch.float64)
+    zero, one = torch.zeros_like(s), torch.ones_like(s)
+    linear = torch.stack([torch.stack([one, -torch.sin(s)], -1), torch.stack([zero, torch.cos(s)], -1)], -2)
+    return _centred(linear, height, width)
+
+
+def rotate_matrices(signs: Tensor, height: int = 28, width: int = 28) -> Tensor:
+    """Inverse maps of MNIST-C ``rotate``: rotation by ``0.4 * sign`` radians about the centre."""
+    s = ROTATE * signs.to(torch.float64)
+    cos, sin = torch.cos(s), torch.sin(s)
+    linear = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    return _centred(linear, height, width)
+
+
+def scale_matrix(height: int = 28, width: int = 28) -> Tensor:
+    """Inverse map of MNIST-C ``scale``: ``diag(1/0.7)`` about the centre, as a (1, 2, 3) tensor."""
+    linear = torch.tensor([[[SCALE, 0.0], [0.0, SCALE]]], dtype=torch.float64)
+    return _centred(linear, height, width)
+
+
+def translate_matrices(signs: Tensor) -> Tensor:
+    """Inverse maps of MNIST-C ``translate``: input (column, row) = output + 3 (sign_x, sign_y)."""
+    t = TRANSLATE * signs.to(torch.float64)
+    n = t.shape[0]
+    eye = torch.eye(2, dtype=torch.float64, device=t.device).expand(n, 2, 2)
+    return torch.cat([eye, t.unsqueeze(-1)], dim=2)
+
+
+def shear(x: Tensor, seeds: Tensor) -> Tensor:
+    """Shear by 0.4 rad with a random sign about the centre (skimage ``warp``, bilinear, zero fill)."""
+    return warp_affine(x, shear_matrices(_random_signs(seeds, 1)[:, 0], *x.shape[-2:])).clamp_(0.0, 1.0)
+
+
+def scale(x: Tensor, seeds: Tensor) -> Tensor:
+    """Shrink the content to 70 % about the centre (inverse map scale 1/0.7)."""
+    return warp_affine(x, scale_matrix(*x.shape[-2:])).clamp_(0.0, 1.0)
+
+
+def rotate(x: Tensor, seeds: Tensor) -> Tensor:
+    """Rotate by 0.4 rad (22.9 degrees) with a random sign about the centre."""
+    return warp_affine(x, rotate_matrices(_random_signs(seeds, 1)[:, 0], *x.shape[-2:])).clamp_(0.0, 1.0)
+
+
+def translate(x: Tensor, seeds: Tensor) -> Tensor:
+    """Shift by 3 px along each axis, random signs, zero fill: ``out[r, c] = x[r + 3 s_y, c + 3 s_x]``."""
+    return warp_affine(x, translate_matrices(_random_signs(seeds, 2))).clamp_(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Lines
+
+
+def line_masks(c0: Tensor, r0: Tensor, c1: Tensor, r1: Tensor, height: int, width: int) -> Tensor:
+    """MNIST-C's anti-aliased line from (c0, r0) to (c1, r1) (float64 tensors of one shape S) as (*S, H, W) float64.
+
+    Value ``clip(log(1 - d / 2.3) + 1, 0, 1)`` at vertical distance ``d`` (clipped below 2.3) from the line through
+    the two points, zero in the columns before ``floor(c0)`` and from ``ceil(c1)`` on; all zero when ``c0 == c1``.
+    """
+    cols = torch.arange(width, dtype=torch.float64, device=c0.device)
+    rows = torch.arange(height, dtype=torch.float64, device=c0.device).view(height, 1)
+    vertical = c1 == c0
+    slope = (r1 - r0) / torch.where(vertical, 1.0, c1 - c0)
+    centre = slope.unsqueeze(-1) * (cols - c0.unsqueeze(-1)) + r0.unsqueeze(-1)  # (*S, W)
+    dist = (rows - centre.unsqueeze(-2)).abs_().clamp_(0.0, LINE_DECAY - 1e-10)  # (*S, H, W)
+    line = torch.log(1 - dist / LINE_DECAY).add_(1.0).clamp_(0.0, 1.0)
+    keep = (cols >= torch.floor(c0).unsqueeze(-1)) & (cols < torch.ceil(c1).unsqueeze(-1)) & ~vertical.unsqueeze(-1)
+    return line * keep.unsqueeze(-2)
+
+
+def _add_lines(x: Tensor, lines: Tensor) -> Tensor:
+    """``clip(x + lines)`` with float64 masks (N, H, W) computed on the CPU for MPS."""
+    return (x + lines.to(device=x.device, dtype=x.dtype).unsqueeze(1)).clamp_(0.0, 1.0)
+
+
+def dotted_line(x: Tensor, seeds: Tensor) -> Tensor:
+    """A line from column 0 to column W-1 between rows ``r0, r1 = randint(0, H-1)``, with the 2-px column segments
+    0-1, 4-5, 8-9, ... removed, added to the image and clipped."""
+    n, _, h, w = x.shape
+    u = _uniform(seeds, 2, _STREAM_LINE)
+    r0, r1 = _randint(u[:, 0], 0, h - 1), _randint(u[:, 1], 0, h - 1)
+    zeros = torch.zeros_like(r0)
+    lines = line_masks(zeros, r0, zeros + (w - 1), r1, h, w)
+    dots = (torch.arange(w, device=lines.device) // 2) % 2 == 1
+    return _add_lines(x, lines * dots)
+
+
+def zigzag_endpoints(r0: Tensor, r1: Tensor, width: int = 28) -> tuple[Tensor, Tensor, Tensor]:
+    """Vertices of MNIST-C's zigzag from column 2 to column W-3 (rows ``r0`` -> ``r1``), float64 (N, K) each, and
+    the number of vertices (N,) int64 (K = its maximum; entries beyond it are unused).
+
+    In the line's frame (length ``d = (W-5) / cos theta``, ``theta = atan((r1 - r0) / (W-5))``): (0, 0), then
+    ``((2i + 1) a, (-1)^i b)`` for ``i < floor((d - a) / 2a) + 1``, then, if ``d`` is not a multiple of 2a,
+    ``(d, r_last / (2 (d - 2a floor(d / 2a))))`` (the reference's end point); rotated by theta, shifted to (2, r0).
+    """
+    a, b = ZIGZAG_LENGTH, ZIGZAG_WIDTH
+    c0, c1 = 2.0, float(width - 3)
+    theta = torch.atan((r1 - r0) / (c1 - c0))
+    d = (c1 - c0) / torch.cos(theta)
+    count = torch.floor((d - a) / (2 * a)).to(torch.int64) + 1  # zig points
+    k = int(count.max()) if count.numel() else 1
+    i = torch.arange(k, dtype=torch.float64, device=r0.device)
+    last_r = torch.where(count % 2 == 1, b, -b)  # (-1)^(count - 1) b
+    max_c = 2 * a * torch.floor(d / (2 * a))
+    extra = d != max_c
+    end_r = last_r / (2 * torch.where(extra, d - max_c, 1.0))
+    slot = torch.arange(k + 2, device=r0.device)  # vertex j: 0 = origin, 1..count = zig points, count + 1 = end
+    pad = torch.zeros(1, dtype=torch.float64, device=r0.device)
+    zc = torch.cat([pad, (2 * i + 1) * a, pad])
+    zr = torch.cat([pad, torch.where(i % 2 == 0, b, -b), pad])
+    is_end = slot.unsqueeze(0) == (count + 1).unsqueeze(1)
+    pc = torch.where(is_end, d.unsqueeze(1), zc.unsqueeze(0))
+    pr = torch.where(is_end, end_r.unsqueeze(1), zr.unsqueeze(0))
+    vertices = count + 1 + extra.to(torch.int64)
+    cos, sin = torch.cos(theta).unsqueeze(1), torch.sin(theta).unsqueeze(1)
+    cs = cos * pc - sin * pr + c0
+    rs = sin * pc + cos * pr + r0.unsqueeze(1)
+    return cs, rs, vertices
+
+
+def zigzag(x: Tensor, seeds: Tensor) -> Tensor:
+    """A zigzag (a = b = 2) from column 2 to column W-3 starting at row ``r0 = randint(0, H-1)`` and ending near row
+    ``r0 + randint(-5, 5)``: the sum of its anti-aliased segments, added to the image and clipped."""
+    n, _, h, w = x.shape
+    u = _uniform(seeds, 2, _STREAM_LINE)
+    r0 = _randint(u[:, 0], 0, h - 1)
+    r1 = r0 + _randint(u[:, 1], -5, 5)
+    cs, rs, vertices = zigzag_endpoints(r0, r1, w)
+    segments = torch.arange(1, cs.shape[1], device=cs.device)
+    valid = segments.unsqueeze(0) < vertices.unsqueeze(1)  # (N, S)
+    lines = line_masks(cs[:, :-1], rs[:, :-1], cs[:, 1:], rs[:, 1:], h, w)  # (N, S, H, W)
+    return _add_lines(x, (lines * valid[..., None, None]).sum(1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Canny edges (scikit-image ``feature.canny`` defaults)
+
+
+def canny_edge_map(x: Tensor) -> Tensor:
+    """scikit-image ``feature.canny(image)`` (sigma 1, thresholds 0.1 / 0.2, no mask) of each (H, W) plane of a
+    float64 tensor (..., H, W): a bool edge map.
+
+    Gaussian smoothing with zero padding divided by the smoothed all-ones image (+ eps), Sobel gradients (scipy
+    ``sobel``, 'reflect' border), magnitude ``sqrt(gi^2 + gj^2)``, scikit-image's bilinear non-maximum suppression
+    (four direction classes by the signs and sizes of the gradients, the border pixels excluded) with the low
+    threshold as a C float, then hysteresis: the 8-connected components of the candidates >= low that contain a
+    candidate >= high. Same arithmetic order as scipy / scikit-image, so float64 maps agree exactly except at exact
+    ties.
+    """
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    planes = x.reshape(-1, 1, h, w).to(torch.float64)
+
+    def smooth(v: Tensor) -> Tensor:
+        return _gaussian1d(_gaussian1d(v, CANNY_SIGMA, -2, "constant"), CANNY_SIGMA, -1, "constant")
+
+    bleed = smooth(torch.ones(1, 1, h, w, dtype=torch.float64, device=x.device)) + float(np.finfo(np.float64).eps)
+    smoothed = smooth(planes) / bleed
+    p = F.pad(smoothed, (1, 1, 1, 1), mode="replicate")  # scipy 'reflect' repeats the edge: same for 1 pixel
+
+    def at(dr: int, dc: int, v: Tensor = p) -> Tensor:
+        return v[..., 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+
+    di = at(1, -1) - at(-1, -1), at(1, 0) - at(-1, 0), at(1, 1) - at(-1, 1)  # d/drow at columns -1, 0, +1
+    isobel = di[1] * 2.0 + (di[0] + di[2])
+    dj = at(-1, 1) - at(-1, -1), at(0, 1) - at(0, -1), at(1, 1) - at(1, -1)  # d/dcol at rows -1, 0, +1
+    jsobel = dj[1] * 2.0 + (dj[0] + dj[2])
+    mag = torch.sqrt(isobel * isobel + jsobel * jsobel)
+    m = F.pad(mag, (1, 1, 1, 1))
+
+    def neigh(dr: int, dc: int) -> Tensor:
+        return at(dr, dc, m)
+
+    ai, aj = isobel.abs(), jsobel.abs()
+    up, right = isobel > 0, jsobel > 0
+    same = up == right  # (up and right) or (down and left); the rest has opposite signs
+    # Four classes: same signs with |gi| > |gj| ("steep") or not; opposite signs with |gi| < |gj| ("flat") or not.
+    # Each compares the magnitude with two neighbours interpolated (weight w) between a straight and a diagonal
+    # neighbour, on the plus and on the minus side; w's division by zero only happens where the class is not used.
+    w_ji = aj / ai
+    w_ij = ai / aj
+
+    def test(weight: Tensor, p1: Tensor, p2: Tensor, q1: Tensor, q2: Tensor) -> Tensor:
+        return ((p2 * weight + p1 * (1.0 - weight)) <= mag) & ((q2 * weight + q1 * (1.0 - weight)) <= mag)
+
+    same_steep = test(w_ji, neigh(1, 0), neigh(1, 1), neigh(-1, 0), neigh(-1, -1))
+    same_flat = test(w_ij, neigh(0, 1), neigh(1, 1), neigh(0, -1), neigh(-1, -1))
+    opp_flat = test(w_ij, neigh(0, 1), neigh(-1, 1), neigh(0, -1), neigh(1, -1))
+    opp_steep = test(w_ji, neigh(-1, 0), neigh(-1, 1), neigh(1, 0), neigh(1, -1))
+    maxima = torch.where(same, torch.where(ai > aj, same_steep, same_flat), torch.where(ai < aj, opp_flat, opp_steep))
+    interior = torch.zeros(h, w, dtype=torch.bool, device=x.device)
+    interior[1:-1, 1:-1] = True
+    low = maxima & interior & (mag >= CANNY_LOW)
+    edges = low & (mag >= CANNY_HIGH)
+    lowf = low.to(torch.float32)
+    grown = edges.to(torch.float32)
+    while True:  # hysteresis: grow the strong pixels through 8-connected candidates
+        nxt = F.max_pool2d(grown, 3, stride=1, padding=1).mul_(lowf)
+        if torch.equal(nxt, grown):
+            break
+        grown = nxt
+    return grown.bool().view(*lead, h, w)
+
+
+def canny_edges(x: Tensor, seeds: Tensor) -> Tensor:
+    """Binary Canny edge map (1 on edges, 0 elsewhere) of each channel, as scikit-image ``feature.canny(x)``."""
+    return canny_edge_map(x.to(rng._compute_device(x.device))).to(device=x.device, dtype=x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Entry point
+
+
+MNIST_C_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "shot_noise": shot_noise,
+    "impulse_noise": impulse_noise,
+    "glass_blur": glass_blur,
+    "motion_blur": motion_blur,
+    "shear": shear,
+    "scale": scale,
+    "rotate": rotate,
+    "brightness": brightness,
+    "translate": translate,
+    "stripe": stripe,
+    "fog": fog,
+    "spatter": spatter,
+    "dotted_line": dotted_line,
+    "zigzag": zigzag,
+    "canny_edges": canny_edges,
+}
+"""``fn(images (N, C, H, W), seeds (N,) int64) -> images``, in :data:`MNIST_C_CORRUPTIONS` order."""
+
+
+def _image_seeds(seed: int | Tensor, num_images: int, name: str, device: torch.device) -> Tensor:
+    if isinstance(seed, Tensor):
+        if seed.dtype != torch.int64 or seed.shape != (num_images,):
+            raise RobustnoiseError(
+                f"seed tensor must be int64 of shape ({num_images},), got {seed.dtype} {tuple(seed.shape)}"
+            )
+        return seed.to(device)
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        base = operator.index(seed)
+    except TypeError:
+        raise RobustnoiseError(
+            f"seed must be an int or an int64 tensor of per-image seeds, got {type(seed).__name__}"
+        ) from None
+    from robustnoise.corruptions.transforms import image_seeds
+
+    return image_seeds(base, torch.arange(num_images, device=device), name, 1)
+
+
+def corrupt_mnist_c(images: Tensor, name: str, seed: int | Tensor = 0, *, round_uint8: bool = False) -> Tensor:
+    """Apply MNIST-C corruption ``name`` (its one severity) to a batch.
+
+    Args:
+        images: Float tensor (N, C, H, W) in [0, 1] (MNIST: (N, 1, 28, 28)), any device.
+        name: One of :data:`MNIST_C_CORRUPTIONS`.
+        seed: An int (image ``i`` gets ``sample_seeds(seed, i, corruption_seed_key(name), 1)``) or an int64 tensor
+            (N,) of per-image seeds.
+        round_uint8: Round the result to the 1/255 grid (``floor(255 x + 1/2) / 255``, as
+            :func:`~robustnoise.corruptions.digital.quantize_uint8_round` and ``make_c`` do for MNIST-C), like the
+            released uint8 files.
+
+    Returns:
+        Corrupted images in [0, 1], same shape, dtype and device.
+    """
+    fn = MNIST_C_FUNCTIONS.get(name)
+    if fn is None:
+        raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
+    _check_images(images)
+    seeds = _image_seeds(seed, images.shape[0], name, images.device)
+    if images.shape[0] == 0:
+        return images.clone()
+    out = torch.empty_like(images, memory_format=torch.contiguous_format)
+    for part in image_chunks(images.shape[0], images[0].numel(), images.device, _CHUNK_ELEMENTS):
+        result = fn(images[part].to(working_dtype(images.dtype)), seeds[part])
+        if round_uint8:
+            result = quantize_uint8_round(result).to(result.dtype).div_(255.0)
+        out[part] = result
+    return out
+
+
+assert tuple(MNIST_C_FUNCTIONS) == MNIST_C_CORRUPTIONS, "MNIST_C_FUNCTIONS must follow the canonical order"

@@ -76,7 +76,7 @@ def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
         for r0, r1, c0, c1, counts in sampler.blocks():
             out[r0:r1, c0:c1] = counts.div_(c).clamp_(0.0, 1.0)
         positions, counts = sampler.finish()
-        out.view(-1).index_copy_(0, positions, counts.div_(c).clamp_(0.0, 1.0).to(x.dtype))
+        out.view(-1).scatter_(0, positions, counts.div_(c).clamp_(0.0, 1.0).to(x.dtype))
         return out
 
     return _apply(images, seeds, fn)

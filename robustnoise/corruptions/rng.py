@@ -6,13 +6,16 @@ of the batch size and order, of the DataLoader worker count and of how the work 
 whole batch be drawn in one vectorised call.
 
 Random words. A sample's seed and the stream are hashed (in int64 or Python ints, off the hot path) into two 32-bit
-keys, an odd multiplier ``m`` and an offset ``a``. The word at counter ``c`` is ``h(c * m + a mod 2**32)``, where
-``h`` is Chris Wellons' ``lowbias32`` (hash-prospector) with its last shift arithmetic instead of logical, evaluated
-in place on int32 tensors (12 elementwise ops). The result is a 31-bit word: ``h`` maps ``r = lowbias32(x)`` to
-``r`` if ``r < 2**31``, else to ``r ^ 0xFFFF0000``, a uniform two-to-one map onto ``[0, 2**31)``. Because the
-counter is multiplied by a per-sample odd key before hashing, the draws of two samples are not shifted copies of
-each other (they would be with ``h(c ^ key)``); within a sample, ``c -> lowbias32(c * m + a)`` is a bijection, so
-words coincide only by chance, through the final two-to-one fold. The hot path relies on int32 multiplication
+keys, an odd multiplier ``m`` and an offset ``a``. The word at counter ``c`` is ``h(H(c) * m + a mod 2**32)``: ``H``
+is Chris Wellons' ``lowbias32`` (hash-prospector) of ``c`` XOR a tag, a fixed bijection of the counter that is
+computed once per width and cached, and ``h`` is ``lowbias32`` with its last shift arithmetic instead of logical,
+evaluated in place on int32 tensors (12 elementwise ops, the only per-element hashing). The result is a 31-bit word:
+``h`` maps ``r = lowbias32(x)`` to ``r`` if ``r < 2**31``, else to ``r ^ 0xFFFF0000``, a uniform two-to-one map onto
+``[0, 2**31)``. So every word goes through two rounds of lowbias32 with a per-sample affine map in between: since the
+counter is multiplied by a per-sample key, the draws of two samples are not shifted copies of each other (they would
+be with ``h(c ^ key)``), and since the counter is hashed first, no multiplier is weak (used directly on the counter,
+``m = 3`` or ``2**16 + 1`` gives visibly correlated words). Within a sample, ``c -> lowbias32(H(c) m + a)`` is a
+bijection, so words coincide only by chance, through the final fold. The hot path relies on int32 multiplication
 wrapping modulo 2**32, as torch's CPU (vector and scalar) and CUDA kernels do; ``tests/test_corruptions_noise.py``
 checks the words against a pure-Python reference, and checks their bits for balance and independence.
 
@@ -55,6 +58,7 @@ _TAG_NORMAL = 0x2
 _TAG_BERNOULLI = 0x3
 _TAG_POISSON_TABLE = 0x4
 _TAG_POISSON_PTRS = 0x5
+_TAG_COUNTER = 0x2545F491  # H(c) = lowbias32(c ^ _TAG_COUNTER)
 
 _WORD_BITS = 31  # words are uniform on [0, 2**31)
 _WORD_SCALE = 2.0**-_WORD_BITS
@@ -123,7 +127,7 @@ def _mix31_(x: Tensor, tmp: Tensor) -> Tensor:
 
 def _word_int(counter: int, mult: int, offset: int) -> int:
     """One random word on Python ints (reference for the tensor version); keys as returned by :func:`_key_pair_int`."""
-    r = _mix32_int(counter * mult + offset)
+    r = _mix32_int(_mix32_int(counter ^ _TAG_COUNTER) * mult + offset)
     return r if r < (1 << 31) else r ^ 0xFFFF0000
 
 
@@ -228,15 +232,20 @@ def _keys(seeds: Tensor, stream_key: int) -> Keys:
 
 
 def _words_into(out: Tensor, tmp: Tensor, counters: Tensor, keys: Keys) -> Tensor:
-    """``out = h(counters * mult + offset)``, broadcasting counters (1, W) against keys (R, 1) into out (R, W)."""
+    """``out = h(counters * mult + offset)``, broadcasting hashed counters ``H(c)`` (1, W) against keys (R, 1)."""
     torch.mul(counters, keys[0], out=out)
     out.add_(keys[1])
     return _mix31_(out, tmp)
 
 
+def _counter_hashes(counters: Tensor) -> Tensor:
+    """``H(c) = lowbias32(c ^ _TAG_COUNTER)`` as int32 (same bits), for integer counters in [0, 2**31)."""
+    return _as_int32(_mix32_(counters.to(torch.int64) ^ _TAG_COUNTER))
+
+
 def _words_at(keys: Keys, rows: Tensor, counters: Tensor) -> Tensor:
     """Words of the samples ``rows`` (int64) at ``counters`` (int32), element by element (1-D)."""
-    out = counters * keys[0].view(-1).index_select(0, rows)
+    out = _counter_hashes(counters).mul_(keys[0].view(-1).index_select(0, rows))
     out.add_(keys[1].view(-1).index_select(0, rows))
     return _mix31_(out, torch.empty_like(out))
 
@@ -281,12 +290,13 @@ _COUNTERS: dict[tuple[torch.device, int], Tensor] = {}
 
 
 def _counters(width: int, device: torch.device) -> Tensor:
-    """``arange(width)`` as int32 (1, width), cached."""
+    """The hashed counters ``H(0), ..., H(width - 1)``, int32 (1, width), cached."""
     counters = _COUNTERS.get((device, width))
     if counters is None:
         if len(_COUNTERS) >= 16:
             _COUNTERS.clear()
-        counters = _COUNTERS[device, width] = torch.arange(width, dtype=torch.int32, device=device).unsqueeze(0)
+        hashed = _counter_hashes(torch.arange(width, dtype=torch.int64, device=device))
+        counters = _COUNTERS[device, width] = hashed.unsqueeze(0)
     return counters
 
 
@@ -584,7 +594,7 @@ def _log_factorial(k: Tensor, buf=None) -> Tensor:
     out = torch.index_select(table, 0, index, out=buf("lf", torch.float64))
     if len(k) and float(k.max()) >= _LOG_FACTORIAL_TABLE_SIZE:
         large = (k >= _LOG_FACTORIAL_TABLE_SIZE).nonzero().squeeze(1)
-        out.index_copy_(0, large, torch.lgamma(k.index_select(0, large) + 1.0))
+        out.scatter_(0, large, torch.lgamma(k.index_select(0, large) + 1.0))
     return out
 
 
@@ -624,7 +634,7 @@ def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
     for r0, r1, c0, c1, counts in sampler.blocks():
         out[r0:r1, c0:c1] = counts
     positions, counts = sampler.finish()
-    out.view(-1).index_copy_(0, positions, counts)
+    out.view(-1).scatter_(0, positions, counts)
     return out.view(rate.shape).to(device=rate.device, dtype=rate.dtype)
 
 
@@ -673,10 +683,6 @@ class _PoissonSampler:
         if not (low >= 0.0 and high < math.inf):
             raise ValueError("Poisson rates must be finite and non-negative")
         return low, high
-
-    def _rates_at(self, positions: Tensor) -> Tensor:
-        lam = self.rate.view(-1).index_select(0, positions).to(torch.float64)
-        return lam.mul_(_c(self.scale, torch.float64)) if self.scale != 1.0 else lam
 
     def round_keys(self, rnd: int, which: int) -> Keys:
         if (rnd, which) not in self.ptrs_keys:
@@ -753,10 +759,12 @@ class _PoissonSampler:
         if idx is None:
             result.copy_(a.add_(b))
         else:
-            result.index_copy_(0, idx, a.add_(b).to(torch.float64))
+            result.scatter_(0, idx, a.add_(b).to(torch.float64))
         left = _sparse_nonzero(bad)
         if len(left):
-            self.table_left.append((left if idx is None else idx.index_select(0, left)).add_(ctx.start))
+            rates, left_words = lam.index_select(0, left), words.index_select(0, left)
+            position = (left if idx is None else idx.index_select(0, left)).add_(ctx.start)
+            self.table_left.append((position, rates, left_words))
 
     def _ptrs_head(
         self, ctx: _BlockContext, lam: Tensor, result: Tensor, idx: Tensor | None = None, valid: Tensor | None = None
@@ -776,7 +784,7 @@ class _PoissonSampler:
         if idx is None:
             result.copy_(k)  # with ``valid``: the small rates' entries are overwritten by the tables
         else:
-            result.index_copy_(0, idx, k)
+            result.scatter_(0, idx, k)
         pending = accept.logical_not_()
         if valid is not None:
             pending.logical_and_(valid)
@@ -790,9 +798,9 @@ class _PoissonSampler:
         positions = [torch.empty(0, dtype=torch.int64, device=self.device)]
         counts = [torch.empty(0, dtype=torch.float64, device=self.device)]
         if self.table_left:
-            position = torch.cat(self.table_left)
+            position, lam, words = (torch.cat(parts) for parts in zip(*self.table_left))
             positions.append(position)
-            counts.append(self._table_exact(position, self._rates_at(position)))
+            counts.append(self._table_exact(position, lam, words))
         if self.ptrs_left:
             position, lam = (torch.cat(parts) for parts in zip(*self.ptrs_left))
             for done, k in self._ptrs_tail(position, lam):
@@ -800,10 +808,22 @@ class _PoissonSampler:
                 counts.append(k)
         return torch.cat(positions), torch.cat(counts)
 
-    def _table_exact(self, position: Tensor, lam: Tensor) -> Tensor:
-        """A + B exactly, for rates below 64 at flat positions (the same values the tables give where they decide)."""
+    def _table_exact(self, position: Tensor, lam: Tensor, words: Tensor | None = None) -> Tensor:
+        """A + B exactly, for rates below 64 at flat positions (the same values the tables give where they decide).
+
+        ``words``: the elements' words of the first table stream, if already known.
+        """
         tables = _PoissonTables.get(self.device)
-        words = self.words_at(self.table_keys[0], position)
+        rows = torch.div(position, self.count, rounding_mode="floor")
+        columns = (position - rows * self.count).to(torch.int32)
+
+        def words_of(keys: Keys, sel: Tensor | None = None) -> Tensor:
+            if sel is None:
+                return _words_at(keys, rows, columns)
+            return _words_at(keys, rows.index_select(0, sel), columns.index_select(0, sel))
+
+        if words is None:
+            words = words_of(self.table_keys[0])
         cells_a = torch.bitwise_right_shift(words, _FINE_BITS).to(torch.int64)
         cells_b = torch.bitwise_right_shift(words, _WORD_BITS - 2 * _CELL_BITS).bitwise_and_((1 << _CELL_BITS) - 1)
         integer = torch.floor(lam)
@@ -814,32 +834,31 @@ class _PoissonSampler:
         a = tables.integer_lo.index_select(0, cell).to(torch.float64)
         crossed = (tables.integer.index_select(0, cell) < 0).nonzero().squeeze(1)
         if len(crossed):
-            pos, cell = position.index_select(0, crossed), cell.index_select(0, crossed)
-            fine = self.words_at(self.table_keys[1], pos).bitwise_and_((1 << _FINE_BITS) - 1)
+            cell = cell.index_select(0, crossed)
+            fine = words_of(self.table_keys[1], crossed).bitwise_and_((1 << _FINE_BITS) - 1)
             w_a = cells_a.index_select(0, crossed).bitwise_left_shift_(_FINE_BITS).add_(fine)
-            lo = tables.integer_lo.index_select(0, cell).to(torch.int64)
+            count = tables.integer_lo.index_select(0, cell).to(torch.int64)
             hi = tables.integer_hi.index_select(0, cell).to(torch.int64)
-            base = g.index_select(0, crossed) * _TABLE_COLUMNS
-            while True:
-                active = lo < hi
-                if not bool(active.any()):
-                    break
-                mid = torch.div(lo + hi, 2, rounding_mode="floor")
-                below = tables.integer_thresholds.index_select(0, base + mid.clamp(max=_TABLE_COLUMNS - 1)) < w_a
-                lo = torch.where(active & below, mid + 1, lo)
-                hi = torch.where(active & ~below, mid, hi)
-            a.index_copy_(0, crossed, lo.to(torch.float64))
+            last = g.index_select(0, crossed).mul_(_TABLE_COLUMNS).sub_(1)  # T_g[k] at last + k + 1
+            step = 1 << (int((hi - count).max()).bit_length() - 1)
+            while step:  # binary lifting: the largest count in [lo, hi] with T_g[count - 1] < w_a (T_g is sorted)
+                candidate = count + step
+                index = (last + candidate.clamp(max=_TABLE_COLUMNS)).clamp_(min=0)
+                ok = torch.le(candidate, hi).logical_and_(tables.integer_thresholds.index_select(0, index) < w_a)
+                count.add_(ok.to(torch.int64).mul_(step))
+                step >>= 1
+            a.scatter_(0, crossed, count.to(torch.float64))
         # B: the table where both neighbouring grid rates agree, else a sequential search over the CDF of the
         # fraction r with u_b = the cell's bits followed by 20 bits of the third stream.
         j = torch.mul(lam - integer, float(1 << _FRACTION_BITS)).to(torch.int64)
         b = tables.fraction.index_select(0, j * (1 << _CELL_BITS) + cells_b).to(torch.float64)
         undecided = (b < 0).nonzero().squeeze(1)
         if len(undecided):
-            fine = self.words_at(self.table_keys[2], position.index_select(0, undecided))
+            fine = words_of(self.table_keys[2], undecided)
             w_b = cells_b.index_select(0, undecided).bitwise_left_shift_(_FINE_BITS)
             w_b.bitwise_or_(fine.bitwise_and_((1 << _FINE_BITS) - 1))
             r = (lam - integer).index_select(0, undecided)
-            b.index_copy_(0, undecided, _inversion(r, w_b))
+            b.scatter_(0, undecided, _inversion(r, w_b))
         return a.add_(b)
 
     def _ptrs_tail(self, position: Tensor, lam: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
@@ -887,12 +906,13 @@ def _inversion(lam: Tensor, words: Tensor) -> Tensor:
     pmf = torch.neg(lam).exp_()
     cdf = pmf.clone()
     result = torch.zeros_like(lam)
-    index = torch.arange(len(lam), device=lam.device)
+    index: Tensor | None = None  # positions in ``result`` of the undecided elements (None: all)
     for k in range(1, _INVERSION_MAX_STEPS + 1):
         keep = torch.gt(u, cdf).nonzero().squeeze(1)
         if len(keep) == 0:
             break
-        index, u, lam, pmf, cdf = (t.index_select(0, keep) for t in (index, u, lam, pmf, cdf))
+        index = keep if index is None else index.index_select(0, keep)
+        u, lam, pmf, cdf = (t.index_select(0, keep) for t in (u, lam, pmf, cdf))
         result.index_fill_(0, index, float(k))
         pmf.mul_(torch.div(lam, k))
         cdf.add_(pmf)
@@ -958,7 +978,7 @@ def _ptrs_round(
     idx = accept.logical_not().nonzero().squeeze(1)
     sub = consts.select(idx)
     parts = (t.index_select(0, idx) for t in (k, us, w_v))
-    accept.index_copy_(0, idx, _ptrs_exact_accept(*parts, sub, _buffers(None, len(idx), w_u.device, "")))
+    accept.scatter_(0, idx, _ptrs_exact_accept(*parts, sub, _buffers(None, len(idx), w_u.device, "")))
     return k, accept
 
 

@@ -14,8 +14,9 @@ exactly the corruption :class:`robustnoise.evaluate.CorruptionSuite` and
 :class:`robustnoise.corruptions.datasets.CorruptedDataset` give that image. Without ``index``, a batch's images are
 seeded by their position in the batch.
 
-uint8 inputs (``tv_tensors.Image``, PIL) are scaled by 1/255, corrupted and converted back like the ImageNet-C
-generation scripts store their images: clip, x255 and **truncate** (``np.uint8``).
+uint8 inputs (``tv_tensors.Image``, PIL) are scaled to [0, 1] like ``v2.ToDtype(torch.float32, scale=True)``,
+corrupted and converted back like the ImageNet-C generation scripts store their images: clip, x255 and **truncate**
+(``np.uint8``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from robustnoise.corruptions.presets import (
 from robustnoise.corruptions.rng import sample_seeds
 from robustnoise.utils.errors import RobustnoiseError
 
-__all__ = ["Corrupt", "RandomCorrupt", "corruption_seed_key"]
+__all__ = ["Corrupt", "RandomCorrupt", "check_corruption", "corruption_seed_key", "image_seeds"]
 
 _INDEX: contextvars.ContextVar[Any] = contextvars.ContextVar("robustnoise_corrupt_index", default=None)
 _MNISTC_KEY_OFFSET = 1000
@@ -148,10 +149,11 @@ class _CorruptionTransform(v2.Transform):
                 f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {tuple(image.shape)}"
             )
         single = image.dim() == 3
-        batch = image.unsqueeze(0) if single else image
+        # contiguous: reductions (e.g. contrast's mean) may round differently on other memory layouts (PIL -> HWC)
+        batch = (image.unsqueeze(0) if single else image).contiguous()
         is_uint8 = batch.dtype == torch.uint8
         if is_uint8:
-            batch = batch.to(torch.float32).div_(255.0)
+            batch = TF.to_dtype(batch, torch.float32, scale=True)  # as ToDtype(float32, scale=True) in the pipelines
         elif not batch.dtype.is_floating_point:
             raise RobustnoiseError(f"images must be float in [0, 1] or uint8, got {batch.dtype}")
         name, severity = params["name"], params["severity"]
