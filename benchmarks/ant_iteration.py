@@ -10,6 +10,8 @@ Run: ``python -m benchmarks.ant_iteration``.
 
 from __future__ import annotations
 
+import tempfile
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -34,6 +36,7 @@ def _attach(method: pl.LightningModule, x: torch.Tensor, y: torch.Tensor) -> Non
         enable_model_summary=False,
         max_steps=1,
         limit_val_batches=0,
+        default_root_dir=tempfile.mkdtemp(prefix="robustnoise-bench-"),
     )
     trainer.fit(method, train_dataloaders=loader)
 
