@@ -1,23 +1,292 @@
-"""``python -m robustnoise.compare RUN_DIR [RUN_DIR ...]``: one robustness table over several evaluated runs."""
+"""``python -m robustnoise.compare RUN_DIR [RUN_DIR ...] [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``.
+
+Compares evaluated runs (directories holding ``robustness.json``; a Hydra multirun directory stands for its job
+directories): prints the summary table (one row per run) and the per-corruption table, and writes
+``comparison.md`` and ``comparison.csv`` to ``--out`` (default: the runs' common parent directory).
+
+``--sweep-key method.sigma`` reads that dotted key from each run's ``.hydra/config.yaml``, orders the runs by it,
+shows it as the first column and draws ``sweep.png`` (accuracy against the swept value, Rusak et al. 2020 Fig. 2).
+``--baseline RUN_DIR`` adds, for every run, ``bars_<run>.png``: its per-corruption accuracy next to the baseline's.
+
+Exit codes: 0 done, 1 a run directory without ``robustness.json`` (one-line error), 2 bad arguments.
+"""
 
 from __future__ import annotations
 
+import argparse
+import csv
+import math
+import os
+import re
 import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from robustnoise.reporting import compare_runs
+from robustnoise.reporting import (
+    REPORT_JSON,
+    adversarial,
+    corruption_accuracy,
+    corruptions,
+    eps_directions,
+    eps_star,
+    fmt,
+    load_report,
+    markdown_table,
+    metric,
+    num,
+    run_label,
+    safe_filename,
+    summary_notes,
+    summary_table,
+)
+
+COMPARISON_MD = "comparison.md"
+COMPARISON_CSV = "comparison.csv"
+SWEEP_PNG = "sweep.png"
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+SUMMARY_KEYS: tuple[str, ...] = (
+    "clean_top1",
+    "clean_top5",
+    "c_top1",
+    "c_top5",
+    "no_noise_top1",
+    "no_noise_top5",
+    "mce",
+    "relative_mce",
+    "unnormalized_mce",
+    "holdout_top1",
+    "holdout_top5",
+)
+
+
+def expand_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run directories of ``paths``: a directory with ``robustness.json`` is a run; a directory without one (a
+    Hydra multirun directory) stands for its subdirectories that have one, in job order. Raises
+    :class:`FileNotFoundError` for a path that is neither."""
+    runs: list[Path] = []
+    for path in map(Path, paths):
+        if (path / REPORT_JSON).is_file():
+            runs.append(path)
+            continue
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such run directory")
+        jobs = sorted((d for d in path.iterdir() if (d / REPORT_JSON).is_file()), key=_job_order)
+        if not jobs:
+            load_report(path)  # raises the standard "no robustness.json in ..." error
+        unevaluated = [d.name for d in path.iterdir() if (d / HYDRA_CONFIG).is_file() and d not in jobs]
+        if unevaluated:
+            print(f"note: {path}: skipping jobs without {REPORT_JSON}: {', '.join(sorted(unevaluated))}", file=sys.stderr)
+        runs.extend(jobs)
+    return runs
+
+
+def _job_order(path: Path) -> tuple[int, str]:
+    """Hydra job directories ``<num>_<overrides>`` sort by job number, others after them by name."""
+    match = re.match(r"^(\d+)(?:_|$)", path.name)
+    return (int(match[1]) if match else sys.maxsize, path.name)
+
+
+def config_value(run_dir: str | Path, key: str) -> Any:
+    """The value of the dotted ``key`` in ``<run_dir>/.hydra/config.yaml`` (lists as lists), None if absent."""
+    path = Path(run_dir) / HYDRA_CONFIG
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    import robustnoise.utils.resolvers  # noqa: F401  (the rn.* resolvers some values interpolate)
+
+    try:
+        cfg = OmegaConf.load(path)
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+    except Exception as err:  # unreadable YAML, interpolation to a missing resolver, ...
+        print(f"warning: cannot read {key} from {path}: {err}", file=sys.stderr)
+        return None
+    return value
+
+
+def _sort_key(value: Any) -> tuple[int, float, str]:
+    if value is None:
+        return (2, 0.0, "")
+    number = num(value)
+    return (0, number, "") if not math.isnan(number) else (1, 0.0, str(value))
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def run_names(reports: Sequence[Mapping[str, Any]], run_dirs: Sequence[Path], sweep: list[str] | None) -> list[str]:
+    """Row labels: the run names, made unique with the swept value, else with the directory name."""
+    names = [run_label(r) for r in reports]
+    if len(set(names)) < len(names) and sweep is not None:
+        names = [f"{n} {s}" for n, s in zip(names, sweep)]
+    if len(set(names)) < len(names):
+        names = [f"{n} [{d.name}]" for n, d in zip(names, run_dirs)]
+    return names
+
+
+def _all_corruptions(reports: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    main: list[str] = []
+    holdouts: list[str] = []
+    for report in reports:
+        m, h = corruptions(report)
+        main += [c for c in m if c not in main]
+        holdouts += [c for c in h if c not in holdouts]
+    return main, holdouts
+
+
+def corruption_comparison(reports: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    """Top-1 per corruption (mean over severities), one row per run (markdown)."""
+    main, holdouts = _all_corruptions(reports)
+    header = ["run", *main, *(f"{h} (holdout)" for h in holdouts)]
+    rows = [[name] + [fmt(corruption_accuracy(r, c)) for c in main + holdouts] for name, r in zip(names, reports)]
+    return markdown_table(header, rows)
+
+
+def _csv_number(value: Any) -> str:
+    value = num(value)
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def write_csv(
+    path: Path,
+    reports: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    run_dirs: Sequence[Path],
+    sweep: tuple[str, Sequence[Any]] | None = None,
+) -> None:
+    """``comparison.csv``: one row per run; numbers in %, ``nan`` when missing."""
+    main, holdouts = _all_corruptions(reports)
+    directions = eps_directions(reports)
+    stats = {d: sorted({k for r in reports for k in eps_star(r).get(d, {})}) for d in directions}
+    header = ([sweep[0]] if sweep else []) + ["run", "run_dir", "method", "model", "data", *SUMMARY_KEYS]
+    header += [f"eps_star/{d}/{s}" for d in directions for s in stats[d]]
+    header += ["adv_noise_mean", "adv_noise_std", "adv_noise_epsilon"]
+    header += [f"{c}/top1" for c in main + holdouts]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i, (name, report, run_dir) in enumerate(zip(names, reports, run_dirs)):
+            row = ([_show(sweep[1][i]) if sweep[1][i] is not None else ""] if sweep else []) + [name, str(run_dir)]
+            row += [str(report.get(k, "")) for k in ("method", "model", "data")]
+            row += [_csv_number(metric(report, k)) for k in SUMMARY_KEYS]
+            row += [_csv_number(eps_star(report).get(d, {}).get(s)) for d in directions for s in stats[d]]
+            row += [_csv_number(v) for v in adversarial(report)]
+            row += [_csv_number(corruption_accuracy(report, c)) for c in main + holdouts]
+            writer.writerow(row)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m robustnoise.compare",
+        description="Compare the robustness reports of evaluated runs (tables, CSV, sweep and baseline figures).",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or Hydra multirun directories")
+    parser.add_argument("--sweep-key", help="dotted config key to order the runs by and plot against, e.g. method.sigma")
+    parser.add_argument("--baseline", metavar="RUN_DIR", help="draw each run's per-corruption bars next to this run")
+    parser.add_argument("--out", metavar="DIR", help="where to write the outputs (default: the runs' common parent)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m robustnoise.compare RUN_DIR [RUN_DIR ...]", file=sys.stderr)
-        return 2
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        print(compare_runs(args))
-    except FileNotFoundError as err:
+        run_dirs = expand_run_dirs(args.runs)
+        reports = [load_report(d) for d in run_dirs]
+        baseline = load_report(args.baseline) if args.baseline else None
+    except (FileNotFoundError, ValueError) as err:  # ValueError: a robustness.json that is not JSON
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+    sweep_values: list[Any] | None = None
+    if args.sweep_key:
+        sweep_values = [config_value(d, args.sweep_key) for d in run_dirs]
+        order = sorted(range(len(run_dirs)), key=lambda i: _sort_key(sweep_values[i]))
+        run_dirs, reports = [run_dirs[i] for i in order], [reports[i] for i in order]
+        sweep_values = [sweep_values[i] for i in order]
+        missing = [str(d) for d, v in zip(run_dirs, sweep_values) if v is None]
+        if missing:
+            print(f"warning: no {args.sweep_key} in the config of {', '.join(missing)}", file=sys.stderr)
+    short_key = args.sweep_key.rsplit(".", 1)[-1] if args.sweep_key else ""
+    shown = [f"{short_key}={_show(v)}" for v in sweep_values] if sweep_values is not None else None
+    names = run_names(reports, run_dirs, shown)
+
+    out = Path(args.out) if args.out else Path(os.path.commonpath([d.resolve().parent for d in run_dirs]))
+    out.mkdir(parents=True, exist_ok=True)
+    first = (args.sweep_key, [_show(v) for v in sweep_values]) if sweep_values is not None else None
+    summary = summary_table(reports, names, first)
+    per_corruption = corruption_comparison(reports, names)
+    print(summary)
+    print()
+    print("top-1 per corruption (mean over severities):")
+    print(per_corruption)
+
+    figures = _figures(args, out, reports, names, run_dirs, sweep_values, baseline)
+    write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (args.sweep_key, sweep_values) if first else None)
+    lines = ["# Robustness comparison", ""]
+    lines += [f"- {name}: `{d}`" for name, d in zip(names, run_dirs)]
+    if baseline is not None:
+        lines.append(f"- baseline: {run_label(baseline)} (`{args.baseline}`)")
+    lines += ["", "## Summary", "", summary, ""] + [f"- {n}" for n in summary_notes(reports)]
+    lines += ["", "## Top-1 per corruption (mean over severities)", "", per_corruption, ""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{caption}]({name})" for caption, name in figures] + [""]
+    (out / COMPARISON_MD).write_text("\n".join(lines))
+    print()
+    print(f"written: {out / COMPARISON_MD}, {out / COMPARISON_CSV}" + "".join(f", {out / f}" for _, f in figures))
     return 0
+
+
+def _figures(
+    args: argparse.Namespace,
+    out: Path,
+    reports: list[dict[str, Any]],
+    names: list[str],
+    run_dirs: list[Path],
+    sweep_values: list[Any] | None,
+    baseline: dict[str, Any] | None,
+) -> list[tuple[str, str]]:
+    """Draw the sweep and baseline figures; a figure that fails is reported on stderr and skipped."""
+    if sweep_values is None and baseline is None:
+        return []
+    try:
+        from robustnoise import plots
+    except Exception as err:
+        print(f"warning: no figures (cannot import matplotlib: {err})", file=sys.stderr)
+        return []
+    written: list[tuple[str, str]] = []
+    if sweep_values is not None:
+        kept = [i for i, v in enumerate(sweep_values) if v is not None]
+        xlabel = args.sweep_key.rsplit(".", 1)[-1]
+        try:
+            if kept:
+                xs = [sweep_values[i] for i in kept]
+                plots.plot_sweep([reports[i] for i in kept], xs, out / SWEEP_PNG, xlabel=xlabel)
+                written.append((f"accuracy vs {args.sweep_key}", SWEEP_PNG))
+        except Exception as err:
+            print(f"warning: could not draw {out / SWEEP_PNG}: {err}", file=sys.stderr)
+    if baseline is not None:
+        base_dir = Path(args.baseline).resolve()
+        base_name = run_label(baseline, "baseline")
+        for i, (report, name, run_dir) in enumerate(zip(reports, names, run_dirs)):
+            if run_dir.resolve() == base_dir:
+                continue
+            file = f"bars_{i:02d}_{safe_filename(name)}.png"
+            try:
+                plots.plot_corruption_bars(report, baseline, out / file, names=(name, base_name))
+                written.append((f"{name} vs {base_name}", file))
+            except Exception as err:
+                print(f"warning: could not draw {out / file}: {err}", file=sys.stderr)
+    return written
 
 
 if __name__ == "__main__":

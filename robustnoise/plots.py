@@ -182,7 +182,7 @@ def plot_corruption_bars(
     main_b, hold_b = corruptions(baseline_report)
     main = main_r + [n for n in main_b if n not in main_r]
     holdouts = hold_r + [n for n in hold_b if n not in hold_r]
-    labels = ["clean", "mean"] + main + [f"{n}\n(holdout)" for n in holdouts]
+    labels = ["clean", "mean-C"] + main + [f"{n}\n(holdout)" for n in holdouts]
 
     def values(r: Mapping[str, Any]) -> list[float]:
         return [metric(r, "clean_top1"), metric(r, "c_top1")] + [corruption_accuracy(r, n) for n in main + holdouts]
@@ -201,7 +201,7 @@ def plot_corruption_bars(
     for xi, a, b in zip(x, ours, theirs):
         if math.isnan(a) or math.isnan(b):
             continue
-        delta = a - b
+        delta = round(a - b, 1)
         colour = "tab:green" if delta > 0 else ("tab:red" if delta < 0 else "0.3")
         top = max(a, b) + 0.015 * span
         ax.text(xi, top, f"{delta:+.1f}", ha="center", va="bottom", fontsize=8, color=colour)

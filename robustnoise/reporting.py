@@ -326,11 +326,15 @@ def _c_label(reports: Sequence[Mapping[str, Any]]) -> str:
     return "-C"
 
 
+_OPTIONAL = ("no_noise_top1", "unnormalized_mce", "holdout_top1")
+
+
 def summary_columns(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, Callable[[Mapping[str, Any]], str]]]:
     """The summary columns that apply to ``reports``: ``(header, cell of a report)``."""
     metrics = [report_metrics(r) for r in reports]
-    has = {key: any(key in m for m in metrics) for key in ("no_noise_top1", "mce", "unnormalized_mce")}
-    has["holdout_top1"] = any(not math.isnan(m.get("holdout_top1", NAN)) for m in metrics)
+    # mCE columns of ImageNet-C reports show even when incomplete (as "–"); the others only when some run has them
+    has = {key: any(not math.isnan(m.get(key, NAN)) for m in metrics) for key in _OPTIONAL}
+    has["mce"] = any("mce" in m for m in metrics)
     c = _c_label(reports)
 
     def acc(key: str) -> Callable[[Mapping[str, Any]], str]:
@@ -378,18 +382,19 @@ def summary_table(
     return markdown_table(header, rows, align)
 
 
-def _summary_notes(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+def summary_notes(reports: Sequence[Mapping[str, Any]]) -> list[str]:
     c = _c_label(reports)
     metrics = [report_metrics(r) for r in reports]
     notes = [
         f"Top-1 / top-5 accuracy in % on the test split. {c}: mean over the benchmark corruptions evaluated and "
         "their severities (holdout corruptions apart)."
     ]
-    if any("no_noise_top1" in m for m in metrics):
+    headers = [h for h, _ in summary_columns(reports)]
+    if "w/o noises top-1" in headers:
         notes.append("w/o noises: mean over the 12 benchmark corruptions other than gaussian / shot / impulse noise.")
-    if any("mce" in m for m in metrics):
+    if "mCE" in headers:
         notes.append("mCE / rel. mCE: corruption errors normalised by AlexNet's (Hendrycks & Dietterich 2019), %.")
-    elif any("unnormalized_mce" in m for m in metrics):
+    elif "unnorm. mCE" in headers:
         notes.append("unnorm. mCE: mean top-1 error over the benchmark corruptions and severities, %.")
     if eps_directions(reports):
         notes.append("eps*: the median (else mean ± std) l2 norm of the smallest noise that flips the prediction.")
@@ -416,21 +421,20 @@ def corruption_table(report: Mapping[str, Any]) -> str:
             ce = 100.0 - corruption_accuracy(report, name)
         return [label, fmt(corruption_accuracy(report, name)), fmt(corruption_accuracy(report, name, "top5")), fmt(ce)]
 
-    rows = [row(name, name) for name in main]
-    if main:
-        mean_err = metrics.get("mce" if normalized else "unnormalized_mce", NAN)
-        rows.append(["**mean**", fmt(metric(report, "c_top1")), fmt(metric(report, "c_top5")), fmt(mean_err)])
-    rows += [row(name, f"{name} (holdout)") for name in holdouts]
-    if holdouts:
-        rows.append(
-            [
-                "**holdout mean**",
-                fmt(metrics.get("holdout_top1")),
-                fmt(metrics.get("holdout_top5")),
-                fmt(metrics.get("holdout_mce")),
-            ]
-        )
+    def mean_row(label: str, table: list[list[str]]) -> list[str]:
+        return [label] + [fmt(_mean([num(r[i]) for r in table])) for i in (1, 2, 3)]
+
+    main_rows = [row(name, name) for name in main]
+    holdout_rows = [row(name, f"{name} (holdout)") for name in holdouts]
+    rows = main_rows + ([mean_row("**mean**", main_rows)] if len(main_rows) > 1 else [])
+    rows += holdout_rows + ([mean_row("**holdout mean**", holdout_rows)] if len(holdout_rows) > 1 else [])
     return markdown_table(["corruption", "top-1", "top-5", ce_header], rows)
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean of the finite values; NaN if there is none."""
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else NAN
 
 
 def severity_table(report: Mapping[str, Any], field: str = "top1") -> str:
@@ -439,17 +443,14 @@ def severity_table(report: Mapping[str, Any], field: str = "top1") -> str:
     severities = sorted({s for row in matrix.values() for s in row})
     main, holdouts = corruptions(report)
 
-    def mean(values: Sequence[float]) -> float:
-        values = [v for v in values if not math.isnan(v)]
-        return sum(values) / len(values) if values else NAN
-
+    mean = _mean
     rows = []
     for name in main:
         row = matrix.get(name, {})
         rows.append([name] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
     if len(main) > 1:
         per_sev = [mean([matrix[c][s] for c in main if s in matrix.get(c, {})]) for s in severities]
-        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(mean([v for v in per_sev]))])
+        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(mean(per_sev))])
     for name in holdouts:
         row = matrix.get(name, {})
         rows.append([f"{name} (holdout)"] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
@@ -466,9 +467,11 @@ def format_markdown(report: Mapping[str, Any], images: Sequence[tuple[str, str]]
         images_n = "" if math.isnan(clean_n) else f"; {int(clean_n)} test images"
         lines += [f"{described or 'run'}{images_n}.", ""]
     lines += ["## Summary", "", summary_table([report], [name]), ""]
-    lines += [f"- {note}" for note in _summary_notes([report])] + [""]
+    lines += [f"- {note}" for note in summary_notes([report])] + [""]
     if corruptions(report) != ([], []):
-        lines += ["## Per corruption", "", "Mean over the severities evaluated.", "", corruption_table(report), ""]
+        error = "CE: AlexNet-normalised corruption error" if "mce" in report_metrics(report) else "error: top-1 error"
+        note = f"Accuracies averaged over the severities evaluated; {error} (%)."
+        lines += ["## Per corruption", "", note, "", corruption_table(report), ""]
         lines += ["## Corruption x severity (top-1 %)", ""]
         clean = metric(report, "clean_top1")
         lines += [f"Clean: {fmt(clean)}.", "", severity_table(report), ""]

@@ -94,10 +94,13 @@ def impulse_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
 
     def fn(x: Tensor, seeds: Tensor) -> Tensor:
         out = torch.empty_like(x)
-        for r0, r1, c0, c1, words in rng._word_blocks(seeds, x.shape[1], rng._absorb(rng._TAG_UNIFORM, 0)):
-            block = out[r0:r1, c0:c1]
-            block.copy_(x[r0:r1, c0:c1]).clamp_(0.0, 1.0)
-            block.masked_fill_(words <= hit - 1, 1.0).masked_fill_(words <= pepper - 1, 0.0)
+        with rng._scratch(x.device) as scratch:
+            for r0, r1, c0, c1, words in rng._word_blocks(seeds, x.shape[1], rng._absorb(rng._TAG_UNIFORM, 0)):
+                shape = (r1 - r0, c1 - c0)
+                # keep = 1 where not hit; salt = 1 where not pepper; out = clip(x) * keep + (salt - keep), exactly.
+                keep = torch.gt(words, hit - 1, out=scratch.get("impulse_keep", shape, x.dtype))
+                salt = torch.gt(words, pepper - 1, out=scratch.get("impulse_salt", shape, x.dtype)).sub_(keep)
+                torch.clamp(x[r0:r1, c0:c1], 0.0, 1.0, out=out[r0:r1, c0:c1]).mul_(keep).add_(salt)
         return out
 
     return _apply(images, seeds, fn)

@@ -441,8 +441,8 @@ def normal(
     """Standard normal draws by Box-Muller (Box & Muller 1958), computed in float32 and cast to ``dtype``.
 
     Pair ``j`` takes a radius word and an angle word from two streams, ``u = (w_r + 0.5) / 2**31`` and
-    ``theta = 2 pi w_a / 2**31``: element ``2j`` is ``sqrt(-2 log u) cos theta`` and element ``2j + 1`` the matching
-    sine, an independent normal. The largest magnitude is ``sqrt(64 log 2) = 6.66``.
+    ``theta = 2 pi w_a / 2**31`` (float32 arithmetic): element ``2j`` is ``sqrt(-2 log u) cos theta`` and element
+    ``2j + 1`` the matching sine, an independent normal. The largest magnitude is ``sqrt(64 log 2) = 6.66``.
     """
     seeds, count, target = _prepare(seeds, shape, device)
     out = torch.empty(len(seeds), count, dtype=dtype, device=seeds.device)
