@@ -26,6 +26,8 @@ from typing import Any
 from robustnoise.reporting import (
     REPORT_JSON,
     adversarial,
+    attack,
+    attack_names,
     corruption_accuracy,
     corruptions,
     eps_directions,
@@ -76,7 +78,8 @@ def expand_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
             load_report(path)  # raises the standard "no robustness.json in ..." error
         unevaluated = [d.name for d in path.iterdir() if (d / HYDRA_CONFIG).is_file() and d not in jobs]
         if unevaluated:
-            print(f"note: {path}: skipping jobs without {REPORT_JSON}: {', '.join(sorted(unevaluated))}", file=sys.stderr)
+            skipped = ", ".join(sorted(unevaluated))
+            print(f"note: {path}: skipping jobs without {REPORT_JSON}: {skipped}", file=sys.stderr)
         runs.extend(jobs)
     return runs
 
@@ -171,6 +174,8 @@ def write_csv(
     header = ([sweep[0]] if sweep else []) + ["run", "run_dir", "method", "model", "data", *SUMMARY_KEYS]
     header += [f"eps_star/{d}/{s}" for d in directions for s in stats[d]]
     header += ["adv_noise_mean", "adv_noise_std", "adv_noise_epsilon"]
+    attacks = attack_names(reports)
+    header += [f"attack/{a}/{k}" for a in attacks for k in ("accuracy", "epsilon")]
     header += [f"{c}/top1" for c in main + holdouts]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -181,6 +186,7 @@ def write_csv(
             row += [_csv_number(metric(report, k)) for k in SUMMARY_KEYS]
             row += [_csv_number(eps_star(report).get(d, {}).get(s)) for d in directions for s in stats[d]]
             row += [_csv_number(v) for v in adversarial(report)]
+            row += [_csv_number(v) for a in attacks for v in attack(report, a)]
             row += [_csv_number(corruption_accuracy(report, c)) for c in main + holdouts]
             writer.writerow(row)
 
@@ -191,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Compare the robustness reports of evaluated runs (tables, CSV, sweep and baseline figures).",
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or Hydra multirun directories")
-    parser.add_argument("--sweep-key", help="dotted config key to order the runs by and plot against, e.g. method.sigma")
+    parser.add_argument("--sweep-key", help="dotted config key to sort and plot the runs by, e.g. method.sigma")
     parser.add_argument("--baseline", metavar="RUN_DIR", help="draw each run's per-corruption bars next to this run")
     parser.add_argument("--out", metavar="DIR", help="where to write the outputs (default: the runs' common parent)")
     return parser

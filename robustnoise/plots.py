@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -64,8 +65,6 @@ def _limits(values: Sequence[float], floor: float = 0.0, ceil: float = 100.0) ->
 
 
 def _colours(n: int) -> list[Any]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -139,8 +138,8 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
         if hi - lo < 1.0:
             lo, hi = lo - 0.5, hi + 0.5
         masked = np.ma.masked_invalid(data)
-        image = ax.imshow(masked, cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
-        image.cmap.set_bad("0.85")
+        cmap = colormaps["viridis"].with_extremes(bad="0.85")
+        image = ax.imshow(masked, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
         bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
         bar.set_label("top-1 accuracy (%)")
         for i in range(data.shape[0]):

@@ -21,7 +21,7 @@ from typing import Any
 
 from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
 from robustnoise.evaluate import summarize
-from robustnoise.metrics.corruption_metrics import accuracy_matrix, robustness_summary
+from robustnoise.metrics.corruption_metrics import BENCHMARKS, accuracy_matrix, robustness_summary
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,9 @@ def safe_filename(text: str, max_len: int = 80) -> str:
 
 
 def _benchmark(report: Mapping[str, Any]) -> str:
+    """The metric family of a report: its ``benchmark``, else guessed from ``data`` (reports before that key)."""
+    if report.get("benchmark") in BENCHMARKS:
+        return str(report["benchmark"])
     data = str(report.get("data", "")).lower()
     if "mnist" in data and data.endswith("-c"):
         return "mnist"
@@ -266,11 +269,19 @@ def eps_star(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def eps_directions(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+def eps_directions(reports: Sequence[Mapping[str, Any]], per_seed: bool = False) -> list[str]:
+    """The eps* directions of ``reports`` in display order; without ``per_seed``, the per-generator entries
+    ``adversarial_<k>`` are left out when their summary ``adversarial`` is there."""
     present: set[str] = set()
     for report in reports:
         present |= set(eps_star(report))
-    return [d for d in EPS_DIRECTIONS if d in present] + sorted(present - set(EPS_DIRECTIONS))
+    if not per_seed and "adversarial" in present:
+        present = {d for d in present if not re.fullmatch(r"adversarial_\d+", d)}
+    return [d for d in EPS_DIRECTIONS if d in present] + sorted(present - set(EPS_DIRECTIONS), key=_natural)
+
+
+def _natural(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def eps_value(report: Mapping[str, Any], direction: str) -> tuple[float, float]:
@@ -358,7 +369,41 @@ def summary_columns(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, Cal
         cols.append((f"eps* {direction}", _eps_cell(direction)))
     if any(not math.isnan(adversarial(r)[0]) for r in reports):
         cols.append(("adv. noise top-1", lambda r: _pm(*adversarial(r)[:2], 1)))
+    for name in attack_names(reports):
+        cols.append((f"{name} top-1", _attack_cell(name)))
     return cols
+
+
+def _attack_cell(name: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda r: fmt(attack(r, name)[0])
+
+
+def attack_names(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of the adversarial attacks evaluated in any of ``reports`` (``attacks`` key), in first-seen order."""
+    names: list[str] = []
+    for report in reports:
+        attacks = report.get("attacks")
+        if isinstance(attacks, Mapping):
+            names += [str(n) for n in attacks if n not in names]
+    return names
+
+
+def attack(report: Mapping[str, Any], name: str) -> tuple[float, float]:
+    """``(accuracy %, epsilon)`` under one attack; NaNs if not evaluated."""
+    result = (report.get("attacks") or {}).get(name)
+    if not isinstance(result, Mapping):
+        return NAN, NAN
+    return num(result.get("accuracy")), num(result.get("epsilon"))
+
+
+def _stat(value: Any, real: bool) -> str:
+    """eps* statistics: norms with 3 decimals, counts as integers, ``inf`` for never flipped."""
+    value = num(value)
+    if math.isinf(value):
+        return "inf"
+    if not real and not math.isnan(value) and value.is_integer():
+        return str(int(value))
+    return fmt(value, 3)
 
 
 def _eps_cell(direction: str) -> Callable[[Mapping[str, Any]], str]:
@@ -384,7 +429,6 @@ def summary_table(
 
 def summary_notes(reports: Sequence[Mapping[str, Any]]) -> list[str]:
     c = _c_label(reports)
-    metrics = [report_metrics(r) for r in reports]
     notes = [
         f"Top-1 / top-5 accuracy in % on the test split. {c}: mean over the benchmark corruptions evaluated and "
         "their severities (holdout corruptions apart)."
@@ -397,13 +441,23 @@ def summary_notes(reports: Sequence[Mapping[str, Any]]) -> list[str]:
     elif "unnorm. mCE" in headers:
         notes.append("unnorm. mCE: mean top-1 error over the benchmark corruptions and severities, %.")
     if eps_directions(reports):
-        notes.append("eps*: the median (else mean ± std) l2 norm of the smallest noise that flips the prediction.")
+        notes.append(
+            "eps*: the smallest l2 noise norm that flips the prediction, per direction: median over the test images "
+            "(adversarial: mean ± std of those medians over the generators' seeds)."
+        )
     eps = sorted({adversarial(r)[2] for r in reports if not math.isnan(adversarial(r)[2])})
     if eps:
         notes.append(
             "adv. noise: accuracy under freshly trained adversarial noise generators, mean ± std over seeds "
             f"(eps = {', '.join(f'{e:g}' for e in eps)})."
         )
+    attacks = [
+        (n, sorted({attack(r, n)[1] for r in reports if not math.isnan(attack(r, n)[1])}))
+        for n in attack_names(reports)
+    ]
+    if attacks:
+        shown = "; ".join(f"{n} at eps = {', '.join(f'{e:g}' for e in eps)}" for n, eps in attacks)
+        notes.append(f"attacks: accuracy under {shown}.")
     notes.append(f"{MISSING}: not evaluated, or the benchmark is incomplete.")
     return notes
 
@@ -483,8 +537,13 @@ def format_markdown(report: Mapping[str, Any], images: Sequence[tuple[str, str]]
     eps = eps_star(report)
     if eps:
         lines += ["## eps* (smallest l2 noise norm that flips the prediction)", ""]
-        stats = sorted({k for v in eps.values() for k in v}, key=lambda k: (k not in ("median", "mean", "std"), k))
-        rows = [[d] + [fmt(eps[d].get(k), 3) for k in stats] for d in eps_directions([report])]
+        first = ("median", "mean", "std")
+        stats = sorted(
+            {k for v in eps.values() for k in v}, key=lambda k: (k not in first, first.index(k) if k in first else 0, k)
+        )
+        rows = [
+            [d] + [_stat(eps[d].get(k), k in first) for k in stats] for d in eps_directions([report], per_seed=True)
+        ]
         lines += [markdown_table(["direction", *stats], rows), ""]
     if images:
         lines += ["## Figures", ""]
