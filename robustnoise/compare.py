@@ -33,6 +33,7 @@ from robustnoise.reporting import (
     eps_directions,
     eps_star,
     fmt,
+    format_table,
     load_report,
     markdown_table,
     metric,
@@ -235,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("top-1 per corruption (mean over severities):")
     print(per_corruption)
+    print()
+    print("top-1 per corruption and severity:")
+    print(format_table(reports, names))
 
     figures = _figures(args, out, reports, names, run_dirs, sweep_values, baseline)
     write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (args.sweep_key, sweep_values) if first else None)
