@@ -26,6 +26,7 @@ from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils.errors import RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
+from robustnoise.utils.plots import log_image_file
 
 log = logging.getLogger("robustnoise")
 
@@ -146,6 +147,9 @@ def evaluate_robustness(
             }
         out_dir = Path(trainer.default_root_dir)
         report = write_report(accuracies, out_dir, meta)
+        for figure in ("severity_curves", "heatmap"):  # the report's plots, for W&B dashboards
+            if (out_dir / f"{figure}.png").is_file():
+                log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
         print(format_table([report], [cfg.run_name]))
         log.info("robustness report written to %s", out_dir)
         _log_tables(trainer, accuracies)
