@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmarks.common import table
+from benchmarks.common import median_time, table
 from robustnoise.corruptions import ALL_CORRUPTIONS, CORRUPTION_FNS, SEVERITIES, corrupt
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -59,16 +58,6 @@ def photos(size: int, count: int) -> np.ndarray:
     return out
 
 
-def _median(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm: caches, textures, JIT
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _oracle() -> Callable[..., np.ndarray] | None:
     try:
         import imagecorruptions
@@ -95,7 +84,7 @@ def measure(case: Case, names: Sequence[str], repeats: int, oracle: Callable[...
             def run_ours(name=name, severity=severity):
                 corrupt(batch, name, severity, preset=case.preset, seed=0)
 
-            ours[(name, severity)] = _median(run_ours, repeats) / case.batch
+            ours[(name, severity)] = median_time(run_ours, repeats, warmup=1) / case.batch
             if oracle is not None:
                 subset = images[: case.oracle_images]
 
@@ -105,7 +94,7 @@ def measure(case: Case, names: Sequence[str], repeats: int, oracle: Callable[...
                         for image in subset:
                             oracle(image, severity=severity, corruption_name=name)
 
-                theirs[(name, severity)] = _median(run_oracle, repeats) / len(subset)
+                theirs[(name, severity)] = median_time(run_oracle, repeats, warmup=1) / len(subset)
     return {"ours": ours, "oracle": theirs}
 
 

@@ -44,7 +44,8 @@ def _check_images(images: Tensor) -> None:
             )
 
 
-def _seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device: torch.device) -> Tensor:
+def per_image_seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device: torch.device) -> Tensor:
+    """Validate ``seed`` (int or int64 tensor (N,)) and expand an int to the batch's per-image seeds."""
     if isinstance(seed, Tensor):
         if seed.dtype != torch.int64 or seed.shape != (num_images,):
             raise RobustnoiseError(
@@ -59,8 +60,10 @@ def _seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device
         raise RobustnoiseError(
             f"seed must be an int or an int64 tensor of per-image seeds, got {type(seed).__name__}"
         ) from None
+    from robustnoise.corruptions.transforms import corruption_seed_key  # the key of any corruption name, MNIST-C too
+
     indices = torch.arange(num_images, device=device)
-    return sample_seeds(base, indices, corruption_id(name), severity)
+    return sample_seeds(base, indices, corruption_seed_key(name), severity)
 
 
 def corrupt(
@@ -100,4 +103,4 @@ def corrupt(
         implemented = ", ".join(n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS)
         raise RobustnoiseError(f"corruption {name!r} is not implemented yet; implemented: {implemented}")
     _check_images(images)
-    return fn(images, param, _seeds(seed, images.shape[0], name, severity, images.device))
+    return fn(images, param, per_image_seeds(seed, images.shape[0], name, severity, images.device))

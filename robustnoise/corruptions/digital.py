@@ -27,7 +27,7 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from robustnoise.corruptions import rng
-from robustnoise.corruptions.api_types import CorruptionFn
+from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
 
 __all__ = [
     "CORRUPTIONS",
@@ -53,16 +53,6 @@ _PRECISION_BITS = 22
 
 # Safe divisor for ratios whose numerator is 0 whenever the divisor is (saturate).
 _TINY = 1e-30
-
-
-def _prepare(images: Tensor, seeds: Tensor) -> tuple[Tensor, Tensor]:
-    """Images in a working dtype (float32 for half precision) and seeds on the images' device."""
-    if images.dim() != 4 or not images.dtype.is_floating_point:
-        raise ValueError(f"images must be a float tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    if seeds.shape != (images.shape[0],):
-        raise ValueError(f"need one seed per image: seeds {tuple(seeds.shape)}, images {tuple(images.shape)}")
-    work = images if images.dtype in (torch.float32, torch.float64) else images.float()
-    return work, seeds.to(images.device)
 
 
 def _batch_chunks(images: Tensor) -> list[slice]:
@@ -110,7 +100,7 @@ def _contrast(x: Tensor, c: float) -> Tensor:
 
 def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """``clip((x - m) c + m)`` with ``m`` the spatial mean of each channel of each image (ImageNet-C ``contrast``)."""
-    x, _ = _prepare(images, seeds)
+    x, _ = prepare_images(images, seeds)
     c = float(severity_param)
     return _map_batch(lambda chunk: _contrast(chunk, c), x).to(images.dtype)
 
@@ -220,7 +210,7 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     The input is rounded to uint8 (what Pillow would receive); the result is bit-identical to Pillow on uint8 images
     and lies on the 1/255 grid. Works for any number of channels.
     """
-    x, _ = _prepare(images, seeds)
+    x, _ = prepare_images(images, seeds)
     height, width = x.shape[-2:]
     c = float(severity_param)
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
@@ -258,7 +248,7 @@ def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tens
     The images are rounded to uint8 (what Pillow encodes) and coded on the CPU one image at a time (libjpeg has no
     batched mode); the result lies on the 1/255 grid and is returned on the input device.
     """
-    x, _ = _prepare(images, seeds)
+    x, _ = prepare_images(images, seeds)
     quality = int(severity_param)
     cpu = x.detach().to("cpu")
 
@@ -297,7 +287,7 @@ def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> 
     RGB only; a single-channel image is returned unchanged (the reference converts grey to RGB, corrupts, and keeps
     the first channel, which is V: the grey value itself).
     """
-    x, _ = _prepare(images, seeds)
+    x, _ = prepare_images(images, seeds)
     multiply, add = (float(v) for v in severity_param)
     channels = x.shape[1]
     if channels == 1:
@@ -469,7 +459,7 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
     half-sample reflect border (``scipy.ndimage.map_coordinates(order=1, mode='reflect')``). All draws come from the
     per-image seeds. Works for any number of channels (all channels move together).
     """
-    x, seeds = _prepare(images, seeds)
+    x, seeds = prepare_images(images, seeds)
     n, _, height, width = x.shape
     if min(height, width) < 3:
         raise ValueError(f"elastic_transform needs images of at least 3 x 3 pixels, got {height} x {width}")

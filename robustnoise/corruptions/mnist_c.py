@@ -31,7 +31,6 @@ Parity with scikit-image / SciPy / the ``imagecorruptions`` port: ``docs/parity/
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 
 import numpy as np
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustnoise.corruptions import blur, noise, rng, weather
+from robustnoise.corruptions.api import per_image_seeds
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.filters import image_chunks, pad2d, working_dtype
 from robustnoise.corruptions.presets import Fog, GlassBlur, MotionBlur, Spatter
@@ -577,26 +577,6 @@ MNIST_C_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 """``fn(images (N, C, H, W), seeds (N,) int64) -> images``, in :data:`MNIST_C_CORRUPTIONS` order."""
 
 
-def _image_seeds(seed: int | Tensor, num_images: int, name: str, device: torch.device) -> Tensor:
-    if isinstance(seed, Tensor):
-        if seed.dtype != torch.int64 or seed.shape != (num_images,):
-            raise RobustnoiseError(
-                f"seed tensor must be int64 of shape ({num_images},), got {seed.dtype} {tuple(seed.shape)}"
-            )
-        return seed.to(device)
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        base = operator.index(seed)
-    except TypeError:
-        raise RobustnoiseError(
-            f"seed must be an int or an int64 tensor of per-image seeds, got {type(seed).__name__}"
-        ) from None
-    from robustnoise.corruptions.transforms import image_seeds
-
-    return image_seeds(base, torch.arange(num_images, device=device), name, 1)
-
-
 def corrupt_mnist_c(images: Tensor, name: str, seed: int | Tensor = 0, *, round_uint8: bool = False) -> Tensor:
     """Apply MNIST-C corruption ``name`` (its one severity) to a batch.
 
@@ -616,7 +596,7 @@ def corrupt_mnist_c(images: Tensor, name: str, seed: int | Tensor = 0, *, round_
     if fn is None:
         raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
     _check_images(images)
-    seeds = _image_seeds(seed, images.shape[0], name, images.device)
+    seeds = per_image_seeds(seed, images.shape[0], name, 1, images.device)
     if images.shape[0] == 0:
         return images.clone()
     out = torch.empty_like(images, memory_format=torch.contiguous_format)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustnoise.corruptions import rng, textures
-from robustnoise.corruptions.api_types import CorruptionFn
+from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
 from robustnoise.utils.errors import RobustnoiseError
 
@@ -59,16 +59,6 @@ _WIBBLE = 100.0  # initial plasma noise amplitude
 
 # ---------------------------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def _prepare(images: Tensor, seeds: Tensor) -> tuple[Tensor, Tensor]:
-    """Images in a working dtype (float32 for half precision) and seeds on the images' device."""
-    if images.dim() != 4 or not images.dtype.is_floating_point:
-        raise ValueError(f"images must be a float tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    if seeds.shape != (images.shape[0],):
-        raise ValueError(f"need one seed per image: seeds {tuple(seeds.shape)}, images {tuple(images.shape)}")
-    work = images if images.dtype in (torch.float32, torch.float64) else images.float()
-    return work, seeds.to(images.device)
 
 
 def _chunks(num_images: int, pixels_per_image: int, device: torch.device) -> Iterator[slice]:
@@ -186,7 +176,7 @@ def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     <1% of the values after 8-bit truncation; ``_brightness_hsv`` is the bit-exact, 4x slower version).
     Grayscale (any channel count other than 3): the value of a gray pixel is its gray level, so ``clip(x + c)``.
     """
-    x, seeds = _prepare(images, seeds)
+    x, seeds = prepare_images(images, seeds)
     shift = float(severity_param)
     if x.shape[1] != 3:
         return (x + shift).clamp_(0.0, 1.0).to(images.dtype)
@@ -275,7 +265,7 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     The plasma map is the next power of two >= max(H, W) (256 / 32 / 64 for ImageNet / CIFAR / Tiny-ImageNet, as in
     the reference scripts), cropped at the top left to H x W. Any channel count works (grayscale included).
     """
-    x, seeds = _prepare(images, seeds)
+    x, seeds = prepare_images(images, seeds)
     strength, decay = float(severity_param[0]), float(severity_param[1])
     mapsize = _plasma_map_size(*x.shape[-2:])
 
@@ -377,7 +367,7 @@ def frost(
         RobustnoiseError: the textures are missing (see :mod:`robustnoise.corruptions.textures`), or the images have
             neither 1 nor 3 channels.
     """
-    x, seeds = _prepare(images, seeds)
+    x, seeds = prepare_images(images, seeds)
     n, channels, height, width = x.shape
     if channels not in (1, 3):
         raise RobustnoiseError(f"frost needs 1 or 3 channels, got {channels}")
@@ -523,7 +513,7 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
 
     Grayscale images use themselves as the gray level of the brightening step.
     """
-    x, seeds = _prepare(images, seeds)
+    x, seeds = prepare_images(images, seeds)
     loc, scale, zoom = float(severity_param[0]), float(severity_param[1]), float(severity_param[2])
     blend = float(severity_param[6])
     height, width = x.shape[-2:]
@@ -741,7 +731,7 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
 
     Grayscale images get the luma of the colour.
     """
-    x, seeds = _prepare(images, seeds)
+    x, seeds = prepare_images(images, seeds)
     if x.shape[1] not in (1, 3):
         raise RobustnoiseError(f"spatter needs 1 or 3 channels, got {x.shape[1]}")
     loc, scale = float(severity_param[0]), float(severity_param[1])
