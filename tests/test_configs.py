@@ -80,3 +80,15 @@ def test_strategy_follows_the_method_only_with_several_devices(make_cfg):
 def test_gnt_sweep_value_reaches_the_module(make_cfg):
     cfg = make_cfg("method=gnt", "method.sigma=0.3")
     assert build_method(cfg, instantiate(cfg.data)).sigmas == [0.3]
+
+
+@pytest.mark.parametrize("eval_option", options("eval"))
+def test_every_eval_option_composes_with_known_corruptions(make_cfg, eval_option):
+    from robustnoise.corruptions.transforms import corruption_seed_key
+
+    cfg = make_cfg(f"eval={eval_option}")
+    for name in cfg.eval.corruptions:
+        corruption_seed_key(name)  # raises for an unknown corruption
+    assert all(1 <= s <= 5 for s in cfg.eval.severities)
+    released = cfg.eval.get("released")
+    assert released is None or released.kind in ("cifar10c", "cifar100c", "tinyimagenetc", "imagenetc", "mnistc")
