@@ -276,3 +276,50 @@ def plot_sweep(
 
 
 __all__ = ["DPI", "plot_corruption_bars", "plot_heatmap", "plot_severity_curves", "plot_sweep"]
+
+
+def log_image_file(module: Any, key: str, path: Path) -> None:
+    """Send a saved figure to every logger of a LightningModule that takes images (W&B)."""
+    for logger in module.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)], step=module.global_step)
+
+
+def save_noise_figures(module: Any, name: str, clean: Any, noisy: Any, raw_noise: Any | None = None) -> dict[str, Path]:
+    """ANT restarts: a grid of noise (mid-grey = 0) over noisy images, and per-channel noise histograms (Fig. 3A).
+
+    ``raw_noise`` (the generator's projected noise before clipping to [0, 1]) is what the histogram shows when given:
+    the distribution the generator learned, not the clipping's spike at 0. Saved under ``<run>/noise/`` and logged.
+    """
+    import torch
+    from torchvision.utils import make_grid, save_image
+
+    out = Path(module.trainer.default_root_dir) / "noise"
+    out.mkdir(parents=True, exist_ok=True)
+    noise = (noisy - clean).float().cpu()
+    shown = (noise / (2 * noise.abs().amax().clamp_min(1e-8)) + 0.5).clamp(0, 1)
+    grid = make_grid(torch.cat([shown, noisy.float().cpu()]), nrow=len(clean), padding=1, pad_value=1.0)
+    grid_path = out / f"{name}_samples.png"
+    save_image(grid, grid_path)
+
+    values = noise if raw_noise is None else raw_noise.float().cpu()
+    fig = _figure(5, 3.2)
+    ax = fig.add_subplot()
+    colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
+    for c in range(values.shape[1]):
+        ax.hist(
+            values[:, c].flatten().numpy(),
+            bins=101,
+            histtype="step",
+            color=colours[c],
+            density=True,
+            label=f"channel {c}",
+        )
+    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if raw_noise is None else " (before clipping)"))
+    ax.set_ylabel("density")
+    ax.set_title(name.replace("_", " "))
+    ax.legend(fontsize=7)
+    hist_path = _save(fig, out / f"{name}_histogram.png")
+    for key, path in (("noise/samples", grid_path), ("noise/histogram", hist_path)):
+        log_image_file(module, key, path)
+    return {"samples": grid_path, "histogram": hist_path}

@@ -23,10 +23,10 @@ from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
+from robustnoise.plots import log_image_file
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils.errors import RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
-from robustnoise.utils.plots import log_image_file
 
 log = logging.getLogger("robustnoise")
 
@@ -206,7 +206,7 @@ def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule)
 def _saved_model_config(path: str) -> dict[str, Any] | None:
     """The model config stored in one of our checkpoints (None for other weight files)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # only the hparams are read
     except Exception:  # not ours or not loadable here: the model loader reports it properly
         return None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None

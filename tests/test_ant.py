@@ -119,6 +119,7 @@ def test_restarts_replace_the_generator_and_the_replay_pool_grows(tmp_path):
     method = make_ant(restart_every=2, restart_steps=3)
     attach(method, tmp_path, batches=6)
     assert int(method.restarts) == 3 and len(method.pool) == 3  # restarts before iterations 0, 2 and 4
+    assert int(method.restart_batches) == 3 * 3  # restart steps only: the figures reuse a restart batch
     assert [s["restart"] for s in method.pool] == [1, 2, 3]
     opt = method.optimizers()[1].optimizer
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # fresh Adam at noise_lr after the restart

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.strategies import StrategyRegistry
 
 from robustnoise.data import ClassificationDataModule
@@ -43,8 +44,10 @@ def test_every_method_option_builds_its_module_with_plain_hparams(make_cfg, meth
 def test_every_model_option_builds(make_cfg, model):
     size = 96 if model == "inception_v3" else 32
     cfg = make_cfg(f"model={model}", f"data.image_size={size}")
-    module = build_method(cfg, instantiate(cfg.data))
-    assert module.classifier.net is not None
+    module = build_method(cfg, instantiate(cfg.data)).eval()
+    with torch.no_grad():
+        logits = module(torch.rand(2, 1, size, size))  # digits are grayscale: torchvision nets see it as RGB
+    assert logits.shape == (2, 10)
 
 
 @pytest.mark.parametrize("trainer", options("trainer"))

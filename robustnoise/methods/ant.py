@@ -252,8 +252,9 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         picks = torch.randperm(len(self.pool))[: len(counts["replay"])].tolist()
         for pick, n in zip(picks, counts["replay"]):
             snapshot = self.pool[pick]
-            params = {k: v.to(x.device) for k, v in snapshot["params"].items()}
-            parts.append(self.noise_sample(noisy_x[offset : offset + n], params, snapshot["epsilon"]))
+            if next(iter(snapshot["params"].values())).device != x.device:  # once, after loading a checkpoint
+                snapshot["params"] = {k: v.to(x.device) for k, v in snapshot["params"].items()}
+            parts.append(self.noise_sample(noisy_x[offset : offset + n], snapshot["params"], snapshot["epsilon"]))
             offset += n
         labels.append(noisy_y)
         return torch.cat(parts), torch.cat(labels)
@@ -323,7 +324,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         self.last_restart.fill_(int(self.iteration))
         self._reinitialise_generator()
         self._reset_generator_optimizer(hp.restart_lr)
-        losses, accs = [], []
+        losses, accs, x = [], [], None
         for _ in range(hp.restart_steps):
             x, y = self._restart_batch()
             loss, acc = self.generator_step(x, y)
@@ -332,18 +333,20 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         self._reset_generator_optimizer(hp.noise_lr)
         if hp.snapshot_at_restart:
             self._snapshot("restart")
-        if losses:
-            self.log("restart/loss_noise", torch.stack(losses[-10:]).mean(), on_step=True, on_epoch=False)
-            self.log("restart/acc_noise", torch.stack(accs[-10:]).mean(), on_step=True, on_epoch=False)
         self.log("restart/count", self.restarts.float(), on_step=True, on_epoch=False)
+        if x is None:
+            return
+        final_loss, final_acc = torch.stack(losses[-10:]).mean(), torch.stack(accs[-10:]).mean()
+        self.log("restart/loss_noise", final_loss, on_step=True, on_epoch=False)
+        self.log("restart/acc_noise", final_acc, on_step=True, on_epoch=False)
         if self.trainer.is_global_zero:
             log.info(
                 "restart %d: %d generator steps, accuracy under its noise %.3f",
                 int(self.restarts),
                 hp.restart_steps,
-                float(torch.stack(accs[-10:]).mean()) if accs else float("nan"),
+                float(final_acc),
             )
-            self.visualise_generator(f"restart_{int(self.restarts):03d}")
+            self.visualise_generator(f"restart_{int(self.restarts):03d}", x[:16])
 
     def _restart_batch(self) -> tuple[Tensor, Tensor]:
         """Batches of a separate shuffled pass over the (clean) training set, as the reference's retrain loader.
@@ -386,7 +389,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         )
 
     def _snapshot(self, kind: str) -> None:
-        params = {k: v.detach().cpu().clone() for k, v in self.generator.named_parameters()}
+        # kept on the training device: the replay step reads two snapshots every iteration
+        params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
         self.pool.append(
             {"params": params, "epsilon": float(self.epsilon), "restart": int(self.restarts), "kind": kind}
         )
@@ -394,11 +398,14 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             self.pool.pop(0)
 
     @torch.no_grad()
-    def visualise_generator(self, name: str) -> None:
-        """Save and log a grid of noise and noisy images and the histogram of per-pixel noise values (Fig. 3A)."""
-        from robustnoise.utils.plots import save_noise_figures
+    def visualise_generator(self, name: str, x: Tensor) -> None:
+        """Save and log a grid of noise and noisy images and the histogram of per-pixel noise values (Fig. 3A).
 
-        x = self._restart_batch()[0][:16]
+        ``x`` are images the restart already trained on: drawing new ones here would advance the restart data stream
+        on rank zero only.
+        """
+        from robustnoise.plots import save_noise_figures
+
         delta = self.generator(x)
         raw = clipping_aware_scale(x, delta, self.epsilon) * delta
         save_noise_figures(self, name, x, (x + raw).clamp(0, 1), raw_noise=raw)
