@@ -15,6 +15,11 @@ from robustnoise.utils.errors import RobustnoiseError
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    return execute(cfg)
+
+
+def execute(cfg: DictConfig) -> float | None:
+    """Run the task; a user error becomes one ``error: ...`` line on stderr and exit code 2."""
     from robustnoise.train import run
 
     try:

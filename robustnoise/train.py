@@ -16,6 +16,8 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from torch.utils.data import DataLoader
 
 from robustnoise.attacks import ATTACKS, robust_accuracy
+from robustnoise.corruptions.presets import check_severity
+from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
 from robustnoise.data.released_c import released_c_sets
 from robustnoise.evaluate import CorruptionSuite
@@ -25,14 +27,24 @@ from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.plots import log_image_file
 from robustnoise.reporting import format_table, write_report
+from robustnoise.utils import launch
 from robustnoise.utils.errors import RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
+from robustnoise.utils.resume import (
+    check_resumable,
+    keep_earlier_metrics,
+    remember_wandb_id,
+    resume_checkpoint,
+    reuse_wandb_id,
+)
 
 log = logging.getLogger("robustnoise")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured task and return its summary metrics."""
+    launch.check_multirun_ddp(cfg)
+    launch.requeue_resume(cfg)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = _instantiate(cfg.data)
@@ -44,7 +56,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             from robustnoise.corruptions.make_c import make_c
 
             return make_c(cfg.make_c, datamodule)
-        raise RobustnoiseError(f"unknown task {cfg.task!r}: use task=train, task=eval or task=make_c")
+        if cfg.task == "stylize":
+            from robustnoise.stylize.make_stylized import make_stylized
+
+            return make_stylized(cfg.stylize, datamodule)
+        if cfg.task == "pretrain_edsr":
+            from robustnoise.pretrain_edsr import pretrain_edsr
+
+            return pretrain_edsr(cfg.pretrain_edsr, datamodule)
+        raise RobustnoiseError(
+            f"unknown task {cfg.task!r}: use task=train, task=eval, task=make_c, task=stylize or task=pretrain_edsr"
+        )
     finally:
         _finish_wandb()
 
@@ -71,15 +93,34 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
     loggers = instantiate_dict(_prepare_loggers(cfg))
     if not loggers:  # nothing to monitor learning rates into (logger=none, debug=fdr)
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    return _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = launch.trainer_plugins()
+    extra = {"plugins": plugins} if plugins else {}
+    return _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
 
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
+    ckpt_path = resume_checkpoint(cfg)
+    check_eval_config(cfg, datamodule)
     method = build_method(cfg, datamodule)
+    if ckpt_path:
+        check_resumable(ckpt_path, cfg, method)
+        keep_earlier_metrics(cfg.paths.output_dir)
+    reuse_wandb_id(cfg, resuming=bool(ckpt_path))
     trainer = build_trainer(cfg)
     _log_config(trainer, cfg)
-    trainer.fit(method, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    remember_wandb_id(trainer, cfg.paths.output_dir)
+    trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     return evaluate_robustness(cfg, trainer, method, datamodule)
+
+
+def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule) -> None:
+    """Corruptions, severities and released -C files of the final evaluation, checked before training, not after."""
+    ev = cfg.eval
+    for severity in ev.severities:
+        check_severity(severity)
+    for name in ev.corruptions:
+        corruption_seed_key(name)
+    _released_sets(ev.get("released"), datamodule)
 
 
 def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:

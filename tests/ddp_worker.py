@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import robustnoise.utils.strategies  # noqa: E402,F401  (registers ddp_per_network)
 from robustnoise.data import DigitsDataModule  # noqa: E402
 from robustnoise.methods import GaussianNoiseTraining, VanillaTraining  # noqa: E402
+from robustnoise.methods.ada import AdversarialAugment  # noqa: E402
 from robustnoise.methods.ant import AdversarialNoiseTraining  # noqa: E402
 
 DATA = {"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]}
@@ -32,6 +33,9 @@ def build(method: str) -> pl.LightningModule:
         return VanillaTraining(**COMMON)
     if method == "gnt":
         return GaussianNoiseTraining(sigma=0.5, **COMMON)
+    if method == "ada":
+        tiny = {"variant": "custom", "scale": 2, "n_resblocks": 2, "n_feats": 8}
+        return AdversarialAugment(corruption_net=tiny, steps=2, p_clean=0.0, **COMMON)
     return AdversarialNoiseTraining(epsilon=5.0, restart_steps=2, restart_every=2, restart_unit="step", **COMMON)
 
 
@@ -42,11 +46,11 @@ def main() -> None:
     captured: dict[str, torch.Tensor] = {}
     original = method.classifier_step
 
-    def spy(x, y):
+    def spy(x, y, *args):
         if "batch" not in captured:
             captured["batch"] = x.detach().clone()
             captured["rng_probe"] = torch.randn(8)  # what the next noise draw on this rank starts from
-        return original(x, y)
+        return original(x, y, *args)
 
     method.classifier_step = spy
     trainer = pl.Trainer(
@@ -68,6 +72,7 @@ def main() -> None:
         "classifier": method.classifier.state_dict(),
         "generator": method.generator.state_dict() if hasattr(method, "generator") else {},
         "pool": getattr(method, "pool", []),
+        "corruption_net": method.corruption_net.state_dict() if hasattr(method, "corruption_net") else {},
         "first_batch": captured["batch"],
         "rng_probe": captured["rng_probe"],
         "global_step": trainer.global_step,

@@ -62,7 +62,7 @@ def test_trainer_options_never_set_automatic_clipping_or_accumulation(make_cfg, 
 @pytest.mark.parametrize(("callbacks", "logger"), [("default", "csv"), ("none", "none"), ("default", "wandb")])
 def test_callbacks_and_loggers_instantiate(make_cfg, callbacks, logger):
     cfg = make_cfg(f"callbacks={callbacks}", f"logger={logger}")
-    assert len(instantiate_dict(cfg.callbacks)) == (0 if callbacks == "none" else 4)
+    assert len(instantiate_dict(cfg.callbacks)) == (0 if callbacks == "none" else 5)  # 2 checkpoint callbacks
     assert len(instantiate_dict(cfg.logger)) == (0 if logger == "none" else 1)
 
 

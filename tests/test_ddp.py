@@ -29,12 +29,14 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "strategy"), [("gnt", "ddp"), ("ant", "ddp_per_network")])
+@pytest.mark.parametrize(("method", "strategy"), [("gnt", "ddp"), ("ant", "ddp_per_network"), ("ada", "ddp")])
 def test_ranks_hold_identical_networks_but_draw_different_noise(tmp_path, method, strategy):
     rank0, rank1 = run_ddp(method, strategy, tmp_path)
     assert_same_state(rank0["classifier"], rank1["classifier"])
     assert not torch.equal(rank0["first_batch"], rank1["first_batch"])  # each rank trains on its own shard
     assert not torch.equal(rank0["rng_probe"], rank1["rng_probe"])  # and draws its own noise
+    if method == "ada":  # the frozen EDSR is identical on both ranks
+        assert_same_state(rank0["corruption_net"], rank1["corruption_net"])
     if method == "ant":
         assert_same_state(rank0["generator"], rank1["generator"])
         assert len(rank0["pool"]) == len(rank1["pool"]) == 2  # restarts before iterations 0 and 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from robustnoise.data.resumable import resumable_loader
 from robustnoise.utils.errors import DatasetNotFoundError
 
 
@@ -79,7 +81,20 @@ class ClassificationDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train_set", shuffle=True, batch_size=self.batch_size)
+        """Shuffled by (seed, epoch, rank) and resumable mid-epoch (``robustnoise.data.resumable``)."""
+        if self.train_set is None:
+            self.setup("fit")
+        trainer = self.trainer
+        return resumable_loader(
+            self.train_set,
+            batch_size=self.batch_size,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val_set", shuffle=False, batch_size=self.eval_batch_size)

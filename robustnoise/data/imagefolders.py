@@ -31,9 +31,18 @@ class ImageNetDataModule(ClassificationDataModule):
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     layout = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (1000 wnid folders each)"
 
-    def __init__(self, root: str = "data/imagenet", val_subset: int | None = 10000, split_seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        root: str = "data/imagenet",
+        val_subset: int | None = 10000,
+        split_seed: int = 0,
+        image_size: int = 224,
+        resize: int = 256,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.root = Path(root)
+        self.image_size, self.resize = image_size, resize  # Inception-v3's own resolution: 299 / 342
         self.val_subset = val_subset
         self.split_seed = split_seed
 
@@ -41,7 +50,7 @@ class ImageNetDataModule(ClassificationDataModule):
         return v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), _TO_FLOAT])
 
     def eval_transform(self) -> v2.Transform:
-        return v2.Compose([v2.Resize(256), v2.CenterCrop(self.image_size), _TO_FLOAT])
+        return v2.Compose([v2.Resize(self.resize), v2.CenterCrop(self.image_size), _TO_FLOAT])
 
     def _folder(self, split: str, transform: v2.Transform) -> datasets.ImageFolder:
         path = self.root / split

@@ -1,8 +1,16 @@
 """Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout).
 
-The stylized set is a pre-stylized ImageFolder, ``<stylized_root>/train/<class>/*`` with the same class folders as
-the clean training set (Stylized-ImageNet: the 1000 ImageNet wnids). Training batches are dicts
-``{"clean": (x, y), "stylized": (x_s, y_s)}``; validation and test are the clean DataModule's.
+The stylized part comes from one of two sources (``source``):
+
+- ``folder`` (default, as the papers): a pre-stylized ImageFolder, ``<stylized_root>/train/<class>/*`` with the same
+  class folders as the clean training set (Stylized-ImageNet: the 1000 ImageNet wnids; ``task=stylize`` writes one);
+- ``adain``: on-the-fly AdaIN stylization on the training device. The stylized loader is a second shuffled pass over
+  the clean training set; ``on_after_batch_transfer`` replaces its images by AdaIN-stylized ones, one random painting
+  of ``style_dir`` per image (:class:`robustnoise.stylize.adain.AdaINStylizer`, user-given ``vgg_normalised.pth`` and
+  ``decoder.pth``). The style statistics are computed once, on the device, at the first training batch.
+
+Training batches are dicts ``{"clean": (x, y), "stylized": (x_s, y_s)}`` in both cases; validation and test are the
+clean DataModule's.
 """
 
 from __future__ import annotations
@@ -17,10 +25,13 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from robustnoise.data.base import ClassificationDataModule
+from robustnoise.utils.errors import ConfigError
+
+SOURCES = ("folder", "adain")
 
 
 class StylizedDataModule(ClassificationDataModule):
-    """A clean DataModule plus a stylized ImageFolder of the same classes, zipped batch by batch (as the reference)."""
+    """A clean DataModule plus stylized images of the same classes, zipped batch by batch (as the reference)."""
 
     name = "stylized"
     layout = "<stylized_root>/train/<class>/*.{JPEG,png} with the clean training set's class folders"
@@ -28,23 +39,60 @@ class StylizedDataModule(ClassificationDataModule):
     def __init__(
         self,
         clean: ClassificationDataModule,
-        stylized_root: str,
+        stylized_root: str | None = None,
         stylized_batch_size: int | None = None,
         corruption_preset: str | None = None,
+        source: str = "folder",
+        encoder: str | None = None,
+        decoder: str | None = None,
+        style_dir: str | None = None,
+        alpha: float = 1.0,
+        style_size: int = 224,
+        max_styles: int | None = None,
+        style_seed: int = 0,
+        batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
     ) -> None:
+        for key, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("num_workers", num_workers),
+        ):
+            if value is not None:  # loader sizes given on the wrapper apply to the clean data (which loads the batches)
+                setattr(clean, key, int(value))
         super().__init__(
             batch_size=clean.batch_size,
             eval_batch_size=clean.eval_batch_size,
             num_workers=clean.num_workers,
             corruption_preset=corruption_preset or clean.corruption_preset,
         )
+        if source not in SOURCES:
+            raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
+        if source == "folder" and not stylized_root:
+            raise ConfigError("data.source=folder needs data.stylized_root=<folder with train/<class>/*>")
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ConfigError(f"data.alpha (AdaIN style strength) must be in [0, 1], got {alpha}")
         self.clean = clean
-        self.stylized_root = Path(stylized_root)
+        self.source = source
+        self.stylized_root = Path(stylized_root) if stylized_root else None
         self.stylized_batch_size = stylized_batch_size or clean.batch_size
+        self.adain_options = {
+            "encoder": encoder,
+            "decoder": decoder,
+            "style_dir": style_dir,
+            "style_size": int(style_size),
+            "max_styles": max_styles,
+        }
+        self.alpha = float(alpha)
+        self.style_seed = int(style_seed)
         self.name = f"{clean.name}+stylized"
         for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
             setattr(self, attr, getattr(clean, attr))
-        self.stylized_set: datasets.ImageFolder | None = None
+        self.stylized_set: Any = None
+        self.stylizer: Any = None
+        self._styles_loaded = False
+        self._calls = 0
 
     def _transform(self) -> v2.Transform:
         if hasattr(self.clean, "train_transform"):
@@ -62,6 +110,10 @@ class StylizedDataModule(ClassificationDataModule):
         self.train_set, self.val_set, self.test_set = self.clean.train_set, self.clean.val_set, self.clean.test_set
         if self.stylized_set is not None or stage not in (None, "fit"):
             return
+        if self.source == "adain":
+            self._setup_adain()
+            return
+        assert self.stylized_root is not None
         folder = self.stylized_root / "train"
         if not folder.is_dir():
             raise self.not_found(folder)
@@ -71,6 +123,28 @@ class StylizedDataModule(ClassificationDataModule):
             raise self.not_found(folder, str(err).splitlines()[0]) from err
         if len(self.stylized_set.classes) != self.num_classes:
             raise self.not_found(folder, f"{len(self.stylized_set.classes)} class folders, expected {self.num_classes}")
+
+    def _setup_adain(self) -> None:
+        """Load the AdaIN networks (CPU, moved to the device later) and check the style folder exists."""
+        from robustnoise.stylize.adain import AdaINStylizer, style_files
+        from robustnoise.utils.errors import CheckpointError
+
+        opts = self.adain_options
+        missing = [f"data.{key}" for key in ("encoder", "decoder", "style_dir") if not opts[key]]
+        if missing:
+            raise ConfigError(
+                f"data.source=adain needs {', '.join(missing)} (vgg_normalised.pth, decoder.pth, a folder of paintings)"
+            )
+        absent = [str(opts[k]) for k in ("encoder", "decoder") if not Path(str(opts[k])).is_file()]
+        if absent:
+            raise CheckpointError(
+                f"AdaIN weights not found: {', '.join(absent)}; expected data.encoder=<vgg_normalised.pth> "
+                "and data.decoder=<decoder.pth> (naoto0804/pytorch-AdaIN release)"
+            )
+        style_files(str(opts["style_dir"]))  # fail now, not at the first batch
+        self.stylizer = AdaINStylizer.from_files(opts["encoder"], opts["decoder"])
+        self._styles_loaded = False
+        self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
 
     def train_dataloader(self) -> Any:
         if self.stylized_set is None:
@@ -87,3 +161,33 @@ class StylizedDataModule(ClassificationDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self.clean.val_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``source=adain``: stylize the ``"stylized"`` part of a training batch on its device."""
+        if self.source != "adain" or not isinstance(batch, dict) or "stylized" not in batch:
+            return batch
+        x, y = batch["stylized"][0], batch["stylized"][1]
+        stylizer = self._stylizer_on(x.device)
+        return {**batch, "stylized": (stylizer(x, generator=self._style_generator(), alpha=self.alpha), y)}
+
+    def _stylizer_on(self, device: torch.device) -> Any:
+        if self.stylizer is None:
+            self._setup_adain()
+        if self.stylizer.style_mean.device != device:
+            self.stylizer.to(device)
+        if not self._styles_loaded:  # once, on the training device (the encoder is the expensive part)
+            opts = self.adain_options
+            self.stylizer.load_style_folder(opts["style_dir"], opts["style_size"], opts["max_styles"])
+            self._styles_loaded = True
+        return self.stylizer
+
+    def _style_generator(self) -> torch.Generator:
+        """Style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank."""
+        trainer = self.trainer
+        if trainer is not None:
+            rank, step = trainer.global_rank, trainer.global_step
+        else:
+            rank, step = 0, self._calls
+        self._calls += 1
+        seed = ((self.style_seed * 1_000_003 + rank) * 1_000_003 + step) % (2**63 - 1)
+        return torch.Generator().manual_seed(seed)

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustnoise.models import create_model
-from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.checkpoints import last_checkpoint
+from robustnoise.utils.errors import ConfigError, NonFiniteLossError
 
 
 class RobustClassifierModule(pl.LightningModule):
@@ -66,6 +67,7 @@ class RobustClassifierModule(pl.LightningModule):
         self._grid_saved = False
         self._ddp_wrappers: dict[str, nn.Module] = {}
         self._rng_restored = False
+        self._pending_rng: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------------------------------- training
     def forward(self, x: Tensor) -> Tensor:
@@ -93,18 +95,38 @@ class RobustClassifierModule(pl.LightningModule):
         """What the classifier trains on; the vanilla method trains on the clean batch."""
         return x
 
-    def classifier_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss."""
+    def classifier_step(
+        self, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None
+    ) -> Tensor:
+        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss.
+
+        ``loss_fn(logits, y)`` replaces the cross-entropy (AugMix's JSD loss sees all views in one forward).
+        """
         opt = self.optimizers()
         opt = opt[0] if isinstance(opt, list) else opt
         self.classifier.train()
-        loss = F.cross_entropy(self.trainable("classifier")(x), y)
+        logits = self.trainable("classifier")(x)
+        loss = (loss_fn or F.cross_entropy)(logits, y)
+        self.check_finite_loss(loss)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.clip_grad_norm:
             self.clip_gradients(opt, gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
         return loss.detach()
+
+    def check_finite_loss(self, loss: Tensor) -> None:
+        """Stop before a non-finite loss reaches the weights; every rank stops together (one flag all-reduced)."""
+        bad = (~torch.isfinite(loss.detach())).any().float()
+        if self._trainer is None:
+            return
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        if float(bad) > 0:
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(loss.detach().float().sum())}) at step {self.global_step} "
+                f"(epoch {self.current_epoch}); last good checkpoint: {last_checkpoint(self.trainer) or 'none written'}"
+            )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -216,6 +238,13 @@ class RobustClassifierModule(pl.LightningModule):
             base = int(os.environ.get("PL_GLOBAL_SEED", 0))
             torch.manual_seed(base + 7919 * (self.global_rank + 1))
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # The RNG restored from a checkpoint is re-applied right before the first step after the resume: the sanity
+        # check and the loaders Lightning sets up in between must not shift the noise streams.
+        if self._pending_rng is not None:
+            self._set_rng(self._pending_rng)
+            self._pending_rng = None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning stores no RNG states; noise after a resume must continue each rank's stream.
         state = torch.get_rng_state()
@@ -232,7 +261,13 @@ class RobustClassifierModule(pl.LightningModule):
         states = rng.get("torch_per_rank") or []
         rank = self.global_rank if self._trainer is not None else 0
         if rank < len(states):
-            torch.set_rng_state(states[rank])
+            self._pending_rng = {"torch": states[rank], "cuda": rng.get("cuda")}
+            self._set_rng(self._pending_rng)
             self._rng_restored = True
-        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    @staticmethod
+    def _set_rng(state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        cuda = state.get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)

@@ -15,3 +15,7 @@ class CheckpointError(RobustnoiseError):
 
 class ConfigError(RobustnoiseError, ValueError):
     """A configuration value outside its valid range (sigma < 0, eps <= 0, severity outside 1..5, ...)."""
+
+
+class NonFiniteLossError(RobustnoiseError):
+    """Training produced a NaN or infinite loss; the run stops before the step reaches the weights."""

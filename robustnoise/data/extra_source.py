@@ -1,0 +1,169 @@
+"""Extra training sources: the clean training set plus pre-processed copies of it (DeepAugment; AdA App. A).
+
+AdA §1.5 / App. A: "draw a sample from the clean training set or from the DeepAugment-processed training set";
+DeepAugment's own ``train.py`` concatenates ImageNet with its ``EDSR/`` and ``CAE/`` ImageFolders (ref. §3). Here the
+training set is the union (``ConcatDataset``) of the clean module's training set and one ImageFolder per ``roots``
+entry, so a shuffled loader draws uniformly from all images; validation and test are the clean module's.
+
+Each root holds ``<root>/<class>/*`` (or ``<root>/train/<class>/*``) with the clean classes' folder names (wnids for
+ImageNet) or class indices ``0 .. K-1`` (zero padding allowed). Images are optionally resized to ``resize``
+(DeepAugment's EDSR outputs are 4x larger than its inputs), then the clean module's training transform is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from robustnoise.data.base import ClassificationDataModule
+from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
+
+__all__ = ["ExtraSourceDataModule", "folder_label_map"]
+
+
+def _clean_class_names(clean: ClassificationDataModule) -> list[str] | None:
+    from robustnoise.corruptions.make_c import class_folder_names
+
+    return class_folder_names(clean)
+
+
+def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, num_classes: int) -> dict[str, int]:
+    """Clean label of every class folder: by class name when the folders are the clean class names, else by index.
+
+    Raises a one-line :class:`DatasetNotFoundError` when the folders match neither.
+    """
+    folders = list(folders)
+    if class_names is not None and set(folders) == set(class_names) and len(folders) == len(class_names):
+        return {name: list(class_names).index(name) for name in folders}
+    if all(f.isdigit() for f in folders) and sorted(int(f) for f in folders) == list(range(num_classes)):
+        return {f: int(f) for f in folders}
+    shown = ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else "")
+    expected = f"the clean class names ({', '.join(list(class_names)[:3])}, ...) or " if class_names else ""
+    raise DatasetNotFoundError(
+        f"class folders do not match the clean data: found {len(folders)} ({shown}); "
+        f"expected {expected}indices 0..{num_classes - 1}"
+    )
+
+
+class _Relabel(Dataset):
+    """An ImageFolder whose folder index is mapped to the clean label."""
+
+    def __init__(self, folder: datasets.ImageFolder, label_of: dict[str, int]) -> None:
+        self.folder = folder
+        self.root = folder.root
+        self.lookup = [label_of[name] for name in folder.classes]
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, folder_index = self.folder[index]
+        return image, self.lookup[folder_index]
+
+
+class _Union(ConcatDataset):
+    """Concatenated sources with uniform items: plain tensor images and int labels (sources differ: digits carry
+    tensor labels, ImageFolders int labels and ``tv_tensors.Image`` images), so default collation works."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = super().__getitem__(index)[:2]
+        if isinstance(image, torch.Tensor):
+            image = image.as_subclass(torch.Tensor)
+        return image, int(label)
+
+
+class ExtraSourceDataModule(ClassificationDataModule):
+    """The clean training set concatenated with processed copies (``roots``); val/test unchanged."""
+
+    name = "extra_source"
+    layout = "<root>/<class>/*.{png,JPEG} (or <root>/train/<class>/*) with the clean training set's class folders"
+
+    def __init__(
+        self,
+        clean: ClassificationDataModule,
+        roots: Sequence[str],
+        resize: int | None = None,
+        corruption_preset: str | None = None,
+        batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+    ) -> None:
+        for key, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("num_workers", num_workers),
+        ):
+            if value is not None:  # loader sizes given on the wrapper apply to the clean data (which loads the batches)
+                setattr(clean, key, int(value))
+        super().__init__(
+            batch_size=clean.batch_size,
+            eval_batch_size=clean.eval_batch_size,
+            num_workers=clean.num_workers,
+            corruption_preset=corruption_preset or clean.corruption_preset,
+        )
+        if isinstance(roots, str):
+            roots = [roots]
+        if not roots:
+            raise ConfigError("data.roots must list at least one folder of processed training images")
+        self.clean = clean
+        self.roots = [Path(r) for r in roots]
+        self.resize = int(resize) if resize else None
+        self.name = f"{clean.name}+extra"
+        for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
+            setattr(self, attr, getattr(clean, attr))
+        self.extra_sets: list[Dataset] = []
+
+    def _transform(self) -> v2.Transform:
+        steps: list[v2.Transform] = []
+        if self.resize:
+            steps += [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.resize)]
+        if hasattr(self.clean, "train_transform"):
+            steps.append(self.clean.train_transform())
+        else:  # tensor datasets without a transform (digits): make the clean set's size and dtype
+            size = (self.image_size, self.image_size)
+            steps += [v2.Resize(size, antialias=True), v2.ToDtype(torch.float32, scale=True)]
+        return v2.Compose(steps)
+
+    def _load(self, path: str) -> torch.Tensor:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return v2.functional.to_image(img.convert("L" if self.in_chans == 1 else "RGB"))
+
+    def _folder(self, root: Path) -> Dataset:
+        class_names = _clean_class_names(self.clean)
+        if not root.is_dir():
+            raise self.not_found(root)
+        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if (root / "train").is_dir() and len(subdirs) != self.num_classes:
+            root = root / "train"
+        try:
+            folder = datasets.ImageFolder(str(root), transform=self._transform(), loader=self._load)
+        except (FileNotFoundError, RuntimeError) as err:
+            raise self.not_found(root, str(err).splitlines()[0]) from err
+        try:
+            label_of = folder_label_map(folder.classes, class_names, self.num_classes)
+        except DatasetNotFoundError as err:
+            raise DatasetNotFoundError(f"{root}: {err}") from None
+        return _Relabel(folder, label_of)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.clean.setup(stage)
+        self.val_set, self.test_set = self.clean.val_set, self.clean.test_set
+        if stage not in (None, "fit"):
+            return
+        if not self.extra_sets:
+            self.extra_sets = [self._folder(root) for root in self.roots]
+        self.train_set = _Union([self.clean.train_set, *self.extra_sets])
+
+    def val_dataloader(self) -> Any:
+        return self.clean.val_dataloader()
+
+    def info(self) -> dict[str, Any]:
+        return self.clean.info()

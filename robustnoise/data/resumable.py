@@ -1,0 +1,78 @@
+"""A training DataLoader that resumes mid-epoch exactly: the order depends only on (seed, epoch, rank) and the loader's
+position within the epoch is part of Lightning's checkpoint (``state_dict`` / ``load_state_dict``).
+
+Lightning 2.x saves the ``state_dict()`` of every training loader that has one and hands it back before the first
+batch after a restart. On a mid-epoch resume this loader skips the batches the interrupted run already trained on;
+a plain shuffled ``DataLoader`` would start a new, different permutation instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class ResumableSampler(DistributedSampler):
+    """This rank's share of a permutation seeded by ``seed + epoch`` (torch's ``DistributedSampler``, so Lightning keeps
+    it under DDP), minus the first ``skip`` indices of the epoch ``skip_epoch`` (set when a checkpoint is restored)."""
+
+    def __init__(
+        self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        self.skip = 0
+        self.skip_epoch: int | None = None
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        skip = self.skip if self.skip_epoch == self.epoch else 0  # an epoch-end checkpoint skips nothing
+        self.skip, self.skip_epoch = 0, None
+        return iter(indices[skip:])
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`ResumableSampler` that counts the batches it has handed out this epoch.
+
+    Worker seeds come from the loader's own generator, reseeded per epoch, so creating an iterator never draws from
+    the global torch RNG (whose state the checkpoint restores for the noise streams).
+    """
+
+    sampler: ResumableSampler
+
+    def __init__(self, dataset: Dataset, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("generator", torch.Generator())
+        super().__init__(dataset, *args, **kwargs)
+        if not isinstance(self.sampler, ResumableSampler) or self.batch_size is None:
+            raise TypeError("ResumableDataLoader needs sampler=ResumableSampler(...) and a batch_size")
+        self.batches = 0  # batches of the current epoch handed out so far (including skipped ones)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
+        # a generator: runs at the first next(), after Lightning has called sampler.set_epoch for this epoch
+        sampler = self.sampler
+        resumed = sampler.skip_epoch == sampler.epoch
+        self.batches = sampler.skip // self.batch_size if resumed else 0
+        self.generator.manual_seed(sampler.seed * 1_000_003 + 7_919 * sampler.epoch + sampler.rank)
+        for batch in super().__iter__():
+            self.batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches": int(self.batches)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.skip = int(state["batches"]) * int(self.batch_size)
+        self.sampler.skip_epoch = int(state["epoch"])
+
+
+def resumable_loader(
+    dataset: Dataset, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0, **kwargs: Any
+) -> ResumableDataLoader:
+    """A shuffled training loader that resumes exactly (``kwargs``: num_workers, pin_memory, ...)."""
+    sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+    return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)

@@ -1,0 +1,147 @@
+"""Training on an augmentation pipeline: DeepAugment, AugMix (+ JSD), and the stage AdA plugs into (AdA App. A).
+
+The pipeline order is the AdA paper's (App. A, "Combining data augmentation methods"):
+
+1. a sample from the clean training set or from a DeepAugment-processed copy: either the pre-generated folder as an
+   extra source (``data=deepaugment``, as the paper and Hendrycks et al.) or on the fly here, where a fraction
+   ``deepaugment.p`` of every batch goes through an EDSR with distorted weights (``DeepAugmentEDSR``);
+2. standard augmentation (the DataModule's train transform: pad + crop + flip for CIFAR-10);
+3. the adversarial stage (identity here; AdA in ``robustnoise.methods.ada``), images ``[0, num_clean)`` skip it;
+4. AugMix last (torchvision, ``all_ops=False``), optionally with the Jensen-Shannon consistency loss: the classifier
+   sees (x, augmix(x), augmix(x)) in one forward, cross-entropy on the first view plus ``jsd_lambda`` times the JSD.
+
+With on-the-fly DeepAugment, step 1 runs on the device after step 2 (the DataModule already applied the standard
+augmentation); both are per-image maps, so only the order of a crop and a corruption differs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from robustnoise.augment.augmix import BatchAugMix, jsd_consistency
+from robustnoise.methods.base import RobustClassifierModule
+from robustnoise.utils.errors import ConfigError
+
+AUGMIX_DEFAULTS: dict[str, Any] = {
+    "enabled": False,
+    "severity": 3,
+    "mixture_width": 3,
+    "chain_depth": -1,
+    "alpha": 1.0,
+    "all_ops": False,
+    "jsd": True,
+    "jsd_lambda": 12.0,
+}
+DEEPAUGMENT_DEFAULTS: dict[str, Any] = {"enabled": False, "p": 0.5, "p_resample": 0.05, "corruption_net": None}
+
+
+class AugmentedTraining(RobustClassifierModule):
+    """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline.
+
+    Args:
+        augmix: ``{enabled, severity, mixture_width, chain_depth, alpha, all_ops, jsd, jsd_lambda}``.
+        deepaugment: ``{enabled, p, p_resample, corruption_net}``: on-the-fly DeepAugment on a fraction ``p`` of
+            every batch, weights re-distorted with probability ``p_resample`` per batch (0.05 in the reference).
+    """
+
+    def __init__(
+        self, augmix: dict[str, Any] | None = None, deepaugment: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        augmix = {**AUGMIX_DEFAULTS, **(augmix or {})}
+        deepaugment = {**DEEPAUGMENT_DEFAULTS, **(deepaugment or {})}
+        unknown = (set(augmix) - set(AUGMIX_DEFAULTS)) | (set(deepaugment) - set(DEEPAUGMENT_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"unknown augmix/deepaugment option(s) {sorted(unknown)}")
+        if not 0.0 <= deepaugment["p"] <= 1.0:
+            raise ConfigError(f"deepaugment.p must lie in [0, 1], got {deepaugment['p']}")
+        super().__init__(**kwargs)
+        self.save_hyperparameters("augmix", "deepaugment")
+        self.augmix = None
+        if augmix["enabled"]:
+            keys = ("severity", "mixture_width", "chain_depth", "alpha", "all_ops")
+            self.augmix = BatchAugMix(**{k: augmix[k] for k in keys})
+        self.deepaugment = None
+        if deepaugment["enabled"]:
+            from robustnoise.augment.deepaugment import DeepAugmentEDSR
+            from robustnoise.models.edsr import build_corruption_network
+
+            if not deepaugment["corruption_net"]:
+                raise ConfigError("deepaugment.enabled needs deepaugment.corruption_net (an EDSR config)")
+            network = build_corruption_network(dict(deepaugment["corruption_net"]))
+            self.deepaugment = DeepAugmentEDSR(network, p_resample=deepaugment["p_resample"])
+
+    # ------------------------------------------------------------------------------- DeepAugment's own RNG
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        # DeepAugment draws from its own generator: one stream per rank, restored from the checkpoint on resume.
+        if self.deepaugment is not None and not self._rng_restored:
+            base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            self.deepaugment.generator.manual_seed(base * 1_000_003 + self.global_rank)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.deepaugment is not None:
+            state = self.deepaugment.generator.get_state()
+            states = self.all_gather(state.to(self.device)).cpu() if self.trainer.world_size > 1 else state[None]
+            checkpoint["deepaugment"] = {
+                "generator_per_rank": list(states.unbind(0)),
+                "sampled": self.deepaugment.sampled,
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("deepaugment")
+        if self.deepaugment is not None and saved:
+            rank = self.global_rank if self._trainer is not None else 0
+            if rank < len(saved["generator_per_rank"]):
+                self.deepaugment.generator.set_state(saved["generator_per_rank"][rank])
+            self.deepaugment.sampled = saved["sampled"]
+
+    # ------------------------------------------------------------------------------------------ pipeline
+    def deepaugment_stage(self, x: Tensor) -> Tensor:
+        """Step 1 on the fly: the last ``round(p * B)`` images go through a distorted EDSR."""
+        if self.deepaugment is None:
+            return x
+        n = int(round(len(x) * self.hparams.deepaugment["p"]))
+        if n == 0:
+            return x
+        with torch.no_grad():
+            distorted = self.deepaugment(x[len(x) - n :])
+        return torch.cat([x[: len(x) - n], distorted])
+
+    def adversarial_stage(self, x: Tensor, y: Tensor) -> Tensor:
+        """Step 3: identity here; AdA overrides it."""
+        return x
+
+    def augmix_views(self, x: Tensor) -> list[Tensor]:
+        """Step 4: ``[augmix(x)]``, or ``[x, augmix(x), augmix(x)]`` with the JSD loss, or ``[x]`` without AugMix."""
+        if self.augmix is None:
+            return [x]
+        if self.hparams.augmix["jsd"]:
+            return [x, self.augmix(x), self.augmix(x)]
+        return [self.augmix(x)]
+
+    def pipeline_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy on the first view, plus ``jsd_lambda`` x JSD when AugMix's views are stacked."""
+        views = len(logits) // len(y)
+        loss = F.cross_entropy(logits[: len(y)], y)
+        if views > 1:
+            loss = loss + self.hparams.augmix["jsd_lambda"] * jsd_consistency(logits, views)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        x = self.deepaugment_stage(x)
+        start = self.num_clean(len(x))
+        if start < len(x):
+            x = torch.cat([x[:start], self.adversarial_stage(x[start:], y[start:])])
+        views = self.augmix_views(x)
+        self.save_batch_grid(views[-1])
+        loss = self.classifier_step(torch.cat(views), y, self.pipeline_loss)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        return loss

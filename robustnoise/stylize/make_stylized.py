@@ -1,0 +1,249 @@
+"""``task=stylize``: write an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout.
+
+``python run.py task=stylize data=imagenet stylize.encoder=... stylize.decoder=... stylize.style_dir=...`` stylizes
+every image of the requested splits (default ``train``) with one random painting each (ref. §5.1: Geirhos et al.'s
+SIN used AdaIN with alpha 1, content Resize(256) + CenterCrop(224), style seed 49809) and writes
+
+``<out>/<split>/<class>/<name>.png`` (uint8, rounded as ``torchvision.utils.save_image``),
+
+with class folders named after the dataset's classes when their sorted order is the label order (ImageNet wnids),
+else zero-padded class indices; ``<name>`` is the source file's stem for folder datasets, else the split index.
+Content images go through the datamodule's deterministic ``eval_transform`` (no random crops), also for the training
+split. ``<out>/stylize.json`` records the options and ``<out>/styles.csv`` which painting each image got.
+The result is what ``data=stylized data.stylized_root=<out>`` reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from robustnoise.corruptions.datasets import to_float_image
+from robustnoise.corruptions.make_c import class_folder_names, usable_class_names
+from robustnoise.stylize.adain import AdaINStylizer, style_files
+from robustnoise.utils.errors import ConfigError
+
+__all__ = ["SPLITS", "StylizeOptions", "make_stylized", "stylize_split"]
+
+log = logging.getLogger("robustnoise")
+
+SPLITS = ("train", "val", "test")
+_MANIFEST = "stylize.json"
+
+
+@dataclass
+class StylizeOptions:
+    """The ``stylize`` config group (``conf/stylize/default.yaml``)."""
+
+    out_dir: str
+    encoder: str | None = None
+    decoder: str | None = None
+    style_dir: str | None = None
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    alpha: float = 1.0
+    style_size: int = 224
+    max_styles: int | None = None
+    seed: int = 49809
+    batch_size: int = 32
+    num_workers: int = 0
+    max_images: int | None = None
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | Any) -> StylizeOptions:
+        if hasattr(cfg, "items") and not isinstance(cfg, Mapping):
+            from omegaconf import OmegaConf
+
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        values = dict(cfg or {})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(
+                f"unknown stylize options: {', '.join(unknown)}; valid: {', '.join(cls.__dataclass_fields__)}"
+            )
+        if not values.get("out_dir"):
+            raise ConfigError("stylize.out_dir must be set")
+        options = cls(**values)
+        missing = [f"stylize.{k}" for k in ("encoder", "decoder", "style_dir") if not getattr(options, k)]
+        if missing:
+            raise ConfigError(
+                f"task=stylize needs {', '.join(missing)} (vgg_normalised.pth, decoder.pth, a folder of paintings)"
+            )
+        options.splits = [options.splits] if isinstance(options.splits, str) else list(options.splits)
+        bad = [s for s in options.splits if s not in SPLITS]
+        if bad or not options.splits:
+            raise ConfigError(f"stylize.splits must be a non-empty subset of {', '.join(SPLITS)}, got {options.splits}")
+        if not 0.0 <= float(options.alpha) <= 1.0:
+            raise ConfigError(f"stylize.alpha must be in [0, 1], got {options.alpha}")
+        if int(options.batch_size) < 1:
+            raise ConfigError(f"stylize.batch_size must be >= 1, got {options.batch_size}")
+        return options
+
+
+def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
+    """Entry point of ``task=stylize``: write the stylized splits of ``datamodule``; returns (and prints) a summary."""
+    options = StylizeOptions.from_config(cfg)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto" else options.device
+    )
+    out = Path(options.out_dir)
+    _prepare_out_dir(out, options.overwrite)
+    stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]
+    files = style_files(options.style_dir)[: options.max_styles or None]  # type: ignore[arg-type]
+    for batch in _style_batches(files, options):
+        stylizer.add_styles(batch)
+    datamodule.setup("fit")
+    if "test" in options.splits:
+        datamodule.setup("test")
+    num_classes = int(datamodule.num_classes)
+    class_names, naming = usable_class_names(class_folder_names(datamodule), num_classes)
+    summary: dict[str, Any] = {
+        "out_dir": str(out),
+        "layout": "<out>/<split>/<class>/<name>.png",
+        "class_folders": naming,
+        "num_styles": len(files),
+        "splits": {},
+        "options": {k: v for k, v in asdict(options).items() if k != "progress"},
+    }
+    assignments: list[tuple[str, int]] = []
+    style_names = [str(p.relative_to(options.style_dir)) for p in files]  # type: ignore[arg-type]
+    for split in options.splits:
+        dataset = getattr(datamodule, f"{split}_set", None)
+        if dataset is None:
+            raise ConfigError(f"{getattr(datamodule, 'name', 'the dataset')} has no {split} split")
+        written = stylize_split(
+            stylizer, _deterministic(dataset, datamodule), out / split, class_names, options, split, assignments
+        )
+        summary["splits"][split] = written
+    with open(out / "styles.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "style"])
+        writer.writerows((image, style_names[style]) for image, style in assignments)
+    (out / _MANIFEST).write_text(json.dumps(summary, indent=2))
+    print(f"stylized {sum(summary['splits'].values())} images with {len(files)} styles -> {out}")
+    return summary
+
+
+def stylize_split(
+    stylizer: AdaINStylizer,
+    dataset: Dataset,
+    out: Path,
+    class_names: list[str],
+    options: StylizeOptions,
+    split: str = "train",
+    assignments: list[tuple[str, int]] | None = None,
+) -> int:
+    """Stylize ``dataset`` (items ``(image, label, ...)``) into ``out/<class>/<name>.png``; returns the image count.
+
+    Image ``i`` gets style ``randint(num_styles)[i]`` of a generator seeded with ``options.seed``: the assignment
+    does not depend on batch size, worker count or device.
+    """
+    if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
+        dataset = Subset(dataset, range(int(options.max_images)))
+    count = len(dataset)  # type: ignore[arg-type]
+    names = _sample_names(dataset, count)
+    styles = torch.randint(stylizer.num_styles, (count,), generator=torch.Generator().manual_seed(int(options.seed)))
+    loader = DataLoader(
+        _FloatItems(dataset), batch_size=int(options.batch_size), shuffle=False, num_workers=int(options.num_workers)
+    )
+    done = 0
+    for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
+        images = stylizer(x, alpha=float(options.alpha), style_index=styles[index])
+        pixels = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for pixel, label, i in zip(pixels, y.tolist(), index.tolist(), strict=True):
+            folder = out / class_names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            _save_png(pixel, folder / f"{names[i]}.png")
+            if assignments is not None:
+                assignments.append((f"{split}/{class_names[label]}/{names[i]}.png", int(styles[i])))
+        done += len(pixels)
+    return done
+
+
+class _FloatItems(Dataset):
+    """``(float image in [0, 1], label, index)`` items of a dataset of ``(image, label, ...)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        item = self.dataset[index]
+        return to_float_image(item[0]), int(item[1]), index
+
+
+def _style_batches(files: list[Path], options: StylizeOptions) -> Any:
+    from robustnoise.stylize.adain import load_style_images
+
+    return load_style_images(files, int(options.style_size), int(options.batch_size))
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+
+
+def _deterministic(dataset: Dataset, datamodule: Any) -> Dataset:
+    """``dataset`` with the datamodule's ``eval_transform`` in place of its (random) training transform (SIN content:
+    Resize(256) + CenterCrop(224) for train and val)."""
+    make = getattr(datamodule, "eval_transform", None)
+    return _with_transform(dataset, make()) if callable(make) else dataset
+
+
+def _with_transform(dataset: Any, transform: Any) -> Any:
+    if isinstance(dataset, Subset) or (hasattr(dataset, "dataset") and not hasattr(dataset, "transform")):
+        wrapper = copy.copy(dataset)
+        wrapper.dataset = _with_transform(dataset.dataset, transform)
+        return wrapper
+    if hasattr(dataset, "transform"):
+        dataset = copy.copy(dataset)
+        dataset.transform = transform
+    return dataset
+
+
+def _sample_names(dataset: Any, count: int) -> list[str]:
+    """File stems of a folder dataset (through ``Subset``s) when unique, else zero-padded positions."""
+    stems = _stems(dataset)
+    if stems is not None and len(stems) == count and len(set(stems)) == count:
+        return stems
+    width = len(str(max(count - 1, 0)))
+    return [f"{i:0{width}d}" for i in range(count)]
+
+
+def _stems(dataset: Any) -> list[str] | None:
+    if isinstance(dataset, Subset):
+        inner = _stems(dataset.dataset)
+        return None if inner is None else [inner[int(i)] for i in dataset.indices]
+    samples = getattr(dataset, "samples", None)
+    if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
+        return [Path(str(s[0])).stem for s in samples]
+    return None
+
+
+def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"stylize.out_dir {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"stylize.out_dir {out} is not empty; use another folder or stylize.overwrite=true")
+        if not (out / _MANIFEST).is_file():
+            raise ConfigError(f"stylize.overwrite: {out} was not written by task=stylize ({_MANIFEST} missing)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)

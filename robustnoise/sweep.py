@@ -1,0 +1,95 @@
+"""Sweep summaries: ``python run.py -m method=gnt method.sigma=0.1,0.3,0.5`` ends with one table over its jobs.
+
+:class:`SweepSummary` is a Hydra callback (registered under ``hydra.callbacks`` in ``conf/hydra/default.yaml``). At the
+end of a multirun it reads the swept keys from the sweep's overrides (``hydra.overrides.task`` and
+``hydra.sweeper.params``), picks the one to plot (the first whose values are numbers, else the first that is a plain
+value) and runs :func:`robustnoise.compare.main` on the sweep directory: ``comparison.md``, ``comparison.csv`` and
+``sweep.png`` (accuracy against the swept value) are written into the sweep directory and the tables are printed.
+The same summary, later or for a partly finished sweep: ``python -m robustnoise.compare <sweep dir> --sweep-key KEY``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("robustnoise")
+
+
+def swept_keys(overrides: Iterable[str]) -> list[str]:
+    """The keys (or config groups) that ``overrides`` sweep over (``k=a,b``, ``range(...)``, ``glob(...)``), in
+    order; ``hydra.*`` keys are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys: list[str] = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if override.is_sweep_override() and not key.startswith("hydra") and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def sweep_overrides(config: DictConfig) -> list[str]:
+    """The task overrides of a multirun plus the sweeps given in config (``hydra.sweeper.params``)."""
+    hydra_cfg = config.hydra
+    overrides = [str(o) for o in hydra_cfg.overrides.get("task", [])]
+    params = OmegaConf.select(hydra_cfg, "sweeper.params", default=None)
+    if params:
+        overrides += [f"{key}={value}" for key, value in params.items()]
+    return overrides
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
+    """The swept key to order and plot by: the first with numeric values in every job, else the first with plain
+    values (strings, lists); a swept config group ``g`` stands for ``g.name`` when the group has one."""
+    from robustnoise.compare import config_value
+
+    plain: str | None = None
+    for key in keys:
+        values = [config_value(d, key) for d in run_dirs]
+        if any(isinstance(v, dict) for v in values):  # a config group: use its name
+            key = f"{key}.name"
+            values = [config_value(d, key) for d in run_dirs]
+        if any(v is None or isinstance(v, dict) for v in values):
+            continue
+        if all(_is_number(v) for v in values):
+            return key
+        plain = plain or key
+    return plain
+
+
+def summarize_sweep(sweep_dir: str | Path, keys: Sequence[str]) -> int:
+    """Write and print the comparison of the evaluated jobs of ``sweep_dir``, ordered and plotted by the swept value;
+    returns :func:`robustnoise.compare.main`'s exit code (1: no job wrote a report)."""
+    from robustnoise import compare
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        run_dirs = compare.expand_run_dirs([sweep_dir])
+    except FileNotFoundError as err:
+        log.warning("no sweep summary: %s", err)
+        return 1
+    key = plot_key(run_dirs, keys)
+    argv = [str(sweep_dir), "--out", str(sweep_dir)] + (["--sweep-key", key] if key else [])
+    print(f"\nsweep summary of {len(run_dirs)} jobs in {sweep_dir}" + (f" (swept: {', '.join(keys)})" if keys else ""))
+    return compare.main(argv)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, the sweep summary in the sweep directory (see module doc)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+            summarize_sweep(sweep_dir, swept_keys(sweep_overrides(config)))
+        except Exception as err:  # a summary must never turn a finished sweep into a failure
+            log.warning("could not write the sweep summary: %s", err)

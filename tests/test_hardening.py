@@ -1,0 +1,123 @@
+"""Bad input gives one ``error: ...`` line and exit code 2 through run.py's error path (in process: the same
+``run.execute`` the CLI calls, minus three seconds of imports per case).
+
+Covered elsewhere through the real CLI: a missing dataset folder
+(test_train.py::test_cli_missing_dataset_is_one_clear_line) and sigma < 0
+(test_train.py::test_cli_negative_sigma_is_one_clear_line). The -C readers' own layout checks are unit tested in
+test_released_c.py; here they are reached through the command line, before any training.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import run
+from robustnoise.models import create_model
+
+N = 4  # images per severity in the fake CIFAR-10-C files
+
+FAST = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "eval.max_images=32",
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def cifar_c(root: Path, images: np.ndarray | None = None, labels: np.ndarray | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    np.save(root / "fog.npy", rng.integers(0, 256, (5 * N, 32, 32, 3), dtype=np.uint8) if images is None else images)
+    np.save(root / "labels.npy", np.tile(np.arange(N), 5).astype(np.uint8) if labels is None else labels)
+    return root
+
+
+def wrong_layout(root: Path) -> list[str]:
+    chw = np.zeros((5 * N, 3, 32, 32), dtype=np.uint8)
+    return ["eval=cifar10c", f"eval.released.root={cifar_c(root, images=chw)}"]
+
+
+def truncated(root: Path) -> list[str]:
+    cifar_c(root)
+    data = (root / "fog.npy").read_bytes()
+    (root / "fog.npy").write_bytes(data[: len(data) // 2])
+    return ["eval=cifar10c", f"eval.released.root={root}"]
+
+
+def count_mismatch(root: Path) -> list[str]:
+    return ["eval=cifar10c", f"eval.released.root={cifar_c(root, labels=np.zeros(5 * N - 5, dtype=np.uint8))}"]
+
+
+def other_architecture_resume(root: Path) -> list[str]:
+    root.mkdir()
+    path = root / "resnet.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": {"name": "resnet18"}, "name": "gnt"}}, path)
+    return ["method=gnt", f"ckpt_path={path}"]
+
+
+def other_architecture_eval(root: Path) -> list[str]:
+    root.mkdir()
+    path = root / "madry.pth"
+    torch.save(create_model("madry_cnn", 10, in_chans=1, image_size=28).state_dict(), path)
+    return ["task=eval", "model=resnet18", f"ckpt_path={path}"]
+
+
+CASES = {
+    "wrong -C layout": (wrong_layout, r"fog\.npy.*\(20, 3, 32, 32\)"),
+    "truncated .npy": (truncated, r"fog\.npy.*truncated"),
+    "image and label counts differ": (count_mismatch, r"labels\.npy.*15 labels.*20 images"),
+    "eps <= 0": (lambda root: ["method=ant1x1", "method.epsilon=0"], r"epsilon must be > 0"),
+    "eps < 0": (lambda root: ["method=ant3x3", "method.epsilon=-3"], r"epsilon must be > 0"),
+    "severity 6": (lambda root: ["eval.severities=[1,6]"], r"severity must be an integer in 1\.\.5, got 6"),
+    "severity 0": (lambda root: ["eval.severities=[0]"], r"severity must be an integer in 1\.\.5, got 0"),
+    "unknown corruption": (lambda root: ["eval.corruptions=[gaussian_noise,gausian_noise]"], r"'gausian_noise'"),
+    "resume from another architecture": (other_architecture_resume, r"holds a resnet18, the config asks for madry_cnn"),
+    "eval of another architecture": (other_architecture_eval, r"madry\.pth.*missing keys"),
+}
+
+
+def expect_one_line_error(cfg, capsys, pattern: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        run.execute(cfg)
+    assert info.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert re.search(pattern, errors[0]), errors[0]
+    return errors[0]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_exit_2_before_training(make_cfg, tmp_path, capsys, monkeypatch, case):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    overrides, pattern = CASES[case]
+    cfg = make_cfg(*FAST, *overrides(tmp_path / "input"))
+    expect_one_line_error(cfg, capsys, pattern)
+    assert not (tmp_path / "checkpoints").exists()  # stopped before training, not after it
+
+
+def test_nan_loss_stops_names_the_step_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    cfg = make_cfg(
+        "method=gnt",
+        *FAST,
+        "trainer.limit_train_batches=10",
+        "method.optimizer.lr=1e30",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+    )
+    line = expect_one_line_error(cfg, capsys, r"non-finite training loss \((nan|inf)\) at step \d+ \(epoch 0\)")
+    step = int(re.search(r"at step (\d+)", line).group(1))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert line.endswith(f"last good checkpoint: {last}")
+    assert not (tmp_path / "checkpoints" / "on_exception.ckpt").exists()  # no checkpoint of the diverged state
+    kept = torch.load(last, weights_only=True)
+    assert kept["global_step"] == step  # written after the last finite step, before the failing one
+    assert not (tmp_path / "robustness.json").exists()

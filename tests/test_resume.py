@@ -1,0 +1,209 @@
+"""Exact resume: a run killed with SIGKILL mid-epoch and restarted with ``resume=true`` ends where an uninterrupted
+run of the same command ends (weights, validation and test metrics), in deterministic CPU mode."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustnoise.data.resumable import resumable_loader
+from robustnoise.utils.resolvers import comparable_overrides, find_resumable_run
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES = 5  # training batches per epoch
+EPOCHS = 3
+
+
+def command(method: str, log_dir: Path, *extra: str, pause: float | None = None) -> list[str]:
+    launcher = [str(ROOT / "run.py")] if pause is None else [str(ROOT / "tests" / "run_paused.py"), str(pause)]
+    return [
+        sys.executable,
+        *launcher,
+        f"method={method}",
+        f"paths.log_dir={log_dir}",
+        f"trainer.max_epochs={EPOCHS}",
+        f"trainer.limit_train_batches={BATCHES}",
+        "trainer.limit_val_batches=2",
+        "trainer.deterministic=true",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress_bar=null",
+        "callbacks.last_checkpoint.every_n_train_steps=2",
+        "logger=csv",
+        "data.batch_size=32",
+        "eval.max_images=64",
+        "eval.severities=[3]",
+        "eval.corruptions=[gaussian_noise]",
+        *extra,
+    ]
+
+
+def env() -> dict[str, str]:
+    e = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    e.pop("HYDRA_FULL_ERROR", None)
+    return e
+
+
+def run_dirs(log_dir: Path, method: str) -> list[Path]:
+    return sorted(p for p in (log_dir / "train" / method).glob("*/") if p.is_dir())
+
+
+def checkpoint_position(path: Path) -> tuple[int, int] | None:
+    """(epoch, batches done in it) of a checkpoint; None if it is not (completely) written yet."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    return int(ckpt["epoch"]), int(progress)
+
+
+def val_accuracies(run_dir: Path) -> dict[int, str]:
+    """Validation accuracy per epoch, over the metrics files of every part of the run (earlier parts first)."""
+    parts = sorted((run_dir / "csv").glob("metrics-*.csv")) + [run_dir / "csv" / "metrics.csv"]
+    accuracies = {}
+    for part in parts:
+        with open(part) as f:
+            accuracies.update({int(r["epoch"]): r["val/acc"] for r in csv.DictReader(f) if r.get("val/acc")})
+    return accuracies
+
+
+def kill_mid_epoch(cmd: list[str], log_dir: Path, method: str) -> Path:
+    """Start ``cmd``, wait for a mid-epoch ``last.ckpt`` of the second epoch, SIGKILL the process."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            dirs = run_dirs(log_dir, method)
+            position = checkpoint_position(dirs[0] / "checkpoints" / "last.ckpt") if dirs else None
+            if position is not None and position[0] == 1 and 0 < position[1] < BATCHES:  # inside epoch 1
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                assert proc.returncode == -signal.SIGKILL
+                return dirs[0]
+            time.sleep(0.05)
+        pytest.fail(f"no mid-epoch checkpoint before the run ended: {proc.stderr.read()[-2000:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gnt", "ant1x1"])
+def test_killed_mid_epoch_then_resumed_equals_uninterrupted(tmp_path, method):
+    extra = ["method.restart_steps=3", "method.restart_every=0.5"] if method.startswith("ant") else []
+    reference_logs, logs = tmp_path / "reference", tmp_path / "logs"
+    done = subprocess.run(command(method, reference_logs, *extra), cwd=ROOT, env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (reference,) = run_dirs(reference_logs, method)
+
+    killed = kill_mid_epoch(command(method, logs, *extra, pause=0.4), logs, method)
+    interrupted_at = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert not (killed / "robustness.json").exists()
+
+    resumed = subprocess.run(
+        command(method, logs, *extra, "resume=true"), cwd=ROOT, env=env(), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run_dirs(logs, method) == [killed]  # the same run directory, no new one
+    logs_text = resumed.stderr + "".join(p.read_text() for p in killed.glob("*.log"))
+    assert f"resuming from {killed / 'checkpoints' / 'last.ckpt'}" in logs_text
+
+    final = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    expected = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == expected["global_step"] > interrupted_at  # ANT: restart steps count too
+    assert final["epoch"] == EPOCHS - 1
+    assert final["state_dict"].keys() == expected["state_dict"].keys()
+    for key, value in expected["state_dict"].items():
+        assert torch.equal(final["state_dict"][key], value), key
+    assert val_accuracies(killed) == val_accuracies(reference) and len(val_accuracies(reference)) == EPOCHS
+    result = json.loads((killed / "robustness.json").read_text())
+    assert result["sets"] == json.loads((reference / "robustness.json").read_text())["sets"]
+
+
+def test_resume_finds_the_newest_run_of_the_same_command(tmp_path):
+    def make_run(name: str, overrides: list[str], checkpoint: bool = True) -> Path:
+        run = tmp_path / name
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        if checkpoint:
+            (run / "checkpoints").mkdir()
+            (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        return run
+
+    old = make_run("a", ["method=gnt", "method.sigma=0.3"])
+    newer = make_run("b", ["method.sigma=0.3", "method=gnt", "resume=true"])  # a resumed run: same command
+    make_run("c", ["method=gnt", "method.sigma=0.5"])  # another command
+    make_run("d", ["method=gnt", "method.sigma=0.3"], checkpoint=False)  # killed before its first checkpoint
+    os.utime(old / "checkpoints" / "last.ckpt", (1, 1))
+    assert comparable_overrides(["ckpt_path=last", "+resume=true", "a=1"]) == ["a=1"]
+    assert find_resumable_run(tmp_path, ["method=gnt", "method.sigma=0.3", "resume=true"]) == newer
+    assert find_resumable_run(tmp_path, ["method=gnt", "ckpt_path=last"]) is None
+
+
+def test_loader_skips_consumed_batches_only_in_the_interrupted_epoch():
+    data = torch.utils.data.TensorDataset(torch.arange(20))
+
+    def batches(loader, epoch: int) -> list[list[int]]:
+        loader.sampler.set_epoch(epoch)
+        return [b[0].tolist() for b in loader]
+
+    loader = resumable_loader(data, batch_size=3, seed=7)
+    full = batches(loader, 2)
+    assert sorted(sum(full, [])) == list(range(20)) and full != batches(loader, 3)  # a new order per epoch
+    it = iter(loader)
+    loader.sampler.set_epoch(2)
+    next(it), next(it)
+    state = loader.state_dict()
+    assert state == {"epoch": 2, "batches": 2}
+
+    fresh = resumable_loader(data, batch_size=3, seed=7)
+    fresh.load_state_dict(state)
+    assert batches(fresh, 2) == full[2:]  # the rest of the interrupted epoch
+    assert fresh.state_dict() == {"epoch": 2, "batches": len(full)}
+    assert batches(fresh, 3) == batches(resumable_loader(data, batch_size=3, seed=7), 3)
+
+    at_epoch_end = resumable_loader(data, batch_size=3, seed=7)
+    at_epoch_end.load_state_dict({"epoch": 2, "batches": len(full)})
+    assert batches(at_epoch_end, 3) == batches(loader, 3)  # Lightning moves on to the next epoch: nothing skipped
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_same_wandb_run(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    wandb_env = {k: v for k, v in env().items() if not k.startswith("WANDB")}
+    wandb_env.update({"HOME": str(home), "NETRC": str(home / "none"), "WANDB_SILENT": "true"})
+    logs = tmp_path / "logs"
+    cmd = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        f"paths.log_dir={logs}",
+        "logger=wandb",
+        "logger.wandb.project=test",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress_bar=null",
+        "eval=none",
+    ]
+    for extra in ([], ["resume=true"]):
+        result = subprocess.run(
+            cmd + extra, cwd=ROOT, env=wandb_env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(logs, "vanilla")
+    run_id = (run_dir / "wandb_id").read_text().strip()
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(p.name.endswith(f"-{run_id}") for p in offline)  # one W&B run, two parts
