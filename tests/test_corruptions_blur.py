@@ -145,9 +145,9 @@ def test_motion_parity_with_injected_angles(photos, gray_photo):
             angles.append(np.random.uniform(-45, 45))
             np.random.seed(seed)
             expected.append(_oracle(photo, "motion_blur", severity))
-        ours = _to_uint8(blur_mod._motion_blur(rgb, radius, sigma, torch.tensor(angles[:3])).clamp(0, 1))
+        ours = _to_uint8(blur_mod.motion_blur_angles(rgb, radius, sigma, torch.tensor(angles[:3])).clamp(0, 1))
         ours_gray = _to_uint8(
-            blur_mod._motion_blur(_to_tensor([gray_photo]), radius, sigma, torch.tensor(angles[3:])).clamp(0, 1)
+            blur_mod.motion_blur_angles(_to_tensor([gray_photo]), radius, sigma, torch.tensor(angles[3:])).clamp(0, 1)
         )
         for got, want in zip([*ours, ours_gray[0]], expected):
             mean, mx = _diff(got, want)
@@ -156,7 +156,7 @@ def test_motion_parity_with_injected_angles(photos, gray_photo):
     small = _photo(skdata.coffee(), 32)
     for angle in (-44.0, -7.5, 0.0, 30.0):
         reference = imagecorruptions.corruptions._motion_blur(small, radius=20, sigma=15, angle=angle)
-        ours = _to_uint8(blur_mod._motion_blur(_to_tensor([small]), 20, 15, torch.tensor([angle])).clamp(0, 1))[0]
+        ours = _to_uint8(blur_mod.motion_blur_angles(_to_tensor([small]), 20, 15, torch.tensor([angle])).clamp(0, 1))[0]
         mean, mx = _diff(ours, np.uint8(np.clip(reference, 0, 255)))
         assert mean <= MEAN_TOL and mx <= MAX_TOL, (angle, mean, mx)
     print(f"motion_blur: worst mean |diff| {worst[0]:.4f}, max {worst[1]}")
@@ -233,7 +233,7 @@ def test_motion_angles_are_uniform_from_rng():
     x = torch.rand(4, 1, 36, 36, dtype=torch.float64)
     radius, sigma = severity_params("motion_blur", 2)
     angles = rng.uniform(seeds[:4], (1,), stream=blur_mod._MOTION_ANGLE_STREAM, dtype=torch.float64)[:, 0] * 90 - 45
-    expected = blur_mod._motion_blur(x, radius, sigma, angles).clamp(0, 1)
+    expected = blur_mod.motion_blur_angles(x, radius, sigma, angles).clamp(0, 1)
     assert torch.equal(blur_mod.motion_blur(x, (radius, sigma), seeds[:4]), expected)
     all_angles = rng.uniform(seeds, (1,), stream=blur_mod._MOTION_ANGLE_STREAM, dtype=torch.float64)[:, 0] * 90 - 45
     u = torch.sort((all_angles + 45) / 90).values
@@ -450,7 +450,7 @@ def test_pad2d_matches_numpy_for_any_width(mode, numpy_mode):
         assert np.array_equal(got, want)
 
 
-def test_gaussian_filter_matches_scipy_both_methods():
+def test_gaussian_filter_matches_scipy_all_methods():
     ndimage = pytest.importorskip("scipy.ndimage")
     x = np.random.default_rng(1).random((2, 2, 40, 37))
     for sigma in (0.4, 1.5, 6.0):
@@ -461,10 +461,15 @@ def test_gaussian_filter_matches_scipy_both_methods():
                 filters.correlate1d(torch.from_numpy(x), kernel, -2, method=method), kernel, -1, method=method
             )
             assert np.abs(got.numpy() - want).max() < 1e-12, (sigma, method)
+        got = filters.gaussian_filter(torch.from_numpy(x), sigma, method="dense")  # the filter matrices
+        assert np.abs(got.numpy() - want).max() < 1e-12, (sigma, "dense")
     for mode, scipy_mode in (("reflect", "mirror"), ("symmetric", "reflect"), ("circular", "wrap")):
-        got = filters.gaussian_filter(torch.from_numpy(x), 2.0, mode=mode).numpy()
         want = ndimage.gaussian_filter(x, (0, 0, 2.0, 2.0), mode=scipy_mode)
-        assert np.abs(got - want).max() < 1e-12, mode
+        for method in ("auto", "dense"):
+            got = filters.gaussian_filter(torch.from_numpy(x), 2.0, mode=mode, method=method).numpy()
+            assert np.abs(got - want).max() < 1e-12, (mode, method)
+    with pytest.raises(ValueError, match="method"):
+        filters.gaussian_filter(torch.from_numpy(x), 2.0, method="fft")
 
 
 def test_correlate2d_and_opencv_kernels_match_opencv():

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from robustnoise.corruptions import CORRUPTION_FNS, corrupt, sample_seeds, severity_params, textures, weather
+from robustnoise.corruptions.blur import _motion_taps as blur_taps
+from robustnoise.corruptions.blur import motion_blur_angles
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
 from robustnoise.utils.errors import RobustnoiseError
 
@@ -212,7 +214,7 @@ def test_snow_matches_oracle_given_its_field_and_angle(oracle, photos, severity)
         size = round(length * zoom)
         layer = F.interpolate(crop[:, None], size=(size, size), mode="bilinear", align_corners=True)
         layer = (layer * (layer >= threshold)).clamp(0, 1) * 255
-        layer = weather._motion_blur(layer, radius, sigma, angles).round() / 255
+        layer = motion_blur_angles(layer, radius, sigma, angles, stop_at_edge=False).round() / 255
         d = _diff(_uint8(weather._snow_blend(x, layer[..., :224, :224], blend)), ref)
         assert d.max() <= 1 and d.mean() <= 1e-3, (d.max(), d.mean())
 
@@ -242,20 +244,25 @@ def test_snow_small_images_match_oracle_given_its_draws(oracle, photos):
         layer = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=True)
         layer = (layer * (layer >= threshold)).clamp(0, 1) * 255
         angles = torch.tensor([angle], dtype=torch.float64)
-        layer = weather._motion_blur(layer, radius, sigma, angles, method="gather").round() / 255
+        layer = motion_blur_angles(layer, radius, sigma, angles, stop_at_edge=False, method="gather").round() / 255
         d = _diff(_uint8(weather._snow_blend(_tensor(image, torch.float32), layer[..., :32, :32], blend)), ref)
         assert d.max() <= 1 and d.mean() <= 0.01, (d.max(), d.mean())
 
 
 def test_motion_blur_methods_agree():
+    """Snow's motion blur is blur.py's (ImageMagick taps: no stop at the image edge); both methods agree."""
     layer = torch.rand(3, 1, 40, 52, dtype=torch.float64) * 255
     angles = torch.tensor([-135.0, -90.0, -47.3], dtype=torch.float64)
-    loop = weather._motion_blur(layer, 12, 8, angles, method="loop")
-    gather = weather._motion_blur(layer, 12, 8, angles, method="gather")
-    assert torch.allclose(loop, gather, atol=1e-9)
+    for stop_at_edge, size in ((False, (40, 52)), (True, (9, 11))):  # 9 x 11: taps reach past the edge
+        plane = layer[..., : size[0], : size[1]]
+        loop = motion_blur_angles(plane, 12, 8, angles, stop_at_edge=stop_at_edge, method="loop")
+        gather = motion_blur_angles(plane, 12, 8, angles, stop_at_edge=stop_at_edge, method="gather")
+        assert torch.allclose(loop, gather, atol=1e-9)
+    stopped = motion_blur_angles(layer[..., :9, :11], 12, 8, angles, stop_at_edge=True)
+    assert not torch.allclose(stopped, motion_blur_angles(layer[..., :9, :11], 12, 8, angles, stop_at_edge=False))
     # Straight down (-90 degrees): tap i reads i rows above, edges replicated.
-    _, rows, cols = weather._motion_blur_taps(3, 2, torch.tensor([-90.0]))
-    assert rows.tolist() == [[0, -1, -2, -3, -4, -5, -6]] and cols.abs().max() == 0
+    _, dy, dx, valid = blur_taps(torch.tensor([-90.0]), 3, 2, 100, 100, stop_at_edge=False)
+    assert dy.tolist() == [[0, 1, 2, 3, 4, 5, 6]] and dx.abs().max() == 0 and bool(valid.all())
 
 
 @pytest.mark.parametrize("severity", SEVERITIES)

@@ -199,9 +199,9 @@ def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
     work = x.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.int32)  # quantize_uint8_round, as int32
     work = _box_resize_axis(work, 3, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
     work = _box_resize_axis(work, 2, small_h)
-    work = _take(work, 2, _upsample_index(small_h, height, x.device))
-    work = _take(work, 3, _upsample_index(small_w, width, x.device))
-    return work.to(x.dtype).div_(255.0)
+    small = work.to(x.dtype).div_(255.0)  # on the small image: upsampling only copies values
+    small = _take(small, 2, _upsample_index(small_h, height, x.device))
+    return _take(small, 3, _upsample_index(small_w, width, x.device))
 
 
 def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
@@ -221,6 +221,23 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 # JPEG
 
 
+def _jpeg_codec(images: Tensor, quality: int) -> Tensor:
+    """Encode and decode uint8 CPU images (N, C, H, W); returns uint8 (N, H, W, C) (the codec's own layout)."""
+    n, c, h, w = images.shape
+    planes = list(images) if c == 3 else list(images.reshape(n * c, 1, h, w))
+    decoded = decode_jpeg(encode_jpeg(planes, quality=quality), mode=ImageReadMode.UNCHANGED)
+    if c == 3:  # decoded images are (C, H, W) views of (H, W, C) buffers: stacking those buffers is a plain copy
+        return torch.stack([image.permute(1, 2, 0) for image in decoded])
+    return torch.stack(decoded).reshape(n, c, h, w).permute(0, 2, 3, 1)
+
+
+def _check_quality(quality: int) -> int:
+    quality = int(quality)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    return quality
+
+
 def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
     """Encode and decode uint8 images (N, C, H, W) as baseline JPEG at ``quality``; returns uint8 on the same device.
 
@@ -230,32 +247,34 @@ def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    quality = int(quality)
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-    n, c, h, w = images.shape
+    quality = _check_quality(quality)
     if images.numel() == 0:
         return images.clone()
-    cpu = images.detach().to("cpu").contiguous()
-    planes = list(cpu) if c == 3 else list(cpu.reshape(n * c, 1, h, w))
-    decoded = decode_jpeg(encode_jpeg(planes, quality=quality), mode=ImageReadMode.UNCHANGED)
-    return torch.stack(decoded).reshape(n, c, h, w).to(images.device)
+    # The codec reads (H, W, C) pixels: colour images go in channels-last memory (no copy per image).
+    layout = torch.channels_last if images.shape[1] == 3 else torch.contiguous_format
+    cpu = images.detach().to("cpu").contiguous(memory_format=layout)
+    return _jpeg_codec(cpu, quality).permute(0, 3, 1, 2).contiguous().to(images.device)
 
 
 def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tensor:
     """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``).
 
-    The images are rounded to uint8 (what Pillow encodes) and coded on the CPU one image at a time (libjpeg has no
-    batched mode); the result lies on the 1/255 grid and is returned on the input device.
+    The images are rounded to uint8 (what Pillow encodes) and coded on the CPU, the whole batch in one codec call
+    (libjpeg has no batched mode: one image after another); the result lies on the 1/255 grid and is returned on the
+    input device. The uint8 images are written channels-last, the codec's layout, so that no pass transposes them.
     """
     x, _ = prepare_images(images, seeds)
-    quality = int(severity_param)
+    quality = _check_quality(severity_param)
+    n, c, h, w = x.shape
+    if x.numel() == 0:
+        return images.clone()
     cpu = x.detach().to("cpu")
-
-    def roundtrip(chunk: Tensor) -> Tensor:
-        return jpeg_roundtrip_uint8(quantize_uint8_round(chunk), quality).to(chunk.dtype).div_(255.0)
-
-    return _map_batch(roundtrip, cpu).to(device=images.device, dtype=images.dtype)
+    pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels last
+    pixels.copy_(cpu.mul(255.0).add_(0.5).clamp_(0.0, 255.0))  # quantize_uint8_round
+    decoded = _jpeg_codec(pixels, quality)  # (N, H, W, C)
+    out = torch.empty((n, c, h, w), dtype=x.dtype)
+    out.copy_(decoded.permute(0, 3, 1, 2))
+    return out.div_(255.0).to(device=images.device, dtype=images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ and real FFTs of the padded image for large 2-D kernels (all exact up to float r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -272,10 +273,40 @@ def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str = "replicate", m
     return _accumulate_taps(padded, taps, h, w)
 
 
-def gaussian_filter(x: Tensor, sigma: float, truncate: float = 4.0, mode: str = "replicate") -> Tensor:
+@functools.lru_cache(maxsize=64)
+def _correlation_matrix(size: int, weights: tuple[float, ...], mode: str) -> Tensor:
+    """(size, size) float64 matrix M with ``M @ column`` = :func:`correlate1d` of the column (``mode`` border)."""
+    r = (len(weights) - 1) // 2
+    source = padding_indices(size, r, r, mode)
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    rows = torch.arange(size)
+    for t, weight in enumerate(weights):
+        matrix.index_put_((rows, source[t : t + size]), torch.tensor(weight, dtype=torch.float64), accumulate=True)
+    return matrix
+
+
+def gaussian_filter(
+    x: Tensor, sigma: float, truncate: float = 4.0, mode: str = "replicate", method: str = "auto"
+) -> Tensor:
     """Separable Gaussian blur of the last two dims, as ``scipy.ndimage.gaussian_filter`` / skimage ``gaussian``
-    (default border ``replicate`` = their ``nearest``; skimage's default). Height first, then width, like SciPy."""
+    (default border ``replicate`` = their ``nearest``; skimage's default). Height first, then width, like SciPy.
+
+    Args:
+        method: ``auto`` (:func:`correlate1d` per axis: shifted slices or Toeplitz blocks) or ``dense``: two
+            products with the (H x H) and (W x W) filter matrices, the border folded in; several times faster for
+            images up to about 64 px, quadratic in the size. Both equal SciPy up to float rounding.
+    """
     kernel = gaussian_kernel1d(sigma, truncate)
+    if method == "dense":
+        if mode == "constant":
+            raise ValueError("method='dense' needs an index border mode, not 'constant'")
+        h, w = x.shape[-2:]
+        taps = tuple(kernel.tolist())
+        rows = _correlation_matrix(h, taps, mode).to(device=x.device, dtype=x.dtype)
+        cols = _correlation_matrix(w, taps, mode).to(device=x.device, dtype=x.dtype)
+        return torch.matmul(torch.matmul(rows, x), cols.t())
+    if method != "auto":
+        raise ValueError(f"method must be 'auto' or 'dense', got {method!r}")
     return correlate1d(correlate1d(x, kernel, -2, mode), kernel, -1, mode)
 
 

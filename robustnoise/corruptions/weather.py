@@ -16,8 +16,10 @@ precision (the original: float64; ``imagecorruptions``: float32). ``brightness``
 the HSV round trip (the same map up to float rounding; ``_brightness_hsv`` is the bit-exact round trip).
 
 On the CPU the batch is processed in chunks of whole images: temporaries stay small and in cache, and large fresh
-allocations (page faults) are avoided. Two steps that are pure memory copies with per-image offsets (frost crops, the
-motion-blur taps of large images) loop over the images: measured 20-40x faster than a gather with computed indices.
+allocations (page faults) are avoided. The frost crops (pure memory copies with per-image offsets) loop over the
+images: measured 20-40x faster than a gather with computed indices. The Gaussian and motion blurs are the shared ones
+of :mod:`~robustnoise.corruptions.filters` and :mod:`~robustnoise.corruptions.blur` (snow: ImageMagick's taps, which
+do not stop at the image edge).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from torch import Tensor
 
 from robustnoise.corruptions import rng, textures
 from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
+from robustnoise.corruptions.blur import motion_blur_angles
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
+from robustnoise.corruptions.filters import gaussian_filter
 from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["CORRUPTIONS", "brightness", "fog", "frost", "snow", "spatter"]
@@ -95,51 +99,10 @@ def _colour(rgb: tuple[float, float, float], channels: int, x: Tensor) -> Tensor
     return torch.tensor(values, dtype=x.dtype, device=x.device).view(1, channels, 1, 1)
 
 
-def _gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """scipy ``gaussian_filter1d`` weights (radius ``int(truncate * sigma + 0.5)``), computed exactly as scipy does."""
-    radius = int(truncate * float(sigma) + 0.5)
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
-    return phi / phi.sum()
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
-    """(size, size) matrix of a 1-D Gaussian filter with 'nearest' (replicate) borders: ``out = K @ column``."""
-    weights = _gaussian_weights(sigma)
-    radius = len(weights) // 2
-    matrix = np.zeros((size, size))
-    rows = np.arange(size)
-    for t in range(-radius, radius + 1):
-        np.add.at(matrix, (rows, np.clip(rows + t, 0, size - 1)), weights[t + radius])
-    return matrix
-
-
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """skimage ``gaussian(sigma)`` (scipy ``gaussian_filter``: truncate 4, 'nearest' borders) of (N, C, H, W) planes.
-
-    Small images: two matrix products with banded filter matrices. Large images: weighted shifted slices of the
-    edge-padded planes, rows first. Both equal scipy's result up to float rounding.
-    """
-    height, width = x.shape[-2:]
-    if max(height, width) <= 64:
-        rows = torch.from_numpy(_gaussian_matrix(height, float(sigma))).to(device=x.device, dtype=x.dtype)
-        cols = torch.from_numpy(_gaussian_matrix(width, float(sigma))).to(device=x.device, dtype=x.dtype)
-        return torch.matmul(torch.matmul(rows, x), cols.t())
-    weights = _gaussian_weights(sigma)
-    radius = len(weights) // 2
-    out = x
-    for dim in (-2, -1):
-        size = out.shape[dim]
-        padded = F.pad(out, (0, 0, radius, radius) if dim == -2 else (radius, radius, 0, 0), mode="replicate")
-        acc = padded.narrow(dim, radius, size) * float(weights[radius])
-        for j in range(1, radius + 1):
-            weight = float(weights[radius + j])
-            acc.add_(padded.narrow(dim, radius - j, size), alpha=weight).add_(
-                padded.narrow(dim, radius + j, size), alpha=weight
-            )
-        out = acc
-    return out
+    """skimage ``gaussian(sigma)`` (truncate 4, 'nearest' border) of (N, C, H, W) planes: the shared
+    :func:`~robustnoise.corruptions.filters.gaussian_filter`, with dense filter matrices up to 64 px (faster there)."""
+    return gaussian_filter(x, float(sigma), method="dense" if max(x.shape[-2:]) <= 64 else "auto")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -405,75 +368,6 @@ def _clipped_zoom(layer: Tensor, zoom: float, height: int, width: int) -> Tensor
     return layer[..., top : top + height, left : left + width]
 
 
-def _motion_blur_taps(radius: float, sigma: float, angles: Tensor) -> tuple[list[float], Tensor, Tensor]:
-    """ImageMagick ``MotionBlurImage`` taps: one-sided Gaussian weights and per-image (row, col) read offsets.
-
-    ``2 ceil(radius) + 1`` taps with weights ``exp(-i^2 / 2 sigma^2)`` (normalised); tap ``i`` reads the pixel at
-    ``ceil(i * sin(angle) - 0.5)`` rows and ``ceil(i * cos(angle) - 0.5)`` columns away. Computed in float64 on the
-    CPU, so the offsets do not depend on the images' device.
-    """
-    width = 2 * math.ceil(radius) + 1
-    i = np.arange(width, dtype=np.float64)
-    kernel = np.exp(-((i - 0) ** 2) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
-    kernel = kernel / kernel.sum()
-    rad = angles.detach().to(device="cpu", dtype=torch.float64) * (math.pi / 180.0)
-    point_y = torch.sin(rad) * width
-    point_x = torch.cos(rad) * width
-    hypot = torch.hypot(point_y, point_x)[:, None]
-    steps = torch.arange(width, dtype=torch.float64)[None, :]
-    rows = torch.ceil(steps * point_y[:, None] / hypot - 0.5).long()
-    cols = torch.ceil(steps * point_x[:, None] / hypot - 0.5).long()
-    return kernel.tolist(), rows, cols
-
-
-def _motion_blur(layer: Tensor, radius: float, sigma: float, angles: Tensor, method: str | None = None) -> Tensor:
-    """Motion blur of (N, 1, H, W) planes, one angle (degrees) per image: shift-and-accumulate, edges replicated.
-
-    A private port of the ImageMagick kernel for snow (blur.py's ``motion_blur`` has the same semantics; to be
-    unified). ``method="loop"`` (default for large images on the CPU): per image, one slice-add per tap of an
-    edge-padded plane. ``method="gather"`` (small images, accelerators): every column shift of every padded row is
-    materialised once, and all taps become one row gather plus a matrix product with the weights.
-    """
-    weights, rows, cols = _motion_blur_taps(radius, sigma, angles)
-    n, _, height, width = layer.shape
-    if n == 0:
-        return layer.clone()
-    reach = int(max(rows.abs().max().item(), cols.abs().max().item()))
-    padded = F.pad(layer[:, 0], (reach, reach, reach, reach), mode="replicate")  # (N, H + 2r, W + 2r)
-    out = torch.empty(n, 1, height, width, dtype=layer.dtype, device=layer.device)
-    shifts = 2 * reach + 1
-    per_image = (height + 2 * reach) * shifts * width
-    if method is None:
-        method = "loop" if layer.device.type == "cpu" and per_image > (1 << 18) else "gather"
-    if method == "loop":
-        row_list, col_list = (rows + reach).tolist(), (cols + reach).tolist()
-        for k in range(n):
-            acc = out[k, 0]
-            src = padded[k]
-            y, x = row_list[k][0], col_list[k][0]
-            torch.mul(src[y : y + height, x : x + width], weights[0], out=acc)
-            for tap in range(1, len(weights)):
-                y, x = row_list[k][tap], col_list[k][tap]
-                acc.add_(src[y : y + height, x : x + width], alpha=weights[tap])
-        return out
-    kernel = torch.tensor(weights, dtype=layer.dtype, device=layer.device).view(1, 1, -1)
-    rows, cols = (rows + reach).to(layer.device), (cols + reach).to(layer.device)
-    padded_h = height + 2 * reach
-    limit = (1 << 18) if layer.device.type == "cpu" else (1 << 26)
-    step = max(1, limit // max(1, per_image))
-    line = torch.arange(height, device=layer.device)
-    for start in range(0, n, step):
-        part = slice(start, min(start + step, n))
-        count = part.stop - part.start
-        # shifted[m, y, s, :] = padded[m, y, s : s + W] for every column shift s.
-        shifted = padded[part].unfold(2, width, 1).contiguous().view(-1, width)
-        image = torch.arange(count, device=layer.device)[:, None, None]
-        index = (image * padded_h + rows[part][:, :, None] + line) * shifts + cols[part][:, :, None]
-        taps = shifted.index_select(0, index.view(-1)).view(count, len(weights), height * width)
-        out[part] = torch.matmul(kernel, taps).view(count, 1, height, width)
-    return out
-
-
 def _snow_layer(
     field: Tensor,
     height: int,
@@ -495,7 +389,7 @@ def _snow_layer(
     layer = layer.clamp(0.0, 1.0).mul_(255.0)
     if quantize_before_blur:
         layer = layer.floor_()
-    blurred = _motion_blur(layer, blur_radius, blur_sigma, angles)
+    blurred = motion_blur_angles(layer, blur_radius, blur_sigma, angles, stop_at_edge=False)  # ImageMagick
     return blurred.round_().div_(255.0)
 
 
@@ -595,11 +489,31 @@ def _canny(image: Tensor, low: float = 50.0, high: float = 150.0) -> Tensor:
 _CHAMFER_STEPS = (1.0, 1.4, 2.1969)  # OpenCV's 5x5 DIST_L2 mask: axial, diagonal and knight moves (float32)
 
 
-def _row_scan(values: Tensor, ramp: Tensor) -> Tensor:
+def _row_scan(values: Tensor, ramp: Tensor, out: Tensor) -> None:
     """``out[j] = min(values[j], out[j - 1] + step)`` along the last dim of float32 values, with the float64
-    ``ramp = step * arange(W)``: ``ramp + cummin(values - ramp)``, exact in float64, then rounded once."""
-    shifted = values.to(torch.float64).sub_(ramp)
-    return torch.cummin(shifted, dim=-1).values.add_(ramp).to(torch.float32)
+    ``ramp = step * arange(W)``: ``ramp + cummin(values - ramp)``, exact in float64, rounded once into ``out``."""
+    shifted = torch.sub(values, ramp)  # float64
+    torch.add(torch.cummin(shifted, dim=-1).values, ramp, out=out)
+
+
+def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor | None = None) -> None:
+    """One raster pass of the 5x5 chamfer distance over the padded float32 buffer ``dist`` (N, H + 2, W + 4), rows
+    2.. top to bottom, columns 2.. left to right; ``free`` (N, H, W): 0 on zero pixels, 1 elsewhere; ``first``: the
+    result of the previous pass (N, H, W), folded in by a minimum."""
+    axial, diagonal, knight = (float(np.float32(step)) for step in _CHAMFER_STEPS)
+    height, width = dist.shape[1] - 2, dist.shape[2] - 4
+    for r in range(height):
+        above, above2 = dist[:, r + 1], dist[:, r]
+        # min(a + k, b + k) == min(a, b) + k exactly (rounding is monotone), so equal steps share one addition.
+        best = torch.minimum(above2[:, 1 : width + 1], above2[:, 3 : width + 3])
+        best = torch.minimum(best, torch.minimum(above[:, 0:width], above[:, 4 : width + 4])).add_(knight)
+        best = torch.minimum(best, torch.minimum(above[:, 1 : width + 1], above[:, 3 : width + 3]).add_(diagonal))
+        best = torch.minimum(best, above[:, 2 : width + 2] + axial)
+        if free is not None:
+            best.mul_(free[:, r])
+        if first is not None:
+            best = torch.minimum(best, first[:, r])
+        _row_scan(best, ramp, dist[:, r + 2, 2 : width + 2])
 
 
 def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
@@ -607,40 +521,28 @@ def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
 
     OpenCV's 5x5 chamfer distance, computed like OpenCV: a forward raster pass (rows top to bottom, each pixel the
     minimum of its zero/own value and its already visited neighbours plus float32 steps 1, 1.4 and 2.1969 for axial,
-    diagonal and knight moves) and a backward pass (bottom to top). Rows are processed one at a time for the whole
-    batch; the dependency on the left (right) neighbour within a row is a running minimum (``cummin``). Pixels
-    outside the image are infinitely far. Values above ``limit`` are truncated (only those are needed), so
-    "infinity" can be any value above it.
+    diagonal and knight moves) and a backward pass (bottom to top, right to left), run as the same forward pass on
+    the image rotated by 180 degrees (the 5x5 mask is point-symmetric). Rows are processed one at a time for the
+    whole batch; the dependency on the left neighbour within a row is a running minimum (``cummin``). Pixels outside
+    the image are infinitely far. Values above ``limit`` are truncated (only those are needed), so "infinity" can be
+    any value above it.
     """
-    axial, diagonal, knight = (float(np.float32(step)) for step in _CHAMFER_STEPS)
+    axial = float(np.float32(_CHAMFER_STEPS[0]))
     n, _, height, width = zeros.shape
     far = float(limit) + 8.0
     free = (~zeros[:, 0]).to(torch.float32)  # 0 on zero pixels, 1 elsewhere
     ramp = torch.arange(width, dtype=torch.float64, device=zeros.device) * axial
     # Row r of the image is row r + 2 of the buffers; columns are padded by 2 on both sides.
     forward = torch.full((n, height + 2, width + 4), far, dtype=torch.float32, device=zeros.device)
-    for r in range(height):
-        above, above2 = forward[:, r + 1], forward[:, r]
-        best = torch.minimum(above2[:, 1 : width + 1], above2[:, 3 : width + 3]).add_(knight)
-        best = torch.minimum(best, torch.minimum(above[:, 0:width], above[:, 4 : width + 4]).add_(knight))
-        best = torch.minimum(best, torch.minimum(above[:, 1 : width + 1], above[:, 3 : width + 3]).add_(diagonal))
-        best = torch.minimum(best, above[:, 2 : width + 2] + axial).mul_(free[:, r])
-        forward[:, r + 2, 2 : width + 2] = _row_scan(best, ramp)
-    backward = torch.full((n, height + 4, width + 4), far, dtype=torch.float32, device=zeros.device)
-    for r in range(height - 1, -1, -1):
-        below, below2 = backward[:, r + 3], backward[:, r + 4]
-        best = torch.minimum(below2[:, 1 : width + 1], below2[:, 3 : width + 3]).add_(knight)
-        best = torch.minimum(best, torch.minimum(below[:, 0:width], below[:, 4 : width + 4]).add_(knight))
-        best = torch.minimum(best, torch.minimum(below[:, 1 : width + 1], below[:, 3 : width + 3]).add_(diagonal))
-        best = torch.minimum(best, below[:, 2 : width + 2] + axial)
-        best = torch.minimum(best, forward[:, r + 2, 2 : width + 2])
-        backward[:, r + 2, 2 : width + 2] = _row_scan(best.flip(-1), ramp).flip(-1)
-    return backward[:, None, 2 : height + 2, 2 : width + 2].clamp(max=float(limit))
+    _chamfer_pass(forward, free, ramp)
+    backward = torch.full((n, height + 2, width + 4), far, dtype=torch.float32, device=zeros.device)
+    _chamfer_pass(backward, None, ramp, first=forward[:, 2:, 2 : width + 2].flip(-2, -1))
+    return backward[:, None, 2:, 2 : width + 2].flip(-2, -1).clamp(max=float(limit))
 
 
-def _box3(image: Tensor) -> Tensor:
-    """3x3 box sum with reflect-101 borders (``cv2.blur``'s default border), float64."""
-    padded = F.pad(image.to(torch.float64), (1, 1, 1, 1), mode="reflect")
+def _box3(image: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """3x3 box sum with reflect-101 borders (``cv2.blur``'s default border), in ``dtype``."""
+    padded = F.pad(image.to(dtype), (1, 1, 1, 1), mode="reflect")
     height, width = image.shape[-2:]
     rows = padded[..., 0:height, :] + padded[..., 1 : height + 1, :] + padded[..., 2 : height + 2, :]
     return rows[..., 0:width] + rows[..., 1 : width + 1] + rows[..., 2 : width + 2]
@@ -676,7 +578,9 @@ def _water_shape(distance: Tensor) -> Tensor:
         return padded[..., r : r + height, c : c + width]
 
     emboss = at(1, 1) + at(1, 2) + at(2, 1) - at(0, 1) - at(1, 0) + 2 * (at(2, 2) - at(0, 0))
-    return torch.round(_box3(emboss.clamp_(0.0, 255.0)) / 9.0)  # cv2.blur of uint8: rounded mean
+    # cv2.blur of uint8: rounded mean. Sums of 9 integers are exact in float32, and s / 9 is never within 1/18 of a
+    # half, so float32 rounds as exactly as float64 here.
+    return torch.round(_box3(emboss.clamp_(0.0, 255.0), torch.float32).div_(9.0))
 
 
 def _water_distance(liquid8: Tensor) -> Tensor:
