@@ -258,11 +258,24 @@ def test_elastic_matches_original_algorithm(preset, height, width, param):
 def test_gaussian_filter_matches_scipy_reflect(sigma):
     ndimage = pytest.importorskip("scipy.ndimage")
     rs = np.random.RandomState(3)
-    for height, width in ((224, 224), (32, 48)):
+    for height, width in ((224, 224), (32, 48), (33, 45)):  # even sizes: the folded matrix; odd: the full one
         fields = rs.uniform(-1, 1, (2, height, width))
         ref = np.stack([ndimage.gaussian_filter(f, sigma, mode="reflect", truncate=3) for f in fields])
         ours = digital._gaussian_filter_reflect(torch.from_numpy(fields), sigma).numpy()
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+
+
+def test_huge_page_buffers_change_nothing(monkeypatch):
+    from robustnoise.corruptions import buffers
+
+    x = torch.rand(2, 3, 1024, 1024)  # 25 MB: large enough for the advice
+    buf = buffers.empty_like(x)
+    assert buf.shape == x.shape and buf.dtype == x.dtype and buf.is_contiguous()
+    assert buffers.empty((3,), torch.float64, "cpu").shape == (3,)
+    seeds = torch.tensor([5, 6])
+    with_advice = corrupt(x, "gaussian_noise", 2, seed=seeds)
+    monkeypatch.setattr(buffers, "_madvise", False)
+    assert torch.equal(with_advice, corrupt(x, "gaussian_noise", 2, seed=seeds))
 
 
 def test_elastic_draws_depend_on_seed():

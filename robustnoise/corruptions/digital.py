@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
-from robustnoise.corruptions import rng
+from robustnoise.corruptions import buffers, rng
 from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
 
 __all__ = [
@@ -75,7 +75,7 @@ def _map_batch(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor) ->
     chunks = _batch_chunks(images)
     if len(chunks) == 1:
         return fn(images, *per_image)
-    out = torch.empty_like(images)
+    out = buffers.empty_like(images) if images.is_contiguous() else torch.empty_like(images)
     for chunk in chunks:
         out[chunk] = fn(images[chunk], *(t[chunk] for t in per_image))
     return out
@@ -272,7 +272,7 @@ def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tens
     pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels last
     pixels.copy_(cpu.mul(255.0).add_(0.5).clamp_(0.0, 255.0))  # quantize_uint8_round
     decoded = _jpeg_codec(pixels, quality)  # (N, H, W, C)
-    out = torch.empty((n, c, h, w), dtype=x.dtype)
+    out = buffers.empty((n, c, h, w), x.dtype, "cpu")
     out.copy_(decoded.permute(0, 3, 1, 2))
     return out.div_(255.0).to(device=images.device, dtype=images.dtype)
 
@@ -352,6 +352,24 @@ def _gaussian_reflect_tensor(size: int, sigma: float, dtype: torch.dtype, device
 
 
 @functools.lru_cache(maxsize=32)
+def _gaussian_reflect_halves(
+    size: int, sigma: float, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """The filter matrix of an even ``size`` folded by its point symmetry (half the multiply-adds).
+
+    The reflect border is symmetric, so ``M[i, j] = M[n-1-i, n-1-j]``. With ``P = M[:h, :h]``, ``R = M[:h, h:] J``
+    (``J``: reversal, ``h = n / 2``), ``s = x_1 + J x_2`` and ``d = x_1 - J x_2``: ``y_1 = A s + B d`` and
+    ``J y_2 = A s - B d`` for ``A = (P + R) / 2``, ``B = (P - R) / 2`` (computed in float64).
+    """
+    matrix = _gaussian_reflect_matrix(size, sigma, 3.0)
+    half = size // 2
+    p, r = matrix[:half, :half], matrix[:half, half:][:, ::-1]
+    return tuple(
+        torch.from_numpy(np.ascontiguousarray(m)).to(device=device, dtype=dtype) for m in ((p + r) / 2, (p - r) / 2)
+    )
+
+
+@functools.lru_cache(maxsize=32)
 def _gaussian_band(size: int, sigma: float, device: torch.device) -> tuple[Tensor, tuple[float, ...]] | None:
     """Reflect-padding index and kernel weights for a short kernel (radius up to ``size / 16``), else None."""
     radius = int(3.0 * sigma + 0.5) if sigma > 1e-15 else 0
@@ -373,9 +391,19 @@ def _smooth_axis(fields: Tensor, dim: int, sigma: float) -> Tensor:
     """
     size = fields.shape[dim]
     band = _gaussian_band(size, float(sigma), fields.device)
-    if band is None:
+    if band is None and size % 2:
         matrix = _gaussian_reflect_tensor(size, float(sigma), fields.dtype, fields.device)
         return fields @ matrix.T if dim == -1 else torch.matmul(matrix, fields)
+    if band is None:
+        even, odd = _gaussian_reflect_halves(size, float(sigma), fields.dtype, fields.device)
+        half = size // 2
+        first, second = fields.narrow(dim, 0, half), fields.narrow(dim, half, half).flip(dim)
+        total, diff = first + second, first - second
+        if dim == -1:
+            a, b = total @ even.T, diff @ odd.T
+        else:
+            a, b = torch.matmul(even, total), torch.matmul(odd, diff)
+        return torch.cat((a + b, (a - b).flip(dim)), dim=dim)
     index, weights = band
     padded = _take(fields, fields.dim() + dim, index)
     out = padded.narrow(dim, 0, size) * weights[0]

@@ -47,6 +47,7 @@ from robustnoise.corruptions.fidelity import RELEASE_JPEG_QUALITY, quantize_uint
 from robustnoise.corruptions.presets import SEVERITIES
 from robustnoise.corruptions.transforms import image_seeds
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.options import options_from_config
 
 __all__ = ["LAYOUTS", "MakeCOptions", "class_folder_names", "make_c", "write_c"]
 
@@ -77,19 +78,7 @@ class MakeCOptions:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | Any) -> MakeCOptions:
-        if hasattr(cfg, "items") and not isinstance(cfg, Mapping):
-            from omegaconf import OmegaConf
-
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        values = dict(cfg or {})
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"unknown make_c options: {', '.join(unknown)}; valid: {', '.join(cls.__dataclass_fields__)}"
-            )
-        if not values.get("out_dir"):
-            raise ConfigError("make_c.out_dir must be set")
-        options = cls(**values)
+        options = options_from_config(cls, cfg, "make_c")
         if options.layout not in LAYOUTS:
             raise ConfigError(f"make_c.layout must be one of {', '.join(LAYOUTS)}, got {options.layout!r}")
         if int(options.batch_size) < 1:

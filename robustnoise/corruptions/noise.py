@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from robustnoise.corruptions import rng
+from robustnoise.corruptions import buffers, rng
 
 __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
 
@@ -40,7 +40,7 @@ def gaussian_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tens
     c = float(severity_param)
 
     def fn(x: Tensor, seeds: Tensor) -> Tensor:
-        out = torch.empty_like(x)
+        out = buffers.empty_like(x)
         for r0, r1, c0, c1, z in rng._normal_blocks(seeds, x.shape[1], 0):
             block = out[r0:r1, c0:c1]
             torch.add(x[r0:r1, c0:c1], z.to(x.dtype).mul_(c), out=block).clamp_(0.0, 1.0)
@@ -54,7 +54,7 @@ def speckle_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
     c = float(severity_param)
 
     def fn(x: Tensor, seeds: Tensor) -> Tensor:
-        out = torch.empty_like(x)
+        out = buffers.empty_like(x)
         for r0, r1, c0, c1, z in rng._normal_blocks(seeds, x.shape[1], 0):
             xb = x[r0:r1, c0:c1]
             torch.addcmul(xb, xb, z.to(x.dtype).mul_(c), out=out[r0:r1, c0:c1]).clamp_(0.0, 1.0)
@@ -71,7 +71,7 @@ def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     c = float(severity_param)
 
     def fn(x: Tensor, seeds: Tensor) -> Tensor:
-        out = torch.empty_like(x)
+        out = buffers.empty_like(x)
         sampler = rng._PoissonSampler(x, c, seeds, 0)
         for r0, r1, c0, c1, counts in sampler.blocks():
             out[r0:r1, c0:c1] = counts.div_(c).clamp_(0.0, 1.0)
@@ -93,7 +93,7 @@ def impulse_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
     pepper = rng._word_threshold(0.5 * float(severity_param))
 
     def fn(x: Tensor, seeds: Tensor) -> Tensor:
-        out = torch.empty_like(x)
+        out = buffers.empty_like(x)
         with rng._scratch(x.device) as scratch:
             for r0, r1, c0, c1, words in rng._word_blocks(seeds, x.shape[1], rng._absorb(rng._TAG_UNIFORM, 0)):
                 shape = (r1 - r0, c1 - c0)

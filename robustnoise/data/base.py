@@ -121,3 +121,36 @@ class ClassificationDataModule(pl.LightningDataModule):
             "mean": list(self.mean),
             "std": list(self.std),
         }
+
+
+class WrappedDataModule(ClassificationDataModule):
+    """A DataModule that adds training images to a clean one (stylized pairs, extra sources).
+
+    It has the clean data's classes, image size and statistics; loader sizes given on the wrapper apply to the clean
+    data, which loads the batches. Validation and test are the clean data's.
+    """
+
+    def __init__(
+        self,
+        clean: ClassificationDataModule,
+        corruption_preset: str | None = None,
+        batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+    ) -> None:
+        for key, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("num_workers", num_workers),
+        ):
+            if value is not None:
+                setattr(clean, key, int(value))
+        super().__init__(
+            batch_size=clean.batch_size,
+            eval_batch_size=clean.eval_batch_size,
+            num_workers=clean.num_workers,
+            corruption_preset=corruption_preset or clean.corruption_preset,
+        )
+        self.clean = clean
+        for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
+            setattr(self, attr, getattr(clean, attr))

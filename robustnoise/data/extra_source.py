@@ -21,7 +21,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from robustnoise.data.base import ClassificationDataModule
+from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
 __all__ = ["ExtraSourceDataModule", "folder_label_map"]
@@ -78,7 +78,7 @@ class _Union(ConcatDataset):
         return image, int(label)
 
 
-class ExtraSourceDataModule(ClassificationDataModule):
+class ExtraSourceDataModule(WrappedDataModule):
     """The clean training set concatenated with processed copies (``roots``); val/test unchanged."""
 
     name = "extra_source"
@@ -94,29 +94,14 @@ class ExtraSourceDataModule(ClassificationDataModule):
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
     ) -> None:
-        for key, value in (
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("num_workers", num_workers),
-        ):
-            if value is not None:  # loader sizes given on the wrapper apply to the clean data (which loads the batches)
-                setattr(clean, key, int(value))
-        super().__init__(
-            batch_size=clean.batch_size,
-            eval_batch_size=clean.eval_batch_size,
-            num_workers=clean.num_workers,
-            corruption_preset=corruption_preset or clean.corruption_preset,
-        )
+        super().__init__(clean, corruption_preset, batch_size, eval_batch_size, num_workers)
         if isinstance(roots, str):
             roots = [roots]
         if not roots:
             raise ConfigError("data.roots must list at least one folder of processed training images")
-        self.clean = clean
         self.roots = [Path(r) for r in roots]
         self.resize = int(resize) if resize else None
         self.name = f"{clean.name}+extra"
-        for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
-            setattr(self, attr, getattr(clean, attr))
         self.extra_sets: list[Dataset] = []
 
     def _transform(self) -> v2.Transform:

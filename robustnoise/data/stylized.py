@@ -24,13 +24,13 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from robustnoise.data.base import ClassificationDataModule
+from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import ConfigError
 
 SOURCES = ("folder", "adain")
 
 
-class StylizedDataModule(ClassificationDataModule):
+class StylizedDataModule(WrappedDataModule):
     """A clean DataModule plus stylized images of the same classes, zipped batch by batch (as the reference)."""
 
     name = "stylized"
@@ -54,26 +54,13 @@ class StylizedDataModule(ClassificationDataModule):
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
     ) -> None:
-        for key, value in (
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("num_workers", num_workers),
-        ):
-            if value is not None:  # loader sizes given on the wrapper apply to the clean data (which loads the batches)
-                setattr(clean, key, int(value))
-        super().__init__(
-            batch_size=clean.batch_size,
-            eval_batch_size=clean.eval_batch_size,
-            num_workers=clean.num_workers,
-            corruption_preset=corruption_preset or clean.corruption_preset,
-        )
+        super().__init__(clean, corruption_preset, batch_size, eval_batch_size, num_workers)
         if source not in SOURCES:
             raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
         if source == "folder" and not stylized_root:
             raise ConfigError("data.source=folder needs data.stylized_root=<folder with train/<class>/*>")
         if not 0.0 <= float(alpha) <= 1.0:
             raise ConfigError(f"data.alpha (AdaIN style strength) must be in [0, 1], got {alpha}")
-        self.clean = clean
         self.source = source
         self.stylized_root = Path(stylized_root) if stylized_root else None
         self.stylized_batch_size = stylized_batch_size or clean.batch_size
@@ -87,8 +74,6 @@ class StylizedDataModule(ClassificationDataModule):
         self.alpha = float(alpha)
         self.style_seed = int(style_seed)
         self.name = f"{clean.name}+stylized"
-        for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
-            setattr(self, attr, getattr(clean, attr))
         self.stylized_set: Any = None
         self.stylizer: Any = None
         self._styles_loaded = False

@@ -34,6 +34,7 @@ from robustnoise.corruptions.datasets import to_float_image
 from robustnoise.corruptions.make_c import class_folder_names, usable_class_names
 from robustnoise.stylize.adain import AdaINStylizer, style_files
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.options import options_from_config
 
 __all__ = ["SPLITS", "StylizeOptions", "make_stylized", "stylize_split"]
 
@@ -65,19 +66,7 @@ class StylizeOptions:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | Any) -> StylizeOptions:
-        if hasattr(cfg, "items") and not isinstance(cfg, Mapping):
-            from omegaconf import OmegaConf
-
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        values = dict(cfg or {})
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"unknown stylize options: {', '.join(unknown)}; valid: {', '.join(cls.__dataclass_fields__)}"
-            )
-        if not values.get("out_dir"):
-            raise ConfigError("stylize.out_dir must be set")
-        options = cls(**values)
+        options = options_from_config(cls, cfg, "stylize")
         missing = [f"stylize.{k}" for k in ("encoder", "decoder", "style_dir") if not getattr(options, k)]
         if missing:
             raise ConfigError(
