@@ -86,6 +86,8 @@ def evaluate_sr(model: EDSR, dataset: Dataset, scale: int, batch_size: int, devi
 def pretrain_edsr(cfg: Mapping[str, Any], datamodule: Any) -> dict[str, Any]:
     """Train an EDSR on the datamodule's training split (the ``pretrain_edsr`` config node); returns the metrics."""
     net_cfg = {k: cfg.get(k) for k in _NET_KEYS}
+    if net_cfg.get("variant") != "custom":  # the sizes of the small default net apply to variant=custom only
+        net_cfg["n_resblocks"] = net_cfg["n_feats"] = None
     net_cfg["weights"] = cfg.get("init")
     scale = int(cfg.get("scale") or 0)
     if scale not in (2, 3, 4):

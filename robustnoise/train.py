@@ -109,6 +109,13 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
     trainer = build_trainer(cfg)
     _log_config(trainer, cfg)
     remember_wandb_id(trainer, cfg.paths.output_dir)
+    if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
+        batch = getattr(datamodule, "batch_size", 0)
+        log.warning(
+            "global batch = %d per process x %d processes = %d; the papers' batch on N devices is "
+            "data.batch_size=<paper batch>/N (learning rates are not rescaled)",
+            batch, trainer.world_size, batch * trainer.world_size,
+        )  # fmt: skip
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     return evaluate_robustness(cfg, trainer, method, datamodule)
 

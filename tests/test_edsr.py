@@ -295,3 +295,19 @@ def test_pretrain_edsr_task_lowers_the_loss_and_writes_a_loadable_file(make_cfg,
     assert (net.n_resblocks, net.n_feats, net.scale) == (2, 8, 2)
     hr = torch.rand(1, 3, 8, 8)
     assert net(F.interpolate(hr, size=(4, 4), mode="bicubic", antialias=True)).shape == hr.shape
+
+
+def test_pretrain_edsr_with_a_preset_trains_the_preset_not_the_small_default(make_cfg, tmp_path):
+    from robustnoise.train import run
+
+    cfg = make_cfg(
+        "task=pretrain_edsr",
+        "pretrain_edsr.variant=edsr_baseline",
+        "pretrain_edsr.steps=1",
+        "pretrain_edsr.batch_size=2",
+        "pretrain_edsr.val_images=2",
+        "pretrain_edsr.progress=false",
+        "pretrain_edsr.device=cpu",
+    )
+    net = load_edsr(run(cfg)["path"])
+    assert (net.n_resblocks, net.n_feats, net.scale) == (16, 64, 2)

@@ -308,10 +308,16 @@ class DeepAugmentEDSR(nn.Module):
         self.draws = Draws(self.generator, net.edsr.n_resblocks, net.edsr.n_feats)
         self.sampled = False
         self.last_ops: list[str] = []
+        self.resample_state: torch.Tensor | None = None
 
     @torch.no_grad()
     def resample(self) -> list[str]:
-        """Draw new distorted weights from the clean ones: ``n_ops`` ops with replacement. Returns their names."""
+        """Draw new distorted weights from the clean ones: ``n_ops`` ops with replacement. Returns their names.
+
+        The generator state at the start is kept (``resample_state``): setting it back and resampling rebuilds the
+        same weights (how a resumed run gets each rank's own distorted network back).
+        """
+        self.resample_state = self.generator.get_state()
         weights = {k: v.detach().clone() for k, v in self.net.edsr.state_dict().items()}
         names = [str(self.draws.choice(self.ops)) for _ in range(self.n_ops)]
         for name in names:

@@ -93,7 +93,9 @@ class ClassificationDataModule(pl.LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            # fresh workers every epoch: their seeds come from the loader's per-epoch generator (exact resume at epoch
+            # boundaries; persistent workers would keep epoch 0's seeds)
+            persistent_workers=False,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -36,8 +36,8 @@ class ResumableSampler(DistributedSampler):
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` over a :class:`ResumableSampler` that counts the batches it has handed out this epoch.
 
-    Worker seeds come from the loader's own generator, reseeded per epoch, so creating an iterator never draws from
-    the global torch RNG (whose state the checkpoint restores for the noise streams).
+    Worker seeds come from the loader's own generator, reseeded per epoch (with non-persistent workers), so creating an
+    iterator never draws from the global torch RNG (whose state the checkpoint restores for the noise streams).
     """
 
     sampler: ResumableSampler

@@ -15,6 +15,7 @@ clean DataModule's.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
+from robustnoise.data.resumable import resumable_loader
 from robustnoise.utils.errors import ConfigError
 
 SOURCES = ("folder", "adain")
@@ -134,10 +136,13 @@ class StylizedDataModule(WrappedDataModule):
     def train_dataloader(self) -> Any:
         if self.stylized_set is None:
             self.setup("fit")
-        stylized = DataLoader(
+        trainer = self.trainer
+        stylized = resumable_loader(  # its own order and position, restored on a mid-epoch resume as the clean one's
             self.stylized_set,
             batch_size=self.stylized_batch_size,
-            shuffle=True,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)) + 104_729,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             drop_last=True,

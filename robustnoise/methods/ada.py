@@ -59,20 +59,16 @@ def ssim_guard(
 ) -> tuple[Tensor, Tensor]:
     """AdA App. G: blend images with SSIM(x, x_hat) < threshold back towards x; returns (images, gamma per image).
 
-    Images at or above the threshold are returned unchanged (gamma = 1).
+    Images at or above the threshold are returned unchanged (gamma = 1). The whole batch is evaluated at every gamma
+    (no data-dependent indexing, so no host synchronisation on an accelerator).
     """
-    gamma = torch.ones(len(x), device=x.device, dtype=x.dtype)
-    low = image_ssim(x, x_hat, channels) < threshold
-    if not bool(low.any()):
-        return x_hat, gamma
-    xl, hl = x[low], x_hat[low]
-    n = len(xl)
-    grid = torch.linspace(0.0, 1.0, num_gammas, device=x.device, dtype=torch.float64)
-    g = grid.to(x.dtype).view(-1, 1, 1, 1, 1)
-    blends = ((1 - g) * xl + g * hl).flatten(0, 1)  # (G * n, C, H, W), gamma-major
-    shifted = image_ssim(xl.repeat(num_gammas, 1, 1, 1), blends, channels).double().view(num_gammas, n) - threshold
+    gammas = [k / (num_gammas - 1) for k in range(num_gammas)]
+    grid = torch.tensor(gammas, device=x.device, dtype=torch.float64)
+    shifted = torch.stack([image_ssim(x, torch.lerp(x, x_hat, g), channels) for g in gammas])
+    shifted = shifted.double() - threshold  # (G, N); the last row is SSIM(x, x_hat) - t
+    low = shifted[-1] < 0
     vander = torch.stack([grid**2, grid, torch.ones_like(grid)], dim=1)  # (G, 3)
-    a, b, c = torch.linalg.lstsq(vander, shifted).solution  # each (n,)
+    a, b, c = torch.linalg.pinv(vander) @ shifted  # least-squares quadratic per image, each (N,)
     disc = b * b - 4 * a * c
     sqrt_disc = disc.clamp_min(0).sqrt()
     quadratic = a.abs() > 1e-12
@@ -85,13 +81,10 @@ def ssim_guard(
     inside = real & (roots >= -1e-6) & (roots <= 1 + 1e-6)
     fitted = torch.where(inside, roots.clamp(0.0, 1.0), torch.full_like(roots, -1.0)).amax(0)
     # No root in [0, 1] (the fit underfits): the largest evaluated gamma whose SSIM still reaches the threshold.
-    ok = shifted >= 0
-    fallback = torch.where(ok, grid.view(-1, 1).expand_as(shifted), torch.zeros_like(shifted)).amax(0)
-    chosen = torch.where(fitted >= 0, fitted, fallback).to(x.dtype)
-    gamma[low] = chosen
-    out = x_hat.clone()
-    out[low] = (1 - chosen.view(-1, 1, 1, 1)) * xl + chosen.view(-1, 1, 1, 1) * hl
-    return out, gamma
+    fallback = torch.where(shifted >= 0, grid.view(-1, 1).expand_as(shifted), torch.zeros_like(shifted)).amax(0)
+    chosen = torch.where(fitted >= 0, fitted, fallback)
+    gamma = torch.where(low, chosen, torch.ones_like(chosen)).to(x.dtype)
+    return torch.lerp(x, x_hat, gamma.view(-1, *([1] * (x.dim() - 1)))), gamma
 
 
 class AdversarialAugment(AugmentedTraining):
@@ -143,11 +136,7 @@ class AdversarialAugment(AugmentedTraining):
         blocks = self.corruption_net.perturbable_parameters()
         self.block_names = list(blocks)
         self.register_buffer("radii", torch.stack([nu * p.detach().norm() for p in blocks.values()]), persistent=False)
-
-    @property
-    def step_size(self) -> float:
-        """alpha = step_fraction x the median block radius (App. A)."""
-        return float(self.radii.quantile(0.5)) * self.hparams.step_fraction
+        self.step_size = float(self.radii.quantile(0.5)) * step_fraction  # alpha: a quarter of the median radius
 
     # ------------------------------------------------------------------------------------------- feasible set
     def _shape(self, p: Tensor, batch: int) -> tuple[int, ...]:
@@ -202,10 +191,10 @@ class AdversarialAugment(AugmentedTraining):
         return vmap(single)(beta, x)
 
     def attack(self, x: Tensor, y: Tensor) -> tuple[Tensor, Params, Tensor]:
-        """The inner maximisation: corrupted images, beta, and the mean loss at the start, after each step (K + 1)."""
+        """The inner maximisation: corrupted images, beta, and the mean loss at each of the K iterates before its step
+        (the first at the random start); the loss after the last step is left to the classifier step."""
         was_training = self.classifier.training
         self.classifier.eval()
-        alpha = self.step_size
         beta = self.random_start(len(x))
         losses: list[Tensor] = []
         try:
@@ -215,15 +204,13 @@ class AdversarialAugment(AugmentedTraining):
                 grads = torch.autograd.grad(loss, list(beta.values()))
                 losses.append(loss.detach() / len(x))
                 with torch.no_grad():
-                    beta = self.project(
-                        {k: v + alpha * g.sign() for (k, v), g in zip(beta.items(), grads, strict=True)}
-                    )
+                    step = {k: v + self.step_size * g.sign() for (k, v), g in zip(beta.items(), grads, strict=True)}
+                    beta = self.project(step)
             with torch.no_grad():
                 x_adv = self.corrupt(x, beta)
-                losses.append(F.cross_entropy(self.classifier(x_adv), y))
         finally:
             self.classifier.train(was_training)
-        return x_adv, beta, torch.stack(losses)  # no host sync per step
+        return x_adv, beta, torch.stack(losses) if losses else x.new_zeros(0)  # no host sync per step
 
     def adversarial_stage(self, x: Tensor, y: Tensor) -> Tensor:
         x_adv, _, losses = self.attack(x, y)
@@ -233,11 +220,11 @@ class AdversarialAugment(AugmentedTraining):
                 x, x_adv, self.hparams.ssim_threshold, self.hparams.ssim_gammas, self.hparams.ssim_channels
             )
         self.attack_stats = {
-            "ada/loss_start": losses[0],
-            "ada/loss_end": losses[-1],
             "ada/ssim": image_ssim(x, x_adv, self.hparams.ssim_channels).mean(),
             "ada/guarded": (gamma < 1).float().mean(),
         }
+        if len(losses):
+            self.attack_stats.update({"ada/loss_start": losses[0], "ada/loss_last_step": losses[-1]})
         return x_adv.detach()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:

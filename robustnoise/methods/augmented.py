@@ -86,21 +86,32 @@ class AugmentedTraining(RobustClassifierModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         if self.deepaugment is not None:
-            state = self.deepaugment.generator.get_state()
-            states = self.all_gather(state.to(self.device)).cpu() if self.trainer.world_size > 1 else state[None]
+            da = self.deepaugment
+            before = da.resample_state if da.resample_state is not None else da.generator.get_state()
             checkpoint["deepaugment"] = {
-                "generator_per_rank": list(states.unbind(0)),
-                "sampled": self.deepaugment.sampled,
+                "generator_per_rank": self._per_rank(da.generator.get_state()),
+                "resample_state_per_rank": self._per_rank(before),
+                "sampled": da.sampled,
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("deepaugment")
-        if self.deepaugment is not None and saved:
-            rank = self.global_rank if self._trainer is not None else 0
-            if rank < len(saved["generator_per_rank"]):
-                self.deepaugment.generator.set_state(saved["generator_per_rank"][rank])
-            self.deepaugment.sampled = saved["sampled"]
+        rank = self.global_rank if self._trainer is not None else 0
+        if self.deepaugment is None or not saved or rank >= len(saved["generator_per_rank"]):
+            return
+        da = self.deepaugment
+        if saved["sampled"]:  # rebuild this rank's distorted network (the saved state dict holds rank zero's)
+            state = checkpoint.get("state_dict", {})
+            prefix = "deepaugment.net."
+            da.net.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+            da.generator.set_state(saved["resample_state_per_rank"][rank])
+            da.resample()
+            for key, value in da.distorted.state_dict().items():  # Lightning loads the state dict after this hook
+                if f"deepaugment.distorted.{key}" in state:
+                    state[f"deepaugment.distorted.{key}"] = value.clone()
+        da.generator.set_state(saved["generator_per_rank"][rank])
+        da.sampled = saved["sampled"]
 
     # ------------------------------------------------------------------------------------------ pipeline
     def deepaugment_stage(self, x: Tensor) -> Tensor:

@@ -246,28 +246,29 @@ class RobustClassifierModule(pl.LightningModule):
             self._pending_rng = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lightning stores no RNG states; noise after a resume must continue each rank's stream.
-        state = torch.get_rng_state()
+        # Lightning stores no RNG states; noise after a resume must continue each rank's stream (CPU and this rank's
+        # GPU: every process seeds every visible device, so only its own device's state belongs to a rank).
+        checkpoint["rng_state"] = {"torch_per_rank": self._per_rank(torch.get_rng_state())}
+        if self.device.type == "cuda":
+            checkpoint["rng_state"]["cuda_per_rank"] = self._per_rank(torch.cuda.get_rng_state(self.device))
+
+    def _per_rank(self, state: Tensor) -> list[Tensor]:
+        """Every rank's copy of a uint8 state tensor (all-gathered under DDP), on the CPU."""
         if self.trainer.world_size > 1:
-            states = self.all_gather(state.to(self.device)).cpu()
-            checkpoint["rng_state"] = {"torch_per_rank": list(states.unbind(0))}
-        else:
-            checkpoint["rng_state"] = {"torch_per_rank": [state]}
-        if torch.cuda.is_available():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+            return list(self.all_gather(state.to(self.device)).cpu().unbind(0))
+        return [state.cpu()]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("rng_state") or {}
         states = rng.get("torch_per_rank") or []
+        cuda = rng.get("cuda_per_rank") or []
         rank = self.global_rank if self._trainer is not None else 0
         if rank < len(states):
-            self._pending_rng = {"torch": states[rank], "cuda": rng.get("cuda")}
+            self._pending_rng = {"torch": states[rank], "cuda": cuda[rank] if rank < len(cuda) else None}
             self._set_rng(self._pending_rng)
             self._rng_restored = True
 
-    @staticmethod
-    def _set_rng(state: dict[str, Any]) -> None:
+    def _set_rng(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
-        cuda = state.get("cuda")
-        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
+        if state.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
