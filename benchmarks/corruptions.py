@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmarks.common import median_time, table
+from benchmarks.common import median_cpu_time, median_time, table
 from robustnoise.corruptions import ALL_CORRUPTIONS, CORRUPTION_FNS, SEVERITIES, corrupt
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -73,18 +72,6 @@ def _oracle() -> Callable[..., np.ndarray] | None:
     except ImportError:
         pass
     return imagecorruptions.corrupt
-
-
-def median_cpu_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> float:
-    """Median CPU time (``time.process_time``, all threads of this process) of ``fn()`` in seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
 
 
 def measure(

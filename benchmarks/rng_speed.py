@@ -9,8 +9,6 @@ second same-run baseline. Run: ``python -m benchmarks.rng_speed [--severities 1 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -18,23 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import table
+from benchmarks.common import median_cpu_time, table
 from robustnoise.corruptions import corrupt
 
 NOISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
 CASES = ((224, 64), (32, 256))  # (image size, batch)
-
-
-def cpu_median(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median process CPU time of ``fn()`` in seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
 
 
 def _sources() -> list[torch.Tensor]:
@@ -81,12 +67,12 @@ def run(severities: Sequence[int] = (3,), repeats: int = 5) -> str:
         rows = []
         for size, batch in CASES:
             images, arrays = make_images(size, batch)
-            randn = cpu_median(partial(torch.randn, images.shape), repeats) / batch * 1e3
+            randn = median_cpu_time(partial(torch.randn, images.shape), repeats) / batch * 1e3
             rows.append((f"{size}px x{batch}", "torch.randn", "-", randn, "-", "-"))
             for name in NOISE:
                 for severity in severities:
-                    ours = cpu_median(partial(corrupt, images, name, severity, "imagenet", seed=0), repeats)
-                    oracle = cpu_median(_oracle(arrays, name, severity), max(1, repeats // 2))
+                    ours = median_cpu_time(partial(corrupt, images, name, severity, "imagenet", seed=0), repeats)
+                    oracle = median_cpu_time(_oracle(arrays, name, severity), max(1, repeats // 2))
                     ours, oracle = ours / batch * 1e3, oracle / batch * 1e3
                     rows.append((f"{size}px x{batch}", name, severity, ours, oracle, f"{oracle / ours:.1f}x"))
         header = ("images", "corruption", "severity", "ours ms/img", "oracle ms/img", "oracle/ours")

@@ -173,7 +173,7 @@ def test_pipeline_loss_is_cross_entropy_on_the_clean_view_plus_lambda_times_jsd(
     assert method.pipeline_loss(logits[:4], y).item() == pytest.approx(F.cross_entropy(logits[:4], y).item())
 
 
-def test_augmix_changes_every_image_independently_and_stays_in_range(digits):
+def test_augmix_changes_every_image_stays_in_range_and_follows_the_seed(digits):
     torch.manual_seed(0)
     x = _rgb_digits(digits[0][:6])
     out = BatchAugMix()(x)
