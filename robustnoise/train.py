@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from torch.utils.data import DataLoader
 
 from robustnoise.attacks import ATTACKS, robust_accuracy
@@ -93,6 +93,8 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
     loggers = instantiate_dict(_prepare_loggers(cfg))
     if not loggers:  # nothing to monitor learning rates into (logger=none, debug=fdr)
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     plugins = launch.trainer_plugins()
     extra = {"plugins": plugins} if plugins else {}
     return _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)

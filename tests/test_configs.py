@@ -95,3 +95,13 @@ def test_every_eval_option_composes_with_known_corruptions(make_cfg, eval_option
     assert all(1 <= s <= 5 for s in cfg.eval.severities)
     released = cfg.eval.get("released")
     assert released is None or released.kind in ("cifar10c", "cifar100c", "tinyimagenetc", "imagenetc", "mnistc")
+
+
+def test_disabling_the_progress_bar_drops_its_callback(make_cfg):
+    from pytorch_lightning.callbacks import ProgressBar
+
+    from robustnoise.train import build_trainer
+
+    trainer = build_trainer(make_cfg("trainer.enable_progress_bar=false"))
+    assert not any(isinstance(cb, ProgressBar) for cb in trainer.callbacks)
+    assert any(isinstance(cb, ProgressBar) for cb in build_trainer(make_cfg()).callbacks)
