@@ -142,12 +142,6 @@ def _short(key: str) -> str:
     return f"{abbrev}{sev}"
 
 
-def compare_runs(run_dirs: Sequence[str | Path]) -> str:
-    """The comparison table of several evaluated run directories."""
-    reports = [load_report(d) for d in run_dirs]
-    return format_table(reports)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Reading a report: every accessor tolerates missing keys and returns NaN / empty containers instead.
 
@@ -160,10 +154,6 @@ def num(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return NAN
-
-
-def is_missing(value: Any) -> bool:
-    return math.isnan(num(value))
 
 
 def fmt(value: Any, digits: int = 1) -> str:

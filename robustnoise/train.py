@@ -36,6 +36,7 @@ from robustnoise.utils.resume import (
     remember_wandb_id,
     resume_checkpoint,
     reuse_wandb_id,
+    saved_hparams,
 )
 
 log = logging.getLogger("robustnoise")
@@ -140,7 +141,7 @@ def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str,
         if not Path(ckpt).is_file():
             raise RobustnoiseError(f"checkpoint not found: {ckpt}")
         overrides["weights"] = str(ckpt)
-        saved_model = _saved_model_config(ckpt)
+        saved_model = (saved_hparams(ckpt) or {}).get("model")
         if saved_model and saved_model.get("name") != cfg.model.name:
             log.info("using the architecture stored in the checkpoint: %s", saved_model["name"])
             overrides["name"] = saved_model["name"]
@@ -251,16 +252,6 @@ def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule)
     corruptions = list(cfg.corruptions) if cfg.get("corruptions") else None
     severities = list(cfg.severities) if cfg.get("severities") else None
     return released_c_sets(cfg.kind, cfg.root, corruptions, severities, **kwargs)
-
-
-def _saved_model_config(path: str) -> dict[str, Any] | None:
-    """The model config stored in one of our checkpoints (None for other weight files)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # only the hparams are read
-    except Exception:  # not ours or not loadable here: the model loader reports it properly
-        return None
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    return hparams.get("model") if isinstance(hparams, dict) else None
 
 
 def _prepare_loggers(cfg: DictConfig) -> DictConfig | None:

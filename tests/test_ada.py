@@ -197,12 +197,27 @@ def test_one_ada_step_trains_the_classifier_on_corrupted_images_and_logs_the_att
     method = make_ada(steps=2)
     before = copy.deepcopy(method.classifier.state_dict())
     edsr_before = copy.deepcopy(method.corruption_net.state_dict())
+    seen: dict[str, torch.Tensor] = {}
+    stage, step = method.adversarial_stage, method.classifier_step
+
+    def spy_stage(x, y):
+        seen["clean"], seen["corrupted"] = x.clone(), stage(x, y)
+        return seen["corrupted"]
+
+    def spy_step(x, y, *args):
+        seen["trained_on"] = x.clone()
+        return step(x, y, *args)
+
+    method.adversarial_stage, method.classifier_step = spy_stage, spy_step
     trainer = pl.Trainer(
         max_steps=1, limit_val_batches=0, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir="/tmp/robustnoise-test",
     )  # fmt: skip
     trainer.fit(method, datamodule=DigitsDataModule(batch_size=16))
     assert trainer.global_step == 1
+    # the classifier stepped on AdA's output (p_clean = 0: the whole batch), which is not the clean batch
+    assert torch.equal(seen["trained_on"], seen["corrupted"])
+    assert not torch.allclose(seen["corrupted"], seen["clean"], atol=1e-3)
     assert any(not torch.equal(v, before[k]) for k, v in method.classifier.state_dict().items())
     assert all(torch.equal(v, edsr_before[k]) for k, v in method.corruption_net.state_dict().items())
     logged = trainer.callback_metrics

@@ -228,8 +228,8 @@ class AdversarialAugment(AugmentedTraining):
         return x_adv.detach()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        self.attack_stats: dict[str, Tensor] = {}  # filled by adversarial_stage (skipped when p_clean = 1)
         loss = super().training_step(batch, batch_idx)
-        stats = getattr(self, "attack_stats", None)
-        if stats:
-            self.log_dict(stats, on_step=True, on_epoch=False, batch_size=len(batch[1]))
+        if self.attack_stats:
+            self.log_dict(self.attack_stats, on_step=True, on_epoch=False, batch_size=len(batch[1]))
         return loss
