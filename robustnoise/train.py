@@ -28,6 +28,7 @@ from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.plots import log_image_file
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils import launch
+from robustnoise.utils.checkpoints import AtomicCheckpointIO
 from robustnoise.utils.errors import RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
 from robustnoise.utils.resume import (
@@ -96,9 +97,8 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
-    plugins = launch.trainer_plugins()
-    extra = {"plugins": plugins} if plugins else {}
-    return _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    plugins = [AtomicCheckpointIO(), *launch.trainer_plugins()]
+    return _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
 
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:

@@ -5,32 +5,42 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings as warnings_module
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from robustnoise.data.resumable import resumable_loader
+from robustnoise.methods import GaussianNoiseTraining
+from robustnoise.train import run as train
+from robustnoise.utils.checkpoints import OnExceptionCheckpoint
+from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.resolvers import comparable_overrides, find_resumable_run
+from robustnoise.utils.resume import resumable_checkpoint
+from tests.test_hardening import FAST, expect_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = 5  # training batches per epoch
 EPOCHS = 3
 
 
-def command(method: str, log_dir: Path, *extra: str, pause: float | None = None) -> list[str]:
+def command(method: str, log_dir: Path, *extra: str, pause: float | None = None, epochs: int = EPOCHS) -> list[str]:
     launcher = [str(ROOT / "run.py")] if pause is None else [str(ROOT / "tests" / "run_paused.py"), str(pause)]
     return [
         sys.executable,
         *launcher,
         f"method={method}",
         f"paths.log_dir={log_dir}",
-        f"trainer.max_epochs={EPOCHS}",
+        f"trainer.max_epochs={epochs}",
         f"trainer.limit_train_batches={BATCHES}",
         "trainer.limit_val_batches=2",
         "trainer.deterministic=true",
@@ -78,15 +88,18 @@ def val_accuracies(run_dir: Path) -> dict[int, str]:
 
 
 def kill_mid_epoch(cmd: list[str], log_dir: Path, method: str) -> Path:
-    """Start ``cmd``, wait for a mid-epoch ``last.ckpt`` of the second epoch, SIGKILL the process."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """Start ``cmd``, wait for a mid-epoch ``last.ckpt`` of the second epoch, SIGKILL the process and its children
+    (DDP ranks), as a scheduler ends a job."""
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             dirs = run_dirs(log_dir, method)
             position = checkpoint_position(dirs[0] / "checkpoints" / "last.ckpt") if dirs else None
             if position is not None and position[0] == 1 and 0 < position[1] < BATCHES:  # inside epoch 1
-                proc.send_signal(signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
                 assert proc.returncode == -signal.SIGKILL
                 return dirs[0]
@@ -94,25 +107,26 @@ def kill_mid_epoch(cmd: list[str], log_dir: Path, method: str) -> Path:
         pytest.fail(f"no mid-epoch checkpoint before the run ended: {proc.stderr.read()[-2000:]}")
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["gnt", "ant1x1"])
-def test_killed_mid_epoch_then_resumed_equals_uninterrupted(tmp_path, method):
-    extra = ["method.restart_steps=3", "method.restart_every=0.5"] if method.startswith("ant") else []
+def kill_and_resume(tmp_path: Path, method: str, *extra: str, epochs: int = EPOCHS) -> tuple[Path, Path]:
+    """An uninterrupted run, and the same command killed mid-epoch and resumed with ``resume=true``: their run
+    directories (each run made exactly one), after checking that the resumed run ends with the reference weights."""
     reference_logs, logs = tmp_path / "reference", tmp_path / "logs"
-    done = subprocess.run(command(method, reference_logs, *extra), cwd=ROOT, env=env(), capture_output=True, text=True)
+    done = subprocess.run(
+        command(method, reference_logs, *extra, epochs=epochs), cwd=ROOT, env=env(), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    (reference,) = run_dirs(reference_logs, method)
+    (reference,) = run_dirs(reference_logs, method)  # one run, one directory (also under DDP)
 
-    killed = kill_mid_epoch(command(method, logs, *extra, pause=0.4), logs, method)
+    killed = kill_mid_epoch(command(method, logs, *extra, pause=0.4, epochs=epochs), logs, method)
     interrupted_at = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert not (killed / "robustness.json").exists()
 
     resumed = subprocess.run(
-        command(method, logs, *extra, "resume=true"), cwd=ROOT, env=env(), capture_output=True, text=True
+        command(method, logs, *extra, "resume=true", epochs=epochs), cwd=ROOT, env=env(), capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_dirs(logs, method) == [killed]  # the same run directory, no new one
@@ -122,13 +136,44 @@ def test_killed_mid_epoch_then_resumed_equals_uninterrupted(tmp_path, method):
     final = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     expected = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == expected["global_step"] > interrupted_at  # ANT: restart steps count too
-    assert final["epoch"] == EPOCHS - 1
+    assert final["epoch"] == epochs - 1
     assert final["state_dict"].keys() == expected["state_dict"].keys()
     for key, value in expected["state_dict"].items():
         assert torch.equal(final["state_dict"][key], value), key
+    return killed, reference
+
+
+ANT_EXTRA = ("method.restart_steps=3", "method.restart_every=0.5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gnt", "ant1x1"])
+def test_killed_mid_epoch_then_resumed_equals_uninterrupted(tmp_path, method):
+    killed, reference = kill_and_resume(tmp_path, method, *(ANT_EXTRA if method.startswith("ant") else ()))
     assert val_accuracies(killed) == val_accuracies(reference) and len(val_accuracies(reference)) == EPOCHS
     result = json.loads((killed / "robustness.json").read_text())
     assert result["sets"] == json.loads((reference / "robustness.json").read_text())["sets"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gnt", "ant1x1"])
+def test_ddp_killed_mid_epoch_then_resumed_equals_uninterrupted(tmp_path, method):
+    """2 CPU processes (gloo): every rank restores its own RNG stream and data shard position."""
+    ddp = ("trainer=ddp_cpu", "trainer.devices=2", "eval=none")
+    killed, _ = kill_and_resume(tmp_path, method, *ddp, *(ANT_EXTRA if method.startswith("ant") else ()), epochs=2)
+    ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    per_rank = ckpt["rng_state"]["torch_per_rank"]
+    assert len(per_rank) == 2 and not torch.equal(per_rank[0], per_rank[1])
+    assert all(s.storage_offset() == 0 and s.untyped_storage().nbytes() == s.numel() for s in per_rank)  # owned
+
+
+def fake_checkpoint(path: Path, readable: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if readable:
+        torch.save({"state_dict": {}}, path)
+    else:
+        path.write_bytes(b"")  # what a kill in the middle of a non-atomic write leaves
+    return path
 
 
 def test_resume_finds_the_newest_run_of_the_same_command(tmp_path):
@@ -137,8 +182,7 @@ def test_resume_finds_the_newest_run_of_the_same_command(tmp_path):
         (run / ".hydra").mkdir(parents=True)
         (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
         if checkpoint:
-            (run / "checkpoints").mkdir()
-            (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+            fake_checkpoint(run / "checkpoints" / "last.ckpt")
         return run
 
     old = make_run("a", ["method=gnt", "method.sigma=0.3"])
@@ -147,8 +191,92 @@ def test_resume_finds_the_newest_run_of_the_same_command(tmp_path):
     make_run("d", ["method=gnt", "method.sigma=0.3"], checkpoint=False)  # killed before its first checkpoint
     os.utime(old / "checkpoints" / "last.ckpt", (1, 1))
     assert comparable_overrides(["ckpt_path=last", "+resume=true", "a=1"]) == ["a=1"]
-    assert find_resumable_run(tmp_path, ["method=gnt", "method.sigma=0.3", "resume=true"]) == newer
+    wanted = ["method=gnt", "method.sigma=0.3", "resume=true"]
+    assert find_resumable_run(tmp_path, wanted) == newer
     assert find_resumable_run(tmp_path, ["method=gnt", "ckpt_path=last"]) is None
+
+    # the newest run's last.ckpt is unreadable: its epoch checkpoint still makes it the run to continue ...
+    fake_checkpoint(newer / "checkpoints" / "last.ckpt", readable=False)
+    fake_checkpoint(newer / "checkpoints" / "epoch_000.ckpt")
+    assert find_resumable_run(tmp_path, wanted) == newer
+    assert resumable_checkpoint(newer)[0] == newer / "checkpoints" / "epoch_000.ckpt"
+    # ... and with no readable checkpoint at all, the older run of the same command is
+    fake_checkpoint(newer / "checkpoints" / "epoch_000.ckpt", readable=False)
+    assert find_resumable_run(tmp_path, wanted) == old
+
+
+def test_unreadable_last_checkpoint_falls_back_to_the_epoch_checkpoint(make_cfg, tmp_path, caplog):
+    quick = [*FAST, "method=gnt", "eval=none"]
+    first = make_cfg(*quick)
+    train(first)
+    last, epoch = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "checkpoints" / "epoch_000.ckpt"
+    assert epoch.is_file()
+    last.write_bytes(last.read_bytes()[:1000])  # a torn write
+
+    resumed = make_cfg(*quick, "resume=true", "trainer.max_epochs=2")
+    with caplog.at_level(logging.WARNING, logger="robustnoise"):
+        train(resumed)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "resume" in r.getMessage()]
+    assert len(warnings) == 1 and re.fullmatch(
+        rf"resume: cannot read checkpoint {re.escape(str(last))}: .*; continuing from {re.escape(str(epoch))}",
+        warnings[0],
+    ), warnings
+    ckpt = torch.load(last, weights_only=True)  # rewritten by the resumed run, which continued after epoch 0
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2 * 3
+
+
+def test_a_run_directory_with_checkpoints_is_continued_only_when_asked(make_cfg, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    quick = [*FAST, "method=gnt", "eval=none"]
+    with warnings_module.catch_warnings(record=True) as caught:
+        warnings_module.simplefilter("always")
+        train(make_cfg(*quick))
+    # Lightning no longer turns fit(ckpt_path=None) into "last" (it did with its OnExceptionCheckpoint callback)
+    assert not [w for w in caught if "ckpt_path" in str(w.message)], [str(w.message) for w in caught]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    expect_one_line_error(
+        make_cfg(*quick),
+        capsys,
+        rf"the run directory {re.escape(str(tmp_path))} already holds checkpoints \(.*\.ckpt\); add resume=true",
+    )
+    assert last.read_bytes() == before  # nothing overwritten
+
+    # resume=true in a run directory of another method, and with no readable checkpoint: one line each
+    ant = make_cfg(*FAST, "method=ant1x1", "eval=none", "resume=true")
+    expect_one_line_error(ant, capsys, r"last\.ckpt was written by method=gnt, the config asks for method=ant1x1")
+    for ckpt in (tmp_path / "checkpoints").glob("*.ckpt"):
+        ckpt.write_bytes(b"not a checkpoint")
+    expect_one_line_error(make_cfg(*quick, "resume=true"), capsys, r"resume: no checkpoint in .* can be read")
+
+
+def test_resume_with_another_number_of_classes_is_one_line(make_cfg, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    path = tmp_path / "input" / "gnt.ckpt"
+    path.parent.mkdir()
+    method = GaussianNoiseTraining(
+        model={"name": "madry_cnn", "weights": None},
+        data={"num_classes": 7, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]},
+        optimizer={"name": "sgd", "lr": 0.1},
+        sigma=0.5,
+    )
+    torch.save({"state_dict": method.state_dict(), "hyper_parameters": dict(method.hparams)}, path)
+    cfg = make_cfg(*FAST, "method=gnt", f"ckpt_path={path}")
+    pattern = r"gnt\.ckpt does not fit the configured model: trained for 7 classes, the data has 10"
+    expect_one_line_error(cfg, capsys, pattern)
+
+
+def test_on_exception_checkpoint_only_with_training_progress(tmp_path):
+    saved: list[str] = []
+    trainer = SimpleNamespace(global_step=0, save_checkpoint=saved.append)
+    callback = OnExceptionCheckpoint(tmp_path)
+    callback.on_exception(trainer, None, KeyboardInterrupt())  # nothing trained yet
+    trainer.global_step = 3
+    callback.on_exception(trainer, None, ConfigError("bad batch size"))  # the user's input, not training, failed
+    assert saved == []
+    callback.on_exception(trainer, None, KeyboardInterrupt())
+    assert saved == [str(tmp_path / "on_exception.ckpt")]
 
 
 def test_loader_skips_consumed_batches_only_in_the_interrupted_epoch():

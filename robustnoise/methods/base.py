@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from robustnoise.models import create_model
 from robustnoise.utils.checkpoints import last_checkpoint
-from robustnoise.utils.errors import ConfigError, NonFiniteLossError
+from robustnoise.utils.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 
 class RobustClassifierModule(pl.LightningModule):
@@ -253,10 +253,13 @@ class RobustClassifierModule(pl.LightningModule):
             checkpoint["rng_state"]["cuda_per_rank"] = self._per_rank(torch.cuda.get_rng_state(self.device))
 
     def _per_rank(self, state: Tensor) -> list[Tensor]:
-        """Every rank's copy of a uint8 state tensor (all-gathered under DDP), on the CPU."""
+        """Every rank's copy of a uint8 state tensor (all-gathered under DDP), each an owned contiguous CPU tensor.
+
+        Views of the gathered tensor would be saved as one shared storage and load with a storage offset, which
+        ``torch.set_rng_state`` does not handle (it crashes the process in torch 2.14)."""
         if self.trainer.world_size > 1:
-            return list(self.all_gather(state.to(self.device)).cpu().unbind(0))
-        return [state.cpu()]
+            return [s.clone() for s in self.all_gather(state.to(self.device)).cpu().unbind(0)]
+        return [state.cpu().clone()]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("rng_state") or {}
@@ -264,7 +267,13 @@ class RobustClassifierModule(pl.LightningModule):
         cuda = rng.get("cuda_per_rank") or []
         rank = self.global_rank if self._trainer is not None else 0
         if rank < len(states):
-            self._pending_rng = {"torch": states[rank], "cuda": cuda[rank] if rank < len(cuda) else None}
+            own_cuda = cuda[rank] if rank < len(cuda) and self.device.type == "cuda" else None
+            self._pending_rng = {
+                "torch": rng_state_tensor(states[rank], torch.get_rng_state(), f"rank {rank}'s CPU RNG state"),
+                "cuda": None
+                if own_cuda is None
+                else rng_state_tensor(own_cuda, torch.cuda.get_rng_state(self.device), f"rank {rank}'s CUDA RNG state"),
+            }
             self._set_rng(self._pending_rng)
             self._rng_restored = True
 
@@ -272,3 +281,14 @@ class RobustClassifierModule(pl.LightningModule):
         torch.set_rng_state(state["torch"])
         if state.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda"], self.device)
+
+
+def rng_state_tensor(state: object, like: Tensor, what: str) -> Tensor:
+    """An RNG state read from a checkpoint, checked against the live state ``like`` (dtype, shape) and returned as an
+    owned contiguous CPU copy; :class:`CheckpointError` (one line) instead of a crash in ``set_rng_state``."""
+    if not isinstance(state, Tensor) or state.dtype != like.dtype or state.shape != like.shape:
+        found = f"{state.dtype} {tuple(state.shape)}" if isinstance(state, Tensor) else type(state).__name__
+        raise CheckpointError(
+            f"the checkpoint's {what} is not a valid RNG state ({found}, expected {like.dtype} {tuple(like.shape)})"
+        )
+    return state.detach().cpu().clone(memory_format=torch.contiguous_format)

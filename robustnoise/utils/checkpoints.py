@@ -1,15 +1,25 @@
-"""Checkpoint helpers: the newest checkpoint of a run, and an on-exception checkpoint that never saves a NaN state."""
+"""Checkpoint helpers: atomic checkpoint files on any filesystem, the newest checkpoint of a run, and an
+on-exception checkpoint written only when there is training progress to save."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.callbacks import OnExceptionCheckpoint as _OnExceptionCheckpoint
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning_fabric.utilities.cloud_io import get_filesystem
+from lightning_fabric.utilities.types import _PATH
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from robustnoise.utils.errors import NonFiniteLossError
+from robustnoise.utils.errors import RobustnoiseError
+
+TEMP_MARK = ".tmp-"  # ``.<name>.tmp-<pid>-<hex>``: a checkpoint being written next to its target
 
 # Our mid-epoch checkpoints are written after the step on purpose: together with the loop counters that is exactly
 # the state an exact resume needs.
@@ -31,14 +41,71 @@ def last_checkpoint(trainer: pl.Trainer) -> str | None:
     return str(max(existing, key=lambda p: p.stat().st_mtime)) if existing else None
 
 
-class OnExceptionCheckpoint(_OnExceptionCheckpoint):
-    """Lightning's checkpoint-on-exception, except for a non-finite loss: that state is not worth resuming from, and
-    ``ckpt_path=last`` would pick it over the last good ``last.ckpt``."""
+class OnExceptionCheckpoint(Checkpoint):
+    """``<dirpath>/<filename>.ckpt`` when training stops on an exception, if there is progress to save: not before
+    the first optimiser step, and not for a user error (bad input, a non-finite loss: nothing worth resuming).
+
+    Not Lightning's ``OnExceptionCheckpoint``: with that one in the callbacks, ``fit(ckpt_path=None)`` silently
+    resumes from the newest checkpoint of the directory; here a run resumes only when asked (``resume=true``).
+    """
+
+    def __init__(self, dirpath: _PATH, filename: str = "on_exception") -> None:
+        super().__init__()
+        self.ckpt_path = os.path.join(dirpath, f"{filename}.ckpt")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, NonFiniteLossError):
+        if trainer.global_step > 0 and not isinstance(exception, RobustnoiseError):
+            trainer.save_checkpoint(self.ckpt_path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temporary file next to the target, fsync, then ``os.replace``: the previous file stays
+    complete until the new one is, on any local filesystem (Lightning's own writer stages the file in ``$TMPDIR``
+    and copies it over the target when that is another filesystem, truncating the target first). Temporary files
+    of writes that were killed are removed by the next write into the same directory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cleaned: set[Path] = set()
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: Lightning's writer
             return
-        super().on_exception(trainer, pl_module, exception)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._cleaned:
+            remove_stale_temp_files(target.parent)
+            self._cleaned.add(target.parent)
+        tmp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(target.parent)  # the rename itself survives a power loss
+
+
+def remove_stale_temp_files(directory: str | Path) -> None:
+    """Delete the temporary files that killed checkpoint writes left in ``directory``."""
+    for stale in Path(directory).glob(f".*.ckpt{TEMP_MARK}*"):
+        stale.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not possible on every platform / filesystem
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class LastCheckpoint(ModelCheckpoint):

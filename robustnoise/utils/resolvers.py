@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -33,15 +34,22 @@ def comparable_overrides(overrides: object) -> list[str]:
 
 
 def find_resumable_run(base: str | Path, overrides: object) -> Path | None:
-    """The run directory under ``base`` started with the same overrides (minus the resume keys) whose
-    ``checkpoints/last.ckpt`` is the newest; None if there is none."""
+    """The run directory under ``base`` started with the same overrides (minus the resume keys) whose newest
+    checkpoint is the newest and can be read (an older run when none of a newer run's can, with a warning)."""
+    from robustnoise.utils.resume import checkpoint_files, resumable_checkpoint  # torch: only when resuming
+
     wanted = comparable_overrides(overrides)
     found: list[tuple[float, Path]] = []
     for run in Path(base).glob("*/"):
-        ckpt, saved = run / "checkpoints" / "last.ckpt", run / ".hydra" / "overrides.yaml"
-        if ckpt.is_file() and saved.is_file() and comparable_overrides(yaml.safe_load(saved.read_text())) == wanted:
-            found.append((ckpt.stat().st_mtime, run))
-    return max(found)[1] if found else None
+        ckpts, saved = checkpoint_files(run), run / ".hydra" / "overrides.yaml"
+        if ckpts and saved.is_file() and comparable_overrides(yaml.safe_load(saved.read_text())) == wanted:
+            found.append((max(p.stat().st_mtime for p in ckpts), run))
+    for _, run in sorted(found, reverse=True):
+        path, skipped = resumable_checkpoint(run)
+        if path is not None:
+            return run
+        logging.getLogger("robustnoise").warning("resume: %s; trying an older run", skipped)
+    return None
 
 
 def run_dir(base: str, resume: object = False, ckpt_path: object = None, overrides: object = None) -> str:
@@ -67,8 +75,11 @@ def register_resolvers() -> None:
     for name, fn in {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    # Cached in the job's config: Lightning's DDP launcher reads ``hydra.run.dir`` again to start ranks >= 1 there,
+    # and a second evaluation would make a new run id (a stray directory with rank 1's log) or, on resume, a
+    # different choice.
     if not OmegaConf.has_resolver("rn.run_dir"):
-        OmegaConf.register_new_resolver("rn.run_dir", run_dir)
+        OmegaConf.register_new_resolver("rn.run_dir", run_dir, use_cache=True)
     # The sweep directory: cached, so every job of a multirun (Hydra copies the master config's resolver cache into
     # each job's config, also into submitit jobs on other nodes and their requeued restarts) resolves the same one.
     if not OmegaConf.has_resolver("rn.sweep_id"):

@@ -26,35 +26,59 @@ WANDB_ID_FILE = "wandb_id"
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``trainer.fit`` resumes from: ``<run dir>/checkpoints/last.ckpt`` for ``resume=true`` or
-    ``ckpt_path=last`` (None, with a warning, when there is nothing to resume), else ``ckpt_path``."""
+    """The checkpoint ``trainer.fit`` resumes from.
+
+    ``resume=true`` or ``ckpt_path=last``: the run directory's ``last.ckpt``, or, when that cannot be read, its newest
+    readable checkpoint (one warning line); None, with a warning, when there is nothing to resume. Otherwise
+    ``ckpt_path``, and a run directory that already holds checkpoints is refused (a new run would overwrite them).
+    """
     ckpt = cfg.get("ckpt_path")
+    run_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or ckpt == "last":
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            log.warning("resume: no earlier run of this command has a checkpoint (%s); starting a new run", last)
+        path, skipped = resumable_checkpoint(run_dir)
+        if path is None and skipped:
+            raise CheckpointError(f"resume: no checkpoint in {run_dir / 'checkpoints'} can be read ({skipped})")
+        if path is None:
+            log.warning("resume: no earlier run of this command has a checkpoint (%s); starting a new run", run_dir)
             return None
-        log.info("resuming from %s", last)
-        return str(last)
+        if skipped and rank_zero_only.rank == 0:
+            log.warning("resume: %s; continuing from %s", skipped, path)
+        log.info("resuming from %s", path)
+        return str(path)
     if ckpt and ckpt not in LIGHTNING_CKPT_NAMES and not Path(ckpt).is_file():
         raise CheckpointError(f"checkpoint not found: {ckpt}")
+    existing = checkpoint_files(run_dir)
+    if existing and not (ckpt and Path(ckpt).resolve().parent == (run_dir / "checkpoints").resolve()):
+        raise CheckpointError(
+            f"the run directory {run_dir} already holds checkpoints ({existing[0].name}); add resume=true to continue "
+            "that run, or choose another hydra.run.dir"
+        )
     return ckpt
 
 
-def saved_hparams(path: str | Path) -> dict[str, Any] | None:
-    """The hyper-parameters stored in one of our checkpoints (None for other weight files)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not ours or not loadable here: the caller's loader reports it
-        return None
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    return hparams if isinstance(hparams, dict) else None
+def checkpoint_files(run_dir: str | Path) -> list[Path]:
+    """The checkpoints a run can resume from, newest first (``last.ckpt``, the top-k ones; not on_exception.ckpt,
+    which may hold the state in the middle of a step)."""
+    files = [p for p in (Path(run_dir) / "checkpoints").glob("*.ckpt") if p.name != "on_exception.ckpt"]
+    return sorted(files, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True)
 
 
-def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> None:
-    """One line instead of Lightning's state-dict traceback when the checkpoint holds another model or method."""
-    if path in LIGHTNING_CKPT_NAMES:
-        return
+def resumable_checkpoint(run_dir: str | Path) -> tuple[Path | None, str]:
+    """The first readable checkpoint of :func:`checkpoint_files` (None if none is) and why the ones before it were
+    passed over ("" if none was)."""
+    problems = []
+    for path in checkpoint_files(run_dir):
+        try:
+            _load(path)
+        except CheckpointError as err:
+            problems.append(str(err))
+            continue
+        return path, "; ".join(problems)
+    return None, "; ".join(problems)
+
+
+def _load(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint of this project (tensors and plain values only: a pickle that runs code is refused)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
@@ -62,11 +86,30 @@ def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> N
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a training checkpoint of this project (use model.weights= for weights)")
+    return ckpt
+
+
+def saved_hparams(path: str | Path) -> dict[str, Any] | None:
+    """The hyper-parameters stored in one of our checkpoints (None for other weight files)."""
+    try:
+        hparams = _load(path).get("hyper_parameters")
+    except CheckpointError:  # not ours or not loadable here: the caller's loader reports it
+        return None
+    return hparams if isinstance(hparams, dict) else None
+
+
+def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> None:
+    """One line instead of Lightning's state-dict traceback when the checkpoint holds another model, method or number
+    of classes."""
+    if path in LIGHTNING_CKPT_NAMES:
+        return
+    ckpt = _load(path)
     hparams = ckpt.get("hyper_parameters") or {}
     saved = (hparams.get("model") or {}).get("name")
     if saved and saved != cfg.model.name:
         raise CheckpointError(f"checkpoint {path} holds a {saved}, the config asks for {cfg.model.name}")
-    expected, found = set(method.state_dict()), set(ckpt["state_dict"])
+    own = method.state_dict()
+    expected, found = set(own), set(ckpt["state_dict"])
     if expected != found:
         extra, missing = sorted(found - expected), sorted(expected - found)
         raise CheckpointError(
@@ -74,6 +117,15 @@ def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> N
             f"method={cfg.method.name} ({len(missing)} missing keys, e.g. {missing[:2]}; "
             f"{len(extra)} unexpected, e.g. {extra[:2]})"
         )
+    for key in sorted(expected):
+        theirs, ours = tuple(ckpt["state_dict"][key].shape), tuple(own[key].shape)
+        if theirs != ours:
+            classes = ((hparams.get("data") or {}).get("num_classes"), method.hparams["data"]["num_classes"])
+            why = f"trained for {classes[0]} classes, the data has {classes[1]}" if classes[0] != classes[1] else ""
+            raise CheckpointError(
+                f"checkpoint {path} does not fit the configured model{': ' if why else ''}{why} "
+                f"({key}: {list(theirs)} in the checkpoint, {list(ours)} in the model)"
+            )
 
 
 def keep_earlier_metrics(run_dir: str | Path) -> None:
