@@ -8,9 +8,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings as warnings_module
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch
 from robustnoise.data.resumable import resumable_loader
 from robustnoise.methods import GaussianNoiseTraining
 from robustnoise.train import run as train
-from robustnoise.utils.checkpoints import OnExceptionCheckpoint
+from robustnoise.utils.checkpoints import TEMP_MARK, AtomicCheckpointIO, OnExceptionCheckpoint
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.resolvers import comparable_overrides, find_resumable_run
 from robustnoise.utils.resume import resumable_checkpoint
@@ -277,6 +279,77 @@ def test_on_exception_checkpoint_only_with_training_progress(tmp_path):
     assert saved == []
     callback.on_exception(trainer, None, KeyboardInterrupt())
     assert saved == [str(tmp_path / "on_exception.ckpt")]
+
+
+@pytest.fixture
+def shm_and_disk(tmp_path, monkeypatch):
+    """(a log directory on /dev/shm, a $TMPDIR on disk): two filesystems, as on clusters with shared log storage."""
+    if not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temporary directory")
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read $TMPDIR
+    logs = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="robustnoise-test-"))
+    yield logs, tmpdir
+    shutil.rmtree(logs, ignore_errors=True)
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("write interrupted")
+
+
+def test_checkpoint_writes_are_atomic_next_to_the_target(shm_and_disk):
+    logs, tmpdir = shm_and_disk
+    io, target = AtomicCheckpointIO(), logs / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"step": torch.tensor(1)}, target)
+    stale = target.with_name(f".last.ckpt{TEMP_MARK}12345-dead")  # left by a write that was killed
+    stale.write_bytes(b"partial")
+    with pytest.raises(RuntimeError, match="write interrupted"):  # a write that fails half-way ...
+        io.save_checkpoint({"step": torch.zeros(10_000), "bad": Unpicklable()}, target)
+    assert torch.load(target, weights_only=True)["step"] == 1  # ... leaves the previous file complete
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]  # stale and failed temp files gone
+    io.save_checkpoint({"step": torch.tensor(2)}, target)
+    assert torch.load(target, weights_only=True)["step"] == 2
+    assert list(tmpdir.iterdir()) == []  # nothing staged in $TMPDIR
+
+
+@pytest.mark.slow
+def test_killed_during_a_checkpoint_write_on_another_filesystem_resumes(shm_and_disk):
+    """SIGKILL while last.ckpt is being rewritten (logs on /dev/shm, $TMPDIR on disk): the previous last.ckpt is
+    intact, resume=true continues from it, and the killed write leaves no file behind once the run goes on."""
+    logs, tmpdir = shm_and_disk
+    run_env = {**env(), "TMPDIR": str(tmpdir), "RN_TEST_SLOW_SAVE": "3"}
+    cmd = command("gnt", logs, "eval=none", pause=0.0, epochs=1)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline, temp = time.monotonic() + 240, []
+        while time.monotonic() < deadline and proc.poll() is None and not temp:
+            dirs = run_dirs(logs, "gnt")
+            ckpts = dirs[0] / "checkpoints" if dirs else logs
+            if (ckpts / "last.ckpt").is_file():  # a second write of last.ckpt is under way
+                temp = [p for p in ckpts.glob(f".last.ckpt{TEMP_MARK}*") if p.stat().st_size > 0]
+            time.sleep(0.05)
+        assert temp, f"no checkpoint write seen: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
+        before = checkpoint_position(ckpts / "last.ckpt")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert list(tmpdir.iterdir()) == []  # nothing was staged in $TMPDIR
+    assert before is not None and checkpoint_position(ckpts / "last.ckpt") == before  # the previous one, complete
+
+    resume_env = {k: v for k, v in run_env.items() if k != "RN_TEST_SLOW_SAVE"}
+    cmd = command("gnt", logs, "eval=none", "resume=true", epochs=1)
+    resumed = subprocess.run(cmd, cwd=ROOT, env=resume_env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert checkpoint_position(ckpts / "last.ckpt") == (0, BATCHES)
+    assert not list(ckpts.glob(f"*{TEMP_MARK}*")) and list(tmpdir.iterdir()) == []
 
 
 def test_loader_skips_consumed_batches_only_in_the_interrupted_epoch():

@@ -62,11 +62,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` into a temporary file next to the target, fsync, then ``os.replace``: the previous file stays
     complete until the new one is, on any local filesystem (Lightning's own writer stages the file in ``$TMPDIR``
     and copies it over the target when that is another filesystem, truncating the target first). Temporary files
-    of writes that were killed are removed by the next write into the same directory."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cleaned: set[Path] = set()
+    of writes that were killed are removed by the next write into the same directory (rank zero is the only writer)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
@@ -74,9 +70,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.parent not in self._cleaned:
-            remove_stale_temp_files(target.parent)
-            self._cleaned.add(target.parent)
+        remove_stale_temp_files(target.parent)  # one writer per run directory: any other temp file is debris
         tmp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as f:
