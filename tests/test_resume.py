@@ -281,6 +281,36 @@ def test_on_exception_checkpoint_only_with_training_progress(tmp_path):
     assert saved == [str(tmp_path / "on_exception.ckpt")]
 
 
+class RunsCode:
+    """A pickle that creates a directory when it is unpickled (as a malicious file would run any code)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+PICKLE_PATHS = {  # every command-line option that loads a weight file -> the overrides that load `path`
+    "ckpt_path (train)": lambda path: ["method=gnt", f"ckpt_path={path}"],
+    "ckpt_path (eval)": lambda path: ["task=eval", f"ckpt_path={path}"],
+    "model.weights": lambda path: [f"model.weights={path}"],
+    "EDSR weights": lambda path: ["method=ada", f"method.corruption_net.weights={path}"],
+    "AdaIN weights": lambda path: ["task=stylize", f"stylize.encoder={path}", f"stylize.decoder={path}"],
+}
+
+
+@pytest.mark.parametrize("option", list(PICKLE_PATHS))
+def test_weight_files_that_run_code_are_refused(make_cfg, tmp_path, capsys, monkeypatch, option):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    marker, path = tmp_path / "code-ran", tmp_path / "evil.pt"
+    torch.save({"state_dict": RunsCode(marker)}, path)
+    line = expect_one_line_error(make_cfg(*FAST, *PICKLE_PATHS[option](path)), capsys, rf"{re.escape(str(path))}")
+    assert "Weights only load failed" in line and not marker.exists()
+    torch.load(path, weights_only=False)  # the file is live: a plain unpickler runs its code
+    assert marker.is_dir()
+
+
 @pytest.fixture
 def shm_and_disk(tmp_path, monkeypatch):
     """(a log directory on /dev/shm, a $TMPDIR on disk): two filesystems, as on clusters with shared log storage."""
