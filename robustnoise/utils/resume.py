@@ -47,11 +47,11 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         return str(path)
     if ckpt and ckpt not in LIGHTNING_CKPT_NAMES and not Path(ckpt).is_file():
         raise CheckpointError(f"checkpoint not found: {ckpt}")
-    existing = checkpoint_files(run_dir)
+    existing = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
     if existing and not (ckpt and Path(ckpt).resolve().parent == (run_dir / "checkpoints").resolve()):
         raise CheckpointError(
-            f"the run directory {run_dir} already holds checkpoints ({existing[0].name}); add resume=true to continue "
-            "that run, or choose another hydra.run.dir"
+            f"the run directory {run_dir} already holds checkpoints ({', '.join(existing)}); add resume=true to "
+            "continue that run, or choose another hydra.run.dir"
         )
     return ckpt
 
