@@ -25,7 +25,7 @@ from robustnoise.data.resumable import resumable_loader
 from robustnoise.methods import GaussianNoiseTraining
 from robustnoise.train import run as train
 from robustnoise.utils.checkpoints import TEMP_MARK, AtomicCheckpointIO, OnExceptionCheckpoint
-from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.errors import CheckpointError, ConfigError
 from robustnoise.utils.resolvers import comparable_overrides, find_resumable_run
 from robustnoise.utils.resume import resumable_checkpoint
 from tests.test_hardening import FAST, expect_one_line_error
@@ -267,6 +267,27 @@ def test_resume_with_another_number_of_classes_is_one_line(make_cfg, tmp_path, c
     cfg = make_cfg(*FAST, "method=gnt", f"ckpt_path={path}")
     pattern = r"gnt\.ckpt does not fit the configured model: trained for 7 classes, the data has 10"
     expect_one_line_error(cfg, capsys, pattern)
+
+
+def test_rng_states_are_owned_and_checked_before_they_are_applied():
+    method = GaussianNoiseTraining(
+        model={"name": "madry_cnn", "weights": None},
+        data={"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]},
+        optimizer={"name": "sgd", "lr": 0.1},
+        sigma=0.5,
+    )
+    wanted = torch.Generator().manual_seed(5).get_state()
+    other = torch.Generator().manual_seed(6).get_state()
+    # what torch.load gives for rank 1's state saved as a view of the all-gathered tensor: a storage offset, which
+    # torch.set_rng_state does not handle (a segfault in torch 2.14)
+    view = torch.stack([other, wanted]).unbind(0)[1]
+    assert view.storage_offset() > 0
+    method.on_load_checkpoint({"rng_state": {"torch_per_rank": [view]}})
+    assert torch.equal(torch.get_rng_state(), wanted)
+
+    for bad in (wanted.float(), wanted[:100], "state"):
+        with pytest.raises(CheckpointError, match=r"rank 0's CPU RNG state is not a valid RNG state \(.*, expected"):
+            method.on_load_checkpoint({"rng_state": {"torch_per_rank": [bad]}})
 
 
 def test_on_exception_checkpoint_only_with_training_progress(tmp_path):
