@@ -178,7 +178,7 @@ def fake_checkpoint(path: Path, readable: bool = True) -> Path:
     return path
 
 
-def test_resume_finds_the_newest_run_of_the_same_command(tmp_path):
+def test_resume_finds_the_newest_run_of_the_same_command(tmp_path, caplog):
     def make_run(name: str, overrides: list[str], checkpoint: bool = True) -> Path:
         run = tmp_path / name
         (run / ".hydra").mkdir(parents=True)
@@ -204,7 +204,14 @@ def test_resume_finds_the_newest_run_of_the_same_command(tmp_path):
     assert resumable_checkpoint(newer)[0] == newer / "checkpoints" / "epoch_000.ckpt"
     # ... and with no readable checkpoint at all, the older run of the same command is
     fake_checkpoint(newer / "checkpoints" / "epoch_000.ckpt", readable=False)
-    assert find_resumable_run(tmp_path, wanted) == old
+    with caplog.at_level(logging.WARNING, logger="robustnoise"):
+        assert find_resumable_run(tmp_path, wanted) == old
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert re.fullmatch(
+        rf"resume: cannot read checkpoint {re.escape(str(newer))}/checkpoints/last\.ckpt: .*; "
+        rf"cannot read checkpoint .*epoch_000\.ckpt: .*; trying an older run",
+        line,
+    ), line
 
 
 def test_unreadable_last_checkpoint_falls_back_to_the_epoch_checkpoint(make_cfg, tmp_path, caplog):
