@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -93,6 +94,7 @@ def test_records_merge_like_two_ranks_and_ignore_padding_duplicates():
     assert suite_a.accuracies() == full
 
 
+@pytest.mark.exact  # noise corruptions: counter-based draws, elementwise arithmetic
 def test_corruption_does_not_depend_on_batch_size():
     suite_small, images, labels = make_suite(batch_size=3, corruptions=("gaussian_noise", "impulse_noise"))
     suite_big, _, _ = make_suite(batch_size=40, corruptions=("gaussian_noise", "impulse_noise"))
