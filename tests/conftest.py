@@ -54,10 +54,12 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return load_digit_images(28)
 
 
-FLOAT_ATOL = 1e-6
+FLOAT_ATOL = 1e-5
 """Float images in [0, 1] computed at other batch shapes, batch positions, devices or CPU kernel paths agree to this:
-FFT, GEMM and convolution kernels change with the batch shape and the instruction set (~2e-7 seen, a few float32
-ulps of 1.0). See the README, "What is bit-exact and what is equal to float rounding"."""
+FFT, GEMM and convolution kernels change with the batch shape and the instruction set. Seen: 3e-7 for the blurs (a
+few float32 ulps of 1.0) and 2e-6 for elastic_transform with MKL's AVX2 GEMM (ulps of displacements of tens of pixels,
+times the image gradient); a grey level is 3.9e-3. See the README, "What is bit-exact and what is equal to float
+rounding"."""
 
 
 def assert_images_close(actual: torch.Tensor, expected: torch.Tensor, msg: object = None) -> None:
