@@ -24,8 +24,17 @@ demo: install  ## train vanilla and GNT on the bundled digits, evaluate, print t
 	@echo
 	@$(PY) -m robustnoise.compare $(DEMO_DIR)/vanilla $(DEMO_DIR)/gnt
 
-test: install  ## the whole test suite (CPU, no network)
+# CPU kernel paths forced for a second pass over the bit-exact tests (`-m exact`): ATen's portable and AVX2 kernels,
+# oneDNN limited to AVX2, MKL (GEMM, FFT, vector math) limited to AVX2. The main pass runs the machine's best path.
+EXACT_KERNEL_PATHS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+EXACT_TEST_FILES = $(shell grep -l 'mark\.exact' tests/*.py)
+
+test: install  ## the whole test suite (CPU, no network), then the bit-exact tests under other CPU kernel paths
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
+	@for path in $(EXACT_KERNEL_PATHS); do \
+		echo "== bit-exact tests with $$path"; \
+		env $$path $(PY) -m pytest -q -p no:cacheprovider -m exact $(EXACT_TEST_FILES) || exit 1; \
+	done
 
 test-fast: install  ## the suite without the slow end-to-end tests
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests

@@ -17,6 +17,7 @@ from robustnoise.corruptions import PRESETS, corrupt, filters, rng, sample_seeds
 from robustnoise.corruptions import blur as blur_mod
 from robustnoise.corruptions.api import CORRUPTION_FNS
 from robustnoise.corruptions.presets import ZoomRange, zoom_factors
+from tests.conftest import assert_images_close
 
 BLUR = ("gaussian_blur", "defocus_blur", "zoom_blur", "motion_blur", "glass_blur")
 DETERMINISTIC = ("gaussian_blur", "defocus_blur", "zoom_blur")
@@ -364,8 +365,8 @@ def test_zoom_centre_trim_agrees_with_top_left_trim_for_all_tables():
 @pytest.mark.parametrize("name", BLUR)
 @pytest.mark.parametrize(("preset", "severity"), [("tinyimagenet", 3), ("imagenet", 5)])
 def test_image_result_does_not_depend_on_its_batch(name, preset, severity, monkeypatch):
-    """Bit-identical alone, in a batch, at any position and across CPU chunk boundaries (imagenet severity 5 covers
-    the GEMM, FFT and sparse paths)."""
+    """The same alone, in a batch, at any position and across CPU chunk boundaries, to float rounding (imagenet
+    severity 5 covers the GEMM, FFT and sparse paths)."""
     monkeypatch.setattr(blur_mod, "_CHUNK_ELEMENTS", 2 * 3 * 40 * 40)  # chunks of 2 images: results cross chunks
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(5, 3, 40, 40, generator=gen)
@@ -373,10 +374,10 @@ def test_image_result_does_not_depend_on_its_batch(name, preset, severity, monke
     param = severity_params(name, severity, preset)
     fn = blur_mod.CORRUPTIONS[name]
     batch = fn(x, param, seeds)
-    for i in range(5):
-        assert torch.equal(fn(x[i : i + 1], param, seeds[i : i + 1]), batch[i : i + 1]), (name, i)
+    for i in range(5):  # GEMM / FFT / sparse kernels change with the batch shape: equal to float rounding
+        assert_images_close(fn(x[i : i + 1], param, seeds[i : i + 1]), batch[i : i + 1], (name, i))
     perm = torch.tensor([3, 0, 4, 2, 1])
-    assert torch.equal(fn(x[perm], param, seeds[perm]), batch[perm])
+    assert_images_close(fn(x[perm], param, seeds[perm]), batch[perm])
     if name not in DETERMINISTIC:  # other seeds, other draws
         assert not torch.equal(fn(x, param, seeds + 1), batch)
 

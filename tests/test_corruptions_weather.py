@@ -23,6 +23,7 @@ from robustnoise.corruptions.blur import _motion_taps as blur_taps
 from robustnoise.corruptions.blur import motion_blur_angles
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
 from robustnoise.utils.errors import RobustnoiseError
+from tests.conftest import assert_images_close
 
 WEATHER = ("snow", "frost", "fog", "brightness", "spatter")
 RANDOM = ("snow", "frost", "fog", "spatter")
@@ -369,9 +370,9 @@ def test_per_image_seeding_is_batch_independent(name):
     batch = fn(x, param, seeds)
     for i in (0, 2, 4):
         alone = fn(x[i : i + 1], param, seeds[i : i + 1])
-        assert torch.equal(alone[0], batch[i])
+        assert_images_close(alone[0], batch[i])  # filters change with the batch shape: equal to float rounding
     order = torch.tensor([4, 1, 3, 0, 2])
-    assert torch.equal(fn(x[order], param, seeds[order]), batch[order])
+    assert_images_close(fn(x[order], param, seeds[order]), batch[order])
     if name != "brightness":
         assert not torch.equal(fn(x, param, _seeds(5, base=4)), batch)  # other seeds, other draws
 

@@ -155,8 +155,6 @@ def test_cifar_c_md5(cifar_root: Path):
     for table in (CIFAR10C_MD5, CIFAR100C_MD5):
         assert set(table) == {*ALL_CORRUPTIONS, "labels"}
         assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in table.values())
-    assert CIFAR10C_MD5["gaussian_noise"] == "ecaf8b9a2399ffeda7680934c33405fd"
-    assert CIFAR100C_MD5["labels"] == "bb4026e9ce52996b95f439544568cdb2"
 
     path = cifar_root / "gaussian_noise.npy"
     table = {"gaussian_noise": file_md5(path), "labels": file_md5(cifar_root / "labels.npy")}
