@@ -19,7 +19,7 @@ from robustnoise.attacks import ATTACKS, robust_accuracy
 from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
-from robustnoise.data.released_c import released_c_sets
+from robustnoise.data.released_c import check_matches_clean, released_c_sets
 from robustnoise.evaluate import CorruptionSuite
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
@@ -28,7 +28,7 @@ from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.plots import log_image_file
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils import launch
-from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
 from robustnoise.utils.resume import (
     check_resumable,
@@ -103,6 +103,7 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
     ckpt_path = resume_checkpoint(cfg)
+    check_trainer_config(cfg)
     check_eval_config(cfg, datamodule)
     method = build_method(cfg, datamodule)
     if ckpt_path:
@@ -123,14 +124,47 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
     return evaluate_robustness(cfg, trainer, method, datamodule)
 
 
-def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule) -> None:
-    """Corruptions, severities and released -C files of the final evaluation, checked before training, not after."""
+def check_trainer_config(cfg: DictConfig) -> None:
+    """A training run that would not train is refused (it would report an untrained model as a result)."""
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        if cfg.trainer.get(key) == 0:
+            raise ConfigError(
+                f"trainer.{key}=0 trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
+            )
+
+
+def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
+    """Corruptions, severities and released -C set (kind against the clean data; its files if ``read_released``) of
+    the final evaluation, checked before training, not after.
+
+    Empty lists: ``eval.severities=[]`` with corruptions and an empty ``eval.released.corruptions`` / ``severities``
+    are errors (nothing asked for would be evaluated); ``eval.corruptions=[]`` alone is clean accuracy (as
+    ``eval=none``) and says so in a warning line.
+    """
     ev = cfg.eval
+    released = ev.get("released") or {}
+    if ev.corruptions and not ev.severities:
+        raise ConfigError(
+            f"eval.severities is empty: the corruptions {list(ev.corruptions)} would be evaluated at no severity "
+            "(give severities in 1..5, e.g. eval.severities=[1,2,3,4,5])"
+        )
+    for key in ("corruptions", "severities"):
+        if released.get(key) is not None and len(released[key]) == 0:
+            raise ConfigError(
+                f"eval.released.{key} is empty: no released set would be evaluated "
+                f"(null takes every {key[:-1] if key == 'severities' else 'corruption'} found under eval.released.root)"
+            )
+    if not ev.corruptions and not released.get("kind"):
+        log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
     for severity in ev.severities:
         check_severity(severity)
     for name in ev.corruptions:
         corruption_seed_key(name)
-    _released_sets(ev.get("released"), datamodule)
+    if released.get("kind"):
+        dm = datamodule
+        check_matches_clean(released.kind, dm.name, dm.num_classes, dm.in_chans, dm.image_size)
+        if read_released:
+            _released_sets(released, datamodule)
 
 
 def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
@@ -147,6 +181,7 @@ def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str,
             overrides["name"] = saved_model["name"]
     elif not cfg.model.get("weights"):
         raise RobustnoiseError("task=eval needs ckpt_path=<file> or model.weights=<file|torchvision>")
+    check_eval_config(cfg, datamodule, read_released=False)  # the evaluation reads (and checks) the files once
     method = build_method(cfg, datamodule, **overrides)
     trainer = build_trainer(cfg, with_callbacks=False)
     return evaluate_robustness(cfg, trainer, method, datamodule)

@@ -39,20 +39,38 @@ def cifar_c(root: Path, images: np.ndarray | None = None, labels: np.ndarray | N
     return root
 
 
+def cifar10c_eval(root: Path) -> list[str]:
+    """CIFAR-10-C files at ``root`` evaluated with CIFAR-10 as the clean data (not read: the -C check comes first)."""
+    return ["data=cifar10", f"data.root={root.parent / 'cifar10'}", "eval=cifar10c", f"eval.released.root={root}"]
+
+
 def wrong_layout(root: Path) -> list[str]:
-    chw = np.zeros((5 * N, 3, 32, 32), dtype=np.uint8)
-    return ["eval=cifar10c", f"eval.released.root={cifar_c(root, images=chw)}"]
+    return cifar10c_eval(cifar_c(root, images=np.zeros((5 * N, 3, 32, 32), dtype=np.uint8)))
 
 
 def truncated(root: Path) -> list[str]:
     cifar_c(root)
     data = (root / "fog.npy").read_bytes()
     (root / "fog.npy").write_bytes(data[: len(data) // 2])
-    return ["eval=cifar10c", f"eval.released.root={root}"]
+    return cifar10c_eval(root)
 
 
 def count_mismatch(root: Path) -> list[str]:
-    return ["eval=cifar10c", f"eval.released.root={cifar_c(root, labels=np.zeros(5 * N - 5, dtype=np.uint8))}"]
+    return cifar10c_eval(cifar_c(root, labels=np.zeros(5 * N - 5, dtype=np.uint8)))
+
+
+def digits_model_file(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "digits.pth"
+    torch.save(create_model("madry_cnn", 10, in_chans=1, image_size=28).state_dict(), path)
+    return path
+
+
+C_MISMATCH = (
+    r"the released cifar10c set does not match the clean data the model is built for: it belongs to cifar10, "
+    r"not data=digits; 3 channels, the clean data 1; 32 px images, the clean data 28 px"
+)
+SIGMA_RANGE = r"sigma must be >= 0 and <= 2, got .* \(images are in \[0, 1\]"
 
 
 def other_architecture_resume(root: Path) -> list[str]:
@@ -75,6 +93,35 @@ CASES = {
     "image and label counts differ": (count_mismatch, r"labels\.npy.*15 labels.*20 images"),
     "eps <= 0": (lambda root: ["method=ant1x1", "method.epsilon=0"], r"epsilon must be > 0"),
     "eps < 0": (lambda root: ["method=ant3x3", "method.epsilon=-3"], r"epsilon must be > 0"),
+    "eps inf": (lambda root: ["method=ant1x1", "method.epsilon=inf"], r"epsilon must be > 0 and finite.*got inf"),
+    "eps nan": (lambda root: ["method=ant1x1", "method.epsilon=nan"], r"epsilon must be > 0 and finite.*got nan"),
+    "eps as a string": (lambda root: ["method=ant1x1", "method.epsilon='12'"], r"epsilon must be .*got '12'"),
+    "sigma as a string": (
+        lambda root: ["method=gnt", "method.sigma='12'"],
+        r"sigma must be a number or a non-empty list of numbers, got '12'$",
+    ),
+    "sigma abc": (lambda root: ["method=gnt", "method.sigma=abc"], r"list of numbers, got 'abc'$"),
+    "sigma list with a string": (lambda root: ["method=gnt", "method.sigma=[0.1,'0.2']"], r"got \[0\.1, '0\.2'\]$"),
+    "sigma bool": (lambda root: ["method=gnt", "method.sigma=true"], r"list of numbers, got True$"),
+    "empty sigma list": (lambda root: ["method=gnt", "method.sigma=[]"], r"list of numbers, got \[\]$"),
+    "sigma 1e9": (lambda root: ["method=gnt", "method.sigma=1e9"], SIGMA_RANGE),
+    "sigma inf": (lambda root: ["method=gnt", "method.sigma=inf"], SIGMA_RANGE),
+    "sigma nan": (lambda root: ["method=gnt", "method.sigma=nan"], SIGMA_RANGE),
+    "speckle c nan": (lambda root: ["method=speckle", "method.c=[0.1,nan]"], r"speckle c must be >= 0 and <= 2"),
+    "batch size 0": (lambda root: ["data.batch_size=0"], r"data\.batch_size must be an integer >= 1, got 0$"),
+    "batch size -1": (lambda root: ["data.batch_size=-1"], r"data\.batch_size must be an integer >= 1, got -1$"),
+    "eval batch size 0": (lambda root: ["data.eval_batch_size=0"], r"data\.eval_batch_size must be an integer >= 1"),
+    "max_epochs 0": (lambda root: ["trainer.max_epochs=0"], r"trainer\.max_epochs=0 trains nothing; .*task=eval"),
+    "empty severities": (lambda root: ["eval.severities=[]"], r"eval\.severities is empty: the corruptions \["),
+    "empty released corruptions": (
+        lambda root: [*cifar10c_eval(cifar_c(root)), "eval.released.corruptions=[]"],
+        r"eval\.released\.corruptions is empty: no released set would be evaluated",
+    ),
+    "CIFAR-10-C with the digits": (lambda root: ["eval=cifar10c", f"eval.released.root={cifar_c(root)}"], C_MISMATCH),
+    "task=eval of a digits model on CIFAR-10-C": (
+        lambda root: ["task=eval", f"model.weights={digits_model_file(root)}", "eval=cifar10c"],
+        C_MISMATCH,
+    ),
     "severity 6": (lambda root: ["eval.severities=[1,6]"], r"severity must be an integer in 1\.\.5, got 6"),
     "severity 0": (lambda root: ["eval.severities=[0]"], r"severity must be an integer in 1\.\.5, got 0"),
     "unknown corruption": (lambda root: ["eval.corruptions=[gaussian_noise,gausian_noise]"], r"'gausian_noise'"),
