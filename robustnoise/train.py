@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
+import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytorch_lightning as pl
 import torch
@@ -290,12 +294,53 @@ def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule)
 
 
 def _prepare_loggers(cfg: DictConfig) -> DictConfig | None:
-    """W&B without an account or network must log offline and never prompt."""
+    """W&B without an account or without a reachable server logs offline and never prompts or waits.
+
+    ``WANDB_MODE`` (online / offline / disabled) and ``logger.wandb.offline=true`` are obeyed as given; otherwise a
+    2-second TCP connect to the server (``WANDB_BASE_URL``, default api.wandb.ai, or the HTTPS proxy) decides: an API
+    key on a node without network would otherwise wait ~2 minutes and then crash before training.
+    """
     loggers = cfg.get("logger")
-    if loggers and "wandb" in loggers and not _wandb_credentials():
-        os.environ.setdefault("WANDB_MODE", "offline")
-        log.info("no W&B credentials found: logging offline (upload later with `wandb sync`)")
+    if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
+        return loggers
+    reason = None if _wandb_credentials() else "no W&B credentials found"
+    if reason is None:
+        host, port = _wandb_endpoint()
+        if not _reachable(host, port):
+            reason = f"W&B server {host}:{port} not reachable within {PROBE_TIMEOUT:g} s"
+    if reason:
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning("%s: logging W&B offline (upload later with `wandb sync`)", reason)
     return loggers
+
+
+PROBE_TIMEOUT = 2.0
+
+
+def _wandb_endpoint() -> tuple[str, int]:
+    """Host and port a W&B run connects to first: the HTTPS proxy if one is set, else the server."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+def _reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """A TCP connection opens within ``timeout`` seconds (name lookup included, which has no timeout of its own)."""
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
 
 
 def _wandb_credentials() -> bool:

@@ -10,6 +10,8 @@ test_released_c.py; here they are reached through the command line, before any t
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +170,45 @@ def test_nan_loss_stops_names_the_step_and_keeps_the_last_good_checkpoint(make_c
     kept = torch.load(last, weights_only=True)
     assert kept["global_step"] == step  # written after the last finite step, before the failing one
     assert not (tmp_path / "robustness.json").exists()
+
+
+def test_audit_verdict_counts_what_was_checked():
+    from robustnoise.utils.audit import summarize
+
+    skipped = {"name": "torch", "skip_reason": "Dependency not found on PyPI and could not be audited: torch (2.14.1)"}
+    assert summarize({"dependencies": [skipped]}) == (
+        1,
+        [f"not audited: 0 of 1 packages could be checked: {skipped['skip_reason']}"],
+    )
+    assert summarize({"dependencies": []}) == (1, ["not audited: 0 of 0 packages could be checked"])
+    pip = {"name": "pip", "version": "23.2.1", "vulns": [{"id": "CVE-2025-8869", "fix_versions": ["25.3"]}]}
+    clean = {"name": "numpy", "version": "2.3.0", "vulns": []}
+    assert summarize({"dependencies": [pip, clean, skipped]}) == (
+        1,
+        [
+            "pip 23.2.1: CVE-2025-8869 (fixed in: 25.3)",
+            "audited 2 of 3 packages: 1 known vulnerabilities in 1 packages",
+            "not audited (1): torch",
+        ],
+    )
+    assert summarize({"dependencies": [clean, skipped]}) == (
+        0,
+        ["audited 1 of 2 packages: no known vulnerabilities", "not audited (1): torch"],
+    )
+
+
+def test_audit_without_network_says_not_audited():
+    from tests.test_train import _no_network_namespace
+
+    if reason := _no_network_namespace():
+        pytest.skip(reason)
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "robustnoise.utils.audit", "--timeout", "5"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert result.stdout.startswith("not audited: "), result.stdout + result.stderr
+    assert "no known vulnerabilities" not in result.stdout and "Traceback" not in result.stdout

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,15 +144,32 @@ def test_cli_negative_sigma_is_one_clear_line(tmp_path):
     assert "error: sigma must be >= 0" in result.stderr
 
 
+def _no_network_namespace() -> str | None:
+    """Why ``unshare -n`` cannot run here, or None."""
+    if shutil.which("unshare") is None:
+        return "unshare is not installed"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    return f"unshare -n is not permitted: {probe.stderr.strip()}" if probe.returncode else None
+
+
 @pytest.mark.slow
-def test_wandb_logs_offline_without_an_account(tmp_path):
+@pytest.mark.parametrize("case", ["no account", "API key without network"])
+def test_wandb_logs_offline_without_an_account_or_network(tmp_path, case):
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     env.update({"HOME": str(home), "NETRC": str(home / "none"), "WANDB_SILENT": "true"})
+    prefix: list[str] = []
+    if case == "API key without network":  # a compute node without internet: the key must not make W&B go online
+        if reason := _no_network_namespace():
+            pytest.skip(reason)
+        env["WANDB_API_KEY"] = "0123456789abcdef0123456789abcdef01234567"  # fake, never sent anywhere
+        prefix = ["unshare", "-n"]
     run_dir = tmp_path / "run"
+    start = time.monotonic()
     result = subprocess.run(
         [
+            *prefix,
             sys.executable,
             str(ROOT / "run.py"),
             "logger=wandb",
@@ -159,6 +178,7 @@ def test_wandb_logs_offline_without_an_account(tmp_path):
             "trainer.max_epochs=1",
             "trainer.limit_train_batches=2",
             "eval.max_images=32",
+            "eval.corruptions=[gaussian_noise]",
             f"hydra.run.dir={run_dir}",
         ],
         capture_output=True,
@@ -168,10 +188,15 @@ def test_wandb_logs_offline_without_an_account(tmp_path):
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
+    elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-2000:]
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert offline_runs, "no offline W&B run directory was written"
     assert list(offline_runs[0].glob("*.wandb"))  # the run's data, ready for `wandb sync`
+    expected = "no W&B credentials found" if case == "no account" else "W&B server api.wandb.ai:443 not reachable"
+    fallback = [line for line in (result.stdout + result.stderr).splitlines() if "logging W&B offline" in line]
+    assert len(fallback) == 1 and expected in fallback[0]
+    assert elapsed < 100  # before the probe: ~110 s of W&B retries, then a crash before training
 
 
 def test_eval_reports_adversarial_noise_and_eps_star(make_cfg):
