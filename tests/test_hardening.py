@@ -9,6 +9,7 @@ test_released_c.py; here they are reached through the command line, before any t
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -212,3 +213,59 @@ def test_audit_without_network_says_not_audited():
     assert result.returncode != 0
     assert result.stdout.startswith("not audited: "), result.stdout + result.stderr
     assert "no known vulnerabilities" not in result.stdout and "Traceback" not in result.stdout
+
+
+def fake_imagenet(root: Path, bad_split: str, bad_bytes: bytes) -> Path:
+    """Two wnids x 4 images per split, plus one unreadable ``bad.JPEG`` in ``bad_split``."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for k, wnid in enumerate(("n01", "n02")):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (40, 36), (60 * i, 200 * k, 90)).save(folder / f"{i}.JPEG")
+    bad = root / bad_split / "n02" / "bad.JPEG"
+    bad.write_bytes(bad_bytes)
+    return bad
+
+
+IMAGENET_FAST = [
+    "data=imagenet",
+    "data.image_size=32",
+    "data.resize=36",
+    "data.batch_size=4",
+    "data.eval_batch_size=4",
+    "eval.corruptions=[gaussian_noise]",
+    "eval.severities=[1]",
+]
+
+
+@pytest.mark.parametrize(
+    ("split", "content", "workers"),
+    [("train", b"", 0), ("val", b"not a JPEG at all", 2), ("train", b"\xff\xd8\xff\xe0 truncated", 2)],
+)
+def test_unreadable_image_is_one_line_naming_the_file(make_cfg, tmp_path, capsys, monkeypatch, split, content, workers):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    bad = fake_imagenet(tmp_path / "imagenet", split, content)
+    cfg = make_cfg(*FAST, *IMAGENET_FAST, f"data.root={tmp_path / 'imagenet'}", f"data.num_workers={workers}")
+    line = expect_one_line_error(cfg, capsys, rf"^error: cannot read image {re.escape(str(bad))} \(")
+    assert line.endswith("or set data.skip_unreadable=true to skip such files with a warning")
+
+
+def test_skip_unreadable_warns_and_trains(make_cfg, tmp_path, caplog):
+    bad = fake_imagenet(tmp_path / "imagenet", "train", b"")
+    (tmp_path / "imagenet" / "val" / "n01" / "empty.JPEG").write_bytes(b"")
+    cfg = make_cfg(
+        *FAST,
+        *IMAGENET_FAST,
+        f"data.root={tmp_path / 'imagenet'}",
+        "data.num_workers=0",
+        "data.skip_unreadable=true",
+        "trainer.limit_train_batches=null",
+    )
+    run.execute(cfg)
+    result = json.loads((tmp_path / "robustness.json").read_text())
+    assert result["sets"]["clean"]["n"] == 9  # the folder's length: the empty file's place is taken by a readable one
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped: cannot read image")]
+    assert any(str(bad) in m for m in skipped) and any("empty.JPEG" in m for m in skipped)
