@@ -222,3 +222,41 @@ def test_eval_reports_adversarial_noise_and_eps_star(make_cfg):
         assert eps[name]["n"] == 96 and eps[name]["passes_per_image"] < 35
         assert eps[name]["already_wrong"] < 48 < eps[name]["n"] and eps[name]["median"] > 0  # a trained classifier
     assert eps["adversarial"]["mean"] == pytest.approx(sum(eps["adversarial"]["per_seed"]) / 2)
+
+
+def _run_dir_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_cli_run_dir_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    line = _run_dir_error(_cli(f"hydra.run.dir={tmp_path / 'file' / 'run'}"))
+    assert (
+        line == f"error: hydra.run.dir={tmp_path / 'file' / 'run'} cannot be a directory: {tmp_path / 'file'} is a file"
+    )
+    assert _run_dir_error(_cli(f"hydra.run.dir={tmp_path / 'file'}")).endswith("file is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_cli_run_dir_on_a_read_only_filesystem_is_one_line(tmp_path):
+    """As root, permissions do not stop writes: a read-only bind mount (private mount namespace) does."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("unshare -m (a private mount namespace) is not permitted here")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = f'mount --bind -o ro "{ro}" "{ro}" && exec "$@"'
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={ro}/a/run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    line = _run_dir_error(result)
+    assert line == f"error: hydra.run.dir={ro}/a/run is not writable: {ro} refuses new entries (Read-only file system)"
+    assert list(ro.iterdir()) == []
