@@ -111,6 +111,14 @@ CASES = {
     "sigma inf": (lambda root: ["method=gnt", "method.sigma=inf"], SIGMA_RANGE),
     "sigma nan": (lambda root: ["method=gnt", "method.sigma=nan"], SIGMA_RANGE),
     "speckle c nan": (lambda root: ["method=speckle", "method.c=[0.1,nan]"], r"speckle c must be >= 0 and <= 2"),
+    "p_clean as a string": (
+        lambda root: ["method=gnt", "method.p_clean='0.5'"],
+        r"p_clean must be a number in \[0, 1\], got '0\.5'$",
+    ),
+    "AdA nu nan": (
+        lambda root: ["method=ada", "method.nu=nan"],
+        r"step_fraction must be finite numbers >= 0, got nan,",
+    ),
     "batch size 0": (lambda root: ["data.batch_size=0"], r"data\.batch_size must be an integer >= 1, got 0$"),
     "batch size -1": (lambda root: ["data.batch_size=-1"], r"data\.batch_size must be an integer >= 1, got -1$"),
     "eval batch size 0": (lambda root: ["data.eval_batch_size=0"], r"data\.eval_batch_size must be an integer >= 1"),

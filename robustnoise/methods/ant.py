@@ -40,10 +40,11 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.methods.gnt import is_number, noise_levels
+from robustnoise.methods.gnt import noise_levels
 from robustnoise.noise import NoiseGenerator, clipping_aware_scale, project_to_sphere
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.options import is_number
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.options import is_number
 
 
 def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:
@@ -28,11 +29,6 @@ def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:
 NOISE_LEVEL_MAX = 2.0
 """Largest accepted sigma / speckle c. Images are in [0, 1]: after clipping, Gaussian noise of sigma 2 keeps about 20 %
 of the black-to-white contrast (sigma 10: 4 %), so larger values train on noise alone; the papers use <= 0.6."""
-
-
-def is_number(value: object) -> bool:
-    """A real number given as a number (not a bool, not a string)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def noise_levels(value: float | Sequence[float], name: str) -> list[float]:
