@@ -277,3 +277,33 @@ def test_skip_unreadable_warns_and_trains(make_cfg, tmp_path, caplog):
     assert result["sets"]["clean"]["n"] == 9  # the folder's length: the empty file's place is taken by a readable one
     skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped: cannot read image")]
     assert any(str(bad) in m for m in skipped) and any("empty.JPEG" in m for m in skipped)
+
+
+def test_empty_corruption_list_says_clean_only(make_cfg, caplog):
+    from robustnoise.data import DigitsDataModule
+    from robustnoise.train import check_eval_config
+
+    check_eval_config(make_cfg("eval.corruptions=[]"), DigitsDataModule())
+    assert "eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated" in [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+    ]
+
+
+def test_wandb_probe_endpoint_and_reachability(monkeypatch):
+    import socket
+
+    from robustnoise.train import _reachable, _wandb_endpoint
+
+    for key in ("WANDB_BASE_URL", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(key, raising=False)
+    assert _wandb_endpoint() == ("api.wandb.ai", 443)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://wandb.local:8080")
+    assert _wandb_endpoint() == ("wandb.local", 8080)
+    monkeypatch.setenv("http_proxy", "proxy.example:3128")
+    assert _wandb_endpoint() == ("proxy.example", 3128)  # the first hop of a proxied connection
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert _reachable("127.0.0.1", port)
+    assert not _reachable("127.0.0.1", port)  # closed again: refused at once
