@@ -196,7 +196,9 @@ def test_wandb_logs_offline_without_an_account_or_network(tmp_path, case):
     expected = "no W&B credentials found" if case == "no account" else "W&B server api.wandb.ai:443 not reachable"
     fallback = [line for line in (result.stdout + result.stderr).splitlines() if "logging W&B offline" in line]
     assert len(fallback) == 1 and expected in fallback[0]
-    assert elapsed < 100  # before the probe: ~110 s of W&B retries, then a crash before training
+    # before the probe: ~110 s of W&B retries, then a crash (exit 1) before training; a loaded 2-core machine needs
+    # up to ~80 s for this run, so only a wait of that order on top is caught here
+    assert elapsed < 150
 
 
 def test_eval_reports_adversarial_noise_and_eps_star(make_cfg):
