@@ -130,6 +130,7 @@ def test_cli_missing_dataset_is_one_clear_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "cifar10 not found at" in errors[0] and "cifar-10-batches-py" in errors[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # found before training: no checkpoint of an untrained model
 
 
 def test_cli_unknown_option_names_the_choices(tmp_path):
