@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= logs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install demo test test-fast bench lint format clean
+.PHONY: help install demo test test-fast bench lint format audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,6 +49,9 @@ lint: install  ## ruff lint + format check
 format: install  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+audit: install  ## pip-audit of .venv: says how many packages it checked; fails on known vulnerabilities or none checked
+	$(PY) -m robustnoise.utils.audit
 
 clean:  ## remove logs and caches (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
+import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytorch_lightning as pl
 import torch
@@ -19,7 +23,7 @@ from robustnoise.attacks import ATTACKS, robust_accuracy
 from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
-from robustnoise.data.released_c import released_c_sets
+from robustnoise.data.released_c import check_matches_clean, released_c_sets
 from robustnoise.evaluate import CorruptionSuite
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
@@ -29,7 +33,7 @@ from robustnoise.plots import log_image_file
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils import launch
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
-from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
 from robustnoise.utils.resume import (
     check_resumable,
@@ -103,7 +107,10 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
     ckpt_path = resume_checkpoint(cfg)
+    check_trainer_config(cfg)
     check_eval_config(cfg, datamodule)
+    if not getattr(getattr(datamodule, "clean", datamodule), "download", False):  # (downloads happen inside fit)
+        datamodule.setup("fit")  # missing data: one line now, not an error inside fit that leaves a checkpoint
     method = build_method(cfg, datamodule)
     if ckpt_path:
         check_resumable(ckpt_path, cfg, method)
@@ -123,14 +130,47 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
     return evaluate_robustness(cfg, trainer, method, datamodule)
 
 
-def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule) -> None:
-    """Corruptions, severities and released -C files of the final evaluation, checked before training, not after."""
+def check_trainer_config(cfg: DictConfig) -> None:
+    """A training run that would not train is refused (it would report an untrained model as a result)."""
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        if cfg.trainer.get(key) == 0:
+            raise ConfigError(
+                f"trainer.{key}=0 trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
+            )
+
+
+def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
+    """Corruptions, severities and released -C set (kind against the clean data; its files if ``read_released``) of
+    the final evaluation, checked before training, not after.
+
+    Empty lists: ``eval.severities=[]`` with corruptions and an empty ``eval.released.corruptions`` / ``severities``
+    are errors (nothing asked for would be evaluated); ``eval.corruptions=[]`` alone is clean accuracy (as
+    ``eval=none``) and says so in a warning line.
+    """
     ev = cfg.eval
+    released = ev.get("released") or {}
+    if ev.corruptions and not ev.severities:
+        raise ConfigError(
+            f"eval.severities is empty: the corruptions {list(ev.corruptions)} would be evaluated at no severity "
+            "(give severities in 1..5, e.g. eval.severities=[1,2,3,4,5])"
+        )
+    for key in ("corruptions", "severities"):
+        if released.get(key) is not None and len(released[key]) == 0:
+            raise ConfigError(
+                f"eval.released.{key} is empty: no released set would be evaluated "
+                f"(null takes every {key[:-1] if key == 'severities' else 'corruption'} found under eval.released.root)"
+            )
+    if not ev.corruptions and not released.get("kind"):
+        log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
     for severity in ev.severities:
         check_severity(severity)
     for name in ev.corruptions:
         corruption_seed_key(name)
-    _released_sets(ev.get("released"), datamodule)
+    if released.get("kind"):
+        dm = datamodule
+        check_matches_clean(released.kind, dm.name, dm.num_classes, dm.in_chans, dm.image_size)
+        if read_released:
+            _released_sets(released, datamodule)
 
 
 def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
@@ -147,6 +187,7 @@ def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str,
             overrides["name"] = saved_model["name"]
     elif not cfg.model.get("weights"):
         raise RobustnoiseError("task=eval needs ckpt_path=<file> or model.weights=<file|torchvision>")
+    check_eval_config(cfg, datamodule, read_released=False)  # the evaluation reads (and checks) the files once
     method = build_method(cfg, datamodule, **overrides)
     trainer = build_trainer(cfg, with_callbacks=False)
     return evaluate_robustness(cfg, trainer, method, datamodule)
@@ -255,12 +296,53 @@ def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule)
 
 
 def _prepare_loggers(cfg: DictConfig) -> DictConfig | None:
-    """W&B without an account or network must log offline and never prompt."""
+    """W&B without an account or without a reachable server logs offline and never prompts or waits.
+
+    ``WANDB_MODE`` (online / offline / disabled) and ``logger.wandb.offline=true`` are obeyed as given; otherwise a
+    2-second TCP connect to the server (``WANDB_BASE_URL``, default api.wandb.ai, or the HTTPS proxy) decides: an API
+    key on a node without network would otherwise wait ~2 minutes and then crash before training.
+    """
     loggers = cfg.get("logger")
-    if loggers and "wandb" in loggers and not _wandb_credentials():
-        os.environ.setdefault("WANDB_MODE", "offline")
-        log.info("no W&B credentials found: logging offline (upload later with `wandb sync`)")
+    if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
+        return loggers
+    reason = None if _wandb_credentials() else "no W&B credentials found"
+    if reason is None:
+        host, port = _wandb_endpoint()
+        if not _reachable(host, port):
+            reason = f"W&B server {host}:{port} not reachable within {PROBE_TIMEOUT:g} s"
+    if reason:
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning("%s: logging W&B offline (upload later with `wandb sync`)", reason)
     return loggers
+
+
+PROBE_TIMEOUT = 2.0
+
+
+def _wandb_endpoint() -> tuple[str, int]:
+    """Host and port a W&B run connects to first: the HTTPS proxy if one is set, else the server."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+def _reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """A TCP connection opens within ``timeout`` seconds (name lookup included, which has no timeout of its own)."""
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
 
 
 def _wandb_credentials() -> bool:

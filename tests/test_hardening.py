@@ -9,7 +9,10 @@ test_released_c.py; here they are reached through the command line, before any t
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,20 +42,38 @@ def cifar_c(root: Path, images: np.ndarray | None = None, labels: np.ndarray | N
     return root
 
 
+def cifar10c_eval(root: Path) -> list[str]:
+    """CIFAR-10-C files at ``root`` evaluated with CIFAR-10 as the clean data (not read: the -C check comes first)."""
+    return ["data=cifar10", f"data.root={root.parent / 'cifar10'}", "eval=cifar10c", f"eval.released.root={root}"]
+
+
 def wrong_layout(root: Path) -> list[str]:
-    chw = np.zeros((5 * N, 3, 32, 32), dtype=np.uint8)
-    return ["eval=cifar10c", f"eval.released.root={cifar_c(root, images=chw)}"]
+    return cifar10c_eval(cifar_c(root, images=np.zeros((5 * N, 3, 32, 32), dtype=np.uint8)))
 
 
 def truncated(root: Path) -> list[str]:
     cifar_c(root)
     data = (root / "fog.npy").read_bytes()
     (root / "fog.npy").write_bytes(data[: len(data) // 2])
-    return ["eval=cifar10c", f"eval.released.root={root}"]
+    return cifar10c_eval(root)
 
 
 def count_mismatch(root: Path) -> list[str]:
-    return ["eval=cifar10c", f"eval.released.root={cifar_c(root, labels=np.zeros(5 * N - 5, dtype=np.uint8))}"]
+    return cifar10c_eval(cifar_c(root, labels=np.zeros(5 * N - 5, dtype=np.uint8)))
+
+
+def digits_model_file(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "digits.pth"
+    torch.save(create_model("madry_cnn", 10, in_chans=1, image_size=28).state_dict(), path)
+    return path
+
+
+C_MISMATCH = (
+    r"the released cifar10c set does not match the clean data the model is built for: it belongs to cifar10, "
+    r"not data=digits; 3 channels, the clean data 1; 32 px images, the clean data 28 px"
+)
+SIGMA_RANGE = r"sigma must be >= 0 and <= 2, got .* \(images are in \[0, 1\]"
 
 
 def other_architecture_resume(root: Path) -> list[str]:
@@ -75,6 +96,43 @@ CASES = {
     "image and label counts differ": (count_mismatch, r"labels\.npy.*15 labels.*20 images"),
     "eps <= 0": (lambda root: ["method=ant1x1", "method.epsilon=0"], r"epsilon must be > 0"),
     "eps < 0": (lambda root: ["method=ant3x3", "method.epsilon=-3"], r"epsilon must be > 0"),
+    "eps inf": (lambda root: ["method=ant1x1", "method.epsilon=inf"], r"epsilon must be > 0 and finite.*got inf"),
+    "eps nan": (lambda root: ["method=ant1x1", "method.epsilon=nan"], r"epsilon must be > 0 and finite.*got nan"),
+    "eps as a string": (lambda root: ["method=ant1x1", "method.epsilon='12'"], r"epsilon must be .*got '12'"),
+    "sigma as a string": (
+        lambda root: ["method=gnt", "method.sigma='12'"],
+        r"sigma must be a number or a non-empty list of numbers, got '12'$",
+    ),
+    "sigma abc": (lambda root: ["method=gnt", "method.sigma=abc"], r"list of numbers, got 'abc'$"),
+    "sigma list with a string": (lambda root: ["method=gnt", "method.sigma=[0.1,'0.2']"], r"got \[0\.1, '0\.2'\]$"),
+    "sigma bool": (lambda root: ["method=gnt", "method.sigma=true"], r"list of numbers, got True$"),
+    "empty sigma list": (lambda root: ["method=gnt", "method.sigma=[]"], r"list of numbers, got \[\]$"),
+    "sigma 1e9": (lambda root: ["method=gnt", "method.sigma=1e9"], SIGMA_RANGE),
+    "sigma inf": (lambda root: ["method=gnt", "method.sigma=inf"], SIGMA_RANGE),
+    "sigma nan": (lambda root: ["method=gnt", "method.sigma=nan"], SIGMA_RANGE),
+    "speckle c nan": (lambda root: ["method=speckle", "method.c=[0.1,nan]"], r"speckle c must be >= 0 and <= 2"),
+    "p_clean as a string": (
+        lambda root: ["method=gnt", "method.p_clean='0.5'"],
+        r"p_clean must be a number in \[0, 1\], got '0\.5'$",
+    ),
+    "AdA nu nan": (
+        lambda root: ["method=ada", "method.nu=nan"],
+        r"step_fraction must be finite numbers >= 0, got nan,",
+    ),
+    "batch size 0": (lambda root: ["data.batch_size=0"], r"data\.batch_size must be an integer >= 1, got 0$"),
+    "batch size -1": (lambda root: ["data.batch_size=-1"], r"data\.batch_size must be an integer >= 1, got -1$"),
+    "eval batch size 0": (lambda root: ["data.eval_batch_size=0"], r"data\.eval_batch_size must be an integer >= 1"),
+    "max_epochs 0": (lambda root: ["trainer.max_epochs=0"], r"trainer\.max_epochs=0 trains nothing; .*task=eval"),
+    "empty severities": (lambda root: ["eval.severities=[]"], r"eval\.severities is empty: the corruptions \["),
+    "empty released corruptions": (
+        lambda root: [*cifar10c_eval(cifar_c(root)), "eval.released.corruptions=[]"],
+        r"eval\.released\.corruptions is empty: no released set would be evaluated",
+    ),
+    "CIFAR-10-C with the digits": (lambda root: ["eval=cifar10c", f"eval.released.root={cifar_c(root)}"], C_MISMATCH),
+    "task=eval of a digits model on CIFAR-10-C": (
+        lambda root: ["task=eval", f"model.weights={digits_model_file(root)}", "eval=cifar10c"],
+        C_MISMATCH,
+    ),
     "severity 6": (lambda root: ["eval.severities=[1,6]"], r"severity must be an integer in 1\.\.5, got 6"),
     "severity 0": (lambda root: ["eval.severities=[0]"], r"severity must be an integer in 1\.\.5, got 0"),
     "unknown corruption": (lambda root: ["eval.corruptions=[gaussian_noise,gausian_noise]"], r"'gausian_noise'"),
@@ -121,3 +179,131 @@ def test_nan_loss_stops_names_the_step_and_keeps_the_last_good_checkpoint(make_c
     kept = torch.load(last, weights_only=True)
     assert kept["global_step"] == step  # written after the last finite step, before the failing one
     assert not (tmp_path / "robustness.json").exists()
+
+
+def test_audit_verdict_counts_what_was_checked():
+    from robustnoise.utils.audit import summarize
+
+    skipped = {"name": "torch", "skip_reason": "Dependency not found on PyPI and could not be audited: torch (2.14.1)"}
+    assert summarize({"dependencies": [skipped]}) == (
+        1,
+        [f"not audited: 0 of 1 packages could be checked: {skipped['skip_reason']}"],
+    )
+    assert summarize({"dependencies": []}) == (1, ["not audited: 0 of 0 packages could be checked"])
+    pip = {"name": "pip", "version": "23.2.1", "vulns": [{"id": "CVE-2025-8869", "fix_versions": ["25.3"]}]}
+    clean = {"name": "numpy", "version": "2.3.0", "vulns": []}
+    assert summarize({"dependencies": [pip, clean, skipped]}) == (
+        1,
+        [
+            "pip 23.2.1: CVE-2025-8869 (fixed in: 25.3)",
+            "audited 2 of 3 packages: 1 known vulnerabilities in 1 packages",
+            "not audited (1): torch",
+        ],
+    )
+    assert summarize({"dependencies": [clean, skipped]}) == (
+        0,
+        ["audited 1 of 2 packages: no known vulnerabilities", "not audited (1): torch"],
+    )
+
+
+def test_audit_without_network_says_not_audited():
+    from tests.test_train import _no_network_namespace
+
+    if reason := _no_network_namespace():
+        pytest.skip(reason)
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "robustnoise.utils.audit", "--timeout", "5"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert result.stdout.startswith("not audited: "), result.stdout + result.stderr
+    assert "no known vulnerabilities" not in result.stdout and "Traceback" not in result.stdout
+
+
+def fake_imagenet(root: Path, bad_split: str, bad_bytes: bytes) -> Path:
+    """Two wnids x 4 images per split, plus one unreadable ``bad.JPEG`` in ``bad_split``."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for k, wnid in enumerate(("n01", "n02")):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (40, 36), (60 * i, 200 * k, 90)).save(folder / f"{i}.JPEG")
+    bad = root / bad_split / "n02" / "bad.JPEG"
+    bad.write_bytes(bad_bytes)
+    return bad
+
+
+IMAGENET_FAST = [
+    "data=imagenet",
+    "data.image_size=32",
+    "data.resize=36",
+    "data.batch_size=4",
+    "data.eval_batch_size=4",
+    "eval.corruptions=[gaussian_noise]",
+    "eval.severities=[1]",
+]
+
+
+@pytest.mark.parametrize(
+    ("split", "content", "workers"),
+    [("train", b"", 0), ("val", b"not a JPEG at all", 2), ("train", b"\xff\xd8\xff\xe0 truncated", 2)],
+)
+def test_unreadable_image_is_one_line_naming_the_file(make_cfg, tmp_path, capsys, monkeypatch, split, content, workers):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    bad = fake_imagenet(tmp_path / "imagenet", split, content)
+    cfg = make_cfg(*FAST, *IMAGENET_FAST, f"data.root={tmp_path / 'imagenet'}", f"data.num_workers={workers}")
+    line = expect_one_line_error(cfg, capsys, rf"^error: cannot read image {re.escape(str(bad))} \(")
+    assert line.endswith("or set data.skip_unreadable=true to skip such files with a warning")
+
+
+def test_skip_unreadable_warns_and_trains(make_cfg, tmp_path, caplog):
+    bad = fake_imagenet(tmp_path / "imagenet", "train", b"")
+    (tmp_path / "imagenet" / "val" / "n01" / "empty.JPEG").write_bytes(b"")
+    cfg = make_cfg(
+        *FAST,
+        *IMAGENET_FAST,
+        f"data.root={tmp_path / 'imagenet'}",
+        "data.num_workers=0",
+        "data.skip_unreadable=true",
+        "trainer.limit_train_batches=null",
+    )
+    run.execute(cfg)
+    result = json.loads((tmp_path / "robustness.json").read_text())
+    assert result["sets"]["clean"]["n"] == 9  # the folder's length: the empty file's place is taken by a readable one
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped: cannot read image")]
+    assert any(str(bad) in m for m in skipped) and any("empty.JPEG" in m for m in skipped)
+
+
+def test_empty_corruption_list_says_clean_only(make_cfg, caplog):
+    from robustnoise.data import DigitsDataModule
+    from robustnoise.train import check_eval_config
+
+    check_eval_config(make_cfg("eval.corruptions=[]"), DigitsDataModule())
+    assert "eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated" in [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+    ]
+
+
+def test_wandb_probe_endpoint_and_reachability(monkeypatch):
+    import socket
+
+    from robustnoise.train import _reachable, _wandb_endpoint
+
+    for key in ("WANDB_BASE_URL", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(key, raising=False)
+    assert _wandb_endpoint() == ("api.wandb.ai", 443)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://wandb.local:8080")
+    assert _wandb_endpoint() == ("wandb.local", 8080)
+    monkeypatch.setenv("http_proxy", "proxy.example:3128")
+    assert _wandb_endpoint() == ("proxy.example", 3128)  # the first hop of a proxied connection
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert _reachable("127.0.0.1", port)
+    assert not _reachable("127.0.0.1", port)  # closed again: refused at once

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,7 @@ def test_cli_missing_dataset_is_one_clear_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "cifar10 not found at" in errors[0] and "cifar-10-batches-py" in errors[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # found before training: no checkpoint of an untrained model
 
 
 def test_cli_unknown_option_names_the_choices(tmp_path):
@@ -142,15 +145,32 @@ def test_cli_negative_sigma_is_one_clear_line(tmp_path):
     assert "error: sigma must be >= 0" in result.stderr
 
 
+def _no_network_namespace() -> str | None:
+    """Why ``unshare -n`` cannot run here, or None."""
+    if shutil.which("unshare") is None:
+        return "unshare is not installed"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    return f"unshare -n is not permitted: {probe.stderr.strip()}" if probe.returncode else None
+
+
 @pytest.mark.slow
-def test_wandb_logs_offline_without_an_account(tmp_path):
+@pytest.mark.parametrize("case", ["no account", "API key without network"])
+def test_wandb_logs_offline_without_an_account_or_network(tmp_path, case):
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     env.update({"HOME": str(home), "NETRC": str(home / "none"), "WANDB_SILENT": "true"})
+    prefix: list[str] = []
+    if case == "API key without network":  # a compute node without internet: the key must not make W&B go online
+        if reason := _no_network_namespace():
+            pytest.skip(reason)
+        env["WANDB_API_KEY"] = "0123456789abcdef0123456789abcdef01234567"  # fake, never sent anywhere
+        prefix = ["unshare", "-n"]
     run_dir = tmp_path / "run"
+    start = time.monotonic()
     result = subprocess.run(
         [
+            *prefix,
             sys.executable,
             str(ROOT / "run.py"),
             "logger=wandb",
@@ -159,6 +179,7 @@ def test_wandb_logs_offline_without_an_account(tmp_path):
             "trainer.max_epochs=1",
             "trainer.limit_train_batches=2",
             "eval.max_images=32",
+            "eval.corruptions=[gaussian_noise]",
             f"hydra.run.dir={run_dir}",
         ],
         capture_output=True,
@@ -168,10 +189,17 @@ def test_wandb_logs_offline_without_an_account(tmp_path):
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
+    elapsed = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-2000:]
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert offline_runs, "no offline W&B run directory was written"
     assert list(offline_runs[0].glob("*.wandb"))  # the run's data, ready for `wandb sync`
+    expected = "no W&B credentials found" if case == "no account" else "W&B server api.wandb.ai:443 not reachable"
+    fallback = [line for line in (result.stdout + result.stderr).splitlines() if "logging W&B offline" in line]
+    assert len(fallback) == 1 and expected in fallback[0]
+    # before the probe: ~110 s of W&B retries, then a crash (exit 1) before training; a loaded 2-core machine needs
+    # up to ~80 s for this run, so only a wait of that order on top is caught here
+    assert elapsed < 150
 
 
 def test_eval_reports_adversarial_noise_and_eps_star(make_cfg):
@@ -197,3 +225,41 @@ def test_eval_reports_adversarial_noise_and_eps_star(make_cfg):
         assert eps[name]["n"] == 96 and eps[name]["passes_per_image"] < 35
         assert eps[name]["already_wrong"] < 48 < eps[name]["n"] and eps[name]["median"] > 0  # a trained classifier
     assert eps["adversarial"]["mean"] == pytest.approx(sum(eps["adversarial"]["per_seed"]) / 2)
+
+
+def _run_dir_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_cli_run_dir_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    line = _run_dir_error(_cli(f"hydra.run.dir={tmp_path / 'file' / 'run'}"))
+    assert (
+        line == f"error: hydra.run.dir={tmp_path / 'file' / 'run'} cannot be a directory: {tmp_path / 'file'} is a file"
+    )
+    assert _run_dir_error(_cli(f"hydra.run.dir={tmp_path / 'file'}")).endswith("file is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_cli_run_dir_on_a_read_only_filesystem_is_one_line(tmp_path):
+    """As root, permissions do not stop writes: a read-only bind mount (private mount namespace) does."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("unshare -m (a private mount namespace) is not permitted here")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = f'mount --bind -o ro "{ro}" "{ro}" && exec "$@"'
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={ro}/a/run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    line = _run_dir_error(result)
+    assert line == f"error: hydra.run.dir={ro}/a/run is not writable: {ro} refuses new entries (Read-only file system)"
+    assert list(ro.iterdir()) == []

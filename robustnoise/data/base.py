@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from robustnoise.data.resumable import resumable_loader
-from robustnoise.utils.errors import DatasetNotFoundError
+from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
 
 class IndexedDataset(Dataset):
@@ -52,6 +52,13 @@ class ClassificationDataModule(pl.LightningDataModule):
         corruption_preset: str = "imagenet",
     ) -> None:
         super().__init__()
+        for key, value, low in (
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("num_workers", num_workers, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers

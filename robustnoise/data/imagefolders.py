@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -10,6 +13,9 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from robustnoise.data.base import ClassificationDataModule
+from robustnoise.utils.errors import UnreadableImageError
+
+log = logging.getLogger("robustnoise")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,8 +25,38 @@ _TO_FLOAT = v2.ToDtype(torch.float32, scale=True)
 def _rgb_loader(path: str) -> torch.Tensor:
     from PIL import Image
 
-    with Image.open(path) as img:
-        return v2.functional.to_image(img.convert("RGB"))
+    try:
+        with Image.open(path) as img:
+            return v2.functional.to_image(img.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError (an OSError), truncated data
+        raise UnreadableImageError(
+            f"cannot read image {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty'}); "
+            "remove or replace the file, or set data.skip_unreadable=true to skip such files with a warning"
+        ) from err
+
+
+def readable_item(get: Callable[[int], Any], index: int, length: int, skip: bool) -> Any:
+    """``get(index)``; with ``skip``, an unreadable image is replaced by the next readable one of the split (with a
+    warning), so the split's length and batch sizes stay those of the folder."""
+    for offset in range(length):
+        try:
+            return get((index + offset) % length)
+        except UnreadableImageError as err:
+            if not skip:
+                raise
+            log.warning("skipped: %s", str(err).split(";")[0])
+    raise UnreadableImageError(f"no readable image in a split of {length} files")
+
+
+class _ImageFolder(datasets.ImageFolder):
+    """ImageFolder whose unreadable files are a one-line error naming the file, or skipped (``skip_unreadable``)."""
+
+    def __init__(self, root: str, transform: v2.Transform, skip_unreadable: bool = False) -> None:
+        super().__init__(root, transform=transform, loader=_rgb_loader)
+        self.skip_unreadable = skip_unreadable
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return readable_item(super().__getitem__, index, len(self), self.skip_unreadable)
 
 
 class ImageNetDataModule(ClassificationDataModule):
@@ -38,10 +74,12 @@ class ImageNetDataModule(ClassificationDataModule):
         split_seed: int = 0,
         image_size: int = 224,
         resize: int = 256,
+        skip_unreadable: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.root = Path(root)
+        self.skip_unreadable = skip_unreadable  # skip empty / non-image files with a warning instead of stopping
         self.image_size, self.resize = image_size, resize  # Inception-v3's own resolution: 299 / 342
         self.val_subset = val_subset
         self.split_seed = split_seed
@@ -57,7 +95,7 @@ class ImageNetDataModule(ClassificationDataModule):
         if not path.is_dir():
             raise self.not_found(path)
         try:
-            return datasets.ImageFolder(str(path), transform=transform, loader=_rgb_loader)
+            return _ImageFolder(str(path), transform, self.skip_unreadable)
         except (FileNotFoundError, RuntimeError) as err:
             raise self.not_found(path, str(err).splitlines()[0]) from err
 
@@ -76,15 +114,21 @@ class ImageNetDataModule(ClassificationDataModule):
 class _TinyImageNetVal(Dataset):
     """tiny-imagenet-200/val: images in one folder, labels in val_annotations.txt."""
 
-    def __init__(self, root: Path, class_to_idx: dict[str, int], transform: v2.Transform) -> None:
+    def __init__(
+        self, root: Path, class_to_idx: dict[str, int], transform: v2.Transform, skip_unreadable: bool = False
+    ) -> None:
         lines = (root / "val" / "val_annotations.txt").read_text().splitlines()
         self.samples = [(root / "val" / "images" / f, class_to_idx[w]) for f, w, *_ in (ln.split("\t") for ln in lines)]
         self.transform = transform
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return readable_item(self._item, index, len(self), self.skip_unreadable)
+
+    def _item(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         return self.transform(_rgb_loader(str(path))), label
 
@@ -117,8 +161,10 @@ class TinyImageNetDataModule(ImageNetDataModule):
         wnids = sorted((self.root / "wnids.txt").read_text().split())
         class_to_idx = {w: i for i, w in enumerate(wnids)}
         if stage in (None, "fit"):
-            train = datasets.ImageFolder(str(self.root / "train"), transform=self.train_transform(), loader=_rgb_loader)
+            train = _ImageFolder(str(self.root / "train"), self.train_transform(), self.skip_unreadable)
             if train.class_to_idx != class_to_idx:
                 raise self.not_found(self.root / "train", "train folders do not match wnids.txt")
             self.train_set = train
-        self.test_set = self.val_set = _TinyImageNetVal(self.root, class_to_idx, self.eval_transform())
+        self.test_set = self.val_set = _TinyImageNetVal(
+            self.root, class_to_idx, self.eval_transform(), self.skip_unreadable
+        )

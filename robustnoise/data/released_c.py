@@ -512,6 +512,40 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
+CLEAN_DATA_OF_KIND: Mapping[str, tuple[tuple[str, ...], int, int, int | None]] = MappingProxyType(
+    {
+        "cifar10c": (("cifar10",), 10, 3, 32),
+        "cifar100c": (("cifar100",), 100, 3, 32),
+        "mnistc": (("mnist", "digits"), 10, 1, 28),  # the bundled digits are the offline MNIST stand-in
+        "imagenetc": (("imagenet",), 1000, 3, None),  # released at 224 px; global-pooling models take any size
+        "tinyimagenetc": (("tiny_imagenet",), 200, 3, 64),
+    }
+)
+"""``kind -> (clean datasets, classes, channels, image size)`` that a model evaluated on the released set must share."""
+
+
+def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, image_size: int) -> None:
+    """Refuse a released -C set that does not belong to the clean data the model is built for (one line).
+
+    ``data`` is the clean DataModule's name (``cifar10+stylized`` counts as ``cifar10``); unknown names are only
+    checked for classes, channels and image size.
+    """
+    names, classes, chans, size = CLEAN_DATA_OF_KIND[_check_kind(kind)]
+    base = data.split("+")[0]
+    known = {n for spec in CLEAN_DATA_OF_KIND.values() for n in spec[0]}
+    problems = [f"it belongs to {' or '.join(names)}, not data={base}"] if base in known and base not in names else []
+    for what, released, clean in (("classes", classes, num_classes), ("channels", chans, in_chans)):
+        if released != clean:
+            problems.append(f"{released} {what}, the clean data {clean}")
+    if size is not None and size != image_size:
+        problems.append(f"{size} px images, the clean data {image_size} px")
+    if problems:
+        raise RobustnoiseError(
+            f"the released {kind} set does not match the clean data the model is built for: {'; '.join(problems)} "
+            f"(use the -C set of the training data, e.g. data={names[0]} eval={kind})"
+        )
+
+
 def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
     """The ``(corruption, severity)`` sets present under ``root`` for ``kind``, known corruptions in canonical order.
 
@@ -598,6 +632,7 @@ def _layout(kind: str) -> str:
 
 __all__ = [
     "BENCHMARK_OF_KIND",
+    "CLEAN_DATA_OF_KIND",
     "CIFAR100C_MD5",
     "CIFAR10C_MD5",
     "MNIST_C_CORRUPTIONS",
@@ -608,6 +643,7 @@ __all__ = [
     "MnistC",
     "TinyImageNetC",
     "available_sets",
+    "check_matches_clean",
     "file_md5",
     "released_c_dataset",
     "released_c_sets",

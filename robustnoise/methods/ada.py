@@ -27,6 +27,7 @@ attack (DeepAugment before it, AugMix and the JSD loss after it) is ``robustnois
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ from torch.func import functional_call, vmap
 from robustnoise.methods.augmented import AugmentedTraining
 from robustnoise.models.edsr import build_corruption_network
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.options import is_number
 
 FEASIBLE_SETS = ("l2", "linf")
 _LUMA = (0.299, 0.587, 0.114)
@@ -115,8 +117,10 @@ class AdversarialAugment(AugmentedTraining):
         ssim_channels: str = "rgb",
         **kwargs: Any,
     ) -> None:
-        if nu < 0 or steps < 0 or step_fraction < 0:
-            raise ConfigError(f"nu, steps and step_fraction must be >= 0, got {nu}, {steps}, {step_fraction}")
+        if not all(is_number(v) and 0 <= v < math.inf for v in (nu, steps, step_fraction)):
+            raise ConfigError(
+                f"nu, steps and step_fraction must be finite numbers >= 0, got {nu!r}, {steps!r}, {step_fraction!r}"
+            )
         if feasible_set not in FEASIBLE_SETS:
             raise ConfigError(f"unknown feasible_set {feasible_set!r}: use one of {', '.join(FEASIBLE_SETS)}")
         if ssim_channels not in ("rgb", "luma"):

@@ -40,9 +40,11 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from robustnoise.methods.base import RobustClassifierModule
+from robustnoise.methods.gnt import noise_levels
 from robustnoise.noise import NoiseGenerator, clipping_aware_scale, project_to_sphere
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.options import is_number
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,11 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("p_clean", 0.5)
-        if epsilon != "auto" and (isinstance(epsilon, str) or epsilon <= 0):
-            raise ConfigError(f"epsilon must be > 0 or 'auto', got {epsilon}")
+        if epsilon != "auto" and not (is_number(epsilon) and 0 < epsilon < math.inf):
+            raise ConfigError(f"epsilon must be > 0 and finite, or 'auto', got {epsilon!r}")
+        if not is_number(epsilon_sigma):
+            raise ConfigError(f"epsilon_sigma must be a number, got {epsilon_sigma!r}")
+        noise_levels(epsilon_sigma, "epsilon_sigma")
         if restart_unit not in ("epoch", "step"):
             raise ConfigError(f"restart_unit must be 'epoch' or 'step', got {restart_unit!r}")
         if restart_every <= 0 or restart_steps < 0:

@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from robustnoise.models import create_model
 from robustnoise.utils.checkpoints import last_checkpoint
 from robustnoise.utils.errors import CheckpointError, ConfigError, NonFiniteLossError
+from robustnoise.utils.options import is_number
 
 
 class RobustClassifierModule(pl.LightningModule):
@@ -49,8 +50,8 @@ class RobustClassifierModule(pl.LightningModule):
         ddp_strategy: str = "ddp",
     ) -> None:
         super().__init__()
-        if not 0.0 <= p_clean <= 1.0:
-            raise ConfigError(f"p_clean must lie in [0, 1], got {p_clean}")
+        if not (is_number(p_clean) and 0.0 <= p_clean <= 1.0):
+            raise ConfigError(f"p_clean must be a number in [0, 1], got {p_clean!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.classifier = create_model(

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.options import is_number
 
 
 def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:
@@ -25,11 +26,26 @@ def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:
     return table[pick].view(n, *([1] * (like.dim() - 1)))
 
 
+NOISE_LEVEL_MAX = 2.0
+"""Largest accepted sigma / speckle c. Images are in [0, 1]: after clipping, Gaussian noise of sigma 2 keeps about 20 %
+of the black-to-white contrast (sigma 10: 4 %), so larger values train on noise alone; the papers use <= 0.6."""
+
+
 def noise_levels(value: float | Sequence[float], name: str) -> list[float]:
-    """A noise level or a set of them as a non-empty list of non-negative floats (config validation)."""
-    levels = [float(v) for v in (value if isinstance(value, Sequence) else [value])]
-    if not levels or any(v < 0 for v in levels):
-        raise ConfigError(f"{name} must be >= 0 (a number or a non-empty list), got {value}")
+    """A noise level or a set of them as a non-empty list of floats in [0, NOISE_LEVEL_MAX] (config validation).
+
+    Only numbers and lists of numbers are accepted: a string such as ``'12'`` is refused rather than read as the
+    characters ``'1', '2'``.
+    """
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if not values or not all(is_number(v) for v in values):
+        raise ConfigError(f"{name} must be a number or a non-empty list of numbers, got {value!r}")
+    levels = [float(v) for v in values]
+    if not all(0.0 <= v <= NOISE_LEVEL_MAX for v in levels):  # also refuses nan and inf
+        raise ConfigError(
+            f"{name} must be >= 0 and <= {NOISE_LEVEL_MAX:g}, got {value!r} (images are in [0, 1]: above "
+            f"{NOISE_LEVEL_MAX:g} the clipped noise keeps < 20 % of the image contrast)"
+        )
     return levels
 
 

@@ -4,9 +4,20 @@
 class RobustnoiseError(Exception):
     """A problem with the user's input (config, data on disk, checkpoint) that has a one-line explanation."""
 
+    def __init__(self, message: str = "") -> None:
+        # Raised in a DataLoader worker, torch rebuilds the error in the main process from "Caught ... in DataLoader
+        # worker process N.\nOriginal Traceback ...\n<module>.<Class>: <message>": keep the one line.
+        if message.startswith("Caught ") and "\nOriginal Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
 
 class DatasetNotFoundError(RobustnoiseError):
     """A dataset folder or file is missing or has the wrong layout."""
+
+
+class UnreadableImageError(DatasetNotFoundError):
+    """An image file of a dataset folder cannot be decoded (empty, truncated, not an image)."""
 
 
 class CheckpointError(RobustnoiseError):

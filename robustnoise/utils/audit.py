@@ -1,0 +1,59 @@
+"""``make audit``: pip-audit over this Python environment, with a verdict that says how much was actually checked.
+
+pip-audit exits 0 when it could not look a single package up (every dependency "skipped"), and prints a traceback
+without network. Here: the number of packages checked is always printed; none checked, or pip-audit failing, is
+"not audited" with exit code 1 (never "no known vulnerabilities"); known vulnerabilities are listed with exit code 1.
+
+``python -m robustnoise.utils.audit [pip-audit options]`` (e.g. ``--vulnerability-service osv``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def summarize(report: dict[str, Any]) -> tuple[int, list[str]]:
+    """Exit code and report lines for pip-audit's JSON output."""
+    deps = report.get("dependencies", [])
+    checked = [d for d in deps if "skip_reason" not in d]
+    skipped = [d for d in deps if "skip_reason" in d]
+    if not checked:
+        why = f": {skipped[0]['skip_reason']}" if skipped else ""
+        return 1, [f"not audited: 0 of {len(deps)} packages could be checked{why}"]
+    lines = []
+    for dep in checked:
+        for vuln in dep.get("vulns", []):
+            fixed = ", ".join(vuln.get("fix_versions") or []) or "no fix released"
+            lines.append(f"{dep['name']} {dep['version']}: {vuln['id']} (fixed in: {fixed})")
+    vulnerable = sum(bool(d.get("vulns")) for d in checked)
+    verdict = f"{len(lines)} known vulnerabilities in {vulnerable} packages" if lines else "no known vulnerabilities"
+    lines.append(f"audited {len(checked)} of {len(deps)} packages: {verdict}")
+    if skipped:
+        lines.append(f"not audited ({len(skipped)}): {', '.join(sorted(d['name'] for d in skipped))}")
+    return (1 if vulnerable else 0), lines
+
+
+def audit(args: Sequence[str] = ()) -> tuple[int, list[str]]:
+    """Run pip-audit on the running interpreter's environment and summarize it."""
+    cmd = [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return 1, [f"not audited: pip-audit failed (exit {proc.returncode}; no network?): {last[:300]}"]
+    return summarize(report)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    code, lines = audit(sys.argv[1:] if argv is None else argv)
+    print("\n".join(lines))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
