@@ -261,7 +261,8 @@ class _Scratch:
         numel = math.prod(shape)
         buf = self.buffers.get(name)
         if buf is None or buf.dtype != dtype or buf.numel() < numel:
-            buf = torch.empty(numel, dtype=dtype, device=self.device)
+            with torch.inference_mode(False):  # a normal tensor: reused both inside and outside inference mode
+                buf = torch.empty(numel, dtype=dtype, device=self.device)
             self.buffers[name] = buf
         return buf[:numel].view(shape)
 
