@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
 import sys, torch
-from robustnoise.corruptions import corrupt
+from robustnoise.corruptions import ALL_CORRUPTIONS, corrupt
 x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 inside_first = sys.argv[1] == "inside"
 for name in ALL_CORRUPTIONS:

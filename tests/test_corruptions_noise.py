@@ -805,9 +805,9 @@ def test_corrupt_validation(kwargs, fragment):
 
 
 def test_corrupt_reports_an_unimplemented_corruption(monkeypatch):
-    from robustnoise.corruptions import api
+    from robustnoise.corruptions import registry
 
-    monkeypatch.delitem(api.CORRUPTION_FNS, "snow")  # every corruption is implemented now: simulate a missing one
+    monkeypatch.delitem(registry.CORRUPTION_FNS, "snow")  # every corruption is implemented now: simulate a missing one
     with pytest.raises(RobustnoiseError) as info:
         corrupt(torch.rand(2, 3, 8, 8), "snow", 1)
     assert str(info.value).startswith(

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 from robustnoise.corruptions import buffers, rng
-from robustnoise.corruptions.api_types import CorruptionFn
 from robustnoise.corruptions.filters import (
     correlate1d,
     correlate2d,
@@ -32,9 +31,9 @@ from robustnoise.corruptions.filters import (
     working_dtype,
 )
 from robustnoise.corruptions.presets import DefocusBlur, GlassBlur, MotionBlur, ZoomRange, zoom_factors
+from robustnoise.corruptions.registry import register
 
 __all__ = [
-    "CORRUPTIONS",
     "defocus_blur",
     "defocus_kernel",
     "gaussian_blur",
@@ -82,6 +81,7 @@ def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_
 # Gaussian blur (holdout corruption)
 
 
+@register("gaussian_blur", "blur")
 def gaussian_blur(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """skimage ``gaussian(x, sigma=c)``: separable Gaussian, replicate border, truncate 4 (radius ``int(4c + 0.5)``)."""
     _check(images, seeds)
@@ -115,6 +115,7 @@ def defocus_kernel(radius: float, alias_blur: float) -> Tensor:
     return correlate1d(correlate1d(disk, g, -1, "reflect"), g, -2, "reflect")
 
 
+@register("defocus_blur", "blur")
 def defocus_blur(images: Tensor, severity_param: DefocusBlur, seeds: Tensor) -> Tensor:
     """Each channel correlated with :func:`defocus_kernel` (``cv2.filter2D``, reflect-101 border).
 
@@ -253,6 +254,7 @@ def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
     return out.t().reshape(n, c, h, w)
 
 
+@register("zoom_blur", "blur")
 def zoom_blur(images: Tensor, severity_param: ZoomRange, seeds: Tensor) -> Tensor:
     """Mean of the image and its clipped zooms by every factor of ``np.arange(*severity_param)``.
 
@@ -386,6 +388,7 @@ def _motion_blur_loop(images: Tensor, weights: Tensor, dy: Tensor, dx: Tensor, v
     return out
 
 
+@register("motion_blur", "blur")
 def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Tensor:
     """Motion blur along a random direction: angle ~ U(-45, 45) degrees per image (``imagecorruptions`` numpy port
     of ImageMagick's ``MotionBlurImage``, used by ImageNet-C through Wand)."""
@@ -530,6 +533,7 @@ def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Te
     return gaussian_filter(moved, sigma)
 
 
+@register("glass_blur", "blur")
 def glass_blur(images: Tensor, severity_param: GlassBlur, seeds: Tensor) -> Tensor:
     """Glass blur: Gaussian blur, ``iterations`` passes of local pixel copies with random offsets in
     ``{-d, ..., d-1}^2`` (ImageNet-C's sequential "swap" loop, resolved exactly by :func:`_glass_scan_map`), blur."""
@@ -544,12 +548,3 @@ def glass_blur(images: Tensor, severity_param: GlassBlur, seeds: Tensor) -> Tens
         return _glass_blur(chunk, float(sigma), max_delta, dx, dy)
 
     return _apply(run, images, seeds)
-
-
-CORRUPTIONS: dict[str, CorruptionFn] = {
-    "defocus_blur": defocus_blur,
-    "glass_blur": glass_blur,
-    "motion_blur": motion_blur,
-    "zoom_blur": zoom_blur,
-    "gaussian_blur": gaussian_blur,
-}

@@ -27,10 +27,10 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from robustnoise.corruptions import buffers, rng
-from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
+from robustnoise.corruptions.api_types import prepare_images
+from robustnoise.corruptions.registry import register
 
 __all__ = [
-    "CORRUPTIONS",
     "box_weight_matrix",
     "contrast",
     "elastic_transform",
@@ -98,6 +98,7 @@ def _contrast(x: Tensor, c: float) -> Tensor:
     return (x - means).mul_(c).add_(means).clamp_(0.0, 1.0)
 
 
+@register("contrast", "digital")
 def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """``clip((x - m) c + m)`` with ``m`` the spatial mean of each channel of each image (ImageNet-C ``contrast``)."""
     x, _ = prepare_images(images, seeds)
@@ -204,6 +205,7 @@ def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
     return _take(small, 3, _upsample_index(small_w, width, x.device))
 
 
+@register("pixelate", "digital")
 def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Pillow BOX resize to ``int(W c) x int(H c)`` and BOX back up (ImageNet-C ``pixelate``).
 
@@ -256,6 +258,7 @@ def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
     return _jpeg_codec(cpu, quality).permute(0, 3, 1, 2).contiguous().to(images.device)
 
 
+@register("jpeg_compression", "digital")
 def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tensor:
     """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``).
 
@@ -300,6 +303,7 @@ def _saturate(x: Tensor, multiply: float, add: float) -> Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+@register("saturate", "digital")
 def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> Tensor:
     """HSV saturation ``S <- clip(S a + b)`` (ImageNet-C ``saturate``, a holdout corruption).
 
@@ -496,6 +500,7 @@ def _elastic_warp(x: Tensor, severity_param: Sequence[float], jitter: Tensor, fi
     return _elastic_apply(x, alpha, sigma, theta, fields)
 
 
+@register("elastic_transform", "digital")
 def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> Tensor:
     """Original ImageNet-C elastic transform: random affine, then a random smooth displacement field.
 
@@ -525,13 +530,3 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
         return _elastic_apply(chunk, alpha, sigma, chunk_theta, fields)
 
     return _map_batch(warp, x, seeds, theta).to(images.dtype)
-
-
-CORRUPTIONS: dict[str, CorruptionFn] = {
-    "contrast": contrast,
-    "elastic_transform": elastic_transform,
-    "pixelate": pixelate,
-    "jpeg_compression": jpeg_compression,
-    "saturate": saturate,
-}
-"""The digital family (``saturate`` is a holdout corruption, listed here because it is a colour-space edit)."""

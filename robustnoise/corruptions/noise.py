@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from robustnoise.corruptions import buffers, rng
+from robustnoise.corruptions.registry import register
 
 __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
 
@@ -35,6 +36,7 @@ def _apply(images: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor], Tensor]
     return out.view(images.shape).to(device=images.device, dtype=images.dtype)
 
 
+@register("gaussian_noise", "noise")
 def gaussian_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Additive Gaussian noise: ``clip(x + N(0, c^2))`` (ImageNet-C ``gaussian_noise``)."""
     c = float(severity_param)
@@ -49,6 +51,7 @@ def gaussian_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tens
     return _apply(images, seeds, fn)
 
 
+@register("speckle_noise", "noise")
 def speckle_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Multiplicative Gaussian noise: ``clip(x + x N(0, c^2))`` (ImageNet-C ``speckle_noise``, a holdout corruption)."""
     c = float(severity_param)
@@ -63,6 +66,7 @@ def speckle_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
     return _apply(images, seeds, fn)
 
 
+@register("shot_noise", "noise")
 def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Poisson (photon shot) noise: ``clip(Poisson(x c) / c)`` (ImageNet-C ``shot_noise``).
 
@@ -82,6 +86,7 @@ def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     return _apply(images, seeds, fn)
 
 
+@register("impulse_noise", "noise")
 def impulse_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Salt-and-pepper noise as skimage ``random_noise(mode='s&p', amount=c)`` (ImageNet-C ``impulse_noise``).
 

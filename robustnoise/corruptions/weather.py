@@ -35,13 +35,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustnoise.corruptions import buffers, rng, textures
-from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
+from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.blur import motion_blur_angles
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
 from robustnoise.corruptions.filters import gaussian_filter
+from robustnoise.corruptions.registry import register
 from robustnoise.utils.errors import RobustnoiseError
 
-__all__ = ["CORRUPTIONS", "brightness", "fog", "frost", "snow", "spatter"]
+__all__ = ["brightness", "fog", "frost", "snow", "spatter"]
 
 _CPU_CHUNK_PIXELS = 1 << 18
 """Pixels (per channel) per chunk on the CPU."""
@@ -132,6 +133,7 @@ def _brightness_scale(x: Tensor, shift: float, out: Tensor | None = None) -> Ten
     return out.add_(correction).clamp_(0.0, 1.0)
 
 
+@register("brightness", "weather")
 def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """HSV value shift ``V <- clip(V + c)`` (ImageNet-C ``brightness``), computed as ``rgb * V' / V``.
 
@@ -222,6 +224,7 @@ def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor, out: Tensor | N
     return fogged.mul_(peak).div_(peak + strength).clamp_(0.0, 1.0)
 
 
+@register("fog", "weather")
 def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> Tensor:
     """Fog: a diamond-square plasma fractal added to every channel, then rescaled (ImageNet-C ``fog``).
 
@@ -312,6 +315,7 @@ def _frost_blend(x: Tensor, severity_param: tuple[float, float], crops: Tensor) 
     return (x * image_weight).add_(frost_layer, alpha=frost_weight / 255.0).clamp_(0.0, 1.0)
 
 
+@register("frost", "weather")
 def frost(
     images: Tensor,
     severity_param: tuple[float, float],
@@ -401,6 +405,7 @@ def _snow_blend(x: Tensor, layer: Tensor, blend: float, out: Tensor | None = Non
     return out.add_(layer).add_(layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
 
+@register("snow", "weather")
 def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Tensor:
     """Snow (ImageNet-C ``snow``): a thresholded, zoomed, motion-blurred N(loc, scale) layer (angle U(-135, -45)
     degrees per image) added twice (as is and rotated by 180 degrees) to the brightened image.
@@ -629,6 +634,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     return out
 
 
+@register("spatter", "weather")
 def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Tensor:
     """Spatter (ImageNet-C holdout ``spatter``): water drops (mode 0: Canny edges, chamfer distance, histogram
     equalisation and an emboss filter shape turquoise highlights) or mud (mode 1: brown blotches).
@@ -647,13 +653,3 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
 
     # Outer chunks of up to _WATER_CHUNK_FACTOR x the usual size bound the memory; _spatter_from_field sub-chunks.
     return _map_chunks(x, seeds, run, pixels=max(1, height * width // _WATER_CHUNK_FACTOR)).to(images.dtype)
-
-
-CORRUPTIONS: dict[str, CorruptionFn] = {
-    "snow": snow,
-    "frost": frost,
-    "fog": fog,
-    "brightness": brightness,
-    "spatter": spatter,
-}
-"""The weather corruptions, plus the holdout ``spatter``."""
