@@ -525,8 +525,8 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
     def warp(chunk: Tensor, chunk_seeds: Tensor, chunk_theta: Tensor) -> Tensor:
         fields = None
         if alpha != 0:
-            u = rng.uniform(chunk_seeds, (2, height, width), _STREAM_FIELD, device=draw_device, dtype=chunk.dtype)
-            fields = u.to(chunk.device).mul_(2.0).sub_(1.0)  # exact in float32: u has 23 bits
+            u = rng.uniform(chunk_seeds, (2, height, width), _STREAM_FIELD, device=draw_device)  # float32 for any dtype
+            fields = u.to(device=chunk.device, dtype=chunk.dtype).mul_(2.0).sub_(1.0)
         return _elastic_apply(chunk, alpha, sigma, chunk_theta, fields)
 
     return _map_batch(warp, x, seeds, theta).to(images.dtype)
