@@ -274,19 +274,6 @@ def test_gaussian_filter_matches_scipy_reflect(sigma):
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
 
 
-def test_huge_page_buffers_change_nothing(monkeypatch):
-    from robustnoise.corruptions import buffers
-
-    x = torch.rand(2, 3, 1024, 1024)  # 25 MB: large enough for the advice
-    buf = buffers.empty_like(x)
-    assert buf.shape == x.shape and buf.dtype == x.dtype and buf.is_contiguous()
-    assert buffers.empty((3,), torch.float64, "cpu").shape == (3,)
-    seeds = torch.tensor([5, 6])
-    with_advice = corrupt(x, "gaussian_noise", 2, seed=seeds)
-    monkeypatch.setattr(buffers, "_madvise", False)
-    assert torch.equal(with_advice, corrupt(x, "gaussian_noise", 2, seed=seeds))
-
-
 def test_elastic_draws_depend_on_seed():
     x = _to_tensor(_photos(32))
     param = severity_params("elastic_transform", 4, "cifar")

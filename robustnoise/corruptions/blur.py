@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from robustnoise.corruptions import buffers, rng
+from robustnoise.corruptions import rng
 from robustnoise.corruptions.filters import (
     correlate1d,
     correlate2d,
@@ -69,7 +69,7 @@ def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_
     """Run ``fn`` on cache-sized chunks of the batch in the working dtype (float32, or float64 for float64 input);
     each chunk's result is clipped to [0, 1] and stored in the output (input dtype, contiguous) while still in cache."""
     dtype = working_dtype(images.dtype)
-    out = buffers.empty(images.shape, images.dtype, images.device)
+    out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
 
     def run(chunk: Tensor, *args: Tensor) -> Tensor:
         return fn(chunk.to(dtype), *args).clamp_(0.0, 1.0)

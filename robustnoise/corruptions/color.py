@@ -14,8 +14,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from robustnoise.corruptions import buffers
-
 __all__ = ["hsv_to_rgb", "rgb_to_hsv"]
 
 
@@ -30,7 +28,7 @@ def _check(x: Tensor, name: str) -> None:
 
 def _chunked(fn: Callable[[Tensor, Tensor], None], x: Tensor) -> Tensor:
     """Apply ``fn(chunk, out_chunk)`` to groups of whole images (all at once on accelerators)."""
-    out = buffers.empty_like(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     n, _, height, width = x.shape
     step = n if x.device.type != "cpu" else max(1, _CHUNK_PIXELS // max(1, height * width))
     for start in range(0, n, step):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
-from robustnoise.corruptions import buffers, rng
+from robustnoise.corruptions import rng
 from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.registry import register
 
@@ -75,7 +75,7 @@ def _map_batch(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor) ->
     chunks = _batch_chunks(images)
     if len(chunks) == 1:
         return fn(images, *per_image)
-    out = buffers.empty_like(images) if images.is_contiguous() else torch.empty_like(images)
+    out = torch.empty_like(images)
     for chunk in chunks:
         out[chunk] = fn(images[chunk], *(t[chunk] for t in per_image))
     return out
@@ -275,7 +275,7 @@ def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tens
     pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels last
     pixels.copy_(cpu.mul(255.0).add_(0.5).clamp_(0.0, 255.0))  # quantize_uint8_round
     decoded = _jpeg_codec(pixels, quality)  # (N, H, W, C)
-    out = buffers.empty((n, c, h, w), x.dtype, "cpu")
+    out = torch.empty((n, c, h, w), dtype=x.dtype)
     out.copy_(decoded.permute(0, 3, 1, 2))
     return out.div_(255.0).to(device=images.device, dtype=images.dtype)
 

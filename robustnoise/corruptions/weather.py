@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustnoise.corruptions import buffers, rng, textures
+from robustnoise.corruptions import rng, textures
 from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.blur import motion_blur_angles
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
@@ -75,7 +75,7 @@ def _chunks(num_images: int, pixels_per_image: int, device: torch.device) -> Ite
 
 def _map_chunks(x: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor], Tensor], pixels: int | None = None) -> Tensor:
     """``fn(images, seeds)`` chunk by chunk into one output tensor of ``x``'s shape and dtype."""
-    out = buffers.empty_like(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     n, _, height, width = x.shape
     for part in _chunks(n, pixels or height * width, x.device):
         out[part] = fn(x[part], seeds[part])
@@ -145,7 +145,7 @@ def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     shift = float(severity_param)
     if x.shape[1] != 3:
         return (x + shift).clamp_(0.0, 1.0).to(images.dtype)
-    out = buffers.empty_like(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for part in _chunks(x.shape[0], x.shape[2] * x.shape[3], x.device):
         _brightness_scale(x[part], shift, out=out[part])
     return out.to(images.dtype)
@@ -235,7 +235,7 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     strength, decay = float(severity_param[0]), float(severity_param[1])
     mapsize = _plasma_map_size(*x.shape[-2:])
 
-    out = buffers.empty_like(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for part in _chunks(x.shape[0], mapsize * mapsize // 2, x.device):
         u = rng.uniform(seeds[part], (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
         _fog_from_plasma(x[part], strength, _plasma_fractal(u, mapsize, decay, x.dtype), out=out[part])
@@ -344,7 +344,7 @@ def frost(
     sizes = torch.tensor([t.shape[1:] for t in texture_list], dtype=torch.int64)
     index, top, left = _frost_draws(seeds, sizes, height, width)
 
-    out = buffers.empty_like(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for part in _chunks(n, height * width, x.device):
         crops = _frost_crops(texture_list, index[part], top[part], left[part], height, width)
         out[part] = _frost_blend(x[part], severity_param, crops)
@@ -418,7 +418,7 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
     height, width = x.shape[-2:]
     crop_h, crop_w = _zoom_crop(height, zoom)[1], _zoom_crop(width, zoom)[1]
 
-    out = buffers.empty_like(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for part in _chunks(x.shape[0], height * width, x.device):
         field = rng.normal(seeds[part], (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype)
         field = field.mul_(scale).add_(loc)
@@ -610,7 +610,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
     n, channels, height, width = x.shape
     parts = list(_chunks(n, height * width, x.device))
-    out = buffers.empty_like(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     if int(mode) != 0:
         mud = _colour(_MUD_RGB, channels, x)
         for part in parts:
