@@ -391,12 +391,21 @@ def _motion_blur_loop(images: Tensor, weights: Tensor, dy: Tensor, dx: Tensor, v
 @register("motion_blur", "blur")
 def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Tensor:
     """Motion blur along a random direction: angle ~ U(-45, 45) degrees per image (``imagecorruptions`` numpy port
-    of ImageMagick's ``MotionBlurImage``, used by ImageNet-C through Wand)."""
+    of ImageMagick's ``MotionBlurImage``, used by ImageNet-C through Wand).
+
+    The released ImageNet-C ran ImageMagick, which writes its result as 8-bit PNG, **rounded**; the numpy port
+    returns the float blur, which the generation script then truncates (about 0.5 grey level darker on average).
+    Like elastic and frost, this follows the original: the blur is rounded to the 1/255 grid.
+    """
     seeds = _check(images, seeds)
     radius, sigma = severity_param
     angles = rng.uniform(seeds, (1,), stream=_MOTION_ANGLE_STREAM, device="cpu", dtype=torch.float64)[:, 0]
     angles = angles * 90.0 - 45.0
-    return _apply(lambda chunk, a: motion_blur_angles(chunk, radius, sigma, a), images, angles)
+
+    def run(chunk: Tensor, a: Tensor) -> Tensor:
+        return motion_blur_angles(chunk, radius, sigma, a).clamp_(0.0, 1.0).mul_(255.0).round_().div_(255.0)
+
+    return _apply(run, images, angles)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
