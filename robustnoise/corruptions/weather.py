@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from robustnoise.corruptions import rng, textures
 from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.blur import motion_blur_angles
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
-from robustnoise.corruptions.filters import gaussian_filter
+from robustnoise.corruptions.filters import gaussian_filter, image_chunks, map_image_chunks
 from robustnoise.corruptions.registry import register
 from robustnoise.utils.errors import RobustnoiseError
 
@@ -66,20 +66,12 @@ _WIBBLE = 100.0  # initial plasma noise amplitude
 # shared helpers
 
 
-def _chunks(num_images: int, pixels_per_image: int, device: torch.device) -> Iterator[slice]:
-    """Slices of whole images: about ``_CPU_CHUNK_PIXELS`` pixels each on the CPU, the whole batch elsewhere."""
-    step = num_images if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // max(1, pixels_per_image))
-    for start in range(0, num_images, max(1, step)):
-        yield slice(start, min(start + step, num_images))
-
-
 def _map_chunks(x: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor], Tensor], pixels: int | None = None) -> Tensor:
-    """``fn(images, seeds)`` chunk by chunk into one output tensor of ``x``'s shape and dtype."""
+    """``fn(images, seeds)`` chunk by chunk (about ``_CPU_CHUNK_PIXELS`` pixels of ``pixels`` per image each) into one
+    output tensor of ``x``'s shape and dtype."""
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    n, _, height, width = x.shape
-    for part in _chunks(n, pixels or height * width, x.device):
-        out[part] = fn(x[part], seeds[part])
-    return out
+    scale = x[0].numel() // (pixels or x.shape[2] * x.shape[3]) if x.shape[0] else 1
+    return map_image_chunks(fn, x, seeds, max_elements=_CPU_CHUNK_PIXELS * scale, out=out)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -146,7 +138,7 @@ def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     if x.shape[1] != 3:
         return (x + shift).clamp_(0.0, 1.0).to(images.dtype)
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in _chunks(x.shape[0], x.shape[2] * x.shape[3], x.device):
+    for part in image_chunks(x.shape[0], x.shape[2] * x.shape[3], x.device, _CPU_CHUNK_PIXELS):
         _brightness_scale(x[part], shift, out=out[part])
     return out.to(images.dtype)
 
@@ -236,7 +228,7 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     mapsize = _plasma_map_size(*x.shape[-2:])
 
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in _chunks(x.shape[0], mapsize * mapsize // 2, x.device):
+    for part in image_chunks(x.shape[0], mapsize * mapsize // 2, x.device, _CPU_CHUNK_PIXELS):
         u = rng.uniform(seeds[part], (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
         _fog_from_plasma(x[part], strength, _plasma_fractal(u, mapsize, decay, x.dtype), out=out[part])
     return out.to(images.dtype)
@@ -345,7 +337,7 @@ def frost(
     index, top, left = _frost_draws(seeds, sizes, height, width)
 
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in _chunks(n, height * width, x.device):
+    for part in image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS):
         crops = _frost_crops(texture_list, index[part], top[part], left[part], height, width)
         out[part] = _frost_blend(x[part], severity_param, crops)
     return out.to(images.dtype)
@@ -419,7 +411,7 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
     crop_h, crop_w = _zoom_crop(height, zoom)[1], _zoom_crop(width, zoom)[1]
 
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in _chunks(x.shape[0], height * width, x.device):
+    for part in image_chunks(x.shape[0], height * width, x.device, _CPU_CHUNK_PIXELS):
         field = rng.normal(seeds[part], (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype)
         field = field.mul_(scale).add_(loc)
         angles = rng.uniform(seeds[part], (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
@@ -609,7 +601,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     """
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
     n, channels, height, width = x.shape
-    parts = list(_chunks(n, height * width, x.device))
+    parts = list(image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS))
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     if int(mode) != 0:
         mud = _colour(_MUD_RGB, channels, x)
