@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from robustnoise.corruptions import rng
+from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.filters import (
     correlate1d,
     correlate2d,
@@ -51,15 +52,6 @@ _GLASS_OFFSET_STREAM = 2
 _DEFOCUS_TAP_FLOOR = 1e-12
 
 
-def _check(images: Tensor, seeds: Tensor) -> Tensor:
-    """Validate the batch; return the seeds on the images' device."""
-    if images.dim() != 4 or not images.dtype.is_floating_point:
-        raise ValueError(f"images must be a float tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    if seeds.shape != (images.shape[0],):
-        raise ValueError(f"need one seed per image: seeds {tuple(seeds.shape)}, images {tuple(images.shape)}")
-    return seeds.to(images.device)
-
-
 # CPU batches are processed in chunks of about this many pixel values (2 MiB of float32), so that the intermediate
 # tensors stay in cache; each image is always processed independently of the others.
 _CHUNK_ELEMENTS = 1 << 19
@@ -84,7 +76,7 @@ def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_
 @register("gaussian_blur", "blur")
 def gaussian_blur(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """skimage ``gaussian(x, sigma=c)``: separable Gaussian, replicate border, truncate 4 (radius ``int(4c + 0.5)``)."""
-    _check(images, seeds)
+    prepare_images(images, seeds)
     sigma = float(severity_param)
     return _apply(lambda chunk: gaussian_filter(chunk, sigma), images)
 
@@ -121,7 +113,7 @@ def defocus_blur(images: Tensor, severity_param: DefocusBlur, seeds: Tensor) -> 
 
     Kernels with at most 48 taps are applied as shifted-slice sums, larger ones by real FFT of the padded image.
     """
-    _check(images, seeds)
+    prepare_images(images, seeds)
     radius, alias = severity_param
     kernel = defocus_kernel(radius, alias)
     kernel = torch.where(kernel.abs() >= _DEFOCUS_TAP_FLOOR * kernel.abs().max(), kernel, 0.0)
@@ -264,7 +256,7 @@ def zoom_blur(images: Tensor, severity_param: ZoomRange, seeds: Tensor) -> Tenso
     exceeds H by at most one pixel, which holds for every tabulated factor, all <= 1.31.) The whole sum is one cached
     sparse linear operator on the pixels (:func:`_zoom_operator_cpu`), applied to all images and channels at once.
     """
-    _check(images, seeds)
+    prepare_images(images, seeds)
     factors = zoom_factors(ZoomRange(*severity_param))
     return _apply(lambda chunk: _zoom_sum(chunk, factors), images, chunk_scale=4)  # wider sparse products
 
@@ -397,7 +389,7 @@ def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Te
     returns the float blur, which the generation script then truncates (about 0.5 grey level darker on average).
     Like elastic and frost, this follows the original: the blur is rounded to the 1/255 grid.
     """
-    seeds = _check(images, seeds)
+    _, seeds = prepare_images(images, seeds)
     radius, sigma = severity_param
     angles = rng.uniform(seeds, (1,), stream=_MOTION_ANGLE_STREAM, device="cpu", dtype=torch.float64)[:, 0]
     angles = angles * 90.0 - 45.0
@@ -546,7 +538,7 @@ def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Te
 def glass_blur(images: Tensor, severity_param: GlassBlur, seeds: Tensor) -> Tensor:
     """Glass blur: Gaussian blur, ``iterations`` passes of local pixel copies with random offsets in
     ``{-d, ..., d-1}^2`` (ImageNet-C's sequential "swap" loop, resolved exactly by :func:`_glass_scan_map`), blur."""
-    seeds = _check(images, seeds)
+    _, seeds = prepare_images(images, seeds)
     sigma, max_delta, iterations = severity_param
     max_delta, iterations = int(max_delta), int(iterations)
     n, c, h, w = images.shape

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from robustnoise.corruptions import rng
+from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.registry import register
 
 __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
@@ -22,10 +23,9 @@ __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
 
 def _per_image(images: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor, torch.Generator], None]) -> Tensor:
     """``fn(x_i, out_i, generator_i)`` for every image, in float32 (float64 for float64 input); returns the output."""
-    if images.dim() != 4 or seeds.shape != (images.shape[0],):
-        raise ValueError(f"need images (N, C, H, W) and one seed per image, got {tuple(images.shape)}, {seeds.shape}")
+    x, seeds = prepare_images(images, seeds)
     device = rng._compute_device(images.device)
-    x = images.to(device=device, dtype=torch.float64 if images.dtype == torch.float64 else torch.float32)
+    x = x.to(device)
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     for xi, oi, gen in zip(x, out, rng.generators(seeds, 0, device)):
         fn(xi, oi, gen)
