@@ -16,13 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = """
 import sys, torch
 from robustnoise.corruptions import ALL_CORRUPTIONS, corrupt
+from robustnoise.corruptions.presets import MNIST_C_CORRUPTIONS
 x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 inside_first = sys.argv[1] == "inside"
-for name in ALL_CORRUPTIONS:
+cases = [(name, 3, "cifar", x) for name in ALL_CORRUPTIONS]
+cases += [(name, 1, "mnistc", x[:, :1]) for name in MNIST_C_CORRUPTIONS]
+for name, severity, preset, images in cases:
     outs = []
     for inside in (inside_first, not inside_first):
         with torch.inference_mode(inside):
-            outs.append(corrupt(x, name, 3, "cifar", seed=5))
+            outs.append(corrupt(images, name, severity, preset, seed=5))
     assert outs[0].is_inference() == inside_first and outs[1].is_inference() != inside_first, name
     assert torch.allclose(outs[0], outs[1], atol=1e-6), name
     outs[1].add_(0)  # the result of the call outside inference mode is an ordinary tensor
