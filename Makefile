@@ -42,9 +42,10 @@ test-fast: install  ## the suite without the slow end-to-end tests
 bench: install  ## speed ratios against baselines measured in the same run
 	$(PY) -m benchmarks
 
-lint: install  ## ruff lint + format check
+lint: install  ## ruff lint + format check + import layering (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -6,7 +6,7 @@ import importlib
 import logging
 import warnings
 
-BENCHMARKS = ["ant_iteration", "ada_iteration", "eval_throughput", "rng_speed", "corruptions"]
+BENCHMARKS = ["ant_iteration", "ada_iteration", "eval_throughput", "corruptions"]
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ MODEL = {"name": "madry_cnn", "weights": None}
 OPT = {"name": "sgd", "lr": 0.01, "momentum": 0.9}
 
 
-def make(cls, **kwargs):
-    return cls(model=MODEL, data=DATA, optimizer=OPT, scheduler={"name": "none"}, **kwargs)
+def make(cls, optimizer=OPT, **kwargs):
+    return cls(model=MODEL, data=DATA, optimizer=optimizer, scheduler={"name": "none"}, **kwargs)
 
 
 def grey_batch(n: int = 200, value: float = 0.5) -> torch.Tensor:
@@ -124,7 +124,9 @@ def test_one_step_moves_every_classifier_parameter_and_counts_one_optimizer_step
 def test_loss_goes_down_on_real_digits(cls, digits):
     torch.manual_seed(0)
     images, labels = digits
-    method = make(cls)
+    # Adam: SGD(0.01, momentum 0.9) leaves the plateau at 2.3 only between epochs 3 and 4 (1.64 -> 0.40), a knife
+    # edge that a kernel or package change flips; Adam reaches 0.14 by epoch 3 for seeds 0, 1 and 2.
+    method = make(cls, optimizer={"name": "adam", "lr": 1e-3})
     with torch.no_grad():
         before = torch.nn.functional.cross_entropy(method.classifier(images), labels).item()
     _fit(method, epochs=3)

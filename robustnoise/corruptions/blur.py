@@ -20,8 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from robustnoise.corruptions import buffers, rng
-from robustnoise.corruptions.api_types import CorruptionFn
+from robustnoise.corruptions import rng
+from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.filters import (
     correlate1d,
     correlate2d,
@@ -32,9 +32,9 @@ from robustnoise.corruptions.filters import (
     working_dtype,
 )
 from robustnoise.corruptions.presets import DefocusBlur, GlassBlur, MotionBlur, ZoomRange, zoom_factors
+from robustnoise.corruptions.registry import register
 
 __all__ = [
-    "CORRUPTIONS",
     "defocus_blur",
     "defocus_kernel",
     "gaussian_blur",
@@ -52,15 +52,6 @@ _GLASS_OFFSET_STREAM = 2
 _DEFOCUS_TAP_FLOOR = 1e-12
 
 
-def _check(images: Tensor, seeds: Tensor) -> Tensor:
-    """Validate the batch; return the seeds on the images' device."""
-    if images.dim() != 4 or not images.dtype.is_floating_point:
-        raise ValueError(f"images must be a float tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    if seeds.shape != (images.shape[0],):
-        raise ValueError(f"need one seed per image: seeds {tuple(seeds.shape)}, images {tuple(images.shape)}")
-    return seeds.to(images.device)
-
-
 # CPU batches are processed in chunks of about this many pixel values (2 MiB of float32), so that the intermediate
 # tensors stay in cache; each image is always processed independently of the others.
 _CHUNK_ELEMENTS = 1 << 19
@@ -70,7 +61,7 @@ def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_
     """Run ``fn`` on cache-sized chunks of the batch in the working dtype (float32, or float64 for float64 input);
     each chunk's result is clipped to [0, 1] and stored in the output (input dtype, contiguous) while still in cache."""
     dtype = working_dtype(images.dtype)
-    out = buffers.empty(images.shape, images.dtype, images.device)
+    out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
 
     def run(chunk: Tensor, *args: Tensor) -> Tensor:
         return fn(chunk.to(dtype), *args).clamp_(0.0, 1.0)
@@ -82,9 +73,10 @@ def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_
 # Gaussian blur (holdout corruption)
 
 
+@register("gaussian_blur", "blur")
 def gaussian_blur(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """skimage ``gaussian(x, sigma=c)``: separable Gaussian, replicate border, truncate 4 (radius ``int(4c + 0.5)``)."""
-    _check(images, seeds)
+    prepare_images(images, seeds)
     sigma = float(severity_param)
     return _apply(lambda chunk: gaussian_filter(chunk, sigma), images)
 
@@ -115,12 +107,13 @@ def defocus_kernel(radius: float, alias_blur: float) -> Tensor:
     return correlate1d(correlate1d(disk, g, -1, "reflect"), g, -2, "reflect")
 
 
+@register("defocus_blur", "blur")
 def defocus_blur(images: Tensor, severity_param: DefocusBlur, seeds: Tensor) -> Tensor:
     """Each channel correlated with :func:`defocus_kernel` (``cv2.filter2D``, reflect-101 border).
 
     Kernels with at most 48 taps are applied as shifted-slice sums, larger ones by real FFT of the padded image.
     """
-    _check(images, seeds)
+    prepare_images(images, seeds)
     radius, alias = severity_param
     kernel = defocus_kernel(radius, alias)
     kernel = torch.where(kernel.abs() >= _DEFOCUS_TAP_FLOOR * kernel.abs().max(), kernel, 0.0)
@@ -253,6 +246,7 @@ def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
     return out.t().reshape(n, c, h, w)
 
 
+@register("zoom_blur", "blur")
 def zoom_blur(images: Tensor, severity_param: ZoomRange, seeds: Tensor) -> Tensor:
     """Mean of the image and its clipped zooms by every factor of ``np.arange(*severity_param)``.
 
@@ -262,7 +256,7 @@ def zoom_blur(images: Tensor, severity_param: ZoomRange, seeds: Tensor) -> Tenso
     exceeds H by at most one pixel, which holds for every tabulated factor, all <= 1.31.) The whole sum is one cached
     sparse linear operator on the pixels (:func:`_zoom_operator_cpu`), applied to all images and channels at once.
     """
-    _check(images, seeds)
+    prepare_images(images, seeds)
     factors = zoom_factors(ZoomRange(*severity_param))
     return _apply(lambda chunk: _zoom_sum(chunk, factors), images, chunk_scale=4)  # wider sparse products
 
@@ -386,14 +380,24 @@ def _motion_blur_loop(images: Tensor, weights: Tensor, dy: Tensor, dx: Tensor, v
     return out
 
 
+@register("motion_blur", "blur")
 def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Tensor:
     """Motion blur along a random direction: angle ~ U(-45, 45) degrees per image (``imagecorruptions`` numpy port
-    of ImageMagick's ``MotionBlurImage``, used by ImageNet-C through Wand)."""
-    seeds = _check(images, seeds)
+    of ImageMagick's ``MotionBlurImage``, used by ImageNet-C through Wand).
+
+    The released ImageNet-C ran ImageMagick, which writes its result as 8-bit PNG, **rounded**; the numpy port
+    returns the float blur, which the generation script then truncates (about 0.5 grey level darker on average).
+    Like elastic and frost, this follows the original: the blur is rounded to the 1/255 grid.
+    """
+    _, seeds = prepare_images(images, seeds)
     radius, sigma = severity_param
     angles = rng.uniform(seeds, (1,), stream=_MOTION_ANGLE_STREAM, device="cpu", dtype=torch.float64)[:, 0]
     angles = angles * 90.0 - 45.0
-    return _apply(lambda chunk, a: motion_blur_angles(chunk, radius, sigma, a), images, angles)
+
+    def run(chunk: Tensor, a: Tensor) -> Tensor:
+        return motion_blur_angles(chunk, radius, sigma, a).clamp_(0.0, 1.0).mul_(255.0).round_().div_(255.0)
+
+    return _apply(run, images, angles)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -530,10 +534,11 @@ def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Te
     return gaussian_filter(moved, sigma)
 
 
+@register("glass_blur", "blur")
 def glass_blur(images: Tensor, severity_param: GlassBlur, seeds: Tensor) -> Tensor:
     """Glass blur: Gaussian blur, ``iterations`` passes of local pixel copies with random offsets in
     ``{-d, ..., d-1}^2`` (ImageNet-C's sequential "swap" loop, resolved exactly by :func:`_glass_scan_map`), blur."""
-    seeds = _check(images, seeds)
+    _, seeds = prepare_images(images, seeds)
     sigma, max_delta, iterations = severity_param
     max_delta, iterations = int(max_delta), int(iterations)
     n, c, h, w = images.shape
@@ -544,12 +549,3 @@ def glass_blur(images: Tensor, severity_param: GlassBlur, seeds: Tensor) -> Tens
         return _glass_blur(chunk, float(sigma), max_delta, dx, dy)
 
     return _apply(run, images, seeds)
-
-
-CORRUPTIONS: dict[str, CorruptionFn] = {
-    "defocus_blur": defocus_blur,
-    "glass_blur": glass_blur,
-    "motion_blur": motion_blur,
-    "zoom_blur": zoom_blur,
-    "gaussian_blur": gaussian_blur,
-}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from robustnoise.corruptions import buffers
+from robustnoise.corruptions.filters import image_chunks
 
 __all__ = ["hsv_to_rgb", "rgb_to_hsv"]
 
@@ -30,11 +30,9 @@ def _check(x: Tensor, name: str) -> None:
 
 def _chunked(fn: Callable[[Tensor, Tensor], None], x: Tensor) -> Tensor:
     """Apply ``fn(chunk, out_chunk)`` to groups of whole images (all at once on accelerators)."""
-    out = buffers.empty_like(x)
-    n, _, height, width = x.shape
-    step = n if x.device.type != "cpu" else max(1, _CHUNK_PIXELS // max(1, height * width))
-    for start in range(0, n, step):
-        fn(x[start : start + step], out[start : start + step])
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for part in image_chunks(x.shape[0], x.shape[2] * x.shape[3], x.device, _CHUNK_PIXELS):
+        fn(x[part], out[part])
     return out
 
 

@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 from robustnoise.corruptions.api import CORRUPTION_FNS, corrupt
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import release_fidelity
-from robustnoise.corruptions.presets import ALL_CORRUPTIONS, SEVERITIES, check_severity
+from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
 from robustnoise.corruptions.transforms import check_corruption, image_seeds
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
@@ -35,9 +35,7 @@ def default_corruptions(preset: str, warn: bool = True) -> tuple[str, ...]:
     canonical order, or the 15 MNIST-C corruptions for ``preset='mnistc'``. Unimplemented ones are skipped (with a
     warning if ``warn``)."""
     if preset == "mnistc":
-        from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
-
-        return tuple(MNIST_C_CORRUPTIONS)
+        return MNIST_C_CORRUPTIONS
     names = tuple(n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS)
     missing = [n for n in ALL_CORRUPTIONS if n not in CORRUPTION_FNS]
     if missing and warn:

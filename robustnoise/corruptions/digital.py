@@ -18,7 +18,7 @@ Network Robustness to Common Corruptions and Perturbations"; ``docs/parity/digit
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
-from robustnoise.corruptions import buffers, rng
-from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
+from robustnoise.corruptions import rng
+from robustnoise.corruptions.api_types import prepare_images
+from robustnoise.corruptions.filters import map_image_chunks
+from robustnoise.corruptions.registry import register
 
 __all__ = [
-    "CORRUPTIONS",
     "box_weight_matrix",
     "contrast",
     "elastic_transform",
@@ -45,7 +46,7 @@ __all__ = [
 _STREAM_AFFINE = 0
 _STREAM_FIELD = 1
 
-# CPU batches are processed in chunks of whole images of about this many values (see _batch_chunks).
+# CPU batches are processed in chunks of whole images of about this many values (filters.map_image_chunks).
 _CPU_CHUNK_ELEMENTS = 1 << 18
 
 # Pillow's resampling arithmetic (libImaging/Resample.c): 8-bit images use 32 - 8 - 2 = 22 fractional bits.
@@ -53,32 +54,6 @@ _PRECISION_BITS = 22
 
 # Safe divisor for ratios whose numerator is 0 whenever the divisor is (saturate).
 _TINY = 1e-30
-
-
-def _batch_chunks(images: Tensor) -> list[slice]:
-    """Slices of the batch to process one after another.
-
-    On accelerators: the whole batch. On the CPU: groups of whole images of at most ``_CPU_CHUNK_ELEMENTS`` values
-    (at least one image), so the temporaries of the elementwise chains stay in cache and are recycled by the
-    allocator instead of being fresh (page-faulting) allocations. Every corruption here treats the images of a batch
-    independently, so the chunking never changes a result.
-    """
-    n = images.shape[0]
-    if images.device.type != "cpu" or n == 0:
-        return [slice(0, n)]
-    per_chunk = max(1, _CPU_CHUNK_ELEMENTS // max(1, images[0].numel()))
-    return [slice(start, min(start + per_chunk, n)) for start in range(0, n, per_chunk)]
-
-
-def _map_batch(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor) -> Tensor:
-    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over :func:`_batch_chunks`, written into one output."""
-    chunks = _batch_chunks(images)
-    if len(chunks) == 1:
-        return fn(images, *per_image)
-    out = buffers.empty_like(images) if images.is_contiguous() else torch.empty_like(images)
-    for chunk in chunks:
-        out[chunk] = fn(images[chunk], *(t[chunk] for t in per_image))
-    return out
 
 
 def quantize_uint8_round(images: Tensor) -> Tensor:
@@ -98,11 +73,12 @@ def _contrast(x: Tensor, c: float) -> Tensor:
     return (x - means).mul_(c).add_(means).clamp_(0.0, 1.0)
 
 
+@register("contrast", "digital")
 def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """``clip((x - m) c + m)`` with ``m`` the spatial mean of each channel of each image (ImageNet-C ``contrast``)."""
     x, _ = prepare_images(images, seeds)
     c = float(severity_param)
-    return _map_batch(lambda chunk: _contrast(chunk, c), x).to(images.dtype)
+    return map_image_chunks(lambda chunk: _contrast(chunk, c), x, max_elements=_CPU_CHUNK_ELEMENTS).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -204,6 +180,7 @@ def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
     return _take(small, 3, _upsample_index(small_w, width, x.device))
 
 
+@register("pixelate", "digital")
 def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Pillow BOX resize to ``int(W c) x int(H c)`` and BOX back up (ImageNet-C ``pixelate``).
 
@@ -214,7 +191,9 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     height, width = x.shape[-2:]
     c = float(severity_param)
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
-    return _map_batch(lambda chunk: _pixelate(chunk, small_h, small_w), x).to(images.dtype)
+    return map_image_chunks(lambda chunk: _pixelate(chunk, small_h, small_w), x, max_elements=_CPU_CHUNK_ELEMENTS).to(
+        images.dtype
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -256,6 +235,7 @@ def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
     return _jpeg_codec(cpu, quality).permute(0, 3, 1, 2).contiguous().to(images.device)
 
 
+@register("jpeg_compression", "digital")
 def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tensor:
     """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``).
 
@@ -272,7 +252,7 @@ def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tens
     pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels last
     pixels.copy_(cpu.mul(255.0).add_(0.5).clamp_(0.0, 255.0))  # quantize_uint8_round
     decoded = _jpeg_codec(pixels, quality)  # (N, H, W, C)
-    out = buffers.empty((n, c, h, w), x.dtype, "cpu")
+    out = torch.empty((n, c, h, w), dtype=x.dtype)
     out.copy_(decoded.permute(0, 3, 1, 2))
     return out.div_(255.0).to(device=images.device, dtype=images.dtype)
 
@@ -300,6 +280,7 @@ def _saturate(x: Tensor, multiply: float, add: float) -> Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+@register("saturate", "digital")
 def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> Tensor:
     """HSV saturation ``S <- clip(S a + b)`` (ImageNet-C ``saturate``, a holdout corruption).
 
@@ -313,7 +294,9 @@ def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> 
         return x.clamp(0.0, 1.0).to(images.dtype)
     if channels != 3:
         raise ValueError(f"saturate needs RGB (3 channels) or greyscale (1 channel) images, got {channels} channels")
-    return _map_batch(lambda chunk: _saturate(chunk, multiply, add), x).to(images.dtype)
+    return map_image_chunks(lambda chunk: _saturate(chunk, multiply, add), x, max_elements=_CPU_CHUNK_ELEMENTS).to(
+        images.dtype
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -496,6 +479,7 @@ def _elastic_warp(x: Tensor, severity_param: Sequence[float], jitter: Tensor, fi
     return _elastic_apply(x, alpha, sigma, theta, fields)
 
 
+@register("elastic_transform", "digital")
 def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> Tensor:
     """Original ImageNet-C elastic transform: random affine, then a random smooth displacement field.
 
@@ -520,18 +504,8 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
     def warp(chunk: Tensor, chunk_seeds: Tensor, chunk_theta: Tensor) -> Tensor:
         fields = None
         if alpha != 0:
-            u = rng.uniform(chunk_seeds, (2, height, width), _STREAM_FIELD, device=draw_device, dtype=chunk.dtype)
-            fields = u.to(chunk.device).mul_(2.0).sub_(1.0)  # exact in float32: u has 23 bits
+            u = rng.uniform(chunk_seeds, (2, height, width), _STREAM_FIELD, device=draw_device)  # float32 for any dtype
+            fields = u.to(device=chunk.device, dtype=chunk.dtype).mul_(2.0).sub_(1.0)
         return _elastic_apply(chunk, alpha, sigma, chunk_theta, fields)
 
-    return _map_batch(warp, x, seeds, theta).to(images.dtype)
-
-
-CORRUPTIONS: dict[str, CorruptionFn] = {
-    "contrast": contrast,
-    "elastic_transform": elastic_transform,
-    "pixelate": pixelate,
-    "jpeg_compression": jpeg_compression,
-    "saturate": saturate,
-}
-"""The digital family (``saturate`` is a holdout corruption, listed here because it is a colour-space edit)."""
+    return map_image_chunks(warp, x, seeds, theta, max_elements=_CPU_CHUNK_ELEMENTS).to(images.dtype)

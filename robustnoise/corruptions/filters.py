@@ -84,20 +84,19 @@ def map_image_chunks(
     max_elements: int = _CPU_CHUNK_ELEMENTS,
     out: Tensor | None = None,
 ) -> Tensor:
-    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over :func:`image_chunks`, concatenated along dim 0.
-
-    With ``out`` (a preallocated (N, ...) tensor), each chunk's result is copied into ``out[chunk]`` (converting the
-    dtype) while it is still in cache, and ``out`` is returned.
-    """
+    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over :func:`image_chunks`, stacked along dim 0: each
+    chunk's result is copied into ``out[chunk]`` (``out``: given, or allocated like the first result) while it is
+    still in cache. This is the one chunking helper of the corruption families."""
     num = images.shape[0]
     per = images[0].numel() if num else 0
     chunks = list(image_chunks(num, per, images.device, max_elements))
-    if out is None:
-        if len(chunks) <= 1:
-            return fn(images, *per_image)
-        return torch.cat([fn(images[s], *(t[s] for t in per_image)) for s in chunks])
+    if out is None and len(chunks) <= 1:
+        return fn(images, *per_image)
     for s in chunks:
-        out[s] = fn(images[s], *(t[s] for t in per_image))
+        result = fn(images[s], *(t[s] for t in per_image))
+        if out is None:
+            out = result.new_empty((num, *result.shape[1:]))
+        out[s] = result
     return out
 
 

@@ -39,11 +39,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustnoise.corruptions import blur, noise, rng, weather
-from robustnoise.corruptions.api import per_image_seeds
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.filters import image_chunks, pad2d, working_dtype
-from robustnoise.corruptions.presets import Fog, GlassBlur, MotionBlur, Spatter
-from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
+from robustnoise.corruptions.presets import MNIST_C_CORRUPTIONS, MNISTC_PRESET, Fog, GlassBlur, MotionBlur, Spatter
+from robustnoise.corruptions.registry import check_images, lookup, per_image_seeds, register
 from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["MNIST_C_CORRUPTIONS", "MNIST_C_FUNCTIONS", "corrupt_mnist_c"]
@@ -121,10 +120,7 @@ def _gaussian1d(x: Tensor, sigma: float, dim: int, mode: str) -> Tensor:
     return out
 
 
-def _check_images(images: Tensor) -> None:
-    if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
-        got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
-        raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
+def _check_size(images: Tensor) -> None:
     if images.shape[-1] < 4 or images.shape[-2] < 4:
         raise RobustnoiseError(f"MNIST-C corruptions need images of at least 4 x 4 pixels, got {tuple(images.shape)}")
 
@@ -592,10 +588,15 @@ def corrupt_mnist_c(images: Tensor, name: str, seed: int | Tensor = 0, *, round_
     Returns:
         Corrupted images in [0, 1], same shape, dtype and device.
     """
-    fn = MNIST_C_FUNCTIONS.get(name)
-    if fn is None:
-        raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
-    _check_images(images)
+    check_images(images)
+    return _run(MNIST_C_FUNCTIONS[lookup(name, MNISTC_PRESET).name], images, seed, round_uint8, name)
+
+
+def _run(
+    fn: Callable[[Tensor, Tensor], Tensor], images: Tensor, seed: int | Tensor, round_uint8: bool, name: str
+) -> Tensor:
+    """Seed, then run ``fn`` chunk by chunk in the working dtype (optionally rounding to the 1/255 grid)."""
+    _check_size(images)
     seeds = per_image_seeds(seed, images.shape[0], name, 1, images.device)
     if images.shape[0] == 0:
         return images.clone()
@@ -608,4 +609,15 @@ def corrupt_mnist_c(images: Tensor, name: str, seed: int | Tensor = 0, *, round_
     return out
 
 
+def _register(name: str, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    """Register ``fn`` as MNIST-C corruption ``name`` (preset ``mnistc``, one fixed severity)."""
+
+    def run(images: Tensor, param: None, seeds: Tensor) -> Tensor:
+        return _run(fn, images, seeds, False, name)
+
+    register(name, MNISTC_PRESET, {MNISTC_PRESET: (None,)})(run)
+
+
+for _name, _fn in MNIST_C_FUNCTIONS.items():
+    _register(_name, _fn)
 assert tuple(MNIST_C_FUNCTIONS) == MNIST_C_CORRUPTIONS, "MNIST_C_FUNCTIONS must follow the canonical order"

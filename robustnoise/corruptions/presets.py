@@ -1,4 +1,4 @@
-"""Corruption names, groups and per-benchmark severity tables.
+"""Every corruption name, id, seed key and per-benchmark severity table (the one module that owns them).
 
 The tables are the parameters of Hendrycks & Dietterich (2019), "Benchmarking Neural Network Robustness to Common
 Corruptions and Perturbations", as written in ``hendrycks/robustness`` ``ImageNet-C/create_c/make_imagenet_c.py``
@@ -53,6 +53,28 @@ CORRUPTION_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 """Groups as in the ImageNet-C tar files; ``extra`` holds the holdout corruptions."""
 
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+MNIST_C_CORRUPTIONS: tuple[str, ...] = (
+    "shot_noise",
+    "impulse_noise",
+    "glass_blur",
+    "motion_blur",
+    "shear",
+    "scale",
+    "rotate",
+    "brightness",
+    "translate",
+    "stripe",
+    "fog",
+    "spatter",
+    "dotted_line",
+    "zigzag",
+    "canny_edges",
+)
+"""The 15 MNIST-C corruptions (Mu & Gilmer 2019), in ``google-research/mnist-c`` order; preset ``mnistc``."""
+
+MNISTC_PRESET = "mnistc"
+_MNISTC_KEY_OFFSET = 1000
 
 
 class GlassBlur(NamedTuple):
@@ -314,6 +336,24 @@ def corruption_id(name: str) -> int:
     if name not in ALL_CORRUPTIONS:
         raise RobustnoiseError(f"unknown corruption {name!r}; valid: {', '.join(ALL_CORRUPTIONS)}")
     return ALL_CORRUPTIONS.index(name)
+
+
+def corruption_seed_key(name: str) -> int:
+    """The salt that selects a corruption's seed family: :func:`corruption_id` for the 19 ImageNet-C corruptions (as
+    :class:`robustnoise.evaluate.CorruptionSuite` uses), ``1000 + position`` for the MNIST-C-only corruptions."""
+    if name not in ALL_CORRUPTIONS and name in MNIST_C_CORRUPTIONS:
+        return _MNISTC_KEY_OFFSET + MNIST_C_CORRUPTIONS.index(name)
+    return corruption_id(name)  # raises the unknown-corruption error
+
+
+def check_corruption(name: str, preset: str) -> str:
+    """Validate a corruption name for ``preset`` (MNIST-C names only with ``preset='mnistc'``)."""
+    if preset == MNISTC_PRESET:
+        if name not in MNIST_C_CORRUPTIONS:
+            raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
+        return name
+    corruption_id(name)
+    return name
 
 
 def check_severity(severity: int) -> int:

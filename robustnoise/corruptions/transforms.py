@@ -36,11 +36,11 @@ from torchvision.transforms.v2 import functional as TF
 from robustnoise.corruptions.api import corrupt
 from robustnoise.corruptions.fidelity import quantize_uint8_truncate
 from robustnoise.corruptions.presets import (
-    ALL_CORRUPTIONS,
     BENCHMARK_CORRUPTIONS,
     SEVERITIES,
+    check_corruption,
     check_severity,
-    corruption_id,
+    corruption_seed_key,
     severity_params,
 )
 from robustnoise.corruptions.rng import sample_seeds
@@ -49,31 +49,6 @@ from robustnoise.utils.errors import RobustnoiseError
 __all__ = ["Corrupt", "RandomCorrupt", "check_corruption", "corruption_seed_key", "image_seeds"]
 
 _INDEX: contextvars.ContextVar[Any] = contextvars.ContextVar("robustnoise_corrupt_index", default=None)
-_MNISTC_KEY_OFFSET = 1000
-
-
-def corruption_seed_key(name: str) -> int:
-    """The salt that selects a corruption's seed family: :func:`corruption_id` for the 19 ImageNet-C corruptions (as
-    :class:`robustnoise.evaluate.CorruptionSuite` uses), ``1000 + position`` for the MNIST-C-only corruptions."""
-    if name in ALL_CORRUPTIONS:
-        return corruption_id(name)
-    from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
-
-    if name in MNIST_C_CORRUPTIONS:
-        return _MNISTC_KEY_OFFSET + MNIST_C_CORRUPTIONS.index(name)
-    return corruption_id(name)  # raises the unknown-corruption error
-
-
-def check_corruption(name: str, preset: str) -> str:
-    """Validate a corruption name for ``preset`` (MNIST-C names only with ``preset='mnistc'``)."""
-    if preset == "mnistc":
-        from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
-
-        if name not in MNIST_C_CORRUPTIONS:
-            raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
-        return name
-    corruption_id(name)
-    return name
 
 
 def image_seeds(base_seed: int, index: Tensor, name: str, severity: int) -> Tensor:

@@ -27,21 +27,22 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustnoise.corruptions import buffers, rng, textures
-from robustnoise.corruptions.api_types import CorruptionFn, prepare_images
+from robustnoise.corruptions import rng, textures
+from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.blur import motion_blur_angles
 from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
-from robustnoise.corruptions.filters import gaussian_filter
+from robustnoise.corruptions.filters import gaussian_filter, image_chunks, map_image_chunks
+from robustnoise.corruptions.registry import register
 from robustnoise.utils.errors import RobustnoiseError
 
-__all__ = ["CORRUPTIONS", "brightness", "fog", "frost", "snow", "spatter"]
+__all__ = ["brightness", "fog", "frost", "snow", "spatter"]
 
 _CPU_CHUNK_PIXELS = 1 << 18
 """Pixels (per channel) per chunk on the CPU."""
@@ -65,20 +66,12 @@ _WIBBLE = 100.0  # initial plasma noise amplitude
 # shared helpers
 
 
-def _chunks(num_images: int, pixels_per_image: int, device: torch.device) -> Iterator[slice]:
-    """Slices of whole images: about ``_CPU_CHUNK_PIXELS`` pixels each on the CPU, the whole batch elsewhere."""
-    step = num_images if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // max(1, pixels_per_image))
-    for start in range(0, num_images, max(1, step)):
-        yield slice(start, min(start + step, num_images))
-
-
 def _map_chunks(x: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor], Tensor], pixels: int | None = None) -> Tensor:
-    """``fn(images, seeds)`` chunk by chunk into one output tensor of ``x``'s shape and dtype."""
-    out = buffers.empty_like(x)
-    n, _, height, width = x.shape
-    for part in _chunks(n, pixels or height * width, x.device):
-        out[part] = fn(x[part], seeds[part])
-    return out
+    """``fn(images, seeds)`` chunk by chunk (about ``_CPU_CHUNK_PIXELS`` pixels of ``pixels`` per image each) into one
+    output tensor of ``x``'s shape and dtype."""
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    scale = x[0].numel() // (pixels or x.shape[2] * x.shape[3]) if x.shape[0] else 1
+    return map_image_chunks(fn, x, seeds, max_elements=_CPU_CHUNK_PIXELS * scale, out=out)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -132,6 +125,7 @@ def _brightness_scale(x: Tensor, shift: float, out: Tensor | None = None) -> Ten
     return out.add_(correction).clamp_(0.0, 1.0)
 
 
+@register("brightness", "weather")
 def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """HSV value shift ``V <- clip(V + c)`` (ImageNet-C ``brightness``), computed as ``rgb * V' / V``.
 
@@ -143,8 +137,8 @@ def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     shift = float(severity_param)
     if x.shape[1] != 3:
         return (x + shift).clamp_(0.0, 1.0).to(images.dtype)
-    out = buffers.empty_like(x)
-    for part in _chunks(x.shape[0], x.shape[2] * x.shape[3], x.device):
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for part in image_chunks(x.shape[0], x.shape[2] * x.shape[3], x.device, _CPU_CHUNK_PIXELS):
         _brightness_scale(x[part], shift, out=out[part])
     return out.to(images.dtype)
 
@@ -222,6 +216,7 @@ def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor, out: Tensor | N
     return fogged.mul_(peak).div_(peak + strength).clamp_(0.0, 1.0)
 
 
+@register("fog", "weather")
 def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> Tensor:
     """Fog: a diamond-square plasma fractal added to every channel, then rescaled (ImageNet-C ``fog``).
 
@@ -232,8 +227,8 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     strength, decay = float(severity_param[0]), float(severity_param[1])
     mapsize = _plasma_map_size(*x.shape[-2:])
 
-    out = buffers.empty_like(x)
-    for part in _chunks(x.shape[0], mapsize * mapsize // 2, x.device):
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for part in image_chunks(x.shape[0], mapsize * mapsize // 2, x.device, _CPU_CHUNK_PIXELS):
         u = rng.uniform(seeds[part], (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
         _fog_from_plasma(x[part], strength, _plasma_fractal(u, mapsize, decay, x.dtype), out=out[part])
     return out.to(images.dtype)
@@ -312,6 +307,7 @@ def _frost_blend(x: Tensor, severity_param: tuple[float, float], crops: Tensor) 
     return (x * image_weight).add_(frost_layer, alpha=frost_weight / 255.0).clamp_(0.0, 1.0)
 
 
+@register("frost", "weather")
 def frost(
     images: Tensor,
     severity_param: tuple[float, float],
@@ -340,8 +336,8 @@ def frost(
     sizes = torch.tensor([t.shape[1:] for t in texture_list], dtype=torch.int64)
     index, top, left = _frost_draws(seeds, sizes, height, width)
 
-    out = buffers.empty_like(x)
-    for part in _chunks(n, height * width, x.device):
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for part in image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS):
         crops = _frost_crops(texture_list, index[part], top[part], left[part], height, width)
         out[part] = _frost_blend(x[part], severity_param, crops)
     return out.to(images.dtype)
@@ -401,6 +397,7 @@ def _snow_blend(x: Tensor, layer: Tensor, blend: float, out: Tensor | None = Non
     return out.add_(layer).add_(layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
 
+@register("snow", "weather")
 def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Tensor:
     """Snow (ImageNet-C ``snow``): a thresholded, zoomed, motion-blurred N(loc, scale) layer (angle U(-135, -45)
     degrees per image) added twice (as is and rotated by 180 degrees) to the brightened image.
@@ -413,8 +410,8 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
     height, width = x.shape[-2:]
     crop_h, crop_w = _zoom_crop(height, zoom)[1], _zoom_crop(width, zoom)[1]
 
-    out = buffers.empty_like(x)
-    for part in _chunks(x.shape[0], height * width, x.device):
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for part in image_chunks(x.shape[0], height * width, x.device, _CPU_CHUNK_PIXELS):
         field = rng.normal(seeds[part], (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype)
         field = field.mul_(scale).add_(loc)
         angles = rng.uniform(seeds[part], (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
@@ -604,8 +601,8 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     """
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
     n, channels, height, width = x.shape
-    parts = list(_chunks(n, height * width, x.device))
-    out = buffers.empty_like(x)
+    parts = list(image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS))
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     if int(mode) != 0:
         mud = _colour(_MUD_RGB, channels, x)
         for part in parts:
@@ -629,6 +626,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     return out
 
 
+@register("spatter", "weather")
 def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Tensor:
     """Spatter (ImageNet-C holdout ``spatter``): water drops (mode 0: Canny edges, chamfer distance, histogram
     equalisation and an emboss filter shape turquoise highlights) or mud (mode 1: brown blotches).
@@ -647,13 +645,3 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
 
     # Outer chunks of up to _WATER_CHUNK_FACTOR x the usual size bound the memory; _spatter_from_field sub-chunks.
     return _map_chunks(x, seeds, run, pixels=max(1, height * width // _WATER_CHUNK_FACTOR)).to(images.dtype)
-
-
-CORRUPTIONS: dict[str, CorruptionFn] = {
-    "snow": snow,
-    "frost": frost,
-    "fog": fog,
-    "brightness": brightness,
-    "spatter": spatter,
-}
-"""The weather corruptions, plus the holdout ``spatter``."""

@@ -28,27 +28,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, HOLDOUT_CORRUPTIONS, NOISE_CORRUPTIONS, SEVERITIES
-from robustnoise.utils.errors import RobustnoiseError
-
-# The 15 MNIST-C corruptions (google-research/mnist-c order); also ``robustnoise.data.released_c.MNIST_C_CORRUPTIONS``.
-MNIST_C_CORRUPTIONS: tuple[str, ...] = (
-    "shot_noise",
-    "impulse_noise",
-    "glass_blur",
-    "motion_blur",
-    "shear",
-    "scale",
-    "rotate",
-    "brightness",
-    "translate",
-    "stripe",
-    "fog",
-    "spatter",
-    "dotted_line",
-    "zigzag",
-    "canny_edges",
+from robustnoise.corruptions.presets import (
+    BENCHMARK_CORRUPTIONS,
+    HOLDOUT_CORRUPTIONS,
+    MNIST_C_CORRUPTIONS,
+    NOISE_CORRUPTIONS,
+    SEVERITIES,
 )
+from robustnoise.utils.errors import RobustnoiseError
 
 ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]] = MappingProxyType(
     {

@@ -1,0 +1,118 @@
+"""The corruption registry: every corruption function registers itself under its name with :func:`register`.
+
+Names, ids, seed keys and parameter tables live in :mod:`robustnoise.corruptions.presets`; this module maps
+``(suite, name)`` to the function and its parameter table per preset, and holds the one input validator and the
+per-image seeding that :func:`robustnoise.corruptions.api.corrupt` applies before calling a registered function.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustnoise.corruptions.api_types import CorruptionFn
+from robustnoise.corruptions.presets import (
+    ALL_CORRUPTIONS,
+    MNIST_C_CORRUPTIONS,
+    MNISTC_PRESET,
+    PRESETS,
+    check_corruption,
+    check_severity,
+    corruption_seed_key,
+)
+from robustnoise.corruptions.rng import sample_seeds
+from robustnoise.utils.errors import RobustnoiseError
+
+__all__ = ["CORRUPTION_FNS", "Corruption", "check_images", "lookup", "per_image_seeds", "register"]
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A registered corruption: ``fn(images, params[preset][severity - 1], seeds)``."""
+
+    name: str
+    family: str
+    fn: CorruptionFn
+    params: Mapping[str, tuple[Any, ...]]
+
+
+_REGISTRY: dict[tuple[str, str], Corruption] = {}  # (suite: "c" or "mnistc", name)
+CORRUPTION_FNS: dict[str, CorruptionFn] = {}
+"""The registered functions of the 19 ImageNet-C corruptions by name."""
+
+
+def _suite(preset: str) -> str:
+    if preset == MNISTC_PRESET:
+        return MNISTC_PRESET
+    if preset not in PRESETS:
+        raise RobustnoiseError(f"unknown corruption preset {preset!r}; valid: {', '.join([*PRESETS, MNISTC_PRESET])}")
+    return "c"
+
+
+def register(name: str, family: str, params: Mapping[str, tuple[Any, ...]] | None = None) -> Callable:
+    """Decorator: register ``fn`` as corruption ``name`` of ``family``.
+
+    ``params`` maps each preset to the corruption's severity parameters (severity 1 first); by default the row of
+    ``name`` in every table of :data:`~robustnoise.corruptions.presets.PRESETS`. MNIST-C corruptions (family
+    ``mnistc``) pass ``{"mnistc": (param,)}``: one fixed severity.
+    """
+    suite = MNISTC_PRESET if family == MNISTC_PRESET else "c"
+    if name not in (MNIST_C_CORRUPTIONS if suite == MNISTC_PRESET else ALL_CORRUPTIONS):
+        raise ValueError(f"{name!r} is not a {suite} corruption name (names live in presets.py)")
+    table = params if params is not None else {preset: PRESETS[preset][name] for preset in PRESETS}
+
+    def decorate(fn: CorruptionFn) -> CorruptionFn:
+        _REGISTRY[suite, name] = Corruption(name, family, fn, table)
+        if suite == "c":
+            CORRUPTION_FNS[name] = fn
+        return fn
+
+    return decorate
+
+
+def lookup(name: str, preset: str) -> Corruption:
+    """The registered corruption ``name`` of ``preset``; raises :class:`RobustnoiseError` for unknown names."""
+    suite = _suite(preset)
+    check_corruption(name, preset)
+    if suite == "c" and name not in CORRUPTION_FNS:
+        implemented = ", ".join(n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS)
+        raise RobustnoiseError(f"corruption {name!r} is not implemented yet; implemented: {implemented}")
+    return _REGISTRY[suite, name]
+
+
+def check_images(images: Tensor) -> None:
+    """Raise :class:`RobustnoiseError` unless ``images`` is a float (N, C, H, W) tensor with values in [0, 1]."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
+        got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
+        raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
+    if images.numel():
+        low, high = torch.aminmax(images)  # one pass, no temporaries (NaN propagates and fails the check)
+        if not (bool(low >= 0) and bool(high <= 1)):
+            raise RobustnoiseError(
+                "images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)"
+            )
+
+
+def per_image_seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device: torch.device) -> Tensor:
+    """Validate ``seed`` (int or int64 tensor (N,)) and expand an int to the batch's per-image seeds."""
+    if isinstance(seed, Tensor):
+        if seed.dtype != torch.int64 or seed.shape != (num_images,):
+            raise RobustnoiseError(
+                f"seed tensor must be int64 of shape ({num_images},), got {seed.dtype} {tuple(seed.shape)}"
+            )
+        return seed.to(device)
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        base = operator.index(seed)
+    except TypeError:
+        raise RobustnoiseError(
+            f"seed must be an int or an int64 tensor of per-image seeds, got {type(seed).__name__}"
+        ) from None
+    indices = torch.arange(num_images, device=device)
+    return sample_seeds(base, indices, corruption_seed_key(name), check_severity(severity))
