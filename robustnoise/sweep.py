@@ -50,11 +50,14 @@ def _is_number(value: Any) -> bool:
 
 def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
     """The swept key to order and plot by: the first with numeric values in every job, else the first with plain
-    values (strings, lists); a swept config group ``g`` stands for ``g.name`` when the group has one."""
-    from robustnoise.compare import config_value
+    values (strings, lists); a swept config group ``g`` stands for ``g.name`` when the group has one. ``seed`` is
+    never the axis: runs that differ only in it are one group (a mean and a band) in the comparison."""
+    from robustnoise.compare import SEED_KEYS, config_value
 
     plain: str | None = None
     for key in keys:
+        if key in SEED_KEYS:  # seeds are not an axis: they form the groups of the comparison
+            continue
         values = [config_value(d, key) for d in run_dirs]
         if any(isinstance(v, dict) for v in values):  # a config group: use its name
             key = f"{key}.name"

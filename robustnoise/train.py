@@ -28,7 +28,7 @@ from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.plots import log_image_file
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils import launch
-from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
 from robustnoise.utils.resume import (
     check_resumable,
@@ -130,6 +130,8 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule) -> 
         check_severity(severity)
     for name in ev.corruptions:
         corruption_seed_key(name)
+    if any(float(s) < 0 for s in ev.get("gaussian_sigmas") or []):
+        raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {list(ev.gaussian_sigmas)}")
     _released_sets(ev.get("released"), datamodule)
 
 
@@ -170,6 +172,7 @@ def evaluate_robustness(
         eps_star=OmegaConf.to_container(ev.eps_star) if ev.get("eps_star") else None,
         noise_generators=generators,
         noise_epsilon=noise_epsilon,
+        gaussian_sigmas=list(ev.get("gaussian_sigmas") or []),
     )
     method.test_suite = suite
     trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
@@ -180,6 +183,8 @@ def evaluate_robustness(
         "model": cfg.model.name,
         "data": datamodule.name,
         "benchmark": ev.get("benchmark", "generated"),
+        "preset": ev.preset if list(ev.corruptions) else None,
+        "seed": cfg.get("seed"),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
