@@ -141,3 +141,11 @@ def test_sigma_sweep_results_are_keyed_per_sigma_and_sigma_zero_is_clean():
 )
 def test_each_dataset_evaluates_with_the_preset_of_its_size(make_cfg, overrides, preset):
     assert make_cfg(*overrides).eval.preset == preset
+
+
+def test_a_sweep_over_seeds_is_not_plotted_against_the_seed(tmp_path):
+    from robustnoise.sweep import plot_key
+
+    dirs = [_run(tmp_path, str(k), m, s, 90.0) for k, (m, s) in enumerate([("vanilla", 0), ("gnt", 0), ("gnt", 1)])]
+    assert plot_key(dirs, ["seed", "method"]) == "method.name"
+    assert plot_key(dirs, ["seed"]) is None
