@@ -170,8 +170,8 @@ def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -
     """Runs that differ only in their seed, as ``(label, run indices)`` in order of first appearance.
 
     Two runs are in one group when their ``.hydra/config.yaml`` is equal apart from ``seed`` (runs without one: when
-    their report's method, run name, model, data and preset are equal). The label is the command-line overrides in
-    which the groups differ (``method=gnt``), else the run label."""
+    their report's method, run name, model, data and preset are equal). The label is the run label (the method) when
+    that differs between the groups, else the command-line overrides in which they differ (``method.sigma=0.5``)."""
     keys: list[str] = []
     for run_dir, report in zip(run_dirs, reports):
         config = _yaml(Path(run_dir) / HYDRA_CONFIG)
@@ -189,9 +189,9 @@ def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -
         found = _yaml(Path(run_dirs[indices[0]]) / HYDRA_OVERRIDES)
         overrides.append([str(o) for o in found or [] if not _is_seed_override(str(o))])
     common = set.intersection(*(set(o) for o in overrides)) if overrides else set()
-    labels = [
-        " ".join(o for o in own if o not in common) or run_label(reports[g[0]]) for own, g in zip(overrides, groups)
-    ]
+    labels = [run_label(reports[g[0]]) for g in groups]  # the method (run name) when that tells the groups apart
+    if len(set(labels)) < len(labels):
+        labels = [" ".join(o for o in own if o not in common) or lab for own, lab in zip(overrides, labels)]
     if len(set(labels)) < len(labels):
         labels = [f"{label} [{run_dirs[g[0]].name}]" for label, g in zip(labels, groups)]
     return list(zip(labels, groups))
