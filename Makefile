@@ -20,7 +20,7 @@ install: $(STAMP)  ## create .venv and install robustnoise with its dev extras
 demo: install  ## train vanilla, GNT and ANT 1x1 on the bundled digits (2 seeds each), evaluate, print the grouped table
 	rm -rf $(DEMO_DIR)
 	$(PY) run.py -m experiment=digits_demo,digits_gnt,digits_ant1x1 seed=0,1 logger=none \
-		trainer.enable_progress_bar=false trainer.enable_model_summary=false hydra.sweep.dir=$(DEMO_DIR)
+		trainer.enable_progress_bar=false ++trainer.enable_model_summary=false hydra.sweep.dir=$(DEMO_DIR)
 
 test: install  ## the whole test suite (CPU, no network)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
