@@ -295,7 +295,9 @@ def write_csv(
     stats = {d: sorted({k for r in reports for k in eps_star(r).get(d, {})}) for d in directions}
     header = ([sweep[0]] if sweep else []) + ["run", "run_dir", "method", "model", "data", *SUMMARY_KEYS]
     header += [f"eps_star/{d}/{s}" for d in directions for s in stats[d]]
-    header += ["adv_noise_mean", "adv_noise_std", "adv_noise_epsilon"]
+    sigmas = sorted({s for r in reports for s in sigma_accuracies(r)})
+    header += [f"gaussian_sigma/{s:g}/top1" for s in sigmas]
+    header += ["adv_noise_mean", "adv_noise_std", "adv_noise_epsilon", "adv_noise_worst"]
     attacks = attack_names(reports)
     header += [f"attack/{a}/{k}" for a in attacks for k in ("accuracy", "epsilon")]
     header += [f"{c}/top1" for c in main + holdouts]
@@ -307,7 +309,8 @@ def write_csv(
             row += [str(report.get(k, "")) for k in ("method", "model", "data")]
             row += [_csv_number(metric(report, k)) for k in SUMMARY_KEYS]
             row += [_csv_number(eps_star(report).get(d, {}).get(s)) for d in directions for s in stats[d]]
-            row += [_csv_number(v) for v in adversarial(report)]
+            row += [_csv_number(sigma_accuracies(report).get(s)) for s in sigmas]
+            row += [_csv_number(v) for v in (*adversarial(report), adversarial_worst(report))]
             row += [_csv_number(v) for a in attacks for v in attack(report, a)]
             row += [_csv_number(corruption_accuracy(report, c)) for c in main + holdouts]
             writer.writerow(row)

@@ -2,7 +2,8 @@
 
 ``robustness.json`` holds the summary of :func:`robustnoise.evaluate.summarize`, every evaluated set, the run's
 metadata and, when the evaluation computed them, ``metrics`` (the flat dict of
-:func:`robustnoise.metrics.robustness_summary`), ``eps_star`` and ``adversarial_noise``. ``robustness.md`` renders
+:func:`robustnoise.metrics.robustness_summary`), ``eps_star``, ``adversarial_noise`` (per generator, mean, worst),
+``gaussian_sigmas`` (top-1 under ``clip(x + sigma n)`` per sigma), ``preset`` and ``seed``. ``robustness.md`` renders
 it like the papers' tables: a summary row, the per-corruption table and the corruption x severity table. Every
 reader here tolerates missing keys (old reports, partial evaluations): missing numbers print as ``–``.
 """

@@ -5,6 +5,8 @@ end of a multirun it reads the swept keys from the sweep's overrides (``hydra.ov
 ``hydra.sweeper.params``), picks the one to plot (the first whose values are numbers, else the first that is a plain
 value) and runs :func:`robustnoise.compare.main` on the sweep directory: ``comparison.md``, ``comparison.csv`` and
 ``sweep.png`` (accuracy against the swept value) are written into the sweep directory and the tables are printed.
+Jobs that differ only in ``seed`` (``seed=0,1,2`` in the sweep) are one group: the summary then shows each number as
+the mean over the seeds with its interval (see :mod:`robustnoise.compare`), and ``seed`` is never the plotted axis.
 The same summary, later or for a partly finished sweep: ``python -m robustnoise.compare <sweep dir> --sweep-key KEY``.
 """
 

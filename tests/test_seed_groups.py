@@ -97,6 +97,8 @@ def test_compare_cli_prints_the_grouped_table_and_draws_the_sigma_bands(tmp_path
     out = capsys.readouterr().out
     assert "(1) vanilla, n=2" in out and "(2) gnt, n=2" in out
     assert (tmp_path / "sweep" / compare.SIGMA_SWEEP_PNG).stat().st_size > 1000
+    header = (tmp_path / "sweep" / compare.COMPARISON_CSV).read_text().splitlines()[0].split(",")
+    assert "gaussian_sigma/0.6/top1" in header
 
 
 def test_gaussian_noise_has_the_requested_std_before_clipping():
