@@ -17,12 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install robustnoise with its dev extras
 
-demo: install  ## train vanilla and GNT on the bundled digits, evaluate, print the robustness table
+demo: install  ## train vanilla, GNT and ANT 1x1 on the bundled digits (2 seeds each), evaluate, print the grouped table
 	rm -rf $(DEMO_DIR)
-	$(PY) run.py experiment=digits_demo method=vanilla hydra.run.dir=$(DEMO_DIR)/vanilla
-	$(PY) run.py experiment=digits_demo method=gnt hydra.run.dir=$(DEMO_DIR)/gnt
-	@echo
-	@$(PY) -m robustnoise.compare $(DEMO_DIR)/vanilla $(DEMO_DIR)/gnt
+	$(PY) run.py -m experiment=digits_demo,digits_gnt,digits_ant1x1 seed=0,1 logger=none \
+		trainer.enable_progress_bar=false ++trainer.enable_model_summary=false hydra.sweep.dir=$(DEMO_DIR)
 
 # CPU kernel paths forced for a second pass over the bit-exact tests (`-m exact`): ATen's portable and AVX2 kernels,
 # oneDNN limited to AVX2, MKL (GEMM, FFT, vector math) limited to AVX2. The main pass runs the machine's best path.

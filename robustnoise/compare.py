@@ -8,6 +8,12 @@ directories): prints the summary table (one row per run) and the per-corruption 
 shows it as the first column and draws ``sweep.png`` (accuracy against the swept value, Rusak et al. 2020 Fig. 2).
 ``--baseline RUN_DIR`` adds, for every run, ``bars_<run>.png``: its per-corruption accuracy next to the baseline's.
 
+Seeds are the unit: runs whose configurations differ only in ``seed`` form a group, and the grouped table shows, per
+number, the mean over the group's seeds with its interval (min–max for fewer than 5 seeds, else the 95 % t confidence
+interval of the mean) and ``>k`` where the group's interval lies entirely above group k's (see
+:func:`robustnoise.reporting.separated`). When the runs measured accuracy under ``clip(x + sigma n)``,
+``sigma_sweep.png`` draws it against sigma, one band (the interval) per group.
+
 Exit codes: 0 done, 1 a run directory without ``robustness.json`` (one-line error), 2 bad arguments.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import re
@@ -25,13 +32,16 @@ from typing import Any
 
 from robustnoise.reporting import (
     REPORT_JSON,
+    Interval,
     adversarial,
+    adversarial_worst,
     attack,
     attack_names,
     corruption_accuracy,
     corruptions,
     eps_directions,
     eps_star,
+    eps_value,
     fmt,
     format_table,
     load_report,
@@ -40,6 +50,9 @@ from robustnoise.reporting import (
     num,
     run_label,
     safe_filename,
+    seed_interval,
+    separated,
+    sigma_accuracies,
     summary_notes,
     summary_table,
 )
@@ -47,7 +60,11 @@ from robustnoise.reporting import (
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
 SWEEP_PNG = "sweep.png"
+SIGMA_SWEEP_PNG = "sigma_sweep.png"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+SEED_KEYS = ("seed",)
+"""Config keys that only re-draw randomness: runs that differ in nothing else are one group."""
 SUMMARY_KEYS: tuple[str, ...] = (
     "clean_top1",
     "clean_top5",
@@ -138,6 +155,110 @@ def run_names(reports: Sequence[Mapping[str, Any]], run_dirs: Sequence[Path], sw
     return names
 
 
+def _yaml(path: Path) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
+
+
+def _is_seed_override(override: str) -> bool:
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key in SEED_KEYS or key.startswith("hydra.")
+
+
+def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
+    """Runs that differ only in their seed, as ``(label, run indices)`` in order of first appearance.
+
+    Two runs are in one group when their ``.hydra/config.yaml`` is equal apart from ``seed`` (runs without one: when
+    their report's method, run name, model, data and preset are equal). The label is the run label (the method) when
+    that differs between the groups, else the command-line overrides in which they differ (``method.sigma=0.5``)."""
+    keys: list[str] = []
+    for run_dir, report in zip(run_dirs, reports):
+        config = _yaml(Path(run_dir) / HYDRA_CONFIG)
+        if isinstance(config, dict):
+            config = {k: v for k, v in config.items() if k not in SEED_KEYS}
+        else:
+            config = {k: report.get(k) for k in ("method", "run_name", "model", "data", "preset", "benchmark")}
+        keys.append(json.dumps(config, sort_keys=True, default=str))
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    groups = list(members.values())
+    overrides = []
+    for indices in groups:
+        found = _yaml(Path(run_dirs[indices[0]]) / HYDRA_OVERRIDES)
+        overrides.append([str(o) for o in found or [] if not _is_seed_override(str(o))])
+    common = set.intersection(*(set(o) for o in overrides)) if overrides else set()
+    labels = [run_label(reports[g[0]]) for g in groups]  # the method (run name) when that tells the groups apart
+    if len(set(labels)) < len(labels):
+        labels = [" ".join(o for o in own if o not in common) or lab for own, lab in zip(overrides, labels)]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} [{run_dirs[g[0]].name}]" for label, g in zip(labels, groups)]
+    return list(zip(labels, groups))
+
+
+def _worst_eps(report: Mapping[str, Any]) -> float:
+    """The smallest median eps* over the adversarial generators (the attacker's view); NaN if none."""
+    per_generator = [
+        v.get("median", math.nan) for k, v in eps_star(report).items() if re.fullmatch(r"adversarial_\d+", k)
+    ]
+    return min(per_generator) if per_generator else math.nan
+
+
+def grouped_rows(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, Any]]:
+    """The numbers the grouped table shows: ``(row label, decimals, number of a report)``, rows that some report
+    has, in the order clean, mean corruption, sigma sweep, adversarial noise, eps*, attacks, corruptions."""
+    rows: list[tuple[str, int, Any]] = [("clean top-1", 1, lambda r: metric(r, "clean_top1"))]
+    rows.append(("mean corruption top-1", 1, lambda r: metric(r, "c_top1")))
+    for sigma in sorted({s for r in reports for s in sigma_accuracies(r)}):
+        rows.append((f"gaussian sigma {sigma:g}", 1, lambda r, s=sigma: sigma_accuracies(r).get(s, math.nan)))
+    rows.append(("adv. noise top-1, mean", 1, lambda r: adversarial(r)[0]))
+    rows.append(("adv. noise top-1, worst", 1, adversarial_worst))
+    for direction in eps_directions(reports):
+        rows.append((f"eps* {direction}", 2, lambda r, d=direction: eps_value(r, d)[0]))
+    rows.append(("eps* adversarial, worst", 2, _worst_eps))
+    for name in attack_names(reports):
+        rows.append((f"{name} top-1", 1, lambda r, n=name: attack(r, n)[0]))
+    main, holdouts = _all_corruptions(reports)
+    for name in main + holdouts:
+        rows.append((name, 1, lambda r, c=name: corruption_accuracy(r, c)))
+    return [row for row in rows if any(not math.isnan(num(row[2](r))) for r in reports)]
+
+
+def _cell(interval: Interval, digits: int, above: list[int]) -> str:
+    if interval.n == 0:
+        return "–"
+    text = f"{interval.mean:.{digits}f}"
+    if interval.n > 1:
+        text += f" [{interval.lo:.{digits}f}, {interval.hi:.{digits}f}]"
+    return text + (" >" + ",".join(map(str, above)) if above else "")
+
+
+def grouped_table(reports: Sequence[Mapping[str, Any]], groups: Sequence[tuple[str, list[int]]]) -> str:
+    """One row per number, one column per group: the mean over the group's seeds, its interval, and ``>k`` for each
+    group k whose interval lies entirely below (markdown)."""
+    header = ["", *(f"({k}) {label}, n={len(idx)}" for k, (label, idx) in enumerate(groups, 1))]
+    rows = []
+    for name, digits, value in grouped_rows(reports):
+        intervals = [seed_interval([value(reports[i]) for i in idx]) for _, idx in groups]
+        rows.append(
+            [name]
+            + [_cell(a, digits, [k for k, b in enumerate(intervals, 1) if separated(a, b) > 0]) for a in intervals]
+        )
+    return markdown_table(header, rows)
+
+
+def grouped_notes(groups: Sequence[tuple[str, list[int]]]) -> list[str]:
+    sizes = sorted({len(idx) for _, idx in groups})
+    return [
+        "Each column is a group of runs that differ only in their seed. Cells: mean over the seeds [interval]; the "
+        "interval is min–max for n < 5 seeds and the 95 % t confidence interval of the mean for n >= 5.",
+        "`>k`: the group's interval lies entirely above group k's (a difference the seeds support); groups with one "
+        f"seed are never marked. Seeds per group: {', '.join(map(str, sizes))}.",
+        "Accuracies top-1 % on the test split; eps*: median l2 norm; adv. noise worst: the strongest generator.",
+    ]
+
+
 def _all_corruptions(reports: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     main: list[str] = []
     holdouts: list[str] = []
@@ -174,7 +295,9 @@ def write_csv(
     stats = {d: sorted({k for r in reports for k in eps_star(r).get(d, {})}) for d in directions}
     header = ([sweep[0]] if sweep else []) + ["run", "run_dir", "method", "model", "data", *SUMMARY_KEYS]
     header += [f"eps_star/{d}/{s}" for d in directions for s in stats[d]]
-    header += ["adv_noise_mean", "adv_noise_std", "adv_noise_epsilon"]
+    sigmas = sorted({s for r in reports for s in sigma_accuracies(r)})
+    header += [f"gaussian_sigma/{s:g}/top1" for s in sigmas]
+    header += ["adv_noise_mean", "adv_noise_std", "adv_noise_epsilon", "adv_noise_worst"]
     attacks = attack_names(reports)
     header += [f"attack/{a}/{k}" for a in attacks for k in ("accuracy", "epsilon")]
     header += [f"{c}/top1" for c in main + holdouts]
@@ -186,7 +309,8 @@ def write_csv(
             row += [str(report.get(k, "")) for k in ("method", "model", "data")]
             row += [_csv_number(metric(report, k)) for k in SUMMARY_KEYS]
             row += [_csv_number(eps_star(report).get(d, {}).get(s)) for d in directions for s in stats[d]]
-            row += [_csv_number(v) for v in adversarial(report)]
+            row += [_csv_number(sigma_accuracies(report).get(s)) for s in sigmas]
+            row += [_csv_number(v) for v in (*adversarial(report), adversarial_worst(report))]
             row += [_csv_number(v) for a in attacks for v in attack(report, a)]
             row += [_csv_number(corruption_accuracy(report, c)) for c in main + holdouts]
             writer.writerow(row)
@@ -230,23 +354,31 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(os.path.commonpath([d.resolve().parent for d in run_dirs]))
     out.mkdir(parents=True, exist_ok=True)
     first = (args.sweep_key, [_show(v) for v in sweep_values]) if sweep_values is not None else None
+    groups = group_runs(run_dirs, reports)
+    grouped = grouped_table(reports, groups)
     summary = summary_table(reports, names, first)
     per_corruption = corruption_comparison(reports, names)
-    print(summary)
-    print()
-    print("top-1 per corruption (mean over severities):")
-    print(per_corruption)
-    print()
-    print("top-1 per corruption and severity:")
-    print(format_table(reports, names))
+    if all(len(idx) == 1 for _, idx in groups):  # no seeds to group: the per-run tables are the comparison
+        print(summary)
+        print()
+        print("top-1 per corruption (mean over severities):")
+        print(per_corruption)
+        print()
+        print("top-1 per corruption and severity:")
+        print(format_table(reports, names))
+    else:
+        print(grouped)
+        print("\n".join(grouped_notes(groups)))
+        print(f"(per-run tables: {out / COMPARISON_MD})")
 
-    figures = _figures(args, out, reports, names, run_dirs, sweep_values, baseline)
+    figures = _figures(args, out, reports, names, run_dirs, sweep_values, baseline, groups)
     write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (args.sweep_key, sweep_values) if first else None)
     lines = ["# Robustness comparison", ""]
     lines += [f"- {name}: `{d}`" for name, d in zip(names, run_dirs)]
     if baseline is not None:
         lines.append(f"- baseline: {run_label(baseline)} (`{args.baseline}`)")
-    lines += ["", "## Summary", "", summary, ""] + [f"- {n}" for n in summary_notes(reports)]
+    lines += ["", "## Seed groups", "", grouped, ""] + [f"- {n}" for n in grouped_notes(groups)]
+    lines += ["", "## Summary per run", "", summary, ""] + [f"- {n}" for n in summary_notes(reports)]
     lines += ["", "## Top-1 per corruption (mean over severities)", "", per_corruption, ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{caption}]({name})" for caption, name in figures] + [""]
@@ -264,9 +396,11 @@ def _figures(
     run_dirs: list[Path],
     sweep_values: list[Any] | None,
     baseline: dict[str, Any] | None,
+    groups: Sequence[tuple[str, list[int]]] = (),
 ) -> list[tuple[str, str]]:
-    """Draw the sweep and baseline figures; a figure that fails is reported on stderr and skipped."""
-    if sweep_values is None and baseline is None:
+    """Draw the sweep, sigma-sweep and baseline figures; a figure that fails is reported on stderr and skipped."""
+    has_sigmas = any(sigma_accuracies(r) for r in reports)
+    if sweep_values is None and baseline is None and not has_sigmas:
         return []
     try:
         from robustnoise import plots
@@ -274,6 +408,13 @@ def _figures(
         print(f"warning: no figures (cannot import matplotlib: {err})", file=sys.stderr)
         return []
     written: list[tuple[str, str]] = []
+    if has_sigmas:
+        try:
+            curves = [(label, [reports[i] for i in idx]) for label, idx in groups]
+            plots.plot_sigma_bands(curves, out / SIGMA_SWEEP_PNG)
+            written.append(("accuracy vs sigma, band over seeds", SIGMA_SWEEP_PNG))
+        except Exception as err:
+            print(f"warning: could not draw {out / SIGMA_SWEEP_PNG}: {err}", file=sys.stderr)
     if sweep_values is not None:
         kept = [i for i, v in enumerate(sweep_values) if v is not None]
         xlabel = args.sweep_key.rsplit(".", 1)[-1]

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from robustnoise.corruptions import corrupt, sample_seeds
+from robustnoise.corruptions import corrupt, rng, sample_seeds
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.noise.eps_star import lower_median, minimal_perturbation, random_directions
@@ -66,6 +66,7 @@ class CorruptionSuite:
         eps_star: dict[str, Any] | None = None,
         noise_generators: list[torch.nn.Module] | None = None,
         noise_epsilon: float | None = None,
+        gaussian_sigmas: list[float] | None = None,
     ) -> None:
         bad = [s for s in severities if not 1 <= int(s) <= 5]
         if bad:
@@ -94,6 +95,11 @@ class CorruptionSuite:
         self.eps: dict[str, Tensor] = {}
         self.eps_passes: dict[str, float] = {}
         self.noise_top1: list[Tensor] = []
+        # accuracy under clip(x + sigma n) per sigma: the x-axis of Rusak et al. 2020, Fig. 2
+        self.sigmas = [float(s) for s in gaussian_sigmas or []]
+        if any(s < 0 for s in self.sigmas):
+            raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {self.sigmas}")
+        self.sigma_top1: list[Tensor] = []
 
     def _loader(self, dataset: Dataset) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
@@ -115,6 +121,9 @@ class CorruptionSuite:
             for k in self.generated:
                 images = self.corrupted(self.sets[k], x, index)
                 self.record(k, index, model(images if images is x else to_uint8_grid(images)), y)
+            for j, sigma in enumerate(self.sigmas):
+                noisy = gaussian_noise_images(x, sigma, sample_seeds(self.seed, index, SIGMA_SALT, _milli(sigma)))
+                self.sigma_top1[j][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
             for k, generator in enumerate(self.noise_generators):
                 noisy = project_to_sphere(x, generator(x), float(self.noise_epsilon))
                 self.noise_top1[k][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
@@ -134,6 +143,7 @@ class CorruptionSuite:
         self.top1 = [torch.full((n,), -1, dtype=torch.int8, device=device) for n in sizes]
         self.top5 = [torch.full((n,), -1, dtype=torch.int8, device=device) for n in sizes]
         self.noise_top1 = [torch.full((sizes[0],), -1, dtype=torch.int8, device=device) for _ in self.noise_generators]
+        self.sigma_top1 = [torch.full((sizes[0],), -1, dtype=torch.int8, device=device) for _ in self.sigmas]
         self.eps = {name: torch.full((sizes[0],), -1.0, device=device) for name in self.eps_directions}
         self.eps_passes = {}
 
@@ -148,7 +158,7 @@ class CorruptionSuite:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             for values in self.eps.values():  # unseen -1 < any eps; inf stays inf
                 dist.all_reduce(values, op=dist.ReduceOp.MAX)
-            for records in (self.top1, self.top5, self.noise_top1):
+            for records in (self.top1, self.top5, self.noise_top1, self.sigma_top1):
                 if not records:
                     continue
                 flat = torch.cat(records).to(torch.int32)
@@ -169,11 +179,19 @@ class CorruptionSuite:
         return out
 
     def adversarial_results(self) -> dict[str, Any]:
-        """Accuracy under each adversarial generator and eps* per direction (Rusak et al. 2020, Table 2)."""
+        """Accuracy under Gaussian noise per sigma, under each adversarial generator (mean and the worst one: the
+        attacker's view) and eps* per direction (Rusak et al. 2020, Fig. 2 and Table 2)."""
         out: dict[str, Any] = {}
+        if self.sigmas:
+            out["gaussian_sigmas"] = {f"{s:g}": _percent(r) for s, r in zip(self.sigmas, self.sigma_top1)}
         if self.noise_generators:
-            accs = [100.0 * float(r[r >= 0].double().mean()) for r in self.noise_top1]
-            out["adversarial_noise"] = {"epsilon": self.noise_epsilon, "per_seed": accs, **_mean_std(accs)}
+            accs = [_percent(r) for r in self.noise_top1]
+            out["adversarial_noise"] = {
+                "epsilon": self.noise_epsilon,
+                "per_seed": accs,
+                **_mean_std(accs),
+                "worst": min(accs),
+            }
         if self.eps:
             eps_star: dict[str, Any] = {}
             n_images = max(1, int((next(iter(self.eps.values())) >= 0).sum()))
@@ -206,6 +224,24 @@ def to_uint8_grid(images: Tensor) -> Tensor:
     probability about ``255 * difference``).
     """
     return images.mul(255.0).round_().div_(255.0)
+
+
+SIGMA_SALT = 2000
+"""Seed salt of the sigma sweep's noise (with sigma in thousandths), apart from corruptions and eps* directions."""
+
+
+def _milli(sigma: float) -> int:
+    return round(sigma * 1000)
+
+
+def gaussian_noise_images(x: Tensor, sigma: float, seeds: Tensor) -> Tensor:
+    """``clip(x + sigma n, 0, 1)`` with ``n ~ N(0, I)`` drawn per image from its seed (Rusak et al. 2020, §3.1)."""
+    return (x + sigma * rng.normal(seeds, tuple(x.shape[1:]), device=x.device, dtype=x.dtype)).clamp_(0, 1)
+
+
+def _percent(records: Tensor) -> float:
+    seen = records[records >= 0]
+    return 100.0 * float(seen.double().mean()) if seen.numel() else float("nan")
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

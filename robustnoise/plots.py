@@ -25,7 +25,9 @@ from robustnoise.reporting import (
     metric,
     num,
     run_label,
+    seed_interval,
     severity_matrix,
+    sigma_accuracies,
 )
 
 DPI = 100
@@ -220,6 +222,19 @@ def _numeric(xs: Sequence[Any]) -> list[float] | None:
     return None if any(math.isnan(v) for v in out) else out
 
 
+def _band(
+    ax: Any, xs: Sequence[float], per_x: Sequence[Sequence[float]], colour: Any, label: str, **line: Any
+) -> list[float]:
+    """The mean over seeds at each x as a line and its interval (:func:`seed_interval`) as a shaded band; returns
+    the band's values (for the axis limits)."""
+    intervals = [seed_interval(v) for v in per_x]
+    means = [i.mean for i in intervals]
+    ax.plot(xs, means, color=colour, lw=2, label=label, **line)
+    if any(i.n > 1 for i in intervals):
+        ax.fill_between(xs, [i.lo for i in intervals], [i.hi for i in intervals], color=colour, alpha=0.2, lw=0)
+    return [v for i in intervals for v in (i.lo, i.hi)]
+
+
 def plot_sweep(
     reports: Sequence[Mapping[str, Any]],
     xs: Sequence[Any],
@@ -228,35 +243,35 @@ def plot_sweep(
     title: str | None = None,
 ) -> Path:
     """Accuracy against a swept value (Rusak et al. 2020, Fig. 2): clean top-1, mean corruption top-1, and, when
-    any run has them, top-1 without the noise corruptions and the accuracy under adversarial noise (± std).
+    any run has them, top-1 without the noise corruptions and the accuracy under adversarial noise. Runs at the same
+    x (seeds) give one point, their mean, and a band, their interval (:func:`seed_interval`).
     Non-numeric ``xs`` (e.g. lists of sigmas) are placed at equal spacing in the given order."""
     if len(reports) != len(xs):
         raise ValueError(f"plot_sweep: {len(reports)} reports but {len(xs)} x values")
-    numeric = _numeric(xs)
-    order = sorted(range(len(xs)), key=lambda i: numeric[i]) if numeric else list(range(len(xs)))
-    reports = [reports[i] for i in order]
-    positions = [numeric[i] for i in order] if numeric else list(range(len(xs)))
-    ticks = [str(xs[i]) for i in order]
+    at: dict[str, list[int]] = {}
+    for i, x in enumerate(xs):
+        at.setdefault(str(x), []).append(i)
+    firsts = [idx[0] for idx in at.values()]
+    numeric = _numeric([xs[i] for i in firsts])
+    order = sorted(range(len(firsts)), key=lambda k: numeric[k]) if numeric else list(range(len(firsts)))
+    groups = [[reports[i] for i in list(at.values())[k]] for k in order]
+    positions = [numeric[k] for k in order] if numeric else list(range(len(firsts)))
+    ticks = [str(xs[firsts[k]]) for k in order]
 
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
-    series = [
-        ("clean", "clean_top1", "tab:blue", "o", "-"),
-        ("mean corruption", "c_top1", "tab:red", "s", "-"),
-        ("w/o noises", "no_noise_top1", "tab:green", "^", "--"),
+    series: list[tuple[str, Any, str, str, str]] = [
+        ("clean", lambda r: metric(r, "clean_top1"), "tab:blue", "o", "-"),
+        ("mean corruption", lambda r: metric(r, "c_top1"), "tab:red", "s", "-"),
+        ("w/o noises", lambda r: metric(r, "no_noise_top1"), "tab:green", "^", "--"),
+        ("adv. noise", lambda r: adversarial(r)[0], "tab:purple", "D", ":"),
     ]
     values: list[float] = []
-    for label, key, colour, marker, style in series:
-        ys = [metric(r, key) for r in reports]
-        if all(math.isnan(y) for y in ys):
+    for label, value, colour, marker, style in series:
+        per_x = [[value(r) for r in group] for group in groups]
+        if all(math.isnan(v) for vs in per_x for v in vs):
             continue
-        values += ys
-        ax.plot(positions, ys, style, marker=marker, color=colour, lw=2, markersize=6, label=label)
-    adv = [adversarial(r) for r in reports]
-    if any(not math.isnan(a[0]) for a in adv):
-        means, stds = [a[0] for a in adv], [0.0 if math.isnan(a[1]) else a[1] for a in adv]
-        values += [m - s for m, s in zip(means, stds)] + [m + s for m, s in zip(means, stds)]
-        ax.errorbar(positions, means, yerr=stds, fmt=":D", color="tab:purple", lw=1.5, capsize=3, label="adv. noise")
+        values += _band(ax, positions, per_x, colour, label, marker=marker, linestyle=style, markersize=6)
     if not values:
         ax.text(0.5, 0.5, "no accuracies in these reports", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(*_limits(values))
@@ -275,7 +290,27 @@ def plot_sweep(
     return _save(fig, path)
 
 
-__all__ = ["DPI", "plot_corruption_bars", "plot_heatmap", "plot_severity_curves", "plot_sweep"]
+def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: str | Path) -> Path:
+    """Top-1 under ``clip(x + sigma n)`` against sigma (Rusak et al. 2020, Fig. 2's axis), one curve per
+    ``(label, reports of its seeds)``: the mean over the seeds and their interval as a band."""
+    fig = _figure(7.0, 4.6)
+    ax = fig.add_subplot()
+    values: list[float] = []
+    for (label, reports), colour in zip(curves, _colours(len(curves))):
+        sigmas = sorted({s for r in reports for s in sigma_accuracies(r)})
+        per_x = [[sigma_accuracies(r).get(s, math.nan) for r in reports] for s in sigmas]
+        values += _band(ax, sigmas, per_x, colour, f"{label} (n={len(reports)})", marker="o", markersize=4)
+    ax.set_ylim(*_limits(values))
+    ax.set_xlabel("sigma of the Gaussian noise")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="best")
+    data = sorted({str(r["data"]) for _, rs in curves for r in rs if r.get("data") is not None})
+    ax.set_title("accuracy under clip(x + sigma n): mean and seed interval" + (f" ({', '.join(data)})" if data else ""))
+    return _save(fig, path)
+
+
+__all__ = ["DPI", "plot_corruption_bars", "plot_heatmap", "plot_severity_curves", "plot_sigma_bands", "plot_sweep"]
 
 
 def log_image_file(module: Any, key: str, path: Path) -> None:

@@ -2,7 +2,8 @@
 
 ``robustness.json`` holds the summary of :func:`robustnoise.evaluate.summarize`, every evaluated set, the run's
 metadata and, when the evaluation computed them, ``metrics`` (the flat dict of
-:func:`robustnoise.metrics.robustness_summary`), ``eps_star`` and ``adversarial_noise``. ``robustness.md`` renders
+:func:`robustnoise.metrics.robustness_summary`), ``eps_star``, ``adversarial_noise`` (per generator, mean, worst),
+``gaussian_sigmas`` (top-1 under ``clip(x + sigma n)`` per sigma), ``preset`` and ``seed``. ``robustness.md`` renders
 it like the papers' tables: a summary row, the per-corruption table and the corruption x severity table. Every
 reader here tolerates missing keys (old reports, partial evaluations): missing numbers print as ``–``.
 """
@@ -14,10 +15,11 @@ import json
 import logging
 import math
 import re
+import statistics
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
 from robustnoise.evaluate import summarize
@@ -30,6 +32,7 @@ REPORT_CSV = "robustness.csv"
 REPORT_MD = "robustness.md"
 SEVERITY_PNG = "severity_curves.png"
 HEATMAP_PNG = "heatmap.png"
+SIGMA_PNG = "sigma_curve.png"
 MISSING = "–"
 NAN = float("nan")
 EPS_DIRECTIONS: tuple[str, ...] = ("gaussian", "uniform", "adversarial")
@@ -58,6 +61,8 @@ def write_report(
         for key, acc in accuracies.items():
             name, _, sev = key.partition("/s")
             writer.writerow([name, sev or 0, f"{acc['top1']:.4f}", f"{acc['top5']:.4f}", acc["n"]])
+        for sigma, top1 in sigma_accuracies(meta).items():  # the sigma sweep: severity column = sigma
+            writer.writerow(["gaussian_sigma", f"{sigma:g}", f"{top1:.4f}", "", accuracies["clean"]["n"]])
     report = {**meta, **summarize(accuracies), "sets": accuracies}
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=True))
 
@@ -84,6 +89,9 @@ def _write_figures(
         ("accuracy vs severity", SEVERITY_PNG, lambda: plots.plot_severity_curves(report, out / SEVERITY_PNG)),
         ("corruption x severity", HEATMAP_PNG, lambda: plots.plot_heatmap(report, out / HEATMAP_PNG)),
     ]
+    if sigma_accuracies(report):
+        curve = [(run_label(report), [report])]
+        jobs.append(("accuracy vs sigma", SIGMA_PNG, lambda: plots.plot_sigma_bands(curve, out / SIGMA_PNG)))
     if baseline is not None:
         try:
             base = baseline if isinstance(baseline, Mapping) else load_report(baseline)
@@ -283,12 +291,69 @@ def eps_value(report: Mapping[str, Any], direction: str) -> tuple[float, float]:
     return stats.get("mean", NAN), stats.get("std", NAN)
 
 
+def sigma_accuracies(report: Mapping[str, Any]) -> dict[float, float]:
+    """``{sigma: top-1 %}`` under ``clip(x + sigma n)`` (``eval.gaussian_sigmas``), sorted by sigma; empty if absent."""
+    raw = report.get("gaussian_sigmas")
+    if not isinstance(raw, Mapping):
+        return {}
+    return dict(sorted((num(k), num(v)) for k, v in raw.items()))
+
+
+def adversarial_worst(report: Mapping[str, Any]) -> float:
+    """Accuracy under the strongest of the adversarial noise generators (the attacker's view); NaN if absent."""
+    adv = report.get("adversarial_noise")
+    if not isinstance(adv, Mapping):
+        return NAN
+    per_seed = [num(v) for v in adv.get("per_seed") or []]
+    return num(adv.get("worst", min(per_seed) if per_seed else None))
+
+
 def adversarial(report: Mapping[str, Any]) -> tuple[float, float, float]:
     """``(mean, std, epsilon)`` of the accuracy under adversarial noise; NaNs if not evaluated."""
     adv = report.get("adversarial_noise")
     if not isinstance(adv, Mapping):
         return NAN, NAN, NAN
     return num(adv.get("mean")), num(adv.get("std")), num(adv.get("epsilon"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Seeds as the unit: a group of runs that differ only in their seed gives one interval per number.
+
+T_INTERVAL_MIN_N = 5
+"""From this many seeds on, a group's interval is the 95 % t confidence interval of the mean; below, min–max."""
+
+
+class Interval(NamedTuple):
+    """Mean of a number over a group's seeds, its interval ``[lo, hi]`` and the seed count ``n``."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+
+def seed_interval(values: Sequence[float]) -> Interval:
+    """The mean and interval of the finite ``values`` (one per seed): min–max for n < 5, else the 95 % t confidence
+    interval of the mean, ``mean ± t(0.975, n - 1) s / sqrt(n)``."""
+    finite = [float(v) for v in values if not math.isnan(num(v))]
+    n = len(finite)
+    if not n:
+        return Interval(NAN, NAN, NAN, 0)
+    mean = sum(finite) / n
+    if n < T_INTERVAL_MIN_N:
+        return Interval(mean, min(finite), max(finite), n)
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, n - 1)) * statistics.stdev(finite) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def separated(a: Interval, b: Interval) -> int:
+    """+1 if ``a`` lies entirely above ``b``, -1 if entirely below, 0 if the intervals overlap or either group has
+    fewer than 2 seeds (one seed says nothing about seed noise)."""
+    if a.n < 2 or b.n < 2:
+        return 0
+    return 1 if a.lo > b.hi else -1 if a.hi < b.lo else 0
 
 
 def _pm(centre: float, spread: float, digits: int) -> str:
@@ -359,6 +424,7 @@ def summary_columns(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, Cal
         cols.append((f"eps* {direction}", _eps_cell(direction)))
     if any(not math.isnan(adversarial(r)[0]) for r in reports):
         cols.append(("adv. noise top-1", lambda r: _pm(*adversarial(r)[:2], 1)))
+        cols.append(("adv. noise worst", lambda r: fmt(adversarial_worst(r))))
     for name in attack_names(reports):
         cols.append((f"{name} top-1", _attack_cell(name)))
     return cols
@@ -438,8 +504,8 @@ def summary_notes(reports: Sequence[Mapping[str, Any]]) -> list[str]:
     eps = sorted({adversarial(r)[2] for r in reports if not math.isnan(adversarial(r)[2])})
     if eps:
         notes.append(
-            "adv. noise: accuracy under freshly trained adversarial noise generators, mean ± std over seeds "
-            f"(eps = {', '.join(f'{e:g}' for e in eps)})."
+            "adv. noise: accuracy under freshly trained adversarial noise generators, mean ± std over the generators' "
+            f"seeds, and under the strongest generator (worst; eps = {', '.join(f'{e:g}' for e in eps)})."
         )
     attacks = [
         (n, sorted({attack(r, n)[1] for r in reports if not math.isnan(attack(r, n)[1])}))
@@ -509,7 +575,8 @@ def format_markdown(report: Mapping[str, Any], images: Sequence[tuple[str, str]]
     lines = [f"# Robustness report: {name}", ""]
     if described or not math.isnan(clean_n):
         images_n = "" if math.isnan(clean_n) else f"; {int(clean_n)} test images"
-        lines += [f"{described or 'run'}{images_n}.", ""]
+        preset = f"; corruption preset `{report['preset']}`" if report.get("preset") else ""
+        lines += [f"{described or 'run'}{images_n}{preset}.", ""]
     lines += ["## Summary", "", summary_table([report], [name]), ""]
     lines += [f"- {note}" for note in summary_notes([report])] + [""]
     if corruptions(report) != ([], []):
@@ -524,6 +591,10 @@ def format_markdown(report: Mapping[str, Any], images: Sequence[tuple[str, str]]
     if per_seed:
         lines += ["## Adversarial noise", ""]
         lines += [f"eps = {fmt(adv_eps, 3)}; accuracy per seed: {', '.join(fmt(v, 2) for v in per_seed)}.", ""]
+    sigmas = sigma_accuracies(report)
+    if sigmas:
+        lines += ["## Gaussian noise clip(x + sigma n) (top-1 %)", ""]
+        lines += [markdown_table(["sigma", *(f"{s:g}" for s in sigmas)], [["top-1", *map(fmt, sigmas.values())]]), ""]
     eps = eps_star(report)
     if eps:
         lines += ["## eps* (smallest l2 noise norm that flips the prediction)", ""]

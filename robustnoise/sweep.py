@@ -5,6 +5,8 @@ end of a multirun it reads the swept keys from the sweep's overrides (``hydra.ov
 ``hydra.sweeper.params``), picks the one to plot (the first whose values are numbers, else the first that is a plain
 value) and runs :func:`robustnoise.compare.main` on the sweep directory: ``comparison.md``, ``comparison.csv`` and
 ``sweep.png`` (accuracy against the swept value) are written into the sweep directory and the tables are printed.
+Jobs that differ only in ``seed`` (``seed=0,1,2`` in the sweep) are one group: the summary then shows each number as
+the mean over the seeds with its interval (see :mod:`robustnoise.compare`), and ``seed`` is never the plotted axis.
 The same summary, later or for a partly finished sweep: ``python -m robustnoise.compare <sweep dir> --sweep-key KEY``.
 """
 
@@ -50,11 +52,14 @@ def _is_number(value: Any) -> bool:
 
 def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
     """The swept key to order and plot by: the first with numeric values in every job, else the first with plain
-    values (strings, lists); a swept config group ``g`` stands for ``g.name`` when the group has one."""
-    from robustnoise.compare import config_value
+    values (strings, lists); a swept config group ``g`` stands for ``g.name`` when the group has one. ``seed`` is
+    never the axis: runs that differ only in it are one group (a mean and a band) in the comparison."""
+    from robustnoise.compare import SEED_KEYS, config_value
 
     plain: str | None = None
     for key in keys:
+        if key in SEED_KEYS:  # seeds are not an axis: they form the groups of the comparison
+            continue
         values = [config_value(d, key) for d in run_dirs]
         if any(isinstance(v, dict) for v in values):  # a config group: use its name
             key = f"{key}.name"

@@ -166,6 +166,8 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
         check_severity(severity)
     for name in ev.corruptions:
         corruption_seed_key(name)
+    if any(float(s) < 0 for s in ev.get("gaussian_sigmas") or []):
+        raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {list(ev.gaussian_sigmas)}")
     if released.get("kind"):
         dm = datamodule
         check_matches_clean(released.kind, dm.name, dm.num_classes, dm.in_chans, dm.image_size)
@@ -211,6 +213,7 @@ def evaluate_robustness(
         eps_star=OmegaConf.to_container(ev.eps_star) if ev.get("eps_star") else None,
         noise_generators=generators,
         noise_epsilon=noise_epsilon,
+        gaussian_sigmas=list(ev.get("gaussian_sigmas") or []),
     )
     method.test_suite = suite
     trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
@@ -221,6 +224,8 @@ def evaluate_robustness(
         "model": cfg.model.name,
         "data": datamodule.name,
         "benchmark": ev.get("benchmark", "generated"),
+        "preset": ev.preset if list(ev.corruptions) else None,
+        "seed": cfg.get("seed"),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
