@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from typing import Any
 
 import torch
@@ -43,6 +42,7 @@ from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.noise import NoiseGenerator, clipping_aware_scale, project_to_sphere
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.seeding import derive_seed, run_seed
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         return NoiseGenerator(channels=channels, kernel=hp.kernel, depth=hp.depth, width=hp.width, init_std=hp.init_std)
 
     def _reinitialise_generator(self) -> None:
-        """Fresh weights, identical on every rank (seeded by the restart count), kept in the same module object."""
+        """Fresh weights, identical on every rank (seeded by the run's seed and the restart count), same module."""
         fresh = self._new_generator_seeded(int(self.restarts))
         with torch.no_grad():
             for target, source in zip(self.generator.parameters(), fresh.parameters()):
@@ -133,7 +133,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def _new_generator_seeded(self, restart: int) -> NoiseGenerator:
         state = torch.get_rng_state()
-        torch.manual_seed(1_000_003 * (restart + 1) + int(self.hparams.get("kernel", 1)))
+        torch.manual_seed(derive_seed(run_seed(), "ant_generator", restart))
         try:
             return self._new_generator()
         finally:
@@ -377,7 +377,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             raise ConfigError(f"the training set is smaller than one restart batch ({batch_size} x {world} ranks)")
         done = int(self.restart_batches)
         pass_index, offset = divmod(done, per_pass)
-        gen = torch.Generator().manual_seed(int(os.environ.get("PL_GLOBAL_SEED", 0)) * 7_919 + pass_index)
+        gen = torch.Generator().manual_seed(derive_seed(run_seed(), "ant_restart_order", pass_index))
         order = torch.randperm(len(dataset), generator=gen)[rank::world][: per_pass * batch_size]
         # its own generator: creating this loader must not consume the global RNG (exact resume)
         return DataLoader(

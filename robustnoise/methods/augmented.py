@@ -16,7 +16,6 @@ augmentation); both are per-image maps, so only the order of a crop and a corrup
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor
 from robustnoise.augment.augmix import BatchAugMix, jsd_consistency
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.seeding import derive_seed, run_seed
 
 AUGMIX_DEFAULTS: dict[str, Any] = {
     "enabled": False,
@@ -80,8 +80,7 @@ class AugmentedTraining(RobustClassifierModule):
         super().on_train_start()
         # DeepAugment draws from its own generator: one stream per rank, restored from the checkpoint on resume.
         if self.deepaugment is not None and not self._rng_restored:
-            base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            self.deepaugment.generator.manual_seed(base * 1_000_003 + self.global_rank)
+            self.deepaugment.generator.manual_seed(derive_seed(run_seed(), "deepaugment", self.global_rank))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

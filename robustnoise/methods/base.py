@@ -7,7 +7,6 @@ either overrides :meth:`perturb_batch` (GNT, Speckle: what the classifier trains
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from robustnoise.models import create_model
 from robustnoise.utils.checkpoints import last_checkpoint
 from robustnoise.utils.errors import ConfigError, NonFiniteLossError
+from robustnoise.utils.seeding import derive_seed, run_seed
 
 
 class RobustClassifierModule(pl.LightningModule):
@@ -235,8 +235,7 @@ class RobustClassifierModule(pl.LightningModule):
         # After seed_everything every rank holds the same RNG; noise must differ between ranks (each rank is a
         # different part of the global batch). Resumed runs restore each rank's own stream instead.
         if self.trainer.world_size > 1 and not self._rng_restored:
-            base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            torch.manual_seed(base + 7919 * (self.global_rank + 1))
+            torch.manual_seed(derive_seed(run_seed(), "rank_noise", self.global_rank))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # The RNG restored from a checkpoint is re-applied right before the first step after the resume: the sanity
