@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
 
 import robustnoise.utils.resolvers  # noqa: E402,F401
 
@@ -39,26 +37,6 @@ def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
         cfg.trainer.enable_model_summary = False
     GlobalHydra.instance().clear()
     return cfg
-
-
-@cache
-def _method_node(name: str) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"method={name}"])
-    GlobalHydra.instance().clear()
-    return cfg.method
-
-
-def make_method(name: str, data: dict[str, Any], model: dict[str, Any] | None = None, **overrides: Any) -> Any:
-    """The LightningModule of ``conf/method/<name>.yaml`` (the single source of defaults), as ``run.py`` builds it.
-
-    ``overrides`` are deep-merged into the method config (``augmix={"enabled": True}`` keeps the other AugMix keys).
-    """
-    from robustnoise.utils.instantiate import instantiate
-
-    node = OmegaConf.merge(_method_node(name), overrides)
-    return instantiate(node, model=model or {"name": "madry_cnn", "weights": None}, data=data)
 
 
 @pytest.fixture

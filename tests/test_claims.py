@@ -20,11 +20,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from robustnoise.data import DigitsDataModule
+from robustnoise.methods.configs import method_from_yaml
 from robustnoise.noise import project_to_sphere
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.noise.eps_star import lower_median, minimal_perturbation
-from tests.conftest import make_method
 
 SIZE = 16
 SEEDS = (0, 1)
@@ -66,7 +66,7 @@ def epsilon(digits16) -> float:
 def train_classifier(name: str, dm: DigitsDataModule, seed: int, epochs: int = 6) -> nn.Module:
     """A small CNN trained on what method ``name``'s ``perturb_batch`` returns (Adam, batch 32)."""
     torch.manual_seed(seed)
-    method = make_method(name, dm.info())
+    method = method_from_yaml(name, dm.info())
     method.classifier = small_cnn()
     opt = torch.optim.Adam(method.classifier.parameters(), lr=2e-3)
     loader = DataLoader(dm.train_set, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -124,7 +124,7 @@ def test_ant_restart_generator_ascends(models, digits16, test_data, epsilon, tmp
     trained classifier 0.2 more than Gaussian noise of the same clipped l2 norm (measured: 0.44 vs 0.72). Fails with the
     generator loss's sign flipped (0.82) or without the restart's training (noise at init is about Gaussian)."""
     x, y = test_data
-    method = make_method(
+    method = method_from_yaml(
         "ant1x1",
         digits16.info(),
         epsilon=epsilon,

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from robustnoise.data import DigitsDataModule
+from robustnoise.methods.configs import method_from_yaml
 from robustnoise.utils.seeding import PURPOSES, derive_seed
-from tests.conftest import ROOT, make_method
+from tests.conftest import ROOT
 
 KEYS = [(), (0,), (1,), (0, 0), (0, 1), (1, 0), (3, 7)]
 
@@ -74,7 +75,7 @@ def test_ant_generators_depend_on_the_run_seed(monkeypatch):
 
     def generator_weights(seed: int) -> list[torch.Tensor]:
         monkeypatch.setenv("PL_GLOBAL_SEED", str(seed))
-        method = make_method("ant1x1", info, epsilon=5.0)
+        method = method_from_yaml("ant1x1", info, epsilon=5.0)
         first = [p.detach().clone() for p in method.generator.parameters()]
         method.restarts += 1
         method._reinitialise_generator()

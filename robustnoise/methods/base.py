@@ -26,6 +26,9 @@ from robustnoise.utils.seeding import derive_seed, run_seed
 class RobustClassifierModule(pl.LightningModule):
     """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe).
 
+    No argument has a default: the method's YAML (``conf/method``) is their single source; outside ``run.py`` build
+    a method with ``robustnoise.methods.configs.method_from_yaml``.
+
     Args:
         model: model config (``name``, ``weights``, optional ``mean``/``std`` overriding the dataset's).
         data: dataset facts (``num_classes``, ``in_chans``, ``image_size``, ``mean``, ``std``).
@@ -39,14 +42,15 @@ class RobustClassifierModule(pl.LightningModule):
 
     def __init__(
         self,
+        *,
         model: dict[str, Any],
         data: dict[str, Any],
         optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None = None,
-        p_clean: float = 1.0,
-        clip_grad_norm: float | None = None,
-        name: str = "vanilla",
-        ddp_strategy: str = "ddp",
+        scheduler: dict[str, Any],
+        p_clean: float,
+        clip_grad_norm: float | None,
+        name: str,
+        ddp_strategy: str,
     ) -> None:
         super().__init__()
         if not 0.0 <= p_clean <= 1.0:
@@ -197,17 +201,17 @@ class RobustClassifierModule(pl.LightningModule):
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
         """An epoch-wise schedule: multistep (the papers' single decay by 10) or cosine with linear warm-up."""
-        cfg = self.hparams.scheduler or {"name": "none"}
-        name = cfg.get("name", "none")
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
-        warmup = int(cfg.get("warmup_epochs", 0) or 0)
+        cfg = self.hparams.scheduler
+        name = cfg["name"]
         if name == "none":
             return None
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+        warmup = int(cfg["warmup_epochs"] or 0)
         if name == "multistep":
-            milestones = cfg.get("milestones")
+            milestones = cfg["milestones"]
             if milestones is None:
-                milestones = [max(1, round(f * max_epochs)) for f in cfg.get("milestones_frac") or []]
-            gamma = cfg.get("gamma", 0.1)
+                milestones = [max(1, round(f * max_epochs)) for f in cfg["milestones_frac"] or []]
+            gamma = cfg["gamma"]
 
             def factor(epoch: int) -> float:
                 warm = (epoch + 1) / warmup if epoch < warmup else 1.0
