@@ -15,8 +15,6 @@ from torch import nn
 
 from benchmarks.ant_iteration import build
 from benchmarks.common import median_time, table
-from robustnoise.methods import VanillaTraining
-from robustnoise.methods.ada import AdversarialAugment
 
 EDSR_BASELINE_X4 = {"variant": "edsr_baseline", "scale": 4, "weights": None, "resize": "sr_then_down"}
 CASES = [  # model, image size, classes, batch, per_example
@@ -32,9 +30,9 @@ def run() -> str:
         torch.manual_seed(0)
         x = torch.rand(batch, 3, size, size)
         y = torch.randint(classes, (batch,))
-        vanilla = build(VanillaTraining, model, x, y, classes)
+        vanilla = build("vanilla", model, x, y, classes)
         ada = build(
-            AdversarialAugment, model, x, y, classes, corruption_net=EDSR_BASELINE_X4, p_clean=0.0,
+            "ada", model, x, y, classes, corruption_net=EDSR_BASELINE_X4, p_clean=0.0,
             per_example=per_example,
         )  # fmt: skip
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.common import median_time, table
-from robustnoise.methods import AdversarialNoiseTraining, GaussianNoiseTraining
+from robustnoise.methods.configs import method_from_yaml
 
 CASES = [
     ("madry_cnn", 1, 28, 10, 128),
@@ -41,16 +41,11 @@ def _attach(method: pl.LightningModule, x: torch.Tensor, y: torch.Tensor) -> Non
     trainer.fit(method, train_dataloaders=loader)
 
 
-def build(cls, model: str, x: torch.Tensor, y: torch.Tensor, classes: int, **kw):
+def build(method_name: str, model: str, x: torch.Tensor, y: torch.Tensor, classes: int, **kw):
     chans, size = x.shape[1], x.shape[2]
     data = {"num_classes": classes, "in_chans": chans, "image_size": size, "mean": [0.5] * chans, "std": [0.25] * chans}
-    common = {
-        "model": {"name": model, "weights": None},
-        "data": data,
-        "scheduler": {"name": "none"},
-        "optimizer": {"name": "sgd", "lr": 1e-3, "momentum": 0.9},
-    }
-    method = cls(**common, **kw)
+    common = {"scheduler": {"name": "none"}, "optimizer": {"name": "sgd", "lr": 1e-3, "momentum": 0.9}}
+    method = method_from_yaml(method_name, data, {"name": model, "weights": None}, **common, **kw)
     _attach(method, x, y)
     return method
 
@@ -62,8 +57,8 @@ def run() -> str:
         torch.manual_seed(0)
         x = torch.rand(batch, chans, size, size)
         y = torch.randint(classes, (batch,))
-        gnt = build(GaussianNoiseTraining, model, x, y, classes, sigma=0.5)
-        ant = build(AdversarialNoiseTraining, model, x, y, classes, epsilon=float(size) / 2, restart_at_start=False)
+        gnt = build("gnt", model, x, y, classes, sigma=0.5)
+        ant = build("ant1x1", model, x, y, classes, epsilon=float(size) / 2, restart_at_start=False)
         ant._snapshot("interval")
         ant._snapshot("interval")  # two replay entries: the full 50/30/20 batch
 

@@ -17,16 +17,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmarks.common import table
 from robustnoise.data import IndexedDataset
 from robustnoise.evaluate import CorruptionSuite
-from robustnoise.methods import VanillaTraining
+from robustnoise.methods import RobustClassifierModule
+from robustnoise.methods.configs import method_from_yaml
 
 SETS, IMAGES, BATCH = 4, 256, 128
 
 
-def _method() -> VanillaTraining:
+def _method() -> RobustClassifierModule:
     data = {"num_classes": 10, "in_chans": 3, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
-    return VanillaTraining(
-        model={"name": "preact_resnet18", "weights": None}, data=data, optimizer={"name": "sgd", "lr": 0.1}
-    )
+    return method_from_yaml("vanilla", data, {"name": "preact_resnet18", "weights": None}, optimizer={"lr": 0.1})
 
 
 def run() -> str:

@@ -15,28 +15,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import robustnoise.utils.strategies  # noqa: E402,F401  (registers ddp_per_network)
 from robustnoise.data import DigitsDataModule  # noqa: E402
-from robustnoise.methods import GaussianNoiseTraining, VanillaTraining  # noqa: E402
-from robustnoise.methods.ada import AdversarialAugment  # noqa: E402
-from robustnoise.methods.ant import AdversarialNoiseTraining  # noqa: E402
+from robustnoise.methods.configs import method_from_yaml  # noqa: E402
 
 DATA = {"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]}
-COMMON = {
-    "model": {"name": "madry_cnn", "weights": None},
-    "data": DATA,
-    "scheduler": {"name": "none"},
-    "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
-}
+COMMON = {"scheduler": {"name": "none"}, "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}}
 
 
 def build(method: str) -> pl.LightningModule:
     if method == "vanilla":
-        return VanillaTraining(**COMMON)
+        return method_from_yaml("vanilla", DATA, **COMMON)
     if method == "gnt":
-        return GaussianNoiseTraining(sigma=0.5, **COMMON)
+        return method_from_yaml("gnt", DATA, sigma=0.5, **COMMON)
     if method == "ada":
         tiny = {"variant": "custom", "scale": 2, "n_resblocks": 2, "n_feats": 8}
-        return AdversarialAugment(corruption_net=tiny, steps=2, p_clean=0.0, **COMMON)
-    return AdversarialNoiseTraining(epsilon=5.0, restart_steps=2, restart_every=2, restart_unit="step", **COMMON)
+        return method_from_yaml("ada", DATA, corruption_net=tiny, steps=2, p_clean=0.0, **COMMON)
+    return method_from_yaml(
+        "ant1x1", DATA, epsilon=5.0, restart_steps=2, restart_every=2, restart_unit="step", **COMMON
+    )
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from robustnoise.augment.augmix import BatchAugMix, jsd_consistency
 from robustnoise.data import DigitsDataModule
 from robustnoise.methods.ada import AdversarialAugment, image_ssim, ssim_guard
 from robustnoise.methods.augmented import AugmentedTraining
+from robustnoise.methods.configs import method_from_yaml
 from robustnoise.train import build_method, build_trainer, run
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate
@@ -28,7 +29,7 @@ TINY = {"variant": "custom", "scale": 2, "weights": None, "resize": "sr_then_dow
 def make_ada(**kwargs) -> AdversarialAugment:
     kwargs.setdefault("corruption_net", TINY)
     kwargs.setdefault("p_clean", 0.0)
-    return AdversarialAugment(model=MODEL, data=DATA, optimizer=OPT, scheduler={"name": "none"}, **kwargs)
+    return method_from_yaml("ada", DATA, MODEL, optimizer=OPT, scheduler={"name": "none"}, **kwargs)
 
 
 def block_norms(beta: dict[str, torch.Tensor], per_example: bool) -> torch.Tensor:
@@ -164,9 +165,7 @@ def test_jsd_is_zero_for_identical_predictions_and_positive_otherwise():
 
 
 def test_pipeline_loss_is_cross_entropy_on_the_clean_view_plus_lambda_times_jsd():
-    method = AugmentedTraining(
-        model=MODEL, data=DATA, optimizer=OPT, augmix={"enabled": True, "jsd": True, "jsd_lambda": 12.0}
-    )
+    method = method_from_yaml("augmix", DATA, MODEL, augmix={"enabled": True, "jsd": True, "jsd_lambda": 12.0})
     logits, y = torch.randn(12, 10), torch.randint(10, (4,))
     expected = F.cross_entropy(logits[:4], y) + 12.0 * jsd_consistency(logits, 3)
     assert method.pipeline_loss(logits, y).item() == pytest.approx(expected.item())
@@ -251,7 +250,7 @@ def test_each_configuration_trains_one_fast_dev_run_step_on_digits(make_cfg, met
 def test_on_the_fly_deepaugment_generator_state_travels_with_the_checkpoint(tmp_path):
     torch.manual_seed(0)
     deepaugment = {"enabled": True, "p": 0.5, "p_resample": 1.0, "corruption_net": TINY}
-    method = AugmentedTraining(model=MODEL, data=DATA, optimizer=OPT, deepaugment=deepaugment)
+    method = method_from_yaml("deepaugment", DATA, MODEL, optimizer=OPT, deepaugment=deepaugment)
     trainer = pl.Trainer(
         max_steps=2, limit_val_batches=0, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
@@ -259,7 +258,7 @@ def test_on_the_fly_deepaugment_generator_state_travels_with_the_checkpoint(tmp_
     trainer.fit(method, datamodule=DigitsDataModule(batch_size=8))
     trainer.save_checkpoint(tmp_path / "a.ckpt")
     torch.manual_seed(1)  # a different random init: nothing below may come from the constructor
-    restored = AugmentedTraining(model=MODEL, data=DATA, optimizer=OPT, deepaugment=deepaugment)
+    restored = method_from_yaml("deepaugment", DATA, MODEL, optimizer=OPT, deepaugment=deepaugment)
     restored.on_load_checkpoint(torch.load(tmp_path / "a.ckpt", weights_only=True))
     assert torch.equal(restored.deepaugment.generator.get_state(), method.deepaugment.generator.get_state())
     assert restored.deepaugment.sampled

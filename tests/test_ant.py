@@ -13,6 +13,7 @@ from PIL import Image
 from robustnoise.data import DigitsDataModule
 from robustnoise.data.stylized import StylizedDataModule
 from robustnoise.methods.ant import AdversarialNoiseTraining
+from robustnoise.methods.configs import method_from_yaml
 from robustnoise.noise import l2_norm
 from robustnoise.utils.errors import ConfigError
 
@@ -23,9 +24,10 @@ MODEL = {"name": "madry_cnn", "weights": None}
 def make_ant(**kwargs) -> AdversarialNoiseTraining:
     defaults = dict(epsilon=6.0, restart_steps=3, restart_every=4, restart_unit="step", init_std=0.01)
     defaults.update(kwargs)
-    return AdversarialNoiseTraining(
-        model=MODEL,
-        data=DATA,
+    return method_from_yaml(
+        "ant1x1",
+        DATA,
+        MODEL,
         optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9},
         scheduler={"name": "none"},
         **defaults,

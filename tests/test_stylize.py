@@ -14,7 +14,7 @@ from torch import nn
 
 from robustnoise.data import DigitsDataModule
 from robustnoise.data.stylized import StylizedDataModule
-from robustnoise.methods.ant import AdversarialNoiseTraining
+from robustnoise.methods.configs import method_from_yaml
 from robustnoise.stylize.adain import AdaINStylizer, adain, build_decoder, build_encoder, feature_mean_std
 from robustnoise.utils.errors import CheckpointError, ConfigError, DatasetNotFoundError
 
@@ -185,9 +185,9 @@ def test_on_the_fly_batches_have_the_ant_sin_format(adain_files):
 
 def test_ant_sin_trains_on_adain_batches(adain_files, tmp_path):
     dm = _adain_datamodule(adain_files)
-    method = AdversarialNoiseTraining(
-        model={"name": "madry_cnn", "weights": None},
-        data=DigitsDataModule().info(),
+    method = method_from_yaml(
+        "ant1x1",
+        DigitsDataModule().info(),
         optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9},
         scheduler={"name": "none"},
         epsilon=6.0,

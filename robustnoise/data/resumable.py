@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from robustnoise.utils.seeding import derive_seed
+
 
 class ResumableSampler(DistributedSampler):
     """This rank's share of a permutation seeded by ``seed + epoch`` (torch's ``DistributedSampler``, so Lightning keeps
@@ -57,7 +59,7 @@ class ResumableDataLoader(DataLoader):
         sampler = self.sampler
         resumed = sampler.skip_epoch == sampler.epoch
         self.batches = sampler.skip // self.batch_size if resumed else 0
-        self.generator.manual_seed(sampler.seed * 1_000_003 + 7_919 * sampler.epoch + sampler.rank)
+        self.generator.manual_seed(derive_seed(sampler.seed, "loader_workers", sampler.epoch, sampler.rank))
         for batch in super().__iter__():
             self.batches += 1
             yield batch

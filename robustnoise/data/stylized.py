@@ -15,7 +15,6 @@ clean DataModule's.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from torchvision.transforms import v2
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.data.resumable import resumable_loader
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.seeding import derive_seed, run_seed
 
 SOURCES = ("folder", "adain")
 
@@ -140,7 +140,7 @@ class StylizedDataModule(WrappedDataModule):
         stylized = resumable_loader(  # its own order and position, restored on a mid-epoch resume as the clean one's
             self.stylized_set,
             batch_size=self.stylized_batch_size,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)) + 104_729,
+            seed=derive_seed(run_seed(), "stylized_order"),
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
             num_workers=self.num_workers,
@@ -179,5 +179,4 @@ class StylizedDataModule(WrappedDataModule):
         else:
             rank, step = 0, self._calls
         self._calls += 1
-        seed = ((self.style_seed * 1_000_003 + rank) * 1_000_003 + step) % (2**63 - 1)
-        return torch.Generator().manual_seed(seed)
+        return torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))

@@ -105,16 +105,17 @@ class AdversarialAugment(AugmentedTraining):
 
     def __init__(
         self,
+        *,
         corruption_net: dict[str, Any],
-        nu: float = 0.015,
-        steps: int = 10,
-        step_fraction: float = 0.25,
-        feasible_set: str = "l2",
-        per_example: bool = True,
-        random_start: bool = True,
-        ssim_threshold: float | None = 0.3,
-        ssim_gammas: int = 9,
-        ssim_channels: str = "rgb",
+        nu: float,
+        steps: int,
+        step_fraction: float,
+        feasible_set: str,
+        per_example: bool,
+        random_start: bool,
+        ssim_threshold: float | None,
+        ssim_gammas: int,
+        ssim_channels: str,
         **kwargs: Any,
     ) -> None:
         if not all(is_number(v) and 0 <= v < math.inf for v in (nu, steps, step_fraction)):

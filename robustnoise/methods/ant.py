@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from typing import Any
 
 import torch
@@ -45,12 +44,15 @@ from robustnoise.noise import NoiseGenerator, clipping_aware_scale, project_to_s
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.options import is_number
+from robustnoise.utils.seeding import derive_seed, run_seed
 
 log = logging.getLogger(__name__)
 
 
 class AdversarialNoiseTraining(RobustClassifierModule):
     """ANT: classifier and noise generator trained jointly with replay and restarts (manual optimisation).
+
+    Every argument is required: ``conf/method/ant1x1.yaml`` holds the defaults (``robustnoise.methods.configs``).
 
     Args:
         epsilon: l2 norm of every noise sample after clipping to [0, 1] (135 for 1x1, 70 for 3x3 on 224 px ImageNet,
@@ -74,32 +76,35 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def __init__(
         self,
-        epsilon: float | str = "auto",
-        epsilon_sigma: float = 0.5,
-        epsilon_scale: float = 1.0,
-        kernel: int = 1,
-        depth: int = 4,
-        width: int = 20,
-        init_std: float | None = 0.01,
-        noise_lr: float = 1e-4,
-        restart_lr: float = 5e-4,
-        restart_steps: int = 1001,
-        restart_every: float = 1.0,
-        restart_unit: str = "epoch",
-        restart_at_start: bool = True,
-        p_current: float = 0.3,
-        p_replay: float = 0.2,
-        replay_per_step: int = 2,
-        replay: bool = True,
-        snapshot_at_restart: bool = True,
-        snapshot_every: int | None = None,
-        pool_size: int | None = None,
-        adaptive_epsilon: dict[str, Any] | None = None,
-        p_stylized: float = 0.0,
-        stylized_split: str = "paper",
+        *,
+        epsilon: float | str,
+        epsilon_sigma: float,
+        epsilon_scale: float,
+        kernel: int,
+        depth: int,
+        width: int,
+        init_std: float | None,
+        noise_lr: float,
+        restart_lr: float,
+        restart_steps: int,
+        restart_every: float,
+        restart_unit: str,
+        restart_at_start: bool,
+        p_current: float,
+        p_replay: float,
+        replay_per_step: int,
+        replay: bool,
+        snapshot_at_restart: bool,
+        snapshot_every: int | None,
+        pool_size: int | None,
+        adaptive_epsilon: dict[str, Any],
+        p_stylized: float,
+        stylized_split: str,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("p_clean", 0.5)
+        missing = {"enabled", "target_error", "rate"} - set(adaptive_epsilon)
+        if missing:
+            raise ConfigError(f"method.adaptive_epsilon: missing key(s) {sorted(missing)}")
         if epsilon != "auto" and not (is_number(epsilon) and 0 < epsilon < math.inf):
             raise ConfigError(f"epsilon must be > 0 and finite, or 'auto', got {epsilon!r}")
         if not is_number(epsilon_sigma):
@@ -130,7 +135,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         return NoiseGenerator(channels=channels, kernel=hp.kernel, depth=hp.depth, width=hp.width, init_std=hp.init_std)
 
     def _reinitialise_generator(self) -> None:
-        """Fresh weights, identical on every rank (seeded by the restart count), kept in the same module object."""
+        """Fresh weights, identical on every rank (seeded by the run's seed and the restart count), same module."""
         fresh = self._new_generator_seeded(int(self.restarts))
         with torch.no_grad():
             for target, source in zip(self.generator.parameters(), fresh.parameters()):
@@ -138,7 +143,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def _new_generator_seeded(self, restart: int) -> NoiseGenerator:
         state = torch.get_rng_state()
-        torch.manual_seed(1_000_003 * (restart + 1) + int(self.hparams.get("kernel", 1)))
+        torch.manual_seed(derive_seed(run_seed(), "ant_generator", restart))
         try:
             return self._new_generator()
         finally:
@@ -299,12 +304,11 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         every = hp.snapshot_every
         if every and int(self.iteration) % int(every) == 0:
             self._snapshot("interval")
-        adaptive = hp.adaptive_epsilon or {}
-        if adaptive.get("enabled"):
+        adaptive = hp.adaptive_epsilon
+        if adaptive["enabled"]:
             error = 1.0 - self.trainer.strategy.reduce(noise_acc.detach(), reduce_op="mean")
-            rate = float(adaptive.get("rate", 0.05))
-            direction = 1.0 if float(error) < float(adaptive.get("target_error", 0.3)) else -1.0
-            self.epsilon.mul_(1.0 + direction * rate)
+            direction = 1.0 if float(error) < float(adaptive["target_error"]) else -1.0
+            self.epsilon.mul_(1.0 + direction * float(adaptive["rate"]))
 
     # ---------------------------------------------------------------------------------------------- restarts
     def restart_interval(self) -> int:
@@ -382,7 +386,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             raise ConfigError(f"the training set is smaller than one restart batch ({batch_size} x {world} ranks)")
         done = int(self.restart_batches)
         pass_index, offset = divmod(done, per_pass)
-        gen = torch.Generator().manual_seed(int(os.environ.get("PL_GLOBAL_SEED", 0)) * 7_919 + pass_index)
+        gen = torch.Generator().manual_seed(derive_seed(run_seed(), "ant_restart_order", pass_index))
         order = torch.randperm(len(dataset), generator=gen)[rank::world][: per_pass * batch_size]
         # its own generator: creating this loader must not consume the global RNG (exact resume)
         return DataLoader(

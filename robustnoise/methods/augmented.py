@@ -16,7 +16,6 @@ augmentation); both are per-image maps, so only the order of a crop and a corrup
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -26,22 +25,23 @@ from torch import Tensor
 from robustnoise.augment.augmix import BatchAugMix, jsd_consistency
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.seeding import derive_seed, run_seed
 
-AUGMIX_DEFAULTS: dict[str, Any] = {
-    "enabled": False,
-    "severity": 3,
-    "mixture_width": 3,
-    "chain_depth": -1,
-    "alpha": 1.0,
-    "all_ops": False,
-    "jsd": True,
-    "jsd_lambda": 12.0,
-}
-DEEPAUGMENT_DEFAULTS: dict[str, Any] = {"enabled": False, "p": 0.5, "p_resample": 0.05, "corruption_net": None}
+AUGMIX_KEYS = ("enabled", "severity", "mixture_width", "chain_depth", "alpha", "all_ops", "jsd", "jsd_lambda")
+DEEPAUGMENT_KEYS = ("enabled", "p", "p_resample", "corruption_net")
+
+
+def check_keys(name: str, node: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """``node`` has exactly ``keys`` (the YAML holds the defaults): a ConfigError naming what is missing or unknown."""
+    missing, unknown = set(keys) - set(node), set(node) - set(keys)
+    if missing or unknown:
+        raise ConfigError(f"method.{name}: missing key(s) {sorted(missing)}, unknown key(s) {sorted(unknown)}")
 
 
 class AugmentedTraining(RobustClassifierModule):
     """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline.
+
+    Both arguments are required with every key: ``conf/method/augmix.yaml`` holds the defaults.
 
     Args:
         augmix: ``{enabled, severity, mixture_width, chain_depth, alpha, all_ops, jsd, jsd_lambda}``.
@@ -49,14 +49,9 @@ class AugmentedTraining(RobustClassifierModule):
             every batch, weights re-distorted with probability ``p_resample`` per batch (0.05 in the reference).
     """
 
-    def __init__(
-        self, augmix: dict[str, Any] | None = None, deepaugment: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        augmix = {**AUGMIX_DEFAULTS, **(augmix or {})}
-        deepaugment = {**DEEPAUGMENT_DEFAULTS, **(deepaugment or {})}
-        unknown = (set(augmix) - set(AUGMIX_DEFAULTS)) | (set(deepaugment) - set(DEEPAUGMENT_DEFAULTS))
-        if unknown:
-            raise ConfigError(f"unknown augmix/deepaugment option(s) {sorted(unknown)}")
+    def __init__(self, *, augmix: dict[str, Any], deepaugment: dict[str, Any], **kwargs: Any) -> None:
+        check_keys("augmix", augmix, AUGMIX_KEYS)
+        check_keys("deepaugment", deepaugment, DEEPAUGMENT_KEYS)
         if not 0.0 <= deepaugment["p"] <= 1.0:
             raise ConfigError(f"deepaugment.p must lie in [0, 1], got {deepaugment['p']}")
         super().__init__(**kwargs)
@@ -80,8 +75,7 @@ class AugmentedTraining(RobustClassifierModule):
         super().on_train_start()
         # DeepAugment draws from its own generator: one stream per rank, restored from the checkpoint on resume.
         if self.deepaugment is not None and not self._rng_restored:
-            base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            self.deepaugment.generator.manual_seed(base * 1_000_003 + self.global_rank)
+            self.deepaugment.generator.manual_seed(derive_seed(run_seed(), "deepaugment", self.global_rank))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -7,7 +7,6 @@ either overrides :meth:`perturb_batch` (GNT, Speckle: what the classifier trains
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,14 @@ from robustnoise.models import create_model
 from robustnoise.utils.checkpoints import last_checkpoint
 from robustnoise.utils.errors import CheckpointError, ConfigError, NonFiniteLossError
 from robustnoise.utils.options import is_number
+from robustnoise.utils.seeding import derive_seed, run_seed
 
 
 class RobustClassifierModule(pl.LightningModule):
     """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe).
+
+    No argument has a default: the method's YAML (``conf/method``) is their single source; outside ``run.py`` build
+    a method with ``robustnoise.methods.configs.method_from_yaml``.
 
     Args:
         model: model config (``name``, ``weights``, optional ``mean``/``std`` overriding the dataset's).
@@ -40,14 +43,15 @@ class RobustClassifierModule(pl.LightningModule):
 
     def __init__(
         self,
+        *,
         model: dict[str, Any],
         data: dict[str, Any],
         optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None = None,
-        p_clean: float = 1.0,
-        clip_grad_norm: float | None = None,
-        name: str = "vanilla",
-        ddp_strategy: str = "ddp",
+        scheduler: dict[str, Any],
+        p_clean: float,
+        clip_grad_norm: float | None,
+        name: str,
+        ddp_strategy: str,
     ) -> None:
         super().__init__()
         if not (is_number(p_clean) and 0.0 <= p_clean <= 1.0):
@@ -198,17 +202,17 @@ class RobustClassifierModule(pl.LightningModule):
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
         """An epoch-wise schedule: multistep (the papers' single decay by 10) or cosine with linear warm-up."""
-        cfg = self.hparams.scheduler or {"name": "none"}
-        name = cfg.get("name", "none")
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
-        warmup = int(cfg.get("warmup_epochs", 0) or 0)
+        cfg = self.hparams.scheduler
+        name = cfg["name"]
         if name == "none":
             return None
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+        warmup = int(cfg["warmup_epochs"] or 0)
         if name == "multistep":
-            milestones = cfg.get("milestones")
+            milestones = cfg["milestones"]
             if milestones is None:
-                milestones = [max(1, round(f * max_epochs)) for f in cfg.get("milestones_frac") or []]
-            gamma = cfg.get("gamma", 0.1)
+                milestones = [max(1, round(f * max_epochs)) for f in cfg["milestones_frac"] or []]
+            gamma = cfg["gamma"]
 
             def factor(epoch: int) -> float:
                 warm = (epoch + 1) / warmup if epoch < warmup else 1.0
@@ -236,8 +240,7 @@ class RobustClassifierModule(pl.LightningModule):
         # After seed_everything every rank holds the same RNG; noise must differ between ranks (each rank is a
         # different part of the global batch). Resumed runs restore each rank's own stream instead.
         if self.trainer.world_size > 1 and not self._rng_restored:
-            base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            torch.manual_seed(base + 7919 * (self.global_rank + 1))
+            torch.manual_seed(derive_seed(run_seed(), "rank_noise", self.global_rank))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # The RNG restored from a checkpoint is re-applied right before the first step after the resume: the sanity

@@ -57,7 +57,7 @@ def gaussian_noise(x: Tensor, sigma: Tensor | float) -> Tensor:
 class GaussianNoiseTraining(RobustClassifierModule):
     """GNT with a single sigma (default 0.5) or sigma drawn per image from a list (``gnt_mult``)."""
 
-    def __init__(self, sigma: float | Sequence[float] = 0.5, **kwargs: Any) -> None:
+    def __init__(self, *, sigma: float | Sequence[float], **kwargs: Any) -> None:
         sigmas = noise_levels(sigma, "sigma")
         super().__init__(**kwargs)
         self.save_hyperparameters("sigma")

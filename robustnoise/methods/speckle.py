@@ -24,7 +24,7 @@ def speckle_noise(x: Tensor, c: Tensor | float) -> Tensor:
 class SpeckleNoiseTraining(RobustClassifierModule):
     """Speckle noise on the non-clean part of every batch, c per image from a set."""
 
-    def __init__(self, c: Sequence[float] = (0.15, 0.2, 0.35, 0.45, 0.6), **kwargs: Any) -> None:
+    def __init__(self, *, c: Sequence[float], **kwargs: Any) -> None:
         cs = noise_levels(c, "speckle c")
         super().__init__(**kwargs)
         self.save_hyperparameters("c")

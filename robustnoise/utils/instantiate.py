@@ -5,19 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
+
+from robustnoise.utils.errors import RobustnoiseError
 
 ALLOWED_TARGET_PREFIXES = ("robustnoise.", "pytorch_lightning.", "torch.optim.")
 
 
 def instantiate(node: DictConfig | dict, **kwargs: Any) -> Any:
-    """Instantiate a ``_target_`` node, passing plain Python containers (never DictConfig) to the target."""
+    """Instantiate a ``_target_`` node, passing plain Python containers (never DictConfig) to the target.
+
+    Our own errors (``RobustnoiseError``) surface as themselves instead of inside Hydra's wrapper exception.
+    """
     target = str(node.get("_target_", ""))
     if not target.startswith(ALLOWED_TARGET_PREFIXES):
         raise ValueError(
             f"refusing to instantiate {target!r}: targets must start with one of {ALLOWED_TARGET_PREFIXES}"
         )
-    return hydra.utils.instantiate(node, _convert_="all", **kwargs)
+    try:
+        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, RobustnoiseError):
+            raise err.__cause__ from None
+        raise
 
 
 def instantiate_dict(nodes: DictConfig | dict | None) -> list[Any]:
