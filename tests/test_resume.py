@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from robustnoise.data.resumable import resumable_loader
-from robustnoise.methods import GaussianNoiseTraining
+from robustnoise.methods.configs import method_from_yaml
 from robustnoise.train import run as train
 from robustnoise.utils.checkpoints import TEMP_MARK, AtomicCheckpointIO, OnExceptionCheckpoint
 from robustnoise.utils.errors import CheckpointError, ConfigError
@@ -264,12 +264,7 @@ def test_resume_with_another_number_of_classes_is_one_line(make_cfg, tmp_path, c
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     path = tmp_path / "input" / "gnt.ckpt"
     path.parent.mkdir()
-    method = GaussianNoiseTraining(
-        model={"name": "madry_cnn", "weights": None},
-        data={"num_classes": 7, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]},
-        optimizer={"name": "sgd", "lr": 0.1},
-        sigma=0.5,
-    )
+    method = method_from_yaml("gnt", {"num_classes": 7, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]})
     torch.save({"state_dict": method.state_dict(), "hyper_parameters": dict(method.hparams)}, path)
     cfg = make_cfg(*FAST, "method=gnt", f"ckpt_path={path}")
     pattern = r"gnt\.ckpt does not fit the configured model: trained for 7 classes, the data has 10"
@@ -277,12 +272,7 @@ def test_resume_with_another_number_of_classes_is_one_line(make_cfg, tmp_path, c
 
 
 def test_rng_states_are_owned_and_checked_before_they_are_applied():
-    method = GaussianNoiseTraining(
-        model={"name": "madry_cnn", "weights": None},
-        data={"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]},
-        optimizer={"name": "sgd", "lr": 0.1},
-        sigma=0.5,
-    )
+    method = method_from_yaml("gnt", {"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]})
     wanted = torch.Generator().manual_seed(5).get_state()
     other = torch.Generator().manual_seed(6).get_state()
     # what torch.load gives for rank 1's state saved as a view of the all-gathered tensor: a storage offset, which
