@@ -43,13 +43,6 @@ DIRECTIONS = ("gaussian", "uniform", "generator")
 _SLOW = 4  # regula falsi steps in a row that each leave more than half the bracket, before a bisection step
 
 
-def saturating_step(x: Tensor, direction: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Per image, the smallest eta at which every pixel with a non-zero direction is clipped: (N,)."""
-    headroom = torch.where(direction >= 0, b - x, x - a)
-    steps = torch.where(direction != 0, headroom / direction.abs().clamp_min(1e-30), torch.zeros_like(x))
-    return steps.flatten(1).amax(dim=1)
-
-
 def random_directions(x: Tensor, kind: str, seeds: Tensor) -> Tensor:
     """Unit-l2 Gaussian (N(0, I)) or uniform (U(-1, 1)^D) directions, one per image, from per-image seeds."""
     shape = tuple(x.shape[1:])
