@@ -2,19 +2,16 @@
 ``model(x)`` loop over the same tensors, measured in the same run. Target: at most 10 % more time.
 
 Sets stand in for released CIFAR-10-C files (in-memory uint8-range tensors, like the memory-mapped npy files).
-Run: ``python -m benchmarks.eval_throughput``.
+Run: ``python -m benchmarks.eval_throughput [--device cuda] [--precision bf16-mixed]``.
 """
 
 from __future__ import annotations
-
-import logging
-import time
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import table
+from benchmarks.common import autocast, configure, interleaved, parser, quiet_lightning, table
 from robustnoise.data import IndexedDataset
 from robustnoise.evaluate import CorruptionSuite
 from robustnoise.methods import RobustClassifierModule
@@ -28,42 +25,54 @@ def _method() -> RobustClassifierModule:
     return method_from_yaml("vanilla", data, {"name": "preact_resnet18", "weights": None}, optimizer={"lr": 0.1})
 
 
-def run() -> str:
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+def run(args) -> str:
+    device = configure(args)
     torch.manual_seed(0)
     sets = [
         (f"set{k}", 1, TensorDataset(torch.rand(IMAGES, 3, 32, 32), torch.randint(10, (IMAGES,)))) for k in range(SETS)
     ]
-    method = _method().eval()
+    method = _method().eval().to(device)
 
-    def bare() -> float:
-        start = time.perf_counter()
-        with torch.no_grad():
+    def bare() -> None:
+        with torch.no_grad(), autocast(args):
             for _, _, dataset in sets:
                 for x, _y in DataLoader(dataset, batch_size=BATCH):
-                    method.classifier(x)
-        return time.perf_counter() - start
+                    method.classifier(x.to(device, non_blocking=True))
 
-    def harness() -> float:
+    def harness() -> None:
         clean = IndexedDataset(sets[0][2])
         suite = CorruptionSuite(clean, [], [1], batch_size=BATCH, released=[(n, s, d) for n, s, d in sets[1:]])
         method.test_suite = suite
-        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-        start = time.perf_counter()
-        trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
+        with quiet_lightning():
+            trainer = pl.Trainer(
+                accelerator="gpu" if device.type == "cuda" else "cpu",
+                devices=1,
+                precision=args.precision,
+                logger=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
         suite.accuracies()
-        return time.perf_counter() - start
 
-    bare(), harness()  # warm-up
-    t_bare = min(bare() for _ in range(2))
-    t_harness = min(harness() for _ in range(2))
+    t = interleaved({"bare": bare, "harness": harness}, device, repeats=args.repeats)
     images = SETS * IMAGES
     rows = [
-        ["bare model(x) loop", images / t_bare, 1.0],
-        ["robustnoise harness", images / t_harness, t_harness / t_bare],
+        ["bare model(x) loop", images / t["bare"], 1.0],
+        ["robustnoise harness", images / t["harness"], t["harness"] / t["bare"]],
     ]
-    return table(["path", "images/s", "time / bare"], rows)
+    clock = "CPU time" if device.type == "cpu" else "wall time"
+    return "\n\n".join(
+        [
+            f"device {args.device}, precision {args.precision}, {args.threads} thread(s), {args.repeats} repeats",
+            table(["path", f"images/s ({clock})", "time / bare"], rows),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(run(parser(__doc__, repeats=3).parse_args(argv)))
 
 
 if __name__ == "__main__":
-    print(run())
+    main()

@@ -127,13 +127,16 @@ class CorruptionSuite:
             for k, generator in enumerate(self.noise_generators):
                 noisy = project_to_sphere(x, generator(x), float(self.noise_epsilon))
                 self.noise_top1[k][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
+            clean = model(x) if self.eps_directions else None  # one clean pass for every direction
             for salt, name in enumerate(self.eps_directions):
                 if name.startswith("adversarial_"):
                     direction = self.noise_generators[int(name.rsplit("_", 1)[1])](x)
                 else:
                     direction = random_directions(x, name, sample_seeds(self.seed, index, 1000 + salt))
-                eps, passes = minimal_perturbation(model, x, y, direction, rel_tol=self.eps_cfg.get("rel_tol", 1e-5))
+                rel_tol = self.eps_cfg.get("rel_tol", 1e-5)
+                eps, passes = minimal_perturbation(model, x, y, direction, rel_tol=rel_tol, clean_logits=clean)
                 self.eps[name][index] = eps
+                passes += 1  # the shared clean pass, counted per direction
                 self.eps_passes[name] = self.eps_passes.get(name, 0.0) + passes * len(x)
         else:
             self.record(self.released[loader - 1], index, model(x), y)

@@ -219,6 +219,7 @@ class AdversarialAugment(AugmentedTraining):
 
     def adversarial_stage(self, x: Tensor, y: Tensor) -> Tensor:
         x_adv, _, losses = self.attack(x, y)
+        x_adv = x_adv.to(x.dtype)  # the corruption network's output is bf16 under bf16-mixed autocast
         gamma = torch.ones(len(x), device=x.device)
         if self.hparams.ssim_threshold is not None:
             x_adv, gamma = ssim_guard(
