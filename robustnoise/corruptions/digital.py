@@ -17,7 +17,6 @@ Network Robustness to Common Corruptions and Perturbations"; ``docs/parity/digit
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,7 +28,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from robustnoise.corruptions import rng
 from robustnoise.corruptions.api_types import prepare_images
-from robustnoise.corruptions.filters import map_image_chunks
+from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
 from robustnoise.corruptions.registry import register
 
 __all__ = [
@@ -224,101 +223,14 @@ def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> 
 # elastic transform (original ImageNet-C algorithm)
 
 
-def _reflect_half_sample(index: np.ndarray, size: int) -> np.ndarray:
-    """scipy ``mode='reflect'`` (half-sample symmetric, ``d c b a | a b c d | d c b a``) for any integer index."""
-    period = index % (2 * size)
-    return np.where(period >= size, 2 * size - 1 - period, period)
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_reflect_matrix(size: int, sigma: float, truncate: float) -> np.ndarray:
-    """(size x size) float64 matrix of ``scipy.ndimage.gaussian_filter1d(mode='reflect', truncate=truncate)``.
-
-    Radius ``int(truncate sigma + 0.5)`` (may exceed the size: the reflection repeats), weights
-    ``exp(-x^2 / 2 sigma^2)`` normalised; ``sigma <= 1e-15`` is the identity, as in scipy.
-    """
-    if sigma <= 1e-15:
-        return np.eye(size)
-    radius = int(truncate * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 / (sigma * sigma) * offsets.astype(np.float64) ** 2)
-    weights /= weights.sum()
-    rows = np.repeat(np.arange(size), len(offsets))
-    cols = _reflect_half_sample(rows + np.tile(offsets, size), size)
-    matrix = np.zeros((size, size))
-    np.add.at(matrix, (rows, cols), np.tile(weights, size))
-    return matrix
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_reflect_tensor(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.from_numpy(_gaussian_reflect_matrix(size, sigma, 3.0)).to(device=device, dtype=dtype)
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_reflect_halves(
-    size: int, sigma: float, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """The filter matrix of an even ``size`` folded by its point symmetry (half the multiply-adds).
-
-    The reflect border is symmetric, so ``M[i, j] = M[n-1-i, n-1-j]``. With ``P = M[:h, :h]``, ``R = M[:h, h:] J``
-    (``J``: reversal, ``h = n / 2``), ``s = x_1 + J x_2`` and ``d = x_1 - J x_2``: ``y_1 = A s + B d`` and
-    ``J y_2 = A s - B d`` for ``A = (P + R) / 2``, ``B = (P - R) / 2`` (computed in float64).
-    """
-    matrix = _gaussian_reflect_matrix(size, sigma, 3.0)
-    half = size // 2
-    p, r = matrix[:half, :half], matrix[:half, half:][:, ::-1]
-    return tuple(
-        torch.from_numpy(np.ascontiguousarray(m)).to(device=device, dtype=dtype) for m in ((p + r) / 2, (p - r) / 2)
-    )
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_band(size: int, sigma: float, device: torch.device) -> tuple[Tensor, tuple[float, ...]] | None:
-    """Reflect-padding index and kernel weights for a short kernel (radius up to ``size / 16``), else None."""
-    radius = int(3.0 * sigma + 0.5) if sigma > 1e-15 else 0
-    if 16 * radius + 8 > size:
-        return None
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 / (sigma * sigma) * offsets.astype(np.float64) ** 2) if radius else np.ones(1)
-    weights /= weights.sum()
-    index = torch.from_numpy(_reflect_half_sample(np.arange(-radius, size + radius), size)).to(device)
-    return index, tuple(float(w) for w in weights)
-
-
-def _smooth_axis(fields: Tensor, dim: int, sigma: float) -> Tensor:
-    """scipy ``gaussian_filter1d(mode='reflect', truncate=3)`` along ``dim`` (-1 or -2) of a float tensor.
-
-    Short kernels (ImageNet-C severities 3-5 at 224 px) as shifted multiply-adds over a reflect-padded copy; long
-    ones (up to 512 px, longer than the image) as a product with the dense (size x size) filter matrix, which folds
-    the repeated reflections in.
-    """
-    size = fields.shape[dim]
-    band = _gaussian_band(size, float(sigma), fields.device)
-    if band is None and size % 2:
-        matrix = _gaussian_reflect_tensor(size, float(sigma), fields.dtype, fields.device)
-        return fields @ matrix.T if dim == -1 else torch.matmul(matrix, fields)
-    if band is None:
-        even, odd = _gaussian_reflect_halves(size, float(sigma), fields.dtype, fields.device)
-        half = size // 2
-        first, second = fields.narrow(dim, 0, half), fields.narrow(dim, half, half).flip(dim)
-        total, diff = first + second, first - second
-        if dim == -1:
-            a, b = total @ even.T, diff @ odd.T
-        else:
-            a, b = torch.matmul(even, total), torch.matmul(odd, diff)
-        return torch.cat((a + b, (a - b).flip(dim)), dim=dim)
-    index, weights = band
-    padded = _take(fields, fields.dim() + dim, index)
-    out = padded.narrow(dim, 0, size) * weights[0]
-    for k in range(1, len(weights)):
-        out.add_(padded.narrow(dim, k, size), alpha=weights[k])
-    return out
-
-
 def _gaussian_filter_reflect(fields: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian smoothing (truncate 3) of (..., H, W) with scipy's ``reflect`` border."""
-    return _smooth_axis(_smooth_axis(fields, -1, sigma), -2, sigma)
+    """scipy ``gaussian_filter(mode='reflect', truncate=3)`` of (..., H, W); ``sigma <= 1e-15`` is the identity, as in
+    scipy. Long kernels (up to 512 px, longer than the image) as products with the dense filter matrices, which fold
+    the repeated reflections in."""
+    if sigma <= 1e-15:
+        return fields
+    dense = 2 * int(3.0 * sigma + 0.5) + 1 > min(fields.shape[-2:])
+    return gaussian_filter(fields, sigma, truncate=3.0, mode="symmetric", method="dense" if dense else "auto")
 
 
 def _affine_points(height: int, width: int) -> np.ndarray:
@@ -430,10 +342,3 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
         return _elastic_apply(chunk, alpha, sigma, chunk_theta, fields)
 
     return map_image_chunks(warp, x, seeds, theta, max_elements=_CPU_CHUNK_ELEMENTS).to(images.dtype)
-
-
-def _take(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``x.index_select(dim, index)``; along the last dim as ``gather`` (several times faster on the CPU)."""
-    if dim != x.dim() - 1:
-        return x.index_select(dim, index)
-    return torch.gather(x, dim, index.expand(*x.shape[:-1], index.numel()))
