@@ -17,7 +17,7 @@ Network Robustness to Common Corruptions and Perturbations"; ``docs/parity/digit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -78,21 +78,34 @@ def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# pixelate: Pillow BOX resize
+# pixelate and JPEG: uint8 codecs on the CPU
 
 
-def _pixelate(x: Tensor, small: tuple[int, int]) -> Tensor:
-    """Pillow BOX down to ``small`` (W, H) and back up, image by image, on a chunk of float CPU images."""
-    n, c, h, w = x.shape
-    pixels = torch.empty((n, h, w, c), dtype=torch.uint8)
-    pixels.permute(0, 3, 1, 2).copy_(x.mul(255.0).add_(0.5).clamp_(0.0, 255.0))  # quantize_uint8_round
-    planes = pixels.numpy() if c == 3 else pixels.permute(0, 3, 1, 2).reshape(n * c, h, w, 1).numpy()
-    for plane in planes:
-        image = Image.fromarray(plane if c == 3 else plane[..., 0])
-        plane[...] = np.asarray(image.resize(small, Image.BOX).resize((w, h), Image.BOX)).reshape(plane.shape)
-    if c != 3:
-        pixels = torch.from_numpy(planes).reshape(n, c, h, w).permute(0, 2, 3, 1)
-    return torch.empty((n, c, h, w), dtype=x.dtype).copy_(pixels.permute(0, 3, 1, 2)).div_(255.0)
+def _on_uint8(images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """Round float images to uint8 (what Pillow receives, as :func:`quantize_uint8_round`), apply ``fn`` to the uint8
+    CPU pixels of each cache-sized chunk ((n, C, H, W) views of (n, H, W, C) memory, the codecs' layout, so that no
+    pass transposes them; ``fn`` returns (n, H, W, C)) and return ``k / 255`` on the input device and dtype."""
+
+    def run(x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)
+        pixels.copy_(x.mul(255.0).add_(0.5).clamp_(0.0, 255.0))
+        return torch.empty((n, c, h, w), dtype=x.dtype).copy_(fn(pixels).permute(0, 3, 1, 2)).div_(255.0)
+
+    if images.numel() == 0:
+        return images.clone()
+    out = map_image_chunks(run, images.detach().to("cpu"), max_elements=1 << 17)  # about one 224 px image
+    return out.to(device=images.device, dtype=images.dtype)
+
+
+def _box_down_up(pixels: Tensor, small: tuple[int, int]) -> Tensor:
+    """Pillow BOX resize of uint8 (n, C, H, W) to ``small`` (W, H) and back, image by image; returns (n, H, W, C)."""
+    n, c, h, w = pixels.shape
+    planes = pixels.permute(0, 2, 3, 1).numpy() if c == 3 else pixels.reshape(n * c, h, w).numpy()
+    out = np.stack([np.asarray(Image.fromarray(p).resize(small, Image.BOX).resize((w, h), Image.BOX)) for p in planes])
+    return (
+        torch.from_numpy(out).view(n, h, w, c) if c == 3 else torch.from_numpy(out).view(n, c, h, w).permute(0, 2, 3, 1)
+    )
 
 
 @register("pixelate", "digital")
@@ -106,14 +119,7 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     height, width = x.shape[-2:]
     c = float(severity_param)
     small = (max(int(width * c), 1), max(int(height * c), 1))
-    if x.numel() == 0:
-        return images.clone()
-    out = map_image_chunks(lambda chunk: _pixelate(chunk, small), x.detach().to("cpu"), max_elements=1 << 17)
-    return out.to(device=images.device, dtype=images.dtype)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# JPEG
+    return _on_uint8(x, lambda pixels: _box_down_up(pixels, small)).to(images.dtype)
 
 
 def _jpeg_codec(images: Tensor, quality: int) -> Tensor:
@@ -153,28 +159,12 @@ def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
 
 @register("jpeg_compression", "digital")
 def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tensor:
-    """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``).
-
-    The images are rounded to uint8 (what Pillow encodes) and coded on the CPU, the whole batch in one codec call
-    (libjpeg has no batched mode: one image after another); the result lies on the 1/255 grid and is returned on the
-    input device. The uint8 images are written channels-last, the codec's layout, so that no pass transposes them.
-    """
+    """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``): the images rounded to uint8 (what Pillow
+    encodes) and coded on the CPU with libjpeg (no batched mode: one image after another); the result lies on the
+    1/255 grid and is returned on the input device."""
     x, _ = prepare_images(images, seeds)
     quality = _check_quality(severity_param)
-    if x.numel() == 0:
-        return images.clone()
-    return map_image_chunks(lambda chunk: _jpeg_float(chunk, quality), x.detach().to("cpu"), max_elements=1 << 17).to(
-        device=images.device, dtype=images.dtype
-    )
-
-
-def _jpeg_float(x: Tensor, quality: int) -> Tensor:
-    """The JPEG round trip of float CPU images (N, C, H, W), on a chunk small enough to stay in cache."""
-    n, c, h, w = x.shape
-    pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels last
-    pixels.copy_(x.mul(255.0).add_(0.5).clamp_(0.0, 255.0))  # quantize_uint8_round
-    out = torch.empty((n, c, h, w), dtype=x.dtype)
-    return out.copy_(_jpeg_codec(pixels, quality).permute(0, 3, 1, 2)).div_(255.0)
+    return _on_uint8(x, lambda pixels: _jpeg_codec(pixels, quality)).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
