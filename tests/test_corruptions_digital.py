@@ -137,6 +137,13 @@ def test_saturate_matches_skimage_hsv_round_trip():
 # pixelate: Pillow BOX resize
 
 
+def test_box_weights_match_pillow():
+    n, m = 224, 134
+    eye = np.eye(n, dtype=np.float32)
+    pil = np.stack([np.asarray(Image.fromarray(row[None], mode="F").resize((m, 1), Image.BOX))[0] for row in eye], 1)
+    np.testing.assert_allclose(digital.box_weight_matrix(n, m).numpy(), pil, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("preset", "size", "pixels"),
     [("cifar", 32, (30, 28, 27, 24, 20)), ("tinyimagenet", 64, (57, 51, 44, 38, 32)), ("imagenet", 224, None)],

@@ -17,12 +17,12 @@ Network Robustness to Common Corruptions and Perturbations"; ``docs/parity/digit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
@@ -32,6 +32,7 @@ from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
 from robustnoise.corruptions.registry import register
 
 __all__ = [
+    "box_weight_matrix",
     "contrast",
     "elastic_transform",
     "jpeg_compression",
@@ -50,6 +51,9 @@ _CPU_CHUNK_ELEMENTS = 1 << 18
 
 # Safe divisor for ratios whose numerator is 0 whenever the divisor is (saturate).
 _TINY = 1e-30
+
+# Pillow's resampling arithmetic (libImaging/Resample.c): 8-bit images use 32 - 8 - 2 = 22 fractional bits.
+_PRECISION_BITS = 22
 
 
 def quantize_uint8_round(images: Tensor) -> Tensor:
@@ -78,7 +82,122 @@ def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# pixelate and JPEG: uint8 codecs on the CPU
+# pixelate: Pillow BOX resize
+
+
+@functools.lru_cache(maxsize=128)
+def _box_taps(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Pillow's BOX filter taps for resizing ``in_size`` -> ``out_size`` along one axis.
+
+    Pillow (``precompute_coeffs`` in ``libImaging/Resample.c``) centres a box of width ``scale = in / out`` (at least
+    1) on each output pixel and gives weight 1 to every input pixel whose *centre* lies in ``(centre - scale / 2,
+    centre + scale / 2]``, 0 to all others (no fractional coverage), then normalises. The weights of one output pixel
+    are therefore all ``1 / count``; for 8-bit images Pillow stores them as ``int(0.5 + 2**22 / count)``. Returns, per
+    output pixel, the first and one-past-last input index of its (contiguous) run of taps and that fixed-point weight.
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    inv = 1.0 / filterscale
+    starts, stops, weights = [], [], []
+    for xx in range(out_size):
+        centre = (xx + 0.5) * scale
+        xmin = max(int(centre - support + 0.5), 0)
+        xmax = min(int(centre + support + 0.5), in_size)
+        taps = [x for x in range(xmin, xmax) if -0.5 < (x - centre + 0.5) * inv <= 0.5]
+        if not taps or taps != list(range(taps[0], taps[-1] + 1)):  # cannot happen for the box filter
+            raise AssertionError(f"non-contiguous box taps for {in_size} -> {out_size} at {xx}")
+        starts.append(taps[0])
+        stops.append(taps[-1] + 1)
+        weights.append(int(0.5 + (1.0 / len(taps)) * (1 << _PRECISION_BITS)))
+    return tuple(starts), tuple(stops), tuple(weights)
+
+
+def box_weight_matrix(in_size: int, out_size: int) -> Tensor:
+    """The (out x in) float64 matrix of Pillow's BOX resize weights along one axis (before fixed-point rounding)."""
+    starts, stops, _ = _box_taps(in_size, out_size)
+    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for row, (start, stop) in enumerate(zip(starts, stops)):
+        matrix[row, start:stop] = 1.0 / (stop - start)
+    return matrix
+
+
+@functools.lru_cache(maxsize=64)
+def _box_tensors(in_size: int, out_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(K, out) tap indices (``in_size`` = a zero pad for runs shorter than K) and the (out,) int32 weights."""
+    starts, stops, weights = _box_taps(in_size, out_size)
+    start = torch.tensor(starts)
+    count = torch.tensor(stops) - start
+    k = torch.arange(int(count.max()))[:, None]
+    taps = torch.where(k < count, start + k, in_size)
+    return taps.to(device), torch.tensor(weights, dtype=torch.int32, device=device)
+
+
+def _take(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``x.index_select(dim, index)``; along the last dim as ``gather`` (several times faster on the CPU)."""
+    if dim != x.dim() - 1:
+        return x.index_select(dim, index)
+    return torch.gather(x, dim, index.expand(*x.shape[:-1], index.numel()))
+
+
+def _box_resize_axis(x: Tensor, dim: int, out_size: int) -> Tensor:
+    """One Pillow BOX pass along ``dim`` of an int32 tensor holding 0..255; returns int32 0..255.
+
+    Every output is ``clip8((w * tap_sum + 2**21) >> 22)`` exactly as Pillow computes it, in int32 (products stay
+    below 255 * 2**22 + 2**21 < 2**31), so the result is bit-identical to Pillow on every device. The tap sums add
+    K gathers (K = the longest run of taps, 2 to 5 for the preset sizes) from the input padded with one zero.
+    """
+    taps, weights = _box_tensors(x.shape[dim], out_size, x.device)
+    pad = list(x.shape)
+    pad[dim] = 1
+    padded = torch.cat((x, x.new_zeros(pad)), dim=dim)
+    sums = _take(padded, dim, taps[0])
+    for k in range(1, taps.shape[0]):
+        sums += _take(padded, dim, taps[k])
+    view = [1] * x.dim()
+    view[dim] = out_size
+    fixed = sums.mul_(weights.view(view)).add_(1 << (_PRECISION_BITS - 1)).bitwise_right_shift_(_PRECISION_BITS)
+    return fixed.clamp_(0, 255)
+
+
+@functools.lru_cache(maxsize=64)
+def _upsample_index(in_size: int, out_size: int, device: torch.device) -> Tensor:
+    """Source pixel of each output pixel of Pillow's BOX upsampling along one axis (one tap of weight 1).
+
+    Output pixel ``j`` copies input pixel ``int((j + 0.5) * in / out)``, the pixel whose box contains its centre.
+    """
+    scale = in_size / out_size
+    return torch.tensor([min(int((j + 0.5) * scale), in_size - 1) for j in range(out_size)], device=device)
+
+
+def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
+    height, width = x.shape[-2:]
+    work = x.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.int32)  # quantize_uint8_round, as int32
+    work = _box_resize_axis(work, 3, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
+    work = _box_resize_axis(work, 2, small_h)
+    small = work.to(x.dtype).div_(255.0)  # on the small image: upsampling only copies values
+    small = _take(small, 2, _upsample_index(small_h, height, x.device))
+    return _take(small, 3, _upsample_index(small_w, width, x.device))
+
+
+@register("pixelate", "digital")
+def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
+    """Pillow BOX resize to ``int(W c) x int(H c)`` and BOX back up (ImageNet-C ``pixelate``).
+
+    The input is rounded to uint8 (what Pillow would receive); the result is bit-identical to Pillow on uint8 images
+    and lies on the 1/255 grid. Works for any number of channels.
+    """
+    x, _ = prepare_images(images, seeds)
+    height, width = x.shape[-2:]
+    c = float(severity_param)
+    small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
+    return map_image_chunks(lambda chunk: _pixelate(chunk, small_h, small_w), x, max_elements=_CPU_CHUNK_ELEMENTS).to(
+        images.dtype
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# JPEG
 
 
 def _on_uint8(images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
@@ -96,30 +215,6 @@ def _on_uint8(images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
         return images.clone()
     out = map_image_chunks(run, images.detach().to("cpu"), max_elements=1 << 17)  # about one 224 px image
     return out.to(device=images.device, dtype=images.dtype)
-
-
-def _box_down_up(pixels: Tensor, small: tuple[int, int]) -> Tensor:
-    """Pillow BOX resize of uint8 (n, C, H, W) to ``small`` (W, H) and back, image by image; returns (n, H, W, C)."""
-    n, c, h, w = pixels.shape
-    planes = pixels.permute(0, 2, 3, 1).numpy() if c == 3 else pixels.reshape(n * c, h, w).numpy()
-    out = np.stack([np.asarray(Image.fromarray(p).resize(small, Image.BOX).resize((w, h), Image.BOX)) for p in planes])
-    return (
-        torch.from_numpy(out).view(n, h, w, c) if c == 3 else torch.from_numpy(out).view(n, c, h, w).permute(0, 2, 3, 1)
-    )
-
-
-@register("pixelate", "digital")
-def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
-    """Pillow BOX resize to ``int(W c) x int(H c)`` and BOX back up (ImageNet-C ``pixelate``), with Pillow itself.
-
-    The input is rounded to uint8 (what Pillow receives) and resized on the CPU; the result lies on the 1/255 grid.
-    Three channels are resized as one RGB image, any other channel count as one greyscale image per channel.
-    """
-    x, _ = prepare_images(images, seeds)
-    height, width = x.shape[-2:]
-    c = float(severity_param)
-    small = (max(int(width * c), 1), max(int(height * c), 1))
-    return _on_uint8(x, lambda pixels: _box_down_up(pixels, small)).to(images.dtype)
 
 
 def _jpeg_codec(images: Tensor, quality: int) -> Tensor:
