@@ -268,7 +268,7 @@ def test_elastic_matches_original_algorithm(preset, height, width, param):
 def test_gaussian_filter_matches_scipy_reflect(sigma):
     ndimage = pytest.importorskip("scipy.ndimage")
     rs = np.random.RandomState(3)
-    for height, width in ((224, 224), (32, 48), (33, 45)):  # even sizes: the folded matrix; odd: the full one
+    for height, width in ((224, 224), (32, 48), (33, 45)):
         fields = rs.uniform(-1, 1, (2, height, width))
         ref = np.stack([ndimage.gaussian_filter(f, sigma, mode="reflect", truncate=3) for f in fields])
         ours = digital._gaussian_filter_reflect(torch.from_numpy(fields), sigma).numpy()

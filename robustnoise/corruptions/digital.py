@@ -18,7 +18,7 @@ Network Robustness to Common Corruptions and Perturbations"; ``docs/parity/digit
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from robustnoise.corruptions import rng
 from robustnoise.corruptions.api_types import prepare_images
-from robustnoise.corruptions.filters import map_image_chunks
+from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
 from robustnoise.corruptions.registry import register
 
 __all__ = [
@@ -49,11 +49,11 @@ _STREAM_FIELD = 1
 # CPU batches are processed in chunks of whole images of about this many values (filters.map_image_chunks).
 _CPU_CHUNK_ELEMENTS = 1 << 18
 
-# Pillow's resampling arithmetic (libImaging/Resample.c): 8-bit images use 32 - 8 - 2 = 22 fractional bits.
-_PRECISION_BITS = 22
-
 # Safe divisor for ratios whose numerator is 0 whenever the divisor is (saturate).
 _TINY = 1e-30
+
+# Pillow's resampling arithmetic (libImaging/Resample.c): 8-bit images use 32 - 8 - 2 = 22 fractional bits.
+_PRECISION_BITS = 22
 
 
 def quantize_uint8_round(images: Tensor) -> Tensor:
@@ -200,6 +200,23 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 # JPEG
 
 
+def _on_uint8(images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """Round float images to uint8 (what Pillow receives, as :func:`quantize_uint8_round`), apply ``fn`` to the uint8
+    CPU pixels of each cache-sized chunk ((n, C, H, W) views of (n, H, W, C) memory, the codecs' layout, so that no
+    pass transposes them; ``fn`` returns (n, H, W, C)) and return ``k / 255`` on the input device and dtype."""
+
+    def run(x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)
+        pixels.copy_(x.mul(255.0).add_(0.5).clamp_(0.0, 255.0))
+        return torch.empty((n, c, h, w), dtype=x.dtype).copy_(fn(pixels).permute(0, 3, 1, 2)).div_(255.0)
+
+    if images.numel() == 0:
+        return images.clone()
+    out = map_image_chunks(run, images.detach().to("cpu"), max_elements=1 << 17)  # about one 224 px image
+    return out.to(device=images.device, dtype=images.dtype)
+
+
 def _jpeg_codec(images: Tensor, quality: int) -> Tensor:
     """Encode and decode uint8 CPU images (N, C, H, W); returns uint8 (N, H, W, C) (the codec's own layout)."""
     n, c, h, w = images.shape
@@ -237,24 +254,12 @@ def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
 
 @register("jpeg_compression", "digital")
 def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tensor:
-    """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``).
-
-    The images are rounded to uint8 (what Pillow encodes) and coded on the CPU, the whole batch in one codec call
-    (libjpeg has no batched mode: one image after another); the result lies on the 1/255 grid and is returned on the
-    input device. The uint8 images are written channels-last, the codec's layout, so that no pass transposes them.
-    """
+    """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``): the images rounded to uint8 (what Pillow
+    encodes) and coded on the CPU with libjpeg (no batched mode: one image after another); the result lies on the
+    1/255 grid and is returned on the input device."""
     x, _ = prepare_images(images, seeds)
     quality = _check_quality(severity_param)
-    n, c, h, w = x.shape
-    if x.numel() == 0:
-        return images.clone()
-    cpu = x.detach().to("cpu")
-    pixels = torch.empty((n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels last
-    pixels.copy_(cpu.mul(255.0).add_(0.5).clamp_(0.0, 255.0))  # quantize_uint8_round
-    decoded = _jpeg_codec(pixels, quality)  # (N, H, W, C)
-    out = torch.empty((n, c, h, w), dtype=x.dtype)
-    out.copy_(decoded.permute(0, 3, 1, 2))
-    return out.div_(255.0).to(device=images.device, dtype=images.dtype)
+    return _on_uint8(x, lambda pixels: _jpeg_codec(pixels, quality)).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -303,101 +308,14 @@ def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> 
 # elastic transform (original ImageNet-C algorithm)
 
 
-def _reflect_half_sample(index: np.ndarray, size: int) -> np.ndarray:
-    """scipy ``mode='reflect'`` (half-sample symmetric, ``d c b a | a b c d | d c b a``) for any integer index."""
-    period = index % (2 * size)
-    return np.where(period >= size, 2 * size - 1 - period, period)
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_reflect_matrix(size: int, sigma: float, truncate: float) -> np.ndarray:
-    """(size x size) float64 matrix of ``scipy.ndimage.gaussian_filter1d(mode='reflect', truncate=truncate)``.
-
-    Radius ``int(truncate sigma + 0.5)`` (may exceed the size: the reflection repeats), weights
-    ``exp(-x^2 / 2 sigma^2)`` normalised; ``sigma <= 1e-15`` is the identity, as in scipy.
-    """
-    if sigma <= 1e-15:
-        return np.eye(size)
-    radius = int(truncate * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 / (sigma * sigma) * offsets.astype(np.float64) ** 2)
-    weights /= weights.sum()
-    rows = np.repeat(np.arange(size), len(offsets))
-    cols = _reflect_half_sample(rows + np.tile(offsets, size), size)
-    matrix = np.zeros((size, size))
-    np.add.at(matrix, (rows, cols), np.tile(weights, size))
-    return matrix
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_reflect_tensor(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.from_numpy(_gaussian_reflect_matrix(size, sigma, 3.0)).to(device=device, dtype=dtype)
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_reflect_halves(
-    size: int, sigma: float, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """The filter matrix of an even ``size`` folded by its point symmetry (half the multiply-adds).
-
-    The reflect border is symmetric, so ``M[i, j] = M[n-1-i, n-1-j]``. With ``P = M[:h, :h]``, ``R = M[:h, h:] J``
-    (``J``: reversal, ``h = n / 2``), ``s = x_1 + J x_2`` and ``d = x_1 - J x_2``: ``y_1 = A s + B d`` and
-    ``J y_2 = A s - B d`` for ``A = (P + R) / 2``, ``B = (P - R) / 2`` (computed in float64).
-    """
-    matrix = _gaussian_reflect_matrix(size, sigma, 3.0)
-    half = size // 2
-    p, r = matrix[:half, :half], matrix[:half, half:][:, ::-1]
-    return tuple(
-        torch.from_numpy(np.ascontiguousarray(m)).to(device=device, dtype=dtype) for m in ((p + r) / 2, (p - r) / 2)
-    )
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_band(size: int, sigma: float, device: torch.device) -> tuple[Tensor, tuple[float, ...]] | None:
-    """Reflect-padding index and kernel weights for a short kernel (radius up to ``size / 16``), else None."""
-    radius = int(3.0 * sigma + 0.5) if sigma > 1e-15 else 0
-    if 16 * radius + 8 > size:
-        return None
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 / (sigma * sigma) * offsets.astype(np.float64) ** 2) if radius else np.ones(1)
-    weights /= weights.sum()
-    index = torch.from_numpy(_reflect_half_sample(np.arange(-radius, size + radius), size)).to(device)
-    return index, tuple(float(w) for w in weights)
-
-
-def _smooth_axis(fields: Tensor, dim: int, sigma: float) -> Tensor:
-    """scipy ``gaussian_filter1d(mode='reflect', truncate=3)`` along ``dim`` (-1 or -2) of a float tensor.
-
-    Short kernels (ImageNet-C severities 3-5 at 224 px) as shifted multiply-adds over a reflect-padded copy; long
-    ones (up to 512 px, longer than the image) as a product with the dense (size x size) filter matrix, which folds
-    the repeated reflections in.
-    """
-    size = fields.shape[dim]
-    band = _gaussian_band(size, float(sigma), fields.device)
-    if band is None and size % 2:
-        matrix = _gaussian_reflect_tensor(size, float(sigma), fields.dtype, fields.device)
-        return fields @ matrix.T if dim == -1 else torch.matmul(matrix, fields)
-    if band is None:
-        even, odd = _gaussian_reflect_halves(size, float(sigma), fields.dtype, fields.device)
-        half = size // 2
-        first, second = fields.narrow(dim, 0, half), fields.narrow(dim, half, half).flip(dim)
-        total, diff = first + second, first - second
-        if dim == -1:
-            a, b = total @ even.T, diff @ odd.T
-        else:
-            a, b = torch.matmul(even, total), torch.matmul(odd, diff)
-        return torch.cat((a + b, (a - b).flip(dim)), dim=dim)
-    index, weights = band
-    padded = _take(fields, fields.dim() + dim, index)
-    out = padded.narrow(dim, 0, size) * weights[0]
-    for k in range(1, len(weights)):
-        out.add_(padded.narrow(dim, k, size), alpha=weights[k])
-    return out
-
-
 def _gaussian_filter_reflect(fields: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian smoothing (truncate 3) of (..., H, W) with scipy's ``reflect`` border."""
-    return _smooth_axis(_smooth_axis(fields, -1, sigma), -2, sigma)
+    """scipy ``gaussian_filter(mode='reflect', truncate=3)`` of (..., H, W); ``sigma <= 1e-15`` is the identity, as in
+    scipy. Long kernels (up to 512 px, longer than the image) as products with the dense filter matrices, which fold
+    the repeated reflections in."""
+    if sigma <= 1e-15:
+        return fields
+    dense = 2 * int(3.0 * sigma + 0.5) + 1 > min(fields.shape[-2:])
+    return gaussian_filter(fields, sigma, truncate=3.0, mode="symmetric", method="dense" if dense else "auto")
 
 
 def _affine_points(height: int, width: int) -> np.ndarray:
