@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -89,3 +90,27 @@ def test_bad_arguments_are_one_line_errors():
 
 class _Renamed:
     name = "svhn"
+
+
+def test_released_files_and_attacks_through_keywords(tmp_path):
+    """``released=``: the data's released -C files (MNIST-C layout for the digits); ``attacks=``: eval.attacks."""
+    from tests.test_evaluate_released import write_mnist_c
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    x, y = load_data("digits").test_set.tensors
+    write_mnist_c(tmp_path / "mnist_c", x, y)
+    attacks = {
+        "enabled": True,
+        "max_images": 8,
+        "l2_ddn": None,
+        "linf_pgd": {"epsilon": 0.0, "steps": 1, "stepsize": 0.01},
+    }
+    if importlib.util.find_spec("foolbox") is None:
+        attacks = {"enabled": False}
+    report = evaluate_robustness(model, data="digits", released=tmp_path / "mnist_c", attacks=attacks)
+    sets = report.accuracies
+    assert set(sets) == {"clean", "identity/s1", "stripe/s1"} and report.meta["benchmark"] == "mnist"
+    assert abs(sets["identity/s1"]["top1"] - sets["clean"]["top1"]) < 0.5  # the clean split, through uint8 files
+    if attacks["enabled"]:
+        assert set(report.meta["attacks"]) == {"linf_pgd"} and report.meta["attacks"]["linf_pgd"]["n"] == 8
