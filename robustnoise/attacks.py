@@ -1,6 +1,8 @@
-"""Adversarial robustness with foolbox 3 (Rusak et al. 2020, App. F): l_inf PGD and l_2 DDN at fixed epsilons.
+"""Adversarial robustness at fixed epsilons: l_inf PGD and l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and
+AutoAttack (Croce & Hein 2020) with ``pyautoattack``, the evaluation of AdA (Calian et al. 2022, App. A and Table 2:
+l_2 eps 0.5 and 1.0, l_inf eps 1/255, 2/255 and 4/255 on CIFAR-10).
 
-foolbox is an optional dependency (``pip install robustnoise[attacks]``); the model takes [0, 1] images and normalises
+Both packages are optional (``pip install robustnoise[attacks]``); the model takes [0, 1] images and normalises
 inside, so the attacks work in pixel space with bounds (0, 1).
 """
 
@@ -12,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
-ATTACKS = ("linf_pgd", "l2_ddn")
+ATTACKS = ("linf_pgd", "l2_ddn", "autoattack")
+AUTOATTACK_NORMS = ("Linf", "L2", "L1")
+AUTOATTACK_PARTS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
 
 def _foolbox() -> Any:
@@ -23,6 +27,16 @@ def _foolbox() -> Any:
     except ImportError as err:  # optional extra
         raise RobustnoiseError("attacks need foolbox: pip install 'foolbox==3.3.4' (or robustnoise[attacks])") from err
     return foolbox
+
+
+def _autoattack() -> Any:
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError as err:  # optional extra
+        raise RobustnoiseError(
+            "autoattack needs pyautoattack: pip install 'pyautoattack==0.2.0' (or robustnoise[attacks])"
+        ) from err
+    return AutoAttack
 
 
 def build_attack(name: str, cfg: Mapping[str, Any]) -> Any:
@@ -35,23 +49,68 @@ def build_attack(name: str, cfg: Mapping[str, Any]) -> Any:
     raise RobustnoiseError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
 
 
+def build_autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> Any:
+    """``pyautoattack.AutoAttack`` from plain settings: ``norm`` (Linf | L2 | L1), ``epsilon``, ``version``
+    (``standard``: APGD-CE, APGD-T, FAB-T, Square with the authors' fixed budgets; ``custom``: only ``parts``, e.g.
+    ``[apgd-ce]``, with ``n_iter`` / ``n_restarts`` of APGD if given) and ``seed``."""
+    norm, version = str(cfg.get("norm", "Linf")), str(cfg.get("version", "standard"))
+    if norm not in AUTOATTACK_NORMS:
+        raise ConfigError(f"eval.attacks.autoattack.norm must be one of {', '.join(AUTOATTACK_NORMS)}, got {norm!r}")
+    parts = list(cfg.get("parts") or []) if version == "custom" else None
+    if version == "custom" and (not parts or set(parts) - set(AUTOATTACK_PARTS)):
+        raise ConfigError(f"eval.attacks.autoattack.parts (version=custom) must list some of {AUTOATTACK_PARTS}")
+    if version not in ("standard", "plus", "rand", "custom"):
+        raise ConfigError(f"eval.attacks.autoattack.version must be standard, plus, rand or custom, got {version!r}")
+    attack = _autoattack()(
+        classifier, attacks=parts, device=device, eps=float(cfg["epsilon"]), norm=norm, seed=int(cfg.get("seed", 0)),
+        version=version,
+    )  # fmt: skip
+    for key in ("n_iter", "n_restarts"):  # a smaller APGD budget for quick checks (custom only)
+        if version == "custom" and cfg.get(key) is not None:
+            setattr(attack.apgd, key, int(cfg[key]))
+    return attack
+
+
 def robust_accuracy(
     classifier: nn.Module, loader: Iterable, name: str, cfg: Mapping[str, Any], max_images: int | None = None
 ) -> dict[str, float]:
     """Accuracy (%) under the attack at ``cfg['epsilon']``, over the first ``max_images`` images of ``loader``."""
+    if name == "autoattack":
+        return _autoattack_accuracy(classifier, loader, cfg, max_images)
     fb = _foolbox()
     device = next(classifier.parameters()).device
     model = fb.PyTorchModel(classifier.eval(), bounds=(0.0, 1.0), device=device)
     attack = build_attack(name, cfg)
     correct = total = 0
-    for batch in loader:
-        x, y = batch[0].to(device), batch[1].to(device)
-        if max_images is not None:
-            x, y = x[: max_images - total], y[: max_images - total]
+    for x, y in _batches(loader, device, max_images):
         with torch.enable_grad():
             _, _, success = attack(model, x, y, epsilons=[float(cfg["epsilon"])])
         correct += int((~success[0]).sum())
         total += len(y)
-        if max_images is not None and total >= max_images:
-            break
     return {"epsilon": float(cfg["epsilon"]), "accuracy": 100.0 * correct / max(total, 1), "n": total}
+
+
+def _batches(loader: Iterable, device: torch.device, max_images: int | None) -> Iterable[tuple[Any, Any]]:
+    total = 0
+    for batch in loader:
+        x, y = batch[0].to(device), batch[1].to(device)
+        if max_images is not None:
+            x, y = x[: max_images - total], y[: max_images - total]
+        total += len(y)
+        yield x, y
+        if max_images is not None and total >= max_images:
+            return
+
+
+def _autoattack_accuracy(
+    classifier: nn.Module, loader: Iterable, cfg: Mapping[str, Any], max_images: int | None
+) -> dict[str, float]:
+    """AutoAttack's robust accuracy: an image counts as robust if no part of the ensemble flips its prediction."""
+    device = next(classifier.parameters()).device
+    classifier.eval()
+    attack = build_autoattack(classifier, cfg, device)
+    batches = list(_batches(loader, device, max_images))
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    _, predicted = attack.run_standard_evaluation(x, y, batch_size=int(cfg.get("batch_size", 250)))
+    correct = int((predicted.to(y.device) == y).sum())
+    return {"epsilon": float(cfg["epsilon"]), "accuracy": 100.0 * correct / max(len(y), 1), "n": len(y)}

@@ -201,7 +201,41 @@ def evaluate_robustness(
     """Clean + corrupted accuracy of the test split; writes robustness.{csv,json} in the run directory."""
     ev = cfg.eval
     generators, noise_epsilon = adversarial_generators(ev.get("adversarial_noise") or {}, method, datamodule)
-    suite = CorruptionSuite(
+    suite = corruption_suite(ev, datamodule, generators, noise_epsilon)
+    method.test_suite = suite
+    trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
+    accuracies = suite.accuracies()
+    meta: dict[str, Any] = {
+        "method": cfg.method.name,
+        "run_name": cfg.run_name,
+        "model": cfg.model.name,
+        "data": datamodule.name,
+        "benchmark": ev.get("benchmark", "generated"),
+        "preset": ev.preset if list(ev.corruptions) else None,
+        "seed": cfg.get("seed"),
+    }
+    report: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        meta = evaluation_meta(ev, suite, method.classifier, datamodule, meta)
+        out_dir = Path(trainer.default_root_dir)
+        report = write_report(accuracies, out_dir, meta)
+        for figure in ("severity_curves", "heatmap"):  # the report's plots, for W&B dashboards
+            if (out_dir / f"{figure}.png").is_file():
+                log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
+        print(format_table([report], [cfg.run_name]))
+        log.info("robustness report written to %s", out_dir)
+        _log_tables(trainer, accuracies)
+    return report
+
+
+def corruption_suite(
+    ev: DictConfig,
+    datamodule: ClassificationDataModule,
+    generators: list[torch.nn.Module] | None = None,
+    noise_epsilon: float | None = None,
+) -> CorruptionSuite:
+    """The evaluation sets of ``eval`` (generated and released) over the test split of ``datamodule``."""
+    return CorruptionSuite(
         datamodule.test_dataset(ev.get("max_images")),
         corruptions=list(ev.corruptions),
         severities=list(ev.severities),
@@ -215,42 +249,32 @@ def evaluate_robustness(
         noise_epsilon=noise_epsilon,
         gaussian_sigmas=list(ev.get("gaussian_sigmas") or []),
     )
-    method.test_suite = suite
-    trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
-    accuracies = suite.accuracies()
-    meta: dict[str, Any] = {
-        "method": cfg.method.name,
-        "run_name": cfg.run_name,
-        "model": cfg.model.name,
-        "data": datamodule.name,
-        "benchmark": ev.get("benchmark", "generated"),
-        "preset": ev.preset if list(ev.corruptions) else None,
-        "seed": cfg.get("seed"),
-    }
+
+
+def evaluation_meta(
+    ev: DictConfig,
+    suite: CorruptionSuite,
+    classifier: torch.nn.Module,
+    datamodule: ClassificationDataModule,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """``meta`` plus what the report holds beyond the accuracies: the benchmark's metrics, the adversarial-noise
+    results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
+    meta = dict(meta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
-        meta["metrics"] = robustness_summary(accuracies, benchmark=meta["benchmark"])
-    report: dict[str, Any] = {}
+        meta["metrics"] = robustness_summary(suite.accuracies(), benchmark=meta["benchmark"])
     meta.update(suite.adversarial_results())
-    if trainer.is_global_zero:
-        attacks = ev.get("attacks") or {}
-        if attacks.get("enabled"):
-            meta["attacks"] = {
-                name: robust_accuracy(
-                    method.classifier, datamodule.test_dataloader(), name, attacks[name], attacks.get("max_images")
-                )
-                for name in ATTACKS
-                if attacks.get(name)
-            }
-        out_dir = Path(trainer.default_root_dir)
-        report = write_report(accuracies, out_dir, meta)
-        for figure in ("severity_curves", "heatmap"):  # the report's plots, for W&B dashboards
-            if (out_dir / f"{figure}.png").is_file():
-                log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
-        print(format_table([report], [cfg.run_name]))
-        log.info("robustness report written to %s", out_dir)
-        _log_tables(trainer, accuracies)
-    return report
+    attacks = ev.get("attacks") or {}
+    if attacks.get("enabled"):
+        meta["attacks"] = {
+            name: robust_accuracy(
+                classifier, datamodule.test_dataloader(), name, attacks[name], attacks.get("max_images")
+            )
+            for name in ATTACKS
+            if attacks.get(name)
+        }
+    return meta
 
 
 def adversarial_generators(

@@ -55,3 +55,29 @@ def test_unknown_attack_is_a_clear_error(trained):
     model, loader = trained
     with pytest.raises(RobustnoiseError, match="unknown attack"):
         robust_accuracy(model, loader, "fgsm", {"epsilon": 0.1})
+
+
+AUTOATTACK_FAST = {"norm": "Linf", "version": "custom", "parts": ["apgd-ce"], "n_iter": 10, "n_restarts": 1}
+
+
+def test_autoattack_lowers_accuracy_and_never_raises_it(trained):
+    """AutoAttack (Croce & Hein 2020; AdA's l_p evaluation) at a tiny budget: APGD-CE, 10 iterations, 24 images."""
+    pytest.importorskip("pyautoattack", reason="autoattack needs the attacks extra (pyautoattack)")
+    model, loader = trained
+    x, y = loader.dataset[:24]
+    with torch.no_grad():
+        clean = 100.0 * int((model(x).argmax(1) == y).sum()) / 24
+    small = robust_accuracy(model, loader, "autoattack", {**AUTOATTACK_FAST, "epsilon": 1 / 255}, max_images=24)
+    large = robust_accuracy(model, loader, "autoattack", {**AUTOATTACK_FAST, "epsilon": 0.3}, max_images=24)
+    assert small["n"] == large["n"] == 24 and small["epsilon"] == pytest.approx(1 / 255)
+    assert large["accuracy"] <= small["accuracy"] <= clean
+    assert clean > 70 and large["accuracy"] < clean - 30, (clean, small, large)
+
+
+def test_autoattack_settings_are_checked(trained):
+    pytest.importorskip("pyautoattack", reason="autoattack needs the attacks extra (pyautoattack)")
+    model, loader = trained
+    with pytest.raises(RobustnoiseError, match="norm"):
+        robust_accuracy(model, loader, "autoattack", {"epsilon": 0.1, "norm": "Linfinity"})
+    with pytest.raises(RobustnoiseError, match="parts"):
+        robust_accuracy(model, loader, "autoattack", {"epsilon": 0.1, "version": "custom", "parts": ["pgd"]})
