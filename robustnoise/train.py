@@ -17,9 +17,11 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
+from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from robustnoise.attacks import ATTACKS, robust_accuracy
+from robustnoise.callbacks import corrupted_validation
 from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
@@ -29,7 +31,7 @@ from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.plots import log_image_file
+from robustnoise.plots import log_image_file, plot_training_curves
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils import launch
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
@@ -94,8 +96,9 @@ def build_method(cfg: DictConfig, datamodule: ClassificationDataModule, **overri
     return _instantiate(cfg.method, model=model_cfg, data=datamodule.info())
 
 
-def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks: list | None = None) -> pl.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks")) if with_callbacks else []
+    callbacks += extra_callbacks or []
     loggers = instantiate_dict(_prepare_loggers(cfg))
     if not loggers:  # nothing to monitor learning rates into (logger=none, debug=fdr)
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -116,7 +119,8 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
         check_resumable(ckpt_path, cfg, method)
         keep_earlier_metrics(cfg.paths.output_dir)
     reuse_wandb_id(cfg, resuming=bool(ckpt_path))
-    trainer = build_trainer(cfg)
+    val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size)
+    trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
     _log_config(trainer, cfg)
     remember_wandb_id(trainer, cfg.paths.output_dir)
     if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
@@ -127,6 +131,7 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
             batch, trainer.world_size, batch * trainer.world_size,
         )  # fmt: skip
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
+    _plot_training_curves(trainer, method)
     return evaluate_robustness(cfg, trainer, method, datamodule)
 
 
@@ -355,6 +360,19 @@ def _wandb_credentials() -> bool:
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     return netrc.is_file() and "wandb" in netrc.read_text(errors="ignore")
+
+
+def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -> None:
+    """``training_curves.png``: clean and corrupted validation accuracy per epoch, from the CSV logger's file."""
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        metrics = Path(logger.log_dir or "") / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if metrics is not None and metrics.is_file():
+            path = plot_training_curves(metrics, Path(trainer.default_root_dir) / "training_curves.png")
+            if path is not None:
+                log_image_file(method, "report/training_curves", path)
+            return
 
 
 def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:
