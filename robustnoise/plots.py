@@ -311,15 +311,19 @@ def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], 
     return _save(fig, path)
 
 
-def plot_training_curves(metrics_csv: str | Path, path: str | Path) -> Path | None:
-    """Validation accuracy against epoch from a CSV logger's ``metrics.csv``: clean (``val/acc``), the corrupted
-    subset's mean (``val_c/mean_acc``, thick) and each of its corruptions (thin); None without validation rows."""
-    with open(metrics_csv, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if r.get("epoch")]
-        per_corruption = sorted(k for k in reader.fieldnames or [] if k.startswith("val_c/") and k.endswith("/acc"))
+def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
+    """Validation accuracy against epoch from a CSV logger's ``metrics.csv`` files (in order; a resumed run's earlier
+    parts first): clean (``val/acc``), the corrupted subset's mean (``val_c/mean_acc``) and each of its corruptions
+    (thin); None without validation rows."""
+    rows: list[dict[str, str]] = []
+    per_corruption: set[str] = set()
+    for file in metrics_csv:
+        with open(file, newline="") as f:
+            reader = csv.DictReader(f)
+            rows += [r for r in reader if r.get("epoch")]
+            per_corruption |= {k for k in reader.fieldnames or [] if k.startswith("val_c/") and k.endswith("/acc")}
     curves = {}
-    for key in dict.fromkeys(["val/acc", "val_c/mean_acc", *per_corruption]):
+    for key in ["val/acc", "val_c/mean_acc", *sorted(per_corruption)]:
         points = {int(r["epoch"]) + 1: 100.0 * float(r[key]) for r in rows if r.get(key)}
         if points:
             curves[key] = points

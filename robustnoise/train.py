@@ -18,6 +18,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from robustnoise.attacks import ATTACKS, robust_accuracy
@@ -49,10 +50,40 @@ from robustnoise.utils.resume import (
 log = logging.getLogger("robustnoise")
 
 
+# Lightning warnings the project causes by design (the user cannot act on them), silenced for the run only.
+QUIET_WARNINGS = (
+    # Lightning's tree helpers vs. newer torch: a library-internal deprecation, fixed by a Lightning release
+    r"[\s\S]*isinstance\(treespec, LeafSpec\)",
+    # frozen networks (ANT's generator snapshots, AdA's corruption network, eval-only modules) are kept in eval mode
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+    # workers are chosen per dataset in conf/data (data.num_workers; 0 for the in-memory digits on purpose)
+    r"The '\w+' does not have many workers",
+    # resuming continues writing into the run's own directories (the earlier metrics.csv is kept as metrics-<n>.csv)
+    r"Checkpoint directory .* exists and is not empty",
+    r"Experiment logs directory .* exists and is not empty",
+    # our mid-epoch checkpoints are written after the step on purpose: with the loop counters that is exactly the
+    # state an exact resume needs
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
+)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured task and return its summary metrics."""
     launch.check_multirun_ddp(cfg)
     launch.requeue_resume(cfg)
+    with warnings.catch_warnings():
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        print_config_tree(cfg)
+        summary = _run_task(cfg)
+    out_dir = cfg.paths.output_dir
+    report = Path(out_dir) / "robustness.md"
+    if rank_zero_only.rank == 0:
+        print(f"run directory: {out_dir}" + (f"  report: {report}" if report.is_file() else ""))
+    return summary
+
+
+def _run_task(cfg: DictConfig) -> dict[str, Any]:
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = _instantiate(cfg.data)
@@ -77,6 +108,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     finally:
         _finish_wandb()
+
+
+CONFIG_TREE_ORDER = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
+
+
+@rank_zero_only
+def print_config_tree(cfg: DictConfig) -> None:
+    """The composed config as a rich tree, one branch per group (as lightning-hydra-template's print_config_tree)."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an unresolvable interpolation is reported by the task itself, in its own words
+        container = OmegaConf.to_container(cfg, resolve=False)
+    tree = rich.tree.Tree("config", guide_style="dim")
+    for key in [
+        *(k for k in CONFIG_TREE_ORDER if k in container),
+        *(k for k in container if k not in CONFIG_TREE_ORDER),
+    ]:
+        value = container[key]
+        text = OmegaConf.to_yaml(value) if isinstance(value, (dict, list)) else str(value)
+        tree.add(key, guide_style="dim").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
+    rich.print(tree)
 
 
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
@@ -367,9 +423,12 @@ def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -
     if not trainer.is_global_zero:
         return
     for logger in trainer.loggers:
-        metrics = Path(logger.log_dir or "") / "metrics.csv" if isinstance(logger, CSVLogger) else None
-        if metrics is not None and metrics.is_file():
-            path = plot_training_curves(metrics, Path(trainer.default_root_dir) / "training_curves.png")
+        if not isinstance(logger, CSVLogger):
+            continue
+        parts = sorted(Path(logger.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+        files = [p for p in [*parts, Path(logger.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
+        if files:
+            path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png")
             if path is not None:
                 log_image_file(method, "report/training_curves", path)
             return
