@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -122,13 +123,12 @@ def print_config_tree(cfg: DictConfig) -> None:
 
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an unresolvable interpolation is reported by the task itself, in its own words
+    except OmegaConfBaseException:  # an unresolvable interpolation is reported by the task, in its own words
         container = OmegaConf.to_container(cfg, resolve=False)
     tree = rich.tree.Tree("config", guide_style="dim")
-    for key in [
-        *(k for k in CONFIG_TREE_ORDER if k in container),
-        *(k for k in container if k not in CONFIG_TREE_ORDER),
-    ]:
+    other_tasks = {"make_c", "stylize", "pretrain_edsr"} - {cfg.task}  # another task's options: not this run's
+    rest = [k for k in container if k not in CONFIG_TREE_ORDER and k not in other_tasks]
+    for key in [*(k for k in CONFIG_TREE_ORDER if k in container), *rest]:
         value = container[key]
         text = OmegaConf.to_yaml(value) if isinstance(value, (dict, list)) else str(value)
         tree.add(key, guide_style="dim").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
