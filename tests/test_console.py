@@ -3,6 +3,7 @@ names / groups that say what ran."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -100,3 +101,19 @@ def test_offline_wandb_run_is_named_and_grouped_by_experiment(make_cfg, monkeypa
         wandb.finish()
         HydraConfig.instance().cfg = None
         GlobalHydra.instance().clear()
+
+
+def test_sweep_figures_and_table_go_to_a_wandb_run_in_the_jobs_group(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from robustnoise.sweep import log_sweep_to_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    Figure().savefig(tmp_path / "sweep.png")
+    (tmp_path / "comparison.csv").write_text("run,method.sigma,clean\na,0.1,97.0\nb,0.5,95.5\n")
+    run = log_sweep_to_wandb(tmp_path, {"project": "test", "group": "digits_gnt"})
+    assert (run.group, run.job_type, run.name) == ("digits_gnt", "sweep", f"sweep_{tmp_path.name}")
+    media = next((tmp_path / "wandb").glob("offline-run-*")) / "files" / "media"
+    assert [p.name.split("_")[0] for p in (media / "images" / "sweep").glob("*.png")] == ["sweep"]
+    (table,) = (media / "table" / "sweep").glob("table_*.table.json")
+    assert json.loads(table.read_text())["data"] == [["a", "0.1", "97.0"], ["b", "0.5", "95.5"]]
