@@ -80,6 +80,12 @@ def test_subset_is_seeded_and_defaults_are_few_spread_corruptions(digits):
         cb.build(dataset)
         builds.append(cb.images)
     assert torch.equal(builds[0], builds[1]) and not torch.equal(builds[0], builds[2])
+    # under DDP each rank counts its share (images rank::world) and the counts are summed: the same as one process
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    whole = cb.accuracies(model, torch.device("cpu"))
+    shares = [cb.accuracies(model, torch.device("cpu"), rank, 3) for rank in range(3)]
+    assert torch.equal(sum(shares), whole) and whole.sum() > 0
     assert default_corruptions(["a", "b", "c", "d", "e", "f", "g", "h"], "imagenet") == ["a", "c", "e", "g"]
     assert len(default_corruptions([], "imagenet")) == 4
     with pytest.raises(ConfigError):
