@@ -55,7 +55,7 @@ log = logging.getLogger("robustnoise")
 QUIET_WARNINGS = (
     # Lightning's tree helpers vs. newer torch: a library-internal deprecation, fixed by a Lightning release
     r"[\s\S]*isinstance\(treespec, LeafSpec\)",
-    # frozen networks (ANT's generator snapshots, AdA's corruption network, eval-only modules) are kept in eval mode
+    # frozen networks stay in eval mode by design (DeepAugment's distorted image-to-image network)
     r"Found \d+ module\(s\) in eval mode at the start of training",
     # workers are chosen per dataset in conf/data (data.num_workers; 0 for the in-memory digits on purpose)
     r"The '\w+' does not have many workers",
