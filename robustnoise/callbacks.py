@@ -14,7 +14,13 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
 from robustnoise.corruptions import corrupt
-from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, MNIST_C_CORRUPTIONS, MNISTC_PRESET
+from robustnoise.corruptions.presets import (
+    BENCHMARK_CORRUPTIONS,
+    MNIST_C_CORRUPTIONS,
+    MNISTC_PRESET,
+    check_corruption,
+    check_severity,
+)
 from robustnoise.corruptions.transforms import image_seeds
 from robustnoise.evaluate import to_uint8_grid
 from robustnoise.utils.errors import ConfigError
@@ -55,7 +61,7 @@ class CorruptedValidation(Callback):
         if int(max_images) < 1:
             raise ConfigError(f"eval.during_training.max_images must be >= 1, got {max_images}")
         self.every_n_epochs = int(every_n_epochs)
-        self.sets = [(str(c), int(s)) for c in corruptions for s in severities]
+        self.sets = [(check_corruption(c, preset), check_severity(s)) for c in corruptions for s in severities]
         self.preset = preset
         self.max_images = int(max_images)
         self.seed = int(seed)

@@ -11,7 +11,7 @@ import torch
 from robustnoise.callbacks import CorruptedValidation, default_corruptions
 from robustnoise.data import DigitsDataModule
 from robustnoise.train import run
-from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
 QUICK = [
     "experiment=digits_demo",
@@ -90,3 +90,5 @@ def test_subset_is_seeded_and_defaults_are_few_spread_corruptions(digits):
     assert len(default_corruptions([], "imagenet")) == 4
     with pytest.raises(ConfigError):
         CorruptedValidation(-1, ["shot_noise"], [1], "mnistc", 16)
+    with pytest.raises(RobustnoiseError, match="unknown MNIST-C corruption 'gaussian_noise'"):
+        CorruptedValidation(1, ["gaussian_noise"], [1], "mnistc", 16)  # checked before training, not in fit
