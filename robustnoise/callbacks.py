@@ -117,7 +117,9 @@ class CorruptedValidation(Callback):
             per_corruption.setdefault(name, []).append(value)
         metrics = {f"val_c/{name}/acc": sum(v) / len(v) for name, v in per_corruption.items()}
         metrics["val_c/mean_acc"] = sum(metrics.values()) / len(metrics)
-        pl_module.log_dict(metrics, on_epoch=True)  # identical on every rank already (summed above)
+        # identical on every rank already (counts summed above); sync_dist averages equal values and keeps Lightning's
+        # epoch-level DDP logging check satisfied
+        pl_module.log_dict(metrics, on_epoch=True, sync_dist=True)
 
 
 def corrupted_validation(cfg: Any, eval_cfg: Any, batch_size: int) -> CorruptedValidation | None:
