@@ -8,6 +8,7 @@ display, and the global matplotlib backend is left alone.
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -310,7 +311,51 @@ def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], 
     return _save(fig, path)
 
 
-__all__ = ["DPI", "plot_corruption_bars", "plot_heatmap", "plot_severity_curves", "plot_sigma_bands", "plot_sweep"]
+def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
+    """Validation accuracy against epoch from a CSV logger's ``metrics.csv`` files (in order; a resumed run's earlier
+    parts first): clean (``val/acc``), the corrupted subset's mean (``val_c/mean_acc``) and each of its corruptions
+    (thin); None without validation rows."""
+    rows: list[dict[str, str]] = []
+    per_corruption: set[str] = set()
+    for file in metrics_csv:
+        with open(file, newline="") as f:
+            reader = csv.DictReader(f)
+            rows += [r for r in reader if r.get("epoch")]
+            per_corruption |= {k for k in reader.fieldnames or [] if k.startswith("val_c/") and k.endswith("/acc")}
+    curves = {}
+    for key in ["val/acc", "val_c/mean_acc", *sorted(per_corruption)]:
+        points = {int(r["epoch"]) + 1: 100.0 * float(r[key]) for r in rows if r.get(key)}
+        if points:
+            curves[key] = points
+    if not curves:
+        return None
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    others = [k for k in curves if k not in ("val/acc", "val_c/mean_acc")]
+    for key, colour in zip(others, _colours(len(others))):
+        ax.plot(*zip(*sorted(curves[key].items())), color=colour, lw=1, alpha=0.7, label=key[len("val_c/") : -4])
+    for key, style in (("val/acc", "-"), ("val_c/mean_acc", "--")):
+        if key in curves:
+            label = "clean" if key == "val/acc" else "corrupted (mean)"
+            ax.plot(*zip(*sorted(curves[key].items())), "k" + style, lw=2.5, marker="o", markersize=4, label=label)
+    ax.set_ylim(*_limits([v for c in curves.values() for v in c.values()]))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("validation accuracy during training: clean and corrupted subset")
+    return _save(fig, path)
+
+
+__all__ = [
+    "DPI",
+    "plot_corruption_bars",
+    "plot_heatmap",
+    "plot_severity_curves",
+    "plot_sigma_bands",
+    "plot_sweep",
+    "plot_training_curves",
+]
 
 
 def log_image_file(module: Any, key: str, path: Path) -> None:

@@ -13,6 +13,7 @@ The same summary, later or for a partly finished sweep: ``python -m robustnoise.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,46 @@ def summarize_sweep(sweep_dir: str | Path, keys: Sequence[str]) -> int:
     return compare.main(argv)
 
 
+def log_sweep_to_wandb(sweep_dir: str | Path, wandb_cfg: Any) -> Any:
+    """One W&B run (job type ``sweep``) in the jobs' group holding the sweep's figures and its comparison table;
+    returns the finished run. ``WANDB_MODE`` (set offline by the jobs when W&B is unreachable) is obeyed."""
+    import csv
+
+    import wandb
+
+    from robustnoise.compare import COMPARISON_CSV
+
+    sweep_dir = Path(sweep_dir)
+    run = wandb.init(
+        project=wandb_cfg.get("project"),
+        entity=wandb_cfg.get("entity"),
+        group=wandb_cfg.get("group"),
+        job_type="sweep",
+        name=f"sweep_{sweep_dir.name}",
+        dir=str(sweep_dir),
+        mode="offline" if wandb_cfg.get("offline") else None,
+    )
+    data: dict[str, Any] = {f"sweep/{png.stem}": wandb.Image(str(png)) for png in sorted(sweep_dir.glob("*.png"))}
+    if (sweep_dir / COMPARISON_CSV).is_file():
+        with open(sweep_dir / COMPARISON_CSV, newline="") as f:
+            rows = list(csv.reader(f))
+        if rows:
+            data["sweep/table"] = wandb.Table(columns=rows[0], data=rows[1:])
+    run.log(data)
+    run.finish()
+    return run
+
+
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, the sweep summary in the sweep directory (see module doc)."""
+    """Hydra callback: at the end of a multirun, the sweep summary in the sweep directory (see module doc) and, with
+    the W&B logger, the same figures and table in a W&B run of the jobs' group."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             sweep_dir = Path(str(config.hydra.sweep.dir))
             summarize_sweep(sweep_dir, swept_keys(sweep_overrides(config)))
+            wandb_cfg = OmegaConf.select(config, "logger.wandb", default=None)
+            if wandb_cfg is not None and os.environ.get("WANDB_MODE") != "disabled":
+                log_sweep_to_wandb(sweep_dir, wandb_cfg)
         except Exception as err:  # a summary must never turn a finished sweep into a failure
             log.warning("could not write the sweep summary: %s", err)

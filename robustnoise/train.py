@@ -16,10 +16,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from robustnoise.attacks import ATTACKS, robust_accuracy
+from robustnoise.callbacks import corrupted_validation
 from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
@@ -29,7 +33,7 @@ from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.plots import log_image_file
+from robustnoise.plots import log_image_file, plot_training_curves
 from robustnoise.reporting import format_table, write_report
 from robustnoise.utils import launch
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
@@ -47,10 +51,40 @@ from robustnoise.utils.resume import (
 log = logging.getLogger("robustnoise")
 
 
+# Lightning warnings the project causes by design (the user cannot act on them), silenced for the run only.
+QUIET_WARNINGS = (
+    # Lightning's tree helpers vs. newer torch: a library-internal deprecation, fixed by a Lightning release
+    r"[\s\S]*isinstance\(treespec, LeafSpec\)",
+    # frozen networks stay in eval mode by design (DeepAugment's distorted image-to-image network)
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+    # workers are chosen per dataset in conf/data (data.num_workers; 0 for the in-memory digits on purpose)
+    r"The '\w+' does not have many workers",
+    # resuming continues writing into the run's own directories (the earlier metrics.csv is kept as metrics-<n>.csv)
+    r"Checkpoint directory .* exists and is not empty",
+    r"Experiment logs directory .* exists and is not empty",
+    # our mid-epoch checkpoints are written after the step on purpose: with the loop counters that is exactly the
+    # state an exact resume needs
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
+)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured task and return its summary metrics."""
     launch.check_multirun_ddp(cfg)
     launch.requeue_resume(cfg)
+    with warnings.catch_warnings():
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        print_config_tree(cfg)
+        summary = _run_task(cfg)
+    out_dir = cfg.paths.output_dir
+    report = Path(out_dir) / "robustness.md"
+    if rank_zero_only.rank == 0:
+        print(f"run directory: {out_dir}" + (f"  report: {report}" if report.is_file() else ""))
+    return summary
+
+
+def _run_task(cfg: DictConfig) -> dict[str, Any]:
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = _instantiate(cfg.data)
@@ -77,6 +111,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         _finish_wandb()
 
 
+CONFIG_TREE_ORDER = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
+
+
+@rank_zero_only
+def print_config_tree(cfg: DictConfig) -> None:
+    """The composed config as a rich tree, one branch per group (as lightning-hydra-template's print_config_tree)."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:  # an unresolvable interpolation is reported by the task, in its own words
+        container = OmegaConf.to_container(cfg, resolve=False)
+    tree = rich.tree.Tree("config", guide_style="dim")
+    other_tasks = {"make_c", "stylize", "pretrain_edsr"} - {cfg.task}  # another task's options: not this run's
+    rest = [k for k in container if k not in CONFIG_TREE_ORDER and k not in other_tasks]
+    for key in [*(k for k in CONFIG_TREE_ORDER if k in container), *rest]:
+        value = container[key]
+        text = OmegaConf.to_yaml(value) if isinstance(value, (dict, list)) else str(value)
+        tree.add(key, guide_style="dim").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
+    rich.print(tree)
+
+
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate, surfacing our own one-line errors instead of Hydra's wrapper exception."""
     try:
@@ -94,8 +152,9 @@ def build_method(cfg: DictConfig, datamodule: ClassificationDataModule, **overri
     return _instantiate(cfg.method, model=model_cfg, data=datamodule.info())
 
 
-def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks: list | None = None) -> pl.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks")) if with_callbacks else []
+    callbacks += extra_callbacks or []
     loggers = instantiate_dict(_prepare_loggers(cfg))
     if not loggers:  # nothing to monitor learning rates into (logger=none, debug=fdr)
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -116,7 +175,8 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
         check_resumable(ckpt_path, cfg, method)
         keep_earlier_metrics(cfg.paths.output_dir)
     reuse_wandb_id(cfg, resuming=bool(ckpt_path))
-    trainer = build_trainer(cfg)
+    val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size)
+    trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
     _log_config(trainer, cfg)
     remember_wandb_id(trainer, cfg.paths.output_dir)
     if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
@@ -127,6 +187,7 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
             batch, trainer.world_size, batch * trainer.world_size,
         )  # fmt: skip
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
+    _plot_training_curves(trainer, method)
     return evaluate_robustness(cfg, trainer, method, datamodule)
 
 
@@ -379,6 +440,22 @@ def _wandb_credentials() -> bool:
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     return netrc.is_file() and "wandb" in netrc.read_text(errors="ignore")
+
+
+def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -> None:
+    """``training_curves.png``: clean and corrupted validation accuracy per epoch, from the CSV logger's file."""
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        parts = sorted(Path(logger.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+        files = [p for p in [*parts, Path(logger.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
+        if files:
+            path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png")
+            if path is not None:
+                log_image_file(method, "report/training_curves", path)
+            return
 
 
 def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:

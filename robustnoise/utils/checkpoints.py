@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,6 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from robustnoise.utils.errors import RobustnoiseError
 
 TEMP_MARK = ".tmp-"  # ``.<name>.tmp-<pid>-<hex>``: a checkpoint being written next to its target
-
-# Our mid-epoch checkpoints are written after the step on purpose: together with the loop counters that is exactly
-# the state an exact resume needs.
-warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
 
 
 def last_checkpoint(trainer: pl.Trainer) -> str | None:

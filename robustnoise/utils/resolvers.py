@@ -70,9 +70,33 @@ def ddp_strategy(devices: object, num_nodes: object, method_strategy: str) -> st
     return "auto" if 0 < world <= 1 else method_strategy
 
 
+def run_label(run_name: str, method: object, seed: object) -> str:
+    """A W&B run name that says the method, its noise level and the seed, e.g. ``gnt_s0.5_seed1``."""
+    parts = [str(run_name)]
+    for key, short in (("sigma", "s"), ("epsilon", "eps")):
+        value = method.get(key) if hasattr(method, "get") else None  # type: ignore[union-attr]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{short}{value:g}")
+    if seed is not None:
+        parts.append(f"seed{seed}")
+    return "_".join(parts)
+
+
+def experiment_group(default: str) -> str:
+    """The W&B group: the experiment config's name (``experiment=...``), so the seeds of one config gather; without
+    an experiment (or outside a Hydra run), ``default``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return str(default)
+    return str(HydraConfig.get().runtime.choices.get("experiment") or default)
+
+
 def register_resolvers() -> None:
     """Register the ``rn.*`` resolvers (idempotent)."""
-    for name, fn in {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}.items():
+    resolvers = {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}
+    resolvers |= {"rn.run_label": run_label, "rn.experiment_group": experiment_group}
+    for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
     # Cached in the job's config: Lightning's DDP launcher reads ``hydra.run.dir`` again to start ranks >= 1 there,
