@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run the benchmarks and print their tables (ratios against same-run baselines).
 
 The common options (``--device``, ``--precision``, ``--threads``, ``--repeats``) go to the training and evaluation
-benchmarks; ``corruptions`` runs with their own defaults (see their ``--help``).
+benchmarks; ``corruptions`` and ``val_c_cost`` run with their own defaults (see their ``--help``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 from benchmarks.common import parser, quiet_lightning
 
 COMMON = ["ant_iteration", "ada_iteration", "eval_throughput"]  # take the common options
-OWN = ["corruptions"]
+OWN = ["corruptions", "val_c_cost"]
 
 
 def main(argv: list[str] | None = None) -> None:
