@@ -8,6 +8,7 @@ import logging
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from robustnoise.data import DigitsDataModule
 from robustnoise.methods.ant import MIN_TRAINED_RESTARTS, restart_schedule_warning
@@ -91,10 +92,12 @@ def test_default_run_trains_from_scratch(tmp_path):
     cfg = compose_config([], tmp_path)
     assert cfg.data._target_.endswith("DigitsDataModule") and cfg.model.get("weights") is None
     assert cfg.method.optimizer.name == "sgd" and cfg.method.optimizer.lr >= 0.01
+    for paper in ("data=cifar10", "experiment=rusak2020_mnist_vanilla"):  # elsewhere: the papers' fine-tuning recipe
+        assert compose_config([paper], tmp_path).method.optimizer.lr == 0.001
     torch.manual_seed(0)
     dm = DigitsDataModule(batch_size=cfg.data.batch_size)
-    method = method_from_yaml("vanilla", dm.info(), MODEL, scheduler={"name": "none"})
-    assert method.hparams.optimizer == cfg.method.optimizer
+    optimizer = OmegaConf.to_container(cfg.method.optimizer)
+    method = method_from_yaml("vanilla", dm.info(), MODEL, optimizer=optimizer, scheduler={"name": "none"})
     trainer = pl.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path,
