@@ -11,9 +11,12 @@ import torch
 from omegaconf import OmegaConf
 
 from robustnoise.data import DigitsDataModule
+from robustnoise.evaluate import flat_metrics
 from robustnoise.methods.ant import MIN_TRAINED_RESTARTS, restart_schedule_warning
 from robustnoise.methods.configs import method_from_yaml
+from robustnoise.metrics import robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
+from robustnoise.reporting import format_table, write_report
 from robustnoise.utils import progress as progress_module
 from tests.conftest import compose_config
 
@@ -105,3 +108,24 @@ def test_default_run_trains_from_scratch(tmp_path):
     trainer.fit(method, datamodule=dm)
     assert float(trainer.callback_metrics["train/loss_epoch"]) < 1.0  # lr 1e-3: 2.29
     assert 50.0 < float(trainer.callback_metrics["val/acc"]) <= 100.0  # percent, not a fraction
+
+
+def test_one_mean_c_in_console_loggers_and_report(tmp_path):
+    """mean-C (console), test_c/mean_acc (loggers) and c_top1 (the report's "-C top-1") are one number: the benchmark
+    corruptions only, the holdout speckle noise left out; the console adds adversarial noise and eps*."""
+    accuracies = {
+        "clean": {"top1": 90.0, "top5": 99.0, "n": 10},
+        "gaussian_noise/s1": {"top1": 80.0, "top5": 95.0, "n": 10},
+        "speckle_noise/s1": {"top1": 20.0, "top5": 50.0, "n": 10},
+    }
+    meta = {
+        "method": "m",
+        "metrics": robustness_summary(accuracies, benchmark="generated"),
+        "adversarial_noise": {"epsilon": 4.0, "per_seed": [30.0, 40.0], "mean": 35.0, "std": 7.07, "worst": 30.0},
+        "eps_star": {"gaussian": {"median": 1.25}},
+    }
+    report = write_report(accuracies, tmp_path, meta, plots=False)
+    assert flat_metrics(accuracies)["test_c/mean_acc"] == report["metrics"]["c_top1"] == 80.0
+    table = format_table([report], ["m"])
+    assert table.splitlines()[2].split()[:3] == ["m", "90.0", "80.0"]  # not 50.0 (with the holdout)
+    assert "adversarial noise (eps 4.00) 35.0 ± 7.1 %, worst 30.0 %; eps* gaussian 1.25" in table
