@@ -10,8 +10,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from robustnoise import plots
 from robustnoise.data import DigitsDataModule
-from robustnoise.evaluate import flat_metrics
+from robustnoise.evaluate import flat_metrics, summarize
 from robustnoise.methods.ant import MIN_TRAINED_RESTARTS, restart_schedule_warning
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.metrics import robustness_summary
@@ -129,3 +130,38 @@ def test_one_mean_c_in_console_loggers_and_report(tmp_path):
     table = format_table([report], ["m"])
     assert table.splitlines()[2].split()[:3] == ["m", "90.0", "80.0"]  # not 50.0 (with the holdout)
     assert "adversarial noise (eps 4.00) 35.0 ± 7.1 %, worst 30.0 %; eps* gaussian 1.25" in table
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions save, instead of PNG files."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def mnist_c_report(shift: float = 0.0) -> dict:
+    sets = {"clean": {"top1": 97.0 + shift, "top5": 100.0, "n": 360}}
+    for k, name in enumerate(("shot_noise", "fog", "canny_edges")):
+        sets[f"{name}/s1"] = {"top1": 90.0 - 10 * k + shift, "top5": 99.0, "n": 360}
+    return {"method": "m", "benchmark": "mnist", "data": "digits", "sets": sets, **summarize(sets)}
+
+
+def test_single_severity_plots_are_bars_and_a_heatmap_without_a_repeated_mean(drawn, tmp_path):
+    report = mnist_c_report()
+    plots.plot_severity_curves(report, tmp_path / "s.png")
+    plots.plot_heatmap(report, tmp_path / "h.png")
+    bars, heat = drawn[0].axes[0], drawn[1].axes[0]
+    assert [round(p.get_height(), 1) for p in bars.patches] == [90.0, 80.0, 70.0, 80.0]  # 3 corruptions + mean
+    assert bars.get_ylim()[0] == 0 and "severity 1" in bars.get_title()
+    assert [t.get_text() for t in heat.get_xticklabels()] == ["s1"]  # no "mean" column repeating it
+    assert heat.images[0].get_clim() == (0.0, 100.0)  # the same colour scale for every run
+
+
+def test_accuracy_axes_do_not_magnify_a_one_image_difference(drawn, tmp_path):
+    assert plots._limits([97.0, 97.3])[1] - plots._limits([97.0, 97.3])[0] >= plots.MIN_SPAN
+    assert plots._limits([99.5, 100.0]) == (pytest.approx(91.0), 101.0)  # widened on the free side
+    plots.plot_corruption_bars(mnist_c_report(0.3), mnist_c_report(), tmp_path / "b.png")
+    plots.plot_corruption_bars(mnist_c_report(-20.0), mnist_c_report(), tmp_path / "c.png")
+    assert drawn[0].axes[0].get_ylim() == drawn[1].axes[0].get_ylim()  # shared across the runs compared
+    assert drawn[0].axes[0].get_ylim()[0] == 0  # bars start at zero
