@@ -28,6 +28,7 @@ MODEL = {"name": "madry_cnn", "weights": None}
 def progress_lines(monkeypatch, caplog):
     """Progress lines as a log file records them: not a TTY, every phase long enough to report."""
     monkeypatch.setattr(progress_module, "QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(progress_module, "_interactive", lambda: False)
     caplog.set_level(logging.INFO, logger="robustnoise.progress")
     return lambda: [r.getMessage() for r in caplog.records if r.name == "robustnoise.progress"]
 
@@ -40,6 +41,16 @@ def test_adversarial_noise_generator_reports_progress(progress_lines):
     train_adversarial_generator(classifier, loader, 3.0, steps=20, name="eval: generator 1/3")
     lines = progress_lines()
     assert len(lines) == 10 and lines[-1].startswith("eval: generator 1/3: 20/20 ("), lines
+
+
+def test_progress_is_a_bar_on_a_terminal_and_silent_on_other_ranks(monkeypatch, capsys):
+    monkeypatch.setattr(progress_module, "QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(progress_module, "_interactive", lambda: True)
+    assert list(progress_module.progress(range(3), "eval: eps* search")) == [0, 1, 2]
+    assert "eval: eps* search:   0%|" in capsys.readouterr().err  # (mininterval: fast steps are not redrawn)
+    monkeypatch.setenv("RANK", "1")
+    assert list(progress_module.progress(range(3), "eval: eps* search")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""
 
 
 def test_ant_restart_reports_progress_and_the_short_schedule(progress_lines, caplog, tmp_path):

@@ -26,6 +26,10 @@ def _rank_zero() -> bool:
     return all(int(os.environ.get(key, 0) or 0) == 0 for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
 def progress(iterable: Iterable[T], name: str, total: int | None = None) -> Iterator[T]:
     """Iterate ``iterable`` showing the progress of the phase ``name`` (see the module docstring)."""
     if total is None:
@@ -33,7 +37,7 @@ def progress(iterable: Iterable[T], name: str, total: int | None = None) -> Iter
     if not _rank_zero():
         yield from iterable
         return
-    if sys.stderr.isatty():
+    if _interactive():
         from tqdm.auto import tqdm
 
         yield from tqdm(iterable, desc=name, total=total, delay=QUIET_SECONDS, leave=False, dynamic_ncols=True)
