@@ -30,7 +30,7 @@ def execute(cfg: DictConfig) -> float | None:
         logging.getLogger("robustnoise").error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    return summary.get("corrupted_top1") if summary else None
+    return (summary.get("metrics") or {}).get("c_top1", summary.get("corrupted_top1")) if summary else None
 
 
 if __name__ == "__main__":

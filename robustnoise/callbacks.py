@@ -40,8 +40,8 @@ class CorruptedValidation(Callback):
 
     The subset (the first ``max_images`` validation images, each corrupted with the per-image seed of its index, on
     the 8-bit grid as the final evaluation) is built once and kept as uint8: identical in every epoch and on every
-    rank. Each rank evaluates its share of it; the correct counts are summed over ranks. Accuracies are fractions in
-    [0, 1], as ``val/acc``.
+    rank. Each rank evaluates its share of it; the correct counts are summed over ranks. Accuracies are in percent, as
+    ``val/acc``.
     """
 
     def __init__(
@@ -111,7 +111,7 @@ class CorruptedValidation(Callback):
         correct = self.accuracies(pl_module.classifier, pl_module.device, trainer.global_rank, trainer.world_size)
         if trainer.world_size > 1:
             correct = trainer.strategy.reduce(correct, reduce_op="sum")
-        acc = (correct / self.images.shape[1]).cpu()
+        acc = (100.0 * correct / self.images.shape[1]).cpu()  # percent, as val/acc
         per_corruption: dict[str, list[float]] = {}
         for (name, _), value in zip(self.sets, acc.tolist()):
             per_corruption.setdefault(name, []).append(value)

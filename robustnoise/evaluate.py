@@ -18,6 +18,7 @@ Results are recorded per image and merged across ranks with a max-reduction, whi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,11 @@ from torch.utils.data import DataLoader, Dataset
 from robustnoise.corruptions import corrupt, rng, sample_seeds
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
+from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.eps_star import lower_median, minimal_perturbation, random_directions
 from robustnoise.noise.projection import project_to_sphere
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.progress import progress
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class CorruptionSuite:
         noise_generators: list[torch.nn.Module] | None = None,
         noise_epsilon: float | None = None,
         gaussian_sigmas: list[float] | None = None,
+        benchmark: str = "generated",
     ) -> None:
         bad = [s for s in severities if not 1 <= int(s) <= 5]
         if bad:
@@ -74,6 +78,7 @@ class CorruptionSuite:
         for name in corruptions:
             corruption_seed_key(name)  # unknown names fail here, before any work
         self.dataset = dataset
+        self.benchmark = benchmark  # the mean-C definition (robustnoise.metrics.robustness_summary)
         self.preset = preset
         self.seed = seed
         self.batch_size = batch_size
@@ -118,7 +123,7 @@ class CorruptionSuite:
     def evaluate_batch(self, model: torch.nn.Module, x: Tensor, y: Tensor, index: Tensor, loader: int = 0) -> None:
         """Record top-1/top-5 correctness of ``model``: batches of loader 0 on every generated set, else one set."""
         if loader == 0:
-            for k in self.generated:
+            for k in progress(self.generated, "eval: corrupted sets of a test batch"):
                 images = self.corrupted(self.sets[k], x, index)
                 self.record(k, index, model(images if images is x else to_uint8_grid(images)), y)
             for j, sigma in enumerate(self.sigmas):
@@ -128,7 +133,8 @@ class CorruptionSuite:
                 noisy = project_to_sphere(x, generator(x), float(self.noise_epsilon))
                 self.noise_top1[k][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
             clean = model(x) if self.eps_directions else None  # one clean pass for every direction
-            for salt, name in enumerate(self.eps_directions):
+            directions = progress(enumerate(self.eps_directions), "eval: eps* search", len(self.eps_directions))
+            for salt, name in directions:
                 if name.startswith("adversarial_"):
                     direction = self.noise_generators[int(name.rsplit("_", 1)[1])](x)
                 else:
@@ -215,7 +221,7 @@ class CorruptionSuite:
 
     def metrics(self) -> dict[str, float]:
         """Flat metric names for the loggers: ``test/acc``, ``test_c/<corruption>/s<k>/acc``, ``test_c/mean_acc``."""
-        return flat_metrics(self.accuracies())
+        return flat_metrics(self.accuracies(), self.benchmark)
 
 
 def to_uint8_grid(images: Tensor) -> Tensor:
@@ -282,8 +288,13 @@ def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def flat_metrics(accuracies: dict[str, dict[str, float]]) -> dict[str, float]:
+def flat_metrics(accuracies: dict[str, dict[str, float]], benchmark: str = "generated") -> dict[str, float]:
+    """``test_c/mean_acc`` is the console's and the report's mean-C: ``c_top1`` of
+    :func:`robustnoise.metrics.robustness_summary` (benchmark corruptions only, no holdouts)."""
     summary = summarize(accuracies)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
+        means = robustness_summary(accuracies, benchmark=benchmark)
     metrics = {"test/acc": summary["clean_top1"], "test/acc_top5": summary["clean_top5"]}
     for key, acc in accuracies.items():
         if key != "clean":
@@ -292,6 +303,6 @@ def flat_metrics(accuracies: dict[str, dict[str, float]]) -> dict[str, float]:
     for name, acc in summary["per_corruption"].items():
         metrics[f"test_c/{name}/acc"] = acc["top1"]
     if summary["per_corruption"]:
-        metrics["test_c/mean_acc"] = summary["corrupted_top1"]
-        metrics["test_c/mean_acc_top5"] = summary["corrupted_top5"]
+        metrics["test_c/mean_acc"] = means["c_top1"]
+        metrics["test_c/mean_acc_top5"] = means["c_top5"]
     return metrics

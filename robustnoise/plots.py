@@ -57,14 +57,21 @@ def _title(report: Mapping[str, Any], what: str) -> str:
     return f"{run_label(report)}: {what}" + (f"\n({sub})" if sub else "")
 
 
+MIN_SPAN = 10.0
+"""Accuracy axes span at least this many points, so that a one-image difference does not fill a figure."""
+
+
 def _limits(values: Sequence[float], floor: float = 0.0, ceil: float = 100.0) -> tuple[float, float]:
-    """Accuracy axis limits: the data range with a margin, kept inside [0, 100]."""
+    """Accuracy axis limits: the data range with a margin, at least :data:`MIN_SPAN` wide, inside [0, 100]."""
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return floor, ceil
     lo, hi = min(finite), max(finite)
-    pad = max(2.0, 0.08 * (hi - lo))
-    return max(floor, lo - pad), min(ceil + 1.0, hi + pad)
+    pad = max(2.0, 0.08 * (hi - lo), (MIN_SPAN - (hi - lo)) / 2)
+    lo, hi = max(floor, lo - pad), min(ceil + 1.0, hi + pad)
+    if hi - lo < MIN_SPAN:  # pushed against 0 or 100: widen on the other side
+        lo, hi = (lo, min(ceil + 1.0, lo + MIN_SPAN)) if lo <= floor else (max(floor, hi - MIN_SPAN), hi)
+    return lo, hi
 
 
 def _colours(n: int) -> list[Any]:
@@ -79,6 +86,8 @@ def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
     main, holdouts = corruptions(report)
     names = [n for n in main + holdouts if n in matrix]
     severities = sorted({s for row in matrix.values() for s in row})
+    if len(severities) == 1:  # MNIST-C: one severity, so a curve would be a column of dots
+        return _plot_one_severity(report, matrix, names, holdouts, severities[0], path)
     fig = _figure(8.0, 4.8)
     ax = fig.add_subplot()
     values: list[float] = []
@@ -113,33 +122,65 @@ def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def _plot_one_severity(
+    report: Mapping[str, Any],
+    matrix: Mapping[str, Mapping[int, float]],
+    names: Sequence[str],
+    holdouts: Sequence[str],
+    severity: int,
+    path: str | Path,
+) -> Path:
+    """The severity curve of a single-severity evaluation: one bar per corruption, their mean and the clean line."""
+    bench = [n for n in names if n not in holdouts]
+    ys = [matrix[n][severity] for n in names]
+    labels = [f"{n} (holdout)" if n in holdouts else n for n in names]
+    if bench:
+        ys.append(float(np.mean([matrix[n][severity] for n in bench])))
+        labels.append("mean" if not holdouts else "mean (w/o holdouts)")
+    fig = _figure(max(6.0, 0.45 * len(labels) + 2.5), 4.8)
+    ax = fig.add_subplot()
+    colours = ["tab:blue" if n not in holdouts else "tab:gray" for n in names] + (["black"] if bench else [])
+    ax.bar(range(len(ys)), ys, color=colours)
+    clean = metric(report, "clean_top1")
+    if not math.isnan(clean):
+        ax.axhline(clean, ls="--", color="0.45", lw=1.5, label=f"clean ({clean:.1f})")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.set_ylim(0, 101)  # bars start at zero
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(_title(report, f"accuracy per corruption (severity {severity})"), fontsize=11)
+    return _save(fig, path)
+
+
 def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
-    """Corruption x severity top-1 accuracy as an annotated heatmap, with the mean per corruption (last column)
-    and per severity (last row). The colour scale spans the values shown."""
+    """Corruption x severity top-1 accuracy as an annotated heatmap, with the mean per corruption (last column; not
+    with a single severity, where it would repeat it) and per severity (last row). The colour scale is 0..100 for
+    every run, so that runs compare by colour and a one-image difference looks like one."""
     matrix = severity_matrix(report)
     main, holdouts = corruptions(report)
     names = [n for n in main + holdouts if n in matrix]
     severities = sorted({s for row in matrix.values() for s in row})
     bench = [n for n in main if n in matrix]
-    data = np.full((len(names) + (1 if bench else 0), len(severities) + 1), np.nan)
+    mean_column = len(severities) != 1
+    data = np.full((len(names) + (1 if bench else 0), len(severities) + mean_column), np.nan)
     for i, name in enumerate(names):
         for j, s in enumerate(severities):
             data[i, j] = matrix[name].get(s, np.nan)
-        data[i, -1] = corruption_accuracy(report, name)
+        if mean_column:
+            data[i, -1] = corruption_accuracy(report, name)
     if bench:
         rows = [names.index(n) for n in bench]
         with np.errstate(all="ignore"):
             data[-1] = np.nanmean(data[rows], axis=0) if data.size else data[-1]
     row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if bench else [])
-    col_labels = [f"s{s}" for s in severities] + ["mean"]
+    col_labels = [f"s{s}" for s in severities] + (["mean"] if mean_column else [])
 
     fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
     ax = fig.add_subplot()
     finite = data[np.isfinite(data)]
     if finite.size:
-        lo, hi = float(finite.min()), float(finite.max())
-        if hi - lo < 1.0:
-            lo, hi = lo - 0.5, hi + 0.5
+        lo, hi = 0.0, 100.0
         masked = np.ma.masked_invalid(data)
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
         image = ax.imshow(masked, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
@@ -157,7 +198,8 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
                 ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
         if bench:
             ax.axhline(len(names) - 0.5, color="white", lw=2)
-        ax.axvline(len(severities) - 0.5, color="white", lw=2)
+        if mean_column:
+            ax.axvline(len(severities) - 0.5, color="white", lw=2)
     else:
         ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks(range(len(col_labels)), col_labels)
@@ -196,8 +238,7 @@ def plot_corruption_bars(
     ax = fig.add_subplot()
     ax.bar(x - width / 2, theirs, width, color="0.65", label=base_name)
     ax.bar(x + width / 2, ours, width, color="tab:blue", label=run_name)
-    lo, hi = _limits(ours + theirs)
-    lo = 0.0 if lo < 40 else lo
+    lo, hi = 0.0, 100.0  # bars start at zero, and every run compared gets the same axis
     span = hi - lo
     ax.set_ylim(lo, hi + 0.08 * span)
     for xi, a, b in zip(x, ours, theirs):
@@ -324,7 +365,7 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
             per_corruption |= {k for k in reader.fieldnames or [] if k.startswith("val_c/") and k.endswith("/acc")}
     curves = {}
     for key in ["val/acc", "val_c/mean_acc", *sorted(per_corruption)]:
-        points = {int(r["epoch"]) + 1: 100.0 * float(r[key]) for r in rows if r.get(key)}
+        points = {int(r["epoch"]) + 1: float(r[key]) for r in rows if r.get(key)}
         if points:
             curves[key] = points
     if not curves:

@@ -125,7 +125,11 @@ def _fmt(value: float) -> str:
 
 
 def format_table(reports: Sequence[dict[str, Any]], names: Sequence[str] | None = None) -> str:
-    """One row per report: clean, mean corruption accuracy, then each corruption x severity (top-1, %)."""
+    """One row per report: clean, mean-C, then each corruption x severity (top-1, %); then adversarial-noise accuracy
+    and eps* of the reports that computed them.
+
+    mean-C is ``c_top1`` of :func:`robustnoise.metrics.robustness_summary`, the report's "-C top-1" and the loggers'
+    ``test_c/mean_acc``: the benchmark corruptions only (the ImageNet-C holdouts are listed, not averaged)."""
     names = list(names or [r.get("method", f"run{i}") for i, r in enumerate(reports)])
     set_keys: list[str] = []
     for report in reports:
@@ -136,11 +140,21 @@ def format_table(reports: Sequence[dict[str, Any]], names: Sequence[str] | None 
     lines = [header, "-" * len(header)]
     for name, report in zip(names, reports):
         cells = " ".join(_fmt(report["sets"].get(k, {}).get("top1", float("nan"))) for k in set_keys)
-        lines.append(f"{name:<{width}} {_fmt(report['clean_top1'])}  {_fmt(report['corrupted_top1'])}  {cells}")
+        lines.append(f"{name:<{width}} {_fmt(metric(report, 'clean_top1'))}  {_fmt(metric(report, 'c_top1'))}  {cells}")
     if set_keys:
         lines.append("")
         lines.append("columns: " + ", ".join(sorted({f"{short[k][:-1]}=<{k.split('/')[0]}>" for k in set_keys})))
-        lines.append("digit = severity; accuracies are top-1 % on the test split")
+        lines.append("digit = severity; accuracies are top-1 % on the test split; mean-C without holdout corruptions")
+    for name, report in zip(names, reports):
+        extra = []
+        mean, std, epsilon = adversarial(report)
+        if not math.isnan(mean):
+            extra.append(
+                f"adversarial noise (eps {epsilon:.2f}) {_pm(mean, std, 1)} %, worst {fmt(adversarial_worst(report))} %"
+            )
+        extra += [f"eps* {d} {_pm(*eps_value(report, d), 2)}" for d in eps_directions([report])]
+        if extra:
+            lines.append(f"{name}: " + "; ".join(extra))
     return "\n".join(lines)
 
 

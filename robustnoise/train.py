@@ -177,6 +177,11 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
     reuse_wandb_id(cfg, resuming=bool(ckpt_path))
     val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size)
     trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
+    if trainer.is_global_zero:
+        log.info(
+            "run directory %s: method=%s data=%s model=%s max_epochs=%s seed=%s",
+            cfg.paths.output_dir, cfg.method.name, datamodule.name, cfg.model.name, cfg.trainer.max_epochs, cfg.seed,
+        )  # fmt: skip
     _log_config(trainer, cfg)
     remember_wandb_id(trainer, cfg.paths.output_dir)
     if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
@@ -309,6 +314,7 @@ def corruption_suite(
         noise_generators=generators,
         noise_epsilon=noise_epsilon,
         gaussian_sigmas=list(ev.get("gaussian_sigmas") or []),
+        benchmark=ev.get("benchmark", "generated"),
     )
 
 
@@ -362,8 +368,15 @@ def adversarial_generators(
     classifier = method.classifier.to(method.device)
     generators = [
         train_adversarial_generator(
-            classifier, loader, float(epsilon), kernel=cfg.kernel, steps=cfg.steps, lr=cfg.lr, seed=seed
-        )
+            classifier,
+            loader,
+            float(epsilon),
+            kernel=cfg.kernel,
+            steps=cfg.steps,
+            lr=cfg.lr,
+            seed=seed,
+            name=f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}",
+        )  # fmt: skip
         for seed in range(cfg.seeds)
     ]
     log.info("trained %d adversarial noise generators (eps %.2f, %d steps each)", len(generators), epsilon, cfg.steps)

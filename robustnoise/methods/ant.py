@@ -28,6 +28,7 @@ Paper vs reference code (bethgelab/game-of-noise), each a config option:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import Any
@@ -44,6 +45,7 @@ from robustnoise.noise import NoiseGenerator, clipping_aware_scale, project_to_s
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.options import is_number
+from robustnoise.utils.progress import progress
 from robustnoise.utils.seeding import derive_seed, run_seed
 
 log = logging.getLogger(__name__)
@@ -282,7 +284,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         batch_size = len(y_mix)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         self.log("train/loss_noise", noise_loss, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/acc_current_noise", noise_acc, prog_bar=True, on_epoch=True, batch_size=batch_size)
+        self.log("train/acc_current_noise", 100.0 * noise_acc, prog_bar=True, on_epoch=True, batch_size=batch_size)
         self.log("train/epsilon", self.epsilon, on_step=True, on_epoch=False)
         self.log("train/pool_size", float(len(self.pool)), on_step=True, on_epoch=False)
         return loss
@@ -320,6 +322,16 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         per_epoch = per_epoch if math.isfinite(per_epoch) else 1000
         return max(1, round(hp.restart_every * per_epoch))
 
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        per_epoch, epochs = self.trainer.num_training_batches, self.trainer.max_epochs
+        if self.trainer.is_global_zero and math.isfinite(per_epoch) and epochs and epochs > 0:
+            message = restart_schedule_warning(
+                self.restart_interval(), int(per_epoch), epochs, bool(self.hparams.model.get("weights"))
+            )
+            if message:
+                log.warning("%s", message)
+
     def _restart_due(self) -> bool:
         it, last = int(self.iteration), int(self.last_restart)
         if last < 0:
@@ -334,7 +346,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         self._reinitialise_generator()
         self._reset_generator_optimizer(hp.restart_lr)
         losses, accs, x = [], [], None
-        for _ in range(hp.restart_steps):
+        for _ in progress(range(hp.restart_steps), f"ANT restart {int(self.restarts)}: generator steps"):
             x, y = self._restart_batch()
             loss, acc = self.generator_step(x, y)
             losses.append(loss)
@@ -347,13 +359,13 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             return
         final_loss, final_acc = torch.stack(losses[-10:]).mean(), torch.stack(accs[-10:]).mean()
         self.log("restart/loss_noise", final_loss, on_step=True, on_epoch=False)
-        self.log("restart/acc_noise", final_acc, on_step=True, on_epoch=False)
+        self.log("restart/acc_noise", 100.0 * final_acc, on_step=True, on_epoch=False)
         if self.trainer.is_global_zero:
             log.info(
-                "restart %d: %d generator steps, accuracy under its noise %.3f",
+                "restart %d: %d generator steps, accuracy under its noise %.1f %%",
                 int(self.restarts),
                 hp.restart_steps,
-                float(final_acc),
+                100.0 * float(final_acc),
             )
             self.visualise_generator(f"restart_{int(self.restarts):03d}", x[:16])
 
@@ -427,3 +439,32 @@ class AdversarialNoiseTraining(RobustClassifierModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.pool = list(checkpoint.get("replay_pool", []))
+
+
+MIN_TRAINED_RESTARTS = 2
+"""Restarts a run needs against a classifier that has learnt something: after its first epoch when it starts from
+scratch (the restart at the start then trains against random weights), any restart when it starts from weights (as
+the papers, which fine-tune)."""
+
+
+def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pretrained: bool) -> str | None:
+    """A one-line warning when ``max_epochs`` leaves fewer than :data:`MIN_TRAINED_RESTARTS` such restarts, with the
+    numbers and what to change; None when the schedule is fine. Restarts happen every ``interval`` iterations."""
+    total = max_epochs * per_epoch
+    first = 0 if pretrained else per_epoch  # iterations before a restart counts
+
+    def trained(iterations: int) -> int:
+        return sum(1 for it in range(interval, iterations, interval) if it >= first)
+
+    count = trained(total)
+    if count >= MIN_TRAINED_RESTARTS:
+        return None
+    every = interval / per_epoch
+    needed = next(e for e in itertools.count(max_epochs) if trained(e * per_epoch) >= MIN_TRAINED_RESTARTS)
+    return (
+        f"ANT: trainer.max_epochs={max_epochs} with a restart every {every:g} epochs ({interval} iterations) gives "
+        f"{count} generator restart(s) against a classifier that has trained {'at all' if pretrained else 'an epoch'}"
+        f"; the recipe needs >= {MIN_TRAINED_RESTARTS} (otherwise the replayed generators were trained against an "
+        f"untrained classifier and ANT can end below vanilla): use trainer.max_epochs>={needed} or a smaller "
+        f"method.restart_every"
+    )

@@ -170,9 +170,13 @@ class RobustClassifierModule(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         logits = self.classifier(x)
-        self.val_acc(logits, y)
+        self.val_acc.update(logits, y)
         self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True, batch_size=len(y))
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        # percent, as test/acc and test_c/* (compute() gathers every rank's counts)
+        self.log("val/acc", 100.0 * self.val_acc.compute(), prog_bar=True)
+        self.val_acc.reset()
 
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.test_suite is None:

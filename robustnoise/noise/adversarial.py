@@ -17,6 +17,7 @@ from torch import nn
 
 from robustnoise.noise.generators import NoiseGenerator
 from robustnoise.noise.projection import project_to_sphere
+from robustnoise.utils.progress import progress
 
 
 def _cycle(loader: Iterable) -> Iterator:
@@ -32,11 +33,13 @@ def train_adversarial_generator(
     steps: int = 1001,
     lr: float = 5e-4,
     seed: int = 0,
+    name: str = "adversarial noise generator",
     **generator_kwargs: Any,
 ) -> NoiseGenerator:
     """Train a fresh generator against the frozen (eval-mode) classifier; the classifier's weights are untouched.
 
-    Seeded by ``seed`` inside a forked RNG, so the caller's random streams stay as they were.
+    Seeded by ``seed`` inside a forked RNG, so the caller's random streams stay as they were. ``name`` labels the
+    progress bar (``robustnoise.utils.progress``).
     """
     device = next(classifier.parameters()).device
     was_training = classifier.training
@@ -50,7 +53,7 @@ def train_adversarial_generator(
             x, y = (t.to(device) for t in next(batches)[:2])
             generator = NoiseGenerator(channels=x.shape[1], kernel=kernel, **generator_kwargs).to(device)
             optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
-            for step in range(steps):
+            for step in progress(range(steps), name):
                 if step:
                     x, y = (t.to(device) for t in next(batches)[:2])
                 loss = -F.cross_entropy(classifier(project_to_sphere(x, generator(x), epsilon)), y)

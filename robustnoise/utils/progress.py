@@ -1,0 +1,51 @@
+"""Progress of long inner phases (ANT restarts, adversarial-noise generators, eps* search) on rank zero.
+
+On a terminal: a tqdm bar that appears once the phase has run ``QUIET_SECONDS``. Otherwise (logs, SLURM, pipes):
+a log line ``<name>: <step>/<total> (<seconds> s)`` every tenth of the phase, once it has run ``QUIET_SECONDS``, so
+that a log file shows where a run is. Other ranks stay silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+log = logging.getLogger("robustnoise.progress")
+
+T = TypeVar("T")
+
+QUIET_SECONDS = float(os.environ.get("ROBUSTNOISE_PROGRESS_QUIET", 3.0))
+"""Phases shorter than this print nothing (environment variable ``ROBUSTNOISE_PROGRESS_QUIET``)."""
+
+
+def _rank_zero() -> bool:
+    return all(int(os.environ.get(key, 0) or 0) == 0 for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T], name: str, total: int | None = None) -> Iterator[T]:
+    """Iterate ``iterable`` showing the progress of the phase ``name`` (see the module docstring)."""
+    if total is None:
+        total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+    if not _rank_zero():
+        yield from iterable
+        return
+    if _interactive():
+        from tqdm.auto import tqdm
+
+        yield from tqdm(iterable, desc=name, total=total, delay=QUIET_SECONDS, leave=False, dynamic_ncols=True)
+        return
+    start = time.monotonic()
+    every = max(1, (total or 10) // 10)
+    for step, item in enumerate(iterable, 1):
+        yield item
+        elapsed = time.monotonic() - start
+        if elapsed >= QUIET_SECONDS and (step % every == 0 or step == total):
+            log.info("%s: %d/%s (%.0f s)", name, step, total if total is not None else "?", elapsed)
