@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -50,7 +51,8 @@ def execute(cfg: DictConfig) -> float | None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log_to_files_only(f"error: {err}")
-        remove_empty_run_dir(cfg)
+        with contextlib.suppress(OSError):  # another rank may be removing it too; the error line matters more
+            remove_empty_run_dir(cfg)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     return (summary.get("metrics") or {}).get("c_top1", summary.get("corrupted_top1")) if summary else None
