@@ -8,7 +8,7 @@ Two kinds of corrupted sets:
   rank. The corrupted images are rounded to the 8-bit grid (``round(255 x) / 255``), the precision of the released
   files and of the clean images. Filters (FFT, GEMM) and the model's forward pass still differ at float rounding
   (~1e-7) between batch shapes and CPU kernels; a prediction can change only at a near-tie of the two best logits
-  (README, "What is bit-exact and what is equal to float rounding").
+  (docs/exactness.md, "What is bit-exact and what is equal to float rounding").
 - *released*: the files of CIFAR-10/100-C, Tiny-ImageNet-C, ImageNet-C or MNIST-C (``robustnoise.data.released_c``),
   one extra dataloader per (corruption, severity).
 

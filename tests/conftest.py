@@ -58,7 +58,7 @@ FLOAT_ATOL = 1e-5
 """Float images in [0, 1] computed at other batch shapes, batch positions, devices or CPU kernel paths agree to this:
 FFT, GEMM and convolution kernels change with the batch shape and the instruction set. Seen: 3e-7 for the blurs (a
 few float32 ulps of 1.0) and 2e-6 for elastic_transform with MKL's AVX2 GEMM (ulps of displacements of tens of pixels,
-times the image gradient); a grey level is 3.9e-3. See the README, "What is bit-exact and what is equal to float
+times the image gradient); a grey level is 3.9e-3. See docs/exactness.md, "What is bit-exact and what is equal to float
 rounding"."""
 
 

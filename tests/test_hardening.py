@@ -307,3 +307,57 @@ def test_wandb_probe_endpoint_and_reachability(monkeypatch):
         port = server.getsockname()[1]
         assert _reachable("127.0.0.1", port)
     assert not _reachable("127.0.0.1", port)  # closed again: refused at once
+
+
+@pytest.fixture(scope="module")
+def bad_sigma_cli(tmp_path_factory):
+    """One real CLI run stopped by bad input (sigma outside [0, 2]) with the run's log file on (Hydra's logging)."""
+    from tests.test_train import _cli
+
+    tmp = tmp_path_factory.mktemp("bad_sigma")
+    return _cli("method=gnt", "method.sigma=7", f"hydra.run.dir={tmp / 'run'}", f"paths.log_dir={tmp}"), tmp
+
+
+def test_cli_error_is_printed_once(bad_sigma_cli):
+    result, _ = bad_sigma_cli
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    both = result.stdout + result.stderr
+    assert both.count("sigma must be >= 0 and <= 2, got 7") == 1, both  # not also echoed by the console log handler
+    assert [line for line in result.stderr.splitlines() if "sigma must be" in line][0].startswith("error: ")
+
+
+def test_cli_bad_input_leaves_no_run_directory(bad_sigma_cli):
+    _, tmp = bad_sigma_cli
+    assert not (tmp / "run").exists()  # it would hold only run.log and .hydra/
+
+
+def test_failed_run_keeps_a_directory_holding_anything_else(tmp_path):
+    from omegaconf import OmegaConf
+
+    for extra in ("checkpoints/last.ckpt", "robustness.json", ".hydra/sub/x.yaml"):
+        out = tmp_path / extra.replace("/", "_")
+        (out / ".hydra").mkdir(parents=True)
+        (out / "run.log").write_text("x")
+        (out / extra).parent.mkdir(parents=True, exist_ok=True)
+        (out / extra).write_text("x")
+        run.remove_empty_run_dir(OmegaConf.create({"paths": {"output_dir": str(out)}}))
+        assert (out / extra).exists() and (out / "run.log").exists(), extra
+    empty = tmp_path / "empty"
+    (empty / ".hydra").mkdir(parents=True)
+    (empty / ".hydra" / "config.yaml").write_text("x")
+    (empty / "run.log").write_text("x")
+    run.remove_empty_run_dir(OmegaConf.create({"paths": {"output_dir": str(empty)}}))
+    assert not empty.exists()
+
+
+def test_help_lists_public_groups_and_points_to_the_readme():
+    from tests.test_train import _cli
+
+    result = _cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert "README.md" in result.stdout and "install=bash" in result.stdout
+    experiments = re.search(r"^  experiment: (.*)$", result.stdout, re.M).group(1).split(", ")
+    assert "digits_demo" in experiments and "rusak2020_imagenet_ant1x1" in experiments
+    assert not [e for e in experiments if e.startswith("_")], experiments
+    groups = re.findall(r"^  (\w+): ", result.stdout, re.M)
+    assert "method" in groups and not {"debug_inner", "recipe", "hydra"} & set(groups), groups

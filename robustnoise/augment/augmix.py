@@ -3,7 +3,7 @@
 The augmentation itself is torchvision's ``v2.AugMix`` with ``all_ops=False`` (the reference's op set without the
 ImageNet-C-overlapping colour/contrast/brightness/sharpness ops). torchvision samples one op chain per call, so a
 batch is augmented image by image; it mixes in uint8 space, so images are quantised to 8 bits on the way (as the
-reference's PIL pipeline). Known differences to the reference (documented in the README): magnitudes come from a
+reference's PIL pipeline). Known differences to the reference (documented in docs/ada.md): magnitudes come from a
 10-bin grid with maximum (severity - 1)/9 of the op's range instead of severity/10.
 
 torchvision has no JSD loss; :func:`jsd_consistency` is the reference's: the mean of the three KL divergences to the

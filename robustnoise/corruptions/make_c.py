@@ -536,7 +536,10 @@ def _describe(summary: Mapping[str, Any]) -> str:
     ]
     for severity, root in roots.items():
         prefix = f"  severity {severity}: " if len(roots) > 1 else "  "
-        lines.append(f"{prefix}evaluate with: python run.py task=eval eval={reader['kind']} eval.released.root={root}")
+        lines.append(
+            f"{prefix}evaluate with: python run.py task=eval eval={reader['kind']} eval.released.root={root} "
+            "ckpt_path=<your checkpoint>"
+        )
     if reader.get("note"):
         lines.append(f"  note: {reader['note']}")
     return "\n".join(lines)
