@@ -21,8 +21,12 @@ from matplotlib.figure import Figure
 
 from robustnoise.reporting import (
     adversarial,
+    adversarial_worst,
     corruption_accuracy,
     corruptions,
+    eps_directions,
+    eps_value,
+    eps_worst,
     metric,
     num,
     run_label,
@@ -259,6 +263,71 @@ def plot_corruption_bars(
     return _save(fig, path)
 
 
+GROUP_ACCURACIES: tuple[tuple[str, Any], ...] = (
+    ("clean", lambda r: metric(r, "clean_top1")),
+    ("mean corruption", lambda r: metric(r, "c_top1")),
+    ("adv. noise, mean", lambda r: adversarial(r)[0]),
+    ("adv. noise, worst", adversarial_worst),
+)
+
+
+def _grouped_bars(ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tuple[str, Sequence[Any]]]) -> list[float]:
+    """One cluster of bars per row, one bar per group: the mean over its seeds, the interval as an error bar (groups
+    of one seed have none). Returns the interval ends (for the axis limits)."""
+    width = 0.8 / max(len(groups), 1)
+    x = np.arange(len(rows))
+    ends: list[float] = []
+    for k, ((label, reports), colour) in enumerate(zip(groups, _colours(len(groups)))):
+        intervals = [seed_interval([value(r) for r in reports]) for _, value in rows]
+        means = np.array([i.mean for i in intervals])
+        err = np.array([[i.mean - i.lo, i.hi - i.mean] if i.n > 1 else [np.nan, np.nan] for i in intervals]).T
+        offset = (k - (len(groups) - 1) / 2) * width
+        ax.bar(x + offset, means, width, yerr=err, capsize=3, color=colour, label=f"{label} (n={len(reports)})")
+        ends += [v for i in intervals for v in (i.lo, i.hi)]
+    ax.set_xticks(x, [name for name, _ in rows], rotation=20, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return ends
+
+
+def plot_groups(groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: str | Path) -> Path:
+    """One chart comparing groups of runs (``(label, reports of its seeds)``, a baseline among them): clean, mean
+    corruption and adversarial-noise top-1 (mean and worst generator) on one 0-100 axis, and eps* (median l2 norm,
+    not a percentage) on a second panel; bars are the means over seeds, error bars their interval
+    (:func:`seed_interval`). One axis per panel for every group, so that the groups compare by bar height."""
+    everyone = [r for _, reports in groups for r in reports]
+    accuracy = [(n, f) for n, f in GROUP_ACCURACIES if any(not math.isnan(num(f(r))) for r in everyone)]
+    eps = [(f"eps* {d}", lambda r, d=d: eps_value(r, d)[0]) for d in eps_directions(everyone)]
+    eps += [("eps* adv., worst", eps_worst)] if any(not math.isnan(eps_worst(r)) for r in everyone) else []
+    fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
+    axes = fig.subplots(1, 2, width_ratios=[max(len(accuracy), 1), max(len(eps), 1)]) if eps else [fig.add_subplot()]
+    _grouped_bars(axes[0], accuracy, groups)
+    axes[0].set_ylim(0, 101)  # bars start at zero
+    axes[0].set_ylabel("top-1 accuracy (%)")
+    axes[0].set_title("accuracy", fontsize=10)
+    if eps:
+        ends = [v for v in _grouped_bars(axes[1], eps, groups) if not math.isnan(v)]
+        axes[1].set_ylim(0, 1.15 * max(ends, default=1.0) or 1.0)
+        axes[1].set_ylabel("eps* (median l2 norm)")
+        axes[1].set_title("noise needed to flip (eps*)", fontsize=10)
+    if not accuracy and not eps:
+        axes[0].text(0.5, 0.5, "no numbers in these reports", ha="center", va="center", transform=axes[0].transAxes)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="lower center",
+        ncol=min(len(groups), 3),
+        fontsize=9,
+        bbox_to_anchor=(0.5, 1.0),
+        frameon=False,
+    )
+    data = sorted({str(r["data"]) for r in everyone if r.get("data") is not None})
+    fig.suptitle(
+        "comparison: mean over seeds, error bar = seed interval" + (f" ({', '.join(data)})" if data else ""),
+        y=1.12 + 0.05 * ((len(groups) - 1) // 3),
+        fontsize=11,
+    )
+    return _save(fig, path)
+
+
 def _numeric(xs: Sequence[Any]) -> list[float] | None:
     out = [num(x) for x in xs]
     return None if any(math.isnan(v) for v in out) else out
@@ -391,6 +460,7 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
 __all__ = [
     "DPI",
     "plot_corruption_bars",
+    "plot_groups",
     "plot_heatmap",
     "plot_severity_curves",
     "plot_sigma_bands",

@@ -322,6 +322,12 @@ def adversarial_worst(report: Mapping[str, Any]) -> float:
     return num(adv.get("worst", min(per_seed) if per_seed else None))
 
 
+def eps_worst(report: Mapping[str, Any]) -> float:
+    """The smallest median eps* over the adversarial generators (the attacker's view); NaN if none."""
+    per_generator = [v.get("median", NAN) for k, v in eps_star(report).items() if re.fullmatch(r"adversarial_\d+", k)]
+    return min(per_generator) if per_generator else NAN
+
+
 def adversarial(report: Mapping[str, Any]) -> tuple[float, float, float]:
     """``(mean, std, epsilon)`` of the accuracy under adversarial noise; NaNs if not evaluated."""
     adv = report.get("adversarial_noise")
