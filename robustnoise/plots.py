@@ -44,7 +44,7 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -123,7 +123,7 @@ def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_title(_title(report, "accuracy vs severity"), fontsize=11)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_one_severity(
@@ -154,7 +154,7 @@ def _plot_one_severity(
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(_title(report, f"accuracy per corruption (severity {severity})"), fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -212,7 +212,7 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
     clean = metric(report, "clean_top1")
     clean_text = f", clean {clean:.1f}" if not math.isnan(clean) else ""
     ax.set_title(_title(report, f"top-1 accuracy (%) per corruption and severity{clean_text}"), fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_corruption_bars(
@@ -260,7 +260,7 @@ def plot_corruption_bars(
     sub = _subtitle(report)
     title = f"{run_name} vs {base_name}: top-1 per corruption (mean over severities)"
     ax.set_title(title + (f"\n({sub})" if sub else ""), fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 GROUP_ACCURACIES: tuple[tuple[str, Any], ...] = (
@@ -325,7 +325,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path:
         y=1.12 + 0.05 * ((len(groups) - 1) // 3),
         fontsize=11,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _numeric(xs: Sequence[Any]) -> list[float] | None:
@@ -398,7 +398,7 @@ def plot_sweep(
         data = sorted({str(r["data"]) for r in reports if r.get("data") is not None})
         title = f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else "")
     ax.set_title(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: str | Path) -> Path:
@@ -418,7 +418,7 @@ def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], 
     ax.legend(fontsize=9, loc="best")
     data = sorted({str(r["data"]) for _, rs in curves for r in rs if r.get("data") is not None})
     ax.set_title("accuracy under clip(x + sigma n): mean and seed interval" + (f" ({', '.join(data)})" if data else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
@@ -454,7 +454,7 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     ax.set_title("validation accuracy during training: clean and corrupted subset")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 __all__ = [
@@ -466,6 +466,9 @@ __all__ = [
     "plot_sigma_bands",
     "plot_sweep",
     "plot_training_curves",
+    "image_rows",
+    "noise_histogram",
+    "save_figure",
 ]
 
 
@@ -476,41 +479,78 @@ def log_image_file(module: Any, key: str, path: Path) -> None:
             logger.log_image(key=key, images=[str(path)], step=module.global_step)
 
 
-def save_noise_figures(module: Any, name: str, clean: Any, noisy: Any, raw_noise: Any | None = None) -> dict[str, Path]:
-    """ANT restarts: a grid of noise (mid-grey = 0) over noisy images, and per-channel noise histograms (Fig. 3A).
+def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -> Figure:
+    """Images in [0, 1] as labelled rows: ``(row label, tensor N x C x H x W)``, up to ``columns`` per row; a
+    readable size (>= 6 in wide at :data:`DPI`) whatever the image size."""
+    rows = [(label, images) for label, images in rows if len(images)]
+    n = min(columns, max((len(images) for _, images in rows), default=1))
+    cell = max(0.45, 7.5 / n)
+    fig = _figure(1.4 + cell * n, 0.5 + cell * max(len(rows), 1))
+    axes = np.atleast_2d(fig.subplots(max(len(rows), 1), n, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1}))
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+            if c < len(images):
+                image = images[c].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: bool) -> Figure:
+    """Per-channel histograms of per-pixel noise values (Rusak et al. 2020, Fig. 3A) and, for reference, the density of
+    Gaussian noise of the same l2 norm: ``epsilon`` over ``d = C*H*W`` pixels is a std of ``epsilon / sqrt(d)``."""
+    values = values.detach().float().cpu()
+    fig = _figure(6.4, 4.0)
+    ax = fig.add_subplot()
+    colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
+    for c in range(values.shape[1]):
+        label = f"channel {c}" if values.shape[1] > 1 else "generator noise"
+        ax.hist(values[:, c].flatten().numpy(), bins=101, histtype="step", color=colours[c], density=True, label=label)
+    if epsilon is not None and math.isfinite(epsilon):
+        std = epsilon / math.sqrt(values[0].numel())
+        lo, hi = ax.get_xlim()
+        xs = np.linspace(min(lo, -4 * std), max(hi, 4 * std), 400)
+        density = np.exp(-0.5 * (xs / std) ** 2) / (std * math.sqrt(2 * math.pi))
+        ax.plot(xs, density, "--", color="tab:orange", lw=1.5, label=f"Gaussian, same l2 norm (std {std:.3g})")
+    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if clipped else " (before clipping)"))
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save_noise_figures(
+    module: Any,
+    name: str,
+    clean: Any,
+    noisy: Any,
+    raw_noise: Any | None = None,
+    epsilon: float | None = None,
+    replay: tuple[str, Any] | None = None,
+) -> dict[str, Path]:
+    """ANT restarts: labelled rows of clean images, the generator's noise (mid-grey = 0), the noisy images and, when
+    given, ``replay = (label, noisy images)`` of an earlier generator; and the noise histogram
+    (:func:`noise_histogram`).
 
     ``raw_noise`` (the generator's projected noise before clipping to [0, 1]) is what the histogram shows when given:
     the distribution the generator learned, not the clipping's spike at 0. Saved under ``<run>/noise/`` and logged.
     """
-    import torch
-    from torchvision.utils import make_grid, save_image
-
     out = Path(module.trainer.default_root_dir) / "noise"
     out.mkdir(parents=True, exist_ok=True)
     noise = (noisy - clean).float().cpu()
-    shown = (noise / (2 * noise.abs().amax().clamp_min(1e-8)) + 0.5).clamp(0, 1)
-    grid = make_grid(torch.cat([shown, noisy.float().cpu()]), nrow=len(clean), padding=1, pad_value=1.0)
-    grid_path = out / f"{name}_samples.png"
-    save_image(grid, grid_path)
-
-    values = noise if raw_noise is None else raw_noise.float().cpu()
-    fig = _figure(5, 3.2)
-    ax = fig.add_subplot()
-    colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
-    for c in range(values.shape[1]):
-        ax.hist(
-            values[:, c].flatten().numpy(),
-            bins=101,
-            histtype="step",
-            color=colours[c],
-            density=True,
-            label=f"channel {c}",
-        )
-    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if raw_noise is None else " (before clipping)"))
-    ax.set_ylabel("density")
-    ax.set_title(name.replace("_", " "))
-    ax.legend(fontsize=7)
-    hist_path = _save(fig, out / f"{name}_histogram.png")
+    shown = noise / (2 * noise.abs().amax().clamp_min(1e-8)) + 0.5
+    eps = f", eps {epsilon:.3g}" if epsilon is not None else ""
+    rows = [("clean", clean), ("noise\n(grey = 0)", shown), ("generator", noisy)] + ([replay] if replay else [])
+    title = f"ANT {name.replace('_', ' ')}: noise of the new generator{eps}"
+    grid_path = save_figure(image_rows(rows, title), out / f"{name}_samples.png")
+    values = noise if raw_noise is None else raw_noise
+    hist = noise_histogram(values, epsilon, f"ANT {name.replace('_', ' ')}: per-pixel noise", raw_noise is None)
+    hist_path = save_figure(hist, out / f"{name}_histogram.png")
     for key, path in (("noise/samples", grid_path), ("noise/histogram", hist_path)):
         log_image_file(module, key, path)
     return {"samples": grid_path, "histogram": hist_path}
