@@ -31,6 +31,7 @@ from robustnoise.reporting import (
     num,
     run_label,
     seed_interval,
+    severity_label,
     severity_matrix,
     sigma_accuracies,
 )
@@ -153,7 +154,9 @@ def _plot_one_severity(
     ax.set_ylim(0, 101)  # bars start at zero
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(_title(report, f"accuracy per corruption (severity {severity})"), fontsize=11)
+    level = severity_label(report, severity)
+    level = f"severity {severity}" if level.startswith("s") else level
+    ax.set_title(_title(report, f"accuracy per corruption ({level})"), fontsize=11)
     return save_figure(fig, path)
 
 
@@ -178,7 +181,7 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
         with np.errstate(all="ignore"):
             data[-1] = np.nanmean(data[rows], axis=0) if data.size else data[-1]
     row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if bench else [])
-    col_labels = [f"s{s}" for s in severities] + (["mean"] if mean_column else [])
+    col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
 
     fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
     ax = fig.add_subplot()

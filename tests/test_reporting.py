@@ -292,7 +292,7 @@ def test_group_chart_is_one_figure_with_shared_axes_and_eps_apart(tmp_path, monk
         ("ant", [report(85.0, 60.0, 5.0), report(87.0, 64.0, 6.0)]),
     ]
     drawn = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or Path(path))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
     plots.plot_groups(groups, tmp_path / "g.png")
     accuracy, eps = drawn[0].axes
     assert accuracy.get_ylim() == (0, 101) and eps.get_ylim()[0] == 0 and 6.0 < eps.get_ylim()[1] < 8
