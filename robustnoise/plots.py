@@ -274,7 +274,9 @@ GROUP_ACCURACIES: tuple[tuple[str, Any], ...] = (
 )
 
 
-def _grouped_bars(ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tuple[str, Sequence[Any]]]) -> list[float]:
+def _grouped_bars(
+    ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tuple[str, Sequence[Any]]], digits: int
+) -> list[float]:
     """One cluster of bars per row, one bar per group: the mean over its seeds, the interval as an error bar (groups
     of one seed have none). Returns the interval ends (for the axis limits)."""
     width = 0.8 / max(len(groups), 1)
@@ -285,7 +287,8 @@ def _grouped_bars(ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tup
         means = np.array([i.mean for i in intervals])
         err = np.array([[i.mean - i.lo, i.hi - i.mean] if i.n > 1 else [np.nan, np.nan] for i in intervals]).T
         offset = (k - (len(groups) - 1) / 2) * width
-        ax.bar(x + offset, means, width, yerr=err, capsize=3, color=colour, label=f"{label} (n={len(reports)})")
+        bars = ax.bar(x + offset, means, width, yerr=err, capsize=3, color=colour, label=f"{label} (n={len(reports)})")
+        ax.bar_label(bars, [f"{m:.{digits}f}" if math.isfinite(m) else "" for m in means], fontsize=7, padding=2)
         ends += [v for i in intervals for v in (i.lo, i.hi)]
     ax.set_xticks(x, [name for name, _ in rows], rotation=20, ha="right", rotation_mode="anchor", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
@@ -303,12 +306,12 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path:
     eps += [("eps* adv., worst", eps_worst)] if any(not math.isnan(eps_worst(r)) for r in everyone) else []
     fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
     axes = fig.subplots(1, 2, width_ratios=[max(len(accuracy), 1), max(len(eps), 1)]) if eps else [fig.add_subplot()]
-    _grouped_bars(axes[0], accuracy, groups)
+    _grouped_bars(axes[0], accuracy, groups, 1)
     axes[0].set_ylim(0, 101)  # bars start at zero
     axes[0].set_ylabel("top-1 accuracy (%)")
     axes[0].set_title("accuracy", fontsize=10)
     if eps:
-        ends = [v for v in _grouped_bars(axes[1], eps, groups) if not math.isnan(v)]
+        ends = [v for v in _grouped_bars(axes[1], eps, groups, 2) if not math.isnan(v)]
         axes[1].set_ylim(0, 1.15 * max(ends, default=1.0) or 1.0)
         axes[1].set_ylabel("eps* (median l2 norm)")
         axes[1].set_title("noise needed to flip (eps*)", fontsize=10)
