@@ -6,7 +6,8 @@ directories): prints the summary table (one row per run) and the per-corruption 
 
 ``--sweep-key method.sigma`` reads that dotted key from each run's ``.hydra/config.yaml``, orders the runs by it,
 shows it as the first column and draws ``sweep.png`` (accuracy against the swept value, Rusak et al. 2020 Fig. 2).
-``--baseline RUN_DIR`` adds, for every run, ``bars_<run>.png``: its per-corruption accuracy next to the baseline's.
+``--baseline RUN_DIR`` adds the baseline as a row (a group) of every table and draws ``comparison.png``: one chart of
+every group, the baseline among them, with clean, mean corruption, adversarial-noise accuracy and eps*.
 
 Seeds are the unit: runs whose configurations differ only in ``seed`` form a group, and the grouped table shows, per
 number, the mean over the group's seeds with its interval (min–max for fewer than 5 seeds, else the 95 % t confidence
@@ -42,6 +43,7 @@ from robustnoise.reporting import (
     eps_directions,
     eps_star,
     eps_value,
+    eps_worst,
     fmt,
     format_table,
     load_report,
@@ -49,7 +51,6 @@ from robustnoise.reporting import (
     metric,
     num,
     run_label,
-    safe_filename,
     seed_interval,
     separated,
     sigma_accuracies,
@@ -61,6 +62,7 @@ COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
 SWEEP_PNG = "sweep.png"
 SIGMA_SWEEP_PNG = "sigma_sweep.png"
+GROUPS_PNG = "comparison.png"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SEED_KEYS = ("seed",)
@@ -197,14 +199,6 @@ def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -
     return list(zip(labels, groups))
 
 
-def _worst_eps(report: Mapping[str, Any]) -> float:
-    """The smallest median eps* over the adversarial generators (the attacker's view); NaN if none."""
-    per_generator = [
-        v.get("median", math.nan) for k, v in eps_star(report).items() if re.fullmatch(r"adversarial_\d+", k)
-    ]
-    return min(per_generator) if per_generator else math.nan
-
-
 def grouped_rows(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, Any]]:
     """The numbers the grouped table shows: ``(row label, decimals, number of a report)``, rows that some report
     has, in the order clean, mean corruption, sigma sweep, adversarial noise, eps*, attacks, corruptions."""
@@ -216,7 +210,7 @@ def grouped_rows(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, A
     rows.append(("adv. noise top-1, worst", 1, adversarial_worst))
     for direction in eps_directions(reports):
         rows.append((f"eps* {direction}", 2, lambda r, d=direction: eps_value(r, d)[0]))
-    rows.append(("eps* adversarial, worst", 2, _worst_eps))
+    rows.append(("eps* adversarial, worst", 2, eps_worst))
     for name in attack_names(reports):
         rows.append((f"{name} top-1", 1, lambda r, n=name: attack(r, n)[0]))
     main, holdouts = _all_corruptions(reports)
@@ -323,7 +317,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or Hydra multirun directories")
     parser.add_argument("--sweep-key", help="dotted config key to sort and plot the runs by, e.g. method.sigma")
-    parser.add_argument("--baseline", metavar="RUN_DIR", help="draw each run's per-corruption bars next to this run")
+    parser.add_argument(
+        "--baseline", metavar="RUN_DIR", help="add this run to the tables and draw one chart of every group with it"
+    )
     parser.add_argument("--out", metavar="DIR", help="where to write the outputs (default: the runs' common parent)")
     return parser
 
@@ -337,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:  # ValueError: a robustness.json that is not JSON
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if baseline is not None and Path(args.baseline).resolve() not in {d.resolve() for d in run_dirs}:
+        run_dirs, reports = [Path(args.baseline), *run_dirs], [baseline, *reports]  # a row of every table
 
     sweep_values: list[Any] | None = None
     if args.sweep_key:
@@ -355,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     first = (args.sweep_key, [_show(v) for v in sweep_values]) if sweep_values is not None else None
     groups = group_runs(run_dirs, reports)
+    if baseline is not None:
+        base_dir = Path(args.baseline).resolve()
+        groups = [
+            (f"{g} (baseline)" if any(run_dirs[i].resolve() == base_dir for i in idx) else g, idx) for g, idx in groups
+        ]
     grouped = grouped_table(reports, groups)
     summary = summary_table(reports, names, first)
     per_corruption = corruption_comparison(reports, names)
@@ -426,17 +429,11 @@ def _figures(
         except Exception as err:
             print(f"warning: could not draw {out / SWEEP_PNG}: {err}", file=sys.stderr)
     if baseline is not None:
-        base_dir = Path(args.baseline).resolve()
-        base_name = run_label(baseline, "baseline")
-        for i, (report, name, run_dir) in enumerate(zip(reports, names, run_dirs)):
-            if run_dir.resolve() == base_dir:
-                continue
-            file = f"bars_{i:02d}_{safe_filename(name)}.png"
-            try:
-                plots.plot_corruption_bars(report, baseline, out / file, names=(name, base_name))
-                written.append((f"{name} vs {base_name}", file))
-            except Exception as err:
-                print(f"warning: could not draw {out / file}: {err}", file=sys.stderr)
+        try:
+            plots.plot_groups([(label, [reports[i] for i in idx]) for label, idx in groups], out / GROUPS_PNG)
+            written.append(("clean, corruption, adversarial noise and eps* per group, with the baseline", GROUPS_PNG))
+        except Exception as err:
+            print(f"warning: could not draw {out / GROUPS_PNG}: {err}", file=sys.stderr)
     return written
 
 

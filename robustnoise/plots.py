@@ -21,12 +21,17 @@ from matplotlib.figure import Figure
 
 from robustnoise.reporting import (
     adversarial,
+    adversarial_worst,
     corruption_accuracy,
     corruptions,
+    eps_directions,
+    eps_value,
+    eps_worst,
     metric,
     num,
     run_label,
     seed_interval,
+    severity_label,
     severity_matrix,
     sigma_accuracies,
 )
@@ -40,7 +45,7 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -119,7 +124,7 @@ def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_title(_title(report, "accuracy vs severity"), fontsize=11)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_one_severity(
@@ -149,8 +154,10 @@ def _plot_one_severity(
     ax.set_ylim(0, 101)  # bars start at zero
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(_title(report, f"accuracy per corruption (severity {severity})"), fontsize=11)
-    return _save(fig, path)
+    level = severity_label(report, severity)
+    level = f"severity {severity}" if level.startswith("s") else level
+    ax.set_title(_title(report, f"accuracy per corruption ({level})"), fontsize=11)
+    return save_figure(fig, path)
 
 
 def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -174,7 +181,7 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
         with np.errstate(all="ignore"):
             data[-1] = np.nanmean(data[rows], axis=0) if data.size else data[-1]
     row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if bench else [])
-    col_labels = [f"s{s}" for s in severities] + (["mean"] if mean_column else [])
+    col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
 
     fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
     ax = fig.add_subplot()
@@ -208,7 +215,7 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
     clean = metric(report, "clean_top1")
     clean_text = f", clean {clean:.1f}" if not math.isnan(clean) else ""
     ax.set_title(_title(report, f"top-1 accuracy (%) per corruption and severity{clean_text}"), fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_corruption_bars(
@@ -256,7 +263,75 @@ def plot_corruption_bars(
     sub = _subtitle(report)
     title = f"{run_name} vs {base_name}: top-1 per corruption (mean over severities)"
     ax.set_title(title + (f"\n({sub})" if sub else ""), fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+GROUP_ACCURACIES: tuple[tuple[str, Any], ...] = (
+    ("clean", lambda r: metric(r, "clean_top1")),
+    ("mean corruption", lambda r: metric(r, "c_top1")),
+    ("adv. noise, mean", lambda r: adversarial(r)[0]),
+    ("adv. noise, worst", adversarial_worst),
+)
+
+
+def _grouped_bars(
+    ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tuple[str, Sequence[Any]]], digits: int
+) -> list[float]:
+    """One cluster of bars per row, one bar per group: the mean over its seeds, the interval as an error bar (groups
+    of one seed have none). Returns the interval ends (for the axis limits)."""
+    width = 0.8 / max(len(groups), 1)
+    x = np.arange(len(rows))
+    ends: list[float] = []
+    for k, ((label, reports), colour) in enumerate(zip(groups, _colours(len(groups)))):
+        intervals = [seed_interval([value(r) for r in reports]) for _, value in rows]
+        means = np.array([i.mean for i in intervals])
+        err = np.array([[i.mean - i.lo, i.hi - i.mean] if i.n > 1 else [np.nan, np.nan] for i in intervals]).T
+        offset = (k - (len(groups) - 1) / 2) * width
+        bars = ax.bar(x + offset, means, width, yerr=err, capsize=3, color=colour, label=f"{label} (n={len(reports)})")
+        ax.bar_label(bars, [f"{m:.{digits}f}" if math.isfinite(m) else "" for m in means], fontsize=7, padding=2)
+        ends += [v for i in intervals for v in (i.lo, i.hi)]
+    ax.set_xticks(x, [name for name, _ in rows], rotation=20, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return ends
+
+
+def plot_groups(groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: str | Path) -> Path:
+    """One chart comparing groups of runs (``(label, reports of its seeds)``, a baseline among them): clean, mean
+    corruption and adversarial-noise top-1 (mean and worst generator) on one 0-100 axis, and eps* (median l2 norm,
+    not a percentage) on a second panel; bars are the means over seeds, error bars their interval
+    (:func:`seed_interval`). One axis per panel for every group, so that the groups compare by bar height."""
+    everyone = [r for _, reports in groups for r in reports]
+    accuracy = [(n, f) for n, f in GROUP_ACCURACIES if any(not math.isnan(num(f(r))) for r in everyone)]
+    eps = [(f"eps* {d}", lambda r, d=d: eps_value(r, d)[0]) for d in eps_directions(everyone)]
+    eps += [("eps* adv., worst", eps_worst)] if any(not math.isnan(eps_worst(r)) for r in everyone) else []
+    fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
+    axes = fig.subplots(1, 2, width_ratios=[max(len(accuracy), 1), max(len(eps), 1)]) if eps else [fig.add_subplot()]
+    _grouped_bars(axes[0], accuracy, groups, 1)
+    axes[0].set_ylim(0, 101)  # bars start at zero
+    axes[0].set_ylabel("top-1 accuracy (%)")
+    axes[0].set_title("accuracy", fontsize=10)
+    if eps:
+        ends = [v for v in _grouped_bars(axes[1], eps, groups, 2) if not math.isnan(v)]
+        axes[1].set_ylim(0, 1.15 * max(ends, default=1.0) or 1.0)
+        axes[1].set_ylabel("eps* (median l2 norm)")
+        axes[1].set_title("noise needed to flip (eps*)", fontsize=10)
+    if not accuracy and not eps:
+        axes[0].text(0.5, 0.5, "no numbers in these reports", ha="center", va="center", transform=axes[0].transAxes)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="lower center",
+        ncol=min(len(groups), 3),
+        fontsize=9,
+        bbox_to_anchor=(0.5, 1.0),
+        frameon=False,
+    )
+    data = sorted({str(r["data"]) for r in everyone if r.get("data") is not None})
+    fig.suptitle(
+        "comparison: mean over seeds, error bar = seed interval" + (f" ({', '.join(data)})" if data else ""),
+        y=1.12 + 0.05 * ((len(groups) - 1) // 3),
+        fontsize=11,
+    )
+    return save_figure(fig, path)
 
 
 def _numeric(xs: Sequence[Any]) -> list[float] | None:
@@ -329,7 +404,7 @@ def plot_sweep(
         data = sorted({str(r["data"]) for r in reports if r.get("data") is not None})
         title = f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else "")
     ax.set_title(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: str | Path) -> Path:
@@ -349,7 +424,7 @@ def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], 
     ax.legend(fontsize=9, loc="best")
     data = sorted({str(r["data"]) for _, rs in curves for r in rs if r.get("data") is not None})
     ax.set_title("accuracy under clip(x + sigma n): mean and seed interval" + (f" ({', '.join(data)})" if data else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
@@ -385,17 +460,21 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     ax.set_title("validation accuracy during training: clean and corrupted subset")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 __all__ = [
     "DPI",
     "plot_corruption_bars",
+    "plot_groups",
     "plot_heatmap",
     "plot_severity_curves",
     "plot_sigma_bands",
     "plot_sweep",
     "plot_training_curves",
+    "image_rows",
+    "noise_histogram",
+    "save_figure",
 ]
 
 
@@ -406,41 +485,78 @@ def log_image_file(module: Any, key: str, path: Path) -> None:
             logger.log_image(key=key, images=[str(path)], step=module.global_step)
 
 
-def save_noise_figures(module: Any, name: str, clean: Any, noisy: Any, raw_noise: Any | None = None) -> dict[str, Path]:
-    """ANT restarts: a grid of noise (mid-grey = 0) over noisy images, and per-channel noise histograms (Fig. 3A).
+def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -> Figure:
+    """Images in [0, 1] as labelled rows: ``(row label, tensor N x C x H x W)``, up to ``columns`` per row; a
+    readable size (>= 6 in wide at :data:`DPI`) whatever the image size."""
+    rows = [(label, images) for label, images in rows if len(images)]
+    n = min(columns, max((len(images) for _, images in rows), default=1))
+    cell = max(0.45, 7.5 / n)
+    fig = _figure(1.4 + cell * n, 0.5 + cell * max(len(rows), 1))
+    axes = np.atleast_2d(fig.subplots(max(len(rows), 1), n, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1}))
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+            if c < len(images):
+                image = images[c].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: bool) -> Figure:
+    """Per-channel histograms of per-pixel noise values (Rusak et al. 2020, Fig. 3A) and, for reference, the density of
+    Gaussian noise of the same l2 norm: ``epsilon`` over ``d = C*H*W`` pixels is a std of ``epsilon / sqrt(d)``."""
+    values = values.detach().float().cpu()
+    fig = _figure(6.4, 4.0)
+    ax = fig.add_subplot()
+    colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
+    for c in range(values.shape[1]):
+        label = f"channel {c}" if values.shape[1] > 1 else "generator noise"
+        ax.hist(values[:, c].flatten().numpy(), bins=101, histtype="step", color=colours[c], density=True, label=label)
+    if epsilon is not None and math.isfinite(epsilon):
+        std = epsilon / math.sqrt(values[0].numel())
+        lo, hi = ax.get_xlim()
+        xs = np.linspace(min(lo, -4 * std), max(hi, 4 * std), 400)
+        density = np.exp(-0.5 * (xs / std) ** 2) / (std * math.sqrt(2 * math.pi))
+        ax.plot(xs, density, "--", color="tab:orange", lw=1.5, label=f"Gaussian, same l2 norm (std {std:.3g})")
+    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if clipped else " (before clipping)"))
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save_noise_figures(
+    module: Any,
+    name: str,
+    clean: Any,
+    noisy: Any,
+    raw_noise: Any | None = None,
+    epsilon: float | None = None,
+    replay: tuple[str, Any] | None = None,
+) -> dict[str, Path]:
+    """ANT restarts: labelled rows of clean images, the generator's noise (mid-grey = 0), the noisy images and, when
+    given, ``replay = (label, noisy images)`` of an earlier generator; and the noise histogram
+    (:func:`noise_histogram`).
 
     ``raw_noise`` (the generator's projected noise before clipping to [0, 1]) is what the histogram shows when given:
     the distribution the generator learned, not the clipping's spike at 0. Saved under ``<run>/noise/`` and logged.
     """
-    import torch
-    from torchvision.utils import make_grid, save_image
-
     out = Path(module.trainer.default_root_dir) / "noise"
     out.mkdir(parents=True, exist_ok=True)
     noise = (noisy - clean).float().cpu()
-    shown = (noise / (2 * noise.abs().amax().clamp_min(1e-8)) + 0.5).clamp(0, 1)
-    grid = make_grid(torch.cat([shown, noisy.float().cpu()]), nrow=len(clean), padding=1, pad_value=1.0)
-    grid_path = out / f"{name}_samples.png"
-    save_image(grid, grid_path)
-
-    values = noise if raw_noise is None else raw_noise.float().cpu()
-    fig = _figure(5, 3.2)
-    ax = fig.add_subplot()
-    colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
-    for c in range(values.shape[1]):
-        ax.hist(
-            values[:, c].flatten().numpy(),
-            bins=101,
-            histtype="step",
-            color=colours[c],
-            density=True,
-            label=f"channel {c}",
-        )
-    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if raw_noise is None else " (before clipping)"))
-    ax.set_ylabel("density")
-    ax.set_title(name.replace("_", " "))
-    ax.legend(fontsize=7)
-    hist_path = _save(fig, out / f"{name}_histogram.png")
+    shown = noise / (2 * noise.abs().amax().clamp_min(1e-8)) + 0.5
+    eps = f", eps {epsilon:.3g}" if epsilon is not None else ""
+    rows = [("clean", clean), ("noise\n(grey = 0)", shown), ("generator", noisy)] + ([replay] if replay else [])
+    title = f"ANT {name.replace('_', ' ')}: noise of the new generator{eps}"
+    grid_path = save_figure(image_rows(rows, title), out / f"{name}_samples.png")
+    values = noise if raw_noise is None else raw_noise
+    hist = noise_histogram(values, epsilon, f"ANT {name.replace('_', ' ')}: per-pixel noise", raw_noise is None)
+    hist_path = save_figure(hist, out / f"{name}_histogram.png")
     for key, path in (("noise/samples", grid_path), ("noise/histogram", hist_path)):
         log_image_file(module, key, path)
     return {"samples": grid_path, "histogram": hist_path}

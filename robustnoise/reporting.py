@@ -241,6 +241,12 @@ def is_mnist_c(report: Mapping[str, Any]) -> bool:
     return _benchmark(report) == "mnist"
 
 
+def severity_label(report: Mapping[str, Any], severity: int) -> str:
+    """A severity column's label: ``s<severity>``, or ``one level`` for MNIST-C's sets, which have no severities
+    (Mu & Gilmer 2019; keyed ``s1``). A -C set made at a chosen severity keeps that severity."""
+    return "one level" if is_mnist_c(report) and severity == 1 else f"s{severity}"
+
+
 def severity_matrix(report: Mapping[str, Any], field: str = "top1") -> dict[str, dict[int, float]]:
     """``{corruption: {severity: accuracy %}}`` of the report's sets, corruptions in evaluation order."""
     sets = report.get("sets")
@@ -320,6 +326,12 @@ def adversarial_worst(report: Mapping[str, Any]) -> float:
         return NAN
     per_seed = [num(v) for v in adv.get("per_seed") or []]
     return num(adv.get("worst", min(per_seed) if per_seed else None))
+
+
+def eps_worst(report: Mapping[str, Any]) -> float:
+    """The smallest median eps* over the adversarial generators (the attacker's view); NaN if none."""
+    per_generator = [v.get("median", NAN) for k, v in eps_star(report).items() if re.fullmatch(r"adversarial_\d+", k)]
+    return min(per_generator) if per_generator else NAN
 
 
 def adversarial(report: Mapping[str, Any]) -> tuple[float, float, float]:
@@ -578,7 +590,7 @@ def severity_table(report: Mapping[str, Any], field: str = "top1") -> str:
     for name in holdouts:
         row = matrix.get(name, {})
         rows.append([f"{name} (holdout)"] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
-    return markdown_table(["corruption"] + [f"s{s}" for s in severities] + ["mean"], rows)
+    return markdown_table(["corruption"] + [severity_label(report, s) for s in severities] + ["mean"], rows)
 
 
 def format_markdown(report: Mapping[str, Any], images: Sequence[tuple[str, str]] = ()) -> str:

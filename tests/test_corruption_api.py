@@ -202,6 +202,8 @@ def test_make_c_mnist_npy_layout_round_trips(tmp_path, test_split):
         root = out / f"s{severity}"
         sets = released_c_sets("mnistc", root)
         assert [c for c, _, _ in sets] == names
+        assert {s for _, s, _ in sets} == {severity}  # not s1: the sets are at the severity they were made at
+        assert {ds.key for _, _, ds in sets} == {f"{n}/s{severity}" for n in names}
         for name, _, ds in sets:
             assert isinstance(ds, MnistC) and len(ds) == len(x)
             raw = np.load(root / name / "test_images.npy")

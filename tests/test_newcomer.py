@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from robustnoise import plots
+from robustnoise import plots, reporting
 from robustnoise.data import DigitsDataModule
 from robustnoise.evaluate import flat_metrics, summarize
 from robustnoise.methods.ant import MIN_TRAINED_RESTARTS, restart_schedule_warning
@@ -150,7 +150,7 @@ def test_one_mean_c_in_console_loggers_and_report(tmp_path):
 def drawn(monkeypatch):
     """The figures the plot functions save, instead of PNG files."""
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
     return figures
 
 
@@ -167,9 +167,15 @@ def test_single_severity_plots_are_bars_and_a_heatmap_without_a_repeated_mean(dr
     plots.plot_heatmap(report, tmp_path / "h.png")
     bars, heat = drawn[0].axes[0], drawn[1].axes[0]
     assert [round(p.get_height(), 1) for p in bars.patches] == [90.0, 80.0, 70.0, 80.0]  # 3 corruptions + mean
-    assert bars.get_ylim()[0] == 0 and "severity 1" in bars.get_title()
-    assert [t.get_text() for t in heat.get_xticklabels()] == ["s1"]  # no "mean" column repeating it
+    assert bars.get_ylim()[0] == 0 and "one level" in bars.get_title()  # MNIST-C has no severities
+    assert [t.get_text() for t in heat.get_xticklabels()] == ["one level"]  # no "mean" column repeating it
     assert heat.images[0].get_clim() == (0.0, 100.0)  # the same colour scale for every run
+    at5 = {**report, "sets": {k.replace("/s1", "/s5"): v for k, v in report["sets"].items()}}  # make_c at severity 5
+    plots.plot_severity_curves(at5, tmp_path / "s5.png")
+    plots.plot_heatmap(at5, tmp_path / "h5.png")
+    assert "severity 5" in drawn[2].axes[0].get_title()
+    assert [t.get_text() for t in drawn[3].axes[0].get_xticklabels()] == ["s5"]
+    assert "| one level |" in reporting.severity_table(report) and "|   s5 |" in reporting.severity_table(at5)
 
 
 def test_accuracy_axes_do_not_magnify_a_one_image_difference(drawn, tmp_path):

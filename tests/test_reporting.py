@@ -254,9 +254,13 @@ def test_cli_baseline_default_out_and_exit_codes(tmp_path, capsys):
     run = make_run(tmp_path, "gnt", accuracies(72.0, 3.0, ALL[:2]), {"method": "gnt", "run_name": "gnt"})
     assert compare.main([str(base), str(run), "--baseline", str(base)]) == 0
     assert (tmp_path / "comparison.md").is_file() and (tmp_path / "comparison.csv").is_file()
-    assert sorted(p.name for p in tmp_path.glob("bars_*.png")) == ["bars_01_gnt.png"]  # none for the baseline itself
-    _pixels(tmp_path / "bars_01_gnt.png")
+    assert [p.name for p in tmp_path.glob("*.png")] == ["comparison.png"]  # one chart, not one per run
+    _pixels(tmp_path / "comparison.png")
     assert len((tmp_path / "comparison.csv").read_text().splitlines()) == 3
+    out = tmp_path / "cmp"
+    assert compare.main([str(run), "--baseline", str(base), "--out", str(out)]) == 0  # baseline not among the runs
+    assert [r.split(",")[0] for r in (out / "comparison.csv").read_text().splitlines()[1:]] == ["vanilla", "gnt"]
+    assert "vanilla (baseline)" in (out / "comparison.md").read_text()
     capsys.readouterr()
 
     empty = tmp_path / "not_evaluated"
@@ -269,3 +273,32 @@ def test_cli_baseline_default_out_and_exit_codes(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         compare.main([])
     assert exc.value.code == 2
+
+
+def test_group_chart_is_one_figure_with_shared_axes_and_eps_apart(tmp_path, monkeypatch):
+    def report(clean: float, adv: float, eps: float) -> dict:
+        acc = accuracies(clean, 2.0, ALL[:2])
+        noise = {"epsilon": 1.0, "mean": adv, "std": 0.0, "worst": adv - 3}
+        return {
+            "run_name": "r",
+            **reporting.summarize(acc),
+            "sets": acc,
+            "adversarial_noise": noise,
+            "eps_star": {"gaussian": {"median": eps}},
+        }
+
+    groups = [
+        ("vanilla (baseline)", [report(90.0, 10.0, 2.0)]),
+        ("ant", [report(85.0, 60.0, 5.0), report(87.0, 64.0, 6.0)]),
+    ]
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    plots.plot_groups(groups, tmp_path / "g.png")
+    accuracy, eps = drawn[0].axes
+    assert accuracy.get_ylim() == (0, 101) and eps.get_ylim()[0] == 0 and 6.0 < eps.get_ylim()[1] < 8
+    labels = [t.get_text() for t in accuracy.get_xticklabels()]
+    assert labels == ["clean", "mean corruption", "adv. noise, mean", "adv. noise, worst"]
+    heights = [[p.get_height() for p in c] for c in accuracy.containers if hasattr(c, "patches")]
+    assert heights[0][0] == 90.0 and heights[1][2] == pytest.approx(62.0)  # the baseline, then the group's mean
+    assert [t.get_text() for t in eps.get_xticklabels()] == ["eps* gaussian"]
+    assert "n=2" in " ".join(t.get_text() for t in drawn[0].legends[0].get_texts())

@@ -419,6 +419,11 @@ class _CifarWriter(_NpyArrays):
         return {"kind": variant, "root": str(self.out), "kwargs": {}, "note": note.strip()}
 
 
+MNIST_SEVERITY_FILE = "severity.txt"
+"""The severity of the sets in an MNIST-layout root (one level per root), read by ``robustnoise.data.released_c``;
+the released MNIST-C has none (one level, keyed ``s1``)."""
+
+
 class _MnistWriter(_NpyArrays):
     """``<root>/<corruption>/test_{images,labels}.npy``; ``root`` is ``<out>`` or, for several severities,
     ``<out>/s<severity>``."""
@@ -440,6 +445,8 @@ class _MnistWriter(_NpyArrays):
             folder = self.roots[severity] / name
             self.by_set[(name, severity)] = self._open(folder / "test_images.npy", (num_images, *shape))
             self._labels[folder / "test_labels.npy"] = self.labels_array
+        for severity, root in self.roots.items():  # else the reader keys the sets s1 whatever they were made at
+            (root / MNIST_SEVERITY_FILE).write_text(f"{severity}\n")
 
     def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
         self.labels_array[index] = labels
@@ -449,7 +456,7 @@ class _MnistWriter(_NpyArrays):
 
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
         roots = {int(s): str(r) for s, r in self.roots.items()}
-        note = "one MNIST-C root per severity (MnistC keys every set s1)" if len(roots) > 1 else ""
+        note = "one MNIST-C root per severity" if len(roots) > 1 else ""
         return {
             "kind": "mnistc",
             "root": roots[min(roots)] if len(roots) == 1 else None,

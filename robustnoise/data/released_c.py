@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from robustnoise.corruptions.make_c import MNIST_SEVERITY_FILE
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, SEVERITIES, check_severity
 from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
 from robustnoise.utils.errors import DatasetNotFoundError, RobustnoiseError
@@ -301,11 +302,17 @@ class CifarC(_NpyImages):
         return f"{self.corruption}/s{self.severity}"
 
 
+def mnist_c_severity(root: str | Path) -> int:
+    """The severity of the sets under an MNIST-layout ``root``: its :data:`MNIST_SEVERITY_FILE`, else 1 (MNIST-C)."""
+    path = Path(root) / MNIST_SEVERITY_FILE
+    return check_severity(int(path.read_text().strip())) if path.is_file() else 1
+
+
 class MnistC(_NpyImages):
-    """One MNIST-C corruption (a single fixed severity, keyed ``s1``), split ``test`` (10000) or ``train`` (60000)."""
+    """One MNIST-C corruption (a single fixed level, keyed ``s1``; a ``task=make_c`` root at a chosen severity of a
+    5-level preset is keyed with that severity, see :data:`MNIST_SEVERITY_FILE`), split ``test`` or ``train``."""
 
     name = "MNIST-C"
-    severity = 1
     layout = (
         "<root>/<corruption>/{train,test}_{images,labels}.npy with images uint8 (N, 28, 28, 1), "
         "for the 15 corruptions and identity"
@@ -319,6 +326,7 @@ class MnistC(_NpyImages):
         self.split = split
         if not self.root.is_dir():
             raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
+        self.severity = mnist_c_severity(self.root)
         folder = self.root / self.corruption
         if not folder.is_dir():
             found = ", ".join(n for n, _ in available_sets("mnistc", self.root)) or "none"
@@ -561,7 +569,8 @@ def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
         return [(c, s) for c in _ordered(stems, ALL_CORRUPTIONS) for s in SEVERITIES]
     if kind == "mnistc":
         names = [d for d in _subdirs(root) if (root / d / "test_images.npy").is_file()]
-        return [(c, 1) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *MNIST_C_LEFTOVERS))]
+        level = mnist_c_severity(root)
+        return [(c, level) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *MNIST_C_LEFTOVERS))]
     sets = []
     for corruption in _ordered(_subdirs(root), ALL_CORRUPTIONS):
         sets.extend((corruption, s) for s in SEVERITIES if (root / corruption / str(s)).is_dir())
@@ -578,8 +587,9 @@ def released_c_dataset(kind: str, root: str | Path, corruption: str, severity: i
         kwargs.setdefault("variant", "cifar100")
         return CifarC(root, corruption, severity, **kwargs)
     if kind == "mnistc":
-        if check_severity(severity) != 1:
-            raise RobustnoiseError(f"MNIST-C has one severity per corruption (key s1), got severity {severity}")
+        level = mnist_c_severity(root) if Path(root).is_dir() else 1
+        if check_severity(severity) != level:
+            raise RobustnoiseError(f"{root} has one severity per corruption (key s{level}), got severity {severity}")
         return MnistC(root, corruption, **kwargs)
     cls = ImageNetC if kind == "imagenetc" else TinyImageNetC
     return cls(root, corruption, severity, **kwargs)
@@ -609,9 +619,10 @@ def released_c_sets(
                 f"no {kind} corruption sets found under {root}; expected layout: {_layout(kind)}"
             )
     wanted = None if severities is None else [check_severity(s) for s in severities]
-    if kind == "mnistc" and wanted is not None and wanted != [1]:
-        warnings.warn(f"MNIST-C has one severity per corruption; ignoring severities {wanted}", stacklevel=2)
-        wanted = [1]
+    level = mnist_c_severity(root) if kind == "mnistc" and root.is_dir() else 1
+    if kind == "mnistc" and wanted is not None and wanted != [level]:
+        warnings.warn(f"{root} has one severity per corruption ({level}); ignoring severities {wanted}", stacklevel=2)
+        wanted = [level]
     sets = []
     for corruption in corruptions:
         levels = wanted if wanted is not None else [s for c, s in present if c == corruption] or list(SEVERITIES[:1])
@@ -637,6 +648,7 @@ __all__ = [
     "CIFAR10C_MD5",
     "MNIST_C_CORRUPTIONS",
     "MNIST_C_LEFTOVERS",
+    "MNIST_SEVERITY_FILE",
     "RELEASED_C_KINDS",
     "CifarC",
     "ImageNetC",
@@ -645,6 +657,7 @@ __all__ = [
     "available_sets",
     "check_matches_clean",
     "file_md5",
+    "mnist_c_severity",
     "released_c_dataset",
     "released_c_sets",
 ]

@@ -277,7 +277,14 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             self.restart()
         noise_loss, noise_acc = self.generator_step(x, y)  # (a)
         x_mix, y_mix = self.mixed_batch(x, y, stylized)  # (b)
-        self.save_batch_grid(x_mix)
+        if not self._grid_saved:
+            counts = self.batch_counts(len(x), self.replay_active(), 0 if stylized is None else len(stylized[0]))
+            shown = ("clean", "stylized", "current")
+            parts = [
+                *zip(("clean", "stylized", "generator"), map(counts.get, shown)),
+                ("replay", sum(counts["replay"])),
+            ]
+            self.save_batch_grid(x_mix, parts)
         loss = self.classifier_step(x_mix, y_mix)  # (c)
         self.iteration += 1
         self._after_iteration(noise_acc)
@@ -429,7 +436,16 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
         delta = self.generator(x)
         raw = clipping_aware_scale(x, delta, self.epsilon) * delta
-        save_noise_figures(self, name, x, (x + raw).clamp(0, 1), raw_noise=raw)
+        older = [s for s in self.pool if s["restart"] != int(self.restarts)]
+        replay = None
+        if older:  # the newest earlier generator, on its own latent draw (the global RNG stays where it was)
+            gen = torch.Generator(device=x.device).manual_seed(0)
+            params = {k: v.to(x.device) for k, v in older[-1]["params"].items()}
+            delta = functional_call(self.generator, params, (x,), {"generator": gen})
+            scaled = clipping_aware_scale(x, delta, older[-1]["epsilon"]) * delta
+            replay = (f"replay\n(restart {older[-1]['restart']})", (x + scaled).clamp(0, 1))
+        noisy = (x + raw).clamp(0, 1)
+        save_noise_figures(self, name, x, noisy, raw_noise=raw, epsilon=float(self.epsilon), replay=replay)
 
     # --------------------------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

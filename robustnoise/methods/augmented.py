@@ -146,7 +146,11 @@ class AugmentedTraining(RobustClassifierModule):
         if start < len(x):
             x = torch.cat([x[:start], self.adversarial_stage(x[start:], y[start:])])
         views = self.augmix_views(x)
-        self.save_batch_grid(views[-1])
+        if self.augmix is None:
+            self.save_batch_grid(x)
+        else:
+            n = min(8, len(x))
+            self.save_batch_grid(torch.cat([x[:n], views[-1][:n]]), [("before AugMix", n), ("AugMix", n)])
         loss = self.classifier_step(torch.cat(views), y, self.pipeline_loss)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         return loss

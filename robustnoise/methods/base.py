@@ -7,7 +7,7 @@ either overrides :meth:`perturb_batch` (GNT, Speckle: what the classifier trains
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,20 +151,29 @@ class RobustClassifierModule(pl.LightningModule):
             return []
         return schedulers if isinstance(schedulers, list) else [schedulers]
 
-    def save_batch_grid(self, images: Tensor, name: str = "train_batch") -> None:
-        """Save (and log) one grid of what the classifier trains on, once per run, from rank zero."""
+    def save_batch_grid(self, images: Tensor, parts: Sequence[tuple[str, int]] | None = None) -> None:
+        """Save (and log) one figure of what the classifier trains on, once per run, from rank zero: a labelled row
+        per ``(label, count)`` consecutive part of the batch, up to 8 images each (default: the clean part and the
+        perturbed rest)."""
         if self._grid_saved or not self.trainer.is_global_zero:
             return
         self._grid_saved = True
-        from torchvision.utils import make_grid, save_image
+        from robustnoise.plots import image_rows, log_image_file, save_figure
 
-        grid = make_grid(images[:64].detach().float().cpu(), nrow=8, padding=1, pad_value=1.0)
-        path = Path(self.trainer.default_root_dir) / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key=f"images/{name}", images=[grid], step=self.global_step)
+        if parts is None:
+            k = (
+                self.num_clean(len(images))
+                if type(self).perturb_batch is not RobustClassifierModule.perturb_batch
+                else len(images)
+            )
+            parts = [("clean", k), ("perturbed", len(images) - k)]
+        rows, start = [], 0
+        for label, count in parts:
+            rows.append((f"{label}\n({count})", images[start : start + min(count, 8)]))
+            start += count
+        title = f"{type(self).__name__}: a training batch as the classifier sees it"
+        path = save_figure(image_rows(rows, title, columns=8), Path(self.trainer.default_root_dir) / "train_batch.png")
+        log_image_file(self, "images/train_batch", path)
 
     # ------------------------------------------------------------------------------------- validation / test
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
