@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run the benchmarks and print their tables (ratios against same-run baselines).
 
 The common options (``--device``, ``--precision``, ``--threads``, ``--repeats``) go to the training and evaluation
-benchmarks; ``corruptions`` and ``val_c_cost`` run with their own defaults (see their ``--help``).
+benchmarks; ``corruptions`` runs with its own defaults (see their ``--help``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import importlib
 
 from benchmarks.common import parser, quiet_lightning
 
-COMMON = ["ant_iteration", "ada_iteration", "eval_throughput"]  # take the common options
-OWN = ["corruptions", "val_c_cost"]
+COMMON = ["ant_iteration", "ada_iteration", "eval_throughput", "val_c_cost"]  # take the common options
+OWN = ["corruptions"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,6 @@ from robustnoise.corruptions.presets import (
     check_severity,
 )
 from robustnoise.corruptions.transforms import image_seeds
-from robustnoise.evaluate import to_uint8_grid
 from robustnoise.utils.errors import ConfigError
 
 MAX_DEFAULT_CORRUPTIONS = 4
@@ -78,9 +77,7 @@ class CorruptedValidation(Callback):
         index = torch.arange(n)
         self.images = torch.stack(
             [
-                to_uint8_grid(corrupt(x, c, s, self.preset, image_seeds(self.seed, index, c, s)))
-                .mul(255)
-                .to(torch.uint8)
+                corrupt(x, c, s, self.preset, image_seeds(self.seed, index, c, s)).mul(255).round_().to(torch.uint8)
                 for c, s in self.sets
             ]
         )
