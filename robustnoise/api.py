@@ -176,8 +176,6 @@ def evaluate_robustness(
             "run_name": name,
             "model": type(model).__name__,
             "data": datamodule.name,
-            "benchmark": ev.get("benchmark", "generated"),
-            "preset": ev.preset if list(ev.corruptions) else None,
             "seed": None,  # no training seed: the model comes from outside
         }
         meta = evaluation_meta(ev, suite, model, datamodule, meta)

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytorch_lightning as pl
 import torch
@@ -47,6 +42,7 @@ from robustnoise.utils.resume import (
     reuse_wandb_id,
     saved_hparams,
 )
+from robustnoise.utils.wandb_mode import finish_wandb, prepare_loggers
 
 log = logging.getLogger("robustnoise")
 
@@ -108,7 +104,7 @@ def _run_task(cfg: DictConfig) -> dict[str, Any]:
             f"unknown task {cfg.task!r}: use task=train, task=eval, task=make_c, task=stylize or task=pretrain_edsr"
         )
     finally:
-        _finish_wandb()
+        finish_wandb()
 
 
 CONFIG_TREE_ORDER = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
@@ -155,7 +151,7 @@ def build_method(cfg: DictConfig, datamodule: ClassificationDataModule, **overri
 def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks: list | None = None) -> pl.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks")) if with_callbacks else []
     callbacks += extra_callbacks or []
-    loggers = instantiate_dict(_prepare_loggers(cfg))
+    loggers = instantiate_dict(prepare_loggers(cfg))
     if not loggers:  # nothing to monitor learning rates into (logger=none, debug=fdr)
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
@@ -276,8 +272,6 @@ def evaluate_robustness(
         "run_name": cfg.run_name,
         "model": cfg.model.name,
         "data": datamodule.name,
-        "benchmark": ev.get("benchmark", "generated"),
-        "preset": ev.preset if list(ev.corruptions) else None,
         "seed": cfg.get("seed"),
     }
     report: dict[str, Any] = {}
@@ -325,9 +319,10 @@ def evaluation_meta(
     datamodule: ClassificationDataModule,
     meta: dict[str, Any],
 ) -> dict[str, Any]:
-    """``meta`` plus what the report holds beyond the accuracies: the benchmark's metrics, the adversarial-noise
-    results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
-    meta = dict(meta)
+    """``meta`` (who was evaluated) plus what the report holds beyond the accuracies: the benchmark and preset, its
+    metrics, the adversarial-noise results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
+    preset = ev.preset if list(ev.corruptions) else None
+    meta = {**meta, "benchmark": ev.get("benchmark", "generated"), "preset": preset}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
         meta["metrics"] = robustness_summary(suite.accuracies(), benchmark=meta["benchmark"])
@@ -398,63 +393,6 @@ def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule)
     return released_c_sets(cfg.kind, cfg.root, corruptions, severities, **kwargs)
 
 
-def _prepare_loggers(cfg: DictConfig) -> DictConfig | None:
-    """W&B without an account or without a reachable server logs offline and never prompts or waits.
-
-    ``WANDB_MODE`` (online / offline / disabled) and ``logger.wandb.offline=true`` are obeyed as given; otherwise a
-    2-second TCP connect to the server (``WANDB_BASE_URL``, default api.wandb.ai, or the HTTPS proxy) decides: an API
-    key on a node without network would otherwise wait ~2 minutes and then crash before training.
-    """
-    loggers = cfg.get("logger")
-    if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
-        return loggers
-    reason = None if _wandb_credentials() else "no W&B credentials found"
-    if reason is None:
-        host, port = _wandb_endpoint()
-        if not _reachable(host, port):
-            reason = f"W&B server {host}:{port} not reachable within {PROBE_TIMEOUT:g} s"
-    if reason:
-        os.environ["WANDB_MODE"] = "offline"
-        log.warning("%s: logging W&B offline (upload later with `wandb sync`)", reason)
-    return loggers
-
-
-PROBE_TIMEOUT = 2.0
-
-
-def _wandb_endpoint() -> tuple[str, int]:
-    """Host and port a W&B run connects to first: the HTTPS proxy if one is set, else the server."""
-    url = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
-    proxy = urllib.request.getproxies().get(url.scheme)
-    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
-        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-
-
-def _reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    """A TCP connection opens within ``timeout`` seconds (name lookup included, which has no timeout of its own)."""
-    result: list[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result)
-
-
-def _wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return netrc.is_file() and "wandb" in netrc.read_text(errors="ignore")
-
-
 def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -> None:
     """``training_curves.png``: clean and corrupted validation accuracy per epoch, from the CSV logger's file."""
     if not trainer.is_global_zero:
@@ -482,12 +420,3 @@ def _log_tables(trainer: pl.Trainer, accuracies: dict[str, dict[str, float]]) ->
     for logger in trainer.loggers:
         if hasattr(logger, "log_table"):
             logger.log_table(key="test_c/table", columns=["set", "top1", "top5", "n"], data=rows)
-
-
-def _finish_wandb() -> None:
-    """Close the W&B run so the next job of a multirun gets its own."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()

@@ -292,7 +292,8 @@ def test_empty_corruption_list_says_clean_only(make_cfg, caplog):
 def test_wandb_probe_endpoint_and_reachability(monkeypatch):
     import socket
 
-    from robustnoise.train import _reachable, _wandb_endpoint
+    from robustnoise.utils.wandb_mode import reachable as _reachable
+    from robustnoise.utils.wandb_mode import wandb_endpoint as _wandb_endpoint
 
     for key in ("WANDB_BASE_URL", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(key, raising=False)

@@ -160,12 +160,8 @@ class RobustClassifierModule(pl.LightningModule):
         self._grid_saved = True
         from robustnoise.plots import image_rows, log_image_file, save_figure
 
-        if parts is None:
-            k = (
-                self.num_clean(len(images))
-                if type(self).perturb_batch is not RobustClassifierModule.perturb_batch
-                else len(images)
-            )
+        if parts is None:  # vanilla's p_clean is 1: all clean (an empty part draws no row)
+            k = self.num_clean(len(images))
             parts = [("clean", k), ("perturbed", len(images) - k)]
         rows, start = [], 0
         for label, count in parts:
