@@ -278,13 +278,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         noise_loss, noise_acc = self.generator_step(x, y)  # (a)
         x_mix, y_mix = self.mixed_batch(x, y, stylized)  # (b)
         if not self._grid_saved:
-            counts = self.batch_counts(len(x), self.replay_active(), 0 if stylized is None else len(stylized[0]))
-            shown = ("clean", "stylized", "current")
-            parts = [
-                *zip(("clean", "stylized", "generator"), map(counts.get, shown)),
-                ("replay", sum(counts["replay"])),
-            ]
-            self.save_batch_grid(x_mix, parts)
+            self.save_batch_grid(x_mix, self._batch_parts(len(x), stylized))
         loss = self.classifier_step(x_mix, y_mix)  # (c)
         self.iteration += 1
         self._after_iteration(noise_acc)
@@ -318,6 +312,12 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             error = 1.0 - self.trainer.strategy.reduce(noise_acc.detach(), reduce_op="mean")
             direction = 1.0 if float(error) < float(adaptive["target_error"]) else -1.0
             self.epsilon.mul_(1.0 + direction * float(adaptive["rate"]))
+
+    def _batch_parts(self, batch_size: int, stylized: Any) -> list[tuple[str, int]]:
+        """The labelled parts of :meth:`mixed_batch`'s output, for the training-batch figure."""
+        counts = self.batch_counts(batch_size, self.replay_active(), 0 if stylized is None else len(stylized[0]))
+        return [("clean", counts["clean"]), ("stylized", counts["stylized"]), ("generator", counts["current"]),
+                ("replay", sum(counts["replay"]))]  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- restarts
     def restart_interval(self) -> int:
