@@ -16,14 +16,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, CORRUPTION_GROUPS
 from robustnoise.data import ClassificationDataModule
 from robustnoise.evaluate import summarize
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.methods.configs import CONF_DIR, method_from_yaml
+from robustnoise.methods.configs import compose_config, method_from_yaml
 from robustnoise.reporting import format_markdown, format_table, write_report
 from robustnoise.train import adversarial_generators, corruption_suite, evaluation_meta
 from robustnoise.utils import resolvers  # noqa: F401  (registers the rn.* resolvers the configs use)
@@ -39,18 +39,6 @@ CORRUPTION_SETS: dict[str, tuple[str, ...]] = {
 
 RELEASED_KIND = {"cifar10": "cifar10c", "cifar100": "cifar100c", "mnist": "mnistc", "digits": "mnistc"}
 RELEASED_KIND |= {"imagenet": "imagenetc", "tiny_imagenet": "tinyimagenetc"}
-
-
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """``conf/train.yaml`` composed with command-line style ``overrides`` (what ``run.py`` would see)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 def load_data(name: str = "digits", **overrides: Any) -> ClassificationDataModule:

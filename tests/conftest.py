@@ -13,11 +13,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
 import robustnoise.utils.resolvers  # noqa: E402,F401
+from robustnoise.methods.configs import compose_config as package_compose_config  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -27,15 +26,12 @@ CONF_DIR = ROOT / "conf"
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose ``conf/train.yaml`` like ``run.py`` would, with a temporary output dir and CPU-only trainer."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["trainer=cpu", "logger=none", *overrides])
+    cfg = package_compose_config(["trainer=cpu", "logger=none", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")
         cfg.paths.data_dir = str(output_dir / "data")
         cfg.trainer.enable_model_summary = False
-    GlobalHydra.instance().clear()
     return cfg
 
 

@@ -5,6 +5,7 @@ The YAML is the single source of every default: the constructors have none, so a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,23 @@ from robustnoise.methods.base import RobustClassifierModule
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-@cache
-def method_config(name: str) -> DictConfig:
-    """``conf/method/<name>.yaml`` composed by Hydra (its defaults list included), read-only."""
+def compose_config(overrides: Sequence[str] = (), config_name: str | None = "train") -> DictConfig:
+    """``conf/<config_name>.yaml`` (or no primary config) composed by Hydra with command-line style ``overrides``:
+    what ``run.py`` would see, outside a Hydra app."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        node = compose(overrides=[f"+method={name}"]).method
+        cfg = compose(config_name, overrides=list(overrides))
     GlobalHydra.instance().clear()
+    return cfg
+
+
+@cache
+def method_config(name: str) -> DictConfig:
+    """``conf/method/<name>.yaml`` composed by Hydra (its defaults list included), read-only."""
+    node = compose_config([f"+method={name}"], config_name=None).method
     OmegaConf.set_readonly(node, True)
     return node
 
