@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import configure, interleaved, parser, table
-from robustnoise.callbacks import CorruptedValidation, default_corruptions
 from robustnoise.corruptions.presets import MNIST_C_CORRUPTIONS
 from robustnoise.data import DigitsDataModule
 from robustnoise.models import create_model
+from robustnoise.training.corrupted_validation import CorruptedValidation, default_corruptions
 
 
 def run(args) -> str:

@@ -21,10 +21,10 @@ from torch import nn
 
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, CORRUPTION_GROUPS
 from robustnoise.data import ClassificationDataModule
-from robustnoise.evaluate import summarize
+from robustnoise.eval.suite import summarize
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.configs import compose_config, method_from_yaml
-from robustnoise.reporting import format_markdown, format_table, write_report
+from robustnoise.report.reporting import format_markdown, format_table, write_report
 from robustnoise.train import adversarial_generators, corruption_suite, evaluation_meta
 from robustnoise.utils import resolvers  # noqa: F401  (registers the rn.* resolvers the configs use)
 from robustnoise.utils.errors import ConfigError

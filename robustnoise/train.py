@@ -17,19 +17,19 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from robustnoise.attacks import ATTACKS, robust_accuracy
-from robustnoise.callbacks import corrupted_validation
 from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
 from robustnoise.data.released_c import check_matches_clean, released_c_sets
-from robustnoise.evaluate import CorruptionSuite
+from robustnoise.eval.attacks import ATTACKS, robust_accuracy
+from robustnoise.eval.suite import CorruptionSuite
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.plots import log_image_file, plot_training_curves
-from robustnoise.reporting import format_table, write_report
+from robustnoise.report.plots import log_image_file, plot_training_curves
+from robustnoise.report.reporting import format_table, write_report
+from robustnoise.training.corrupted_validation import corrupted_validation
 from robustnoise.utils import launch
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
 from robustnoise.utils.errors import ConfigError, RobustnoiseError

@@ -20,11 +20,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from robustnoise.data import DigitsDataModule
+from robustnoise.eval.eps_star import lower_median, minimal_perturbation
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.noise import project_to_sphere
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.noise.eps_star import lower_median, minimal_perturbation
 
 SIZE = 16
 SEEDS = (0, 1)

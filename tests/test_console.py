@@ -106,7 +106,7 @@ def test_offline_wandb_run_is_named_and_grouped_by_experiment(make_cfg, monkeypa
 def test_sweep_figures_and_table_go_to_a_wandb_run_in_the_jobs_group(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from robustnoise.sweep import log_sweep_to_wandb
+    from robustnoise.report.sweep import log_sweep_to_wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     Figure().savefig(tmp_path / "sweep.png")

@@ -29,7 +29,7 @@ from robustnoise.corruptions.fidelity import quantize_uint8_truncate, release_fi
 from robustnoise.corruptions.make_c import usable_class_names, write_c
 from robustnoise.data import ClassificationDataModule, DigitsDataModule
 from robustnoise.data.released_c import CifarC, ImageNetC, MnistC, released_c_sets
-from robustnoise.evaluate import CorruptionSuite, EvalSet
+from robustnoise.eval.suite import CorruptionSuite, EvalSet
 from robustnoise.train import run
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from tests.conftest import assert_images_close, assert_quantized_close, compose_config

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustnoise.callbacks import CorruptedValidation, default_corruptions
 from robustnoise.data import DigitsDataModule
 from robustnoise.train import run
+from robustnoise.training.corrupted_validation import CorruptedValidation, default_corruptions
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
 QUICK = [

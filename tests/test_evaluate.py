@@ -8,8 +8,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from robustnoise.data import DigitsDataModule, IndexedDataset
-from robustnoise.evaluate import CorruptionSuite, summarize, to_uint8_grid
-from robustnoise.reporting import format_table, load_report, write_report
+from robustnoise.eval.suite import CorruptionSuite, summarize, to_uint8_grid
+from robustnoise.report.reporting import format_table, load_report, write_report
 
 
 class NoiseLevelOracle(nn.Module):

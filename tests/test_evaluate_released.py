@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from robustnoise.data import IndexedDataset
 from robustnoise.data.released_c import released_c_sets
-from robustnoise.evaluate import CorruptionSuite
+from robustnoise.eval.suite import CorruptionSuite
 from robustnoise.train import run
 
 N = 12  # test images per severity

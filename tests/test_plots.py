@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from robustnoise import plots
+from robustnoise.report import plots
 
 
 def test_image_rows_are_labelled_titled_and_readable():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from robustnoise import compare, plots, reporting
 from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, HOLDOUT_CORRUPTIONS
 from robustnoise.metrics import robustness_summary
-from robustnoise.reporting import format_markdown, load_report, write_report
+from robustnoise.report import compare, plots, reporting
+from robustnoise.report.reporting import format_markdown, load_report, write_report
 
 ALL = BENCHMARK_CORRUPTIONS + HOLDOUT_CORRUPTIONS
 
@@ -207,7 +207,7 @@ def test_write_report_figures_baseline_and_failures(tmp_path, monkeypatch, caplo
 
     monkeypatch.setattr(plots, "plot_heatmap", broken)
     out = tmp_path / "broken"
-    with caplog.at_level(logging.WARNING, logger="robustnoise.reporting"):
+    with caplog.at_level(logging.WARNING, logger="robustnoise.report.reporting"):
         report = write_report(acc, out, {"run_name": "gnt"}, baseline=tmp_path / "missing")
     assert report["clean_top1"] == 75.0 and (out / "robustness.json").is_file()
     assert (out / "severity_curves.png").is_file() and not (out / "heatmap.png").exists()

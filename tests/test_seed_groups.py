@@ -11,11 +11,11 @@ import torch
 import yaml
 from torch.utils.data import TensorDataset
 
-from robustnoise import compare
 from robustnoise.corruptions import sample_seeds
 from robustnoise.data import IndexedDataset
-from robustnoise.evaluate import CorruptionSuite, gaussian_noise_images
-from robustnoise.reporting import REPORT_JSON, Interval, seed_interval, separated
+from robustnoise.eval.suite import CorruptionSuite, gaussian_noise_images
+from robustnoise.report import compare
+from robustnoise.report.reporting import REPORT_JSON, Interval, seed_interval, separated
 
 
 def _run(root: Path, name: str, method: str, seed: int, clean: float, sigma: dict[str, float] | None = None) -> Path:
@@ -149,7 +149,7 @@ def test_each_dataset_evaluates_with_the_preset_of_its_size(make_cfg, overrides,
 
 
 def test_a_sweep_over_seeds_is_not_plotted_against_the_seed(tmp_path):
-    from robustnoise.sweep import plot_key
+    from robustnoise.report.sweep import plot_key
 
     dirs = [_run(tmp_path, str(k), m, s, 90.0) for k, (m, s) in enumerate([("vanilla", 0), ("gnt", 0), ("gnt", 1)])]
     assert plot_key(dirs, ["seed", "method"]) == "method.name"

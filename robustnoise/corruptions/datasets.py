@@ -3,7 +3,7 @@
 Items are ordered like the released files: corruption-major, then severity, then image index (CIFAR-10-C stacks the
 severities of one corruption as row blocks in the same way). Image ``i`` under (corruption, severity) is corrupted with
 the per-image seed ``sample_seeds(seed, i, corruption_id(corruption), severity)``, exactly as
-:meth:`robustnoise.evaluate.CorruptionSuite.corrupted` seeds test index ``i``: the wrapper, the in-memory evaluation,
+:meth:`robustnoise.eval.suite.CorruptionSuite.corrupted` seeds test index ``i``: the wrapper, the in-memory evaluation,
 :class:`~robustnoise.corruptions.transforms.Corrupt` with ``index=i`` and ``make_c`` all give an image the same
 corruption for the same seed.
 """
@@ -163,7 +163,7 @@ class CorruptedDataset(Dataset):
 
     def as_sets(self) -> list[tuple[str, int, Dataset]]:
         """``[(corruption, severity, dataset)]`` like :func:`robustnoise.data.released_c.released_c_sets` (e.g. for
-        the ``released=`` argument of :class:`robustnoise.evaluate.CorruptionSuite`)."""
+        the ``released=`` argument of :class:`robustnoise.eval.suite.CorruptionSuite`)."""
         return [(c, s, self.set_dataset(c, s)) for c, s in self.sets]
 
     def _corrupt(self, images: Tensor, name: str, severity: int, indices: Sequence[int]) -> Tensor:

@@ -340,7 +340,7 @@ def corruption_id(name: str) -> int:
 
 def corruption_seed_key(name: str) -> int:
     """The salt that selects a corruption's seed family: :func:`corruption_id` for the 19 ImageNet-C corruptions (as
-    :class:`robustnoise.evaluate.CorruptionSuite` uses), ``1000 + position`` for the MNIST-C-only corruptions."""
+    :class:`robustnoise.eval.suite.CorruptionSuite` uses), ``1000 + position`` for the MNIST-C-only corruptions."""
     if name not in ALL_CORRUPTIONS and name in MNIST_C_CORRUPTIONS:
         return _MNISTC_KEY_OFFSET + MNIST_C_CORRUPTIONS.index(name)
     return corruption_id(name)  # raises the unknown-corruption error

@@ -10,7 +10,7 @@ where ``index`` is the ``index=`` argument of the call, or ``0`` for a single im
 is not given. So, **when the per-image index is given** (typically the dataset index, ``t(image, index=i)`` inside a
 ``Dataset.__getitem__``, or the index tensor of a batch), an image's corruption depends only on (seed, index,
 corruption, severity): not on the batch it is in, its position, the batch size or the DataLoader workers, and it is
-exactly the corruption :class:`robustnoise.evaluate.CorruptionSuite` and
+exactly the corruption :class:`robustnoise.eval.suite.CorruptionSuite` and
 :class:`robustnoise.corruptions.datasets.CorruptedDataset` give that image. Without ``index``, a batch's images are
 seeded by their position in the batch.
 

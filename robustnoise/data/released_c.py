@@ -3,7 +3,7 @@ Tiny-ImageNet-C (Hendrycks & Dietterich 2019, "Benchmarking Neural Network Robus
 Perturbations"; Mu & Gilmer 2019, "MNIST-C").
 
 Each dataset holds ONE corruption at ONE severity, so evaluation can iterate the sets and key them
-``<corruption>/s<severity>`` like :class:`robustnoise.evaluate.EvalSet`. Items are ``(image, label)`` with ``image`` a
+``<corruption>/s<severity>`` like :class:`robustnoise.eval.suite.EvalSet`. Items are ``(image, label)`` with ``image`` a
 float32 CHW tensor in [0, 1] and ``label`` an ``int``. Images are used exactly as released: no resize, no crop (the
 released ImageNet-C / Tiny-ImageNet-C JPEGs are already 224 / 64 px; resizing them again is a known mistake).
 

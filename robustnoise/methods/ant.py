@@ -432,7 +432,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         ``x`` are images the restart already trained on: drawing new ones here would advance the restart data stream
         on rank zero only.
         """
-        from robustnoise.plots import save_noise_figures
+        from robustnoise.report.plots import save_noise_figures
 
         delta = self.generator(x)
         raw = clipping_aware_scale(x, delta, self.epsilon) * delta

@@ -68,7 +68,7 @@ class RobustClassifierModule(pl.LightningModule):
             image_size=data["image_size"],
         )
         self.val_acc = MulticlassAccuracy(num_classes=data["num_classes"], average="micro")
-        self.test_suite: Any = None  # set by the evaluation code (robustnoise.evaluate) before trainer.test
+        self.test_suite: Any = None  # set by the evaluation code (robustnoise.eval.suite) before trainer.test
         self._grid_saved = False
         self._ddp_wrappers: dict[str, nn.Module] = {}
         self._rng_restored = False
@@ -158,7 +158,7 @@ class RobustClassifierModule(pl.LightningModule):
         if self._grid_saved or not self.trainer.is_global_zero:
             return
         self._grid_saved = True
-        from robustnoise.plots import image_rows, log_image_file, save_figure
+        from robustnoise.report.plots import image_rows, log_image_file, save_figure
 
         if parts is None:  # vanilla's p_clean is 1: all clean (an empty part draws no row)
             k = self.num_clean(len(images))
@@ -185,7 +185,7 @@ class RobustClassifierModule(pl.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.test_suite is None:
-            raise RuntimeError("attach an evaluation suite (robustnoise.evaluate.CorruptionSuite) before trainer.test")
+            raise RuntimeError("attach an evaluation suite (eval.suite.CorruptionSuite) before trainer.test")
         x, y, index = batch
         self.test_suite.evaluate_batch(self.classifier, x, y, index, loader=dataloader_idx)
 

@@ -12,7 +12,7 @@ Perturbations". With ``E`` a top-1 error in [0, 1], ``c`` a corruption and ``s``
 - **w/o noises** (Rusak et al. 2020): mean accuracy over the 12 benchmark corruptions that are not gaussian / shot /
   impulse noise. The 4 holdout corruptions are never part of mCE; they are reported separately.
 
-Inputs are either the accuracies dict of :meth:`robustnoise.evaluate.CorruptionSuite.accuracies`
+Inputs are either the accuracies dict of :meth:`robustnoise.eval.suite.CorruptionSuite.accuracies`
 (``{"clean" | "<corruption>/s<k>": {"top1": %, "top5": %, "n": count}}``), an error matrix
 ``{corruption: {severity: error}}`` or per-corruption mean errors ``{corruption: error}`` (errors as fractions).
 Sets with ``n == 0``, a NaN accuracy or missing are skipped; a missing benchmark corruption makes mCE NaN with an

@@ -2,7 +2,7 @@
 
 A fresh noise generator is trained to maximise the frozen classifier's cross-entropy on images perturbed by its
 noise, projected to clipped l2 norm ``epsilon`` (the reference's "retrain" of a generator: Adam 5e-4, 1001 steps).
-The evaluation suite (``robustnoise.evaluate``) measures the accuracy under its noise and eps* along it, over several
+The evaluation suite (``robustnoise.eval.suite``) measures the accuracy under its noise and eps* along it, over several
 seeds (mean and std, as the paper's Table 2): robustness to the worst noise the generator family can express.
 """
 

@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from robustnoise.corruptions import corrupt, rng, sample_seeds
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
+from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
 from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
-from robustnoise.noise.eps_star import lower_median, minimal_perturbation, random_directions
 from robustnoise.noise.projection import project_to_sphere
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.progress import progress

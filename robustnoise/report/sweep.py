@@ -55,7 +55,7 @@ def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
     """The swept key to order and plot by: the first with numeric values in every job, else the first with plain
     values (strings, lists); a swept config group ``g`` stands for ``g.name`` when the group has one. ``seed`` is
     never the axis: runs that differ only in it are one group (a mean and a band) in the comparison."""
-    from robustnoise.compare import SEED_KEYS, config_value
+    from robustnoise.report.compare import SEED_KEYS, config_value
 
     plain: str | None = None
     for key in keys:
@@ -76,7 +76,7 @@ def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
 def summarize_sweep(sweep_dir: str | Path, keys: Sequence[str]) -> int:
     """Write and print the comparison of the evaluated jobs of ``sweep_dir``, ordered and plotted by the swept value;
     returns :func:`robustnoise.compare.main`'s exit code (1: no job wrote a report)."""
-    from robustnoise import compare
+    from robustnoise.report import compare
 
     sweep_dir = Path(sweep_dir)
     try:
@@ -97,7 +97,7 @@ def log_sweep_to_wandb(sweep_dir: str | Path, wandb_cfg: Any) -> Any:
 
     import wandb
 
-    from robustnoise.compare import COMPARISON_CSV
+    from robustnoise.report.compare import COMPARISON_CSV
 
     sweep_dir = Path(sweep_dir)
     run = wandb.init(

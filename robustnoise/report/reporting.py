@@ -1,6 +1,6 @@
 """Robustness reports: CSV + JSON + markdown (+ figures) in the run directory, printed tables, comparisons of runs.
 
-``robustness.json`` holds the summary of :func:`robustnoise.evaluate.summarize`, every evaluated set, the run's
+``robustness.json`` holds the summary of :func:`robustnoise.eval.suite.summarize`, every evaluated set, the run's
 metadata and, when the evaluation computed them, ``metrics`` (the flat dict of
 :func:`robustnoise.metrics.robustness_summary`), ``eps_star``, ``adversarial_noise`` (per generator, mean, worst),
 ``gaussian_sigmas`` (top-1 under ``clip(x + sigma n)`` per sigma), ``preset`` and ``seed``. ``robustness.md`` renders
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
-from robustnoise.evaluate import summarize
+from robustnoise.eval.suite import summarize
 from robustnoise.metrics.corruption_metrics import BENCHMARKS, accuracy_matrix, robustness_summary
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _write_figures(
 ) -> list[tuple[str, str]]:
     """Draw the run's figures into ``out``; returns ``(caption, file name)`` of those written."""
     try:
-        from robustnoise import plots
+        from robustnoise.report import plots
     except Exception as err:  # e.g. matplotlib missing
         log.warning("no figures: cannot import matplotlib (%s)", err)
         return []

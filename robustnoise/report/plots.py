@@ -1,7 +1,7 @@
 """Figures of robustness reports (PNG, ~100 dpi): severity curves, corruption x severity heatmap, per-corruption
 bars against a baseline run, and accuracy against a swept hyper-parameter (Rusak et al. 2020, Fig. 2).
 
-Every function takes loaded reports (``robustness.json`` dicts, see :mod:`robustnoise.reporting`) and writes one
+Every function takes loaded reports (``robustness.json`` dicts, see :mod:`robustnoise.report.reporting`) and writes one
 PNG. Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas: no pyplot state, no
 display, and the global matplotlib backend is left alone.
 """
@@ -19,7 +19,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from robustnoise.reporting import (
+from robustnoise.report.reporting import (
     adversarial,
     adversarial_worst,
     corruption_accuracy,

@@ -1,0 +1,1 @@
+"""Evaluation: the corruption suite, eps*, l_inf / l_2 attacks."""

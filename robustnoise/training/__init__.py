@@ -1,0 +1,1 @@
+"""Training plumbing shared by the methods (callbacks, resume, DDP strategy)."""
