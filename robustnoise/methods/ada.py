@@ -38,8 +38,7 @@ from torch.func import functional_call, vmap
 
 from robustnoise.methods.augmented import AugmentedTraining
 from robustnoise.models.edsr import build_corruption_network
-from robustnoise.utils.errors import ConfigError
-from robustnoise.utils.options import is_number
+from robustnoise.utils.errors import ConfigError, is_number
 
 FEASIBLE_SETS = ("l2", "linf")
 _LUMA = (0.299, 0.587, 0.114)

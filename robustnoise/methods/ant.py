@@ -43,8 +43,7 @@ from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.gnt import noise_levels
 from robustnoise.noise import NoiseGenerator, clipping_aware_scale, project_to_sphere
 from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.utils.errors import ConfigError
-from robustnoise.utils.options import is_number
+from robustnoise.utils.errors import ConfigError, is_number
 from robustnoise.utils.progress import progress
 from robustnoise.utils.seeding import derive_seed, run_seed
 

@@ -19,8 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from robustnoise.models import create_model
 from robustnoise.utils.checkpoints import last_checkpoint
-from robustnoise.utils.errors import CheckpointError, ConfigError, NonFiniteLossError
-from robustnoise.utils.options import is_number
+from robustnoise.utils.errors import CheckpointError, ConfigError, NonFiniteLossError, is_number
 from robustnoise.utils.seeding import derive_seed, run_seed
 
 

@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.utils.errors import ConfigError
-from robustnoise.utils.options import is_number
+from robustnoise.utils.errors import ConfigError, is_number
 
 
 def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:

@@ -30,3 +30,8 @@ class ConfigError(RobustnoiseError, ValueError):
 
 class NonFiniteLossError(RobustnoiseError):
     """Training produced a NaN or infinite loss; the run stops before the step reaches the weights."""
+
+
+def is_number(value: object) -> bool:
+    """A real number given as a number: not a bool, not a string such as ``'12'`` (config validation)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,4 +1,4 @@
-"""Options dataclasses of the file-writing tasks (make_c, stylize) from their config nodes; numeric option checks."""
+"""Options dataclasses of the file-writing tasks (make_c, stylize) from their config nodes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,6 @@ from omegaconf import DictConfig, OmegaConf
 from robustnoise.utils.errors import ConfigError
 
 T = TypeVar("T")
-
-
-def is_number(value: object) -> bool:
-    """A real number given as a number: not a bool, not a string such as ``'12'`` (config validation)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def options_from_config(cls: type[T], cfg: Mapping[str, Any] | DictConfig | None, group: str) -> T:
