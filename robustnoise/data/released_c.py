@@ -20,7 +20,6 @@ and its corrected re-upload 8206060):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import v2
 
 from robustnoise.corruptions.make_c import MNIST_SEVERITY_FILE
@@ -114,19 +115,8 @@ CIFAR100C_MD5: Mapping[str, str] = MappingProxyType(
 _CIFAR_VARIANTS: Mapping[str, tuple[str, int, Mapping[str, str]]] = MappingProxyType(
     {"cifar10": ("CIFAR-10-C", 10, CIFAR10C_MD5), "cifar100": ("CIFAR-100-C", 100, CIFAR100C_MD5)}
 )
-
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 _TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # as the clean eval pipelines
-
-
-def _to_float(image: torch.Tensor) -> torch.Tensor:
-    """uint8 CHW -> float32 in [0, 1], bit-identical to the clean datasets' ``ToDtype(float32, scale=True)``."""
-    return v2.functional.to_dtype(image, torch.float32, scale=True)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_name(corruption: str) -> str:
@@ -142,19 +132,15 @@ def _ordered(names: Sequence[str], canonical: Sequence[str]) -> list[str]:
     return [n for n in canonical if n in present] + sorted(present - set(canonical))
 
 
+def _subdirs(path: Path) -> list[str]:
+    with os.scandir(path) as entries:
+        return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+
+
 @lru_cache(maxsize=256)
-def _md5_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_md5(path: str | Path) -> str:
-    """Hex md5 of a file (cached per path, size and modification time: the 5 severities of a file hash it once)."""
-    stat = os.stat(path)
-    return _md5_cached(str(path), stat.st_size, stat.st_mtime_ns)
+def _intact(path: str, md5: str, size: int, mtime_ns: int) -> bool:
+    """``check_integrity`` once per file version: the 5 severities of a file hash it once."""
+    return check_integrity(path, md5)
 
 
 def _load_npy(path: Path, dataset: str, layout: str) -> np.ndarray:
@@ -164,41 +150,65 @@ def _load_npy(path: Path, dataset: str, layout: str) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DatasetNotFoundError(
-            f"{dataset}: cannot read {path} (truncated or not a .npy file: {_first_line(err)}); re-download it"
+            f"{dataset}: cannot read {path} (truncated or not a .npy file: {first}); re-download it"
         ) from err
     if not isinstance(array, np.ndarray):
         raise DatasetNotFoundError(f"{dataset}: {path} is not a single .npy array")
     return array
 
 
-def _check_labels(labels: np.ndarray, path: Path, dataset: str, num_classes: int | None) -> None:
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetNotFoundError(
-            f"{dataset}: {path} has dtype {labels.dtype} and shape {labels.shape}; expected a 1-D integer array"
-        )
-    if num_classes is not None and labels.size:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_classes:
-            raise DatasetNotFoundError(
-                f"{dataset}: {path} has labels in {low}..{high}, outside 0..{num_classes - 1} (wrong dataset?)"
-            )
-
-
 class _NpyImages(Dataset):
-    """Lazily memory-mapped uint8 image rows ``[offset, offset + length)`` of one .npy file, plus their labels."""
+    """Lazily memory-mapped uint8 image rows ``[offset, offset + length)`` of one .npy file, plus their labels.
 
-    def __init__(self, images_path: Path, labels: np.ndarray, offset: int, length: int) -> None:
-        self.images_path = images_path
-        self.labels = labels
-        self.offset = offset
-        self.length = length
+    Subclasses call :meth:`_open` with the image and label files and the row range of their set.
+    """
+
+    name: str
+    layout: str
+    corruption: str
+    severity: int
+
+    def _open(
+        self, images_path: Path, labels_path: Path, shape: tuple[int, ...], num_classes: int | None, blocks: int = 1
+    ) -> None:
+        """Check both files (uint8 images of ``shape``, ``blocks`` equal row blocks, 1-D integer labels in range, one
+        per image) and select row block ``severity`` of ``blocks`` (the first when ``blocks`` is 1)."""
+        images = _load_npy(images_path, self.name, self.layout)
+        labels = _load_npy(labels_path, self.name, self.layout)
+        shapes = (shape, shape[:2]) if shape[2:] == (1,) else (shape,)
+        if images.dtype != np.uint8 or images.ndim < 3 or images.shape[1:] not in shapes:
+            raise DatasetNotFoundError(
+                f"{self.name}: {images_path} has dtype {images.dtype} and shape {images.shape}; "
+                f"expected uint8 (N, {', '.join(map(str, shape))})"
+            )
+        rows = images.shape[0]
+        if blocks > 1 and (rows == 0 or rows % blocks):
+            raise DatasetNotFoundError(
+                f"{self.name}: {images_path} has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)"
+            )
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise DatasetNotFoundError(
+                f"{self.name}: {labels_path} has dtype {labels.dtype} and shape {labels.shape}; "
+                "expected a 1-D integer array"
+            )
+        if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise DatasetNotFoundError(
+                f"{self.name}: {labels_path} has labels in {labels.min()}..{labels.max()}, outside "
+                f"0..{num_classes - 1} (wrong dataset?)"
+            )
+        if labels.shape[0] != rows:
+            raise DatasetNotFoundError(
+                f"{self.name}: {labels_path} has {labels.shape[0]} labels but {images_path} has {rows} images"
+            )
+        self.images_path, self.length = images_path, rows // blocks
+        self.offset = (self.severity - 1) * self.length if blocks > 1 else 0
+        self.labels = np.array(labels[self.offset : self.offset + self.length], dtype=np.int64)
         self._images: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_images"] = None  # workers re-open the memory map instead of pickling its contents
-        return state
+        return {**self.__dict__, "_images": None}  # workers re-open the memory map instead of pickling its contents
 
     def __len__(self) -> int:
         return self.length
@@ -210,9 +220,12 @@ class _NpyImages(Dataset):
         if self._images is None:
             self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
         row = np.array(self._images[self.offset + index], dtype=np.uint8, copy=True)
-        if row.ndim == 2:
-            row = row[:, :, None]
-        return _to_float(torch.from_numpy(row).permute(2, 0, 1)), int(self.labels[index])
+        image = torch.from_numpy(row[:, :, None] if row.ndim == 2 else row).permute(2, 0, 1)
+        return v2.functional.to_dtype(image, torch.float32, scale=True), int(self.labels[index])
+
+    @property
+    def key(self) -> str:
+        return f"{self.corruption}/s{self.severity}"
 
 
 class CifarC(_NpyImages):
@@ -229,7 +242,6 @@ class CifarC(_NpyImages):
         md5_table: ``{file stem: md5}`` overriding the released tables (e.g. for a re-generated copy).
     """
 
-    image_shape: tuple[int, int, int] = (32, 32, 3)
     layout = (
         "<root>/<corruption>.npy (uint8 (50000, 32, 32, 3): severities 1..5 as consecutive blocks of 10000 rows) "
         "and <root>/labels.npy ((50000,) integers)"
@@ -247,59 +259,30 @@ class CifarC(_NpyImages):
         if variant is not None and variant not in _CIFAR_VARIANTS:
             raise RobustnoiseError(f"unknown CIFAR-C variant {variant!r}; valid: {', '.join(_CIFAR_VARIANTS)}")
         self.name, num_classes, table = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
-        self.root = Path(root)
-        self.corruption = _check_name(corruption)
+        self.root, self.corruption, self.variant = Path(root), _check_name(corruption), variant
         self.severity = check_severity(severity)
-        self.variant = variant
         if not self.root.is_dir():
             raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
-        images_path = self.root / f"{self.corruption}.npy"
-        labels_path = self.root / "labels.npy"
+        images_path, labels_path = self.root / f"{self.corruption}.npy", self.root / "labels.npy"
         if not images_path.is_file():
             found = ", ".join(dict.fromkeys(n for n, _ in available_sets("cifar10c", self.root))) or "none"
             raise DatasetNotFoundError(
                 f"{self.name}: missing file {images_path} (corruption files found: {found}); "
                 f"expected layout: {self.layout}"
             )
-        images = _load_npy(images_path, self.name, self.layout)
-        labels = _load_npy(labels_path, self.name, self.layout)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != self.image_shape:
-            raise DatasetNotFoundError(
-                f"{self.name}: {images_path} has dtype {images.dtype} and shape {images.shape}; "
-                f"expected uint8 (N, {', '.join(map(str, self.image_shape))})"
-            )
-        rows = images.shape[0]
-        if rows == 0 or rows % len(SEVERITIES):
-            raise DatasetNotFoundError(
-                f"{self.name}: {images_path} has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)"
-            )
-        _check_labels(labels, labels_path, self.name, num_classes)
-        if labels.shape[0] != rows:
-            raise DatasetNotFoundError(
-                f"{self.name}: {labels_path} has {labels.shape[0]} labels but {images_path} has {rows} images"
-            )
-        if verify_md5:
-            self._verify_md5(images_path, table if md5_table is None else md5_table)
-            self._verify_md5(labels_path, table if md5_table is None else md5_table)
-        length = rows // len(SEVERITIES)
-        offset = (self.severity - 1) * length
-        super().__init__(images_path, np.array(labels[offset : offset + length], dtype=np.int64), offset, length)
-        del images, labels
-
-    def _verify_md5(self, path: Path, table: Mapping[str, str] | None) -> None:
+        self._open(images_path, labels_path, (32, 32, 3), num_classes, blocks=len(SEVERITIES))
+        table = table if md5_table is None else md5_table
         tables = [table] if table is not None else [CIFAR10C_MD5, CIFAR100C_MD5]
-        expected = [t[path.stem] for t in tables if path.stem in t]
-        if not expected:
-            raise DatasetNotFoundError(f"{self.name}: no released md5 for {path} (unknown file name)")
-        actual = file_md5(path)
-        if actual not in expected:
-            raise DatasetNotFoundError(
-                f"{self.name}: md5 of {path} is {actual}, expected {' or '.join(expected)} (corrupted: re-download it)"
-            )
-
-    @property
-    def key(self) -> str:
-        return f"{self.corruption}/s{self.severity}"
+        for path in (images_path, labels_path) if verify_md5 else ():
+            expected = [t[path.stem] for t in tables if path.stem in t]
+            if not expected:
+                raise DatasetNotFoundError(f"{self.name}: no released md5 for {path} (unknown file name)")
+            stat = path.stat()
+            if not any(_intact(str(path), md5, stat.st_size, stat.st_mtime_ns) for md5 in expected):
+                raise DatasetNotFoundError(
+                    f"{self.name}: {path} does not have the released md5 {' or '.join(expected)} "
+                    "(corrupted: re-download it)"
+                )
 
 
 def mnist_c_severity(root: str | Path) -> int:
@@ -321,9 +304,7 @@ class MnistC(_NpyImages):
     def __init__(self, root: str | Path, corruption: str, split: str = "test") -> None:
         if split not in ("train", "test"):
             raise RobustnoiseError(f"MNIST-C split must be 'train' or 'test', got {split!r}")
-        self.root = Path(root)
-        self.corruption = _check_name(corruption)
-        self.split = split
+        self.root, self.corruption, self.split = Path(root), _check_name(corruption), split
         if not self.root.is_dir():
             raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
         self.severity = mnist_c_severity(self.root)
@@ -333,30 +314,11 @@ class MnistC(_NpyImages):
             raise DatasetNotFoundError(
                 f"{self.name}: missing folder {folder} (corruptions found: {found}); expected layout: {self.layout}"
             )
-        images_path = folder / f"{split}_images.npy"
-        labels_path = folder / f"{split}_labels.npy"
-        images = _load_npy(images_path, self.name, self.layout)
-        labels = _load_npy(labels_path, self.name, self.layout)
-        if images.dtype != np.uint8 or images.shape[1:] not in ((28, 28, 1), (28, 28)):
-            raise DatasetNotFoundError(
-                f"{self.name}: {images_path} has dtype {images.dtype} and shape {images.shape}; "
-                "expected uint8 (N, 28, 28, 1)"
-            )
-        _check_labels(labels, labels_path, self.name, 10)
-        if labels.shape[0] != images.shape[0]:
-            raise DatasetNotFoundError(
-                f"{self.name}: {labels_path} has {len(labels)} labels but {images_path} has {len(images)} images"
-            )
-        super().__init__(images_path, np.array(labels, dtype=np.int64), 0, images.shape[0])
-        del images, labels
-
-    @property
-    def key(self) -> str:
-        return f"{self.corruption}/s{self.severity}"
+        self._open(folder / f"{split}_images.npy", folder / f"{split}_labels.npy", (28, 28, 1), 10)
 
 
-class ImageNetC(Dataset):
-    """One corruption at one severity of ImageNet-C: ``<root>/<corruption>/<severity>/<wnid>/*.JPEG``.
+class ImageNetC(ImageFolder):
+    """One corruption at one severity of ImageNet-C: an ImageFolder of ``<root>/<corruption>/<severity>``.
 
     Labels are positions in the sorted list of wnid folders. Images are only converted to float (no resize, no crop:
     they are released at ``image_size`` px, and every image is checked to have that size).
@@ -381,97 +343,78 @@ class ImageNetC(Dataset):
         image_size: int | None = None,
         num_classes: int | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.corruption = _check_name(corruption)
-        self.severity = check_severity(severity)
+        self.corruption, self.severity = _check_name(corruption), check_severity(severity)
         self.image_size = self.default_image_size if image_size is None else int(image_size)
-        if num_classes is None:
-            num_classes = len(class_to_idx) if class_to_idx is not None else self.default_num_classes
-        if not self.root.is_dir():
-            raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
-        corruption_dir = self.root / self.corruption
-        if not corruption_dir.is_dir():
-            found = ", ".join(_ordered(_subdirs(self.root), ALL_CORRUPTIONS)) or "none"
+        self.train_classes = dict(class_to_idx) if class_to_idx is not None else None
+        self.num_classes = num_classes or (len(class_to_idx) if class_to_idx is not None else self.default_num_classes)
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"{self.name} not found at {root}; expected layout: {self.layout}")
+        if not (root / self.corruption).is_dir():
+            found = ", ".join(_ordered(_subdirs(root), ALL_CORRUPTIONS)) or "none"
             raise DatasetNotFoundError(
-                f"{self.name}: missing folder {corruption_dir} (corruption folders found: {found}); "
+                f"{self.name}: missing folder {root / self.corruption} (corruption folders found: {found}); "
                 f"expected layout: {self.layout}"
             )
-        folder = corruption_dir / str(self.severity)
+        folder = root / self.corruption / str(self.severity)
         if not folder.is_dir():
             raise DatasetNotFoundError(f"{self.name}: missing folder {folder}; expected layout: {self.layout}")
-        wnids = sorted(_subdirs(folder))
-        if not wnids:
-            raise DatasetNotFoundError(f"{self.name}: no class folders in {folder}; expected layout: {self.layout}")
-        if len(wnids) != num_classes:
-            raise DatasetNotFoundError(
-                f"{self.name}: {folder} has {len(wnids)} class folders, expected {num_classes}"
-                f"{self._count_hint(len(wnids), num_classes)}"
-            )
-        self.class_to_idx = {wnid: index for index, wnid in enumerate(wnids)}
-        if class_to_idx is not None:
-            self._check_classes(dict(class_to_idx), folder)
-        self.classes = wnids
-        self.samples: list[tuple[str, int]] = []
-        for wnid in wnids:
-            with os.scandir(folder / wnid) as entries:
-                files = sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
-            self.samples.extend((str(folder / wnid / f), self.class_to_idx[wnid]) for f in files)
+        super().__init__(str(folder), loader=self._load, is_valid_file=_is_image, allow_empty=True)
         if not self.samples:
             raise DatasetNotFoundError(
                 f"{self.name}: no images (*.JPEG) under {folder}; expected layout: {self.layout}"
             )
-        self._check_size(self.samples[0][0])
+        self._load(self.samples[0][0], decode=False)
 
-    def _count_hint(self, found: int, expected: int) -> str:
-        return ""
-
-    def _check_classes(self, class_to_idx: dict[str, int], folder: Path) -> None:
-        if set(class_to_idx) != set(self.class_to_idx):
-            missing = sorted(set(class_to_idx) - set(self.class_to_idx))
-            extra = sorted(set(self.class_to_idx) - set(class_to_idx))
-            raise RobustnoiseError(
-                f"{self.name}: class folders of {folder} differ from the training classes "
-                f"({len(missing)} missing, e.g. {missing[:3]}; {len(extra)} unknown, e.g. {extra[:3]})"
-                f"{self._count_hint(len(self.class_to_idx), len(class_to_idx))}"
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        """The sorted wnid folders, checked against the expected count and the training set's mapping."""
+        wnids = sorted(_subdirs(Path(directory)))
+        if not wnids:
+            raise DatasetNotFoundError(f"{self.name}: no class folders in {directory}; expected layout: {self.layout}")
+        if len(wnids) != self.num_classes:
+            raise DatasetNotFoundError(
+                f"{self.name}: {directory} has {len(wnids)} class folders, expected {self.num_classes}"
+                f"{self._count_hint(len(wnids))}"
             )
-        if class_to_idx != self.class_to_idx:
-            wrong = next(w for w in self.class_to_idx if class_to_idx[w] != self.class_to_idx[w])
+        found, train = {w: i for i, w in enumerate(wnids)}, self.train_classes
+        if train is not None and set(train) != set(found):
+            missing, extra = sorted(set(train) - set(found)), sorted(set(found) - set(train))
             raise RobustnoiseError(
-                f"{self.name}: the training set's class_to_idx is not the sorted-wnid order of {folder} "
-                f"({wrong} is {class_to_idx[wrong]} in training, {self.class_to_idx[wrong]} here); "
+                f"{self.name}: class folders of {directory} differ from the training classes "
+                f"({len(missing)} missing, e.g. {missing[:3]}; {len(extra)} unknown, e.g. {extra[:3]})"
+            )
+        if train is not None and train != found:
+            wrong = next(w for w in found if train[w] != found[w])
+            raise RobustnoiseError(
+                f"{self.name}: the training set's class_to_idx is not the sorted-wnid order of {directory} "
+                f"({wrong} is {train[wrong]} in training, {found[wrong]} here); "
                 "train with class index = position of the sorted wnid (e.g. sort wnids.txt)"
             )
+        return wnids, found
 
-    def _check_size(self, path: str) -> None:
-        """Check one image's size from its header (no decoding)."""
+    def _count_hint(self, found: int) -> str:
+        return ""
+
+    def _load(self, path: str, decode: bool = True) -> torch.Tensor | None:
+        """The image as float32 in [0, 1], after checking its size (``decode=False``: the header only)."""
         from PIL import Image
 
         with Image.open(path) as img:
-            size = img.size
-        self._raise_if_wrong_size(path, size)
-
-    def _raise_if_wrong_size(self, path: str, size: tuple[int, int]) -> None:
-        if size != (self.image_size, self.image_size):
-            raise DatasetNotFoundError(
-                f"{self.name}: {path} is {size[0]}x{size[1]} px, expected {self.image_size}x{self.image_size} "
-                f"(released {self.name} images are used without resize or crop; set image_size if intended)"
-            )
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        path, label = self.samples[index]
-        with Image.open(path) as img:
-            self._raise_if_wrong_size(path, img.size)
-            image = _TO_FLOAT(img.convert("RGB"))
-        return image.as_subclass(torch.Tensor), label
+            if img.size != (self.image_size, self.image_size):
+                raise DatasetNotFoundError(
+                    f"{self.name}: {path} is {img.size[0]}x{img.size[1]} px, expected {self.image_size}x"
+                    f"{self.image_size} (released {self.name} images are used without resize or crop; set image_size "
+                    "if intended)"
+                )
+            return _TO_FLOAT(img.convert("RGB")).as_subclass(torch.Tensor) if decode else None
 
     @property
     def key(self) -> str:
         return f"{self.corruption}/s{self.severity}"
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
 class TinyImageNetC(ImageNetC):
@@ -486,38 +429,13 @@ class TinyImageNetC(ImageNetC):
     default_num_classes = 200
     layout = "<root>/<corruption>/<1..5>/<wnid>/*.JPEG (200 wnid folders of 64x64 JPEGs per severity)"
 
-    def _count_hint(self, found: int, expected: int) -> str:
+    def _count_hint(self, found: int) -> str:
         if self.corruption != "frost" and found != 1000:
             return ""
         return (
             "; the first Tiny-ImageNet-C upload (Zenodo 2536630) has a broken frost/ with 1000 ImageNet class folders "
             "(hendrycks/robustness#60): replace it with frost/ from the corrected re-upload, Zenodo 8206060"
         )
-
-
-def _subdirs(path: Path) -> list[str]:
-    with os.scandir(path) as entries:
-        return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-
-
-RELEASED_C_KINDS: tuple[str, ...] = ("cifar10c", "cifar100c", "mnistc", "imagenetc", "tinyimagenetc")
-
-BENCHMARK_OF_KIND: Mapping[str, str] = MappingProxyType(
-    {
-        "cifar10c": "cifar",
-        "cifar100c": "cifar",
-        "mnistc": "mnist",
-        "imagenetc": "imagenet",
-        "tinyimagenetc": "tinyimagenet",
-    }
-)
-"""The ``benchmark`` argument of :func:`robustnoise.metrics.robustness_summary` for each released kind."""
-
-
-def _check_kind(kind: str) -> str:
-    if kind not in RELEASED_C_KINDS:
-        raise RobustnoiseError(f"unknown released -C dataset {kind!r}; valid: {', '.join(RELEASED_C_KINDS)}")
-    return kind
 
 
 CLEAN_DATA_OF_KIND: Mapping[str, tuple[tuple[str, ...], int, int, int | None]] = MappingProxyType(
@@ -530,6 +448,22 @@ CLEAN_DATA_OF_KIND: Mapping[str, tuple[tuple[str, ...], int, int, int | None]] =
     }
 )
 """``kind -> (clean datasets, classes, channels, image size)`` that a model evaluated on the released set must share."""
+RELEASED_C_KINDS: tuple[str, ...] = tuple(CLEAN_DATA_OF_KIND)
+_READERS: Mapping[str, tuple[type[Dataset], dict[str, Any]]] = MappingProxyType(
+    {
+        "cifar10c": (CifarC, {"variant": "cifar10"}),
+        "cifar100c": (CifarC, {"variant": "cifar100"}),
+        "mnistc": (MnistC, {}),
+        "imagenetc": (ImageNetC, {}),
+        "tinyimagenetc": (TinyImageNetC, {}),
+    }
+)
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in RELEASED_C_KINDS:
+        raise RobustnoiseError(f"unknown released -C dataset {kind!r}; valid: {', '.join(RELEASED_C_KINDS)}")
+    return kind
 
 
 def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, image_size: int) -> None:
@@ -579,20 +513,13 @@ def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
 
 def released_c_dataset(kind: str, root: str | Path, corruption: str, severity: int = 1, **kwargs: Any) -> Dataset:
     """The dataset of one ``(corruption, severity)`` of ``kind``; ``kwargs`` go to its constructor."""
-    _check_kind(kind)
-    if kind == "cifar10c":
-        kwargs.setdefault("variant", "cifar10")
-        return CifarC(root, corruption, severity, **kwargs)
-    if kind == "cifar100c":
-        kwargs.setdefault("variant", "cifar100")
-        return CifarC(root, corruption, severity, **kwargs)
-    if kind == "mnistc":
+    cls, defaults = _READERS[_check_kind(kind)]
+    if cls is MnistC:
         level = mnist_c_severity(root) if Path(root).is_dir() else 1
         if check_severity(severity) != level:
             raise RobustnoiseError(f"{root} has one severity per corruption (key s{level}), got severity {severity}")
         return MnistC(root, corruption, **kwargs)
-    cls = ImageNetC if kind == "imagenetc" else TinyImageNetC
-    return cls(root, corruption, severity, **kwargs)
+    return cls(root, corruption, severity, **{**defaults, **kwargs})
 
 
 def released_c_sets(
@@ -609,15 +536,13 @@ def released_c_sets(
     severities are dropped with a warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``,
     ``image_size``, ``num_classes``, ``split``, ...).
     """
-    _check_kind(kind)
     root = Path(root)
     present = available_sets(kind, root)
     if corruptions is None:
         corruptions = list(dict.fromkeys(c for c, _ in present))
         if not corruptions:
-            raise DatasetNotFoundError(
-                f"no {kind} corruption sets found under {root}; expected layout: {_layout(kind)}"
-            )
+            layout = _READERS[kind][0].layout  # type: ignore[attr-defined]
+            raise DatasetNotFoundError(f"no {kind} corruption sets found under {root}; expected layout: {layout}")
     wanted = None if severities is None else [check_severity(s) for s in severities]
     level = mnist_c_severity(root) if kind == "mnistc" and root.is_dir() else 1
     if kind == "mnistc" and wanted is not None and wanted != [level]:
@@ -631,18 +556,7 @@ def released_c_sets(
     return sets
 
 
-def _layout(kind: str) -> str:
-    return {
-        "cifar10c": CifarC.layout,
-        "cifar100c": CifarC.layout,
-        "mnistc": MnistC.layout,
-        "imagenetc": ImageNetC.layout,
-        "tinyimagenetc": TinyImageNetC.layout,
-    }[kind]
-
-
 __all__ = [
-    "BENCHMARK_OF_KIND",
     "CLEAN_DATA_OF_KIND",
     "CIFAR100C_MD5",
     "CIFAR10C_MD5",
@@ -656,7 +570,6 @@ __all__ = [
     "TinyImageNetC",
     "available_sets",
     "check_matches_clean",
-    "file_md5",
     "mnist_c_severity",
     "released_c_dataset",
     "released_c_sets",
