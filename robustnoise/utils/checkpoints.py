@@ -15,6 +15,7 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.trainer.states import TrainerFn
 
 from robustnoise.utils.errors import RobustnoiseError
 
@@ -25,13 +26,10 @@ def last_checkpoint(trainer: pl.Trainer) -> str | None:
     """The newest ``last``/best checkpoint the trainer's ModelCheckpoint callbacks have written (None if none)."""
     candidates: set[Path] = set()
     for callback in trainer.callbacks:  # type: ignore[attr-defined]
-        if not isinstance(callback, ModelCheckpoint):
-            continue
-        for path in (callback.last_model_path, callback.best_model_path):
-            if path:
-                candidates.add(Path(path))
-        if callback.dirpath:
-            candidates.add(Path(callback.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt")
+        if isinstance(callback, ModelCheckpoint):
+            candidates |= {Path(p) for p in (callback.last_model_path, callback.best_model_path) if p}
+        elif isinstance(callback, LastCheckpoint):
+            candidates.add(Path(callback.path))
     existing = [p for p in candidates if p.is_file()]
     return str(max(existing, key=lambda p: p.stat().st_mtime)) if existing else None
 
@@ -97,22 +95,30 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class LastCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` at the end of every epoch and every ``every_n_train_steps`` optimiser steps (exact resume after a
-    kill, also mid-epoch).
-
-    Lightning's own ``save_last`` writes only when a top-k checkpoint was saved in the same step (when the monitored
-    metric improved) and again after the loop has finished; this one writes every epoch, and nothing at the end of
+class LastCheckpoint(Checkpoint):
+    """``<dirpath>/last.ckpt`` at the end of every training epoch and every ``every_n_train_steps`` optimiser steps
+    (exact resume after a kill, also mid-epoch); nothing is written before the first step, twice at one step, or after
     training (the final epoch's ``last.ckpt`` is the final state).
+
+    Not ``ModelCheckpoint(save_last=True)``: that one writes ``last.ckpt`` only in a step where a top-k checkpoint was
+    saved, and its step and epoch triggers exclude each other.
     """
 
+    def __init__(self, dirpath: _PATH, every_n_train_steps: int = 0) -> None:
+        super().__init__()
+        self.path = os.path.join(dirpath, f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}")
+        self.every_n_train_steps = every_n_train_steps
+        self.saved_step = 0
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.fast_dev_run or trainer.state.fn != TrainerFn.FITTING or trainer.global_step == self.saved_step:
+            return
+        trainer.save_checkpoint(self.path)
+        self.saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.every_n_train_steps > 0 and trainer.global_step % self.every_n_train_steps == 0:
+            self._save(trainer)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        return
+        self._save(trainer)
