@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchmetrics.functional.image import peak_signal_noise_ratio
 from tqdm.auto import tqdm
 
 from robustnoise.models.edsr import EDSR, build_edsr
@@ -41,9 +42,8 @@ def downsample(hr: Tensor, scale: int) -> Tensor:
 
 
 def psnr(x: Tensor, ref: Tensor) -> Tensor:
-    """Per-image PSNR in dB of images in [0, 1]."""
-    mse = (x - ref).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return -10.0 * torch.log10(mse)
+    """Per-image PSNR in dB of images (N, C, H, W) in [0, 1], capped at 120 dB (identical images)."""
+    return peak_signal_noise_ratio(x, ref, data_range=1.0, reduction="none", dim=(1, 2, 3)).clamp_max(120.0)
 
 
 def _rgb_hr(batch: Any, scale: int, patch: int | None, generator: torch.Generator) -> Tensor:
