@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
 
 from robustnoise.data.resumable import resumable_loader
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
@@ -163,3 +166,24 @@ class WrappedDataModule(ClassificationDataModule):
         self.clean = clean
         for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
             setattr(self, attr, getattr(clean, attr))
+
+    def image_folder(self, root: Path, resize: int | None = None) -> ImageFolder:
+        """An ImageFolder of training images with the clean data's channels and training transform (tensor data
+        without one, the digits: resized to the clean size), after an optional ``resize`` + centre crop."""
+        if not root.is_dir():
+            raise self.not_found(root)
+        steps: list[v2.Transform] = [v2.Resize(resize), v2.CenterCrop(resize)] if resize else []
+        if hasattr(self.clean, "train_transform"):
+            steps.append(self.clean.train_transform())
+        else:
+            steps += [v2.Resize((self.image_size, self.image_size)), v2.ToDtype(torch.float32, scale=True)]
+        try:
+            return ImageFolder(str(root), transform=v2.Compose(steps), loader=self._load)
+        except (FileNotFoundError, RuntimeError) as err:
+            raise self.not_found(root, str(err).splitlines()[0]) from err
+
+    def _load(self, path: str) -> torch.Tensor:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return v2.functional.to_image(img.convert("L" if self.in_chans == 1 else "RGB"))

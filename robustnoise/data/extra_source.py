@@ -18,19 +18,11 @@ from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset, Dataset
-from torchvision import datasets
-from torchvision.transforms import v2
 
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
 __all__ = ["ExtraSourceDataModule", "folder_label_map"]
-
-
-def _clean_class_names(clean: ClassificationDataModule) -> list[str] | None:
-    from robustnoise.corruptions.make_c import class_folder_names
-
-    return class_folder_names(clean)
 
 
 def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, num_classes: int) -> dict[str, int]:
@@ -49,22 +41,6 @@ def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, 
         f"class folders do not match the clean data: found {len(folders)} ({shown}); "
         f"expected {expected}indices 0..{num_classes - 1}"
     )
-
-
-class _Relabel(Dataset):
-    """An ImageFolder whose folder index is mapped to the clean label."""
-
-    def __init__(self, folder: datasets.ImageFolder, label_of: dict[str, int]) -> None:
-        self.folder = folder
-        self.root = folder.root
-        self.lookup = [label_of[name] for name in folder.classes]
-
-    def __len__(self) -> int:
-        return len(self.folder)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, folder_index = self.folder[index]
-        return image, self.lookup[folder_index]
 
 
 class _Union(ConcatDataset):
@@ -104,39 +80,21 @@ class ExtraSourceDataModule(WrappedDataModule):
         self.name = f"{clean.name}+extra"
         self.extra_sets: list[Dataset] = []
 
-    def _transform(self) -> v2.Transform:
-        steps: list[v2.Transform] = []
-        if self.resize:
-            steps += [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.resize)]
-        if hasattr(self.clean, "train_transform"):
-            steps.append(self.clean.train_transform())
-        else:  # tensor datasets without a transform (digits): make the clean set's size and dtype
-            size = (self.image_size, self.image_size)
-            steps += [v2.Resize(size, antialias=True), v2.ToDtype(torch.float32, scale=True)]
-        return v2.Compose(steps)
-
-    def _load(self, path: str) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(path) as img:
-            return v2.functional.to_image(img.convert("L" if self.in_chans == 1 else "RGB"))
-
     def _folder(self, root: Path) -> Dataset:
-        class_names = _clean_class_names(self.clean)
-        if not root.is_dir():
-            raise self.not_found(root)
-        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+        """The ImageFolder of ``root`` (or ``root/train``), its targets mapped to the clean labels."""
+        from robustnoise.corruptions.make_c import class_folder_names
+
+        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         if (root / "train").is_dir() and len(subdirs) != self.num_classes:
             root = root / "train"
+        folder = self.image_folder(root, self.resize)
         try:
-            folder = datasets.ImageFolder(str(root), transform=self._transform(), loader=self._load)
-        except (FileNotFoundError, RuntimeError) as err:
-            raise self.not_found(root, str(err).splitlines()[0]) from err
-        try:
-            label_of = folder_label_map(folder.classes, class_names, self.num_classes)
+            label_of = folder_label_map(folder.classes, class_folder_names(self.clean), self.num_classes)
         except DatasetNotFoundError as err:
             raise DatasetNotFoundError(f"{root}: {err}") from None
-        return _Relabel(folder, label_of)
+        folder.samples = [(path, label_of[folder.classes[i]]) for path, i in folder.samples]
+        folder.targets, folder.class_to_idx = [label for _, label in folder.samples], label_of
+        return folder
 
     def setup(self, stage: str | None = None) -> None:
         self.clean.setup(stage)

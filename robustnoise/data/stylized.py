@@ -21,8 +21,6 @@ from typing import Any
 import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader
-from torchvision import datasets
-from torchvision.transforms import v2
 
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.data.resumable import resumable_loader
@@ -81,17 +79,6 @@ class StylizedDataModule(WrappedDataModule):
         self._styles_loaded = False
         self._calls = 0
 
-    def _transform(self) -> v2.Transform:
-        if hasattr(self.clean, "train_transform"):
-            return self.clean.train_transform()
-        return v2.Compose([v2.Resize((self.image_size, self.image_size)), v2.ToDtype(torch.float32, scale=True)])
-
-    def _load(self, path: str) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(path) as img:
-            return v2.functional.to_image(img.convert("L" if self.in_chans == 1 else "RGB"))
-
     def setup(self, stage: str | None = None) -> None:
         self.clean.setup(stage)
         self.train_set, self.val_set, self.test_set = self.clean.train_set, self.clean.val_set, self.clean.test_set
@@ -102,12 +89,7 @@ class StylizedDataModule(WrappedDataModule):
             return
         assert self.stylized_root is not None
         folder = self.stylized_root / "train"
-        if not folder.is_dir():
-            raise self.not_found(folder)
-        try:
-            self.stylized_set = datasets.ImageFolder(str(folder), transform=self._transform(), loader=self._load)
-        except (FileNotFoundError, RuntimeError) as err:
-            raise self.not_found(folder, str(err).splitlines()[0]) from err
+        self.stylized_set = self.image_folder(folder)
         if len(self.stylized_set.classes) != self.num_classes:
             raise self.not_found(folder, f"{len(self.stylized_set.classes)} class folders, expected {self.num_classes}")
 
