@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -35,28 +34,37 @@ def _rgb_loader(path: str) -> torch.Tensor:
         ) from err
 
 
-def readable_item(get: Callable[[int], Any], index: int, length: int, skip: bool) -> Any:
-    """``get(index)``; with ``skip``, an unreadable image is replaced by the next readable one of the split (with a
-    warning), so the split's length and batch sizes stay those of the folder."""
-    for offset in range(length):
-        try:
-            return get((index + offset) % length)
-        except UnreadableImageError as err:
-            if not skip:
-                raise
-            log.warning("skipped: %s", str(err).split(";")[0])
-    raise UnreadableImageError(f"no readable image in a split of {length} files")
-
-
 class _ImageFolder(datasets.ImageFolder):
-    """ImageFolder whose unreadable files are a one-line error naming the file, or skipped (``skip_unreadable``)."""
+    """ImageFolder whose unreadable files are a one-line error naming the file, or (``skip_unreadable``) replaced by
+    the next readable one of the split with a warning, so the split's length and batch sizes stay those of the folder.
+    """
 
     def __init__(self, root: str, transform: v2.Transform, skip_unreadable: bool = False) -> None:
         super().__init__(root, transform=transform, loader=_rgb_loader)
         self.skip_unreadable = skip_unreadable
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        return readable_item(super().__getitem__, index, len(self), self.skip_unreadable)
+        for offset in range(len(self)):
+            try:
+                return super().__getitem__((index + offset) % len(self))
+            except UnreadableImageError as err:
+                if not self.skip_unreadable:
+                    raise
+                log.warning("skipped: %s", str(err).split(";")[0])
+        raise UnreadableImageError(f"no readable image in a split of {len(self)} files")
+
+
+class _TinyImageNetVal(_ImageFolder):
+    """tiny-imagenet-200/val: images in ``images/``, labels in ``val_annotations.txt``, classes in ``../wnids.txt``."""
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        wnids = sorted((Path(directory).parent / "wnids.txt").read_text().split())
+        return wnids, {w: i for i, w in enumerate(wnids)}
+
+    def make_dataset(self, directory: str | Path, class_to_idx: dict[str, int], *args: Any, **kwargs: Any) -> list:
+        folder = Path(directory)
+        lines = (folder / "val_annotations.txt").read_text().splitlines()
+        return [(str(folder / "images" / f), class_to_idx[w]) for f, w, *_ in (ln.split("\t") for ln in lines)]
 
 
 class ImageNetDataModule(ClassificationDataModule):
@@ -111,28 +119,6 @@ class ImageNetDataModule(ClassificationDataModule):
             self.val_set = Subset(self.test_set, torch.randperm(len(self.test_set), generator=gen)[: self.val_subset])
 
 
-class _TinyImageNetVal(Dataset):
-    """tiny-imagenet-200/val: images in one folder, labels in val_annotations.txt."""
-
-    def __init__(
-        self, root: Path, class_to_idx: dict[str, int], transform: v2.Transform, skip_unreadable: bool = False
-    ) -> None:
-        lines = (root / "val" / "val_annotations.txt").read_text().splitlines()
-        self.samples = [(root / "val" / "images" / f, class_to_idx[w]) for f, w, *_ in (ln.split("\t") for ln in lines)]
-        self.transform = transform
-        self.skip_unreadable = skip_unreadable
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return readable_item(self._item, index, len(self), self.skip_unreadable)
-
-    def _item(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        return self.transform(_rgb_loader(str(path))), label
-
-
 class TinyImageNetDataModule(ImageNetDataModule):
     """Tiny-ImageNet (200 classes, 64 px). The labelled val split is used for validation and testing."""
 
@@ -158,13 +144,10 @@ class TinyImageNetDataModule(ImageNetDataModule):
         for required in ("wnids.txt", "train", "val/images", "val/val_annotations.txt"):
             if not (self.root / required).exists():
                 raise self.not_found(self.root, f"missing {required}")
-        wnids = sorted((self.root / "wnids.txt").read_text().split())
-        class_to_idx = {w: i for i, w in enumerate(wnids)}
+        val = _TinyImageNetVal(str(self.root / "val"), self.eval_transform(), self.skip_unreadable)
         if stage in (None, "fit"):
             train = _ImageFolder(str(self.root / "train"), self.train_transform(), self.skip_unreadable)
-            if train.class_to_idx != class_to_idx:
+            if train.class_to_idx != val.class_to_idx:
                 raise self.not_found(self.root / "train", "train folders do not match wnids.txt")
             self.train_set = train
-        self.test_set = self.val_set = _TinyImageNetVal(
-            self.root, class_to_idx, self.eval_transform(), self.skip_unreadable
-        )
+        self.test_set = self.val_set = val
