@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustnoise.models.weights import read_weights
 from robustnoise.utils.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -237,13 +238,7 @@ def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
     :class:`CheckpointError` naming the file and the first bad key.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"EDSR weights not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling failures of any kind are a problem with the user's file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read EDSR weights {path}: {first}") from e
+    obj = read_weights(path, "EDSR weights")
     state = _official_state_dict(obj, path)
     inferred = infer_edsr_config(state, path)
     kwargs = {**inferred, **{k: v for k, v in overrides.items() if v is not None}}

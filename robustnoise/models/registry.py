@@ -28,29 +28,22 @@ def list_models() -> list[str]:
     return sorted([*_OWN, *_TORCHVISION_HEADS])
 
 
-def _torchvision_weights(name: str, spec: str) -> torchvision.models.WeightsEnum:
-    """Parses ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` into the weights enum member for ``name``."""
-    _, _, enum_name = spec.partition(":")
-    enum_name = enum_name or _DEFAULT_TORCHVISION_WEIGHTS
-    enum_cls = torchvision.models.get_model_weights(name)
-    try:
-        return enum_cls[enum_name]
-    except KeyError:
-        known = ", ".join(m.name for m in enum_cls)
-        raise RobustnoiseError(f"unknown torchvision weights {enum_name!r} for {name}; known: {known}") from None
-
-
 def _build_torchvision(name: str, num_classes: int, weights: str | None) -> nn.Module:
+    """A torchvision net, random or with the ImageNet weights of ``"torchvision"`` / ``"torchvision:ENUM_NAME"``."""
     builder = getattr(torchvision.models, name)
     if weights is None:
         kwargs = {"aux_logits": False, "init_weights": True} if name == "inception_v3" else {}
         return builder(weights=None, num_classes=num_classes, **kwargs)
-    enum = _torchvision_weights(name, weights)
-    # torchvision insists on the auxiliary head when loading Inception weights; it is dropped below.
-    net = builder(weights=enum, aux_logits=True) if name == "inception_v3" else builder(weights=enum)
-    if name == "inception_v3":
-        net.aux_logits = False
-        net.AuxLogits = None
+    enum_name = weights.partition(":")[2] or _DEFAULT_TORCHVISION_WEIGHTS
+    enum_cls = torchvision.models.get_model_weights(name)
+    if enum_name not in enum_cls.__members__:
+        known = ", ".join(m.name for m in enum_cls)
+        raise RobustnoiseError(f"unknown torchvision weights {enum_name!r} for {name}; known: {known}")
+    if name == "inception_v3":  # torchvision insists on the auxiliary head when loading Inception weights: dropped
+        net = builder(weights=enum_cls[enum_name], aux_logits=True)
+        net.aux_logits, net.AuxLogits = False, None
+    else:
+        net = builder(weights=enum_cls[enum_name])
     head_attr = _TORCHVISION_HEADS[name]
     head = getattr(net, head_attr)
     if head.out_features != num_classes:

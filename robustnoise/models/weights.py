@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Collection, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -9,67 +10,55 @@ from torch import Tensor
 from robustnoise.models.normalized import NormalizedClassifier
 from robustnoise.utils.errors import CheckpointError
 
-# Prefixes added by DataParallel, Lightning modules and model wrappers.
 WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")
-_NORM_KEYS = ("mean", "std")
-_MAX_EXAMPLES = 3
+"""Prefixes added by DataParallel, Lightning modules and model wrappers."""
 
 
-def _strip_prefixes(key: str, target_keys: Collection[str] | None) -> str:
-    while target_keys is None or key not in target_keys:
-        prefix = next((p for p in WRAPPER_PREFIXES if key.startswith(p)), None)
-        # Stop before the last component: in "classifier.weight" (DenseNet head) the prefix is a real module name.
-        if prefix is None or "." not in key[len(prefix) :]:
-            break
-        key = key[len(prefix) :]
-    return key
-
-
-def _is_norm_key(key: str) -> bool:
-    *path, name = key.split(".")
-    return name in _NORM_KEYS and all(f"{p}." in WRAPPER_PREFIXES for p in path)
-
-
-def extract_state_dict(obj: Mapping, target_keys: Collection[str] | None = None) -> dict[str, Tensor]:
+def extract_state_dict(obj: Mapping, target_keys: Collection[str]) -> dict[str, Tensor]:
     """Returns the bare network state dict held by a loaded checkpoint.
 
     Accepts a Lightning checkpoint (``state_dict``; only ``classifier.*`` keys are kept when present), a
-    game-of-noise release file (``model_state_dict``) or a bare state dict. Wrapper prefixes are stripped and
-    the wrapper's ``mean``/``std`` buffers are dropped.
-
-    Args:
-        obj: The object returned by ``torch.load``.
-        target_keys: Keys of the receiving network; prefix stripping stops once a key matches one of them.
+    game-of-noise release file (``model_state_dict``) or a bare state dict. Wrapper prefixes are stripped until a key
+    is one of ``target_keys`` (the receiving network's), never the last component (``classifier.weight`` is DenseNet's
+    head); the wrapper's ``mean``/``std`` buffers are dropped.
 
     Raises:
         CheckpointError: If ``obj`` holds no tensors.
     """
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"expected a dict, got {type(obj).__name__}")
-    if isinstance(obj.get("state_dict"), Mapping):
-        state = obj["state_dict"]
-        if any(k.startswith("classifier.") for k in state):
-            state = {k: v for k, v in state.items() if k.startswith("classifier.")}
-    elif isinstance(obj.get("model_state_dict"), Mapping):
-        state = obj["model_state_dict"]
-    else:
-        state = obj
+    state = next((obj[k] for k in ("state_dict", "model_state_dict") if isinstance(obj.get(k), Mapping)), obj)
+    if isinstance(obj.get("state_dict"), Mapping) and any(k.startswith("classifier.") for k in state):
+        state = {k: v for k, v in state.items() if k.startswith("classifier.")}
     tensors = {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
     if not tensors:
         raise CheckpointError(f"no tensors found (top-level keys: {', '.join(map(str, list(obj)[:5]))})")
     out: dict[str, Tensor] = {}
     for key, value in tensors.items():
-        if _is_norm_key(key):
+        *path, name = key.split(".")
+        if name in ("mean", "std") and all(f"{p}." in WRAPPER_PREFIXES for p in path):
             continue
-        out[_strip_prefixes(key, target_keys)] = value
+        while key not in target_keys and key.startswith(WRAPPER_PREFIXES) and "." in key.split(".", 1)[1]:
+            key = key.split(".", 1)[1]
+        out[key] = value
     return out
 
 
+def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` on the CPU with ``weights_only``; a missing or unreadable file is one :class:`CheckpointError`
+    line (a pickle that would run code is refused by ``weights_only``)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unpickling failure (corrupt file, non-weights objects) is a user-facing problem
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read {what} {path}: {first_line}") from e
+
+
 def _count(keys: list[str], what: str) -> str:
-    if not keys:
-        return f"0 {what} keys"
-    more = ", ..." if len(keys) > _MAX_EXAMPLES else ""
-    return f"{len(keys)} {what} keys (e.g. {', '.join(keys[:_MAX_EXAMPLES])}{more})"
+    shown = f" (e.g. {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else ""
+    return f"{len(keys)} {what} keys{shown}"
 
 
 def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:
@@ -79,14 +68,7 @@ def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike
         CheckpointError: If the file is missing, unreadable or does not fit the architecture.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure (corrupt file, non-weights objects) is a user-facing problem
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from e
-
+    obj = read_weights(path)
     net = model.net
     arch = type(net).__name__
     expected = net.state_dict()
