@@ -98,49 +98,45 @@ def _k(i: int, j: int, what: str = "weight") -> str:
     return f"body.{i}.body.{j}.{what}"
 
 
-def _kernel(rows: list[list[float]], like: Tensor) -> Tensor:
-    return torch.tensor(rows, dtype=like.dtype, device=like.device).view(1, 1, 3, 3)
+def _map(w: Weights, i: int, convs: Sequence[int], fn: Callable[[Tensor], Tensor], bias: bool = False) -> None:
+    """``fn`` applied to the weights (and biases) of convs ``convs`` (0: first, 2: second) of block ``i``."""
+    for j in convs:
+        for what in ("weight", "bias") if bias else ("weight",):
+            w[_k(i, j, what)] = fn(w[_k(i, j, what)])
+
+
+def _taps(rows: list[list[float]]) -> Callable[[Tensor], Tensor]:
+    return lambda t: t * torch.tensor(rows, dtype=t.dtype, device=t.device).view(1, 1, 3, 3)
 
 
 def flip_output_channels(w: Weights, d: Draws) -> None:
     """Op 0: reverse the output-channel order of both convs (weights and biases) of one block in {0, 3, 6, 9}."""
-    i = d.block(_EVERY_3RD)
-    for j in (0, 2):
-        for what in ("weight", "bias"):
-            w[_k(i, j, what)] = w[_k(i, j, what)].flip(0)
+    _map(w, d.block(_EVERY_3RD), (0, 2), lambda t: t.flip(0), bias=True)
 
 
 def negate_first_conv(w: Weights, d: Draws) -> None:
     """Op 1: negate the first conv (weight and bias) of one block in {1, 4, 7}."""
-    i = d.block(_EVERY_3RD_FROM_1)
-    for what in ("weight", "bias"):
-        w[_k(i, 0, what)] = -w[_k(i, 0, what)]
+    _map(w, d.block(_EVERY_3RD_FROM_1), (0,), torch.neg, bias=True)
 
 
 def zero_first_conv(w: Weights, d: Draws) -> None:
     """Op 2: zero the first conv (weight and bias) of one block in {0, 3, 6, 9}."""
-    i = d.block(_EVERY_3RD)
-    for what in ("weight", "bias"):
-        w[_k(i, 0, what)] = torch.zeros_like(w[_k(i, 0, what)])
+    _map(w, d.block(_EVERY_3RD), (0,), torch.zeros_like, bias=True)
 
 
 def neg_gelu_weights(w: Weights, d: Draws) -> None:
     """Op 3: replace both conv weights of one block in {0, 3, 6, 9} by -GELU(w) (biases kept)."""
-    i = d.block(_EVERY_3RD)
-    for j in (0, 2):
-        w[_k(i, j)] = -F.gelu(w[_k(i, j)])
+    _map(w, d.block(_EVERY_3RD), (0, 2), lambda t: -F.gelu(t))
 
 
 def laplacian4_kernel(w: Weights, d: Draws) -> None:
     """Op 4: multiply the first conv's 3x3 taps of one block in {0, 3, 6, 9} by [[0,1,0],[1,-4,1],[0,1,0]]."""
-    i = d.block(_EVERY_3RD)
-    w[_k(i, 0)] = w[_k(i, 0)] * _kernel([[0, 1, 0], [1, -4, 1], [0, 1, 0]], w[_k(i, 0)])
+    _map(w, d.block(_EVERY_3RD), (0,), _taps([[0, 1, 0], [1, -4, 1], [0, 1, 0]]))
 
 
 def laplacian8_kernel(w: Weights, d: Draws) -> None:
     """Op 5: multiply the first conv's taps of one block in {0, 3, 6, 9} by [[-1,-1,-1],[-1,8,-1],[-1,-1,-1]]."""
-    i = d.block(_EVERY_3RD)
-    w[_k(i, 0)] = w[_k(i, 0)] * _kernel([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], w[_k(i, 0)])
+    _map(w, d.block(_EVERY_3RD), (0,), _taps([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]))
 
 
 def multiplicative_noise(w: Weights, d: Draws) -> None:
@@ -153,8 +149,8 @@ def multiplicative_noise(w: Weights, d: Draws) -> None:
 def spatial_flip_and_negate(w: Weights, d: Draws) -> None:
     """Op 7: flip the first conv's kernels horizontally and negate the second conv's weights (block in {0,3,6,9})."""
     i = d.block(_EVERY_3RD)
-    w[_k(i, 0)] = w[_k(i, 0)].flip(-1)
-    w[_k(i, 2)] = -w[_k(i, 2)]
+    _map(w, i, (0,), lambda t: t.flip(-1))
+    _map(w, i, (2,), torch.neg)
 
 
 def shift_kernel_conv(w: Weights, d: Draws) -> None:

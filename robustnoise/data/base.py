@@ -94,18 +94,23 @@ class ClassificationDataModule(pl.LightningDataModule):
         """Shuffled by (seed, epoch, rank) and resumable mid-epoch (``robustnoise.data.resumable``)."""
         if self.train_set is None:
             self.setup("fit")
+        # fresh workers every epoch: their seeds come from the loader's per-epoch generator (exact resume at epoch
+        # boundaries; persistent workers would keep epoch 0's seeds)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return self.resumable_loader(self.train_set, self.batch_size, seed, persistent_workers=False)
+
+    def resumable_loader(self, dataset: Dataset, batch_size: int, seed: int, **kwargs: Any) -> DataLoader:
+        """A loader shuffled by (seed, epoch, rank) and resumable mid-epoch, on this trainer's ranks."""
         trainer = self.trainer
         return resumable_loader(
-            self.train_set,
-            batch_size=self.batch_size,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            dataset,
+            batch_size=batch_size,
+            seed=seed,
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            # fresh workers every epoch: their seeds come from the loader's per-epoch generator (exact resume at epoch
-            # boundaries; persistent workers would keep epoch 0's seeds)
-            persistent_workers=False,
+            **kwargs,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -65,12 +65,9 @@ class ExtraSourceDataModule(WrappedDataModule):
         clean: ClassificationDataModule,
         roots: Sequence[str],
         resize: int | None = None,
-        corruption_preset: str | None = None,
-        batch_size: int | None = None,
-        eval_batch_size: int | None = None,
-        num_workers: int | None = None,
+        **wrapped: Any,
     ) -> None:
-        super().__init__(clean, corruption_preset, batch_size, eval_batch_size, num_workers)
+        super().__init__(clean, **wrapped)
         if isinstance(roots, str):
             roots = [roots]
         if not roots:

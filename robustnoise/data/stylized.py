@@ -23,7 +23,6 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
-from robustnoise.data.resumable import resumable_loader
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -41,7 +40,6 @@ class StylizedDataModule(WrappedDataModule):
         clean: ClassificationDataModule,
         stylized_root: str | None = None,
         stylized_batch_size: int | None = None,
-        corruption_preset: str | None = None,
         source: str = "folder",
         encoder: str | None = None,
         decoder: str | None = None,
@@ -50,11 +48,9 @@ class StylizedDataModule(WrappedDataModule):
         style_size: int = 224,
         max_styles: int | None = None,
         style_seed: int = 0,
-        batch_size: int | None = None,
-        eval_batch_size: int | None = None,
-        num_workers: int | None = None,
+        **wrapped: Any,
     ) -> None:
-        super().__init__(clean, corruption_preset, batch_size, eval_batch_size, num_workers)
+        super().__init__(clean, **wrapped)
         if source not in SOURCES:
             raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
         if source == "folder" and not stylized_root:
@@ -118,16 +114,10 @@ class StylizedDataModule(WrappedDataModule):
     def train_dataloader(self) -> Any:
         if self.stylized_set is None:
             self.setup("fit")
-        trainer = self.trainer
-        stylized = resumable_loader(  # its own order and position, restored on a mid-epoch resume as the clean one's
-            self.stylized_set,
-            batch_size=self.stylized_batch_size,
-            seed=derive_seed(run_seed(), "stylized_order"),
-            num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            drop_last=True,
+        stylized = (
+            self.resumable_loader(  # its own order and position, restored on a mid-epoch resume as the clean one's
+                self.stylized_set, self.stylized_batch_size, derive_seed(run_seed(), "stylized_order"), drop_last=True
+            )
         )
         return CombinedLoader({"clean": self.clean.train_dataloader(), "stylized": stylized}, mode="min_size")
 
