@@ -1,4 +1,4 @@
-"""Tests of the weather corruptions (snow, frost, fog, brightness; holdout spatter), the RGB <-> HSV helpers and the
+"""Tests of the weather corruptions (snow, frost, fog, brightness; holdout spatter) and the
 frost textures.
 
 Parity with ``imagecorruptions`` (the ``imagecorruptions-imaug==1.1.5`` test oracle, ImageNet-C parameters) on
@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from robustnoise.corruptions import CORRUPTION_FNS, corrupt, sample_seeds, severity_params, textures, weather
 from robustnoise.corruptions.blur import _motion_taps as blur_taps
 from robustnoise.corruptions.blur import motion_blur_angles
-from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
 from robustnoise.corruptions.registry import lookup
 from robustnoise.utils.errors import RobustnoiseError
 from tests.conftest import assert_images_close
@@ -91,27 +90,6 @@ def _seeds(n: int, base: int = 0) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# RGB <-> HSV
-
-
-def test_rgb_hsv_match_skimage_exactly():
-    color = pytest.importorskip("skimage.color")
-    gen = np.random.default_rng(0)
-    rgb = gen.integers(0, 256, (40, 40, 3)) / 255.0
-    rgb[:8] = rgb[:8, :, :1]  # gray pixels (hue and saturation 0)
-    rgb[8, :6] = [[1, 1, 0], [0, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.2]]  # ties for the maximum
-    ref_hsv = color.rgb2hsv(rgb)
-    hsv = rgb_to_hsv(torch.from_numpy(rgb).permute(2, 0, 1)[None])
-    assert np.array_equal(hsv[0].permute(1, 2, 0).numpy(), ref_hsv)
-    back = hsv_to_rgb(torch.from_numpy(ref_hsv).permute(2, 0, 1)[None])
-    assert np.array_equal(back[0].permute(1, 2, 0).numpy(), color.hsv2rgb(ref_hsv))
-    x = torch.rand(3, 3, 17, 19)
-    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-6)  # float32, round trip
-    with pytest.raises(ValueError):
-        rgb_to_hsv(torch.rand(1, 1, 4, 4))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # parity with the oracle: deterministic, or with the oracle's random draws injected
 
 
@@ -122,7 +100,6 @@ def test_brightness_matches_oracle(oracle, photos, severity):
         ref = oracle.corrupt(image, corruption_name="brightness", severity=severity)
         d = _diff(_uint8(weather.brightness(_tensor(image), param, _seeds(1))), ref)  # rgb * V' / V
         assert d.max() <= 1 and d.mean() <= 0.5, (d.max(), d.mean())  # measured: max 1, mean < 0.003
-        assert _diff(_uint8(weather._brightness_hsv(_tensor(image), param)), ref).max() == 0  # HSV round trip
 
 
 @pytest.mark.parametrize("severity", SEVERITIES)
@@ -173,11 +150,10 @@ def test_frost_textures_crops_and_resizing_match_opencv(cv2):
             assert np.array_equal(texture.permute(1, 2, 0).numpy(), ref[..., ::-1])
     full = textures.frost_textures("cpu")
     index, top, left = torch.tensor([0, 4, 2]), torch.tensor([5, 0, 90]), torch.tensor([7, 435, 0])
-    for gather in (False, True):
-        crops = weather._frost_crops(full, index, top, left, 224, 224, gather=gather)
-        for n in range(3):
-            k, y, x = int(index[n]), int(top[n]), int(left[n])
-            assert torch.equal(crops[n], full[k][:, y : y + 224, x : x + 224])
+    crops = weather._frost_crops(full, index, top, left, 224, 224)
+    for n in range(3):
+        k, y, x = int(index[n]), int(top[n]), int(left[n])
+        assert torch.equal(crops[n], full[k][:, y : y + 224, x : x + 224])
 
 
 @needs_textures

@@ -75,7 +75,7 @@ def resolve_sets(
 def apply_fidelity(images: Tensor, preset: str) -> Tensor:
     """The release tail of ``preset`` (:func:`~robustnoise.corruptions.fidelity.release_fidelity`: uint8 truncation,
     plus JPEG q85 for imagenet / tinyimagenet); MNIST-C rounds to uint8 (``floor(255 x + 1/2)``: its released files
-    are rounded, as ``corrupt_mnist_c(..., round_uint8=True)``)."""
+    are rounded)."""
     if preset == "mnistc":
         work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
         return quantize_uint8_round(images.clamp(0.0, 1.0)).to(work).div_(255.0).to(images.dtype)

@@ -178,13 +178,13 @@ def write_c(
     sets = [(c, s) for c in names for s in levels]
     shape = (height, width, channels)
     if kind == "cifar_npy":
-        writer: _Writer = _CifarWriter(out, names, num_images, shape, num_classes)
+        writer: Any = _CifarWriter(out, names, num_images, shape, num_classes)
     elif kind == "mnistc_npy":
         writer = _MnistWriter(out, sets, levels, num_images, shape, num_classes)
     else:
         writer = _FolderWriter(out, sets, num_images, folder_names)
 
-    # MNIST-C's released files are rounded (as corrupt_mnist_c(round_uint8=True)); the ImageNet-C family truncates
+    # MNIST-C's released files are rounded; the ImageNet-C family truncates
     quantize = quantize_uint8_truncate if fidelity and preset != "mnistc" else quantize_uint8_round
     loader = DataLoader(_FloatImages(dataset), batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
     start = time.perf_counter()
@@ -332,36 +332,16 @@ class _FloatImages(Dataset):
 # Writers
 
 
-class _Writer:
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
-        """Record the labels of a batch of test indices (called once per batch, before its writes)."""
-
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def sync(self) -> None:
-        """Wait for the writes of the current batch."""
-
-    def finish(self) -> int:
-        """Complete the files; returns how many were written."""
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        """Clean up after an error (partial files are left with a ``.partial`` suffix or removed)."""
-
-    def bytes_written(self) -> int:
-        raise NotImplementedError
-
-    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
-        raise NotImplementedError
-
-
 def _label_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.uint8) if num_classes <= 256 else np.dtype(np.int64)
 
 
-class _NpyArrays(_Writer):
-    """uint8 image arrays written in place (``.partial`` memory maps renamed when complete) plus label arrays."""
+class _NpyArrays:
+    """uint8 image arrays written in place (``.partial`` memory maps renamed when complete) plus label arrays.
+
+    Writers record a batch's labels (``labels``), write one (corruption, severity) of it (``write``), wait for it
+    (``sync``), then ``finish`` (returns the number of files) or ``abort``, and describe their ``reader``.
+    """
 
     def __init__(self) -> None:
         self._arrays: dict[Path, np.memmap] = {}
@@ -373,6 +353,9 @@ class _NpyArrays(_Writer):
         array = np.lib.format.open_memmap(path.with_name(path.name + _PARTIAL), mode="w+", dtype=np.uint8, shape=shape)
         self._arrays[path] = array
         return array
+
+    def sync(self) -> None:
+        pass
 
     def finish(self) -> int:
         for path, array in self._arrays.items():
@@ -457,16 +440,11 @@ class _MnistWriter(_NpyArrays):
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
         roots = {int(s): str(r) for s, r in self.roots.items()}
         note = "one MNIST-C root per severity" if len(roots) > 1 else ""
-        return {
-            "kind": "mnistc",
-            "root": roots[min(roots)] if len(roots) == 1 else None,
-            "roots": roots,
-            "kwargs": {},
-            "note": note,
-        }
+        root = roots[min(roots)] if len(roots) == 1 else None
+        return {"kind": "mnistc", "root": root, "roots": roots, "kwargs": {}, "note": note}
 
 
-class _FolderWriter(_Writer):
+class _FolderWriter:
     """``<out>/<corruption>/<severity>/<class>/<index>.JPEG`` (quality 85), written by a small thread pool."""
 
     def __init__(self, out: Path, sets: Sequence[tuple[str, int]], num_images: int, class_names: Sequence[str]):
@@ -480,6 +458,9 @@ class _FolderWriter(_Writer):
         self.pending: list[Future] = []
         self.count = 0
         self.size = 0
+
+    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+        pass
 
     def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
         self.sync()  # at most one (batch, set) in flight: it encodes while the next one is corrupted
@@ -510,17 +491,9 @@ class _FolderWriter(_Writer):
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
         kind = "tinyimagenetc" if (size, num_classes) == (64, 200) else "imagenetc"
         standard = (size, num_classes) in ((64, 200), (224, 1000))
-        note = (
-            ""
-            if standard
-            else f"read with ImageNetC(root, corruption, severity, image_size={size}, num_classes={num_classes})"
-        )
-        return {
-            "kind": kind,
-            "root": str(self.out),
-            "kwargs": {"image_size": size, "num_classes": num_classes},
-            "note": note,
-        }
+        note = f"read with ImageNetC(root, corruption, severity, image_size={size}, num_classes={num_classes})"
+        kwargs = {"image_size": size, "num_classes": num_classes}
+        return {"kind": kind, "root": str(self.out), "kwargs": kwargs, "note": "" if standard else note}
 
 
 def _save_jpeg(path: Path, pixels: np.ndarray) -> int:
