@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import operator
+from collections import namedtuple
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 from robustnoise.utils.errors import RobustnoiseError
 
@@ -77,23 +78,17 @@ MNISTC_PRESET = "mnistc"
 _MNISTC_KEY_OFFSET = 1000
 
 
-GlassBlur = NamedTuple("GlassBlur", [("sigma", float), ("max_delta", int), ("iterations", int)])
-DefocusBlur = NamedTuple("DefocusBlur", [("radius", float), ("alias_blur", float)])
-MotionBlur = NamedTuple("MotionBlur", [("radius", float), ("sigma", float)])
-ZoomRange = NamedTuple("ZoomRange", [("start", float), ("stop", float), ("step", float)])  # np.arange's arguments
-Snow = NamedTuple(
-    "Snow",
-    [("loc", float), ("scale", float), ("zoom", float), ("threshold", float)]
-    + [("blur_radius", float), ("blur_sigma", float), ("blend", float)],
-)
-Frost = NamedTuple("Frost", [("image_weight", float), ("frost_weight", float)])
-Fog = NamedTuple("Fog", [("strength", float), ("wibble_decay", float)])
-Elastic = NamedTuple("Elastic", [("alpha", float), ("sigma", float), ("affine_jitter", float)])  # in pixels
-Spatter = NamedTuple(  # mode 0 = water, 1 = mud
-    "Spatter",
-    [("loc", float), ("scale", float), ("sigma", float), ("threshold", float), ("intensity", float), ("mode", int)],
-)
-Saturate = NamedTuple("Saturate", [("multiply", float), ("add", float)])
+# Severity parameters with more than one field, named after their role in the reference scripts.
+GlassBlur = namedtuple("GlassBlur", "sigma max_delta iterations")
+DefocusBlur = namedtuple("DefocusBlur", "radius alias_blur")
+MotionBlur = namedtuple("MotionBlur", "radius sigma")
+ZoomRange = namedtuple("ZoomRange", "start stop step")  # np.arange's arguments, see zoom_factors
+Snow = namedtuple("Snow", "loc scale zoom threshold blur_radius blur_sigma blend")
+Frost = namedtuple("Frost", "image_weight frost_weight")
+Fog = namedtuple("Fog", "strength wibble_decay")
+Elastic = namedtuple("Elastic", "alpha sigma affine_jitter")  # in pixels
+Spatter = namedtuple("Spatter", "loc scale sigma threshold intensity mode")  # mode 0 = water, 1 = mud
+Saturate = namedtuple("Saturate", "multiply add")
 
 
 def _rows(kind: Any, *rows: tuple[float, ...]) -> tuple[Any, ...]:
