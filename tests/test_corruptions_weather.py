@@ -207,7 +207,7 @@ def test_snow_matches_oracle_given_its_field_and_angle(oracle, photos, severity)
 
 
 def test_snow_small_images_match_oracle_given_its_draws(oracle, photos):
-    """32 px (the oracle uses the ImageNet parameters at any size): the gather path of the motion blur."""
+    """32 px (the oracle uses the ImageNet parameters at any size)."""
     from PIL import Image
 
     image = np.array(Image.fromarray(photos[1]).resize((32, 32), Image.BILINEAR))
@@ -222,20 +222,15 @@ def test_snow_small_images_match_oracle_given_its_draws(oracle, photos):
         layer = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=True)
         layer = (layer * (layer >= threshold)).clamp(0, 1) * 255
         angles = torch.tensor([angle], dtype=torch.float64)
-        layer = motion_blur_angles(layer, radius, sigma, angles, stop_at_edge=False, method="gather").round() / 255
+        layer = motion_blur_angles(layer, radius, sigma, angles, stop_at_edge=False).round() / 255
         d = _diff(_uint8(weather._snow_blend(_tensor(image, torch.float32), layer[..., :32, :32], blend)), ref)
         assert d.max() <= 1 and d.mean() <= 0.01, (d.max(), d.mean())
 
 
-def test_motion_blur_methods_agree():
-    """Snow's motion blur is blur.py's (ImageMagick taps: no stop at the image edge); both methods agree."""
+def test_snow_motion_blur_does_not_stop_at_the_edge():
+    """Snow's motion blur is blur.py's with ImageMagick's taps: no stop at the image edge."""
     layer = torch.rand(3, 1, 40, 52, dtype=torch.float64) * 255
     angles = torch.tensor([-135.0, -90.0, -47.3], dtype=torch.float64)
-    for stop_at_edge, size in ((False, (40, 52)), (True, (9, 11))):  # 9 x 11: taps reach past the edge
-        plane = layer[..., : size[0], : size[1]]
-        loop = motion_blur_angles(plane, 12, 8, angles, stop_at_edge=stop_at_edge, method="loop")
-        gather = motion_blur_angles(plane, 12, 8, angles, stop_at_edge=stop_at_edge, method="gather")
-        assert torch.allclose(loop, gather, atol=1e-9)
     stopped = motion_blur_angles(layer[..., :9, :11], 12, 8, angles, stop_at_edge=True)
     assert not torch.allclose(stopped, motion_blur_angles(layer[..., :9, :11], 12, 8, angles, stop_at_edge=False))
     # Straight down (-90 degrees): tap i reads i rows above, edges replicated.

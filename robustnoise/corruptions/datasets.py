@@ -10,7 +10,6 @@ corruption for the same seed.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,27 +19,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from robustnoise.corruptions.api import CORRUPTION_FNS, corrupt
+from robustnoise.corruptions.api import corrupt
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import release_fidelity
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
 from robustnoise.corruptions.transforms import check_corruption, image_seeds
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
-__all__ = ["CorruptedDataset", "apply_fidelity", "default_corruptions", "to_float_image"]
-
-
-def default_corruptions(preset: str, warn: bool = True) -> tuple[str, ...]:
-    """All corruptions of ``preset`` that are implemented: the 19 of ImageNet-C (15 benchmark + 4 holdouts) in
-    canonical order, or the 15 MNIST-C corruptions for ``preset='mnistc'``. Unimplemented ones are skipped (with a
-    warning if ``warn``)."""
-    if preset == "mnistc":
-        return MNIST_C_CORRUPTIONS
-    names = tuple(n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS)
-    missing = [n for n in ALL_CORRUPTIONS if n not in CORRUPTION_FNS]
-    if missing and warn:
-        warnings.warn(f"corruptions not implemented yet, skipped: {', '.join(missing)}", stacklevel=3)
-    return names
+__all__ = ["CorruptedDataset", "apply_fidelity", "resolve_sets", "to_float_image"]
 
 
 def resolve_sets(
@@ -53,14 +39,10 @@ def resolve_sets(
     elif preset not in ("imagenet", "cifar", "tinyimagenet"):
         raise ConfigError(f"unknown corruption preset {preset!r}; valid: imagenet, cifar, tinyimagenet, mnistc")
     if corruptions is None:
-        names = default_corruptions(preset)
+        names = MNIST_C_CORRUPTIONS if preset == "mnistc" else ALL_CORRUPTIONS
     else:
         names = tuple([corruptions] if isinstance(corruptions, str) else corruptions)
         names = tuple(check_corruption(str(n), preset) for n in names)
-        if preset != "mnistc":
-            missing = [n for n in names if n not in CORRUPTION_FNS]
-            if missing:
-                raise RobustnoiseError(f"corruptions not implemented yet: {', '.join(missing)}")
     levels = tuple(SEVERITIES if severities is None else [severities] if isinstance(severities, int) else severities)
     levels = tuple(check_severity(s) for s in levels)
     if preset == "mnistc" and levels != (1,):
