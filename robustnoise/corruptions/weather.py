@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,16 +36,14 @@ from torch import Tensor
 from robustnoise.corruptions import rng, textures
 from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.blur import motion_blur_angles
-from robustnoise.corruptions.filters import gaussian_filter, image_chunks, map_image_chunks
+from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
 from robustnoise.corruptions.registry import register
 from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["brightness", "fog", "frost", "snow", "spatter"]
 
-_CPU_CHUNK_PIXELS = 1 << 18
-"""Pixels (per channel) per chunk on the CPU."""
-_WATER_CHUNK_FACTOR = 16
-"""Water spatter: outer chunks this many times larger (the chamfer distance runs row by row over a whole chunk)."""
+_WATER_CHUNK_ELEMENTS = 1 << 23
+"""Water spatter: larger chunks than the default (the chamfer distance runs row by row over a whole chunk)."""
 
 # Random streams; the seeds are already specific to the corruption and the severity.
 _STREAM_SNOW_LAYER = 0
@@ -63,14 +60,6 @@ _WIBBLE = 100.0  # initial plasma noise amplitude
 
 # ---------------------------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def _map_chunks(x: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor], Tensor], pixels: int | None = None) -> Tensor:
-    """``fn(images, seeds)`` chunk by chunk (about ``_CPU_CHUNK_PIXELS`` pixels of ``pixels`` per image each) into one
-    output tensor of ``x``'s shape and dtype."""
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    scale = x[0].numel() // (pixels or x.shape[2] * x.shape[3]) if x.shape[0] else 1
-    return map_image_chunks(fn, x, seeds, max_elements=_CPU_CHUNK_PIXELS * scale, out=out)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -101,18 +90,18 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 # brightness
 
 
-def _brightness_scale(x: Tensor, shift: float, out: Tensor | None = None) -> Tensor:
+def _brightness_scale(x: Tensor, shift: float) -> Tensor:
     """The same map without the HSV round trip: hue and saturation are kept, so ``rgb <- rgb * V' / V``.
 
     HSV -> RGB is linear in V at fixed hue and saturation, so this is the reference's result up to float rounding;
     the maximum channel is set to ``V'`` exactly (``out + (V' - out)`` is exact when both are within a factor 2),
-    and black pixels (V = 0, so hue = saturation = 0) become gray ``V' = c``. Writes into ``out`` if given.
+    and black pixels (V = 0, so hue = saturation = 0) become gray ``V' = c``.
     """
     value = x.amax(dim=1, keepdim=True)
     is_max = x == value
     new_value = (value + shift).clamp_(0.0, 1.0)
     ratio = torch.div(new_value, value.clamp_min_(torch.finfo(x.dtype).tiny), out=value)
-    out = torch.mul(x, ratio, out=out) if out is not None else x * ratio
+    out = x * ratio
     correction = torch.sub(new_value, out).mul_(is_max)  # V' - out on the maximum channel(s), else 0
     return out.add_(correction).clamp_(0.0, 1.0)
 
@@ -129,10 +118,7 @@ def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     shift = float(severity_param)
     if x.shape[1] != 3:
         return (x + shift).clamp_(0.0, 1.0).to(images.dtype)
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(x.shape[0], x.shape[2] * x.shape[3], x.device, _CPU_CHUNK_PIXELS):
-        _brightness_scale(x[part], shift, out=out[part])
-    return out.to(images.dtype)
+    return map_image_chunks(lambda part: _brightness_scale(part, shift), x).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -200,11 +186,11 @@ def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: 
     return grid.div_(grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny))
 
 
-def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor, out: Tensor | None = None) -> Tensor:
+def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor) -> Tensor:
     """``clip((x + s * plasma) * M / (M + s))`` with M the maximum of each original image over all channels."""
     height, width = x.shape[-2:]
     peak = x.amax(dim=(1, 2, 3), keepdim=True)
-    fogged = torch.add(x, plasma[:, None, :height, :width].mul_(strength).to(x.dtype), out=out)
+    fogged = torch.add(x, plasma[:, None, :height, :width].mul_(strength).to(x.dtype))
     return fogged.mul_(peak).div_(peak + strength).clamp_(0.0, 1.0)
 
 
@@ -219,11 +205,11 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     strength, decay = float(severity_param[0]), float(severity_param[1])
     mapsize = _plasma_map_size(*x.shape[-2:])
 
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(x.shape[0], mapsize * mapsize // 2, x.device, _CPU_CHUNK_PIXELS):
-        u = rng.uniform(seeds[part], (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
-        _fog_from_plasma(x[part], strength, _plasma_fractal(u, mapsize, decay, x.dtype), out=out[part])
-    return out.to(images.dtype)
+    def run(part: Tensor, part_seeds: Tensor) -> Tensor:
+        u = rng.uniform(part_seeds, (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
+        return _fog_from_plasma(part, strength, _plasma_fractal(u, mapsize, decay, x.dtype))
+
+    return map_image_chunks(run, x, seeds).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -307,11 +293,10 @@ def frost(
     sizes = torch.tensor([t.shape[1:] for t in texture_list], dtype=torch.int64)
     index, top, left = _frost_draws(seeds, sizes, height, width)
 
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS):
-        crops = _frost_crops(texture_list, index[part], top[part], left[part], height, width)
-        out[part] = _frost_blend(x[part], severity_param, crops)
-    return out.to(images.dtype)
+    def run(part: Tensor, *draws: Tensor) -> Tensor:
+        return _frost_blend(part, severity_param, _frost_crops(texture_list, *draws, height, width))
+
+    return map_image_chunks(run, x, index, top, left).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -360,10 +345,10 @@ def _snow_layer(
     return blurred.round_().div_(255.0)
 
 
-def _snow_blend(x: Tensor, layer: Tensor, blend: float, out: Tensor | None = None) -> Tensor:
+def _snow_blend(x: Tensor, layer: Tensor, blend: float) -> Tensor:
     """``x <- b x + (1 - b) max(x, 1.5 gray + 0.5)``, then ``clip(x + snow + rot180(snow))``."""
     brightened = torch.maximum(x, _gray(x).mul_(1.5).add_(0.5))
-    out = torch.mul(x, blend, out=out).add_(brightened.mul_(1.0 - blend))
+    out = torch.mul(x, blend).add_(brightened.mul_(1.0 - blend))
     layer = layer.to(x.dtype)
     return out.add_(layer).add_(layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
@@ -381,13 +366,12 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
     height, width = x.shape[-2:]
     crop_h, crop_w = _zoom_crop(height, zoom)[1], _zoom_crop(width, zoom)[1]
 
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(x.shape[0], height * width, x.device, _CPU_CHUNK_PIXELS):
-        field = rng.normal(seeds[part], (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype)
-        field = field.mul_(scale).add_(loc)
-        angles = rng.uniform(seeds[part], (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
-        _snow_blend(x[part], _snow_layer(field, height, width, severity_param, angles), blend, out=out[part])
-    return out.to(images.dtype)
+    def run(part: Tensor, part_seeds: Tensor) -> Tensor:
+        field = rng.normal(part_seeds, (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype).mul_(scale)
+        angles = rng.uniform(part_seeds, (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
+        return _snow_blend(part, _snow_layer(field.add_(loc), height, width, severity_param, angles), blend)
+
+    return map_image_chunks(run, x, seeds).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -568,33 +552,18 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     Water: Canny edges of the 8-bit liquid layer, their chamfer distance (for the whole batch at once: its row loop
     has many small ops), the shaping filters, then ``x + k m (175, 238, 238) / 255`` with ``m = liquid * dist``
     normalised to a maximum of 1 per image. Mud: ``m = gaussian(liquid > thr, k)`` zeroed below 0.8, then
-    ``x (1 - m) + m (63, 42, 20) / 255``. Per-pixel stages run in chunks of images on the CPU.
+    ``x (1 - m) + m (63, 42, 20) / 255``.
     """
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
-    n, channels, height, width = x.shape
-    parts = list(image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS))
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    liquid = _liquid(field, sigma, threshold, x.dtype)
     if int(mode) != 0:
-        mud = _colour(_MUD_RGB, channels, x)
-        for part in parts:
-            liquid = _liquid(field[part], sigma, threshold, x.dtype)
-            m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
-            m = m * (m >= 0.8)
-            out[part] = (x[part] * (1 - m)).add_(m * mud).clamp_(0.0, 1.0)
-        return out
-    liquid8 = torch.empty(n, 1, height, width, dtype=x.dtype, device=x.device)
-    edges = torch.empty(n, 1, height, width, dtype=torch.bool, device=x.device)
-    for part in parts:
-        liquid8[part] = _to_uint8_wrapping(_liquid(field[part], sigma, threshold, x.dtype) * 255.0)
-        edges[part] = _canny(liquid8[part])
-    distance = _chamfer_distance(edges)
-    water = _colour(_WATER_RGB, channels, x)
-    for part in parts:
-        m = liquid8[part] * _water_shape(distance[part]).to(x.dtype)
-        peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
-        m = (m / peak) * intensity
-        out[part] = (x[part] + m * water).clamp_(0.0, 1.0)
-    return out
+        m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
+        m = m * (m >= 0.8)
+        return (x * (1 - m)).add_(m * _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
+    liquid8 = _to_uint8_wrapping(liquid * 255.0)
+    m = liquid8 * _water_distance(liquid8)
+    peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
+    return (x + (m / peak) * intensity * _colour(_WATER_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
 
 
 @register("spatter", "weather")
@@ -614,5 +583,5 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
         field = rng.normal(part_seeds, (height, width), stream=_STREAM_SPATTER, dtype=part.dtype)
         return _spatter_from_field(part, severity_param, field.mul_(scale).add_(loc))
 
-    # Outer chunks of up to _WATER_CHUNK_FACTOR x the usual size bound the memory; _spatter_from_field sub-chunks.
-    return _map_chunks(x, seeds, run, pixels=max(1, height * width // _WATER_CHUNK_FACTOR)).to(images.dtype)
+    chunk = _WATER_CHUNK_ELEMENTS if int(severity_param[5]) == 0 else 1 << 19
+    return map_image_chunks(run, x, seeds, max_elements=chunk).to(images.dtype)
