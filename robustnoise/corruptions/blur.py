@@ -1,13 +1,8 @@
-"""Batched blur corruptions of ImageNet-C: Gaussian, defocus, zoom, motion and glass blur.
+"""Blur corruptions of ImageNet-C (Hendrycks & Dietterich 2019): Gaussian, defocus, zoom, motion and glass blur.
 
-Ports of Hendrycks & Dietterich (2019), ``make_imagenet_c.py`` (and the numpy motion blur of ``imagecorruptions``,
-which replaces ImageMagick's ``MotionBlurImage``). Each function takes float images (N, C, H, W) in [0, 1] on any
-device with any number of channels, the severity parameter of :mod:`robustnoise.corruptions.presets` and one int64
-seed per image, and returns clipped images of the input dtype (float64 is computed in float64, every other dtype in
-float32). The random draws (motion angle, glass offsets) come from :mod:`robustnoise.corruptions.rng`, keyed by each
-image's seed only, so an image's corruption never depends on the batch it is in.
-
-Parity with the ``imagecorruptions`` oracle is documented in ``docs/parity/blur.md``.
+Ports of ``make_imagenet_c.py`` (and of the numpy motion blur of ``imagecorruptions``, which replaces ImageMagick's
+``MotionBlurImage``). float64 is computed in float64, every other dtype in float32; the random draws (motion angle,
+glass offsets) are keyed by each image's seed. Parity with the oracle: ``docs/parity/blur.md``.
 """
 
 from __future__ import annotations
@@ -69,7 +64,6 @@ def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_
     return map_image_chunks(run, images, *per_image, max_elements=_CHUNK_ELEMENTS * chunk_scale, out=out)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Gaussian blur (holdout corruption)
 
 
@@ -81,7 +75,6 @@ def gaussian_blur(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
     return _apply(lambda chunk: gaussian_filter(chunk, sigma), images)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Defocus blur
 
 
@@ -120,7 +113,6 @@ def defocus_blur(images: Tensor, severity_param: DefocusBlur, seeds: Tensor) -> 
     return _apply(lambda chunk: correlate2d(chunk, kernel, "reflect"), images)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Zoom blur
 
 
@@ -235,7 +227,6 @@ def zoom_blur(images: Tensor, severity_param: ZoomRange, seeds: Tensor) -> Tenso
     return _apply(lambda chunk: _zoom_sum(chunk, factors), images, chunk_scale=4)  # wider sparse products
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Motion blur
 
 
@@ -319,7 +310,6 @@ def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Te
     return _apply(run, images, angles)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Glass blur
 
 

@@ -21,10 +21,6 @@ that the released files carry and these ports keep:
 - ``shear`` uses ``AffineTransform(shear=s)`` of that time, ``[[1, -sin s], [0, cos s]]`` (scikit-image >= 0.20
   builds ``[[1, -tan s], [0, 1]]`` instead).
 
-Seeds: one int64 per image; every random draw comes from :mod:`robustnoise.corruptions.rng` keyed by the image's seed,
-so an image's corruption never depends on its batch. An int ``seed`` gives image ``i`` the seed
-``sample_seeds(seed, i, corruption_seed_key(name), 1)``, the seeding of
-:class:`~robustnoise.corruptions.datasets.CorruptedDataset` and :class:`~robustnoise.corruptions.transforms.Corrupt`.
 Parity with scikit-image / SciPy / the ``imagecorruptions`` port: ``docs/parity/mnist_c.md``.
 """
 
@@ -46,7 +42,6 @@ from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["MNIST_C_FUNCTIONS"]
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Parameters: the default severity of each function of mnist-c ``corruptions.py``.
 
 SHOT_NOISE = 3.0  # severity 5: Poisson(x c) / c
@@ -77,7 +72,6 @@ _CHUNK_ELEMENTS = 1 << 16  # CPU: pixel values per chunk of images (84 MNIST dig
 _FOG_CHUNK = 32  # images per chunk for fog (each padded to the 256 x 256 plasma map)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Shared helpers
 
 
@@ -146,7 +140,6 @@ def _mnistc(name: str) -> Callable[[Callable[[Tensor, Tensor], Tensor]], Callabl
     return decorate
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Noise, blur and weather: the ImageNet-C implementations with MNIST-C's parameters
 
 
@@ -216,7 +209,6 @@ def stripe(x: Tensor, seeds: Tensor) -> Tensor:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Glass blur
 
 
@@ -312,7 +304,6 @@ def glass_blur(x: Tensor, seeds: Tensor) -> Tensor:
     return _glass_apply(x, chosen, dx, dy).clamp_(0.0, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Affine transforms (scikit-image ``transform.warp`` semantics)
 
 
@@ -423,7 +414,6 @@ def translate(x: Tensor, seeds: Tensor) -> Tensor:
     return warp_affine(x, translate_matrices(_random_signs(seeds, 2))).clamp_(0.0, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Lines
 
 
@@ -510,7 +500,6 @@ def zigzag(x: Tensor, seeds: Tensor) -> Tensor:
     return _add_lines(x, (lines * valid[..., None, None]).sum(1))
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Canny edges (scikit-image ``feature.canny`` defaults)
 
 

@@ -1,25 +1,11 @@
 """Weather corruptions of ImageNet-C (Hendrycks & Dietterich 2019): snow, frost, fog, brightness and spatter.
 
 Batched ports of ``make_imagenet_c.py`` / ``make_cifar_c.py`` / ``make_tinyimagenet_c.py`` (``hendrycks/robustness``).
-Each public function takes float images (N, C, H, W) in [0, 1] on any device, the severity parameter from
-:mod:`robustnoise.corruptions.presets` and one int64 seed per image, and returns clipped images of the input dtype.
-Every random draw comes from :mod:`robustnoise.corruptions.rng`, keyed by the image's seed, so an image's corruption
-does not depend on its batch. The helpers prefixed ``_`` that take the random fields as arguments (``_plasma_fractal``,
-``_snow_layer``, ``_frost_crops``, ``_spatter_from_field``, ...) exist so the tests can feed them the draws of the
-reference and compare the deterministic parts exactly.
-
-Where the original ImageNet-C scripts and the ``imagecorruptions`` package differ, these functions follow the
-original (see ``docs/parity/weather.md``): frost crops straight from the five textures the reference uses (CIFAR and
-Tiny-ImageNet sizes: textures first resized by 0.2 / 0.3), snow quantises its layer to 8 bits before the motion blur
-(PNG round trip through ImageMagick) and trims the zoomed layer centrally, and fog builds its plasma in the working
-precision (the original: float64; ``imagecorruptions``: float32). ``brightness`` scales RGB by ``V' / V`` instead of
-the HSV round trip (the same map up to float rounding).
-
-On the CPU the batch is processed in chunks of whole images: temporaries stay small and in cache, and large fresh
-allocations (page faults) are avoided. The frost crops (pure memory copies with per-image offsets) loop over the
-images: measured 20-40x faster than a gather with computed indices. The Gaussian and motion blurs are the shared ones
-of :mod:`~robustnoise.corruptions.filters` and :mod:`~robustnoise.corruptions.blur` (snow: ImageMagick's taps, which
-do not stop at the image edge).
+The helpers that take the random fields as arguments (``_plasma_fractal``, ``_snow_layer``, ``_frost_crops``,
+``_spatter_from_field``, ...) let the tests feed them the reference's draws. Where the original scripts and
+``imagecorruptions`` differ these follow the original (``docs/parity/weather.md``): frost crops the five textures
+(CIFAR / Tiny-ImageNet: resized by 0.2 / 0.3 first), snow quantises its layer to 8 bits before the motion blur
+(ImageMagick's PNG) and trims the zoomed layer centrally, fog builds its plasma in the working precision.
 """
 
 from __future__ import annotations
@@ -58,7 +44,6 @@ _MUD_RGB = (63.0, 42.0, 20.0)
 _WIBBLE = 100.0  # initial plasma noise amplitude
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # shared helpers
 
 
@@ -86,7 +71,6 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return gaussian_filter(x, float(sigma), method="dense" if max(x.shape[-2:]) <= 64 else "auto")
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # brightness
 
 
@@ -121,7 +105,6 @@ def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     return map_image_chunks(lambda part: _brightness_scale(part, shift), x).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # fog
 
 
@@ -212,7 +195,6 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     return map_image_chunks(run, x, seeds).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # frost
 
 
@@ -299,7 +281,6 @@ def frost(
     return map_image_chunks(run, x, index, top, left).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # snow
 
 
@@ -374,7 +355,6 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
     return map_image_chunks(run, x, seeds).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # spatter
 
 
