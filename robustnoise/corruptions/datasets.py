@@ -1,11 +1,8 @@
 """``CorruptedDataset``: the -C version of any dataset of ``(image, label, ...)`` items, generated on the fly.
 
-Items are ordered like the released files: corruption-major, then severity, then image index (CIFAR-10-C stacks the
-severities of one corruption as row blocks in the same way). Image ``i`` under (corruption, severity) is corrupted with
-the per-image seed ``sample_seeds(seed, i, corruption_id(corruption), severity)``, exactly as
-:meth:`robustnoise.eval.suite.CorruptionSuite.corrupted` seeds test index ``i``: the wrapper, the in-memory evaluation,
-:class:`~robustnoise.corruptions.transforms.Corrupt` with ``index=i`` and ``make_c`` all give an image the same
-corruption for the same seed.
+Items are ordered like the released files (corruption-major, then severity, then image index); image ``i`` under
+(corruption, severity) is seeded by ``sample_seeds(seed, i, corruption_id(corruption), severity)``, as the in-memory
+evaluation, :class:`~robustnoise.corruptions.transforms.Corrupt` with ``index=i`` and ``make_c`` seed test index ``i``.
 """
 
 from __future__ import annotations
@@ -163,22 +160,18 @@ class CorruptedDataset(Dataset):
         return self._corrupt(image.unsqueeze(0), name, severity, [i])[0], label
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Tensor, Any]]:
-        """Batched access (used by DataLoader): images of the same set are corrupted together."""
+        """Batched access (used by DataLoader): images of the same set and shape are corrupted together."""
         located = [self.locate(int(k)) for k in indices]
         fetched = {i: self._fetch(i) for i in sorted({i for _, _, i in located})}
-        groups: dict[tuple[str, int], list[int]] = {}
-        for pos, (name, severity, _) in enumerate(located):
-            groups.setdefault((name, severity), []).append(pos)
+        groups: dict[tuple[str, int, tuple[int, ...], torch.dtype], list[int]] = {}
+        for pos, (name, severity, i) in enumerate(located):
+            groups.setdefault((name, severity, tuple(fetched[i][0].shape), fetched[i][0].dtype), []).append(pos)
         out: list[Any] = [None] * len(located)
-        for (name, severity), positions in groups.items():
-            images = [fetched[located[p][2]][0] for p in positions]
-            chunks = _same_shape_runs(images)
-            for start, stop in chunks:
-                batch = torch.stack(images[start:stop])
-                indices_i = [located[p][2] for p in positions[start:stop]]
-                corrupted = self._corrupt(batch, name, severity, indices_i)
-                for k, p in enumerate(positions[start:stop]):
-                    out[p] = (corrupted[k], fetched[located[p][2]][1])
+        for (name, severity, _, _), positions in groups.items():
+            images = [located[p][2] for p in positions]
+            corrupted = self._corrupt(torch.stack([fetched[i][0] for i in images]), name, severity, images)
+            for k, (p, i) in enumerate(zip(positions, images)):
+                out[p] = (corrupted[k], fetched[i][1])
         return out
 
     def __repr__(self) -> str:
@@ -186,14 +179,3 @@ class CorruptedDataset(Dataset):
             f"CorruptedDataset({self.num_images} images x {len(self.corruptions)} corruptions x "
             f"{len(self.severities)} severities, preset={self.preset!r}, seed={self.seed}, fidelity={self.fidelity})"
         )
-
-
-def _same_shape_runs(images: list[Tensor]) -> list[tuple[int, int]]:
-    """Consecutive runs of images with equal shape and dtype (they can be stacked)."""
-    runs: list[tuple[int, int]] = []
-    start = 0
-    for k in range(1, len(images) + 1):
-        if k == len(images) or (images[k].shape, images[k].dtype) != (images[start].shape, images[start].dtype):
-            runs.append((start, k))
-            start = k
-    return runs

@@ -26,18 +26,10 @@ RELEASE_JPEG_PRESETS: tuple[str, ...] = ("imagenet", "tinyimagenet")
 
 
 def quantize_uint8_truncate(images: Tensor) -> Tensor:
-    """``np.uint8(np.clip(255 x, 0, 255))`` for float images in [0, 1]: scale, clip and truncate (not round).
+    """``np.uint8(np.clip(255 x, 0, 255))`` for float images in [0, 1] (any shape and device): truncation, not rounding.
 
-    0.999 -> 254 (254.745 truncated), 1.0 -> 255. float64 is truncated exactly like numpy (``255 * (k / 255.0)`` is
-    exactly ``k`` for every k). Lower precisions cannot hold k/255 exactly and ``255 * fl32(k / 255)`` may fall a hair
-    below k, so for them a margin of ``255 * eps(dtype)`` grey levels (3e-5 for float32, capped at 0.5 for half
-    precision) is added before truncating: images on the 1/255 grid map back to their exact uint8 values.
-
-    Args:
-        images: Float tensor of any shape, any device.
-
-    Returns:
-        uint8 tensor of the same shape and device.
+    float64 is exact like numpy (``255 * (k / 255.0) == k``); lower precisions add a margin of ``255 eps(dtype)`` grey
+    levels (capped at 0.5) before truncating, so images on the 1/255 grid map back to their exact uint8 values.
     """
     if not images.dtype.is_floating_point:
         raise TypeError(f"images must be a floating tensor, got {images.dtype}")

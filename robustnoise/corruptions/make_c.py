@@ -1,24 +1,12 @@
 """``task=make_c``: write the -C version of a datamodule's test split in the layout of the released files.
 
-``python run.py task=make_c data=cifar10 make_c.out_dir=/data/CIFAR-10-C-regen`` corrupts every test image under every
-requested (corruption, severity), with the per-image seeds of the in-memory evaluation (``sample_seeds(seed, test
-index, corruption_id, severity)``), and writes
-
-- ``npy`` for images of at most 32 px (CIFAR-10-C / CIFAR-100-C style): ``<out>/<corruption>.npy`` uint8
-  (5 N, H, W, C), severity ``s`` in rows ``[(s-1) N, s N)``, and ``<out>/labels.npy`` (5 N,) (the test labels tiled
-  5 times); needs all 5 severities;
-- ``npy`` for 28 px greyscale images (MNIST-C style): ``<out>/<corruption>/test_images.npy`` uint8 (N, 28, 28, 1) and
-  ``test_labels.npy`` (N,); with several severities, one such tree per severity under ``<out>/s<severity>/``;
-- ``folders`` otherwise (ImageNet-C / Tiny-ImageNet-C style): ``<out>/<corruption>/<severity>/<class>/<index>.JPEG``
-  at JPEG quality 85, class folders named after the dataset's wnids / class names when they are usable folder
-  names whose sorted order is the label order (what the readers assume), else zero-padded class indices; every class
-  folder is created, also when a (sub)set has no image of that class.
-
-``layout=auto`` picks npy (MNIST-C style for 28 px greyscale, else CIFAR style) for images of at most 32 px and
-folders otherwise. The outputs are read by :mod:`robustnoise.data.released_c` (``CifarC``, ``MnistC``,
-``ImageNetC``); the returned dict says how (``reader``). With ``fidelity`` (default) images are converted to uint8 by
-truncation, as the released files (``np.uint8``); otherwise by rounding. MNIST-C (``preset=mnistc``) always rounds
-(``floor(255 x + 1/2)``), as its released files are rounded.
+Every test image under every requested (corruption, severity), seeded like the in-memory evaluation
+(``sample_seeds(seed, test index, corruption_id, severity)``), written as ``cifar_npy`` (``<out>/<corruption>.npy``
+uint8 (5 N, H, W, C), severity blocks of rows, and ``labels.npy``), ``mnistc_npy`` (``<out>/<corruption>/test_
+{images,labels}.npy``, one tree per severity under ``<out>/s<severity>/`` when there are several) or ``folders``
+(``<out>/<corruption>/<severity>/<class>/<index>.JPEG``, quality 85). Layouts, class folders and options:
+``docs/corruptions.md``; the files are read back by :mod:`robustnoise.data.released_c`. uint8 by truncation with
+``fidelity`` (as the released ``np.uint8``), otherwise by rounding; MNIST-C always rounds, as its released files.
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """torchvision ``transforms.v2`` wrappers around :func:`robustnoise.corruptions.corrupt`.
 
-``Corrupt`` applies one corruption at one severity; ``RandomCorrupt`` picks one (corruption, severity) per call, for
-training-time augmentation. Both accept a single image (C, H, W) or a batch (N, C, H, W) as a plain float tensor in
-[0, 1], a ``tv_tensors.Image`` (float or uint8) or a PIL image (mode ``L`` or ``RGB``); other inputs of a sample
-(labels, masks, boxes, extra tensors) pass through unchanged.
-
-Seeding. Image ``k`` of a call gets the per-image seed ``sample_seeds(seed, index[k], corruption_id(name), severity)``
-where ``index`` is the ``index=`` argument of the call, or ``0`` for a single image and ``0..N-1`` for a batch when it
-is not given. So, **when the per-image index is given** (typically the dataset index, ``t(image, index=i)`` inside a
-``Dataset.__getitem__``, or the index tensor of a batch), an image's corruption depends only on (seed, index,
-corruption, severity): not on the batch it is in, its position, the batch size or the DataLoader workers, and it is
-exactly the corruption :class:`robustnoise.eval.suite.CorruptionSuite` and
-:class:`robustnoise.corruptions.datasets.CorruptedDataset` give that image. Without ``index``, a batch's images are
-seeded by their position in the batch.
-
-uint8 inputs (``tv_tensors.Image``, PIL) are scaled to [0, 1] like ``v2.ToDtype(torch.float32, scale=True)``,
-corrupted and converted back like the ImageNet-C generation scripts store their images: clip, x255 and **truncate**
-(``np.uint8``).
+``Corrupt`` applies one corruption at one severity, ``RandomCorrupt`` one drawn (corruption, severity) per call. Inputs:
+an image (C, H, W) or a batch (N, C, H, W) as a float tensor in [0, 1], a ``tv_tensors.Image`` (float or uint8) or a
+PIL image (``L`` or ``RGB``); the rest of a sample passes through. Image ``k`` of a call is seeded by
+``sample_seeds(seed, index[k], corruption_id(name), severity)`` with ``index`` the call's ``index=`` argument (default:
+the position in the batch), so with the dataset index an image gets the corruption the evaluation gives it,
+independent of its batch. uint8 inputs are scaled like ``v2.ToDtype(torch.float32, scale=True)`` and converted back by
+truncation, like the ImageNet-C scripts' ``np.uint8``.
 """
 
 from __future__ import annotations
