@@ -491,21 +491,18 @@ def _save_jpeg(path: Path, pixels: np.ndarray) -> int:
 
 
 def _describe(summary: Mapping[str, Any]) -> str:
-    reader = summary["reader"]
-    roots = reader.get("roots") or {0: reader["root"]}
+    reader, s = summary["reader"], summary
     lines = [
-        f"make_c: wrote the {summary['layout']} -C set of {summary['source']} ({summary['num_images']} test images x "
-        f"{len(summary['corruptions'])} corruptions x {len(summary['severities'])} severities, preset "
-        f"{summary['preset']}, seed {summary['seed']}, fidelity {summary['fidelity']}): {summary['files']} files, "
-        f"{summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.1f} s ({summary['images_per_second']:.0f} images/s)",
-        f"  out_dir: {summary['out_dir']}",
+        f"make_c: wrote the {s['layout']} -C set of {s['source']} ({s['num_images']} test images x "
+        f"{len(s['corruptions'])} corruptions x {len(s['severities'])} severities, preset {s['preset']}, seed "
+        f"{s['seed']}, fidelity {s['fidelity']}): {s['files']} files, {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.1f} "
+        f"s ({s['images_per_second']:.0f} images/s)",
+        f"  out_dir: {s['out_dir']}",
     ]
+    roots = reader.get("roots") or {0: reader["root"]}
     for severity, root in roots.items():
-        prefix = f"  severity {severity}: " if len(roots) > 1 else "  "
         lines.append(
-            f"{prefix}evaluate with: python run.py task=eval eval={reader['kind']} eval.released.root={root} "
-            "ckpt_path=<your checkpoint>"
+            f"  {f'severity {severity}: ' if len(roots) > 1 else ''}evaluate with: python run.py task=eval "
+            f"eval={reader['kind']} eval.released.root={root} ckpt_path=<your checkpoint>"
         )
-    if reader.get("note"):
-        lines.append(f"  note: {reader['note']}")
-    return "\n".join(lines)
+    return "\n".join(lines + ([f"  note: {reader['note']}"] if reader.get("note") else []))

@@ -364,17 +364,13 @@ def _to_uint8_wrapping(values: Tensor) -> Tensor:
 
 
 def _sobel(image: Tensor) -> tuple[Tensor, Tensor]:
-    """3x3 Sobel derivatives (x, y) of (N, 1, H, W) planes with replicated borders, as ``cv2.Sobel`` in ``Canny``."""
-    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
-    height, width = image.shape[-2:]
-    left, centre_cols, right = (padded[..., :, j : j + width] for j in range(3))
-    smooth_right = right[..., 0:height, :] + 2 * right[..., 1 : height + 1, :] + right[..., 2 : height + 2, :]
-    smooth_left = left[..., 0:height, :] + 2 * left[..., 1 : height + 1, :] + left[..., 2 : height + 2, :]
-    top, bottom = padded[..., 0:height, :], padded[..., 2 : height + 2, :]
-    smooth_bottom = bottom[..., 0:width] + 2 * bottom[..., 1 : width + 1] + bottom[..., 2 : width + 2]
-    smooth_top = top[..., 0:width] + 2 * top[..., 1 : width + 1] + top[..., 2 : width + 2]
-    del centre_cols
-    return smooth_right - smooth_left, smooth_bottom - smooth_top
+    """3x3 Sobel derivatives (x, y) of (N, 1, H, W) planes with replicated borders, as ``cv2.Sobel`` in ``Canny``
+    (integer values: exact in any order)."""
+    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    h, w = image.shape[-2:]
+    rows = p[..., 0:h, :] + 2 * p[..., 1 : h + 1, :] + p[..., 2 : h + 2, :]  # smoothed across rows
+    cols = p[..., 0:w] + 2 * p[..., 1 : w + 1] + p[..., 2 : w + 2]  # smoothed across columns
+    return rows[..., 2 : w + 2] - rows[..., 0:w], cols[..., 2 : h + 2, :] - cols[..., 0:h, :]
 
 
 def _canny(image: Tensor, low: float = 50.0, high: float = 150.0) -> Tensor:
