@@ -15,7 +15,7 @@ import torch
 
 from robustnoise.corruptions import PRESETS, corrupt, filters, rng, sample_seeds, severity_params, weather
 from robustnoise.corruptions import blur as blur_mod
-from robustnoise.corruptions.presets import ZoomRange, zoom_factors
+from robustnoise.corruptions.presets import zoom_factors
 from robustnoise.corruptions.registry import CORRUPTION_FNS, lookup
 from tests.conftest import assert_images_close
 
@@ -333,27 +333,22 @@ def test_small_presets_are_valid_and_blur_grows_with_severity(preset, size):
 
 
 def test_small_presets_use_their_own_tables():
+    """The cifar / tinyimagenet rows reach the blurs (the table values themselves: test_corruptions_noise.py)."""
     x = _to_tensor([_photo(skdata.astronaut(), 32)])
     sigma = PRESETS["cifar"]["gaussian_blur"][0]
-    assert sigma == 0.4
-    assert torch.equal(corrupt(x, "gaussian_blur", 1, "cifar"), filters.gaussian_filter(x, 0.4).clamp(0, 1))
+    assert torch.equal(corrupt(x, "gaussian_blur", 1, "cifar"), filters.gaussian_filter(x, sigma).clamp(0, 1))
     radius, alias = PRESETS["tinyimagenet"]["defocus_blur"][3]
-    assert (radius, alias) == (2.5, 0.01)
     y = _to_tensor([_photo(skdata.astronaut(), 64)])
     kernel = blur_mod.defocus_kernel(radius, alias)
     assert torch.allclose(corrupt(y, "defocus_blur", 4, "tinyimagenet"), filters.correlate2d(y, kernel).clamp(0, 1))
-    zoom = PRESETS["cifar"]["zoom_blur"][4]
-    assert zoom == ZoomRange(1, 1.26, 0.01) and len(zoom_factors(zoom)) == 26
+    factors = zoom_factors(PRESETS["cifar"]["zoom_blur"][4])
+    assert len(factors) == 26  # np.arange(1, 1.26, 0.01): 1.00 ... 1.25
     want = x.clone()  # the mean of the image and its clipped zooms, each by bilinear interpolation
-    for z in zoom_factors(zoom):
+    for z in factors:
         top, length = weather._zoom_crop(32, z)
         want += weather._clipped_zoom(x[..., top : top + length, top : top + length], z, 32, 32)
-    want = (want / (len(zoom_factors(zoom)) + 1)).clamp(0, 1)
+    want = (want / (len(factors) + 1)).clamp(0, 1)
     assert torch.allclose(corrupt(x, "zoom_blur", 5, "cifar"), want, atol=1e-12)
-    glass = PRESETS["cifar"]["glass_blur"][4]
-    assert tuple(glass) == (0.4, 1, 2)
-    motion = PRESETS["tinyimagenet"]["motion_blur"][4]
-    assert tuple(motion) == (12, 3)
 
 
 def test_zoom_centre_trim_agrees_with_top_left_trim_for_all_tables():
