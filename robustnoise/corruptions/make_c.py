@@ -165,12 +165,10 @@ def write_c(
     )
     sets = [(c, s) for c in names for s in levels]
     shape = (height, width, channels)
-    if kind == "cifar_npy":
-        writer: Any = _CifarWriter(out, names, num_images, shape, num_classes)
-    elif kind == "mnistc_npy":
-        writer = _MnistWriter(out, sets, levels, num_images, shape, num_classes)
+    if kind == "folders":
+        writer: Any = _FolderWriter(out, sets, num_images, folder_names)
     else:
-        writer = _FolderWriter(out, sets, num_images, folder_names)
+        writer = _NpyWriter(out, kind == "cifar_npy", sets, levels, num_images, shape, num_classes)
 
     # MNIST-C's released files are rounded; the ImageNet-C family truncates
     quantize = quantize_uint8_truncate if fidelity and preset != "mnistc" else quantize_uint8_round
@@ -318,27 +316,62 @@ class _FloatImages(Dataset):
 # Writers
 
 
-def _label_dtype(num_classes: int) -> np.dtype:
-    return np.dtype(np.uint8) if num_classes <= 256 else np.dtype(np.int64)
+MNIST_SEVERITY_FILE = "severity.txt"
+"""The severity of the sets in an MNIST-layout root (one level per root), read by ``robustnoise.data.released_c``;
+the released MNIST-C has none (one level, keyed ``s1``)."""
 
 
-class _NpyArrays:
+class _NpyWriter:
     """uint8 image arrays written in place (``.partial`` memory maps renamed when complete) plus label arrays.
 
-    Writers record a batch's labels (``labels``), write one (corruption, severity) of it (``write``), wait for it
-    (``sync``), then ``finish`` (returns the number of files) or ``abort``, and describe their ``reader``.
+    CIFAR-10-C: ``<out>/<corruption>.npy`` (5 N, H, W, C) with severity blocks, ``<out>/labels.npy`` tiled 5 times.
+    MNIST-C: ``<root>/<corruption>/test_{images,labels}.npy``, ``root`` = ``<out>`` or, for several severities,
+    ``<out>/s<severity>``. Writers record a batch's labels (``labels``), write one (corruption, severity) of it
+    (``write``), wait for it (``sync``), then ``finish`` (returns the number of files) or ``abort``.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        out: Path,
+        cifar: bool,
+        sets: Sequence[tuple[str, int]],
+        levels: Sequence[int],
+        n: int,
+        shape: tuple[int, int, int],
+        classes: int,
+    ) -> None:
+        self.out, self.cifar, self.n, self._written = out, cifar, n, []
         self._arrays: dict[Path, np.memmap] = {}
         self._labels: dict[Path, np.ndarray] = {}
-        self._written: list[Path] = []
+        self.targets: dict[tuple[str, int], tuple[np.memmap, int]] = {}  # (corruption, severity) -> (array, first row)
+        self.label_rows = np.zeros(len(SEVERITIES) * n if cifar else n, dtype=np.uint8 if classes <= 256 else np.int64)
+        if cifar:
+            self._labels[out / "labels.npy"] = self.label_rows
+            for name in dict.fromkeys(c for c, _ in sets):
+                array = self._open(out / f"{name}.npy", (len(SEVERITIES) * n, *shape))
+                self.targets.update({(name, s): (array, (s - 1) * n) for s in levels})
+            return
+        self.roots = {s: out if len(levels) == 1 else out / f"s{s}" for s in levels}
+        for name, severity in sets:
+            folder = self.roots[severity] / name
+            self.targets[name, severity] = (self._open(folder / "test_images.npy", (n, *shape)), 0)
+            self._labels[folder / "test_labels.npy"] = self.label_rows
+        for severity, root in self.roots.items():  # else the reader keys the sets s1 whatever they were made at
+            (root / MNIST_SEVERITY_FILE).write_text(f"{severity}\n")
 
     def _open(self, path: Path, shape: tuple[int, ...]) -> np.memmap:
         path.parent.mkdir(parents=True, exist_ok=True)
         array = np.lib.format.open_memmap(path.with_name(path.name + _PARTIAL), mode="w+", dtype=np.uint8, shape=shape)
         self._arrays[path] = array
         return array
+
+    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+        for block in range(0, len(self.label_rows), self.n):
+            self.label_rows[block + index] = labels
+
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
+        array, start = self.targets[name, severity]
+        array[start + index] = pixels
 
     def sync(self) -> None:
         pass
@@ -350,12 +383,14 @@ class _NpyArrays:
             os.replace(path.with_name(path.name + _PARTIAL), path)
             self._written.append(path)
         self._arrays.clear()
+        self.targets.clear()
         for path, labels in self._labels.items():
             np.save(path, labels)
             self._written.append(path)
         return len(self._written)
 
     def abort(self) -> None:
+        self.targets.clear()
         for path in list(self._arrays):
             del self._arrays[path]
             path.with_name(path.name + _PARTIAL).unlink(missing_ok=True)
@@ -363,67 +398,11 @@ class _NpyArrays:
     def bytes_written(self) -> int:
         return sum(p.stat().st_size for p in self._written)
 
-
-class _CifarWriter(_NpyArrays):
-    """``<out>/<corruption>.npy`` (5 N, H, W, C) with severity blocks, ``<out>/labels.npy`` tiled 5 times."""
-
-    def __init__(self, out: Path, names: Sequence[str], num_images: int, shape: tuple[int, int, int], classes: int):
-        super().__init__()
-        self.out = out
-        self.num_images = num_images
-        self.by_name = {name: self._open(out / f"{name}.npy", (len(SEVERITIES) * num_images, *shape)) for name in names}
-        self.tiled = np.zeros(len(SEVERITIES) * num_images, dtype=_label_dtype(classes))
-        self._labels[out / "labels.npy"] = self.tiled
-
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
-        for block in range(len(SEVERITIES)):
-            self.tiled[block * self.num_images + index] = labels
-
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        self.by_name[name][(severity - 1) * self.num_images + index] = pixels
-
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
-        variant = {10: "cifar10c", 100: "cifar100c"}.get(num_classes, "cifar10c")
-        note = "" if size == 32 else " (CifarC reads 32x32x3 images; read other shapes with numpy)"
-        return {"kind": variant, "root": str(self.out), "kwargs": {}, "note": note.strip()}
-
-
-MNIST_SEVERITY_FILE = "severity.txt"
-"""The severity of the sets in an MNIST-layout root (one level per root), read by ``robustnoise.data.released_c``;
-the released MNIST-C has none (one level, keyed ``s1``)."""
-
-
-class _MnistWriter(_NpyArrays):
-    """``<root>/<corruption>/test_{images,labels}.npy``; ``root`` is ``<out>`` or, for several severities,
-    ``<out>/s<severity>``."""
-
-    def __init__(
-        self,
-        out: Path,
-        sets: Sequence[tuple[str, int]],
-        levels: Sequence[int],
-        num_images: int,
-        shape: tuple[int, int, int],
-        classes: int,
-    ):
-        super().__init__()
-        self.roots = {s: out if len(levels) == 1 else out / f"s{s}" for s in levels}
-        self.labels_array = np.zeros(num_images, dtype=_label_dtype(classes))
-        self.by_set = {}
-        for name, severity in sets:
-            folder = self.roots[severity] / name
-            self.by_set[(name, severity)] = self._open(folder / "test_images.npy", (num_images, *shape))
-            self._labels[folder / "test_labels.npy"] = self.labels_array
-        for severity, root in self.roots.items():  # else the reader keys the sets s1 whatever they were made at
-            (root / MNIST_SEVERITY_FILE).write_text(f"{severity}\n")
-
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
-        self.labels_array[index] = labels
-
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        self.by_set[(name, severity)][index] = pixels
-
-    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
+        if self.cifar:
+            variant = {10: "cifar10c", 100: "cifar100c"}.get(num_classes, "cifar10c")
+            note = "" if size == 32 else "(CifarC reads 32x32x3 images; read other shapes with numpy)"
+            return {"kind": variant, "root": str(self.out), "kwargs": {}, "note": note}
         roots = {int(s): str(r) for s, r in self.roots.items()}
         note = "one MNIST-C root per severity" if len(roots) > 1 else ""
         root = roots[min(roots)] if len(roots) == 1 else None
