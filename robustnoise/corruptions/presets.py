@@ -248,14 +248,19 @@ def check_corruption(name: str, preset: str) -> str:
     return name
 
 
+def as_int(value: Any, message: str) -> int:
+    """``value`` as an ``int`` (numpy integers too, bools not), else :class:`RobustnoiseError` ``message``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise RobustnoiseError(message) from None
+
+
 def check_severity(severity: int) -> int:
     """Return ``severity`` as an ``int`` if it is an integer in 1..5, else raise :class:`RobustnoiseError`."""
-    try:
-        if isinstance(severity, bool):
-            raise TypeError
-        value = operator.index(severity)
-    except TypeError:
-        raise RobustnoiseError(f"severity must be an integer in 1..5, got {severity!r}") from None
+    value = as_int(severity, f"severity must be an integer in 1..5, got {severity!r}")
     if value not in SEVERITIES:
         raise RobustnoiseError(f"severity must be an integer in 1..5, got {value}")
     return value

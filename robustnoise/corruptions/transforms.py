@@ -12,7 +12,6 @@ truncation, like the ImageNet-C scripts' ``np.uint8``.
 from __future__ import annotations
 
 import contextvars
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from robustnoise.corruptions.fidelity import quantize_uint8_truncate
 from robustnoise.corruptions.presets import (
     BENCHMARK_CORRUPTIONS,
     SEVERITIES,
+    as_int,
     check_corruption,
     check_severity,
     corruption_seed_key,
@@ -44,15 +44,6 @@ _INDEX: contextvars.ContextVar[Any] = contextvars.ContextVar("robustnoise_corrup
 def image_seeds(base_seed: int, index: Tensor, name: str, severity: int) -> Tensor:
     """Per-image seeds of ``corrupt``: ``sample_seeds(base_seed, index, key(name), severity)`` (int64, like index)."""
     return sample_seeds(int(base_seed), index, corruption_seed_key(name), int(severity))
-
-
-def _check_seed(seed: Any) -> int:
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        return operator.index(seed)
-    except TypeError:
-        raise RobustnoiseError(f"seed must be an int, got {type(seed).__name__}") from None
 
 
 def _index_tensor(index: Any, num_images: int, device: torch.device) -> Tensor:
@@ -149,7 +140,7 @@ class Corrupt(_CorruptionTransform):
         super().__init__(preset)
         self.name = check_corruption(str(name), self.preset)
         self.severity = check_severity(severity)
-        self.seed = _check_seed(seed)
+        self.seed = as_int(seed, f"seed must be an int, got {type(seed).__name__}")
         if self.preset != "mnistc":
             severity_params(self.name, self.severity, self.preset)  # validates the preset
 
@@ -188,7 +179,7 @@ class RandomCorrupt(_CorruptionTransform):
         self.severities = tuple(check_severity(s) for s in severities)
         if not self.corruptions or not self.severities:
             raise RobustnoiseError("RandomCorrupt needs at least one corruption and one severity")
-        self.seed = None if seed is None else _check_seed(seed)
+        self.seed = None if seed is None else as_int(seed, f"seed must be an int, got {type(seed).__name__}")
         self._generator: torch.Generator | None = None
         if self.seed is not None:
             self._generator = torch.Generator().manual_seed(self.seed)
