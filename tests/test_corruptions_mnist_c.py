@@ -17,7 +17,7 @@ from scipy import stats
 
 from robustnoise.corruptions import blur, corrupt, rng, sample_seeds, weather
 from robustnoise.corruptions import mnist_c as mc
-from robustnoise.corruptions.datasets import apply_fidelity
+from robustnoise.corruptions.fidelity import release_fidelity
 from robustnoise.corruptions.presets import MNIST_C_CORRUPTIONS
 from robustnoise.corruptions.transforms import image_seeds
 from robustnoise.data import load_digit_images
@@ -115,7 +115,7 @@ def test_valid_output(digits, name):
         assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
         assert bool(torch.isfinite(out).all()) and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
         assert float((out - x.to(dtype)).abs().mean()) > 1e-3  # it corrupts something
-    rounded = apply_fidelity(_mc(x, name, 3), "mnistc")
+    rounded = release_fidelity(_mc(x, name, 3), "mnistc")
     assert torch.equal(rounded * 255, torch.round(rounded * 255))
     assert float((rounded - _mc(x, name, 3)).abs().max()) <= 0.5 / 255 + 1e-6
 

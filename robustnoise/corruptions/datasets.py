@@ -17,13 +17,12 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from robustnoise.corruptions.api import corrupt
-from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import release_fidelity
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
 from robustnoise.corruptions.transforms import check_corruption, image_seeds
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
-__all__ = ["CorruptedDataset", "apply_fidelity", "resolve_sets", "to_float_image"]
+__all__ = ["CorruptedDataset", "resolve_sets", "to_float_image"]
 
 
 def resolve_sets(
@@ -49,16 +48,6 @@ def resolve_sets(
     if not names or not levels:
         raise ConfigError("need at least one corruption and one severity")
     return names, levels
-
-
-def apply_fidelity(images: Tensor, preset: str) -> Tensor:
-    """The release tail of ``preset`` (:func:`~robustnoise.corruptions.fidelity.release_fidelity`: uint8 truncation,
-    plus JPEG q85 for imagenet / tinyimagenet); MNIST-C rounds to uint8 (``floor(255 x + 1/2)``: its released files
-    are rounded)."""
-    if preset == "mnistc":
-        work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
-        return quantize_uint8_round(images.clamp(0.0, 1.0)).to(work).div_(255.0).to(images.dtype)
-    return release_fidelity(images, preset)
 
 
 def to_float_image(image: Any) -> Tensor:
@@ -148,7 +137,7 @@ class CorruptedDataset(Dataset):
     def _corrupt(self, images: Tensor, name: str, severity: int, indices: Sequence[int]) -> Tensor:
         seeds = image_seeds(self.seed, torch.as_tensor(list(indices), dtype=torch.int64), name, severity)
         out = corrupt(images, name, severity, preset=self.preset, seed=seeds.to(images.device))
-        return apply_fidelity(out, self.preset) if self.fidelity else out
+        return release_fidelity(out, self.preset) if self.fidelity else out
 
     def _fetch(self, i: int) -> tuple[Tensor, Any]:
         item = self.dataset[i]
