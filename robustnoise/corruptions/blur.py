@@ -267,7 +267,8 @@ def motion_blur_angles(
 
     Shift-and-accumulate with replicated edges (:func:`_motion_taps`; ``stop_at_edge=False``: ImageMagick's taps,
     used by snow): per image, one in-place multiply-add per tap of a slice of the edge-padded image (measured 2.5-3x
-    faster on the CPU at 224 px than one gather of the shifted rows of the whole batch per tap, 1.5x slower at 32 px).
+    faster on the CPU at 224 px than one gather of the shifted rows of the whole batch per tap; 1.35x slower for
+    motion_blur and 2x for snow at 32 px, batch 128, one thread: +0.1 ms per CIFAR image over the 19 corruptions).
     """
     n, c, h, w = images.shape
     weights, dy, dx, valid = _motion_taps(angles, radius, sigma, h, w, stop_at_edge)
