@@ -86,10 +86,6 @@ def _randint(u: Tensor, low: int, high: int) -> Tensor:
     return torch.floor(u * (high - low)) + low
 
 
-def _coordinate_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
 @functools.lru_cache(maxsize=16)
 def _scipy_gaussian_weights(sigma: float, truncate: float = 4.0) -> tuple[float, ...]:
     """Taps of ``scipy.ndimage.gaussian_filter1d``, computed with numpy in scipy's order (bit-identical)."""
@@ -316,7 +312,7 @@ def warp_affine(x: Tensor, matrix: Tensor) -> Tensor:
     range, so scikit-image's ``clip=True`` changes nothing. Coordinates are float64 (float32 on MPS).
     """
     n, c, h, w = x.shape
-    cdt = _coordinate_dtype(x.device)
+    cdt = torch.float32 if x.device.type == "mps" else torch.float64
     m = matrix.to(device=x.device, dtype=cdt).expand(n, 2, 3)
     cols = torch.arange(w, device=x.device, dtype=cdt).view(1, 1, w)
     rows = torch.arange(h, device=x.device, dtype=cdt).view(1, h, 1)

@@ -111,11 +111,6 @@ def _decode(folder: Path) -> tuple[Tensor, ...]:
     return tuple(textures)
 
 
-def _cv2_size(size: int, scale: float) -> int:
-    """``saturate_cast<int>(size * scale)`` as in ``cv2.resize(src, (0, 0), fx=scale)``: round half to even."""
-    return int(round(size * scale))
-
-
 def _linear_taps(in_size: int, out_size: int, scale: float) -> tuple[Tensor, Tensor]:
     """OpenCV INTER_LINEAR taps: (out, 2) source indices and 11-bit fixed-point weights.
 
@@ -148,7 +143,7 @@ def resize_bilinear_like_cv2(image: Tensor, scale: float) -> Tensor:
     if image.dtype != torch.uint8 or image.dim() != 3:
         raise ValueError(f"expected a uint8 tensor (C, h, w), got {image.dtype} {tuple(image.shape)}")
     _, height, width = image.shape
-    out_h, out_w = _cv2_size(height, scale), _cv2_size(width, scale)
+    out_h, out_w = round(height * scale), round(width * scale)  # cv2's saturate_cast<int>: round half to even
     if out_h < 1 or out_w < 1:
         raise ValueError(f"scale {scale} shrinks a {height}x{width} texture to nothing")
     rows, row_w = _linear_taps(height, out_h, scale)

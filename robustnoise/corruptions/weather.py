@@ -358,11 +358,6 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
 # spatter
 
 
-def _to_uint8_wrapping(values: Tensor) -> Tensor:
-    """numpy's ``astype(np.uint8)`` of non-negative floats: truncation, then modulo 256 (x86 behaviour)."""
-    return torch.remainder(torch.floor(values), 256.0)
-
-
 def _sobel(image: Tensor) -> tuple[Tensor, Tensor]:
     """3x3 Sobel derivatives (x, y) of (N, 1, H, W) planes with replicated borders, as ``cv2.Sobel`` in ``Canny``
     (integer values: exact in any order)."""
@@ -417,13 +412,6 @@ def _canny(image: Tensor, low: float = 50.0, high: float = 150.0) -> Tensor:
 _CHAMFER_STEPS = (1.0, 1.4, 2.1969)  # OpenCV's 5x5 DIST_L2 mask: axial, diagonal and knight moves (float32)
 
 
-def _row_scan(values: Tensor, ramp: Tensor, out: Tensor) -> None:
-    """``out[j] = min(values[j], out[j - 1] + step)`` along the last dim of float32 values, with the float64
-    ``ramp = step * arange(W)``: ``ramp + cummin(values - ramp)``, exact in float64, rounded once into ``out``."""
-    shifted = torch.sub(values, ramp)  # float64
-    torch.add(torch.cummin(shifted, dim=-1).values, ramp, out=out)
-
-
 def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor | None = None) -> None:
     """One raster pass of the 5x5 chamfer distance over the padded float32 buffer ``dist`` (N, H + 2, W + 4), rows
     2.. top to bottom, columns 2.. left to right; ``free`` (N, H, W): 0 on zero pixels, 1 elsewhere; ``first``: the
@@ -441,7 +429,8 @@ def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor
             best.mul_(free[:, r])
         if first is not None:
             best = torch.minimum(best, first[:, r])
-        _row_scan(best, ramp, dist[:, r + 2, 2 : width + 2])
+        # out[j] = min(best[j], out[j - 1] + axial) = ramp + cummin(best - ramp), exact in float64, rounded once
+        torch.add(torch.cummin(torch.sub(best, ramp), dim=-1).values, ramp, out=dist[:, r + 2, 2 : width + 2])
 
 
 def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
@@ -536,7 +525,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
         m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
         m = m * (m >= 0.8)
         return (x * (1 - m)).add_(m * _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
-    liquid8 = _to_uint8_wrapping(liquid * 255.0)
+    liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
     m = liquid8 * _water_distance(liquid8)
     peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
     return (x + (m / peak) * intensity * _colour(_WATER_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
