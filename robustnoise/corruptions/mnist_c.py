@@ -98,7 +98,9 @@ def _scipy_gaussian_weights(sigma: float, truncate: float = 4.0) -> tuple[float,
 def _gaussian1d(x: Tensor, sigma: float, dim: int, mode: str) -> Tensor:
     """``scipy.ndimage.gaussian_filter1d`` along ``dim`` (-2 rows, -1 columns), ``mode`` ``replicate`` (scipy
     ``nearest``) or ``constant`` (zeros), with scipy's summation order for symmetric kernels
-    (``w0 x[i] + sum_{j = r..1} w_j (x[i - j] + x[i + j])``), so float64 results equal scipy's bit for bit."""
+    (``w0 x[i] + sum_{j = r..1} w_j (x[i - j] + x[i + j])``), so float64 results equal scipy's bit for bit: with the
+    shared :func:`~robustnoise.corruptions.filters.correlate1d` instead, glass blur's float64 bit-identity with the
+    sequential reference fails (tested with issue 13; Canny still matched)."""
     weights = _scipy_gaussian_weights(float(sigma))
     r = len(weights) // 2
     size = x.shape[dim]
