@@ -23,7 +23,6 @@ from robustnoise.corruptions import (
     corruption_id,
     sample_seeds,
 )
-from robustnoise.corruptions.datasets import apply_fidelity
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import quantize_uint8_truncate, release_fidelity
 from robustnoise.corruptions.make_c import usable_class_names, write_c
@@ -315,10 +314,10 @@ def test_mnistc_preset_through_dataset_transform_and_make_c(tmp_path, test_split
     cd = CorruptedDataset(dataset, corruptions=names, preset="mnistc", fidelity=True)
     assert cd.severities == (1,) and cd.sets == [("shear", 1), ("stripe", 1)]
     for name in names:
-        expected = apply_fidelity(corrupt(x, name, 1, preset="mnistc", seed=0), "mnistc")
+        expected = release_fidelity(corrupt(x, name, 1, preset="mnistc", seed=0), "mnistc")
         assert_quantized_close(torch.stack([cd[cd.index_of(name, 1, i)][0] for i in range(len(x))]), expected)
         assert_quantized_close(
-            apply_fidelity(Corrupt(name, 1, preset="mnistc")(x[5], index=5)[None], "mnistc")[0], expected[5]
+            release_fidelity(Corrupt(name, 1, preset="mnistc")(x[5], index=5)[None], "mnistc")[0], expected[5]
         )
     with pytest.raises(ConfigError, match="one fixed severity"):
         CorruptedDataset(dataset, corruptions=names, severities=[1, 2], preset="mnistc")

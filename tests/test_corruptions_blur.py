@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from robustnoise.corruptions import PRESETS, corrupt, filters, rng, sample_seeds, severity_params
+from robustnoise.corruptions import PRESETS, corrupt, filters, rng, sample_seeds, severity_params, weather
 from robustnoise.corruptions import blur as blur_mod
-from robustnoise.corruptions.presets import ZoomRange, zoom_factors
+from robustnoise.corruptions.presets import zoom_factors
 from robustnoise.corruptions.registry import CORRUPTION_FNS, lookup
 from tests.conftest import assert_images_close
 
@@ -293,9 +293,10 @@ def test_glass_offsets_are_uniform_and_reproducible(d):
 
 
 def test_glass_on_images_smaller_than_the_offsets():
-    x = torch.rand(2, 3, 8, 8)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     out = blur_mod.glass_blur(x, (1.5, 4, 2), _seeds(2))  # no scanned pixels: blur, quantise, blur
-    sigma_only = filters.gaussian_filter(torch.floor(filters.gaussian_filter(x, 1.5) * 255) / 255, 1.5)
+    # float32 truncation adds 2**-14 grey levels first (blur.py); without it a value a hair below a level flips
+    sigma_only = filters.gaussian_filter(torch.floor(filters.gaussian_filter(x, 1.5) * 255 + 2**-14) / 255, 1.5)
     assert torch.allclose(out, sigma_only.clamp(0, 1), atol=1e-6)
 
 
@@ -333,23 +334,22 @@ def test_small_presets_are_valid_and_blur_grows_with_severity(preset, size):
 
 
 def test_small_presets_use_their_own_tables():
+    """The cifar / tinyimagenet rows reach the blurs (the table values themselves: test_corruptions_noise.py)."""
     x = _to_tensor([_photo(skdata.astronaut(), 32)])
     sigma = PRESETS["cifar"]["gaussian_blur"][0]
-    assert sigma == 0.4
-    assert torch.equal(corrupt(x, "gaussian_blur", 1, "cifar"), filters.gaussian_filter(x, 0.4).clamp(0, 1))
+    assert torch.equal(corrupt(x, "gaussian_blur", 1, "cifar"), filters.gaussian_filter(x, sigma).clamp(0, 1))
     radius, alias = PRESETS["tinyimagenet"]["defocus_blur"][3]
-    assert (radius, alias) == (2.5, 0.01)
     y = _to_tensor([_photo(skdata.astronaut(), 64)])
     kernel = blur_mod.defocus_kernel(radius, alias)
     assert torch.allclose(corrupt(y, "defocus_blur", 4, "tinyimagenet"), filters.correlate2d(y, kernel).clamp(0, 1))
-    zoom = PRESETS["cifar"]["zoom_blur"][4]
-    assert zoom == ZoomRange(1, 1.26, 0.01) and len(zoom_factors(zoom)) == 26
-    want = blur_mod._zoom_sum_separable(x, zoom_factors(zoom)).clamp(0, 1)
+    factors = zoom_factors(PRESETS["cifar"]["zoom_blur"][4])
+    assert len(factors) == 26  # np.arange(1, 1.26, 0.01): 1.00 ... 1.25
+    want = x.clone()  # the mean of the image and its clipped zooms, each by bilinear interpolation
+    for z in factors:
+        top, length = weather._zoom_crop(32, z)
+        want += weather._clipped_zoom(x[..., top : top + length, top : top + length], z, 32, 32)
+    want = (want / (len(factors) + 1)).clamp(0, 1)
     assert torch.allclose(corrupt(x, "zoom_blur", 5, "cifar"), want, atol=1e-12)
-    glass = PRESETS["cifar"]["glass_blur"][4]
-    assert tuple(glass) == (0.4, 1, 2)
-    motion = PRESETS["tinyimagenet"]["motion_blur"][4]
-    assert tuple(motion) == (12, 3)
 
 
 def test_zoom_centre_trim_agrees_with_top_left_trim_for_all_tables():
@@ -492,10 +492,3 @@ def test_correlate2d_and_opencv_kernels_match_opencv():
         for radius, alias in PRESETS[preset]["defocus_blur"]:
             want_k = imagecorruptions.corruptions.disk(radius, alias_blur=alias, dtype=np.float64)
             assert np.allclose(blur_mod.defocus_kernel(radius, alias).numpy(), want_k, rtol=1e-9, atol=1e-15)
-
-
-def test_zoom_sparse_operator_equals_separable_fallback():
-    x = torch.rand(2, 3, 45, 38, dtype=torch.float64)
-    for zoom in (ZoomRange(1, 1.31, 0.03), ZoomRange(1, 1.06, 0.01)):
-        factors = zoom_factors(zoom)
-        assert torch.allclose(blur_mod._zoom_sum(x, factors), blur_mod._zoom_sum_separable(x, factors), atol=1e-13)

@@ -412,17 +412,6 @@ def test_corrupt_validation(kwargs, fragment):
     assert str(info.value).startswith(fragment) and "\n" not in str(info.value)
 
 
-def test_corrupt_reports_an_unimplemented_corruption(monkeypatch):
-    from robustnoise.corruptions import registry
-
-    monkeypatch.delitem(registry.CORRUPTION_FNS, "snow")  # every corruption is implemented now: simulate a missing one
-    with pytest.raises(RobustnoiseError) as info:
-        corrupt(torch.rand(2, 3, 8, 8), "snow", 1)
-    assert str(info.value).startswith(
-        "corruption 'snow' is not implemented yet; implemented: gaussian_noise, shot_noise"
-    )
-
-
 def test_corrupt_accepts_numpy_integer_seed_and_severity():
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(corrupt(x, "shot_noise", np.int64(2), seed=np.int64(7)), corrupt(x, "shot_noise", 2, seed=7))

@@ -1,4 +1,4 @@
-"""Tests of the weather corruptions (snow, frost, fog, brightness; holdout spatter), the RGB <-> HSV helpers and the
+"""Tests of the weather corruptions (snow, frost, fog, brightness; holdout spatter) and the
 frost textures.
 
 Parity with ``imagecorruptions`` (the ``imagecorruptions-imaug==1.1.5`` test oracle, ImageNet-C parameters) on
@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from robustnoise.corruptions import CORRUPTION_FNS, corrupt, sample_seeds, severity_params, textures, weather
 from robustnoise.corruptions.blur import _motion_taps as blur_taps
 from robustnoise.corruptions.blur import motion_blur_angles
-from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
 from robustnoise.corruptions.registry import lookup
 from robustnoise.utils.errors import RobustnoiseError
 from tests.conftest import assert_images_close
@@ -91,27 +90,6 @@ def _seeds(n: int, base: int = 0) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# RGB <-> HSV
-
-
-def test_rgb_hsv_match_skimage_exactly():
-    color = pytest.importorskip("skimage.color")
-    gen = np.random.default_rng(0)
-    rgb = gen.integers(0, 256, (40, 40, 3)) / 255.0
-    rgb[:8] = rgb[:8, :, :1]  # gray pixels (hue and saturation 0)
-    rgb[8, :6] = [[1, 1, 0], [0, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.2]]  # ties for the maximum
-    ref_hsv = color.rgb2hsv(rgb)
-    hsv = rgb_to_hsv(torch.from_numpy(rgb).permute(2, 0, 1)[None])
-    assert np.array_equal(hsv[0].permute(1, 2, 0).numpy(), ref_hsv)
-    back = hsv_to_rgb(torch.from_numpy(ref_hsv).permute(2, 0, 1)[None])
-    assert np.array_equal(back[0].permute(1, 2, 0).numpy(), color.hsv2rgb(ref_hsv))
-    x = torch.rand(3, 3, 17, 19)
-    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-6)  # float32, round trip
-    with pytest.raises(ValueError):
-        rgb_to_hsv(torch.rand(1, 1, 4, 4))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # parity with the oracle: deterministic, or with the oracle's random draws injected
 
 
@@ -122,7 +100,6 @@ def test_brightness_matches_oracle(oracle, photos, severity):
         ref = oracle.corrupt(image, corruption_name="brightness", severity=severity)
         d = _diff(_uint8(weather.brightness(_tensor(image), param, _seeds(1))), ref)  # rgb * V' / V
         assert d.max() <= 1 and d.mean() <= 0.5, (d.max(), d.mean())  # measured: max 1, mean < 0.003
-        assert _diff(_uint8(weather._brightness_hsv(_tensor(image), param)), ref).max() == 0  # HSV round trip
 
 
 @pytest.mark.parametrize("severity", SEVERITIES)
@@ -173,11 +150,10 @@ def test_frost_textures_crops_and_resizing_match_opencv(cv2):
             assert np.array_equal(texture.permute(1, 2, 0).numpy(), ref[..., ::-1])
     full = textures.frost_textures("cpu")
     index, top, left = torch.tensor([0, 4, 2]), torch.tensor([5, 0, 90]), torch.tensor([7, 435, 0])
-    for gather in (False, True):
-        crops = weather._frost_crops(full, index, top, left, 224, 224, gather=gather)
-        for n in range(3):
-            k, y, x = int(index[n]), int(top[n]), int(left[n])
-            assert torch.equal(crops[n], full[k][:, y : y + 224, x : x + 224])
+    crops = weather._frost_crops(full, index, top, left, 224, 224)
+    for n in range(3):
+        k, y, x = int(index[n]), int(top[n]), int(left[n])
+        assert torch.equal(crops[n], full[k][:, y : y + 224, x : x + 224])
 
 
 @needs_textures
@@ -231,7 +207,7 @@ def test_snow_matches_oracle_given_its_field_and_angle(oracle, photos, severity)
 
 
 def test_snow_small_images_match_oracle_given_its_draws(oracle, photos):
-    """32 px (the oracle uses the ImageNet parameters at any size): the gather path of the motion blur."""
+    """32 px (the oracle uses the ImageNet parameters at any size)."""
     from PIL import Image
 
     image = np.array(Image.fromarray(photos[1]).resize((32, 32), Image.BILINEAR))
@@ -246,20 +222,15 @@ def test_snow_small_images_match_oracle_given_its_draws(oracle, photos):
         layer = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=True)
         layer = (layer * (layer >= threshold)).clamp(0, 1) * 255
         angles = torch.tensor([angle], dtype=torch.float64)
-        layer = motion_blur_angles(layer, radius, sigma, angles, stop_at_edge=False, method="gather").round() / 255
+        layer = motion_blur_angles(layer, radius, sigma, angles, stop_at_edge=False).round() / 255
         d = _diff(_uint8(weather._snow_blend(_tensor(image, torch.float32), layer[..., :32, :32], blend)), ref)
         assert d.max() <= 1 and d.mean() <= 0.01, (d.max(), d.mean())
 
 
-def test_motion_blur_methods_agree():
-    """Snow's motion blur is blur.py's (ImageMagick taps: no stop at the image edge); both methods agree."""
+def test_snow_motion_blur_does_not_stop_at_the_edge():
+    """Snow's motion blur is blur.py's with ImageMagick's taps: no stop at the image edge."""
     layer = torch.rand(3, 1, 40, 52, dtype=torch.float64) * 255
     angles = torch.tensor([-135.0, -90.0, -47.3], dtype=torch.float64)
-    for stop_at_edge, size in ((False, (40, 52)), (True, (9, 11))):  # 9 x 11: taps reach past the edge
-        plane = layer[..., : size[0], : size[1]]
-        loop = motion_blur_angles(plane, 12, 8, angles, stop_at_edge=stop_at_edge, method="loop")
-        gather = motion_blur_angles(plane, 12, 8, angles, stop_at_edge=stop_at_edge, method="gather")
-        assert torch.allclose(loop, gather, atol=1e-9)
     stopped = motion_blur_angles(layer[..., :9, :11], 12, 8, angles, stop_at_edge=True)
     assert not torch.allclose(stopped, motion_blur_angles(layer[..., :9, :11], 12, 8, angles, stop_at_edge=False))
     # Straight down (-90 degrees): tap i reads i rows above, edges replicated.

@@ -50,4 +50,5 @@ def corrupt(
     if severity > len(table):
         raise RobustnoiseError(f"{preset} has {len(table)} severity level(s) per corruption, got severity {severity}")
     check_images(images)
-    return entry.fn(images, table[severity - 1], per_image_seeds(seed, images.shape[0], name, severity, images.device))
+    seeds = per_image_seeds(seed, images.shape[0], name, severity, images.device)
+    return entry.fn(images, table[severity - 1], seeds) if images.shape[0] else images.clone()

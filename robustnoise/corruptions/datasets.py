@@ -1,16 +1,12 @@
 """``CorruptedDataset``: the -C version of any dataset of ``(image, label, ...)`` items, generated on the fly.
 
-Items are ordered like the released files: corruption-major, then severity, then image index (CIFAR-10-C stacks the
-severities of one corruption as row blocks in the same way). Image ``i`` under (corruption, severity) is corrupted with
-the per-image seed ``sample_seeds(seed, i, corruption_id(corruption), severity)``, exactly as
-:meth:`robustnoise.eval.suite.CorruptionSuite.corrupted` seeds test index ``i``: the wrapper, the in-memory evaluation,
-:class:`~robustnoise.corruptions.transforms.Corrupt` with ``index=i`` and ``make_c`` all give an image the same
-corruption for the same seed.
+Items are ordered like the released files (corruption-major, then severity, then image index); image ``i`` under
+(corruption, severity) is seeded by ``sample_seeds(seed, i, corruption_id(corruption), severity)``, as the in-memory
+evaluation, :class:`~robustnoise.corruptions.transforms.Corrupt` with ``index=i`` and ``make_c`` seed test index ``i``.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,27 +16,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from robustnoise.corruptions.api import CORRUPTION_FNS, corrupt
-from robustnoise.corruptions.digital import quantize_uint8_round
+from robustnoise.corruptions.api import corrupt
 from robustnoise.corruptions.fidelity import release_fidelity
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
 from robustnoise.corruptions.transforms import check_corruption, image_seeds
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
-__all__ = ["CorruptedDataset", "apply_fidelity", "default_corruptions", "to_float_image"]
-
-
-def default_corruptions(preset: str, warn: bool = True) -> tuple[str, ...]:
-    """All corruptions of ``preset`` that are implemented: the 19 of ImageNet-C (15 benchmark + 4 holdouts) in
-    canonical order, or the 15 MNIST-C corruptions for ``preset='mnistc'``. Unimplemented ones are skipped (with a
-    warning if ``warn``)."""
-    if preset == "mnistc":
-        return MNIST_C_CORRUPTIONS
-    names = tuple(n for n in ALL_CORRUPTIONS if n in CORRUPTION_FNS)
-    missing = [n for n in ALL_CORRUPTIONS if n not in CORRUPTION_FNS]
-    if missing and warn:
-        warnings.warn(f"corruptions not implemented yet, skipped: {', '.join(missing)}", stacklevel=3)
-    return names
+__all__ = ["CorruptedDataset", "resolve_sets", "to_float_image"]
 
 
 def resolve_sets(
@@ -53,14 +35,10 @@ def resolve_sets(
     elif preset not in ("imagenet", "cifar", "tinyimagenet"):
         raise ConfigError(f"unknown corruption preset {preset!r}; valid: imagenet, cifar, tinyimagenet, mnistc")
     if corruptions is None:
-        names = default_corruptions(preset)
+        names = MNIST_C_CORRUPTIONS if preset == "mnistc" else ALL_CORRUPTIONS
     else:
         names = tuple([corruptions] if isinstance(corruptions, str) else corruptions)
         names = tuple(check_corruption(str(n), preset) for n in names)
-        if preset != "mnistc":
-            missing = [n for n in names if n not in CORRUPTION_FNS]
-            if missing:
-                raise RobustnoiseError(f"corruptions not implemented yet: {', '.join(missing)}")
     levels = tuple(SEVERITIES if severities is None else [severities] if isinstance(severities, int) else severities)
     levels = tuple(check_severity(s) for s in levels)
     if preset == "mnistc" and levels != (1,):
@@ -70,16 +48,6 @@ def resolve_sets(
     if not names or not levels:
         raise ConfigError("need at least one corruption and one severity")
     return names, levels
-
-
-def apply_fidelity(images: Tensor, preset: str) -> Tensor:
-    """The release tail of ``preset`` (:func:`~robustnoise.corruptions.fidelity.release_fidelity`: uint8 truncation,
-    plus JPEG q85 for imagenet / tinyimagenet); MNIST-C rounds to uint8 (``floor(255 x + 1/2)``: its released files
-    are rounded, as ``corrupt_mnist_c(..., round_uint8=True)``)."""
-    if preset == "mnistc":
-        work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
-        return quantize_uint8_round(images.clamp(0.0, 1.0)).to(work).div_(255.0).to(images.dtype)
-    return release_fidelity(images, preset)
 
 
 def to_float_image(image: Any) -> Tensor:
@@ -169,7 +137,7 @@ class CorruptedDataset(Dataset):
     def _corrupt(self, images: Tensor, name: str, severity: int, indices: Sequence[int]) -> Tensor:
         seeds = image_seeds(self.seed, torch.as_tensor(list(indices), dtype=torch.int64), name, severity)
         out = corrupt(images, name, severity, preset=self.preset, seed=seeds.to(images.device))
-        return apply_fidelity(out, self.preset) if self.fidelity else out
+        return release_fidelity(out, self.preset) if self.fidelity else out
 
     def _fetch(self, i: int) -> tuple[Tensor, Any]:
         item = self.dataset[i]
@@ -181,22 +149,18 @@ class CorruptedDataset(Dataset):
         return self._corrupt(image.unsqueeze(0), name, severity, [i])[0], label
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Tensor, Any]]:
-        """Batched access (used by DataLoader): images of the same set are corrupted together."""
+        """Batched access (used by DataLoader): images of the same set and shape are corrupted together."""
         located = [self.locate(int(k)) for k in indices]
         fetched = {i: self._fetch(i) for i in sorted({i for _, _, i in located})}
-        groups: dict[tuple[str, int], list[int]] = {}
-        for pos, (name, severity, _) in enumerate(located):
-            groups.setdefault((name, severity), []).append(pos)
+        groups: dict[tuple[str, int, tuple[int, ...], torch.dtype], list[int]] = {}
+        for pos, (name, severity, i) in enumerate(located):
+            groups.setdefault((name, severity, tuple(fetched[i][0].shape), fetched[i][0].dtype), []).append(pos)
         out: list[Any] = [None] * len(located)
-        for (name, severity), positions in groups.items():
-            images = [fetched[located[p][2]][0] for p in positions]
-            chunks = _same_shape_runs(images)
-            for start, stop in chunks:
-                batch = torch.stack(images[start:stop])
-                indices_i = [located[p][2] for p in positions[start:stop]]
-                corrupted = self._corrupt(batch, name, severity, indices_i)
-                for k, p in enumerate(positions[start:stop]):
-                    out[p] = (corrupted[k], fetched[located[p][2]][1])
+        for (name, severity, _, _), positions in groups.items():
+            images = [located[p][2] for p in positions]
+            corrupted = self._corrupt(torch.stack([fetched[i][0] for i in images]), name, severity, images)
+            for k, (p, i) in enumerate(zip(positions, images)):
+                out[p] = (corrupted[k], fetched[i][1])
         return out
 
     def __repr__(self) -> str:
@@ -204,14 +168,3 @@ class CorruptedDataset(Dataset):
             f"CorruptedDataset({self.num_images} images x {len(self.corruptions)} corruptions x "
             f"{len(self.severities)} severities, preset={self.preset!r}, seed={self.seed}, fidelity={self.fidelity})"
         )
-
-
-def _same_shape_runs(images: list[Tensor]) -> list[tuple[int, int]]:
-    """Consecutive runs of images with equal shape and dtype (they can be stacked)."""
-    runs: list[tuple[int, int]] = []
-    start = 0
-    for k in range(1, len(images) + 1):
-        if k == len(images) or (images[k].shape, images[k].dtype) != (images[start].shape, images[start].dtype):
-            runs.append((start, k))
-            start = k
-    return runs

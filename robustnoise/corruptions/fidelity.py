@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustnoise.corruptions.digital import jpeg_roundtrip_uint8
-from robustnoise.corruptions.presets import PRESETS
+from robustnoise.corruptions.digital import jpeg_roundtrip_uint8, quantize_uint8_round
+from robustnoise.corruptions.presets import MNISTC_PRESET, PRESETS
 from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["RELEASE_JPEG_PRESETS", "RELEASE_JPEG_QUALITY", "quantize_uint8_truncate", "release_fidelity"]
@@ -26,18 +26,10 @@ RELEASE_JPEG_PRESETS: tuple[str, ...] = ("imagenet", "tinyimagenet")
 
 
 def quantize_uint8_truncate(images: Tensor) -> Tensor:
-    """``np.uint8(np.clip(255 x, 0, 255))`` for float images in [0, 1]: scale, clip and truncate (not round).
+    """``np.uint8(np.clip(255 x, 0, 255))`` for float images in [0, 1] (any shape and device): truncation, not rounding.
 
-    0.999 -> 254 (254.745 truncated), 1.0 -> 255. float64 is truncated exactly like numpy (``255 * (k / 255.0)`` is
-    exactly ``k`` for every k). Lower precisions cannot hold k/255 exactly and ``255 * fl32(k / 255)`` may fall a hair
-    below k, so for them a margin of ``255 * eps(dtype)`` grey levels (3e-5 for float32, capped at 0.5 for half
-    precision) is added before truncating: images on the 1/255 grid map back to their exact uint8 values.
-
-    Args:
-        images: Float tensor of any shape, any device.
-
-    Returns:
-        uint8 tensor of the same shape and device.
+    float64 is exact like numpy (``255 * (k / 255.0) == k``); lower precisions add a margin of ``255 eps(dtype)`` grey
+    levels (capped at 0.5) before truncating, so images on the 1/255 grid map back to their exact uint8 values.
     """
     if not images.dtype.is_floating_point:
         raise TypeError(f"images must be a floating tensor, got {images.dtype}")
@@ -50,21 +42,25 @@ def release_fidelity(images: Tensor, preset: str) -> Tensor:
     """Apply the tail of the released -C data to corrupted images.
 
     clip -> uint8 by truncation -> for ``imagenet`` and ``tinyimagenet`` a JPEG quality-85 round trip (Pillow's
-    default 4:2:0 subsampling; runs on the CPU) -> float in [0, 1].
+    default 4:2:0 subsampling; runs on the CPU) -> float in [0, 1]. ``mnistc`` rounds to uint8 instead
+    (``floor(255 x + 1/2)``): the released MNIST-C files are rounded.
 
     Args:
         images: Float images (N, C, H, W) (values outside [0, 1] are clipped), any device.
-        preset: ``imagenet``, ``cifar`` or ``tinyimagenet``.
+        preset: ``imagenet``, ``cifar``, ``tinyimagenet`` or ``mnistc``.
 
     Returns:
         Images on the 1/255 grid, same shape, dtype and device.
     """
-    if preset not in PRESETS:
-        raise RobustnoiseError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if preset not in (*PRESETS, MNISTC_PRESET):
+        raise RobustnoiseError(f"unknown preset {preset!r}; valid: {', '.join([*PRESETS, MNISTC_PRESET])}")
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
         raise RobustnoiseError(f"images must be a float tensor (N, C, H, W), got {got}")
-    quantized = quantize_uint8_truncate(images)
+    if preset == MNISTC_PRESET:
+        quantized = quantize_uint8_round(images.clamp(0.0, 1.0))
+    else:
+        quantized = quantize_uint8_truncate(images)
     if preset in RELEASE_JPEG_PRESETS:
         quantized = jpeg_roundtrip_uint8(quantized, RELEASE_JPEG_QUALITY)
     work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32

@@ -1,27 +1,17 @@
-"""Batched linear filters for image tensors (..., H, W): padding, separable and 2-D correlation, Gaussian kernels.
+"""Batched linear filters for image tensors (..., H, W), any device and floating dtype, and the chunking helper.
 
-Everything works on any device and any floating dtype, and for any padding size (also wider than the image, as
-OpenCV and SciPy allow). Border modes, with their names in other libraries:
-
-=============  =====================================  ==========================  ====================
-``mode``       pixels beyond the edge (``abcd|``)     OpenCV                      SciPy ``ndimage``
-=============  =====================================  ==========================  ====================
-replicate      ``dddd``                               ``BORDER_REPLICATE``        ``nearest``
-reflect        ``cba`` (edge not repeated)            ``BORDER_REFLECT_101``      ``mirror``
-symmetric      ``dcba`` (edge repeated)               ``BORDER_REFLECT``          ``reflect``
-circular       ``abcd``                               ``BORDER_WRAP``             ``wrap``
-constant       zeros                                  ``BORDER_CONSTANT``         ``constant``
-=============  =====================================  ==========================  ====================
-
-``replicate``, ``reflect`` and ``circular`` are also torch's ``F.pad`` names; ``reflect`` is OpenCV's default border.
-Correlations are sums of shifted slices for short kernels, blocked Toeplitz matrix products for long 1-D kernels
-and real FFTs of the padded image for large 2-D kernels (all exact up to float rounding).
+Border modes (pixels beyond the edge of ``abcd``; OpenCV / SciPy ``ndimage`` names): ``replicate`` ``dddd``
+(``BORDER_REPLICATE`` / ``nearest``), ``reflect`` ``cba`` (``BORDER_REFLECT_101``, OpenCV's default / ``mirror``),
+``symmetric`` ``dcba`` (``BORDER_REFLECT`` / ``reflect``), ``circular`` ``abcd`` (``BORDER_WRAP`` / ``wrap``) and
+``constant`` zeros, for any padding width (also wider than the image). Correlations are sums of shifted slices for
+short kernels, blocked Toeplitz matrix products for long 1-D kernels, dense filter matrices for small images and real
+FFTs of the padded image for large 2-D kernels (all exact up to float rounding).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +23,6 @@ __all__ = [
     "correlate2d",
     "gaussian_filter",
     "gaussian_kernel1d",
-    "image_chunks",
     "map_image_chunks",
     "opencv_gaussian_kernel1d",
     "pad2d",
@@ -59,22 +48,7 @@ def working_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Batching
-
-
-def image_chunks(
-    num_images: int, elements_per_image: int, device: torch.device, max_elements: int = _CPU_CHUNK_ELEMENTS
-) -> Iterator[slice]:
-    """Consecutive slices of the batch dimension; on the CPU each holds about ``max_elements`` pixel values (cache
-    blocking; default 2**19, 2 MiB of float32). Accelerators get one chunk.
-
-    Corruptions treat every image independently, so the chunking never changes a result.
-    """
-    on_cpu = device.type == "cpu"
-    step = max(1, max_elements // max(1, elements_per_image) if on_cpu else num_images)
-    for start in range(0, num_images, step):
-        yield slice(start, min(start + step, num_images))
 
 
 def map_image_chunks(
@@ -84,15 +58,20 @@ def map_image_chunks(
     max_elements: int = _CPU_CHUNK_ELEMENTS,
     out: Tensor | None = None,
 ) -> Tensor:
-    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over :func:`image_chunks`, stacked along dim 0: each
-    chunk's result is copied into ``out[chunk]`` (``out``: given, or allocated like the first result) while it is
-    still in cache. This is the one chunking helper of the corruption families."""
+    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over consecutive chunks of the batch, stacked along dim 0;
+    the one chunking helper of the corruption families.
+
+    On the CPU each chunk holds about ``max_elements`` values (cache blocking; default 2**19, 2 MiB of float32) and its
+    result is copied into ``out[chunk]`` (given, or allocated like the first result) while still in cache;
+    accelerators get one chunk. Corruptions treat every image independently, so the chunking never changes a result.
+    """
     num = images.shape[0]
-    per = images[0].numel() if num else 0
-    chunks = list(image_chunks(num, per, images.device, max_elements))
-    if out is None and len(chunks) <= 1:
+    per = max(1, images[0].numel()) if num else 1
+    step = max(1, max_elements // per) if images.device.type == "cpu" else max(1, num)
+    if out is None and num <= step:
         return fn(images, *per_image)
-    for s in chunks:
+    for start in range(0, num, step):
+        s = slice(start, min(start + step, num))
         result = fn(images[s], *(t[s] for t in per_image))
         if out is None:
             out = result.new_empty((num, *result.shape[1:]))
@@ -100,7 +79,6 @@ def map_image_chunks(
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Padding
 
 
@@ -160,7 +138,6 @@ def pad2d(x: Tensor, top: int, bottom: int, left: int, right: int, mode: str = "
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Kernels
 
 
@@ -190,7 +167,6 @@ def opencv_gaussian_kernel1d(ksize: int, sigma: float, dtype: torch.dtype = torc
     return (g / g.sum()).to(dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Correlation
 
 

@@ -1,24 +1,12 @@
 """``task=make_c``: write the -C version of a datamodule's test split in the layout of the released files.
 
-``python run.py task=make_c data=cifar10 make_c.out_dir=/data/CIFAR-10-C-regen`` corrupts every test image under every
-requested (corruption, severity), with the per-image seeds of the in-memory evaluation (``sample_seeds(seed, test
-index, corruption_id, severity)``), and writes
-
-- ``npy`` for images of at most 32 px (CIFAR-10-C / CIFAR-100-C style): ``<out>/<corruption>.npy`` uint8
-  (5 N, H, W, C), severity ``s`` in rows ``[(s-1) N, s N)``, and ``<out>/labels.npy`` (5 N,) (the test labels tiled
-  5 times); needs all 5 severities;
-- ``npy`` for 28 px greyscale images (MNIST-C style): ``<out>/<corruption>/test_images.npy`` uint8 (N, 28, 28, 1) and
-  ``test_labels.npy`` (N,); with several severities, one such tree per severity under ``<out>/s<severity>/``;
-- ``folders`` otherwise (ImageNet-C / Tiny-ImageNet-C style): ``<out>/<corruption>/<severity>/<class>/<index>.JPEG``
-  at JPEG quality 85, class folders named after the dataset's wnids / class names when they are usable folder
-  names whose sorted order is the label order (what the readers assume), else zero-padded class indices; every class
-  folder is created, also when a (sub)set has no image of that class.
-
-``layout=auto`` picks npy (MNIST-C style for 28 px greyscale, else CIFAR style) for images of at most 32 px and
-folders otherwise. The outputs are read by :mod:`robustnoise.data.released_c` (``CifarC``, ``MnistC``,
-``ImageNetC``); the returned dict says how (``reader``). With ``fidelity`` (default) images are converted to uint8 by
-truncation, as the released files (``np.uint8``); otherwise by rounding. MNIST-C (``preset=mnistc``) always rounds
-(``floor(255 x + 1/2)``), as its released files are rounded.
+Every test image under every requested (corruption, severity), seeded like the in-memory evaluation
+(``sample_seeds(seed, test index, corruption_id, severity)``), written as ``cifar_npy`` (``<out>/<corruption>.npy``
+uint8 (5 N, H, W, C), severity blocks of rows, and ``labels.npy``), ``mnistc_npy`` (``<out>/<corruption>/test_
+{images,labels}.npy``, one tree per severity under ``<out>/s<severity>/`` when there are several) or ``folders``
+(``<out>/<corruption>/<severity>/<class>/<index>.JPEG``, quality 85). Layouts, class folders and options:
+``docs/corruptions.md``; the files are read back by :mod:`robustnoise.data.released_c`. uint8 by truncation with
+``fidelity`` (as the released ``np.uint8``), otherwise by rounding; MNIST-C always rounds, as its released files.
 """
 
 from __future__ import annotations
@@ -177,14 +165,12 @@ def write_c(
     )
     sets = [(c, s) for c in names for s in levels]
     shape = (height, width, channels)
-    if kind == "cifar_npy":
-        writer: _Writer = _CifarWriter(out, names, num_images, shape, num_classes)
-    elif kind == "mnistc_npy":
-        writer = _MnistWriter(out, sets, levels, num_images, shape, num_classes)
+    if kind == "folders":
+        writer: Any = _FolderWriter(out, sets, num_images, folder_names)
     else:
-        writer = _FolderWriter(out, sets, num_images, folder_names)
+        writer = _NpyWriter(out, kind == "cifar_npy", sets, levels, num_images, shape, num_classes)
 
-    # MNIST-C's released files are rounded (as corrupt_mnist_c(round_uint8=True)); the ImageNet-C family truncates
+    # MNIST-C's released files are rounded; the ImageNet-C family truncates
     quantize = quantize_uint8_truncate if fidelity and preset != "mnistc" else quantize_uint8_round
     loader = DataLoader(_FloatImages(dataset), batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
     start = time.perf_counter()
@@ -234,7 +220,6 @@ def write_c(
     return summary
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Layout and class-folder decisions
 
 
@@ -328,51 +313,68 @@ class _FloatImages(Dataset):
         return to_float_image(item[0]), int(item[1]), index
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Writers
 
 
-class _Writer:
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
-        """Record the labels of a batch of test indices (called once per batch, before its writes)."""
-
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def sync(self) -> None:
-        """Wait for the writes of the current batch."""
-
-    def finish(self) -> int:
-        """Complete the files; returns how many were written."""
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        """Clean up after an error (partial files are left with a ``.partial`` suffix or removed)."""
-
-    def bytes_written(self) -> int:
-        raise NotImplementedError
-
-    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
-        raise NotImplementedError
+MNIST_SEVERITY_FILE = "severity.txt"
+"""The severity of the sets in an MNIST-layout root (one level per root), read by ``robustnoise.data.released_c``;
+the released MNIST-C has none (one level, keyed ``s1``)."""
 
 
-def _label_dtype(num_classes: int) -> np.dtype:
-    return np.dtype(np.uint8) if num_classes <= 256 else np.dtype(np.int64)
+class _NpyWriter:
+    """uint8 image arrays written in place (``.partial`` memory maps renamed when complete) plus label arrays.
 
+    CIFAR-10-C: ``<out>/<corruption>.npy`` (5 N, H, W, C) with severity blocks, ``<out>/labels.npy`` tiled 5 times.
+    MNIST-C: ``<root>/<corruption>/test_{images,labels}.npy``, ``root`` = ``<out>`` or, for several severities,
+    ``<out>/s<severity>``. Writers record a batch's labels (``labels``), write one (corruption, severity) of it
+    (``write``), wait for it (``sync``), then ``finish`` (returns the number of files) or ``abort``.
+    """
 
-class _NpyArrays(_Writer):
-    """uint8 image arrays written in place (``.partial`` memory maps renamed when complete) plus label arrays."""
-
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        out: Path,
+        cifar: bool,
+        sets: Sequence[tuple[str, int]],
+        levels: Sequence[int],
+        n: int,
+        shape: tuple[int, int, int],
+        classes: int,
+    ) -> None:
+        self.out, self.cifar, self.n, self._written = out, cifar, n, []
         self._arrays: dict[Path, np.memmap] = {}
         self._labels: dict[Path, np.ndarray] = {}
-        self._written: list[Path] = []
+        self.targets: dict[tuple[str, int], tuple[np.memmap, int]] = {}  # (corruption, severity) -> (array, first row)
+        self.label_rows = np.zeros(len(SEVERITIES) * n if cifar else n, dtype=np.uint8 if classes <= 256 else np.int64)
+        if cifar:
+            self._labels[out / "labels.npy"] = self.label_rows
+            for name in dict.fromkeys(c for c, _ in sets):
+                array = self._open(out / f"{name}.npy", (len(SEVERITIES) * n, *shape))
+                self.targets.update({(name, s): (array, (s - 1) * n) for s in levels})
+            return
+        self.roots = {s: out if len(levels) == 1 else out / f"s{s}" for s in levels}
+        for name, severity in sets:
+            folder = self.roots[severity] / name
+            self.targets[name, severity] = (self._open(folder / "test_images.npy", (n, *shape)), 0)
+            self._labels[folder / "test_labels.npy"] = self.label_rows
+        for severity, root in self.roots.items():  # else the reader keys the sets s1 whatever they were made at
+            (root / MNIST_SEVERITY_FILE).write_text(f"{severity}\n")
 
     def _open(self, path: Path, shape: tuple[int, ...]) -> np.memmap:
         path.parent.mkdir(parents=True, exist_ok=True)
         array = np.lib.format.open_memmap(path.with_name(path.name + _PARTIAL), mode="w+", dtype=np.uint8, shape=shape)
         self._arrays[path] = array
         return array
+
+    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+        for block in range(0, len(self.label_rows), self.n):
+            self.label_rows[block + index] = labels
+
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
+        array, start = self.targets[name, severity]
+        array[start + index] = pixels
+
+    def sync(self) -> None:
+        pass
 
     def finish(self) -> int:
         for path, array in self._arrays.items():
@@ -381,12 +383,14 @@ class _NpyArrays(_Writer):
             os.replace(path.with_name(path.name + _PARTIAL), path)
             self._written.append(path)
         self._arrays.clear()
+        self.targets.clear()
         for path, labels in self._labels.items():
             np.save(path, labels)
             self._written.append(path)
         return len(self._written)
 
     def abort(self) -> None:
+        self.targets.clear()
         for path in list(self._arrays):
             del self._arrays[path]
             path.with_name(path.name + _PARTIAL).unlink(missing_ok=True)
@@ -394,79 +398,18 @@ class _NpyArrays(_Writer):
     def bytes_written(self) -> int:
         return sum(p.stat().st_size for p in self._written)
 
-
-class _CifarWriter(_NpyArrays):
-    """``<out>/<corruption>.npy`` (5 N, H, W, C) with severity blocks, ``<out>/labels.npy`` tiled 5 times."""
-
-    def __init__(self, out: Path, names: Sequence[str], num_images: int, shape: tuple[int, int, int], classes: int):
-        super().__init__()
-        self.out = out
-        self.num_images = num_images
-        self.by_name = {name: self._open(out / f"{name}.npy", (len(SEVERITIES) * num_images, *shape)) for name in names}
-        self.tiled = np.zeros(len(SEVERITIES) * num_images, dtype=_label_dtype(classes))
-        self._labels[out / "labels.npy"] = self.tiled
-
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
-        for block in range(len(SEVERITIES)):
-            self.tiled[block * self.num_images + index] = labels
-
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        self.by_name[name][(severity - 1) * self.num_images + index] = pixels
-
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
-        variant = {10: "cifar10c", 100: "cifar100c"}.get(num_classes, "cifar10c")
-        note = "" if size == 32 else " (CifarC reads 32x32x3 images; read other shapes with numpy)"
-        return {"kind": variant, "root": str(self.out), "kwargs": {}, "note": note.strip()}
-
-
-MNIST_SEVERITY_FILE = "severity.txt"
-"""The severity of the sets in an MNIST-layout root (one level per root), read by ``robustnoise.data.released_c``;
-the released MNIST-C has none (one level, keyed ``s1``)."""
-
-
-class _MnistWriter(_NpyArrays):
-    """``<root>/<corruption>/test_{images,labels}.npy``; ``root`` is ``<out>`` or, for several severities,
-    ``<out>/s<severity>``."""
-
-    def __init__(
-        self,
-        out: Path,
-        sets: Sequence[tuple[str, int]],
-        levels: Sequence[int],
-        num_images: int,
-        shape: tuple[int, int, int],
-        classes: int,
-    ):
-        super().__init__()
-        self.roots = {s: out if len(levels) == 1 else out / f"s{s}" for s in levels}
-        self.labels_array = np.zeros(num_images, dtype=_label_dtype(classes))
-        self.by_set = {}
-        for name, severity in sets:
-            folder = self.roots[severity] / name
-            self.by_set[(name, severity)] = self._open(folder / "test_images.npy", (num_images, *shape))
-            self._labels[folder / "test_labels.npy"] = self.labels_array
-        for severity, root in self.roots.items():  # else the reader keys the sets s1 whatever they were made at
-            (root / MNIST_SEVERITY_FILE).write_text(f"{severity}\n")
-
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
-        self.labels_array[index] = labels
-
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        self.by_set[(name, severity)][index] = pixels
-
-    def reader(self, size: int, num_classes: int) -> dict[str, Any]:
+        if self.cifar:
+            variant = {10: "cifar10c", 100: "cifar100c"}.get(num_classes, "cifar10c")
+            note = "" if size == 32 else "(CifarC reads 32x32x3 images; read other shapes with numpy)"
+            return {"kind": variant, "root": str(self.out), "kwargs": {}, "note": note}
         roots = {int(s): str(r) for s, r in self.roots.items()}
         note = "one MNIST-C root per severity" if len(roots) > 1 else ""
-        return {
-            "kind": "mnistc",
-            "root": roots[min(roots)] if len(roots) == 1 else None,
-            "roots": roots,
-            "kwargs": {},
-            "note": note,
-        }
+        root = roots[min(roots)] if len(roots) == 1 else None
+        return {"kind": "mnistc", "root": root, "roots": roots, "kwargs": {}, "note": note}
 
 
-class _FolderWriter(_Writer):
+class _FolderWriter:
     """``<out>/<corruption>/<severity>/<class>/<index>.JPEG`` (quality 85), written by a small thread pool."""
 
     def __init__(self, out: Path, sets: Sequence[tuple[str, int]], num_images: int, class_names: Sequence[str]):
@@ -480,6 +423,9 @@ class _FolderWriter(_Writer):
         self.pending: list[Future] = []
         self.count = 0
         self.size = 0
+
+    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+        pass
 
     def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
         self.sync()  # at most one (batch, set) in flight: it encodes while the next one is corrupted
@@ -510,17 +456,9 @@ class _FolderWriter(_Writer):
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
         kind = "tinyimagenetc" if (size, num_classes) == (64, 200) else "imagenetc"
         standard = (size, num_classes) in ((64, 200), (224, 1000))
-        note = (
-            ""
-            if standard
-            else f"read with ImageNetC(root, corruption, severity, image_size={size}, num_classes={num_classes})"
-        )
-        return {
-            "kind": kind,
-            "root": str(self.out),
-            "kwargs": {"image_size": size, "num_classes": num_classes},
-            "note": note,
-        }
+        note = f"read with ImageNetC(root, corruption, severity, image_size={size}, num_classes={num_classes})"
+        kwargs = {"image_size": size, "num_classes": num_classes}
+        return {"kind": kind, "root": str(self.out), "kwargs": kwargs, "note": "" if standard else note}
 
 
 def _save_jpeg(path: Path, pixels: np.ndarray) -> int:
@@ -532,21 +470,18 @@ def _save_jpeg(path: Path, pixels: np.ndarray) -> int:
 
 
 def _describe(summary: Mapping[str, Any]) -> str:
-    reader = summary["reader"]
-    roots = reader.get("roots") or {0: reader["root"]}
+    reader, s = summary["reader"], summary
     lines = [
-        f"make_c: wrote the {summary['layout']} -C set of {summary['source']} ({summary['num_images']} test images x "
-        f"{len(summary['corruptions'])} corruptions x {len(summary['severities'])} severities, preset "
-        f"{summary['preset']}, seed {summary['seed']}, fidelity {summary['fidelity']}): {summary['files']} files, "
-        f"{summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.1f} s ({summary['images_per_second']:.0f} images/s)",
-        f"  out_dir: {summary['out_dir']}",
+        f"make_c: wrote the {s['layout']} -C set of {s['source']} ({s['num_images']} test images x "
+        f"{len(s['corruptions'])} corruptions x {len(s['severities'])} severities, preset {s['preset']}, seed "
+        f"{s['seed']}, fidelity {s['fidelity']}): {s['files']} files, {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.1f} "
+        f"s ({s['images_per_second']:.0f} images/s)",
+        f"  out_dir: {s['out_dir']}",
     ]
+    roots = reader.get("roots") or {0: reader["root"]}
     for severity, root in roots.items():
-        prefix = f"  severity {severity}: " if len(roots) > 1 else "  "
         lines.append(
-            f"{prefix}evaluate with: python run.py task=eval eval={reader['kind']} eval.released.root={root} "
-            "ckpt_path=<your checkpoint>"
+            f"  {f'severity {severity}: ' if len(roots) > 1 else ''}evaluate with: python run.py task=eval "
+            f"eval={reader['kind']} eval.released.root={root} ckpt_path=<your checkpoint>"
         )
-    if reader.get("note"):
-        lines.append(f"  note: {reader['note']}")
-    return "\n".join(lines)
+    return "\n".join(lines + ([f"  note: {reader['note']}"] if reader.get("note") else []))

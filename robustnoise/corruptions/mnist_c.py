@@ -21,10 +21,6 @@ that the released files carry and these ports keep:
 - ``shear`` uses ``AffineTransform(shear=s)`` of that time, ``[[1, -sin s], [0, cos s]]`` (scikit-image >= 0.20
   builds ``[[1, -tan s], [0, 1]]`` instead).
 
-Seeds: one int64 per image; every random draw comes from :mod:`robustnoise.corruptions.rng` keyed by the image's seed,
-so an image's corruption never depends on its batch. An int ``seed`` gives image ``i`` the seed
-``sample_seeds(seed, i, corruption_seed_key(name), 1)``, the seeding of
-:class:`~robustnoise.corruptions.datasets.CorruptedDataset` and :class:`~robustnoise.corruptions.transforms.Corrupt`.
 Parity with scikit-image / SciPy / the ``imagecorruptions`` port: ``docs/parity/mnist_c.md``.
 """
 
@@ -39,15 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustnoise.corruptions import blur, noise, rng, weather
-from robustnoise.corruptions.digital import quantize_uint8_round
-from robustnoise.corruptions.filters import image_chunks, pad2d, working_dtype
-from robustnoise.corruptions.presets import MNIST_C_CORRUPTIONS, MNISTC_PRESET, Fog, GlassBlur, MotionBlur, Spatter
-from robustnoise.corruptions.registry import check_images, lookup, per_image_seeds, register
+from robustnoise.corruptions.filters import map_image_chunks, pad2d, working_dtype
+from robustnoise.corruptions.presets import MNISTC_PRESET, Fog, GlassBlur, MotionBlur, Spatter
+from robustnoise.corruptions.registry import register
 from robustnoise.utils.errors import RobustnoiseError
 
-__all__ = ["MNIST_C_CORRUPTIONS", "MNIST_C_FUNCTIONS", "corrupt_mnist_c"]
+__all__ = ["MNIST_C_FUNCTIONS"]
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Parameters: the default severity of each function of mnist-c ``corruptions.py``.
 
 SHOT_NOISE = 3.0  # severity 5: Poisson(x c) / c
@@ -78,7 +72,6 @@ _CHUNK_ELEMENTS = 1 << 16  # CPU: pixel values per chunk of images (84 MNIST dig
 _FOG_CHUNK = 32  # images per chunk for fog (each padded to the 256 x 256 plasma map)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Shared helpers
 
 
@@ -93,10 +86,6 @@ def _randint(u: Tensor, low: int, high: int) -> Tensor:
     return torch.floor(u * (high - low)) + low
 
 
-def _coordinate_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
 @functools.lru_cache(maxsize=16)
 def _scipy_gaussian_weights(sigma: float, truncate: float = 4.0) -> tuple[float, ...]:
     """Taps of ``scipy.ndimage.gaussian_filter1d``, computed with numpy in scipy's order (bit-identical)."""
@@ -109,7 +98,9 @@ def _scipy_gaussian_weights(sigma: float, truncate: float = 4.0) -> tuple[float,
 def _gaussian1d(x: Tensor, sigma: float, dim: int, mode: str) -> Tensor:
     """``scipy.ndimage.gaussian_filter1d`` along ``dim`` (-2 rows, -1 columns), ``mode`` ``replicate`` (scipy
     ``nearest``) or ``constant`` (zeros), with scipy's summation order for symmetric kernels
-    (``w0 x[i] + sum_{j = r..1} w_j (x[i - j] + x[i + j])``), so float64 results equal scipy's bit for bit."""
+    (``w0 x[i] + sum_{j = r..1} w_j (x[i - j] + x[i + j])``), so float64 results equal scipy's bit for bit: with the
+    shared :func:`~robustnoise.corruptions.filters.correlate1d` instead, glass blur's float64 bit-identity with the
+    sequential reference fails (tested with issue 13; Canny still matched)."""
     weights = _scipy_gaussian_weights(float(sigma))
     r = len(weights) // 2
     size = x.shape[dim]
@@ -120,30 +111,55 @@ def _gaussian1d(x: Tensor, sigma: float, dim: int, mode: str) -> Tensor:
     return out
 
 
-def _check_size(images: Tensor) -> None:
-    if images.shape[-1] < 4 or images.shape[-2] < 4:
-        raise RobustnoiseError(f"MNIST-C corruptions need images of at least 4 x 4 pixels, got {tuple(images.shape)}")
+MNIST_C_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+"""``fn(images (N, C, H, W) in the working dtype, seeds (N,) int64) -> images`` of every MNIST-C corruption."""
 
 
-# ---------------------------------------------------------------------------------------------------------------------
+def _mnistc(name: str) -> Callable[[Callable[[Tensor, Tensor], Tensor]], Callable[[Tensor, Tensor], Tensor]]:
+    """Register ``fn(x, seeds)`` as MNIST-C corruption ``name`` (preset ``mnistc``, one fixed severity); ``corrupt``
+    runs it on chunks of images in the working dtype (float64 stays, other dtypes in float32)."""
+
+    def decorate(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+        def run(images: Tensor, param: None, seeds: Tensor) -> Tensor:
+            if images.shape[-1] < 4 or images.shape[-2] < 4:
+                raise RobustnoiseError(
+                    f"MNIST-C corruptions need images of at least 4 x 4 pixels, got {tuple(images.shape)}"
+                )
+            out = torch.empty_like(images, memory_format=torch.contiguous_format)
+            work = working_dtype(images.dtype)
+            return map_image_chunks(
+                lambda x, s: fn(x.to(work), s), images, seeds, max_elements=_CHUNK_ELEMENTS, out=out
+            )
+
+        MNIST_C_FUNCTIONS[name] = fn
+        register(name, MNISTC_PRESET, {MNISTC_PRESET: (None,)})(run)
+        return fn
+
+    return decorate
+
+
 # Noise, blur and weather: the ImageNet-C implementations with MNIST-C's parameters
 
 
+@_mnistc("shot_noise")
 def shot_noise(x: Tensor, seeds: Tensor) -> Tensor:
     """``clip(Poisson(3 x) / 3)`` (:func:`robustnoise.corruptions.noise.shot_noise`, c = 3)."""
     return noise.shot_noise(x, SHOT_NOISE, seeds)
 
 
+@_mnistc("impulse_noise")
 def impulse_noise(x: Tensor, seeds: Tensor) -> Tensor:
     """Salt and pepper, amount 0.17 (:func:`robustnoise.corruptions.noise.impulse_noise`)."""
     return noise.impulse_noise(x, IMPULSE_NOISE, seeds)
 
 
+@_mnistc("motion_blur")
 def motion_blur(x: Tensor, seeds: Tensor) -> Tensor:
     """Motion blur, radius 10, sigma 3, angle U(-45, 45) (:func:`robustnoise.corruptions.blur.motion_blur`)."""
     return blur.motion_blur(x, MOTION_BLUR, seeds)
 
 
+@_mnistc("fog")
 def fog(x: Tensor, seeds: Tensor) -> Tensor:
     """ImageNet-C fog (3.0, 1.4) with a 256 x 256 plasma map cropped at the top left, as MNIST-C does at 28 px.
 
@@ -161,6 +177,7 @@ def fog(x: Tensor, seeds: Tensor) -> Tensor:
     return out
 
 
+@_mnistc("spatter")
 def spatter(x: Tensor, seeds: Tensor) -> Tensor:
     """Mud spatter (0.65, 0.3, 1, 0.65, 1.5) in grey 63/255: ``x (1 - m) + m 63/255``.
 
@@ -174,11 +191,13 @@ def spatter(x: Tensor, seeds: Tensor) -> Tensor:
     return torch.cat(channels, dim=1)
 
 
+@_mnistc("brightness")
 def brightness(x: Tensor, seeds: Tensor) -> Tensor:
     """``clip(x + 0.5)``: gray -> RGB -> HSV, ``V <- clip(V + 0.5)``, back to gray is exactly this for gray pixels."""
     return (x + BRIGHTNESS).clamp_(0.0, 1.0)
 
 
+@_mnistc("stripe")
 def stripe(x: Tensor, seeds: Tensor) -> Tensor:
     """Invert the first and the last quarter of the columns (columns 0-6 and 21-27 at 28 px): ``1 - x``."""
     out = x.clone()
@@ -188,7 +207,6 @@ def stripe(x: Tensor, seeds: Tensor) -> Tensor:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Glass blur
 
 
@@ -271,6 +289,7 @@ def _glass_apply(x: Tensor, chosen: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
     return _gaussian1d(moved, sigma, -2, "replicate")
 
 
+@_mnistc("glass_blur")
 def glass_blur(x: Tensor, seeds: Tensor) -> Tensor:
     """MNIST-C glass blur: ImageNet-C's (0.7, 1, 2) with vertical-only blurs, true swaps, each with probability 1/2.
 
@@ -283,7 +302,6 @@ def glass_blur(x: Tensor, seeds: Tensor) -> Tensor:
     return _glass_apply(x, chosen, dx, dy).clamp_(0.0, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Affine transforms (scikit-image ``transform.warp`` semantics)
 
 
@@ -296,7 +314,7 @@ def warp_affine(x: Tensor, matrix: Tensor) -> Tensor:
     range, so scikit-image's ``clip=True`` changes nothing. Coordinates are float64 (float32 on MPS).
     """
     n, c, h, w = x.shape
-    cdt = _coordinate_dtype(x.device)
+    cdt = torch.float32 if x.device.type == "mps" else torch.float64
     m = matrix.to(device=x.device, dtype=cdt).expand(n, 2, 3)
     cols = torch.arange(w, device=x.device, dtype=cdt).view(1, 1, w)
     rows = torch.arange(h, device=x.device, dtype=cdt).view(1, h, 1)
@@ -370,27 +388,30 @@ def translate_matrices(signs: Tensor) -> Tensor:
     return torch.cat([eye, t.unsqueeze(-1)], dim=2)
 
 
+@_mnistc("shear")
 def shear(x: Tensor, seeds: Tensor) -> Tensor:
     """Shear by 0.4 rad with a random sign about the centre (skimage ``warp``, bilinear, zero fill)."""
     return warp_affine(x, shear_matrices(_random_signs(seeds, 1)[:, 0], *x.shape[-2:])).clamp_(0.0, 1.0)
 
 
+@_mnistc("scale")
 def scale(x: Tensor, seeds: Tensor) -> Tensor:
     """Shrink the content to 70 % about the centre (inverse map scale 1/0.7)."""
     return warp_affine(x, scale_matrix(*x.shape[-2:])).clamp_(0.0, 1.0)
 
 
+@_mnistc("rotate")
 def rotate(x: Tensor, seeds: Tensor) -> Tensor:
     """Rotate by 0.4 rad (22.9 degrees) with a random sign about the centre."""
     return warp_affine(x, rotate_matrices(_random_signs(seeds, 1)[:, 0], *x.shape[-2:])).clamp_(0.0, 1.0)
 
 
+@_mnistc("translate")
 def translate(x: Tensor, seeds: Tensor) -> Tensor:
     """Shift by 3 px along each axis, random signs, zero fill: ``out[r, c] = x[r + 3 s_y, c + 3 s_x]``."""
     return warp_affine(x, translate_matrices(_random_signs(seeds, 2))).clamp_(0.0, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Lines
 
 
@@ -416,6 +437,7 @@ def _add_lines(x: Tensor, lines: Tensor) -> Tensor:
     return (x + lines.to(device=x.device, dtype=x.dtype).unsqueeze(1)).clamp_(0.0, 1.0)
 
 
+@_mnistc("dotted_line")
 def dotted_line(x: Tensor, seeds: Tensor) -> Tensor:
     """A line from column 0 to column W-1 between rows ``r0, r1 = randint(0, H-1)``, with the 2-px column segments
     0-1, 4-5, 8-9, ... removed, added to the image and clipped."""
@@ -461,6 +483,7 @@ def zigzag_endpoints(r0: Tensor, r1: Tensor, width: int = 28) -> tuple[Tensor, T
     return cs, rs, vertices
 
 
+@_mnistc("zigzag")
 def zigzag(x: Tensor, seeds: Tensor) -> Tensor:
     """A zigzag (a = b = 2) from column 2 to column W-3 starting at row ``r0 = randint(0, H-1)`` and ending near row
     ``r0 + randint(-5, 5)``: the sum of its anti-aliased segments, added to the image and clipped."""
@@ -475,7 +498,6 @@ def zigzag(x: Tensor, seeds: Tensor) -> Tensor:
     return _add_lines(x, (lines * valid[..., None, None]).sum(1))
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # Canny edges (scikit-image ``feature.canny`` defaults)
 
 
@@ -544,80 +566,7 @@ def canny_edge_map(x: Tensor) -> Tensor:
     return grown.bool().view(*lead, h, w)
 
 
+@_mnistc("canny_edges")
 def canny_edges(x: Tensor, seeds: Tensor) -> Tensor:
     """Binary Canny edge map (1 on edges, 0 elsewhere) of each channel, as scikit-image ``feature.canny(x)``."""
     return canny_edge_map(x.to(rng._compute_device(x.device))).to(device=x.device, dtype=x.dtype)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Entry point
-
-
-MNIST_C_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "shot_noise": shot_noise,
-    "impulse_noise": impulse_noise,
-    "glass_blur": glass_blur,
-    "motion_blur": motion_blur,
-    "shear": shear,
-    "scale": scale,
-    "rotate": rotate,
-    "brightness": brightness,
-    "translate": translate,
-    "stripe": stripe,
-    "fog": fog,
-    "spatter": spatter,
-    "dotted_line": dotted_line,
-    "zigzag": zigzag,
-    "canny_edges": canny_edges,
-}
-"""``fn(images (N, C, H, W), seeds (N,) int64) -> images``, in :data:`MNIST_C_CORRUPTIONS` order."""
-
-
-def corrupt_mnist_c(images: Tensor, name: str, seed: int | Tensor = 0, *, round_uint8: bool = False) -> Tensor:
-    """Apply MNIST-C corruption ``name`` (its one severity) to a batch.
-
-    Args:
-        images: Float tensor (N, C, H, W) in [0, 1] (MNIST: (N, 1, 28, 28)), any device.
-        name: One of :data:`MNIST_C_CORRUPTIONS`.
-        seed: An int (image ``i`` gets ``sample_seeds(seed, i, corruption_seed_key(name), 1)``) or an int64 tensor
-            (N,) of per-image seeds.
-        round_uint8: Round the result to the 1/255 grid (``floor(255 x + 1/2) / 255``, as
-            :func:`~robustnoise.corruptions.digital.quantize_uint8_round` and ``make_c`` do for MNIST-C), like the
-            released uint8 files.
-
-    Returns:
-        Corrupted images in [0, 1], same shape, dtype and device.
-    """
-    check_images(images)
-    return _run(MNIST_C_FUNCTIONS[lookup(name, MNISTC_PRESET).name], images, seed, round_uint8, name)
-
-
-def _run(
-    fn: Callable[[Tensor, Tensor], Tensor], images: Tensor, seed: int | Tensor, round_uint8: bool, name: str
-) -> Tensor:
-    """Seed, then run ``fn`` chunk by chunk in the working dtype (optionally rounding to the 1/255 grid)."""
-    _check_size(images)
-    seeds = per_image_seeds(seed, images.shape[0], name, 1, images.device)
-    if images.shape[0] == 0:
-        return images.clone()
-    out = torch.empty_like(images, memory_format=torch.contiguous_format)
-    for part in image_chunks(images.shape[0], images[0].numel(), images.device, _CHUNK_ELEMENTS):
-        result = fn(images[part].to(working_dtype(images.dtype)), seeds[part])
-        if round_uint8:
-            result = quantize_uint8_round(result).to(result.dtype).div_(255.0)
-        out[part] = result
-    return out
-
-
-def _register(name: str, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Register ``fn`` as MNIST-C corruption ``name`` (preset ``mnistc``, one fixed severity)."""
-
-    def run(images: Tensor, param: None, seeds: Tensor) -> Tensor:
-        return _run(fn, images, seeds, False, name)
-
-    register(name, MNISTC_PRESET, {MNISTC_PRESET: (None,)})(run)
-
-
-for _name, _fn in MNIST_C_FUNCTIONS.items():
-    _register(_name, _fn)
-assert tuple(MNIST_C_FUNCTIONS) == MNIST_C_CORRUPTIONS, "MNIST_C_FUNCTIONS must follow the canonical order"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import operator
+from collections import namedtuple
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 from robustnoise.utils.errors import RobustnoiseError
 
@@ -77,248 +78,139 @@ MNISTC_PRESET = "mnistc"
 _MNISTC_KEY_OFFSET = 1000
 
 
-class GlassBlur(NamedTuple):
-    sigma: float
-    max_delta: int
-    iterations: int
+# Severity parameters with more than one field, named after their role in the reference scripts.
+GlassBlur = namedtuple("GlassBlur", "sigma max_delta iterations")
+DefocusBlur = namedtuple("DefocusBlur", "radius alias_blur")
+MotionBlur = namedtuple("MotionBlur", "radius sigma")
+ZoomRange = namedtuple("ZoomRange", "start stop step")  # np.arange's arguments, see zoom_factors
+Snow = namedtuple("Snow", "loc scale zoom threshold blur_radius blur_sigma blend")
+Frost = namedtuple("Frost", "image_weight frost_weight")
+Fog = namedtuple("Fog", "strength wibble_decay")
+Elastic = namedtuple("Elastic", "alpha sigma affine_jitter")  # in pixels
+Spatter = namedtuple("Spatter", "loc scale sigma threshold intensity mode")  # mode 0 = water, 1 = mud
+Saturate = namedtuple("Saturate", "multiply add")
 
 
-class DefocusBlur(NamedTuple):
-    radius: float
-    alias_blur: float
-
-
-class MotionBlur(NamedTuple):
-    radius: float
-    sigma: float
-
-
-class ZoomRange(NamedTuple):
-    """Arguments of ``np.arange(start, stop, step)``; see :func:`zoom_factors`."""
-
-    start: float
-    stop: float
-    step: float
-
-
-class Snow(NamedTuple):
-    loc: float
-    scale: float
-    zoom: float
-    threshold: float
-    blur_radius: float
-    blur_sigma: float
-    blend: float
-
-
-class Frost(NamedTuple):
-    image_weight: float
-    frost_weight: float
-
-
-class Fog(NamedTuple):
-    strength: float
-    wibble_decay: float
-
-
-class Elastic(NamedTuple):
-    """Displacement scale ``alpha``, smoothing ``sigma`` and affine jitter, all in pixels."""
-
-    alpha: float
-    sigma: float
-    affine_jitter: float
-
-
-class Spatter(NamedTuple):
-    loc: float
-    scale: float
-    sigma: float
-    threshold: float
-    intensity: float
-    mode: int  # 0 = water, 1 = mud
-
-
-class Saturate(NamedTuple):
-    multiply: float
-    add: float
+def _rows(kind: Any, *rows: tuple[float, ...]) -> tuple[Any, ...]:
+    return tuple(kind(*row) for row in rows)
 
 
 _IMAGENET: dict[str, tuple[Any, ...]] = {
     "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
     "shot_noise": (60, 25, 12, 5, 3),
     "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),
-    "defocus_blur": (
-        DefocusBlur(3, 0.1),
-        DefocusBlur(4, 0.5),
-        DefocusBlur(6, 0.5),
-        DefocusBlur(8, 0.5),
-        DefocusBlur(10, 0.5),
+    "defocus_blur": _rows(DefocusBlur, (3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)),
+    "glass_blur": _rows(GlassBlur, (0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+    "motion_blur": _rows(MotionBlur, (10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
+    "zoom_blur": _rows(ZoomRange, (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.02), (1, 1.26, 0.02), (1, 1.31, 0.03)),
+    "snow": _rows(
+        Snow,
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
     ),
-    "glass_blur": (
-        GlassBlur(0.7, 1, 2),
-        GlassBlur(0.9, 2, 1),
-        GlassBlur(1, 2, 3),
-        GlassBlur(1.1, 3, 2),
-        GlassBlur(1.5, 4, 2),
-    ),
-    "motion_blur": (MotionBlur(10, 3), MotionBlur(15, 5), MotionBlur(15, 8), MotionBlur(15, 12), MotionBlur(20, 15)),
-    "zoom_blur": (
-        ZoomRange(1, 1.11, 0.01),
-        ZoomRange(1, 1.16, 0.01),
-        ZoomRange(1, 1.21, 0.02),
-        ZoomRange(1, 1.26, 0.02),
-        ZoomRange(1, 1.31, 0.03),
-    ),
-    "snow": (
-        Snow(0.1, 0.3, 3, 0.5, 10, 4, 0.8),
-        Snow(0.2, 0.3, 2, 0.5, 12, 4, 0.7),
-        Snow(0.55, 0.3, 4, 0.9, 12, 8, 0.7),
-        Snow(0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
-        Snow(0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
-    ),
-    "frost": (Frost(1, 0.4), Frost(0.8, 0.6), Frost(0.7, 0.7), Frost(0.65, 0.7), Frost(0.6, 0.75)),
-    "fog": (Fog(1.5, 2), Fog(2, 2), Fog(2.5, 1.7), Fog(2.5, 1.5), Fog(3, 1.4)),
+    "frost": _rows(Frost, (1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
+    "fog": _rows(Fog, (1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)),
     "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
     "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
     # The reference writes these as multiples of 244 (a typo for 224 that the authors kept); stored as literals.
-    "elastic_transform": (
-        Elastic(488, 170.8, 24.4),
-        Elastic(488, 19.52, 48.8),
-        Elastic(12.2, 2.44, 4.88),
-        Elastic(17.08, 2.44, 4.88),
-        Elastic(29.28, 2.44, 4.88),
+    "elastic_transform": _rows(
+        Elastic, (488, 170.8, 24.4), (488, 19.52, 48.8), (12.2, 2.44, 4.88), (17.08, 2.44, 4.88), (29.28, 2.44, 4.88)
     ),
     "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
     "jpeg_compression": (25, 18, 15, 10, 7),
     "speckle_noise": (0.15, 0.2, 0.35, 0.45, 0.6),
     "gaussian_blur": (1, 2, 3, 4, 6),
-    "spatter": (
-        Spatter(0.65, 0.3, 4, 0.69, 0.6, 0),
-        Spatter(0.65, 0.3, 3, 0.68, 0.6, 0),
-        Spatter(0.65, 0.3, 2, 0.68, 0.5, 0),
-        Spatter(0.65, 0.3, 1, 0.65, 1.5, 1),
-        Spatter(0.67, 0.4, 1, 0.65, 1.5, 1),
+    "spatter": _rows(
+        Spatter,
+        (0.65, 0.3, 4, 0.69, 0.6, 0),
+        (0.65, 0.3, 3, 0.68, 0.6, 0),
+        (0.65, 0.3, 2, 0.68, 0.5, 0),
+        (0.65, 0.3, 1, 0.65, 1.5, 1),
+        (0.67, 0.4, 1, 0.65, 1.5, 1),
     ),
-    "saturate": (Saturate(0.3, 0), Saturate(0.1, 0), Saturate(2, 0), Saturate(5, 0.1), Saturate(20, 0.2)),
+    "saturate": _rows(Saturate, (0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
 }
 
 # CIFAR-10-C and Tiny-ImageNet-C share the zoom factor ranges.
-_SMALL_ZOOM = (
-    ZoomRange(1, 1.06, 0.01),
-    ZoomRange(1, 1.11, 0.01),
-    ZoomRange(1, 1.16, 0.01),
-    ZoomRange(1, 1.21, 0.01),
-    ZoomRange(1, 1.26, 0.01),
-)
+_SMALL_ZOOM = _rows(ZoomRange, (1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01))
 
 _CIFAR: dict[str, tuple[Any, ...]] = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
     "shot_noise": (500, 250, 100, 75, 50),
     "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
-    "defocus_blur": (
-        DefocusBlur(0.3, 0.4),
-        DefocusBlur(0.4, 0.5),
-        DefocusBlur(0.5, 0.6),
-        DefocusBlur(1, 0.2),
-        DefocusBlur(1.5, 0.1),
-    ),
-    "glass_blur": (
-        GlassBlur(0.05, 1, 1),
-        GlassBlur(0.25, 1, 1),
-        GlassBlur(0.4, 1, 1),
-        GlassBlur(0.25, 1, 2),
-        GlassBlur(0.4, 1, 2),
-    ),
-    "motion_blur": (MotionBlur(6, 1), MotionBlur(6, 1.5), MotionBlur(6, 2), MotionBlur(8, 2), MotionBlur(9, 2.5)),
+    "defocus_blur": _rows(DefocusBlur, (0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
+    "glass_blur": _rows(GlassBlur, (0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
+    "motion_blur": _rows(MotionBlur, (6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
     "zoom_blur": _SMALL_ZOOM,
-    "snow": (
-        Snow(0.1, 0.2, 1, 0.6, 8, 3, 0.95),
-        Snow(0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-        Snow(0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        Snow(0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-        Snow(0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    "snow": _rows(
+        Snow,
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
     ),
-    "frost": (Frost(1, 0.2), Frost(1, 0.3), Frost(0.9, 0.4), Frost(0.85, 0.4), Frost(0.75, 0.45)),
-    "fog": (Fog(0.2, 3), Fog(0.5, 3), Fog(0.75, 2.5), Fog(1, 2), Fog(1.5, 1.75)),
+    "frost": _rows(Frost, (1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
+    "fog": _rows(Fog, (0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
     "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
     "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
-    "elastic_transform": (
-        Elastic(0, 0, 2.56),
-        Elastic(1.6, 6.4, 2.24),
-        Elastic(2.56, 1.92, 1.92),
-        Elastic(3.2, 1.28, 1.6),
-        Elastic(3.2, 0.96, 0.96),
+    "elastic_transform": _rows(
+        Elastic, (0, 0, 2.56), (1.6, 6.4, 2.24), (2.56, 1.92, 1.92), (3.2, 1.28, 1.6), (3.2, 0.96, 0.96)
     ),
     "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
     "jpeg_compression": (80, 65, 58, 50, 40),
     "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),
     "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1),
-    "spatter": (
-        Spatter(0.62, 0.1, 0.7, 0.7, 0.5, 0),
-        Spatter(0.65, 0.1, 0.8, 0.7, 0.5, 0),
-        Spatter(0.65, 0.3, 1, 0.69, 0.5, 0),
-        Spatter(0.65, 0.1, 0.7, 0.69, 0.6, 1),
-        Spatter(0.65, 0.1, 0.5, 0.68, 0.6, 1),
+    "spatter": _rows(
+        Spatter,
+        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+        (0.65, 0.3, 1, 0.69, 0.5, 0),
+        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
     ),
-    "saturate": (Saturate(0.3, 0), Saturate(0.1, 0), Saturate(1.5, 0), Saturate(2, 0.1), Saturate(2.5, 0.2)),
+    "saturate": _rows(Saturate, (0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
 }
 
 _TINYIMAGENET: dict[str, tuple[Any, ...]] = {
     "gaussian_noise": (0.04, 0.08, 0.12, 0.15, 0.18),
     "shot_noise": (250, 100, 50, 30, 15),
     "impulse_noise": (0.01, 0.02, 0.05, 0.08, 0.14),
-    "defocus_blur": (
-        DefocusBlur(0.5, 0.6),
-        DefocusBlur(1, 0.1),
-        DefocusBlur(1.5, 0.1),
-        DefocusBlur(2.5, 0.01),
-        DefocusBlur(3, 0.1),
-    ),
-    "glass_blur": (
-        GlassBlur(0.1, 1, 1),
-        GlassBlur(0.5, 1, 1),
-        GlassBlur(0.6, 1, 2),
-        GlassBlur(0.7, 2, 1),
-        GlassBlur(0.9, 2, 2),
-    ),
-    "motion_blur": (
-        MotionBlur(10, 1),
-        MotionBlur(10, 1.5),
-        MotionBlur(10, 2),
-        MotionBlur(10, 2.5),
-        MotionBlur(12, 3),
-    ),
+    "defocus_blur": _rows(DefocusBlur, (0.5, 0.6), (1, 0.1), (1.5, 0.1), (2.5, 0.01), (3, 0.1)),
+    "glass_blur": _rows(GlassBlur, (0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2)),
+    "motion_blur": _rows(MotionBlur, (10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)),
     "zoom_blur": _SMALL_ZOOM,
-    "snow": (
-        Snow(0.1, 0.2, 1, 0.6, 8, 3, 0.8),
-        Snow(0.1, 0.2, 1, 0.5, 10, 4, 0.8),
-        Snow(0.15, 0.3, 1.75, 0.55, 10, 4, 0.7),
-        Snow(0.25, 0.3, 2.25, 0.6, 12, 6, 0.65),
-        Snow(0.3, 0.3, 1.25, 0.65, 14, 12, 0.6),
+    "snow": _rows(
+        Snow,
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.8),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.8),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.7),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.65),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.6),
     ),
-    "frost": (Frost(1, 0.3), Frost(0.9, 0.4), Frost(0.8, 0.45), Frost(0.75, 0.5), Frost(0.7, 0.55)),
-    "fog": (Fog(0.4, 3), Fog(0.7, 3), Fog(1, 2.5), Fog(1.5, 2), Fog(2, 1.75)),
+    "frost": _rows(Frost, (1, 0.3), (0.9, 0.4), (0.8, 0.45), (0.75, 0.5), (0.7, 0.55)),
+    "fog": _rows(Fog, (0.4, 3), (0.7, 3), (1, 2.5), (1.5, 2), (2, 1.75)),
     "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
     "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
-    "elastic_transform": (
-        Elastic(0, 0, 5.12),
-        Elastic(3.2, 19.2, 3.84),
-        Elastic(6.4, 5.12, 3.84),
-        Elastic(6.4, 1.92, 1.92),
-        Elastic(10.24, 1.92, 1.28),
+    "elastic_transform": _rows(
+        Elastic, (0, 0, 5.12), (3.2, 19.2, 3.84), (6.4, 5.12, 3.84), (6.4, 1.92, 1.92), (10.24, 1.92, 1.28)
     ),
     "pixelate": (0.9, 0.8, 0.7, 0.6, 0.5),
     "jpeg_compression": (65, 58, 50, 40, 25),
     "speckle_noise": (0.15, 0.2, 0.25, 0.3, 0.35),
     "gaussian_blur": (0.5, 0.75, 1, 1.25, 1.5),
-    "spatter": (
-        Spatter(0.62, 0.1, 0.7, 0.7, 0.6, 0),
-        Spatter(0.65, 0.1, 0.8, 0.7, 0.6, 0),
-        Spatter(0.65, 0.3, 1, 0.69, 0.6, 0),
-        Spatter(0.65, 0.1, 0.7, 0.68, 0.6, 1),
-        Spatter(0.65, 0.1, 0.5, 0.67, 0.6, 1),
+    "spatter": _rows(
+        Spatter,
+        (0.62, 0.1, 0.7, 0.7, 0.6, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.6, 0),
+        (0.65, 0.3, 1, 0.69, 0.6, 0),
+        (0.65, 0.1, 0.7, 0.68, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.67, 0.6, 1),
     ),
-    "saturate": (Saturate(0.3, 0), Saturate(0.1, 0), Saturate(2, 0), Saturate(5, 0.1), Saturate(30, 0.2)),
+    "saturate": _rows(Saturate, (0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (30, 0.2)),
 }
 
 PRESETS: Mapping[str, Mapping[str, tuple[Any, ...]]] = MappingProxyType(
@@ -356,14 +248,19 @@ def check_corruption(name: str, preset: str) -> str:
     return name
 
 
+def as_int(value: Any, message: str) -> int:
+    """``value`` as an ``int`` (numpy integers too, bools not), else :class:`RobustnoiseError` ``message``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise RobustnoiseError(message) from None
+
+
 def check_severity(severity: int) -> int:
     """Return ``severity`` as an ``int`` if it is an integer in 1..5, else raise :class:`RobustnoiseError`."""
-    try:
-        if isinstance(severity, bool):
-            raise TypeError
-        value = operator.index(severity)
-    except TypeError:
-        raise RobustnoiseError(f"severity must be an integer in 1..5, got {severity!r}") from None
+    value = as_int(severity, f"severity must be an integer in 1..5, got {severity!r}")
     if value not in SEVERITIES:
         raise RobustnoiseError(f"severity must be an integer in 1..5, got {value}")
     return value

@@ -15,9 +15,9 @@ The reference picks among the first five textures only (``np.random.randint(5)``
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,6 @@ __all__ = [
     "FROST_ENV_VAR",
     "FROST_FILES",
     "NUM_REFERENCE_TEXTURES",
-    "clear_frost_cache",
     "frost_textures",
     "get_frost_dir",
     "resize_bilinear_like_cv2",
@@ -48,9 +47,6 @@ _MISSING_MESSAGE = (
 )
 
 _configured_dir: Path | None = None
-_lock = threading.Lock()
-_decoded: dict[Path, tuple[Tensor, ...]] = {}  # uint8 CPU textures per folder
-_prepared: dict[tuple[Path, float, str], tuple[Tensor, ...]] = {}  # resized textures per folder, scale and device
 
 
 def set_frost_dir(path: str | os.PathLike[str] | None) -> None:
@@ -102,6 +98,7 @@ def get_frost_dir(frost_dir: str | os.PathLike[str] | None = None) -> Path:
     return folder
 
 
+@functools.lru_cache(maxsize=8)
 def _decode(folder: Path) -> tuple[Tensor, ...]:
     """The five reference textures as uint8 RGB tensors (3, h, w); PIL decodes them exactly like ``cv2.imread``."""
     from PIL import Image
@@ -112,11 +109,6 @@ def _decode(folder: Path) -> tuple[Tensor, ...]:
             array = np.asarray(image.convert("RGB"), dtype=np.uint8)  # PNGs are RGBA: alpha dropped, as cv2 does
         textures.append(torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous())
     return tuple(textures)
-
-
-def _cv2_size(size: int, scale: float) -> int:
-    """``saturate_cast<int>(size * scale)`` as in ``cv2.resize(src, (0, 0), fx=scale)``: round half to even."""
-    return int(round(size * scale))
 
 
 def _linear_taps(in_size: int, out_size: int, scale: float) -> tuple[Tensor, Tensor]:
@@ -151,7 +143,7 @@ def resize_bilinear_like_cv2(image: Tensor, scale: float) -> Tensor:
     if image.dtype != torch.uint8 or image.dim() != 3:
         raise ValueError(f"expected a uint8 tensor (C, h, w), got {image.dtype} {tuple(image.shape)}")
     _, height, width = image.shape
-    out_h, out_w = _cv2_size(height, scale), _cv2_size(width, scale)
+    out_h, out_w = round(height * scale), round(width * scale)  # cv2's saturate_cast<int>: round half to even
     if out_h < 1 or out_w < 1:
         raise ValueError(f"scale {scale} shrinks a {height}x{width} texture to nothing")
     rows, row_w = _linear_taps(height, out_h, scale)
@@ -173,25 +165,12 @@ def frost_textures(
     ImageNet-C crops straight from the textures (``scale = 1``), CIFAR-10-C first resizes them by 0.2 and
     Tiny-ImageNet-C by 0.3. Decoded and resized textures are cached per folder, scale and device.
     """
-    folder = get_frost_dir(frost_dir).resolve()
-    device = torch.device(device)
-    key = (folder, float(scale), str(device))
-    with _lock:
-        cached = _prepared.get(key)
-        if cached is not None:
-            return cached
-        if folder not in _decoded:
-            _decoded[folder] = _decode(folder)
-        textures = _decoded[folder]
-        if scale != 1.0:
-            textures = tuple(resize_bilinear_like_cv2(texture, scale) for texture in textures)
-        prepared = tuple(texture.to(device) for texture in textures)
-        _prepared[key] = prepared
-        return prepared
+    return _prepared(get_frost_dir(frost_dir).resolve(), float(scale), torch.device(device))
 
 
-def clear_frost_cache() -> None:
-    """Forget all decoded and resized textures (e.g. after replacing the files)."""
-    with _lock:
-        _decoded.clear()
-        _prepared.clear()
+@functools.lru_cache(maxsize=16)
+def _prepared(folder: Path, scale: float, device: torch.device) -> tuple[Tensor, ...]:
+    textures = _decode(folder)
+    if scale != 1.0:
+        textures = tuple(resize_bilinear_like_cv2(texture, scale) for texture in textures)
+    return tuple(texture.to(device) for texture in textures)

@@ -1,28 +1,17 @@
 """torchvision ``transforms.v2`` wrappers around :func:`robustnoise.corruptions.corrupt`.
 
-``Corrupt`` applies one corruption at one severity; ``RandomCorrupt`` picks one (corruption, severity) per call, for
-training-time augmentation. Both accept a single image (C, H, W) or a batch (N, C, H, W) as a plain float tensor in
-[0, 1], a ``tv_tensors.Image`` (float or uint8) or a PIL image (mode ``L`` or ``RGB``); other inputs of a sample
-(labels, masks, boxes, extra tensors) pass through unchanged.
-
-Seeding. Image ``k`` of a call gets the per-image seed ``sample_seeds(seed, index[k], corruption_id(name), severity)``
-where ``index`` is the ``index=`` argument of the call, or ``0`` for a single image and ``0..N-1`` for a batch when it
-is not given. So, **when the per-image index is given** (typically the dataset index, ``t(image, index=i)`` inside a
-``Dataset.__getitem__``, or the index tensor of a batch), an image's corruption depends only on (seed, index,
-corruption, severity): not on the batch it is in, its position, the batch size or the DataLoader workers, and it is
-exactly the corruption :class:`robustnoise.eval.suite.CorruptionSuite` and
-:class:`robustnoise.corruptions.datasets.CorruptedDataset` give that image. Without ``index``, a batch's images are
-seeded by their position in the batch.
-
-uint8 inputs (``tv_tensors.Image``, PIL) are scaled to [0, 1] like ``v2.ToDtype(torch.float32, scale=True)``,
-corrupted and converted back like the ImageNet-C generation scripts store their images: clip, x255 and **truncate**
-(``np.uint8``).
+``Corrupt`` applies one corruption at one severity, ``RandomCorrupt`` one drawn (corruption, severity) per call. Inputs:
+an image (C, H, W) or a batch (N, C, H, W) as a float tensor in [0, 1], a ``tv_tensors.Image`` (float or uint8) or a
+PIL image (``L`` or ``RGB``); the rest of a sample passes through. Image ``k`` of a call is seeded by
+``sample_seeds(seed, index[k], corruption_id(name), severity)`` with ``index`` the call's ``index=`` argument (default:
+the position in the batch), so with the dataset index an image gets the corruption the evaluation gives it,
+independent of its batch. uint8 inputs are scaled like ``v2.ToDtype(torch.float32, scale=True)`` and converted back by
+truncation, like the ImageNet-C scripts' ``np.uint8``.
 """
 
 from __future__ import annotations
 
 import contextvars
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +27,7 @@ from robustnoise.corruptions.fidelity import quantize_uint8_truncate
 from robustnoise.corruptions.presets import (
     BENCHMARK_CORRUPTIONS,
     SEVERITIES,
+    as_int,
     check_corruption,
     check_severity,
     corruption_seed_key,
@@ -54,15 +44,6 @@ _INDEX: contextvars.ContextVar[Any] = contextvars.ContextVar("robustnoise_corrup
 def image_seeds(base_seed: int, index: Tensor, name: str, severity: int) -> Tensor:
     """Per-image seeds of ``corrupt``: ``sample_seeds(base_seed, index, key(name), severity)`` (int64, like index)."""
     return sample_seeds(int(base_seed), index, corruption_seed_key(name), int(severity))
-
-
-def _check_seed(seed: Any) -> int:
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        return operator.index(seed)
-    except TypeError:
-        raise RobustnoiseError(f"seed must be an int, got {type(seed).__name__}") from None
 
 
 def _index_tensor(index: Any, num_images: int, device: torch.device) -> Tensor:
@@ -159,7 +140,7 @@ class Corrupt(_CorruptionTransform):
         super().__init__(preset)
         self.name = check_corruption(str(name), self.preset)
         self.severity = check_severity(severity)
-        self.seed = _check_seed(seed)
+        self.seed = as_int(seed, f"seed must be an int, got {type(seed).__name__}")
         if self.preset != "mnistc":
             severity_params(self.name, self.severity, self.preset)  # validates the preset
 
@@ -198,7 +179,7 @@ class RandomCorrupt(_CorruptionTransform):
         self.severities = tuple(check_severity(s) for s in severities)
         if not self.corruptions or not self.severities:
             raise RobustnoiseError("RandomCorrupt needs at least one corruption and one severity")
-        self.seed = None if seed is None else _check_seed(seed)
+        self.seed = None if seed is None else as_int(seed, f"seed must be an int, got {type(seed).__name__}")
         self._generator: torch.Generator | None = None
         if self.seed is not None:
             self._generator = torch.Generator().manual_seed(self.seed)

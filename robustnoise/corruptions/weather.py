@@ -1,25 +1,11 @@
 """Weather corruptions of ImageNet-C (Hendrycks & Dietterich 2019): snow, frost, fog, brightness and spatter.
 
 Batched ports of ``make_imagenet_c.py`` / ``make_cifar_c.py`` / ``make_tinyimagenet_c.py`` (``hendrycks/robustness``).
-Each public function takes float images (N, C, H, W) in [0, 1] on any device, the severity parameter from
-:mod:`robustnoise.corruptions.presets` and one int64 seed per image, and returns clipped images of the input dtype.
-Every random draw comes from :mod:`robustnoise.corruptions.rng`, keyed by the image's seed, so an image's corruption
-does not depend on its batch. The helpers prefixed ``_`` that take the random fields as arguments (``_plasma_fractal``,
-``_snow_layer``, ``_frost_crops``, ``_spatter_from_field``, ...) exist so the tests can feed them the draws of the
-reference and compare the deterministic parts exactly.
-
-Where the original ImageNet-C scripts and the ``imagecorruptions`` package differ, these functions follow the
-original (see ``docs/parity/weather.md``): frost crops straight from the five textures the reference uses (CIFAR and
-Tiny-ImageNet sizes: textures first resized by 0.2 / 0.3), snow quantises its layer to 8 bits before the motion blur
-(PNG round trip through ImageMagick) and trims the zoomed layer centrally, and fog builds its plasma in the working
-precision (the original: float64; ``imagecorruptions``: float32). ``brightness`` scales RGB by ``V' / V`` instead of
-the HSV round trip (the same map up to float rounding; ``_brightness_hsv`` is the bit-exact round trip).
-
-On the CPU the batch is processed in chunks of whole images: temporaries stay small and in cache, and large fresh
-allocations (page faults) are avoided. The frost crops (pure memory copies with per-image offsets) loop over the
-images: measured 20-40x faster than a gather with computed indices. The Gaussian and motion blurs are the shared ones
-of :mod:`~robustnoise.corruptions.filters` and :mod:`~robustnoise.corruptions.blur` (snow: ImageMagick's taps, which
-do not stop at the image edge).
+The helpers that take the random fields as arguments (``_plasma_fractal``, ``_snow_layer``, ``_frost_crops``,
+``_spatter_from_field``, ...) let the tests feed them the reference's draws. Where the original scripts and
+``imagecorruptions`` differ these follow the original (``docs/parity/weather.md``): frost crops the five textures
+(CIFAR / Tiny-ImageNet: resized by 0.2 / 0.3 first), snow quantises its layer to 8 bits before the motion blur
+(ImageMagick's PNG) and trims the zoomed layer centrally, fog builds its plasma in the working precision.
 """
 
 from __future__ import annotations
@@ -27,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,17 +22,14 @@ from torch import Tensor
 from robustnoise.corruptions import rng, textures
 from robustnoise.corruptions.api_types import prepare_images
 from robustnoise.corruptions.blur import motion_blur_angles
-from robustnoise.corruptions.color import hsv_to_rgb, rgb_to_hsv
-from robustnoise.corruptions.filters import gaussian_filter, image_chunks, map_image_chunks
+from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
 from robustnoise.corruptions.registry import register
 from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["brightness", "fog", "frost", "snow", "spatter"]
 
-_CPU_CHUNK_PIXELS = 1 << 18
-"""Pixels (per channel) per chunk on the CPU."""
-_WATER_CHUNK_FACTOR = 16
-"""Water spatter: outer chunks this many times larger (the chamfer distance runs row by row over a whole chunk)."""
+_WATER_CHUNK_ELEMENTS = 1 << 23
+"""Water spatter: larger chunks than the default (the chamfer distance runs row by row over a whole chunk)."""
 
 # Random streams; the seeds are already specific to the corruption and the severity.
 _STREAM_SNOW_LAYER = 0
@@ -62,16 +44,7 @@ _MUD_RGB = (63.0, 42.0, 20.0)
 _WIBBLE = 100.0  # initial plasma noise amplitude
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def _map_chunks(x: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor], Tensor], pixels: int | None = None) -> Tensor:
-    """``fn(images, seeds)`` chunk by chunk (about ``_CPU_CHUNK_PIXELS`` pixels of ``pixels`` per image each) into one
-    output tensor of ``x``'s shape and dtype."""
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    scale = x[0].numel() // (pixels or x.shape[2] * x.shape[3]) if x.shape[0] else 1
-    return map_image_chunks(fn, x, seeds, max_elements=_CPU_CHUNK_PIXELS * scale, out=out)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -98,29 +71,21 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return gaussian_filter(x, float(sigma), method="dense" if max(x.shape[-2:]) <= 64 else "auto")
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # brightness
 
 
-def _brightness_hsv(x: Tensor, shift: float) -> Tensor:
-    """The reference's steps: scikit-image RGB -> HSV, ``V <- clip(V + c)``, HSV -> RGB (bit-exact, slower)."""
-    hsv = rgb_to_hsv(x)
-    hsv[:, 2].add_(shift).clamp_(0.0, 1.0)
-    return hsv_to_rgb(hsv).clamp_(0.0, 1.0)
-
-
-def _brightness_scale(x: Tensor, shift: float, out: Tensor | None = None) -> Tensor:
+def _brightness_scale(x: Tensor, shift: float) -> Tensor:
     """The same map without the HSV round trip: hue and saturation are kept, so ``rgb <- rgb * V' / V``.
 
     HSV -> RGB is linear in V at fixed hue and saturation, so this is the reference's result up to float rounding;
     the maximum channel is set to ``V'`` exactly (``out + (V' - out)`` is exact when both are within a factor 2),
-    and black pixels (V = 0, so hue = saturation = 0) become gray ``V' = c``. Writes into ``out`` if given.
+    and black pixels (V = 0, so hue = saturation = 0) become gray ``V' = c``.
     """
     value = x.amax(dim=1, keepdim=True)
     is_max = x == value
     new_value = (value + shift).clamp_(0.0, 1.0)
     ratio = torch.div(new_value, value.clamp_min_(torch.finfo(x.dtype).tiny), out=value)
-    out = torch.mul(x, ratio, out=out) if out is not None else x * ratio
+    out = x * ratio
     correction = torch.sub(new_value, out).mul_(is_max)  # V' - out on the maximum channel(s), else 0
     return out.add_(correction).clamp_(0.0, 1.0)
 
@@ -130,20 +95,16 @@ def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """HSV value shift ``V <- clip(V + c)`` (ImageNet-C ``brightness``), computed as ``rgb * V' / V``.
 
     Equal to the reference's scikit-image HSV round trip up to float rounding (measured: at most 1 grey level on
-    <1% of the values after 8-bit truncation; ``_brightness_hsv`` is the bit-exact, 4x slower version).
+    <1% of the values after 8-bit truncation).
     Grayscale (any channel count other than 3): the value of a gray pixel is its gray level, so ``clip(x + c)``.
     """
     x, seeds = prepare_images(images, seeds)
     shift = float(severity_param)
     if x.shape[1] != 3:
         return (x + shift).clamp_(0.0, 1.0).to(images.dtype)
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(x.shape[0], x.shape[2] * x.shape[3], x.device, _CPU_CHUNK_PIXELS):
-        _brightness_scale(x[part], shift, out=out[part])
-    return out.to(images.dtype)
+    return map_image_chunks(lambda part: _brightness_scale(part, shift), x).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # fog
 
 
@@ -208,11 +169,11 @@ def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: 
     return grid.div_(grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny))
 
 
-def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor, out: Tensor | None = None) -> Tensor:
+def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor) -> Tensor:
     """``clip((x + s * plasma) * M / (M + s))`` with M the maximum of each original image over all channels."""
     height, width = x.shape[-2:]
     peak = x.amax(dim=(1, 2, 3), keepdim=True)
-    fogged = torch.add(x, plasma[:, None, :height, :width].mul_(strength).to(x.dtype), out=out)
+    fogged = torch.add(x, plasma[:, None, :height, :width].mul_(strength).to(x.dtype))
     return fogged.mul_(peak).div_(peak + strength).clamp_(0.0, 1.0)
 
 
@@ -227,14 +188,13 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
     strength, decay = float(severity_param[0]), float(severity_param[1])
     mapsize = _plasma_map_size(*x.shape[-2:])
 
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(x.shape[0], mapsize * mapsize // 2, x.device, _CPU_CHUNK_PIXELS):
-        u = rng.uniform(seeds[part], (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
-        _fog_from_plasma(x[part], strength, _plasma_fractal(u, mapsize, decay, x.dtype), out=out[part])
-    return out.to(images.dtype)
+    def run(part: Tensor, part_seeds: Tensor) -> Tensor:
+        u = rng.uniform(part_seeds, (mapsize * mapsize - 1,), stream=_STREAM_FOG, dtype=torch.float64)
+        return _fog_from_plasma(part, strength, _plasma_fractal(u, mapsize, decay, x.dtype))
+
+    return map_image_chunks(run, x, seeds).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # frost
 
 
@@ -265,35 +225,14 @@ def _frost_draws(seeds: Tensor, sizes: Tensor, height: int, width: int) -> tuple
 
 
 def _frost_crops(
-    texture_list: tuple[Tensor, ...],
-    index: Tensor,
-    top: Tensor,
-    left: Tensor,
-    height: int,
-    width: int,
-    gather: bool | None = None,
+    texture_list: tuple[Tensor, ...], index: Tensor, top: Tensor, left: Tensor, height: int, width: int
 ) -> Tensor:
-    """(N, 3, H, W) uint8 crops ``texture_list[index][:, top:top + H, left:left + W]``.
-
-    On the CPU (``gather=False``) a memcpy per image, far faster there than an indexed gather; elsewhere one gather
-    from the zero-padded stack of textures.
-    """
-    n = len(index)
-    device = texture_list[0].device
-    if not (device.type != "cpu" if gather is None else gather):
-        out = torch.empty(n, 3, height, width, dtype=torch.uint8, device=device)
-        for i, (k, y, x) in enumerate(zip(index.tolist(), top.tolist(), left.tolist())):
-            out[i] = texture_list[k][:, y : y + height, x : x + width]
-        return out
-    max_h = max(t.shape[1] for t in texture_list)
-    max_w = max(t.shape[2] for t in texture_list)
-    stack = torch.zeros(len(texture_list), 3, max_h, max_w, dtype=torch.uint8, device=device)
-    for k, texture in enumerate(texture_list):
-        stack[k, :, : texture.shape[1], : texture.shape[2]] = texture
-    index, top, left = index.to(device), top.to(device), left.to(device)
-    rows = top[:, None] + torch.arange(height, device=device)
-    cols = left[:, None] + torch.arange(width, device=device)
-    return stack[index[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    """(N, 3, H, W) uint8 crops ``texture_list[index][:, top:top + H, left:left + W]`` (a copy per image: 20-40x
+    faster on the CPU than a gather with computed indices)."""
+    out = torch.empty(len(index), 3, height, width, dtype=torch.uint8, device=texture_list[0].device)
+    for i, (k, y, x) in enumerate(zip(index.tolist(), top.tolist(), left.tolist())):
+        out[i] = texture_list[k][:, y : y + height, x : x + width]
+    return out
 
 
 def _frost_blend(x: Tensor, severity_param: tuple[float, float], crops: Tensor) -> Tensor:
@@ -336,14 +275,12 @@ def frost(
     sizes = torch.tensor([t.shape[1:] for t in texture_list], dtype=torch.int64)
     index, top, left = _frost_draws(seeds, sizes, height, width)
 
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS):
-        crops = _frost_crops(texture_list, index[part], top[part], left[part], height, width)
-        out[part] = _frost_blend(x[part], severity_param, crops)
-    return out.to(images.dtype)
+    def run(part: Tensor, *draws: Tensor) -> Tensor:
+        return _frost_blend(part, severity_param, _frost_crops(texture_list, *draws, height, width))
+
+    return map_image_chunks(run, x, index, top, left).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # snow
 
 
@@ -389,10 +326,10 @@ def _snow_layer(
     return blurred.round_().div_(255.0)
 
 
-def _snow_blend(x: Tensor, layer: Tensor, blend: float, out: Tensor | None = None) -> Tensor:
+def _snow_blend(x: Tensor, layer: Tensor, blend: float) -> Tensor:
     """``x <- b x + (1 - b) max(x, 1.5 gray + 0.5)``, then ``clip(x + snow + rot180(snow))``."""
     brightened = torch.maximum(x, _gray(x).mul_(1.5).add_(0.5))
-    out = torch.mul(x, blend, out=out).add_(brightened.mul_(1.0 - blend))
+    out = torch.mul(x, blend).add_(brightened.mul_(1.0 - blend))
     layer = layer.to(x.dtype)
     return out.add_(layer).add_(layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
@@ -410,36 +347,25 @@ def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Te
     height, width = x.shape[-2:]
     crop_h, crop_w = _zoom_crop(height, zoom)[1], _zoom_crop(width, zoom)[1]
 
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for part in image_chunks(x.shape[0], height * width, x.device, _CPU_CHUNK_PIXELS):
-        field = rng.normal(seeds[part], (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype)
-        field = field.mul_(scale).add_(loc)
-        angles = rng.uniform(seeds[part], (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
-        _snow_blend(x[part], _snow_layer(field, height, width, severity_param, angles), blend, out=out[part])
-    return out.to(images.dtype)
+    def run(part: Tensor, part_seeds: Tensor) -> Tensor:
+        field = rng.normal(part_seeds, (crop_h, crop_w), stream=_STREAM_SNOW_LAYER, dtype=x.dtype).mul_(scale)
+        angles = rng.uniform(part_seeds, (1,), stream=_STREAM_SNOW_ANGLE, dtype=torch.float64)[:, 0] * 90.0 - 135.0
+        return _snow_blend(part, _snow_layer(field.add_(loc), height, width, severity_param, angles), blend)
+
+    return map_image_chunks(run, x, seeds).to(images.dtype)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
 # spatter
 
 
-def _to_uint8_wrapping(values: Tensor) -> Tensor:
-    """numpy's ``astype(np.uint8)`` of non-negative floats: truncation, then modulo 256 (x86 behaviour)."""
-    return torch.remainder(torch.floor(values), 256.0)
-
-
 def _sobel(image: Tensor) -> tuple[Tensor, Tensor]:
-    """3x3 Sobel derivatives (x, y) of (N, 1, H, W) planes with replicated borders, as ``cv2.Sobel`` in ``Canny``."""
-    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
-    height, width = image.shape[-2:]
-    left, centre_cols, right = (padded[..., :, j : j + width] for j in range(3))
-    smooth_right = right[..., 0:height, :] + 2 * right[..., 1 : height + 1, :] + right[..., 2 : height + 2, :]
-    smooth_left = left[..., 0:height, :] + 2 * left[..., 1 : height + 1, :] + left[..., 2 : height + 2, :]
-    top, bottom = padded[..., 0:height, :], padded[..., 2 : height + 2, :]
-    smooth_bottom = bottom[..., 0:width] + 2 * bottom[..., 1 : width + 1] + bottom[..., 2 : width + 2]
-    smooth_top = top[..., 0:width] + 2 * top[..., 1 : width + 1] + top[..., 2 : width + 2]
-    del centre_cols
-    return smooth_right - smooth_left, smooth_bottom - smooth_top
+    """3x3 Sobel derivatives (x, y) of (N, 1, H, W) planes with replicated borders, as ``cv2.Sobel`` in ``Canny``
+    (integer values: exact in any order)."""
+    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    h, w = image.shape[-2:]
+    rows = p[..., 0:h, :] + 2 * p[..., 1 : h + 1, :] + p[..., 2 : h + 2, :]  # smoothed across rows
+    cols = p[..., 0:w] + 2 * p[..., 1 : w + 1] + p[..., 2 : w + 2]  # smoothed across columns
+    return rows[..., 2 : w + 2] - rows[..., 0:w], cols[..., 2 : h + 2, :] - cols[..., 0:h, :]
 
 
 def _canny(image: Tensor, low: float = 50.0, high: float = 150.0) -> Tensor:
@@ -486,13 +412,6 @@ def _canny(image: Tensor, low: float = 50.0, high: float = 150.0) -> Tensor:
 _CHAMFER_STEPS = (1.0, 1.4, 2.1969)  # OpenCV's 5x5 DIST_L2 mask: axial, diagonal and knight moves (float32)
 
 
-def _row_scan(values: Tensor, ramp: Tensor, out: Tensor) -> None:
-    """``out[j] = min(values[j], out[j - 1] + step)`` along the last dim of float32 values, with the float64
-    ``ramp = step * arange(W)``: ``ramp + cummin(values - ramp)``, exact in float64, rounded once into ``out``."""
-    shifted = torch.sub(values, ramp)  # float64
-    torch.add(torch.cummin(shifted, dim=-1).values, ramp, out=out)
-
-
 def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor | None = None) -> None:
     """One raster pass of the 5x5 chamfer distance over the padded float32 buffer ``dist`` (N, H + 2, W + 4), rows
     2.. top to bottom, columns 2.. left to right; ``free`` (N, H, W): 0 on zero pixels, 1 elsewhere; ``first``: the
@@ -510,7 +429,8 @@ def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor
             best.mul_(free[:, r])
         if first is not None:
             best = torch.minimum(best, first[:, r])
-        _row_scan(best, ramp, dist[:, r + 2, 2 : width + 2])
+        # out[j] = min(best[j], out[j - 1] + axial) = ramp + cummin(best - ramp), exact in float64, rounded once
+        torch.add(torch.cummin(torch.sub(best, ramp), dim=-1).values, ramp, out=dist[:, r + 2, 2 : width + 2])
 
 
 def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
@@ -597,33 +517,18 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     Water: Canny edges of the 8-bit liquid layer, their chamfer distance (for the whole batch at once: its row loop
     has many small ops), the shaping filters, then ``x + k m (175, 238, 238) / 255`` with ``m = liquid * dist``
     normalised to a maximum of 1 per image. Mud: ``m = gaussian(liquid > thr, k)`` zeroed below 0.8, then
-    ``x (1 - m) + m (63, 42, 20) / 255``. Per-pixel stages run in chunks of images on the CPU.
+    ``x (1 - m) + m (63, 42, 20) / 255``.
     """
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
-    n, channels, height, width = x.shape
-    parts = list(image_chunks(n, height * width, x.device, _CPU_CHUNK_PIXELS))
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    liquid = _liquid(field, sigma, threshold, x.dtype)
     if int(mode) != 0:
-        mud = _colour(_MUD_RGB, channels, x)
-        for part in parts:
-            liquid = _liquid(field[part], sigma, threshold, x.dtype)
-            m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
-            m = m * (m >= 0.8)
-            out[part] = (x[part] * (1 - m)).add_(m * mud).clamp_(0.0, 1.0)
-        return out
-    liquid8 = torch.empty(n, 1, height, width, dtype=x.dtype, device=x.device)
-    edges = torch.empty(n, 1, height, width, dtype=torch.bool, device=x.device)
-    for part in parts:
-        liquid8[part] = _to_uint8_wrapping(_liquid(field[part], sigma, threshold, x.dtype) * 255.0)
-        edges[part] = _canny(liquid8[part])
-    distance = _chamfer_distance(edges)
-    water = _colour(_WATER_RGB, channels, x)
-    for part in parts:
-        m = liquid8[part] * _water_shape(distance[part]).to(x.dtype)
-        peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
-        m = (m / peak) * intensity
-        out[part] = (x[part] + m * water).clamp_(0.0, 1.0)
-    return out
+        m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
+        m = m * (m >= 0.8)
+        return (x * (1 - m)).add_(m * _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
+    liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
+    m = liquid8 * _water_distance(liquid8)
+    peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
+    return (x + (m / peak) * intensity * _colour(_WATER_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
 
 
 @register("spatter", "weather")
@@ -643,5 +548,5 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
         field = rng.normal(part_seeds, (height, width), stream=_STREAM_SPATTER, dtype=part.dtype)
         return _spatter_from_field(part, severity_param, field.mul_(scale).add_(loc))
 
-    # Outer chunks of up to _WATER_CHUNK_FACTOR x the usual size bound the memory; _spatter_from_field sub-chunks.
-    return _map_chunks(x, seeds, run, pixels=max(1, height * width // _WATER_CHUNK_FACTOR)).to(images.dtype)
+    chunk = _WATER_CHUNK_ELEMENTS if int(severity_param[5]) == 0 else 1 << 19
+    return map_image_chunks(run, x, seeds, max_elements=chunk).to(images.dtype)
