@@ -21,11 +21,11 @@ from torch import nn
 
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, CORRUPTION_GROUPS
 from robustnoise.data import ClassificationDataModule
-from robustnoise.eval.suite import summarize
+from robustnoise.eval.evaluate import adversarial_generators, corruption_suite, evaluation_meta
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.configs import compose_config, method_from_yaml
 from robustnoise.report.reporting import format_markdown, format_table, write_report
-from robustnoise.train import adversarial_generators, corruption_suite, evaluation_meta
+from robustnoise.report.schema import summarize
 from robustnoise.utils import resolvers  # noqa: F401  (registers the rn.* resolvers the configs use)
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate

@@ -37,9 +37,9 @@ def test_build_method_reads_the_yaml_and_trains(trained):
 
 
 def test_same_accuracies_as_the_cli_evaluation(trained, make_cfg, tmp_path):
-    """The API and task=train/eval's final step (train.evaluate_robustness, under trainer.test) agree exactly."""
+    """The API and task=train/eval's final step (evaluate_robustness, under trainer.test) agree exactly."""
+    from robustnoise.eval.evaluate import evaluate_robustness as cli_evaluate
     from robustnoise.train import build_trainer
-    from robustnoise.train import evaluate_robustness as cli_evaluate
 
     method, data, _ = trained
     options = {"max_images": 64, "gaussian_sigmas": [0.5]}

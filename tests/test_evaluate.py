@@ -8,8 +8,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from robustnoise.data import DigitsDataModule, IndexedDataset
-from robustnoise.eval.suite import CorruptionSuite, summarize, to_uint8_grid
+from robustnoise.eval.suite import CorruptionSuite, to_uint8_grid
 from robustnoise.report.reporting import format_table, load_report, write_report
+from robustnoise.report.schema import summarize
 
 
 class NoiseLevelOracle(nn.Module):

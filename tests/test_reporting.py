@@ -13,8 +13,9 @@ from matplotlib.image import imread
 
 from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, HOLDOUT_CORRUPTIONS
 from robustnoise.metrics import robustness_summary
-from robustnoise.report import compare, plots, reporting
+from robustnoise.report import compare, plots
 from robustnoise.report.reporting import format_markdown, load_report, write_report
+from robustnoise.report.schema import summarize
 
 ALL = BENCHMARK_CORRUPTIONS + HOLDOUT_CORRUPTIONS
 
@@ -170,8 +171,8 @@ def _differ(a: Path, b: Path) -> bool:
 
 def test_plots_depend_on_the_data(tmp_path):
     acc_a, acc_b = accuracies(80.0, 5.0), accuracies(70.0, 8.0, names=ALL[:6], severities=(1, 2, 3))
-    a = {**imagenet_meta(acc_a, "ant"), **reporting.summarize(acc_a), "sets": acc_a}
-    b = {"run_name": "vanilla", "data": "ImageNet", **reporting.summarize(acc_b), "sets": acc_b}
+    a = {**imagenet_meta(acc_a, "ant"), **summarize(acc_a), "sets": acc_a}
+    b = {"run_name": "vanilla", "data": "ImageNet", **summarize(acc_b), "sets": acc_b}
     a["adversarial_noise"] = {"epsilon": 1.0, "mean": 40.0, "std": 2.0}
     for fn in (plots.plot_severity_curves, plots.plot_heatmap):
         pa, pb = fn(a, tmp_path / f"{fn.__name__}_a.png"), fn(b, tmp_path / f"{fn.__name__}_b.png")
@@ -281,7 +282,7 @@ def test_group_chart_is_one_figure_with_shared_axes_and_eps_apart(tmp_path, monk
         noise = {"epsilon": 1.0, "mean": adv, "std": 0.0, "worst": adv - 3}
         return {
             "run_name": "r",
-            **reporting.summarize(acc),
+            **summarize(acc),
             "sets": acc,
             "adversarial_noise": noise,
             "eps_star": {"gaussian": {"median": eps}},

@@ -1,6 +1,6 @@
 """Robustness reports: CSV + JSON + markdown (+ figures) in the run directory, printed tables, comparisons of runs.
 
-``robustness.json`` holds the summary of :func:`robustnoise.eval.suite.summarize`, every evaluated set, the run's
+``robustness.json`` holds the summary of :func:`robustnoise.report.schema.summarize`, every evaluated set, the run's
 metadata and, when the evaluation computed them, ``metrics`` (the flat dict of
 :func:`robustnoise.metrics.robustness_summary`), ``eps_star``, ``adversarial_noise`` (per generator, mean, worst),
 ``gaussian_sigmas`` (top-1 under ``clip(x + sigma n)`` per sigma), ``preset`` and ``seed``. ``robustness.md`` renders
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
-from robustnoise.eval.suite import summarize
 from robustnoise.metrics.corruption_metrics import BENCHMARKS, accuracy_matrix, robustness_summary
+from robustnoise.report.schema import summarize
 
 log = logging.getLogger(__name__)
 
