@@ -16,7 +16,7 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from robustnoise.data import ClassificationDataModule
-from robustnoise.eval.evaluate import check_eval_config, checkpoint_overrides, evaluate_robustness
+from robustnoise.eval.evaluate import check_eval_config, checkpoint_overrides, evaluate_robustness, generated_preset
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.report.plots import log_image_file, plot_training_curves
 from robustnoise.training.corrupted_validation import corrupted_validation
@@ -160,7 +160,8 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
         check_resumable(ckpt_path, cfg, method)
         keep_earlier_metrics(cfg.paths.output_dir)
     reuse_wandb_id(cfg, resuming=bool(ckpt_path))
-    val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size)
+    preset = generated_preset(cfg.eval, datamodule.corruption_preset)
+    val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size, preset)
     trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
     if trainer.is_global_zero:
         log.info(

@@ -110,7 +110,7 @@ def test_released_files_and_attacks_through_keywords(tmp_path):
         attacks = {"enabled": False}
     report = evaluate_robustness(model, data="digits", released=tmp_path / "mnist_c", attacks=attacks)
     sets = report.accuracies
-    assert set(sets) == {"clean", "identity/s1", "stripe/s1"} and report.meta["benchmark"] == "mnist"
+    assert set(sets) == {"clean", "identity/s1", "stripe/s1"} and report.meta["benchmark"] == "mnistc"
     assert abs(sets["identity/s1"]["top1"] - sets["clean"]["top1"]) < 0.5  # the clean split, through uint8 files
     if attacks["enabled"]:
         assert set(report.meta["attacks"]) == {"linf_pgd"} and report.meta["attacks"]["linf_pgd"]["n"] == 8

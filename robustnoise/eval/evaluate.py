@@ -20,7 +20,7 @@ from robustnoise.data.released_c import check_matches_clean, released_c_sets
 from robustnoise.eval.attacks import ATTACKS, robust_accuracy
 from robustnoise.eval.suite import CorruptionSuite
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
+from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.report.plots import log_image_file
@@ -32,8 +32,8 @@ log = logging.getLogger("robustnoise")
 
 
 def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
-    """Corruptions, severities and released -C set (kind against the clean data; its files if ``read_released``) of
-    the final evaluation, checked before training, not after.
+    """Benchmark, corruptions, severities and released -C set (against the clean data; its files if
+    ``read_released``) of the final evaluation, checked before training, not after.
 
     Empty lists: ``eval.severities=[]`` with corruptions and an empty ``eval.released.corruptions`` / ``severities``
     are errors (nothing asked for would be evaluated); ``eval.corruptions=[]`` alone is clean accuracy (as
@@ -41,6 +41,12 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
     """
     ev = cfg.eval
     released = ev.get("released") or {}
+    benchmark = Benchmark.parse(ev.benchmark)
+    if released and benchmark.reader is None:
+        raise ConfigError(
+            f"eval.released needs the benchmark of its files: eval.benchmark="
+            f"{'|'.join(b.value for b in Benchmark if b.reader)} (or eval=cifar10c, imagenetc, ...)"
+        )
     if ev.corruptions and not ev.severities:
         raise ConfigError(
             f"eval.severities is empty: the corruptions {list(ev.corruptions)} would be evaluated at no severity "
@@ -52,7 +58,7 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
                 f"eval.released.{key} is empty: no released set would be evaluated "
                 f"(null takes every {key[:-1] if key == 'severities' else 'corruption'} found under eval.released.root)"
             )
-    if not ev.corruptions and not released.get("kind"):
+    if not ev.corruptions and not released:
         log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
     for severity in ev.severities:
         check_severity(severity)
@@ -60,11 +66,11 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
         corruption_seed_key(name)
     if any(float(s) < 0 for s in ev.get("gaussian_sigmas") or []):
         raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {list(ev.gaussian_sigmas)}")
-    if released.get("kind"):
+    if released:
         dm = datamodule
-        check_matches_clean(released.kind, dm.name, dm.num_classes, dm.in_chans, dm.image_size)
+        check_matches_clean(benchmark.reader, dm.name, dm.num_classes, dm.in_chans, dm.image_size)
         if read_released:
-            _released_sets(released, datamodule)
+            _released_sets(ev, datamodule)
 
 
 def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
@@ -127,17 +133,22 @@ def corruption_suite(
         datamodule.test_dataset(ev.get("max_images")),
         corruptions=list(ev.corruptions),
         severities=list(ev.severities),
-        preset=ev.preset,
+        preset=generated_preset(ev, datamodule.corruption_preset),
         seed=ev.seed,
         batch_size=ev.batch_size,
         num_workers=datamodule.num_workers,
-        released=_released_sets(ev.get("released"), datamodule),
+        released=_released_sets(ev, datamodule),
         eps_star=OmegaConf.to_container(ev.eps_star) if ev.get("eps_star") else None,
         noise_generators=generators,
         noise_epsilon=noise_epsilon,
         gaussian_sigmas=list(ev.get("gaussian_sigmas") or []),
-        benchmark=ev.get("benchmark", "generated"),
+        benchmark=Benchmark.parse(ev.benchmark),
     )
+
+
+def generated_preset(ev: DictConfig, data_preset: str) -> str:
+    """The severity table of the generated corruptions: ``eval.preset``, else the benchmark's, else the data's."""
+    return ev.get("preset") or Benchmark.parse(ev.benchmark).preset or data_preset
 
 
 def evaluation_meta(
@@ -149,8 +160,8 @@ def evaluation_meta(
 ) -> dict[str, Any]:
     """``meta`` (who was evaluated) plus what the report holds beyond the accuracies: the benchmark and preset, its
     metrics, the adversarial-noise results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
-    preset = ev.preset if list(ev.corruptions) else None
-    meta = {**meta, "benchmark": ev.get("benchmark", "generated"), "preset": preset}
+    preset = generated_preset(ev, datamodule.corruption_preset) if list(ev.corruptions) else None
+    meta = {**meta, "benchmark": Benchmark.parse(ev.benchmark), "preset": preset}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
         meta["metrics"] = robustness_summary(suite.accuracies(), benchmark=meta["benchmark"])
@@ -206,19 +217,21 @@ def adversarial_generators(
     return generators, float(epsilon)
 
 
-def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule) -> list:
-    """The released -C files to evaluate (``eval.released``), with the training set's class mapping where known."""
-    if not cfg or not cfg.get("kind"):
+def _released_sets(ev: DictConfig, datamodule: ClassificationDataModule) -> list:
+    """The released -C files of the benchmark to evaluate (``eval.released``), with the training set's class mapping
+    where known."""
+    cfg, kind = ev.get("released"), Benchmark.parse(ev.benchmark).reader
+    if not cfg or kind is None:
         return []
     kwargs: dict[str, Any] = {}
-    if cfg.kind in ("cifar10c", "cifar100c"):
+    if kind in ("cifar10c", "cifar100c"):
         kwargs["verify_md5"] = bool(cfg.get("verify_md5", False))
     class_to_idx = getattr(datamodule.test_set, "class_to_idx", None) if datamodule.test_set is not None else None
-    if cfg.kind in ("imagenetc", "tinyimagenetc") and class_to_idx:
+    if kind in ("imagenetc", "tinyimagenetc") and class_to_idx:
         kwargs["class_to_idx"] = class_to_idx
     corruptions = list(cfg.corruptions) if cfg.get("corruptions") else None
     severities = list(cfg.severities) if cfg.get("severities") else None
-    return released_c_sets(cfg.kind, cfg.root, corruptions, severities, **kwargs)
+    return released_c_sets(kind, cfg.root, corruptions, severities, **kwargs)
 
 
 def _log_tables(trainer: pl.Trainer, accuracies: dict[str, dict[str, float]]) -> None:

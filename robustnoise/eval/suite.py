@@ -31,7 +31,7 @@ from robustnoise.corruptions import corrupt, rng, sample_seeds
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
-from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
+from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.projection import project_to_sphere
 from robustnoise.report.schema import summarize
 from robustnoise.utils.errors import ConfigError
@@ -71,7 +71,7 @@ class CorruptionSuite:
         noise_generators: list[torch.nn.Module] | None = None,
         noise_epsilon: float | None = None,
         gaussian_sigmas: list[float] | None = None,
-        benchmark: str = "generated",
+        benchmark: Benchmark | str = Benchmark.GENERATED,
     ) -> None:
         bad = [s for s in severities if not 1 <= int(s) <= 5]
         if bad:
@@ -260,7 +260,9 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "std": std}
 
 
-def flat_metrics(accuracies: dict[str, dict[str, float]], benchmark: str = "generated") -> dict[str, float]:
+def flat_metrics(
+    accuracies: dict[str, dict[str, float]], benchmark: Benchmark | str = Benchmark.GENERATED
+) -> dict[str, float]:
     """``test_c/mean_acc`` is the console's and the report's mean-C: ``c_top1`` of
     :func:`robustnoise.metrics.robustness_summary` (benchmark corruptions only, no holdouts)."""
     summary = summarize(accuracies)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
-from robustnoise.metrics.corruption_metrics import BENCHMARKS, accuracy_matrix, robustness_summary
+from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
 from robustnoise.report.schema import summarize
 
 log = logging.getLogger(__name__)
@@ -195,8 +195,8 @@ def safe_filename(text: str, max_len: int = 80) -> str:
 
 def _benchmark(report: Mapping[str, Any]) -> str:
     """The metric family of a report: its ``benchmark``, else guessed from ``data`` (reports before that key)."""
-    if report.get("benchmark") in BENCHMARKS:
-        return str(report["benchmark"])
+    if report.get("benchmark") in {*Benchmark, "imagenet", "tinyimagenet", "cifar", "mnist"}:
+        return Benchmark(report["benchmark"])
     data = str(report.get("data", "")).lower()
     if "mnist" in data and data.endswith("-c"):
         return "mnist"
@@ -238,7 +238,7 @@ def metric(report: Mapping[str, Any], key: str) -> float:
 
 
 def is_mnist_c(report: Mapping[str, Any]) -> bool:
-    return _benchmark(report) == "mnist"
+    return _benchmark(report) == Benchmark.MNIST_C
 
 
 def severity_label(report: Mapping[str, Any], severity: int) -> str:
