@@ -4,7 +4,6 @@ Lightning's test loop, the adversarial-noise generators, the attacks and the rep
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,12 @@ from robustnoise.data.released_c import check_matches_clean, released_c_sets
 from robustnoise.eval.attacks import ATTACKS, robust_accuracy
 from robustnoise.eval.suite import CorruptionSuite
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, robustness_summary
+from robustnoise.metrics import Benchmark
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.report.plots import log_image_file
 from robustnoise.report.reporting import format_table, write_report
+from robustnoise.report.schema import Report
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.resume import saved_hparams
 
@@ -94,32 +94,26 @@ def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_robustness(
     cfg: DictConfig, trainer: pl.Trainer, method: RobustClassifierModule, datamodule: ClassificationDataModule
 ) -> dict[str, Any]:
-    """Clean + corrupted accuracy of the test split; writes robustness.{csv,json} in the run directory."""
+    """Clean + corrupted accuracy of the test split; writes the report in the run directory and returns the content
+    of its ``robustness.json`` (empty on the other ranks)."""
     ev = cfg.eval
     generators, noise_epsilon = adversarial_generators(ev.get("adversarial_noise") or {}, method, datamodule)
     suite = corruption_suite(ev, datamodule, generators, noise_epsilon)
     method.test_suite = suite
     trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
-    accuracies = suite.accuracies()
-    meta: dict[str, Any] = {
-        "method": cfg.method.name,
-        "run_name": cfg.run_name,
-        "model": cfg.model.name,
-        "data": datamodule.name,
-        "seed": cfg.get("seed"),
-    }
-    report: dict[str, Any] = {}
-    if trainer.is_global_zero:
-        meta = evaluation_meta(ev, suite, method.classifier, datamodule, meta)
-        out_dir = Path(trainer.default_root_dir)
-        report = write_report(accuracies, out_dir, meta)
-        for figure in ("severity_curves", "heatmap"):  # the report's plots, for W&B dashboards
-            if (out_dir / f"{figure}.png").is_file():
-                log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
-        print(format_table([report], [cfg.run_name]))
-        log.info("robustness report written to %s", out_dir)
-        _log_tables(trainer, accuracies)
-    return report
+    if not trainer.is_global_zero:
+        return {}
+    who = {"method": cfg.method.name, "run_name": cfg.run_name, "model": cfg.model.name, "seed": cfg.get("seed")}
+    report = evaluation_report(ev, suite, method.classifier, datamodule, **who)
+    out_dir = Path(trainer.default_root_dir)
+    write_report(report, out_dir)
+    for figure in ("severity_curves", "heatmap"):  # the report's plots, for W&B dashboards
+        if (out_dir / f"{figure}.png").is_file():
+            log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
+    print(format_table([report], [cfg.run_name]))
+    log.info("robustness report written to %s", out_dir)
+    _log_tables(trainer, report.sets)
+    return report.to_dict()
 
 
 def corruption_suite(
@@ -151,31 +145,30 @@ def generated_preset(ev: DictConfig, data_preset: str) -> str:
     return ev.get("preset") or Benchmark.parse(ev.benchmark).preset or data_preset
 
 
-def evaluation_meta(
+def evaluation_report(
     ev: DictConfig,
     suite: CorruptionSuite,
     classifier: torch.nn.Module,
     datamodule: ClassificationDataModule,
-    meta: dict[str, Any],
-) -> dict[str, Any]:
-    """``meta`` (who was evaluated) plus what the report holds beyond the accuracies: the benchmark and preset, its
-    metrics, the adversarial-noise results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
-    preset = generated_preset(ev, datamodule.corruption_preset) if list(ev.corruptions) else None
-    meta = {**meta, "benchmark": Benchmark.parse(ev.benchmark), "preset": preset}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
-        meta["metrics"] = robustness_summary(suite.accuracies(), benchmark=meta["benchmark"])
-    meta.update(suite.adversarial_results())
+    **who: Any,
+) -> Report:
+    """The report of an evaluated ``suite``: ``who`` (method, run name, model, seed), the benchmark and preset, the
+    adversarial-noise results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
     attacks = ev.get("attacks") or {}
-    if attacks.get("enabled"):
-        meta["attacks"] = {
-            name: robust_accuracy(
-                classifier, datamodule.test_dataloader(), name, attacks[name], attacks.get("max_images")
-            )
+    loader = datamodule.test_dataloader
+    return Report(
+        sets=suite.accuracies(),
+        data=datamodule.name,
+        benchmark=suite.benchmark,
+        preset=suite.preset if list(ev.corruptions) else None,
+        attacks={
+            name: robust_accuracy(classifier, loader(), name, attacks[name], attacks.get("max_images"))
             for name in ATTACKS
-            if attacks.get(name)
-        }
-    return meta
+            if attacks.get("enabled") and attacks.get(name)
+        },
+        **suite.adversarial_results(),
+        **who,
+    )
 
 
 def adversarial_generators(

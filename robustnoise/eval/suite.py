@@ -79,7 +79,7 @@ class CorruptionSuite:
         for name in corruptions:
             corruption_seed_key(name)  # unknown names fail here, before any work
         self.dataset = dataset
-        self.benchmark = benchmark  # the mean-C definition (robustnoise.metrics.robustness_summary)
+        self.benchmark = Benchmark.parse(benchmark)  # the mean-C definition (robustnoise.metrics.robustness_summary)
         self.preset = preset
         self.seed = seed
         self.batch_size = batch_size
