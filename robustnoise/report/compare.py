@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(grouped_notes(groups)))
         print(f"(per-run tables: {out / COMPARISON_MD})")
 
-    figures = _figures(args, out, reports, names, run_dirs, sweep_values, baseline, groups)
+    figures = _figures(args.sweep_key, out, reports, sweep_values, baseline, groups)
     write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (args.sweep_key, sweep_values) if first else None)
     lines = ["# Robustness comparison", ""]
     lines += [f"- {name}: `{d}`" for name, d in zip(names, run_dirs)]
@@ -377,49 +377,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _figures(
-    args: argparse.Namespace,
+    sweep_key: str | None,
     out: Path,
-    reports: list[dict[str, Any]],
-    names: list[str],
-    run_dirs: list[Path],
+    reports: list[Report],
     sweep_values: list[Any] | None,
-    baseline: dict[str, Any] | None,
+    baseline: Report | None,
     groups: Sequence[tuple[str, list[int]]] = (),
 ) -> list[tuple[str, str]]:
     """Draw the sweep, sigma-sweep and baseline figures; a figure that fails is reported on stderr and skipped."""
-    has_sigmas = any(r.gaussian_sigmas for r in reports)
-    if sweep_values is None and baseline is None and not has_sigmas:
-        return []
-    try:
-        from robustnoise.report import plots
-    except Exception as err:
-        print(f"warning: no figures (cannot import matplotlib: {err})", file=sys.stderr)
-        return []
-    written: list[tuple[str, str]] = []
-    if has_sigmas:
-        try:
-            curves = [(label, [reports[i] for i in idx]) for label, idx in groups]
-            plots.plot_sigma_bands(curves, out / SIGMA_SWEEP_PNG)
-            written.append(("accuracy vs sigma, band over seeds", SIGMA_SWEEP_PNG))
-        except Exception as err:
-            print(f"warning: could not draw {out / SIGMA_SWEEP_PNG}: {err}", file=sys.stderr)
-    if sweep_values is not None:
-        kept = [i for i, v in enumerate(sweep_values) if v is not None]
-        xlabel = args.sweep_key.rsplit(".", 1)[-1]
-        try:
-            if kept:
-                xs = [sweep_values[i] for i in kept]
-                plots.plot_sweep([reports[i] for i in kept], xs, out / SWEEP_PNG, xlabel=xlabel)
-                written.append((f"accuracy vs {args.sweep_key}", SWEEP_PNG))
-        except Exception as err:
-            print(f"warning: could not draw {out / SWEEP_PNG}: {err}", file=sys.stderr)
+    from robustnoise.report import plots
+
+    curves = [(label, [reports[i] for i in idx]) for label, idx in groups]
+    jobs: list[tuple[str, str, Any]] = []
+    if any(r.gaussian_sigmas for r in reports):
+        jobs.append(
+            ("accuracy vs sigma, band over seeds", SIGMA_SWEEP_PNG, lambda p: plots.plot_sigma_bands(curves, p))
+        )
+    kept = [i for i, v in enumerate(sweep_values or []) if v is not None]
+    if sweep_key and kept:
+        runs, xs, xlabel = [reports[i] for i in kept], [sweep_values[i] for i in kept], sweep_key.rsplit(".", 1)[-1]
+        jobs.append((f"accuracy vs {sweep_key}", SWEEP_PNG, lambda p: plots.plot_sweep(runs, xs, p, xlabel=xlabel)))
     if baseline is not None:
-        try:
-            plots.plot_groups([(label, [reports[i] for i in idx]) for label, idx in groups], out / GROUPS_PNG)
-            written.append(("clean, corruption, adversarial noise and eps* per group, with the baseline", GROUPS_PNG))
-        except Exception as err:
-            print(f"warning: could not draw {out / GROUPS_PNG}: {err}", file=sys.stderr)
-    return written
+        caption = "clean, corruption, adversarial noise and eps* per group, with the baseline"
+        jobs.append((caption, GROUPS_PNG, lambda p: plots.plot_groups(curves, p)))
+    return plots.draw(jobs, out, lambda message: print(f"warning: {message}", file=sys.stderr))
 
 
 if __name__ == "__main__":

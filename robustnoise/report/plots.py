@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,19 @@ def _subtitle(report: Report) -> str:
 def _title(report: Report, what: str) -> str:
     sub = _subtitle(report)
     return f"{report.label}: {what}" + (f"\n({sub})" if sub else "")
+
+
+def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn: Callable[[str], Any]) -> list:
+    """Best effort: each ``(caption, file name, draw(path))`` of ``jobs`` into ``out``; a figure that fails is passed
+    to ``warn`` and left out. Returns ``(caption, file name)`` of those written."""
+    written = []
+    for caption, name, job in jobs:
+        try:
+            job(out / name)
+            written.append((caption, name))
+        except Exception as err:
+            warn(f"could not draw {out / name}: {err}")
+    return written
 
 
 MIN_SPAN = 10.0

@@ -62,37 +62,26 @@ def write_report(
 
 def _write_figures(report: Report, out: Path, baseline: str | Path | Report | None) -> list[tuple[str, str]]:
     """Draw the run's figures into ``out``; returns ``(caption, file name)`` of those written."""
-    try:
-        from robustnoise.report import plots
-    except Exception as err:  # e.g. matplotlib missing
-        log.warning("no figures: cannot import matplotlib (%s)", err)
-        return []
-    jobs: list[tuple[str, str, Callable[[], Any]]] = [
-        ("accuracy vs severity", SEVERITY_PNG, lambda: plots.plot_severity_curves(report, out / SEVERITY_PNG)),
-        ("corruption x severity", HEATMAP_PNG, lambda: plots.plot_heatmap(report, out / HEATMAP_PNG)),
+    from robustnoise.report import plots
+
+    jobs: list[tuple[str, str, Callable[[Path], Any]]] = [
+        ("accuracy vs severity", SEVERITY_PNG, lambda path: plots.plot_severity_curves(report, path)),
+        ("corruption x severity", HEATMAP_PNG, lambda path: plots.plot_heatmap(report, path)),
     ]
     if report.gaussian_sigmas:
-        curve = [(report.label, [report])]
-        jobs.append(("accuracy vs sigma", SIGMA_PNG, lambda: plots.plot_sigma_bands(curve, out / SIGMA_PNG)))
+        jobs.append(
+            ("accuracy vs sigma", SIGMA_PNG, lambda path: plots.plot_sigma_bands([(report.label, [report])], path))
+        )
     if baseline is not None:
         try:
             base = baseline if isinstance(baseline, Report) else Report.load(baseline)
             name = f"bars_vs_{safe_filename(base.label)}.png"
-            jobs.append((f"per corruption vs {base.label}", name, _bars_job(plots, report, base, out / name)))
+            jobs.append(
+                (f"per corruption vs {base.label}", name, lambda path: plots.plot_corruption_bars(report, base, path))
+            )
         except Exception as err:
             log.warning("no comparison with the baseline %s: %s", baseline, err)
-    written = []
-    for caption, name, job in jobs:
-        try:
-            job()
-            written.append((caption, name))
-        except Exception as err:
-            log.warning("could not draw %s: %s", out / name, err)
-    return written
-
-
-def _bars_job(plots: Any, report: Report, base: Report, path: Path) -> Callable[[], Any]:
-    return lambda: plots.plot_corruption_bars(report, base, path)
+    return plots.draw(jobs, out, log.warning)
 
 
 def _fmt(value: float) -> str:

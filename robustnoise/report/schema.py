@@ -76,10 +76,11 @@ class Report:
         """The content of ``robustness.json`` (the keys of the evaluation that computed nothing of a kind are left
         out, as before)."""
         out = {k: v for k, v in asdict(self).items() if v not in (None, {}) or k in ("seed", "preset")}
+        sets = out.pop("sets", {})
         out["benchmark"] = self.benchmark.value
         if self.gaussian_sigmas:
             out["gaussian_sigmas"] = {f"{s:g}": a for s, a in self.gaussian_sigmas.items()}
-        return {**out, **summarize(self.sets), "sets": self.sets}
+        return {**out, **summarize(sets), "sets": sets}
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Report:
