@@ -8,9 +8,7 @@ images in [0, 1] and normalise inside (wrap a torchvision model in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,11 +19,11 @@ from torch import nn
 
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, CORRUPTION_GROUPS
 from robustnoise.data import ClassificationDataModule
-from robustnoise.eval.suite import summarize
+from robustnoise.eval.evaluate import adversarial_generators, corruption_suite, evaluation_report
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.configs import compose_config, method_from_yaml
+from robustnoise.report import schema
 from robustnoise.report.reporting import format_markdown, format_table, write_report
-from robustnoise.train import adversarial_generators, corruption_suite, evaluation_meta
 from robustnoise.utils import resolvers  # noqa: F401  (registers the rn.* resolvers the configs use)
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate
@@ -63,39 +61,22 @@ def build_method(
     return method_from_yaml(name, data=datamodule.info(), model=dict(model), **overrides)
 
 
-@dataclass
-class Report:
-    """One evaluation: ``accuracies`` (per set: top1, top5, n) and ``meta`` (metrics, eps*, attacks, ...), as the CLI
-    writes them to ``robustness.json``."""
-
-    accuracies: dict[str, dict[str, float]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """The content of ``robustness.json``."""
-        return {**self.meta, **summarize(self.accuracies), "sets": self.accuracies}
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """The flat metrics (clean / corrupted accuracy, mCE, ...; :func:`robustnoise.metrics.robustness_summary`)."""
-        return dict(self.meta.get("metrics", {}))
+class Report(schema.Report):
+    """One evaluation, as the CLI writes it to ``robustness.json`` (:class:`robustnoise.report.schema.Report`), with
+    its tables and files."""
 
     def table(self) -> str:
         """The markdown tables of ``robustness.md``: summary, per corruption, corruption x severity."""
-        return format_markdown(self.data)
+        return format_markdown(self)
 
     def summary(self) -> str:
         """The one-row table the CLI prints at the end of a run."""
-        return format_table([self.data], [self.meta.get("run_name", "model")])
+        return format_table([self], [self.label])
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``robustness.{json,csv,md}`` and the figures to ``out_dir`` (as the CLI does); returns it."""
-        write_report(self.accuracies, out_dir, self.meta)
+        write_report(self, out_dir)
         return Path(out_dir)
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.data, indent=2, allow_nan=True))
 
     def __repr__(self) -> str:
         return self.summary()
@@ -159,14 +140,8 @@ def evaluate_robustness(
             for loader, batches in enumerate(suite.dataloaders()):
                 for x, y, index in batches:
                     suite.evaluate_batch(model, x.to(device), y.to(device), index.to(device), loader=loader)
-        meta = {
-            "method": name,
-            "run_name": name,
-            "model": type(model).__name__,
-            "data": datamodule.name,
-            "seed": None,  # no training seed: the model comes from outside
-        }
-        meta = evaluation_meta(ev, suite, model, datamodule, meta)
+        # no training seed: the model comes from outside
+        report = evaluation_report(ev, suite, model, datamodule, method=name, run_name=name, model=type(model).__name__)
     finally:
         model.train(was_training)
-    return Report(suite.accuracies(), meta)
+    return Report(**vars(report))

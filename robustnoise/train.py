@@ -8,27 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
-from torch.utils.data import DataLoader
 
-from robustnoise.corruptions.presets import check_severity
-from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
-from robustnoise.data.released_c import check_matches_clean, released_c_sets
-from robustnoise.eval.attacks import ATTACKS, robust_accuracy
-from robustnoise.eval.suite import CorruptionSuite
+from robustnoise.eval.evaluate import check_eval_config, checkpoint_overrides, evaluate_robustness, generated_preset
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
-from robustnoise.noise.adversarial import train_adversarial_generator
-from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.report.plots import log_image_file, plot_training_curves
-from robustnoise.report.reporting import format_table, write_report
 from robustnoise.training.corrupted_validation import corrupted_validation
 from robustnoise.utils import launch
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
@@ -40,7 +30,6 @@ from robustnoise.utils.resume import (
     remember_wandb_id,
     resume_checkpoint,
     reuse_wandb_id,
-    saved_hparams,
 )
 from robustnoise.utils.wandb_mode import finish_wandb, prepare_loggers
 
@@ -171,7 +160,8 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
         check_resumable(ckpt_path, cfg, method)
         keep_earlier_metrics(cfg.paths.output_dir)
     reuse_wandb_id(cfg, resuming=bool(ckpt_path))
-    val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size)
+    preset = generated_preset(cfg.eval, datamodule.corruption_preset)
+    val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size, preset)
     trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
     if trainer.is_global_zero:
         log.info(
@@ -201,196 +191,12 @@ def check_trainer_config(cfg: DictConfig) -> None:
             )
 
 
-def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
-    """Corruptions, severities and released -C set (kind against the clean data; its files if ``read_released``) of
-    the final evaluation, checked before training, not after.
-
-    Empty lists: ``eval.severities=[]`` with corruptions and an empty ``eval.released.corruptions`` / ``severities``
-    are errors (nothing asked for would be evaluated); ``eval.corruptions=[]`` alone is clean accuracy (as
-    ``eval=none``) and says so in a warning line.
-    """
-    ev = cfg.eval
-    released = ev.get("released") or {}
-    if ev.corruptions and not ev.severities:
-        raise ConfigError(
-            f"eval.severities is empty: the corruptions {list(ev.corruptions)} would be evaluated at no severity "
-            "(give severities in 1..5, e.g. eval.severities=[1,2,3,4,5])"
-        )
-    for key in ("corruptions", "severities"):
-        if released.get(key) is not None and len(released[key]) == 0:
-            raise ConfigError(
-                f"eval.released.{key} is empty: no released set would be evaluated "
-                f"(null takes every {key[:-1] if key == 'severities' else 'corruption'} found under eval.released.root)"
-            )
-    if not ev.corruptions and not released.get("kind"):
-        log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
-    for severity in ev.severities:
-        check_severity(severity)
-    for name in ev.corruptions:
-        corruption_seed_key(name)
-    if any(float(s) < 0 for s in ev.get("gaussian_sigmas") or []):
-        raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {list(ev.gaussian_sigmas)}")
-    if released.get("kind"):
-        dm = datamodule
-        check_matches_clean(released.kind, dm.name, dm.num_classes, dm.in_chans, dm.image_size)
-        if read_released:
-            _released_sets(released, datamodule)
-
-
 def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
-    """Evaluate ``ckpt_path`` (our checkpoint or any weight file the model loader accepts) or ``model.weights``."""
-    overrides: dict[str, Any] = {}
-    ckpt = cfg.get("ckpt_path")
-    if ckpt:
-        if not Path(ckpt).is_file():
-            raise RobustnoiseError(f"checkpoint not found: {ckpt}")
-        overrides["weights"] = str(ckpt)
-        saved_model = (saved_hparams(ckpt) or {}).get("model")
-        if saved_model and saved_model.get("name") != cfg.model.name:
-            log.info("using the architecture stored in the checkpoint: %s", saved_model["name"])
-            overrides["name"] = saved_model["name"]
-    elif not cfg.model.get("weights"):
-        raise RobustnoiseError("task=eval needs ckpt_path=<file> or model.weights=<file|torchvision>")
+    """``task=eval``: the evaluation of ``ckpt_path`` or ``model.weights``."""
+    overrides = checkpoint_overrides(cfg)
     check_eval_config(cfg, datamodule, read_released=False)  # the evaluation reads (and checks) the files once
     method = build_method(cfg, datamodule, **overrides)
-    trainer = build_trainer(cfg, with_callbacks=False)
-    return evaluate_robustness(cfg, trainer, method, datamodule)
-
-
-def evaluate_robustness(
-    cfg: DictConfig, trainer: pl.Trainer, method: RobustClassifierModule, datamodule: ClassificationDataModule
-) -> dict[str, Any]:
-    """Clean + corrupted accuracy of the test split; writes robustness.{csv,json} in the run directory."""
-    ev = cfg.eval
-    generators, noise_epsilon = adversarial_generators(ev.get("adversarial_noise") or {}, method, datamodule)
-    suite = corruption_suite(ev, datamodule, generators, noise_epsilon)
-    method.test_suite = suite
-    trainer.test(method, dataloaders=suite.dataloaders(), verbose=False)
-    accuracies = suite.accuracies()
-    meta: dict[str, Any] = {
-        "method": cfg.method.name,
-        "run_name": cfg.run_name,
-        "model": cfg.model.name,
-        "data": datamodule.name,
-        "seed": cfg.get("seed"),
-    }
-    report: dict[str, Any] = {}
-    if trainer.is_global_zero:
-        meta = evaluation_meta(ev, suite, method.classifier, datamodule, meta)
-        out_dir = Path(trainer.default_root_dir)
-        report = write_report(accuracies, out_dir, meta)
-        for figure in ("severity_curves", "heatmap"):  # the report's plots, for W&B dashboards
-            if (out_dir / f"{figure}.png").is_file():
-                log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
-        print(format_table([report], [cfg.run_name]))
-        log.info("robustness report written to %s", out_dir)
-        _log_tables(trainer, accuracies)
-    return report
-
-
-def corruption_suite(
-    ev: DictConfig,
-    datamodule: ClassificationDataModule,
-    generators: list[torch.nn.Module] | None = None,
-    noise_epsilon: float | None = None,
-) -> CorruptionSuite:
-    """The evaluation sets of ``eval`` (generated and released) over the test split of ``datamodule``."""
-    return CorruptionSuite(
-        datamodule.test_dataset(ev.get("max_images")),
-        corruptions=list(ev.corruptions),
-        severities=list(ev.severities),
-        preset=ev.preset,
-        seed=ev.seed,
-        batch_size=ev.batch_size,
-        num_workers=datamodule.num_workers,
-        released=_released_sets(ev.get("released"), datamodule),
-        eps_star=OmegaConf.to_container(ev.eps_star) if ev.get("eps_star") else None,
-        noise_generators=generators,
-        noise_epsilon=noise_epsilon,
-        gaussian_sigmas=list(ev.get("gaussian_sigmas") or []),
-        benchmark=ev.get("benchmark", "generated"),
-    )
-
-
-def evaluation_meta(
-    ev: DictConfig,
-    suite: CorruptionSuite,
-    classifier: torch.nn.Module,
-    datamodule: ClassificationDataModule,
-    meta: dict[str, Any],
-) -> dict[str, Any]:
-    """``meta`` (who was evaluated) plus what the report holds beyond the accuracies: the benchmark and preset, its
-    metrics, the adversarial-noise results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
-    preset = ev.preset if list(ev.corruptions) else None
-    meta = {**meta, "benchmark": ev.get("benchmark", "generated"), "preset": preset}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IncompleteBenchmarkWarning)  # partial sets are normal for generated evals
-        meta["metrics"] = robustness_summary(suite.accuracies(), benchmark=meta["benchmark"])
-    meta.update(suite.adversarial_results())
-    attacks = ev.get("attacks") or {}
-    if attacks.get("enabled"):
-        meta["attacks"] = {
-            name: robust_accuracy(
-                classifier, datamodule.test_dataloader(), name, attacks[name], attacks.get("max_images")
-            )
-            for name in ATTACKS
-            if attacks.get(name)
-        }
-    return meta
-
-
-def adversarial_generators(
-    cfg: DictConfig, method: RobustClassifierModule, datamodule: ClassificationDataModule
-) -> tuple[list[torch.nn.Module], float | None]:
-    """Fresh noise generators trained against the final classifier, one per seed (identical on every rank)."""
-    if not cfg.get("enabled"):
-        return [], None
-    datamodule.setup("fit")
-    epsilon = cfg.get("epsilon")
-    own = getattr(method, "epsilon", None)
-    if epsilon is None and own is not None and torch.isfinite(own):
-        epsilon = float(own)  # an ANT model: its own training epsilon
-    if epsilon is None:
-        epsilon = epsilon_for_sigma(datamodule.train_set, 0.5)
-    loader = DataLoader(
-        datamodule.train_set,
-        batch_size=datamodule.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(0),
-        num_workers=datamodule.num_workers,
-    )
-    classifier = method.classifier.to(method.device)
-    generators = [
-        train_adversarial_generator(
-            classifier,
-            loader,
-            float(epsilon),
-            kernel=cfg.kernel,
-            steps=cfg.steps,
-            lr=cfg.lr,
-            seed=seed,
-            name=f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}",
-        )  # fmt: skip
-        for seed in range(cfg.seeds)
-    ]
-    log.info("trained %d adversarial noise generators (eps %.2f, %d steps each)", len(generators), epsilon, cfg.steps)
-    return generators, float(epsilon)
-
-
-def _released_sets(cfg: DictConfig | None, datamodule: ClassificationDataModule) -> list:
-    """The released -C files to evaluate (``eval.released``), with the training set's class mapping where known."""
-    if not cfg or not cfg.get("kind"):
-        return []
-    kwargs: dict[str, Any] = {}
-    if cfg.kind in ("cifar10c", "cifar100c"):
-        kwargs["verify_md5"] = bool(cfg.get("verify_md5", False))
-    class_to_idx = getattr(datamodule.test_set, "class_to_idx", None) if datamodule.test_set is not None else None
-    if cfg.kind in ("imagenetc", "tinyimagenetc") and class_to_idx:
-        kwargs["class_to_idx"] = class_to_idx
-    corruptions = list(cfg.corruptions) if cfg.get("corruptions") else None
-    severities = list(cfg.severities) if cfg.get("severities") else None
-    return released_c_sets(cfg.kind, cfg.root, corruptions, severities, **kwargs)
+    return evaluate_robustness(cfg, build_trainer(cfg, with_callbacks=False), method, datamodule)
 
 
 def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -> None:
@@ -413,10 +219,3 @@ def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:
     container = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:
         logger.log_hyperparams({"config": container})
-
-
-def _log_tables(trainer: pl.Trainer, accuracies: dict[str, dict[str, float]]) -> None:
-    rows = [[k, v["top1"], v["top5"], v["n"]] for k, v in accuracies.items()]
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_table"):
-            logger.log_table(key="test_c/table", columns=["set", "top1", "top5", "n"], data=rows)

@@ -37,9 +37,9 @@ def test_build_method_reads_the_yaml_and_trains(trained):
 
 
 def test_same_accuracies_as_the_cli_evaluation(trained, make_cfg, tmp_path):
-    """The API and task=train/eval's final step (train.evaluate_robustness, under trainer.test) agree exactly."""
+    """The API and task=train/eval's final step (evaluate_robustness, under trainer.test) agree exactly."""
+    from robustnoise.eval.evaluate import evaluate_robustness as cli_evaluate
     from robustnoise.train import build_trainer
-    from robustnoise.train import evaluate_robustness as cli_evaluate
 
     method, data, _ = trained
     options = {"max_images": 64, "gaussian_sigmas": [0.5]}
@@ -49,11 +49,11 @@ def test_same_accuracies_as_the_cli_evaluation(trained, make_cfg, tmp_path):
         cfg.callbacks = None
     cli = cli_evaluate(cfg, build_trainer(cfg, with_callbacks=False), method, data)
     report = evaluate_robustness(method.classifier, data=data, corruptions="mnist-c", **options)
-    assert report.accuracies == cli["sets"]
-    assert report.meta["gaussian_sigmas"] == cli["gaussian_sigmas"]
-    assert report.metrics == cli["metrics"] and len(report.accuracies) == 16  # clean + the 15 MNIST-C
-    assert 40 < report.accuracies["clean"]["top1"] < 100  # trained, not chance: the comparison means something
-    assert report.accuracies["clean"]["n"] == 64
+    assert report.sets == cli["sets"]
+    assert report.to_dict()["gaussian_sigmas"] == cli["gaussian_sigmas"]
+    assert report.metrics == cli["metrics"] and len(report.sets) == 16  # clean + the 15 MNIST-C
+    assert 40 < report.sets["clean"]["top1"] < 100  # trained, not chance: the comparison means something
+    assert report.sets["clean"]["n"] == 64
 
 
 def test_any_module_table_and_files(tmp_path):
@@ -67,13 +67,13 @@ def test_any_module_table_and_files(tmp_path):
     x, y = load_data("digits").test_set.tensors
     with torch.no_grad():
         clean = 100.0 * int((model(x[:50]).argmax(1) == y[:50]).sum()) / 50
-    assert report.accuracies["clean"]["top1"] == pytest.approx(clean)
-    assert set(report.accuracies) == {"clean", "fog/s1", "fog/s3", "shot_noise/s1", "shot_noise/s3"}
+    assert report.sets["clean"]["top1"] == pytest.approx(clean)
+    assert set(report.sets) == {"clean", "fog/s1", "fog/s3", "shot_noise/s1", "shot_noise/s3"}
     table = report.table()
     assert "fog" in table and "shot_noise" in table and "fog" in report.summary()
     out = report.save(tmp_path / "run")
     saved = json.loads((out / "robustness.json").read_text())
-    assert saved["sets"] == report.accuracies and saved["method"] == "model"
+    assert saved["sets"] == report.sets and saved["method"] == "model"
     assert {p.name for p in out.iterdir()} >= {"robustness.json", "robustness.csv", "robustness.md"}
     report.to_json(tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == saved
@@ -109,8 +109,8 @@ def test_released_files_and_attacks_through_keywords(tmp_path):
     if importlib.util.find_spec("foolbox") is None:
         attacks = {"enabled": False}
     report = evaluate_robustness(model, data="digits", released=tmp_path / "mnist_c", attacks=attacks)
-    sets = report.accuracies
-    assert set(sets) == {"clean", "identity/s1", "stripe/s1"} and report.meta["benchmark"] == "mnist"
+    sets = report.sets
+    assert set(sets) == {"clean", "identity/s1", "stripe/s1"} and report.benchmark == "mnistc"
     assert abs(sets["identity/s1"]["top1"] - sets["clean"]["top1"]) < 0.5  # the clean split, through uint8 files
     if attacks["enabled"]:
-        assert set(report.meta["attacks"]) == {"linf_pgd"} and report.meta["attacks"]["linf_pgd"]["n"] == 8
+        assert set(report.attacks) == {"linf_pgd"} and report.attacks["linf_pgd"]["n"] == 8

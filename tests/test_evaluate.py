@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from robustnoise.data import DigitsDataModule, IndexedDataset
-from robustnoise.eval.suite import CorruptionSuite, summarize, to_uint8_grid
-from robustnoise.report.reporting import format_table, load_report, write_report
+from robustnoise.eval.suite import CorruptionSuite, to_uint8_grid
+from robustnoise.report.reporting import format_table, write_report
+from robustnoise.report.schema import Report, summarize
 
 
 class NoiseLevelOracle(nn.Module):
@@ -111,9 +114,10 @@ def test_corruption_does_not_depend_on_batch_size():
 def test_report_files_and_table(tmp_path):
     suite, images, labels = make_suite()
     acc = run_suite(suite, NoiseLevelOracle(max_std=0.22))
-    write_report(acc, tmp_path, {"method": "oracle"})
-    report = load_report(tmp_path)
-    assert report["clean_top1"] == 100.0 and report["corrupted_top1"] == 60.0
+    write_report(Report(sets=acc, method="oracle"), tmp_path)
+    raw = json.loads((tmp_path / "robustness.json").read_text())
+    assert raw["clean_top1"] == 100.0 and raw["corrupted_top1"] == 60.0
+    report = Report.load(tmp_path)
     csv_rows = (tmp_path / "robustness.csv").read_text().splitlines()
     assert csv_rows[0] == "corruption,severity,top1,top5,n" and csv_rows[1].startswith("clean,0,100.0000")
     assert "gaussian_noise,4,0.0000" in "\n".join(csv_rows)

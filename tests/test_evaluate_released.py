@@ -100,4 +100,4 @@ def test_task_eval_on_released_mnist_c_files(make_cfg, tmp_path):
     assert abs(report["sets"]["identity/s1"]["top1"] - report["sets"]["clean"]["top1"]) < 0.5
     assert report["sets"]["clean"]["top1"] > 60  # the classifier learned something in 3 epochs
     assert report["sets"]["stripe/s1"]["top1"] < report["sets"]["clean"]["top1"] - 20  # inverted digits are hard
-    assert report["benchmark"] == "mnist" and "unnormalized_mce" in report["metrics"]
+    assert report["benchmark"] == "mnistc" and "unnormalized_mce" in report["metrics"]

@@ -45,7 +45,7 @@ def test_rusak2020_rows_follow_the_appendix_b_recipe(experiment, tmp_path):
         if method.name == "speckle":
             assert cfg.trainer.max_epochs == 10
     else:  # MNIST: Madry et al.'s CNN, batch 300, eps 10, sigma 0.5
-        assert cfg.model.name == "madry_cnn" and cfg.data.batch_size == 300 and cfg.eval.benchmark == "mnist"
+        assert cfg.model.name == "madry_cnn" and cfg.data.batch_size == 300 and cfg.eval.benchmark == "mnistc"
         if method.name.startswith("ant"):
             assert method.epsilon == 10.0
         if method.name == "gnt":

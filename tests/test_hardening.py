@@ -281,7 +281,7 @@ def test_skip_unreadable_warns_and_trains(make_cfg, tmp_path, caplog):
 
 def test_empty_corruption_list_says_clean_only(make_cfg, caplog):
     from robustnoise.data import DigitsDataModule
-    from robustnoise.train import check_eval_config
+    from robustnoise.eval.evaluate import check_eval_config
 
     check_eval_config(make_cfg("eval.corruptions=[]"), DigitsDataModule())
     assert "eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated" in [

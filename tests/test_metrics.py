@@ -8,15 +8,19 @@ import warnings
 
 import pytest
 
-from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, HOLDOUT_CORRUPTIONS, NOISE_CORRUPTIONS
+from robustnoise.corruptions.presets import (
+    BENCHMARK_CORRUPTIONS,
+    HOLDOUT_CORRUPTIONS,
+    MNIST_C_CORRUPTIONS,
+    NOISE_CORRUPTIONS,
+)
 from robustnoise.metrics import (
     ALEXNET_CLEAN_ERR,
     ALEXNET_ERR,
     ALEXNET_ERR_PER_SEVERITY,
-    MNIST_C_CORRUPTIONS,
+    Benchmark,
     IncompleteBenchmarkWarning,
     accuracy_without_noise,
-    corruption_errors,
     error_matrix,
     mce,
     relative_mce,
@@ -82,12 +86,11 @@ def test_alexnet_tables_match_the_published_table():
 
 
 def test_alexnet_own_table_gives_mce_100():
-    assert mce(ALEXNET_ERR_PER_SEVERITY) == pytest.approx(100.0)
-    assert mce(ALEXNET_ERR) == pytest.approx(100.0)
-    assert mce(corruption_errors(alexnet_accuracies())) == pytest.approx(100.0)
+    alexnet = {c: dict(enumerate(row, start=1)) for c, row in ALEXNET_ERR_PER_SEVERITY.items()}
+    assert mce(alexnet) == pytest.approx(100.0)
     assert mce(error_matrix(alexnet_accuracies())) == pytest.approx(100.0)
-    assert relative_mce(ALEXNET_ERR_PER_SEVERITY, clean_error=ALEXNET_CLEAN_ERR) == pytest.approx(100.0)
-    assert relative_mce(ALEXNET_ERR, clean_error=ALEXNET_CLEAN_ERR) == pytest.approx(100.0)
+    assert relative_mce(alexnet, clean_error=ALEXNET_CLEAN_ERR) == pytest.approx(100.0)
+    assert relative_mce(error_matrix(alexnet_accuracies()), clean_error=ALEXNET_CLEAN_ERR) == pytest.approx(100.0)
     summary = robustness_summary(alexnet_accuracies(), "imagenet")
     assert summary["mce"] == pytest.approx(100.0)
     assert summary["relative_mce"] == pytest.approx(100.0)
@@ -121,7 +124,7 @@ def test_unnormalized_mce_is_100_minus_mean_accuracy():
     per = {c: 40.0 + 3.0 * i for i, c in enumerate(BENCHMARK_CORRUPTIONS)}
     acc = accuracies_from(per)
     mean_acc = sum(per.values()) / 15
-    assert unnormalized_mce(corruption_errors(acc)) == pytest.approx(100 - mean_acc)
+    assert unnormalized_mce(error_matrix(acc)) == pytest.approx(100 - mean_acc)
     for benchmark in ("cifar", "tinyimagenet", "generated"):
         summary = robustness_summary(acc, benchmark)
         assert summary["unnormalized_mce"] == pytest.approx(100 - mean_acc)
@@ -163,9 +166,9 @@ def test_holdouts_excluded_from_mce_and_reported_separately():
 def test_missing_corruption_gives_nan_and_warning():
     per = {c: 50.0 for c in BENCHMARK_CORRUPTIONS if c != "fog"}
     with pytest.warns(IncompleteBenchmarkWarning, match="fog"):
-        assert math.isnan(mce(corruption_errors(accuracies_from(per))))
+        assert math.isnan(mce(error_matrix(accuracies_from(per))))
     with pytest.warns(IncompleteBenchmarkWarning, match="fog"):
-        assert math.isnan(unnormalized_mce(corruption_errors(accuracies_from(per))))
+        assert math.isnan(unnormalized_mce(error_matrix(accuracies_from(per))))
     with pytest.warns(IncompleteBenchmarkWarning, match="fog"):
         summary = robustness_summary(accuracies_from(per), "imagenet")
     assert math.isnan(summary["mce"]) and math.isnan(summary["relative_mce"]) and math.isnan(summary["no_noise_top1"])
@@ -226,3 +229,17 @@ def test_mnist_summary():
 def test_unknown_benchmark():
     with pytest.raises(RobustnoiseError, match="unknown benchmark"):
         robustness_summary({}, "imagenet-c")
+
+
+def test_one_benchmark_vocabulary_carries_preset_reader_and_metric_family():
+    from robustnoise.data.released_c import RELEASED_C_KINDS
+
+    assert {b.reader for b in Benchmark} - {None} == set(RELEASED_C_KINDS)  # every released reader, by name
+    assert Benchmark("cifar100c").preset == "cifar" and Benchmark.MNIST_C.preset == "mnistc"
+    assert Benchmark.GENERATED.preset is None and Benchmark.GENERATED.reader is None  # the data's preset
+    assert [b for b in Benchmark if b.normalized] == [Benchmark.IMAGENET_C]
+    assert Benchmark.MNIST_C.severities == (1,) and Benchmark.MNIST_C.holdouts == ()
+    # the metric-family names of reports written before the enum
+    assert Benchmark("imagenet") is Benchmark.IMAGENET_C and Benchmark("mnist") is Benchmark.MNIST_C
+    acc = accuracies_from({c: 50.0 for c in BENCHMARK_CORRUPTIONS})
+    assert robustness_summary(acc, "imagenet") == robustness_summary(acc, Benchmark.IMAGENET_C)

@@ -4,6 +4,7 @@ trains, and accuracies in percent everywhere."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 import pytorch_lightning as pl
@@ -11,13 +12,14 @@ import torch
 from omegaconf import OmegaConf
 
 from robustnoise.data import DigitsDataModule
-from robustnoise.eval.suite import flat_metrics, summarize
+from robustnoise.eval.suite import flat_metrics
 from robustnoise.methods.ant import MIN_TRAINED_RESTARTS, restart_schedule_warning
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.metrics import robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.report import plots, reporting
 from robustnoise.report.reporting import format_table, write_report
+from robustnoise.report.schema import Report
 from robustnoise.utils import progress as progress_module
 from tests.conftest import compose_config
 
@@ -139,8 +141,8 @@ def test_one_mean_c_in_console_loggers_and_report(tmp_path):
         "adversarial_noise": {"epsilon": 4.0, "per_seed": [30.0, 40.0], "mean": 35.0, "std": 7.07, "worst": 30.0},
         "eps_star": {"gaussian": {"median": 1.25}},
     }
-    report = write_report(accuracies, tmp_path, meta, plots=False)
-    assert flat_metrics(accuracies)["test_c/mean_acc"] == report["metrics"]["c_top1"] == 80.0
+    report = write_report(Report.from_dict({**meta, "sets": accuracies}), tmp_path, plots=False)
+    assert flat_metrics(accuracies)["test_c/mean_acc"] == report.metrics["c_top1"] == 80.0
     table = format_table([report], ["m"])
     assert table.splitlines()[2].split()[:3] == ["m", "90.0", "80.0"]  # not 50.0 (with the holdout)
     assert "adversarial noise (eps 4.00) 35.0 ± 7.1 %, worst 30.0 %; eps* gaussian 1.25" in table
@@ -154,11 +156,11 @@ def drawn(monkeypatch):
     return figures
 
 
-def mnist_c_report(shift: float = 0.0) -> dict:
+def mnist_c_report(shift: float = 0.0) -> Report:
     sets = {"clean": {"top1": 97.0 + shift, "top5": 100.0, "n": 360}}
     for k, name in enumerate(("shot_noise", "fog", "canny_edges")):
         sets[f"{name}/s1"] = {"top1": 90.0 - 10 * k + shift, "top5": 99.0, "n": 360}
-    return {"method": "m", "benchmark": "mnist", "data": "digits", "sets": sets, **summarize(sets)}
+    return Report(method="m", benchmark="mnistc", data="digits", sets=sets)
 
 
 def test_single_severity_plots_are_bars_and_a_heatmap_without_a_repeated_mean(drawn, tmp_path):
@@ -170,7 +172,7 @@ def test_single_severity_plots_are_bars_and_a_heatmap_without_a_repeated_mean(dr
     assert bars.get_ylim()[0] == 0 and "one level" in bars.get_title()  # MNIST-C has no severities
     assert [t.get_text() for t in heat.get_xticklabels()] == ["one level"]  # no "mean" column repeating it
     assert heat.images[0].get_clim() == (0.0, 100.0)  # the same colour scale for every run
-    at5 = {**report, "sets": {k.replace("/s1", "/s5"): v for k, v in report["sets"].items()}}  # make_c at severity 5
+    at5 = replace(report, sets={k.replace("/s1", "/s5"): v for k, v in report.sets.items()})  # make_c at severity 5
     plots.plot_severity_curves(at5, tmp_path / "s5.png")
     plots.plot_heatmap(at5, tmp_path / "h5.png")
     assert "severity 5" in drawn[2].axes[0].get_title()

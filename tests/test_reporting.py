@@ -12,9 +12,10 @@ import pytest
 from matplotlib.image import imread
 
 from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, HOLDOUT_CORRUPTIONS
-from robustnoise.metrics import robustness_summary
-from robustnoise.report import compare, plots, reporting
-from robustnoise.report.reporting import format_markdown, load_report, write_report
+from robustnoise.metrics import Benchmark, robustness_summary
+from robustnoise.report import compare, plots
+from robustnoise.report.reporting import format_markdown, write_report
+from robustnoise.report.schema import Report, summarize
 
 ALL = BENCHMARK_CORRUPTIONS + HOLDOUT_CORRUPTIONS
 
@@ -40,7 +41,7 @@ def make_run(
     root: Path, name: str, acc: dict, meta: dict, sigma: float | None = None, plots_: bool = False, **kw
 ) -> Path:
     run = root / name
-    write_report(acc, run, meta, plots=plots_, **kw)
+    write_report(Report.from_dict({**meta, "sets": acc}), run, plots=plots_, **kw)
     (run / ".hydra").mkdir(parents=True, exist_ok=True)
     method = f"  name: {meta['method']}\n" + (f"  sigma: {sigma}\n" if sigma is not None else "")
     (run / ".hydra" / "config.yaml").write_text(f"run_name: ${{method.name}}\nmethod:\n{method}seed: 1\n")
@@ -77,7 +78,7 @@ def test_markdown_report_numbers(tmp_path):
     }
     meta["adversarial_noise"] = {"epsilon": 80.0, "mean": 42.0, "std": 1.5, "per_seed": [40.5, 43.5]}
     meta["attacks"] = {"l2_ddn": {"epsilon": 0.5, "accuracy": 12.5, "n": 100}}
-    report = write_report(acc, tmp_path, meta, plots=False)
+    report = write_report(Report.from_dict({**meta, "sets": acc}), tmp_path, plots=False)
     md = (tmp_path / "robustness.md").read_text()
     assert md.startswith("# Robustness report: ant")
 
@@ -127,7 +128,9 @@ def test_markdown_report_numbers(tmp_path):
     assert table_rows(md, "**mean**")[1] == ["**mean**", "68.0", "63.0", "58.0", "53.0", "48.0", "58.0"]
     assert "40.50, 43.50" in md  # adversarial noise per seed
     # JSON and CSV keep their format
-    assert load_report(tmp_path) == json.loads(json.dumps(report))
+    written = json.loads((tmp_path / "robustness.json").read_text())
+    assert json.loads(json.dumps(Report.load(tmp_path).to_dict())) == written  # read back unchanged
+    assert written == json.loads(json.dumps(report.to_dict()))
     csv_rows = (tmp_path / "robustness.csv").read_text().splitlines()
     assert csv_rows[0] == "corruption,severity,top1,top5,n" and csv_rows[1] == "clean,0,80.0000,83.0000,100"
     assert "gaussian_noise,2,70.0000,73.0000,100" in csv_rows
@@ -137,7 +140,11 @@ def test_markdown_without_metrics_or_optional_keys(tmp_path):
     """Old reports (no metrics, eps*, adversarial noise), partial benchmarks: tables still render, gaps are '–'."""
     acc = accuracies(90.0, 2.0, names=("gaussian_noise", "speckle_noise"), severities=(1, 3))
     acc["shot_noise/s1"] = {"top1": float("nan"), "top5": float("nan"), "n": 0}
-    write_report(acc, tmp_path, {"method": "vanilla", "run_name": "base", "data": "digits"}, plots=False)
+    write_report(
+        Report.from_dict({"method": "vanilla", "run_name": "base", "data": "digits", "sets": acc}),
+        tmp_path,
+        plots=False,
+    )
     md = (tmp_path / "robustness.md").read_text()
     summary = dict(zip(header_of(md, "run"), table_rows(md, "base")[0]))
     assert summary["clean top-1"] == "90.0" and summary["-C top-1"] == "86.0"  # gaussian only (speckle: holdout)
@@ -149,9 +156,9 @@ def test_markdown_without_metrics_or_optional_keys(tmp_path):
     assert "## Figures" not in md
 
     bare = {"run_name": "empty", "sets": {}, "clean_top1": None}
-    text = format_markdown(bare)
+    text = format_markdown(Report.from_dict(bare))
     assert "| empty |" in text and "–" in text
-    assert "# Robustness report: run" in format_markdown({})
+    assert "# Robustness report: run" in format_markdown(Report())
 
 
 # ------------------------------------------------------------------------------------------------------- figures
@@ -170,9 +177,9 @@ def _differ(a: Path, b: Path) -> bool:
 
 def test_plots_depend_on_the_data(tmp_path):
     acc_a, acc_b = accuracies(80.0, 5.0), accuracies(70.0, 8.0, names=ALL[:6], severities=(1, 2, 3))
-    a = {**imagenet_meta(acc_a, "ant"), **reporting.summarize(acc_a), "sets": acc_a}
-    b = {"run_name": "vanilla", "data": "ImageNet", **reporting.summarize(acc_b), "sets": acc_b}
-    a["adversarial_noise"] = {"epsilon": 1.0, "mean": 40.0, "std": 2.0}
+    noise = {"epsilon": 1.0, "mean": 40.0, "std": 2.0}
+    a = Report.from_dict({**imagenet_meta(acc_a, "ant"), "sets": acc_a, "adversarial_noise": noise})
+    b = Report.from_dict({"run_name": "vanilla", "data": "ImageNet", **summarize(acc_b), "sets": acc_b})
     for fn in (plots.plot_severity_curves, plots.plot_heatmap):
         pa, pb = fn(a, tmp_path / f"{fn.__name__}_a.png"), fn(b, tmp_path / f"{fn.__name__}_b.png")
         assert _differ(pa, pb), fn.__name__
@@ -189,9 +196,9 @@ def test_plots_depend_on_the_data(tmp_path):
 
 def test_plots_of_empty_reports(tmp_path):
     for fn in (plots.plot_severity_curves, plots.plot_heatmap):
-        _pixels(fn({"run_name": "nothing"}, tmp_path / f"{fn.__name__}.png"))
-    _pixels(plots.plot_corruption_bars({}, {}, tmp_path / "bars.png"))
-    _pixels(plots.plot_sweep([{}], [1.0], tmp_path / "sweep.png"))
+        _pixels(fn(Report(run_name="nothing"), tmp_path / f"{fn.__name__}.png"))
+    _pixels(plots.plot_corruption_bars(Report(), Report(), tmp_path / "bars.png"))
+    _pixels(plots.plot_sweep([Report()], [1.0], tmp_path / "sweep.png"))
 
 
 def test_write_report_figures_baseline_and_failures(tmp_path, monkeypatch, caplog):
@@ -208,8 +215,8 @@ def test_write_report_figures_baseline_and_failures(tmp_path, monkeypatch, caplo
     monkeypatch.setattr(plots, "plot_heatmap", broken)
     out = tmp_path / "broken"
     with caplog.at_level(logging.WARNING, logger="robustnoise.report.reporting"):
-        report = write_report(acc, out, {"run_name": "gnt"}, baseline=tmp_path / "missing")
-    assert report["clean_top1"] == 75.0 and (out / "robustness.json").is_file()
+        report = write_report(Report.from_dict({"run_name": "gnt", "sets": acc}), out, baseline=tmp_path / "missing")
+    assert report.metric("clean_top1") == 75.0 and (out / "robustness.json").is_file()
     assert (out / "severity_curves.png").is_file() and not (out / "heatmap.png").exists()
     assert "heatmap.png" not in (out / "robustness.md").read_text()
     assert "no display" in caplog.text and "baseline" in caplog.text
@@ -276,16 +283,10 @@ def test_cli_baseline_default_out_and_exit_codes(tmp_path, capsys):
 
 
 def test_group_chart_is_one_figure_with_shared_axes_and_eps_apart(tmp_path, monkeypatch):
-    def report(clean: float, adv: float, eps: float) -> dict:
+    def report(clean: float, adv: float, eps: float) -> Report:
         acc = accuracies(clean, 2.0, ALL[:2])
         noise = {"epsilon": 1.0, "mean": adv, "std": 0.0, "worst": adv - 3}
-        return {
-            "run_name": "r",
-            **reporting.summarize(acc),
-            "sets": acc,
-            "adversarial_noise": noise,
-            "eps_star": {"gaussian": {"median": eps}},
-        }
+        return Report(run_name="r", sets=acc, adversarial_noise=noise, eps_star={"gaussian": {"median": eps}})
 
     groups = [
         ("vanilla (baseline)", [report(90.0, 10.0, 2.0)]),
@@ -302,3 +303,17 @@ def test_group_chart_is_one_figure_with_shared_axes_and_eps_apart(tmp_path, monk
     assert heights[0][0] == 90.0 and heights[1][2] == pytest.approx(62.0)  # the baseline, then the group's mean
     assert [t.get_text() for t in eps.get_xticklabels()] == ["eps* gaussian"]
     assert "n=2" in " ".join(t.get_text() for t in drawn[0].legends[0].get_texts())
+
+
+def test_a_report_written_before_the_schema_loads_and_renders_the_same():
+    """tests/data/report_before_schema: robustness.{json,md} as the code before the Report schema wrote them (MNIST-C
+    benchmark under its old name, sigma keys as strings, eps*, adversarial noise, an attack)."""
+    old = Path(__file__).parent / "data" / "report_before_schema"
+    report = Report.load(old)
+    assert report.benchmark is Benchmark.MNIST_C and report.label == "digits_ant" and report.seed == 1
+    assert report.gaussian_sigmas == {0.1: 95.0, 0.5: 80.0, 1.0: 40.0}
+    assert report.adversarial_worst() == 35.0 and report.eps_worst() == 2.5 and report.attack("linf_pgd")[0] == 12.5
+    assert format_markdown(report) == (old / "robustness.md").read_text()  # the same tables as then
+    raw = json.loads((old / "robustness.json").read_text())
+    again = json.loads(json.dumps(report.to_dict()))
+    assert again["benchmark"] == "mnistc" and {k for k in raw if raw[k] != again[k]} == {"benchmark"}

@@ -16,6 +16,7 @@ from robustnoise.data import IndexedDataset
 from robustnoise.eval.suite import CorruptionSuite, gaussian_noise_images
 from robustnoise.report import compare
 from robustnoise.report.reporting import REPORT_JSON, Interval, seed_interval, separated
+from robustnoise.report.schema import Report
 
 
 def _run(root: Path, name: str, method: str, seed: int, clean: float, sigma: dict[str, float] | None = None) -> Path:
@@ -40,7 +41,7 @@ def test_runs_that_differ_only_in_the_seed_form_one_group(tmp_path):
         _run(tmp_path, "2", "vanilla", 1, 91.0),
         _run(tmp_path, "3", "gnt", 1, 81.0),
     ]
-    reports = [json.loads((d / REPORT_JSON).read_text()) for d in dirs]
+    reports = [Report.load(d) for d in dirs]
     groups = compare.group_runs(dirs, reports)
     assert groups == [("vanilla", [0, 2]), ("gnt", [1, 3])]
 
@@ -53,7 +54,7 @@ def test_a_config_difference_besides_the_seed_splits_the_group(tmp_path):
     (b / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     overrides = yaml.safe_load((b / ".hydra" / "overrides.yaml").read_text()) + ["method.lr=0.2"]
     (b / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    reports = [json.loads((d / REPORT_JSON).read_text()) for d in (a, b)]
+    reports = [Report.load(d) for d in (a, b)]
     # same method: the groups are told apart by the override in which they differ
     assert compare.group_runs([a, b], reports) == [("gnt", [0]), ("method.lr=0.2", [1])]
 
@@ -83,7 +84,7 @@ def test_grouped_table_marks_a_difference_only_when_the_seeds_separate(tmp_path)
         _run(tmp_path, "2", "gnt", 0, 91.0, {"0.5": 80.0}),
         _run(tmp_path, "3", "gnt", 1, 93.0, {"0.5": 85.0}),
     ]
-    reports = [json.loads((d / REPORT_JSON).read_text()) for d in dirs]
+    reports = [Report.load(d) for d in dirs]
     table = compare.grouped_table(reports, compare.group_runs(dirs, reports))
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]] for line in table.splitlines()[2:]}
     assert rows["clean top-1"] == ["91.0 [90.0, 92.0]", "92.0 [91.0, 93.0]"]  # overlapping: no mark
@@ -145,7 +146,10 @@ def test_sigma_sweep_results_are_keyed_per_sigma_and_sigma_zero_is_clean():
     ],
 )
 def test_each_dataset_evaluates_with_the_preset_of_its_size(make_cfg, overrides, preset):
-    assert make_cfg(*overrides).eval.preset == preset
+    from robustnoise.eval.evaluate import generated_preset
+
+    cfg = make_cfg(*overrides)
+    assert generated_preset(cfg.eval, cfg.data.corruption_preset) == preset
 
 
 def test_a_sweep_over_seeds_is_not_plotted_against_the_seed(tmp_path):

@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from robustnoise.report.reporting import REPORT_JSON, write_report
+from robustnoise.report.schema import Report
 from robustnoise.report.sweep import plot_key, summarize_sweep, swept_keys
 from robustnoise.utils.launch import processes_per_job, requeue_resume, trainer_plugins
 
@@ -111,7 +112,7 @@ def _job(sweep: Path, num: int, method: dict, clean: float, noisy: float) -> Pat
         "gaussian_noise/s3": {"top1": noisy, "top5": 100.0, "n": 10},
     }
     meta = {"method": method["name"], "run_name": method["name"], "model": "madry_cnn", "data": "digits"}
-    write_report(accuracies, job, {**meta, "benchmark": "generated"}, plots=False)
+    write_report(Report(sets=accuracies, benchmark="generated", **meta), job, plots=False)
     return job
 
 

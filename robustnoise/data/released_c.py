@@ -36,8 +36,7 @@ from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import v2
 
 from robustnoise.corruptions.make_c import MNIST_SEVERITY_FILE
-from robustnoise.corruptions.presets import ALL_CORRUPTIONS, SEVERITIES, check_severity
-from robustnoise.metrics.corruption_metrics import MNIST_C_CORRUPTIONS
+from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
 from robustnoise.utils.errors import DatasetNotFoundError, RobustnoiseError
 
 MNIST_C_LEFTOVERS: tuple[str, ...] = (

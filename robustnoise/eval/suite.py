@@ -31,8 +31,9 @@ from robustnoise.corruptions import corrupt, rng, sample_seeds
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
-from robustnoise.metrics import IncompleteBenchmarkWarning, robustness_summary
+from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, robustness_summary
 from robustnoise.noise.projection import project_to_sphere
+from robustnoise.report.schema import summarize
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.progress import progress
 
@@ -70,7 +71,7 @@ class CorruptionSuite:
         noise_generators: list[torch.nn.Module] | None = None,
         noise_epsilon: float | None = None,
         gaussian_sigmas: list[float] | None = None,
-        benchmark: str = "generated",
+        benchmark: Benchmark | str = Benchmark.GENERATED,
     ) -> None:
         bad = [s for s in severities if not 1 <= int(s) <= 5]
         if bad:
@@ -78,7 +79,7 @@ class CorruptionSuite:
         for name in corruptions:
             corruption_seed_key(name)  # unknown names fail here, before any work
         self.dataset = dataset
-        self.benchmark = benchmark  # the mean-C definition (robustnoise.metrics.robustness_summary)
+        self.benchmark = Benchmark.parse(benchmark)  # the mean-C definition (robustnoise.metrics.robustness_summary)
         self.preset = preset
         self.seed = seed
         self.batch_size = batch_size
@@ -259,36 +260,9 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "std": std}
 
 
-def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Clean accuracy, mean corruption accuracy, per-corruption means over severities (top-1 and top-5)."""
-    corrupted = {k: v for k, v in accuracies.items() if k != "clean" and v["n"] > 0}
-    per_corruption: dict[str, dict[str, float]] = {}
-    for key, acc in corrupted.items():
-        name = key.split("/")[0]
-        per_corruption.setdefault(name, {"top1": 0.0, "top5": 0.0, "count": 0})
-        per_corruption[name]["top1"] += acc["top1"]
-        per_corruption[name]["top5"] += acc["top5"]
-        per_corruption[name]["count"] += 1
-    for value in per_corruption.values():
-        count = value.pop("count")
-        value["top1"] /= count
-        value["top5"] /= count
-
-    def mean(field: str) -> float:
-        values = [v[field] for v in corrupted.values()]
-        return sum(values) / len(values) if values else float("nan")
-
-    clean = accuracies.get("clean", {"top1": float("nan"), "top5": float("nan")})
-    return {
-        "clean_top1": clean["top1"],
-        "clean_top5": clean["top5"],
-        "corrupted_top1": mean("top1"),
-        "corrupted_top5": mean("top5"),
-        "per_corruption": per_corruption,
-    }
-
-
-def flat_metrics(accuracies: dict[str, dict[str, float]], benchmark: str = "generated") -> dict[str, float]:
+def flat_metrics(
+    accuracies: dict[str, dict[str, float]], benchmark: Benchmark | str = Benchmark.GENERATED
+) -> dict[str, float]:
     """``test_c/mean_acc`` is the console's and the report's mean-C: ``c_top1`` of
     :func:`robustnoise.metrics.robustness_summary` (benchmark corruptions only, no holdouts)."""
     summary = summarize(accuracies)

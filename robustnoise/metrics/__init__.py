@@ -1,17 +1,16 @@
-"""Robustness metrics on the per-set accuracies of an evaluation (mCE, relative mCE, unnormalised mCE, w/o noises)."""
+"""Robustness metrics on the per-set accuracies of an evaluation (mCE, relative mCE, unnormalised mCE, w/o noises)
+and the benchmarks they are reported for."""
 
+from robustnoise.metrics.benchmark import Benchmark
 from robustnoise.metrics.corruption_metrics import (
     ALEXNET_CLEAN_ERR,
     ALEXNET_ERR,
     ALEXNET_ERR_PER_SEVERITY,
-    BENCHMARKS,
-    MNIST_C_CORRUPTIONS,
     IncompleteBenchmarkWarning,
     accuracy_matrix,
     accuracy_without_noise,
     clean_error,
     corruption_ces,
-    corruption_errors,
     error_matrix,
     mce,
     relative_mce,
@@ -23,14 +22,12 @@ __all__ = [
     "ALEXNET_CLEAN_ERR",
     "ALEXNET_ERR",
     "ALEXNET_ERR_PER_SEVERITY",
-    "BENCHMARKS",
-    "MNIST_C_CORRUPTIONS",
+    "Benchmark",
     "IncompleteBenchmarkWarning",
     "accuracy_matrix",
     "accuracy_without_noise",
     "clean_error",
     "corruption_ces",
-    "corruption_errors",
     "error_matrix",
     "mce",
     "relative_mce",

@@ -12,11 +12,10 @@ Perturbations". With ``E`` a top-1 error in [0, 1], ``c`` a corruption and ``s``
 - **w/o noises** (Rusak et al. 2020): mean accuracy over the 12 benchmark corruptions that are not gaussian / shot /
   impulse noise. The 4 holdout corruptions are never part of mCE; they are reported separately.
 
-Inputs are either the accuracies dict of :meth:`robustnoise.eval.suite.CorruptionSuite.accuracies`
-(``{"clean" | "<corruption>/s<k>": {"top1": %, "top5": %, "n": count}}``), an error matrix
-``{corruption: {severity: error}}`` or per-corruption mean errors ``{corruption: error}`` (errors as fractions).
-Sets with ``n == 0``, a NaN accuracy or missing are skipped; a missing benchmark corruption makes mCE NaN with an
-:class:`IncompleteBenchmarkWarning` instead of a silently wrong number.
+The metrics take one error matrix ``{corruption: {severity: error}}`` (fractions), made by :func:`error_matrix` from
+the accuracies of :meth:`robustnoise.eval.suite.CorruptionSuite.accuracies` (``{"clean" | "<corruption>/s<k>":
+{"top1": %, "top5": %, "n": count}}``), which skips sets with ``n == 0`` or a NaN accuracy. A missing benchmark
+corruption makes mCE NaN with an :class:`IncompleteBenchmarkWarning` instead of a silently wrong number.
 """
 
 from __future__ import annotations
@@ -28,14 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from robustnoise.corruptions.presets import (
-    BENCHMARK_CORRUPTIONS,
-    HOLDOUT_CORRUPTIONS,
-    MNIST_C_CORRUPTIONS,
-    NOISE_CORRUPTIONS,
-    SEVERITIES,
-)
-from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, NOISE_CORRUPTIONS, SEVERITIES
+from robustnoise.metrics.benchmark import Benchmark
 
 ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]] = MappingProxyType(
     {
@@ -72,16 +65,13 @@ ALEXNET_CLEAN_ERR: float = 0.43478
 """AlexNet's clean ImageNet top-1 error (torchvision AlexNet: 56.522 % top-1 accuracy), at the precision of the
 AlexNet table; used by relative mCE and configurable."""
 
-BENCHMARKS: tuple[str, ...] = ("imagenet", "cifar", "tinyimagenet", "mnist", "generated")
-
 
 class IncompleteBenchmarkWarning(UserWarning):
     """A metric over a fixed set of corruptions (mCE, w/o noises, holdouts) is missing some of them."""
 
 
-Errors = Mapping[str, float | Mapping[int, float] | Sequence[float]]
-"""Mean errors ``{corruption: error}`` or an error matrix ``{corruption: {severity: error}}`` (or
-``{corruption: (s1, ..., s5)}`` like :data:`ALEXNET_ERR_PER_SEVERITY`); errors are fractions in [0, 1]."""
+ErrorMatrix = Mapping[str, Mapping[int, float]]
+"""``{corruption: {severity: error}}``, errors as fractions in [0, 1]."""
 _KEY = re.compile(r"^(?P<corruption>[^/]+)/s(?P<severity>\d+)$")
 _NAN = float("nan")
 
@@ -118,170 +108,80 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else _NAN
 
 
-def _normalize_errors(errors: Errors) -> dict[str, float | dict[int, float]]:
-    """Severity sequences become ``{1: e1, 2: e2, ...}``; NaN entries of a matrix are dropped."""
-    out: dict[str, float | dict[int, float]] = {}
-    for corruption, value in errors.items():
-        if isinstance(value, Mapping):
-            out[corruption] = {int(s): float(e) for s, e in value.items() if not math.isnan(float(e))}
-        elif isinstance(value, Sequence) and not isinstance(value, str):
-            out[corruption] = {s: float(e) for s, e in enumerate(value, start=1) if not math.isnan(float(e))}
-        else:
-            out[corruption] = float(value)
-    return out
-
-
-def _mean_errors(errors: Errors) -> dict[str, float]:
-    return {c: (_mean(v.values()) if isinstance(v, Mapping) else float(v)) for c, v in errors.items()}
-
-
-def corruption_errors(accuracies: Mapping[str, Mapping[str, Any]] | Errors, field: str = "top1") -> dict[str, float]:
-    """``{corruption: mean error over the severities present}`` (fractions) from the accuracies dict or a matrix."""
-    if _is_accuracies(accuracies):
-        return _mean_errors(error_matrix(accuracies, field))  # type: ignore[arg-type]
-    return _mean_errors(_normalize_errors(accuracies))  # type: ignore[arg-type]
-
-
-def _is_accuracies(obj: Mapping[str, Any]) -> bool:
-    return any(isinstance(v, Mapping) and ("top1" in v or "n" in v) for v in obj.values())
-
-
-def _missing(errors: Mapping[str, Any], corruptions: Sequence[str], what: str) -> bool:
-    missing = [c for c in corruptions if c not in errors or _is_nan(errors[c])]
+def _missing(errors: ErrorMatrix, corruptions: Sequence[str], what: str) -> bool:
+    missing = [c for c in corruptions if not errors.get(c)]
     if missing:
         warnings.warn(
             f"{what} is NaN: needs all {len(corruptions)} corruptions, missing {', '.join(missing)}",
             IncompleteBenchmarkWarning,
             stacklevel=3,
         )
-    return bool(missing)
-
-
-def _is_nan(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return not value or all(math.isnan(float(v)) for v in value.values())
-    return math.isnan(float(value))
-
-
-def _partial_severities(errors: Errors, corruptions: Sequence[str], what: str, severities: Sequence[int]) -> None:
-    partial = [c for c in corruptions if isinstance(errors.get(c), Mapping) and set(errors[c]) != set(severities)]
+        return True
+    partial = [c for c in corruptions if set(errors[c]) != set(SEVERITIES)]
     if partial:
-        expected = ", ".join(map(str, severities))
         warnings.warn(
-            f"{what} uses severities other than {expected} for {', '.join(partial)}: not comparable with published "
-            "numbers",
+            f"{what} uses severities other than {', '.join(map(str, SEVERITIES))} for {', '.join(partial)}: not "
+            "comparable with published numbers",
             IncompleteBenchmarkWarning,
             stacklevel=3,
         )
+    return False
 
 
-def _alexnet_sum(
-    corruption: str,
-    severities: Iterable[int],
-    alexnet_err: Mapping[str, float],
-    per_severity: Mapping[str, Sequence[float]],
-) -> float:
-    severities = list(severities)
-    if corruption in per_severity:
-        return sum(per_severity[corruption][s - 1] for s in severities)
-    if set(severities) == set(SEVERITIES) or len(severities) == 0:
-        return alexnet_err[corruption] * len(severities)
-    return _NAN  # a custom table with only means cannot normalise a subset of the severities
+def _alexnet_sum(corruption: str, severities: Iterable[int]) -> float:
+    return sum(ALEXNET_ERR_PER_SEVERITY[corruption][s - 1] for s in severities)
 
 
-def corruption_ces(
-    errors: Errors,
-    corruptions: Sequence[str] | None = None,
-    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
-    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
-) -> dict[str, float]:
-    """AlexNet-normalised corruption errors ``CE_c`` (fractions; 1 = AlexNet) of every corruption with a denominator.
-
-    ``errors`` holds mean errors (``CE = E_c / ALEXNET_ERR[c]``) or per-severity errors (``CE = sum_s E / sum_s
-    E_AlexNet`` over the severities present; equal to the former when all 5 are present).
-    """
-    out = {}
-    for corruption, value in _normalize_errors(errors).items():
-        if corruptions is not None and corruption not in corruptions:
-            continue
-        if corruption not in alexnet_err and corruption not in alexnet_err_per_severity:
-            continue
-        if isinstance(value, Mapping):
-            if not value:
-                continue
-            denominator = _alexnet_sum(corruption, value.keys(), alexnet_err, alexnet_err_per_severity)
-            out[corruption] = sum(value.values()) / denominator
-        else:
-            out[corruption] = float(value) / alexnet_err[corruption]
-    return out
+def corruption_ces(errors: ErrorMatrix) -> dict[str, float]:
+    """AlexNet-normalised corruption errors ``CE_c = sum_s E_sc / sum_s E^AlexNet_sc`` over the severities present
+    (fractions; 1 = AlexNet), for every corruption of the AlexNet table."""
+    return {
+        c: sum(row.values()) / _alexnet_sum(c, row)
+        for c, row in errors.items()
+        if row and c in ALEXNET_ERR_PER_SEVERITY
+    }
 
 
-def mce(
-    errors: Errors,
-    normalize: bool = True,
-    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
-    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
-    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
-    severities: Sequence[int] = SEVERITIES,
-) -> float:
+def mce(errors: ErrorMatrix, normalize: bool = True, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
     """Mean corruption error over ``corruptions`` (default: the 15 benchmark ones), in %.
 
-    ``normalize=True``: AlexNet-normalised mCE (Hendrycks & Dietterich 2019; ImageNet-C only). ``normalize=False``:
-    the plain mean error (:func:`unnormalized_mce`). NaN with a warning if a corruption is missing; a warning if an
-    error matrix lacks some of ``severities`` (the normalised CE then uses AlexNet's errors at the same severities).
+    ``normalize=True``: AlexNet-normalised mCE (Hendrycks & Dietterich 2019; ImageNet-C only), with AlexNet's errors
+    at the severities present (a warning when they are not all 5). ``normalize=False``: the plain mean error
+    (:func:`unnormalized_mce`). NaN with a warning if a corruption is missing.
     """
-    what = "mCE" if normalize else "unnormalised mCE"
-    errors = _normalize_errors(errors)
-    if _missing(errors, corruptions, what):
+    if _missing(errors, corruptions, "mCE" if normalize else "unnormalised mCE"):
         return _NAN
-    _partial_severities(errors, corruptions, what, severities)
     if normalize:
-        ces = corruption_ces(errors, corruptions, alexnet_err, alexnet_err_per_severity)
-        return 100.0 * _mean(ces[c] for c in corruptions)
-    means = _mean_errors({c: errors[c] for c in corruptions})
-    return 100.0 * _mean(means.values())
+        ces = corruption_ces({c: errors[c] for c in corruptions})
+        return 100.0 * _mean(ces.values())
+    return 100.0 * _mean(_mean(errors[c].values()) for c in corruptions)
 
 
-def unnormalized_mce(
-    errors: Errors, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS, severities: Sequence[int] = SEVERITIES
-) -> float:
-    """Mean error over ``corruptions`` x severities, in % (= 100 - mean corruption accuracy). For CIFAR-10/100-C,
-    Tiny-ImageNet-C and (with ``corruptions=MNIST_C_CORRUPTIONS, severities=(1,)``) MNIST-C."""
-    return mce(errors, normalize=False, corruptions=corruptions, severities=severities)
+def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
+    """Mean error over ``corruptions`` x severities, in % (= 100 - mean corruption accuracy): the number of
+    CIFAR-10/100-C, Tiny-ImageNet-C and (``corruptions=MNIST_C_CORRUPTIONS``, one severity) MNIST-C."""
+    return mce(errors, normalize=False, corruptions=corruptions)
 
 
 def relative_mce(
-    errors_per_severity: Errors,
+    errors: ErrorMatrix,
     clean_error: float,
     corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
     alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
-    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
-    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
 ) -> float:
-    """Relative mCE in %: mean over ``corruptions`` of ``sum_s (E_sc - E_clean) / sum_s (A_sc - A_clean)``.
-
-    ``errors_per_severity`` is ``{corruption: {severity: error}}`` (or mean errors, equivalent with all 5 severities),
-    ``clean_error`` the model's clean error, both fractions. NaN with a warning if the clean error or a corruption is
-    missing.
-    """
+    """Relative mCE in %: mean over ``corruptions`` of ``sum_s (E_sc - E_clean) / sum_s (A_sc - A_clean)`` over the
+    severities present; ``clean_error`` is the model's clean error (fraction). NaN with a warning if the clean error or
+    a corruption is missing."""
     if math.isnan(clean_error):
         warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
         return _NAN
-    errors_per_severity = _normalize_errors(errors_per_severity)
-    if _missing(errors_per_severity, corruptions, "relative mCE"):
+    if _missing(errors, corruptions, "relative mCE"):
         return _NAN
-    _partial_severities(errors_per_severity, corruptions, "relative mCE", SEVERITIES)
-    ratios = []
-    for corruption in corruptions:
-        value = errors_per_severity[corruption]
-        if isinstance(value, Mapping):
-            severities = list(value)
-            numerator = sum(value.values()) - clean_error * len(severities)
-        else:
-            severities = list(SEVERITIES)
-            numerator = (float(value) - clean_error) * len(severities)
-        alexnet = _alexnet_sum(corruption, severities, alexnet_err, alexnet_err_per_severity)
-        ratios.append(numerator / (alexnet - alexnet_clean_err * len(severities)))
+    ratios = [
+        (sum(errors[c].values()) - clean_error * len(errors[c]))
+        / (_alexnet_sum(c, errors[c]) - alexnet_clean_err * len(errors[c]))
+        for c in corruptions
+    ]
     return 100.0 * _mean(ratios)
 
 
@@ -297,48 +197,43 @@ def accuracy_without_noise(
     out = {}
     for field in ("top1", "top5"):
         matrix = accuracy_matrix(accuracies, field)
-        if _missing(matrix, kept, f"accuracy w/o noises ({field})"):
-            out[field] = _NAN
-        else:
-            out[field] = _mean(_mean(matrix[c].values()) for c in kept)
+        missing = [c for c in kept if c not in matrix]
+        if missing:
+            warnings.warn(
+                f"accuracy w/o noises ({field}) is NaN: missing {', '.join(missing)}",
+                IncompleteBenchmarkWarning,
+                stacklevel=2,
+            )
+        out[field] = _NAN if missing else _mean(_mean(matrix[c].values()) for c in kept)
     return out
 
 
 def robustness_summary(
-    accuracies: Mapping[str, Mapping[str, Any]],
-    benchmark: str = "imagenet",
-    alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
-    alexnet_err: Mapping[str, float] = ALEXNET_ERR,
-    alexnet_err_per_severity: Mapping[str, Sequence[float]] = ALEXNET_ERR_PER_SEVERITY,
+    accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C
 ) -> dict[str, float]:
     """All robustness numbers of one evaluation as a flat ``{name: float}`` dict (accuracies and errors in %).
 
-    ``benchmark``: ``imagenet`` (released ImageNet-C: AlexNet-normalised ``mce`` and ``relative_mce``), ``cifar``,
-    ``tinyimagenet`` or ``generated`` (in-memory corruptions: unnormalised only, since regenerated data is not the
-    released benchmark), or ``mnist`` (MNIST-C: means over its 15 corruptions; ``identity/s1`` stands in for a
-    missing ``clean``). Keys:
+    ``benchmark`` (:class:`Benchmark`) sets the metric family: ``imagenetc`` AlexNet-normalised ``mce`` and
+    ``relative_mce``; ``mnistc`` means over its 15 corruptions (``identity/s1`` stands in for a missing ``clean``);
+    the others unnormalised numbers over the 15 benchmark corruptions. Keys:
 
     - ``clean_top1``, ``clean_top5``; ``c_top1``, ``c_top5`` (mean over the benchmark corruptions and severities);
-    - ``no_noise_top1``, ``no_noise_top5`` (not for ``mnist``); ``unnormalized_mce``; ``mce``, ``relative_mce``
-      (``imagenet``);
-    - ``s<k>_top1`` (mean over the benchmark corruptions at severity k; not for ``mnist``);
+    - ``no_noise_top1``, ``no_noise_top5`` (not for ``mnistc``); ``unnormalized_mce``; ``mce``, ``relative_mce``
+      (``imagenetc``);
+    - ``s<k>_top1`` (mean over the benchmark corruptions at severity k; not for ``mnistc``);
     - ``<corruption>/top1``, ``<corruption>/top5``, ``<corruption>/ce`` for every corruption evaluated (``ce`` is the
-      AlexNet-normalised CE for ``imagenet``, else the mean error);
-    - ``holdout_top1``, ``holdout_top5``, ``holdout_mce`` (normalised for ``imagenet``, else mean error) when any of
-      the 4 holdout corruptions was evaluated (not for ``mnist``).
+      AlexNet-normalised CE for ``imagenetc``, else the mean error);
+    - ``holdout_top1``, ``holdout_top5``, ``holdout_mce`` (normalised for ``imagenetc``, else mean error) when any of
+      the 4 holdout corruptions was evaluated (not for ``mnistc``).
 
     Values are NaN where undefined (JSON writers emit ``NaN``); incomplete benchmarks warn.
     """
-    if benchmark not in BENCHMARKS:
-        raise RobustnoiseError(f"unknown benchmark {benchmark!r}; valid: {', '.join(BENCHMARKS)}")
-    mnist = benchmark == "mnist"
-    normalized = benchmark == "imagenet"
-    corruptions = MNIST_C_CORRUPTIONS if mnist else BENCHMARK_CORRUPTIONS
-    holdouts = () if mnist else HOLDOUT_CORRUPTIONS
+    bench = Benchmark.parse(benchmark)
+    mnist = bench is Benchmark.MNIST_C
+    normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts
     top1 = accuracy_matrix(accuracies, "top1")
     top5 = accuracy_matrix(accuracies, "top5")
     errors = error_matrix(accuracies, "top1")
-    severities = (1,) if mnist else SEVERITIES
 
     clean_key = "identity/s1" if mnist and "clean" not in accuracies else "clean"
     out: dict[str, float] = {
@@ -357,51 +252,40 @@ def robustness_summary(
             no_noise = accuracy_without_noise(accuracies, corruptions)
             out["no_noise_top1"], out["no_noise_top5"] = no_noise["top1"], no_noise["top5"]
         if normalized:
-            out["mce"] = mce(errors, True, corruptions, alexnet_err, alexnet_err_per_severity)
-            clean = clean_error(accuracies, "top1")
-            args = (corruptions, alexnet_clean_err, alexnet_err, alexnet_err_per_severity)
-            out["relative_mce"] = relative_mce(errors, clean, *args)
-        out["unnormalized_mce"] = unnormalized_mce(errors, corruptions, severities)
+            out["mce"] = mce(errors, True, corruptions)
+            out["relative_mce"] = relative_mce(errors, clean_error(accuracies, "top1"), corruptions)
+        out["unnormalized_mce"] = unnormalized_mce(errors, corruptions)
         if not mnist:
             for severity in SEVERITIES:
                 values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
                 if values:
                     out[f"s{severity}_top1"] = _mean(values)
 
-        ces = corruption_ces(errors, None, alexnet_err, alexnet_err_per_severity) if normalized else {}
-        mean_err = _mean_errors(errors)
+        ces = corruption_ces(errors) if normalized else {}
         for corruption in _ordered(top1, (*corruptions, *holdouts)):
             if mnist and corruption == "identity":
                 continue
             out[f"{corruption}/top1"] = _mean(top1[corruption].values())
             out[f"{corruption}/top5"] = _mean(top5[corruption].values()) if corruption in top5 else _NAN
-            ce = ces.get(corruption, _NAN) if normalized else mean_err[corruption]
+            ce = ces.get(corruption, _NAN) if normalized else _mean(errors[corruption].values())
             out[f"{corruption}/ce"] = 100.0 * ce
 
         if any(c in top1 for c in holdouts):
             out["holdout_top1"] = mean_over(top1, holdouts)
             out["holdout_top5"] = mean_over(top5, holdouts)
-            out["holdout_mce"] = mce(errors, normalized, holdouts, alexnet_err, alexnet_err_per_severity)
+            out["holdout_mce"] = mce(errors, normalized, holdouts)
 
-    _warn_incomplete(
-        benchmark, top1, corruptions, holdouts, severities, normalized and math.isnan(clean_error(accuracies))
-    )
+    _warn_incomplete(bench, top1, normalized and math.isnan(clean_error(accuracies)))
     return out
 
 
-def _warn_incomplete(
-    benchmark: str,
-    top1: Mapping[str, Mapping[int, float]],
-    corruptions: Sequence[str],
-    holdouts: Sequence[str],
-    severities: Sequence[int],
-    no_clean: bool,
-) -> None:
+def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], no_clean: bool) -> None:
+    corruptions, holdouts, severities = bench.corruptions, bench.holdouts, bench.severities
     problems = []
     missing = [c for c in corruptions if c not in top1]
     if missing:
-        nan = "mce, relative_mce, " if benchmark == "imagenet" else ""
-        nan += "no_noise_*, " if benchmark != "mnist" else ""
+        nan = "mce, relative_mce, " if bench.normalized else ""
+        nan += "no_noise_*, " if bench is not Benchmark.MNIST_C else ""
         problems.append(
             f"missing {len(missing)} of the {len(corruptions)} corruptions ({', '.join(missing)}): "
             f"{nan}unnormalized_mce are NaN and c_top1/c_top5 average only the others"
@@ -419,9 +303,7 @@ def _warn_incomplete(
     if no_clean:
         problems.append("relative_mce is NaN: no clean accuracy")
     if problems:
-        warnings.warn(
-            f"{benchmark} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=3
-        )
+        warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=3)
 
 
 def _ordered(names: Iterable[str], canonical: Sequence[str]) -> list[str]:

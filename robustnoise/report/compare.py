@@ -27,36 +27,21 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from robustnoise.report.reporting import (
-    REPORT_JSON,
     Interval,
-    adversarial,
-    adversarial_worst,
-    attack,
-    attack_names,
-    corruption_accuracy,
-    corruptions,
-    eps_directions,
-    eps_star,
-    eps_value,
-    eps_worst,
     fmt,
     format_table,
-    load_report,
     markdown_table,
-    metric,
-    num,
-    run_label,
     seed_interval,
     separated,
-    sigma_accuracies,
     summary_notes,
     summary_table,
 )
+from robustnoise.report.schema import REPORT_JSON, Report, attack_names, eps_directions, num
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
@@ -95,7 +80,7 @@ def expand_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{path}: no such run directory")
         jobs = sorted((d for d in path.iterdir() if (d / REPORT_JSON).is_file()), key=_job_order)
         if not jobs:
-            load_report(path)  # raises the standard "no robustness.json in ..." error
+            Report.load(path)  # raises the standard "no robustness.json in ..." error
         unevaluated = [d.name for d in path.iterdir() if (d / HYDRA_CONFIG).is_file() and d not in jobs]
         if unevaluated:
             skipped = ", ".join(sorted(unevaluated))
@@ -147,9 +132,9 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def run_names(reports: Sequence[Mapping[str, Any]], run_dirs: Sequence[Path], sweep: list[str] | None) -> list[str]:
+def run_names(reports: Sequence[Report], run_dirs: Sequence[Path], sweep: list[str] | None) -> list[str]:
     """Row labels: the run names, made unique with the swept value, else with the directory name."""
-    names = [run_label(r) for r in reports]
+    names = [r.label for r in reports]
     if len(set(names)) < len(names) and sweep is not None:
         names = [f"{n} {s}" for n, s in zip(names, sweep)]
     if len(set(names)) < len(names):
@@ -168,7 +153,7 @@ def _is_seed_override(override: str) -> bool:
     return key in SEED_KEYS or key.startswith("hydra.")
 
 
-def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
+def group_runs(run_dirs: Sequence[Path], reports: Sequence[Report]) -> list[tuple[str, list[int]]]:
     """Runs that differ only in their seed, as ``(label, run indices)`` in order of first appearance.
 
     Two runs are in one group when their ``.hydra/config.yaml`` is equal apart from ``seed`` (runs without one: when
@@ -180,7 +165,7 @@ def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -
         if isinstance(config, dict):
             config = {k: v for k, v in config.items() if k not in SEED_KEYS}
         else:
-            config = {k: report.get(k) for k in ("method", "run_name", "model", "data", "preset", "benchmark")}
+            config = {k: getattr(report, k) for k in ("method", "run_name", "model", "data", "preset", "benchmark")}
         keys.append(json.dumps(config, sort_keys=True, default=str))
     members: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
@@ -191,7 +176,7 @@ def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -
         found = _yaml(Path(run_dirs[indices[0]]) / HYDRA_OVERRIDES)
         overrides.append([str(o) for o in found or [] if not _is_seed_override(str(o))])
     common = set.intersection(*(set(o) for o in overrides)) if overrides else set()
-    labels = [run_label(reports[g[0]]) for g in groups]  # the method (run name) when that tells the groups apart
+    labels = [reports[g[0]].label for g in groups]  # the method (run name) when that tells the groups apart
     if len(set(labels)) < len(labels):
         labels = [" ".join(o for o in own if o not in common) or lab for own, lab in zip(overrides, labels)]
     if len(set(labels)) < len(labels):
@@ -199,23 +184,23 @@ def group_runs(run_dirs: Sequence[Path], reports: Sequence[Mapping[str, Any]]) -
     return list(zip(labels, groups))
 
 
-def grouped_rows(reports: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, Any]]:
+def grouped_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
     """The numbers the grouped table shows: ``(row label, decimals, number of a report)``, rows that some report
     has, in the order clean, mean corruption, sigma sweep, adversarial noise, eps*, attacks, corruptions."""
-    rows: list[tuple[str, int, Any]] = [("clean top-1", 1, lambda r: metric(r, "clean_top1"))]
-    rows.append(("mean corruption top-1", 1, lambda r: metric(r, "c_top1")))
-    for sigma in sorted({s for r in reports for s in sigma_accuracies(r)}):
-        rows.append((f"gaussian sigma {sigma:g}", 1, lambda r, s=sigma: sigma_accuracies(r).get(s, math.nan)))
-    rows.append(("adv. noise top-1, mean", 1, lambda r: adversarial(r)[0]))
-    rows.append(("adv. noise top-1, worst", 1, adversarial_worst))
+    rows: list[tuple[str, int, Any]] = [("clean top-1", 1, lambda r: r.metric("clean_top1"))]
+    rows.append(("mean corruption top-1", 1, lambda r: r.metric("c_top1")))
+    for sigma in sorted({s for r in reports for s in r.gaussian_sigmas}):
+        rows.append((f"gaussian sigma {sigma:g}", 1, lambda r, s=sigma: r.gaussian_sigmas.get(s, math.nan)))
+    rows.append(("adv. noise top-1, mean", 1, lambda r: r.adversarial()[0]))
+    rows.append(("adv. noise top-1, worst", 1, Report.adversarial_worst))
     for direction in eps_directions(reports):
-        rows.append((f"eps* {direction}", 2, lambda r, d=direction: eps_value(r, d)[0]))
-    rows.append(("eps* adversarial, worst", 2, eps_worst))
+        rows.append((f"eps* {direction}", 2, lambda r, d=direction: r.eps_value(d)[0]))
+    rows.append(("eps* adversarial, worst", 2, Report.eps_worst))
     for name in attack_names(reports):
-        rows.append((f"{name} top-1", 1, lambda r, n=name: attack(r, n)[0]))
+        rows.append((f"{name} top-1", 1, lambda r, n=name: r.attack(n)[0]))
     main, holdouts = _all_corruptions(reports)
     for name in main + holdouts:
-        rows.append((name, 1, lambda r, c=name: corruption_accuracy(r, c)))
+        rows.append((name, 1, lambda r, c=name: r.corruption_accuracy(c)))
     return [row for row in rows if any(not math.isnan(num(row[2](r))) for r in reports)]
 
 
@@ -228,7 +213,7 @@ def _cell(interval: Interval, digits: int, above: list[int]) -> str:
     return text + (" >" + ",".join(map(str, above)) if above else "")
 
 
-def grouped_table(reports: Sequence[Mapping[str, Any]], groups: Sequence[tuple[str, list[int]]]) -> str:
+def grouped_table(reports: Sequence[Report], groups: Sequence[tuple[str, list[int]]]) -> str:
     """One row per number, one column per group: the mean over the group's seeds, its interval, and ``>k`` for each
     group k whose interval lies entirely below (markdown)."""
     header = ["", *(f"({k}) {label}, n={len(idx)}" for k, (label, idx) in enumerate(groups, 1))]
@@ -253,21 +238,21 @@ def grouped_notes(groups: Sequence[tuple[str, list[int]]]) -> list[str]:
     ]
 
 
-def _all_corruptions(reports: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+def _all_corruptions(reports: Sequence[Report]) -> tuple[list[str], list[str]]:
     main: list[str] = []
     holdouts: list[str] = []
     for report in reports:
-        m, h = corruptions(report)
+        m, h = report.corruptions()
         main += [c for c in m if c not in main]
         holdouts += [c for c in h if c not in holdouts]
     return main, holdouts
 
 
-def corruption_comparison(reports: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+def corruption_comparison(reports: Sequence[Report], names: Sequence[str]) -> str:
     """Top-1 per corruption (mean over severities), one row per run (markdown)."""
     main, holdouts = _all_corruptions(reports)
     header = ["run", *main, *(f"{h} (holdout)" for h in holdouts)]
-    rows = [[name] + [fmt(corruption_accuracy(r, c)) for c in main + holdouts] for name, r in zip(names, reports)]
+    rows = [[name] + [fmt(r.corruption_accuracy(c)) for c in main + holdouts] for name, r in zip(names, reports)]
     return markdown_table(header, rows)
 
 
@@ -278,7 +263,7 @@ def _csv_number(value: Any) -> str:
 
 def write_csv(
     path: Path,
-    reports: Sequence[Mapping[str, Any]],
+    reports: Sequence[Report],
     names: Sequence[str],
     run_dirs: Sequence[Path],
     sweep: tuple[str, Sequence[Any]] | None = None,
@@ -286,10 +271,10 @@ def write_csv(
     """``comparison.csv``: one row per run; numbers in %, ``nan`` when missing."""
     main, holdouts = _all_corruptions(reports)
     directions = eps_directions(reports)
-    stats = {d: sorted({k for r in reports for k in eps_star(r).get(d, {})}) for d in directions}
+    stats = {d: sorted({k for r in reports for k in r.eps_star.get(d, {})}) for d in directions}
     header = ([sweep[0]] if sweep else []) + ["run", "run_dir", "method", "model", "data", *SUMMARY_KEYS]
     header += [f"eps_star/{d}/{s}" for d in directions for s in stats[d]]
-    sigmas = sorted({s for r in reports for s in sigma_accuracies(r)})
+    sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})
     header += [f"gaussian_sigma/{s:g}/top1" for s in sigmas]
     header += ["adv_noise_mean", "adv_noise_std", "adv_noise_epsilon", "adv_noise_worst"]
     attacks = attack_names(reports)
@@ -300,13 +285,13 @@ def write_csv(
         writer.writerow(header)
         for i, (name, report, run_dir) in enumerate(zip(names, reports, run_dirs)):
             row = ([_show(sweep[1][i]) if sweep[1][i] is not None else ""] if sweep else []) + [name, str(run_dir)]
-            row += [str(report.get(k, "")) for k in ("method", "model", "data")]
-            row += [_csv_number(metric(report, k)) for k in SUMMARY_KEYS]
-            row += [_csv_number(eps_star(report).get(d, {}).get(s)) for d in directions for s in stats[d]]
-            row += [_csv_number(sigma_accuracies(report).get(s)) for s in sigmas]
-            row += [_csv_number(v) for v in (*adversarial(report), adversarial_worst(report))]
-            row += [_csv_number(v) for a in attacks for v in attack(report, a)]
-            row += [_csv_number(corruption_accuracy(report, c)) for c in main + holdouts]
+            row += [str(getattr(report, k) or "") for k in ("method", "model", "data")]
+            row += [_csv_number(report.metric(k)) for k in SUMMARY_KEYS]
+            row += [_csv_number(report.eps_star.get(d, {}).get(s)) for d in directions for s in stats[d]]
+            row += [_csv_number(report.gaussian_sigmas.get(s)) for s in sigmas]
+            row += [_csv_number(v) for v in (*report.adversarial(), report.adversarial_worst())]
+            row += [_csv_number(v) for a in attacks for v in report.attack(a)]
+            row += [_csv_number(report.corruption_accuracy(c)) for c in main + holdouts]
             writer.writerow(row)
 
 
@@ -328,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         run_dirs = expand_run_dirs(args.runs)
-        reports = [load_report(d) for d in run_dirs]
-        baseline = load_report(args.baseline) if args.baseline else None
+        reports = [Report.load(d) for d in run_dirs]
+        baseline = Report.load(args.baseline) if args.baseline else None
     except (FileNotFoundError, ValueError) as err:  # ValueError: a robustness.json that is not JSON
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -374,12 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(grouped_notes(groups)))
         print(f"(per-run tables: {out / COMPARISON_MD})")
 
-    figures = _figures(args, out, reports, names, run_dirs, sweep_values, baseline, groups)
+    figures = _figures(args.sweep_key, out, reports, sweep_values, baseline, groups)
     write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (args.sweep_key, sweep_values) if first else None)
     lines = ["# Robustness comparison", ""]
     lines += [f"- {name}: `{d}`" for name, d in zip(names, run_dirs)]
     if baseline is not None:
-        lines.append(f"- baseline: {run_label(baseline)} (`{args.baseline}`)")
+        lines.append(f"- baseline: {baseline.label} (`{args.baseline}`)")
     lines += ["", "## Seed groups", "", grouped, ""] + [f"- {n}" for n in grouped_notes(groups)]
     lines += ["", "## Summary per run", "", summary, ""] + [f"- {n}" for n in summary_notes(reports)]
     lines += ["", "## Top-1 per corruption (mean over severities)", "", per_corruption, ""]
@@ -392,49 +377,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _figures(
-    args: argparse.Namespace,
+    sweep_key: str | None,
     out: Path,
-    reports: list[dict[str, Any]],
-    names: list[str],
-    run_dirs: list[Path],
+    reports: list[Report],
     sweep_values: list[Any] | None,
-    baseline: dict[str, Any] | None,
+    baseline: Report | None,
     groups: Sequence[tuple[str, list[int]]] = (),
 ) -> list[tuple[str, str]]:
     """Draw the sweep, sigma-sweep and baseline figures; a figure that fails is reported on stderr and skipped."""
-    has_sigmas = any(sigma_accuracies(r) for r in reports)
-    if sweep_values is None and baseline is None and not has_sigmas:
-        return []
-    try:
-        from robustnoise.report import plots
-    except Exception as err:
-        print(f"warning: no figures (cannot import matplotlib: {err})", file=sys.stderr)
-        return []
-    written: list[tuple[str, str]] = []
-    if has_sigmas:
-        try:
-            curves = [(label, [reports[i] for i in idx]) for label, idx in groups]
-            plots.plot_sigma_bands(curves, out / SIGMA_SWEEP_PNG)
-            written.append(("accuracy vs sigma, band over seeds", SIGMA_SWEEP_PNG))
-        except Exception as err:
-            print(f"warning: could not draw {out / SIGMA_SWEEP_PNG}: {err}", file=sys.stderr)
-    if sweep_values is not None:
-        kept = [i for i, v in enumerate(sweep_values) if v is not None]
-        xlabel = args.sweep_key.rsplit(".", 1)[-1]
-        try:
-            if kept:
-                xs = [sweep_values[i] for i in kept]
-                plots.plot_sweep([reports[i] for i in kept], xs, out / SWEEP_PNG, xlabel=xlabel)
-                written.append((f"accuracy vs {args.sweep_key}", SWEEP_PNG))
-        except Exception as err:
-            print(f"warning: could not draw {out / SWEEP_PNG}: {err}", file=sys.stderr)
+    from robustnoise.report import plots
+
+    curves = [(label, [reports[i] for i in idx]) for label, idx in groups]
+    jobs: list[tuple[str, str, Any]] = []
+    if any(r.gaussian_sigmas for r in reports):
+        jobs.append(
+            ("accuracy vs sigma, band over seeds", SIGMA_SWEEP_PNG, lambda p: plots.plot_sigma_bands(curves, p))
+        )
+    kept = [i for i, v in enumerate(sweep_values or []) if v is not None]
+    if sweep_key and kept:
+        runs, xs, xlabel = [reports[i] for i in kept], [sweep_values[i] for i in kept], sweep_key.rsplit(".", 1)[-1]
+        jobs.append((f"accuracy vs {sweep_key}", SWEEP_PNG, lambda p: plots.plot_sweep(runs, xs, p, xlabel=xlabel)))
     if baseline is not None:
-        try:
-            plots.plot_groups([(label, [reports[i] for i in idx]) for label, idx in groups], out / GROUPS_PNG)
-            written.append(("clean, corruption, adversarial noise and eps* per group, with the baseline", GROUPS_PNG))
-        except Exception as err:
-            print(f"warning: could not draw {out / GROUPS_PNG}: {err}", file=sys.stderr)
-    return written
+        caption = "clean, corruption, adversarial noise and eps* per group, with the baseline"
+        jobs.append((caption, GROUPS_PNG, lambda p: plots.plot_groups(curves, p)))
+    return plots.draw(jobs, out, lambda message: print(f"warning: {message}", file=sys.stderr))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from robustnoise.report.reporting import (
-    adversarial,
-    adversarial_worst,
-    corruption_accuracy,
-    corruptions,
-    eps_directions,
-    eps_value,
-    eps_worst,
-    metric,
-    num,
-    run_label,
     seed_interval,
     severity_label,
-    severity_matrix,
-    sigma_accuracies,
 )
+from robustnoise.report.schema import Report, eps_directions, num
 
 DPI = 100
 
@@ -52,14 +41,27 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _subtitle(report: Mapping[str, Any]) -> str:
-    parts = [f"{k} {report[k]}" for k in ("method", "model", "data") if report.get(k) is not None]
+def _subtitle(report: Report) -> str:
+    parts = [f"{k} {v}" for k, v in (("method", report.method), ("model", report.model), ("data", report.data)) if v]
     return ", ".join(parts)
 
 
-def _title(report: Mapping[str, Any], what: str) -> str:
+def _title(report: Report, what: str) -> str:
     sub = _subtitle(report)
-    return f"{run_label(report)}: {what}" + (f"\n({sub})" if sub else "")
+    return f"{report.label}: {what}" + (f"\n({sub})" if sub else "")
+
+
+def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn: Callable[[str], Any]) -> list:
+    """Best effort: each ``(caption, file name, draw(path))`` of ``jobs`` into ``out``; a figure that fails is passed
+    to ``warn`` and left out. Returns ``(caption, file name)`` of those written."""
+    written = []
+    for caption, name, job in jobs:
+        try:
+            job(out / name)
+            written.append((caption, name))
+        except Exception as err:
+            warn(f"could not draw {out / name}: {err}")
+    return written
 
 
 MIN_SPAN = 10.0
@@ -84,11 +86,11 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
+def plot_severity_curves(report: Report, path: str | Path) -> Path:
     """Top-1 accuracy against severity: one line per corruption (holdouts dashed), their mean (thick black) and
     the clean accuracy (dashed grey line)."""
-    matrix = severity_matrix(report)
-    main, holdouts = corruptions(report)
+    matrix = report.matrix()
+    main, holdouts = report.corruptions()
     names = [n for n in main + holdouts if n in matrix]
     severities = sorted({s for row in matrix.values() for s in row})
     if len(severities) == 1:  # MNIST-C: one severity, so a curve would be a column of dots
@@ -110,7 +112,7 @@ def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
         values += [float(m) for m in means]
         label = "mean" if not holdouts else "mean (w/o holdouts)"
         ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
-    clean = metric(report, "clean_top1")
+    clean = report.metric("clean_top1")
     if not math.isnan(clean):
         values.append(clean)
         ax.axhline(clean, ls="--", color="0.45", lw=1.5, label=f"clean ({clean:.1f})", zorder=4)
@@ -128,7 +130,7 @@ def plot_severity_curves(report: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def _plot_one_severity(
-    report: Mapping[str, Any],
+    report: Report,
     matrix: Mapping[str, Mapping[int, float]],
     names: Sequence[str],
     holdouts: Sequence[str],
@@ -146,7 +148,7 @@ def _plot_one_severity(
     ax = fig.add_subplot()
     colours = ["tab:blue" if n not in holdouts else "tab:gray" for n in names] + (["black"] if bench else [])
     ax.bar(range(len(ys)), ys, color=colours)
-    clean = metric(report, "clean_top1")
+    clean = report.metric("clean_top1")
     if not math.isnan(clean):
         ax.axhline(clean, ls="--", color="0.45", lw=1.5, label=f"clean ({clean:.1f})")
         ax.legend(loc="lower right", fontsize=8)
@@ -160,12 +162,12 @@ def _plot_one_severity(
     return save_figure(fig, path)
 
 
-def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
+def plot_heatmap(report: Report, path: str | Path) -> Path:
     """Corruption x severity top-1 accuracy as an annotated heatmap, with the mean per corruption (last column; not
     with a single severity, where it would repeat it) and per severity (last row). The colour scale is 0..100 for
     every run, so that runs compare by colour and a one-image difference looks like one."""
-    matrix = severity_matrix(report)
-    main, holdouts = corruptions(report)
+    matrix = report.matrix()
+    main, holdouts = report.corruptions()
     names = [n for n in main + holdouts if n in matrix]
     severities = sorted({s for row in matrix.values() for s in row})
     bench = [n for n in main if n in matrix]
@@ -175,7 +177,7 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
         for j, s in enumerate(severities):
             data[i, j] = matrix[name].get(s, np.nan)
         if mean_column:
-            data[i, -1] = corruption_accuracy(report, name)
+            data[i, -1] = report.corruption_accuracy(name)
     if bench:
         rows = [names.index(n) for n in bench]
         with np.errstate(all="ignore"):
@@ -212,31 +214,31 @@ def plot_heatmap(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_xticks(range(len(col_labels)), col_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
     ax.set_xlabel("severity")
-    clean = metric(report, "clean_top1")
+    clean = report.metric("clean_top1")
     clean_text = f", clean {clean:.1f}" if not math.isnan(clean) else ""
     ax.set_title(_title(report, f"top-1 accuracy (%) per corruption and severity{clean_text}"), fontsize=11)
     return save_figure(fig, path)
 
 
 def plot_corruption_bars(
-    report: Mapping[str, Any],
-    baseline_report: Mapping[str, Any],
+    report: Report,
+    baseline_report: Report,
     path: str | Path,
     names: tuple[str, str] | None = None,
 ) -> Path:
     """Per-corruption top-1 accuracy (mean over severities) of the run next to a baseline run, plus the clean and
     mean-corruption accuracy; the difference run - baseline is written above each pair."""
-    run_name, base_name = names or (run_label(report), run_label(baseline_report, "baseline"))
+    run_name, base_name = names or (report.label, baseline_report.label)
     if run_name == base_name:
         run_name, base_name = f"{run_name} (run)", f"{base_name} (baseline)"
-    main_r, hold_r = corruptions(report)
-    main_b, hold_b = corruptions(baseline_report)
+    main_r, hold_r = report.corruptions()
+    main_b, hold_b = baseline_report.corruptions()
     main = main_r + [n for n in main_b if n not in main_r]
     holdouts = hold_r + [n for n in hold_b if n not in hold_r]
     labels = ["clean", "mean-C"] + main + [f"{n}\n(holdout)" for n in holdouts]
 
-    def values(r: Mapping[str, Any]) -> list[float]:
-        return [metric(r, "clean_top1"), metric(r, "c_top1")] + [corruption_accuracy(r, n) for n in main + holdouts]
+    def values(r: Report) -> list[float]:
+        return [r.metric("clean_top1"), r.metric("c_top1")] + [r.corruption_accuracy(n) for n in main + holdouts]
 
     ours, theirs = values(report), values(baseline_report)
     x = np.arange(len(labels))
@@ -267,10 +269,10 @@ def plot_corruption_bars(
 
 
 GROUP_ACCURACIES: tuple[tuple[str, Any], ...] = (
-    ("clean", lambda r: metric(r, "clean_top1")),
-    ("mean corruption", lambda r: metric(r, "c_top1")),
-    ("adv. noise, mean", lambda r: adversarial(r)[0]),
-    ("adv. noise, worst", adversarial_worst),
+    ("clean", lambda r: r.metric("clean_top1")),
+    ("mean corruption", lambda r: r.metric("c_top1")),
+    ("adv. noise, mean", lambda r: r.adversarial()[0]),
+    ("adv. noise, worst", Report.adversarial_worst),
 )
 
 
@@ -295,15 +297,15 @@ def _grouped_bars(
     return ends
 
 
-def plot_groups(groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: str | Path) -> Path:
+def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
     """One chart comparing groups of runs (``(label, reports of its seeds)``, a baseline among them): clean, mean
     corruption and adversarial-noise top-1 (mean and worst generator) on one 0-100 axis, and eps* (median l2 norm,
     not a percentage) on a second panel; bars are the means over seeds, error bars their interval
     (:func:`seed_interval`). One axis per panel for every group, so that the groups compare by bar height."""
     everyone = [r for _, reports in groups for r in reports]
     accuracy = [(n, f) for n, f in GROUP_ACCURACIES if any(not math.isnan(num(f(r))) for r in everyone)]
-    eps = [(f"eps* {d}", lambda r, d=d: eps_value(r, d)[0]) for d in eps_directions(everyone)]
-    eps += [("eps* adv., worst", eps_worst)] if any(not math.isnan(eps_worst(r)) for r in everyone) else []
+    eps = [(f"eps* {d}", lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(everyone)]
+    eps += [("eps* adv., worst", Report.eps_worst)] if any(not math.isnan(r.eps_worst()) for r in everyone) else []
     fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
     axes = fig.subplots(1, 2, width_ratios=[max(len(accuracy), 1), max(len(eps), 1)]) if eps else [fig.add_subplot()]
     _grouped_bars(axes[0], accuracy, groups, 1)
@@ -325,7 +327,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path:
         bbox_to_anchor=(0.5, 1.0),
         frameon=False,
     )
-    data = sorted({str(r["data"]) for r in everyone if r.get("data") is not None})
+    data = sorted({str(r.data) for r in everyone if r.data is not None})
     fig.suptitle(
         "comparison: mean over seeds, error bar = seed interval" + (f" ({', '.join(data)})" if data else ""),
         y=1.12 + 0.05 * ((len(groups) - 1) // 3),
@@ -353,7 +355,7 @@ def _band(
 
 
 def plot_sweep(
-    reports: Sequence[Mapping[str, Any]],
+    reports: Sequence[Report],
     xs: Sequence[Any],
     path: str | Path,
     xlabel: str = "sigma",
@@ -378,10 +380,10 @@ def plot_sweep(
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
     series: list[tuple[str, Any, str, str, str]] = [
-        ("clean", lambda r: metric(r, "clean_top1"), "tab:blue", "o", "-"),
-        ("mean corruption", lambda r: metric(r, "c_top1"), "tab:red", "s", "-"),
-        ("w/o noises", lambda r: metric(r, "no_noise_top1"), "tab:green", "^", "--"),
-        ("adv. noise", lambda r: adversarial(r)[0], "tab:purple", "D", ":"),
+        ("clean", lambda r: r.metric("clean_top1"), "tab:blue", "o", "-"),
+        ("mean corruption", lambda r: r.metric("c_top1"), "tab:red", "s", "-"),
+        ("w/o noises", lambda r: r.metric("no_noise_top1"), "tab:green", "^", "--"),
+        ("adv. noise", lambda r: r.adversarial()[0], "tab:purple", "D", ":"),
     ]
     values: list[float] = []
     for label, value, colour, marker, style in series:
@@ -399,30 +401,30 @@ def plot_sweep(
     if values:
         ax.legend(fontsize=9, loc="best")
     if title is None:
-        runs = sorted({run_label(r) for r in reports})
+        runs = sorted({r.label for r in reports})
         shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-        data = sorted({str(r["data"]) for r in reports if r.get("data") is not None})
+        data = sorted({str(r.data) for r in reports if r.data is not None})
         title = f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else "")
     ax.set_title(title, fontsize=11)
     return save_figure(fig, path)
 
 
-def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: str | Path) -> Path:
+def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
     """Top-1 under ``clip(x + sigma n)`` against sigma (Rusak et al. 2020, Fig. 2's axis), one curve per
     ``(label, reports of its seeds)``: the mean over the seeds and their interval as a band."""
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
     values: list[float] = []
     for (label, reports), colour in zip(curves, _colours(len(curves))):
-        sigmas = sorted({s for r in reports for s in sigma_accuracies(r)})
-        per_x = [[sigma_accuracies(r).get(s, math.nan) for r in reports] for s in sigmas]
+        sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})
+        per_x = [[r.gaussian_sigmas.get(s, math.nan) for r in reports] for s in sigmas]
         values += _band(ax, sigmas, per_x, colour, f"{label} (n={len(reports)})", marker="o", markersize=4)
     ax.set_ylim(*_limits(values))
     ax.set_xlabel("sigma of the Gaussian noise")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="best")
-    data = sorted({str(r["data"]) for _, rs in curves for r in rs if r.get("data") is not None})
+    data = sorted({str(r.data) for _, rs in curves for r in rs if r.data is not None})
     ax.set_title("accuracy under clip(x + sigma n): mean and seed interval" + (f" ({', '.join(data)})" if data else ""))
     return save_figure(fig, path)
 

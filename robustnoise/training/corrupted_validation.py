@@ -119,18 +119,19 @@ class CorruptedValidation(Callback):
         pl_module.log_dict(metrics, on_epoch=True, sync_dist=True)
 
 
-def corrupted_validation(cfg: Any, eval_cfg: Any, batch_size: int) -> CorruptedValidation | None:
-    """The callback from ``eval.during_training`` (None when ``every_n_epochs`` is 0 or null)."""
+def corrupted_validation(cfg: Any, eval_cfg: Any, batch_size: int, preset: str) -> CorruptedValidation | None:
+    """The callback from ``eval.during_training`` (None when ``every_n_epochs`` is 0 or null), corrupting with the
+    final evaluation's ``preset``."""
     if not cfg or not cfg.get("every_n_epochs"):
         return None
-    corruptions = cfg.get("corruptions") or default_corruptions(eval_cfg.corruptions, eval_cfg.preset)
+    corruptions = cfg.get("corruptions") or default_corruptions(eval_cfg.corruptions, preset)
     available = sorted(eval_cfg.severities or [3])
     severities = cfg.get("severities") or [available[len(available) // 2]]  # the middle severity
     return CorruptedValidation(
         every_n_epochs=cfg.every_n_epochs,
         corruptions=list(corruptions),
         severities=list(severities),
-        preset=eval_cfg.preset,
+        preset=preset,
         max_images=cfg.max_images,
         seed=eval_cfg.seed,
         batch_size=batch_size,
