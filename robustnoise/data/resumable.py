@@ -8,14 +8,14 @@ a plain shuffled ``DataLoader`` would start a new, different permutation instead
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from robustnoise.utils.errors import ConfigError
-from robustnoise.utils.seeding import Purpose, derive_seed
+from robustnoise.utils.seeding import derive_seed
 
 
 class ResumableSampler(DistributedSampler):
@@ -83,18 +83,18 @@ def resumable_loader(
 
 class ShuffledPasses:
     """Endless batches of shuffled passes over ``dataset`` (this rank's share of each; the order of pass ``p`` is a
-    function of ``(seed, purpose, p)``) whose state is the number of batches drawn: a resumed run draws exactly the
+    ``seed_of_pass(p)``) whose state is the number of batches drawn: a resumed run draws exactly the
     batches an uninterrupted one would (ANT's restart batches, ``robustnoise.training.exact_resume``). Its loaders
     have their own generator: creating one never draws from the global RNG."""
 
     def __init__(
-        self, dataset: Dataset, batch_size: int, seed: int, purpose: Purpose, num_replicas: int = 1, rank: int = 0,
-        num_workers: int = 0,
+        self, dataset: Dataset, batch_size: int, seed_of_pass: Callable[[int], int], num_replicas: int = 1,
+        rank: int = 0, num_workers: int = 0,
     ) -> None:  # fmt: skip
         self.per_pass = len(dataset) // (batch_size * num_replicas)
         if self.per_pass == 0:
             raise ConfigError(f"the training set is smaller than one batch ({batch_size} x {num_replicas} ranks)")
-        self.dataset, self.batch_size, self.seed, self.purpose = dataset, batch_size, seed, purpose
+        self.dataset, self.batch_size, self.seed_of_pass = dataset, batch_size, seed_of_pass
         self.num_replicas, self.rank, self.num_workers = num_replicas, rank, num_workers
         self.batches, self._iter = 0, None
 
@@ -104,7 +104,7 @@ class ShuffledPasses:
     def __next__(self) -> Any:
         if self._iter is None:
             pass_index, offset = divmod(self.batches, self.per_pass)
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, self.purpose, pass_index))
+            gen = torch.Generator().manual_seed(self.seed_of_pass(pass_index))
             order = torch.randperm(len(self.dataset), generator=gen)[self.rank :: self.num_replicas]
             order = order[offset * self.batch_size : self.per_pass * self.batch_size].tolist()
             workers = self.num_workers

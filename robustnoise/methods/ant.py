@@ -226,10 +226,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         hp = self.hparams
         self.restarts += 1
         self.last_restart.fill_(int(self.iteration))
-        with torch.no_grad():  # the same module (its DDP wrapper and optimiser keep pointing at it)
-            fresh = self._new_generator_seeded(int(self.restarts))
-            for target, source in zip(self.generator.parameters(), fresh.parameters()):
-                target.copy_(source)
+        self._reinitialise_generator()
         self._reset_generator_optimizer(hp.restart_lr)
         batches = ((x.to(self.device), y.to(self.device)) for x, y, *_ in self.resume_streams()["ant_restart"])
         net, opt, name = self.trainable("generator"), self.optimizers()[1], f"ANT restart {int(self.restarts)}"
@@ -250,6 +247,13 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
         self.restart_sample = {"x": x[:16], "params": params, "epsilon": float(self.epsilon)}
 
+    @torch.no_grad()
+    def _reinitialise_generator(self) -> None:
+        """Fresh weights in the same module (its DDP wrapper and optimiser keep pointing at it)."""
+        fresh = self._new_generator_seeded(int(self.restarts))
+        for target, source in zip(self.generator.parameters(), fresh.parameters()):
+            target.copy_(source)
+
     def _reset_generator_optimizer(self, lr: float) -> None:
         """A fresh Adam: empty moments and the given learning rate (same optimiser object, so checkpoints keep it)."""
         opt = self.optimizers()[1].optimizer
@@ -265,8 +269,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             if getattr(datamodule, "train_set", None) is None:
                 raise ConfigError("ANT restarts need a DataModule with a train_set (robustnoise.data)")
             self.restart_data = ShuffledPasses(
-                datamodule.train_set, datamodule.batch_size, run_seed(), "ant_restart_order", self.trainer.world_size,
-                self.global_rank, datamodule.num_workers,
+                datamodule.train_set, datamodule.batch_size, lambda p: derive_seed(run_seed(), "ant_restart_order", p),
+                self.trainer.world_size, self.global_rank, datamodule.num_workers,
             )  # fmt: skip
         return {"ant_restart": self.restart_data}
 
