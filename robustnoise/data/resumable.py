@@ -98,6 +98,17 @@ class ShuffledPasses:
         self.num_replicas, self.rank, self.num_workers = num_replicas, rank, num_workers
         self.batches, self._iter = 0, None
 
+    @classmethod
+    def of_training_set(cls, trainer: Any, seed_of_pass: Callable[[int], int]) -> ShuffledPasses:
+        """Over the training set of ``trainer``'s DataModule, with its batch size and workers, this rank's share."""
+        datamodule = trainer.datamodule
+        if getattr(datamodule, "train_set", None) is None:
+            raise ConfigError("ANT restarts need a DataModule with a train_set (robustnoise.data)")
+        return cls(
+            datamodule.train_set, datamodule.batch_size, seed_of_pass, trainer.world_size, trainer.global_rank,
+            datamodule.num_workers,
+        )  # fmt: skip
+
     def __iter__(self) -> ShuffledPasses:
         return self
 

@@ -31,7 +31,6 @@ batches by ``robustnoise.training.exact_resume`` (``resume_streams``).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from typing import Any
@@ -46,6 +45,7 @@ from robustnoise.methods.gnt import noise_levels
 from robustnoise.noise import NoiseGenerator, project_to_sphere
 from robustnoise.noise.adversarial import generator_step, train_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
+from robustnoise.training.restart_schedule import restart_schedule_warning
 from robustnoise.utils.errors import ConfigError, is_number
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -265,13 +265,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         """The restart batches: a separate shuffled pass over the (clean) training set, as the reference's retrain
         loader, resumable (``robustnoise.training.exact_resume``)."""
         if self.restart_data is None:
-            datamodule = self.trainer.datamodule
-            if getattr(datamodule, "train_set", None) is None:
-                raise ConfigError("ANT restarts need a DataModule with a train_set (robustnoise.data)")
-            self.restart_data = ShuffledPasses(
-                datamodule.train_set, datamodule.batch_size, lambda p: derive_seed(run_seed(), "ant_restart_order", p),
-                self.trainer.world_size, self.global_rank, datamodule.num_workers,
-            )  # fmt: skip
+            seeds = lambda p: derive_seed(run_seed(), "ant_restart_order", p)  # noqa: E731  (one order per pass)
+            self.restart_data = ShuffledPasses.of_training_set(self.trainer, seeds)
         return {"ant_restart": self.restart_data}
 
     def _snapshot(self, kind: str) -> None:
@@ -286,29 +281,3 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.pool = list(checkpoint.get("replay_pool", []))
-
-
-MIN_TRAINED_RESTARTS = 2
-"""Restarts a run needs against a classifier that has learnt something: after its first epoch when it starts from
-scratch (the restart at the start then trains against random weights), any restart when it starts from weights (as
-the papers, which fine-tune)."""
-
-
-def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pretrained: bool) -> str | None:
-    """A one-line warning when ``max_epochs`` leaves fewer than :data:`MIN_TRAINED_RESTARTS` such restarts, with the
-    numbers and what to change; None when the schedule is fine. Restarts happen every ``interval`` iterations."""
-    first = 0 if pretrained else per_epoch  # iterations before a restart counts
-
-    def trained(iterations: int) -> int:
-        return sum(1 for it in range(interval, iterations, interval) if it >= first)
-
-    if (count := trained(max_epochs * per_epoch)) >= MIN_TRAINED_RESTARTS:
-        return None
-    needed = next(e for e in itertools.count(max_epochs) if trained(e * per_epoch) >= MIN_TRAINED_RESTARTS)
-    return (
-        f"ANT: trainer.max_epochs={max_epochs} with a restart every {interval / per_epoch:g} epochs ({interval} "
-        f"iterations) gives {count} generator restart(s) against a classifier that has trained "
-        f"{'at all' if pretrained else 'an epoch'}; the recipe needs >= {MIN_TRAINED_RESTARTS} (otherwise the replayed "
-        f"generators were trained against an untrained classifier and ANT can end below vanilla): use "
-        f"trainer.max_epochs>={needed} or a smaller method.restart_every"
-    )
