@@ -25,8 +25,7 @@ Paper vs reference code (bethgelab/game-of-noise), each a config option:
   standard ANT batch whose last clean rows are replaced by stylized images (``stylized_split: reference``);
 - adaptive epsilon that keeps about ``target_error`` of the noisy images misclassified (authors' suggestion; off).
 
-The noise figures of every restart are drawn by ``robustnoise.report.training_figures``; exact resume of the restart
-batches by ``robustnoise.training.exact_resume`` (``resume_streams``).
+Figures: ``robustnoise.report.training_figures``; exact resume of the restart batches: ``resume_streams``.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from robustnoise.methods.gnt import noise_levels
 from robustnoise.noise import NoiseGenerator, project_to_sphere
 from robustnoise.noise.adversarial import generator_step, train_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.training.restart_schedule import restart_schedule_warning
+from robustnoise.training.restart_schedule import warn_about_restart_schedule
 from robustnoise.utils.errors import ConfigError, is_number
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -209,11 +208,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         return max(1, round(self.hparams.restart_every * (per_epoch if math.isfinite(per_epoch) else 1000)))
 
     def on_train_start(self) -> None:
-        per_epoch, epochs = self.trainer.num_training_batches, self.trainer.max_epochs
-        if self.trainer.is_global_zero and math.isfinite(per_epoch) and epochs and epochs > 0:
-            pretrained = bool(self.hparams.model.get("weights"))
-            if message := restart_schedule_warning(self.restart_interval(), int(per_epoch), epochs, pretrained):
-                log.warning("%s", message)
+        warn_about_restart_schedule(self.trainer, self.restart_interval(), bool(self.hparams.model.get("weights")))
 
     def _restart_due(self) -> bool:
         it, last = int(self.iteration), int(self.last_restart)

@@ -55,7 +55,6 @@ class AugmentedTraining(RobustClassifierModule):
         if not 0.0 <= deepaugment["p"] <= 1.0:
             raise ConfigError(f"deepaugment.p must lie in [0, 1], got {deepaugment['p']}")
         super().__init__(**kwargs)
-        self.save_hyperparameters("augmix", "deepaugment")
         self.augmix = None
         if augmix["enabled"]:
             keys = ("severity", "mixture_width", "chain_depth", "alpha", "all_ops")

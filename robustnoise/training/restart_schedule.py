@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import math
+
+import pytorch_lightning as pl
+
+log = logging.getLogger("robustnoise.methods.ant")  # the warning is ANT's
 
 MIN_TRAINED_RESTARTS = 2
 """Restarts a run needs against a classifier that has learnt something: after its first epoch when it starts from
@@ -28,3 +34,12 @@ def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pre
         f"generators were trained against an untrained classifier and ANT can end below vanilla): use "
         f"trainer.max_epochs>={needed} or a smaller method.restart_every"
     )
+
+
+def warn_about_restart_schedule(trainer: pl.Trainer, interval: int, pretrained: bool) -> None:
+    """Log :func:`restart_schedule_warning` for ``trainer``'s schedule (rank zero, when the epoch length is known)."""
+    per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
+    if not (trainer.is_global_zero and math.isfinite(per_epoch) and epochs and epochs > 0):
+        return
+    if message := restart_schedule_warning(interval, int(per_epoch), epochs, pretrained):
+        log.warning("%s", message)
