@@ -19,7 +19,9 @@ from robustnoise.data import ClassificationDataModule
 from robustnoise.eval.evaluate import check_eval_config, checkpoint_overrides, evaluate_robustness, generated_preset
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.report.plots import log_image_file, plot_training_curves
+from robustnoise.report.training_figures import TrainingFigures
 from robustnoise.training.corrupted_validation import corrupted_validation
+from robustnoise.training.exact_resume import ExactResume
 from robustnoise.utils import launch
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
@@ -138,7 +140,9 @@ def build_method(cfg: DictConfig, datamodule: ClassificationDataModule, **overri
 
 
 def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks: list | None = None) -> pl.Trainer:
-    callbacks = instantiate_dict(cfg.get("callbacks")) if with_callbacks else []
+    """The Trainer of ``cfg.trainer``; for training (``with_callbacks``) with the configured callbacks, exact resume
+    and the training figures."""
+    callbacks = [*instantiate_dict(cfg.get("callbacks")), ExactResume(), TrainingFigures()] if with_callbacks else []
     callbacks += extra_callbacks or []
     loggers = instantiate_dict(prepare_loggers(cfg))
     if not loggers:  # nothing to monitor learning rates into (logger=none, debug=fdr)

@@ -13,9 +13,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import robustnoise.utils.strategies  # noqa: E402,F401  (registers ddp_per_network)
+import robustnoise.training.ddp  # noqa: E402,F401  (registers ddp_per_network)
 from robustnoise.data import DigitsDataModule  # noqa: E402
 from robustnoise.methods.configs import method_from_yaml  # noqa: E402
+from robustnoise.training.exact_resume import ExactResume  # noqa: E402
 
 DATA = {"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]}
 COMMON = {"scheduler": {"name": "none"}, "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}}
@@ -60,6 +61,7 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=str(out),
+        callbacks=[ExactResume()],  # each rank its own noise stream
     )
     trainer.fit(method, datamodule=DigitsDataModule(batch_size=32))
     state = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from robustnoise.methods.ada import AdversarialAugment, image_ssim, ssim_guard
 from robustnoise.methods.augmented import AugmentedTraining
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.train import build_method, build_trainer, run
+from robustnoise.training.exact_resume import ExactResume
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate
 
@@ -254,12 +256,18 @@ def test_on_the_fly_deepaugment_generator_state_travels_with_the_checkpoint(tmp_
     trainer = pl.Trainer(
         max_steps=2, limit_val_batches=0, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+        callbacks=[ExactResume()],
     )  # fmt: skip
     trainer.fit(method, datamodule=DigitsDataModule(batch_size=8))
     trainer.save_checkpoint(tmp_path / "a.ckpt")
     torch.manual_seed(1)  # a different random init: nothing below may come from the constructor
     restored = method_from_yaml("deepaugment", DATA, MODEL, optimizer=OPT, deepaugment=deepaugment)
-    restored.on_load_checkpoint(torch.load(tmp_path / "a.ckpt", weights_only=True))
+    ckpt = torch.load(tmp_path / "a.ckpt", weights_only=True)
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("deepaugment.distorted.")}
+    restored.load_state_dict(state, strict=False)  # the clean EDSR; the distorted one must come from the draws
+    resume, rank0 = ExactResume(), SimpleNamespace(global_rank=0)
+    resume.on_load_checkpoint(rank0, restored, ckpt)
+    resume.on_train_batch_start(rank0, restored, None, 0)  # where a resumed run applies it
     assert torch.equal(restored.deepaugment.generator.get_state(), method.deepaugment.generator.get_state())
     assert restored.deepaugment.sampled
     # the distorted network is rebuilt from this rank's own draws (the saved state dict holds rank zero's)

@@ -15,6 +15,8 @@ from robustnoise.data.stylized import StylizedDataModule
 from robustnoise.methods.ant import AdversarialNoiseTraining
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.noise import l2_norm
+from robustnoise.report.training_figures import TrainingFigures
+from robustnoise.training.exact_resume import ExactResume
 from robustnoise.utils.errors import ConfigError
 
 DATA = {"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]}
@@ -36,6 +38,7 @@ def make_ant(**kwargs) -> AdversarialNoiseTraining:
 
 def trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
     options = dict(
+        callbacks=[ExactResume(), TrainingFigures()],
         max_epochs=1,
         accelerator="cpu",
         logger=False,
@@ -121,7 +124,7 @@ def test_restarts_replace_the_generator_and_the_replay_pool_grows(tmp_path):
     method = make_ant(restart_every=2, restart_steps=3)
     attach(method, tmp_path, batches=6)
     assert int(method.restarts) == 3 and len(method.pool) == 3  # restarts before iterations 0, 2 and 4
-    assert int(method.restart_batches) == 3 * 3  # restart steps only: the figures reuse a restart batch
+    assert method.restart_data.batches == 3 * 3  # restart steps only: the figures reuse a restart batch
     assert [s["restart"] for s in method.pool] == [1, 2, 3]
     opt = method.optimizers()[1].optimizer
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # fresh Adam at noise_lr after the restart

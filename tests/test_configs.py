@@ -82,7 +82,7 @@ def test_strategy_follows_the_method_only_with_several_devices(make_cfg):
 
 def test_gnt_sweep_value_reaches_the_module(make_cfg):
     cfg = make_cfg("method=gnt", "method.sigma=0.3")
-    assert build_method(cfg, instantiate(cfg.data)).sigmas == [0.3]
+    assert build_method(cfg, instantiate(cfg.data)).levels == [0.3]
 
 
 @pytest.mark.parametrize("eval_option", options("eval"))

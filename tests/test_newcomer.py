@@ -13,13 +13,13 @@ from omegaconf import OmegaConf
 
 from robustnoise.data import DigitsDataModule
 from robustnoise.eval.suite import flat_metrics
-from robustnoise.methods.ant import MIN_TRAINED_RESTARTS, restart_schedule_warning
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.metrics import robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.report import plots, reporting
 from robustnoise.report.reporting import format_table, write_report
 from robustnoise.report.schema import Report
+from robustnoise.training.restart_schedule import MIN_TRAINED_RESTARTS, restart_schedule_warning
 from robustnoise.utils import progress as progress_module
 from tests.conftest import compose_config
 

@@ -24,6 +24,7 @@ import torch
 from robustnoise.data.resumable import resumable_loader
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.train import run as train
+from robustnoise.training.exact_resume import ExactResume
 from robustnoise.utils.checkpoints import TEMP_MARK, AtomicCheckpointIO, OnExceptionCheckpoint
 from robustnoise.utils.errors import CheckpointError, ConfigError
 from robustnoise.utils.resolvers import comparable_overrides, find_resumable_run
@@ -279,12 +280,14 @@ def test_rng_states_are_owned_and_checked_before_they_are_applied():
     # torch.set_rng_state does not handle (a segfault in torch 2.14)
     view = torch.stack([other, wanted]).unbind(0)[1]
     assert view.storage_offset() > 0
-    method.on_load_checkpoint({"rng_state": {"torch_per_rank": [view]}})
+    resume, trainer = ExactResume(), SimpleNamespace(global_rank=0)
+    resume.on_load_checkpoint(trainer, method, {"rng_state": {"torch_per_rank": [view]}})
+    resume.on_train_batch_start(trainer, method, None, 0)  # applied right before the first batch after a resume
     assert torch.equal(torch.get_rng_state(), wanted)
 
     for bad in (wanted.float(), wanted[:100], "state"):
         with pytest.raises(CheckpointError, match=r"rank 0's CPU RNG state is not a valid RNG state \(.*, expected"):
-            method.on_load_checkpoint({"rng_state": {"torch_per_rank": [bad]}})
+            resume.on_load_checkpoint(trainer, method, {"rng_state": {"torch_per_rank": [bad]}})
 
 
 def test_on_exception_checkpoint_only_with_training_progress(tmp_path):

@@ -8,12 +8,13 @@ a plain shuffled ``DataLoader`` would start a new, different permutation instead
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed
 
 
@@ -78,3 +79,57 @@ def resumable_loader(
     """A shuffled training loader that resumes exactly (``kwargs``: num_workers, pin_memory, ...)."""
     sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
     return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+
+
+class ShuffledPasses:
+    """Endless batches of shuffled passes over ``dataset`` (this rank's share of each; the order of pass ``p`` is a
+    ``seed_of_pass(p)``) whose state is the number of batches drawn: a resumed run draws exactly the
+    batches an uninterrupted one would (ANT's restart batches, ``robustnoise.training.exact_resume``). Its loaders
+    have their own generator: creating one never draws from the global RNG."""
+
+    def __init__(
+        self, dataset: Dataset, batch_size: int, seed_of_pass: Callable[[int], int], num_replicas: int = 1,
+        rank: int = 0, num_workers: int = 0,
+    ) -> None:  # fmt: skip
+        self.per_pass = len(dataset) // (batch_size * num_replicas)
+        if self.per_pass == 0:
+            raise ConfigError(f"the training set is smaller than one batch ({batch_size} x {num_replicas} ranks)")
+        self.dataset, self.batch_size, self.seed_of_pass = dataset, batch_size, seed_of_pass
+        self.num_replicas, self.rank, self.num_workers = num_replicas, rank, num_workers
+        self.batches, self._iter = 0, None
+
+    @classmethod
+    def of_training_set(cls, trainer: Any, seed_of_pass: Callable[[int], int]) -> ShuffledPasses:
+        """Over the training set of ``trainer``'s DataModule, with its batch size and workers, this rank's share."""
+        datamodule = trainer.datamodule
+        if getattr(datamodule, "train_set", None) is None:
+            raise ConfigError("ANT restarts need a DataModule with a train_set (robustnoise.data)")
+        return cls(
+            datamodule.train_set, datamodule.batch_size, seed_of_pass, trainer.world_size, trainer.global_rank,
+            datamodule.num_workers,
+        )  # fmt: skip
+
+    def __iter__(self) -> ShuffledPasses:
+        return self
+
+    def __next__(self) -> Any:
+        if self._iter is None:
+            pass_index, offset = divmod(self.batches, self.per_pass)
+            gen = torch.Generator().manual_seed(self.seed_of_pass(pass_index))
+            order = torch.randperm(len(self.dataset), generator=gen)[self.rank :: self.num_replicas]
+            order = order[offset * self.batch_size : self.per_pass * self.batch_size].tolist()
+            workers = self.num_workers
+            loader = DataLoader(self.dataset, self.batch_size, sampler=order, num_workers=workers, generator=gen)
+            self._iter = iter(loader)
+        batch = next(self._iter, None)
+        if batch is None:  # the pass is over
+            self._iter = None
+            return next(self)
+        self.batches += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": self.batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batches, self._iter = int(state["batches"]), None

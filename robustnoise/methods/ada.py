@@ -103,24 +103,13 @@ class AdversarialAugment(AugmentedTraining):
     """
 
     def __init__(
-        self,
-        *,
-        corruption_net: dict[str, Any],
-        nu: float,
-        steps: int,
-        step_fraction: float,
-        feasible_set: str,
-        per_example: bool,
-        random_start: bool,
-        ssim_threshold: float | None,
-        ssim_gammas: int,
-        ssim_channels: str,
+        self, *, corruption_net: dict[str, Any], nu: float, steps: int, step_fraction: float, feasible_set: str,
+        per_example: bool, random_start: bool, ssim_threshold: float | None, ssim_gammas: int, ssim_channels: str,
         **kwargs: Any,
-    ) -> None:
+    ) -> None:  # fmt: skip
         if not all(is_number(v) and 0 <= v < math.inf for v in (nu, steps, step_fraction)):
-            raise ConfigError(
-                f"nu, steps and step_fraction must be finite numbers >= 0, got {nu!r}, {steps!r}, {step_fraction!r}"
-            )
+            got = f"{nu!r}, {steps!r}, {step_fraction!r}"
+            raise ConfigError(f"nu, steps and step_fraction must be finite numbers >= 0, got {got}")
         if feasible_set not in FEASIBLE_SETS:
             raise ConfigError(f"unknown feasible_set {feasible_set!r}: use one of {', '.join(FEASIBLE_SETS)}")
         if ssim_channels not in ("rgb", "luma"):
@@ -128,14 +117,8 @@ class AdversarialAugment(AugmentedTraining):
         if ssim_gammas < 3:
             raise ConfigError(f"ssim_gammas must be >= 3 to fit a quadratic, got {ssim_gammas}")
         if corruption_net.get("resize") == "keep":
-            raise ConfigError(
-                "AdA needs a corruption network whose output has the input's size: use resize=sr_then_down"
-            )
+            raise ConfigError("AdA needs a corruption network whose output has the input's size: resize=sr_then_down")
         super().__init__(**kwargs)
-        self.save_hyperparameters(
-            "corruption_net", "nu", "steps", "step_fraction", "feasible_set", "per_example", "random_start",
-            "ssim_threshold", "ssim_gammas", "ssim_channels",
-        )  # fmt: skip
         self.corruption_net = build_corruption_network(dict(corruption_net))
         blocks = self.corruption_net.perturbable_parameters()
         self.block_names = list(blocks)
@@ -224,10 +207,8 @@ class AdversarialAugment(AugmentedTraining):
             x_adv, gamma = ssim_guard(
                 x, x_adv, self.hparams.ssim_threshold, self.hparams.ssim_gammas, self.hparams.ssim_channels
             )
-        self.attack_stats = {
-            "ada/ssim": image_ssim(x, x_adv, self.hparams.ssim_channels).mean(),
-            "ada/guarded": (gamma < 1).float().mean(),
-        }
+        ssim_after = image_ssim(x, x_adv, self.hparams.ssim_channels).mean()
+        self.attack_stats = {"ada/ssim": ssim_after, "ada/guarded": (gamma < 1).float().mean()}
         if len(losses):
             self.attack_stats.update({"ada/loss_start": losses[0], "ada/loss_last_step": losses[-1]})
         return x_adv.detach()

@@ -55,7 +55,6 @@ class AugmentedTraining(RobustClassifierModule):
         if not 0.0 <= deepaugment["p"] <= 1.0:
             raise ConfigError(f"deepaugment.p must lie in [0, 1], got {deepaugment['p']}")
         super().__init__(**kwargs)
-        self.save_hyperparameters("augmix", "deepaugment")
         self.augmix = None
         if augmix["enabled"]:
             keys = ("severity", "mixture_width", "chain_depth", "alpha", "all_ops")
@@ -72,40 +71,12 @@ class AugmentedTraining(RobustClassifierModule):
 
     # ------------------------------------------------------------------------------- DeepAugment's own RNG
     def on_train_start(self) -> None:
-        super().on_train_start()
-        # DeepAugment draws from its own generator: one stream per rank, restored from the checkpoint on resume.
-        if self.deepaugment is not None and not self._rng_restored:
+        # DeepAugment draws from its own generator, one stream per rank (a resumed run restores it: resume_streams)
+        if self.deepaugment is not None:
             self.deepaugment.generator.manual_seed(derive_seed(run_seed(), "deepaugment", self.global_rank))
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        if self.deepaugment is not None:
-            da = self.deepaugment
-            before = da.resample_state if da.resample_state is not None else da.generator.get_state()
-            checkpoint["deepaugment"] = {
-                "generator_per_rank": self._per_rank(da.generator.get_state()),
-                "resample_state_per_rank": self._per_rank(before),
-                "sampled": da.sampled,
-            }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        saved = checkpoint.get("deepaugment")
-        rank = self.global_rank if self._trainer is not None else 0
-        if self.deepaugment is None or not saved or rank >= len(saved["generator_per_rank"]):
-            return
-        da = self.deepaugment
-        if saved["sampled"]:  # rebuild this rank's distorted network (the saved state dict holds rank zero's)
-            state = checkpoint.get("state_dict", {})
-            prefix = "deepaugment.net."
-            da.net.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
-            da.generator.set_state(saved["resample_state_per_rank"][rank])
-            da.resample()
-            for key, value in da.distorted.state_dict().items():  # Lightning loads the state dict after this hook
-                if f"deepaugment.distorted.{key}" in state:
-                    state[f"deepaugment.distorted.{key}"] = value.clone()
-        da.generator.set_state(saved["generator_per_rank"][rank])
-        da.sampled = saved["sampled"]
+    def resume_streams(self) -> dict[str, Any]:
+        return {} if self.deepaugment is None else {"deepaugment": DeepAugmentStream(self.deepaugment)}
 
     # ------------------------------------------------------------------------------------------ pipeline
     def deepaugment_stage(self, x: Tensor) -> Tensor:
@@ -146,11 +117,29 @@ class AugmentedTraining(RobustClassifierModule):
         if start < len(x):
             x = torch.cat([x[:start], self.adversarial_stage(x[start:], y[start:])])
         views = self.augmix_views(x)
-        if self.augmix is None:
-            self.save_batch_grid(x)
-        else:
-            n = min(8, len(x))
-            self.save_batch_grid(torch.cat([x[:n], views[-1][:n]]), [("before AugMix", n), ("AugMix", n)])
+        augmixed = views[-1] if self.augmix is not None else x[:0]  # an empty row is not drawn
+        self.train_rows = [("clean", x[:start]), ("perturbed", x[start:]), ("AugMix", augmixed)]
         loss = self.classifier_step(torch.cat(views), y, self.pipeline_loss)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         return loss
+
+
+class DeepAugmentStream:
+    """DeepAugment's random stream for exact resume (``robustnoise.training.exact_resume``): the generator and the
+    state it had before the current distortion was drawn, from which each rank rebuilds its own distorted network
+    (the checkpoint's weights are rank zero's)."""
+
+    def __init__(self, deepaugment: Any) -> None:
+        self.da = deepaugment
+
+    def state_dict(self) -> dict[str, Any]:
+        da = self.da
+        before = da.resample_state if da.resample_state is not None else da.generator.get_state()
+        return {"generator": da.generator.get_state(), "resample_state": before, "sampled": da.sampled}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["sampled"]:
+            self.da.generator.set_state(state["resample_state"])
+            self.da.resample()
+        self.da.generator.set_state(state["generator"])
+        self.da.sampled = state["sampled"]

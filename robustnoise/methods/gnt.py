@@ -1,9 +1,10 @@
-"""Gaussian noise training, GNT (Rusak et al. 2020, §3.1 and App. B).
+"""Noise training: Gaussian (GNT, Rusak et al. 2020, §3.1 and App. B) and speckle noise (§4).
 
-Objective: E[CE(f(clip(x + delta)), y)] with delta ~ N(0, sigma^2 I), in [0, 1] pixel space and before the
-normalisation inside the model. As in the paper (and the authors' code), only part of every batch is perturbed: the
-first ``round(B * p_clean)`` images stay clean (default half), the rest get noise. "GNT mult" draws sigma per image
-uniformly from a set (default: the five ImageNet-C gaussian_noise severities).
+Objective: E[CE(f(clip(x + delta)), y)] with delta ~ N(0, sigma^2 I) (GNT) or delta = x * n * c, n ~ N(0, I)
+(speckle), in [0, 1] pixel space and before the normalisation inside the model. As in the paper (and the authors'
+code), only part of every batch is perturbed: the first ``round(B * p_clean)`` images stay clean (default half), the
+rest get noise. "GNT mult" draws sigma per image uniformly from a set (default: the five ImageNet-C gaussian_noise
+severities); speckle draws c per image from the ImageNet-C speckle_noise severities {0.15, 0.2, 0.35, 0.45, 0.6}.
 """
 
 from __future__ import annotations
@@ -53,17 +54,32 @@ def gaussian_noise(x: Tensor, sigma: Tensor | float) -> Tensor:
     return (x + torch.randn_like(x) * sigma).clamp_(0.0, 1.0)
 
 
-class GaussianNoiseTraining(RobustClassifierModule):
-    """GNT with a single sigma (default 0.5) or sigma drawn per image from a list (``gnt_mult``)."""
+def speckle_noise(x: Tensor, c: Tensor | float) -> Tensor:
+    """Multiplicative Gaussian noise ``clip(x + x * n * c, 0, 1)``."""
+    return (x + x * torch.randn_like(x) * c).clamp_(0.0, 1.0)
 
-    def __init__(self, *, sigma: float | Sequence[float], **kwargs: Any) -> None:
-        sigmas = noise_levels(sigma, "sigma")
+
+NOISES = {"gaussian": ("sigma", gaussian_noise), "speckle": ("c", speckle_noise)}
+"""Each noise: the config key of its level(s) and its function."""
+
+
+class NoiseTraining(RobustClassifierModule):
+    """Noise on the non-clean part of every batch: ``noise: gaussian`` with ``sigma`` (one value, or a set drawn per
+    image: GNT mult) or ``noise: speckle`` with ``c`` (``conf/method/{gnt,gnt_mult,speckle}.yaml``)."""
+
+    def __init__(self, *, noise: str, **kwargs: Any) -> None:
+        if noise not in NOISES:
+            raise ConfigError(f"unknown noise {noise!r}: use {' or '.join(NOISES)}")
+        key, self.noise_fn = NOISES[noise]
+        if key not in kwargs:
+            raise ConfigError(f"method: missing key '{key}' ({noise} noise)")
+        value = kwargs.pop(key)
+        self.levels = noise_levels(value, "speckle c" if noise == "speckle" else key)
         super().__init__(**kwargs)
-        self.save_hyperparameters("sigma")
-        self.sigmas = sigmas
+        self.save_hyperparameters({"noise": noise, key: value})
 
     def perturb_batch(self, x: Tensor, y: Tensor) -> Tensor:
         start = self.num_clean(len(x))
         noisy = x[start:]
-        sigma = self.sigmas[0] if len(self.sigmas) == 1 else per_image_choice(self.sigmas, len(noisy), noisy)
-        return torch.cat([x[:start], gaussian_noise(noisy, sigma)])
+        level = self.levels[0] if len(self.levels) == 1 else per_image_choice(self.levels, len(noisy), noisy)
+        return torch.cat([x[:start], self.noise_fn(noisy, level)])

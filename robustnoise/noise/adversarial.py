@@ -1,28 +1,73 @@
-"""Adversarial noise against a fixed classifier (Rusak et al. 2020, §3.2 and §4, Table 2).
+"""Adversarial noise against a frozen classifier (Rusak et al. 2020, §3.2 and §4, Table 2).
 
-A fresh noise generator is trained to maximise the frozen classifier's cross-entropy on images perturbed by its
-noise, projected to clipped l2 norm ``epsilon`` (the reference's "retrain" of a generator: Adam 5e-4, 1001 steps).
-The evaluation suite (``robustnoise.eval.suite``) measures the accuracy under its noise and eps* along it, over several
-seeds (mean and std, as the paper's Table 2): robustness to the worst noise the generator family can express.
+A noise generator is trained to maximise the frozen classifier's cross-entropy on images perturbed by its noise,
+projected to clipped l2 norm ``epsilon``. :func:`train_generator` is that loop, shared by ANT's restarts
+(``robustnoise.methods.ant``) and the evaluation's adversarial noise (:func:`train_adversarial_generator`: a fresh
+generator, Adam 5e-4, 1001 steps, as the reference's "retrain"), whose accuracy and eps* the evaluation suite reports
+over several seeds (mean and std, as the paper's Table 2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from robustnoise.noise.generators import NoiseGenerator
 from robustnoise.noise.projection import project_to_sphere
 from robustnoise.utils.progress import progress
 
+Batches = Iterator[tuple[Tensor, Tensor]]
 
-def _cycle(loader: Iterable) -> Iterator:
-    while True:
-        yield from loader
+
+def generator_step(
+    classifier: nn.Module,
+    generator: Callable[[Tensor], Tensor],
+    optimizer: Any,
+    x: Tensor,
+    y: Tensor,
+    epsilon: Tensor | float,
+    backward: Callable[[Tensor], Any] = Tensor.backward,
+) -> tuple[Tensor, Tensor]:
+    """One optimiser step of ``generator`` (a module or its DDP wrapper) maximising the cross-entropy of the frozen
+    ``classifier`` (eval mode, no weight gradients: half the backward cost); returns (CE, accuracy), detached."""
+    was_training, flags = classifier.training, [p.requires_grad for p in classifier.parameters()]
+    classifier.eval().requires_grad_(False)
+    try:
+        logits = classifier(project_to_sphere(x, generator(x), epsilon))
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        backward(-loss)
+        optimizer.step()
+    finally:
+        classifier.train(was_training)
+        for p, flag in zip(classifier.parameters(), flags):
+            p.requires_grad_(flag)
+    return loss.detach(), (logits.detach().argmax(dim=1) == y).float().mean()
+
+
+def train_generator(
+    classifier: nn.Module, generator: Callable[[Tensor], Tensor], optimizer: Any, batches: Batches,
+    epsilon: Tensor | float, steps: int, name: str, backward: Callable[[Tensor], Any] = Tensor.backward,
+) -> tuple[list[Tensor], list[Tensor], Tensor | None]:  # fmt: skip
+    """``steps`` :func:`generator_step` on ``batches``; the losses, accuracies and the last batch's images."""
+    losses, accuracies, x = [], [], None
+    for _ in progress(range(steps), name):
+        x, y = next(batches)
+        loss, accuracy = generator_step(classifier, generator, optimizer, x, y, epsilon, backward)
+        losses.append(loss)
+        accuracies.append(accuracy)
+    return losses, accuracies, x
+
+
+def _endless(loader: Iterable, device: torch.device) -> Batches:
+    while True:  # a new pass (and shuffle) each time round
+        for batch in loader:
+            yield batch[0].to(device), batch[1].to(device)
 
 
 def train_adversarial_generator(
@@ -36,35 +81,20 @@ def train_adversarial_generator(
     name: str = "adversarial noise generator",
     **generator_kwargs: Any,
 ) -> NoiseGenerator:
-    """Train a fresh generator against the frozen (eval-mode) classifier; the classifier's weights are untouched.
+    """A fresh generator trained against the frozen classifier; the classifier's weights are untouched.
 
     Seeded by ``seed`` inside a forked RNG, so the caller's random streams stay as they were. ``name`` labels the
     progress bar (``robustnoise.utils.progress``).
     """
     device = next(classifier.parameters()).device
-    was_training = classifier.training
-    requires_grad = [p.requires_grad for p in classifier.parameters()]
-    classifier.eval().requires_grad_(False)
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            batches = _cycle(train_loader)
-            x, y = (t.to(device) for t in next(batches)[:2])
-            generator = NoiseGenerator(channels=x.shape[1], kernel=kernel, **generator_kwargs).to(device)
-            optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
-            for step in progress(range(steps), name):
-                if step:
-                    x, y = (t.to(device) for t in next(batches)[:2])
-                loss = -F.cross_entropy(classifier(project_to_sphere(x, generator(x), epsilon)), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-    finally:
-        classifier.train(was_training)
-        for p, flag in zip(classifier.parameters(), requires_grad):
-            p.requires_grad_(flag)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        batches = _endless(train_loader, device)
+        first = next(batches)
+        generator = NoiseGenerator(channels=first[0].shape[1], kernel=kernel, **generator_kwargs).to(device)
+        optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
+        train_generator(classifier, generator, optimizer, itertools.chain([first], batches), epsilon, steps, name)
     return generator.eval()
 
 
-__all__ = ["train_adversarial_generator"]
+__all__ = ["generator_step", "train_adversarial_generator", "train_generator"]

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustnoise.noise.projection import project_to_sphere
-
-__all__ = ["NoiseGenerator", "perturb"]
+__all__ = ["NoiseGenerator"]
 
 
 class NoiseGenerator(nn.Module):
@@ -103,29 +101,3 @@ class NoiseGenerator(nn.Module):
             if isinstance(layer, nn.Conv2d):
                 out = out.contiguous(memory_format=torch.channels_last)
         return (out + residual).contiguous()
-
-
-def perturb(
-    generator: NoiseGenerator,
-    x: Tensor,
-    eps: float | Tensor,
-    a: float = 0.0,
-    b: float = 1.0,
-    *,
-    rng: torch.Generator | None = None,
-) -> Tensor:
-    """Adversarial-noise sample: ``x`` plus generator noise projected to clipped l2 norm ``eps`` (Rusak et al. §3.2).
-
-    Args:
-        generator: The noise generator; gradients flow into its parameters.
-        x: Clean images of shape (N, C, H, W) in [a, b].
-        eps: Clipped l2 norm of the perturbation, scalar or per-image (N,).
-        a: Lower bound of the valid pixel range.
-        b: Upper bound of the valid pixel range.
-        rng: Optional ``torch.Generator`` for reproducible z.
-
-    Returns:
-        ``clip(x + η·δ, a, b)`` with δ = ``generator(x)`` and η from clipping-aware rescaling.
-    """
-    delta = generator(x, generator=rng)
-    return project_to_sphere(x, delta, eps, a, b)

@@ -1,0 +1,66 @@
+"""The figures of a training run, drawn by a callback (the methods import nothing from the report layer).
+
+- ``train_batch.png``: once per run, a training batch as the classifier saw it, one labelled row per part of the
+  batch (a method's ``train_rows``: clean, perturbed, ANT's generator and replay noise, AugMix views);
+- after each of ANT's restarts (its ``restart_sample``), ``noise/restart_<k>_samples.png`` (clean images, the new
+  generator's noise and noisy images, an earlier generator's noisy images) and ``noise/restart_<k>_histogram.png``,
+  the per-pixel noise values (Rusak et al. 2020, Fig. 3A).
+
+Rank zero draws; the noise is drawn from its own seeded generator, so the figures never move a training stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch.func import functional_call
+
+from robustnoise.noise import clipping_aware_scale
+from robustnoise.report.plots import image_rows, log_image_file, save_figure, save_noise_figures
+
+
+class TrainingFigures(Callback):
+    """Draw the training-batch figure once and ANT's noise figures after every restart (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.batch_drawn = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
+        sample, rows = getattr(pl_module, "restart_sample", None), getattr(pl_module, "train_rows", None)
+        if sample is not None:
+            pl_module.restart_sample = None
+        if not trainer.is_global_zero:
+            return
+        if rows and not self.batch_drawn:
+            self.batch_drawn = True
+            title = f"{type(pl_module).__name__}: a training batch as the classifier sees it"
+            figure = image_rows([(f"{label}\n({len(x)})", x[:8]) for label, x in rows], title, columns=8)
+            log_image_file(
+                pl_module, "images/train_batch", save_figure(figure, Path(trainer.default_root_dir) / "train_batch.png")
+            )
+        if sample is not None:
+            restart_figures(pl_module, sample["x"], sample["params"], sample["epsilon"])
+
+
+@torch.no_grad()
+def restart_figures(ant: Any, x: torch.Tensor, params: dict[str, torch.Tensor], epsilon: float) -> None:
+    """Noise samples and histogram of the generator ``params`` of ANT's latest restart on images ``x`` (a restart
+    batch: drawing new ones would advance the restart stream on rank zero only), next to the newest earlier one."""
+
+    def noise(params: dict[str, torch.Tensor], eps: float) -> torch.Tensor:
+        gen = torch.Generator(device=x.device).manual_seed(0)
+        delta = functional_call(ant.generator, {k: v.to(x.device) for k, v in params.items()}, (x,), {"generator": gen})
+        return clipping_aware_scale(x, delta, eps) * delta
+
+    raw, restart = noise(params, epsilon), int(ant.restarts)
+    older = [s for s in ant.pool if s["restart"] != restart]
+    replay = None
+    if older:
+        label = f"replay\n(restart {older[-1]['restart']})"
+        replay = (label, (x + noise(older[-1]["params"], older[-1]["epsilon"])).clamp(0, 1))
+    noisy = (x + raw).clamp(0, 1)
+    save_noise_figures(ant, f"restart_{restart:03d}", x, noisy, raw_noise=raw, epsilon=epsilon, replay=replay)

@@ -1,0 +1,45 @@
+"""A warning when ANT's restart schedule leaves too few restarts against a classifier that has learnt something."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+
+import pytorch_lightning as pl
+
+log = logging.getLogger("robustnoise.methods.ant")  # the warning is ANT's
+
+MIN_TRAINED_RESTARTS = 2
+"""Restarts a run needs against a classifier that has learnt something: after its first epoch when it starts from
+scratch (the restart at the start then trains against random weights), any restart when it starts from weights (as
+the papers, which fine-tune)."""
+
+
+def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pretrained: bool) -> str | None:
+    """A one-line warning when ``max_epochs`` leaves fewer than :data:`MIN_TRAINED_RESTARTS` such restarts, with the
+    numbers and what to change; None when the schedule is fine. Restarts happen every ``interval`` iterations."""
+    first = 0 if pretrained else per_epoch  # iterations before a restart counts
+
+    def trained(iterations: int) -> int:
+        return sum(1 for it in range(interval, iterations, interval) if it >= first)
+
+    if (count := trained(max_epochs * per_epoch)) >= MIN_TRAINED_RESTARTS:
+        return None
+    needed = next(e for e in itertools.count(max_epochs) if trained(e * per_epoch) >= MIN_TRAINED_RESTARTS)
+    return (
+        f"ANT: trainer.max_epochs={max_epochs} with a restart every {interval / per_epoch:g} epochs ({interval} "
+        f"iterations) gives {count} generator restart(s) against a classifier that has trained "
+        f"{'at all' if pretrained else 'an epoch'}; the recipe needs >= {MIN_TRAINED_RESTARTS} (otherwise the replayed "
+        f"generators were trained against an untrained classifier and ANT can end below vanilla): use "
+        f"trainer.max_epochs>={needed} or a smaller method.restart_every"
+    )
+
+
+def warn_about_restart_schedule(trainer: pl.Trainer, interval: int, pretrained: bool) -> None:
+    """Log :func:`restart_schedule_warning` for ``trainer``'s schedule (rank zero, when the epoch length is known)."""
+    per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
+    if not (trainer.is_global_zero and math.isfinite(per_epoch) and epochs and epochs > 0):
+        return
+    if message := restart_schedule_warning(interval, int(per_epoch), epochs, pretrained):
+        log.warning("%s", message)
