@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["generators", "normal", "poisson", "sample_seeds", "uniform"]
+__all__ = ["bits", "generators", "normal", "poisson", "sample_seeds", "uniform"]
 
 _MASK32 = 0xFFFFFFFF
 _MUL1 = 0x7FEB352D  # < 2**31, so x * _MUL1 < 2**63 for any 32-bit x (int64 path)
@@ -179,6 +179,12 @@ def normal(
     return _draw(seeds, tuple(shape), stream, device, torch.float32, lambda row, gen: row.normal_(generator=gen)).to(
         dtype
     )
+
+
+def bits(seeds: Tensor, shape: tuple[int, ...], stream: int = 0, device: torch.device | str | None = None) -> Tensor:
+    """Uniform random integers in [0, 2**63) (int64, 63 random bits), shape (N, *shape), from sample ``i``'s own
+    stream."""
+    return _draw(seeds, tuple(shape), stream, device, torch.int64, lambda row, gen: row.random_(generator=gen))
 
 
 def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
