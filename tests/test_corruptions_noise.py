@@ -388,7 +388,7 @@ def test_shot_noise_on_the_uint8_grid_samples_the_poisson_distribution():
     x = torch.tensor([13, 128, 255]).div(255).float().view(3, 1, 1, 1).expand(3, 3, 96, 96).contiguous()
     y = corrupt(torch.cat([x, x]), "shot_noise", 3, seed=5)  # imagenet severity 3: c = 12
     for level in range(3):
-        counts = torch.bincount((y[level :: 3] * c).round().long().flatten(), minlength=13).double().numpy()
+        counts = torch.bincount((y[level::3] * c).round().long().flatten(), minlength=13).double().numpy()
         pmf = stats.poisson.pmf(np.arange(13), float(x[level, 0, 0, 0]) * c)
         pmf[12] = stats.poisson.sf(11, float(x[level, 0, 0, 0]) * c)
         expected = pmf * counts.sum()
