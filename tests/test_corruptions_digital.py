@@ -381,6 +381,8 @@ def test_quantize_uint8_truncates():
     assert np.array_equal(quantize_uint8_truncate(grid / 255 * 0.9999).numpy(), np.uint8(grid.numpy() * 0.9999))
     with pytest.raises(TypeError):
         quantize_uint8_truncate(torch.zeros(2, dtype=torch.uint8))
+    batch = torch.from_numpy(np.random.RandomState(0).uniform(-0.1, 1.1, (3, 3, 150, 160)))  # 3 cache chunks
+    assert np.array_equal(quantize_uint8_truncate(batch).numpy(), np.uint8(np.clip(batch.numpy() * 255, 0, 255)))
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
