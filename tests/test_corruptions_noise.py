@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from robustnoise.corruptions import (
     ALL_CORRUPTIONS,
@@ -409,6 +410,10 @@ def test_shot_noise_mixed_grid_batch_is_per_image():
         assert torch.equal(batch[i : i + 1], noise.shot_noise(images[i : i + 1], 25.0, seeds[i : i + 1]))
     counts = rng.poisson(off.double() * 25, seeds[[2, 4]])
     assert torch.equal(batch[[2, 4]], (counts / 25).clamp(0, 1).float())  # off the grid: torch.poisson
+    # uint8 scaled by torchvision v2 (x * (1/255): some values an ulp off k / 255) is on the grid too.
+    scaled = v2.functional.to_dtype(grid.mul(255).round().to(torch.uint8), torch.float32, scale=True)
+    assert not torch.equal(scaled, grid)
+    assert torch.equal(noise.shot_noise(scaled, 25.0, seeds[[0, 1, 3]]), batch[[0, 1, 3]])
 
 
 def test_severities_and_corruptions_use_different_draws():
