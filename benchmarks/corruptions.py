@@ -129,7 +129,8 @@ def rng_share(case: Case, names: Sequence[str]) -> tuple[float, float]:
     (the profiler's clock)."""
     batch = torch.from_numpy(photos(case.size, case.batch)).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
     for name in names:  # warm (textures, tables)
-        corrupt(batch[:1], name, 1, preset=case.preset)
+        for severity in SEVERITIES:
+            corrupt(batch[:1], name, severity, preset=case.preset)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for name in names:
