@@ -2,20 +2,24 @@
 
 Same photographs for both (scikit-image sample images, square crops at several offsets, resized with PIL bilinear),
 CPU, one thread (torch, OpenCV), warm (one untimed call per corruption and severity first: texture loading, numba JIT),
-median of repeated runs, measured in the same run. Ours: ``corrupt(batch, name, severity, preset)`` on a float32
+median of repeated runs, the repetitions of ours and the oracle alternating (so that a change of load on a shared
+machine hits both). Ours: ``corrupt(batch, name, severity, preset)`` on a float32
 batch of 64 images at 224 px and 256 at 32 px. Oracle: ``imagecorruptions.corrupt(uint8 HWC image, ...)``
 (``imagecorruptions-imaug``, which uses the ImageNet-C parameters at every size) on fewer images (8 at 224 px, 64 at
 32 px), scaled to images per second. ``preset`` is ``imagenet`` at both sizes by default, so both sides do the same
 work; ``--preset32 cifar`` times the CIFAR-10-C table instead. Corruptions not registered in ``CORRUPTION_FNS`` are
 skipped (and listed). ``--clock cpu`` times with the process's CPU time instead of the wall clock: on a shared,
 loaded machine it does not count the time the process waits for a core (other processes still share the caches).
-Run: ``python -m benchmarks.corruptions [--quick] [--detail] [--clock cpu]``.
+Also reported: the float -> uint8 quantisation (``make_c``'s real cost on top of the table) and the share of our time
+spent in torch's random-number kernels (one profiled pass over every corruption and severity).
+Run: ``python -m benchmarks.corruptions [--quick] [--detail] [--clock cpu] [--no-rng]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmarks.common import median_cpu_time, median_time, table
+from benchmarks.common import table
 from robustnoise.corruptions import ALL_CORRUPTIONS, CORRUPTION_FNS, SEVERITIES, corrupt
 from robustnoise.corruptions.fidelity import quantize_uint8_truncate
 
@@ -80,32 +84,64 @@ def measure(
     names: Sequence[str],
     repeats: int,
     oracle: Callable[..., np.ndarray] | None,
-    timer: Callable[..., float] = median_time,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict:
-    """Seconds per image for ours and the oracle, per (corruption, severity)."""
+    """Seconds per image for ours and the oracle, per (corruption, severity): after one warm-up call of each, the
+    repetitions of ours and the oracle alternate (ours, oracle, ours, ...), so a change of machine load hits both."""
     images = photos(case.size, case.batch)
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    subset = images[: case.oracle_images]
     ours: dict[tuple[str, int], float] = {}
     theirs: dict[tuple[str, int], float] = {}
     for name in names:
         for severity in SEVERITIES:
-
-            def run_ours(name=name, severity=severity):
-                corrupt(batch, name, severity, preset=case.preset, seed=0)
-
-            ours[(name, severity)] = timer(run_ours, repeats, warmup=1) / case.batch
+            fns = {"ours": lambda: corrupt(batch, name, severity, preset=case.preset, seed=0)}  # noqa: B023
             if oracle is not None:
-                subset = images[: case.oracle_images]
-
-                def run_oracle(name=name, severity=severity, subset=subset):
-                    with warnings.catch_warnings(), np.errstate(all="ignore"):  # its spatter divides 0 by 0
-                        warnings.simplefilter("ignore")
-                        for image in subset:
-                            oracle(image, severity=severity, corruption_name=name)
-
-                theirs[(name, severity)] = timer(run_oracle, repeats, warmup=1) / len(subset)
-    quantize = timer(lambda: quantize_uint8_truncate(batch), repeats, warmup=1) / case.batch
+                fns["oracle"] = lambda: [oracle(im, severity=severity, corruption_name=name) for im in subset]  # noqa: B023
+            times = _interleaved(fns, repeats, clock)
+            ours[(name, severity)] = times["ours"] / case.batch
+            if oracle is not None:
+                theirs[(name, severity)] = times["oracle"] / len(subset)
+    quantize = _interleaved({"q": lambda: quantize_uint8_truncate(batch)}, repeats, clock)["q"] / case.batch
     return {"ours": ours, "oracle": theirs, "quantize": quantize}
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int, clock: Callable[[], float]) -> dict[str, float]:
+    """Median seconds of each function; one warm-up call each, then the repetitions in turn (A, B, A, B, ...)."""
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # the oracle's spatter divides 0 by 0
+        warnings.simplefilter("ignore")
+        for rep in range(repeats + 1):
+            for key, fn in fns.items():
+                start = clock()
+                fn()
+                if rep:
+                    times[key].append(clock() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
+RNG_OPS = ("aten::normal_", "aten::uniform_", "aten::random_", "aten::poisson", "aten::bernoulli_", "aten::randperm")
+
+
+def rng_share(case: Case, names: Sequence[str]) -> tuple[float, float]:
+    """Seconds per image spent in torch's random-number kernels (:data:`RNG_OPS`, their self time under the
+    profiler) and in total (the same calls without the profiler, whose per-op overhead would inflate it), over one
+    call of every (corruption, severity) on the batch of ``case``; both wall time (the profiler's clock)."""
+    batch = torch.from_numpy(photos(case.size, case.batch)).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+    def run_all() -> float:
+        start = time.perf_counter()
+        for name in names:
+            for severity in SEVERITIES:
+                corrupt(batch, name, severity, preset=case.preset, seed=0)
+        return time.perf_counter() - start
+
+    run_all()  # warm (textures, tables)
+    total = run_all()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run_all()
+    drawn = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in RNG_OPS) * 1e-6
+    return drawn / case.batch, total / case.batch
 
 
 def _rate(seconds: float) -> str:
@@ -121,10 +157,15 @@ def _ms(seconds: float) -> str:
 
 
 def run(
-    quick: bool = False, preset32: str = "imagenet", detail: bool = False, clock: str = "wall", threads: int = 1
+    quick: bool = False,
+    preset32: str = "imagenet",
+    detail: bool = False,
+    clock: str = "wall",
+    threads: int = 1,
+    rng: bool = True,
 ) -> str:
     torch.set_num_threads(threads)  # ours; the oracle stays per image on one thread, as the reference runs
-    timer = {"wall": median_time, "cpu": median_cpu_time}[clock]
+    timer = {"wall": time.perf_counter, "cpu": time.process_time}[clock]
     cases = QUICK if quick else FULL
     cases = tuple(Case(c.size, c.batch, c.oracle_images, preset32 if c.size == 32 else c.preset) for c in cases)
     repeats = 1 if quick else 3
@@ -166,7 +207,7 @@ def run(
             f"{c.size}px: ours batch {c.batch} ({c.preset}), oracle {c.oracle_images} images (imagenet params)"
             for c in cases
         )
-        + f"; median of {repeats} after a warm-up call, {clock} clock"
+        + f"; median of {repeats} interleaved repetitions after a warm-up call, {clock} clock"
         + (" (--quick)" if quick else ""),
         "last row: time to corrupt one image with every (corruption, severity), and the oracle/ours ratio",
         table(header, rows),
@@ -194,6 +235,17 @@ def run(
             for c in cases
         )
     )
+    if rng:
+        shares = {c: rng_share(c, names) for c in cases}
+        lines.append(
+            "random-number kernels (torch.profiler self time of "
+            + ", ".join(op.removeprefix("aten::") for op in RNG_OPS)
+            + ", wall time): "
+            + "; ".join(
+                f"{c.size}px {_ms(drawn)} of {_ms(total)} per image over {len(names)}x5 ({drawn / total:.0%})"
+                for c, (drawn, total) in shares.items()
+            )
+        )
     if skipped:
         lines.append(f"skipped (not registered in CORRUPTION_FNS yet): {', '.join(skipped)}")
     if oracle is None:
@@ -208,8 +260,9 @@ def main() -> None:
     parser.add_argument("--detail", action="store_true", help="also print the per-severity table")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for ours (the oracle runs on one)")
+    parser.add_argument("--no-rng", action="store_true", help="skip the profile of the random-number kernels' share")
     args = parser.parse_args()
-    print(run(quick=args.quick, preset32=args.preset32, detail=args.detail, clock=args.clock, threads=args.threads))
+    print(run(args.quick, args.preset32, args.detail, args.clock, args.threads, rng=not args.no_rng))
 
 
 if __name__ == "__main__":

@@ -141,7 +141,10 @@ def test_box_weights_match_pillow():
     n, m = 224, 134
     eye = np.eye(n, dtype=np.float32)
     pil = np.stack([np.asarray(Image.fromarray(row[None], mode="F").resize((m, 1), Image.BOX))[0] for row in eye], 1)
-    np.testing.assert_allclose(digital.box_weight_matrix(n, m).numpy(), pil, rtol=0, atol=1e-6)
+    ours = np.zeros((m, n))
+    for row, (start, stop) in enumerate(zip(*digital._box_taps(n, m)[:2])):
+        ours[row, start:stop] = 1.0 / (stop - start)
+    np.testing.assert_allclose(ours, pil, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -381,6 +384,8 @@ def test_quantize_uint8_truncates():
     assert np.array_equal(quantize_uint8_truncate(grid / 255 * 0.9999).numpy(), np.uint8(grid.numpy() * 0.9999))
     with pytest.raises(TypeError):
         quantize_uint8_truncate(torch.zeros(2, dtype=torch.uint8))
+    batch = torch.from_numpy(np.random.RandomState(0).uniform(-0.1, 1.1, (3, 3, 150, 160)))  # 3 cache chunks
+    assert np.array_equal(quantize_uint8_truncate(batch).numpy(), np.uint8(np.clip(batch.numpy() * 255, 0, 255)))
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

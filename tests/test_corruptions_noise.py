@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from robustnoise.corruptions import (
     ALL_CORRUPTIONS,
@@ -362,6 +363,57 @@ def test_noise_functions_are_the_documented_transforms_of_the_draws(c):
     u = rng.uniform(seeds, shape)
     expected = torch.where(u < 0.135, 0.0, torch.where(u < 0.27, 1.0, x))
     assert torch.equal(noise.impulse_noise(x, 0.27, seeds), expected)
+
+
+@pytest.mark.parametrize("c", [3, 12.5, 60, 500])
+def test_shot_noise_tables_hold_the_clipped_poisson_distribution(c):
+    stats = pytest.importorskip("scipy.stats")
+    entries, values = noise.shot_noise_table(float(c), torch.float64, torch.device("cpu"))
+    levels, cells = entries.shape
+    keep = (entries >> 11).double() / 2.0**52  # the probability of a cell's own outcome; else its alias
+    implied = torch.zeros(levels, cells, dtype=torch.float64)
+    implied.scatter_add_(1, torch.arange(cells).expand(levels, -1), keep / cells)
+    implied.scatter_add_(1, entries & 2047, (1 - keep) / cells)
+    top = math.ceil(c)
+    rate = np.arange(256)[:, None] / 255 * c
+    expected = np.zeros((levels, cells))
+    expected[:, :top] = stats.poisson.pmf(np.arange(top), rate)
+    expected[:, top] = stats.poisson.sf(top - 1, rate[:, 0])  # every count >= ceil(c) clips to 1
+    np.testing.assert_allclose(implied.numpy(), expected, rtol=0, atol=1e-12)
+    assert torch.equal(values[: top + 1], (torch.arange(top + 1, dtype=torch.float64) / c).clamp(max=1))
+
+
+def test_shot_noise_on_the_uint8_grid_samples_the_poisson_distribution():
+    stats = pytest.importorskip("scipy.stats")
+    c = 12.0
+    x = torch.tensor([13, 128, 255]).div(255).float().view(3, 1, 1, 1).expand(3, 3, 96, 96).contiguous()
+    y = corrupt(torch.cat([x, x]), "shot_noise", 3, seed=5)  # imagenet severity 3: c = 12
+    for level in range(3):
+        counts = torch.bincount((y[level::3] * c).round().long().flatten(), minlength=13).double().numpy()
+        pmf = stats.poisson.pmf(np.arange(13), float(x[level, 0, 0, 0]) * c)
+        pmf[12] = stats.poisson.sf(11, float(x[level, 0, 0, 0]) * c)
+        expected = pmf * counts.sum()
+        used = expected > 5
+        chi2 = float((((counts - expected) ** 2)[used] / expected[used]).sum())
+        dof = int(used.sum()) - 1
+        assert chi2 < dof + 5 * math.sqrt(2 * dof), (level, chi2, dof)
+
+
+@pytest.mark.exact
+def test_shot_noise_mixed_grid_batch_is_per_image():
+    grid = torch.randint(0, 256, (3, 3, 20, 20), generator=torch.Generator().manual_seed(3)).div(255)
+    off = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(4))
+    images = torch.cat([grid[:2], off[:1], grid[2:], off[1:]])
+    seeds = sample_seeds(7, torch.arange(5))
+    batch = noise.shot_noise(images, 25.0, seeds)
+    for i in range(5):
+        assert torch.equal(batch[i : i + 1], noise.shot_noise(images[i : i + 1], 25.0, seeds[i : i + 1]))
+    counts = rng.poisson(off.double() * 25, seeds[[2, 4]])
+    assert torch.equal(batch[[2, 4]], (counts / 25).clamp(0, 1).float())  # off the grid: torch.poisson
+    # uint8 scaled by torchvision v2 (x * (1/255): some values an ulp off k / 255) is on the grid too.
+    scaled = v2.functional.to_dtype(grid.mul(255).round().to(torch.uint8), torch.float32, scale=True)
+    assert not torch.equal(scaled, grid)
+    assert torch.equal(noise.shot_noise(scaled, 25.0, seeds[[0, 1, 3]]), batch[[0, 1, 3]])
 
 
 def test_severities_and_corruptions_use_different_draws():

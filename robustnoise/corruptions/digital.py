@@ -32,7 +32,6 @@ from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
 from robustnoise.corruptions.registry import register
 
 __all__ = [
-    "box_weight_matrix",
     "contrast",
     "elastic_transform",
     "jpeg_compression",
@@ -111,15 +110,6 @@ def _box_taps(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[int, 
         stops.append(taps[-1] + 1)
         weights.append(int(0.5 + (1.0 / len(taps)) * (1 << _PRECISION_BITS)))
     return tuple(starts), tuple(stops), tuple(weights)
-
-
-def box_weight_matrix(in_size: int, out_size: int) -> Tensor:
-    """The (out x in) float64 matrix of Pillow's BOX resize weights along one axis (before fixed-point rounding)."""
-    starts, stops, _ = _box_taps(in_size, out_size)
-    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
-    for row, (start, stop) in enumerate(zip(starts, stops)):
-        matrix[row, start:stop] = 1.0 / (stop - start)
-    return matrix
 
 
 @functools.lru_cache(maxsize=64)

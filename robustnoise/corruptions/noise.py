@@ -3,12 +3,16 @@
 Each function takes float images (N, C, H, W) in [0, 1] on any device, the severity parameter from
 :mod:`robustnoise.corruptions.presets` and one int64 seed per sample, and returns clipped images of the input dtype.
 Channels (any number) get independent draws, as in the reference, which draws per array element. Image ``i``'s
-draws come from its own generator (:func:`robustnoise.corruptions.rng.generators`, stream 0); the transform is
-applied image by image, while its draws are in cache.
+draws come from its own generator (:mod:`robustnoise.corruptions.rng`, stream 0). Gaussian, speckle and impulse
+noise draw into the output image by image and transform it in place while it is in cache (one ``normal_`` /
+``uniform_`` call per image is the fewest the per-image streams allow); shot noise draws per image and looks the
+counts up in alias tables over cache-sized parts of a chunk of images.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 
 import torch
@@ -16,9 +20,15 @@ from torch import Tensor
 
 from robustnoise.corruptions import rng
 from robustnoise.corruptions.api_types import prepare_images
+from robustnoise.corruptions.filters import map_image_chunks
 from robustnoise.corruptions.registry import register
 
-__all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
+__all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "shot_noise_table", "speckle_noise"]
+
+_CPU_CHUNK_ELEMENTS = 1 << 18  # one 224 px image, or 85 of 32 px, per chunk
+_ALIAS_BITS = 11  # shot noise tables have at most 2**11 cells: 52 of the 63 random bits are left for the threshold
+_LOW = (1 << _ALIAS_BITS) - 1
+_PART = 1 << 15  # shot noise's alias lookups run on parts of this many values (their int64 temporaries stay in L2)
 
 
 def _per_image(images: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor, torch.Generator], None]) -> Tensor:
@@ -61,17 +71,6 @@ def speckle_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
     return _per_image(images, seeds, fn)
 
 
-@register("shot_noise", "noise")
-def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
-    """Poisson (photon shot) noise: ``clip(Poisson(x c) / c)`` (ImageNet-C ``shot_noise``), rates in float64."""
-    c = float(severity_param)
-
-    def fn(x: Tensor, out: Tensor, gen: torch.Generator) -> None:
-        out.copy_(torch.poisson(x.double().mul_(c).clamp_(min=0.0), generator=gen).div_(c).clamp_(0.0, 1.0))
-
-    return _per_image(images, seeds, fn)
-
-
 @register("impulse_noise", "noise")
 def impulse_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """Salt-and-pepper noise as skimage ``random_noise(mode='s&p', amount=c)`` (ImageNet-C ``impulse_noise``).
@@ -83,8 +82,99 @@ def impulse_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
 
     def fn(x: Tensor, out: Tensor, gen: torch.Generator) -> None:
         u = torch.empty_like(out, dtype=torch.float32).uniform_(generator=gen)
-        salt = (u >= 0.5 * c).to(out.dtype)
-        keep = (u >= c).to(out.dtype)
-        torch.clamp(x, 0.0, 1.0, out=out).mul_(keep).add_(salt.sub_(keep))  # salt - keep: 1 on salt hits only
+        torch.where(u < c, (u >= 0.5 * c).to(out.dtype), x, out=out).clamp_(0.0, 1.0)
 
     return _per_image(images, seeds, fn)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# shot noise
+
+
+@functools.lru_cache(maxsize=32)
+def shot_noise_table(c: float, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Walker alias tables of ``clip(Poisson(x c) / c)`` for the 256 inputs ``x = k / 255``.
+
+    The outcomes are the counts ``0 .. K - 1`` and ``K = ceil(c)`` standing for every count ``>= K`` (all clip to 1),
+    with the Poisson probabilities of the rate ``k / 255 * c`` in float64 (the reference's rate for uint8 input).
+    Returns ``entries`` (256, M) int64, M = the power of two above K, each ``threshold << 11 | alias`` with
+    ``threshold / 2**52`` the probability of keeping the cell's own outcome (Vose's construction), and the (M,)
+    outcome values ``min(j / c, 1)`` in ``dtype``. Sampling (:func:`_shot_levels`) is exact up to these 52-bit
+    thresholds.
+    """
+    top = math.ceil(c)
+    cells = 1 << top.bit_length()
+    rate = torch.arange(256, dtype=torch.float64).div(255)[:, None] * c
+    counts = torch.arange(top, dtype=torch.float64)
+    pmf = torch.exp(torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1))
+    tail = (1.0 - pmf.sum(dim=1, keepdim=True)).clamp_(min=0.0)
+    prob = torch.cat((pmf, tail, pmf.new_zeros(256, cells - top - 1)), dim=1)
+    entries = []
+    for row in (prob * cells).tolist():
+        threshold, alias = [1 << 52] * cells, list(range(cells))
+        small = [j for j, q in enumerate(row) if q < 1.0]
+        large = [j for j, q in enumerate(row) if q >= 1.0]
+        while small and large:  # Vose: fill the small cell from the large one
+            j, k = small.pop(), large[-1]
+            threshold[j], alias[j] = round(row[j] * (1 << 52)), k
+            row[k] += row[j] - 1.0
+            if row[k] < 1.0:
+                small.append(large.pop())
+        entries.append([min(t, (1 << 52) - 1) << _ALIAS_BITS | a for t, a in zip(threshold, alias)])
+    values = (torch.arange(cells, dtype=torch.float64) / c).clamp_(max=1.0)
+    return torch.tensor(entries, dtype=torch.int64, device=device), values.to(device=device, dtype=dtype)
+
+
+def _shot_levels(x: Tensor, seeds: Tensor, c: float) -> Tensor:
+    """Shot noise of images on the 1/255 grid by one alias-table lookup per element: 63 random bits, the low 11
+    pick a cell (uniform), the high 52 its own outcome or its alias. In parts of 2**15 values (kept in cache)."""
+    entries, values = shot_noise_table(c, x.dtype, x.device)
+    cells = entries.shape[1]
+    bits = rng.bits(seeds, x.shape[1:], device=x.device).view(-1)
+    flat = x.contiguous().view(-1)
+    out = torch.empty_like(flat)
+    for start in range(0, flat.numel(), _PART):
+        part, b = slice(start, start + _PART), bits[start : start + _PART]
+        cell = b & (cells - 1)
+        entry = entries.take(flat[part].mul(255 * cells).round_().to(torch.int64).add_(cell))  # level * cells + cell
+        outcome = torch.where(b.bitwise_or_(_LOW) < entry, cell, entry.bitwise_and_(_LOW))
+        torch.index_select(values, 0, outcome, out=out[part])
+    return out.view(x.shape)
+
+
+def _poisson(x: Tensor, seeds: Tensor, c: float) -> Tensor:
+    """Shot noise of any images by ``torch.poisson`` on float64 rates."""
+    return (rng.poisson(x.double() * c, seeds) / c).clamp_(0.0, 1.0).to(x.dtype)
+
+
+def _on_grid(x: Tensor) -> Tensor:
+    """(N,) bool: every value of image ``i`` is ``k / 255`` up to a few ulps (images from uint8, however scaled:
+    ``ToTensor`` divides by 255, torchvision v2's ``ToDtype`` multiplies by 1/255)."""
+    scaled = x.mul(255)
+    off = scaled.sub_(scaled.round()).abs_()
+    return off.flatten(1).amax(dim=1) <= 1024 * torch.finfo(x.dtype).eps
+
+
+@register("shot_noise", "noise")
+def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
+    """Poisson (photon shot) noise: ``clip(Poisson(x c) / c)`` (ImageNet-C ``shot_noise``), rates in float64.
+
+    Images on the 1/255 grid (the usual case: decoded from uint8) are sampled from the exact distribution of the rates
+    ``k / 255 * c`` through alias tables (:func:`shot_noise_table`; c up to 2047); others by ``torch.poisson``. Both
+    read image ``i``'s own generator. Measured at 224 px, c = 3 .. 60, one thread: 2.9 ms per image against 6.1 ms
+    for ``torch.poisson`` (``docs/parity/noise.md``).
+    """
+    c = float(severity_param)
+
+    def fn(x: Tensor, s: Tensor) -> Tensor:
+        grid = _on_grid(x) if 0 < c <= _LOW else torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        if bool(grid.all()):
+            return _shot_levels(x, s, c)
+        out = torch.empty_like(x)
+        for part, sample in ((grid, _shot_levels), (~grid, _poisson)):
+            if bool(part.any()):
+                out[part] = sample(x[part], s[part], c)
+        return out
+
+    x, seeds = prepare_images(images, seeds)
+    return map_image_chunks(fn, x, seeds, max_elements=_CPU_CHUNK_ELEMENTS).to(images.dtype)

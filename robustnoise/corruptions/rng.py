@@ -8,11 +8,13 @@ on the same device type; CPU and CUDA draws differ.
 
 Measured on a full 19 x 5 ImageNet-C evaluation batch (224 px, batch 64, one thread, CPU time): 12.5 s with
 torch's generators against 10.5 s with the former hand-written counter-based RNG. Normals and uniforms are as fast
-or faster (gaussian noise 0.28 s against 0.34 s); the difference is ``torch.poisson`` in shot noise (2.3 s against
-0.95 s). A vectorised exact sampler driven by the same generators (Walker alias tables on a 1/16 rate grid plus a
-Poisson(remainder) step below rate 10, Hörmann's PTRS from 10) passed chi-square tests against scipy but took
-9.7-16 ms per 3 x 224 x 224 image against 4.2-6.7 ms for ``torch.poisson`` (c = 3..60, one thread): two float64
-uniform passes alone cost 1.6 ms and each of its ~25 elementwise float64 passes ~0.1 ms, so ``torch.poisson`` stays.
+or faster (gaussian noise 0.28 s against 0.34 s); the difference was ``torch.poisson`` in shot noise (2.3 s against
+0.95 s). A general vectorised sampler (alias tables on a 1/16 rate grid plus a Poisson(remainder) step, PTRS from
+rate 10) was slower than ``torch.poisson`` (9.7-16 ms against 4.2-6.7 ms per 3 x 224 x 224 image). Images on the
+1/255 grid (decoded from uint8) have only 256 rates per severity, so shot noise samples them exactly from per-rate
+alias tables with one 63-bit word of :func:`bits` per value (``noise.shot_noise_table``; 2.9 against 6.1 ms per
+224 px image, interleaved A/B under load) and keeps ``torch.poisson`` for other images. The share of torch's
+random-number kernels in a full 19 x 5 run is printed by ``python -m benchmarks.corruptions``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["generators", "normal", "poisson", "sample_seeds", "uniform"]
+__all__ = ["bits", "generators", "normal", "poisson", "sample_seeds", "uniform"]
 
 _MASK32 = 0xFFFFFFFF
 _MUL1 = 0x7FEB352D  # < 2**31, so x * _MUL1 < 2**63 for any 32-bit x (int64 path)
@@ -179,6 +181,12 @@ def normal(
     return _draw(seeds, tuple(shape), stream, device, torch.float32, lambda row, gen: row.normal_(generator=gen)).to(
         dtype
     )
+
+
+def bits(seeds: Tensor, shape: tuple[int, ...], stream: int = 0, device: torch.device | str | None = None) -> Tensor:
+    """Uniform random integers in [0, 2**63) (int64, 63 random bits), shape (N, *shape), from sample ``i``'s own
+    stream."""
+    return _draw(seeds, tuple(shape), stream, device, torch.int64, lambda row, gen: row.random_(generator=gen))
 
 
 def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:
