@@ -328,3 +328,18 @@ def test_mnistc_preset_through_dataset_transform_and_make_c(tmp_path, test_split
     expected = quantize_uint8_round(corrupt(x, "stripe", 1, preset="mnistc", seed=0))
     assert torch.equal(torch.stack([sets[1][2][i][0] for i in range(len(x))]), to_float(expected))
     assert [sets[1][2][i][1] for i in range(len(x))] == y.tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_corrupt_never_writes_into_its_input(dtype):
+    """Every corruption leaves the caller's batch untouched (shot noise once scaled a float64 input in place)."""
+    from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS
+
+    gen = torch.Generator().manual_seed(0)
+    rgb = (torch.rand(2, 3, 32, 32, generator=gen, dtype=dtype) * 255).round() / 255
+    gray = torch.rand(2, 1, 28, 28, generator=gen, dtype=dtype)
+    cases = [(rgb, name, "cifar") for name in ALL_CORRUPTIONS] + [(gray, name, "mnistc") for name in MNIST_C_CORRUPTIONS]
+    for images, name, preset in cases:
+        before = images.clone()
+        corrupt(images, name, 1 if preset == "mnistc" else 3, preset=preset, seed=0)
+        assert torch.equal(images, before), (name, preset)
