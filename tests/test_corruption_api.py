@@ -336,9 +336,11 @@ def test_corrupt_never_writes_into_its_input(dtype):
     from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS
 
     gen = torch.Generator().manual_seed(0)
-    rgb = (torch.rand(2, 3, 32, 32, generator=gen, dtype=dtype) * 255).round() / 255
+    rgb = torch.rand(2, 3, 32, 32, generator=gen, dtype=dtype)
+    on_grid = (rgb * 255).round() / 255  # shot noise takes another path on the uint8 grid
     gray = torch.rand(2, 1, 28, 28, generator=gen, dtype=dtype)
-    cases = [(rgb, name, "cifar") for name in ALL_CORRUPTIONS] + [(gray, name, "mnistc") for name in MNIST_C_CORRUPTIONS]
+    cases = [(x, name, "cifar") for name in ALL_CORRUPTIONS for x in (rgb, on_grid)]
+    cases += [(gray, name, "mnistc") for name in MNIST_C_CORRUPTIONS]
     for images, name, preset in cases:
         before = images.clone()
         corrupt(images, name, 1 if preset == "mnistc" else 3, preset=preset, seed=0)
