@@ -137,3 +137,22 @@ def test_gradients_reach_generator_parameters(kernel: int) -> None:
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_forward_equals_the_convolution_stack(kernel: int, channels: int) -> None:
+    """The channels-last forward (1x1 convolutions as matrix products) is appendix A's conv stack + residual crop of z,
+    values and parameter gradients."""
+    torch.manual_seed(0)
+    gen = NoiseGenerator(channels=channels, kernel=kernel, init_std=None)
+    x = torch.rand(4, channels, 12, 12)
+    z = gen.sample_latent(x, torch.Generator().manual_seed(1))
+    border = (kernel - 1) // 2
+    expected = gen.net(z) + z[:, :, border : border + 12, border : border + 12]
+    ours = gen(x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    weights = torch.rand_like(ours)
+    grads = torch.autograd.grad((expected * weights).sum(), list(gen.parameters()))
+    for ours_grad, expected_grad in zip(torch.autograd.grad((ours * weights).sum(), list(gen.parameters())), grads):
+        torch.testing.assert_close(ours_grad, expected_grad, rtol=1e-4, atol=1e-5)

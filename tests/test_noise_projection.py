@@ -105,6 +105,14 @@ def test_unreachable_eps_saturates_every_pixel() -> None:
     assert (_clipped_norm(x, delta, eta * 0.999, 0.0, 1.0) < max_norm).all()
 
 
+def test_eps_equal_to_the_saturated_norm_saturates_every_pixel() -> None:
+    """eps* probes exactly the fully saturated size: the search's last segment has no linear pixel left."""
+    x, delta = _images(8, (1, 28, 28), 0.0, 1.0, 0.6, torch.float32, seed=3)
+    for max_norm in (_max_norm(x, delta, 0.0, 1.0), l2_norm(torch.where(delta >= 0, 1 - x, x) * (delta != 0))):
+        eta = clipping_aware_scale(x, delta, max_norm)
+        torch.testing.assert_close(_clipped_norm(x, delta, eta, 0.0, 1.0), max_norm, rtol=1e-5, atol=0)
+
+
 def test_zero_direction_entries_are_ignored() -> None:
     x, delta = _images(3, (3, 8, 8), 0.0, 1.0, 0.3, torch.float32, seed=5)
     mask = torch.rand(delta.shape, generator=torch.Generator().manual_seed(0)) < 0.5
@@ -183,3 +191,26 @@ def test_matches_foolbox_reference() -> None:
             ours = clipping_aware_scale(x, delta, eps, a, b)
             theirs = car.l2_clipping_aware_rescaling(ep.astensor(x), ep.astensor(delta), eps, a=a, b=b).raw
             torch.testing.assert_close(ours, theirs.reshape(ours.shape), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.5, 0.95, 0.9999])
+def test_newton_segment_search_matches_sort_on_large_images(frac: float) -> None:
+    """The Newton search for the saturated set lands on the segment Rauber & Bethge's sort finds (foolbox's
+    implementation), on images with thousands of breakpoints and eps from barely clipped to almost all saturated."""
+    pytest.importorskip("eagerpy")
+    car = pytest.importorskip("foolbox.external.clipping_aware_rescaling")
+    import eagerpy as ep
+
+    x, delta = _images(6, (3, 32, 32), 0.0, 1.0, 0.2, torch.float64, seed=21)
+    delta = delta * torch.rand(
+        delta.shape, generator=torch.Generator().manual_seed(1), dtype=delta.dtype
+    )  # many scales of |delta|
+    eps = frac * _max_norm(x, delta, 0.0, 1.0)
+    ours = clipping_aware_scale(x, delta, eps)
+    theirs = torch.stack(
+        [
+            car.l2_clipping_aware_rescaling(ep.astensor(x[i : i + 1]), ep.astensor(delta[i : i + 1]), e).raw
+            for i, e in enumerate(eps.tolist())
+        ]
+    )
+    torch.testing.assert_close(ours, theirs.reshape(ours.shape), rtol=1e-9, atol=0)

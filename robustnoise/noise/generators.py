@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["NoiseGenerator"]
@@ -89,15 +90,17 @@ class NoiseGenerator(nn.Module):
         Returns:
             Unnormalised noise of shape (N, C, H, W); only its per-image direction matters after projection.
         """
-        # channels-last: these thin (20-channel) convolutions run several times faster on CPU (oneDNN) and GPU. Set
-        # after every convolution: a 1-channel input is as much NCHW as channels-last, and its convolution returns NCHW.
-        z = self.sample_latent(x, generator).contiguous(memory_format=torch.channels_last)
+        # Channels-last (N, H, W, C), where a 1x1 convolution is a matrix product over the channels (F.linear): on CPU
+        # the generator step is ~20 % faster on 1-channel images than with oneDNN's thin (20-channel) convolutions.
+        z = self.sample_latent(x, generator).permute(0, 2, 3, 1)
         border = (self.kernel - 1) // 2
         h, w = x.shape[-2:]
-        residual = z[:, :, border : border + h, border : border + w]
-        out = z
+        out = z.contiguous()
         for layer in self.net:
-            out = layer(out)
-            if isinstance(layer, nn.Conv2d):
-                out = out.contiguous(memory_format=torch.channels_last)
-        return (out + residual).contiguous()
+            if isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1):
+                out = F.linear(out, layer.weight.flatten(1), layer.bias)
+            elif isinstance(layer, nn.Conv2d):
+                out = layer(out.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
+            else:
+                out = layer(out)
+        return (out + z[:, border : border + h, border : border + w]).permute(0, 3, 1, 2).contiguous()
