@@ -31,7 +31,7 @@ def trained():
 
 def test_build_method_reads_the_yaml_and_trains(trained):
     method, _, before = trained
-    assert method.sigmas == [0.3] and method.hparams.p_clean == 0.5  # the override + the YAML default
+    assert method.levels == [0.3] and method.hparams.p_clean == 0.5  # the override + the YAML default
     assert method.global_step == 34  # ceil(1078 training digits / 32)
     assert any(not torch.equal(b, p) for b, p in zip(before, method.classifier.parameters()))
 
