@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -89,8 +89,12 @@ def _run_task(cfg: DictConfig) -> dict[str, Any]:
         if cfg.task in ("train", "eval"):
             return (train if cfg.task == "train" else evaluate)(cfg, datamodule)
         module, function = FILE_TASKS[cfg.task].split(":")
-        options = OmegaConf.to_object(cfg[cfg.task])  # the typed options (conf/<task>.yaml), resolved in place
-        return getattr(importlib.import_module(module), function)(options, datamodule)
+        node = cfg[cfg.task]  # typed options (a structured config); a key added by +<task>.key=... is refused here
+        try:
+            options = OmegaConf.merge(OmegaConf.get_type(node), OmegaConf.to_container(node, resolve=True))
+        except ConfigKeyError as err:
+            raise ConfigError(str(err).splitlines()[0]) from None
+        return getattr(importlib.import_module(module), function)(OmegaConf.to_object(options), datamodule)
     finally:
         finish_wandb()
 

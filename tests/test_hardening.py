@@ -142,7 +142,10 @@ CASES = {
     ),
     "severity 6": (lambda root: ["eval.severities=[1,6]"], r"severity must be an integer in 1\.\.5, got 6"),
     "severity 0": (lambda root: ["eval.severities=[0]"], r"severity must be an integer in 1\.\.5, got 0"),
-    "unknown corruption": (lambda root: ["eval.corruptions=[gaussian_noise,gausian_noise]"], r"'gausian_noise'"),
+    "unknown corruption": (
+        lambda root: ["eval=noise", "eval.corruptions=[gaussian_noise,gausian_noise]"],
+        r"'gausian_noise'",
+    ),
     "resume from another architecture": (other_architecture_resume, r"holds a resnet18, the config asks for madry_cnn"),
     "eval of another architecture": (other_architecture_eval, r"madry\.pth.*missing keys"),
 }
