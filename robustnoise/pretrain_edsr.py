@@ -69,11 +69,6 @@ def downsample(hr: Tensor, scale: int) -> Tensor:
     return F.interpolate(hr, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
 
 
-def psnr(x: Tensor, ref: Tensor) -> Tensor:
-    """Per-image PSNR in dB of images in [0, 1]."""
-    return peak_signal_noise_ratio(x, ref, data_range=1.0, reduction="none", dim=(1, 2, 3))
-
-
 def _rgb_hr(batch: Any, scale: int, patch: int | None, generator: torch.Generator) -> Tensor:
     """The HR images of a batch as 3 channels, cropped to a multiple of the scale (or a random ``patch``)."""
     x = batch[0] if isinstance(batch, list | tuple) else batch
@@ -104,8 +99,8 @@ def evaluate_sr(model: EDSR, dataset: Dataset, scale: int, batch_size: int, devi
         hr = _rgb_hr(batch, scale, None, torch.Generator()).to(device)
         lr = downsample(hr, scale)
         bicubic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0.0, 1.0)
-        totals["psnr"] += float(psnr(model(lr).clamp(0.0, 1.0), hr).sum())
-        totals["psnr_bicubic"] += float(psnr(bicubic, hr).sum())
+        for key, x in (("psnr", model(lr).clamp(0.0, 1.0)), ("psnr_bicubic", bicubic)):  # per image, in dB
+            totals[key] += float(peak_signal_noise_ratio(x, hr, data_range=1.0, reduction="none", dim=(1, 2, 3)).sum())
         n += hr.shape[0]
     model.train()
     return {k: v / max(n, 1) for k, v in totals.items()}

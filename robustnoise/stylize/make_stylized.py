@@ -31,9 +31,8 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from robustnoise.corruptions.datasets import to_float_image
-from robustnoise.corruptions.make_c import class_folder_names, usable_class_names
-from robustnoise.stylize.adain import AdaINStylizer, style_files
+from robustnoise.corruptions.make_c import _FloatImages, class_folder_names, usable_class_names
+from robustnoise.stylize.adain import AdaINStylizer
 from robustnoise.utils.errors import ConfigError
 
 __all__ = ["SPLITS", "StylizeOptions", "make_stylized", "stylize_split"]
@@ -87,9 +86,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
     out = Path(options.out_dir)
     _prepare_out_dir(out, options.overwrite)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]
-    files = style_files(options.style_dir)[: options.max_styles or None]  # type: ignore[arg-type]
-    for batch in _style_batches(files, options):
-        stylizer.add_styles(batch)
+    files = stylizer.load_style_folder(options.style_dir, options.style_size, options.max_styles, options.batch_size)
     datamodule.setup("fit")
     if "test" in options.splits:
         datamodule.setup("test")
@@ -142,7 +139,7 @@ def stylize_split(
     names = _sample_names(dataset, count)
     styles = torch.randint(stylizer.num_styles, (count,), generator=torch.Generator().manual_seed(options.seed))
     loader = DataLoader(
-        _FloatItems(dataset), batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers
+        _FloatImages(dataset), batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers
     )
     done = 0
     for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
@@ -156,26 +153,6 @@ def stylize_split(
                 assignments.append((f"{split}/{class_names[label]}/{names[i]}.png", int(styles[i])))
         done += len(pixels)
     return done
-
-
-class _FloatItems(Dataset):
-    """``(float image in [0, 1], label, index)`` items of a dataset of ``(image, label, ...)``."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        item = self.dataset[index]
-        return to_float_image(item[0]), int(item[1]), index
-
-
-def _style_batches(files: list[Path], options: StylizeOptions) -> Any:
-    from robustnoise.stylize.adain import load_style_images
-
-    return load_style_images(files, options.style_size, options.batch_size)
 
 
 def _save_png(pixels: np.ndarray, path: Path) -> None:
