@@ -22,12 +22,7 @@ import robustnoise.utils.resolvers  # noqa: F401  (registers the rn.* resolvers 
 from robustnoise.utils.errors import RobustnoiseError
 
 CONF = Path(__file__).resolve().parent / "conf"
-INTERNAL_GROUPS = {
-    "hydra",
-    "local",
-    "debug_inner",
-    "recipe",
-}  # composed by other configs, not chosen on the command line
+INTERNAL_GROUPS = {"hydra", "local", "debug_inner", "recipe"}  # composed by other configs, not chosen by users
 
 
 def public_groups(chosen: DictConfig) -> str:
