@@ -1,8 +1,13 @@
-"""Command line: ``python run.py [task=train|eval] [group=option ...] [key=value ...]`` (Hydra)."""
+"""Command line: ``python run.py [task=NAME | --config-name NAME] [group=option ...] [key=value ...]`` (Hydra).
+
+Each task has its own primary config, ``conf/<task>.yaml`` (train, the default, eval, make_c, stylize, pretrain_edsr);
+``task=NAME`` chooses it before Hydra starts, as ``--config-name NAME`` does.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import shutil
@@ -10,35 +15,67 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import robustnoise.utils.resolvers  # noqa: F401  (registers the rn.* resolvers the configs use)
 from robustnoise.utils.errors import RobustnoiseError
 
 CONF = Path(__file__).resolve().parent / "conf"
-INTERNAL_GROUPS = {
-    "hydra",
-    "local",
-    "debug_inner",
-    "recipe",
-}  # composed by other configs, not chosen on the command line
+INTERNAL_GROUPS = {"hydra", "local", "debug_inner", "recipe"}  # composed by other configs, not chosen by users
 
 
-def public_groups() -> str:
-    """``group: option, ...`` per selectable config group, without internal groups and ``_``-prefixed base configs."""
+def public_groups(chosen: DictConfig) -> str:
+    """``group: option, ...`` per group of this task's config (``hydra.runtime.choices``), without internal groups
+    and ``_``-prefixed base configs."""
     lines = []
-    for group in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name not in INTERNAL_GROUPS):
-        options = sorted(f.stem for f in group.glob("*.yaml") if not f.name.startswith("_"))
-        lines.append(f"  {group.name}: {', '.join(options)}")
+    for group in sorted({g.split("@")[0] for g in chosen} - INTERNAL_GROUPS):
+        options = sorted(f.stem for f in (CONF / group).glob("*.yaml") if not f.name.startswith("_"))
+        if options:
+            lines.append(f"  {group}: {', '.join(options)}")
     return "\n".join(lines)
 
 
 OmegaConf.register_new_resolver("rn.help_groups", public_groups, replace=True)
 
+TASKS = ("train", "eval", "make_c", "stylize", "pretrain_edsr")
+SCHEMAS = {  # the typed options of the file-writing tasks (Hydra structured configs)
+    "make_c": "robustnoise.corruptions.make_c:MakeCOptions",
+    "stylize": "robustnoise.stylize.make_stylized:StylizeOptions",
+    "pretrain_edsr": "robustnoise.pretrain_edsr:PretrainEDSROptions",
+}
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    return execute(cfg)
+
+def task_config(args: list[str]) -> str:
+    """The primary config that ``args`` ask for: ``--config-name``/``-cn`` NAME, else ``task=NAME``, else train."""
+    name = "train"
+    for i, arg in enumerate(args):
+        if arg in ("--config-name", "-cn") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(("--config-name=", "-cn=")):
+            return arg.split("=", 1)[1]
+        if arg.startswith("task="):
+            name = arg.split("=", 1)[1]
+    if name not in TASKS:
+        raise RobustnoiseError(f"unknown task {name!r}: use task={', task='.join(TASKS)}")
+    return name
+
+
+def store_schema(config_name: str) -> None:
+    """Put the options dataclass of ``config_name`` (if it has one) in Hydra's ConfigStore as ``<name>_schema``."""
+    if config_name in SCHEMAS:
+        module, cls = SCHEMAS[config_name].split(":")
+        ConfigStore.instance().store(name=f"{config_name}_schema", node=getattr(importlib.import_module(module), cls))
+
+
+def main() -> None:
+    try:
+        name = task_config(sys.argv[1:])
+    except RobustnoiseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    store_schema(name)
+    hydra.main(version_base="1.3", config_path="conf", config_name=name)(execute)()
 
 
 def execute(cfg: DictConfig) -> float | None:

@@ -15,11 +15,13 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchmetrics.functional.image import peak_signal_noise_ratio
@@ -28,22 +30,43 @@ from tqdm.auto import tqdm
 from robustnoise.models.edsr import EDSR, build_edsr
 from robustnoise.utils.errors import ConfigError
 
-__all__ = ["downsample", "pretrain_edsr", "psnr"]
+__all__ = ["PretrainEDSROptions", "downsample", "pretrain_edsr"]
 
 log = logging.getLogger("robustnoise")
 
-_NET_KEYS = ("variant", "scale", "n_resblocks", "n_feats", "res_scale", "rgb_range")
+
+@dataclass
+class PretrainEDSROptions:
+    """The options of ``task=pretrain_edsr`` (``conf/pretrain_edsr.yaml``; a Hydra structured config: typed, closed)."""
+
+    out_dir: str
+    variant: str = "custom"
+    scale: int = 2
+    n_resblocks: int | None = 4
+    n_feats: int | None = 32
+    res_scale: float | None = None
+    init: str | None = None
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-4
+    patch_size: int | None = None
+    val_images: int | None = None
+    eval_batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 3, 4):
+            raise ConfigError(f"pretrain_edsr.scale must be 2, 3 or 4, got {self.scale}")
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ConfigError("pretrain_edsr needs steps >= 1, batch_size >= 1 and lr > 0")
 
 
 def downsample(hr: Tensor, scale: int) -> Tensor:
     """The low-resolution input: antialiased bicubic downsampling by ``scale``, clamped to [0, 1]."""
     size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
     return F.interpolate(hr, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
-
-
-def psnr(x: Tensor, ref: Tensor) -> Tensor:
-    """Per-image PSNR in dB of images (N, C, H, W) in [0, 1], capped at 120 dB (identical images)."""
-    return peak_signal_noise_ratio(x, ref, data_range=1.0, reduction="none", dim=(1, 2, 3)).clamp_max(120.0)
 
 
 def _rgb_hr(batch: Any, scale: int, patch: int | None, generator: torch.Generator) -> Tensor:
@@ -76,58 +99,55 @@ def evaluate_sr(model: EDSR, dataset: Dataset, scale: int, batch_size: int, devi
         hr = _rgb_hr(batch, scale, None, torch.Generator()).to(device)
         lr = downsample(hr, scale)
         bicubic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0.0, 1.0)
-        totals["psnr"] += float(psnr(model(lr).clamp(0.0, 1.0), hr).sum())
-        totals["psnr_bicubic"] += float(psnr(bicubic, hr).sum())
+        for key, x in (("psnr", model(lr).clamp(0.0, 1.0)), ("psnr_bicubic", bicubic)):  # per image, in dB
+            psnr = peak_signal_noise_ratio(x, hr, data_range=1.0, reduction="none", dim=(1, 2, 3))
+            totals[key] += float(psnr.clamp_max(120.0).sum())  # capped: identical images would give inf
         n += hr.shape[0]
     model.train()
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def pretrain_edsr(cfg: Mapping[str, Any], datamodule: Any) -> dict[str, Any]:
-    """Train an EDSR on the datamodule's training split (the ``pretrain_edsr`` config node); returns the metrics."""
-    net_cfg = {k: cfg.get(k) for k in _NET_KEYS}
-    if net_cfg.get("variant") != "custom":  # the sizes of the small default net apply to variant=custom only
-        net_cfg["n_resblocks"] = net_cfg["n_feats"] = None
-    net_cfg["weights"] = cfg.get("init")
-    scale = int(cfg.get("scale") or 0)
-    if scale not in (2, 3, 4):
-        raise ConfigError(f"pretrain_edsr.scale must be 2, 3 or 4, got {cfg.get('scale')}")
-    steps, batch_size, lr = int(cfg.get("steps", 300)), int(cfg.get("batch_size", 16)), float(cfg.get("lr", 1e-4))
-    if steps < 1 or batch_size < 1 or not lr > 0:
-        raise ConfigError("pretrain_edsr needs steps >= 1, batch_size >= 1 and lr > 0")
-    device_name = cfg.get("device", "auto")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device_name == "auto" else device_name
-    device = torch.device(device)
-    out_dir = Path(cfg.get("out_dir") or ".")
+def pretrain_edsr(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
+    """Train an EDSR on the datamodule's training split (see :class:`PretrainEDSROptions`); returns the metrics."""
+    opt: PretrainEDSROptions = OmegaConf.to_object(OmegaConf.merge(PretrainEDSROptions, cfg))
+    custom = opt.variant == "custom"  # the sizes of the small default net apply to variant=custom only
+    net_cfg = {
+        "variant": opt.variant,
+        "scale": opt.scale,
+        "n_resblocks": opt.n_resblocks if custom else None,
+        "n_feats": opt.n_feats if custom else None,
+        "res_scale": opt.res_scale,
+        "weights": opt.init,
+    }
+    scale = opt.scale
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if opt.device == "auto" else opt.device)
+    out_dir = Path(opt.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_edsr(net_cfg, node="pretrain_edsr").to(device)
     model.train()
     datamodule.setup("fit")
-    generator = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
+    generator = torch.Generator().manual_seed(opt.seed)
     loader = DataLoader(
         datamodule.train_set,
-        batch_size=batch_size,
+        batch_size=opt.batch_size,
         shuffle=True,
-        drop_last=len(datamodule.train_set) >= batch_size,
+        drop_last=len(datamodule.train_set) >= opt.batch_size,
         num_workers=getattr(datamodule, "num_workers", 0),
         generator=generator,
     )
     val_set: Dataset = datamodule.val_set
-    max_val = cfg.get("val_images")
-    if max_val is not None and max_val < len(val_set):
-        val_set = Subset(val_set, range(int(max_val)))
-    eval_bs = int(cfg.get("eval_batch_size", 64))
-    before = evaluate_sr(model, val_set, scale, eval_bs, device)
+    if opt.val_images is not None and opt.val_images < len(val_set):
+        val_set = Subset(val_set, range(opt.val_images))
+    before = evaluate_sr(model, val_set, scale, opt.eval_batch_size, device)
 
     trainable = [p for p in model.parameters() if p.requires_grad]  # the mean shifts stay fixed
-    optimizer = torch.optim.Adam(trainable, lr=lr, betas=(0.9, 0.999), eps=1e-8)
-    patch = cfg.get("patch_size")
+    optimizer = torch.optim.Adam(trainable, lr=opt.lr, betas=(0.9, 0.999), eps=1e-8)
     losses: list[float] = []
-    bar = tqdm(range(steps), desc="pretrain_edsr", disable=not cfg.get("progress", True), leave=False)
+    bar = tqdm(range(opt.steps), desc="pretrain_edsr", disable=not opt.progress, leave=False)
     batches = _batches(loader)
     for step in bar:
-        hr = _rgb_hr(next(batches), scale, patch, generator).to(device, non_blocking=True)
+        hr = _rgb_hr(next(batches), scale, opt.patch_size, generator).to(device, non_blocking=True)
         loss = F.l1_loss(model(downsample(hr, scale)), hr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -137,15 +157,15 @@ def pretrain_edsr(cfg: Mapping[str, Any], datamodule: Any) -> dict[str, Any]:
             raise ConfigError(f"pretrain_edsr: the L1 loss became {losses[-1]} at step {step}; lower pretrain_edsr.lr")
         if step % 50 == 0:
             bar.set_postfix(l1=f"{losses[-1]:.4f}")
-    after = evaluate_sr(model, val_set, scale, eval_bs, device)
+    after = evaluate_sr(model, val_set, scale, opt.eval_batch_size, device)
 
     path = out_dir / "edsr.pt"
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
-    window = max(1, min(10, steps // 5))
+    window = max(1, min(10, opt.steps // 5))
     result = {
         "path": str(path),
         "tag": model.tag,
-        "steps": steps,
+        "steps": opt.steps,
         "l1_first": sum(losses[:window]) / window,
         "l1_last": sum(losses[-window:]) / window,
         "psnr_before": before["psnr"],

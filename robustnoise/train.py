@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -72,30 +73,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_task(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.task`` (train, eval, or a file-writing task of ``conf/<task>.yaml``) on ``cfg.data``."""
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = _instantiate(cfg.data)
-        if cfg.task == "train":
-            return train(cfg, datamodule)
-        if cfg.task == "eval":
-            return evaluate(cfg, datamodule)
-        if cfg.task == "make_c":
-            from robustnoise.corruptions.make_c import make_c
-
-            return make_c(cfg.make_c, datamodule)
-        if cfg.task == "stylize":
-            from robustnoise.stylize.make_stylized import make_stylized
-
-            return make_stylized(cfg.stylize, datamodule)
-        if cfg.task == "pretrain_edsr":
-            from robustnoise.pretrain_edsr import pretrain_edsr
-
-            return pretrain_edsr(cfg.pretrain_edsr, datamodule)
-        raise RobustnoiseError(
-            f"unknown task {cfg.task!r}: use task=train, task=eval, task=make_c, task=stylize or task=pretrain_edsr"
-        )
+        if cfg.task in ("train", "eval"):
+            return (train if cfg.task == "train" else evaluate)(cfg, datamodule)
+        module, function = FILE_TASKS[cfg.task].split(":")
+        node = cfg[cfg.task]  # typed options (a structured config); a key added by +<task>.key=... is refused here
+        try:
+            options = OmegaConf.merge(OmegaConf.get_type(node), OmegaConf.to_container(node, resolve=True))
+        except ConfigKeyError as err:
+            raise ConfigError(str(err).splitlines()[0]) from None
+        return getattr(importlib.import_module(module), function)(OmegaConf.to_object(options), datamodule)
     finally:
         finish_wandb()
+
+
+FILE_TASKS = {
+    "make_c": "robustnoise.corruptions.make_c:make_c",
+    "stylize": "robustnoise.stylize.make_stylized:make_stylized",
+    "pretrain_edsr": "robustnoise.pretrain_edsr:pretrain_edsr",
+}
 
 
 CONFIG_TREE_ORDER = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
@@ -113,8 +112,7 @@ def print_config_tree(cfg: DictConfig) -> None:
     except OmegaConfBaseException:  # an unresolvable interpolation is reported by the task, in its own words
         container = OmegaConf.to_container(cfg, resolve=False)
     tree = rich.tree.Tree("config", guide_style="dim")
-    other_tasks = {"make_c", "stylize", "pretrain_edsr"} - {cfg.task}  # another task's options: not this run's
-    rest = [k for k in container if k not in CONFIG_TREE_ORDER and k not in other_tasks]
+    rest = [k for k in container if k not in CONFIG_TREE_ORDER]
     for key in [*(k for k in CONFIG_TREE_ORDER if k in container), *rest]:
         value = container[key]
         text = OmegaConf.to_yaml(value) if isinstance(value, (dict, list)) else str(value)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 
 import robustnoise.utils.resolvers  # noqa: E402,F401
 from robustnoise.methods.configs import compose_config as package_compose_config  # noqa: E402
+from run import store_schema, task_config  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -25,13 +26,17 @@ CONF_DIR = ROOT / "conf"
 
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose ``conf/train.yaml`` like ``run.py`` would, with a temporary output dir and CPU-only trainer."""
-    cfg = package_compose_config(["trainer=cpu", "logger=none", *overrides])
+    """Compose ``conf/<task>.yaml`` like ``run.py`` would, with a temporary output dir and CPU-only trainer."""
+    name = task_config(overrides)
+    store_schema(name)
+    trains = name in ("train", "eval")  # the tasks with a trainer and loggers
+    cfg = package_compose_config([*(["trainer=cpu", "logger=none"] if trains else []), *overrides], config_name=name)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")
         cfg.paths.data_dir = str(output_dir / "data")
-        cfg.trainer.enable_model_summary = False
+        if trains:
+            cfg.trainer.enable_model_summary = False
     return cfg
 
 

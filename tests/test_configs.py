@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pytorch_lightning.strategies import StrategyRegistry
 
 from robustnoise.data import ClassificationDataModule
 from robustnoise.train import build_method
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
 from robustnoise.utils.resolvers import ddp_strategy
 
@@ -113,3 +115,81 @@ def test_disabling_the_progress_bar_drops_its_callback(make_cfg):
     trainer = build_trainer(make_cfg("trainer.enable_progress_bar=false"))
     assert not any(isinstance(cb, ProgressBar) for cb in trainer.callbacks)
     assert any(isinstance(cb, ProgressBar) for cb in build_trainer(make_cfg()).callbacks)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "preset", "benchmark"),
+    [
+        ([], "mnistc", "mnist"),  # plain `python run.py`: the digits get MNIST-C's corruptions, not ImageNet-C's
+        (["task=eval"], "mnistc", "mnist"),
+        (["data=mnist"], "mnistc", "mnist"),
+        (["data=cifar10"], "cifar", "generated"),
+        (["data=tiny_imagenet"], "tinyimagenet", "generated"),
+        (["eval=noise"], "imagenet", "generated"),  # a command-line eval=... wins over the data's default
+        (["data=mnist", "eval=noise"], "imagenet", "generated"),
+        (["experiment=digits_demo"], "mnistc", "mnist"),
+    ],
+)
+def test_each_dataset_defaults_to_the_evaluation_made_for_its_size(make_cfg, overrides, preset, benchmark):
+    ev = make_cfg(*overrides).eval
+    assert (ev.preset, ev.benchmark) == (preset, benchmark)
+    assert "gaussian_noise" in ev.corruptions or preset == "mnistc"  # MNIST-C has no gaussian_noise
+
+
+def test_each_task_composes_only_its_own_groups(make_cfg):
+    train, evaluate, make_c = make_cfg(), make_cfg("task=eval"), make_cfg("task=make_c")
+    assert {"make_c", "stylize", "pretrain_edsr"}.isdisjoint(train) and "callbacks" in train
+    assert "callbacks" not in evaluate and evaluate.task == "eval" and "trainer" in evaluate
+    assert set(make_c) == {"task", "run_name", "seed", "data", "paths", "make_c"}
+    assert set(make_cfg("task=pretrain_edsr")) == {"task", "run_name", "seed", "data", "paths", "pretrain_edsr"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("make_c.severity=1", r"Key 'severity' not in 'MakeCOptions'"),  # a typo is refused, not ignored
+        ("stylize.alpha=strong", r"Value 'strong' of type 'str' could not be converted to Float"),
+        ("pretrain_edsr.steps=1.5", r"Value '1.5' of type 'float' could not be converted to Integer"),
+    ],
+)
+def test_file_task_options_are_typed_and_closed(make_cfg, override, message):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        make_cfg(f"task={override.lstrip('+').split('.')[0]}", override)
+    assert err.value.__cause__ is not None and re.search(message, str(err.value.__cause__)), err.value.__cause__
+
+
+def test_an_added_option_is_refused_before_the_task_runs(make_cfg):
+    from robustnoise.train import run
+
+    with pytest.raises(ConfigError, match=r"^Key 'severity' not in 'MakeCOptions'$"):  # one line through run.py
+        run(make_cfg("task=make_c", "+make_c.severity=1"))
+
+
+def test_task_argument_picks_the_primary_config():
+    from run import task_config
+
+    assert task_config([]) == "train" and task_config(["method=gnt", "task=eval"]) == "eval"
+    assert task_config(["--config-name", "stylize"]) == task_config(["--config-name=stylize"]) == "stylize"
+    with pytest.raises(RobustnoiseError, match="unknown task 'fit': use task=train, task=eval, task=make_c"):
+        task_config(["task=fit"])
+
+
+def test_run_name_is_the_chosen_experiment_else_the_method():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    names = []
+    for overrides in (["experiment=rusak2020_imagenet_ant3x3_sin"], ["method=gnt"]):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)  # as in a run.py job: the choices are known
+        try:
+            names.append(cfg.run_name)
+        finally:
+            HydraConfig.instance().cfg = None
+            GlobalHydra.instance().clear()
+    assert names == ["rusak2020_imagenet_ant3x3_sin", "gnt"]

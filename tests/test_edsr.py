@@ -258,7 +258,7 @@ def test_build_corruption_network_is_frozen_and_warns_on_random_init(tmp_path, c
 def test_corruption_net_configs_build(name):
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "corruption_net" / f"{name}.yaml"))
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "corruption_net" / f"{name}.yaml"), resolve=True)
     assert "_target_" not in cfg
     if name == "edsr_x4":  # 43 M parameters: check the architecture on the meta device only
         with torch.device("meta"):

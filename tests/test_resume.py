@@ -29,7 +29,7 @@ from robustnoise.utils.checkpoints import TEMP_MARK, AtomicCheckpointIO, OnExcep
 from robustnoise.utils.errors import CheckpointError, ConfigError
 from robustnoise.utils.resolvers import comparable_overrides, find_resumable_run
 from robustnoise.utils.resume import resumable_checkpoint
-from tests.test_hardening import FAST, expect_one_line_error
+from tests.test_hardening import FAST, expect_one_line_error, fast_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = 5  # training batches per epoch
@@ -53,6 +53,7 @@ def command(method: str, log_dir: Path, *extra: str, pause: float | None = None,
         "callbacks.last_checkpoint.every_n_train_steps=2",
         "logger=csv",
         "data.batch_size=32",
+        "eval=noise",
         "eval.max_images=64",
         "eval.severities=[3]",
         "eval.corruptions=[gaussian_noise]",
@@ -326,7 +327,8 @@ def test_weight_files_that_run_code_are_refused(make_cfg, tmp_path, capsys, monk
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     marker, path = tmp_path / "code-ran", tmp_path / "evil.pt"
     torch.save({"state_dict": RunsCode(marker)}, path)
-    line = expect_one_line_error(make_cfg(*FAST, *PICKLE_PATHS[option](path)), capsys, rf"{re.escape(str(path))}")
+    args = PICKLE_PATHS[option](path)
+    line = expect_one_line_error(make_cfg(*fast_for(args), *args), capsys, rf"{re.escape(str(path))}")
     assert "Weights only load failed" in line and not marker.exists()
     torch.load(path, weights_only=False)  # the file is live: a plain unpickler runs its code
     assert marker.is_dir()

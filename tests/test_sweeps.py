@@ -25,6 +25,7 @@ TINY = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=3",
     "trainer.limit_val_batches=1",
+    "eval=noise",
     "eval.max_images=48",
     "eval.corruptions=[gaussian_noise]",
     "eval.severities=[3]",

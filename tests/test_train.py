@@ -18,6 +18,7 @@ from robustnoise.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = [
+    "eval=noise",  # the four noises (the digits' default evaluation is MNIST-C's)
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=4",
     "eval.max_images=96",
@@ -32,7 +33,7 @@ def report(cfg) -> dict:
 
 @pytest.mark.parametrize("method", ["vanilla", "gnt", "gnt_mult", "speckle"])
 def test_fast_dev_run_per_method_writes_a_report(make_cfg, method):
-    cfg = make_cfg(f"method={method}", "debug=fdr", "callbacks=none")
+    cfg = make_cfg(f"method={method}", "debug=fdr", "callbacks=none", "eval=noise")
     run(cfg)
     result = report(cfg)
     assert result["method"] == method
@@ -58,7 +59,13 @@ def test_train_then_eval_from_the_checkpoint_gives_the_same_table(make_cfg, tmp_
     from tests.conftest import compose_config
 
     eval_cfg = compose_config(
-        ["task=eval", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", "eval.max_images=96", "model=resnet18"],
+        [
+            "task=eval",
+            f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}",
+            "eval=noise",
+            "eval.max_images=96",
+            "model=resnet18",
+        ],
         eval_dir,
     )  # the architecture is read from our checkpoint
     run(eval_cfg)
@@ -101,6 +108,7 @@ def test_eval_of_a_game_of_noise_release_file(make_cfg, tmp_path):
         "task=eval",
         f"ckpt_path={path}",
         "model=resnet18",
+        "eval=noise",
         "eval.max_images=32",
         "eval.corruptions=[gaussian_noise]",
         "eval.severities=[5]",
@@ -178,6 +186,7 @@ def test_wandb_logs_offline_without_an_account_or_network(tmp_path, case):
             "callbacks=none",
             "trainer.max_epochs=1",
             "trainer.limit_train_batches=2",
+            "eval=noise",
             "eval.max_images=32",
             "eval.corruptions=[gaussian_noise]",
             f"hydra.run.dir={run_dir}",

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -35,7 +36,6 @@ from robustnoise.corruptions.fidelity import RELEASE_JPEG_QUALITY, quantize_uint
 from robustnoise.corruptions.presets import SEVERITIES
 from robustnoise.corruptions.transforms import image_seeds
 from robustnoise.utils.errors import ConfigError
-from robustnoise.utils.options import options_from_config
 
 __all__ = ["LAYOUTS", "MakeCOptions", "class_folder_names", "make_c", "write_c"]
 
@@ -48,7 +48,7 @@ _PARTIAL = ".partial"
 
 @dataclass
 class MakeCOptions:
-    """The ``make_c`` config group (``conf/make_c/default.yaml``)."""
+    """The options of ``task=make_c`` (``conf/make_c.yaml``; a Hydra structured config: typed, closed)."""
 
     out_dir: str
     layout: str = "auto"
@@ -64,16 +64,13 @@ class MakeCOptions:
     overwrite: bool = False
     progress: bool = True
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | Any) -> MakeCOptions:
-        options = options_from_config(cls, cfg, "make_c")
-        if options.layout not in LAYOUTS:
-            raise ConfigError(f"make_c.layout must be one of {', '.join(LAYOUTS)}, got {options.layout!r}")
-        if int(options.batch_size) < 1:
-            raise ConfigError(f"make_c.batch_size must be >= 1, got {options.batch_size}")
-        if options.max_images is not None and int(options.max_images) < 1:
-            raise ConfigError(f"make_c.max_images must be >= 1 or null, got {options.max_images}")
-        return options
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"make_c.layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"make_c.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_images is not None and self.max_images < 1:
+            raise ConfigError(f"make_c.max_images must be >= 1 or null, got {self.max_images}")
 
 
 def make_c(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
@@ -84,7 +81,7 @@ def make_c(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
             ``corruption_preset``.
         datamodule: a :class:`robustnoise.data.ClassificationDataModule`.
     """
-    options = MakeCOptions.from_config(cfg)
+    options = OmegaConf.to_object(OmegaConf.merge(MakeCOptions, cfg))  # unknown keys and wrong types refused
     preset = options.preset or getattr(datamodule, "corruption_preset", None) or "imagenet"
     dataset = datamodule.test_dataset(options.max_images)
     names = class_folder_names(datamodule)

@@ -182,21 +182,15 @@ class AdaINStylizer(nn.Module):
         cls,
         encoder_path: str | os.PathLike[str],
         decoder_path: str | os.PathLike[str],
-        style_dir: str | os.PathLike[str] | None = None,
-        style_size: int = 224,
-        max_styles: int | None = None,
         device: str | torch.device = "cpu",
     ) -> AdaINStylizer:
-        """Load the released ``vgg_normalised.pth`` (first 31 modules kept) and ``decoder.pth``, optionally styles."""
+        """Load the released ``vgg_normalised.pth`` (first 31 modules kept) and ``decoder.pth``."""
         stylizer = cls()
         encoder_state = _load_weights(encoder_path, "encoder")
         kept = {k: v for k, v in encoder_state.items() if k.split(".")[0].isdigit() and int(k.split(".")[0]) < 31}
         _load_into(stylizer.encoder, kept, encoder_path, "encoder")
         _load_into(stylizer.decoder, _load_weights(decoder_path, "decoder"), decoder_path, "decoder")
-        stylizer.to(device)
-        if style_dir is not None:
-            stylizer.load_style_folder(style_dir, style_size, max_styles)
-        return stylizer
+        return stylizer.to(device)
 
     @property
     def num_styles(self) -> int:
@@ -216,12 +210,12 @@ class AdaINStylizer(nn.Module):
 
     def load_style_folder(
         self, style_dir: str | os.PathLike[str], size: int = 224, max_styles: int | None = None, batch_size: int = 32
-    ) -> int:
-        """Encode every image under ``style_dir`` (the first ``max_styles`` in sorted order) once; returns the count."""
+    ) -> list[Path]:
+        """Encode every image under ``style_dir`` (the first ``max_styles`` in sorted order) once; returns the files."""
         files = style_files(style_dir)[: max_styles or None]
         for batch in load_style_images(files, size, batch_size):
             self.add_styles(batch)
-        return len(files)
+        return files
 
     def pick_styles(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` random style indices (on the generator's device; CPU when none is given)."""

@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from robustnoise.corruptions.datasets import to_float_image
-from robustnoise.corruptions.make_c import class_folder_names, usable_class_names
-from robustnoise.stylize.adain import AdaINStylizer, style_files
+from robustnoise.corruptions.make_c import _FloatImages, class_folder_names, usable_class_names
+from robustnoise.stylize.adain import AdaINStylizer
 from robustnoise.utils.errors import ConfigError
-from robustnoise.utils.options import options_from_config
 
 __all__ = ["SPLITS", "StylizeOptions", "make_stylized", "stylize_split"]
 
@@ -46,7 +45,7 @@ _MANIFEST = "stylize.json"
 
 @dataclass
 class StylizeOptions:
-    """The ``stylize`` config group (``conf/stylize/default.yaml``)."""
+    """The options of ``task=stylize`` (``conf/stylize.yaml``; a Hydra structured config: typed, closed)."""
 
     out_dir: str
     encoder: str | None = None
@@ -64,37 +63,30 @@ class StylizeOptions:
     overwrite: bool = False
     progress: bool = True
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | Any) -> StylizeOptions:
-        options = options_from_config(cls, cfg, "stylize")
-        missing = [f"stylize.{k}" for k in ("encoder", "decoder", "style_dir") if not getattr(options, k)]
+    def __post_init__(self) -> None:
+        missing = [f"stylize.{k}" for k in ("encoder", "decoder", "style_dir") if not getattr(self, k)]
         if missing:
             raise ConfigError(
                 f"task=stylize needs {', '.join(missing)} (vgg_normalised.pth, decoder.pth, a folder of paintings)"
             )
-        options.splits = [options.splits] if isinstance(options.splits, str) else list(options.splits)
-        bad = [s for s in options.splits if s not in SPLITS]
-        if bad or not options.splits:
-            raise ConfigError(f"stylize.splits must be a non-empty subset of {', '.join(SPLITS)}, got {options.splits}")
-        if not 0.0 <= float(options.alpha) <= 1.0:
-            raise ConfigError(f"stylize.alpha must be in [0, 1], got {options.alpha}")
-        if int(options.batch_size) < 1:
-            raise ConfigError(f"stylize.batch_size must be >= 1, got {options.batch_size}")
-        return options
+        if not self.splits or any(s not in SPLITS for s in self.splits):
+            raise ConfigError(f"stylize.splits must be a non-empty subset of {', '.join(SPLITS)}, got {self.splits}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"stylize.alpha must be in [0, 1], got {self.alpha}")
+        if self.batch_size < 1:
+            raise ConfigError(f"stylize.batch_size must be >= 1, got {self.batch_size}")
 
 
 def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
     """Entry point of ``task=stylize``: write the stylized splits of ``datamodule``; returns (and prints) a summary."""
-    options = StylizeOptions.from_config(cfg)
+    options = OmegaConf.to_object(OmegaConf.merge(StylizeOptions, cfg))  # unknown keys and wrong types refused
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto" else options.device
     )
     out = Path(options.out_dir)
     _prepare_out_dir(out, options.overwrite)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]
-    files = style_files(options.style_dir)[: options.max_styles or None]  # type: ignore[arg-type]
-    for batch in _style_batches(files, options):
-        stylizer.add_styles(batch)
+    files = stylizer.load_style_folder(options.style_dir, options.style_size, options.max_styles, options.batch_size)
     datamodule.setup("fit")
     if "test" in options.splits:
         datamodule.setup("test")
@@ -142,16 +134,16 @@ def stylize_split(
     does not depend on batch size, worker count or device.
     """
     if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
-        dataset = Subset(dataset, range(int(options.max_images)))
+        dataset = Subset(dataset, range(options.max_images))
     count = len(dataset)  # type: ignore[arg-type]
     names = _sample_names(dataset, count)
-    styles = torch.randint(stylizer.num_styles, (count,), generator=torch.Generator().manual_seed(int(options.seed)))
+    styles = torch.randint(stylizer.num_styles, (count,), generator=torch.Generator().manual_seed(options.seed))
     loader = DataLoader(
-        _FloatItems(dataset), batch_size=int(options.batch_size), shuffle=False, num_workers=int(options.num_workers)
+        _FloatImages(dataset), batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers
     )
     done = 0
     for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
-        images = stylizer(x, alpha=float(options.alpha), style_index=styles[index])
+        images = stylizer(x, alpha=options.alpha, style_index=styles[index])
         pixels = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for pixel, label, i in zip(pixels, y.tolist(), index.tolist(), strict=True):
             folder = out / class_names[label]
@@ -161,26 +153,6 @@ def stylize_split(
                 assignments.append((f"{split}/{class_names[label]}/{names[i]}.png", int(styles[i])))
         done += len(pixels)
     return done
-
-
-class _FloatItems(Dataset):
-    """``(float image in [0, 1], label, index)`` items of a dataset of ``(image, label, ...)``."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        item = self.dataset[index]
-        return to_float_image(item[0]), int(item[1]), index
-
-
-def _style_batches(files: list[Path], options: StylizeOptions) -> Any:
-    from robustnoise.stylize.adain import load_style_images
-
-    return load_style_images(files, int(options.style_size), int(options.batch_size))
 
 
 def _save_png(pixels: np.ndarray, path: Path) -> None:

@@ -82,20 +82,20 @@ def run_label(run_name: str, method: object, seed: object) -> str:
     return "_".join(parts)
 
 
-def experiment_group(default: str) -> str:
-    """The W&B group: the experiment config's name (``experiment=...``), so the seeds of one config gather; without
-    an experiment (or outside a Hydra run), ``default``."""
+def choice(group: str, default: str) -> str:
+    """The option chosen for config ``group`` in this run (``experiment=...``: the run name and W&B group of a config's
+    seeds); ``default`` without one or outside a Hydra run."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return str(default)
-    return str(HydraConfig.get().runtime.choices.get("experiment") or default)
+    return str(HydraConfig.get().runtime.choices.get(group) or default)
 
 
 def register_resolvers() -> None:
     """Register the ``rn.*`` resolvers (idempotent)."""
     resolvers = {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}
-    resolvers |= {"rn.run_label": run_label, "rn.experiment_group": experiment_group}
+    resolvers |= {"rn.run_label": run_label, "rn.choice": choice}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
