@@ -120,19 +120,22 @@ def test_disabling_the_progress_bar_drops_its_callback(make_cfg):
 @pytest.mark.parametrize(
     ("overrides", "preset", "benchmark"),
     [
-        ([], "mnistc", "mnist"),  # plain `python run.py`: the digits get MNIST-C's corruptions, not ImageNet-C's
-        (["task=eval"], "mnistc", "mnist"),
-        (["data=mnist"], "mnistc", "mnist"),
+        ([], "mnistc", "mnistc"),  # plain `python run.py`: the digits get MNIST-C's corruptions, not ImageNet-C's
+        (["task=eval"], "mnistc", "mnistc"),
+        (["data=mnist"], "mnistc", "mnistc"),
         (["data=cifar10"], "cifar", "generated"),
         (["data=tiny_imagenet"], "tinyimagenet", "generated"),
         (["eval=noise"], "imagenet", "generated"),  # a command-line eval=... wins over the data's default
         (["data=mnist", "eval=noise"], "imagenet", "generated"),
-        (["experiment=digits_demo"], "mnistc", "mnist"),
+        (["experiment=digits_demo"], "mnistc", "mnistc"),
     ],
 )
 def test_each_dataset_defaults_to_the_evaluation_made_for_its_size(make_cfg, overrides, preset, benchmark):
-    ev = make_cfg(*overrides).eval
-    assert (ev.preset, ev.benchmark) == (preset, benchmark)
+    from robustnoise.eval.evaluate import generated_preset
+
+    cfg = make_cfg(*overrides)
+    ev = cfg.eval
+    assert (generated_preset(ev, cfg.data.corruption_preset), ev.benchmark) == (preset, benchmark)
     assert "gaussian_noise" in ev.corruptions or preset == "mnistc"  # MNIST-C has no gaussian_noise
 
 
