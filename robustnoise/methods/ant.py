@@ -15,23 +15,17 @@ iteration, on the classifier's clean mini-batch:
 (Adam ``restart_lr``) against the frozen classifier on batches of a separate shuffled pass over the training set;
 it replaces the current generator, which then continues with a fresh Adam (``noise_lr``).
 
-Paper vs reference code (bethgelab/game-of-noise), each a config option:
-
-- restart interval: once per epoch (reference, the default: ``restart_every: 1.0``, ``restart_unit: epoch``); the
-  paper's every 0.33 epochs (``restart_every: 0.33``); any number of iterations (``restart_unit: step``);
-- replay snapshots: the freshly restarted generator at every restart (reference HEAD, default) and/or the jointly
-  trained generator every ``snapshot_every`` iterations (the first released training code);
-- ANT+SIN batch: the paper's 25 % clean / 30 % stylized / 45 % noise (``stylized_split: paper``) or the reference's
-  standard ANT batch whose last clean rows are replaced by stylized images (``stylized_split: reference``);
-- adaptive epsilon that keeps about ``target_error`` of the noisy images misclassified (authors' suggestion; off).
-
-Figures: ``robustnoise.report.training_figures``; exact resume of the restart batches: ``resume_streams``.
+Paper vs reference code (bethgelab/game-of-noise), each a config option: restart once per epoch (reference,
+default) or every 0.33 epochs (paper) or every N iterations (``restart_unit: step``); replay snapshots taken at every
+restart (reference HEAD, default) and/or every ``snapshot_every`` iterations (first released code); the ANT+SIN batch
+as the paper's 25 % clean / 30 % stylized / 45 % noise (``stylized_split: paper``) or the reference's ANT batch with
+stylized images in its last clean rows (``reference``); an adaptive epsilon keeping about ``target_error`` of the
+noisy images misclassified (authors' suggestion; off). Figures: ``robustnoise.report.training_figures``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import torch
@@ -40,12 +34,12 @@ from torch.func import functional_call
 
 from robustnoise.data.resumable import ShuffledPasses
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.methods.gnt import noise_levels
+from robustnoise.methods.checks import check_ant
 from robustnoise.noise import NoiseGenerator, project_to_sphere
 from robustnoise.noise.adversarial import generator_step, train_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.training.restart_schedule import warn_about_restart_schedule
-from robustnoise.utils.errors import ConfigError, is_number
+from robustnoise.training.restart_schedule import restart_due, restart_interval, warn_about_restart_schedule
+from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
 log = logging.getLogger(__name__)
@@ -66,17 +60,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         replay: bool, snapshot_at_restart: bool, snapshot_every: int | None, pool_size: int | None,
         adaptive_epsilon: dict[str, Any], p_stylized: float, stylized_split: str, **kwargs: Any,
     ) -> None:  # fmt: skip
-        if missing := {"enabled", "target_error", "rate"} - set(adaptive_epsilon):
-            raise ConfigError(f"method.adaptive_epsilon: missing key(s) {sorted(missing)}")
-        if epsilon != "auto" and not (is_number(epsilon) and 0 < epsilon < math.inf):
-            raise ConfigError(f"epsilon must be > 0 and finite, or 'auto', got {epsilon!r}")
-        noise_levels(epsilon_sigma, "epsilon_sigma")
-        if restart_unit not in ("epoch", "step") or stylized_split not in ("paper", "reference"):
-            raise ConfigError(f"restart_unit: epoch | step (got {restart_unit!r}); stylized_split: paper | reference")
-        if restart_every <= 0 or restart_steps < 0:
-            raise ConfigError("restart_every must be > 0 and restart_steps >= 0")
-        if min(p_current, p_replay, p_stylized) < 0 or p_current + p_replay <= 0:
-            raise ConfigError("p_current and p_replay must be >= 0 with a positive sum; p_stylized >= 0")
+        check_ant(locals())
         super().__init__(**kwargs)
         self.generator = self._new_generator_seeded(0)
         self.register_buffer("epsilon", torch.tensor(float("nan") if epsilon == "auto" else float(epsilon)))
@@ -169,16 +153,16 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         (x, y), stylized = self._split_batch(batch)
-        if self._restart_due():
+        hp = self.hparams
+        if restart_due(int(self.iteration), int(self.last_restart), self.restart_interval(), hp.restart_at_start):
             self.restart()
         noise_loss, noise_acc = self.generator_step(x, y)  # (a)
         x_mix, y_mix = self.mixed_batch(x, y, stylized)  # (b)
         loss = self.classifier_step(x_mix, y_mix)  # (c)
         self.iteration += 1
-        if self.hparams.snapshot_every and int(self.iteration) % int(self.hparams.snapshot_every) == 0:
+        if hp.snapshot_every and int(self.iteration) % int(hp.snapshot_every) == 0:
             self._snapshot("interval")
-        adaptive = self.hparams.adaptive_epsilon
-        if adaptive["enabled"]:  # keep about target_error of the current generator's images misclassified
+        if (adaptive := hp.adaptive_epsilon)["enabled"]:  # about target_error of the noisy images misclassified
             error = 1.0 - float(self.trainer.strategy.reduce(noise_acc.detach(), reduce_op="mean"))
             self.epsilon.mul_(1.0 + (1.0 if error < float(adaptive["target_error"]) else -1.0) * adaptive["rate"])
         n = len(y_mix)
@@ -201,20 +185,10 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     # ---------------------------------------------------------------------------------------------- restarts
     def restart_interval(self) -> int:
-        """Iterations between restarts."""
-        if self.hparams.restart_unit == "step":
-            return max(1, int(self.hparams.restart_every))
-        per_epoch = self.trainer.num_training_batches
-        return max(1, round(self.hparams.restart_every * (per_epoch if math.isfinite(per_epoch) else 1000)))
+        return restart_interval(self.trainer, self.hparams.restart_every, self.hparams.restart_unit)
 
     def on_train_start(self) -> None:
         warn_about_restart_schedule(self.trainer, self.restart_interval(), bool(self.hparams.model.get("weights")))
-
-    def _restart_due(self) -> bool:
-        it, last = int(self.iteration), int(self.last_restart)
-        if last < 0:
-            return bool(self.hparams.restart_at_start) or it >= self.restart_interval()
-        return it - last >= self.restart_interval()
 
     def restart(self) -> None:
         """Train a fresh generator against the frozen classifier; it replaces the current one (fresh Adam after)."""
@@ -242,12 +216,9 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
         self.restart_sample = {"x": x[:16], "params": params, "epsilon": float(self.epsilon)}
 
-    @torch.no_grad()
     def _reinitialise_generator(self) -> None:
-        """Fresh weights in the same module (its DDP wrapper and optimiser keep pointing at it)."""
-        fresh = self._new_generator_seeded(int(self.restarts))
-        for target, source in zip(self.generator.parameters(), fresh.parameters()):
-            target.copy_(source)
+        """Fresh weights copied into the same module (its DDP wrapper and optimiser keep pointing at it)."""
+        self.generator.load_state_dict(self._new_generator_seeded(int(self.restarts)).state_dict())
 
     def _reset_generator_optimizer(self, lr: float) -> None:
         """A fresh Adam: empty moments and the given learning rate (same optimiser object, so checkpoints keep it)."""
