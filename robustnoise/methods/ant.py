@@ -36,7 +36,7 @@ from robustnoise.data.resumable import ShuffledPasses
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.checks import check_ant
 from robustnoise.noise import NoiseGenerator, project_to_sphere
-from robustnoise.noise.adversarial import generator_step, train_generator
+from robustnoise.noise.adversarial import generator_step, reset_optimizer, train_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.training.restart_schedule import restart_due, restart_interval, warn_about_restart_schedule
 from robustnoise.utils.errors import ConfigError
@@ -46,12 +46,9 @@ log = logging.getLogger(__name__)
 
 
 class AdversarialNoiseTraining(RobustClassifierModule):
-    """ANT: classifier and noise generator trained jointly with replay and restarts (manual optimisation).
-
-    Every argument is required: ``conf/method/ant1x1.yaml`` holds the defaults and documents each one.
-    ``epsilon``: the l2 norm of every noise sample after clipping, or ``auto`` (``epsilon_scale`` times the clipped
-    l2 size of Gaussian noise of std ``epsilon_sigma``; ``robustnoise.noise.calibration``).
-    """
+    """ANT: classifier and noise generator trained jointly with replay and restarts; ``conf/method/ant1x1.yaml``
+    documents every argument. ``epsilon``: the clipped l2 norm of every noise sample, or ``auto`` (``epsilon_scale``
+    x the clipped l2 size of Gaussian noise of std ``epsilon_sigma``, ``robustnoise.noise.calibration``)."""
 
     def __init__(
         self, *, epsilon: float | str, epsilon_sigma: float, epsilon_scale: float, kernel: int, depth: int, width: int,
@@ -101,7 +98,6 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         scheduler = self.build_scheduler(classifier_opt)
         return [classifier_opt, generator_opt], ([scheduler] if scheduler is not None else [])
 
-    # ----------------------------------------------------------------------------------------- the three steps
     def generator_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(a) One Adam step of the generator maximising CE of the frozen classifier; returns (CE, accuracy)."""
         net, opt = self.trainable("generator"), self.optimizers()[1]
@@ -183,7 +179,6 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             stylized = (stylized[0][:n_sty], stylized[1][:n_sty])
         return (clean[0], clean[1]), stylized
 
-    # ---------------------------------------------------------------------------------------------- restarts
     def restart_interval(self) -> int:
         return restart_interval(self.trainer, self.hparams.restart_every, self.hparams.restart_unit)
 
@@ -196,14 +191,14 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         self.restarts += 1
         self.last_restart.fill_(int(self.iteration))
         self._reinitialise_generator()
-        self._reset_generator_optimizer(hp.restart_lr)
+        reset_optimizer(self.optimizers()[1].optimizer, hp.restart_lr)
         batches = ((x.to(self.device), y.to(self.device)) for x, y, *_ in self.resume_streams()["ant_restart"])
         net, opt, name = self.trainable("generator"), self.optimizers()[1], f"ANT restart {int(self.restarts)}"
         losses, accs, x = train_generator(
             self.classifier, net, opt, batches, self.epsilon, hp.restart_steps, f"{name}: generator steps",
             self.manual_backward,
         )  # fmt: skip
-        self._reset_generator_optimizer(hp.noise_lr)
+        reset_optimizer(self.optimizers()[1].optimizer, hp.noise_lr)
         if hp.snapshot_at_restart:
             self._snapshot("restart")
         self.log("restart/count", self.restarts.float(), on_step=True, on_epoch=False)
@@ -220,16 +215,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         """Fresh weights copied into the same module (its DDP wrapper and optimiser keep pointing at it)."""
         self.generator.load_state_dict(self._new_generator_seeded(int(self.restarts)).state_dict())
 
-    def _reset_generator_optimizer(self, lr: float) -> None:
-        """A fresh Adam: empty moments and the given learning rate (same optimiser object, so checkpoints keep it)."""
-        opt = self.optimizers()[1].optimizer
-        opt.state.clear()
-        for group in opt.param_groups:
-            group["lr"] = lr
-
     def resume_streams(self) -> dict[str, Any]:
-        """The restart batches: a separate shuffled pass over the (clean) training set, as the reference's retrain
-        loader, resumable (``robustnoise.training.exact_resume``)."""
+        """The restart batches: the reference's retrain loader, a separate resumable shuffled training set pass."""
         if self.restart_data is None:
             seeds = lambda p: derive_seed(run_seed(), "ant_restart_order", p)  # noqa: E731  (one order per pass)
             self.restart_data = ShuffledPasses.of_training_set(self.trainer, seeds)
