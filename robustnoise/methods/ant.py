@@ -37,7 +37,7 @@ from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.checks import check_ant
 from robustnoise.noise import NoiseGenerator, project_to_sphere
 from robustnoise.noise.adversarial import generator_step, reset_optimizer, train_generator
-from robustnoise.noise.calibration import epsilon_for_sigma
+from robustnoise.noise.calibration import auto_epsilon
 from robustnoise.training.restart_schedule import restart_due, restart_interval, warn_about_restart_schedule
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
@@ -85,12 +85,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and torch.isnan(self.epsilon):  # a restored checkpoint overwrites this afterwards
-            dataset = getattr(self.trainer.datamodule, "train_set", None) if self._trainer is not None else None
-            if dataset is None:
-                raise ConfigError("epsilon=auto needs a DataModule with a train_set; set method.epsilon to a number")
-            self.epsilon.fill_(epsilon_for_sigma(dataset, self.hparams.epsilon_sigma, self.hparams.epsilon_scale))
-            log.info("epsilon=auto: %.3f (clipped l2 of sigma=%.2f Gaussian noise x %.3f)",
-                     float(self.epsilon), self.hparams.epsilon_sigma, self.hparams.epsilon_scale)  # fmt: skip
+            self.epsilon.fill_(auto_epsilon(self._trainer, self.hparams.epsilon_sigma, self.hparams.epsilon_scale))
 
     def configure_optimizers(self) -> Any:
         classifier_opt = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
