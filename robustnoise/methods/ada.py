@@ -27,7 +27,6 @@ attack (DeepAugment before it, AugMix and the JSD loss after it) is ``robustnois
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -37,10 +36,9 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from robustnoise.methods.augmented import AugmentedTraining
+from robustnoise.methods.checks import check_ada
 from robustnoise.models.edsr import build_corruption_network
-from robustnoise.utils.errors import ConfigError, is_number
 
-FEASIBLE_SETS = ("l2", "linf")
 _LUMA = (0.299, 0.587, 0.114)
 
 Params = dict[str, Tensor]
@@ -91,15 +89,8 @@ def ssim_guard(
 class AdversarialAugment(AugmentedTraining):
     """AdA: adversarial perturbations of a frozen corruption network's weights (alone or with AugMix/DeepAugment).
 
-    Args:
-        corruption_net: the EDSR config (``robustnoise.models.edsr.build_corruption_network``).
-        nu: relative radius (0.015); block radius = nu * ||phi_i||_2, weights and biases separately.
-        steps: iterated-FGSM steps (10); step_fraction: step size as a fraction of the median radius (1/4).
-        feasible_set: ``l2`` (per-block l2 ball, default) or ``linf`` (per-block box).
-        per_example: one beta per image (eq. 3) or one per batch.
-        random_start: start uniformly inside the feasible set (App. A) instead of at beta = 0.
-        ssim_threshold: the SSIM guard's t (0.3); null disables the guard. ssim_gammas: evaluated gammas (9).
-        ssim_channels: ``rgb`` (mean over channels) or ``luma``.
+    The arguments are the module docstring's; ``conf/method/ada.yaml`` holds their defaults. ``corruption_net`` is
+    the EDSR config (``robustnoise.models.edsr.build_corruption_network``); ``ssim_threshold: null`` disables the guard.
     """
 
     def __init__(
@@ -107,34 +98,21 @@ class AdversarialAugment(AugmentedTraining):
         per_example: bool, random_start: bool, ssim_threshold: float | None, ssim_gammas: int, ssim_channels: str,
         **kwargs: Any,
     ) -> None:  # fmt: skip
-        if not all(is_number(v) and 0 <= v < math.inf for v in (nu, steps, step_fraction)):
-            got = f"{nu!r}, {steps!r}, {step_fraction!r}"
-            raise ConfigError(f"nu, steps and step_fraction must be finite numbers >= 0, got {got}")
-        if feasible_set not in FEASIBLE_SETS:
-            raise ConfigError(f"unknown feasible_set {feasible_set!r}: use one of {', '.join(FEASIBLE_SETS)}")
-        if ssim_channels not in ("rgb", "luma"):
-            raise ConfigError(f"unknown ssim_channels {ssim_channels!r}: use rgb or luma")
-        if ssim_gammas < 3:
-            raise ConfigError(f"ssim_gammas must be >= 3 to fit a quadratic, got {ssim_gammas}")
-        if corruption_net.get("resize") == "keep":
-            raise ConfigError("AdA needs a corruption network whose output has the input's size: resize=sr_then_down")
+        check_ada(locals())
         super().__init__(**kwargs)
         self.corruption_net = build_corruption_network(dict(corruption_net))
-        blocks = self.corruption_net.perturbable_parameters()
-        self.block_names = list(blocks)
-        self.register_buffer("radii", torch.stack([nu * p.detach().norm() for p in blocks.values()]), persistent=False)
+        blocks = self.corruption_net.perturbable_parameters().values()
+        self.register_buffer("radii", torch.stack([nu * p.detach().norm() for p in blocks]), persistent=False)
         self.step_size = float(self.radii.quantile(0.5)) * step_fraction  # alpha: a quarter of the median radius
 
     # ------------------------------------------------------------------------------------------- feasible set
-    def _shape(self, p: Tensor, batch: int) -> tuple[int, ...]:
-        return (batch, *p.shape) if self.hparams.per_example else tuple(p.shape)
-
     def random_start(self, batch: int) -> Params:
         """Uniform draws inside the feasible set (zeros without ``random_start``)."""
         blocks = self.corruption_net.perturbable_parameters()
+        lead = (batch,) if self.hparams.per_example else ()
         beta = {}
         for (name, p), radius in zip(blocks.items(), self.radii, strict=True):
-            shape = self._shape(p, batch)
+            shape = (*lead, *p.shape)
             if not self.hparams.random_start:
                 beta[name] = p.new_zeros(shape)
             elif self.hparams.feasible_set == "linf":
@@ -142,9 +120,7 @@ class AdversarialAugment(AugmentedTraining):
             else:  # uniform in the l2 ball: Gaussian direction, radius r * U^(1/n)
                 direction = torch.randn(shape, device=p.device, dtype=p.dtype)
                 direction = direction / self._block_norm(direction).clamp_min(1e-12)
-                n = p.numel()
-                lead = (batch,) if self.hparams.per_example else ()
-                u = torch.rand(lead, device=p.device, dtype=p.dtype).pow(1.0 / n)
+                u = torch.rand(lead, device=p.device, dtype=p.dtype).pow(1.0 / p.numel())
                 beta[name] = direction * (radius * u).view(*lead, *([1] * p.dim()))
         return beta
 

@@ -15,23 +15,17 @@ iteration, on the classifier's clean mini-batch:
 (Adam ``restart_lr``) against the frozen classifier on batches of a separate shuffled pass over the training set;
 it replaces the current generator, which then continues with a fresh Adam (``noise_lr``).
 
-Paper vs reference code (bethgelab/game-of-noise), each a config option:
-
-- restart interval: once per epoch (reference, the default: ``restart_every: 1.0``, ``restart_unit: epoch``); the
-  paper's every 0.33 epochs (``restart_every: 0.33``); any number of iterations (``restart_unit: step``);
-- replay snapshots: the freshly restarted generator at every restart (reference HEAD, default) and/or the jointly
-  trained generator every ``snapshot_every`` iterations (the first released training code);
-- ANT+SIN batch: the paper's 25 % clean / 30 % stylized / 45 % noise (``stylized_split: paper``) or the reference's
-  standard ANT batch whose last clean rows are replaced by stylized images (``stylized_split: reference``);
-- adaptive epsilon that keeps about ``target_error`` of the noisy images misclassified (authors' suggestion; off).
-
-Figures: ``robustnoise.report.training_figures``; exact resume of the restart batches: ``resume_streams``.
+Paper vs reference code (bethgelab/game-of-noise), each a config option: restart once per epoch (reference,
+default) or every 0.33 epochs (paper) or every N iterations (``restart_unit: step``); replay snapshots taken at every
+restart (reference HEAD, default) and/or every ``snapshot_every`` iterations (first released code); the ANT+SIN batch
+as the paper's 25 % clean / 30 % stylized / 45 % noise (``stylized_split: paper``) or the reference's ANT batch with
+stylized images in its last clean rows (``reference``); an adaptive epsilon keeping about ``target_error`` of the
+noisy images misclassified (authors' suggestion; off). Figures: ``robustnoise.report.training_figures``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import torch
@@ -40,24 +34,21 @@ from torch.func import functional_call
 
 from robustnoise.data.resumable import ShuffledPasses
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.methods.gnt import noise_levels
+from robustnoise.methods.checks import check_ant
 from robustnoise.noise import NoiseGenerator, project_to_sphere
-from robustnoise.noise.adversarial import generator_step, train_generator
-from robustnoise.noise.calibration import epsilon_for_sigma
-from robustnoise.training.restart_schedule import warn_about_restart_schedule
-from robustnoise.utils.errors import ConfigError, is_number
+from robustnoise.noise.adversarial import generator_step, reset_optimizer, train_generator
+from robustnoise.noise.calibration import auto_epsilon
+from robustnoise.training.restart_schedule import restart_due, restart_interval, warn_about_restart_schedule
+from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
 log = logging.getLogger(__name__)
 
 
 class AdversarialNoiseTraining(RobustClassifierModule):
-    """ANT: classifier and noise generator trained jointly with replay and restarts (manual optimisation).
-
-    Every argument is required: ``conf/method/ant1x1.yaml`` holds the defaults and documents each one.
-    ``epsilon``: the l2 norm of every noise sample after clipping, or ``auto`` (``epsilon_scale`` times the clipped
-    l2 size of Gaussian noise of std ``epsilon_sigma``; ``robustnoise.noise.calibration``).
-    """
+    """ANT: classifier and noise generator trained jointly with replay and restarts; ``conf/method/ant1x1.yaml``
+    documents every argument. ``epsilon``: the clipped l2 norm of every noise sample, or ``auto`` (``epsilon_scale``
+    x the clipped l2 size of Gaussian noise of std ``epsilon_sigma``, ``robustnoise.noise.calibration``)."""
 
     def __init__(
         self, *, epsilon: float | str, epsilon_sigma: float, epsilon_scale: float, kernel: int, depth: int, width: int,
@@ -66,17 +57,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         replay: bool, snapshot_at_restart: bool, snapshot_every: int | None, pool_size: int | None,
         adaptive_epsilon: dict[str, Any], p_stylized: float, stylized_split: str, **kwargs: Any,
     ) -> None:  # fmt: skip
-        if missing := {"enabled", "target_error", "rate"} - set(adaptive_epsilon):
-            raise ConfigError(f"method.adaptive_epsilon: missing key(s) {sorted(missing)}")
-        if epsilon != "auto" and not (is_number(epsilon) and 0 < epsilon < math.inf):
-            raise ConfigError(f"epsilon must be > 0 and finite, or 'auto', got {epsilon!r}")
-        noise_levels(epsilon_sigma, "epsilon_sigma")
-        if restart_unit not in ("epoch", "step") or stylized_split not in ("paper", "reference"):
-            raise ConfigError(f"restart_unit: epoch | step (got {restart_unit!r}); stylized_split: paper | reference")
-        if restart_every <= 0 or restart_steps < 0:
-            raise ConfigError("restart_every must be > 0 and restart_steps >= 0")
-        if min(p_current, p_replay, p_stylized) < 0 or p_current + p_replay <= 0:
-            raise ConfigError("p_current and p_replay must be >= 0 with a positive sum; p_stylized >= 0")
+        check_ant(locals())
         super().__init__(**kwargs)
         self.generator = self._new_generator_seeded(0)
         self.register_buffer("epsilon", torch.tensor(float("nan") if epsilon == "auto" else float(epsilon)))
@@ -104,12 +85,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and torch.isnan(self.epsilon):  # a restored checkpoint overwrites this afterwards
-            dataset = getattr(self.trainer.datamodule, "train_set", None) if self._trainer is not None else None
-            if dataset is None:
-                raise ConfigError("epsilon=auto needs a DataModule with a train_set; set method.epsilon to a number")
-            self.epsilon.fill_(epsilon_for_sigma(dataset, self.hparams.epsilon_sigma, self.hparams.epsilon_scale))
-            log.info("epsilon=auto: %.3f (clipped l2 of sigma=%.2f Gaussian noise x %.3f)",
-                     float(self.epsilon), self.hparams.epsilon_sigma, self.hparams.epsilon_scale)  # fmt: skip
+            self.epsilon.fill_(auto_epsilon(self._trainer, self.hparams.epsilon_sigma, self.hparams.epsilon_scale))
 
     def configure_optimizers(self) -> Any:
         classifier_opt = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
@@ -117,7 +93,6 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         scheduler = self.build_scheduler(classifier_opt)
         return [classifier_opt, generator_opt], ([scheduler] if scheduler is not None else [])
 
-    # ----------------------------------------------------------------------------------------- the three steps
     def generator_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(a) One Adam step of the generator maximising CE of the frozen classifier; returns (CE, accuracy)."""
         net, opt = self.trainable("generator"), self.optimizers()[1]
@@ -169,16 +144,16 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         (x, y), stylized = self._split_batch(batch)
-        if self._restart_due():
+        hp = self.hparams
+        if restart_due(int(self.iteration), int(self.last_restart), self.restart_interval(), hp.restart_at_start):
             self.restart()
         noise_loss, noise_acc = self.generator_step(x, y)  # (a)
         x_mix, y_mix = self.mixed_batch(x, y, stylized)  # (b)
         loss = self.classifier_step(x_mix, y_mix)  # (c)
         self.iteration += 1
-        if self.hparams.snapshot_every and int(self.iteration) % int(self.hparams.snapshot_every) == 0:
+        if hp.snapshot_every and int(self.iteration) % int(hp.snapshot_every) == 0:
             self._snapshot("interval")
-        adaptive = self.hparams.adaptive_epsilon
-        if adaptive["enabled"]:  # keep about target_error of the current generator's images misclassified
+        if (adaptive := hp.adaptive_epsilon)["enabled"]:  # about target_error of the noisy images misclassified
             error = 1.0 - float(self.trainer.strategy.reduce(noise_acc.detach(), reduce_op="mean"))
             self.epsilon.mul_(1.0 + (1.0 if error < float(adaptive["target_error"]) else -1.0) * adaptive["rate"])
         n = len(y_mix)
@@ -199,22 +174,11 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             stylized = (stylized[0][:n_sty], stylized[1][:n_sty])
         return (clean[0], clean[1]), stylized
 
-    # ---------------------------------------------------------------------------------------------- restarts
     def restart_interval(self) -> int:
-        """Iterations between restarts."""
-        if self.hparams.restart_unit == "step":
-            return max(1, int(self.hparams.restart_every))
-        per_epoch = self.trainer.num_training_batches
-        return max(1, round(self.hparams.restart_every * (per_epoch if math.isfinite(per_epoch) else 1000)))
+        return restart_interval(self.trainer, self.hparams.restart_every, self.hparams.restart_unit)
 
     def on_train_start(self) -> None:
         warn_about_restart_schedule(self.trainer, self.restart_interval(), bool(self.hparams.model.get("weights")))
-
-    def _restart_due(self) -> bool:
-        it, last = int(self.iteration), int(self.last_restart)
-        if last < 0:
-            return bool(self.hparams.restart_at_start) or it >= self.restart_interval()
-        return it - last >= self.restart_interval()
 
     def restart(self) -> None:
         """Train a fresh generator against the frozen classifier; it replaces the current one (fresh Adam after)."""
@@ -222,14 +186,14 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         self.restarts += 1
         self.last_restart.fill_(int(self.iteration))
         self._reinitialise_generator()
-        self._reset_generator_optimizer(hp.restart_lr)
+        reset_optimizer(self.optimizers()[1].optimizer, hp.restart_lr)
         batches = ((x.to(self.device), y.to(self.device)) for x, y, *_ in self.resume_streams()["ant_restart"])
         net, opt, name = self.trainable("generator"), self.optimizers()[1], f"ANT restart {int(self.restarts)}"
         losses, accs, x = train_generator(
             self.classifier, net, opt, batches, self.epsilon, hp.restart_steps, f"{name}: generator steps",
             self.manual_backward,
         )  # fmt: skip
-        self._reset_generator_optimizer(hp.noise_lr)
+        reset_optimizer(self.optimizers()[1].optimizer, hp.noise_lr)
         if hp.snapshot_at_restart:
             self._snapshot("restart")
         self.log("restart/count", self.restarts.float(), on_step=True, on_epoch=False)
@@ -242,23 +206,12 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
         self.restart_sample = {"x": x[:16], "params": params, "epsilon": float(self.epsilon)}
 
-    @torch.no_grad()
     def _reinitialise_generator(self) -> None:
-        """Fresh weights in the same module (its DDP wrapper and optimiser keep pointing at it)."""
-        fresh = self._new_generator_seeded(int(self.restarts))
-        for target, source in zip(self.generator.parameters(), fresh.parameters()):
-            target.copy_(source)
-
-    def _reset_generator_optimizer(self, lr: float) -> None:
-        """A fresh Adam: empty moments and the given learning rate (same optimiser object, so checkpoints keep it)."""
-        opt = self.optimizers()[1].optimizer
-        opt.state.clear()
-        for group in opt.param_groups:
-            group["lr"] = lr
+        """Fresh weights copied into the same module (its DDP wrapper and optimiser keep pointing at it)."""
+        self.generator.load_state_dict(self._new_generator_seeded(int(self.restarts)).state_dict())
 
     def resume_streams(self) -> dict[str, Any]:
-        """The restart batches: a separate shuffled pass over the (clean) training set, as the reference's retrain
-        loader, resumable (``robustnoise.training.exact_resume``)."""
+        """The restart batches: the reference's retrain loader, a separate resumable shuffled training set pass."""
         if self.restart_data is None:
             seeds = lambda p: derive_seed(run_seed(), "ant_restart_order", p)  # noqa: E731  (one order per pass)
             self.restart_data = ShuffledPasses.of_training_set(self.trainer, seeds)

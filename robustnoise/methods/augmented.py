@@ -39,15 +39,10 @@ def check_keys(name: str, node: dict[str, Any], keys: tuple[str, ...]) -> None:
 
 
 class AugmentedTraining(RobustClassifierModule):
-    """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline.
-
-    Both arguments are required with every key: ``conf/method/augmix.yaml`` holds the defaults.
-
-    Args:
-        augmix: ``{enabled, severity, mixture_width, chain_depth, alpha, all_ops, jsd, jsd_lambda}``.
-        deepaugment: ``{enabled, p, p_resample, corruption_net}``: on-the-fly DeepAugment on a fraction ``p`` of
-            every batch, weights re-distorted with probability ``p_resample`` per batch (0.05 in the reference).
-    """
+    """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline; ``augmix`` and
+    ``deepaugment`` need every key (:data:`AUGMIX_KEYS`, :data:`DEEPAUGMENT_KEYS`; ``conf/method/augmix.yaml``).
+    DeepAugment distorts a fraction ``p`` of every batch, re-distorting its weights with probability ``p_resample``
+    per batch (0.05 in the reference)."""
 
     def __init__(self, *, augmix: dict[str, Any], deepaugment: dict[str, Any], **kwargs: Any) -> None:
         check_keys("augmix", augmix, AUGMIX_KEYS)
@@ -69,7 +64,6 @@ class AugmentedTraining(RobustClassifierModule):
             network = build_corruption_network(dict(deepaugment["corruption_net"]))
             self.deepaugment = DeepAugmentEDSR(network, p_resample=deepaugment["p_resample"])
 
-    # ------------------------------------------------------------------------------- DeepAugment's own RNG
     def on_train_start(self) -> None:
         # DeepAugment draws from its own generator, one stream per rank (a resumed run restores it: resume_streams)
         if self.deepaugment is not None:
@@ -78,17 +72,14 @@ class AugmentedTraining(RobustClassifierModule):
     def resume_streams(self) -> dict[str, Any]:
         return {} if self.deepaugment is None else {"deepaugment": DeepAugmentStream(self.deepaugment)}
 
-    # ------------------------------------------------------------------------------------------ pipeline
     def deepaugment_stage(self, x: Tensor) -> Tensor:
         """Step 1 on the fly: the last ``round(p * B)`` images go through a distorted EDSR."""
         if self.deepaugment is None:
             return x
-        n = int(round(len(x) * self.hparams.deepaugment["p"]))
-        if n == 0:
+        if (n := int(round(len(x) * self.hparams.deepaugment["p"]))) == 0:
             return x
         with torch.no_grad():
-            distorted = self.deepaugment(x[len(x) - n :])
-        return torch.cat([x[: len(x) - n], distorted])
+            return torch.cat([x[: len(x) - n], self.deepaugment(x[len(x) - n :])])
 
     def adversarial_stage(self, x: Tensor, y: Tensor) -> Tensor:
         """Step 3: identity here; AdA overrides it."""

@@ -42,31 +42,18 @@ class RobustClassifierModule(pl.LightningModule):
     """
 
     def __init__(
-        self,
-        *,
-        model: dict[str, Any],
-        data: dict[str, Any],
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any],
-        p_clean: float,
-        clip_grad_norm: float | None,
-        name: str,
-        ddp_strategy: str,
-    ) -> None:
+        self, *, model: dict[str, Any], data: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any],
+        p_clean: float, clip_grad_norm: float | None, name: str, ddp_strategy: str,
+    ) -> None:  # fmt: skip
         super().__init__()
         if not (is_number(p_clean) and 0.0 <= p_clean <= 1.0):
             raise ConfigError(f"p_clean must be a number in [0, 1], got {p_clean!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.classifier = create_model(
-            model["name"],
-            num_classes=data["num_classes"],
-            in_chans=data["in_chans"],
-            mean=model.get("mean") or data["mean"],
-            std=model.get("std") or data["std"],
-            weights=model.get("weights"),
-            image_size=data["image_size"],
-        )
+            model["name"], num_classes=data["num_classes"], in_chans=data["in_chans"], weights=model.get("weights"),
+            mean=model.get("mean") or data["mean"], std=model.get("std") or data["std"], image_size=data["image_size"],
+        )  # fmt: skip
         self.val_acc = MulticlassAccuracy(num_classes=data["num_classes"], average="micro")
         self.test_suite: Any = None  # set by the evaluation code (robustnoise.eval.suite) before trainer.test
         self.ddp_wrappers: dict[str, nn.Module] = {}  # set by the ddp_per_network strategy (robustnoise.training.ddp)
@@ -122,14 +109,8 @@ class RobustClassifierModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        for scheduler in self._schedulers():
-            scheduler.step()
-
-    def _schedulers(self) -> list[Any]:
-        schedulers = self.lr_schedulers()
-        if schedulers is None:
-            return []
-        return schedulers if isinstance(schedulers, list) else [schedulers]
+        for config in self.trainer.lr_scheduler_configs:  # manual optimisation: Lightning does not step them
+            config.scheduler.step()
 
     # ------------------------------------------------------------------------------------- validation / test
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:

@@ -64,6 +64,13 @@ def train_generator(
     return losses, accuracies, x
 
 
+def reset_optimizer(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The same optimiser object (checkpoints keep it) made fresh: no moments, learning rate ``lr``."""
+    optimizer.state.clear()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def _endless(loader: Iterable, device: torch.device) -> Batches:
     while True:  # a new pass (and shuffle) each time round
         for batch in loader:
@@ -97,4 +104,4 @@ def train_adversarial_generator(
     return generator.eval()
 
 
-__all__ = ["generator_step", "train_adversarial_generator", "train_generator"]
+__all__ = ["generator_step", "reset_optimizer", "train_adversarial_generator", "train_generator"]

@@ -10,9 +10,16 @@ the paper uses for ANT 1x1; the unclipped sigma * sqrt(D) would overestimate it 
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from robustnoise.utils.errors import ConfigError
+
+log = logging.getLogger("robustnoise.methods.ant")  # ANT's epsilon=auto
 
 ANT3X3_SCALE = 70.0 / 135.0
 
@@ -32,3 +39,13 @@ def epsilon_for_sigma(dataset: Dataset, sigma: float = 0.5, scale: float = 1.0, 
     n = min(max_images, len(dataset))  # type: ignore[arg-type]
     images = torch.stack([dataset[i][0] for i in range(n)]).float()
     return scale * clipped_gaussian_norm(images, sigma)
+
+
+def auto_epsilon(trainer: Any, sigma: float, scale: float) -> float:
+    """ANT's ``epsilon: auto``: :func:`epsilon_for_sigma` on the training set of ``trainer``'s DataModule."""
+    dataset = getattr(trainer.datamodule, "train_set", None) if trainer is not None else None
+    if dataset is None:
+        raise ConfigError("epsilon=auto needs a DataModule with a train_set; set method.epsilon to a number")
+    epsilon = epsilon_for_sigma(dataset, sigma, scale)
+    log.info("epsilon=auto: %.3f (clipped l2 of sigma=%.2f Gaussian noise x %.3f)", epsilon, sigma, scale)
+    return epsilon

@@ -27,14 +27,7 @@ __all__ = ["clipping_aware_scale", "l2_norm", "project_to_sphere"]
 
 
 def l2_norm(t: Tensor) -> Tensor:
-    """Per-image l2 norm.
-
-    Args:
-        t: Tensor of shape (N, ...); everything after the batch dimension is flattened.
-
-    Returns:
-        Tensor of shape (N,).
-    """
+    """Per-image l2 norm (N,) of a tensor (N, ...)."""
     return torch.linalg.vector_norm(t.flatten(1), dim=1)
 
 
@@ -60,23 +53,14 @@ def clipping_aware_scale(x: Tensor, delta: Tensor, eps: float | Tensor, a: float
         * An all-zero ``delta`` row returns η = 0 (no direction to scale).
         * ``eps <= 0`` returns η = 0.
 
-    Args:
-        x: Clean images of shape (N, ...), values in [a, b].
-        delta: Perturbation directions, same shape as ``x``.
-        eps: Target clipped l2 norm: a scalar, a one-element tensor or a per-image tensor of shape (N,).
-        a: Lower bound of the valid pixel range.
-        b: Upper bound of the valid pixel range.
-
-    Returns:
-        η of shape (N, 1, ..., 1) (broadcastable to ``x``), in ``x``'s dtype.
+    ``x``: clean images (N, ...) in [a, b]; ``delta``: directions shaped like ``x``; ``eps``: a scalar, a one-element
+    tensor or per-image (N,). Returns η of shape (N, 1, ..., 1), in ``x``'s dtype.
     """
     if x.shape != delta.shape:
         raise ValueError(f"x and delta must have the same shape, got {tuple(x.shape)} and {tuple(delta.shape)}")
     if x.dim() < 2:
         raise ValueError(f"expected a batch of shape (N, ...) with at least 2 dims, got {tuple(x.shape)}")
-    n = x.shape[0]
-    dtype = x.dtype
-    xf = x.flatten(1)
+    n, dtype, xf = x.shape[0], x.dtype, x.flatten(1)
     df = delta.flatten(1).to(dtype)
 
     # eta is homogeneous of degree -1 in delta, so scaling delta to max |delta_i| = 1 and dividing eta by the same
@@ -118,24 +102,12 @@ def clipping_aware_scale(x: Tensor, delta: Tensor, eps: float | Tensor, a: float
         eta = torch.where(saturated, r.amax(dim=1, keepdim=True), eta)
     eta = torch.where(eps_t.unsqueeze(1) > 0, eta, torch.zeros_like(eta)) / scale
 
-    finfo = torch.finfo(dtype)
     # An astronomically large eta would overflow to inf and turn 0·inf into NaN in x + eta·delta.
-    eta = eta.clamp(max=finfo.max)
-    return eta.reshape((n,) + (1,) * (x.dim() - 1))
+    return eta.clamp(max=torch.finfo(dtype).max).reshape((n,) + (1,) * (x.dim() - 1))
 
 
 def project_to_sphere(x: Tensor, delta: Tensor, eps: float | Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Perturbed images ``clip(x + η·delta, a, b)`` whose clipped perturbation has l2 norm ``eps`` (Rusak et al. §3.2).
-
-    Args:
-        x: Clean images of shape (N, ...), values in [a, b].
-        delta: Perturbation directions, same shape as ``x``.
-        eps: Target clipped l2 norm (scalar or shape (N,)); see :func:`clipping_aware_scale` for edge cases.
-        a: Lower bound of the valid pixel range.
-        b: Upper bound of the valid pixel range.
-
-    Returns:
-        The perturbed images, same shape as ``x``; differentiable w.r.t. ``delta``.
-    """
+    """Perturbed images ``clip(x + η·delta, a, b)`` whose clipped perturbation has l2 norm ``eps`` (Rusak et al. §3.2),
+    differentiable w.r.t. ``delta``; arguments and edge cases as :func:`clipping_aware_scale`."""
     eta = clipping_aware_scale(x, delta, eps, a, b)
     return torch.clamp(x + eta * delta.to(x.dtype), a, b)

@@ -44,27 +44,18 @@ class CorruptedValidation(Callback):
     """
 
     def __init__(
-        self,
-        every_n_epochs: int,
-        corruptions: Sequence[str],
-        severities: Sequence[int],
-        preset: str,
-        max_images: int,
-        seed: int = 0,
-        batch_size: int = 256,
-    ) -> None:
+        self, every_n_epochs: int, corruptions: Sequence[str], severities: Sequence[int], preset: str, max_images: int,
+        seed: int = 0, batch_size: int = 256,
+    ) -> None:  # fmt: skip
         if not (isinstance(every_n_epochs, int) and every_n_epochs >= 0):
             raise ConfigError(f"eval.during_training.every_n_epochs must be an integer >= 0, got {every_n_epochs!r}")
         if not corruptions or not severities:
             raise ConfigError("eval.during_training needs at least one corruption and one severity")
         if int(max_images) < 1:
             raise ConfigError(f"eval.during_training.max_images must be >= 1, got {max_images}")
-        self.every_n_epochs = int(every_n_epochs)
         self.sets = [(check_corruption(c, preset), check_severity(s)) for c in corruptions for s in severities]
-        self.preset = preset
-        self.max_images = int(max_images)
-        self.seed = int(seed)
-        self.batch_size = int(batch_size)
+        self.every_n_epochs, self.preset, self.max_images = int(every_n_epochs), preset, int(max_images)
+        self.seed, self.batch_size = int(seed), int(batch_size)
         self.images: Tensor | None = None  # (sets, N, C, H, W) uint8
         self.labels: Tensor | None = None
 
@@ -74,13 +65,9 @@ class CorruptedValidation(Callback):
         items = [dataset[i] for i in range(n)]
         x = torch.stack([item[0] for item in items])
         self.labels = torch.as_tensor([int(item[1]) for item in items])
-        index = torch.arange(n)
-        self.images = torch.stack(
-            [
-                corrupt(x, c, s, self.preset, image_seeds(self.seed, index, c, s)).mul(255).round_().to(torch.uint8)
-                for c, s in self.sets
-            ]
-        )
+        seeds = lambda c, s: image_seeds(self.seed, torch.arange(n), c, s)  # noqa: E731
+        corrupted = [corrupt(x, c, s, self.preset, seeds(c, s)).mul(255).round_() for c, s in self.sets]
+        self.images = torch.stack(corrupted).to(torch.uint8)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self.images is None:
@@ -128,11 +115,5 @@ def corrupted_validation(cfg: Any, eval_cfg: Any, batch_size: int, preset: str) 
     available = sorted(eval_cfg.severities or [3])
     severities = cfg.get("severities") or [available[len(available) // 2]]  # the middle severity
     return CorruptedValidation(
-        every_n_epochs=cfg.every_n_epochs,
-        corruptions=list(corruptions),
-        severities=list(severities),
-        preset=preset,
-        max_images=cfg.max_images,
-        seed=eval_cfg.seed,
-        batch_size=batch_size,
+        cfg.every_n_epochs, list(corruptions), list(severities), preset, cfg.max_images, eval_cfg.seed, batch_size
     )

@@ -1,4 +1,5 @@
-"""A warning when ANT's restart schedule leaves too few restarts against a classifier that has learnt something."""
+"""ANT's restart schedule: when a restart is due, and a warning when it leaves too few restarts against a classifier
+that has learnt something."""
 
 from __future__ import annotations
 
@@ -43,3 +44,18 @@ def warn_about_restart_schedule(trainer: pl.Trainer, interval: int, pretrained: 
         return
     if message := restart_schedule_warning(interval, int(per_epoch), epochs, pretrained):
         log.warning("%s", message)
+
+
+def restart_interval(trainer: pl.Trainer, every: float, unit: str) -> int:
+    """Iterations between restarts: ``every`` iterations (``unit: step``) or epochs (an unknown epoch: 1000)."""
+    if unit == "step":
+        return max(1, int(every))
+    per_epoch = trainer.num_training_batches
+    return max(1, round(every * (per_epoch if math.isfinite(per_epoch) else 1000)))
+
+
+def restart_due(iteration: int, last_restart: int, interval: int, at_start: bool) -> bool:
+    """A restart is due ``interval`` iterations after the last one (or at the start, with ``at_start``)."""
+    if last_restart < 0:
+        return at_start or iteration >= interval
+    return iteration - last_restart >= interval
