@@ -19,7 +19,6 @@ from omegaconf import DictConfig, ListConfig, open_dict
 
 from robustnoise.utils.errors import ConfigError
 
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
 
