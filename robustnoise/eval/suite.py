@@ -180,12 +180,9 @@ class CorruptionSuite:
         """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
         assert self.top1, "call reset() first"
         out: dict[str, dict[str, float]] = {}
-        for k, eval_set in enumerate(self.sets):
-            seen = self.top1[k] >= 0
-            n = int(seen.sum())
-            top1 = 100.0 * float(self.top1[k][seen].double().mean()) if n else float("nan")
-            top5 = 100.0 * float(self.top5[k][seen].double().mean()) if n else float("nan")
-            out[eval_set.key] = {"top1": top1, "top5": top5, "n": n}
+        for k, eval_set in enumerate(self.sets):  # top-1 and top-5 are recorded for the same images
+            n = int((self.top1[k] >= 0).sum())
+            out[eval_set.key] = {"top1": _percent(self.top1[k]), "top5": _percent(self.top5[k]), "n": n}
         return out
 
     def adversarial_results(self) -> dict[str, Any]:
