@@ -191,18 +191,14 @@ def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str,
 
 def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -> None:
     """``training_curves.png``: clean and corrupted validation accuracy per epoch, from the CSV logger's file."""
-    if not trainer.is_global_zero:
+    csv = next((logger for logger in trainer.loggers if isinstance(logger, CSVLogger)), None)
+    if not trainer.is_global_zero or csv is None:
         return
-    for logger in trainer.loggers:
-        if not isinstance(logger, CSVLogger):
-            continue
-        parts = sorted(Path(logger.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
-        files = [p for p in [*parts, Path(logger.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
-        if files:
-            path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png")
-            if path is not None:
-                log_image_file(method, "report/training_curves", path)
-            return
+    parts = sorted(Path(csv.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+    files = [p for p in [*parts, Path(csv.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
+    path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png") if files else None
+    if path is not None:
+        log_image_file(method, "report/training_curves", path)
 
 
 def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:
