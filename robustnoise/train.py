@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
@@ -25,7 +24,7 @@ from robustnoise.training.corrupted_validation import corrupted_validation
 from robustnoise.training.exact_resume import ExactResume
 from robustnoise.utils import launch
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
-from robustnoise.utils.errors import ConfigError, RobustnoiseError
+from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
 from robustnoise.utils.resume import (
     check_resumable,
@@ -76,7 +75,7 @@ def _run_task(cfg: DictConfig) -> dict[str, Any]:
     """``cfg.task`` (train, eval, or a file-writing task of ``conf/<task>.yaml``) on ``cfg.data``."""
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = _instantiate(cfg.data)
+        datamodule = instantiate(cfg.data)
         if cfg.task in ("train", "eval"):
             return (train if cfg.task == "train" else evaluate)(cfg, datamodule)
         module, function = FILE_TASKS[cfg.task].split(":")
@@ -120,21 +119,10 @@ def print_config_tree(cfg: DictConfig) -> None:
     rich.print(tree)
 
 
-def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
-    """Instantiate, surfacing our own one-line errors instead of Hydra's wrapper exception."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, RobustnoiseError):
-            raise cause from None
-        raise
-
-
 def build_method(cfg: DictConfig, datamodule: ClassificationDataModule, **overrides: Any) -> RobustClassifierModule:
     """The method's LightningModule, with the model and dataset facts as plain values."""
     model_cfg = {**OmegaConf.to_container(cfg.model, resolve=True), **overrides}
-    return _instantiate(cfg.method, model=model_cfg, data=datamodule.info())
+    return instantiate(cfg.method, model=model_cfg, data=datamodule.info())
 
 
 def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks: list | None = None) -> pl.Trainer:
@@ -148,7 +136,7 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks:
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     plugins = [AtomicCheckpointIO(), *launch.trainer_plugins()]
-    return _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
 
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
@@ -203,18 +191,14 @@ def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str,
 
 def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -> None:
     """``training_curves.png``: clean and corrupted validation accuracy per epoch, from the CSV logger's file."""
-    if not trainer.is_global_zero:
+    csv = next((logger for logger in trainer.loggers if isinstance(logger, CSVLogger)), None)
+    if not trainer.is_global_zero or csv is None:
         return
-    for logger in trainer.loggers:
-        if not isinstance(logger, CSVLogger):
-            continue
-        parts = sorted(Path(logger.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
-        files = [p for p in [*parts, Path(logger.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
-        if files:
-            path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png")
-            if path is not None:
-                log_image_file(method, "report/training_curves", path)
-            return
+    parts = sorted(Path(csv.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+    files = [p for p in [*parts, Path(csv.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
+    path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png") if files else None
+    if path is not None:
+        log_image_file(method, "report/training_curves", path)
 
 
 def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:

@@ -8,6 +8,7 @@ inside, so the attacks work in pixel space with bounds (0, 1).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,27 +22,17 @@ AUTOATTACK_NORMS = ("Linf", "L2", "L1")
 AUTOATTACK_PARTS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
 
-def _foolbox() -> Any:
+def _optional(what: str, module: str, pin: str) -> Any:
+    """An optional extra's module, or a one-line error that says how to install it."""
     try:
-        import foolbox
-    except ImportError as err:  # optional extra
-        raise RobustnoiseError("attacks need foolbox: pip install 'foolbox==3.3.4' (or robustnoise[attacks])") from err
-    return foolbox
-
-
-def _autoattack() -> Any:
-    try:
-        from pyautoattack import AutoAttack
-    except ImportError as err:  # optional extra
-        raise RobustnoiseError(
-            "autoattack needs pyautoattack: pip install 'pyautoattack==0.2.0' (or robustnoise[attacks])"
-        ) from err
-    return AutoAttack
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise RobustnoiseError(f"{what} needs {module}: pip install '{pin}' (or robustnoise[attacks])") from err
 
 
 def build_attack(name: str, cfg: Mapping[str, Any]) -> Any:
     """A foolbox attack from plain settings: ``linf_pgd`` (steps, stepsize) or ``l2_ddn`` (steps, gamma)."""
-    fb = _foolbox()
+    fb = _optional("attacks", "foolbox", "foolbox==3.3.4")
     if name == "linf_pgd":
         return fb.attacks.LinfPGD(abs_stepsize=float(cfg["stepsize"]), steps=int(cfg["steps"]), random_start=True)
     if name == "l2_ddn":
@@ -61,7 +52,7 @@ def build_autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torc
         raise ConfigError(f"eval.attacks.autoattack.parts (version=custom) must list some of {AUTOATTACK_PARTS}")
     if version not in ("standard", "plus", "rand", "custom"):
         raise ConfigError(f"eval.attacks.autoattack.version must be standard, plus, rand or custom, got {version!r}")
-    attack = _autoattack()(
+    attack = _optional("autoattack", "pyautoattack", "pyautoattack==0.2.0").AutoAttack(
         classifier, attacks=parts, device=device, eps=float(cfg["epsilon"]), norm=norm, seed=int(cfg.get("seed", 0)),
         version=version,
     )  # fmt: skip
@@ -77,7 +68,7 @@ def robust_accuracy(
     """Accuracy (%) under the attack at ``cfg['epsilon']``, over the first ``max_images`` images of ``loader``."""
     if name == "autoattack":
         return _autoattack_accuracy(classifier, loader, cfg, max_images)
-    fb = _foolbox()
+    fb = _optional("attacks", "foolbox", "foolbox==3.3.4")
     device = next(classifier.parameters()).device
     model = fb.PyTorchModel(classifier.eval(), bounds=(0.0, 1.0), device=device)
     attack = build_attack(name, cfg)

@@ -39,7 +39,6 @@ from torch import Tensor, nn
 from robustnoise.corruptions import rng
 from robustnoise.noise.projection import clipping_aware_scale, l2_norm
 
-DIRECTIONS = ("gaussian", "uniform", "generator")
 _SLOW = 4  # regula falsi steps in a row that each leave more than half the bracket, before a bisection step
 
 

@@ -18,6 +18,7 @@ Results are recorded per image and merged across ranks with a max-reduction, whi
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from robustnoise.corruptions import corrupt, rng, sample_seeds
+from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
@@ -73,9 +75,8 @@ class CorruptionSuite:
         gaussian_sigmas: list[float] | None = None,
         benchmark: Benchmark | str = Benchmark.GENERATED,
     ) -> None:
-        bad = [s for s in severities if not 1 <= int(s) <= 5]
-        if bad:
-            raise ConfigError(f"severity must be in 1..5, got {bad}")
+        for severity in severities:
+            check_severity(severity)
         for name in corruptions:
             corruption_seed_key(name)  # unknown names fail here, before any work
         self.dataset = dataset
@@ -128,7 +129,7 @@ class CorruptionSuite:
                 images = self.corrupted(self.sets[k], x, index)
                 self.record(k, index, model(images if images is x else to_uint8_grid(images)), y)
             for j, sigma in enumerate(self.sigmas):
-                noisy = gaussian_noise_images(x, sigma, sample_seeds(self.seed, index, SIGMA_SALT, _milli(sigma)))
+                noisy = gaussian_noise_images(x, sigma, sample_seeds(self.seed, index, SIGMA_SALT, round(sigma * 1000)))
                 self.sigma_top1[j][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
             for k, generator in enumerate(self.noise_generators):
                 noisy = project_to_sphere(x, generator(x), float(self.noise_epsilon))
@@ -180,12 +181,9 @@ class CorruptionSuite:
         """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
         assert self.top1, "call reset() first"
         out: dict[str, dict[str, float]] = {}
-        for k, eval_set in enumerate(self.sets):
-            seen = self.top1[k] >= 0
-            n = int(seen.sum())
-            top1 = 100.0 * float(self.top1[k][seen].double().mean()) if n else float("nan")
-            top5 = 100.0 * float(self.top5[k][seen].double().mean()) if n else float("nan")
-            out[eval_set.key] = {"top1": top1, "top5": top5, "n": n}
+        for k, eval_set in enumerate(self.sets):  # top-1 and top-5 are recorded for the same images
+            n = int((self.top1[k] >= 0).sum())
+            out[eval_set.key] = {"top1": _percent(self.top1[k]), "top5": _percent(self.top5[k]), "n": n}
         return out
 
     def adversarial_results(self) -> dict[str, Any]:
@@ -240,10 +238,6 @@ SIGMA_SALT = 2000
 """Seed salt of the sigma sweep's noise (with sigma in thousandths), apart from corruptions and eps* directions."""
 
 
-def _milli(sigma: float) -> int:
-    return round(sigma * 1000)
-
-
 def gaussian_noise_images(x: Tensor, sigma: float, seeds: Tensor) -> Tensor:
     """``clip(x + sigma n, 0, 1)`` with ``n ~ N(0, I)`` drawn per image from its seed (Rusak et al. 2020, §3.1)."""
     return (x + sigma * rng.normal(seeds, tuple(x.shape[1:]), device=x.device, dtype=x.dtype)).clamp_(0, 1)
@@ -255,9 +249,7 @@ def _percent(records: Tensor) -> float:
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return {"mean": mean, "std": std}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def flat_metrics(

@@ -262,7 +262,8 @@ def robustness_summary(
                     out[f"s{severity}_top1"] = _mean(values)
 
         ces = corruption_ces(errors) if normalized else {}
-        for corruption in _ordered(top1, (*corruptions, *holdouts)):
+        canonical = (*corruptions, *holdouts)
+        for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical)):
             if mnist and corruption == "identity":
                 continue
             out[f"{corruption}/top1"] = _mean(top1[corruption].values())
@@ -304,8 +305,3 @@ def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], 
         problems.append("relative_mce is NaN: no clean accuracy")
     if problems:
         warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=3)
-
-
-def _ordered(names: Iterable[str], canonical: Sequence[str]) -> list[str]:
-    present = set(names)
-    return [n for n in canonical if n in present] + sorted(present - set(canonical))

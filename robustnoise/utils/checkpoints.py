@@ -3,6 +3,7 @@ on-exception checkpoint written only when there is training progress to save."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -63,7 +64,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(target.parent)  # one writer per run directory: any other temp file is debris
+        for stale in target.parent.glob(f".*.ckpt{TEMP_MARK}*"):  # one writer per run directory: others are debris
+            stale.unlink(missing_ok=True)
         tmp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as f:
@@ -76,23 +78,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_dir(target.parent)  # the rename itself survives a power loss
 
 
-def remove_stale_temp_files(directory: str | Path) -> None:
-    """Delete the temporary files that killed checkpoint writes left in ``directory``."""
-    for stale in Path(directory).glob(f".*.ckpt{TEMP_MARK}*"):
-        stale.unlink(missing_ok=True)
-
-
 def _fsync_dir(directory: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not possible on every platform / filesystem
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not possible on every platform / filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class LastCheckpoint(Checkpoint):

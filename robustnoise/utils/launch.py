@@ -19,7 +19,6 @@ from omegaconf import DictConfig, ListConfig, open_dict
 
 from robustnoise.utils.errors import ConfigError
 
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
 
@@ -43,23 +42,17 @@ def processes_per_job(trainer: DictConfig | dict) -> int:
     return max(count, 1) * max(nodes, 1)
 
 
-def _hydra_launch() -> tuple[bool, str]:
-    """(is this a multirun job, the launcher's ``_target_``); (False, "") outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return False, ""
-    hydra_cfg = HydraConfig.get()
-    return hydra_cfg.mode == RunMode.MULTIRUN, str(hydra_cfg.launcher.get("_target_", ""))
-
-
 def check_multirun_ddp(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for a multirun job that would start DDP ranks by re-running the command line
     (any launcher but submitit's SLURM one, which starts one process per device itself; ``*_spawn`` strategies are
     left alone: they do not re-run the command)."""
-    multirun, launcher = _hydra_launch()
-    if not multirun or launcher == SLURM_LAUNCHER or "trainer" not in cfg:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or "trainer" not in cfg:
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or hydra_cfg.launcher.get("_target_") == SLURM_LAUNCHER:
         return
     processes = processes_per_job(cfg.trainer)
     if processes <= 1 or "spawn" in str(cfg.trainer.get("strategy", "")):

@@ -93,21 +93,19 @@ def choice(group: str, default: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register the ``rn.*`` resolvers (idempotent)."""
+    """Register the ``rn.*`` resolvers (idempotent).
+
+    ``rn.run_dir`` is cached in the job's config: Lightning's DDP launcher reads ``hydra.run.dir`` again to start ranks
+    >= 1 there, and a second evaluation would make a new run id (a stray directory with rank 1's log) or, on resume, a
+    different choice. ``rn.sweep_id`` is cached so that every job of a multirun (Hydra copies the master config's
+    resolver cache into each job's config, also into submitit jobs on other nodes and their requeued restarts)
+    resolves the same sweep directory.
+    """
     resolvers = {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}
-    resolvers |= {"rn.run_label": run_label, "rn.choice": choice}
+    resolvers |= {"rn.run_label": run_label, "rn.choice": choice, "rn.run_dir": run_dir, "rn.sweep_id": run_id}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
-    # Cached in the job's config: Lightning's DDP launcher reads ``hydra.run.dir`` again to start ranks >= 1 there,
-    # and a second evaluation would make a new run id (a stray directory with rank 1's log) or, on resume, a
-    # different choice.
-    if not OmegaConf.has_resolver("rn.run_dir"):
-        OmegaConf.register_new_resolver("rn.run_dir", run_dir, use_cache=True)
-    # The sweep directory: cached, so every job of a multirun (Hydra copies the master config's resolver cache into
-    # each job's config, also into submitit jobs on other nodes and their requeued restarts) resolves the same one.
-    if not OmegaConf.has_resolver("rn.sweep_id"):
-        OmegaConf.register_new_resolver("rn.sweep_id", run_id, use_cache=True)
+            OmegaConf.register_new_resolver(name, fn, use_cache=name in ("rn.run_dir", "rn.sweep_id"))
 
 
 register_resolvers()
