@@ -53,17 +53,8 @@ HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SEED_KEYS = ("seed",)
 """Config keys that only re-draw randomness: runs that differ in nothing else are one group."""
 SUMMARY_KEYS: tuple[str, ...] = (
-    "clean_top1",
-    "clean_top5",
-    "c_top1",
-    "c_top5",
-    "no_noise_top1",
-    "no_noise_top5",
-    "mce",
-    "relative_mce",
-    "unnormalized_mce",
-    "holdout_top1",
-    "holdout_top5",
+    *(f"{k}_top{n}" for k in ("clean", "c", "no_noise") for n in (1, 5)),
+    *("mce", "relative_mce", "unnormalized_mce", "holdout_top1", "holdout_top5"),
 )
 
 
@@ -347,13 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summary_table(reports, names, first)
     per_corruption = corruption_comparison(reports, names)
     if all(len(idx) == 1 for _, idx in groups):  # no seeds to group: the per-run tables are the comparison
-        print(summary)
-        print()
-        print("top-1 per corruption (mean over severities):")
-        print(per_corruption)
-        print()
-        print("top-1 per corruption and severity:")
-        print(format_table(reports, names))
+        print(f"{summary}\n\ntop-1 per corruption (mean over severities):\n{per_corruption}\n")
+        print(f"top-1 per corruption and severity:\n{format_table(reports, names)}")
     else:
         print(grouped)
         print("\n".join(grouped_notes(groups)))

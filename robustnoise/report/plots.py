@@ -41,14 +41,11 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _subtitle(report: Report) -> str:
-    parts = [f"{k} {v}" for k, v in (("method", report.method), ("model", report.model), ("data", report.data)) if v]
-    return ", ".join(parts)
-
-
-def _title(report: Report, what: str) -> str:
-    sub = _subtitle(report)
-    return f"{report.label}: {what}" + (f"\n({sub})" if sub else "")
+def _title(report: Report, what: str, who: str | None = None) -> str:
+    sub = ", ".join(
+        f"{k} {v}" for k, v in (("method", report.method), ("model", report.model), ("data", report.data)) if v
+    )
+    return f"{who or report.label}: {what}" + (f"\n({sub})" if sub else "")
 
 
 def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn: Callable[[str], Any]) -> list:
@@ -189,10 +186,8 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     ax = fig.add_subplot()
     finite = data[np.isfinite(data)]
     if finite.size:
-        lo, hi = 0.0, 100.0
-        masked = np.ma.masked_invalid(data)
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
-        image = ax.imshow(masked, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+        image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=100.0, aspect="auto")
         bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
         bar.set_label("top-1 accuracy (%)")
         for i in range(data.shape[0]):
@@ -201,9 +196,8 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
                 if math.isnan(value):
                     ax.text(j, i, "–", ha="center", va="center", fontsize=9, color="0.3")
                     continue
-                dark = (value - lo) / (hi - lo) < 0.6
                 weight = "bold" if i == len(names) or j == len(severities) else "normal"
-                colour = "white" if dark else "black"
+                colour = "white" if value < 60.0 else "black"  # dark end of the 0..100 scale
                 ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
         if bench:
             ax.axhline(len(names) - 0.5, color="white", lw=2)
@@ -247,24 +241,21 @@ def plot_corruption_bars(
     ax = fig.add_subplot()
     ax.bar(x - width / 2, theirs, width, color="0.65", label=base_name)
     ax.bar(x + width / 2, ours, width, color="tab:blue", label=run_name)
-    lo, hi = 0.0, 100.0  # bars start at zero, and every run compared gets the same axis
-    span = hi - lo
-    ax.set_ylim(lo, hi + 0.08 * span)
+    ax.set_ylim(0, 108)  # bars start at zero, and every run compared gets the same axis
     for xi, a, b in zip(x, ours, theirs):
         if math.isnan(a) or math.isnan(b):
             continue
         delta = round(a - b, 1)
         colour = "tab:green" if delta > 0 else ("tab:red" if delta < 0 else "0.3")
-        top = max(a, b) + 0.015 * span
-        ax.text(xi, top, f"{delta:+.1f}", ha="center", va="bottom", fontsize=8, color=colour)
+        ax.text(xi, max(a, b) + 1.5, f"{delta:+.1f}", ha="center", va="bottom", fontsize=8, color=colour)
     ax.axvline(1.5, color="0.6", lw=0.8, ls=":")
     ax.set_xticks(x, labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    sub = _subtitle(report)
-    title = f"{run_name} vs {base_name}: top-1 per corruption (mean over severities)"
-    ax.set_title(title + (f"\n({sub})" if sub else ""), fontsize=11)
+    ax.set_title(
+        _title(report, "top-1 per corruption (mean over severities)", f"{run_name} vs {base_name}"), fontsize=11
+    )
     return save_figure(fig, path)
 
 
@@ -465,21 +456,6 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
     return save_figure(fig, path)
 
 
-__all__ = [
-    "DPI",
-    "plot_corruption_bars",
-    "plot_groups",
-    "plot_heatmap",
-    "plot_severity_curves",
-    "plot_sigma_bands",
-    "plot_sweep",
-    "plot_training_curves",
-    "image_rows",
-    "noise_histogram",
-    "save_figure",
-]
-
-
 def log_image_file(module: Any, key: str, path: Path) -> None:
     """Send a saved figure to every logger of a LightningModule that takes images (W&B)."""
     for logger in module.loggers:
@@ -530,35 +506,3 @@ def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: boo
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8)
     return fig
-
-
-def save_noise_figures(
-    module: Any,
-    name: str,
-    clean: Any,
-    noisy: Any,
-    raw_noise: Any | None = None,
-    epsilon: float | None = None,
-    replay: tuple[str, Any] | None = None,
-) -> dict[str, Path]:
-    """ANT restarts: labelled rows of clean images, the generator's noise (mid-grey = 0), the noisy images and, when
-    given, ``replay = (label, noisy images)`` of an earlier generator; and the noise histogram
-    (:func:`noise_histogram`).
-
-    ``raw_noise`` (the generator's projected noise before clipping to [0, 1]) is what the histogram shows when given:
-    the distribution the generator learned, not the clipping's spike at 0. Saved under ``<run>/noise/`` and logged.
-    """
-    out = Path(module.trainer.default_root_dir) / "noise"
-    out.mkdir(parents=True, exist_ok=True)
-    noise = (noisy - clean).float().cpu()
-    shown = noise / (2 * noise.abs().amax().clamp_min(1e-8)) + 0.5
-    eps = f", eps {epsilon:.3g}" if epsilon is not None else ""
-    rows = [("clean", clean), ("noise\n(grey = 0)", shown), ("generator", noisy)] + ([replay] if replay else [])
-    title = f"ANT {name.replace('_', ' ')}: noise of the new generator{eps}"
-    grid_path = save_figure(image_rows(rows, title), out / f"{name}_samples.png")
-    values = noise if raw_noise is None else raw_noise
-    hist = noise_histogram(values, epsilon, f"ANT {name.replace('_', ' ')}: per-pixel noise", raw_noise is None)
-    hist_path = save_figure(hist, out / f"{name}_histogram.png")
-    for key, path in (("noise/samples", grid_path), ("noise/histogram", hist_path)):
-        log_image_file(module, key, path)
-    return {"samples": grid_path, "histogram": hist_path}

@@ -28,7 +28,6 @@ HEATMAP_PNG = "heatmap.png"
 SIGMA_PNG = "sigma_curve.png"
 MISSING = "–"
 NAN = float("nan")
-__all__ = ["REPORT_JSON", "Report", "format_markdown", "format_table", "write_report"]
 
 
 def write_report(
@@ -245,18 +244,11 @@ def summary_columns(reports: Sequence[Report]) -> list[tuple[str, Callable[[Repo
         cols.append(("unnorm. mCE", acc("unnormalized_mce")))
     if has["holdout_top1"]:
         cols.append(("holdout top-1", acc("holdout_top1")))
-    for direction in eps_directions(reports):
-        cols.append((f"eps* {direction}", _eps_cell(direction)))
+    cols += [(f"eps* {d}", lambda r, d=d: _pm(*r.eps_value(d), 2)) for d in eps_directions(reports)]
     if any(not math.isnan(r.adversarial()[0]) for r in reports):
         cols.append(("adv. noise top-1", lambda r: _pm(*r.adversarial()[:2], 1)))
         cols.append(("adv. noise worst", lambda r: fmt(r.adversarial_worst())))
-    for name in attack_names(reports):
-        cols.append((f"{name} top-1", _attack_cell(name)))
-    return cols
-
-
-def _attack_cell(name: str) -> Callable[[Report], str]:
-    return lambda r: fmt(r.attack(name)[0])
+    return cols + [(f"{n} top-1", lambda r, n=n: fmt(r.attack(n)[0])) for n in attack_names(reports)]
 
 
 def _stat(value: Any, real: bool) -> str:
@@ -267,10 +259,6 @@ def _stat(value: Any, real: bool) -> str:
     if not real and not math.isnan(value) and value.is_integer():
         return str(int(value))
     return fmt(value, 3)
-
-
-def _eps_cell(direction: str) -> Callable[[Report], str]:
-    return lambda r: _pm(*r.eps_value(direction), 2)
 
 
 def summary_table(
@@ -358,18 +346,16 @@ def severity_table(report: Report, field: str = "top1") -> str:
     matrix = report.matrix(field)
     severities = sorted({s for row in matrix.values() for s in row})
     main, holdouts = report.corruptions()
-
-    mean = _mean
     rows = []
     for name in main:
         row = matrix.get(name, {})
-        rows.append([name] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
+        rows.append([name] + [fmt(row.get(s)) for s in severities] + [fmt(_mean(list(row.values())))])
     if len(main) > 1:
-        per_sev = [mean([matrix[c][s] for c in main if s in matrix.get(c, {})]) for s in severities]
-        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(mean(per_sev))])
+        per_sev = [_mean([matrix[c][s] for c in main if s in matrix.get(c, {})]) for s in severities]
+        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(_mean(per_sev))])
     for name in holdouts:
         row = matrix.get(name, {})
-        rows.append([f"{name} (holdout)"] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
+        rows.append([f"{name} (holdout)"] + [fmt(row.get(s)) for s in severities] + [fmt(_mean(list(row.values())))])
     return markdown_table(["corruption"] + [severity_label(report, s) for s in severities] + ["mean"], rows)
 
 
