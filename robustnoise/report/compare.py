@@ -1,19 +1,13 @@
 """``python -m robustnoise.compare RUN_DIR [RUN_DIR ...] [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``.
 
-Compares evaluated runs (directories holding ``robustness.json``; a Hydra multirun directory stands for its job
-directories): prints the summary table (one row per run) and the per-corruption table, and writes
-``comparison.md`` and ``comparison.csv`` to ``--out`` (default: the runs' common parent directory).
+Compares evaluated runs (directories holding ``robustness.json``; a Hydra multirun directory stands for its jobs):
+prints the tables and writes ``comparison.md`` and ``comparison.csv`` to ``--out`` (default: the runs' common parent).
+``--sweep-key method.sigma`` orders the runs by that key of their ``.hydra/config.yaml``, shows it first and draws
+``sweep.png`` (Rusak et al. 2020 Fig. 2); ``--baseline`` adds that run to every table and draws ``comparison.png``.
 
-``--sweep-key method.sigma`` reads that dotted key from each run's ``.hydra/config.yaml``, orders the runs by it,
-shows it as the first column and draws ``sweep.png`` (accuracy against the swept value, Rusak et al. 2020 Fig. 2).
-``--baseline RUN_DIR`` adds the baseline as a row (a group) of every table and draws ``comparison.png``: one chart of
-every group, the baseline among them, with clean, mean corruption, adversarial-noise accuracy and eps*.
-
-Seeds are the unit: runs whose configurations differ only in ``seed`` form a group, and the grouped table shows, per
-number, the mean over the group's seeds with its interval (min–max for fewer than 5 seeds, else the 95 % t confidence
-interval of the mean) and ``>k`` where the group's interval lies entirely above group k's (see
-:func:`robustnoise.report.reporting.separated`). When the runs measured accuracy under ``clip(x + sigma n)``,
-``sigma_sweep.png`` draws it against sigma, one band (the interval) per group.
+Seeds are the unit: runs whose configs differ only in ``seed`` form a group, shown per number as the mean over its
+seeds with its interval (:func:`robustnoise.report.reporting.seed_interval`) and ``>k`` where it lies entirely above
+group k's. Runs that measured ``clip(x + sigma n)`` also get ``sigma_sweep.png``, one band per group.
 
 Exit codes: 0 done, 1 a run directory without ``robustness.json`` (one-line error), 2 bad arguments.
 """

@@ -88,10 +88,10 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     the clean accuracy (dashed grey line)."""
     matrix = report.matrix()
     main, holdouts = report.corruptions()
-    names = [n for n in main + holdouts if n in matrix]
+    names = main + holdouts
     severities = sorted({s for row in matrix.values() for s in row})
     if len(severities) == 1:  # MNIST-C: one severity, so a curve would be a column of dots
-        return _plot_one_severity(report, matrix, names, holdouts, severities[0], path)
+        return _plot_one_severity(report, matrix, main, holdouts, severities[0], path)
     fig = _figure(8.0, 4.8)
     ax = fig.add_subplot()
     values: list[float] = []
@@ -103,9 +103,8 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
         style = "--" if name in holdouts else "-"
         label = f"{name} (holdout)" if name in holdouts else name
         ax.plot(xs, ys, style, marker="o", markersize=3.5, lw=1.3, color=colour, label=label)
-    bench = [n for n in main if n in matrix]
-    if bench and severities:
-        means = [np.mean([matrix[c][s] for c in bench if s in matrix[c]]) for s in severities]
+    if main and severities:
+        means = [np.mean([matrix[c][s] for c in main if s in matrix[c]]) for s in severities]
         values += [float(m) for m in means]
         label = "mean" if not holdouts else "mean (w/o holdouts)"
         ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
@@ -129,21 +128,21 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
 def _plot_one_severity(
     report: Report,
     matrix: Mapping[str, Mapping[int, float]],
-    names: Sequence[str],
-    holdouts: Sequence[str],
+    main: list[str],
+    holdouts: list[str],
     severity: int,
     path: str | Path,
 ) -> Path:
     """The severity curve of a single-severity evaluation: one bar per corruption, their mean and the clean line."""
-    bench = [n for n in names if n not in holdouts]
+    names = main + holdouts
     ys = [matrix[n][severity] for n in names]
     labels = [f"{n} (holdout)" if n in holdouts else n for n in names]
-    if bench:
-        ys.append(float(np.mean([matrix[n][severity] for n in bench])))
+    if main:
+        ys.append(float(np.mean([matrix[n][severity] for n in main])))
         labels.append("mean" if not holdouts else "mean (w/o holdouts)")
     fig = _figure(max(6.0, 0.45 * len(labels) + 2.5), 4.8)
     ax = fig.add_subplot()
-    colours = ["tab:blue" if n not in holdouts else "tab:gray" for n in names] + (["black"] if bench else [])
+    colours = ["tab:blue" if n not in holdouts else "tab:gray" for n in names] + (["black"] if main else [])
     ax.bar(range(len(ys)), ys, color=colours)
     clean = report.metric("clean_top1")
     if not math.isnan(clean):
@@ -165,21 +164,19 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     every run, so that runs compare by colour and a one-image difference looks like one."""
     matrix = report.matrix()
     main, holdouts = report.corruptions()
-    names = [n for n in main + holdouts if n in matrix]
+    names = main + holdouts
     severities = sorted({s for row in matrix.values() for s in row})
-    bench = [n for n in main if n in matrix]
     mean_column = len(severities) != 1
-    data = np.full((len(names) + (1 if bench else 0), len(severities) + mean_column), np.nan)
+    data = np.full((len(names) + (1 if main else 0), len(severities) + mean_column), np.nan)
     for i, name in enumerate(names):
         for j, s in enumerate(severities):
             data[i, j] = matrix[name].get(s, np.nan)
         if mean_column:
             data[i, -1] = report.corruption_accuracy(name)
-    if bench:
-        rows = [names.index(n) for n in bench]
+    if main:
         with np.errstate(all="ignore"):
-            data[-1] = np.nanmean(data[rows], axis=0) if data.size else data[-1]
-    row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if bench else [])
+            data[-1] = np.nanmean(data[: len(main)], axis=0) if data.size else data[-1]
+    row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if main else [])
     col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
 
     fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
@@ -199,7 +196,7 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
                 weight = "bold" if i == len(names) or j == len(severities) else "normal"
                 colour = "white" if value < 60.0 else "black"  # dark end of the 0..100 scale
                 ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
-        if bench:
+        if main:
             ax.axhline(len(names) - 0.5, color="white", lw=2)
         if mean_column:
             ax.axvline(len(severities) - 0.5, color="white", lw=2)
