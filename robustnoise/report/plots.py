@@ -211,15 +211,10 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_corruption_bars(
-    report: Report,
-    baseline_report: Report,
-    path: str | Path,
-    names: tuple[str, str] | None = None,
-) -> Path:
+def plot_corruption_bars(report: Report, baseline_report: Report, path: str | Path) -> Path:
     """Per-corruption top-1 accuracy (mean over severities) of the run next to a baseline run, plus the clean and
     mean-corruption accuracy; the difference run - baseline is written above each pair."""
-    run_name, base_name = names or (report.label, baseline_report.label)
+    run_name, base_name = report.label, baseline_report.label
     if run_name == base_name:
         run_name, base_name = f"{run_name} (run)", f"{base_name} (baseline)"
     main_r, hold_r = report.corruptions()
@@ -342,13 +337,7 @@ def _band(
     return [v for i in intervals for v in (i.lo, i.hi)]
 
 
-def plot_sweep(
-    reports: Sequence[Report],
-    xs: Sequence[Any],
-    path: str | Path,
-    xlabel: str = "sigma",
-    title: str | None = None,
-) -> Path:
+def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, xlabel: str = "sigma") -> Path:
     """Accuracy against a swept value (Rusak et al. 2020, Fig. 2): clean top-1, mean corruption top-1, and, when
     any run has them, top-1 without the noise corruptions and the accuracy under adversarial noise. Runs at the same
     x (seeds) give one point, their mean, and a band, their interval (:func:`seed_interval`).
@@ -388,12 +377,10 @@ def plot_sweep(
     ax.grid(alpha=0.3)
     if values:
         ax.legend(fontsize=9, loc="best")
-    if title is None:
-        runs = sorted({r.label for r in reports})
-        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-        data = sorted({str(r.data) for r in reports if r.data is not None})
-        title = f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else "")
-    ax.set_title(title, fontsize=11)
+    runs = sorted({r.label for r in reports})
+    shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+    data = sorted({str(r.data) for r in reports if r.data is not None})
+    ax.set_title(f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else ""), fontsize=11)
     return save_figure(fig, path)
 
 

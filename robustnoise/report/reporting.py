@@ -87,13 +87,12 @@ def _fmt(value: float) -> str:
     return "  -  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:5.1f}"
 
 
-def format_table(reports: Sequence[Report], names: Sequence[str] | None = None) -> str:
+def format_table(reports: Sequence[Report], names: Sequence[str]) -> str:
     """One row per report: clean, mean-C, then each corruption x severity (top-1, %); then adversarial-noise accuracy
     and eps* of the reports that computed them.
 
     mean-C is ``c_top1`` of :func:`robustnoise.metrics.robustness_summary`, the report's "-C top-1" and the loggers'
     ``test_c/mean_acc``: the benchmark corruptions only (the ImageNet-C holdouts are listed, not averaged)."""
-    names = list(names or [r.method or f"run{i}" for i, r in enumerate(reports)])
     set_keys = list(dict.fromkeys(k for r in reports for k in r.sets if k != "clean"))
     short = {k: _short(k) for k in set_keys}
     width = max(8, *(len(n) for n in names))
@@ -206,14 +205,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
 
 def _c_label(reports: Sequence[Report]) -> str:
     datas = {str(r.data or "").lower() for r in reports}
-    if len(datas) == 1:
-        data = datas.pop()
-        for key, label in (("tiny", "TIN-C"), ("imagenet", "IN-C"), ("cifar100", "C100-C"), ("cifar10", "C10-C")):
-            if key in data:
-                return label
-        if "mnist" in data:
-            return "MNIST-C"
-    return "-C"
+    data = datas.pop() if len(datas) == 1 else ""  # the benchmark's short name only when every run shares the data
+    labels = {"tiny": "TIN-C", "imagenet": "IN-C", "cifar100": "C100-C", "cifar10": "C10-C", "mnist": "MNIST-C"}
+    return next((label for key, label in labels.items() if key in data), "-C")
 
 
 _OPTIONAL = ("no_noise_top1", "unnormalized_mce", "holdout_top1")
@@ -262,13 +256,10 @@ def _stat(value: Any, real: bool) -> str:
 
 
 def summary_table(
-    reports: Sequence[Report],
-    names: Sequence[str] | None = None,
-    first: tuple[str, Sequence[str]] | None = None,
+    reports: Sequence[Report], names: Sequence[str], first: tuple[str, Sequence[str]] | None = None
 ) -> str:
     """The papers' summary table, one row per report (markdown); ``first``: an extra ``(header, cells)`` column
     shown first (e.g. the swept value)."""
-    names = list(names or [r.label for i, r in enumerate(reports)])
     cols = summary_columns(reports)
     header = ([first[0]] if first else []) + ["run"] + [h for h, _ in cols]
     rows = []
