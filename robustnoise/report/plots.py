@@ -1,9 +1,9 @@
 """Figures of robustness reports (PNG, ~100 dpi): severity curves, corruption x severity heatmap, per-corruption
-bars against a baseline run, and accuracy against a swept hyper-parameter (Rusak et al. 2020, Fig. 2).
+bars against a baseline run, seed groups, and accuracy against a swept value (Rusak et al. 2020, Fig. 2); and the
+image grids and noise histograms of training (:mod:`robustnoise.report.training_figures`).
 
-Every function takes loaded reports (``robustness.json`` dicts, see :mod:`robustnoise.report.reporting`) and writes one
-PNG. Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas: no pyplot state, no
-display, and the global matplotlib backend is left alone.
+The ``plot_*`` functions take :class:`~robustnoise.report.schema.Report` objects and write one PNG, drawn on a
+:class:`matplotlib.figure.Figure` with the Agg canvas: no pyplot state, the global backend is left alone.
 """
 
 from __future__ import annotations
