@@ -35,7 +35,7 @@ from robustnoise.report.reporting import (
     summary_notes,
     summary_table,
 )
-from robustnoise.report.schema import REPORT_JSON, Report, attack_names, eps_directions, num
+from robustnoise.report.schema import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
@@ -183,7 +183,7 @@ def grouped_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
     rows.append(("eps* adversarial, worst", 2, Report.eps_worst))
     for name in attack_names(reports):
         rows.append((f"{name} top-1", 1, lambda r, n=name: r.attack(n)[0]))
-    main, holdouts = _all_corruptions(reports)
+    main, holdouts = all_corruptions(reports)
     for name in main + holdouts:
         rows.append((name, 1, lambda r, c=name: r.corruption_accuracy(c)))
     return [row for row in rows if any(not math.isnan(num(row[2](r))) for r in reports)]
@@ -223,19 +223,9 @@ def grouped_notes(groups: Sequence[tuple[str, list[int]]]) -> list[str]:
     ]
 
 
-def _all_corruptions(reports: Sequence[Report]) -> tuple[list[str], list[str]]:
-    main: list[str] = []
-    holdouts: list[str] = []
-    for report in reports:
-        m, h = report.corruptions()
-        main += [c for c in m if c not in main]
-        holdouts += [c for c in h if c not in holdouts]
-    return main, holdouts
-
-
 def corruption_comparison(reports: Sequence[Report], names: Sequence[str]) -> str:
     """Top-1 per corruption (mean over severities), one row per run (markdown)."""
-    main, holdouts = _all_corruptions(reports)
+    main, holdouts = all_corruptions(reports)
     header = ["run", *main, *(f"{h} (holdout)" for h in holdouts)]
     rows = [[name] + [fmt(r.corruption_accuracy(c)) for c in main + holdouts] for name, r in zip(names, reports)]
     return markdown_table(header, rows)
@@ -254,7 +244,7 @@ def write_csv(
     sweep: tuple[str, Sequence[Any]] | None = None,
 ) -> None:
     """``comparison.csv``: one row per run; numbers in %, ``nan`` when missing."""
-    main, holdouts = _all_corruptions(reports)
+    main, holdouts = all_corruptions(reports)
     directions = eps_directions(reports)
     stats = {d: sorted({k for r in reports for k in r.eps_star.get(d, {})}) for d in directions}
     header = ([sweep[0]] if sweep else []) + ["run", "run_dir", "method", "model", "data", *SUMMARY_KEYS]

@@ -23,7 +23,7 @@ from robustnoise.report.reporting import (
     seed_interval,
     severity_label,
 )
-from robustnoise.report.schema import Report, eps_directions, num
+from robustnoise.report.schema import Report, all_corruptions, eps_directions, num
 
 DPI = 100
 
@@ -217,10 +217,7 @@ def plot_corruption_bars(report: Report, baseline_report: Report, path: str | Pa
     run_name, base_name = report.label, baseline_report.label
     if run_name == base_name:
         run_name, base_name = f"{run_name} (run)", f"{base_name} (baseline)"
-    main_r, hold_r = report.corruptions()
-    main_b, hold_b = baseline_report.corruptions()
-    main = main_r + [n for n in main_b if n not in main_r]
-    holdouts = hold_r + [n for n in hold_b if n not in hold_r]
+    main, holdouts = all_corruptions([report, baseline_report])
     labels = ["clean", "mean-C"] + main + [f"{n}\n(holdout)" for n in holdouts]
 
     def values(r: Report) -> list[float]:
