@@ -337,16 +337,15 @@ def severity_table(report: Report, field: str = "top1") -> str:
     matrix = report.matrix(field)
     severities = sorted({s for row in matrix.values() for s in row})
     main, holdouts = report.corruptions()
-    rows = []
-    for name in main:
-        row = matrix.get(name, {})
-        rows.append([name] + [fmt(row.get(s)) for s in severities] + [fmt(_mean(list(row.values())))])
+
+    def line(label: str, row: dict[int, float]) -> list[str]:
+        return [label] + [fmt(row.get(s)) for s in severities] + [fmt(_mean(list(row.values())))]
+
+    rows = [line(name, matrix.get(name, {})) for name in main]
     if len(main) > 1:
         per_sev = [_mean([matrix[c][s] for c in main if s in matrix.get(c, {})]) for s in severities]
         rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(_mean(per_sev))])
-    for name in holdouts:
-        row = matrix.get(name, {})
-        rows.append([f"{name} (holdout)"] + [fmt(row.get(s)) for s in severities] + [fmt(_mean(list(row.values())))])
+    rows += [line(f"{name} (holdout)", matrix.get(name, {})) for name in holdouts]
     return markdown_table(["corruption"] + [severity_label(report, s) for s in severities] + ["mean"], rows)
 
 
