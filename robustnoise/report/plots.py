@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     names = main + holdouts
     severities = sorted({s for row in matrix.values() for s in row})
     if len(severities) == 1:  # MNIST-C: one severity, so a curve would be a column of dots
-        return _plot_one_severity(report, matrix, main, holdouts, severities[0], path)
+        return _plot_one_severity(report, severities[0], path)
     fig = _figure(8.0, 4.8)
     ax = fig.add_subplot()
     values: list[float] = []
@@ -125,15 +125,9 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def _plot_one_severity(
-    report: Report,
-    matrix: Mapping[str, Mapping[int, float]],
-    main: list[str],
-    holdouts: list[str],
-    severity: int,
-    path: str | Path,
-) -> Path:
+def _plot_one_severity(report: Report, severity: int, path: str | Path) -> Path:
     """The severity curve of a single-severity evaluation: one bar per corruption, their mean and the clean line."""
+    matrix, (main, holdouts) = report.matrix(), report.corruptions()
     names = main + holdouts
     ys = [matrix[n][severity] for n in names]
     labels = [f"{n} (holdout)" if n in holdouts else n for n in names]
