@@ -104,7 +104,7 @@ def evaluate_robustness(
     data_name = data if isinstance(data, str) else "digits"
     overrides = [f"data={data_name}", f"eval={eval}"]
     if corruptions == "mnist-c":
-        overrides[1] = "eval=mnist_c_generated"
+        overrides[1], corruptions = "eval=mnist_c_generated", None
     if released is not None:
         dm_name = data if isinstance(data, str) else data.name.split("+")[0]
         if dm_name not in RELEASED_KIND:
@@ -115,13 +115,13 @@ def evaluate_robustness(
     if not isinstance(data, str):  # the interpolations of the eval config read these from the data config
         cfg.data = {"corruption_preset": datamodule.corruption_preset, "eval_batch_size": datamodule.eval_batch_size}
     ev = cfg.eval
-    if isinstance(corruptions, str) and corruptions != "mnist-c":
+    if isinstance(corruptions, str):
         if corruptions not in CORRUPTION_SETS:
             raise ConfigError(
                 f"unknown corruption set {corruptions!r}: use a list or one of mnist-c, {', '.join(CORRUPTION_SETS)}"
             )
         corruptions = CORRUPTION_SETS[corruptions]
-    if corruptions is not None and corruptions != "mnist-c":
+    if corruptions is not None:
         ev.corruptions = list(corruptions)
     if severities is not None:
         ev.severities = list(severities)

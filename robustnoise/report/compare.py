@@ -1,19 +1,13 @@
 """``python -m robustnoise.compare RUN_DIR [RUN_DIR ...] [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``.
 
-Compares evaluated runs (directories holding ``robustness.json``; a Hydra multirun directory stands for its job
-directories): prints the summary table (one row per run) and the per-corruption table, and writes
-``comparison.md`` and ``comparison.csv`` to ``--out`` (default: the runs' common parent directory).
+Compares evaluated runs (directories holding ``robustness.json``; a Hydra multirun directory stands for its jobs):
+prints the tables and writes ``comparison.md`` and ``comparison.csv`` to ``--out`` (default: the runs' common parent).
+``--sweep-key method.sigma`` orders the runs by that key of their ``.hydra/config.yaml``, shows it first and draws
+``sweep.png`` (Rusak et al. 2020 Fig. 2); ``--baseline`` adds that run to every table and draws ``comparison.png``.
 
-``--sweep-key method.sigma`` reads that dotted key from each run's ``.hydra/config.yaml``, orders the runs by it,
-shows it as the first column and draws ``sweep.png`` (accuracy against the swept value, Rusak et al. 2020 Fig. 2).
-``--baseline RUN_DIR`` adds the baseline as a row (a group) of every table and draws ``comparison.png``: one chart of
-every group, the baseline among them, with clean, mean corruption, adversarial-noise accuracy and eps*.
-
-Seeds are the unit: runs whose configurations differ only in ``seed`` form a group, and the grouped table shows, per
-number, the mean over the group's seeds with its interval (min–max for fewer than 5 seeds, else the 95 % t confidence
-interval of the mean) and ``>k`` where the group's interval lies entirely above group k's (see
-:func:`robustnoise.report.reporting.separated`). When the runs measured accuracy under ``clip(x + sigma n)``,
-``sigma_sweep.png`` draws it against sigma, one band (the interval) per group.
+Seeds are the unit: runs whose configs differ only in ``seed`` form a group, shown per number as the mean over its
+seeds with its interval (:func:`robustnoise.report.reporting.seed_interval`) and ``>k`` where it lies entirely above
+group k's. Runs that measured ``clip(x + sigma n)`` also get ``sigma_sweep.png``, one band per group.
 
 Exit codes: 0 done, 1 a run directory without ``robustness.json`` (one-line error), 2 bad arguments.
 """
@@ -41,7 +35,7 @@ from robustnoise.report.reporting import (
     summary_notes,
     summary_table,
 )
-from robustnoise.report.schema import REPORT_JSON, Report, attack_names, eps_directions, num
+from robustnoise.report.schema import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
@@ -53,17 +47,8 @@ HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 SEED_KEYS = ("seed",)
 """Config keys that only re-draw randomness: runs that differ in nothing else are one group."""
 SUMMARY_KEYS: tuple[str, ...] = (
-    "clean_top1",
-    "clean_top5",
-    "c_top1",
-    "c_top5",
-    "no_noise_top1",
-    "no_noise_top5",
-    "mce",
-    "relative_mce",
-    "unnormalized_mce",
-    "holdout_top1",
-    "holdout_top5",
+    *(f"{k}_top{n}" for k in ("clean", "c", "no_noise") for n in (1, 5)),
+    *("mce", "relative_mce", "unnormalized_mce", "holdout_top1", "holdout_top5"),
 )
 
 
@@ -198,7 +183,7 @@ def grouped_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
     rows.append(("eps* adversarial, worst", 2, Report.eps_worst))
     for name in attack_names(reports):
         rows.append((f"{name} top-1", 1, lambda r, n=name: r.attack(n)[0]))
-    main, holdouts = _all_corruptions(reports)
+    main, holdouts = all_corruptions(reports)
     for name in main + holdouts:
         rows.append((name, 1, lambda r, c=name: r.corruption_accuracy(c)))
     return [row for row in rows if any(not math.isnan(num(row[2](r))) for r in reports)]
@@ -238,19 +223,9 @@ def grouped_notes(groups: Sequence[tuple[str, list[int]]]) -> list[str]:
     ]
 
 
-def _all_corruptions(reports: Sequence[Report]) -> tuple[list[str], list[str]]:
-    main: list[str] = []
-    holdouts: list[str] = []
-    for report in reports:
-        m, h = report.corruptions()
-        main += [c for c in m if c not in main]
-        holdouts += [c for c in h if c not in holdouts]
-    return main, holdouts
-
-
 def corruption_comparison(reports: Sequence[Report], names: Sequence[str]) -> str:
     """Top-1 per corruption (mean over severities), one row per run (markdown)."""
-    main, holdouts = _all_corruptions(reports)
+    main, holdouts = all_corruptions(reports)
     header = ["run", *main, *(f"{h} (holdout)" for h in holdouts)]
     rows = [[name] + [fmt(r.corruption_accuracy(c)) for c in main + holdouts] for name, r in zip(names, reports)]
     return markdown_table(header, rows)
@@ -269,7 +244,7 @@ def write_csv(
     sweep: tuple[str, Sequence[Any]] | None = None,
 ) -> None:
     """``comparison.csv``: one row per run; numbers in %, ``nan`` when missing."""
-    main, holdouts = _all_corruptions(reports)
+    main, holdouts = all_corruptions(reports)
     directions = eps_directions(reports)
     stats = {d: sorted({k for r in reports for k in r.eps_star.get(d, {})}) for d in directions}
     header = ([sweep[0]] if sweep else []) + ["run", "run_dir", "method", "model", "data", *SUMMARY_KEYS]
@@ -347,13 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summary_table(reports, names, first)
     per_corruption = corruption_comparison(reports, names)
     if all(len(idx) == 1 for _, idx in groups):  # no seeds to group: the per-run tables are the comparison
-        print(summary)
-        print()
-        print("top-1 per corruption (mean over severities):")
-        print(per_corruption)
-        print()
-        print("top-1 per corruption and severity:")
-        print(format_table(reports, names))
+        print(f"{summary}\n\ntop-1 per corruption (mean over severities):\n{per_corruption}\n")
+        print(f"top-1 per corruption and severity:\n{format_table(reports, names)}")
     else:
         print(grouped)
         print("\n".join(grouped_notes(groups)))

@@ -1,16 +1,16 @@
 """Figures of robustness reports (PNG, ~100 dpi): severity curves, corruption x severity heatmap, per-corruption
-bars against a baseline run, and accuracy against a swept hyper-parameter (Rusak et al. 2020, Fig. 2).
+bars against a baseline run, seed groups, and accuracy against a swept value (Rusak et al. 2020, Fig. 2); and the
+image grids and noise histograms of training (:mod:`robustnoise.report.training_figures`).
 
-Every function takes loaded reports (``robustness.json`` dicts, see :mod:`robustnoise.report.reporting`) and writes one
-PNG. Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas: no pyplot state, no
-display, and the global matplotlib backend is left alone.
+The ``plot_*`` functions take :class:`~robustnoise.report.schema.Report` objects and write one PNG, drawn on a
+:class:`matplotlib.figure.Figure` with the Agg canvas: no pyplot state, the global backend is left alone.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from robustnoise.report.reporting import (
     seed_interval,
     severity_label,
 )
-from robustnoise.report.schema import Report, eps_directions, num
+from robustnoise.report.schema import Report, all_corruptions, eps_directions, num
 
 DPI = 100
 
@@ -41,14 +41,11 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _subtitle(report: Report) -> str:
-    parts = [f"{k} {v}" for k, v in (("method", report.method), ("model", report.model), ("data", report.data)) if v]
-    return ", ".join(parts)
-
-
-def _title(report: Report, what: str) -> str:
-    sub = _subtitle(report)
-    return f"{report.label}: {what}" + (f"\n({sub})" if sub else "")
+def _title(report: Report, what: str, who: str | None = None) -> str:
+    sub = ", ".join(
+        f"{k} {v}" for k, v in (("method", report.method), ("model", report.model), ("data", report.data)) if v
+    )
+    return f"{who or report.label}: {what}" + (f"\n({sub})" if sub else "")
 
 
 def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn: Callable[[str], Any]) -> list:
@@ -91,10 +88,10 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     the clean accuracy (dashed grey line)."""
     matrix = report.matrix()
     main, holdouts = report.corruptions()
-    names = [n for n in main + holdouts if n in matrix]
+    names = main + holdouts
     severities = sorted({s for row in matrix.values() for s in row})
     if len(severities) == 1:  # MNIST-C: one severity, so a curve would be a column of dots
-        return _plot_one_severity(report, matrix, names, holdouts, severities[0], path)
+        return _plot_one_severity(report, severities[0], path)
     fig = _figure(8.0, 4.8)
     ax = fig.add_subplot()
     values: list[float] = []
@@ -106,9 +103,8 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
         style = "--" if name in holdouts else "-"
         label = f"{name} (holdout)" if name in holdouts else name
         ax.plot(xs, ys, style, marker="o", markersize=3.5, lw=1.3, color=colour, label=label)
-    bench = [n for n in main if n in matrix]
-    if bench and severities:
-        means = [np.mean([matrix[c][s] for c in bench if s in matrix[c]]) for s in severities]
+    if main and severities:
+        means = [np.mean([matrix[c][s] for c in main if s in matrix[c]]) for s in severities]
         values += [float(m) for m in means]
         label = "mean" if not holdouts else "mean (w/o holdouts)"
         ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
@@ -129,24 +125,18 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def _plot_one_severity(
-    report: Report,
-    matrix: Mapping[str, Mapping[int, float]],
-    names: Sequence[str],
-    holdouts: Sequence[str],
-    severity: int,
-    path: str | Path,
-) -> Path:
+def _plot_one_severity(report: Report, severity: int, path: str | Path) -> Path:
     """The severity curve of a single-severity evaluation: one bar per corruption, their mean and the clean line."""
-    bench = [n for n in names if n not in holdouts]
+    matrix, (main, holdouts) = report.matrix(), report.corruptions()
+    names = main + holdouts
     ys = [matrix[n][severity] for n in names]
     labels = [f"{n} (holdout)" if n in holdouts else n for n in names]
-    if bench:
-        ys.append(float(np.mean([matrix[n][severity] for n in bench])))
+    if main:
+        ys.append(float(np.mean([matrix[n][severity] for n in main])))
         labels.append("mean" if not holdouts else "mean (w/o holdouts)")
     fig = _figure(max(6.0, 0.45 * len(labels) + 2.5), 4.8)
     ax = fig.add_subplot()
-    colours = ["tab:blue" if n not in holdouts else "tab:gray" for n in names] + (["black"] if bench else [])
+    colours = ["tab:blue" if n not in holdouts else "tab:gray" for n in names] + (["black"] if main else [])
     ax.bar(range(len(ys)), ys, color=colours)
     clean = report.metric("clean_top1")
     if not math.isnan(clean):
@@ -168,31 +158,27 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     every run, so that runs compare by colour and a one-image difference looks like one."""
     matrix = report.matrix()
     main, holdouts = report.corruptions()
-    names = [n for n in main + holdouts if n in matrix]
+    names = main + holdouts
     severities = sorted({s for row in matrix.values() for s in row})
-    bench = [n for n in main if n in matrix]
     mean_column = len(severities) != 1
-    data = np.full((len(names) + (1 if bench else 0), len(severities) + mean_column), np.nan)
+    data = np.full((len(names) + (1 if main else 0), len(severities) + mean_column), np.nan)
     for i, name in enumerate(names):
         for j, s in enumerate(severities):
             data[i, j] = matrix[name].get(s, np.nan)
         if mean_column:
             data[i, -1] = report.corruption_accuracy(name)
-    if bench:
-        rows = [names.index(n) for n in bench]
+    if main:
         with np.errstate(all="ignore"):
-            data[-1] = np.nanmean(data[rows], axis=0) if data.size else data[-1]
-    row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if bench else [])
+            data[-1] = np.nanmean(data[: len(main)], axis=0) if data.size else data[-1]
+    row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if main else [])
     col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
 
     fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
     ax = fig.add_subplot()
     finite = data[np.isfinite(data)]
     if finite.size:
-        lo, hi = 0.0, 100.0
-        masked = np.ma.masked_invalid(data)
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
-        image = ax.imshow(masked, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+        image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=100.0, aspect="auto")
         bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
         bar.set_label("top-1 accuracy (%)")
         for i in range(data.shape[0]):
@@ -201,11 +187,10 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
                 if math.isnan(value):
                     ax.text(j, i, "–", ha="center", va="center", fontsize=9, color="0.3")
                     continue
-                dark = (value - lo) / (hi - lo) < 0.6
                 weight = "bold" if i == len(names) or j == len(severities) else "normal"
-                colour = "white" if dark else "black"
+                colour = "white" if value < 60.0 else "black"  # dark end of the 0..100 scale
                 ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
-        if bench:
+        if main:
             ax.axhline(len(names) - 0.5, color="white", lw=2)
         if mean_column:
             ax.axvline(len(severities) - 0.5, color="white", lw=2)
@@ -220,21 +205,13 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_corruption_bars(
-    report: Report,
-    baseline_report: Report,
-    path: str | Path,
-    names: tuple[str, str] | None = None,
-) -> Path:
+def plot_corruption_bars(report: Report, baseline_report: Report, path: str | Path) -> Path:
     """Per-corruption top-1 accuracy (mean over severities) of the run next to a baseline run, plus the clean and
     mean-corruption accuracy; the difference run - baseline is written above each pair."""
-    run_name, base_name = names or (report.label, baseline_report.label)
+    run_name, base_name = report.label, baseline_report.label
     if run_name == base_name:
         run_name, base_name = f"{run_name} (run)", f"{base_name} (baseline)"
-    main_r, hold_r = report.corruptions()
-    main_b, hold_b = baseline_report.corruptions()
-    main = main_r + [n for n in main_b if n not in main_r]
-    holdouts = hold_r + [n for n in hold_b if n not in hold_r]
+    main, holdouts = all_corruptions([report, baseline_report])
     labels = ["clean", "mean-C"] + main + [f"{n}\n(holdout)" for n in holdouts]
 
     def values(r: Report) -> list[float]:
@@ -247,24 +224,21 @@ def plot_corruption_bars(
     ax = fig.add_subplot()
     ax.bar(x - width / 2, theirs, width, color="0.65", label=base_name)
     ax.bar(x + width / 2, ours, width, color="tab:blue", label=run_name)
-    lo, hi = 0.0, 100.0  # bars start at zero, and every run compared gets the same axis
-    span = hi - lo
-    ax.set_ylim(lo, hi + 0.08 * span)
+    ax.set_ylim(0, 108)  # bars start at zero, and every run compared gets the same axis
     for xi, a, b in zip(x, ours, theirs):
         if math.isnan(a) or math.isnan(b):
             continue
         delta = round(a - b, 1)
         colour = "tab:green" if delta > 0 else ("tab:red" if delta < 0 else "0.3")
-        top = max(a, b) + 0.015 * span
-        ax.text(xi, top, f"{delta:+.1f}", ha="center", va="bottom", fontsize=8, color=colour)
+        ax.text(xi, max(a, b) + 1.5, f"{delta:+.1f}", ha="center", va="bottom", fontsize=8, color=colour)
     ax.axvline(1.5, color="0.6", lw=0.8, ls=":")
     ax.set_xticks(x, labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    sub = _subtitle(report)
-    title = f"{run_name} vs {base_name}: top-1 per corruption (mean over severities)"
-    ax.set_title(title + (f"\n({sub})" if sub else ""), fontsize=11)
+    ax.set_title(
+        _title(report, "top-1 per corruption (mean over severities)", f"{run_name} vs {base_name}"), fontsize=11
+    )
     return save_figure(fig, path)
 
 
@@ -354,13 +328,7 @@ def _band(
     return [v for i in intervals for v in (i.lo, i.hi)]
 
 
-def plot_sweep(
-    reports: Sequence[Report],
-    xs: Sequence[Any],
-    path: str | Path,
-    xlabel: str = "sigma",
-    title: str | None = None,
-) -> Path:
+def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, xlabel: str = "sigma") -> Path:
     """Accuracy against a swept value (Rusak et al. 2020, Fig. 2): clean top-1, mean corruption top-1, and, when
     any run has them, top-1 without the noise corruptions and the accuracy under adversarial noise. Runs at the same
     x (seeds) give one point, their mean, and a band, their interval (:func:`seed_interval`).
@@ -400,12 +368,10 @@ def plot_sweep(
     ax.grid(alpha=0.3)
     if values:
         ax.legend(fontsize=9, loc="best")
-    if title is None:
-        runs = sorted({r.label for r in reports})
-        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-        data = sorted({str(r.data) for r in reports if r.data is not None})
-        title = f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else "")
-    ax.set_title(title, fontsize=11)
+    runs = sorted({r.label for r in reports})
+    shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+    data = sorted({str(r.data) for r in reports if r.data is not None})
+    ax.set_title(f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else ""), fontsize=11)
     return save_figure(fig, path)
 
 
@@ -465,21 +431,6 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
     return save_figure(fig, path)
 
 
-__all__ = [
-    "DPI",
-    "plot_corruption_bars",
-    "plot_groups",
-    "plot_heatmap",
-    "plot_severity_curves",
-    "plot_sigma_bands",
-    "plot_sweep",
-    "plot_training_curves",
-    "image_rows",
-    "noise_histogram",
-    "save_figure",
-]
-
-
 def log_image_file(module: Any, key: str, path: Path) -> None:
     """Send a saved figure to every logger of a LightningModule that takes images (W&B)."""
     for logger in module.loggers:
@@ -530,35 +481,3 @@ def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: boo
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8)
     return fig
-
-
-def save_noise_figures(
-    module: Any,
-    name: str,
-    clean: Any,
-    noisy: Any,
-    raw_noise: Any | None = None,
-    epsilon: float | None = None,
-    replay: tuple[str, Any] | None = None,
-) -> dict[str, Path]:
-    """ANT restarts: labelled rows of clean images, the generator's noise (mid-grey = 0), the noisy images and, when
-    given, ``replay = (label, noisy images)`` of an earlier generator; and the noise histogram
-    (:func:`noise_histogram`).
-
-    ``raw_noise`` (the generator's projected noise before clipping to [0, 1]) is what the histogram shows when given:
-    the distribution the generator learned, not the clipping's spike at 0. Saved under ``<run>/noise/`` and logged.
-    """
-    out = Path(module.trainer.default_root_dir) / "noise"
-    out.mkdir(parents=True, exist_ok=True)
-    noise = (noisy - clean).float().cpu()
-    shown = noise / (2 * noise.abs().amax().clamp_min(1e-8)) + 0.5
-    eps = f", eps {epsilon:.3g}" if epsilon is not None else ""
-    rows = [("clean", clean), ("noise\n(grey = 0)", shown), ("generator", noisy)] + ([replay] if replay else [])
-    title = f"ANT {name.replace('_', ' ')}: noise of the new generator{eps}"
-    grid_path = save_figure(image_rows(rows, title), out / f"{name}_samples.png")
-    values = noise if raw_noise is None else raw_noise
-    hist = noise_histogram(values, epsilon, f"ANT {name.replace('_', ' ')}: per-pixel noise", raw_noise is None)
-    hist_path = save_figure(hist, out / f"{name}_histogram.png")
-    for key, path in (("noise/samples", grid_path), ("noise/histogram", hist_path)):
-        log_image_file(module, key, path)
-    return {"samples": grid_path, "histogram": hist_path}

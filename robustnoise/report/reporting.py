@@ -28,7 +28,6 @@ HEATMAP_PNG = "heatmap.png"
 SIGMA_PNG = "sigma_curve.png"
 MISSING = "–"
 NAN = float("nan")
-__all__ = ["REPORT_JSON", "Report", "format_markdown", "format_table", "write_report"]
 
 
 def write_report(
@@ -88,13 +87,12 @@ def _fmt(value: float) -> str:
     return "  -  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:5.1f}"
 
 
-def format_table(reports: Sequence[Report], names: Sequence[str] | None = None) -> str:
+def format_table(reports: Sequence[Report], names: Sequence[str]) -> str:
     """One row per report: clean, mean-C, then each corruption x severity (top-1, %); then adversarial-noise accuracy
     and eps* of the reports that computed them.
 
     mean-C is ``c_top1`` of :func:`robustnoise.metrics.robustness_summary`, the report's "-C top-1" and the loggers'
     ``test_c/mean_acc``: the benchmark corruptions only (the ImageNet-C holdouts are listed, not averaged)."""
-    names = list(names or [r.method or f"run{i}" for i, r in enumerate(reports)])
     set_keys = list(dict.fromkeys(k for r in reports for k in r.sets if k != "clean"))
     short = {k: _short(k) for k in set_keys}
     width = max(8, *(len(n) for n in names))
@@ -207,14 +205,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
 
 def _c_label(reports: Sequence[Report]) -> str:
     datas = {str(r.data or "").lower() for r in reports}
-    if len(datas) == 1:
-        data = datas.pop()
-        for key, label in (("tiny", "TIN-C"), ("imagenet", "IN-C"), ("cifar100", "C100-C"), ("cifar10", "C10-C")):
-            if key in data:
-                return label
-        if "mnist" in data:
-            return "MNIST-C"
-    return "-C"
+    data = datas.pop() if len(datas) == 1 else ""  # the benchmark's short name only when every run shares the data
+    labels = {"tiny": "TIN-C", "imagenet": "IN-C", "cifar100": "C100-C", "cifar10": "C10-C", "mnist": "MNIST-C"}
+    return next((label for key, label in labels.items() if key in data), "-C")
 
 
 _OPTIONAL = ("no_noise_top1", "unnormalized_mce", "holdout_top1")
@@ -245,18 +238,11 @@ def summary_columns(reports: Sequence[Report]) -> list[tuple[str, Callable[[Repo
         cols.append(("unnorm. mCE", acc("unnormalized_mce")))
     if has["holdout_top1"]:
         cols.append(("holdout top-1", acc("holdout_top1")))
-    for direction in eps_directions(reports):
-        cols.append((f"eps* {direction}", _eps_cell(direction)))
+    cols += [(f"eps* {d}", lambda r, d=d: _pm(*r.eps_value(d), 2)) for d in eps_directions(reports)]
     if any(not math.isnan(r.adversarial()[0]) for r in reports):
         cols.append(("adv. noise top-1", lambda r: _pm(*r.adversarial()[:2], 1)))
         cols.append(("adv. noise worst", lambda r: fmt(r.adversarial_worst())))
-    for name in attack_names(reports):
-        cols.append((f"{name} top-1", _attack_cell(name)))
-    return cols
-
-
-def _attack_cell(name: str) -> Callable[[Report], str]:
-    return lambda r: fmt(r.attack(name)[0])
+    return cols + [(f"{n} top-1", lambda r, n=n: fmt(r.attack(n)[0])) for n in attack_names(reports)]
 
 
 def _stat(value: Any, real: bool) -> str:
@@ -269,18 +255,11 @@ def _stat(value: Any, real: bool) -> str:
     return fmt(value, 3)
 
 
-def _eps_cell(direction: str) -> Callable[[Report], str]:
-    return lambda r: _pm(*r.eps_value(direction), 2)
-
-
 def summary_table(
-    reports: Sequence[Report],
-    names: Sequence[str] | None = None,
-    first: tuple[str, Sequence[str]] | None = None,
+    reports: Sequence[Report], names: Sequence[str], first: tuple[str, Sequence[str]] | None = None
 ) -> str:
     """The papers' summary table, one row per report (markdown); ``first``: an extra ``(header, cells)`` column
     shown first (e.g. the swept value)."""
-    names = list(names or [r.label for i, r in enumerate(reports)])
     cols = summary_columns(reports)
     header = ([first[0]] if first else []) + ["run"] + [h for h, _ in cols]
     rows = []
@@ -359,17 +338,14 @@ def severity_table(report: Report, field: str = "top1") -> str:
     severities = sorted({s for row in matrix.values() for s in row})
     main, holdouts = report.corruptions()
 
-    mean = _mean
-    rows = []
-    for name in main:
-        row = matrix.get(name, {})
-        rows.append([name] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
+    def line(label: str, row: dict[int, float]) -> list[str]:
+        return [label] + [fmt(row.get(s)) for s in severities] + [fmt(_mean(list(row.values())))]
+
+    rows = [line(name, matrix.get(name, {})) for name in main]
     if len(main) > 1:
-        per_sev = [mean([matrix[c][s] for c in main if s in matrix.get(c, {})]) for s in severities]
-        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(mean(per_sev))])
-    for name in holdouts:
-        row = matrix.get(name, {})
-        rows.append([f"{name} (holdout)"] + [fmt(row.get(s)) for s in severities] + [fmt(mean(list(row.values())))])
+        per_sev = [_mean([matrix[c][s] for c in main if s in matrix.get(c, {})]) for s in severities]
+        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(_mean(per_sev))])
+    rows += [line(f"{name} (holdout)", matrix.get(name, {})) for name in holdouts]
     return markdown_table(["corruption"] + [severity_label(report, s) for s in severities] + ["mean"], rows)
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,17 @@ def eps_directions(reports: list[Report], per_seed: bool = False) -> list[str]:
         present = {d for d in present if not _PER_GENERATOR.fullmatch(d)}
     natural = lambda d: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", d)]  # noqa: E731
     return [d for d in EPS_DIRECTIONS if d in present] + sorted(present - set(EPS_DIRECTIONS), key=natural)
+
+
+def all_corruptions(reports: Sequence[Report]) -> tuple[list[str], list[str]]:
+    """:meth:`Report.corruptions` over ``reports``: each name once, in first-seen order."""
+    main: list[str] = []
+    holdouts: list[str] = []
+    for report in reports:
+        m, h = report.corruptions()
+        main += [c for c in m if c not in main]
+        holdouts += [c for c in h if c not in holdouts]
+    return main, holdouts
 
 
 def attack_names(reports: list[Report]) -> list[str]:

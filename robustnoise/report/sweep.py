@@ -1,13 +1,9 @@
 """Sweep summaries: ``python run.py -m method=gnt method.sigma=0.1,0.3,0.5`` ends with one table over its jobs.
 
-:class:`SweepSummary` is a Hydra callback (registered under ``hydra.callbacks`` in ``conf/hydra/default.yaml``). At the
-end of a multirun it reads the swept keys from the sweep's overrides (``hydra.overrides.task`` and
-``hydra.sweeper.params``), picks the one to plot (the first whose values are numbers, else the first that is a plain
-value) and runs :func:`robustnoise.compare.main` on the sweep directory: ``comparison.md``, ``comparison.csv`` and
-``sweep.png`` (accuracy against the swept value) are written into the sweep directory and the tables are printed.
-Jobs that differ only in ``seed`` (``seed=0,1,2`` in the sweep) are one group: the summary then shows each number as
-the mean over the seeds with its interval (see :mod:`robustnoise.compare`), and ``seed`` is never the plotted axis.
-The same summary, later or for a partly finished sweep: ``python -m robustnoise.compare <sweep dir> --sweep-key KEY``.
+:class:`SweepSummary` (a Hydra callback, ``hydra.callbacks`` in ``conf/hydra/default.yaml``) runs
+:func:`robustnoise.report.compare.main` on the sweep directory, ordered and plotted by the swept key (:func:`plot_key`);
+jobs that differ only in ``seed`` are one group. Later, or for a partly finished sweep:
+``python -m robustnoise.compare <sweep dir> --sweep-key KEY``.
 """
 
 from __future__ import annotations
@@ -47,10 +43,6 @@ def sweep_overrides(config: DictConfig) -> list[str]:
     return overrides
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
     """The swept key to order and plot by: the first with numeric values in every job, else the first with plain
     values (strings, lists); a swept config group ``g`` stands for ``g.name`` when the group has one. ``seed`` is
@@ -67,7 +59,7 @@ def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
             values = [config_value(d, key) for d in run_dirs]
         if any(v is None or isinstance(v, dict) for v in values):
             continue
-        if all(_is_number(v) for v in values):
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             return key
         plain = plain or key
     return plain

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Callback
 from torch.func import functional_call
 
 from robustnoise.noise import clipping_aware_scale
-from robustnoise.report.plots import image_rows, log_image_file, save_figure, save_noise_figures
+from robustnoise.report.plots import image_rows, log_image_file, noise_histogram, save_figure
 
 
 class TrainingFigures(Callback):
@@ -57,10 +57,18 @@ def restart_figures(ant: Any, x: torch.Tensor, params: dict[str, torch.Tensor], 
         return clipping_aware_scale(x, delta, eps) * delta
 
     raw, restart = noise(params, epsilon), int(ant.restarts)
-    older = [s for s in ant.pool if s["restart"] != restart]
-    replay = None
-    if older:
-        label = f"replay\n(restart {older[-1]['restart']})"
-        replay = (label, (x + noise(older[-1]["params"], older[-1]["epsilon"])).clamp(0, 1))
     noisy = (x + raw).clamp(0, 1)
-    save_noise_figures(ant, f"restart_{restart:03d}", x, noisy, raw_noise=raw, epsilon=epsilon, replay=replay)
+    shown = (noisy - x) / (2 * (noisy - x).abs().amax().clamp_min(1e-8)) + 0.5  # mid-grey = 0
+    rows = [("clean", x), ("noise\n(grey = 0)", shown), ("generator", noisy)]
+    older = [s for s in ant.pool if s["restart"] != restart]
+    if older:  # the newest earlier generator, replayed
+        replay = (x + noise(older[-1]["params"], older[-1]["epsilon"])).clamp(0, 1)
+        rows.append((f"replay\n(restart {older[-1]['restart']})", replay))
+    name, out = f"restart_{restart:03d}", Path(ant.trainer.default_root_dir) / "noise"
+    title = f"ANT restart {restart:03d}"
+    figures = {  # the histogram shows the noise before clipping to [0, 1]: what the generator learned
+        "samples": image_rows(rows, f"{title}: noise of the new generator, eps {epsilon:.3g}"),
+        "histogram": noise_histogram(raw, epsilon, f"{title}: per-pixel noise", clipped=False),
+    }
+    for kind, figure in figures.items():
+        log_image_file(ant, f"noise/{kind}", save_figure(figure, out / f"{name}_{kind}.png"))
