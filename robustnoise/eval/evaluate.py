@@ -12,12 +12,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from robustnoise.corruptions.presets import check_severity
-from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data import ClassificationDataModule
 from robustnoise.data.released_c import check_matches_clean, released_c_sets
 from robustnoise.eval.attacks import ATTACKS, robust_accuracy
-from robustnoise.eval.suite import CorruptionSuite
+from robustnoise.eval.suite import CorruptionSuite, check_suite_args
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import Benchmark
 from robustnoise.noise.adversarial import train_adversarial_generator
@@ -60,12 +58,7 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
             )
     if not ev.corruptions and not released:
         log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
-    for severity in ev.severities:
-        check_severity(severity)
-    for name in ev.corruptions:
-        corruption_seed_key(name)
-    if any(float(s) < 0 for s in ev.get("gaussian_sigmas") or []):
-        raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {list(ev.gaussian_sigmas)}")
+    check_suite_args(ev.corruptions, ev.severities, ev.get("gaussian_sigmas"))
     if released:
         dm = datamodule
         check_matches_clean(benchmark.reader, dm.name, dm.num_classes, dm.in_chans, dm.image_size)

@@ -56,6 +56,17 @@ class EvalSet:
         return "clean" if self.corruption is None else f"{self.corruption}/s{self.severity}"
 
 
+def check_suite_args(corruptions: Any, severities: Any, gaussian_sigmas: Any) -> None:
+    """One-line errors for unknown corruption names, severities outside 1..5 and negative sigmas, before any work
+    (``eval.evaluate.check_eval_config`` runs it before training, the suite again for the notebook API)."""
+    for severity in severities:
+        check_severity(severity)
+    for name in corruptions:
+        corruption_seed_key(name)
+    if any(float(s) < 0 for s in gaussian_sigmas or []):
+        raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {[float(s) for s in gaussian_sigmas]}")
+
+
 class CorruptionSuite:
     """Clean plus in-memory corrupted versions of one test dataset; per-image top-1 / top-5 records."""
 
@@ -75,10 +86,7 @@ class CorruptionSuite:
         gaussian_sigmas: list[float] | None = None,
         benchmark: Benchmark | str = Benchmark.GENERATED,
     ) -> None:
-        for severity in severities:
-            check_severity(severity)
-        for name in corruptions:
-            corruption_seed_key(name)  # unknown names fail here, before any work
+        check_suite_args(corruptions, severities, gaussian_sigmas)
         self.dataset = dataset
         self.benchmark = Benchmark.parse(benchmark)  # the mean-C definition (robustnoise.metrics.robustness_summary)
         self.preset = preset
@@ -104,8 +112,6 @@ class CorruptionSuite:
         self.noise_top1: list[Tensor] = []
         # accuracy under clip(x + sigma n) per sigma: the x-axis of Rusak et al. 2020, Fig. 2
         self.sigmas = [float(s) for s in gaussian_sigmas or []]
-        if any(s < 0 for s in self.sigmas):
-            raise ConfigError(f"eval.gaussian_sigmas must be >= 0, got {self.sigmas}")
         self.sigma_top1: list[Tensor] = []
 
     def _loader(self, dataset: Dataset) -> DataLoader:

@@ -136,7 +136,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         picks = torch.randperm(len(self.pool))[: len(counts["replay"])].tolist()
         for pick, n in zip(picks, counts["replay"]):
             snapshot = self.pool[pick]
-            params = {k: v.to(x.device) for k, v in snapshot["params"].items()}  # after a resume: from the CPU
+            # a resumed pool is loaded on the CPU: moved to the training device once, not every step
+            params = snapshot["params"] = {k: v.to(x.device) for k, v in snapshot["params"].items()}
             rows.append(("replay", self.noise_sample(noisy_x[offset : offset + n], params, snapshot["epsilon"])))
             offset += n
         self.train_rows = rows
