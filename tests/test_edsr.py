@@ -159,7 +159,7 @@ def test_res_scale_override_and_mismatches_raise_one_line_errors(tmp_path):
     assert "\n" not in str(info.value)
     extra = {**_tiny(scale=2).state_dict(), "body.1.body.4.weight": torch.zeros(1)}
     torch.save(extra, tmp_path / "extra.pt")
-    with pytest.raises(CheckpointError, match=r"unexpected key body\.1\.body\.4\.weight"):
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys \(e\.g\. body\.1\.body\.4\.weight\)"):
         load_edsr(tmp_path / "extra.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):
