@@ -7,16 +7,9 @@ from torch import Tensor, nn
 
 
 class NormalizedClassifier(nn.Module):
-    """Applies ``(x - mean) / std`` before ``net``.
+    """Applies ``(x - mean) / std`` (1 or ``net_in_chans`` values each) before ``net``.
 
-    Convention: a 1-channel batch fed to a 3-channel network (``net_in_chans == 3``) is repeated to RGB before
-    normalisation, so grayscale datasets can be used with torchvision architectures.
-
-    Args:
-        net: The classifier operating on normalised inputs.
-        mean: Per-channel means, length 1 or ``net_in_chans``.
-        std: Per-channel standard deviations (positive), length 1 or ``net_in_chans``.
-        net_in_chans: Number of input channels ``net`` expects.
+    A 1-channel batch fed to a 3-channel network is repeated to RGB first (grayscale data on torchvision nets).
     """
 
     mean: Tensor

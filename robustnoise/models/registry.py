@@ -60,22 +60,12 @@ def create_model(
     weights: str | None = None,
     image_size: int = 224,
 ) -> NormalizedClassifier:
-    """Builds a classifier taking images in [0, 1] with normalisation inside the model.
+    """The classifier ``name`` (one of :func:`list_models`) for images in [0, 1], normalised by ``mean``/``std``
+    inside the model (1-channel data is repeated to RGB for the torchvision nets).
 
-    Args:
-        name: One of ``list_models()``.
-        num_classes: Number of output logits.
-        in_chans: Channels of the input data. torchvision nets are always 3-channel; 1-channel data is repeated to
-            RGB by the wrapper.
-        mean: Per-channel normalisation mean (length 1 or the network's channel count).
-        std: Per-channel normalisation standard deviation.
-        weights: ``None`` for random init, ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` for torchvision
-            ImageNet weights (head replaced when ``num_classes != 1000``), or a checkpoint path.
-        image_size: Input side length; sizes the fully connected layer of ``madry_cnn``.
-
-    Raises:
-        RobustnoiseError: For an unknown name, weights spec or incompatible arguments.
-        CheckpointError: If a checkpoint path cannot be loaded.
+    ``weights``: ``None`` (random init), ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` (torchvision's ImageNet
+    weights, head replaced when ``num_classes != 1000``) or a checkpoint path. ``image_size`` sizes ``madry_cnn``'s
+    linear layer. A bad name, weights spec or argument is a :class:`RobustnoiseError`.
     """
     is_tv_weights = weights is not None and weights.split(":", 1)[0] == _TORCHVISION_PREFIX
     if name in _OWN:
