@@ -188,7 +188,7 @@ class DeepAugmentEDSR(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if net.resize == "keep" and net.scale != 1:
+        if net.resize == "keep" and net.edsr.scale != 1:
             raise ConfigError("DeepAugmentEDSR needs same-size outputs: corruption_net.resize=keep is not supported")
         if not 0.0 <= p_resample <= 1.0:
             raise ConfigError(f"deepaugment p_resample must be in [0, 1], got {p_resample}")

@@ -31,8 +31,6 @@ class NormalizedClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Maps a batch ``(N, C, H, W)`` in [0, 1] to logits."""
-        if x.ndim != 4:
-            raise ValueError(f"expected a batch of shape (N, C, H, W), got {tuple(x.shape)}")
         channels = x.shape[1]
         if channels == 1 and self.net_in_chans == 3:
             x = x.expand(-1, 3, -1, -1)
