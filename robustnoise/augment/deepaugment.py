@@ -1,21 +1,17 @@
 """On-the-fly DeepAugment with EDSR (Hendrycks et al. 2021, *The many faces of robustness*, DeepAugment).
 
-The reference (hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``) writes a distorted copy of ImageNet
-offline: every image goes through an EDSR-baseline x4 whose weights were distorted by 3 ops drawn with replacement
-from 17 (re-drawn from the clean weights with probability 0.05 per image), plus one random feature distortion after
-the head and one in the body per image. :class:`DeepAugmentEDSR` does the same on batches on the training device:
-the 17 ops of :data:`WEIGHT_OPS` (the reference's options 0..16, its block choices restricted to the network's blocks,
-all blocks if none is left, and its 64 features replaced by the network's); resampling and feature distortions drawn
-per call (per image with ``per_image``, one network call per image); the first call always draws distorted weights;
-the output at the input size, clamped to [0, 1] (the reference keeps the 4x output of a 128 px image).
+The reference (hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``) distorts ImageNet offline through an
+EDSR-baseline x4 whose weights were changed by 3 of 17 ops (with replacement; re-drawn with probability 0.05 per
+image), plus a random head and body feature distortion per image. :class:`DeepAugmentEDSR` does this on the training
+device, per call (per image with ``per_image``), at the input size, clamped to [0, 1]; the reference's block choices
+are restricted to the network's blocks (all if none is left) and its 64 features replaced by the network's.
 
-Reference quirks kept on purpose (its datasets were made with them): op 6 computes ``rand_like(w - 1)``, so its
-factor is in [1, 1 + 4u), not [1 - 2u, 1 + 2u); op 8 fills ``z[:, j, sx, sy]`` for every output channel at once;
-op 15 negates filters drawn with replacement; the head "swap" of 5 channel pairs (a tuple swap of views) copies c2
-into c1; head masks ``round(rand + 0.45)`` and ``round(rand + 0.475) * 2 - 1`` give P(1) = 0.95 and P(+1) = 0.975;
-"skip up to 3 blocks" applies every kept block to the head features, so only the last kept block counts; ReLU (vs
-GELU) and the (channel, height) flip (vs width) have probability 1/3 (``randint(0, 2) == 1``). Random numbers come
-from one seeded CPU ``torch.Generator`` and generators seeded from it: the reference's distributions, not its streams.
+Reference quirks kept on purpose (its datasets were made with them): op 6's ``rand_like(w - 1)`` makes the factor
+[1, 1 + 4u), not [1 - 2u, 1 + 2u); op 8 fills ``z[:, j, sx, sy]`` for all output channels at once; op 15 negates
+filters drawn with replacement; the head "swap" of channel pairs (a tuple swap of views) copies c2 into c1; head
+masks ``round(rand + 0.45)`` / ``round(rand + 0.475) * 2 - 1`` give P(1) = 0.95 / P(+1) = 0.975; "skip up to 3
+blocks" applies each kept block to the head features, so only the last one counts; ReLU (vs GELU) and the (channel,
+height) flip have probability 1/3 (``randint(0, 2) == 1``). The distributions are the reference's, not the streams.
 """
 
 from __future__ import annotations
@@ -137,7 +133,6 @@ def _keep_max_tap(t: Tensor, d: Draws) -> Tensor:
 
 
 WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its order
-    # reverse the output channels (weights and biases) of both convs
     "flip_output_channels": _op(_EVERY_3RD, (0, 2), lambda t, d: t.flip(0), bias=True),
     "negate_first_conv": _op(_EVERY_3RD_FROM_1, (0,), lambda t, d: -t, bias=True),
     "zero_first_conv": _op(_EVERY_3RD, (0,), lambda t, d: torch.zeros_like(t), bias=True),
@@ -146,8 +141,7 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "laplacian8_kernel": _op(_EVERY_3RD, (0,), _taps([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])),
     # w * (1 + 2u * 2U[0, 1)): the reference's misplaced -1
     "multiplicative_noise": _op(_EVERY_3RD, (2,), lambda t, d: t * (1 + 2 * d.uniform() * (2 * d.rand_like(t)))),
-    # first conv's kernels flipped horizontally, second conv negated
-    "spatial_flip_and_negate": _flip_and_negate,
+    "spatial_flip_and_negate": _flip_and_negate,  # first conv's kernels flipped horizontally, second conv negated
     # convolve with random signed one-hot 3x3 shift kernels
     "shift_kernel_conv": _op(_EVERY_4TH_FROM_1, (0,), _shift_kernels),
     # convolve with the random kernel (2 U u - 1) / 6
@@ -163,7 +157,6 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "binary_mask": _op(_ALL_BUT_LAST, (0,), lambda t, d: t * torch.round(d.rand_like(t)), times=5),
     # F/2 filters drawn with replacement (32 of 64)
     "negate_filters": _op(_ALL_BUT_LAST, (0,), _negate_filters, times=5),
-    # only the largest of the 9 taps of every filter kept
     "keep_max_tap": _op(_ALL_BUT_LAST, (), _keep_max_tap, times=5),
 }
 HEAD_DISTORTIONS: tuple[str, ...] = ("copy_channels", "binary_mask", "sign_mask", "none")
@@ -172,12 +165,8 @@ _SPLIT = 5  # the body distortions act after the first 5 body modules
 
 
 class DeepAugmentEDSR(nn.Module):
-    """DeepAugment-EDSR images, computed on the fly on the input's device; output at input size, in [0, 1].
-
-    ``net`` is the clean corruption network (kept unchanged; a distorted copy is held here); ``p_resample`` the
-    probability per call (per image with ``per_image``) of re-drawing the distorted weights; ``seed`` seeds the
-    augmentation's generator (None: drawn from torch's global generator).
-    """
+    """DeepAugment-EDSR images of a distorted copy of ``net``, re-drawn with probability ``p_resample`` per call (per
+    image with ``per_image``) from one generator seeded with ``seed`` (None: from torch's global generator)."""
 
     def __init__(
         self,
@@ -205,11 +194,8 @@ class DeepAugmentEDSR(nn.Module):
 
     @torch.no_grad()
     def resample(self) -> list[str]:
-        """Draw new distorted weights from the clean ones; returns the names of the ops.
-
-        The generator state at the start is kept (``resample_state``): setting it back and resampling rebuilds the
-        same weights (how a resumed run gets each rank's own distorted network back).
-        """
+        """Draw new distorted weights from the clean ones; returns the names of the ops. Setting the generator back
+        to ``resample_state`` and resampling rebuilds them (how a resumed run gets each rank's network back)."""
         self.resample_state = self.generator.get_state()
         weights = {k: v.detach().clone() for k, v in self.net.edsr.state_dict().items()}
         names = [str(self.draws.choice(list(WEIGHT_OPS))) for _ in range(N_OPS)]

@@ -100,11 +100,8 @@ class EDSR(nn.Module):
         head_hook: Callable[[Tensor], Tensor] | None = None,
         body_fn: Callable[[nn.Sequential, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """SR of ``x`` (N, n_colors, H, W) in [0, 1] -> (N, n_colors, scale H, scale W), [0, 1]-scaled, unclamped.
-
-        ``head_hook`` (on the head features) and ``body_fn`` (in place of ``body(features)``) are DeepAugment's
-        feature distortion points.
-        """
+        """SR of ``x`` (N, n_colors, H, W) in [0, 1] -> (N, n_colors, scale H, scale W), [0, 1]-scaled, unclamped;
+        ``head_hook`` and ``body_fn`` (in place of ``body(h)``) are DeepAugment's feature distortion points."""
         h = self.head(self.sub_mean(x * self.rgb_range))
         if head_hook is not None:
             h = head_hook(h)
@@ -142,10 +139,8 @@ def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -> dict[str, Any]:
-    """N (max body index), F and n_colors (``head.0.weight``) and the scale (tail) of an official state dict.
-
-    ``res_scale`` cannot be read from the weights: 0.1 when F == 256 (the full EDSR), else 1.
-    """
+    """N (max body index), F and n_colors (``head.0.weight``) and the scale (tail) of an official state dict;
+    ``res_scale`` is not in the weights: 0.1 when F == 256 (the full EDSR), else 1."""
     head = state.get("head.0.weight")
     if head is None or head.dim() != 4:
         raise CheckpointError(f"EDSR checkpoint {path}: no head.0.weight (first keys: {', '.join(list(state)[:3])})")
@@ -160,15 +155,10 @@ def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
-    """Loads an EDSR from ``path``, inferring N, F and the scale from the weights.
-
-    Accepts the official plain state dict, the same with ``module.`` / ``model.`` prefixes, and BasicSR's
-    ``{'params' | 'params_ema': state_dict}`` (no mean shifts: the DIV2K mean is used). ``overrides`` (e.g.
-    ``res_scale``) replace inferred values; a file that does not fit is one :class:`CheckpointError` line.
-    """
+    """An EDSR from an official file (plain, or with ``module.`` / ``model.`` prefixes) or BasicSR's (no mean shifts:
+    the DIV2K mean is used), its N, F and scale read from the weights; ``overrides`` (e.g. ``res_scale``) win."""
     path = os.fspath(path)
-    state = extract_state_dict(read_weights(path, "EDSR weights"), (), f"EDSR checkpoint {path}")
-    state = _official_keys(state)
+    state = _official_keys(extract_state_dict(read_weights(path, "EDSR weights"), (), f"EDSR checkpoint {path}"))
     inferred = infer_edsr_config(state, path)
     model = EDSR(**{**inferred, **{k: v for k, v in overrides.items() if v is not None}})
     file_tag = "r{n_resblocks}f{n_feats}x{scale}".format(**inferred)
@@ -177,13 +167,11 @@ def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
 
 
 class CorruptionNetwork(nn.Module):
-    """An EDSR as an image-to-image map X -> X (AdA §2's corruption network c_phi); output at the input size.
+    """An EDSR as an image-to-image map X -> X (AdA §2's corruption network c_phi), gray images through RGB.
 
-    ``resize`` undoes EDSR's upscaling (reference §1.10): ``sr_then_down`` (default; SR, then area-downsample back:
-    about the identity for pretrained weights at beta = 0), ``down_then_sr`` (bicubic antialiased downsample, SR back,
-    bilinear to the exact size; lossy) or ``keep`` (the upscaled output, DeepAugment's offline setting; AdA rejects
-    it). Grayscale inputs are replicated to RGB and the output is the channel mean. ``clamp`` (overridable per call)
-    clamps the output to [0, 1], which AdA's SSIM guard needs.
+    ``resize`` undoes EDSR's upscaling (reference §1.10): ``sr_then_down`` (SR, area-downsample back: about the
+    identity for pretrained weights), ``down_then_sr`` (bicubic downsample, SR back; lossy) or ``keep`` (the upscaled
+    output, DeepAugment's offline setting). ``clamp`` to [0, 1] (AdA's SSIM guard needs it) is overridable per call.
     """
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:

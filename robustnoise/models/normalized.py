@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from robustnoise.utils.errors import ConfigError
+
 
 class NormalizedClassifier(nn.Module):
     """Applies ``(x - mean) / std`` (1 or ``net_in_chans`` values each) before ``net``.
@@ -21,9 +23,9 @@ class NormalizedClassifier(nn.Module):
         std_t = torch.as_tensor(list(std), dtype=torch.float32)
         for label, t in (("mean", mean_t), ("std", std_t)):
             if t.ndim != 1 or len(t) not in (1, net_in_chans):
-                raise ValueError(f"{label} must have 1 or {net_in_chans} values, got {list(t.tolist())}")
+                raise ConfigError(f"{label} must have 1 or {net_in_chans} values (channels), got {list(t.tolist())}")
         if (std_t <= 0).any():
-            raise ValueError(f"std must be positive, got {std_t.tolist()}")
+            raise ConfigError(f"std must be positive, got {std_t.tolist()}")
         self.net = net
         self.net_in_chans = net_in_chans
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1))

@@ -27,10 +27,9 @@ def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 
 def extract_state_dict(obj: Any, target_keys: Collection[str], source: str) -> dict[str, Tensor]:
-    """The bare network state dict held by a loaded file (``source`` names it in errors).
+    """The bare state dict in a loaded Lightning checkpoint (only ``classifier.*`` keys when present), game-of-noise
+    release (``model_state_dict``), BasicSR file (``params_ema`` before ``params``) or state dict; ``source`` names it.
 
-    Accepts a Lightning checkpoint (``state_dict``; only ``classifier.*`` keys when present), a game-of-noise release
-    file (``model_state_dict``), BasicSR's ``params_ema`` / ``params`` (the EMA weights first) or a bare state dict.
     Wrapper prefixes are stripped until a key is one of ``target_keys``, never the last component
     (``classifier.weight`` is DenseNet's head); the wrapper's ``mean``/``std`` buffers are dropped.
     """
@@ -60,10 +59,8 @@ def _count(keys: list[str], what: str) -> str:
 
 
 def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, optional: tuple[str, ...] = ()) -> None:
-    """Load ``state`` into ``module`` after checking keys and shapes; a misfit is one ``{what}: ...`` error line.
-
-    Keys of ``module`` containing one of ``optional`` may be absent from ``state`` (they keep their values).
-    """
+    """Load ``state`` into ``module`` after checking keys and shapes (a misfit is one ``{what}: ...`` error line); keys
+    containing one of ``optional`` may be absent (they keep their values)."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and not any(o in k for o in optional)]
     unexpected = [k for k in state if k not in expected]
@@ -78,11 +75,8 @@ def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, opti
 
 
 def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:
-    """Loads network weights from ``path`` into ``model.net``; the model's mean/std are kept.
-
-    Raises:
-        CheckpointError: If the file is missing, unreadable or does not fit the architecture.
-    """
+    """Loads network weights from ``path`` into ``model.net`` (the model's mean/std are kept); a missing,
+    unreadable or misfitting file is a :class:`CheckpointError`."""
     path = os.fspath(path)
     state = extract_state_dict(read_weights(path), model.net.state_dict().keys(), f"checkpoint {path}")
     # BatchNorm fills a missing num_batches_tracked itself (checkpoints from old torch versions lack it)

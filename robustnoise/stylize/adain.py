@@ -24,14 +24,13 @@ from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EPS = 1e-5  # added to the variance (reference ``calc_mean_std``)
 
-# (in, out) of each 3x3 conv; "M" = max-pool. Module 0 (the 1x1 preprocessing conv) precedes this list.
+# (in, out): reflection pad, 3x3 conv, ReLU; "M": 2x2 max-pool (ceil mode); "U": nearest x2 upsampling.
 _ENCODER_PLAN: tuple[Any, ...] = (
     (3, 64), (64, 64), "M",
     (64, 128), (128, 128), "M",
     (128, 256), (256, 256), (256, 256), (256, 256), "M",
     (256, 512),
 )  # fmt: skip
-# "U" = nearest-neighbour x2 upsampling; the last conv has no ReLU.
 _DECODER_PLAN: tuple[Any, ...] = (
     (512, 256), "U",
     (256, 256), (256, 256), (256, 256), (256, 128), "U",
@@ -40,26 +39,25 @@ _DECODER_PLAN: tuple[Any, ...] = (
 )  # fmt: skip
 
 
-def _conv_block(c_in: int, c_out: int, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
-    return [*layers, nn.ReLU()] if relu else layers
+def _build(plan: tuple[Any, ...], layers: list[nn.Module]) -> nn.Sequential:
+    for item in plan:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2, 0, ceil_mode=True))
+        elif item == "U":
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        else:
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(*item, 3), nn.ReLU()]
+    return nn.Sequential(*layers)
 
 
 def build_encoder() -> nn.Sequential:
     """The vgg_normalised VGG-19 truncated at relu4_1 (31 modules, input RGB in [0, 1]; ref. §5.1)."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 3, 1)]
-    for item in _ENCODER_PLAN:
-        layers += [nn.MaxPool2d(2, 2, 0, ceil_mode=True)] if item == "M" else _conv_block(*item)
-    return nn.Sequential(*layers)
+    return _build(_ENCODER_PLAN, [nn.Conv2d(3, 3, 1)])  # module 0: the 1x1 preprocessing conv
 
 
 def build_decoder() -> nn.Sequential:
     """The AdaIN decoder: relu4_1 features (512 channels) back to an RGB image (29 modules; ref. §5.1)."""
-    layers: list[nn.Module] = []
-    for i, item in enumerate(_DECODER_PLAN):
-        last = i == len(_DECODER_PLAN) - 1
-        layers += [nn.Upsample(scale_factor=2, mode="nearest")] if item == "U" else _conv_block(*item, relu=not last)
-    return nn.Sequential(*layers)
+    return _build(_DECODER_PLAN, [])[:-1]  # no ReLU after the last conv
 
 
 def feature_mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:

@@ -111,12 +111,9 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
 def stylize_split(
     stylizer: AdaINStylizer, dataset: Dataset, out: Path, split: str, class_names: list[str], options: StylizeOptions
 ) -> list[tuple[str, int]]:
-    """Stylize ``dataset`` (items ``(image, label, ...)``) into ``out/<split>/<class>/<name>.png``; returns each
-    written file with its style index.
-
-    Image ``i`` gets style ``randint(num_styles)[i]`` of a generator seeded with ``options.seed``: the assignment
-    does not depend on batch size, worker count or device.
-    """
+    """Stylize ``dataset`` (items ``(image, label, ...)``) into ``out/<split>/<class>/<name>.png``; returns the files
+    and their styles. Image ``i`` gets style ``randint(num_styles)[i]`` of a generator seeded with ``options.seed``
+    (independent of batch size, workers and device)."""
     if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
         dataset = Subset(dataset, range(options.max_images))
     count = len(dataset)  # type: ignore[arg-type]
