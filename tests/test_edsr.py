@@ -14,10 +14,9 @@ from torch.func import functional_call
 
 from robustnoise.models.edsr import (
     EDSR,
+    EDSR_PRESETS,
     CorruptionNetwork,
     build_corruption_network,
-    edsr,
-    edsr_baseline,
     infer_edsr_config,
     load_edsr,
 )
@@ -25,6 +24,10 @@ from robustnoise.utils.errors import CheckpointError, ConfigError
 from tests.conftest import CONF_DIR
 
 MEAN_SHIFT_PARAMS = 2 * (3 * 3 + 3)  # sub_mean + add_mean: 1x1 conv 3->3 with bias
+
+
+def edsr_baseline(scale: int) -> EDSR:
+    return EDSR(**EDSR_PRESETS["edsr_baseline"], scale=scale)
 
 
 def _tiny(scale: int = 2, seed: int = 0, **kwargs) -> EDSR:
@@ -73,7 +76,7 @@ def test_baseline_parameter_counts_exclude_the_mean_shifts(scale, count):
 def test_official_key_layout_and_full_preset():
     with torch.device("meta"):
         sd = edsr_baseline(4).state_dict()
-        full = edsr(4)
+        full = EDSR(**EDSR_PRESETS["edsr"], scale=4)
         one = EDSR(n_resblocks=3, n_feats=8, scale=1)
     assert sd["head.0.weight"].shape == (64, 3, 3, 3)
     assert sd["body.15.body.2.weight"].shape == (64, 64, 3, 3) and "body.15.body.1.weight" not in sd
@@ -159,7 +162,7 @@ def test_res_scale_override_and_mismatches_raise_one_line_errors(tmp_path):
     assert "\n" not in str(info.value)
     extra = {**_tiny(scale=2).state_dict(), "body.1.body.4.weight": torch.zeros(1)}
     torch.save(extra, tmp_path / "extra.pt")
-    with pytest.raises(CheckpointError, match=r"unexpected key body\.1\.body\.4\.weight"):
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys \(e\.g\. body\.1\.body\.4\.weight\)"):
         load_edsr(tmp_path / "extra.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):

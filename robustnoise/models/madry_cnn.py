@@ -4,13 +4,7 @@ from torch import Tensor, nn
 
 
 class MadryCNN(nn.Module):
-    """Two 5x5 conv + max-pool stages (32, 64 channels) followed by a 1024-unit hidden layer.
-
-    Args:
-        num_classes: Number of output logits.
-        in_chans: Number of input channels.
-        image_size: Side length of the square input; the first linear layer is sized from it.
-    """
+    """Two 5x5 conv + max-pool stages (32, 64 channels), a 1024-unit hidden layer sized for ``image_size`` inputs."""
 
     def __init__(self, num_classes: int, in_chans: int = 1, image_size: int = 28) -> None:
         super().__init__()

@@ -5,18 +5,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from robustnoise.utils.errors import ConfigError
+
 
 class NormalizedClassifier(nn.Module):
-    """Applies ``(x - mean) / std`` before ``net``.
+    """Applies ``(x - mean) / std`` (1 or ``net_in_chans`` values each) before ``net``.
 
-    Convention: a 1-channel batch fed to a 3-channel network (``net_in_chans == 3``) is repeated to RGB before
-    normalisation, so grayscale datasets can be used with torchvision architectures.
-
-    Args:
-        net: The classifier operating on normalised inputs.
-        mean: Per-channel means, length 1 or ``net_in_chans``.
-        std: Per-channel standard deviations (positive), length 1 or ``net_in_chans``.
-        net_in_chans: Number of input channels ``net`` expects.
+    A 1-channel batch fed to a 3-channel network is repeated to RGB first (grayscale data on torchvision nets).
     """
 
     mean: Tensor
@@ -28,9 +23,9 @@ class NormalizedClassifier(nn.Module):
         std_t = torch.as_tensor(list(std), dtype=torch.float32)
         for label, t in (("mean", mean_t), ("std", std_t)):
             if t.ndim != 1 or len(t) not in (1, net_in_chans):
-                raise ValueError(f"{label} must have 1 or {net_in_chans} values, got {list(t.tolist())}")
+                raise ConfigError(f"{label} must have 1 or {net_in_chans} values (channels), got {list(t.tolist())}")
         if (std_t <= 0).any():
-            raise ValueError(f"std must be positive, got {std_t.tolist()}")
+            raise ConfigError(f"std must be positive, got {std_t.tolist()}")
         self.net = net
         self.net_in_chans = net_in_chans
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
@@ -38,8 +33,6 @@ class NormalizedClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Maps a batch ``(N, C, H, W)`` in [0, 1] to logits."""
-        if x.ndim != 4:
-            raise ValueError(f"expected a batch of shape (N, C, H, W), got {tuple(x.shape)}")
         channels = x.shape[1]
         if channels == 1 and self.net_in_chans == 3:
             x = x.expand(-1, 3, -1, -1)

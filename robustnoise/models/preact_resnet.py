@@ -3,23 +3,22 @@
 from torch import Tensor, nn
 
 
-def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
 class PreActBlock(nn.Module):
-    """Basic block: BN-ReLU-conv3x3, BN-ReLU-conv3x3, plus identity or 1x1-conv shortcut."""
+    """BN-ReLU-conv x 2 (basic: 3x3, 3x3) or x 3 (bottleneck: 1x1, 3x3, 1x1, 4x the channels out), plus identity or
+    1x1-conv shortcut; modules ``bn{k}``, ``conv{k}``, ``shortcut``."""
 
-    expansion = 1
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int, bottleneck: bool) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = _conv3x3(in_planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes)
+        out_planes = planes * (4 if bottleneck else 1)
+        if bottleneck:  # (in, out, kernel size, stride) of each conv
+            convs = [(in_planes, planes, 1, 1), (planes, planes, 3, stride), (planes, out_planes, 1, 1)]
+        else:
+            convs = [(in_planes, planes, 3, stride), (planes, planes, 3, 1)]
+        self.depth = len(convs)
+        for k, (c_in, c_out, size, s) in enumerate(convs, 1):
+            self.add_module(f"bn{k}", nn.BatchNorm2d(c_in))
+            self.add_module(f"conv{k}", nn.Conv2d(c_in, c_out, size, stride=s, padding=size // 2, bias=False))
         self.relu = nn.ReLU(inplace=True)
-        out_planes = planes * self.expansion
         self.shortcut: nn.Module | None = None
         if stride != 1 or in_planes != out_planes:
             self.shortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
@@ -29,64 +28,25 @@ class PreActBlock(nn.Module):
         # A projection shortcut takes the pre-activated input; the identity shortcut keeps the raw one.
         shortcut = x if self.shortcut is None else self.shortcut(out)
         out = self.conv1(out)
-        out = self.conv2(self.relu(self.bn2(out)))
-        return out + shortcut
-
-
-class PreActBottleneck(nn.Module):
-    """Bottleneck block: BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1 (x4 channels), plus shortcut."""
-
-    expansion = 4
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        out_planes = planes * self.expansion
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn3 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out_planes, kernel_size=1, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.shortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(x))
-        shortcut = x if self.shortcut is None else self.shortcut(out)
-        out = self.conv1(out)
-        out = self.conv2(self.relu(self.bn2(out)))
-        out = self.conv3(self.relu(self.bn3(out)))
+        for k in range(2, self.depth + 1):
+            out = getattr(self, f"conv{k}")(self.relu(getattr(self, f"bn{k}")(out)))
         return out + shortcut
 
 
 class PreActResNet(nn.Module):
-    """CIFAR-style pre-activation ResNet: 3x3 stem without max-pool, four stages, BN-ReLU, global pool, linear.
+    """CIFAR-style pre-activation ResNet: 3x3 stem without max-pool, four stages of ``num_blocks`` blocks, BN-ReLU,
+    global pool, linear."""
 
-    Args:
-        block: ``PreActBlock`` or ``PreActBottleneck``.
-        num_blocks: Number of blocks in each of the four stages.
-        num_classes: Number of output logits.
-        in_chans: Number of input channels.
-    """
-
-    def __init__(
-        self,
-        block: type[PreActBlock] | type[PreActBottleneck],
-        num_blocks: tuple[int, int, int, int],
-        num_classes: int,
-        in_chans: int = 3,
-    ) -> None:
+    def __init__(self, bottleneck: bool, num_blocks: tuple[int, ...], num_classes: int, in_chans: int = 3) -> None:
         super().__init__()
-        self.conv1 = _conv3x3(in_chans, 64)
+        self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, padding=1, bias=False)
         in_planes = 64
         stages = []
         for planes, stride, n in zip((64, 128, 256, 512), (1, 2, 2, 2), num_blocks):
             layers = []
             for s in [stride] + [1] * (n - 1):
-                layers.append(block(in_planes, planes, s))
-                in_planes = planes * block.expansion
+                layers.append(PreActBlock(in_planes, planes, s, bottleneck))
+                in_planes = planes * (4 if bottleneck else 1)
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.bn = nn.BatchNorm2d(in_planes)
@@ -103,9 +63,9 @@ class PreActResNet(nn.Module):
 
 def preact_resnet18(num_classes: int, in_chans: int = 3) -> PreActResNet:
     """Pre-activation ResNet-18 (basic blocks 2-2-2-2)."""
-    return PreActResNet(PreActBlock, (2, 2, 2, 2), num_classes, in_chans)
+    return PreActResNet(False, (2, 2, 2, 2), num_classes, in_chans)
 
 
 def preact_resnet50(num_classes: int, in_chans: int = 3) -> PreActResNet:
     """Pre-activation ResNet-50 (bottleneck blocks 3-4-6-3)."""
-    return PreActResNet(PreActBottleneck, (3, 4, 6, 3), num_classes, in_chans)
+    return PreActResNet(True, (3, 4, 6, 3), num_classes, in_chans)

@@ -19,7 +19,6 @@ _OWN: dict[str, Callable[[int, int, int], nn.Module]] = {
 }
 # torchvision constructor name -> attribute holding the classification head.
 _TORCHVISION_HEADS = {"resnet18": "fc", "resnet50": "fc", "densenet121": "classifier", "inception_v3": "fc"}
-_TORCHVISION_PREFIX = "torchvision"
 _DEFAULT_TORCHVISION_WEIGHTS = "IMAGENET1K_V1"  # ResNet-50 V1 is the vanilla baseline of the GNT/ANT papers
 
 
@@ -60,24 +59,14 @@ def create_model(
     weights: str | None = None,
     image_size: int = 224,
 ) -> NormalizedClassifier:
-    """Builds a classifier taking images in [0, 1] with normalisation inside the model.
+    """The classifier ``name`` (one of :func:`list_models`) for images in [0, 1], normalised by ``mean``/``std``
+    inside the model (1-channel data is repeated to RGB for the torchvision nets).
 
-    Args:
-        name: One of ``list_models()``.
-        num_classes: Number of output logits.
-        in_chans: Channels of the input data. torchvision nets are always 3-channel; 1-channel data is repeated to
-            RGB by the wrapper.
-        mean: Per-channel normalisation mean (length 1 or the network's channel count).
-        std: Per-channel normalisation standard deviation.
-        weights: ``None`` for random init, ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` for torchvision
-            ImageNet weights (head replaced when ``num_classes != 1000``), or a checkpoint path.
-        image_size: Input side length; sizes the fully connected layer of ``madry_cnn``.
-
-    Raises:
-        RobustnoiseError: For an unknown name, weights spec or incompatible arguments.
-        CheckpointError: If a checkpoint path cannot be loaded.
+    ``weights``: ``None`` (random init), ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` (torchvision's ImageNet
+    weights, head replaced when ``num_classes != 1000``) or a checkpoint path. ``image_size`` sizes ``madry_cnn``'s
+    linear layer. A bad name, weights spec or argument is a :class:`RobustnoiseError`.
     """
-    is_tv_weights = weights is not None and weights.split(":", 1)[0] == _TORCHVISION_PREFIX
+    is_tv_weights = weights is not None and weights.split(":", 1)[0] == "torchvision"
     if name in _OWN:
         if is_tv_weights:
             raise RobustnoiseError(f"torchvision weights are not available for {name}")
@@ -88,10 +77,7 @@ def create_model(
         net, net_in_chans = _build_torchvision(name, num_classes, weights if is_tv_weights else None), 3
     else:
         raise RobustnoiseError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    try:
-        model = NormalizedClassifier(net, mean, std, net_in_chans)
-    except ValueError as e:
-        raise RobustnoiseError(f"{name}: {e}") from None
+    model = NormalizedClassifier(net, mean, std, net_in_chans)
     if weights is not None and not is_tv_weights:
         load_classifier_weights(model, weights)
     return model

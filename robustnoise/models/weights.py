@@ -1,11 +1,11 @@
-"""Loading classifier weights from this framework's checkpoints, the game-of-noise release files or state dicts."""
+"""Loading weights: this framework's checkpoints, the game-of-noise release files, other released state dicts."""
 
 import os
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from robustnoise.models.normalized import NormalizedClassifier
 from robustnoise.utils.errors import CheckpointError
@@ -14,25 +14,34 @@ WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")
 """Prefixes added by DataParallel, Lightning modules and model wrappers."""
 
 
-def extract_state_dict(obj: Mapping, target_keys: Collection[str]) -> dict[str, Tensor]:
-    """Returns the bare network state dict held by a loaded checkpoint.
+def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` on the CPU with ``weights_only`` (a pickle that would run code is refused); a missing or
+    unreadable file is one :class:`CheckpointError` line."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} not found at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unpickling failure (corrupt file, non-weights objects) is a user-facing problem
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read {what} {path}: {first_line}") from e
 
-    Accepts a Lightning checkpoint (``state_dict``; only ``classifier.*`` keys are kept when present), a
-    game-of-noise release file (``model_state_dict``) or a bare state dict. Wrapper prefixes are stripped until a key
-    is one of ``target_keys`` (the receiving network's), never the last component (``classifier.weight`` is DenseNet's
-    head); the wrapper's ``mean``/``std`` buffers are dropped.
 
-    Raises:
-        CheckpointError: If ``obj`` holds no tensors.
+def extract_state_dict(obj: Any, target_keys: Collection[str], source: str) -> dict[str, Tensor]:
+    """The bare state dict in a loaded Lightning checkpoint (only ``classifier.*`` keys when present), game-of-noise
+    release (``model_state_dict``), BasicSR file (``params_ema`` before ``params``) or state dict; ``source`` names it.
+
+    Wrapper prefixes are stripped until a key is one of ``target_keys``, never the last component
+    (``classifier.weight`` is DenseNet's head); the wrapper's ``mean``/``std`` buffers are dropped.
     """
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"expected a dict, got {type(obj).__name__}")
-    state = next((obj[k] for k in ("state_dict", "model_state_dict") if isinstance(obj.get(k), Mapping)), obj)
+        raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
+    containers = ("state_dict", "model_state_dict", "params_ema", "params")
+    state = next((obj[k] for k in containers if isinstance(obj.get(k), Mapping)), obj)
     if isinstance(obj.get("state_dict"), Mapping) and any(k.startswith("classifier.") for k in state):
         state = {k: v for k, v in state.items() if k.startswith("classifier.")}
     tensors = {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
     if not tensors:
-        raise CheckpointError(f"no tensors found (top-level keys: {', '.join(map(str, list(obj)[:5]))})")
+        raise CheckpointError(f"{source}: no tensors found (top-level keys: {', '.join(map(str, list(obj)[:5]))})")
     out: dict[str, Tensor] = {}
     for key, value in tensors.items():
         *path, name = key.split(".")
@@ -44,50 +53,32 @@ def extract_state_dict(obj: Mapping, target_keys: Collection[str]) -> dict[str, 
     return out
 
 
-def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load`` on the CPU with ``weights_only``; a missing or unreadable file is one :class:`CheckpointError`
-    line (a pickle that would run code is refused by ``weights_only``)."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure (corrupt file, non-weights objects) is a user-facing problem
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read {what} {path}: {first_line}") from e
-
-
 def _count(keys: list[str], what: str) -> str:
     shown = f" (e.g. {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else ""
     return f"{len(keys)} {what} keys{shown}"
 
 
-def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:
-    """Loads network weights from ``path`` into ``model.net`` (strict); the model's mean/std are kept.
-
-    Raises:
-        CheckpointError: If the file is missing, unreadable or does not fit the architecture.
-    """
-    path = os.fspath(path)
-    obj = read_weights(path)
-    net = model.net
-    arch = type(net).__name__
-    expected = net.state_dict()
-    try:
-        state = extract_state_dict(obj, target_keys=expected.keys())
-    except CheckpointError as e:
-        raise CheckpointError(f"checkpoint {path}: {e}") from None
-
-    # BatchNorm fills a missing num_batches_tracked itself (checkpoints from old torch versions lack it).
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, optional: tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``module`` after checking keys and shapes (a misfit is one ``{what}: ...`` error line); keys
+    containing one of ``optional`` may be absent (they keep their values)."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not any(o in k for o in optional)]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit {arch}: {_count(missing, 'missing')}, {_count(unexpected, 'unexpected')}"
-        )
+        raise CheckpointError(f"{what}: {_count(missing, 'missing')}, {_count(unexpected, 'unexpected')}")
     for key, value in state.items():
         if value.shape != expected[key].shape:
             raise CheckpointError(
-                f"checkpoint {path} does not fit {arch}: {key} has shape {tuple(value.shape)} in the checkpoint "
-                f"but {tuple(expected[key].shape)} in the model"
+                f"{what}: {key} has shape {tuple(value.shape)} in the file, {tuple(expected[key].shape)} in the model"
             )
-    net.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=False)
+
+
+def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:
+    """Loads network weights from ``path`` into ``model.net`` (the model's mean/std are kept); a missing,
+    unreadable or misfitting file is a :class:`CheckpointError`."""
+    path = os.fspath(path)
+    state = extract_state_dict(read_weights(path), model.net.state_dict().keys(), f"checkpoint {path}")
+    # BatchNorm fills a missing num_batches_tracked itself (checkpoints from old torch versions lack it)
+    what = f"checkpoint {path} does not fit {type(model.net).__name__}"
+    load_checked(model.net, state, what, optional=("num_batches_tracked",))

@@ -1,66 +1,36 @@
 """AdaIN style transfer (Huang & Belongie 2017) as used for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN).
 
-The networks are the "vgg_normalised" VGG-19 encoder up to relu4_1 and the AdaIN decoder, built as ``nn.Sequential``s
-whose integer module indices match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN,
-converted from the Torch7 ``vgg_normalised.t7`` / ``decoder.t7``), so those files load with ``load_state_dict``.
-
-Encoder (31 modules; the released file holds the full 53-module VGG-19 up to relu5_4, of which the first 31 are kept):
-
-====  ==========================================  =========================
-index module                                      state-dict keys
-====  ==========================================  =========================
-0     Conv 1x1 3->3 (input preprocessing)         ``0.weight``, ``0.bias``
-1-3   pad, conv1_1 3->64, ReLU                    ``2.*``
-4-6   pad, conv1_2 64->64, ReLU                   ``5.*``
-7     MaxPool 2x2 (ceil_mode)
-8-13  pad, conv2_1 64->128, ReLU, pad, conv2_2    ``9.*``, ``12.*``
-14    MaxPool
-15-26 conv3_1 128->256, conv3_2..3_4 256->256     ``16.*``, ``19.*``, ``22.*``, ``25.*``
-27    MaxPool
-28-30 pad, conv4_1 256->512, ReLU (relu4_1)       ``29.*``
-====  ==========================================  =========================
-
-Decoder (29 modules, no final activation): conv 512->256 at index 1, nearest x2 at 3, three 256->256 convs at 5, 8,
-11, 256->128 at 14, x2 at 16, 128->128 at 18, 128->64 at 21, x2 at 23, 64->64 at 25, 64->3 at 28; every conv is
-preceded by a 1-pixel reflection pad and (except the last) followed by a ReLU.
+The "vgg_normalised" VGG-19 encoder up to relu4_1 and the AdaIN decoder are ``nn.Sequential``s whose module indices
+match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN, converted from Torch7), so
+those files load with ``load_state_dict``: the encoder is a 1x1 input conv (index 0), then reflection pad - 3x3 conv
+- ReLU triples and ceil-mode max-pools (31 modules, relu4_1 last; the released file holds all 53 to relu5_4); the
+decoder mirrors it with nearest x2 upsampling and no final ReLU (29 modules).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
+from torchvision.transforms import v2
 
-from robustnoise.utils.errors import CheckpointError, ConfigError, DatasetNotFoundError
+from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
+from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
-__all__ = [
-    "ENCODER_MODULES",
-    "STYLE_EXTENSIONS",
-    "AdaINStylizer",
-    "adain",
-    "build_decoder",
-    "build_encoder",
-    "feature_mean_std",
-    "load_style_images",
-    "style_files",
-]
-
-ENCODER_MODULES = 31  # relu4_1 is module 30 of vgg_normalised
 STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EPS = 1e-5  # added to the variance (reference ``calc_mean_std``)
 
-# (in, out) of each 3x3 conv; "M" = max-pool. Module 0 (the 1x1 preprocessing conv) precedes this list.
+# (in, out): reflection pad, 3x3 conv, ReLU; "M": 2x2 max-pool (ceil mode); "U": nearest x2 upsampling.
 _ENCODER_PLAN: tuple[Any, ...] = (
     (3, 64), (64, 64), "M",
     (64, 128), (128, 128), "M",
     (128, 256), (256, 256), (256, 256), (256, 256), "M",
     (256, 512),
 )  # fmt: skip
-# "U" = nearest-neighbour x2 upsampling; the last conv has no ReLU.
 _DECODER_PLAN: tuple[Any, ...] = (
     (512, 256), "U",
     (256, 256), (256, 256), (256, 256), (256, 128), "U",
@@ -69,27 +39,25 @@ _DECODER_PLAN: tuple[Any, ...] = (
 )  # fmt: skip
 
 
-def _conv_block(c_in: int, c_out: int, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
-    return [*layers, nn.ReLU()] if relu else layers
+def _build(plan: tuple[Any, ...], layers: list[nn.Module]) -> nn.Sequential:
+    for item in plan:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2, 0, ceil_mode=True))
+        elif item == "U":
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        else:
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(*item, 3), nn.ReLU()]
+    return nn.Sequential(*layers)
 
 
 def build_encoder() -> nn.Sequential:
     """The vgg_normalised VGG-19 truncated at relu4_1 (31 modules, input RGB in [0, 1]; ref. §5.1)."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 3, 1)]
-    for item in _ENCODER_PLAN:
-        layers += [nn.MaxPool2d(2, 2, 0, ceil_mode=True)] if item == "M" else _conv_block(*item)
-    assert len(layers) == ENCODER_MODULES
-    return nn.Sequential(*layers)
+    return _build(_ENCODER_PLAN, [nn.Conv2d(3, 3, 1)])  # module 0: the 1x1 preprocessing conv
 
 
 def build_decoder() -> nn.Sequential:
     """The AdaIN decoder: relu4_1 features (512 channels) back to an RGB image (29 modules; ref. §5.1)."""
-    layers: list[nn.Module] = []
-    for i, item in enumerate(_DECODER_PLAN):
-        last = i == len(_DECODER_PLAN) - 1
-        layers += [nn.Upsample(scale_factor=2, mode="nearest")] if item == "U" else _conv_block(*item, relu=not last)
-    return nn.Sequential(*layers)
+    return _build(_DECODER_PLAN, [])[:-1]  # no ReLU after the last conv
 
 
 def feature_mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
@@ -118,54 +86,18 @@ def style_files(style_dir: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def load_style_images(files: Sequence[Path], size: int, batch_size: int = 32) -> Iterator[Tensor]:
-    """Style images as float RGB batches (B, 3, size, size): centre square crop, antialiased resize (SIN prep)."""
-    from PIL import Image
-    from torchvision.transforms import v2
-
-    for start in range(0, len(files), batch_size):
-        batch = []
-        for path in files[start : start + batch_size]:
-            with Image.open(path) as img:
-                image = v2.functional.to_image(img.convert("RGB"))
-            side = min(image.shape[-2:])
-            image = v2.functional.center_crop(image, [side, side])
-            image = v2.functional.resize(image, [size, size], antialias=True)
-            batch.append(v2.functional.to_dtype(image, torch.float32, scale=True).as_subclass(Tensor))
-        yield torch.stack(batch)
-
-
-def _load_weights(path: str | os.PathLike[str], what: str) -> dict[str, Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"AdaIN {what} weights not found at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read AdaIN {what} weights {path}: {first}") from None
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is not an AdaIN {what} state dict (expected a dict of tensors)")
-    return state
-
-
-def _load_into(module: nn.Module, state: dict[str, Tensor], path: Any, what: str) -> None:
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        missing = sorted(set(module.state_dict()) - set(state))[:3]
-        unexpected = sorted(set(state) - set(module.state_dict()))[:3]
-        detail = f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "tensor shapes differ"
-        expected = "vgg_normalised.pth" if what == "encoder" else "decoder.pth"
-        raise CheckpointError(f"{path} does not fit the AdaIN {what} ({expected} layout): {detail}") from err
+def _load(module: nn.Sequential, path: str | os.PathLike[str], what: str, released: str) -> None:
+    """Load the released file ``path`` into ``module``, keeping the modules ``module`` has (the encoder's first 31)."""
+    state = extract_state_dict(read_weights(path, f"AdaIN {what} weights"), (), f"AdaIN {what} weights {path}")
+    kept = {k: v for k, v in state.items() if not k.split(".")[0].isdigit() or int(k.split(".")[0]) < len(module)}
+    load_checked(module, kept, f"{path} does not fit the AdaIN {what} ({released} layout)")
 
 
 class AdaINStylizer(nn.Module):
-    """AdaIN stylization with a bank of precomputed style statistics (relu4_1 mean/std per style image).
+    """AdaIN stylization with a bank of style statistics (relu4_1 mean/std per style image).
 
-    ``forward(content)`` gives every content image one random style of the bank and returns decoded images in
-    [0, 1] (ref. §5.1: output = decoder(alpha * AdaIN(c, s) + (1 - alpha) * c), clamped as ``save_image`` does).
-    Grayscale content is replicated to RGB and the result's channel mean returned as one channel.
+    ``forward`` gives every content image one random style of the bank: decoder(alpha * AdaIN(c, s) + (1 - alpha) * c)
+    clamped to [0, 1] (ref. §5.1). Grayscale content is replicated to RGB and the result's channel mean returned.
     """
 
     def __init__(self, encoder: nn.Sequential | None = None, decoder: nn.Sequential | None = None) -> None:
@@ -186,10 +118,8 @@ class AdaINStylizer(nn.Module):
     ) -> AdaINStylizer:
         """Load the released ``vgg_normalised.pth`` (first 31 modules kept) and ``decoder.pth``."""
         stylizer = cls()
-        encoder_state = _load_weights(encoder_path, "encoder")
-        kept = {k: v for k, v in encoder_state.items() if k.split(".")[0].isdigit() and int(k.split(".")[0]) < 31}
-        _load_into(stylizer.encoder, kept, encoder_path, "encoder")
-        _load_into(stylizer.decoder, _load_weights(decoder_path, "decoder"), decoder_path, "decoder")
+        _load(stylizer.encoder, encoder_path, "encoder", "vgg_normalised.pth")
+        _load(stylizer.decoder, decoder_path, "decoder", "decoder.pth")
         return stylizer.to(device)
 
     @property
@@ -202,19 +132,23 @@ class AdaINStylizer(nn.Module):
         return self.encoder(images.to(self.style_mean.dtype))
 
     @torch.no_grad()
-    def add_styles(self, images: Tensor) -> None:
-        """Append the relu4_1 statistics of a batch of RGB style images (B, 3, H, W) in [0, 1] to the bank."""
-        mean, std = feature_mean_std(self.encode(images.to(self.style_mean.device)))
-        self.style_mean = torch.cat([self.style_mean, mean])
-        self.style_std = torch.cat([self.style_std, std])
-
     def load_style_folder(
         self, style_dir: str | os.PathLike[str], size: int = 224, max_styles: int | None = None, batch_size: int = 32
     ) -> list[Path]:
-        """Encode every image under ``style_dir`` (the first ``max_styles`` in sorted order) once; returns the files."""
+        """Add the relu4_1 statistics of the images under ``style_dir`` (the first ``max_styles`` in sorted order;
+        centre square crop, antialiased resize to ``size``, as SIN) to the bank; returns the files."""
         files = style_files(style_dir)[: max_styles or None]
-        for batch in load_style_images(files, size, batch_size):
-            self.add_styles(batch)
+        for start in range(0, len(files), batch_size):
+            batch = []
+            for path in files[start : start + batch_size]:
+                with Image.open(path) as img:
+                    image = v2.functional.to_image(img.convert("RGB"))
+                image = v2.functional.center_crop(image, [min(image.shape[-2:])] * 2)
+                image = v2.functional.resize(image, [size, size], antialias=True)
+                batch.append(v2.functional.to_dtype(image, torch.float32, scale=True).as_subclass(Tensor))
+            mean, std = feature_mean_std(self.encode(torch.stack(batch).to(self.style_mean.device)))
+            self.style_mean = torch.cat([self.style_mean, mean])
+            self.style_std = torch.cat([self.style_std, std])
         return files
 
     def pick_styles(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -1,16 +1,11 @@
 """``task=stylize``: write an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout.
 
-``python run.py task=stylize data=imagenet stylize.encoder=... stylize.decoder=... stylize.style_dir=...`` stylizes
-every image of the requested splits (default ``train``) with one random painting each (ref. §5.1: Geirhos et al.'s
-SIN used AdaIN with alpha 1, content Resize(256) + CenterCrop(224), style seed 49809) and writes
-
-``<out>/<split>/<class>/<name>.png`` (uint8, rounded as ``torchvision.utils.save_image``),
-
-with class folders named after the dataset's classes when their sorted order is the label order (ImageNet wnids),
-else zero-padded class indices; ``<name>`` is the source file's stem for folder datasets, else the split index.
-Content images go through the datamodule's deterministic ``eval_transform`` (no random crops), also for the training
-split. ``<out>/stylize.json`` records the options and ``<out>/styles.csv`` which painting each image got.
-The result is what ``data=stylized data.stylized_root=<out>`` reads.
+Every image of the requested splits (default ``train``), through the datamodule's deterministic ``eval_transform``,
+gets one random painting (ref. §5.1: Geirhos et al.'s SIN used AdaIN with alpha 1, content Resize(256) +
+CenterCrop(224), style seed 49809) and is written as ``<out>/<split>/<class>/<name>.png`` (uint8, rounded as
+``torchvision.utils.save_image``): class folders named after the classes when their sorted order is the label order
+(ImageNet wnids), else class indices; ``<name>`` the source file's stem, else the split index. ``stylize.json`` records
+the options, ``styles.csv`` each image's painting; ``data=stylized data.stylized_root=<out>`` reads the result.
 """
 
 from __future__ import annotations
@@ -18,26 +13,21 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import logging
 import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.io import write_png
 from tqdm.auto import tqdm
 
 from robustnoise.corruptions.make_c import _FloatImages, class_folder_names, usable_class_names
 from robustnoise.stylize.adain import AdaINStylizer
 from robustnoise.utils.errors import ConfigError
-
-__all__ = ["SPLITS", "StylizeOptions", "make_stylized", "stylize_split"]
-
-log = logging.getLogger("robustnoise")
 
 SPLITS = ("train", "val", "test")
 _MANIFEST = "stylize.json"
@@ -106,10 +96,9 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
         dataset = getattr(datamodule, f"{split}_set", None)
         if dataset is None:
             raise ConfigError(f"{getattr(datamodule, 'name', 'the dataset')} has no {split} split")
-        written = stylize_split(
-            stylizer, _deterministic(dataset, datamodule), out / split, class_names, options, split, assignments
-        )
-        summary["splits"][split] = written
+        written = stylize_split(stylizer, _deterministic(dataset, datamodule), out, split, class_names, options)
+        summary["splits"][split] = len(written)
+        assignments += written
     with open(out / "styles.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "style"])
@@ -120,19 +109,11 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
 
 
 def stylize_split(
-    stylizer: AdaINStylizer,
-    dataset: Dataset,
-    out: Path,
-    class_names: list[str],
-    options: StylizeOptions,
-    split: str = "train",
-    assignments: list[tuple[str, int]] | None = None,
-) -> int:
-    """Stylize ``dataset`` (items ``(image, label, ...)``) into ``out/<class>/<name>.png``; returns the image count.
-
-    Image ``i`` gets style ``randint(num_styles)[i]`` of a generator seeded with ``options.seed``: the assignment
-    does not depend on batch size, worker count or device.
-    """
+    stylizer: AdaINStylizer, dataset: Dataset, out: Path, split: str, class_names: list[str], options: StylizeOptions
+) -> list[tuple[str, int]]:
+    """Stylize ``dataset`` (items ``(image, label, ...)``) into ``out/<split>/<class>/<name>.png``; returns the files
+    and their styles. Image ``i`` gets style ``randint(num_styles)[i]`` of a generator seeded with ``options.seed``
+    (independent of batch size, workers and device)."""
     if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
         dataset = Subset(dataset, range(options.max_images))
     count = len(dataset)  # type: ignore[arg-type]
@@ -141,24 +122,16 @@ def stylize_split(
     loader = DataLoader(
         _FloatImages(dataset), batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers
     )
-    done = 0
+    written = []
     for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
         images = stylizer(x, alpha=options.alpha, style_index=styles[index])
-        pixels = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        pixels = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).cpu()  # rounded as save_image
         for pixel, label, i in zip(pixels, y.tolist(), index.tolist(), strict=True):
-            folder = out / class_names[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            _save_png(pixel, folder / f"{names[i]}.png")
-            if assignments is not None:
-                assignments.append((f"{split}/{class_names[label]}/{names[i]}.png", int(styles[i])))
-        done += len(pixels)
-    return done
-
-
-def _save_png(pixels: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+            name = f"{split}/{class_names[label]}/{names[i]}.png"
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            write_png(pixel, str(out / name))
+            written.append((name, int(styles[i])))
+    return written
 
 
 def _deterministic(dataset: Dataset, datamodule: Any) -> Dataset:
@@ -181,21 +154,16 @@ def _with_transform(dataset: Any, transform: Any) -> Any:
 
 def _sample_names(dataset: Any, count: int) -> list[str]:
     """File stems of a folder dataset (through ``Subset``s) when unique, else zero-padded positions."""
-    stems = _stems(dataset)
-    if stems is not None and len(stems) == count and len(set(stems)) == count:
-        return stems
-    width = len(str(max(count - 1, 0)))
-    return [f"{i:0{width}d}" for i in range(count)]
-
-
-def _stems(dataset: Any) -> list[str] | None:
-    if isinstance(dataset, Subset):
-        inner = _stems(dataset.dataset)
-        return None if inner is None else [inner[int(i)] for i in dataset.indices]
+    indices: list[int] = list(range(count))
+    while isinstance(dataset, Subset):
+        indices, dataset = [int(dataset.indices[i]) for i in indices], dataset.dataset
     samples = getattr(dataset, "samples", None)
     if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
-        return [Path(str(s[0])).stem for s in samples]
-    return None
+        stems = [Path(str(samples[i][0])).stem for i in indices]
+        if len(set(stems)) == count:
+            return stems
+    width = len(str(max(count - 1, 0)))
+    return [f"{i:0{width}d}" for i in range(count)]
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
