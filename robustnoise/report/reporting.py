@@ -1,8 +1,5 @@
-"""Robustness reports of one run: CSV + JSON + markdown (+ figures) in the run directory, and the printed table.
-
-``robustness.md`` renders :class:`~robustnoise.report.schema.Report` like the papers' tables: a summary row, the
-per-corruption table and the corruption x severity table. Numbers a report does not have print as ``–``.
-"""
+"""The report of one run: CSV, JSON, markdown (the papers' tables; ``–`` for numbers it does not have) and figures in
+the run directory, and the table printed at the end of the run."""
 
 from __future__ import annotations
 
@@ -11,6 +8,7 @@ import logging
 import math
 import statistics
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,19 +38,14 @@ def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Rep
         for sigma, top1 in report.gaussian_sigmas.items():  # the sigma sweep: severity column = sigma
             writer.writerow(["gaussian_sigma", f"{sigma:g}", f"{top1:.4f}", "", report.sets["clean"]["n"]])
     report.to_json(out / REPORT_JSON)
-    images = []
-    if plots:
-        from robustnoise.report import plots as fig
+    from robustnoise.report import plots as fig
 
-        jobs = [
-            ("accuracy vs severity", "severity_curves.png", lambda path: fig.plot_severity_curves(report, path)),
-            ("corruption x severity", "heatmap.png", lambda path: fig.plot_heatmap(report, path)),
-        ]
-        if report.gaussian_sigmas:
-            jobs.append(
-                ("accuracy vs sigma", "sigma_curve.png", lambda p: fig.plot_sigma_bands([(report.label, [report])], p))
-            )
-        images = fig.draw(jobs, out, log.warning)
+    jobs = [
+        ("accuracy vs severity", "severity_curves.png", partial(fig.plot_severity_curves, report)),
+        ("corruption x severity", "heatmap.png", partial(fig.plot_heatmap, report)),
+        ("accuracy vs sigma", "sigma_curve.png", partial(fig.plot_sigma_bands, [(report.label, [report])])),
+    ]
+    images = fig.draw(jobs[: 3 if report.gaussian_sigmas else 2], out, log.warning) if plots else []
     try:
         (out / REPORT_MD).write_text(format_markdown(report, images))
     except Exception as err:
@@ -76,12 +69,10 @@ def format_table(reports: Sequence[Report], names: Sequence[str]) -> str:
         lines += ["", "columns: " + ", ".join(sorted({f"{short[k][:-1]}=<{k.split('/')[0]}>" for k in keys}))]
         lines.append("digit = severity; accuracies are top-1 % on the test split; mean-C without holdout corruptions")
     for name, r in zip(names, reports):
-        adv, std, epsilon = r.adversarial()
-        worst = fmt(r.adversarial_worst())
-        extra = (
-            [] if math.isnan(adv) else [f"adversarial noise (eps {epsilon:.2f}) {_pm(adv, std, 1)} %, worst {worst} %"]
-        )
-        extra += [f"eps* {d} {_pm(*r.eps_value(d), 2)}" for d in eps_directions([r])]
+        (adv, std, epsilon), worst = r.adversarial(), fmt(r.adversarial_worst())
+        extra = [f"eps* {d} {_pm(*r.eps_value(d), 2)}" for d in eps_directions([r])]
+        if not math.isnan(adv):
+            extra.insert(0, f"adversarial noise (eps {epsilon:.2f}) {_pm(adv, std, 1)} %, worst {worst} %")
         if extra:
             lines.append(f"{name}: " + "; ".join(extra))
     return "\n".join(lines)
@@ -94,9 +85,8 @@ def fmt(value: Any, digits: int = 1) -> str:
 
 
 def _pm(centre: float, spread: float, digits: int) -> str:
-    if math.isnan(centre):
-        return MISSING
-    return f"{centre:.{digits}f} ± {spread:.{digits}f}" if not math.isnan(spread) else f"{centre:.{digits}f}"
+    text = fmt(centre, digits)
+    return text if math.isnan(centre) or math.isnan(spread) else f"{text} ± {spread:.{digits}f}"
 
 
 def severity_label(report: Report, severity: int) -> str:
@@ -105,11 +95,8 @@ def severity_label(report: Report, severity: int) -> str:
     return "one level" if report.benchmark is Benchmark.MNIST_C and severity == 1 else f"s{severity}"
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Seeds as the unit: a group of runs that differ only in their seed gives one interval per number.
-
-T_INTERVAL_MIN_N = 5
-"""From this many seeds on, a group's interval is the 95 % t confidence interval of the mean; below, min–max."""
+# Seeds are the unit: a group of runs that differ only in their seed gives one interval per number.
+T_INTERVAL_MIN_N = 5  # from this many seeds on, the 95 % t confidence interval of the mean; below, min–max
 
 
 class Interval(NamedTuple):
@@ -142,10 +129,6 @@ def separated(a: Interval, b: Interval) -> int:
     return 1 if a.lo > b.hi else -1 if a.hi < b.lo else 0
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Tables
-
-
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
     """A markdown table with padded columns (readable as plain text too); ``align``: ``l``/``r`` per column
     (default: first column left, the others right)."""
@@ -173,8 +156,7 @@ def summary_columns(reports: Sequence[Report]) -> list[tuple[str, Callable[[Repo
         return any(not math.isnan(num(r.metrics.get(key))) for r in reports)
 
     c = _c_label(reports)
-    keys = [("clean top-1", "clean_top1"), ("clean top-5", "clean_top5"), (f"{c} top-1", "c_top1")]
-    keys.append((f"{c} top-5", "c_top5"))
+    keys = [(f"{h} top-{n}", f"{k}_top{n}") for h, k in (("clean", "clean"), (c, "c")) for n in (1, 5)]
     if has("no_noise_top1"):
         keys += [("w/o noises top-1", "no_noise_top1"), ("w/o noises top-5", "no_noise_top5")]
     if any("mce" in r.metrics for r in reports):  # ImageNet-C's mCE shows even when incomplete (as "–")
@@ -256,9 +238,9 @@ def corruption_table(report: Report) -> str:
     return markdown_table(["corruption", "top-1", "top-5", "CE" if normalized else "error"], rows)
 
 
-def severity_table(report: Report, field: str = "top1") -> str:
-    """Corruption x severity accuracy (markdown), with the mean per corruption and per severity."""
-    matrix = report.matrix(field)
+def severity_table(report: Report) -> str:
+    """Corruption x severity top-1 (markdown), with the mean per corruption and per severity."""
+    matrix = report.matrix()
     severities = sorted({s for row in matrix.values() for s in row})
     main, holdouts = report.corruptions()
 
@@ -310,11 +292,9 @@ def format_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> s
         lines += [markdown_table(["sigma", *(f"{s:g}" for s in sigmas)], [["top-1", *map(fmt, sigmas.values())]]), ""]
     eps = report.eps_star
     if eps:
+        scalars = {k for v in eps.values() for k, x in v.items() if not isinstance(x, (list, dict))}
         first = ("median", "mean", "std")
-        stats = sorted(
-            {k for v in eps.values() for k, x in v.items() if not isinstance(x, (list, dict))},
-            key=lambda k: (k not in first, first.index(k) if k in first else 0, k),
-        )
+        stats = sorted(scalars, key=lambda k: (first.index(k) if k in first else len(first), k))
         rows = [[d] + [_stat(eps[d].get(k), k in first) for k in stats] for d in eps_directions([report], True)]
         lines += ["## eps* (smallest l2 noise norm that flips the prediction)", ""]
         lines += [markdown_table(["direction", *stats], rows), ""]

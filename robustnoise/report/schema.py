@@ -1,9 +1,5 @@
-"""The report of one evaluation: what it writes to ``robustness.json`` and every reader reads.
-
-``robustness.json`` holds :meth:`Report.to_dict`: the fields below, :func:`summarize` of ``sets`` (for readers of the
-file) and ``sets``. :meth:`Report.from_dict` also reads files written before the :class:`Benchmark` names (their
-``benchmark`` key in the older vocabulary, or none).
-"""
+"""The report of one evaluation, ``robustness.json`` (:meth:`Report.to_dict`: the fields, :func:`summarize` of ``sets``
+for readers of the file, and ``sets``); :meth:`Report.from_dict` also reads files written before :class:`Benchmark`."""
 
 from __future__ import annotations
 
@@ -16,13 +12,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
 from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
 
 REPORT_JSON = "robustness.json"
 NAN = float("nan")
-EPS_DIRECTIONS: tuple[str, ...] = ("gaussian", "uniform", "adversarial")
-"""Display order of the ``eps_star`` directions (others follow alphabetically)."""
+EPS_DIRECTIONS = ("gaussian", "uniform", "adversarial")  # display order of eps*; others follow alphabetically
 _PER_GENERATOR = re.compile(r"adversarial_\d+")
 
 
@@ -81,7 +75,7 @@ class Report:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Report:
-        """The report in ``run_dir``; a :class:`FileNotFoundError` naming the missing evaluation otherwise."""
+        """The report in ``run_dir``; :class:`FileNotFoundError` if the run was not evaluated."""
         path = Path(run_dir) / REPORT_JSON
         if not path.is_file():
             raise FileNotFoundError(f"no {REPORT_JSON} in {run_dir}: was the run evaluated (task=train or task=eval)?")
@@ -109,10 +103,9 @@ class Report:
 
     def corruptions(self) -> tuple[list[str], list[str]]:
         """``(benchmark corruptions, holdouts)`` evaluated, in evaluation order (MNIST-C: no holdouts)."""
-        names = list(self.matrix())
-        if self.benchmark is Benchmark.MNIST_C:
-            return [n for n in names if n != "identity"], []
-        return [n for n in names if n not in HOLDOUT_CORRUPTIONS], [n for n in names if n in HOLDOUT_CORRUPTIONS]
+        held, mnist_c = self.benchmark.holdouts, self.benchmark is Benchmark.MNIST_C
+        names = [n for n in self.matrix() if not (mnist_c and n == "identity")]  # MNIST-C's identity: the clean set
+        return [n for n in names if n not in held], [n for n in names if n in held]
 
     def corruption_accuracy(self, corruption: str, field: str = "top1") -> float:
         """Accuracy (%) under one corruption, averaged over its severities; NaN if not evaluated."""
@@ -167,10 +160,8 @@ def attack_names(reports: Sequence[Report]) -> list[str]:
 
 def num(value: Any) -> float:
     """``value`` as a float; NaN for None, non-numbers and booleans."""
-    if isinstance(value, bool) or value is None:
-        return NAN
     try:
-        return float(value)
+        return NAN if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         return NAN
 
@@ -186,11 +177,8 @@ def _benchmark(raw: dict[str, Any]) -> Benchmark:
     if raw.get("benchmark"):
         return Benchmark.parse(raw["benchmark"])
     data = str(raw.get("data", "")).lower()
-    if "mnist" in data and data.endswith("-c"):
-        return Benchmark.MNIST_C
-    return {"imagenet-c": Benchmark.IMAGENET_C, "tiny-imagenet-c": Benchmark.TINY_IMAGENET_C}.get(
-        data, Benchmark.GENERATED
-    )
+    guesses = {"imagenet-c": Benchmark.IMAGENET_C, "tiny-imagenet-c": Benchmark.TINY_IMAGENET_C}
+    return Benchmark.MNIST_C if "mnist" in data and data.endswith("-c") else guesses.get(data, Benchmark.GENERATED)
 
 
 def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
