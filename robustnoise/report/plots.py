@@ -1,9 +1,6 @@
-"""Figures of robustness reports (PNG, ~100 dpi): severity curves, corruption x severity heatmap, seed groups,
-accuracy against a swept value (Rusak et al. 2020, Fig. 2) and training curves; and the image grids and noise
-histograms of training (:mod:`robustnoise.report.training_figures`).
-
-Each figure is a :class:`matplotlib.figure.Figure` on the Agg canvas: no pyplot state, the global backend is left alone.
-"""
+"""Figures (PNG, ~100 dpi) of reports: severity curves, heatmap, seed groups, accuracy against a swept value (Rusak et
+al. 2020, Fig. 2), training curves; and of training: image rows, noise histograms. Each is a :class:`Figure` on the
+Agg canvas: no pyplot state, the global backend is left alone."""
 
 from __future__ import annotations
 
@@ -63,16 +60,16 @@ def _finish(ax: Any, path: str | Path, title: str, xlabel: str = "", values: Seq
     return save_figure(ax.figure, path)
 
 
-def _limits(values: Sequence[float], floor: float = 0.0, ceil: float = 100.0) -> tuple[float, float]:
-    """Accuracy axis limits: the data range with a margin, at least :data:`MIN_SPAN` wide, inside [0, 100]."""
+def _limits(values: Sequence[float]) -> tuple[float, float]:
+    """Accuracy axis limits: the data range with a margin, at least :data:`MIN_SPAN` wide, inside [0, 101]."""
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
-        return floor, ceil
+        return 0.0, 100.0
     lo, hi = min(finite), max(finite)
     pad = max(2.0, 0.08 * (hi - lo), (MIN_SPAN - (hi - lo)) / 2)
-    lo, hi = max(floor, lo - pad), min(ceil + 1.0, hi + pad)
+    lo, hi = max(0.0, lo - pad), min(101.0, hi + pad)
     if hi - lo < MIN_SPAN:  # pushed against 0 or 100: widen on the other side
-        lo, hi = (lo, min(ceil + 1.0, lo + MIN_SPAN)) if lo <= floor else (max(floor, hi - MIN_SPAN), hi)
+        lo, hi = (lo, min(101.0, lo + MIN_SPAN)) if lo <= 0.0 else (max(0.0, hi - MIN_SPAN), hi)
     return lo, hi
 
 
@@ -82,9 +79,7 @@ def _colours(n: int) -> list[Any]:
 
 
 def _title(report: Report, what: str) -> str:
-    sub = ", ".join(
-        f"{k} {v}" for k, v in (("method", report.method), ("model", report.model), ("data", report.data)) if v
-    )
+    sub = ", ".join(f"{k} {v}" for k in ("method", "model", "data") if (v := getattr(report, k)))
     return f"{report.label}: {what}" + (f"\n({sub})" if sub else "")
 
 
@@ -142,16 +137,13 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
 def _plot_one_severity(report: Report, severity: int, path: str | Path) -> Path:
     """The severity curve of a single-severity evaluation: one bar per corruption, their mean and the clean line."""
     matrix, main, holdouts, labels, _ = _layout(report)
-    ys = [matrix[n][severity] for n in main + holdouts]
-    colours = ["tab:blue"] * len(main) + ["tab:gray"] * len(holdouts)
+    rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
     if main:
-        ys, colours = [*ys, mean(ys[: len(main)])], [*colours, "black"]
-        labels.append("mean" if not holdouts else "mean (w/o holdouts)")
-    ax = _figure(max(6.0, 0.45 * len(labels) + 2.5), 4.8).add_subplot()
-    ax.bar(range(len(ys)), ys, color=colours)
-    if _clean_line(ax, report):
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
+        rows.append(("mean (w/o holdouts)" if holdouts else "mean", lambda r: mean(matrix[n][severity] for n in main)))
+    ax = _figure(max(6.0, 0.45 * len(rows) + 2.5), 4.8).add_subplot()
+    _grouped_bars(ax, rows, [(report.label, [report])], 1)
+    _clean_line(ax, report)
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_ylim(0, 101)  # bars start at zero
     level = severity_label(report, severity)
     level = f"severity {severity}" if level.startswith("s") else level
@@ -238,36 +230,44 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
     eps = [(f"eps* {d}", lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(everyone)]
     eps += [("eps* adv., worst", Report.eps_worst)] if any(not math.isnan(r.eps_worst()) for r in everyone) else []
     fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
-    axes = fig.subplots(1, 2, width_ratios=[max(len(accuracy), 1), max(len(eps), 1)]) if eps else [fig.add_subplot()]
-    _grouped_bars(axes[0], accuracy, groups, 1)
-    axes[0].set_ylim(0, 101)  # bars start at zero
-    axes[0].set_ylabel("top-1 accuracy (%)")
-    axes[0].set_title("accuracy", fontsize=10)
-    if eps:
-        ends = [v for v in _grouped_bars(axes[1], eps, groups, 2) if not math.isnan(v)]
-        axes[1].set_ylim(0, 1.15 * max(ends, default=1.0) or 1.0)
-        axes[1].set_ylabel("eps* (median l2 norm)")
-        axes[1].set_title("noise needed to flip (eps*)", fontsize=10)
+    panels = [(accuracy, 1, "top-1 accuracy (%)", "accuracy")]
+    panels += [(eps, 2, "eps* (median l2 norm)", "noise needed to flip (eps*)")] if eps else []
+    axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=[max(len(p[0]), 1) for p in panels])[0]
+    for ax, (rows, digits, ylabel, title) in zip(axes, panels):
+        ends = [v for v in _grouped_bars(ax, rows, groups, digits) if not math.isnan(v)]
+        ax.set(ylim=(0, 101) if digits == 1 else (0, 1.15 * max(ends, default=1.0) or 1.0), ylabel=ylabel)  # from 0
+        ax.set_title(title, fontsize=10)
     if not accuracy and not eps:
         _empty(axes[0], "no numbers in these reports")
     handles = axes[0].get_legend_handles_labels()
     fig.legend(
-        *handles, loc="lower center", ncol=min(len(groups), 3), fontsize=9, bbox_to_anchor=(0.5, 1.0), frameon=False
+        *handles, loc="lower center", ncol=min(len(groups), 3), fontsize=9, bbox_to_anchor=(0.5, 1), frameon=False
     )
     title = f"comparison: mean over seeds, error bar = seed interval{_data(everyone)}"
     fig.suptitle(title, y=1.12 + 0.05 * ((len(groups) - 1) // 3), fontsize=11)
     return save_figure(fig, path)
 
 
-def _band(ax: Any, xs: Sequence[float], per_x: Sequence[Sequence[float]], label: str, **line: Any) -> list[float]:
-    """The mean over seeds at each x as a line and its interval (:func:`seed_interval`) as a shaded band; returns
-    the band's values (for the axis limits)."""
-    intervals = [seed_interval(v) for v in per_x]
-    (drawn,) = ax.plot(xs, [i.mean for i in intervals], lw=2, label=label, **line)
-    if any(i.n > 1 for i in intervals):
-        lo, hi = [i.lo for i in intervals], [i.hi for i in intervals]
-        ax.fill_between(xs, lo, hi, color=drawn.get_color(), alpha=0.2, lw=0)
-    return [v for i in intervals for v in (i.lo, i.hi)]
+def _bands(
+    curves: list[tuple[str, list, list[list[float]], dict]], path: str | Path, title: str, xlabel: str, **ticks: Any
+) -> Path:
+    """Curves ``(label, xs, values per x (one per seed), line style)``: the mean over the seeds at each x as a line and
+    their :func:`seed_interval` as a shaded band; ``ticks``: ``set_xticks``' arguments, if any."""
+    ax = _figure(7.0, 4.6).add_subplot()
+    values: list[float] = []
+    for label, xs, per_x, style in curves:
+        intervals = [seed_interval(v) for v in per_x]
+        (line,) = ax.plot(xs, [i.mean for i in intervals], lw=2, label=label, **style)
+        if any(i.n > 1 for i in intervals):
+            ax.fill_between(xs, [i.lo for i in intervals], [i.hi for i in intervals], color=line.get_color(), alpha=0.2)
+        values += [v for i in intervals for v in (i.lo, i.hi)]
+    if values:
+        ax.legend(fontsize=9, loc="best")
+    else:
+        _empty(ax, "no accuracies in these reports")
+    if ticks:
+        ax.set_xticks(**ticks)
+    return _finish(ax, path, title, xlabel, values)
 
 
 def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, xlabel: str = "sigma") -> Path:
@@ -283,41 +283,33 @@ def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, x
     numeric = [num(x) for x, _ in at.values()]
     numeric = None if any(math.isnan(v) for v in numeric) else numeric
     points = sorted(zip(numeric, at.values()), key=lambda p: p[0]) if numeric else list(enumerate(at.values()))
-    ax = _figure(7.0, 4.6).add_subplot()
-    series: list[tuple[str, Any, str, str, str]] = [
-        ("clean", lambda r: r.metric("clean_top1"), "tab:blue", "o", "-"),
-        ("mean corruption", lambda r: r.metric("c_top1"), "tab:red", "s", "-"),
-        ("w/o noises", lambda r: r.metric("no_noise_top1"), "tab:green", "^", "--"),
-        ("adv. noise", lambda r: r.adversarial()[0], "tab:purple", "D", ":"),
+    series = [
+        ("clean", lambda r: r.metric("clean_top1"), {"color": "tab:blue", "marker": "o"}),
+        ("mean corruption", lambda r: r.metric("c_top1"), {"color": "tab:red", "marker": "s"}),
+        ("w/o noises", lambda r: r.metric("no_noise_top1"), {"color": "tab:green", "marker": "^", "linestyle": "--"}),
+        ("adv. noise", lambda r: r.adversarial()[0], {"color": "tab:purple", "marker": "D", "linestyle": ":"}),
     ]
-    values: list[float] = []
-    for label, value, colour, marker, style in series:
+    curves = []
+    for label, value, style in series:
         per_x = [[value(r) for r in group] for _, (_, group) in points]
         if any(not math.isnan(v) for vs in per_x for v in vs):
-            positions = [p for p, _ in points]
-            values += _band(ax, positions, per_x, label, color=colour, marker=marker, linestyle=style, markersize=6)
-    if values:
-        ax.legend(fontsize=9, loc="best")
-    else:
-        _empty(ax, "no accuracies in these reports")
-    ax.set_xticks([p for p, _ in points], [str(x) for _, (x, _) in points], rotation=0 if numeric else 30)
+            curves.append((label, [p for p, _ in points], per_x, {**style, "markersize": 6}))
     runs = sorted({r.label for r in reports})
-    shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-    return _finish(ax, path, f"{shown}: accuracy vs {xlabel}{_data(reports)}", xlabel, values)
+    title = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "") + f": accuracy vs {xlabel}{_data(reports)}"
+    ticks, labels = [p for p, _ in points], [str(x) for _, (x, _) in points]
+    return _bands(curves, path, title, xlabel, ticks=ticks, labels=labels, rotation=0 if numeric else 30)
 
 
-def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
+def plot_sigma_bands(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
     """Top-1 under ``clip(x + sigma n)`` against sigma (Rusak et al. 2020, Fig. 2's axis), one curve per
     ``(label, reports of its seeds)``: the mean over the seeds and their interval as a band."""
-    ax = _figure(7.0, 4.6).add_subplot()
-    values: list[float] = []
-    for (label, reports), colour in zip(curves, _colours(len(curves))):
+    curves = []
+    for (label, reports), colour in zip(groups, _colours(len(groups))):
         sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})
         per_x = [[r.gaussian_sigmas.get(s, math.nan) for r in reports] for s in sigmas]
-        values += _band(ax, sigmas, per_x, f"{label} (n={len(reports)})", color=colour, marker="o", markersize=4)
-    ax.legend(fontsize=9, loc="best")
-    title = f"accuracy under clip(x + sigma n): mean and seed interval{_data([r for _, rs in curves for r in rs])}"
-    return _finish(ax, path, title, "sigma of the Gaussian noise", values)
+        curves.append((f"{label} (n={len(reports)})", sigmas, per_x, {"color": colour, "marker": "o", "markersize": 4}))
+    title = f"accuracy under clip(x + sigma n): mean and seed interval{_data([r for _, rs in groups for r in rs])}"
+    return _bands(curves, path, title, "sigma of the Gaussian noise")
 
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
