@@ -1,14 +1,7 @@
-"""``python -m robustnoise.compare RUN_DIR [RUN_DIR ...] [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``.
-
-Compares evaluated runs (directories with ``robustness.json``; a Hydra multirun directory stands for its jobs): prints
-the tables, writes ``comparison.md`` and ``comparison.csv`` to ``--out`` (default: the runs' common parent).
-``--sweep-key method.sigma`` orders the runs by that config key, shows it first and draws ``sweep.png`` (Rusak et al.
-2020 Fig. 2); ``--baseline`` adds that run to every table and draws ``comparison.png``. Seeds are the unit: runs whose
-configs differ only in ``seed`` form a group, shown as the mean over its seeds with its interval
-(:func:`robustnoise.report.reporting.seed_interval`); runs that measured ``clip(x + sigma n)`` get ``sigma_sweep.png``.
-
-Exit codes: 0 done, 1 a run directory without ``robustness.json`` (one-line error), 2 bad arguments.
-"""
+"""``python -m robustnoise.compare RUN_DIR... [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``: the tables, CSV
+and figures over evaluated runs (a multirun directory stands for its jobs). Seeds are the unit: runs whose configs
+differ only in ``seed`` are one group, a mean and an interval (:func:`~robustnoise.report.reporting.seed_interval`).
+Exit codes: 0 done, 1 a run directory without ``robustness.json`` (one-line error), 2 bad arguments."""
 
 from __future__ import annotations
 
@@ -25,25 +18,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from robustnoise.report.reporting import (
-    Interval,
-    fmt,
-    format_table,
-    markdown_table,
-    seed_interval,
-    separated,
-    summary_notes,
-    summary_table,
-)
+from robustnoise.report import reporting as rp
 from robustnoise.report.schema import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
-SWEEP_PNG = "sweep.png"
 SIGMA_SWEEP_PNG = "sigma_sweep.png"
-GROUPS_PNG = "comparison.png"
-SEED_KEYS = ("seed",)
-"""Config keys that only re-draw randomness: runs that differ in nothing else are one group."""
+SEED_KEYS = ("seed",)  # config keys that only re-draw randomness: runs that differ in nothing else are one group
 SUMMARY_KEYS: tuple[str, ...] = (
     *(f"{k}_top{n}" for k in ("clean", "c", "no_noise") for n in (1, 5)),
     *("mce", "relative_mce", "unnormalized_mce", "holdout_top1", "holdout_top5"),
@@ -63,11 +44,9 @@ def expand_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
         jobs = sorted((d for d in path.iterdir() if (d / REPORT_JSON).is_file()), key=_job_order)
         if not jobs:
             Report.load(path)  # raises the standard "no robustness.json in ..." error
-        unevaluated = sorted(
-            d.name for d in path.iterdir() if (d / ".hydra" / "config.yaml").is_file() and d not in jobs
-        )
-        if unevaluated:
-            print(f"note: {path}: skipping jobs without {REPORT_JSON}: {', '.join(unevaluated)}", file=sys.stderr)
+        skipped = sorted(d.name for d in path.iterdir() if (d / ".hydra/config.yaml").is_file() and d not in jobs)
+        if skipped:
+            print(f"note: {path}: skipping jobs without {REPORT_JSON}: {', '.join(skipped)}", file=sys.stderr)
         runs.extend(jobs)
     return runs
 
@@ -79,7 +58,6 @@ def _job_order(path: Path) -> tuple[int, str]:
 
 
 def _hydra(run_dir: str | Path, name: str = "config") -> Any:
-    """The run's ``.hydra/<name>.yaml`` as an OmegaConf object; None if absent."""
     path = Path(run_dir) / ".hydra" / f"{name}.yaml"
     return OmegaConf.load(path) if path.is_file() else None
 
@@ -149,25 +127,20 @@ def grouped_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
     return [row for row in rows if any(not math.isnan(num(row[2](r))) for r in reports)]
 
 
-def _cell(interval: Interval, digits: int, above: list[int]) -> str:
-    if interval.n == 0:
-        return "–"
-    text = f"{interval.mean:.{digits}f}"
-    if interval.n > 1:
-        text += f" [{interval.lo:.{digits}f}, {interval.hi:.{digits}f}]"
-    return text + (" >" + ",".join(map(str, above)) if above else "")
-
-
 def grouped_table(reports: Sequence[Report], groups: Sequence[tuple[str, list[int]]]) -> str:
     """One row per number, one column per group: the mean over the group's seeds, its interval, and ``>k`` for each
     group k whose interval lies entirely below (markdown)."""
     header = ["", *(f"({k}) {label}, n={len(idx)}" for k, (label, idx) in enumerate(groups, 1))]
     rows = []
     for name, digits, value in grouped_rows(reports):
-        intervals = [seed_interval([value(reports[i]) for i in idx]) for _, idx in groups]
-        above = [[k for k, b in enumerate(intervals, 1) if separated(a, b) > 0] for a in intervals]
-        rows.append([name, *(_cell(a, digits, k) for a, k in zip(intervals, above))])
-    return markdown_table(header, rows)
+        intervals = [rp.seed_interval([value(reports[i]) for i in idx]) for _, idx in groups]
+        cells = [name]
+        for a in intervals:
+            above = ",".join(str(k) for k, b in enumerate(intervals, 1) if rp.separated(a, b) > 0)
+            spread = f" [{a.lo:.{digits}f}, {a.hi:.{digits}f}]" if a.n > 1 else ""
+            cells.append(f"{a.mean:.{digits}f}{spread}" + (f" >{above}" if above else "") if a.n else "–")
+        rows.append(cells)
+    return rp.markdown_table(header, rows)
 
 
 def grouped_notes(groups: Sequence[tuple[str, list[int]]]) -> list[str]:
@@ -250,14 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         groups = [
             (f"{g} (baseline)" if any(run_dirs[i].resolve() == base_dir for i in idx) else g, idx) for g, idx in groups
         ]
-    grouped, summary = grouped_table(reports, groups), summary_table(reports, names, first)
+    grouped, summary = grouped_table(reports, groups), rp.summary_table(reports, names, first)
     main, holdouts = all_corruptions(reports)
     header = ["run", *main, *(f"{h} (holdout)" for h in holdouts)]
-    rows = [[name] + [fmt(r.corruption_accuracy(c)) for c in main + holdouts] for name, r in zip(names, reports)]
-    per_corruption = markdown_table(header, rows)
+    rows = [[name] + [rp.fmt(r.corruption_accuracy(c)) for c in main + holdouts] for name, r in zip(names, reports)]
+    per_corruption = rp.markdown_table(header, rows)
     if all(len(idx) == 1 for _, idx in groups):  # no seeds to group: the per-run tables are the comparison
         print(f"{summary}\n\ntop-1 per corruption (mean over severities):\n{per_corruption}\n")
-        print(f"top-1 per corruption and severity:\n{format_table(reports, names)}")
+        print(f"top-1 per corruption and severity:\n{rp.format_table(reports, names)}")
     else:
         print("\n".join([grouped, *grouped_notes(groups), f"(per-run tables: {out / COMPARISON_MD})"]))
 
@@ -273,17 +246,17 @@ def main(argv: list[str] | None = None) -> int:
     if kept:
         runs, xs = [reports[i] for i in kept], [values[i] for i in kept]
         xlabel = key.rsplit(".", 1)[-1]
-        jobs.append((f"accuracy vs {key}", SWEEP_PNG, lambda p: plots.plot_sweep(runs, xs, p, xlabel=xlabel)))
+        jobs.append((f"accuracy vs {key}", "sweep.png", lambda p: plots.plot_sweep(runs, xs, p, xlabel=xlabel)))
     if baseline is not None:
         caption = "clean, corruption, adversarial noise and eps* per group, with the baseline"
-        jobs.append((caption, GROUPS_PNG, lambda p: plots.plot_groups(curves, p)))
+        jobs.append((caption, "comparison.png", lambda p: plots.plot_groups(curves, p)))
     figures = plots.draw(jobs, out, lambda message: print(f"warning: {message}", file=sys.stderr))
     write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (key, values) if key else None)
     lines = ["# Robustness comparison", "", *(f"- {name}: `{d}`" for name, d in zip(names, run_dirs))]
     if baseline is not None:
         lines.append(f"- baseline: {baseline.label} (`{args.baseline}`)")
     lines += ["", "## Seed groups", "", grouped, ""] + [f"- {n}" for n in grouped_notes(groups)]
-    lines += ["", "## Summary per run", "", summary, ""] + [f"- {n}" for n in summary_notes(reports)]
+    lines += ["", "## Summary per run", "", summary, ""] + [f"- {n}" for n in rp.summary_notes(reports)]
     lines += ["", "## Top-1 per corruption (mean over severities)", "", per_corruption, ""]
     if figures:
         lines += ["## Figures", "", *(f"![{caption}]({name})" for caption, name in figures), ""]
@@ -293,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sort_key(value: Any) -> tuple[int, float, str]:
+    """Numbers first, then other values by name, then runs without the key."""
     number = num(value)
     return (2, 0.0, "") if value is None else (0, number, "") if not math.isnan(number) else (1, 0.0, str(value))
 
