@@ -1,9 +1,5 @@
-"""Sweep summaries: ``python run.py -m method=gnt method.sigma=0.1,0.3,0.5`` ends with one table over its jobs.
-
-:class:`SweepSummary` (``hydra.callbacks`` in ``conf/hydra/default.yaml``) runs :func:`robustnoise.report.compare.main`
-on the sweep directory, ordered and plotted by the swept key (:func:`plot_key`); jobs that differ only in ``seed``
-are one group. Later, or for a partly finished sweep: ``python -m robustnoise.compare <sweep dir> --sweep-key KEY``.
-"""
+"""Sweep summaries: ``python run.py -m method.sigma=0.1,0.3`` ends with :func:`robustnoise.report.compare.main` over
+its jobs, ordered and plotted by the swept key (:class:`SweepSummary`, a callback in ``conf/hydra/default.yaml``)."""
 
 from __future__ import annotations
 
@@ -71,15 +67,9 @@ def log_sweep_to_wandb(sweep_dir: str | Path, wandb_cfg: Any) -> Any:
     import wandb
 
     sweep_dir = Path(sweep_dir)
-    run = wandb.init(
-        project=wandb_cfg.get("project"),
-        entity=wandb_cfg.get("entity"),
-        group=wandb_cfg.get("group"),
-        job_type="sweep",
-        name=f"sweep_{sweep_dir.name}",
-        dir=str(sweep_dir),
-        mode="offline" if wandb_cfg.get("offline") else None,
-    )
+    where = {k: wandb_cfg.get(k) for k in ("project", "entity", "group")}
+    mode = "offline" if wandb_cfg.get("offline") else None
+    run = wandb.init(**where, job_type="sweep", name=f"sweep_{sweep_dir.name}", dir=str(sweep_dir), mode=mode)
     data: dict[str, Any] = {f"sweep/{png.stem}": wandb.Image(str(png)) for png in sorted(sweep_dir.glob("*.png"))}
     if (sweep_dir / compare.COMPARISON_CSV).is_file():
         with open(sweep_dir / compare.COMPARISON_CSV, newline="") as f:
