@@ -32,8 +32,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
 
 
 def expand_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run directories of ``paths``: a directory with ``robustness.json`` is a run, one without (a Hydra multirun
-    directory) stands for its subdirectories that have one, in job order; :class:`FileNotFoundError` otherwise."""
+    """The runs of ``paths`` (a directory without ``robustness.json`` stands for its jobs that have one)."""
     runs: list[Path] = []
     for path in map(Path, paths):
         if (path / REPORT_JSON).is_file():
@@ -128,8 +127,7 @@ def grouped_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
 
 
 def grouped_table(reports: Sequence[Report], groups: Sequence[tuple[str, list[int]]]) -> str:
-    """One row per number, one column per group: the mean over the group's seeds, its interval, and ``>k`` for each
-    group k whose interval lies entirely below (markdown)."""
+    """A row per number, a column per group: mean over seeds, interval, ``>k`` where group k's lies entirely below."""
     header = ["", *(f"({k}) {label}, n={len(idx)}" for k, (label, idx) in enumerate(groups, 1))]
     rows = []
     for name, digits, value in grouped_rows(reports):
@@ -157,8 +155,7 @@ def grouped_notes(groups: Sequence[tuple[str, list[int]]]) -> list[str]:
 def write_csv(
     path: Path, reports: Sequence[Report], names: Sequence[str], run_dirs: Sequence[Path], sweep: tuple | None = None
 ) -> None:
-    """``comparison.csv``: one row per run (``sweep``: the swept key and values first); numbers in %, ``nan`` when
-    missing."""
+    """``comparison.csv``: a row per run (``sweep``: the swept key and values first); ``nan`` when missing."""
     main, holdouts = all_corruptions(reports)
     eps = [(d, s) for d in eps_directions(reports) for s in sorted({k for r in reports for k in r.eps_star.get(d, {})})]
     sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})

@@ -19,8 +19,7 @@ from robustnoise.report.reporting import seed_interval, severity_label
 from robustnoise.report.schema import Report, eps_directions, mean, num
 
 DPI = 100
-MIN_SPAN = 10.0
-"""Accuracy axes span at least this many points, so that a one-image difference does not fill a figure."""
+MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -37,8 +36,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn: Callable[[str], Any]) -> list:
-    """Best effort: each ``(caption, file name, draw(path))`` of ``jobs`` into ``out``; a figure that fails is passed
-    to ``warn`` and left out. Returns ``(caption, file name)`` of those written."""
+    """Draw each ``(caption, file name, draw(path))`` into ``out``, best effort (failures go to ``warn``); returns
+    ``(caption, file name)`` of those written."""
     written = []
     for caption, name, job in jobs:
         try:
@@ -50,7 +49,6 @@ def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn
 
 
 def _finish(ax: Any, path: str | Path, title: str, xlabel: str = "", values: Sequence[float] | None = None) -> Path:
-    """Label the accuracy axis (limits from ``values``, see :func:`_limits`), add a grid and the title, save."""
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_xlabel(xlabel)
     if values is not None:
@@ -93,7 +91,7 @@ def _empty(ax: Any, text: str) -> None:
 
 
 def _layout(report: Report) -> tuple[dict[str, dict[int, float]], list[str], list[str], list[str], list[int]]:
-    """The report's matrix, benchmark corruptions, holdouts, row labels of both and the severities evaluated."""
+    """The report's matrix, corruptions, holdouts, row labels of both and severities."""
     matrix, (main, holdouts) = report.matrix(), report.corruptions()
     labels = main + [f"{n} (holdout)" for n in holdouts]
     return matrix, main, holdouts, labels, sorted({s for row in matrix.values() for s in row})
@@ -108,18 +106,32 @@ def _clean_line(ax: Any, report: Report) -> list[float]:
 
 
 def plot_severity_curves(report: Report, path: str | Path) -> Path:
-    """Top-1 accuracy against severity: one line per corruption (holdouts dashed), their mean (thick black) and the
-    clean accuracy (dashed grey); with a single severity (MNIST-C), bars instead of a column of dots."""
+    """Top-1 against severity: a line per corruption (holdouts dashed), their mean (thick black) and the clean accuracy
+    (dashed grey); with a single severity (MNIST-C), where a curve would be a column of dots, a bar per corruption."""
     matrix, main, holdouts, labels, severities = _layout(report)
     if len(severities) == 1:
-        return _plot_one_severity(report, severities[0], path)
+        severity = severities[0]
+        level = severity_label(report, severity)
+        rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
+        if main:
+            rows.append(
+                ("mean (w/o holdouts)" if holdouts else "mean", lambda r: mean(matrix[n][severity] for n in main))
+            )
+        ax = _figure(max(6.0, 0.45 * len(rows) + 2.5), 4.8).add_subplot()
+        _grouped_bars(ax, rows, [(report.label, [report])], 1)
+        _clean_line(ax, report)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_ylim(0, 101)  # bars start at zero
+        level = f"severity {severity}" if level.startswith("s") else level
+        return _finish(ax, path, _title(report, f"accuracy per corruption ({level})"))
     ax = _figure(8.0, 4.8).add_subplot()
     values: list[float] = []
     for name, label, colour in zip(main + holdouts, labels, _colours(len(labels))):
         xs, ys = zip(*matrix[name].items())
         values += ys
-        style = "--" if name in holdouts else "-"
-        ax.plot(xs, ys, style, marker="o", markersize=3.5, lw=1.3, color=colour, label=label)
+        ax.plot(
+            xs, ys, "--" if name in holdouts else "-", marker="o", markersize=3.5, lw=1.3, color=colour, label=label
+        )
     if main:
         means = [mean(matrix[c].get(s) for c in main) for s in severities]
         values += means
@@ -134,26 +146,9 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     return _finish(ax, path, _title(report, "accuracy vs severity"), "severity", values)
 
 
-def _plot_one_severity(report: Report, severity: int, path: str | Path) -> Path:
-    """The severity curve of a single-severity evaluation: one bar per corruption, their mean and the clean line."""
-    matrix, main, holdouts, labels, _ = _layout(report)
-    rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
-    if main:
-        rows.append(("mean (w/o holdouts)" if holdouts else "mean", lambda r: mean(matrix[n][severity] for n in main)))
-    ax = _figure(max(6.0, 0.45 * len(rows) + 2.5), 4.8).add_subplot()
-    _grouped_bars(ax, rows, [(report.label, [report])], 1)
-    _clean_line(ax, report)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_ylim(0, 101)  # bars start at zero
-    level = severity_label(report, severity)
-    level = f"severity {severity}" if level.startswith("s") else level
-    return _finish(ax, path, _title(report, f"accuracy per corruption ({level})"))
-
-
 def plot_heatmap(report: Report, path: str | Path) -> Path:
-    """Corruption x severity top-1 accuracy as an annotated heatmap, with the mean per corruption (last column; not
-    with a single severity, where it would repeat it) and per severity (last row). The colour scale is 0..100 for
-    every run, so that runs compare by colour and a one-image difference looks like one."""
+    """Corruption x severity top-1 as an annotated heatmap with the means per corruption (last column; not for a single
+    severity) and per severity (last row); the colour scale is 0..100 for every run, so that runs compare by colour."""
     matrix, main, holdouts, labels, severities = _layout(report)
     mean_column = len(severities) != 1
     data = np.full((len(labels) + bool(main), len(severities) + mean_column), np.nan)
@@ -192,19 +187,11 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-GROUP_ACCURACIES: tuple[tuple[str, Any], ...] = (
-    ("clean", lambda r: r.metric("clean_top1")),
-    ("mean corruption", lambda r: r.metric("c_top1")),
-    ("adv. noise, mean", lambda r: r.adversarial()[0]),
-    ("adv. noise, worst", Report.adversarial_worst),
-)
-
-
 def _grouped_bars(
     ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tuple[str, Sequence[Any]]], digits: int
 ) -> list[float]:
-    """One cluster of bars per row, one bar per group: the mean over its seeds, the interval as an error bar (groups
-    of one seed have none). Returns the interval ends (for the axis limits)."""
+    """A cluster of bars per row, a bar per group: the mean over its seeds and its interval (an error bar from two
+    seeds on). Returns the interval ends."""
     width = 0.8 / max(len(groups), 1)
     x = np.arange(len(rows))
     ends: list[float] = []
@@ -226,7 +213,13 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
     and adversarial-noise top-1 on one 0-100 axis and eps* (median l2 norm) on a second panel; bars are the means
     over seeds, error bars their :func:`seed_interval`. One axis per panel, so that groups compare by bar height."""
     everyone = [r for _, reports in groups for r in reports]
-    accuracy = [(n, f) for n, f in GROUP_ACCURACIES if any(not math.isnan(num(f(r))) for r in everyone)]
+    accuracy = [
+        ("clean", lambda r: r.metric("clean_top1")),
+        ("mean corruption", lambda r: r.metric("c_top1")),
+        ("adv. noise, mean", lambda r: r.adversarial()[0]),
+        ("adv. noise, worst", Report.adversarial_worst),
+    ]
+    accuracy = [(n, f) for n, f in accuracy if any(not math.isnan(num(f(r))) for r in everyone)]
     eps = [(f"eps* {d}", lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(everyone)]
     eps += [("eps* adv., worst", Report.eps_worst)] if any(not math.isnan(r.eps_worst()) for r in everyone) else []
     fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
@@ -271,10 +264,8 @@ def _bands(
 
 
 def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, xlabel: str = "sigma") -> Path:
-    """Accuracy against a swept value (Rusak et al. 2020, Fig. 2): clean top-1, mean corruption top-1, and, when
-    any run has them, top-1 without the noise corruptions and under adversarial noise. Runs at the same x (seeds)
-    give their mean and a band, their :func:`seed_interval`. Non-numeric ``xs`` (e.g. lists of sigmas) are placed at
-    equal spacing in the given order."""
+    """Clean, mean corruption and, where measured, w/o-noise and adversarial-noise top-1 against a swept value (Rusak et
+    al. 2020, Fig. 2); runs at the same x (seeds) are one point with a band; non-numeric ``xs`` are equally spaced."""
     if len(reports) != len(xs):
         raise ValueError(f"plot_sweep: {len(reports)} reports but {len(xs)} x values")
     at: dict[str, tuple[Any, list[Report]]] = {}
@@ -313,9 +304,8 @@ def plot_sigma_bands(groups: Sequence[tuple[str, Sequence[Report]]], path: str |
 
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
-    """Validation accuracy against epoch from a CSV logger's ``metrics.csv`` files (in order; a resumed run's earlier
-    parts first): clean (``val/acc``), the corrupted subset's mean (``val_c/mean_acc``) and each of its corruptions
-    (thin); None without validation rows."""
+    """Validation top-1 against epoch from CSV loggers' ``metrics.csv`` files (a resumed run's parts in order): clean,
+    the corrupted subset's mean and each of its corruptions (thin); None without validation rows."""
     rows: list[dict[str, str]] = []
     per_corruption: set[str] = set()
     for file in metrics_csv:
@@ -350,8 +340,7 @@ def log_image_file(module: Any, key: str, path: Path) -> None:
 
 
 def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -> Figure:
-    """Images in [0, 1] as labelled rows: ``(row label, tensor N x C x H x W)``, up to ``columns`` per row; a
-    readable size (>= 6 in wide at :data:`DPI`) whatever the image size."""
+    """Images in [0, 1] as labelled rows ``(label, N x C x H x W)``, up to ``columns`` a row, >= 6 in wide."""
     rows = [(label, images) for label, images in rows if len(images)]
     n = min(columns, max((len(images) for _, images in rows), default=1))
     cell = max(0.45, 7.5 / n)

@@ -24,9 +24,7 @@ NAN = float("nan")
 
 
 def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Report:
-    """Write ``robustness.csv`` (a row per set), ``robustness.json``, ``robustness.md`` and, with ``plots``, the
-    figures to ``out_dir``; returns ``report``. Figures and markdown are best effort: a failure is logged as a
-    warning and never fails the run (the JSON is the record)."""
+    """Write ``robustness.{csv,json,md}`` and the figures (best effort: failures are logged) to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / REPORT_CSV, "w", newline="") as f:
@@ -54,8 +52,7 @@ def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Rep
 
 
 def format_table(reports: Sequence[Report], names: Sequence[str]) -> str:
-    """The console table: clean, mean-C (the benchmark corruptions, as the loggers' ``test_c/mean_acc``) and each
-    corruption x severity (top-1 %) per report; then each report's adversarial-noise accuracy and eps*."""
+    """The console table: clean, mean-C (as ``test_c/mean_acc``), each set (top-1 %); adversarial noise and eps*."""
     keys = list(dict.fromkeys(k for r in reports for k in r.sets if k != "clean"))
     short = {k: "".join(p[:2] for p in k.partition("/s")[0].split("_"))[:4] + k.partition("/s")[2] for k in keys}
     cell = lambda v: "  -  " if math.isnan(v) else f"{v:5.1f}"  # noqa: E731
@@ -90,8 +87,7 @@ def _pm(centre: float, spread: float, digits: int) -> str:
 
 
 def severity_label(report: Report, severity: int) -> str:
-    """A severity column's label: ``s<severity>``, or ``one level`` for MNIST-C's sets, which have no severities
-    (Mu & Gilmer 2019; keyed ``s1``). A -C set made at a chosen severity keeps that severity."""
+    """``s<severity>``, or ``one level`` for MNIST-C's sets: no severities (Mu & Gilmer 2019; keyed ``s1``)."""
     return "one level" if report.benchmark is Benchmark.MNIST_C and severity == 1 else f"s{severity}"
 
 
@@ -109,8 +105,7 @@ class Interval(NamedTuple):
 
 
 def seed_interval(values: Sequence[float]) -> Interval:
-    """The mean and interval of the finite ``values`` (one per seed): min–max for n < 5, else the 95 % t confidence
-    interval of the mean, ``mean ± t(0.975, n - 1) s / sqrt(n)``."""
+    """Mean and interval of ``values`` (a seed each): min–max; from 5 seeds on, ``mean ± t(0.975, n-1) s/sqrt(n)``."""
     finite = [v for v in map(num, values) if not math.isnan(v)]
     n, centre = len(finite), mean(finite)
     if n < T_INTERVAL_MIN_N:
@@ -122,16 +117,14 @@ def seed_interval(values: Sequence[float]) -> Interval:
 
 
 def separated(a: Interval, b: Interval) -> int:
-    """+1 if ``a`` lies entirely above ``b``, -1 if entirely below, 0 if the intervals overlap or either group has
-    fewer than 2 seeds (one seed says nothing about seed noise)."""
+    """+1 / -1 if ``a`` lies entirely above / below ``b``; 0 if they overlap or a group has one seed (no seed noise)."""
     if a.n < 2 or b.n < 2:
         return 0
     return 1 if a.lo > b.hi else -1 if a.hi < b.lo else 0
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
-    """A markdown table with padded columns (readable as plain text too); ``align``: ``l``/``r`` per column
-    (default: first column left, the others right)."""
+    """A markdown table with padded columns; ``align``: ``l``/``r`` per column (default: first left, others right)."""
     align = align or "l" + "r" * (len(header) - 1)
     widths = [max(3, len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
 
@@ -176,8 +169,7 @@ def summary_columns(reports: Sequence[Report]) -> list[tuple[str, Callable[[Repo
 def summary_table(
     reports: Sequence[Report], names: Sequence[str], first: tuple[str, Sequence[str]] | None = None
 ) -> str:
-    """The papers' summary table, one row per report (markdown); ``first``: an extra ``(header, cells)`` column
-    shown first (e.g. the swept value)."""
+    """The papers' summary table, a row per report; ``first``: a ``(header, cells)`` column shown first (the sweep)."""
     cols = summary_columns(reports)
     header = ([first[0]] if first else []) + ["run"] + [h for h, _ in cols]
     rows = [
@@ -264,8 +256,7 @@ def _stat(value: Any, real: bool) -> str:
 
 
 def format_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> str:
-    """``robustness.md``: the summary, per-corruption and corruption x severity tables of one report, then the sigma
-    sweep, eps* and figures where there are."""
+    """``robustness.md``: the summary, per-corruption, corruption x severity, sigma sweep and eps* tables, figures."""
     name, clean_n = report.label, num(report.sets.get("clean", {}).get("n"))
     who = {"method": report.method, "model": report.model, "data": report.data}
     described = ", ".join(f"{k} `{v}`" for k, v in who.items() if v is not None)

@@ -90,8 +90,7 @@ class Report:
         return str(self.run_name or self.method or "run")
 
     def metric(self, key: str) -> float:
-        """One number of ``metrics`` (NaN if absent); the mean corruption accuracy falls back to the mean over every
-        corruption evaluated when the benchmark's corruptions were not."""
+        """One number of ``metrics`` (NaN if absent; ``c_top1/5`` without the benchmark set: over all evaluated)."""
         value = num(self.metrics.get(key))
         if math.isnan(value) and key in ("c_top1", "c_top5"):
             value = num(summarize(self.sets)[key.replace("c_", "corrupted_")])
@@ -138,8 +137,7 @@ class Report:
 
 
 def eps_directions(reports: Sequence[Report], per_seed: bool = False) -> list[str]:
-    """The eps* directions of ``reports`` in display order; without ``per_seed``, the per-generator entries
-    ``adversarial_<k>`` are left out when their summary ``adversarial`` is there."""
+    """The eps* directions of ``reports`` in display order (``adversarial_<k>``: ``per_seed`` or without summary)."""
     present = {d for r in reports for d in r.eps_star}
     if not per_seed and "adversarial" in present:
         present = {d for d in present if not _PER_GENERATOR.fullmatch(d)}

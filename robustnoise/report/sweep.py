@@ -20,8 +20,7 @@ log = logging.getLogger("robustnoise")
 
 
 def swept_keys(overrides: Iterable[str]) -> list[str]:
-    """The keys (or config groups) that ``overrides`` sweep over (``k=a,b``, ``range(...)``, ``glob(...)``), in
-    order; ``hydra.*`` keys are left out."""
+    """The keys (or config groups) that ``overrides`` sweep over, in order, ``hydra.*`` left out."""
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     return list(
         dict.fromkeys(
@@ -49,8 +48,7 @@ def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
 
 
 def summarize_sweep(sweep_dir: str | Path, keys: Sequence[str]) -> int:
-    """Write and print the comparison of the evaluated jobs of ``sweep_dir``, ordered and plotted by the swept value;
-    returns :func:`robustnoise.report.compare.main`'s exit code (1: no job wrote a report)."""
+    """The comparison of the evaluated jobs of ``sweep_dir`` by the swept value; ``compare.main``'s exit code."""
     try:
         run_dirs = compare.expand_run_dirs([sweep_dir])
     except FileNotFoundError as err:
@@ -62,8 +60,7 @@ def summarize_sweep(sweep_dir: str | Path, keys: Sequence[str]) -> int:
 
 
 def log_sweep_to_wandb(sweep_dir: str | Path, wandb_cfg: Any) -> Any:
-    """One W&B run (job type ``sweep``) in the jobs' group holding the sweep's figures and its comparison table;
-    returns the finished run. ``WANDB_MODE`` (set offline by the jobs when W&B is unreachable) is obeyed."""
+    """A W&B run (job type ``sweep``, in the jobs' group, obeying ``WANDB_MODE``) with the figures and the table."""
     import wandb
 
     sweep_dir = Path(sweep_dir)
@@ -82,8 +79,7 @@ def log_sweep_to_wandb(sweep_dir: str | Path, wandb_cfg: Any) -> Any:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, the sweep summary in the sweep directory and, with the W&B logger,
-    the same figures and table in a W&B run of the jobs' group."""
+    """Hydra callback: the sweep summary at the end of a multirun (and in W&B, with the W&B logger)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
