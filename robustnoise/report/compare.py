@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -216,10 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(os.path.commonpath([d.resolve().parent for d in run_dirs]))
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(run_dirs, reports)
-    if baseline is not None:
-        groups = [
-            (f"{g} (baseline)" if any(run_dirs[i].resolve() == base_dir for i in idx) else g, idx) for g, idx in groups
-        ]
+    base = {i for i, d in enumerate(run_dirs) if d.resolve() == base_dir}
+    groups = [(f"{g} (baseline)" if base & set(idx) else g, idx) for g, idx in groups]
     grouped, summary = grouped_table(reports, groups), rp.summary_table(reports, names, first)
     main, holdouts = all_corruptions(reports)
     header = ["run", *main, *(f"{h} (holdout)" for h in holdouts)]
@@ -234,20 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     from robustnoise.report import plots  # matplotlib: only when drawing (the sweep callback loads this module)
 
     curves = [(label, [reports[i] for i in idx]) for label, idx in groups]
-    jobs: list[tuple[str, str, Any]] = []
-    if any(r.gaussian_sigmas for r in reports):
-        jobs.append(
-            ("accuracy vs sigma, band over seeds", SIGMA_SWEEP_PNG, lambda p: plots.plot_sigma_bands(curves, p))
-        )
-    kept = [i for i, v in enumerate(values or []) if v is not None]
-    if kept:
-        runs, xs = [reports[i] for i in kept], [values[i] for i in kept]
-        xlabel = key.rsplit(".", 1)[-1]
-        jobs.append((f"accuracy vs {key}", "sweep.png", lambda p: plots.plot_sweep(runs, xs, p, xlabel=xlabel)))
-    if baseline is not None:
-        caption = "clean, corruption, adversarial noise and eps* per group, with the baseline"
-        jobs.append((caption, "comparison.png", lambda p: plots.plot_groups(curves, p)))
-    figures = plots.draw(jobs, out, lambda message: print(f"warning: {message}", file=sys.stderr))
+    kept = [i for i, v in enumerate(values or []) if v is not None]  # runs without the swept key are not on its axis
+    runs, xs, xlabel = [reports[i] for i in kept], [values[i] for i in kept], str(key).split(".")[-1]
+    with_baseline = "clean, corruption, adversarial noise and eps* per group, with the baseline"
+    jobs = [
+        ("accuracy vs sigma, band over seeds", SIGMA_SWEEP_PNG, partial(plots.plot_sigma_bands, curves)),
+        (f"accuracy vs {key}", "sweep.png", partial(plots.plot_sweep, runs, xs, xlabel=xlabel)),
+        (with_baseline, "comparison.png", partial(plots.plot_groups, curves)),
+    ]
+    wanted = [any(r.gaussian_sigmas for r in reports), bool(kept), baseline is not None]
+    figures = plots.draw([j for j, w in zip(jobs, wanted) if w], out, lambda m: print(f"warning: {m}", file=sys.stderr))
     write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (key, values) if key else None)
     lines = ["# Robustness comparison", "", *(f"- {name}: `{d}`" for name, d in zip(names, run_dirs))]
     if baseline is not None:
