@@ -39,8 +39,6 @@ def expand_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
         if (path / REPORT_JSON).is_file():
             runs.append(path)
             continue
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: no such run directory")
         jobs = sorted((d for d in path.iterdir() if (d / REPORT_JSON).is_file()), key=_job_order)
         if not jobs:
             Report.load(path)  # raises the standard "no robustness.json in ..." error
@@ -192,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dirs = expand_run_dirs(args.runs)
         reports = [Report.load(d) for d in run_dirs]
         baseline = Report.load(args.baseline) if args.baseline else None
-    except (FileNotFoundError, ValueError) as err:  # ValueError: a robustness.json that is not JSON
+    except (OSError, ValueError) as err:  # no such directory, no robustness.json, a robustness.json that is not JSON
         print(f"error: {err}", file=sys.stderr)
         return 1
     base_dir = Path(args.baseline).resolve() if args.baseline else None

@@ -179,23 +179,22 @@ def summary_table(
     return markdown_table(header, rows, ("r" if first else "") + "l" + "r" * len(cols))
 
 
+_NOTES = {  # the summary's notes, by the column they explain
+    "w/o noises": "w/o noises: mean over the 12 benchmark corruptions other than gaussian / shot / impulse noise.",
+    "mCE": "mCE / rel. mCE: corruption errors normalised by AlexNet's (Hendrycks & Dietterich 2019), %.",
+    "unnorm. mCE": "unnorm. mCE: mean top-1 error over the benchmark corruptions and severities, %.",
+    "eps*": "eps*: the smallest l2 noise norm that flips the prediction, per direction: median over the test images "
+    "(adversarial: mean ± std of those medians over the generators' seeds).",
+}
+
+
 def summary_notes(reports: Sequence[Report]) -> list[str]:
     c, headers = _c_label(reports), [h for h, _ in summary_columns(reports)]
     notes = [
         f"Top-1 / top-5 accuracy in % on the test split. {c}: mean over the benchmark corruptions evaluated and "
         "their severities (holdout corruptions apart)."
     ]
-    if "w/o noises top-1" in headers:
-        notes.append("w/o noises: mean over the 12 benchmark corruptions other than gaussian / shot / impulse noise.")
-    if "mCE" in headers:
-        notes.append("mCE / rel. mCE: corruption errors normalised by AlexNet's (Hendrycks & Dietterich 2019), %.")
-    elif "unnorm. mCE" in headers:
-        notes.append("unnorm. mCE: mean top-1 error over the benchmark corruptions and severities, %.")
-    if eps_directions(reports):
-        notes.append(
-            "eps*: the smallest l2 noise norm that flips the prediction, per direction: median over the test images "
-            "(adversarial: mean ± std of those medians over the generators' seeds)."
-        )
+    notes += [note for key, note in _NOTES.items() if any(h.startswith(f"{key} ") or h == key for h in headers)]
     eps = sorted({r.adversarial()[2] for r in reports if not math.isnan(r.adversarial()[2])})
     if eps:
         notes.append(
