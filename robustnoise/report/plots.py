@@ -165,13 +165,10 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
         image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=100.0, aspect="auto")
         fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02).set_label("top-1 accuracy (%)")
-        for (i, j), value in np.ndenumerate(data):
-            if math.isnan(value):
-                ax.text(j, i, "–", ha="center", va="center", fontsize=9, color="0.3")
-                continue
+        for (i, j), value in np.ndenumerate(data):  # white on the dark end of the 0..100 scale
+            text, colour = ("–", "0.3") if math.isnan(value) else (f"{value:.1f}", "white" if value < 60 else "black")
             weight = "bold" if i == len(labels) or j == len(severities) else "normal"
-            colour = "white" if value < 60.0 else "black"  # dark end of the 0..100 scale
-            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
+            ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
         if main:
             ax.axhline(len(labels) - 0.5, color="white", lw=2)
         if mean_column:
@@ -307,17 +304,13 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
     """Validation top-1 against epoch from CSV loggers' ``metrics.csv`` files (a resumed run's parts in order): clean,
     the corrupted subset's mean and each of its corruptions (thin); None without validation rows."""
     rows: list[dict[str, str]] = []
-    per_corruption: set[str] = set()
     for file in metrics_csv:
         with open(file, newline="") as f:
-            reader = csv.DictReader(f)
-            rows += [r for r in reader if r.get("epoch")]
-            per_corruption |= {k for k in reader.fieldnames or [] if k.startswith("val_c/") and k.endswith("/acc")}
-    curves = {}
-    for key in ["val/acc", "val_c/mean_acc", *sorted(per_corruption)]:
-        points = {int(r["epoch"]) + 1: float(r[key]) for r in rows if r.get(key)}
-        if points:
-            curves[key] = sorted(points.items())
+            rows += [r for r in csv.DictReader(f) if r.get("epoch")]
+    per_corruption = sorted({k for r in rows for k in r if k.startswith("val_c/") and k.endswith("/acc")})
+    keys = ["val/acc", "val_c/mean_acc", *per_corruption]
+    points = {k: sorted({int(r["epoch"]) + 1: float(r[k]) for r in rows if r.get(k)}.items()) for k in keys}
+    curves = {k: c for k, c in points.items() if c}
     if not curves:
         return None
     ax = _figure(7.0, 4.5).add_subplot()
