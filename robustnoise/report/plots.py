@@ -86,10 +86,6 @@ def _data(reports: Sequence[Report]) -> str:
     return f" ({', '.join(data)})" if data else ""
 
 
-def _empty(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
-
-
 def _layout(report: Report) -> tuple[dict[str, dict[int, float]], list[str], list[str], list[str], list[int]]:
     """The report's matrix, corruptions, holdouts, row labels of both and severities."""
     matrix, (main, holdouts) = report.matrix(), report.corruptions()
@@ -140,7 +136,7 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     values += _clean_line(ax, report)
     ax.set_xticks(severities or [1, 2, 3, 4, 5])
     if not labels:
-        _empty(ax, "no corruption evaluated")
+        ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return _finish(ax, path, _title(report, "accuracy vs severity"), "severity", values)
@@ -174,7 +170,7 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
         if mean_column:
             ax.axvline(len(severities) - 0.5, color="white", lw=2)
     else:
-        _empty(ax, "no corruption evaluated")
+        ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks(range(len(col_labels)), col_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
     ax.set_xlabel("severity")
@@ -228,7 +224,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
         ax.set(ylim=(0, 101) if digits == 1 else (0, 1.15 * max(ends, default=1.0) or 1.0), ylabel=ylabel)  # from 0
         ax.set_title(title, fontsize=10)
     if not accuracy and not eps:
-        _empty(axes[0], "no numbers in these reports")
+        axes[0].text(0.5, 0.5, "no numbers in these reports", ha="center", va="center", transform=axes[0].transAxes)
     handles = axes[0].get_legend_handles_labels()
     fig.legend(
         *handles, loc="lower center", ncol=min(len(groups), 3), fontsize=9, bbox_to_anchor=(0.5, 1), frameon=False
@@ -254,7 +250,7 @@ def _bands(
     if values:
         ax.legend(fontsize=9, loc="best")
     else:
-        _empty(ax, "no accuracies in these reports")
+        ax.text(0.5, 0.5, "no accuracies in these reports", ha="center", va="center", transform=ax.transAxes)
     if ticks:
         ax.set_xticks(**ticks)
     return _finish(ax, path, title, xlabel, values)

@@ -56,7 +56,10 @@ class Report:
         """A report from the content of ``robustness.json`` (unknown keys, e.g. the derived summary, are ignored)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known and v is not None}
-        values["benchmark"] = _benchmark(raw)
+        data = str(raw.get("data", "")).lower()  # reports written before the benchmark key: guessed from the data
+        guesses = {"imagenet-c": Benchmark.IMAGENET_C, "tiny-imagenet-c": Benchmark.TINY_IMAGENET_C}
+        guess = Benchmark.MNIST_C if "mnist" in data and data.endswith("-c") else guesses.get(data, Benchmark.GENERATED)
+        values["benchmark"] = Benchmark.parse(raw.get("benchmark") or guess)
         values["metrics"] = {k: num(v) for k, v in (raw.get("metrics") or {}).items()}
         if not values["metrics"] and not raw.get("sets"):  # a report of clean accuracy only
             values["metrics"] = {k: num(raw.get(k)) for k in ("clean_top1", "clean_top5")}
@@ -168,15 +171,6 @@ def mean(values: Iterable[Any]) -> float:
     """Mean of the finite numbers of ``values``; NaN if there is none."""
     finite = [v for v in map(num, values) if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else NAN
-
-
-def _benchmark(raw: dict[str, Any]) -> Benchmark:
-    """A report's benchmark; for reports written before that key, guessed from ``data``."""
-    if raw.get("benchmark"):
-        return Benchmark.parse(raw["benchmark"])
-    data = str(raw.get("data", "")).lower()
-    guesses = {"imagenet-c": Benchmark.IMAGENET_C, "tiny-imagenet-c": Benchmark.TINY_IMAGENET_C}
-    return Benchmark.MNIST_C if "mnist" in data and data.endswith("-c") else guesses.get(data, Benchmark.GENERATED)
 
 
 def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
