@@ -152,7 +152,7 @@ def grouped_notes(groups: Sequence[tuple[str, list[int]]]) -> list[str]:
 
 
 def write_csv(
-    path: Path, reports: Sequence[Report], names: Sequence[str], run_dirs: Sequence[Path], sweep: tuple | None = None
+    path: Path, reports: Sequence[Report], names: list[str], run_dirs: list[Path], sweep: tuple | None
 ) -> None:
     """``comparison.csv``: a row per run (``sweep``: the swept key and values first); ``nan`` when missing."""
     main, holdouts = all_corruptions(reports)
@@ -178,8 +178,7 @@ def write_csv(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m robustnoise.compare",
-        description="Compare the robustness reports of evaluated runs (tables, CSV, sweep and baseline figures).",
+        "python -m robustnoise.compare", description="Compare the reports of evaluated runs."
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or Hydra multirun directories")
     parser.add_argument("--sweep-key", help="dotted config key to sort and plot the runs by, e.g. method.sigma")

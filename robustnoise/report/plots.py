@@ -110,9 +110,8 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
         level = severity_label(report, severity)
         rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
         if main:
-            rows.append(
-                ("mean (w/o holdouts)" if holdouts else "mean", lambda r: mean(matrix[n][severity] for n in main))
-            )
+            label = "mean (w/o holdouts)" if holdouts else "mean"
+            rows.append((label, lambda r: mean(matrix[n][severity] for n in main)))
         ax = _figure(max(6.0, 0.45 * len(rows) + 2.5), 4.8).add_subplot()
         _grouped_bars(ax, rows, [(report.label, [report])], 1)
         _clean_line(ax, report)
@@ -125,9 +124,8 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     for name, label, colour in zip(main + holdouts, labels, _colours(len(labels))):
         xs, ys = zip(*matrix[name].items())
         values += ys
-        ax.plot(
-            xs, ys, "--" if name in holdouts else "-", marker="o", markersize=3.5, lw=1.3, color=colour, label=label
-        )
+        style = "--" if name in holdouts else "-"
+        ax.plot(xs, ys, style, marker="o", markersize=3.5, lw=1.3, color=colour, label=label)
     if main:
         means = [mean(matrix[c].get(s) for c in main) for s in severities]
         values += means
@@ -180,9 +178,7 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def _grouped_bars(
-    ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tuple[str, Sequence[Any]]], digits: int
-) -> list[float]:
+def _grouped_bars(ax: Any, rows: list[tuple[str, Any]], groups: Sequence[tuple[str, Sequence]], digits: int) -> list:
     """A cluster of bars per row, a bar per group: the mean over its seeds and its interval (an error bar from two
     seeds on). Returns the interval ends."""
     width = 0.8 / max(len(groups), 1)
@@ -234,9 +230,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
     return save_figure(fig, path)
 
 
-def _bands(
-    curves: list[tuple[str, list, list[list[float]], dict]], path: str | Path, title: str, xlabel: str, **ticks: Any
-) -> Path:
+def _bands(curves: list[tuple[str, list, list, dict]], path: str | Path, title: str, xlabel: str, **ticks: Any) -> Path:
     """Curves ``(label, xs, values per x (one per seed), line style)``: the mean over the seeds at each x as a line and
     their :func:`seed_interval` as a shaded band; ``ticks``: ``set_xticks``' arguments, if any."""
     ax = _figure(7.0, 4.6).add_subplot()

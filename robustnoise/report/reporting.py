@@ -166,9 +166,7 @@ def summary_columns(reports: Sequence[Report]) -> list[tuple[str, Callable[[Repo
     return cols + [(f"{n} top-1", lambda r, n=n: fmt(r.attack(n)[0])) for n in attack_names(reports)]
 
 
-def summary_table(
-    reports: Sequence[Report], names: Sequence[str], first: tuple[str, Sequence[str]] | None = None
-) -> str:
+def summary_table(reports: Sequence[Report], names: Sequence[str], first: tuple[str, Sequence] | None = None) -> str:
     """The papers' summary table, a row per report; ``first``: a ``(header, cells)`` column shown first (the sweep)."""
     cols = summary_columns(reports)
     header = ([first[0]] if first else []) + ["run"] + [h for h, _ in cols]

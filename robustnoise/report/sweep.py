@@ -21,12 +21,8 @@ log = logging.getLogger("robustnoise")
 
 def swept_keys(overrides: Iterable[str]) -> list[str]:
     """The keys (or config groups) that ``overrides`` sweep over, in order, ``hydra.*`` left out."""
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    return list(
-        dict.fromkeys(
-            o.key_or_group for o in parsed if o.is_sweep_override() and not o.key_or_group.startswith("hydra")
-        )
-    )
+    swept = [o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides)) if o.is_sweep_override()]
+    return [k for k in dict.fromkeys(swept) if not k.startswith("hydra")]
 
 
 def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
