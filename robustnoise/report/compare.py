@@ -195,7 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = Path(args.baseline).resolve() if args.baseline else None
     if baseline is not None and base_dir not in {d.resolve() for d in run_dirs}:
         run_dirs, reports = [Path(args.baseline), *run_dirs], [baseline, *reports]  # a row of every table
-
     key, values, first = args.sweep_key, None, None
     if key:
         values = [config_value(d, key) for d in run_dirs]
@@ -210,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
         names = [f"{n} {key.rsplit('.', 1)[-1]}={_show(v)}" for n, v in zip(names, values)]
     if len(set(names)) < len(names):
         names = [f"{n} [{d.name}]" for n, d in zip(names, run_dirs)]
-
     out = Path(args.out) if args.out else Path(os.path.commonpath([d.resolve().parent for d in run_dirs]))
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(run_dirs, reports)
@@ -226,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"top-1 per corruption and severity:\n{rp.format_table(reports, names)}")
     else:
         print("\n".join([grouped, *grouped_notes(groups), f"(per-run tables: {out / COMPARISON_MD})"]))
-
     from robustnoise.report import plots  # matplotlib: only when drawing (the sweep callback loads this module)
 
     curves = [(label, [reports[i] for i in idx]) for label, idx in groups]

@@ -27,14 +27,14 @@ def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Rep
     """Write ``robustness.{csv,json,md}`` and the figures (best effort: failures are logged) to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rows = [["corruption", "severity", "top1", "top5", "n"]]
+    for key, acc in report.sets.items():
+        name, _, sev = key.partition("/s")
+        rows.append([name, sev or 0, f"{acc['top1']:.4f}", f"{acc['top5']:.4f}", acc["n"]])
+    for sigma, top1 in report.gaussian_sigmas.items():  # the sigma sweep: severity column = sigma
+        rows.append(["gaussian_sigma", f"{sigma:g}", f"{top1:.4f}", "", report.sets["clean"]["n"]])
     with open(out / REPORT_CSV, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["corruption", "severity", "top1", "top5", "n"])
-        for key, acc in report.sets.items():
-            name, _, sev = key.partition("/s")
-            writer.writerow([name, sev or 0, f"{acc['top1']:.4f}", f"{acc['top5']:.4f}", acc["n"]])
-        for sigma, top1 in report.gaussian_sigmas.items():  # the sigma sweep: severity column = sigma
-            writer.writerow(["gaussian_sigma", f"{sigma:g}", f"{top1:.4f}", "", report.sets["clean"]["n"]])
+        csv.writer(f).writerows(rows)
     report.to_json(out / REPORT_JSON)
     from robustnoise.report import plots as fig
 
@@ -255,8 +255,7 @@ def _stat(value: Any, real: bool) -> str:
 def format_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> str:
     """``robustness.md``: the summary, per-corruption, corruption x severity, sigma sweep and eps* tables, figures."""
     name, clean_n = report.label, num(report.sets.get("clean", {}).get("n"))
-    who = {"method": report.method, "model": report.model, "data": report.data}
-    described = ", ".join(f"{k} `{v}`" for k, v in who.items() if v is not None)
+    described = ", ".join(f"{k} `{v}`" for k in ("method", "model", "data") if (v := getattr(report, k)) is not None)
     lines = [f"# Robustness report: {name}", ""]
     if described or not math.isnan(clean_n):
         images_n = "" if math.isnan(clean_n) else f"; {int(clean_n)} test images"
