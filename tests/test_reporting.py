@@ -37,11 +37,9 @@ def imagenet_meta(acc: dict, run_name: str = "ant", **extra) -> dict:
     return {"method": run_name, "run_name": run_name, "model": "resnet50", "data": "ImageNet-C", "metrics": metrics}
 
 
-def make_run(
-    root: Path, name: str, acc: dict, meta: dict, sigma: float | None = None, plots_: bool = False, **kw
-) -> Path:
+def make_run(root: Path, name: str, acc: dict, meta: dict, sigma: float | None = None, plots_: bool = False) -> Path:
     run = root / name
-    write_report(Report.from_dict({**meta, "sets": acc}), run, plots=plots_, **kw)
+    write_report(Report.from_dict({**meta, "sets": acc}), run, plots=plots_)
     (run / ".hydra").mkdir(parents=True, exist_ok=True)
     method = f"  name: {meta['method']}\n" + (f"  sigma: {sigma}\n" if sigma is not None else "")
     (run / ".hydra" / "config.yaml").write_text(f"run_name: ${{method.name}}\nmethod:\n{method}seed: 1\n")
@@ -183,9 +181,6 @@ def test_plots_depend_on_the_data(tmp_path):
     for fn in (plots.plot_severity_curves, plots.plot_heatmap):
         pa, pb = fn(a, tmp_path / f"{fn.__name__}_a.png"), fn(b, tmp_path / f"{fn.__name__}_b.png")
         assert _differ(pa, pb), fn.__name__
-    ab = plots.plot_corruption_bars(a, b, tmp_path / "bars_ab.png")
-    ba = plots.plot_corruption_bars(b, a, tmp_path / "bars_ba.png")
-    assert _differ(ab, ba)
     s1 = plots.plot_sweep([a, b], [0.5, 0.1], tmp_path / "sweep1.png")
     s2 = plots.plot_sweep([a, b], [0.1, 0.5], tmp_path / "sweep2.png")
     s3 = plots.plot_sweep([a, b], [[0.1, 0.2], "x"], tmp_path / "sweep3.png", xlabel="sigmas")
@@ -197,15 +192,13 @@ def test_plots_depend_on_the_data(tmp_path):
 def test_plots_of_empty_reports(tmp_path):
     for fn in (plots.plot_severity_curves, plots.plot_heatmap):
         _pixels(fn(Report(run_name="nothing"), tmp_path / f"{fn.__name__}.png"))
-    _pixels(plots.plot_corruption_bars(Report(), Report(), tmp_path / "bars.png"))
     _pixels(plots.plot_sweep([Report()], [1.0], tmp_path / "sweep.png"))
 
 
-def test_write_report_figures_baseline_and_failures(tmp_path, monkeypatch, caplog):
-    base = make_run(tmp_path, "base", accuracies(70.0, 6.0, ALL[:4]), {"method": "vanilla", "run_name": "vanilla"})
+def test_write_report_figures_and_failures(tmp_path, monkeypatch, caplog):
     acc = accuracies(75.0, 3.0, ALL[:4])
-    run = make_run(tmp_path, "gnt", acc, {"method": "gnt", "run_name": "gnt"}, plots_=True, baseline=base)
-    for name in ("severity_curves.png", "heatmap.png", "bars_vs_vanilla.png"):
+    run = make_run(tmp_path, "gnt", acc, {"method": "gnt", "run_name": "gnt"}, plots_=True)
+    for name in ("severity_curves.png", "heatmap.png"):
         _pixels(run / name)
         assert f"]({name})" in (run / "robustness.md").read_text()
 
@@ -215,11 +208,11 @@ def test_write_report_figures_baseline_and_failures(tmp_path, monkeypatch, caplo
     monkeypatch.setattr(plots, "plot_heatmap", broken)
     out = tmp_path / "broken"
     with caplog.at_level(logging.WARNING, logger="robustnoise.report.reporting"):
-        report = write_report(Report.from_dict({"run_name": "gnt", "sets": acc}), out, baseline=tmp_path / "missing")
+        report = write_report(Report.from_dict({"run_name": "gnt", "sets": acc}), out)
     assert report.metric("clean_top1") == 75.0 and (out / "robustness.json").is_file()
     assert (out / "severity_curves.png").is_file() and not (out / "heatmap.png").exists()
     assert "heatmap.png" not in (out / "robustness.md").read_text()
-    assert "no display" in caplog.text and "baseline" in caplog.text
+    assert "no display" in caplog.text
 
 
 # --------------------------------------------------------------------------------------------------------- CLI

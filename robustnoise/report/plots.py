@@ -1,10 +1,6 @@
-"""Figures of robustness reports (PNG, ~100 dpi): severity curves, corruption x severity heatmap, per-corruption
-bars against a baseline run, seed groups, and accuracy against a swept value (Rusak et al. 2020, Fig. 2); and the
-image grids and noise histograms of training (:mod:`robustnoise.report.training_figures`).
-
-The ``plot_*`` functions take :class:`~robustnoise.report.schema.Report` objects and write one PNG, drawn on a
-:class:`matplotlib.figure.Figure` with the Agg canvas: no pyplot state, the global backend is left alone.
-"""
+"""Figures (PNG, ~100 dpi) of reports: severity curves, heatmap, seed groups, accuracy against a swept value (Rusak et
+al. 2020, Fig. 2), training curves; and of training: image rows, noise histograms. Each is a :class:`Figure` on the
+Agg canvas: no pyplot state, the global backend is left alone."""
 
 from __future__ import annotations
 
@@ -19,13 +15,11 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import (
-    seed_interval,
-    severity_label,
-)
-from robustnoise.report.schema import Report, all_corruptions, eps_directions, num
+from robustnoise.report.reporting import seed_interval, severity_label
+from robustnoise.report.schema import Report, eps_directions, mean, num
 
 DPI = 100
+MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -41,16 +35,9 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _title(report: Report, what: str, who: str | None = None) -> str:
-    sub = ", ".join(
-        f"{k} {v}" for k, v in (("method", report.method), ("model", report.model), ("data", report.data)) if v
-    )
-    return f"{who or report.label}: {what}" + (f"\n({sub})" if sub else "")
-
-
 def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn: Callable[[str], Any]) -> list:
-    """Best effort: each ``(caption, file name, draw(path))`` of ``jobs`` into ``out``; a figure that fails is passed
-    to ``warn`` and left out. Returns ``(caption, file name)`` of those written."""
+    """Draw each ``(caption, file name, draw(path))`` into ``out``, best effort (failures go to ``warn``); returns
+    ``(caption, file name)`` of those written."""
     written = []
     for caption, name, job in jobs:
         try:
@@ -61,20 +48,26 @@ def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn
     return written
 
 
-MIN_SPAN = 10.0
-"""Accuracy axes span at least this many points, so that a one-image difference does not fill a figure."""
+def _finish(ax: Any, path: str | Path, title: str, xlabel: str = "", values: Sequence[float] | None = None) -> Path:
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_xlabel(xlabel)
+    if values is not None:
+        ax.set_ylim(*_limits(values))
+    ax.grid(axis="both" if xlabel else "y", alpha=0.3)  # bars (no x label): horizontal lines only
+    ax.set_title(title, fontsize=11)
+    return save_figure(ax.figure, path)
 
 
-def _limits(values: Sequence[float], floor: float = 0.0, ceil: float = 100.0) -> tuple[float, float]:
-    """Accuracy axis limits: the data range with a margin, at least :data:`MIN_SPAN` wide, inside [0, 100]."""
+def _limits(values: Sequence[float]) -> tuple[float, float]:
+    """Accuracy axis limits: the data range with a margin, at least :data:`MIN_SPAN` wide, inside [0, 101]."""
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
-        return floor, ceil
+        return 0.0, 100.0
     lo, hi = min(finite), max(finite)
     pad = max(2.0, 0.08 * (hi - lo), (MIN_SPAN - (hi - lo)) / 2)
-    lo, hi = max(floor, lo - pad), min(ceil + 1.0, hi + pad)
+    lo, hi = max(0.0, lo - pad), min(101.0, hi + pad)
     if hi - lo < MIN_SPAN:  # pushed against 0 or 100: widen on the other side
-        lo, hi = (lo, min(ceil + 1.0, lo + MIN_SPAN)) if lo <= floor else (max(floor, hi - MIN_SPAN), hi)
+        lo, hi = (lo, min(101.0, lo + MIN_SPAN)) if lo <= 0.0 else (max(0.0, hi - MIN_SPAN), hi)
     return lo, hi
 
 
@@ -83,115 +76,95 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+def _title(report: Report, what: str) -> str:
+    sub = ", ".join(f"{k} {v}" for k in ("method", "model", "data") if (v := getattr(report, k)))
+    return f"{report.label}: {what}" + (f"\n({sub})" if sub else "")
+
+
+def _data(reports: Sequence[Report]) -> str:
+    data = sorted({str(r.data) for r in reports if r.data is not None})
+    return f" ({', '.join(data)})" if data else ""
+
+
+def _layout(report: Report) -> tuple[dict[str, dict[int, float]], list[str], list[str], list[str], list[int]]:
+    """The report's matrix, corruptions, holdouts, row labels of both and severities."""
+    matrix, (main, holdouts) = report.matrix(), report.corruptions()
+    labels = main + [f"{n} (holdout)" for n in holdouts]
+    return matrix, main, holdouts, labels, sorted({s for row in matrix.values() for s in row})
+
+
+def _clean_line(ax: Any, report: Report) -> list[float]:
+    clean = report.metric("clean_top1")
+    if math.isnan(clean):
+        return []
+    ax.axhline(clean, ls="--", color="0.45", lw=1.5, label=f"clean ({clean:.1f})", zorder=4)
+    return [clean]
+
+
 def plot_severity_curves(report: Report, path: str | Path) -> Path:
-    """Top-1 accuracy against severity: one line per corruption (holdouts dashed), their mean (thick black) and
-    the clean accuracy (dashed grey line)."""
-    matrix = report.matrix()
-    main, holdouts = report.corruptions()
-    names = main + holdouts
-    severities = sorted({s for row in matrix.values() for s in row})
-    if len(severities) == 1:  # MNIST-C: one severity, so a curve would be a column of dots
-        return _plot_one_severity(report, severities[0], path)
-    fig = _figure(8.0, 4.8)
-    ax = fig.add_subplot()
+    """Top-1 against severity: a line per corruption (holdouts dashed), their mean (thick black) and the clean accuracy
+    (dashed grey); with a single severity (MNIST-C), where a curve would be a column of dots, a bar per corruption."""
+    matrix, main, holdouts, labels, severities = _layout(report)
+    if len(severities) == 1:
+        severity = severities[0]
+        level = severity_label(report, severity)
+        rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
+        if main:
+            label = "mean (w/o holdouts)" if holdouts else "mean"
+            rows.append((label, lambda r: mean(matrix[n][severity] for n in main)))
+        ax = _figure(max(6.0, 0.45 * len(rows) + 2.5), 4.8).add_subplot()
+        _grouped_bars(ax, rows, [(report.label, [report])], 1)
+        _clean_line(ax, report)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_ylim(0, 101)  # bars start at zero
+        level = f"severity {severity}" if level.startswith("s") else level
+        return _finish(ax, path, _title(report, f"accuracy per corruption ({level})"))
+    ax = _figure(8.0, 4.8).add_subplot()
     values: list[float] = []
-    for name, colour in zip(names, _colours(len(names))):
-        row = matrix[name]
-        xs = sorted(row)
-        ys = [row[s] for s in xs]
+    for name, label, colour in zip(main + holdouts, labels, _colours(len(labels))):
+        xs, ys = zip(*matrix[name].items())
         values += ys
         style = "--" if name in holdouts else "-"
-        label = f"{name} (holdout)" if name in holdouts else name
         ax.plot(xs, ys, style, marker="o", markersize=3.5, lw=1.3, color=colour, label=label)
-    if main and severities:
-        means = [np.mean([matrix[c][s] for c in main if s in matrix[c]]) for s in severities]
-        values += [float(m) for m in means]
+    if main:
+        means = [mean(matrix[c].get(s) for c in main) for s in severities]
+        values += means
         label = "mean" if not holdouts else "mean (w/o holdouts)"
         ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
-    clean = report.metric("clean_top1")
-    if not math.isnan(clean):
-        values.append(clean)
-        ax.axhline(clean, ls="--", color="0.45", lw=1.5, label=f"clean ({clean:.1f})", zorder=4)
+    values += _clean_line(ax, report)
     ax.set_xticks(severities or [1, 2, 3, 4, 5])
-    ax.set_xlabel("severity")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_ylim(*_limits(values))
-    ax.grid(alpha=0.3)
-    if not names:
+    if not labels:
         ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(_title(report, "accuracy vs severity"), fontsize=11)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return save_figure(fig, path)
-
-
-def _plot_one_severity(report: Report, severity: int, path: str | Path) -> Path:
-    """The severity curve of a single-severity evaluation: one bar per corruption, their mean and the clean line."""
-    matrix, (main, holdouts) = report.matrix(), report.corruptions()
-    names = main + holdouts
-    ys = [matrix[n][severity] for n in names]
-    labels = [f"{n} (holdout)" if n in holdouts else n for n in names]
-    if main:
-        ys.append(float(np.mean([matrix[n][severity] for n in main])))
-        labels.append("mean" if not holdouts else "mean (w/o holdouts)")
-    fig = _figure(max(6.0, 0.45 * len(labels) + 2.5), 4.8)
-    ax = fig.add_subplot()
-    colours = ["tab:blue" if n not in holdouts else "tab:gray" for n in names] + (["black"] if main else [])
-    ax.bar(range(len(ys)), ys, color=colours)
-    clean = report.metric("clean_top1")
-    if not math.isnan(clean):
-        ax.axhline(clean, ls="--", color="0.45", lw=1.5, label=f"clean ({clean:.1f})")
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
-    ax.set_ylim(0, 101)  # bars start at zero
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.grid(axis="y", alpha=0.3)
-    level = severity_label(report, severity)
-    level = f"severity {severity}" if level.startswith("s") else level
-    ax.set_title(_title(report, f"accuracy per corruption ({level})"), fontsize=11)
-    return save_figure(fig, path)
+    return _finish(ax, path, _title(report, "accuracy vs severity"), "severity", values)
 
 
 def plot_heatmap(report: Report, path: str | Path) -> Path:
-    """Corruption x severity top-1 accuracy as an annotated heatmap, with the mean per corruption (last column; not
-    with a single severity, where it would repeat it) and per severity (last row). The colour scale is 0..100 for
-    every run, so that runs compare by colour and a one-image difference looks like one."""
-    matrix = report.matrix()
-    main, holdouts = report.corruptions()
-    names = main + holdouts
-    severities = sorted({s for row in matrix.values() for s in row})
+    """Corruption x severity top-1 as an annotated heatmap with the means per corruption (last column; not for a single
+    severity) and per severity (last row); the colour scale is 0..100 for every run, so that runs compare by colour."""
+    matrix, main, holdouts, labels, severities = _layout(report)
     mean_column = len(severities) != 1
-    data = np.full((len(names) + (1 if main else 0), len(severities) + mean_column), np.nan)
-    for i, name in enumerate(names):
-        for j, s in enumerate(severities):
-            data[i, j] = matrix[name].get(s, np.nan)
-        if mean_column:
-            data[i, -1] = report.corruption_accuracy(name)
+    data = np.full((len(labels) + bool(main), len(severities) + mean_column), np.nan)
+    for i, name in enumerate(main + holdouts):
+        data[i, : len(severities)] = [matrix[name].get(s, np.nan) for s in severities]
+        data[i, len(severities) :] = report.corruption_accuracy(name)  # the mean column, if any
     if main:
-        with np.errstate(all="ignore"):
-            data[-1] = np.nanmean(data[: len(main)], axis=0) if data.size else data[-1]
-    row_labels = [f"{n} (holdout)" if n in holdouts else n for n in names] + (["mean"] if main else [])
+        data[-1] = [mean(data[: len(main), j]) for j in range(data.shape[1])]
+    row_labels = labels + (["mean"] if main else [])
     col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
-
     fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
     ax = fig.add_subplot()
-    finite = data[np.isfinite(data)]
-    if finite.size:
+    if np.isfinite(data).any():
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
         image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=100.0, aspect="auto")
-        bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-        bar.set_label("top-1 accuracy (%)")
-        for i in range(data.shape[0]):
-            for j in range(data.shape[1]):
-                value = data[i, j]
-                if math.isnan(value):
-                    ax.text(j, i, "–", ha="center", va="center", fontsize=9, color="0.3")
-                    continue
-                weight = "bold" if i == len(names) or j == len(severities) else "normal"
-                colour = "white" if value < 60.0 else "black"  # dark end of the 0..100 scale
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
+        fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02).set_label("top-1 accuracy (%)")
+        for (i, j), value in np.ndenumerate(data):  # white on the dark end of the 0..100 scale
+            text, colour = ("–", "0.3") if math.isnan(value) else (f"{value:.1f}", "white" if value < 60 else "black")
+            weight = "bold" if i == len(labels) or j == len(severities) else "normal"
+            ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
         if main:
-            ax.axhline(len(names) - 0.5, color="white", lw=2)
+            ax.axhline(len(labels) - 0.5, color="white", lw=2)
         if mean_column:
             ax.axvline(len(severities) - 0.5, color="white", lw=2)
     else:
@@ -205,56 +178,9 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_corruption_bars(report: Report, baseline_report: Report, path: str | Path) -> Path:
-    """Per-corruption top-1 accuracy (mean over severities) of the run next to a baseline run, plus the clean and
-    mean-corruption accuracy; the difference run - baseline is written above each pair."""
-    run_name, base_name = report.label, baseline_report.label
-    if run_name == base_name:
-        run_name, base_name = f"{run_name} (run)", f"{base_name} (baseline)"
-    main, holdouts = all_corruptions([report, baseline_report])
-    labels = ["clean", "mean-C"] + main + [f"{n}\n(holdout)" for n in holdouts]
-
-    def values(r: Report) -> list[float]:
-        return [r.metric("clean_top1"), r.metric("c_top1")] + [r.corruption_accuracy(n) for n in main + holdouts]
-
-    ours, theirs = values(report), values(baseline_report)
-    x = np.arange(len(labels))
-    width = 0.4
-    fig = _figure(max(6.0, 0.75 * len(labels) + 2.5), 4.8)
-    ax = fig.add_subplot()
-    ax.bar(x - width / 2, theirs, width, color="0.65", label=base_name)
-    ax.bar(x + width / 2, ours, width, color="tab:blue", label=run_name)
-    ax.set_ylim(0, 108)  # bars start at zero, and every run compared gets the same axis
-    for xi, a, b in zip(x, ours, theirs):
-        if math.isnan(a) or math.isnan(b):
-            continue
-        delta = round(a - b, 1)
-        colour = "tab:green" if delta > 0 else ("tab:red" if delta < 0 else "0.3")
-        ax.text(xi, max(a, b) + 1.5, f"{delta:+.1f}", ha="center", va="bottom", fontsize=8, color=colour)
-    ax.axvline(1.5, color="0.6", lw=0.8, ls=":")
-    ax.set_xticks(x, labels, rotation=40, ha="right", rotation_mode="anchor", fontsize=9)
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    ax.set_title(
-        _title(report, "top-1 per corruption (mean over severities)", f"{run_name} vs {base_name}"), fontsize=11
-    )
-    return save_figure(fig, path)
-
-
-GROUP_ACCURACIES: tuple[tuple[str, Any], ...] = (
-    ("clean", lambda r: r.metric("clean_top1")),
-    ("mean corruption", lambda r: r.metric("c_top1")),
-    ("adv. noise, mean", lambda r: r.adversarial()[0]),
-    ("adv. noise, worst", Report.adversarial_worst),
-)
-
-
-def _grouped_bars(
-    ax: Any, rows: Sequence[tuple[str, Any]], groups: Sequence[tuple[str, Sequence[Any]]], digits: int
-) -> list[float]:
-    """One cluster of bars per row, one bar per group: the mean over its seeds, the interval as an error bar (groups
-    of one seed have none). Returns the interval ends (for the axis limits)."""
+def _grouped_bars(ax: Any, rows: list[tuple[str, Any]], groups: Sequence[tuple[str, Sequence]], digits: int) -> list:
+    """A cluster of bars per row, a bar per group: the mean over its seeds and its interval (an error bar from two
+    seeds on). Returns the interval ends."""
     width = 0.8 / max(len(groups), 1)
     x = np.arange(len(rows))
     ends: list[float] = []
@@ -272,163 +198,121 @@ def _grouped_bars(
 
 
 def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
-    """One chart comparing groups of runs (``(label, reports of its seeds)``, a baseline among them): clean, mean
-    corruption and adversarial-noise top-1 (mean and worst generator) on one 0-100 axis, and eps* (median l2 norm,
-    not a percentage) on a second panel; bars are the means over seeds, error bars their interval
-    (:func:`seed_interval`). One axis per panel for every group, so that the groups compare by bar height."""
+    """One chart of groups of runs (``(label, reports of its seeds)``, a baseline among them): clean, mean corruption
+    and adversarial-noise top-1 on one 0-100 axis and eps* (median l2 norm) on a second panel; bars are the means
+    over seeds, error bars their :func:`seed_interval`. One axis per panel, so that groups compare by bar height."""
     everyone = [r for _, reports in groups for r in reports]
-    accuracy = [(n, f) for n, f in GROUP_ACCURACIES if any(not math.isnan(num(f(r))) for r in everyone)]
+    accuracy = [
+        ("clean", lambda r: r.metric("clean_top1")),
+        ("mean corruption", lambda r: r.metric("c_top1")),
+        ("adv. noise, mean", lambda r: r.adversarial()[0]),
+        ("adv. noise, worst", Report.adversarial_worst),
+    ]
+    accuracy = [(n, f) for n, f in accuracy if any(not math.isnan(num(f(r))) for r in everyone)]
     eps = [(f"eps* {d}", lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(everyone)]
     eps += [("eps* adv., worst", Report.eps_worst)] if any(not math.isnan(r.eps_worst()) for r in everyone) else []
     fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
-    axes = fig.subplots(1, 2, width_ratios=[max(len(accuracy), 1), max(len(eps), 1)]) if eps else [fig.add_subplot()]
-    _grouped_bars(axes[0], accuracy, groups, 1)
-    axes[0].set_ylim(0, 101)  # bars start at zero
-    axes[0].set_ylabel("top-1 accuracy (%)")
-    axes[0].set_title("accuracy", fontsize=10)
-    if eps:
-        ends = [v for v in _grouped_bars(axes[1], eps, groups, 2) if not math.isnan(v)]
-        axes[1].set_ylim(0, 1.15 * max(ends, default=1.0) or 1.0)
-        axes[1].set_ylabel("eps* (median l2 norm)")
-        axes[1].set_title("noise needed to flip (eps*)", fontsize=10)
+    panels = [(accuracy, 1, "top-1 accuracy (%)", "accuracy")]
+    panels += [(eps, 2, "eps* (median l2 norm)", "noise needed to flip (eps*)")] if eps else []
+    axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=[max(len(p[0]), 1) for p in panels])[0]
+    for ax, (rows, digits, ylabel, title) in zip(axes, panels):
+        ends = [v for v in _grouped_bars(ax, rows, groups, digits) if not math.isnan(v)]
+        ax.set(ylim=(0, 101) if digits == 1 else (0, 1.15 * max(ends, default=1.0) or 1.0), ylabel=ylabel)  # from 0
+        ax.set_title(title, fontsize=10)
     if not accuracy and not eps:
         axes[0].text(0.5, 0.5, "no numbers in these reports", ha="center", va="center", transform=axes[0].transAxes)
+    handles = axes[0].get_legend_handles_labels()
     fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="lower center",
-        ncol=min(len(groups), 3),
-        fontsize=9,
-        bbox_to_anchor=(0.5, 1.0),
-        frameon=False,
+        *handles, loc="lower center", ncol=min(len(groups), 3), fontsize=9, bbox_to_anchor=(0.5, 1), frameon=False
     )
-    data = sorted({str(r.data) for r in everyone if r.data is not None})
-    fig.suptitle(
-        "comparison: mean over seeds, error bar = seed interval" + (f" ({', '.join(data)})" if data else ""),
-        y=1.12 + 0.05 * ((len(groups) - 1) // 3),
-        fontsize=11,
-    )
+    title = f"comparison: mean over seeds, error bar = seed interval{_data(everyone)}"
+    fig.suptitle(title, y=1.12 + 0.05 * ((len(groups) - 1) // 3), fontsize=11)
     return save_figure(fig, path)
 
 
-def _numeric(xs: Sequence[Any]) -> list[float] | None:
-    out = [num(x) for x in xs]
-    return None if any(math.isnan(v) for v in out) else out
-
-
-def _band(
-    ax: Any, xs: Sequence[float], per_x: Sequence[Sequence[float]], colour: Any, label: str, **line: Any
-) -> list[float]:
-    """The mean over seeds at each x as a line and its interval (:func:`seed_interval`) as a shaded band; returns
-    the band's values (for the axis limits)."""
-    intervals = [seed_interval(v) for v in per_x]
-    means = [i.mean for i in intervals]
-    ax.plot(xs, means, color=colour, lw=2, label=label, **line)
-    if any(i.n > 1 for i in intervals):
-        ax.fill_between(xs, [i.lo for i in intervals], [i.hi for i in intervals], color=colour, alpha=0.2, lw=0)
-    return [v for i in intervals for v in (i.lo, i.hi)]
+def _bands(curves: list[tuple[str, list, list, dict]], path: str | Path, title: str, xlabel: str, **ticks: Any) -> Path:
+    """Curves ``(label, xs, values per x (one per seed), line style)``: the mean over the seeds at each x as a line and
+    their :func:`seed_interval` as a shaded band; ``ticks``: ``set_xticks``' arguments, if any."""
+    ax = _figure(7.0, 4.6).add_subplot()
+    values: list[float] = []
+    for label, xs, per_x, style in curves:
+        intervals = [seed_interval(v) for v in per_x]
+        (line,) = ax.plot(xs, [i.mean for i in intervals], lw=2, label=label, **style)
+        if any(i.n > 1 for i in intervals):
+            ax.fill_between(xs, [i.lo for i in intervals], [i.hi for i in intervals], color=line.get_color(), alpha=0.2)
+        values += [v for i in intervals for v in (i.lo, i.hi)]
+    if values:
+        ax.legend(fontsize=9, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no accuracies in these reports", ha="center", va="center", transform=ax.transAxes)
+    if ticks:
+        ax.set_xticks(**ticks)
+    return _finish(ax, path, title, xlabel, values)
 
 
 def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, xlabel: str = "sigma") -> Path:
-    """Accuracy against a swept value (Rusak et al. 2020, Fig. 2): clean top-1, mean corruption top-1, and, when
-    any run has them, top-1 without the noise corruptions and the accuracy under adversarial noise. Runs at the same
-    x (seeds) give one point, their mean, and a band, their interval (:func:`seed_interval`).
-    Non-numeric ``xs`` (e.g. lists of sigmas) are placed at equal spacing in the given order."""
+    """Clean, mean corruption and, where measured, w/o-noise and adversarial-noise top-1 against a swept value (Rusak et
+    al. 2020, Fig. 2); runs at the same x (seeds) are one point with a band; non-numeric ``xs`` are equally spaced."""
     if len(reports) != len(xs):
         raise ValueError(f"plot_sweep: {len(reports)} reports but {len(xs)} x values")
-    at: dict[str, list[int]] = {}
-    for i, x in enumerate(xs):
-        at.setdefault(str(x), []).append(i)
-    firsts = [idx[0] for idx in at.values()]
-    numeric = _numeric([xs[i] for i in firsts])
-    order = sorted(range(len(firsts)), key=lambda k: numeric[k]) if numeric else list(range(len(firsts)))
-    groups = [[reports[i] for i in list(at.values())[k]] for k in order]
-    positions = [numeric[k] for k in order] if numeric else list(range(len(firsts)))
-    ticks = [str(xs[firsts[k]]) for k in order]
-
-    fig = _figure(7.0, 4.6)
-    ax = fig.add_subplot()
-    series: list[tuple[str, Any, str, str, str]] = [
-        ("clean", lambda r: r.metric("clean_top1"), "tab:blue", "o", "-"),
-        ("mean corruption", lambda r: r.metric("c_top1"), "tab:red", "s", "-"),
-        ("w/o noises", lambda r: r.metric("no_noise_top1"), "tab:green", "^", "--"),
-        ("adv. noise", lambda r: r.adversarial()[0], "tab:purple", "D", ":"),
+    at: dict[str, tuple[Any, list[Report]]] = {}
+    for x, report in zip(xs, reports):
+        at.setdefault(str(x), (x, []))[1].append(report)
+    numeric = [num(x) for x, _ in at.values()]
+    numeric = None if any(math.isnan(v) for v in numeric) else numeric
+    points = sorted(zip(numeric, at.values()), key=lambda p: p[0]) if numeric else list(enumerate(at.values()))
+    series = [
+        ("clean", lambda r: r.metric("clean_top1"), {"color": "tab:blue", "marker": "o"}),
+        ("mean corruption", lambda r: r.metric("c_top1"), {"color": "tab:red", "marker": "s"}),
+        ("w/o noises", lambda r: r.metric("no_noise_top1"), {"color": "tab:green", "marker": "^", "linestyle": "--"}),
+        ("adv. noise", lambda r: r.adversarial()[0], {"color": "tab:purple", "marker": "D", "linestyle": ":"}),
     ]
-    values: list[float] = []
-    for label, value, colour, marker, style in series:
-        per_x = [[value(r) for r in group] for group in groups]
-        if all(math.isnan(v) for vs in per_x for v in vs):
-            continue
-        values += _band(ax, positions, per_x, colour, label, marker=marker, linestyle=style, markersize=6)
-    if not values:
-        ax.text(0.5, 0.5, "no accuracies in these reports", ha="center", va="center", transform=ax.transAxes)
-    ax.set_ylim(*_limits(values))
-    ax.set_xticks(positions, ticks, rotation=0 if numeric else 30)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.grid(alpha=0.3)
-    if values:
-        ax.legend(fontsize=9, loc="best")
+    curves = []
+    for label, value, style in series:
+        per_x = [[value(r) for r in group] for _, (_, group) in points]
+        if any(not math.isnan(v) for vs in per_x for v in vs):
+            curves.append((label, [p for p, _ in points], per_x, {**style, "markersize": 6}))
     runs = sorted({r.label for r in reports})
-    shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-    data = sorted({str(r.data) for r in reports if r.data is not None})
-    ax.set_title(f"{shown}: accuracy vs {xlabel}" + (f" ({', '.join(data)})" if data else ""), fontsize=11)
-    return save_figure(fig, path)
+    title = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "") + f": accuracy vs {xlabel}{_data(reports)}"
+    ticks, labels = [p for p, _ in points], [str(x) for _, (x, _) in points]
+    return _bands(curves, path, title, xlabel, ticks=ticks, labels=labels, rotation=0 if numeric else 30)
 
 
-def plot_sigma_bands(curves: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
+def plot_sigma_bands(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
     """Top-1 under ``clip(x + sigma n)`` against sigma (Rusak et al. 2020, Fig. 2's axis), one curve per
     ``(label, reports of its seeds)``: the mean over the seeds and their interval as a band."""
-    fig = _figure(7.0, 4.6)
-    ax = fig.add_subplot()
-    values: list[float] = []
-    for (label, reports), colour in zip(curves, _colours(len(curves))):
+    curves = []
+    for (label, reports), colour in zip(groups, _colours(len(groups))):
         sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})
         per_x = [[r.gaussian_sigmas.get(s, math.nan) for r in reports] for s in sigmas]
-        values += _band(ax, sigmas, per_x, colour, f"{label} (n={len(reports)})", marker="o", markersize=4)
-    ax.set_ylim(*_limits(values))
-    ax.set_xlabel("sigma of the Gaussian noise")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="best")
-    data = sorted({str(r.data) for _, rs in curves for r in rs if r.data is not None})
-    ax.set_title("accuracy under clip(x + sigma n): mean and seed interval" + (f" ({', '.join(data)})" if data else ""))
-    return save_figure(fig, path)
+        curves.append((f"{label} (n={len(reports)})", sigmas, per_x, {"color": colour, "marker": "o", "markersize": 4}))
+    title = f"accuracy under clip(x + sigma n): mean and seed interval{_data([r for _, rs in groups for r in rs])}"
+    return _bands(curves, path, title, "sigma of the Gaussian noise")
 
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
-    """Validation accuracy against epoch from a CSV logger's ``metrics.csv`` files (in order; a resumed run's earlier
-    parts first): clean (``val/acc``), the corrupted subset's mean (``val_c/mean_acc``) and each of its corruptions
-    (thin); None without validation rows."""
+    """Validation top-1 against epoch from CSV loggers' ``metrics.csv`` files (a resumed run's parts in order): clean,
+    the corrupted subset's mean and each of its corruptions (thin); None without validation rows."""
     rows: list[dict[str, str]] = []
-    per_corruption: set[str] = set()
     for file in metrics_csv:
         with open(file, newline="") as f:
-            reader = csv.DictReader(f)
-            rows += [r for r in reader if r.get("epoch")]
-            per_corruption |= {k for k in reader.fieldnames or [] if k.startswith("val_c/") and k.endswith("/acc")}
-    curves = {}
-    for key in ["val/acc", "val_c/mean_acc", *sorted(per_corruption)]:
-        points = {int(r["epoch"]) + 1: float(r[key]) for r in rows if r.get(key)}
-        if points:
-            curves[key] = points
+            rows += [r for r in csv.DictReader(f) if r.get("epoch")]
+    per_corruption = sorted({k for r in rows for k in r if k.startswith("val_c/") and k.endswith("/acc")})
+    keys = ["val/acc", "val_c/mean_acc", *per_corruption]
+    points = {k: sorted({int(r["epoch"]) + 1: float(r[k]) for r in rows if r.get(k)}.items()) for k in keys}
+    curves = {k: c for k, c in points.items() if c}
     if not curves:
         return None
-    fig = _figure(7.0, 4.5)
-    ax = fig.add_subplot()
+    ax = _figure(7.0, 4.5).add_subplot()
     others = [k for k in curves if k not in ("val/acc", "val_c/mean_acc")]
     for key, colour in zip(others, _colours(len(others))):
-        ax.plot(*zip(*sorted(curves[key].items())), color=colour, lw=1, alpha=0.7, label=key[len("val_c/") : -4])
-    for key, style in (("val/acc", "-"), ("val_c/mean_acc", "--")):
+        ax.plot(*zip(*curves[key]), color=colour, lw=1, alpha=0.7, label=key[len("val_c/") : -4])
+    for key, style, label in (("val/acc", "-", "clean"), ("val_c/mean_acc", "--", "corrupted (mean)")):
         if key in curves:
-            label = "clean" if key == "val/acc" else "corrupted (mean)"
-            ax.plot(*zip(*sorted(curves[key].items())), "k" + style, lw=2.5, marker="o", markersize=4, label=label)
-    ax.set_ylim(*_limits([v for c in curves.values() for v in c.values()]))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation top-1 accuracy (%)")
-    ax.grid(alpha=0.3)
+            ax.plot(*zip(*curves[key]), "k" + style, lw=2.5, marker="o", markersize=4, label=label)
     ax.legend(fontsize=8, loc="best")
-    ax.set_title("validation accuracy during training: clean and corrupted subset")
-    return save_figure(fig, path)
+    values = [v for c in curves.values() for _, v in c]
+    return _finish(ax, path, "validation accuracy during training: clean and corrupted subset", "epoch", values)
 
 
 def log_image_file(module: Any, key: str, path: Path) -> None:
@@ -439,22 +323,18 @@ def log_image_file(module: Any, key: str, path: Path) -> None:
 
 
 def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -> Figure:
-    """Images in [0, 1] as labelled rows: ``(row label, tensor N x C x H x W)``, up to ``columns`` per row; a
-    readable size (>= 6 in wide at :data:`DPI`) whatever the image size."""
+    """Images in [0, 1] as labelled rows ``(label, N x C x H x W)``, up to ``columns`` a row, >= 6 in wide."""
     rows = [(label, images) for label, images in rows if len(images)]
     n = min(columns, max((len(images) for _, images in rows), default=1))
     cell = max(0.45, 7.5 / n)
     fig = _figure(1.4 + cell * n, 0.5 + cell * max(len(rows), 1))
-    axes = np.atleast_2d(fig.subplots(max(len(rows), 1), n, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1}))
+    axes = fig.subplots(max(len(rows), 1), n, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1})
+    for ax in axes.flat:
+        ax.set(xticks=[], yticks=[])
+        ax.spines[:].set_visible(False)
     for r, (label, images) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.spines[:].set_visible(False)
-            if c < len(images):
-                image = images[c].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        for ax, image in zip(axes[r], images[:n].detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy()):
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title, fontsize=11)
     return fig
@@ -464,8 +344,7 @@ def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: boo
     """Per-channel histograms of per-pixel noise values (Rusak et al. 2020, Fig. 3A) and, for reference, the density of
     Gaussian noise of the same l2 norm: ``epsilon`` over ``d = C*H*W`` pixels is a std of ``epsilon / sqrt(d)``."""
     values = values.detach().float().cpu()
-    fig = _figure(6.4, 4.0)
-    ax = fig.add_subplot()
+    ax = _figure(6.4, 4.0).add_subplot()
     colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
     for c in range(values.shape[1]):
         label = f"channel {c}" if values.shape[1] > 1 else "generator noise"
@@ -480,4 +359,4 @@ def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: boo
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8)
-    return fig
+    return ax.figure

@@ -1,10 +1,5 @@
-"""The report of one evaluation: what the evaluation writes to ``robustness.json`` and every reader reads.
-
-``robustness.json`` holds :meth:`Report.to_dict`: the fields below, the summary of :func:`summarize` (clean and mean
-corruption accuracy, per-corruption means; derived from ``sets``, written for readers of the file) and ``sets``.
-:meth:`Report.from_dict` reads it back, including the files written before the :class:`Benchmark` names (their
-``benchmark`` key in the older vocabulary, or none).
-"""
+"""The report of one evaluation, ``robustness.json`` (:meth:`Report.to_dict`: the fields, :func:`summarize` of ``sets``
+for readers of the file, and ``sets``); :meth:`Report.from_dict` also reads files written before :class:`Benchmark`."""
 
 from __future__ import annotations
 
@@ -12,18 +7,16 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from robustnoise.corruptions.presets import HOLDOUT_CORRUPTIONS
 from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
 
 REPORT_JSON = "robustness.json"
 NAN = float("nan")
-EPS_DIRECTIONS: tuple[str, ...] = ("gaussian", "uniform", "adversarial")
-"""Display order of the ``eps_star`` directions (others follow alphabetically)."""
+EPS_DIRECTIONS = ("gaussian", "uniform", "adversarial")  # display order of eps*; others follow alphabetically
 _PER_GENERATOR = re.compile(r"adversarial_\d+")
 
 
@@ -58,14 +51,15 @@ class Report:
                 self.metrics = robustness_summary(self.sets, self.benchmark)
         self.gaussian_sigmas = dict(sorted((float(s), float(a)) for s, a in self.gaussian_sigmas.items()))
 
-    # ---------------------------------------------------------------------------------------------------- JSON
-
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Report:
         """A report from the content of ``robustness.json`` (unknown keys, e.g. the derived summary, are ignored)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known and v is not None}
-        values["benchmark"] = _benchmark(raw)
+        data = str(raw.get("data", "")).lower()  # reports written before the benchmark key: guessed from the data
+        guesses = {"imagenet-c": Benchmark.IMAGENET_C, "tiny-imagenet-c": Benchmark.TINY_IMAGENET_C}
+        guess = Benchmark.MNIST_C if "mnist" in data and data.endswith("-c") else guesses.get(data, Benchmark.GENERATED)
+        values["benchmark"] = Benchmark.parse(raw.get("benchmark") or guess)
         values["metrics"] = {k: num(v) for k, v in (raw.get("metrics") or {}).items()}
         if not values["metrics"] and not raw.get("sets"):  # a report of clean accuracy only
             values["metrics"] = {k: num(raw.get(k)) for k in ("clean_top1", "clean_top5")}
@@ -74,8 +68,7 @@ class Report:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The content of ``robustness.json`` (the keys of the evaluation that computed nothing of a kind are left
-        out, as before)."""
+        """The content of ``robustness.json``; kinds of numbers the evaluation did not compute are left out."""
         out = {k: v for k, v in asdict(self).items() if v not in (None, {}) or k in ("seed", "preset")}
         sets = out.pop("sets", {})
         out["benchmark"] = self.benchmark.value
@@ -85,7 +78,7 @@ class Report:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Report:
-        """The report in ``run_dir``; a :class:`FileNotFoundError` naming the missing evaluation otherwise."""
+        """The report in ``run_dir``; :class:`FileNotFoundError` if the run was not evaluated."""
         path = Path(run_dir) / REPORT_JSON
         if not path.is_file():
             raise FileNotFoundError(f"no {REPORT_JSON} in {run_dir}: was the run evaluated (task=train or task=eval)?")
@@ -94,16 +87,13 @@ class Report:
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=True))
 
-    # -------------------------------------------------------------------------------------------------- numbers
-
     @property
     def label(self) -> str:
         """The name the report is shown under: its run name, else its method."""
         return str(self.run_name or self.method or "run")
 
     def metric(self, key: str) -> float:
-        """One number of ``metrics`` (NaN if absent); the mean corruption accuracy falls back to the mean over every
-        corruption evaluated when the benchmark's corruptions were not."""
+        """One number of ``metrics`` (NaN if absent; ``c_top1/5`` without the benchmark set: over all evaluated)."""
         value = num(self.metrics.get(key))
         if math.isnan(value) and key in ("c_top1", "c_top5"):
             value = num(summarize(self.sets)[key.replace("c_", "corrupted_")])
@@ -115,15 +105,13 @@ class Report:
 
     def corruptions(self) -> tuple[list[str], list[str]]:
         """``(benchmark corruptions, holdouts)`` evaluated, in evaluation order (MNIST-C: no holdouts)."""
-        names = list(self.matrix())
-        if self.benchmark is Benchmark.MNIST_C:
-            return [n for n in names if n != "identity"], []
-        return [n for n in names if n not in HOLDOUT_CORRUPTIONS], [n for n in names if n in HOLDOUT_CORRUPTIONS]
+        held, mnist_c = self.benchmark.holdouts, self.benchmark is Benchmark.MNIST_C
+        names = [n for n in self.matrix() if not (mnist_c and n == "identity")]  # MNIST-C's identity: the clean set
+        return [n for n in names if n not in held], [n for n in names if n in held]
 
     def corruption_accuracy(self, corruption: str, field: str = "top1") -> float:
         """Accuracy (%) under one corruption, averaged over its severities; NaN if not evaluated."""
-        row = self.matrix(field).get(corruption)
-        return sum(row.values()) / len(row) if row else NAN
+        return mean(self.matrix(field).get(corruption, {}).values())
 
     def eps_value(self, direction: str) -> tuple[float, float]:
         """``(centre, spread)`` of eps* in one direction: the median (else the mean) and the std."""
@@ -133,8 +121,7 @@ class Report:
 
     def eps_worst(self) -> float:
         """The smallest median eps* over the adversarial generators (the attacker's view); NaN if none."""
-        medians = [num(v.get("median")) for k, v in self.eps_star.items() if _PER_GENERATOR.fullmatch(k)]
-        return min(medians) if medians else NAN
+        return min((num(v.get("median")) for k, v in self.eps_star.items() if _PER_GENERATOR.fullmatch(k)), default=NAN)
 
     def adversarial(self) -> tuple[float, float, float]:
         """``(mean, std, epsilon)`` of the accuracy under adversarial noise; NaNs if not evaluated."""
@@ -152,9 +139,8 @@ class Report:
         return num(result.get("accuracy")), num(result.get("epsilon"))
 
 
-def eps_directions(reports: list[Report], per_seed: bool = False) -> list[str]:
-    """The eps* directions of ``reports`` in display order; without ``per_seed``, the per-generator entries
-    ``adversarial_<k>`` are left out when their summary ``adversarial`` is there."""
+def eps_directions(reports: Sequence[Report], per_seed: bool = False) -> list[str]:
+    """The eps* directions of ``reports`` in display order (``adversarial_<k>``: ``per_seed`` or without summary)."""
     present = {d for r in reports for d in r.eps_star}
     if not per_seed and "adversarial" in present:
         present = {d for d in present if not _PER_GENERATOR.fullmatch(d)}
@@ -164,59 +150,37 @@ def eps_directions(reports: list[Report], per_seed: bool = False) -> list[str]:
 
 def all_corruptions(reports: Sequence[Report]) -> tuple[list[str], list[str]]:
     """:meth:`Report.corruptions` over ``reports``: each name once, in first-seen order."""
-    main: list[str] = []
-    holdouts: list[str] = []
-    for report in reports:
-        m, h = report.corruptions()
-        main += [c for c in m if c not in main]
-        holdouts += [c for c in h if c not in holdouts]
-    return main, holdouts
+    pairs = [r.corruptions() for r in reports]
+    return [*dict.fromkeys(c for m, _ in pairs for c in m)], [*dict.fromkeys(c for _, h in pairs for c in h)]
 
 
-def attack_names(reports: list[Report]) -> list[str]:
+def attack_names(reports: Sequence[Report]) -> list[str]:
     """The attacks evaluated in any of ``reports``, in first-seen order."""
     return list(dict.fromkeys(n for r in reports for n in r.attacks))
 
 
 def num(value: Any) -> float:
     """``value`` as a float; NaN for None, non-numbers and booleans."""
-    if isinstance(value, bool) or value is None:
-        return NAN
     try:
-        return float(value)
+        return NAN if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         return NAN
 
 
-def _benchmark(raw: dict[str, Any]) -> Benchmark:
-    """A report's benchmark; for reports written before that key, guessed from ``data``."""
-    if raw.get("benchmark"):
-        return Benchmark.parse(raw["benchmark"])
-    data = str(raw.get("data", "")).lower()
-    guesses = {"imagenet-c": Benchmark.IMAGENET_C, "tiny-imagenet-c": Benchmark.TINY_IMAGENET_C}
-    if "mnist" in data and data.endswith("-c"):
-        return Benchmark.MNIST_C
-    return guesses.get(data, Benchmark.GENERATED)
+def mean(values: Iterable[Any]) -> float:
+    """Mean of the finite numbers of ``values``; NaN if there is none."""
+    finite = [v for v in map(num, values) if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else NAN
 
 
 def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Clean accuracy, mean corruption accuracy, per-corruption means over severities (top-1 and top-5)."""
     corrupted = {k: v for k, v in accuracies.items() if k != "clean" and v["n"] > 0}
-    top1, top5 = accuracy_matrix(corrupted, "top1"), accuracy_matrix(corrupted, "top5")
-    per_corruption = {
-        c: {"top1": sum(row.values()) / len(row), "top5": sum(top5[c].values()) / len(top5[c])}
-        for c, row in top1.items()
-    }
-
-    def mean(key: str) -> float:
-        values = [v[key] for v in corrupted.values()]
-        return sum(values) / len(values) if values else NAN
-
     clean = accuracies.get("clean", {"top1": NAN, "top5": NAN})
+    matrices = {f: accuracy_matrix(corrupted, f) for f in ("top1", "top5")}
     return {
         "clean_top1": clean["top1"],
         "clean_top5": clean["top5"],
-        "corrupted_top1": mean("top1"),
-        "corrupted_top5": mean("top5"),
-        "per_corruption": per_corruption,
+        **{f"corrupted_{f}": mean(v[f] for v in corrupted.values()) for f in ("top1", "top5")},
+        "per_corruption": {c: {f: mean(matrices[f][c].values()) for f in matrices} for c in matrices["top1"]},
     }

@@ -1,13 +1,7 @@
-"""The figures of a training run, drawn by a callback (the methods import nothing from the report layer).
-
-- ``train_batch.png``: once per run, a training batch as the classifier saw it, one labelled row per part of the
-  batch (a method's ``train_rows``: clean, perturbed, ANT's generator and replay noise, AugMix views);
-- after each of ANT's restarts (its ``restart_sample``), ``noise/restart_<k>_samples.png`` (clean images, the new
-  generator's noise and noisy images, an earlier generator's noisy images) and ``noise/restart_<k>_histogram.png``,
-  the per-pixel noise values (Rusak et al. 2020, Fig. 3A).
-
-Rank zero draws; the noise is drawn from its own seeded generator, so the figures never move a training stream.
-"""
+"""The figures of a training run, drawn by a callback (methods import nothing from the report layer): once,
+``train_batch.png`` (a method's ``train_rows``: one labelled row per part of a training batch); after each of ANT's
+restarts (its ``restart_sample``), ``noise/restart_<k>_{samples,histogram}.png`` (Rusak et al. 2020, Fig. 3A). Rank
+zero draws, with its own seeded noise: the figures never move a training stream."""
 
 from __future__ import annotations
 
@@ -24,7 +18,7 @@ from robustnoise.report.plots import image_rows, log_image_file, noise_histogram
 
 
 class TrainingFigures(Callback):
-    """Draw the training-batch figure once and ANT's noise figures after every restart (see the module docstring)."""
+    """Draw the training-batch figure once and ANT's noise figures after every restart."""
 
     def __init__(self) -> None:
         self.batch_drawn = False
@@ -39,9 +33,8 @@ class TrainingFigures(Callback):
             self.batch_drawn = True
             title = f"{type(pl_module).__name__}: a training batch as the classifier sees it"
             figure = image_rows([(f"{label}\n({len(x)})", x[:8]) for label, x in rows], title, columns=8)
-            log_image_file(
-                pl_module, "images/train_batch", save_figure(figure, Path(trainer.default_root_dir) / "train_batch.png")
-            )
+            path = save_figure(figure, Path(trainer.default_root_dir) / "train_batch.png")
+            log_image_file(pl_module, "images/train_batch", path)
         if sample is not None:
             restart_figures(pl_module, sample["x"], sample["params"], sample["epsilon"])
 
