@@ -241,13 +241,11 @@ def relative_mce(
 
 
 def accuracy_without_noise(
-    accuracies: Mapping[str, Mapping[str, Any]],
-    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
-    noises: Sequence[str] = NOISE_CORRUPTIONS,
+    accuracies: Mapping[str, Mapping[str, Any]], corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS
 ) -> dict[str, float]:
-    """``{"top1", "top5"}``: mean accuracy (%) over ``corruptions`` other than ``noises`` (IN-C w/o noises), each
+    """``{"top1", "top5"}``: mean accuracy (%) over ``corruptions`` other than the 3 noises (IN-C w/o noises), each
     corruption averaged over its severities first. NaN + warning if one is missing."""
-    kept = [c for c in corruptions if c not in noises]
+    kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
     out = {}
     for field in ("top1", "top5"):
         matrix = accuracy_matrix(accuracies, field)

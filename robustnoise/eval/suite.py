@@ -156,17 +156,10 @@ class CorruptionSuite:
         self.top5[k][index] = (topk == y[:, None]).any(dim=1).to(torch.int8)
 
     def gather(self) -> None:
-        """Merge the records of all ranks (no-op without torch.distributed)."""
+        """Merge the records of all ranks (no-op without torch.distributed): unseen -1 < any record; inf stays inf."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for values in self.eps.values():  # unseen -1 < any eps; inf stays inf
+            for values in [*self.top1, *self.top5, *self.noise_top1, *self.sigma_top1, *self.eps.values()]:
                 dist.all_reduce(values, op=dist.ReduceOp.MAX)
-            for records in (self.top1, self.top5, self.noise_top1, self.sigma_top1):
-                if not records:
-                    continue
-                flat = torch.cat(records).to(torch.int32)
-                dist.all_reduce(flat, op=dist.ReduceOp.MAX)
-                for k, part in enumerate(flat.split([len(r) for r in records])):
-                    records[k] = part.to(torch.int8)
 
     def accuracies(self) -> dict[str, dict[str, float]]:
         """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from robustnoise.utils.errors import ConfigError
@@ -22,20 +23,14 @@ def processes_per_job(trainer: DictConfig | dict) -> int:
     """Training processes of a trainer config: devices (count, list or ``"0,1"``; ``-1`` / ``"auto"``: the visible
     GPUs, one process on the CPU) times nodes."""
     devices: Any = trainer.get("devices", 1)
-    nodes = int(trainer.get("num_nodes", 1) or 1)
-    if isinstance(devices, (list, tuple, ListConfig)):
-        count = len(devices)
-    elif isinstance(devices, str) and "," in devices:
-        count = len([d for d in devices.split(",") if d.strip()])
-    elif str(devices).strip() in ("auto", "-1"):
-        count = 1
-        if str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda"):
-            import torch
-
-            count = max(torch.cuda.device_count(), 1)
+    if isinstance(devices, str) and "," in devices:
+        devices = [d for d in devices.split(",") if d.strip()]
+    if str(devices).strip() in ("auto", "-1"):
+        gpu = str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
+        count = torch.cuda.device_count() if gpu else 1
     else:
-        count = int(devices)
-    return max(count, 1) * max(nodes, 1)
+        count = len(devices) if isinstance(devices, (list, tuple, ListConfig)) else int(devices)
+    return max(count, 1) * max(int(trainer.get("num_nodes", 1) or 1), 1)
 
 
 def check_multirun_ddp(cfg: DictConfig) -> None:
