@@ -306,11 +306,8 @@ def robustness_summary(
                 continue
             out[f"{corruption}/top1"] = _mean(top1[corruption].values())
             out[f"{corruption}/top5"] = _mean(top5[corruption].values()) if corruption in top5 else _NAN
-            if not normalized:
-                out[f"{corruption}/ce"] = 100.0 * _mean(errors[corruption].values())
-            else:
-                known = corruption in ALEXNET_ERR_PER_SEVERITY
-                out[f"{corruption}/ce"] = 100.0 * _ce(corruption, errors[corruption]) if known else _NAN
+            ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else _NAN
+            out[f"{corruption}/ce"] = 100.0 * (ce if normalized else _mean(errors[corruption].values()))
 
         if any(c in top1 for c in holdouts):
             out["holdout_top1"] = mean_over(top1, holdouts)

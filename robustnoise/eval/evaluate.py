@@ -182,19 +182,13 @@ def adversarial_generators(
         num_workers=datamodule.num_workers,
     )
     classifier = method.classifier.to(method.device)
-    generators = [
-        train_adversarial_generator(
-            classifier,
-            loader,
-            float(epsilon),
-            kernel=cfg.kernel,
-            steps=cfg.steps,
-            lr=cfg.lr,
-            seed=seed,
-            name=f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}",
-        )  # fmt: skip
-        for seed in range(cfg.seeds)
-    ]
+    settings = {"kernel": cfg.kernel, "steps": cfg.steps, "lr": cfg.lr}
+    generators = []
+    for seed in range(cfg.seeds):
+        name = f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}"
+        generators.append(
+            train_adversarial_generator(classifier, loader, float(epsilon), seed=seed, name=name, **settings)
+        )
     log.info("trained %d adversarial noise generators (eps %.2f, %d steps each)", len(generators), epsilon, cfg.steps)
     return generators, float(epsilon)
 
@@ -207,7 +201,7 @@ def _released_sets(ev: DictConfig, datamodule: ClassificationDataModule) -> list
     kwargs: dict[str, Any] = {}
     if kind in ("cifar10c", "cifar100c"):
         kwargs["verify_md5"] = bool(cfg.get("verify_md5", False))
-    class_to_idx = getattr(datamodule.test_set, "class_to_idx", None) if datamodule.test_set is not None else None
+    class_to_idx = getattr(datamodule.test_set, "class_to_idx", None)
     if kind in ("imagenetc", "tinyimagenetc") and class_to_idx:
         kwargs["class_to_idx"] = class_to_idx
     corruptions = list(cfg.corruptions) if cfg.get("corruptions") else None

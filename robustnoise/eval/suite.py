@@ -133,10 +133,8 @@ class CorruptionSuite:
                     direction = self.noise_generators[int(name.rsplit("_", 1)[1])](x)
                 else:
                     direction = random_directions(x, name, sample_seeds(self.seed, index, 1000 + salt))
-                eps, passes = minimal_perturbation(model, x, y, direction, rel_tol=self.rel_tol, clean_logits=clean)
-                self.eps[name][index] = eps
-                passes += 1  # the shared clean pass, counted per direction
-                self.eps_passes[name] = self.eps_passes.get(name, 0.0) + passes * len(x)
+                self.eps[name][index], passes = minimal_perturbation(model, x, y, direction, self.rel_tol, clean)
+                self.eps_passes[name] = self.eps_passes.get(name, 0.0) + (passes + 1) * len(x)  # + the clean pass
         else:
             self.record(self.released[loader - 1], index, model(x), y)
 
