@@ -4,13 +4,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("Report", "build_method", "evaluate_robustness", "load_data")
-__all__ = list(_API)
+__all__ = ["Report", "build_method", "evaluate_robustness", "load_data"]
 
 
 def __getattr__(name: str) -> Any:
     """The notebook API (``robustnoise.api``), imported on first use: ``import robustnoise`` stays light."""
-    if name in _API:
+    if name in __all__:
         from robustnoise import api
 
         return getattr(api, name)

@@ -1,6 +1,5 @@
-"""Adversarial robustness at fixed epsilons: l_inf PGD and l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and
-AutoAttack (Croce & Hein 2020) with ``pyautoattack``, the evaluation of AdA (Calian et al. 2022, App. A and Table 2:
-l_2 eps 0.5 and 1.0, l_inf eps 1/255, 2/255 and 4/255 on CIFAR-10).
+"""Adversarial robustness at fixed epsilons, AdA's evaluation (Calian et al. 2022, App. A and Table 2): l_inf PGD and
+l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and AutoAttack (Croce & Hein 2020) with ``pyautoattack``.
 
 Both packages are optional (``pip install robustnoise[attacks]``); the model takes [0, 1] images and normalises
 inside, so the attacks work in pixel space with bounds (0, 1).
@@ -9,11 +8,11 @@ inside, so the attacks work in pixel space with bounds (0, 1).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
@@ -30,9 +29,8 @@ def _optional(what: str, module: str, pin: str) -> Any:
         raise RobustnoiseError(f"{what} needs {module}: pip install '{pin}' (or robustnoise[attacks])") from err
 
 
-def build_attack(name: str, cfg: Mapping[str, Any]) -> Any:
-    """A foolbox attack from plain settings: ``linf_pgd`` (steps, stepsize) or ``l2_ddn`` (steps, gamma)."""
-    fb = _optional("attacks", "foolbox", "foolbox==3.3.4")
+def _foolbox_attack(fb: Any, name: str, cfg: Mapping[str, Any]) -> Any:
+    """``linf_pgd`` (steps, stepsize) or ``l2_ddn`` (steps, gamma)."""
     if name == "linf_pgd":
         return fb.attacks.LinfPGD(abs_stepsize=float(cfg["stepsize"]), steps=int(cfg["steps"]), random_start=True)
     if name == "l2_ddn":
@@ -40,10 +38,9 @@ def build_attack(name: str, cfg: Mapping[str, Any]) -> Any:
     raise RobustnoiseError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
 
 
-def build_autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> Any:
-    """``pyautoattack.AutoAttack`` from plain settings: ``norm`` (Linf | L2 | L1), ``epsilon``, ``version``
-    (``standard``: APGD-CE, APGD-T, FAB-T, Square with the authors' fixed budgets; ``custom``: only ``parts``, e.g.
-    ``[apgd-ce]``, with ``n_iter`` / ``n_restarts`` of APGD if given) and ``seed``."""
+def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> Any:
+    """``norm`` (Linf | L2 | L1), ``epsilon``, ``version`` (``standard``: APGD-CE, APGD-T, FAB-T, Square with the
+    authors' budgets; ``custom``: only ``parts``, with ``n_iter`` / ``n_restarts`` of APGD if given) and ``seed``."""
     norm, version = str(cfg.get("norm", "Linf")), str(cfg.get("version", "standard"))
     if norm not in AUTOATTACK_NORMS:
         raise ConfigError(f"eval.attacks.autoattack.norm must be one of {', '.join(AUTOATTACK_NORMS)}, got {norm!r}")
@@ -65,23 +62,29 @@ def build_autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torc
 def robust_accuracy(
     classifier: nn.Module, loader: Iterable, name: str, cfg: Mapping[str, Any], max_images: int | None = None
 ) -> dict[str, float]:
-    """Accuracy (%) under the attack at ``cfg['epsilon']``, over the first ``max_images`` images of ``loader``."""
-    if name == "autoattack":
-        return _autoattack_accuracy(classifier, loader, cfg, max_images)
-    fb = _optional("attacks", "foolbox", "foolbox==3.3.4")
+    """Accuracy (%) under the attack at ``cfg['epsilon']``, over the first ``max_images`` images of ``loader``.
+    Under AutoAttack an image counts as robust if no part of the ensemble flips its prediction."""
     device = next(classifier.parameters()).device
-    model = fb.PyTorchModel(classifier.eval(), bounds=(0.0, 1.0), device=device)
-    attack = build_attack(name, cfg)
-    correct = total = 0
-    for x, y in _batches(loader, device, max_images):
-        with torch.enable_grad():
-            _, _, success = attack(model, x, y, epsilons=[float(cfg["epsilon"])])
-        correct += int((~success[0]).sum())
-        total += len(y)
-    return {"epsilon": float(cfg["epsilon"]), "accuracy": 100.0 * correct / max(total, 1), "n": total}
+    epsilon, batches = float(cfg["epsilon"]), _batches(loader, device, max_images)
+    if name == "autoattack":
+        attack = _autoattack(classifier.eval(), cfg, device)
+        x, y = (torch.cat(parts) for parts in zip(*batches))
+        _, predicted = attack.run_standard_evaluation(x, y, batch_size=int(cfg.get("batch_size", 250)))
+        correct, total = int((predicted.to(y.device) == y).sum()), len(y)
+    else:
+        fb = _optional("attacks", "foolbox", "foolbox==3.3.4")
+        model = fb.PyTorchModel(classifier.eval(), bounds=(0.0, 1.0), device=device)
+        attack = _foolbox_attack(fb, name, cfg)
+        correct = total = 0
+        for x, y in batches:
+            with torch.enable_grad():
+                success = attack(model, x, y, epsilons=[epsilon])[2][0]
+            correct += int((~success).sum())
+            total += len(y)
+    return {"epsilon": epsilon, "accuracy": 100.0 * correct / max(total, 1), "n": total}
 
 
-def _batches(loader: Iterable, device: torch.device, max_images: int | None) -> Iterable[tuple[Any, Any]]:
+def _batches(loader: Iterable, device: torch.device, max_images: int | None) -> Iterator[tuple[Tensor, Tensor]]:
     total = 0
     for batch in loader:
         x, y = batch[0].to(device), batch[1].to(device)
@@ -91,17 +94,3 @@ def _batches(loader: Iterable, device: torch.device, max_images: int | None) -> 
         yield x, y
         if max_images is not None and total >= max_images:
             return
-
-
-def _autoattack_accuracy(
-    classifier: nn.Module, loader: Iterable, cfg: Mapping[str, Any], max_images: int | None
-) -> dict[str, float]:
-    """AutoAttack's robust accuracy: an image counts as robust if no part of the ensemble flips its prediction."""
-    device = next(classifier.parameters()).device
-    classifier.eval()
-    attack = build_autoattack(classifier, cfg, device)
-    batches = list(_batches(loader, device, max_images))
-    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-    _, predicted = attack.run_standard_evaluation(x, y, batch_size=int(cfg.get("batch_size", 250)))
-    correct = int((predicted.to(y.device) == y).sum())
-    return {"epsilon": float(cfg["epsilon"]), "accuracy": 100.0 * correct / max(len(y), 1), "n": len(y)}

@@ -1,31 +1,18 @@
 """The median perturbation size eps* (Rusak et al. 2020, §3.3, Table 2).
 
-For each test image and a noise direction n (unit l2), eps is the clipped l2 size ``||clip(x + eta n, 0, 1) - x||``
-of the smallest step ``eta`` along n at which the classifier's decision flips; eps* is the median over the test set.
-Images that no step along n can flip count as infinity (paper footnote 5; the reference code stores the sentinel
-C*H*W instead), images that are already misclassified count as 0. The median is the lower median (as the
-reference's ``torch.median``), well defined with infinite entries.
+For each test image and a unit-l2 noise direction n, eps is the clipped size ``||clip(x + eta n, 0, 1) - x||`` of the
+smallest step ``eta`` that flips the decision; eps* is its lower median (as the reference's ``torch.median``) over
+the test set. Images no step can flip count as infinity (paper footnote 5), images already misclassified as 0.
 
-Search. The reference scans 11 steps of a 1.8-geometric grid in eta (0, 1, 1.8, ..., 1.8^9) upwards to the first
-misclassified point, then refines by 40 halving steps: 51 forward passes per image. Here the search runs on the size
-s itself (the clipped norm is non-decreasing in eta, so the first flip in s is the first flip in eta; the step for a
-size is the exact clipping-aware inverse, :func:`~robustnoise.noise.projection.clipping_aware_scale`):
-
-1. One clean pass (shareable across directions: ``clean_logits``) gives the decision and the margin
-   ``m(0) = logit_true - max_other``.
-2. An upward scan of a ``ratio``-geometric grid of sizes ending at ``s_max``, the norm with every pixel saturated,
-   stops per image at the first grid point that flips. Every wrong interval along the ray that spans a factor
-   ``ratio`` above the grid's first point contains a grid point, so the bracket holds the *first* such flip, never a
-   later one. Images whose decision survives ``s_max`` never flip (inf).
-3. Inside the bracket: regula falsi on the margin ``m(s)`` with the Illinois modification (superlinear where the
-   margin is smooth), each probe at least half the tolerance away from both ends (so that once the estimate has
-   converged from one side the next probe closes the bracket from the other), and a bisection step whenever the
-   interpolated point is not strictly inside the bracket or four steps in a row left more than half of it; until the
-   bracket is narrower than ``rel_tol`` of its upper end. Any ``rel_tol`` terminates: a bracket whose midpoint rounds
-   to an endpoint is at the dtype's resolution.
-
-Like the reference, the value recorded is the clipped norm at the misclassified end of the bracket. About 13 forward
-passes per image on a small digits CNN (tests/test_eps_star.py counts them through the model).
+The reference scans a 1.8-geometric grid in eta, then refines by 40 halving steps (51 passes per image). Here the
+search runs on the size s itself (non-decreasing in eta; the step for a size is the exact clipping-aware inverse,
+:func:`~robustnoise.noise.projection.clipping_aware_scale`): an upward scan of a 1.8-geometric grid of sizes ending at
+``s_max`` (every pixel saturated) brackets the *first* flip (every wrong interval spanning a factor 1.8 holds a grid
+point); then regula falsi on the margin ``logit_true - max_other`` with the Illinois modification, each probe at least
+half the tolerance inside the bracket (so a converged side is closed from the other) and a bisection step whenever the
+interpolated point is outside or four steps in a row left more than half the bracket, until the bracket is narrower
+than ``rel_tol`` of its upper end (or at the dtype's resolution). The value recorded is the clipped norm at the
+misclassified end. About 13 forward passes per image on a small digits CNN (tests/test_eps_star.py counts them).
 """
 
 from __future__ import annotations
@@ -40,6 +27,7 @@ from robustnoise.corruptions import rng
 from robustnoise.noise.projection import clipping_aware_scale, l2_norm
 
 _SLOW = 4  # regula falsi steps in a row that each leave more than half the bracket, before a bisection step
+_RATIO, _GRID_POINTS = 1.8, 8  # the scan's grid: sizes s_max * 1.8**-k, k = 7..0
 
 
 def random_directions(x: Tensor, kind: str, seeds: Tensor) -> Tensor:
@@ -68,18 +56,16 @@ def minimal_perturbation(
     y: Tensor,
     direction: Tensor,
     rel_tol: float = 1e-5,
-    ratio: float = 1.8,
-    grid_points: int = 8,
     clean_logits: Tensor | None = None,
 ) -> tuple[Tensor, float]:
     """Per-image eps along ``direction`` (any scale; it is normalised), and the mean forward passes per image.
 
     Returns eps of shape (N,): 0 where the clean image is already misclassified, ``inf`` where no size up to full
-    saturation changes the decision. The grid has the ``grid_points`` sizes ``s_max * ratio**-k``; the pass count
-    includes the clean pass unless ``clean_logits`` (the model's output on ``x``) is given.
+    saturation changes the decision. The pass count includes the clean pass unless ``clean_logits`` (the model's
+    output on ``x``) is given.
     """
-    if not (rel_tol > 0 and ratio > 1 and grid_points >= 1):
-        raise ValueError(f"need rel_tol > 0, ratio > 1 and grid_points >= 1, got {rel_tol}, {ratio}, {grid_points}")
+    if not rel_tol > 0:
+        raise ValueError(f"need rel_tol > 0, got {rel_tol}")
     view = (-1, *([1] * (x.dim() - 1)))
     n_hat = direction / l2_norm(direction).view(view).clamp_min(1e-30)
     rows = 0
@@ -98,11 +84,11 @@ def minimal_perturbation(
     lo, hi = torch.zeros_like(s_max), s_max.clone()
     m_hi = torch.zeros_like(m_lo)
     found = wrong.clone()  # the bracket [lo, hi] holds the first flip
-    for k in reversed(range(grid_points)):
+    for k in reversed(range(_GRID_POINTS)):
         idx = (~found).nonzero().squeeze(1)
         if not len(idx):
             break
-        size = s_max[idx] * ratio**-k
+        size = s_max[idx] * _RATIO**-k
         flipped, m = probe(idx, size)
         hit, miss = idx[flipped], idx[~flipped]
         hi[hit], m_hi[hit], found[hit] = size[flipped], m[flipped], True

@@ -30,13 +30,9 @@ log = logging.getLogger("robustnoise")
 
 
 def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
-    """Benchmark, corruptions, severities and released -C set (against the clean data; its files if
-    ``read_released``) of the final evaluation, checked before training, not after.
-
-    Empty lists: ``eval.severities=[]`` with corruptions and an empty ``eval.released.corruptions`` / ``severities``
-    are errors (nothing asked for would be evaluated); ``eval.corruptions=[]`` alone is clean accuracy (as
-    ``eval=none``) and says so in a warning line.
-    """
+    """The final evaluation's benchmark, corruptions, severities and released -C set (against the clean data; its
+    files if ``read_released``), checked before training. Empty lists that would evaluate nothing asked for are errors;
+    ``eval.corruptions=[]`` alone is clean accuracy (as ``eval=none``), with a warning line."""
     ev = cfg.eval
     released = ev.get("released") or {}
     benchmark = Benchmark.parse(ev.benchmark)
@@ -67,8 +63,8 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
 
 
 def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """``task=eval``'s model settings: ``ckpt_path`` (our checkpoint or any weight file the model loader accepts,
-    with the architecture stored in it) or ``model.weights``."""
+    """``task=eval``'s model settings: ``ckpt_path`` (any weight file, with the architecture stored in our
+    checkpoints) or ``model.weights``."""
     ckpt = cfg.get("ckpt_path")
     if not ckpt:
         if not cfg.model.get("weights"):
@@ -87,8 +83,8 @@ def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_robustness(
     cfg: DictConfig, trainer: pl.Trainer, method: RobustClassifierModule, datamodule: ClassificationDataModule
 ) -> dict[str, Any]:
-    """Clean + corrupted accuracy of the test split; writes the report in the run directory and returns the content
-    of its ``robustness.json`` (empty on the other ranks)."""
+    """Clean + corrupted accuracy of the test split; writes the report in the run directory and returns its
+    ``robustness.json`` content (empty on the other ranks)."""
     ev = cfg.eval
     generators, noise_epsilon = adversarial_generators(ev.get("adversarial_noise") or {}, method, datamodule)
     suite = corruption_suite(ev, datamodule, generators, noise_epsilon)
@@ -145,8 +141,8 @@ def evaluation_report(
     datamodule: ClassificationDataModule,
     **who: Any,
 ) -> Report:
-    """The report of an evaluated ``suite``: ``who`` (method, run name, model, seed), the benchmark and preset, the
-    adversarial-noise results and the attacks of ``eval.attacks`` (run here, on rank 0)."""
+    """The report of an evaluated ``suite`` and ``who`` (method, run name, model, seed), with the attacks of
+    ``eval.attacks`` (run here, on rank 0)."""
     attacks = ev.get("attacks") or {}
     loader = datamodule.test_dataloader
     return Report(
@@ -186,33 +182,26 @@ def adversarial_generators(
         num_workers=datamodule.num_workers,
     )
     classifier = method.classifier.to(method.device)
-    generators = [
-        train_adversarial_generator(
-            classifier,
-            loader,
-            float(epsilon),
-            kernel=cfg.kernel,
-            steps=cfg.steps,
-            lr=cfg.lr,
-            seed=seed,
-            name=f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}",
-        )  # fmt: skip
-        for seed in range(cfg.seeds)
-    ]
+    settings = {"kernel": cfg.kernel, "steps": cfg.steps, "lr": cfg.lr}
+    generators = []
+    for seed in range(cfg.seeds):
+        name = f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}"
+        generators.append(
+            train_adversarial_generator(classifier, loader, float(epsilon), seed=seed, name=name, **settings)
+        )
     log.info("trained %d adversarial noise generators (eps %.2f, %d steps each)", len(generators), epsilon, cfg.steps)
     return generators, float(epsilon)
 
 
 def _released_sets(ev: DictConfig, datamodule: ClassificationDataModule) -> list:
-    """The released -C files of the benchmark to evaluate (``eval.released``), with the training set's class mapping
-    where known."""
+    """The released -C files of ``eval.released``, with the training set's class mapping where known."""
     cfg, kind = ev.get("released"), Benchmark.parse(ev.benchmark).reader
     if not cfg or kind is None:
         return []
     kwargs: dict[str, Any] = {}
     if kind in ("cifar10c", "cifar100c"):
         kwargs["verify_md5"] = bool(cfg.get("verify_md5", False))
-    class_to_idx = getattr(datamodule.test_set, "class_to_idx", None) if datamodule.test_set is not None else None
+    class_to_idx = getattr(datamodule.test_set, "class_to_idx", None)
     if kind in ("imagenetc", "tinyimagenetc") and class_to_idx:
         kwargs["class_to_idx"] = class_to_idx
     corruptions = list(cfg.corruptions) if cfg.get("corruptions") else None

@@ -1,23 +1,16 @@
 """Robustness evaluation: clean and corrupted accuracy, computed inside Lightning's test loop.
 
-Two kinds of corrupted sets:
-
-- *generated*: corruptions of the in-memory library applied on the device, batch by batch, to the clean test images:
-  every test image is loaded once and evaluated clean and under every (corruption, severity). Each image's corruption
-  is seeded by (seed, test index, corruption, severity), so its random draws do not depend on batch size, workers or
-  rank. The corrupted images are rounded to the 8-bit grid (``round(255 x) / 255``), the precision of the released
-  files and of the clean images. Filters (FFT, GEMM) and the model's forward pass still differ at float rounding
-  (~1e-7) between batch shapes and CPU kernels; a prediction can change only at a near-tie of the two best logits
-  (docs/exactness.md, "What is bit-exact and what is equal to float rounding").
-- *released*: the files of CIFAR-10/100-C, Tiny-ImageNet-C, ImageNet-C or MNIST-C (``robustnoise.data.released_c``),
-  one extra dataloader per (corruption, severity).
-
-Results are recorded per image and merged across ranks with a max-reduction, which makes them exact under DDP
-(the distributed sampler's padding duplicates are recorded twice into the same slot).
+*Generated* sets: the in-memory corruptions applied on the device to each batch of clean test images (every image is
+loaded once), seeded per image by (seed, test index, corruption, severity) so that draws do not depend on batch size,
+workers or rank, and rounded to the 8-bit grid of the released files. Filters and the forward pass still differ at
+float rounding (~1e-7) between batch shapes (docs/exactness.md). *Released* sets (``robustnoise.data.released_c``):
+one extra dataloader per (corruption, severity). Results are recorded per image and merged across ranks with a
+max-reduction, exact under DDP (the sampler's padding duplicates land twice in the same slot).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import warnings
 from dataclasses import dataclass
@@ -33,19 +26,15 @@ from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
-from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, robustness_summary
+from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, accuracy_matrix, robustness_summary
 from robustnoise.noise.projection import project_to_sphere
-from robustnoise.report.schema import summarize
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.progress import progress
 
 
 @dataclass(frozen=True)
 class EvalSet:
-    """One evaluation set: the clean test split (``corruption=None``) or one corruption at one severity.
-
-    ``dataset`` is set for released files (evaluated from their own loader); otherwise the corruption is generated.
-    """
+    """The clean test split (``corruption=None``) or one corruption at one severity; ``dataset``: released files."""
 
     corruption: str | None
     severity: int = 0
@@ -57,8 +46,7 @@ class EvalSet:
 
 
 def check_suite_args(corruptions: Any, severities: Any, gaussian_sigmas: Any) -> None:
-    """One-line errors for unknown corruption names, severities outside 1..5 and negative sigmas, before any work
-    (``eval.evaluate.check_eval_config`` runs it before training, the suite again for the notebook API)."""
+    """One-line errors for unknown corruptions, severities outside 1..5 and negative sigmas, before any work."""
     for severity in severities:
         check_severity(severity)
     for name in corruptions:
@@ -98,28 +86,26 @@ class CorruptionSuite:
         for corruption, severity, files in released or []:
             self.sets.append(EvalSet(corruption, int(severity), IndexedDataset(files)))
         self.released = list(range(len(self.generated), len(self.sets)))  # loader 1 + i evaluates set released[i]
-        self.top1: list[Tensor] = []
-        self.top5: list[Tensor] = []
         # adversarial noise (Rusak et al. 2020, Table 2): accuracy at noise_epsilon and eps* along each generator
         self.noise_generators = list(noise_generators or [])
         self.noise_epsilon = noise_epsilon
-        self.eps_cfg = dict(eps_star or {})
-        self.eps_directions = list(self.eps_cfg.get("directions", [])) if self.eps_cfg.get("enabled") else []
-        if self.eps_cfg.get("enabled"):
-            self.eps_directions += [f"adversarial_{k}" for k in range(len(self.noise_generators))]
-        self.eps: dict[str, Tensor] = {}
-        self.eps_passes: dict[str, float] = {}
-        self.noise_top1: list[Tensor] = []
+        eps_star = eps_star or {}
+        self.rel_tol = float(eps_star.get("rel_tol", 1e-5))
+        adversarial = [f"adversarial_{k}" for k in range(len(self.noise_generators))]
+        self.eps_directions = [*eps_star.get("directions", []), *adversarial] if eps_star.get("enabled") else []
         # accuracy under clip(x + sigma n) per sigma: the x-axis of Rusak et al. 2020, Fig. 2
         self.sigmas = [float(s) for s in gaussian_sigmas or []]
+        self.top1: list[Tensor] = []
+        self.top5: list[Tensor] = []
+        self.noise_top1: list[Tensor] = []
         self.sigma_top1: list[Tensor] = []
-
-    def _loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        self.eps: dict[str, Tensor] = {}
+        self.eps_passes: dict[str, float] = {}
 
     def dataloaders(self) -> list[DataLoader]:
         """The clean test images (all generated sets come from its batches), then one loader per released set."""
-        return [self._loader(self.dataset)] + [self._loader(self.sets[k].dataset) for k in self.released]
+        datasets = [self.dataset] + [self.sets[k].dataset for k in self.released]
+        return [DataLoader(d, batch_size=self.batch_size, num_workers=self.num_workers) for d in datasets]
 
     def corrupted(self, eval_set: EvalSet, x: Tensor, index: Tensor) -> Tensor:
         if eval_set.corruption is None:
@@ -147,11 +133,8 @@ class CorruptionSuite:
                     direction = self.noise_generators[int(name.rsplit("_", 1)[1])](x)
                 else:
                     direction = random_directions(x, name, sample_seeds(self.seed, index, 1000 + salt))
-                rel_tol = self.eps_cfg.get("rel_tol", 1e-5)
-                eps, passes = minimal_perturbation(model, x, y, direction, rel_tol=rel_tol, clean_logits=clean)
-                self.eps[name][index] = eps
-                passes += 1  # the shared clean pass, counted per direction
-                self.eps_passes[name] = self.eps_passes.get(name, 0.0) + passes * len(x)
+                self.eps[name][index], passes = minimal_perturbation(model, x, y, direction, self.rel_tol, clean)
+                self.eps_passes[name] = self.eps_passes.get(name, 0.0) + (passes + 1) * len(x)  # + the clean pass
         else:
             self.record(self.released[loader - 1], index, model(x), y)
 
@@ -171,17 +154,10 @@ class CorruptionSuite:
         self.top5[k][index] = (topk == y[:, None]).any(dim=1).to(torch.int8)
 
     def gather(self) -> None:
-        """Merge the records of all ranks (no-op without torch.distributed)."""
+        """Merge the records of all ranks (no-op without torch.distributed): unseen -1 < any record; inf stays inf."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for values in self.eps.values():  # unseen -1 < any eps; inf stays inf
+            for values in [*self.top1, *self.top5, *self.noise_top1, *self.sigma_top1, *self.eps.values()]:
                 dist.all_reduce(values, op=dist.ReduceOp.MAX)
-            for records in (self.top1, self.top5, self.noise_top1, self.sigma_top1):
-                if not records:
-                    continue
-                flat = torch.cat(records).to(torch.int32)
-                dist.all_reduce(flat, op=dist.ReduceOp.MAX)
-                for k, part in enumerate(flat.split([len(r) for r in records])):
-                    records[k] = part.to(torch.int8)
 
     def accuracies(self) -> dict[str, dict[str, float]]:
         """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
@@ -193,19 +169,15 @@ class CorruptionSuite:
         return out
 
     def adversarial_results(self) -> dict[str, Any]:
-        """Accuracy under Gaussian noise per sigma, under each adversarial generator (mean and the worst one: the
-        attacker's view) and eps* per direction (Rusak et al. 2020, Fig. 2 and Table 2)."""
+        """Accuracy per Gaussian sigma and per adversarial generator, eps* per direction (Rusak et al. 2020, Fig. 2 and
+        Table 2)."""
         out: dict[str, Any] = {}
         if self.sigmas:
             out["gaussian_sigmas"] = {f"{s:g}": _percent(r) for s, r in zip(self.sigmas, self.sigma_top1)}
         if self.noise_generators:
             accs = [_percent(r) for r in self.noise_top1]
-            out["adversarial_noise"] = {
-                "epsilon": self.noise_epsilon,
-                "per_seed": accs,
-                **_mean_std(accs),
-                "worst": min(accs),
-            }
+            stats = {"per_seed": accs, **_mean_std(accs), "worst": min(accs)}  # worst: the attacker's view
+            out["adversarial_noise"] = {"epsilon": self.noise_epsilon, **stats}
         if self.eps:
             eps_star: dict[str, Any] = {}
             n_images = max(1, int((next(iter(self.eps.values())) >= 0).sum()))
@@ -232,10 +204,8 @@ class CorruptionSuite:
 def to_uint8_grid(images: Tensor) -> Tensor:
     """``round(255 x) / 255``: float images on the 8-bit grid, bit-identical to decoding the uint8 values.
 
-    Rounding to nearest, not the released files' truncation (``np.uint8``): truncation puts the decision boundaries on
-    the grid levels, where flat regions of a filtered image land within float rounding of a level, so a 1e-7
-    difference between batch shapes would move them a whole level; half-levels are hit only by chance (per pixel, with
-    probability about ``255 * difference``).
+    Rounding, not the released files' truncation: truncation puts the boundaries on the grid levels, where flat regions
+    of a filtered image land within float rounding of a level, so batch shapes would move them a whole level.
     """
     return images.mul(255.0).round_().div_(255.0)
 
@@ -263,18 +233,19 @@ def flat_metrics(
 ) -> dict[str, float]:
     """``test_c/mean_acc`` is the console's and the report's mean-C: ``c_top1`` of
     :func:`robustnoise.metrics.robustness_summary` (benchmark corruptions only, no holdouts)."""
-    summary = summarize(accuracies)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
         means = robustness_summary(accuracies, benchmark=benchmark)
-    metrics = {"test/acc": summary["clean_top1"], "test/acc_top5": summary["clean_top5"]}
+    clean = accuracies.get("clean", {})
+    metrics = {"test/acc": clean.get("top1", math.nan), "test/acc_top5": clean.get("top5", math.nan)}
     for key, acc in accuracies.items():
         if key != "clean":
             metrics[f"test_c/{key}/acc"] = acc["top1"]
             metrics[f"test_c/{key}/acc_top5"] = acc["top5"]
-    for name, acc in summary["per_corruption"].items():
-        metrics[f"test_c/{name}/acc"] = acc["top1"]
-    if summary["per_corruption"]:
+    per_corruption = accuracy_matrix(accuracies)
+    for name, row in per_corruption.items():
+        metrics[f"test_c/{name}/acc"] = sum(row.values()) / len(row)
+    if per_corruption:
         metrics["test_c/mean_acc"] = means["c_top1"]
         metrics["test_c/mean_acc_top5"] = means["c_top5"]
     return metrics

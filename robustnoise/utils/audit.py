@@ -1,11 +1,6 @@
-"""``make audit``: pip-audit over this Python environment, with a verdict that says how much was actually checked.
-
-pip-audit exits 0 when it could not look a single package up (every dependency "skipped"), and prints a traceback
-without network. Here: the number of packages checked is always printed; none checked, or pip-audit failing, is
-"not audited" with exit code 1 (never "no known vulnerabilities"); known vulnerabilities are listed with exit code 1.
-
-``python -m robustnoise.utils.audit [pip-audit options]`` (e.g. ``--vulnerability-service osv``).
-"""
+"""``make audit`` (``python -m robustnoise.utils.audit [pip-audit options]``): pip-audit with a verdict that says how
+many packages were checked. pip-audit exits 0 when it could look none up; here that, or pip-audit failing (no
+network), is "not audited" with exit code 1, as are known vulnerabilities."""
 
 from __future__ import annotations
 

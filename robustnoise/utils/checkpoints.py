@@ -1,5 +1,4 @@
-"""Checkpoint helpers: atomic checkpoint files on any filesystem, the newest checkpoint of a run, and an
-on-exception checkpoint written only when there is training progress to save."""
+"""Checkpoint callbacks and atomic checkpoint files."""
 
 from __future__ import annotations
 
@@ -36,12 +35,9 @@ def last_checkpoint(trainer: pl.Trainer) -> str | None:
 
 
 class OnExceptionCheckpoint(Checkpoint):
-    """``<dirpath>/<filename>.ckpt`` when training stops on an exception, if there is progress to save: not before
-    the first optimiser step, and not for a user error (bad input, a non-finite loss: nothing worth resuming).
-
-    Not Lightning's ``OnExceptionCheckpoint``: with that one in the callbacks, ``fit(ckpt_path=None)`` silently
-    resumes from the newest checkpoint of the directory; here a run resumes only when asked (``resume=true``).
-    """
+    """``<dirpath>/<filename>.ckpt`` when training stops on an exception after the first step, unless it is a user
+    error (nothing worth resuming). Not Lightning's ``OnExceptionCheckpoint``: with that one, ``fit(ckpt_path=None)``
+    silently resumes from the directory's newest checkpoint; here a run resumes only when asked (``resume=true``)."""
 
     def __init__(self, dirpath: _PATH, filename: str = "on_exception") -> None:
         super().__init__()
@@ -53,10 +49,9 @@ class OnExceptionCheckpoint(Checkpoint):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file next to the target, fsync, then ``os.replace``: the previous file stays
-    complete until the new one is, on any local filesystem (Lightning's own writer stages the file in ``$TMPDIR``
-    and copies it over the target when that is another filesystem, truncating the target first). Temporary files
-    of writes that were killed are removed by the next write into the same directory (rank zero is the only writer)."""
+    """``torch.save`` into a temporary file next to the target, fsync, ``os.replace``: the previous file stays
+    complete until the new one is (Lightning's writer may copy from ``$TMPDIR`` over a truncated target). The next
+    write removes the temporary files of killed writes (rank zero is the only writer)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
@@ -75,26 +70,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(target.parent)  # the rename itself survives a power loss
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not possible on every platform / filesystem
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with contextlib.suppress(OSError):  # the rename survives a power loss (not on every filesystem)
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 class LastCheckpoint(Checkpoint):
-    """``<dirpath>/last.ckpt`` at the end of every training epoch and every ``every_n_train_steps`` optimiser steps
-    (exact resume after a kill, also mid-epoch); nothing is written before the first step, twice at one step, or after
-    training (the final epoch's ``last.ckpt`` is the final state).
-
-    Not ``ModelCheckpoint(save_last=True)``: that one writes ``last.ckpt`` only in a step where a top-k checkpoint was
-    saved, and its step and epoch triggers exclude each other.
-    """
+    """``<dirpath>/last.ckpt`` after every training epoch and every ``every_n_train_steps`` steps (exact resume after
+    a kill, also mid-epoch), never before the first step, twice at one step or after training. Not
+    ``ModelCheckpoint(save_last=True)``: it writes ``last.ckpt`` only with a top-k checkpoint, and its step and epoch
+    triggers exclude each other."""
 
     def __init__(self, dirpath: _PATH, every_n_train_steps: int = 0) -> None:
         super().__init__()

@@ -14,10 +14,7 @@ ALLOWED_TARGET_PREFIXES = ("robustnoise.", "pytorch_lightning.", "torch.optim.")
 
 
 def instantiate(node: DictConfig | dict, **kwargs: Any) -> Any:
-    """Instantiate a ``_target_`` node, passing plain Python containers (never DictConfig) to the target.
-
-    Our own errors (``RobustnoiseError``) surface as themselves instead of inside Hydra's wrapper exception.
-    """
+    """Instantiate a ``_target_`` node with plain Python containers; our own errors surface unwrapped."""
     target = str(node.get("_target_", ""))
     if not target.startswith(ALLOWED_TARGET_PREFIXES):
         raise ValueError(

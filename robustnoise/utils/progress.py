@@ -1,9 +1,6 @@
-"""Progress of long inner phases (ANT restarts, adversarial-noise generators, eps* search) on rank zero.
-
-On a terminal: a tqdm bar that appears once the phase has run ``QUIET_SECONDS``. Otherwise (logs, SLURM, pipes):
-a log line ``<name>: <step>/<total> (<seconds> s)`` every tenth of the phase, once it has run ``QUIET_SECONDS``, so
-that a log file shows where a run is. Other ranks stay silent.
-"""
+"""Progress of long inner phases (ANT restarts, adversarial-noise generators, eps* search) on rank zero: on a terminal
+a tqdm bar, otherwise (logs, SLURM) a line ``<name>: <step>/<total> (<seconds> s)`` every tenth of the phase; both
+only once the phase has run ``QUIET_SECONDS``."""
 
 from __future__ import annotations
 

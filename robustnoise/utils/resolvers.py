@@ -34,8 +34,8 @@ def comparable_overrides(overrides: object) -> list[str]:
 
 
 def find_resumable_run(base: str | Path, overrides: object) -> Path | None:
-    """The run directory under ``base`` started with the same overrides (minus the resume keys) whose newest
-    checkpoint is the newest and can be read (an older run when none of a newer run's can, with a warning)."""
+    """The run directory under ``base`` started with the same overrides (minus the resume keys) with the newest
+    readable checkpoint (an older run, with a warning, when none of a newer run's can be read)."""
     from robustnoise.utils.resume import checkpoint_files, resumable_checkpoint  # torch: only when resuming
 
     wanted = comparable_overrides(overrides)
@@ -93,14 +93,10 @@ def choice(group: str, default: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register the ``rn.*`` resolvers (idempotent).
-
-    ``rn.run_dir`` is cached in the job's config: Lightning's DDP launcher reads ``hydra.run.dir`` again to start ranks
-    >= 1 there, and a second evaluation would make a new run id (a stray directory with rank 1's log) or, on resume, a
-    different choice. ``rn.sweep_id`` is cached so that every job of a multirun (Hydra copies the master config's
-    resolver cache into each job's config, also into submitit jobs on other nodes and their requeued restarts)
-    resolves the same sweep directory.
-    """
+    """Register the ``rn.*`` resolvers (idempotent). ``rn.run_dir`` is cached: Lightning's DDP launcher reads
+    ``hydra.run.dir`` again for ranks >= 1, which must not make a new run id. ``rn.sweep_id`` is cached so that every
+    job of a multirun (Hydra copies the resolver cache into each job's config, also in submitit) shares the sweep
+    directory."""
     resolvers = {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}
     resolvers |= {"rn.run_label": run_label, "rn.choice": choice, "rn.run_dir": run_dir, "rn.sweep_id": run_id}
     for name, fn in resolvers.items():

@@ -1,8 +1,5 @@
-"""Resuming a training run: which checkpoint, whether it fits the configured model, and the W&B run to continue.
-
-``resume=true`` (or ``ckpt_path=last``) makes ``hydra.run.dir`` the newest earlier run of the same command
-(``robustnoise.utils.resolvers.run_dir``); training then continues from that directory's ``checkpoints/last.ckpt``.
-"""
+"""Resuming a training run: which checkpoint, whether it fits the configured model, and the W&B run to continue
+(``resume=true`` makes ``hydra.run.dir`` the newest earlier run of the same command: ``resolvers.run_dir``)."""
 
 from __future__ import annotations
 
@@ -26,12 +23,9 @@ WANDB_ID_FILE = "wandb_id"
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``trainer.fit`` resumes from.
-
-    ``resume=true`` or ``ckpt_path=last``: the run directory's ``last.ckpt``, or, when that cannot be read, its newest
-    readable checkpoint (one warning line); None, with a warning, when there is nothing to resume. Otherwise
-    ``ckpt_path``, and a run directory that already holds checkpoints is refused (a new run would overwrite them).
-    """
+    """The checkpoint ``trainer.fit`` resumes from: with ``resume=true`` or ``ckpt_path=last`` the run directory's
+    newest readable one (``last.ckpt`` first; None if there is none), else ``ckpt_path``; a new run in a directory that
+    already holds checkpoints is refused (it would overwrite them)."""
     ckpt = cfg.get("ckpt_path")
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or ckpt == "last":
@@ -57,15 +51,14 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
 
 
 def checkpoint_files(run_dir: str | Path) -> list[Path]:
-    """The checkpoints a run can resume from, newest first (``last.ckpt``, the top-k ones; not on_exception.ckpt,
-    which may hold the state in the middle of a step)."""
+    """The checkpoints a run can resume from, ``last.ckpt`` first, then newest first (not on_exception.ckpt, which
+    may hold the state in the middle of a step)."""
     files = [p for p in (Path(run_dir) / "checkpoints").glob("*.ckpt") if p.name != "on_exception.ckpt"]
     return sorted(files, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True)
 
 
 def resumable_checkpoint(run_dir: str | Path) -> tuple[Path | None, str]:
-    """The first readable checkpoint of :func:`checkpoint_files` (None if none is) and why the ones before it were
-    passed over ("" if none was)."""
+    """The first readable checkpoint of :func:`checkpoint_files` (or None) and why the ones before it were not."""
     problems = []
     for path in checkpoint_files(run_dir):
         try:
@@ -99,8 +92,7 @@ def saved_hparams(path: str | Path) -> dict[str, Any] | None:
 
 
 def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> None:
-    """One line instead of Lightning's state-dict traceback when the checkpoint holds another model, method or number
-    of classes."""
+    """One line instead of Lightning's traceback when the checkpoint holds another model, method or class count."""
     if path in LIGHTNING_CKPT_NAMES:
         return
     ckpt = _load(path)
@@ -129,8 +121,7 @@ def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> N
 
 
 def keep_earlier_metrics(run_dir: str | Path) -> None:
-    """Lightning's CSVLogger deletes ``metrics.csv`` when it starts in a run directory: on resume, the earlier rows
-    move to ``metrics-<n>.csv`` next to it first (rank zero)."""
+    """On resume, move the earlier ``metrics.csv`` to ``metrics-<n>.csv`` (Lightning's CSVLogger deletes it)."""
     if rank_zero_only.rank != 0:
         return
     for metrics in Path(run_dir).glob("*/metrics.csv"):

@@ -1,10 +1,8 @@
 """Every seed derived from the run's seed comes from :func:`derive_seed`: one independent stream per purpose and keys.
 
-``numpy.random.SeedSequence`` mixes the run's seed (entropy) with a spawn key made of the purpose (a fixed-width
-BLAKE2 digest of its UTF-8 bytes, stable across processes, unlike Python's salted ``hash``) and the integer keys
-(rank, epoch, restart, step, ...), so two purposes or two key tuples never share a stream and ``seed=`` moves all.
-Every spawn-key value is written as two 32-bit words: SeedSequence splits a large int into as many words as it needs,
-so ``(2**32 + 5,)`` and ``(5, 1)`` would otherwise be the same key.
+``numpy.random.SeedSequence`` mixes the run's seed with a spawn key of the purpose (a BLAKE2 digest: stable across
+processes, unlike ``hash``) and the integer keys, each as two 32-bit words (SeedSequence splits a large int into as
+many words as it needs, so ``(2**32 + 5,)`` and ``(5, 1)`` would otherwise be the same key).
 """
 
 from __future__ import annotations

@@ -17,12 +17,8 @@ log = logging.getLogger("robustnoise")
 
 
 def prepare_loggers(cfg: DictConfig) -> DictConfig | None:
-    """W&B without an account or without a reachable server logs offline and never prompts or waits.
-
-    ``WANDB_MODE`` (online / offline / disabled) and ``logger.wandb.offline=true`` are obeyed as given; otherwise a
-    2-second TCP connect to the server (``WANDB_BASE_URL``, default api.wandb.ai, or the HTTPS proxy) decides: an API
-    key on a node without network would otherwise wait ~2 minutes and then crash before training.
-    """
+    """Without credentials or a server reachable within 2 s (an API key without network would wait ~2 minutes, then
+    crash), W&B logs offline. ``WANDB_MODE`` and ``logger.wandb.offline=true`` are obeyed as given."""
     loggers = cfg.get("logger")
     if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
         return loggers

@@ -1,21 +1,15 @@
-"""Common-corruption robustness metrics: CE, mCE, relative mCE, unnormalised mCE, accuracy without the noises.
+"""Common-corruption robustness metrics and the benchmarks they are reported for.
 
-Definitions from Hendrycks & Dietterich (ICLR 2019), "Benchmarking Neural Network Robustness to Common Corruptions and
-Perturbations". With ``E`` a top-1 error in [0, 1], ``c`` a corruption and ``s`` a severity:
+Hendrycks & Dietterich (ICLR 2019), with ``E`` a top-1 error in [0, 1], ``c`` a corruption and ``s`` a severity:
+``CE_c = sum_s E_sc / sum_s E^AlexNet_sc``, **mCE** its mean over the 15 benchmark corruptions (x100; AlexNet gives
+100; only meaningful for the released ImageNet-C); **relative mCE** the mean of ``sum_s (E_sc - E_clean) /
+sum_s (E^AlexNet_sc - E^AlexNet_clean)``; **unnormalised mCE** the mean error over corruptions x severities (the number
+of CIFAR-10/100-C, Tiny-ImageNet-C and, one severity, MNIST-C). **w/o noises** (Rusak et al. 2020): the mean accuracy
+over the 12 benchmark corruptions that are not gaussian / shot / impulse noise. The 4 holdouts are never in mCE.
 
-- ``CE_c = sum_s E_{s,c} / sum_s E^AlexNet_{s,c}``; **mCE** is the mean CE over the 15 benchmark corruptions (x100).
-  AlexNet (torchvision, full 50k ImageNet val) gives 100 by construction. Only meaningful for the released ImageNet-C.
-- ``relative CE_c = sum_s (E_{s,c} - E_clean) / sum_s (E^AlexNet_{s,c} - E^AlexNet_clean)``; relative mCE = their mean.
-- **Unnormalised mCE** = mean error over 15 corruptions x 5 severities (x100) = 100 - mean corruption accuracy: the
-  number reported for CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C (not normalised by any model), and for MNIST-C as
-  the mean over its 15 corruptions (one severity each).
-- **w/o noises** (Rusak et al. 2020): mean accuracy over the 12 benchmark corruptions that are not gaussian / shot /
-  impulse noise. The 4 holdout corruptions are never part of mCE; they are reported separately.
-
-The metrics take one error matrix ``{corruption: {severity: error}}`` (fractions), made by :func:`error_matrix` from
-the accuracies of :meth:`robustnoise.eval.suite.CorruptionSuite.accuracies` (``{"clean" | "<corruption>/s<k>":
-{"top1": %, "top5": %, "n": count}}``), which skips sets with ``n == 0`` or a NaN accuracy. A missing benchmark
-corruption makes mCE NaN with an :class:`IncompleteBenchmarkWarning` instead of a silently wrong number.
+The metrics take an error matrix ``{corruption: {severity: error}}`` (:func:`error_matrix` of the accuracies of
+:meth:`robustnoise.eval.suite.CorruptionSuite.accuracies`, skipping sets with ``n == 0`` or a NaN accuracy). A missing
+corruption makes a metric NaN with an :class:`IncompleteBenchmarkWarning` instead of a silently wrong number.
 """
 
 from __future__ import annotations
@@ -24,11 +18,90 @@ import math
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, NOISE_CORRUPTIONS, SEVERITIES
-from robustnoise.metrics.benchmark import Benchmark
+from robustnoise.corruptions.presets import (
+    BENCHMARK_CORRUPTIONS,
+    HOLDOUT_CORRUPTIONS,
+    MNIST_C_CORRUPTIONS,
+    MNISTC_PRESET,
+    NOISE_CORRUPTIONS,
+    SEVERITIES,
+)
+from robustnoise.utils.errors import RobustnoiseError
+
+_LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "cifar10c", "mnist": "mnistc"}
+"""The metric-family names of reports written before :class:`Benchmark` (the ``benchmark`` key of old reports)."""
+
+
+class Benchmark(str, Enum):
+    """The benchmark an evaluation reports on (``eval.benchmark``): corruption preset, released-file reader and metric
+    family. ``generated``: corruptions generated with the data's severity table, reported unnormalised. The others are
+    the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019 for MNIST-C), read by
+    ``robustnoise.data.released_c`` under the member's value."""
+
+    GENERATED = "generated"
+    IMAGENET_C = "imagenetc"
+    TINY_IMAGENET_C = "tinyimagenetc"
+    CIFAR10_C = "cifar10c"
+    CIFAR100_C = "cifar100c"
+    MNIST_C = "mnistc"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def _missing_(cls, value: object) -> Benchmark | None:
+        return cls(_LEGACY[value]) if value in _LEGACY else None
+
+    @classmethod
+    def parse(cls, value: str | Benchmark) -> Benchmark:
+        """The member named ``value`` (also the names of older reports); a :class:`RobustnoiseError` otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise RobustnoiseError(f"unknown benchmark {value!r}; valid: {', '.join(b.value for b in cls)}") from None
+
+    @property
+    def preset(self) -> str | None:
+        """The severity table of generated corruptions (``None``: the data's)."""
+        return _PRESETS.get(self)
+
+    @property
+    def reader(self) -> str | None:
+        """The released -C reader (``kind`` of :func:`robustnoise.data.released_c.released_c_sets`)."""
+        return None if self is Benchmark.GENERATED else self.value
+
+    @property
+    def normalized(self) -> bool:
+        """AlexNet-normalised mCE (only meaningful for the released ImageNet-C), else unnormalised mean errors."""
+        return self is Benchmark.IMAGENET_C
+
+    @property
+    def corruptions(self) -> tuple[str, ...]:
+        """The corruptions whose mean is the benchmark's number."""
+        return MNIST_C_CORRUPTIONS if self is Benchmark.MNIST_C else BENCHMARK_CORRUPTIONS
+
+    @property
+    def holdouts(self) -> tuple[str, ...]:
+        """Reported apart, never averaged in (MNIST-C has none: its ``spatter`` is a benchmark corruption)."""
+        return () if self is Benchmark.MNIST_C else HOLDOUT_CORRUPTIONS
+
+    @property
+    def severities(self) -> tuple[int, ...]:
+        """MNIST-C's sets have one level, keyed ``s1``."""
+        return (1,) if self is Benchmark.MNIST_C else SEVERITIES
+
+
+_PRESETS = {
+    Benchmark.IMAGENET_C: "imagenet",
+    Benchmark.TINY_IMAGENET_C: "tinyimagenet",
+    Benchmark.CIFAR10_C: "cifar",
+    Benchmark.CIFAR100_C: "cifar",
+    Benchmark.MNIST_C: MNISTC_PRESET,
+}
 
 ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]] = MappingProxyType(
     {
@@ -59,11 +132,10 @@ corruptions of the "AlexNet ImageNet-C Error" table of the hendrycks/robustness 
 ALEXNET_ERR: Mapping[str, float] = MappingProxyType(
     {name: round(sum(row) / len(row), 6) for name, row in ALEXNET_ERR_PER_SEVERITY.items()}
 )
-"""AlexNet's mean top-1 error over the 5 severities (the table's "Average" column): the CE denominators."""
+"""AlexNet's mean top-1 error over the 5 severities (the table's "Average" column)."""
 
 ALEXNET_CLEAN_ERR: float = 0.43478
-"""AlexNet's clean ImageNet top-1 error (torchvision AlexNet: 56.522 % top-1 accuracy), at the precision of the
-AlexNet table; used by relative mCE and configurable."""
+"""AlexNet's clean ImageNet top-1 error (torchvision AlexNet: 56.522 % top-1), for relative mCE."""
 
 
 class IncompleteBenchmarkWarning(UserWarning):
@@ -86,9 +158,8 @@ def accuracy_matrix(accuracies: Mapping[str, Mapping[str, Any]], field: str = "t
     out: dict[str, dict[int, float]] = {}
     for key, acc in accuracies.items():
         match = _KEY.match(key)
-        if match is None or not _valid(acc, field):
-            continue
-        out.setdefault(match["corruption"], {})[int(match["severity"])] = float(acc[field])
+        if match is not None and _valid(acc, field):
+            out.setdefault(match["corruption"], {})[int(match["severity"])] = float(acc[field])
     return {c: dict(sorted(v.items())) for c, v in out.items()}
 
 
@@ -109,58 +180,43 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def _missing(errors: ErrorMatrix, corruptions: Sequence[str], what: str) -> bool:
+    """Warn (and return True: the metric is NaN) if a corruption is missing; warn on partial severities."""
     missing = [c for c in corruptions if not errors.get(c)]
-    if missing:
-        warnings.warn(
-            f"{what} is NaN: needs all {len(corruptions)} corruptions, missing {', '.join(missing)}",
-            IncompleteBenchmarkWarning,
-            stacklevel=3,
+    partial = [c for c in corruptions if not missing and set(errors[c]) != set(SEVERITIES)]
+    if missing or partial:
+        message = (
+            f"{what} is NaN: needs all {len(corruptions)} corruptions, missing {', '.join(missing)}"
+            if missing
+            else f"{what} uses severities other than {', '.join(map(str, SEVERITIES))} for {', '.join(partial)}: "
+            "not comparable with published numbers"
         )
-        return True
-    partial = [c for c in corruptions if set(errors[c]) != set(SEVERITIES)]
-    if partial:
-        warnings.warn(
-            f"{what} uses severities other than {', '.join(map(str, SEVERITIES))} for {', '.join(partial)}: not "
-            "comparable with published numbers",
-            IncompleteBenchmarkWarning,
-            stacklevel=3,
-        )
-    return False
+        warnings.warn(message, IncompleteBenchmarkWarning, stacklevel=3)
+    return bool(missing)
 
 
 def _alexnet_sum(corruption: str, severities: Iterable[int]) -> float:
     return sum(ALEXNET_ERR_PER_SEVERITY[corruption][s - 1] for s in severities)
 
 
-def corruption_ces(errors: ErrorMatrix) -> dict[str, float]:
-    """AlexNet-normalised corruption errors ``CE_c = sum_s E_sc / sum_s E^AlexNet_sc`` over the severities present
-    (fractions; 1 = AlexNet), for every corruption of the AlexNet table."""
-    return {
-        c: sum(row.values()) / _alexnet_sum(c, row)
-        for c, row in errors.items()
-        if row and c in ALEXNET_ERR_PER_SEVERITY
-    }
+def _ce(corruption: str, row: Mapping[int, float]) -> float:
+    """AlexNet-normalised corruption error over the severities present (a fraction; 1 = AlexNet)."""
+    return sum(row.values()) / _alexnet_sum(corruption, row)
 
 
-def mce(errors: ErrorMatrix, normalize: bool = True, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
-    """Mean corruption error over ``corruptions`` (default: the 15 benchmark ones), in %.
-
-    ``normalize=True``: AlexNet-normalised mCE (Hendrycks & Dietterich 2019; ImageNet-C only), with AlexNet's errors
-    at the severities present (a warning when they are not all 5). ``normalize=False``: the plain mean error
-    (:func:`unnormalized_mce`). NaN with a warning if a corruption is missing.
-    """
-    if _missing(errors, corruptions, "mCE" if normalize else "unnormalised mCE"):
+def mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
+    """AlexNet-normalised mean corruption error over ``corruptions`` in % (ImageNet-C only), with AlexNet's errors at
+    the severities present (a warning when they are not all 5); NaN with a warning if a corruption is missing."""
+    if _missing(errors, corruptions, "mCE"):
         return _NAN
-    if normalize:
-        ces = corruption_ces({c: errors[c] for c in corruptions})
-        return 100.0 * _mean(ces.values())
-    return 100.0 * _mean(_mean(errors[c].values()) for c in corruptions)
+    return 100.0 * _mean(_ce(c, errors[c]) for c in corruptions)
 
 
 def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
     """Mean error over ``corruptions`` x severities, in % (= 100 - mean corruption accuracy): the number of
     CIFAR-10/100-C, Tiny-ImageNet-C and (``corruptions=MNIST_C_CORRUPTIONS``, one severity) MNIST-C."""
-    return mce(errors, normalize=False, corruptions=corruptions)
+    if _missing(errors, corruptions, "unnormalised mCE"):
+        return _NAN
+    return 100.0 * _mean(_mean(errors[c].values()) for c in corruptions)
 
 
 def relative_mce(
@@ -169,9 +225,8 @@ def relative_mce(
     corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
     alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
 ) -> float:
-    """Relative mCE in %: mean over ``corruptions`` of ``sum_s (E_sc - E_clean) / sum_s (A_sc - A_clean)`` over the
-    severities present; ``clean_error`` is the model's clean error (fraction). NaN with a warning if the clean error or
-    a corruption is missing."""
+    """Relative mCE in % over the severities present; ``clean_error`` is the model's clean error (fraction). NaN with
+    a warning if the clean error or a corruption is missing."""
     if math.isnan(clean_error):
         warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
         return _NAN
@@ -186,24 +241,18 @@ def relative_mce(
 
 
 def accuracy_without_noise(
-    accuracies: Mapping[str, Mapping[str, Any]],
-    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
-    noises: Sequence[str] = NOISE_CORRUPTIONS,
+    accuracies: Mapping[str, Mapping[str, Any]], corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS
 ) -> dict[str, float]:
-    """``{"top1", "top5"}``: mean accuracy (%) over the benchmark corruptions other than ``noises`` (IN-C w/o noises:
-    the 12 non-noise corruptions), each corruption averaged over its severities first. NaN + warning if one is
-    missing."""
-    kept = [c for c in corruptions if c not in noises]
+    """``{"top1", "top5"}``: mean accuracy (%) over ``corruptions`` other than the 3 noises (IN-C w/o noises), each
+    corruption averaged over its severities first. NaN + warning if one is missing."""
+    kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
     out = {}
     for field in ("top1", "top5"):
         matrix = accuracy_matrix(accuracies, field)
         missing = [c for c in kept if c not in matrix]
         if missing:
-            warnings.warn(
-                f"accuracy w/o noises ({field}) is NaN: missing {', '.join(missing)}",
-                IncompleteBenchmarkWarning,
-                stacklevel=2,
-            )
+            message = f"accuracy w/o noises ({field}) is NaN: missing {', '.join(missing)}"
+            warnings.warn(message, IncompleteBenchmarkWarning, stacklevel=2)
         out[field] = _NAN if missing else _mean(_mean(matrix[c].values()) for c in kept)
     return out
 
@@ -213,20 +262,11 @@ def robustness_summary(
 ) -> dict[str, float]:
     """All robustness numbers of one evaluation as a flat ``{name: float}`` dict (accuracies and errors in %).
 
-    ``benchmark`` (:class:`Benchmark`) sets the metric family: ``imagenetc`` AlexNet-normalised ``mce`` and
-    ``relative_mce``; ``mnistc`` means over its 15 corruptions (``identity/s1`` stands in for a missing ``clean``);
-    the others unnormalised numbers over the 15 benchmark corruptions. Keys:
-
-    - ``clean_top1``, ``clean_top5``; ``c_top1``, ``c_top5`` (mean over the benchmark corruptions and severities);
-    - ``no_noise_top1``, ``no_noise_top5`` (not for ``mnistc``); ``unnormalized_mce``; ``mce``, ``relative_mce``
-      (``imagenetc``);
-    - ``s<k>_top1`` (mean over the benchmark corruptions at severity k; not for ``mnistc``);
-    - ``<corruption>/top1``, ``<corruption>/top5``, ``<corruption>/ce`` for every corruption evaluated (``ce`` is the
-      AlexNet-normalised CE for ``imagenetc``, else the mean error);
-    - ``holdout_top1``, ``holdout_top5``, ``holdout_mce`` (normalised for ``imagenetc``, else mean error) when any of
-      the 4 holdout corruptions was evaluated (not for ``mnistc``).
-
-    Values are NaN where undefined (JSON writers emit ``NaN``); incomplete benchmarks warn.
+    Keys: ``clean_top1/5`` (``mnistc``: ``identity/s1`` stands in for a missing ``clean``); ``c_top1/5`` (mean over
+    the benchmark's corruptions and severities); ``unnormalized_mce``; ``mce`` and ``relative_mce`` (``imagenetc``);
+    ``no_noise_top1/5`` and ``s<k>_top1`` (not ``mnistc``); ``<corruption>/top1``, ``/top5``, ``/ce`` per corruption
+    evaluated (``ce``: AlexNet-normalised for ``imagenetc``, else the mean error); ``holdout_top1/5`` and
+    ``holdout_mce`` when a holdout was evaluated. NaN where undefined; one warning if the benchmark is incomplete.
     """
     bench = Benchmark.parse(benchmark)
     mnist = bench is Benchmark.MNIST_C
@@ -252,29 +292,27 @@ def robustness_summary(
             no_noise = accuracy_without_noise(accuracies, corruptions)
             out["no_noise_top1"], out["no_noise_top5"] = no_noise["top1"], no_noise["top5"]
         if normalized:
-            out["mce"] = mce(errors, True, corruptions)
+            out["mce"] = mce(errors, corruptions)
             out["relative_mce"] = relative_mce(errors, clean_error(accuracies, "top1"), corruptions)
         out["unnormalized_mce"] = unnormalized_mce(errors, corruptions)
-        if not mnist:
-            for severity in SEVERITIES:
-                values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
-                if values:
-                    out[f"s{severity}_top1"] = _mean(values)
+        for severity in () if mnist else SEVERITIES:
+            values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
+            if values:
+                out[f"s{severity}_top1"] = _mean(values)
 
-        ces = corruption_ces(errors) if normalized else {}
         canonical = (*corruptions, *holdouts)
         for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical)):
             if mnist and corruption == "identity":
                 continue
             out[f"{corruption}/top1"] = _mean(top1[corruption].values())
             out[f"{corruption}/top5"] = _mean(top5[corruption].values()) if corruption in top5 else _NAN
-            ce = ces.get(corruption, _NAN) if normalized else _mean(errors[corruption].values())
-            out[f"{corruption}/ce"] = 100.0 * ce
+            ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else _NAN
+            out[f"{corruption}/ce"] = 100.0 * (ce if normalized else _mean(errors[corruption].values()))
 
         if any(c in top1 for c in holdouts):
             out["holdout_top1"] = mean_over(top1, holdouts)
             out["holdout_top5"] = mean_over(top5, holdouts)
-            out["holdout_mce"] = mce(errors, normalized, holdouts)
+            out["holdout_mce"] = (mce if normalized else unnormalized_mce)(errors, holdouts)
 
     _warn_incomplete(bench, top1, normalized and math.isnan(clean_error(accuracies)))
     return out
@@ -285,8 +323,9 @@ def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], 
     problems = []
     missing = [c for c in corruptions if c not in top1]
     if missing:
-        nan = "mce, relative_mce, " if bench.normalized else ""
-        nan += "no_noise_*, " if bench is not Benchmark.MNIST_C else ""
+        nan = ("mce, relative_mce, " if bench.normalized else "") + (
+            "" if bench is Benchmark.MNIST_C else "no_noise_*, "
+        )
         problems.append(
             f"missing {len(missing)} of the {len(corruptions)} corruptions ({', '.join(missing)}): "
             f"{nan}unnormalized_mce are NaN and c_top1/c_top5 average only the others"
@@ -297,9 +336,8 @@ def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], 
             f"{', '.join(partial)} lack some of severities {', '.join(map(str, severities))} (not comparable "
             "with published numbers)"
         )
-    present_holdouts = [c for c in holdouts if c in top1]
-    if present_holdouts and len(present_holdouts) < len(holdouts):
-        absent = [c for c in holdouts if c not in top1]
+    absent = [c for c in holdouts if c not in top1]
+    if 0 < len(absent) < len(holdouts):
         problems.append(f"holdout_mce is NaN: missing holdouts {', '.join(absent)}")
     if no_clean:
         problems.append("relative_mce is NaN: no clean accuracy")
