@@ -102,8 +102,7 @@ def write_c(
     :func:`usable_class_names`); ``options.max_images`` is the caller's (:func:`make_c` passes the split it asks for).
     """
     preset = options.preset or "imagenet"
-    severities = None if preset == "mnistc" and options.severities == list(SEVERITIES) else options.severities
-    names, levels = resolve_sets(options.corruptions, severities, preset)
+    names, levels = resolve_sets(options.corruptions, tuple(options.severities), preset)
     num_images = len(dataset)  # type: ignore[arg-type]
     if num_images == 0:
         raise ConfigError("the test split is empty: nothing to write")
