@@ -142,15 +142,10 @@ def motion_blur(x: Tensor, seeds: Tensor) -> Tensor:
 def fog(x: Tensor, seeds: Tensor) -> Tensor:
     """ImageNet-C fog (3.0, 1.4) with a 256 x 256 plasma map cropped at the top left, as MNIST-C does at 28 px:
     ``weather.fog`` on the image zero-padded to the map size, cropped back (the padding keeps the image maximum)."""
-    n, c, h, w = x.shape
+    h, w = x.shape[-2:]
     size = max(FOG_MAP_SIZE, 1 << (max(h, w) - 1).bit_length())
-    out = torch.empty_like(x)
-    for start in range(0, n, _FOG_CHUNK):
-        part = slice(start, min(start + _FOG_CHUNK, n))
-        padded = x.new_zeros(part.stop - part.start, c, size, size)
-        padded[..., :h, :w] = x[part]
-        out[part] = weather.fog(padded, FOG, seeds[part])[..., :h, :w]
-    return out
+    chunks = zip(x.split(_FOG_CHUNK), seeds.split(_FOG_CHUNK))
+    return torch.cat([weather.fog(F.pad(part, (0, size - w, 0, size - h)), FOG, s)[..., :h, :w] for part, s in chunks])
 
 
 @_mnistc("spatter")
@@ -452,10 +447,6 @@ def canny_edges(x: Tensor, seeds: Tensor) -> Tensor:
     jsobel = dj[1] * 2.0 + (dj[0] + dj[2])
     mag = torch.sqrt(isobel * isobel + jsobel * jsobel)
     m = F.pad(mag, (1, 1, 1, 1))
-
-    def neigh(dr: int, dc: int) -> Tensor:
-        return at(dr, dc, m)
-
     ai, aj = isobel.abs(), jsobel.abs()
     same = (isobel > 0) == (jsobel > 0)  # (up and right) or (down and left); the rest has opposite signs
     # Four classes: same signs with |gi| > |gj| ("steep") or not; opposite signs with |gi| < |gj| ("flat") or not.
@@ -467,14 +458,12 @@ def canny_edges(x: Tensor, seeds: Tensor) -> Tensor:
     def test(weight: Tensor, p1: Tensor, p2: Tensor, q1: Tensor, q2: Tensor) -> Tensor:
         return ((p2 * weight + p1 * (1.0 - weight)) <= mag) & ((q2 * weight + q1 * (1.0 - weight)) <= mag)
 
-    same_steep = test(w_ji, neigh(1, 0), neigh(1, 1), neigh(-1, 0), neigh(-1, -1))
-    same_flat = test(w_ij, neigh(0, 1), neigh(1, 1), neigh(0, -1), neigh(-1, -1))
-    opp_flat = test(w_ij, neigh(0, 1), neigh(-1, 1), neigh(0, -1), neigh(1, -1))
-    opp_steep = test(w_ji, neigh(-1, 0), neigh(-1, 1), neigh(1, 0), neigh(1, -1))
+    same_steep = test(w_ji, at(1, 0, m), at(1, 1, m), at(-1, 0, m), at(-1, -1, m))
+    same_flat = test(w_ij, at(0, 1, m), at(1, 1, m), at(0, -1, m), at(-1, -1, m))
+    opp_flat = test(w_ij, at(0, 1, m), at(-1, 1, m), at(0, -1, m), at(1, -1, m))
+    opp_steep = test(w_ji, at(-1, 0, m), at(-1, 1, m), at(1, 0, m), at(1, -1, m))
     maxima = torch.where(same, torch.where(ai > aj, same_steep, same_flat), torch.where(ai < aj, opp_flat, opp_steep))
-    interior = torch.zeros(h, w, dtype=torch.bool, device=planes.device)
-    interior[1:-1, 1:-1] = True
-    low = (maxima & interior & (mag >= CANNY_LOW)).to(torch.float32)
+    low = F.pad((maxima & (mag >= CANNY_LOW))[..., 1:-1, 1:-1].to(torch.float32), (1, 1, 1, 1))  # border excluded
     grown = low * (mag >= CANNY_HIGH)
     while True:  # hysteresis: grow the strong pixels through 8-connected candidates
         nxt = F.max_pool2d(grown, 3, stride=1, padding=1).mul_(low)
