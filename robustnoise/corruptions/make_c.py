@@ -133,7 +133,7 @@ def write_c(
     if kind == "folders":
         writer: Any = _FolderWriter(out, sets, num_images, folder_names)
     else:
-        writer = _NpyWriter(out, kind == "cifar_npy", sets, levels, num_images, (height, width, channels), num_classes)
+        writer = _NpyWriter(out, kind == "cifar_npy", sets, (num_images, height, width, channels), num_classes)
 
     # MNIST-C's released files are rounded; the ImageNet-C family truncates
     quantize = quantize_uint8_truncate if options.fidelity and preset != "mnistc" else quantize_uint8_round
@@ -236,8 +236,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(f"make_c.out_dir {out} is not empty; choose another folder or set make_c.overwrite=true")
-        manifest = out / _MANIFEST
-        if not manifest.is_file():
+        if not (out / _MANIFEST).is_file():
             raise ConfigError(
                 f"make_c.overwrite: {out} was not written by make_c ({_MANIFEST} missing); not deleting it"
             )
@@ -276,15 +275,10 @@ class _NpyWriter:
     """
 
     def __init__(
-        self,
-        out: Path,
-        cifar: bool,
-        sets: Sequence[tuple[str, int]],
-        levels: Sequence[int],
-        n: int,
-        shape: tuple[int, int, int],
-        classes: int,
+        self, out: Path, cifar: bool, sets: list[tuple[str, int]], shape: tuple[int, ...], classes: int
     ) -> None:
+        """``shape``: (N, H, W, C) of the test split."""
+        n, levels = shape[0], list(dict.fromkeys(s for _, s in sets))
         self.out, self.cifar, self.n, self.bytes = out, cifar, n, 0
         self._arrays: dict[Path, np.memmap] = {}
         self._labels: dict[Path, np.ndarray] = {}
@@ -293,13 +287,13 @@ class _NpyWriter:
         if cifar:
             self._labels[out / "labels.npy"] = self.label_rows
             for name in dict.fromkeys(c for c, _ in sets):
-                array = self._open(out / f"{name}.npy", (len(SEVERITIES) * n, *shape))
+                array = self._open(out / f"{name}.npy", (len(SEVERITIES) * n, *shape[1:]))
                 self.targets.update({(name, s): (array, (s - 1) * n) for s in levels})
             return
         self.roots = {s: out if len(levels) == 1 else out / f"s{s}" for s in levels}
         for name, severity in sets:
             folder = self.roots[severity] / name
-            self.targets[name, severity] = (self._open(folder / "test_images.npy", (n, *shape)), 0)
+            self.targets[name, severity] = (self._open(folder / "test_images.npy", shape), 0)
             self._labels[folder / "test_labels.npy"] = self.label_rows
         for severity, root in self.roots.items():  # else the reader keys the sets s1 whatever they were made at
             (root / MNIST_SEVERITY_FILE).write_text(f"{severity}\n")
