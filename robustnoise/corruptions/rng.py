@@ -15,7 +15,7 @@ prints the share of torch's random-number kernels in a full 19 x 5 run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TypeVar
 
 import torch
@@ -31,6 +31,7 @@ _TAG_SEED = 0x5EED5EED
 _TAG_STREAM = 0x57AE
 
 _Word = TypeVar("_Word", int, Tensor)
+_Device = torch.device | str | None
 
 
 def _mix32(x: _Word) -> _Word:
@@ -88,19 +89,13 @@ def _compute_device(device: torch.device | str) -> torch.device:
     return torch.device("cpu") if device.type == "mps" else device
 
 
-def _draw(
-    seeds: Tensor,
-    shape: tuple[int, ...],
-    stream: int,
-    device: torch.device | str | None,
-    dtype: torch.dtype,
-    fill: Callable[[Tensor, torch.Generator], object],
-) -> Tensor:
+def _draw(seeds: Tensor, shape: tuple[int, ...], stream: int, device: _Device, dtype: torch.dtype, fill: str) -> Tensor:
+    """(N, *shape) draws, row ``i`` filled by ``Tensor.<fill>`` (``uniform_``, ``normal_``, ...) from its stream."""
     target = seeds.device if device is None else torch.device(device)
     where = _compute_device(target)
     out = torch.empty((len(seeds), *shape), dtype=dtype, device=where)
     for row, gen in zip(out, generators(seeds, stream, where)):
-        fill(row, gen)
+        getattr(row, fill)(generator=gen)
     return out.to(target)
 
 
@@ -108,29 +103,28 @@ def uniform(
     seeds: Tensor,
     shape: tuple[int, ...],
     stream: int = 0,
-    device: torch.device | str | None = None,
+    device: _Device = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Uniform draws on [0, 1) (like ``np.random.uniform``), shape (N, *shape), from sample ``i``'s own stream."""
-    return _draw(seeds, tuple(shape), stream, device, dtype, lambda row, gen: row.uniform_(generator=gen))
+    return _draw(seeds, tuple(shape), stream, device, dtype, "uniform_")
 
 
 def normal(
     seeds: Tensor,
     shape: tuple[int, ...],
     stream: int = 0,
-    device: torch.device | str | None = None,
+    device: _Device = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Standard normal draws, shape (N, *shape), from sample ``i``'s own stream; drawn in float32 and cast to
     ``dtype``, so that float32 and float64 images get the same noise."""
-    draws = _draw(seeds, tuple(shape), stream, device, torch.float32, lambda row, gen: row.normal_(generator=gen))
-    return draws.to(dtype)
+    return _draw(seeds, tuple(shape), stream, device, torch.float32, "normal_").to(dtype)
 
 
-def bits(seeds: Tensor, shape: tuple[int, ...], stream: int = 0, device: torch.device | str | None = None) -> Tensor:
+def bits(seeds: Tensor, shape: tuple[int, ...], stream: int = 0, device: _Device = None) -> Tensor:
     """Uniform int64 in [0, 2**63), shape (N, *shape), from sample ``i``'s own stream."""
-    return _draw(seeds, tuple(shape), stream, device, torch.int64, lambda row, gen: row.random_(generator=gen))
+    return _draw(seeds, tuple(shape), stream, device, torch.int64, "random_")
 
 
 def poisson(rate: Tensor, seeds: Tensor, stream: int = 0) -> Tensor:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from robustnoise.utils.errors import RobustnoiseError
@@ -78,8 +79,6 @@ def get_frost_dir(frost_dir: str | os.PathLike[str] | None = None) -> Path:
 @functools.lru_cache(maxsize=8)
 def _decode(folder: Path) -> tuple[Tensor, ...]:
     """The five reference textures as uint8 RGB tensors (3, h, w); PIL decodes them exactly like ``cv2.imread``."""
-    from PIL import Image
-
     textures = []
     for name in _USED:
         with Image.open(folder / name) as image:
