@@ -10,19 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import PIL.Image
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
-from torchvision.transforms.v2 import functional as TF
 
 from robustnoise.corruptions.api import corrupt
 from robustnoise.corruptions.fidelity import release_fidelity
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, PRESETS, SEVERITIES, check_severity
-from robustnoise.corruptions.transforms import check_corruption, image_seeds
+from robustnoise.corruptions.transforms import check_corruption, image_seeds, to_float_image
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
-__all__ = ["CorruptedDataset", "resolve_sets", "to_float_image"]
+__all__ = ["CorruptedDataset", "resolve_sets"]
 
 
 def resolve_sets(
@@ -49,30 +47,15 @@ def resolve_sets(
     return names, levels
 
 
-def to_float_image(image: Any) -> Tensor:
-    """A dataset image as a float CHW tensor in [0, 1] (float tensors as they are, uint8 tensors and PIL scaled)."""
-    if isinstance(image, PIL.Image.Image):
-        image = TF.pil_to_tensor(image)
-    if not isinstance(image, Tensor):
-        raise RobustnoiseError(f"dataset images must be tensors or PIL images, got {type(image).__name__}")
-    image = image.as_subclass(Tensor)
-    if image.dtype == torch.uint8:
-        image = TF.to_dtype(image, torch.float32, scale=True)  # bit-identical to the clean pipelines' ToDtype
-    elif not image.dtype.is_floating_point:
-        raise RobustnoiseError(f"dataset images must be float in [0, 1] or uint8, got {image.dtype}")
-    return image.contiguous()  # reductions may round differently on other memory layouts
-
-
 class CorruptedDataset(Dataset):
     """The -C version of ``dataset``: ``len(dataset) x len(corruptions) x len(severities)`` items ``(image, label)``.
 
     Args:
         dataset: any map-style dataset whose items start with ``(image, label)``; images float (C, H, W) in [0, 1]
             (uint8 tensors and PIL images are scaled by 1/255).
-        corruptions: names (default: all 19 ImageNet-C corruptions in canonical order; ``mnistc``: its 15).
-        severities: 1..5 (default all; MNIST-C has one fixed severity, ``(1,)``).
+        corruptions, severities: default all 19 ImageNet-C corruptions (``mnistc``: its 15) and all 5 severities.
         preset: severity table: ``imagenet``, ``cifar``, ``tinyimagenet`` or ``mnistc``.
-        seed: base seed; item (corruption, severity, i) uses ``sample_seeds(seed, i, corruption_id, severity)``.
+        seed: base seed (module docstring).
         fidelity: apply the release tail (:func:`~robustnoise.corruptions.fidelity.release_fidelity`).
 
     Item ``k`` is image ``k % n`` under ``sets[k // n]`` (:meth:`index_of` and :meth:`locate` convert). A DataLoader

@@ -51,10 +51,8 @@ def release_fidelity(images: Tensor, preset: str) -> Tensor:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
         raise RobustnoiseError(f"images must be a float tensor (N, C, H, W), got {got}")
-    if preset == MNISTC_PRESET:
-        quantized = quantize_uint8_round(images.clamp(0.0, 1.0))
-    else:
-        quantized = quantize_uint8_truncate(images)
+    rounded = preset == MNISTC_PRESET
+    quantized = quantize_uint8_round(images.clamp(0.0, 1.0)) if rounded else quantize_uint8_truncate(images)
     if preset in RELEASE_JPEG_PRESETS:
         quantized = jpeg_roundtrip_uint8(quantized, RELEASE_JPEG_QUALITY)
     work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32

@@ -27,11 +27,11 @@ from torchvision.io import encode_jpeg
 from tqdm.auto import tqdm
 
 from robustnoise.corruptions.api import corrupt
-from robustnoise.corruptions.datasets import resolve_sets, to_float_image
+from robustnoise.corruptions.datasets import resolve_sets
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import RELEASE_JPEG_QUALITY, quantize_uint8_truncate
 from robustnoise.corruptions.presets import SEVERITIES
-from robustnoise.corruptions.transforms import image_seeds
+from robustnoise.corruptions.transforms import image_seeds, to_float_image
 from robustnoise.utils.errors import ConfigError
 
 __all__ = ["LAYOUTS", "MakeCOptions", "class_folder_names", "make_c", "write_c"]
@@ -139,9 +139,8 @@ def write_c(
     quantize = quantize_uint8_truncate if options.fidelity and preset != "mnistc" else quantize_uint8_round
     loader = DataLoader(_FloatImages(dataset), batch_size=options.batch_size, num_workers=options.num_workers)
     start = time.perf_counter()
-    bar = tqdm(
-        total=num_images * len(sets), unit="img", desc="make_c", disable=not options.progress, dynamic_ncols=True
-    )
+    total = num_images * len(sets)
+    bar = tqdm(total=total, unit="img", desc="make_c", disable=not options.progress, dynamic_ncols=True)
     try:
         for x, y, index in loader:
             x = x.to(device)
@@ -175,7 +174,7 @@ def write_c(
         "files": files,
         "bytes": writer.bytes,
         "seconds": round(seconds, 3),
-        "images_per_second": round(num_images * len(sets) / max(seconds, 1e-9), 1),
+        "images_per_second": round(total / max(seconds, 1e-9), 1),
         "reader": writer.reader(height, num_classes),
     }
     (out / _MANIFEST).write_text(json.dumps(summary, indent=2) + "\n")
@@ -184,11 +183,8 @@ def write_c(
 
 
 def class_folder_names(datamodule: Any) -> list[str] | None:
-    """The class names / wnids of a datamodule's test split in label order, when it knows them.
-
-    Looks at ``classes`` / ``class_to_idx`` of the test set (through ``Subset`` / wrapper ``.dataset`` attributes),
-    then of the datamodule, then at a ``wnids.txt`` in its ``root`` (Tiny-ImageNet: sorted, as the labels).
-    """
+    """The class names / wnids of a datamodule's test split in label order, if known: ``classes`` / ``class_to_idx``
+    of the test set (through wrappers' ``.dataset``) or the datamodule, or a sorted ``root/wnids.txt``."""
     candidates, node = [], getattr(datamodule, "test_set", None)
     while node is not None and len(candidates) < 8:
         candidates.append(node)
@@ -261,9 +257,7 @@ class _FloatImages(Dataset):
 # Writers
 
 
-MNIST_SEVERITY_FILE = "severity.txt"
-"""The severity of the sets in an MNIST-layout root, read by ``robustnoise.data.released_c`` (released MNIST-C: none,
-one level, keyed ``s1``)."""
+MNIST_SEVERITY_FILE = "severity.txt"  # severity of an MNIST-layout root's sets (released MNIST-C: none, i.e. 1)
 
 
 class _NpyWriter:

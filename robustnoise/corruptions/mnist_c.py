@@ -1,11 +1,9 @@
 """The 15 MNIST-C corruptions (Mu & Gilmer 2019, "MNIST-C: A Robustness Benchmark for Computer Vision"), batched.
 
 Ports of ``google-research/mnist-c`` ``corruptions.py`` at the severity of the released dataset (each function's
-default). Float images (N, C, H, W) in [0, 1], any device; float64 is computed in float64, other dtypes in float32
-(Canny and the line masks in float64; on MPS, which lacks it, on the CPU). Each channel is corrupted like a grayscale
-image with the same per-image draws. At other sizes than 28 x 28: affine maps fix the centre ((W-1)/2, (H-1)/2),
-stripe inverts the outer W // 4 columns, fog crops a max(256, next power of two) plasma map, lines start at rows
-``randint(0, H-1)``.
+default), for float images (N, C, H, W) in [0, 1] on any device, computed in float64 for float64 and float32
+otherwise; each channel is corrupted like a grayscale image with the same per-image draws. Other sizes than 28 x 28
+generalise the geometry (e.g. affine maps fix the centre ((W-1)/2, (H-1)/2)).
 
 The reference ran on 2-D uint8 arrays with the scikit-image of 2019, and the released files carry two consequences
 that these ports keep: ``glass_blur``'s ``gaussian(..., multichannel=True)`` on a 2-D array blurs **vertically only**
@@ -212,7 +210,7 @@ def _glass_swap_source(chosen: Tensor, dx: Tensor, dy: Tensor, height: int, widt
     hw = height * width
     dev = chosen.device
     pos = torch.arange(hw, device=dev).expand(n, hw)
-    total = None
+    total = pos
     for it in range(iterations):
         offset = torch.zeros(n, height, width, dtype=torch.int64, device=dev)
         offset[:, 2:, 2:] = (dy[:, it] * width + dx[:, it]) * chosen[:, it]
@@ -229,8 +227,8 @@ def _glass_swap_source(chosen: Tensor, dx: Tensor, dy: Tensor, height: int, widt
         start = _first_claimant(target_ext, target, pos, width)
         src = torch.where(start == hw, target, nxt.gather(1, start.clamp(max=hw - 1)))
         src = torch.where(moved, src, nxt)
-        total = src if total is None else total.gather(1, src)
-    return pos.clone() if total is None else total
+        total = total.gather(1, src)
+    return total
 
 
 @_mnistc("glass_blur")

@@ -34,7 +34,7 @@ from robustnoise.corruptions.registry import lookup
 from robustnoise.corruptions.rng import sample_seeds
 from robustnoise.utils.errors import RobustnoiseError
 
-__all__ = ["Corrupt", "RandomCorrupt", "check_corruption", "corruption_seed_key", "image_seeds"]
+__all__ = ["Corrupt", "RandomCorrupt", "check_corruption", "corruption_seed_key", "image_seeds", "to_float_image"]
 
 _INDEX: contextvars.ContextVar[Any] = contextvars.ContextVar("robustnoise_corrupt_index", default=None)
 
@@ -42,6 +42,21 @@ _INDEX: contextvars.ContextVar[Any] = contextvars.ContextVar("robustnoise_corrup
 def image_seeds(base_seed: int, index: Tensor, name: str, severity: int) -> Tensor:
     """Per-image seeds of ``corrupt``: ``sample_seeds(base_seed, index, key(name), severity)`` (int64, like index)."""
     return sample_seeds(int(base_seed), index, corruption_seed_key(name), int(severity))
+
+
+def to_float_image(image: Any) -> Tensor:
+    """An image (or batch) as a contiguous float tensor in [0, 1]: float tensors as they are, uint8 tensors and PIL
+    images scaled like the clean pipelines' ``v2.ToDtype(torch.float32, scale=True)``."""
+    if isinstance(image, PIL.Image.Image):
+        image = TF.pil_to_tensor(image)
+    if not isinstance(image, Tensor):
+        raise RobustnoiseError(f"images must be tensors or PIL images, got {type(image).__name__}")
+    image = image.as_subclass(Tensor)
+    if image.dtype == torch.uint8:
+        image = TF.to_dtype(image, torch.float32, scale=True)
+    elif not image.dtype.is_floating_point:
+        raise RobustnoiseError(f"images must be float in [0, 1] or uint8, got {image.dtype}")
+    return image.contiguous()  # reductions (e.g. contrast's mean) may round differently on other memory layouts
 
 
 def _index_tensor(index: Any, num_images: int, device: torch.device) -> Tensor:
@@ -94,13 +109,8 @@ class _CorruptionTransform(v2.Transform):
                 f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {tuple(image.shape)}"
             )
         single = image.dim() == 3
-        # contiguous: reductions (e.g. contrast's mean) may round differently on other memory layouts (PIL -> HWC)
-        batch = (image.unsqueeze(0) if single else image).contiguous()
-        is_uint8 = batch.dtype == torch.uint8
-        if is_uint8:
-            batch = TF.to_dtype(batch, torch.float32, scale=True)  # as ToDtype(float32, scale=True) in the pipelines
-        elif not batch.dtype.is_floating_point:
-            raise RobustnoiseError(f"images must be float in [0, 1] or uint8, got {batch.dtype}")
+        is_uint8 = image.dtype == torch.uint8
+        batch = to_float_image(image.unsqueeze(0) if single else image)
         name, severity = params["name"], params["severity"]
         index = _index_tensor(_INDEX.get(), batch.shape[0], batch.device)
         out = corrupt(batch, name, severity, self.preset, image_seeds(params["seed"], index, name, severity))
@@ -130,13 +140,9 @@ class Corrupt(_CorruptionTransform):
 class RandomCorrupt(_CorruptionTransform):
     """Apply one (corruption, severity) drawn uniformly per call: training-time augmentation.
 
-    Args:
-        corruptions: names to draw from (default: the 15 benchmark corruptions).
-        severities: severities to draw from (default 1..5).
-        preset: severity table, as for :class:`Corrupt`.
-        seed: ``None`` draws the choice and the base seed from torch's global RNG (which the DataLoader seeds per
-            worker and epoch); an int uses a private generator (a reproducible sequence per instance, copied into
-            every DataLoader worker: pass ``index=`` or use ``None`` there).
+    ``corruptions`` default to the 15 benchmark ones. ``seed=None`` draws the choice and the base seed from torch's
+    global RNG (which the DataLoader seeds per worker and epoch); an int uses a private generator (a reproducible
+    sequence per instance, copied into every DataLoader worker: pass ``index=`` or use ``None`` there).
     """
 
     def __init__(
