@@ -72,7 +72,10 @@ class CorruptedDataset(Dataset):
         fidelity: bool = False,
     ) -> None:
         self.corruptions, self.severities = resolve_sets(corruptions, severities, preset)
-        self.dataset, self.preset, self.seed, self.fidelity = dataset, preset, int(seed), bool(fidelity)
+        self.dataset = dataset
+        self.preset = preset
+        self.seed = int(seed)
+        self.fidelity = bool(fidelity)
         self.num_images = len(dataset)  # type: ignore[arg-type]
         self.sets: list[tuple[str, int]] = [(c, s) for c in self.corruptions for s in self.severities]
 

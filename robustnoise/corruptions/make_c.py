@@ -185,7 +185,8 @@ def write_c(
 def class_folder_names(datamodule: Any) -> list[str] | None:
     """The class names / wnids of a datamodule's test split in label order, if known: ``classes`` / ``class_to_idx``
     of the test set (through wrappers' ``.dataset``) or the datamodule, or a sorted ``root/wnids.txt``."""
-    candidates, node = [], getattr(datamodule, "test_set", None)
+    candidates: list[Any] = []
+    node = getattr(datamodule, "test_set", None)
     while node is not None and len(candidates) < 8:
         candidates.append(node)
         node = getattr(node, "dataset", None)
@@ -272,7 +273,8 @@ class _NpyWriter:
         self, out: Path, cifar: bool, sets: list[tuple[str, int]], shape: tuple[int, ...], classes: int
     ) -> None:
         """``shape``: (N, H, W, C) of the test split."""
-        n, levels = shape[0], list(dict.fromkeys(s for _, s in sets))
+        n = shape[0]
+        levels = list(dict.fromkeys(s for _, s in sets))  # in the order asked for
         self.out, self.cifar, self.n, self.bytes = out, cifar, n, 0
         self._arrays: dict[Path, np.memmap] = {}
         self._labels: dict[Path, np.ndarray] = {}
@@ -338,7 +340,8 @@ class _FolderWriter:
     writes)."""
 
     def __init__(self, out: Path, sets: Sequence[tuple[str, int]], num_images: int, class_names: Sequence[str]):
-        self.out, self.class_names, self.files, self.bytes = out, list(class_names), 0, 0
+        self.out, self.class_names = out, list(class_names)
+        self.files = self.bytes = 0
         self.width = len(str(max(num_images - 1, 0)))
         for name, severity in sets:
             for cls in self.class_names:
@@ -348,7 +351,8 @@ class _FolderWriter:
         folder = self.out / name / str(severity)
         for i, label, data in zip(index, labels, encode_jpeg(list(pixels), quality=RELEASE_JPEG_QUALITY)):
             (folder / self.class_names[int(label)] / f"{int(i):0{self.width}d}.JPEG").write_bytes(data.numpy())
-            self.files, self.bytes = self.files + 1, self.bytes + data.numel()
+            self.bytes += data.numel()
+        self.files += len(index)
 
     def finish(self) -> int:
         return self.files

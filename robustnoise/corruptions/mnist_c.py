@@ -100,9 +100,7 @@ def _mnistc(name: str) -> Callable[[Callable[[Tensor, Tensor], Tensor]], Callabl
     def decorate(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
         def run(images: Tensor, param: None, seeds: Tensor) -> Tensor:
             if images.shape[-1] < 4 or images.shape[-2] < 4:
-                raise RobustnoiseError(
-                    f"MNIST-C corruptions need images of at least 4 x 4 pixels, got {tuple(images.shape)}"
-                )
+                raise RobustnoiseError(f"MNIST-C needs images of at least 4 x 4 pixels, got {tuple(images.shape)}")
             out = torch.empty_like(images, memory_format=torch.contiguous_format)
             work = working_dtype(images.dtype)
             return map_image_chunks(

@@ -130,7 +130,4 @@ def frost_textures(
 
 @functools.lru_cache(maxsize=16)
 def _prepared(folder: Path, scale: float, device: torch.device) -> tuple[Tensor, ...]:
-    textures = _decode(folder)
-    if scale != 1.0:
-        textures = tuple(resize_bilinear_like_cv2(texture, scale) for texture in textures)
-    return tuple(texture.to(device) for texture in textures)
+    return tuple((t if scale == 1.0 else resize_bilinear_like_cv2(t, scale)).to(device) for t in _decode(folder))

@@ -105,9 +105,7 @@ class _CorruptionTransform(v2.Transform):
 
     def _apply(self, image: Tensor, params: dict[str, Any]) -> Tensor:
         if image.dim() not in (3, 4):
-            raise RobustnoiseError(
-                f"expected an image (C, H, W) or a batch (N, C, H, W), got shape {tuple(image.shape)}"
-            )
+            raise RobustnoiseError(f"expected an image (C, H, W) or a batch (N, C, H, W), got {tuple(image.shape)}")
         single = image.dim() == 3
         is_uint8 = image.dtype == torch.uint8
         batch = to_float_image(image.unsqueeze(0) if single else image)
