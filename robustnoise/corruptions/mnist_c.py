@@ -216,15 +216,12 @@ def _glass_swap_source(chosen: Tensor, dx: Tensor, dy: Tensor, height: int, widt
         target_ext = torch.cat([target, torch.full((n, 1), -1, dtype=torch.int64, device=dev)], dim=1)
         nxt = _first_claimant(target_ext, pos, pos, width)
         nxt = torch.where(nxt == hw, pos, nxt)  # chain ends are fixed points
-        while True:  # pointer jumping: links only go forward, so this ends after log2(longest chain) rounds
-            jumped = nxt.gather(1, nxt)
-            if torch.equal(jumped, nxt):
-                break
+        # pointer jumping: links only go forward, so this ends after log2(longest chain) rounds
+        while not torch.equal(jumped := nxt.gather(1, nxt), nxt):
             nxt = jumped
-        moved = target != pos
         start = _first_claimant(target_ext, target, pos, width)
         src = torch.where(start == hw, target, nxt.gather(1, start.clamp(max=hw - 1)))
-        src = torch.where(moved, src, nxt)
+        src = torch.where(target != pos, src, nxt)
         total = total.gather(1, src)
     return total
 
@@ -461,9 +458,7 @@ def canny_edges(x: Tensor, seeds: Tensor) -> Tensor:
     maxima = torch.where(same, torch.where(ai > aj, same_steep, same_flat), torch.where(ai < aj, opp_flat, opp_steep))
     low = F.pad((maxima & (mag >= CANNY_LOW))[..., 1:-1, 1:-1].to(torch.float32), (1, 1, 1, 1))  # border excluded
     grown = low * (mag >= CANNY_HIGH)
-    while True:  # hysteresis: grow the strong pixels through 8-connected candidates
-        nxt = F.max_pool2d(grown, 3, stride=1, padding=1).mul_(low)
-        if torch.equal(nxt, grown):
-            break
+    # hysteresis: grow the strong pixels through 8-connected candidates
+    while not torch.equal(nxt := F.max_pool2d(grown, 3, stride=1, padding=1).mul_(low), grown):
         grown = nxt
     return grown.view(n, c, h, w).to(device=x.device, dtype=x.dtype)
