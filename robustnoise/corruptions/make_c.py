@@ -216,9 +216,7 @@ def usable_class_names(names: Sequence[str] | None, num_classes: int) -> tuple[l
         valid = (
             len(names) == num_classes
             and len(set(names)) == len(names)
-            and all(
-                n and n not in (".", "..") and "/" not in n and os.sep not in n and not n.startswith(".") for n in names
-            )
+            and all(n and "/" not in n and os.sep not in n and not n.startswith(".") for n in names)  # not ".", ".."
             and sorted(names) == names
         )
         if valid:
