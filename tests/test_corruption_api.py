@@ -26,7 +26,7 @@ from robustnoise.corruptions import (
 )
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import quantize_uint8_truncate, release_fidelity
-from robustnoise.corruptions.make_c import usable_class_names, write_c
+from robustnoise.corruptions.make_c import MakeCOptions, usable_class_names, write_c
 from robustnoise.data import ClassificationDataModule, DigitsDataModule
 from robustnoise.data.released_c import CifarC, ImageNetC, MnistC, released_c_sets
 from robustnoise.eval.suite import CorruptionSuite, EvalSet
@@ -306,7 +306,7 @@ def test_class_folder_names_must_sort_in_label_order():
     assert usable_class_names(["a/b", "c"], 2)[1] == "indices"
     assert usable_class_names(None, 12)[0][:3] == ["00", "01", "02"]
     with pytest.raises(ConfigError):
-        write_c(TensorDataset(torch.rand(2, 3, 8, 8), torch.zeros(2)), "/nonexistent", layout="jpeg")
+        write_c(TensorDataset(torch.rand(2, 3, 8, 8), torch.zeros(2)), MakeCOptions("/nonexistent", layout="jpeg"))
 
 
 def test_mnistc_preset_through_dataset_transform_and_make_c(tmp_path, test_split):
@@ -322,7 +322,8 @@ def test_mnistc_preset_through_dataset_transform_and_make_c(tmp_path, test_split
         )
     with pytest.raises(ConfigError, match="one fixed severity"):
         CorruptedDataset(dataset, corruptions=names, severities=[1, 2], preset="mnistc")
-    summary = write_c(dataset, tmp_path / "mnist_c", num_classes=10, corruptions=names, preset="mnistc", progress=False)
+    options = MakeCOptions(str(tmp_path / "mnist_c"), corruptions=names, preset="mnistc", progress=False)
+    summary = write_c(dataset, options, num_classes=10)
     assert summary["layout"] == "mnistc_npy" and summary["reader"]["root"] == str(tmp_path / "mnist_c")
     sets = released_c_sets("mnistc", tmp_path / "mnist_c")
     assert [(c, s) for c, s, _ in sets] == [("shear", 1), ("stripe", 1)]

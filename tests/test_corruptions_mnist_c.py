@@ -19,6 +19,7 @@ from robustnoise.corruptions import blur, corrupt, rng, sample_seeds, weather
 from robustnoise.corruptions import mnist_c as mc
 from robustnoise.corruptions.fidelity import release_fidelity
 from robustnoise.corruptions.presets import MNIST_C_CORRUPTIONS
+from robustnoise.corruptions.registry import lookup
 from robustnoise.corruptions.transforms import image_seeds
 from robustnoise.data import load_digit_images
 from robustnoise.utils.errors import RobustnoiseError
@@ -75,7 +76,7 @@ def _mc(images: torch.Tensor, name: str, seed: int | torch.Tensor = 0) -> torch.
 
 def test_names_order_and_registry():
     assert MNIST_C_CORRUPTIONS == CANONICAL
-    assert set(mc.MNIST_C_FUNCTIONS) == set(CANONICAL)
+    assert [lookup(name, "mnistc").family for name in CANONICAL] == ["mnistc"] * 15
 
 
 def test_unknown_name_lists_the_15(digits):
@@ -174,8 +175,8 @@ def _warp_candidates(name: str) -> list[sktransform.AffineTransform]:
 def test_affine_vs_skimage_warp(digits, name):
     x = digits[:48]
     seeds = _seeds(48)
-    ours32 = mc.MNIST_C_FUNCTIONS[name](x, seeds)[:, 0].numpy()
-    ours64 = mc.MNIST_C_FUNCTIONS[name](x.double(), seeds)[:, 0].numpy()
+    ours32 = lookup(name, "mnistc").fn(x, None, seeds)[:, 0].numpy()
+    ours64 = lookup(name, "mnistc").fn(x.double(), None, seeds)[:, 0].numpy()
     images = x[:, 0].double().numpy()
     refs = [np.stack([sktransform.warp(im, inverse_map=t) for im in images]) for t in _warp_candidates(name)]
     refs = [np.clip(ref, 0, 1) for ref in refs]

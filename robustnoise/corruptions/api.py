@@ -1,9 +1,8 @@
 """``corrupt``: one entry point for all corruptions, presets and seeding.
 
-Corruptions of Hendrycks & Dietterich (2019), "Benchmarking Neural Network Robustness to Common Corruptions and
-Perturbations" (ImageNet-C), with the per-benchmark parameters of :mod:`robustnoise.corruptions.presets`, and the
-MNIST-C set of Mu & Gilmer (2019) (preset ``mnistc``). Every corruption is looked up in
-:mod:`robustnoise.corruptions.registry`; importing the family modules here registers them.
+The corruptions of Hendrycks & Dietterich (2019), "Benchmarking Neural Network Robustness to Common Corruptions and
+Perturbations" (ImageNet-C), with the tables of :mod:`robustnoise.corruptions.presets`, and MNIST-C (Mu & Gilmer
+2019; preset ``mnistc``), looked up in :mod:`robustnoise.corruptions.registry`; importing the families registers them.
 """
 
 from __future__ import annotations
@@ -19,30 +18,19 @@ from robustnoise.utils.errors import RobustnoiseError
 __all__ = ["CORRUPTION_FNS", "CorruptionFn", "corrupt", "corruption_id"]
 
 
-def corrupt(
-    images: Tensor,
-    name: str,
-    severity: int,
-    preset: str = "imagenet",
-    seed: int | Tensor = 0,
-) -> Tensor:
-    """Apply corruption ``name`` at ``severity`` to a batch.
+def corrupt(images: Tensor, name: str, severity: int, preset: str = "imagenet", seed: int | Tensor = 0) -> Tensor:
+    """Apply corruption ``name`` at ``severity`` (1..5; MNIST-C: 1) to a batch.
 
     Args:
         images: Float tensor (N, C, H, W) in [0, 1], any number of channels, any device.
-        name: One of :data:`~robustnoise.corruptions.presets.ALL_CORRUPTIONS` (or of ``MNIST_C_CORRUPTIONS`` with
-            ``preset='mnistc'``).
-        severity: 1..5 (MNIST-C: 1, its one fixed severity).
+        name: One of ``ALL_CORRUPTIONS`` (or of ``MNIST_C_CORRUPTIONS`` with ``preset='mnistc'``).
         preset: Parameter table: ``imagenet``, ``cifar``, ``tinyimagenet`` or ``mnistc``.
         seed: An int, giving image ``i`` the seed ``sample_seeds(seed, i, corruption_seed_key(name), severity)``, or
-            an int64 tensor (N,) of per-image seeds, typically ``sample_seeds(base, dataset_indices,
-            corruption_seed_key(name), severity)``, which makes an image's corruption independent of its batch.
+            an int64 tensor (N,) of per-image seeds (from the dataset indices: independent of the batch).
 
     Returns:
-        Corrupted images in [0, 1], same shape, dtype and device.
-
-    Raises:
-        RobustnoiseError: unknown corruption or preset, severity outside 1..5, bad images or seeds.
+        Corrupted images in [0, 1], same shape, dtype and device; :class:`RobustnoiseError` for unknown names or
+        presets, a severity outside 1..5 and bad images or seeds.
     """
     entry = lookup(name, preset)
     severity = check_severity(severity)

@@ -1,10 +1,9 @@
 """Release-fidelity tail: make in-memory corruptions match the released -C files.
 
-The ImageNet-C generation scripts (Hendrycks & Dietterich 2019, ``make_*_c.py``) store every corrupted image as
-``np.uint8(result)`` after clipping to [0, 255], which **truncates** (254.9 -> 254), and the released ImageNet-C and
-Tiny-ImageNet-C images are in addition JPEG files at quality 85 (``optimize=True`` only changes the Huffman tables, not
-the pixels). CIFAR-10-C / CIFAR-100-C are raw uint8 arrays (no JPEG). Evaluating on regenerated data without this tail
-differs measurably from the released files (hendrycks/robustness issues 14 and 16).
+The ImageNet-C scripts (Hendrycks & Dietterich 2019, ``make_*_c.py``) store ``np.uint8(clip(255 x))``, which
+**truncates** (254.9 -> 254); the released ImageNet-C and Tiny-ImageNet-C images are also JPEG files at quality 85,
+CIFAR-10-C / CIFAR-100-C raw uint8 arrays. Without this tail, regenerated data differs measurably from the released
+files (hendrycks/robustness issues 14 and 16).
 """
 
 from __future__ import annotations
@@ -23,14 +22,13 @@ RELEASE_JPEG_QUALITY = 85
 """JPEG quality of the released ImageNet-C and Tiny-ImageNet-C files (Pillow defaults otherwise: 4:2:0)."""
 
 RELEASE_JPEG_PRESETS: tuple[str, ...] = ("imagenet", "tinyimagenet")
-"""Presets whose released files are JPEGs; ``cifar`` (CIFAR-10-C / CIFAR-100-C ``.npy``) is uint8 only."""
 
 
 def quantize_uint8_truncate(images: Tensor) -> Tensor:
-    """``np.uint8(np.clip(255 x, 0, 255))`` for float images in [0, 1] (any shape and device): truncation, not rounding.
+    """``np.uint8(np.clip(255 x, 0, 255))`` for float images in [0, 1] (any shape and device): truncation.
 
-    float64 is exact like numpy (``255 * (k / 255.0) == k``); lower precisions add a margin of ``255 eps(dtype)`` grey
-    levels (capped at 0.5) before truncating, so images on the 1/255 grid map back to their exact uint8 values.
+    float64 is exact like numpy; lower precisions add ``255 eps(dtype)`` grey levels (at most 0.5) before truncating,
+    so images on the 1/255 grid map back to their exact uint8 values.
     """
     if not images.dtype.is_floating_point:
         raise TypeError(f"images must be a floating tensor, got {images.dtype}")
@@ -45,28 +43,16 @@ def quantize_uint8_truncate(images: Tensor) -> Tensor:
 
 
 def release_fidelity(images: Tensor, preset: str) -> Tensor:
-    """Apply the tail of the released -C data to corrupted images.
-
-    clip -> uint8 by truncation -> for ``imagenet`` and ``tinyimagenet`` a JPEG quality-85 round trip (Pillow's
-    default 4:2:0 subsampling; runs on the CPU) -> float in [0, 1]. ``mnistc`` rounds to uint8 instead
-    (``floor(255 x + 1/2)``): the released MNIST-C files are rounded.
-
-    Args:
-        images: Float images (N, C, H, W) (values outside [0, 1] are clipped), any device.
-        preset: ``imagenet``, ``cifar``, ``tinyimagenet`` or ``mnistc``.
-
-    Returns:
-        Images on the 1/255 grid, same shape, dtype and device.
-    """
+    """The tail of the released -C data on float images (N, C, H, W), clipped: uint8 by truncation, for ``imagenet``
+    and ``tinyimagenet`` a JPEG q85 round trip (on the CPU), back to float on the 1/255 grid (same shape, dtype and
+    device). ``mnistc`` rounds instead (``floor(255 x + 1/2)``), as the released MNIST-C files."""
     if preset not in (*PRESETS, MNISTC_PRESET):
         raise RobustnoiseError(f"unknown preset {preset!r}; valid: {', '.join([*PRESETS, MNISTC_PRESET])}")
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
         raise RobustnoiseError(f"images must be a float tensor (N, C, H, W), got {got}")
-    if preset == MNISTC_PRESET:
-        quantized = quantize_uint8_round(images.clamp(0.0, 1.0))
-    else:
-        quantized = quantize_uint8_truncate(images)
+    rounded = preset == MNISTC_PRESET
+    quantized = quantize_uint8_round(images.clamp(0.0, 1.0)) if rounded else quantize_uint8_truncate(images)
     if preset in RELEASE_JPEG_PRESETS:
         quantized = jpeg_roundtrip_uint8(quantized, RELEASE_JPEG_QUALITY)
     work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32

@@ -1,12 +1,9 @@
 """``task=make_c``: write the -C version of a datamodule's test split in the layout of the released files.
 
 Every test image under every requested (corruption, severity), seeded like the in-memory evaluation
-(``sample_seeds(seed, test index, corruption_id, severity)``), written as ``cifar_npy`` (``<out>/<corruption>.npy``
-uint8 (5 N, H, W, C), severity blocks of rows, and ``labels.npy``), ``mnistc_npy`` (``<out>/<corruption>/test_
-{images,labels}.npy``, one tree per severity under ``<out>/s<severity>/`` when there are several) or ``folders``
-(``<out>/<corruption>/<severity>/<class>/<index>.JPEG``, quality 85). Layouts, class folders and options:
-``docs/corruptions.md``; the files are read back by :mod:`robustnoise.data.released_c`. uint8 by truncation with
-``fidelity`` (as the released ``np.uint8``), otherwise by rounding; MNIST-C always rounds, as its released files.
+(``sample_seeds(seed, test index, corruption_id, severity)``), as ``cifar_npy``, ``mnistc_npy`` or JPEG ``folders``
+(layouts, class folders and options: ``docs/corruptions.md``; read back by :mod:`robustnoise.data.released_c`).
+uint8 by truncation with ``fidelity`` (the released ``np.uint8``), otherwise by rounding; MNIST-C always rounds.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +23,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchvision.io import encode_jpeg
 from tqdm.auto import tqdm
 
 from robustnoise.corruptions.api import corrupt
-from robustnoise.corruptions.datasets import resolve_sets, to_float_image
+from robustnoise.corruptions.datasets import resolve_sets
 from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.fidelity import RELEASE_JPEG_QUALITY, quantize_uint8_truncate
 from robustnoise.corruptions.presets import SEVERITIES
-from robustnoise.corruptions.transforms import image_seeds
+from robustnoise.corruptions.transforms import image_seeds, to_float_image
 from robustnoise.utils.errors import ConfigError
 
 __all__ = ["LAYOUTS", "MakeCOptions", "class_folder_names", "make_c", "write_c"]
@@ -76,31 +73,16 @@ class MakeCOptions:
 def make_c(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
     """Entry point of ``task=make_c``: write the -C set of ``datamodule``'s test split; returns (and prints) a summary.
 
-    Args:
-        cfg: the ``make_c`` config node (see :class:`MakeCOptions`); ``preset: null`` takes the datamodule's
-            ``corruption_preset``.
-        datamodule: a :class:`robustnoise.data.ClassificationDataModule`.
+    ``cfg``: the ``make_c`` config node (:class:`MakeCOptions`); ``preset: null`` takes the datamodule's
+    ``corruption_preset``.
     """
     options = OmegaConf.to_object(OmegaConf.merge(MakeCOptions, cfg))  # unknown keys and wrong types refused
-    preset = options.preset or getattr(datamodule, "corruption_preset", None) or "imagenet"
-    dataset = datamodule.test_dataset(options.max_images)
-    names = class_folder_names(datamodule)
+    options.preset = options.preset or getattr(datamodule, "corruption_preset", None) or "imagenet"
     summary = write_c(
-        dataset,
-        options.out_dir,
+        datamodule.test_dataset(options.max_images),
+        options,
         num_classes=int(getattr(datamodule, "num_classes", 0)) or None,
-        class_names=names,
-        layout=options.layout,
-        corruptions=options.corruptions,
-        severities=options.severities,
-        preset=preset,
-        seed=options.seed,
-        batch_size=options.batch_size,
-        fidelity=options.fidelity,
-        num_workers=options.num_workers,
-        device=options.device,
-        overwrite=options.overwrite,
-        progress=options.progress,
+        class_names=class_folder_names(datamodule),
         source=getattr(datamodule, "name", type(datamodule).__name__),
     )
     print(_describe(summary))
@@ -109,32 +91,18 @@ def make_c(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
 
 def write_c(
     dataset: Dataset,
-    out_dir: str | os.PathLike[str],
+    options: MakeCOptions,
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
-    layout: str = "auto",
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] | None = SEVERITIES,
-    preset: str = "imagenet",
-    seed: int = 0,
-    batch_size: int = 256,
-    fidelity: bool = True,
-    num_workers: int = 0,
-    device: str = "cpu",
-    overwrite: bool = False,
-    progress: bool = True,
     source: str = "dataset",
 ) -> dict[str, Any]:
     """Write the -C set of ``dataset`` (items ``(image, label, ...)``; image ``i`` is seeded as test index ``i``).
 
-    Same options as :func:`make_c` (which calls this with the datamodule's test split); ``class_names``: folder names
-    for the folder layout (used only if they sort in label order, see :func:`usable_class_names`).
+    ``class_names``: folder names for the folder layout (used only if they sort in label order, see
+    :func:`usable_class_names`); ``options.max_images`` is the caller's (:func:`make_c` passes the split it asks for).
     """
-    if layout not in LAYOUTS:
-        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if preset == "mnistc" and list(severities or []) == list(SEVERITIES):
-        severities = None
-    names, levels = resolve_sets(corruptions, severities, preset)
+    preset = options.preset or "imagenet"
+    names, levels = resolve_sets(options.corruptions, tuple(options.severities), preset)
     num_images = len(dataset)  # type: ignore[arg-type]
     if num_images == 0:
         raise ConfigError("the test split is empty: nothing to write")
@@ -142,7 +110,10 @@ def write_c(
     if first.dim() != 3:
         raise ConfigError(f"dataset images must be (C, H, W), got shape {tuple(first.shape)}")
     channels, height, width = first.shape
-    kind = _resolve_layout(layout, channels, height, width)
+    layout = options.layout if options.layout != "auto" else "npy" if max(height, width) <= 32 else "folders"
+    kind = (
+        "folders" if layout == "folders" else "mnistc_npy" if (channels, height, width) == (1, 28, 28) else "cifar_npy"
+    )
     if kind == "cifar_npy" and levels != SEVERITIES:
         raise ConfigError(
             f"the npy layout of CIFAR-10-C stores all 5 severities as row blocks, got severities {list(levels)}: "
@@ -154,36 +125,30 @@ def write_c(
         num_classes = 1 + max(int(dataset[i][1]) for i in range(num_images))
     folder_names, naming = usable_class_names(class_names, num_classes)
 
-    out = Path(out_dir).expanduser()
-    _prepare_out_dir(out, overwrite)
+    out = Path(options.out_dir).expanduser()
+    _prepare_out_dir(out, options.overwrite)
     (out / _MANIFEST).write_text(json.dumps({"complete": False, "source": source}) + "\n")  # lets overwrite clean up
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    )
+    device = options.device if options.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     sets = [(c, s) for c in names for s in levels]
-    shape = (height, width, channels)
     if kind == "folders":
         writer: Any = _FolderWriter(out, sets, num_images, folder_names)
     else:
-        writer = _NpyWriter(out, kind == "cifar_npy", sets, levels, num_images, shape, num_classes)
+        writer = _NpyWriter(out, kind == "cifar_npy", sets, (num_images, height, width, channels), num_classes)
 
     # MNIST-C's released files are rounded; the ImageNet-C family truncates
-    quantize = quantize_uint8_truncate if fidelity and preset != "mnistc" else quantize_uint8_round
-    loader = DataLoader(_FloatImages(dataset), batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
+    quantize = quantize_uint8_truncate if options.fidelity and preset != "mnistc" else quantize_uint8_round
+    loader = DataLoader(_FloatImages(dataset), batch_size=options.batch_size, num_workers=options.num_workers)
     start = time.perf_counter()
-    bar = tqdm(total=num_images * len(sets), unit="img", desc="make_c", disable=not progress, dynamic_ncols=True)
+    total = num_images * len(sets)
+    bar = tqdm(total=total, unit="img", desc="make_c", disable=not options.progress, dynamic_ncols=True)
     try:
         for x, y, index in loader:
-            x = x.to(dev)
-            index = index.to(torch.int64)
-            writer.labels(index.numpy(), y.numpy())
+            x = x.to(device)
             for name, severity in sets:
-                seeds = image_seeds(seed, index, name, severity).to(dev)
+                seeds = image_seeds(options.seed, index, name, severity).to(device)
                 corrupted = corrupt(x, name, severity, preset=preset, seed=seeds)
-                pixels = quantize(corrupted).permute(0, 2, 3, 1).contiguous().cpu().numpy()  # uint8 NHWC
-                writer.write(name, severity, index.numpy(), y.numpy(), pixels)
+                writer.write(name, severity, index.numpy(), y.numpy(), quantize(corrupted).cpu())
                 bar.update(len(index))
-            writer.sync()
         files = writer.finish()
     except BaseException:
         writer.abort()
@@ -204,12 +169,12 @@ def write_c(
         "corruptions": list(names),
         "severities": list(levels),
         "preset": preset,
-        "seed": int(seed),
-        "fidelity": bool(fidelity),
+        "seed": options.seed,
+        "fidelity": options.fidelity,
         "files": files,
-        "bytes": writer.bytes_written(),
+        "bytes": writer.bytes,
         "seconds": round(seconds, 3),
-        "images_per_second": round(num_images * len(sets) / max(seconds, 1e-9), 1),
+        "images_per_second": round(total / max(seconds, 1e-9), 1),
         "reader": writer.reader(height, num_classes),
     }
     (out / _MANIFEST).write_text(json.dumps(summary, indent=2) + "\n")
@@ -217,33 +182,15 @@ def write_c(
     return summary
 
 
-# Layout and class-folder decisions
-
-
-def _resolve_layout(layout: str, channels: int, height: int, width: int) -> str:
-    mnist_like = channels == 1 and height == width == 28
-    if layout == "auto":
-        layout = "npy" if max(height, width) <= 32 else "folders"
-    if layout == "npy":
-        return "mnistc_npy" if mnist_like else "cifar_npy"
-    return "folders"
-
-
 def class_folder_names(datamodule: Any) -> list[str] | None:
-    """The class names / wnids of a datamodule's test split in label order, when it knows them.
-
-    Looks at ``classes`` / ``class_to_idx`` of the test set (through ``Subset`` / wrapper ``.dataset`` attributes),
-    then of the datamodule, then at a ``wnids.txt`` in its ``root`` (Tiny-ImageNet: sorted, as the labels).
-    """
+    """The class names / wnids of a datamodule's test split in label order, if known: ``classes`` / ``class_to_idx``
+    of the test set (through wrappers' ``.dataset``) or the datamodule, or a sorted ``root/wnids.txt``."""
     candidates: list[Any] = []
     node = getattr(datamodule, "test_set", None)
-    for _ in range(8):
-        if node is None:
-            break
+    while node is not None and len(candidates) < 8:
         candidates.append(node)
         node = getattr(node, "dataset", None)
-    candidates.append(datamodule)
-    for node in candidates:
+    for node in [*candidates, datamodule]:
         classes = getattr(node, "classes", None)
         if isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes):
             return list(classes)
@@ -261,18 +208,15 @@ def class_folder_names(datamodule: Any) -> list[str] | None:
 def usable_class_names(names: Sequence[str] | None, num_classes: int) -> tuple[list[str], str]:
     """Class folder names for the folder layout and how they were chosen (``classes`` or ``indices``).
 
-    The readers give label = position of the folder in the *sorted* folder list, so names are used only if there is
-    one per class, they are valid, distinct folder names and sorting them keeps the label order; otherwise class ``k``
-    becomes the zero-padded ``k`` (which always sorts correctly).
+    The readers give label = position of the folder in the sorted folder list, so names are used only if they are
+    one valid, distinct folder name per class in sorted order; otherwise class ``k`` becomes the zero-padded ``k``.
     """
     if names is not None:
         names = [str(n) for n in names]
         valid = (
             len(names) == num_classes
             and len(set(names)) == len(names)
-            and all(
-                n and n not in (".", "..") and "/" not in n and os.sep not in n and not n.startswith(".") for n in names
-            )
+            and all(n and "/" not in n and os.sep not in n and not n.startswith(".") for n in names)  # not ".", ".."
             and sorted(names) == names
         )
         if valid:
@@ -287,8 +231,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(f"make_c.out_dir {out} is not empty; choose another folder or set make_c.overwrite=true")
-        manifest = out / _MANIFEST
-        if not manifest.is_file():
+        if not (out / _MANIFEST).is_file():
             raise ConfigError(
                 f"make_c.overwrite: {out} was not written by make_c ({_MANIFEST} missing); not deleting it"
             )
@@ -313,31 +256,24 @@ class _FloatImages(Dataset):
 # Writers
 
 
-MNIST_SEVERITY_FILE = "severity.txt"
-"""The severity of the sets in an MNIST-layout root (one level per root), read by ``robustnoise.data.released_c``;
-the released MNIST-C has none (one level, keyed ``s1``)."""
+MNIST_SEVERITY_FILE = "severity.txt"  # severity of an MNIST-layout root's sets (released MNIST-C: none, i.e. 1)
 
 
 class _NpyWriter:
-    """uint8 image arrays written in place (``.partial`` memory maps renamed when complete) plus label arrays.
+    """uint8 image arrays written through ``.partial`` memory maps (renamed when complete) plus label arrays.
 
     CIFAR-10-C: ``<out>/<corruption>.npy`` (5 N, H, W, C) with severity blocks, ``<out>/labels.npy`` tiled 5 times.
     MNIST-C: ``<root>/<corruption>/test_{images,labels}.npy``, ``root`` = ``<out>`` or, for several severities,
-    ``<out>/s<severity>``. Writers record a batch's labels (``labels``), write one (corruption, severity) of it
-    (``write``), wait for it (``sync``), then ``finish`` (returns the number of files) or ``abort``.
+    ``<out>/s<severity>``.
     """
 
     def __init__(
-        self,
-        out: Path,
-        cifar: bool,
-        sets: Sequence[tuple[str, int]],
-        levels: Sequence[int],
-        n: int,
-        shape: tuple[int, int, int],
-        classes: int,
+        self, out: Path, cifar: bool, sets: list[tuple[str, int]], shape: tuple[int, ...], classes: int
     ) -> None:
-        self.out, self.cifar, self.n, self._written = out, cifar, n, []
+        """``shape``: (N, H, W, C) of the test split."""
+        n = shape[0]
+        levels = list(dict.fromkeys(s for _, s in sets))  # in the order asked for
+        self.out, self.cifar, self.n, self.bytes = out, cifar, n, 0
         self._arrays: dict[Path, np.memmap] = {}
         self._labels: dict[Path, np.ndarray] = {}
         self.targets: dict[tuple[str, int], tuple[np.memmap, int]] = {}  # (corruption, severity) -> (array, first row)
@@ -345,13 +281,13 @@ class _NpyWriter:
         if cifar:
             self._labels[out / "labels.npy"] = self.label_rows
             for name in dict.fromkeys(c for c, _ in sets):
-                array = self._open(out / f"{name}.npy", (len(SEVERITIES) * n, *shape))
+                array = self._open(out / f"{name}.npy", (len(SEVERITIES) * n, *shape[1:]))
                 self.targets.update({(name, s): (array, (s - 1) * n) for s in levels})
             return
         self.roots = {s: out if len(levels) == 1 else out / f"s{s}" for s in levels}
         for name, severity in sets:
             folder = self.roots[severity] / name
-            self.targets[name, severity] = (self._open(folder / "test_images.npy", (n, *shape)), 0)
+            self.targets[name, severity] = (self._open(folder / "test_images.npy", shape), 0)
             self._labels[folder / "test_labels.npy"] = self.label_rows
         for severity, root in self.roots.items():  # else the reader keys the sets s1 whatever they were made at
             (root / MNIST_SEVERITY_FILE).write_text(f"{severity}\n")
@@ -362,38 +298,29 @@ class _NpyWriter:
         self._arrays[path] = array
         return array
 
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: Tensor) -> None:
+        array, start = self.targets[name, severity]
+        array[start + index] = pixels.permute(0, 2, 3, 1).numpy()
         for block in range(0, len(self.label_rows), self.n):
             self.label_rows[block + index] = labels
 
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        array, start = self.targets[name, severity]
-        array[start + index] = pixels
-
-    def sync(self) -> None:
-        pass
-
     def finish(self) -> int:
+        self.targets.clear()
         for path, array in self._arrays.items():
             array.flush()
-            del array
             os.replace(path.with_name(path.name + _PARTIAL), path)
-            self._written.append(path)
-        self._arrays.clear()
-        self.targets.clear()
         for path, labels in self._labels.items():
             np.save(path, labels)
-            self._written.append(path)
-        return len(self._written)
+        written = [*self._arrays, *self._labels]
+        self._arrays.clear()
+        self.bytes = sum(p.stat().st_size for p in written)
+        return len(written)
 
     def abort(self) -> None:
         self.targets.clear()
         for path in list(self._arrays):
             del self._arrays[path]
             path.with_name(path.name + _PARTIAL).unlink(missing_ok=True)
-
-    def bytes_written(self) -> int:
-        return sum(p.stat().st_size for p in self._written)
 
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
         if self.cifar:
@@ -407,48 +334,29 @@ class _NpyWriter:
 
 
 class _FolderWriter:
-    """``<out>/<corruption>/<severity>/<class>/<index>.JPEG`` (quality 85), written by a small thread pool."""
+    """``<out>/<corruption>/<severity>/<class>/<index>.JPEG`` at quality 85 (torchvision's libjpeg: the bytes Pillow
+    writes)."""
 
     def __init__(self, out: Path, sets: Sequence[tuple[str, int]], num_images: int, class_names: Sequence[str]):
-        self.out = out
-        self.class_names = list(class_names)
+        self.out, self.class_names = out, list(class_names)
+        self.files = self.bytes = 0
         self.width = len(str(max(num_images - 1, 0)))
         for name, severity in sets:
             for cls in self.class_names:
                 (out / name / str(severity) / cls).mkdir(parents=True, exist_ok=True)
-        self.pool = ThreadPoolExecutor(max_workers=2)
-        self.pending: list[Future] = []
-        self.count = 0
-        self.size = 0
 
-    def labels(self, index: np.ndarray, labels: np.ndarray) -> None:
-        pass
-
-    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> None:
-        self.sync()  # at most one (batch, set) in flight: it encodes while the next one is corrupted
+    def write(self, name: str, severity: int, index: np.ndarray, labels: np.ndarray, pixels: Tensor) -> None:
         folder = self.out / name / str(severity)
-        for k in range(len(index)):
-            path = folder / self.class_names[int(labels[k])] / f"{int(index[k]):0{self.width}d}.JPEG"
-            self.pending.append(self.pool.submit(_save_jpeg, path, pixels[k]))
-
-    def sync(self) -> None:
-        pending, self.pending = self.pending, []
-        for future in pending:
-            self.size += future.result()
-            self.count += 1
+        for i, label, data in zip(index, labels, encode_jpeg(list(pixels), quality=RELEASE_JPEG_QUALITY)):
+            (folder / self.class_names[int(label)] / f"{int(i):0{self.width}d}.JPEG").write_bytes(data.numpy())
+            self.bytes += data.numel()
+        self.files += len(index)
 
     def finish(self) -> int:
-        self.sync()
-        self.pool.shutdown()
-        return self.count
+        return self.files
 
     def abort(self) -> None:
-        for future in self.pending:
-            future.cancel()
-        self.pool.shutdown(wait=True)
-
-    def bytes_written(self) -> int:
-        return self.size
+        pass
 
     def reader(self, size: int, num_classes: int) -> dict[str, Any]:
         kind = "tinyimagenetc" if (size, num_classes) == (64, 200) else "imagenetc"
@@ -456,14 +364,6 @@ class _FolderWriter:
         note = f"read with ImageNetC(root, corruption, severity, image_size={size}, num_classes={num_classes})"
         kwargs = {"image_size": size, "num_classes": num_classes}
         return {"kind": kind, "root": str(self.out), "kwargs": kwargs, "note": "" if standard else note}
-
-
-def _save_jpeg(path: Path, pixels: np.ndarray) -> int:
-    from PIL import Image
-
-    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, mode=None)
-    image.save(path, format="JPEG", quality=RELEASE_JPEG_QUALITY)
-    return path.stat().st_size
 
 
 def _describe(summary: Mapping[str, Any]) -> str:

@@ -1,27 +1,14 @@
 """The 15 MNIST-C corruptions (Mu & Gilmer 2019, "MNIST-C: A Robustness Benchmark for Computer Vision"), batched.
 
-Ports of ``google-research/mnist-c`` ``corruptions.py`` at the single severity of the released dataset (each
-function's default argument there). They take float images (N, C, H, W) in [0, 1] on any device (MNIST: C = 1,
-28 x 28 px) and return images of the same shape, dtype and device; float64 is computed in float64, other dtypes in
-float32 (Canny and the line masks always in float64; on MPS, which has no float64, on the CPU). Each channel is
-corrupted like a grayscale image with the same per-image draws (the noises draw per element).
+Ports of ``google-research/mnist-c`` ``corruptions.py`` at the severity of the released dataset (each function's
+default), for float images (N, C, H, W) in [0, 1] on any device, computed in float64 for float64 and float32
+otherwise; each channel is corrupted like a grayscale image with the same per-image draws. Other sizes than 28 x 28
+generalise the geometry (e.g. affine maps fix the centre ((W-1)/2, (H-1)/2)).
 
-MNIST-C is defined at 28 x 28 px; other sizes work with these generalisations: affine maps fix the centre
-((W-1)/2, (H-1)/2) (13.5, 13.5 at 28 px), stripe inverts the first and last W // 4 columns, glass blur scans rows and
-columns 2..H-1 / 2..W-1, fog crops a max(256, next power of two) plasma map, the dotted line runs from column 0 to
-W-1 and the zigzag from column 2 to W-3, starting rows ``randint(0, H-1)``.
-
-The reference ran on 2-D uint8 arrays (PIL ``L`` images) with the scikit-image of 2019 (0.14/0.15). Two consequences
-that the released files carry and these ports keep:
-
-- ``glass_blur`` calls ``gaussian(..., multichannel=True)`` on a 2-D array, which that scikit-image read as one row
-  axis plus a channel axis: the blur is **vertical only** (sigma 0.7 along rows, none along columns; modern
-  ``gaussian(x, 0.7, channel_axis=-1)`` does the same). Its "swap" ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` is a
-  true swap on a 2-D array (numpy scalars), not ImageNet-C's one-way copy of (H, W, 3) pixel views.
-- ``shear`` uses ``AffineTransform(shear=s)`` of that time, ``[[1, -sin s], [0, cos s]]`` (scikit-image >= 0.20
-  builds ``[[1, -tan s], [0, 1]]`` instead).
-
-Parity with scikit-image / SciPy / the ``imagecorruptions`` port: ``docs/parity/mnist_c.md``.
+The reference ran on 2-D uint8 arrays with the scikit-image of 2019, and the released files carry two consequences
+that these ports keep: ``glass_blur``'s ``gaussian(..., multichannel=True)`` on a 2-D array blurs **vertically only**
+and its swap is a true swap (not ImageNet-C's one-way copy); ``shear`` is ``AffineTransform(shear=s)`` of that time,
+``[[1, -sin s], [0, cos s]]`` (scikit-image >= 0.20: ``[[1, -tan s], [0, 1]]``). Parity: ``docs/parity/mnist_c.md``.
 """
 
 from __future__ import annotations
@@ -39,8 +26,6 @@ from robustnoise.corruptions.filters import map_image_chunks, pad2d, working_dty
 from robustnoise.corruptions.presets import MNISTC_PRESET, Fog, GlassBlur, MotionBlur, Spatter
 from robustnoise.corruptions.registry import register
 from robustnoise.utils.errors import RobustnoiseError
-
-__all__ = ["MNIST_C_FUNCTIONS"]
 
 # Parameters: the default severity of each function of mnist-c ``corruptions.py``.
 
@@ -76,13 +61,12 @@ _FOG_CHUNK = 32  # images per chunk for fog (each padded to the 256 x 256 plasma
 
 
 def _uniform(seeds: Tensor, count: int, stream: int) -> Tensor:
-    """float64 uniforms (N, count) in (0, 1) on the device of ``seeds`` (the CPU for MPS, which lacks float64)."""
-    device = rng._compute_device(seeds.device)
-    return rng.uniform(seeds, (count,), stream=stream, device=device, dtype=torch.float64)
+    """float64 uniforms (N, count) on the device of ``seeds`` (the CPU for MPS, which lacks float64)."""
+    return rng.uniform(seeds, (count,), stream=stream, device=rng._compute_device(seeds.device), dtype=torch.float64)
 
 
 def _randint(u: Tensor, low: int, high: int) -> Tensor:
-    """``np.random.randint(low, high)`` from uniforms in (0, 1): integers in [low, high), as float64."""
+    """``np.random.randint(low, high)`` from uniforms in [0, 1), as float64."""
     return torch.floor(u * (high - low)) + low
 
 
@@ -96,11 +80,9 @@ def _scipy_gaussian_weights(sigma: float, truncate: float = 4.0) -> tuple[float,
 
 
 def _gaussian1d(x: Tensor, sigma: float, dim: int, mode: str) -> Tensor:
-    """``scipy.ndimage.gaussian_filter1d`` along ``dim`` (-2 rows, -1 columns), ``mode`` ``replicate`` (scipy
-    ``nearest``) or ``constant`` (zeros), with scipy's summation order for symmetric kernels
-    (``w0 x[i] + sum_{j = r..1} w_j (x[i - j] + x[i + j])``), so float64 results equal scipy's bit for bit: with the
-    shared :func:`~robustnoise.corruptions.filters.correlate1d` instead, glass blur's float64 bit-identity with the
-    sequential reference fails (tested with issue 13; Canny still matched)."""
+    """``scipy.ndimage.gaussian_filter1d`` along ``dim`` (-2 rows, -1 columns), ``mode`` ``replicate`` or
+    ``constant``, summed in scipy's order (``w0 x[i] + sum_{j = r..1} w_j (x[i - j] + x[i + j])``): with the shared
+    ``filters.correlate1d`` glass blur's float64 bit-identity with the sequential reference fails."""
     weights = _scipy_gaussian_weights(float(sigma))
     r = len(weights) // 2
     size = x.shape[dim]
@@ -111,27 +93,20 @@ def _gaussian1d(x: Tensor, sigma: float, dim: int, mode: str) -> Tensor:
     return out
 
 
-MNIST_C_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
-"""``fn(images (N, C, H, W) in the working dtype, seeds (N,) int64) -> images`` of every MNIST-C corruption."""
-
-
 def _mnistc(name: str) -> Callable[[Callable[[Tensor, Tensor], Tensor]], Callable[[Tensor, Tensor], Tensor]]:
-    """Register ``fn(x, seeds)`` as MNIST-C corruption ``name`` (preset ``mnistc``, one fixed severity); ``corrupt``
-    runs it on chunks of images in the working dtype (float64 stays, other dtypes in float32)."""
+    """Register ``fn(x, seeds)`` as MNIST-C corruption ``name`` (one fixed severity), run on chunks of images in the
+    working dtype."""
 
     def decorate(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
         def run(images: Tensor, param: None, seeds: Tensor) -> Tensor:
             if images.shape[-1] < 4 or images.shape[-2] < 4:
-                raise RobustnoiseError(
-                    f"MNIST-C corruptions need images of at least 4 x 4 pixels, got {tuple(images.shape)}"
-                )
+                raise RobustnoiseError(f"MNIST-C needs images of at least 4 x 4 pixels, got {tuple(images.shape)}")
             out = torch.empty_like(images, memory_format=torch.contiguous_format)
             work = working_dtype(images.dtype)
             return map_image_chunks(
                 lambda x, s: fn(x.to(work), s), images, seeds, max_elements=_CHUNK_ELEMENTS, out=out
             )
 
-        MNIST_C_FUNCTIONS[name] = fn
         register(name, MNISTC_PRESET, {MNISTC_PRESET: (None,)})(run)
         return fn
 
@@ -161,29 +136,18 @@ def motion_blur(x: Tensor, seeds: Tensor) -> Tensor:
 
 @_mnistc("fog")
 def fog(x: Tensor, seeds: Tensor) -> Tensor:
-    """ImageNet-C fog (3.0, 1.4) with a 256 x 256 plasma map cropped at the top left, as MNIST-C does at 28 px.
-
-    :func:`robustnoise.corruptions.weather.fog` on the image zero-padded to the map size (right and bottom), cropped
-    back: fog is pixelwise given the plasma and the image maximum, which the zero padding does not change.
-    """
-    n, c, h, w = x.shape
+    """ImageNet-C fog (3.0, 1.4) with a 256 x 256 plasma map cropped at the top left, as MNIST-C does at 28 px:
+    ``weather.fog`` on the image zero-padded to the map size, cropped back (the padding keeps the image maximum)."""
+    h, w = x.shape[-2:]
     size = max(FOG_MAP_SIZE, 1 << (max(h, w) - 1).bit_length())
-    out = torch.empty_like(x)
-    for start in range(0, n, _FOG_CHUNK):
-        part = slice(start, min(start + _FOG_CHUNK, n))
-        padded = x.new_zeros(part.stop - part.start, c, size, size)
-        padded[..., :h, :w] = x[part]
-        out[part] = weather.fog(padded, FOG, seeds[part])[..., :h, :w]
-    return out
+    chunks = zip(x.split(_FOG_CHUNK), seeds.split(_FOG_CHUNK))
+    return torch.cat([weather.fog(F.pad(part, (0, size - w, 0, size - h)), FOG, s)[..., :h, :w] for part, s in chunks])
 
 
 @_mnistc("spatter")
 def spatter(x: Tensor, seeds: Tensor) -> Tensor:
-    """Mud spatter (0.65, 0.3, 1, 0.65, 1.5) in grey 63/255: ``x (1 - m) + m 63/255``.
-
-    :func:`robustnoise.corruptions.weather.spatter` (mud mode) on the channel repeated as RGB, keeping the red channel,
-    whose mud colour is 63 (the grayscale path of ``weather`` uses the luma of the RGB mud colour instead).
-    """
+    """Mud spatter (0.65, 0.3, 1, 0.65, 1.5) in grey 63/255: ``weather.spatter`` on the channel repeated as RGB, red
+    channel kept (its mud colour is 63; the grayscale path would use the luma of the RGB mud colour)."""
     channels = [
         weather.spatter(x[:, k : k + 1].expand(-1, 3, -1, -1).contiguous(), SPATTER, seeds)[:, 0:1]
         for k in range(x.shape[1])
@@ -211,11 +175,8 @@ def stripe(x: Tensor, seeds: Tensor) -> Tensor:
 
 
 def _glass_draws(seeds: Tensor, height: int, width: int, iterations: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Per visited pixel (rows and columns 2..H-1 / 2..W-1) and pass: whether it swaps (probability 1/2) and the
-    offsets ``dx, dy`` uniform on {-1, 0} (``randint(-1, 1)``): three bool/int64 tensors (N, iterations, H-2, W-2).
-
-    One float64 uniform per pixel and pass gives the three bits (``floor(8 u)`` is its top 3 bits, exactly).
-    """
+    """Per visited pixel (rows and columns 2..H-1 / 2..W-1) and pass, from the top 3 bits of one float64 uniform:
+    whether it swaps (probability 1/2) and ``dx, dy = randint(-1, 1)``; three tensors (N, iterations, H-2, W-2)."""
     rows, cols = height - 2, width - 2
     u = _uniform(seeds, iterations * rows * cols, _STREAM_GLASS).view(-1, iterations, rows, cols)
     code = torch.floor(u * 8.0).to(torch.int64).to(seeds.device)
@@ -223,10 +184,8 @@ def _glass_draws(seeds: Tensor, height: int, width: int, iterations: int) -> tup
 
 
 def _first_claimant(target_ext: Tensor, q: Tensor, after: Tensor, width: int) -> Tensor:
-    """The smallest c in {q + 1, q + W, q + W + 1} with c > ``after`` and target(c) == q, else ``H W``.
-
-    ``target_ext`` (N, H W + 1): each pixel's swap partner, then a sentinel -1 (read for candidates past the end).
-    """
+    """The smallest c in {q + 1, q + W, q + W + 1} with c > ``after`` and target(c) == q, else ``H W``
+    (``target_ext`` (N, H W + 1): each pixel's swap partner, then a sentinel -1 for candidates past the end)."""
     hw = target_ext.shape[1] - 1
     best = torch.full_like(q, hw)
     for step in (width + 1, width, 1):  # decreasing, so the smallest valid candidate is written last
@@ -237,24 +196,19 @@ def _first_claimant(target_ext: Tensor, q: Tensor, after: Tensor, width: int) ->
 
 
 def _glass_swap_source(chosen: Tensor, dx: Tensor, dy: Tensor, height: int, width: int) -> Tensor:
-    """Source index (int64 (N, H W)) of every pixel after MNIST-C's sequential swap passes.
+    """Source index (int64 (N, H W)) of every pixel after MNIST-C's sequential swap passes (draws of
+    :func:`_glass_draws`).
 
-    Each pass visits h = H-1 .. 2 and, inside, w = W-1 .. 2 (reverse raster order) and, if ``chosen``, swaps pixels
-    p = (h, w) and t(p) = (h + dy, w + dx), which lies at or before p in raster order. The composition of the swaps
-    maps output pixel x to its source by applying the transpositions from the last visit (smallest p) upwards: x first
-    moves to t(x) at its own visit; after that the tracked position q is moved only by a later-visited pixel c > q
-    with t(c) = q (to c), and the first such c is the smallest of q + 1, q + W, q + W + 1 that swaps into q. These
-    "next" links (from q to c) form forests over the pixels; their ends are found for all pixels of all images at
-    once by pointer jumping. Passes compose by gathering the maps.
-
-    Args:
-        chosen, dx, dy: (N, iterations, H - 2, W - 2) draws of :func:`_glass_draws`.
+    Each pass visits p = (h, w) in reverse raster order and, if chosen, swaps p with t(p) = (h + dy, w + dx) <= p.
+    Output pixel x first moves to t(x) at its own visit; after that its position q moves only when a later-visited
+    c > q has t(c) = q, the first such c being the smallest of q + 1, q + W, q + W + 1. These "next" links form
+    forests whose ends pointer jumping finds for all pixels at once; passes compose by gathering the maps.
     """
     n, iterations = chosen.shape[:2]
     hw = height * width
     dev = chosen.device
     pos = torch.arange(hw, device=dev).expand(n, hw)
-    total = None
+    total = pos
     for it in range(iterations):
         offset = torch.zeros(n, height, width, dtype=torch.int64, device=dev)
         offset[:, 2:, 2:] = (dy[:, it] * width + dx[:, it]) * chosen[:, it]
@@ -262,44 +216,30 @@ def _glass_swap_source(chosen: Tensor, dx: Tensor, dy: Tensor, height: int, widt
         target_ext = torch.cat([target, torch.full((n, 1), -1, dtype=torch.int64, device=dev)], dim=1)
         nxt = _first_claimant(target_ext, pos, pos, width)
         nxt = torch.where(nxt == hw, pos, nxt)  # chain ends are fixed points
-        while True:  # pointer jumping: links only go forward, so this ends after log2(longest chain) rounds
-            jumped = nxt.gather(1, nxt)
-            if torch.equal(jumped, nxt):
-                break
+        # pointer jumping: links only go forward, so this ends after log2(longest chain) rounds
+        while not torch.equal(jumped := nxt.gather(1, nxt), nxt):
             nxt = jumped
-        moved = target != pos
         start = _first_claimant(target_ext, target, pos, width)
         src = torch.where(start == hw, target, nxt.gather(1, start.clamp(max=hw - 1)))
-        src = torch.where(moved, src, nxt)
-        total = src if total is None else total.gather(1, src)
-    return pos.clone() if total is None else total
-
-
-def _glass_apply(x: Tensor, chosen: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
-    """Vertical Gaussian blur -> uint8 truncation -> swap passes -> vertical Gaussian blur (unclipped)."""
-    n, c, h, w = x.shape
-    sigma = float(GLASS_BLUR.sigma)
-    blurred = _gaussian1d(x, sigma, -2, "replicate")
-    # float64 reproduces the reference's truncation exactly; float32 first adds 2**-14 grey levels so that values on
-    # the 1/255 grid in exact arithmetic are not truncated one level down by float32 rounding.
-    eps = 0.0 if x.dtype == torch.float64 else 2.0**-14
-    quantised = torch.floor(blurred.mul_(255.0).add_(eps).clamp_(0.0, 255.0)).div_(255.0)
-    index = _glass_swap_source(chosen, dx, dy, h, w)  # (N, H W)
-    moved = quantised.reshape(n, c, h * w).gather(2, index.unsqueeze(1).expand(n, c, h * w)).view(n, c, h, w)
-    return _gaussian1d(moved, sigma, -2, "replicate")
+        src = torch.where(target != pos, src, nxt)
+        total = total.gather(1, src)
+    return total
 
 
 @_mnistc("glass_blur")
 def glass_blur(x: Tensor, seeds: Tensor) -> Tensor:
-    """MNIST-C glass blur: ImageNet-C's (0.7, 1, 2) with vertical-only blurs, true swaps, each with probability 1/2.
-
-    Vertical Gaussian blur (sigma 0.7, 'nearest' border; see the module notes) -> uint8 truncation -> 2 passes over
-    h, w = 27..2 (reverse raster order) that swap pixel (h, w) with (h + dy, w + dx), dx, dy in {-1, 0}, with
-    probability 1/2 -> vertical Gaussian blur -> clip.
-    """
-    _, _, h, w = x.shape
+    """ImageNet-C's glass blur (0.7, 1, 2) as MNIST-C ran it: vertical Gaussian blur -> uint8 truncation -> 2 passes
+    of true swaps with (h + dy, w + dx), each with probability 1/2 -> vertical Gaussian blur -> clip."""
+    n, c, h, w = x.shape
     chosen, dx, dy = _glass_draws(seeds, h, w, int(GLASS_BLUR.iterations))
-    return _glass_apply(x, chosen, dx, dy).clamp_(0.0, 1.0)
+    blurred = _gaussian1d(x, GLASS_BLUR.sigma, -2, "replicate")
+    # float64 truncates exactly like the reference; float32 first adds 2**-14 grey levels so that values on the 1/255
+    # grid in exact arithmetic are not truncated one level down by float32 rounding.
+    eps = 0.0 if x.dtype == torch.float64 else 2.0**-14
+    quantised = torch.floor(blurred.mul_(255.0).add_(eps).clamp_(0.0, 255.0)).div_(255.0)
+    index = _glass_swap_source(chosen, dx, dy, h, w).unsqueeze(1).expand(n, c, h * w)
+    moved = quantised.reshape(n, c, h * w).gather(2, index).view(n, c, h, w)
+    return _gaussian1d(moved, GLASS_BLUR.sigma, -2, "replicate").clamp_(0.0, 1.0)
 
 
 # Affine transforms (scikit-image ``transform.warp`` semantics)
@@ -308,10 +248,9 @@ def glass_blur(x: Tensor, seeds: Tensor) -> Tensor:
 def warp_affine(x: Tensor, matrix: Tensor) -> Tensor:
     """scikit-image ``transform.warp(x, inverse_map=AffineTransform(matrix))`` with its defaults, per image.
 
-    ``matrix`` (N, 2, 3) or (2, 3) maps output pixel coordinates (column, row, 1) to input coordinates (column, row).
-    Bilinear interpolation as scikit-image's (``(1 - dr) ((1 - dc) tl + dc tr) + dr ((1 - dc) bl + dc br)``) with
-    every neighbour outside the image read as 0 (``mode='constant', cval=0``). The output is within the input's
-    range, so scikit-image's ``clip=True`` changes nothing. Coordinates are float64 (float32 on MPS).
+    ``matrix`` (N or 1, 2, 3) maps output pixel (column, row, 1) to input (column, row). Bilinear as scikit-image's
+    (``(1 - dr) ((1 - dc) tl + dc tr) + dr ((1 - dc) bl + dc br)``), neighbours outside the image read as 0, clipped
+    to [0, 1]; coordinates in float64 (float32 on MPS).
     """
     n, c, h, w = x.shape
     cdt = torch.float32 if x.device.type == "mps" else torch.float64
@@ -337,12 +276,13 @@ def warp_affine(x: Tensor, matrix: Tensor) -> Tensor:
     dc, dr = dc.unsqueeze(1), dr.unsqueeze(1)
     top = (1 - dc) * pixel(r0, c0) + dc * pixel(r0, c0 + 1)
     bottom = (1 - dc) * pixel(r0 + 1, c0) + dc * pixel(r0 + 1, c0 + 1)
-    return (1 - dr) * top + dr * bottom
+    return ((1 - dr) * top + dr * bottom).clamp_(0.0, 1.0)
 
 
 def _centred(linear: Tensor, height: int, width: int) -> Tensor:
-    """(N, 2, 3) affine maps with linear parts ``linear`` (N, 2, 2) that fix the image centre ((W-1)/2, (H-1)/2):
+    """(N, 2, 3) maps with linear parts ``linear`` ((N, 4) or (4,), row-major, float64) that fix the image centre:
     ``t = centre - A centre``, written as MNIST-C's ``13.5 (1 - a1 - a2)`` when the image is square."""
+    linear = linear.view(-1, 2, 2)
     cx, cy = (width - 1) / 2, (height - 1) / 2
     if cx == cy:
         t = cx * (1 - linear[:, :, 0] - linear[:, :, 1])
@@ -354,73 +294,50 @@ def _centred(linear: Tensor, height: int, width: int) -> Tensor:
 
 def _random_signs(seeds: Tensor, count: int) -> Tensor:
     """``np.random.choice([-1, 1])``: float64 (N, count) of +-1."""
-    return torch.where(_uniform(seeds, count, _STREAM_SIGN) < 0.5, -1.0, 1.0)
+    return torch.where(_uniform(seeds, count, _STREAM_SIGN) < 0.5, -1.0, 1.0).to(torch.float64)
 
 
 def shear_matrices(signs: Tensor, height: int = 28, width: int = 28) -> Tensor:
-    """Inverse maps of MNIST-C ``shear``: ``[[1, -sin s], [0, cos s]]`` (scikit-image < 0.20 ``shear=s``) about the
-    centre, ``s = 0.4 * sign``."""
+    """Inverse maps of shear by ``s = 0.4 sign``: scikit-image < 0.20 ``shear=s``, ``[[1, -sin s], [0, cos s]]``."""
     s = SHEAR * signs.to(torch.float64)
-    zero, one = torch.zeros_like(s), torch.ones_like(s)
-    linear = torch.stack([torch.stack([one, -torch.sin(s)], -1), torch.stack([zero, torch.cos(s)], -1)], -2)
+    linear = torch.stack([torch.ones_like(s), -torch.sin(s), torch.zeros_like(s), torch.cos(s)], -1)
     return _centred(linear, height, width)
-
-
-def rotate_matrices(signs: Tensor, height: int = 28, width: int = 28) -> Tensor:
-    """Inverse maps of MNIST-C ``rotate``: rotation by ``0.4 * sign`` radians about the centre."""
-    s = ROTATE * signs.to(torch.float64)
-    cos, sin = torch.cos(s), torch.sin(s)
-    linear = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    return _centred(linear, height, width)
-
-
-def scale_matrix(height: int = 28, width: int = 28) -> Tensor:
-    """Inverse map of MNIST-C ``scale``: ``diag(1/0.7)`` about the centre, as a (1, 2, 3) tensor."""
-    linear = torch.tensor([[[SCALE, 0.0], [0.0, SCALE]]], dtype=torch.float64)
-    return _centred(linear, height, width)
-
-
-def translate_matrices(signs: Tensor) -> Tensor:
-    """Inverse maps of MNIST-C ``translate``: input (column, row) = output + 3 (sign_x, sign_y)."""
-    t = TRANSLATE * signs.to(torch.float64)
-    n = t.shape[0]
-    eye = torch.eye(2, dtype=torch.float64, device=t.device).expand(n, 2, 2)
-    return torch.cat([eye, t.unsqueeze(-1)], dim=2)
 
 
 @_mnistc("shear")
 def shear(x: Tensor, seeds: Tensor) -> Tensor:
-    """Shear by 0.4 rad with a random sign about the centre (skimage ``warp``, bilinear, zero fill)."""
-    return warp_affine(x, shear_matrices(_random_signs(seeds, 1)[:, 0], *x.shape[-2:])).clamp_(0.0, 1.0)
+    """Shear by 0.4 rad with a random sign about the centre."""
+    return warp_affine(x, shear_matrices(_random_signs(seeds, 1)[:, 0], *x.shape[-2:]))
 
 
 @_mnistc("scale")
 def scale(x: Tensor, seeds: Tensor) -> Tensor:
-    """Shrink the content to 70 % about the centre (inverse map scale 1/0.7)."""
-    return warp_affine(x, scale_matrix(*x.shape[-2:])).clamp_(0.0, 1.0)
+    """Shrink the content to 70 % about the centre (inverse map ``diag(1/0.7)``)."""
+    return warp_affine(x, _centred(torch.tensor([SCALE, 0.0, 0.0, SCALE], dtype=torch.float64), *x.shape[-2:]))
 
 
 @_mnistc("rotate")
 def rotate(x: Tensor, seeds: Tensor) -> Tensor:
     """Rotate by 0.4 rad (22.9 degrees) with a random sign about the centre."""
-    return warp_affine(x, rotate_matrices(_random_signs(seeds, 1)[:, 0], *x.shape[-2:])).clamp_(0.0, 1.0)
+    s = ROTATE * _random_signs(seeds, 1)[:, 0]
+    cos, sin = torch.cos(s), torch.sin(s)
+    return warp_affine(x, _centred(torch.stack([cos, -sin, sin, cos], -1), *x.shape[-2:]))
 
 
 @_mnistc("translate")
 def translate(x: Tensor, seeds: Tensor) -> Tensor:
     """Shift by 3 px along each axis, random signs, zero fill: ``out[r, c] = x[r + 3 s_y, c + 3 s_x]``."""
-    return warp_affine(x, translate_matrices(_random_signs(seeds, 2))).clamp_(0.0, 1.0)
+    t = TRANSLATE * _random_signs(seeds, 2)
+    eye = torch.eye(2, dtype=torch.float64, device=t.device).expand(len(t), 2, 2)
+    return warp_affine(x, torch.cat([eye, t.unsqueeze(-1)], dim=2))
 
 
 # Lines
 
 
 def line_masks(c0: Tensor, r0: Tensor, c1: Tensor, r1: Tensor, height: int, width: int) -> Tensor:
-    """MNIST-C's anti-aliased line from (c0, r0) to (c1, r1) (float64 tensors of one shape S) as (*S, H, W) float64.
-
-    Value ``clip(log(1 - d / 2.3) + 1, 0, 1)`` at vertical distance ``d`` (clipped below 2.3) from the line through
-    the two points, zero in the columns before ``floor(c0)`` and from ``ceil(c1)`` on; all zero when ``c0 == c1``.
-    """
+    """MNIST-C's line from (c0, r0) to (c1, r1) (float64, shape S) as (*S, H, W) float64: ``clip(log(1 - d / 2.3) + 1,
+    0, 1)`` at vertical distance ``d``, zero outside columns ``floor(c0) .. ceil(c1) - 1`` and when ``c0 == c1``."""
     cols = torch.arange(width, dtype=torch.float64, device=c0.device)
     rows = torch.arange(height, dtype=torch.float64, device=c0.device).view(height, 1)
     vertical = c1 == c0
@@ -451,13 +368,9 @@ def dotted_line(x: Tensor, seeds: Tensor) -> Tensor:
 
 
 def zigzag_endpoints(r0: Tensor, r1: Tensor, width: int = 28) -> tuple[Tensor, Tensor, Tensor]:
-    """Vertices of MNIST-C's zigzag from column 2 to column W-3 (rows ``r0`` -> ``r1``), float64 (N, K) each, and
-    the number of vertices (N,) int64 (K = its maximum; entries beyond it are unused).
-
-    In the line's frame (length ``d = (W-5) / cos theta``, ``theta = atan((r1 - r0) / (W-5))``): (0, 0), then
-    ``((2i + 1) a, (-1)^i b)`` for ``i < floor((d - a) / 2a) + 1``, then, if ``d`` is not a multiple of 2a,
-    ``(d, r_last / (2 (d - 2a floor(d / 2a))))`` (the reference's end point); rotated by theta, shifted to (2, r0).
-    """
+    """Vertices (columns, rows: float64 (N, K)) of MNIST-C's zigzag from column 2 to W-3, rows ``r0`` -> ``r1``, and
+    their number (N,). In the line's frame (length ``d``): (0, 0), ``((2i + 1) a, (-1)^i b)`` for ``i <= (d - a) / 2a``,
+    then unless ``d`` is a multiple of 2a the reference's end point ``(d, r_last / (2 (d - 2a floor(d / 2a))))``."""
     a, b = ZIGZAG_LENGTH, ZIGZAG_WIDTH
     c0, c1 = 2.0, float(width - 3)
     theta = torch.atan((r1 - r0) / (c1 - c0))
@@ -501,26 +414,22 @@ def zigzag(x: Tensor, seeds: Tensor) -> Tensor:
 # Canny edges (scikit-image ``feature.canny`` defaults)
 
 
-def canny_edge_map(x: Tensor) -> Tensor:
-    """scikit-image ``feature.canny(image)`` (sigma 1, thresholds 0.1 / 0.2, no mask) of each (H, W) plane of a
-    float64 tensor (..., H, W): a bool edge map.
+@_mnistc("canny_edges")
+def canny_edges(x: Tensor, seeds: Tensor) -> Tensor:
+    """scikit-image ``feature.canny`` (sigma 1, thresholds 0.1 / 0.2) of each channel as a 0/1 image, in float64.
 
-    Gaussian smoothing with zero padding divided by the smoothed all-ones image (+ eps), Sobel gradients (scipy
-    ``sobel``, 'reflect' border), magnitude ``sqrt(gi^2 + gj^2)``, scikit-image's bilinear non-maximum suppression
-    (four direction classes by the signs and sizes of the gradients, the border pixels excluded) with the low
-    threshold as a C float, then hysteresis: the 8-connected components of the candidates >= low that contain a
-    candidate >= high. Same arithmetic order as scipy / scikit-image, so float64 maps agree exactly except at exact
-    ties.
+    Gaussian smoothing with zero padding divided by the smoothed all-ones image (+ eps), Sobel gradients ('reflect'),
+    scikit-image's bilinear non-maximum suppression (border excluded, low threshold as a C float), hysteresis over
+    8-connected candidates; in scipy / scikit-image's arithmetic order, so maps agree except at exact ties.
     """
-    lead, (h, w) = x.shape[:-2], x.shape[-2:]
-    planes = x.reshape(-1, 1, h, w).to(torch.float64)
+    n, c, h, w = x.shape
+    planes = x.to(device=rng._compute_device(x.device), dtype=torch.float64).reshape(n * c, 1, h, w)
 
     def smooth(v: Tensor) -> Tensor:
         return _gaussian1d(_gaussian1d(v, CANNY_SIGMA, -2, "constant"), CANNY_SIGMA, -1, "constant")
 
-    bleed = smooth(torch.ones(1, 1, h, w, dtype=torch.float64, device=x.device)) + float(np.finfo(np.float64).eps)
-    smoothed = smooth(planes) / bleed
-    p = F.pad(smoothed, (1, 1, 1, 1), mode="replicate")  # scipy 'reflect' repeats the edge: same for 1 pixel
+    bleed = smooth(torch.ones_like(planes[:1])) + float(np.finfo(np.float64).eps)
+    p = F.pad(smooth(planes) / bleed, (1, 1, 1, 1), mode="replicate")  # scipy 'reflect' repeats the edge pixel
 
     def at(dr: int, dc: int, v: Tensor = p) -> Tensor:
         return v[..., 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
@@ -531,13 +440,8 @@ def canny_edge_map(x: Tensor) -> Tensor:
     jsobel = dj[1] * 2.0 + (dj[0] + dj[2])
     mag = torch.sqrt(isobel * isobel + jsobel * jsobel)
     m = F.pad(mag, (1, 1, 1, 1))
-
-    def neigh(dr: int, dc: int) -> Tensor:
-        return at(dr, dc, m)
-
     ai, aj = isobel.abs(), jsobel.abs()
-    up, right = isobel > 0, jsobel > 0
-    same = up == right  # (up and right) or (down and left); the rest has opposite signs
+    same = (isobel > 0) == (jsobel > 0)  # (up and right) or (down and left); the rest has opposite signs
     # Four classes: same signs with |gi| > |gj| ("steep") or not; opposite signs with |gi| < |gj| ("flat") or not.
     # Each compares the magnitude with two neighbours interpolated (weight w) between a straight and a diagonal
     # neighbour, on the plus and on the minus side; w's division by zero only happens where the class is not used.
@@ -547,26 +451,14 @@ def canny_edge_map(x: Tensor) -> Tensor:
     def test(weight: Tensor, p1: Tensor, p2: Tensor, q1: Tensor, q2: Tensor) -> Tensor:
         return ((p2 * weight + p1 * (1.0 - weight)) <= mag) & ((q2 * weight + q1 * (1.0 - weight)) <= mag)
 
-    same_steep = test(w_ji, neigh(1, 0), neigh(1, 1), neigh(-1, 0), neigh(-1, -1))
-    same_flat = test(w_ij, neigh(0, 1), neigh(1, 1), neigh(0, -1), neigh(-1, -1))
-    opp_flat = test(w_ij, neigh(0, 1), neigh(-1, 1), neigh(0, -1), neigh(1, -1))
-    opp_steep = test(w_ji, neigh(-1, 0), neigh(-1, 1), neigh(1, 0), neigh(1, -1))
+    same_steep = test(w_ji, at(1, 0, m), at(1, 1, m), at(-1, 0, m), at(-1, -1, m))
+    same_flat = test(w_ij, at(0, 1, m), at(1, 1, m), at(0, -1, m), at(-1, -1, m))
+    opp_flat = test(w_ij, at(0, 1, m), at(-1, 1, m), at(0, -1, m), at(1, -1, m))
+    opp_steep = test(w_ji, at(-1, 0, m), at(-1, 1, m), at(1, 0, m), at(1, -1, m))
     maxima = torch.where(same, torch.where(ai > aj, same_steep, same_flat), torch.where(ai < aj, opp_flat, opp_steep))
-    interior = torch.zeros(h, w, dtype=torch.bool, device=x.device)
-    interior[1:-1, 1:-1] = True
-    low = maxima & interior & (mag >= CANNY_LOW)
-    edges = low & (mag >= CANNY_HIGH)
-    lowf = low.to(torch.float32)
-    grown = edges.to(torch.float32)
-    while True:  # hysteresis: grow the strong pixels through 8-connected candidates
-        nxt = F.max_pool2d(grown, 3, stride=1, padding=1).mul_(lowf)
-        if torch.equal(nxt, grown):
-            break
+    low = F.pad((maxima & (mag >= CANNY_LOW))[..., 1:-1, 1:-1].to(torch.float32), (1, 1, 1, 1))  # border excluded
+    grown = low * (mag >= CANNY_HIGH)
+    # hysteresis: grow the strong pixels through 8-connected candidates
+    while not torch.equal(nxt := F.max_pool2d(grown, 3, stride=1, padding=1).mul_(low), grown):
         grown = nxt
-    return grown.bool().view(*lead, h, w)
-
-
-@_mnistc("canny_edges")
-def canny_edges(x: Tensor, seeds: Tensor) -> Tensor:
-    """Binary Canny edge map (1 on edges, 0 elsewhere) of each channel, as scikit-image ``feature.canny(x)``."""
-    return canny_edge_map(x.to(rng._compute_device(x.device))).to(device=x.device, dtype=x.dtype)
+    return grown.view(n, c, h, w).to(device=x.device, dtype=x.dtype)

@@ -240,11 +240,10 @@ def corruption_seed_key(name: str) -> int:
 
 def check_corruption(name: str, preset: str) -> str:
     """Validate a corruption name for ``preset`` (MNIST-C names only with ``preset='mnistc'``)."""
-    if preset == MNISTC_PRESET:
-        if name not in MNIST_C_CORRUPTIONS:
-            raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
-        return name
-    corruption_id(name)
+    if preset != MNISTC_PRESET:
+        corruption_id(name)
+    elif name not in MNIST_C_CORRUPTIONS:
+        raise RobustnoiseError(f"unknown MNIST-C corruption {name!r}; valid: {', '.join(MNIST_C_CORRUPTIONS)}")
     return name
 
 
@@ -267,11 +266,8 @@ def check_severity(severity: int) -> int:
 
 
 def severity_params(name: str, severity: int, preset: str = "imagenet") -> Any:
-    """Parameter of corruption ``name`` at ``severity`` (1..5) for benchmark ``preset``.
-
-    Returns a number for single-parameter corruptions and a named tuple otherwise (``ZoomRange`` for ``zoom_blur``).
-    Raises :class:`RobustnoiseError` for an unknown corruption or preset or a severity outside 1..5.
-    """
+    """Parameter of corruption ``name`` at ``severity`` (1..5) for benchmark ``preset``: a number or a named tuple;
+    :class:`RobustnoiseError` for an unknown corruption or preset or a severity outside 1..5."""
     corruption_id(name)
     value = check_severity(severity)
     if preset not in PRESETS:
@@ -280,12 +276,8 @@ def severity_params(name: str, severity: int, preset: str = "imagenet") -> Any:
 
 
 def zoom_factors(zoom: ZoomRange) -> tuple[float, ...]:
-    """The zoom factors of ``np.arange(start, stop, step)``, float quirks included.
-
-    ``np.arange`` yields ``ceil((stop - start) / step)`` values ``start + i * delta`` with
-    ``delta = (start + step) - start``; with float rounding this gives e.g. 12 factors 1.00..1.11 for ImageNet-C
-    severity 1 (``make_imagenet_c.py``), not 11.
-    """
+    """The zoom factors of ``np.arange(start, stop, step)``: ``ceil((stop - start) / step)`` values ``start + i delta``
+    with ``delta = (start + step) - start``, float quirks included (12 factors 1.00..1.11 for ImageNet-C severity 1)."""
     start, stop, step = zoom
     count = math.ceil((stop - start) / step)
     delta = (start + step) - start

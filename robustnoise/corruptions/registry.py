@@ -1,9 +1,5 @@
-"""The corruption registry: every corruption function registers itself under its name with :func:`register`.
-
-Names, ids, seed keys and parameter tables live in :mod:`robustnoise.corruptions.presets`; this module maps
-``(suite, name)`` to the function and its parameter table per preset, and holds the one input validator and the
-per-image seeding that :func:`robustnoise.corruptions.api.corrupt` applies before calling a registered function.
-"""
+"""The corruption registry: each corruption function registers itself under its name with :func:`register`; also the
+input validation and per-image seeding that :func:`robustnoise.corruptions.api.corrupt` applies before the call."""
 
 from __future__ import annotations
 
@@ -41,34 +37,25 @@ class Corruption:
     params: Mapping[str, tuple[Any, ...]]
 
 
-_REGISTRY: dict[tuple[str, str], Corruption] = {}  # (suite: "c" or "mnistc", name)
+_REGISTRY: dict[tuple[bool, str], Corruption] = {}  # (is MNIST-C, name)
 CORRUPTION_FNS: dict[str, CorruptionFn] = {}
 """The registered functions of the 19 ImageNet-C corruptions by name."""
-
-
-def _suite(preset: str) -> str:
-    if preset == MNISTC_PRESET:
-        return MNISTC_PRESET
-    if preset not in PRESETS:
-        raise RobustnoiseError(f"unknown corruption preset {preset!r}; valid: {', '.join([*PRESETS, MNISTC_PRESET])}")
-    return "c"
 
 
 def register(name: str, family: str, params: Mapping[str, tuple[Any, ...]] | None = None) -> Callable:
     """Decorator: register ``fn`` as corruption ``name`` of ``family``.
 
-    ``params`` maps each preset to the corruption's severity parameters (severity 1 first); by default the row of
-    ``name`` in every table of :data:`~robustnoise.corruptions.presets.PRESETS`. MNIST-C corruptions (family
-    ``mnistc``) pass ``{"mnistc": (param,)}``: one fixed severity.
+    ``params`` maps each preset to the severity parameters (severity 1 first); by default the row of ``name`` in every
+    table of :data:`~robustnoise.corruptions.presets.PRESETS`. MNIST-C (family ``mnistc``): ``{"mnistc": (param,)}``.
     """
-    suite = MNISTC_PRESET if family == MNISTC_PRESET else "c"
-    if name not in (MNIST_C_CORRUPTIONS if suite == MNISTC_PRESET else ALL_CORRUPTIONS):
-        raise ValueError(f"{name!r} is not a {suite} corruption name (names live in presets.py)")
+    mnistc = family == MNISTC_PRESET
+    if name not in (MNIST_C_CORRUPTIONS if mnistc else ALL_CORRUPTIONS):
+        raise ValueError(f"{name!r} is not a {family} corruption name (names live in presets.py)")
     table = params if params is not None else {preset: PRESETS[preset][name] for preset in PRESETS}
 
     def decorate(fn: CorruptionFn) -> CorruptionFn:
-        _REGISTRY[suite, name] = Corruption(name, family, fn, table)
-        if suite == "c":
+        _REGISTRY[mnistc, name] = Corruption(name, family, fn, table)
+        if not mnistc:
             CORRUPTION_FNS[name] = fn
         return fn
 
@@ -76,10 +63,10 @@ def register(name: str, family: str, params: Mapping[str, tuple[Any, ...]] | Non
 
 
 def lookup(name: str, preset: str) -> Corruption:
-    """The registered corruption ``name`` of ``preset``; raises :class:`RobustnoiseError` for unknown names."""
-    suite = _suite(preset)
-    check_corruption(name, preset)
-    return _REGISTRY[suite, name]
+    """The registered corruption ``name`` of ``preset``; raises :class:`RobustnoiseError` for unknown names/presets."""
+    if preset != MNISTC_PRESET and preset not in PRESETS:
+        raise RobustnoiseError(f"unknown corruption preset {preset!r}; valid: {', '.join([*PRESETS, MNISTC_PRESET])}")
+    return _REGISTRY[preset == MNISTC_PRESET, check_corruption(name, preset)]
 
 
 def check_images(images: Tensor) -> None:
@@ -87,12 +74,9 @@ def check_images(images: Tensor) -> None:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
         got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
         raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
-    if images.numel():
-        low, high = torch.aminmax(images)  # one pass, no temporaries (NaN propagates and fails the check)
-        if not (bool(low >= 0) and bool(high <= 1)):
-            raise RobustnoiseError(
-                "images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)"
-            )
+    low, high = torch.aminmax(images) if images.numel() else (0, 0)  # one pass (NaN propagates and fails the check)
+    if not (bool(low >= 0) and bool(high <= 1)):
+        raise RobustnoiseError("images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)")
 
 
 def per_image_seeds(seed: int | Tensor, num_images: int, name: str, severity: int, device: torch.device) -> Tensor:
