@@ -94,16 +94,9 @@ class ExtraSourceDataModule(WrappedDataModule):
         return folder
 
     def setup(self, stage: str | None = None) -> None:
-        self.clean.setup(stage)
-        self.val_set, self.test_set = self.clean.val_set, self.clean.test_set
+        super().setup(stage)
         if stage not in (None, "fit"):
             return
         if not self.extra_sets:
             self.extra_sets = [self._folder(root) for root in self.roots]
         self.train_set = _Union([self.clean.train_set, *self.extra_sets])
-
-    def val_dataloader(self) -> Any:
-        return self.clean.val_dataloader()
-
-    def info(self) -> dict[str, Any]:
-        return self.clean.info()

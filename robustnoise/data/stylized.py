@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader
 
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import ConfigError
@@ -76,14 +75,12 @@ class StylizedDataModule(WrappedDataModule):
         self._calls = 0
 
     def setup(self, stage: str | None = None) -> None:
-        self.clean.setup(stage)
-        self.train_set, self.val_set, self.test_set = self.clean.train_set, self.clean.val_set, self.clean.test_set
+        super().setup(stage)
         if self.stylized_set is not None or stage not in (None, "fit"):
             return
         if self.source == "adain":
             self._setup_adain()
             return
-        assert self.stylized_root is not None
         folder = self.stylized_root / "train"
         self.stylized_set = self.image_folder(folder)
         if len(self.stylized_set.classes) != self.num_classes:
@@ -114,15 +111,10 @@ class StylizedDataModule(WrappedDataModule):
     def train_dataloader(self) -> Any:
         if self.stylized_set is None:
             self.setup("fit")
-        stylized = (
-            self.resumable_loader(  # its own order and position, restored on a mid-epoch resume as the clean one's
-                self.stylized_set, self.stylized_batch_size, derive_seed(run_seed(), "stylized_order"), drop_last=True
-            )
-        )
+        # its own order and position, restored on a mid-epoch resume as the clean one's
+        seed = derive_seed(run_seed(), "stylized_order")
+        stylized = self.resumable_loader(self.stylized_set, self.stylized_batch_size, seed, drop_last=True)
         return CombinedLoader({"clean": self.clean.train_dataloader(), "stylized": stylized}, mode="min_size")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.clean.val_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """``source=adain``: stylize the ``"stylized"`` part of a training batch on its device."""
