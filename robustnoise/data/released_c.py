@@ -194,14 +194,12 @@ class _NpyImages(_Released, Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if not -self.length <= index < self.length:
+        if not 0 <= index < self.length:  # the memory map holds the other severities' rows past this set
             raise IndexError(f"index {index} out of range for {self.length} images")
-        index %= self.length
         if self._images is None:
             self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
         row = np.array(self._images[self.offset + index], dtype=np.uint8, copy=True)
-        image = torch.from_numpy(row[:, :, None] if row.ndim == 2 else row).permute(2, 0, 1)
-        return v2.functional.to_dtype(image, torch.float32, scale=True), int(self.labels[index])
+        return _TO_FLOAT(row).as_subclass(torch.Tensor), int(self.labels[index])
 
 
 class CifarC(_NpyImages):
