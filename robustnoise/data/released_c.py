@@ -301,16 +301,9 @@ class ImageNetC(_Released, ImageFolder):
         folder = root / self.corruption / str(self.severity)
         if not folder.is_dir():
             raise self._missing(folder, what="")
-        super().__init__(
-            str(folder),
-            loader=self._load,
-            is_valid_file=lambda p: p.lower().endswith((".jpeg", ".jpg", ".png")),
-            allow_empty=True,
-        )
+        super().__init__(str(folder), loader=self._load, allow_empty=True)
         if not self.samples:
-            raise DatasetNotFoundError(
-                f"{self.name}: no images (*.JPEG) under {folder}; expected layout: {self.layout}"
-            )
+            raise self._fail(folder, f"has no images (*.JPEG); expected layout: {self.layout}")
         self._load(self.samples[0][0], decode=False)
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
@@ -344,11 +337,9 @@ class ImageNetC(_Released, ImageFolder):
 
         with Image.open(path) as img:
             if img.size != (self.image_size, self.image_size):
-                raise DatasetNotFoundError(
-                    f"{self.name}: {path} is {img.size[0]}x{img.size[1]} px, expected {self.image_size}x"
-                    f"{self.image_size} (released {self.name} images are used without resize or crop; set image_size "
-                    "if intended)"
-                )
+                size, expected = f"{img.size[0]}x{img.size[1]}", f"{self.image_size}x{self.image_size}"
+                released = f"released {self.name} images are used without resize or crop; set image_size if intended"
+                raise self._fail(Path(path), f"is {size} px, expected {expected} ({released})")
             return _TO_FLOAT(img.convert("RGB")).as_subclass(torch.Tensor) if decode else None
 
 
