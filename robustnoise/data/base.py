@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -16,6 +15,7 @@ from torchvision.transforms import v2
 
 from robustnoise.data.resumable import ResumableDataLoader
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError, UnreadableImageError
+from robustnoise.utils.seeding import run_seed
 
 
 def load_image(path: str, mode: str = "RGB") -> torch.Tensor:
@@ -91,7 +91,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         """Shuffled by (seed, epoch, rank) and resumable mid-epoch (``robustnoise.data.resumable``)."""
         if self.train_set is None:
             self.setup("fit")
-        return self.resumable_loader(self.train_set, self.batch_size, int(os.environ.get("PL_GLOBAL_SEED", 0)))
+        return self.resumable_loader(self.train_set, self.batch_size, run_seed())
 
     def resumable_loader(self, dataset: Dataset, batch_size: int, seed: int, **kwargs: Any) -> DataLoader:
         """A loader shuffled by (seed, epoch, rank) and resumable mid-epoch, on this trainer's ranks."""
