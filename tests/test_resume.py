@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from robustnoise.data.resumable import resumable_loader
+from robustnoise.data.resumable import ResumableDataLoader
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.train import run as train
 from robustnoise.training.exact_resume import ExactResume
@@ -412,7 +412,7 @@ def test_loader_skips_consumed_batches_only_in_the_interrupted_epoch():
         loader.sampler.set_epoch(epoch)
         return [b[0].tolist() for b in loader]
 
-    loader = resumable_loader(data, batch_size=3, seed=7)
+    loader = ResumableDataLoader(data, batch_size=3, seed=7)
     full = batches(loader, 2)
     assert sorted(sum(full, [])) == list(range(20)) and full != batches(loader, 3)  # a new order per epoch
     it = iter(loader)
@@ -421,13 +421,13 @@ def test_loader_skips_consumed_batches_only_in_the_interrupted_epoch():
     state = loader.state_dict()
     assert state == {"epoch": 2, "batches": 2}
 
-    fresh = resumable_loader(data, batch_size=3, seed=7)
+    fresh = ResumableDataLoader(data, batch_size=3, seed=7)
     fresh.load_state_dict(state)
     assert batches(fresh, 2) == full[2:]  # the rest of the interrupted epoch
     assert fresh.state_dict() == {"epoch": 2, "batches": len(full)}
-    assert batches(fresh, 3) == batches(resumable_loader(data, batch_size=3, seed=7), 3)
+    assert batches(fresh, 3) == batches(ResumableDataLoader(data, batch_size=3, seed=7), 3)
 
-    at_epoch_end = resumable_loader(data, batch_size=3, seed=7)
+    at_epoch_end = ResumableDataLoader(data, batch_size=3, seed=7)
     at_epoch_end.load_state_dict({"epoch": 2, "batches": len(full)})
     assert batches(at_epoch_end, 3) == batches(loader, 3)  # Lightning moves on to the next epoch: nothing skipped
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,23 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
-from robustnoise.data.resumable import resumable_loader
-from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
+from robustnoise.data.resumable import ResumableDataLoader
+from robustnoise.utils.errors import ConfigError, DatasetNotFoundError, UnreadableImageError
+from robustnoise.utils.seeding import run_seed
+
+
+def load_image(path: str, mode: str = "RGB") -> torch.Tensor:
+    """The uint8 image of ``path`` in PIL ``mode``; an unreadable file is one :class:`UnreadableImageError` line."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return v2.functional.to_image(img.convert(mode))
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError (an OSError), truncated data
+        raise UnreadableImageError(
+            f"cannot read image {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty'}); "
+            "remove or replace the file, or set data.skip_unreadable=true to skip such files with a warning"
+        ) from err
 
 
 class IndexedDataset(Dataset):
@@ -32,11 +47,9 @@ class IndexedDataset(Dataset):
 
 
 class ClassificationDataModule(pl.LightningDataModule):
-    """Base for the clean datasets. Subclasses set the class attributes and build the three splits in ``setup``.
-
-    Attributes every subclass defines: ``name``, ``num_classes``, ``in_chans``, ``image_size``, ``mean``, ``std``
-    (the statistics the model normalises with, inside the model), ``layout`` (the on-disk layout, for errors).
-    """
+    """Base for the clean datasets: subclasses set ``name``, ``num_classes``, ``in_chans``, ``image_size``, ``mean``,
+    ``std`` (the model normalises with them, inside the model), ``layout`` (for errors) and build the splits in
+    ``setup``."""
 
     name: str = "dataset"
     num_classes: int
@@ -62,9 +75,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.corruption_preset = corruption_preset
         self.train_set: Dataset | None = None
@@ -76,58 +87,38 @@ class ClassificationDataModule(pl.LightningDataModule):
         extra = f" ({detail})" if detail else ""
         return DatasetNotFoundError(f"{self.name} not found at {path}{extra}; expected layout: {self.layout}")
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        if getattr(self, split) is None:
-            self.setup("fit" if split != "test_set" else "test")
-        dataset = getattr(self, split) if split != "test_set" else self.test_dataset()
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
-
     def train_dataloader(self) -> DataLoader:
         """Shuffled by (seed, epoch, rank) and resumable mid-epoch (``robustnoise.data.resumable``)."""
         if self.train_set is None:
             self.setup("fit")
-        # fresh workers every epoch: their seeds come from the loader's per-epoch generator (exact resume at epoch
-        # boundaries; persistent workers would keep epoch 0's seeds)
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        return self.resumable_loader(self.train_set, self.batch_size, seed, persistent_workers=False)
+        return self.resumable_loader(self.train_set, self.batch_size, run_seed())
 
     def resumable_loader(self, dataset: Dataset, batch_size: int, seed: int, **kwargs: Any) -> DataLoader:
         """A loader shuffled by (seed, epoch, rank) and resumable mid-epoch, on this trainer's ranks."""
-        trainer = self.trainer
-        return resumable_loader(
-            dataset,
-            batch_size=batch_size,
-            seed=seed,
-            num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            **kwargs,
-        )
+        ranks = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        workers = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
+        return ResumableDataLoader(dataset, batch_size, seed, *ranks, **workers, **kwargs)
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        workers = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
+        return DataLoader(dataset, self.eval_batch_size, pin_memory=self.pin_memory, **workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val_set", shuffle=False, batch_size=self.eval_batch_size)
+        if self.val_set is None:
+            self.setup("fit")
+        return self._eval_loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_dataset())
 
     def test_dataset(self, max_images: int | None = None) -> IndexedDataset:
         """The test split as ``(image, label, index)`` items, optionally only its first ``max_images``."""
         if self.test_set is None:
             self.setup("test")
-        assert self.test_set is not None
         dataset: Dataset = self.test_set
         if max_images is not None and max_images < len(dataset):  # type: ignore[arg-type]
             dataset = Subset(dataset, range(max_images))
         return IndexedDataset(dataset)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test_set", shuffle=False, batch_size=self.eval_batch_size)
 
     def info(self) -> dict[str, Any]:
         """What the model needs to know about the data (plain values, saved with the checkpoint)."""
@@ -141,10 +132,8 @@ class ClassificationDataModule(pl.LightningDataModule):
 
 
 class WrappedDataModule(ClassificationDataModule):
-    """A DataModule that adds training images to a clean one (stylized pairs, extra sources).
-
-    It has the clean data's classes, image size and statistics; loader sizes given on the wrapper apply to the clean
-    data, which loads the batches. Validation and test are the clean data's.
+    """A clean DataModule plus training images (stylized pairs, extra sources): the clean data's classes, size and
+    statistics; loader sizes given on the wrapper are set on the clean data; validation and test are the clean data's.
     """
 
     def __init__(
@@ -155,22 +144,19 @@ class WrappedDataModule(ClassificationDataModule):
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
     ) -> None:
-        for key, value in (
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("num_workers", num_workers),
-        ):
-            if value is not None:
-                setattr(clean, key, int(value))
-        super().__init__(
-            batch_size=clean.batch_size,
-            eval_batch_size=clean.eval_batch_size,
-            num_workers=clean.num_workers,
-            corruption_preset=corruption_preset or clean.corruption_preset,
-        )
+        sizes = {"batch_size": batch_size, "eval_batch_size": eval_batch_size, "num_workers": num_workers}
+        for key, value in sizes.items():
+            setattr(clean, key, getattr(clean, key) if value is None else int(value))
+        preset = corruption_preset or clean.corruption_preset
+        super().__init__(clean.batch_size, clean.eval_batch_size, clean.num_workers, corruption_preset=preset)
         self.clean = clean
         for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
             setattr(self, attr, getattr(clean, attr))
+
+    def setup(self, stage: str | None = None) -> None:
+        """The clean splits; subclasses add their training images for ``fit``."""
+        self.clean.setup(stage)
+        self.train_set, self.val_set, self.test_set = self.clean.train_set, self.clean.val_set, self.clean.test_set
 
     def image_folder(self, root: Path, resize: int | None = None) -> ImageFolder:
         """An ImageFolder of training images with the clean data's channels and training transform (tensor data
@@ -183,12 +169,7 @@ class WrappedDataModule(ClassificationDataModule):
         else:
             steps += [v2.Resize((self.image_size, self.image_size)), v2.ToDtype(torch.float32, scale=True)]
         try:
-            return ImageFolder(str(root), transform=v2.Compose(steps), loader=self._load)
+            loader = partial(load_image, mode="L" if self.in_chans == 1 else "RGB")
+            return ImageFolder(str(root), transform=v2.Compose(steps), loader=loader)
         except (FileNotFoundError, RuntimeError) as err:
             raise self.not_found(root, str(err).splitlines()[0]) from err
-
-    def _load(self, path: str) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(path) as img:
-            return v2.functional.to_image(img.convert("L" if self.in_chans == 1 else "RGB"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -23,10 +25,8 @@ class DigitsDataModule(ClassificationDataModule):
     """Handwritten digits, upsampled to ``image_size``; fixed stratified train/val/test split."""
 
     name = "digits"
-    num_classes = 10
-    in_chans = 1
-    mean = (0.0,)
-    std = (1.0,)
+    num_classes, in_chans = 10, 1
+    mean, std = (0.0,), (1.0,)
     layout = "bundled with scikit-learn (sklearn.datasets.load_digits)"
 
     def __init__(
@@ -35,27 +35,20 @@ class DigitsDataModule(ClassificationDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         split_seed: int = 0,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.image_size = image_size
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
+        self.image_size, self.val_fraction, self.test_fraction = image_size, val_fraction, test_fraction
         self.split_seed = split_seed
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         images, labels = load_digit_images(self.image_size)
-        index = torch.arange(len(labels)).numpy()
+        y = labels.numpy()
         rest, test = train_test_split(
-            index, test_size=self.test_fraction, stratify=labels.numpy(), random_state=self.split_seed
+            range(len(y)), test_size=self.test_fraction, stratify=y, random_state=self.split_seed
         )
         val_share = self.val_fraction / (1.0 - self.test_fraction)
-        train, val = train_test_split(
-            rest, test_size=val_share, stratify=labels.numpy()[rest], random_state=self.split_seed
-        )
-        self.train_set, self.val_set, self.test_set = (
-            TensorDataset(images[i], labels[i])
-            for i in (torch.as_tensor(train), torch.as_tensor(val), torch.as_tensor(test))
-        )
+        train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=self.split_seed)
+        self.train_set, self.val_set, self.test_set = (TensorDataset(images[i], labels[i]) for i in (train, val, test))

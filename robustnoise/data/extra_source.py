@@ -1,13 +1,11 @@
 """Extra training sources: the clean training set plus pre-processed copies of it (DeepAugment; AdA App. A).
 
 AdA §1.5 / App. A: "draw a sample from the clean training set or from the DeepAugment-processed training set";
-DeepAugment's own ``train.py`` concatenates ImageNet with its ``EDSR/`` and ``CAE/`` ImageFolders (ref. §3). Here the
-training set is the union (``ConcatDataset``) of the clean module's training set and one ImageFolder per ``roots``
-entry, so a shuffled loader draws uniformly from all images; validation and test are the clean module's.
-
-Each root holds ``<root>/<class>/*`` (or ``<root>/train/<class>/*``) with the clean classes' folder names (wnids for
-ImageNet) or class indices ``0 .. K-1`` (zero padding allowed). Images are optionally resized to ``resize``
-(DeepAugment's EDSR outputs are 4x larger than its inputs), then the clean module's training transform is applied.
+DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/`` and ``CAE/`` ImageFolders (ref. §3). Here the
+training set is the union of the clean one and one ImageFolder per ``roots`` entry (``<root>/<class>/*`` or
+``<root>/train/<class>/*``, class folders named as the clean classes or ``0 .. K-1``), so a shuffled loader draws
+uniformly from all images; their images are resized to ``resize`` (EDSR outputs are 4x larger), then go through the
+clean training transform.
 """
 
 from __future__ import annotations
@@ -22,16 +20,12 @@ from torch.utils.data import ConcatDataset, Dataset
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
-__all__ = ["ExtraSourceDataModule", "folder_label_map"]
-
 
 def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, num_classes: int) -> dict[str, int]:
-    """Clean label of every class folder: by class name when the folders are the clean class names, else by index.
-
-    Raises a one-line :class:`DatasetNotFoundError` when the folders match neither.
-    """
+    """Clean label of every class folder: by class name when the folders are the clean class names, else by index
+    (a one-line :class:`DatasetNotFoundError` when they are neither)."""
     folders = list(folders)
-    if class_names is not None and set(folders) == set(class_names) and len(folders) == len(class_names):
+    if class_names is not None and sorted(folders) == sorted(class_names):
         return {name: list(class_names).index(name) for name in folders}
     if all(f.isdigit() for f in folders) and sorted(int(f) for f in folders) == list(range(num_classes)):
         return {f: int(f) for f in folders}
@@ -44,14 +38,12 @@ def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, 
 
 
 class _Union(ConcatDataset):
-    """Concatenated sources with uniform items: plain tensor images and int labels (sources differ: digits carry
-    tensor labels, ImageFolders int labels and ``tv_tensors.Image`` images), so default collation works."""
+    """Concatenated sources as plain tensor images and int labels (the digits carry tensor labels, ImageFolders
+    ``tv_tensors.Image`` images), so default collation works."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = super().__getitem__(index)[:2]
-        if isinstance(image, torch.Tensor):
-            image = image.as_subclass(torch.Tensor)
-        return image, int(label)
+        return image.as_subclass(torch.Tensor), int(label)
 
 
 class ExtraSourceDataModule(WrappedDataModule):
@@ -61,18 +53,12 @@ class ExtraSourceDataModule(WrappedDataModule):
     layout = "<root>/<class>/*.{png,JPEG} (or <root>/train/<class>/*) with the clean training set's class folders"
 
     def __init__(
-        self,
-        clean: ClassificationDataModule,
-        roots: Sequence[str],
-        resize: int | None = None,
-        **wrapped: Any,
+        self, clean: ClassificationDataModule, roots: Sequence[str], resize: int | None = None, **wrapped: Any
     ) -> None:
         super().__init__(clean, **wrapped)
-        if isinstance(roots, str):
-            roots = [roots]
         if not roots:
             raise ConfigError("data.roots must list at least one folder of processed training images")
-        self.roots = [Path(r) for r in roots]
+        self.roots = [Path(r) for r in ([roots] if isinstance(roots, str) else roots)]
         self.resize = int(resize) if resize else None
         self.name = f"{clean.name}+extra"
         self.extra_sets: list[Dataset] = []
@@ -81,7 +67,7 @@ class ExtraSourceDataModule(WrappedDataModule):
         """The ImageFolder of ``root`` (or ``root/train``), its targets mapped to the clean labels."""
         from robustnoise.corruptions.make_c import class_folder_names
 
-        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        subdirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
         if (root / "train").is_dir() and len(subdirs) != self.num_classes:
             root = root / "train"
         folder = self.image_folder(root, self.resize)
@@ -94,16 +80,9 @@ class ExtraSourceDataModule(WrappedDataModule):
         return folder
 
     def setup(self, stage: str | None = None) -> None:
-        self.clean.setup(stage)
-        self.val_set, self.test_set = self.clean.val_set, self.clean.test_set
+        super().setup(stage)
         if stage not in (None, "fit"):
             return
         if not self.extra_sets:
             self.extra_sets = [self._folder(root) for root in self.roots]
         self.train_set = _Union([self.clean.train_set, *self.extra_sets])
-
-    def val_dataloader(self) -> Any:
-        return self.clean.val_dataloader()
-
-    def info(self) -> dict[str, Any]:
-        return self.clean.info()

@@ -11,27 +11,12 @@ from torch.utils.data import Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from robustnoise.data.base import ClassificationDataModule
+from robustnoise.data.base import ClassificationDataModule, load_image
 from robustnoise.utils.errors import UnreadableImageError
 
 log = logging.getLogger("robustnoise")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _TO_FLOAT = v2.ToDtype(torch.float32, scale=True)
-
-
-def _rgb_loader(path: str) -> torch.Tensor:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return v2.functional.to_image(img.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError (an OSError), truncated data
-        raise UnreadableImageError(
-            f"cannot read image {path} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty'}); "
-            "remove or replace the file, or set data.skip_unreadable=true to skip such files with a warning"
-        ) from err
 
 
 class _ImageFolder(datasets.ImageFolder):
@@ -40,7 +25,7 @@ class _ImageFolder(datasets.ImageFolder):
     """
 
     def __init__(self, root: str, transform: v2.Transform, skip_unreadable: bool = False) -> None:
-        super().__init__(root, transform=transform, loader=_rgb_loader)
+        super().__init__(root, transform=transform, loader=load_image)
         self.skip_unreadable = skip_unreadable
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
@@ -68,11 +53,15 @@ class _TinyImageNetVal(_ImageFolder):
 
 
 class ImageNetDataModule(ClassificationDataModule):
-    """ImageNet (ILSVRC-2012) ImageFolders; val doubles as the test split, a fixed val subset validates per epoch."""
+    """ImageNet (ILSVRC-2012) ImageFolders; val doubles as the test split, a fixed val subset validates per epoch.
+
+    ``image_size`` / ``resize``: the train crop and eval centre crop after resizing (Inception-v3: 299 / 342);
+    ``skip_unreadable``: skip empty / non-image files with a warning instead of stopping.
+    """
 
     name = "imagenet"
     num_classes, in_chans, image_size = 1000, 3, 224
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     layout = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (1000 wnid folders each)"
 
     def __init__(
@@ -83,14 +72,11 @@ class ImageNetDataModule(ClassificationDataModule):
         image_size: int = 224,
         resize: int = 256,
         skip_unreadable: bool = False,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.root = Path(root)
-        self.skip_unreadable = skip_unreadable  # skip empty / non-image files with a warning instead of stopping
-        self.image_size, self.resize = image_size, resize  # Inception-v3's own resolution: 299 / 342
-        self.val_subset = val_subset
-        self.split_seed = split_seed
+        self.root, self.val_subset, self.split_seed = Path(root), val_subset, split_seed
+        self.image_size, self.resize, self.skip_unreadable = image_size, resize, skip_unreadable
 
     def train_transform(self) -> v2.Transform:
         return v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), _TO_FLOAT])
@@ -112,8 +98,7 @@ class ImageNetDataModule(ClassificationDataModule):
             return
         if stage in (None, "fit"):
             self.train_set = self._folder("train", self.train_transform())
-        self.test_set = self._folder("val", self.eval_transform())
-        self.val_set = self.test_set
+        self.test_set = self.val_set = self._folder("val", self.eval_transform())
         if self.val_subset is not None and self.val_subset < len(self.test_set):
             gen = torch.Generator().manual_seed(self.split_seed)
             self.val_set = Subset(self.test_set, torch.randperm(len(self.test_set), generator=gen)[: self.val_subset])
@@ -128,9 +113,8 @@ class TinyImageNetDataModule(ImageNetDataModule):
         "<root>/wnids.txt, <root>/train/<wnid>/images/*.JPEG, <root>/val/images/*.JPEG, <root>/val/val_annotations.txt"
     )
 
-    def __init__(self, root: str = "data/tiny-imagenet-200", **kwargs) -> None:
-        kwargs.setdefault("val_subset", None)
-        super().__init__(root=root, **kwargs)
+    def __init__(self, root: str = "data/tiny-imagenet-200", val_subset: int | None = None, **kwargs: Any) -> None:
+        super().__init__(root=root, val_subset=val_subset, **kwargs)
 
     def train_transform(self) -> v2.Transform:
         return v2.Compose([v2.RandomCrop(64, padding=4), v2.RandomHorizontalFlip(), _TO_FLOAT])

@@ -1,21 +1,10 @@
 """The released common-corruption test sets, read as distributed: CIFAR-10-C / CIFAR-100-C, MNIST-C, ImageNet-C and
 Tiny-ImageNet-C (Hendrycks & Dietterich 2019, "Benchmarking Neural Network Robustness to Common Corruptions and
-Perturbations"; Mu & Gilmer 2019, "MNIST-C").
+Perturbations"; Mu & Gilmer 2019, "MNIST-C"); the layouts and Zenodo records are in docs/release-formats.md.
 
-Each dataset holds ONE corruption at ONE severity, so evaluation can iterate the sets and key them
-``<corruption>/s<severity>`` like :class:`robustnoise.eval.suite.EvalSet`. Items are ``(image, label)`` with ``image`` a
-float32 CHW tensor in [0, 1] and ``label`` an ``int``. Images are used exactly as released: no resize, no crop (the
-released ImageNet-C / Tiny-ImageNet-C JPEGs are already 224 / 64 px; resizing them again is a known mistake).
-
-Layouts (Zenodo 2535967 CIFAR-10-C, 3555552 CIFAR-100-C, 3239543 MNIST-C, 2235448 ImageNet-C, 2536630 Tiny-ImageNet-C
-and its corrected re-upload 8206060):
-
-- CIFAR-10-C / CIFAR-100-C: ``<root>/<corruption>.npy`` uint8 (50000, 32, 32, 3), severities 1..5 stacked as row
-  blocks ``[(s-1)*10000, s*10000)``; ``<root>/labels.npy`` (50000,) = the test labels tiled 5 times.
-- MNIST-C: ``<root>/<corruption>/{train,test}_{images,labels}.npy``, images uint8 (N, 28, 28, 1), one fixed severity
-  per corruption (keyed ``s1``); 15 corruptions + ``identity`` (the clean images).
-- ImageNet-C / Tiny-ImageNet-C: ``<root>/<corruption>/<1..5>/<wnid>/*.JPEG``; label = position of the wnid in the sorted
-  list of wnid folders (the ImageFolder convention, which the training set must share).
+One dataset holds one corruption at one severity (``key`` = ``<corruption>/s<severity>``, as
+:class:`robustnoise.eval.suite.EvalSet`); items are ``(float32 CHW image in [0, 1], int label)``. Images are used as
+released: no resize, no crop (resizing the 224 / 64 px ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake).
 """
 
 from __future__ import annotations
@@ -25,7 +14,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -59,62 +47,55 @@ MNIST_C_LEFTOVERS: tuple[str, ...] = (
 )
 """The 16 extra corruptions of ``mnist_c_leftovers.zip`` (same layout; not part of the MNIST-C mean)."""
 
-CIFAR10C_MD5: Mapping[str, str] = MappingProxyType(
-    {
-        "gaussian_noise": "ecaf8b9a2399ffeda7680934c33405fd",
-        "shot_noise": "3a7239bb118894f013d9bf1984be7f11",
-        "impulse_noise": "2090e01c83519ec51427e65116af6b1a",
-        "defocus_blur": "7d1322666342a0702b1957e92f6254bc",
-        "glass_blur": "7361fb4019269e02dbf6925f083e8629",
-        "motion_blur": "fffa5f852ff7ad299cfe8a7643f090f4",
-        "zoom_blur": "6ea8e63f1c5cdee1517533840641641b",
-        "snow": "bb238de8555123da9c282dea23bd6e55",
-        "frost": "31f6ab3bce1d9934abfb0cc13656f141",
-        "fog": "7b397314b5670f825465fbcd1f6e9ccd",
-        "brightness": "0a81ef75e0b523c3383219c330a85d48",
-        "contrast": "3c8262171c51307f916c30a3308235a8",
-        "elastic_transform": "9421657c6cd452429cf6ce96cc412b5f",
-        "pixelate": "0f14f7e2db14288304e1de10df16832f",
-        "jpeg_compression": "2b9cc4c864e0193bb64db8d7728f8187",
-        "speckle_noise": "ef00b87611792b00df09c0b0237a1e30",
-        "gaussian_blur": "c33370155bc9b055fb4a89113d3c559d",
-        "spatter": "8a5a3903a7f8f65b59501a6093b4311e",
-        "saturate": "1cfae0964219c5102abbb883e538cc56",
-        "labels": "c439b113295ed5254878798ffe28fd54",
-    }
-)
+CIFAR10C_MD5: Mapping[str, str] = {
+    "gaussian_noise": "ecaf8b9a2399ffeda7680934c33405fd",
+    "shot_noise": "3a7239bb118894f013d9bf1984be7f11",
+    "impulse_noise": "2090e01c83519ec51427e65116af6b1a",
+    "defocus_blur": "7d1322666342a0702b1957e92f6254bc",
+    "glass_blur": "7361fb4019269e02dbf6925f083e8629",
+    "motion_blur": "fffa5f852ff7ad299cfe8a7643f090f4",
+    "zoom_blur": "6ea8e63f1c5cdee1517533840641641b",
+    "snow": "bb238de8555123da9c282dea23bd6e55",
+    "frost": "31f6ab3bce1d9934abfb0cc13656f141",
+    "fog": "7b397314b5670f825465fbcd1f6e9ccd",
+    "brightness": "0a81ef75e0b523c3383219c330a85d48",
+    "contrast": "3c8262171c51307f916c30a3308235a8",
+    "elastic_transform": "9421657c6cd452429cf6ce96cc412b5f",
+    "pixelate": "0f14f7e2db14288304e1de10df16832f",
+    "jpeg_compression": "2b9cc4c864e0193bb64db8d7728f8187",
+    "speckle_noise": "ef00b87611792b00df09c0b0237a1e30",
+    "gaussian_blur": "c33370155bc9b055fb4a89113d3c559d",
+    "spatter": "8a5a3903a7f8f65b59501a6093b4311e",
+    "saturate": "1cfae0964219c5102abbb883e538cc56",
+    "labels": "c439b113295ed5254878798ffe28fd54",
+}
 """md5 of each ``<name>.npy`` of CIFAR-10-C (Zenodo 2535967)."""
 
-CIFAR100C_MD5: Mapping[str, str] = MappingProxyType(
-    {
-        "gaussian_noise": "ecc4d366eac432bdf25c024086f5e97d",
-        "shot_noise": "b0a1fa6e1e465a747c1b204b1914048a",
-        "impulse_noise": "3b3c210ddfa0b5cb918ff4537a429fef",
-        "defocus_blur": "d923e3d9c585a27f0956e2f2ad832564",
-        "glass_blur": "0bf384f38e5ccbf8dd479d9059b913e1",
-        "motion_blur": "732a7e2e54152ff97c742d4c388c5516",
-        "zoom_blur": "0204613400c034a81c4830d5df81cb82",
-        "snow": "0237be164583af146b7b144e73b43465",
-        "frost": "3a39c6823bdfaa0bf8b12fe7004b8117",
-        "fog": "4efc7ebd5e82b028bdbe13048e3ea564",
-        "brightness": "f22d7195aecd6abb541e27fca230c171",
-        "contrast": "322bb385f1d05154ee197ca16535f71e",
-        "elastic_transform": "a0792bd6581f6810878be71acedfc65a",
-        "pixelate": "96c00c60f144539e14cffb02ddbd0640",
-        "jpeg_compression": "c851b7f1324e1d2ffddeb76920576d11",
-        "speckle_noise": "e3f215b1a0f9fd9fd6f0d1cf94a7ce99",
-        "gaussian_blur": "5204ba0d557839772ef5a4196a052c3e",
-        "spatter": "12ccf41d62564d36e1f6a6ada5022728",
-        "saturate": "c0697e9fdd646916a61e9c312c77bf6b",
-        "labels": "bb4026e9ce52996b95f439544568cdb2",
-    }
-)
+CIFAR100C_MD5: Mapping[str, str] = {
+    "gaussian_noise": "ecc4d366eac432bdf25c024086f5e97d",
+    "shot_noise": "b0a1fa6e1e465a747c1b204b1914048a",
+    "impulse_noise": "3b3c210ddfa0b5cb918ff4537a429fef",
+    "defocus_blur": "d923e3d9c585a27f0956e2f2ad832564",
+    "glass_blur": "0bf384f38e5ccbf8dd479d9059b913e1",
+    "motion_blur": "732a7e2e54152ff97c742d4c388c5516",
+    "zoom_blur": "0204613400c034a81c4830d5df81cb82",
+    "snow": "0237be164583af146b7b144e73b43465",
+    "frost": "3a39c6823bdfaa0bf8b12fe7004b8117",
+    "fog": "4efc7ebd5e82b028bdbe13048e3ea564",
+    "brightness": "f22d7195aecd6abb541e27fca230c171",
+    "contrast": "322bb385f1d05154ee197ca16535f71e",
+    "elastic_transform": "a0792bd6581f6810878be71acedfc65a",
+    "pixelate": "96c00c60f144539e14cffb02ddbd0640",
+    "jpeg_compression": "c851b7f1324e1d2ffddeb76920576d11",
+    "speckle_noise": "e3f215b1a0f9fd9fd6f0d1cf94a7ce99",
+    "gaussian_blur": "5204ba0d557839772ef5a4196a052c3e",
+    "spatter": "12ccf41d62564d36e1f6a6ada5022728",
+    "saturate": "c0697e9fdd646916a61e9c312c77bf6b",
+    "labels": "bb4026e9ce52996b95f439544568cdb2",
+}
 """md5 of each ``<name>.npy`` of CIFAR-100-C (Zenodo 3555552)."""
 
-_CIFAR_VARIANTS: Mapping[str, tuple[str, int, Mapping[str, str]]] = MappingProxyType(
-    {"cifar10": ("CIFAR-10-C", 10, CIFAR10C_MD5), "cifar100": ("CIFAR-100-C", 100, CIFAR100C_MD5)}
-)
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+_CIFAR_VARIANTS = {"cifar10": ("CIFAR-10-C", 10, CIFAR10C_MD5), "cifar100": ("CIFAR-100-C", 100, CIFAR100C_MD5)}
 _TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # as the clean eval pipelines
 
 
@@ -127,13 +108,11 @@ def _check_name(corruption: str) -> str:
 
 def _ordered(names: Sequence[str], canonical: Sequence[str]) -> list[str]:
     """``names`` with the known ones first in canonical order, then the others sorted."""
-    present = set(names)
-    return [n for n in canonical if n in present] + sorted(present - set(canonical))
+    return [n for n in canonical if n in names] + sorted(set(names) - set(canonical))
 
 
 def _subdirs(path: Path) -> list[str]:
-    with os.scandir(path) as entries:
-        return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    return [p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
 @lru_cache(maxsize=256)
@@ -142,69 +121,71 @@ def _intact(path: str, md5: str, size: int, mtime_ns: int) -> bool:
     return check_integrity(path, md5)
 
 
-def _load_npy(path: Path, dataset: str, layout: str) -> np.ndarray:
-    """Memory-map ``path``; a missing, truncated or non-npy file raises one :class:`DatasetNotFoundError` line."""
-    if not path.is_file():
-        raise DatasetNotFoundError(f"{dataset}: missing file {path}; expected layout: {layout}")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DatasetNotFoundError(
-            f"{dataset}: cannot read {path} (truncated or not a .npy file: {first}); re-download it"
-        ) from err
-    if not isinstance(array, np.ndarray):
-        raise DatasetNotFoundError(f"{dataset}: {path} is not a single .npy array")
-    return array
-
-
-class _NpyImages(Dataset):
-    """Lazily memory-mapped uint8 image rows ``[offset, offset + length)`` of one .npy file, plus their labels.
-
-    Subclasses call :meth:`_open` with the image and label files and the row range of their set.
-    """
+class _Released:
+    """What the released readers share: ``key``, and the one-line error for a missing root / corruption."""
 
     name: str
     layout: str
     corruption: str
     severity: int
 
+    @property
+    def key(self) -> str:
+        return f"{self.corruption}/s{self.severity}"
+
+    def _missing(self, path: Path, found: Sequence[str] = (), what: str = "corruptions") -> DatasetNotFoundError:
+        if not path.parent.is_dir():  # the root itself
+            return DatasetNotFoundError(f"{self.name} not found at {path.parent}; expected layout: {self.layout}")
+        listed = f" ({what} found: {', '.join(found) or 'none'})" if what else ""
+        return DatasetNotFoundError(f"{self.name}: missing {path}{listed}; expected layout: {self.layout}")
+
+    def _fail(self, path: Path, problem: str) -> DatasetNotFoundError:
+        return DatasetNotFoundError(f"{self.name}: {path} {problem}")
+
+
+class _NpyImages(_Released, Dataset):
+    """Lazily memory-mapped uint8 image rows of one .npy file (one of ``blocks`` equal severity blocks), plus labels."""
+
     def _open(
-        self, images_path: Path, labels_path: Path, shape: tuple[int, ...], num_classes: int | None, blocks: int = 1
+        self, images_path: Path, labels_path: Path, shape: tuple[int, ...], classes: int | None, blocks: int = 1
     ) -> None:
-        """Check both files (uint8 images of ``shape``, ``blocks`` equal row blocks, 1-D integer labels in range, one
-        per image) and select row block ``severity`` of ``blocks`` (the first when ``blocks`` is 1)."""
-        images = _load_npy(images_path, self.name, self.layout)
-        labels = _load_npy(labels_path, self.name, self.layout)
-        shapes = (shape, shape[:2]) if shape[2:] == (1,) else (shape,)
+        """Check both files (uint8 images of ``shape``, 1-D integer labels in range, one per image) and select row block
+        ``severity`` of ``blocks``."""
+        images, labels = self._load(images_path), self._load(labels_path)
+        rows, shapes = images.shape[0] if images.ndim else 0, (shape, shape[:2]) if shape[2:] == (1,) else (shape,)
         if images.dtype != np.uint8 or images.ndim < 3 or images.shape[1:] not in shapes:
-            raise DatasetNotFoundError(
-                f"{self.name}: {images_path} has dtype {images.dtype} and shape {images.shape}; "
-                f"expected uint8 (N, {', '.join(map(str, shape))})"
+            expected = ", ".join(map(str, shape))
+            raise self._fail(
+                images_path, f"has dtype {images.dtype} and shape {images.shape}; expected uint8 (N, {expected})"
             )
-        rows = images.shape[0]
         if blocks > 1 and (rows == 0 or rows % blocks):
-            raise DatasetNotFoundError(
-                f"{self.name}: {images_path} has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)"
-            )
+            raise self._fail(images_path, f"has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)")
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise DatasetNotFoundError(
-                f"{self.name}: {labels_path} has dtype {labels.dtype} and shape {labels.shape}; "
-                "expected a 1-D integer array"
+            raise self._fail(
+                labels_path, f"has dtype {labels.dtype} and shape {labels.shape}; expected a 1-D integer array"
             )
-        if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise DatasetNotFoundError(
-                f"{self.name}: {labels_path} has labels in {labels.min()}..{labels.max()}, outside "
-                f"0..{num_classes - 1} (wrong dataset?)"
-            )
+        if classes is not None and labels.size and (labels.min() < 0 or labels.max() >= classes):
+            found = f"{labels.min()}..{labels.max()}"
+            raise self._fail(labels_path, f"has labels in {found}, outside 0..{classes - 1} (wrong dataset?)")
         if labels.shape[0] != rows:
-            raise DatasetNotFoundError(
-                f"{self.name}: {labels_path} has {labels.shape[0]} labels but {images_path} has {rows} images"
-            )
+            raise self._fail(labels_path, f"has {labels.shape[0]} labels but {images_path} has {rows} images")
         self.images_path, self.length = images_path, rows // blocks
         self.offset = (self.severity - 1) * self.length if blocks > 1 else 0
         self.labels = np.array(labels[self.offset : self.offset + self.length], dtype=np.int64)
         self._images: np.ndarray | None = None
+
+    def _load(self, path: Path) -> np.ndarray:
+        """Memory-map ``path``; a missing, truncated or non-npy file is one :class:`DatasetNotFoundError` line."""
+        if not path.is_file():
+            raise self._missing(path, what="")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise self._fail(path, f"cannot be read (truncated or not a .npy file: {first}); re-download it") from err
+        if not isinstance(array, np.ndarray):
+            raise self._fail(path, "is not a single .npy array")
+        return array
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_images": None}  # workers re-open the memory map instead of pickling its contents
@@ -213,32 +194,19 @@ class _NpyImages(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if not -self.length <= index < self.length:
+        if not 0 <= index < self.length:  # the memory map holds the other severities' rows past this set
             raise IndexError(f"index {index} out of range for {self.length} images")
-        index %= self.length
         if self._images is None:
             self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
         row = np.array(self._images[self.offset + index], dtype=np.uint8, copy=True)
-        image = torch.from_numpy(row[:, :, None] if row.ndim == 2 else row).permute(2, 0, 1)
-        return v2.functional.to_dtype(image, torch.float32, scale=True), int(self.labels[index])
-
-    @property
-    def key(self) -> str:
-        return f"{self.corruption}/s{self.severity}"
+        return _TO_FLOAT(row).as_subclass(torch.Tensor), int(self.labels[index])
 
 
 class CifarC(_NpyImages):
     """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map.
 
-    Args:
-        root: the extracted ``CIFAR-10-C`` / ``CIFAR-100-C`` folder.
-        corruption: file stem, e.g. ``gaussian_noise`` (any ``<root>/<name>.npy`` in the same layout is accepted).
-        severity: 1..5; selects rows ``[(severity - 1) * n, severity * n)`` with ``n = rows / 5``.
-        variant: ``"cifar10"`` or ``"cifar100"`` to check the label range and pick the md5 table; ``None`` accepts
-            either (md5 must then match one of the two tables).
-        verify_md5: compare ``<corruption>.npy`` and ``labels.npy`` with the released md5s (hashing 150 MB takes
-            about a second; each file is hashed once per process).
-        md5_table: ``{file stem: md5}`` overriding the released tables (e.g. for a re-generated copy).
+    ``variant`` (``cifar10`` / ``cifar100``) checks the label range and picks the md5 table; ``None`` accepts either.
+    ``verify_md5`` compares both files with the released md5s (or ``md5_table``), hashing each file once per process.
     """
 
     layout = (
@@ -260,28 +228,19 @@ class CifarC(_NpyImages):
         self.name, num_classes, table = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
         self.root, self.corruption, self.variant = Path(root), _check_name(corruption), variant
         self.severity = check_severity(severity)
-        if not self.root.is_dir():
-            raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
         images_path, labels_path = self.root / f"{self.corruption}.npy", self.root / "labels.npy"
         if not images_path.is_file():
-            found = ", ".join(dict.fromkeys(n for n, _ in available_sets("cifar10c", self.root))) or "none"
-            raise DatasetNotFoundError(
-                f"{self.name}: missing file {images_path} (corruption files found: {found}); "
-                f"expected layout: {self.layout}"
-            )
+            found = dict.fromkeys(n for n, _ in available_sets("cifar10c", self.root))
+            raise self._missing(images_path, list(found), "corruption files")
         self._open(images_path, labels_path, (32, 32, 3), num_classes, blocks=len(SEVERITIES))
-        table = table if md5_table is None else md5_table
-        tables = [table] if table is not None else [CIFAR10C_MD5, CIFAR100C_MD5]
+        tables = [md5_table or table] if (md5_table or table) else [CIFAR10C_MD5, CIFAR100C_MD5]
         for path in (images_path, labels_path) if verify_md5 else ():
             expected = [t[path.stem] for t in tables if path.stem in t]
             if not expected:
-                raise DatasetNotFoundError(f"{self.name}: no released md5 for {path} (unknown file name)")
+                raise self._fail(path, "has no released md5 (unknown file name)")
             stat = path.stat()
             if not any(_intact(str(path), md5, stat.st_size, stat.st_mtime_ns) for md5 in expected):
-                raise DatasetNotFoundError(
-                    f"{self.name}: {path} does not have the released md5 {' or '.join(expected)} "
-                    "(corrupted: re-download it)"
-                )
+                raise self._fail(path, f"does not have the released md5 {' or '.join(expected)} (re-download it)")
 
 
 def mnist_c_severity(root: str | Path) -> int:
@@ -304,33 +263,22 @@ class MnistC(_NpyImages):
         if split not in ("train", "test"):
             raise RobustnoiseError(f"MNIST-C split must be 'train' or 'test', got {split!r}")
         self.root, self.corruption, self.split = Path(root), _check_name(corruption), split
-        if not self.root.is_dir():
-            raise DatasetNotFoundError(f"{self.name} not found at {self.root}; expected layout: {self.layout}")
-        self.severity = mnist_c_severity(self.root)
         folder = self.root / self.corruption
         if not folder.is_dir():
-            found = ", ".join(n for n, _ in available_sets("mnistc", self.root)) or "none"
-            raise DatasetNotFoundError(
-                f"{self.name}: missing folder {folder} (corruptions found: {found}); expected layout: {self.layout}"
-            )
+            raise self._missing(folder, [n for n, _ in available_sets("mnistc", self.root)])
+        self.severity = mnist_c_severity(self.root)
         self._open(folder / f"{split}_images.npy", folder / f"{split}_labels.npy", (28, 28, 1), 10)
 
 
-class ImageNetC(ImageFolder):
+class ImageNetC(_Released, ImageFolder):
     """One corruption at one severity of ImageNet-C: an ImageFolder of ``<root>/<corruption>/<severity>``.
 
-    Labels are positions in the sorted list of wnid folders. Images are only converted to float (no resize, no crop:
-    they are released at ``image_size`` px, and every image is checked to have that size).
-
-    Args:
-        class_to_idx: the training set's ``{wnid: index}``; it must be the sorted-wnid mapping of the same wnids.
-        image_size: expected side of every image (224 for ImageNet-C).
-        num_classes: expected number of wnid folders (default: ``len(class_to_idx)`` if given, else 1000 / 200).
+    Labels are positions in the sorted list of wnid folders, which must be ``class_to_idx`` (the training set's) when
+    given. Every image is checked to be ``image_size`` px square (default 224) and only converted to float.
     """
 
     name = "ImageNet-C"
-    default_image_size = 224
-    default_num_classes = 1000
+    default_image_size, default_num_classes = 224, 1000
     layout = "<root>/<corruption>/<1..5>/<wnid>/*.JPEG (1000 wnid folders of 224x224 JPEGs per severity)"
 
     def __init__(
@@ -347,34 +295,23 @@ class ImageNetC(ImageFolder):
         self.train_classes = dict(class_to_idx) if class_to_idx is not None else None
         self.num_classes = num_classes or (len(class_to_idx) if class_to_idx is not None else self.default_num_classes)
         root = Path(root)
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"{self.name} not found at {root}; expected layout: {self.layout}")
         if not (root / self.corruption).is_dir():
-            found = ", ".join(_ordered(_subdirs(root), ALL_CORRUPTIONS)) or "none"
-            raise DatasetNotFoundError(
-                f"{self.name}: missing folder {root / self.corruption} (corruption folders found: {found}); "
-                f"expected layout: {self.layout}"
-            )
+            found = _ordered(_subdirs(root), ALL_CORRUPTIONS) if root.is_dir() else []
+            raise self._missing(root / self.corruption, found, "corruption folders")
         folder = root / self.corruption / str(self.severity)
         if not folder.is_dir():
-            raise DatasetNotFoundError(f"{self.name}: missing folder {folder}; expected layout: {self.layout}")
-        super().__init__(str(folder), loader=self._load, is_valid_file=_is_image, allow_empty=True)
+            raise self._missing(folder, what="")
+        super().__init__(str(folder), loader=self._load, allow_empty=True)
         if not self.samples:
-            raise DatasetNotFoundError(
-                f"{self.name}: no images (*.JPEG) under {folder}; expected layout: {self.layout}"
-            )
+            raise self._fail(folder, f"has no images (*.JPEG); expected layout: {self.layout}")
         self._load(self.samples[0][0], decode=False)
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         """The sorted wnid folders, checked against the expected count and the training set's mapping."""
         wnids = sorted(_subdirs(Path(directory)))
-        if not wnids:
-            raise DatasetNotFoundError(f"{self.name}: no class folders in {directory}; expected layout: {self.layout}")
         if len(wnids) != self.num_classes:
-            raise DatasetNotFoundError(
-                f"{self.name}: {directory} has {len(wnids)} class folders, expected {self.num_classes}"
-                f"{self._count_hint(len(wnids))}"
-            )
+            hint = self._count_hint(len(wnids))
+            raise self._fail(Path(directory), f"has {len(wnids)} class folders, expected {self.num_classes}{hint}")
         found, train = {w: i for i, w in enumerate(wnids)}, self.train_classes
         if train is not None and set(train) != set(found):
             missing, extra = sorted(set(train) - set(found)), sorted(set(found) - set(train))
@@ -400,20 +337,10 @@ class ImageNetC(ImageFolder):
 
         with Image.open(path) as img:
             if img.size != (self.image_size, self.image_size):
-                raise DatasetNotFoundError(
-                    f"{self.name}: {path} is {img.size[0]}x{img.size[1]} px, expected {self.image_size}x"
-                    f"{self.image_size} (released {self.name} images are used without resize or crop; set image_size "
-                    "if intended)"
-                )
+                size, expected = f"{img.size[0]}x{img.size[1]}", f"{self.image_size}x{self.image_size}"
+                released = f"released {self.name} images are used without resize or crop; set image_size if intended"
+                raise self._fail(Path(path), f"is {size} px, expected {expected} ({released})")
             return _TO_FLOAT(img.convert("RGB")).as_subclass(torch.Tensor) if decode else None
-
-    @property
-    def key(self) -> str:
-        return f"{self.corruption}/s{self.severity}"
-
-
-def _is_image(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
 class TinyImageNetC(ImageNetC):
@@ -424,8 +351,7 @@ class TinyImageNetC(ImageNetC):
     """
 
     name = "Tiny-ImageNet-C"
-    default_image_size = 64
-    default_num_classes = 200
+    default_image_size, default_num_classes = 64, 200
     layout = "<root>/<corruption>/<1..5>/<wnid>/*.JPEG (200 wnid folders of 64x64 JPEGs per severity)"
 
     def _count_hint(self, found: int) -> str:
@@ -437,30 +363,20 @@ class TinyImageNetC(ImageNetC):
         )
 
 
-CLEAN_DATA_OF_KIND: Mapping[str, tuple[tuple[str, ...], int, int, int | None]] = MappingProxyType(
-    {
-        "cifar10c": (("cifar10",), 10, 3, 32),
-        "cifar100c": (("cifar100",), 100, 3, 32),
-        "mnistc": (("mnist", "digits"), 10, 1, 28),  # the bundled digits are the offline MNIST stand-in
-        "imagenetc": (("imagenet",), 1000, 3, None),  # released at 224 px; global-pooling models take any size
-        "tinyimagenetc": (("tiny_imagenet",), 200, 3, 64),
-    }
-)
-"""``kind -> (clean datasets, classes, channels, image size)`` that a model evaluated on the released set must share."""
-RELEASED_C_KINDS: tuple[str, ...] = tuple(CLEAN_DATA_OF_KIND)
-_READERS: Mapping[str, tuple[type[Dataset], dict[str, Any]]] = MappingProxyType(
-    {
-        "cifar10c": (CifarC, {"variant": "cifar10"}),
-        "cifar100c": (CifarC, {"variant": "cifar100"}),
-        "mnistc": (MnistC, {}),
-        "imagenetc": (ImageNetC, {}),
-        "tinyimagenetc": (TinyImageNetC, {}),
-    }
-)
+_KINDS: Mapping[str, tuple[type[_Released], dict[str, Any], tuple[str, ...], int, int, int | None]] = {
+    "cifar10c": (CifarC, {"variant": "cifar10"}, ("cifar10",), 10, 3, 32),
+    "cifar100c": (CifarC, {"variant": "cifar100"}, ("cifar100",), 100, 3, 32),
+    "mnistc": (MnistC, {}, ("mnist", "digits"), 10, 1, 28),  # the bundled digits are the offline MNIST stand-in
+    "imagenetc": (ImageNetC, {}, ("imagenet",), 1000, 3, None),  # 224 px; global-pooling models take any size
+    "tinyimagenetc": (TinyImageNetC, {}, ("tiny_imagenet",), 200, 3, 64),
+}
+"""``kind -> (reader, its arguments, clean datasets, classes, channels, image size)``: a model evaluated on the
+released set must share the last four with its clean data."""
+RELEASED_C_KINDS: tuple[str, ...] = tuple(_KINDS)
 
 
 def _check_kind(kind: str) -> str:
-    if kind not in RELEASED_C_KINDS:
+    if kind not in _KINDS:
         raise RobustnoiseError(f"unknown released -C dataset {kind!r}; valid: {', '.join(RELEASED_C_KINDS)}")
     return kind
 
@@ -471,9 +387,9 @@ def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, i
     ``data`` is the clean DataModule's name (``cifar10+stylized`` counts as ``cifar10``); unknown names are only
     checked for classes, channels and image size.
     """
-    names, classes, chans, size = CLEAN_DATA_OF_KIND[_check_kind(kind)]
+    names, classes, chans, size = _KINDS[_check_kind(kind)][2:]
     base = data.split("+")[0]
-    known = {n for spec in CLEAN_DATA_OF_KIND.values() for n in spec[0]}
+    known = {n for spec in _KINDS.values() for n in spec[2]}
     problems = [f"it belongs to {' or '.join(names)}, not data={base}"] if base in known and base not in names else []
     for what, released, clean in (("classes", classes, num_classes), ("channels", chans, in_chans)):
         if released != clean:
@@ -488,11 +404,8 @@ def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, i
 
 
 def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
-    """The ``(corruption, severity)`` sets present under ``root`` for ``kind``, known corruptions in canonical order.
-
-    Only presence is checked (files for CIFAR-C / MNIST-C, severity folders for (Tiny-)ImageNet-C); the datasets
-    validate contents when constructed. A missing ``root`` gives an empty list.
-    """
+    """The ``(corruption, severity)`` sets present under ``root`` for ``kind`` (known corruptions in canonical order;
+    presence only: the datasets check contents). A missing ``root`` gives an empty list."""
     _check_kind(kind)
     root = Path(root)
     if not root.is_dir():
@@ -504,21 +417,8 @@ def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
         names = [d for d in _subdirs(root) if (root / d / "test_images.npy").is_file()]
         level = mnist_c_severity(root)
         return [(c, level) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *MNIST_C_LEFTOVERS))]
-    sets = []
-    for corruption in _ordered(_subdirs(root), ALL_CORRUPTIONS):
-        sets.extend((corruption, s) for s in SEVERITIES if (root / corruption / str(s)).is_dir())
-    return sets
-
-
-def released_c_dataset(kind: str, root: str | Path, corruption: str, severity: int = 1, **kwargs: Any) -> Dataset:
-    """The dataset of one ``(corruption, severity)`` of ``kind``; ``kwargs`` go to its constructor."""
-    cls, defaults = _READERS[_check_kind(kind)]
-    if cls is MnistC:
-        level = mnist_c_severity(root) if Path(root).is_dir() else 1
-        if check_severity(severity) != level:
-            raise RobustnoiseError(f"{root} has one severity per corruption (key s{level}), got severity {severity}")
-        return MnistC(root, corruption, **kwargs)
-    return cls(root, corruption, severity, **{**defaults, **kwargs})
+    corruptions = _ordered(_subdirs(root), ALL_CORRUPTIONS)
+    return [(c, s) for c in corruptions for s in SEVERITIES if (root / c / str(s)).is_dir()]
 
 
 def released_c_sets(
@@ -530,46 +430,30 @@ def released_c_sets(
 ) -> list[tuple[str, int, Dataset]]:
     """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root``.
 
-    ``corruptions=None`` takes every corruption present; ``severities=None`` every severity present for it. Requested
-    sets that are missing raise :class:`DatasetNotFoundError`. MNIST-C has a single severity (``1``): other requested
-    severities are dropped with a warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``,
-    ``image_size``, ``num_classes``, ``split``, ...).
+    ``None`` takes every corruption / severity present; a requested set that is missing raises
+    :class:`DatasetNotFoundError`. MNIST-C roots have one severity: other requested severities are dropped with a
+    warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``, ``image_size``, ``split``, ...).
     """
     root = Path(root)
+    reader, defaults = _KINDS[_check_kind(kind)][:2]
     present = available_sets(kind, root)
     if corruptions is None:
         corruptions = list(dict.fromkeys(c for c, _ in present))
         if not corruptions:
-            layout = _READERS[kind][0].layout  # type: ignore[attr-defined]
-            raise DatasetNotFoundError(f"no {kind} corruption sets found under {root}; expected layout: {layout}")
+            raise DatasetNotFoundError(
+                f"no {kind} corruption sets found under {root}; expected layout: {reader.layout}"
+            )
     wanted = None if severities is None else [check_severity(s) for s in severities]
-    level = mnist_c_severity(root) if kind == "mnistc" and root.is_dir() else 1
-    if kind == "mnistc" and wanted is not None and wanted != [level]:
-        warnings.warn(f"{root} has one severity per corruption ({level}); ignoring severities {wanted}", stacklevel=2)
+    if reader is MnistC:
+        level = mnist_c_severity(root) if root.is_dir() else 1
+        if wanted is not None and wanted != [level]:
+            warnings.warn(
+                f"{root} has one severity per corruption ({level}); ignoring severities {wanted}", stacklevel=2
+            )
         wanted = [level]
     sets = []
     for corruption in corruptions:
-        levels = wanted if wanted is not None else [s for c, s in present if c == corruption] or list(SEVERITIES[:1])
-        for severity in levels:
-            sets.append((corruption, severity, released_c_dataset(kind, root, corruption, severity, **kwargs)))
+        for severity in wanted if wanted is not None else [s for c, s in present if c == corruption] or [1]:
+            args = () if reader is MnistC else (severity,)
+            sets.append((corruption, severity, reader(root, corruption, *args, **{**defaults, **kwargs})))
     return sets
-
-
-__all__ = [
-    "CLEAN_DATA_OF_KIND",
-    "CIFAR100C_MD5",
-    "CIFAR10C_MD5",
-    "MNIST_C_CORRUPTIONS",
-    "MNIST_C_LEFTOVERS",
-    "MNIST_SEVERITY_FILE",
-    "RELEASED_C_KINDS",
-    "CifarC",
-    "ImageNetC",
-    "MnistC",
-    "TinyImageNetC",
-    "available_sets",
-    "check_matches_clean",
-    "mnist_c_severity",
-    "released_c_dataset",
-    "released_c_sets",
-]

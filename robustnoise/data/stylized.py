@@ -1,16 +1,12 @@
 """Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout).
 
-The stylized part comes from one of two sources (``source``):
+``source=folder`` (as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` with the clean
+training set's class folders (``task=stylize`` writes one). ``source=adain``: a second shuffled pass over the clean
+training set whose images ``on_after_batch_transfer`` replaces on the training device by AdaIN-stylized ones, one
+random painting of ``style_dir`` per image (:class:`robustnoise.stylize.adain.AdaINStylizer`, user-given
+``vgg_normalised.pth`` and ``decoder.pth``; the style statistics are computed once, at the first training batch).
 
-- ``folder`` (default, as the papers): a pre-stylized ImageFolder, ``<stylized_root>/train/<class>/*`` with the same
-  class folders as the clean training set (Stylized-ImageNet: the 1000 ImageNet wnids; ``task=stylize`` writes one);
-- ``adain``: on-the-fly AdaIN stylization on the training device. The stylized loader is a second shuffled pass over
-  the clean training set; ``on_after_batch_transfer`` replaces its images by AdaIN-stylized ones, one random painting
-  of ``style_dir`` per image (:class:`robustnoise.stylize.adain.AdaINStylizer`, user-given ``vgg_normalised.pth`` and
-  ``decoder.pth``). The style statistics are computed once, on the device, at the first training batch.
-
-Training batches are dicts ``{"clean": (x, y), "stylized": (x_s, y_s)}`` in both cases; validation and test are the
-clean DataModule's.
+Training batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``; validation and test are the clean data's.
 """
 
 from __future__ import annotations
@@ -20,10 +16,9 @@ from typing import Any
 
 import torch
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader
 
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
-from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.errors import CheckpointError, ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
 SOURCES = ("folder", "adain")
@@ -57,33 +52,23 @@ class StylizedDataModule(WrappedDataModule):
             raise ConfigError("data.source=folder needs data.stylized_root=<folder with train/<class>/*>")
         if not 0.0 <= float(alpha) <= 1.0:
             raise ConfigError(f"data.alpha (AdaIN style strength) must be in [0, 1], got {alpha}")
-        self.source = source
+        self.source, self.alpha, self.style_seed = source, float(alpha), int(style_seed)
         self.stylized_root = Path(stylized_root) if stylized_root else None
         self.stylized_batch_size = stylized_batch_size or clean.batch_size
-        self.adain_options = {
-            "encoder": encoder,
-            "decoder": decoder,
-            "style_dir": style_dir,
-            "style_size": int(style_size),
-            "max_styles": max_styles,
-        }
-        self.alpha = float(alpha)
-        self.style_seed = int(style_seed)
+        self.adain_options = {"encoder": encoder, "decoder": decoder, "style_dir": style_dir}
+        self.adain_options |= {"style_size": int(style_size), "max_styles": max_styles}
         self.name = f"{clean.name}+stylized"
         self.stylized_set: Any = None
         self.stylizer: Any = None
-        self._styles_loaded = False
-        self._calls = 0
+        self._styles_loaded, self._calls = False, 0
 
     def setup(self, stage: str | None = None) -> None:
-        self.clean.setup(stage)
-        self.train_set, self.val_set, self.test_set = self.clean.train_set, self.clean.val_set, self.clean.test_set
+        super().setup(stage)
         if self.stylized_set is not None or stage not in (None, "fit"):
             return
         if self.source == "adain":
             self._setup_adain()
             return
-        assert self.stylized_root is not None
         folder = self.stylized_root / "train"
         self.stylized_set = self.image_folder(folder)
         if len(self.stylized_set.classes) != self.num_classes:
@@ -92,7 +77,6 @@ class StylizedDataModule(WrappedDataModule):
     def _setup_adain(self) -> None:
         """Load the AdaIN networks (CPU, moved to the device later) and check the style folder exists."""
         from robustnoise.stylize.adain import AdaINStylizer, style_files
-        from robustnoise.utils.errors import CheckpointError
 
         opts = self.adain_options
         missing = [f"data.{key}" for key in ("encoder", "decoder", "style_dir") if not opts[key]]
@@ -114,41 +98,27 @@ class StylizedDataModule(WrappedDataModule):
     def train_dataloader(self) -> Any:
         if self.stylized_set is None:
             self.setup("fit")
-        stylized = (
-            self.resumable_loader(  # its own order and position, restored on a mid-epoch resume as the clean one's
-                self.stylized_set, self.stylized_batch_size, derive_seed(run_seed(), "stylized_order"), drop_last=True
-            )
-        )
+        # its own order and position, restored on a mid-epoch resume as the clean one's
+        seed = derive_seed(run_seed(), "stylized_order")
+        stylized = self.resumable_loader(self.stylized_set, self.stylized_batch_size, seed, drop_last=True)
         return CombinedLoader({"clean": self.clean.train_dataloader(), "stylized": stylized}, mode="min_size")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.clean.val_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """``source=adain``: stylize the ``"stylized"`` part of a training batch on its device."""
         if self.source != "adain" or not isinstance(batch, dict) or "stylized" not in batch:
             return batch
         x, y = batch["stylized"][0], batch["stylized"][1]
-        stylizer = self._stylizer_on(x.device)
-        return {**batch, "stylized": (stylizer(x, generator=self._style_generator(), alpha=self.alpha), y)}
-
-    def _stylizer_on(self, device: torch.device) -> Any:
         if self.stylizer is None:
             self._setup_adain()
-        if self.stylizer.style_mean.device != device:
-            self.stylizer.to(device)
+        self.stylizer.to(x.device)
         if not self._styles_loaded:  # once, on the training device (the encoder is the expensive part)
             opts = self.adain_options
             self.stylizer.load_style_folder(opts["style_dir"], opts["style_size"], opts["max_styles"])
             self._styles_loaded = True
-        return self.stylizer
-
-    def _style_generator(self) -> torch.Generator:
-        """Style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank."""
-        trainer = self.trainer
-        if trainer is not None:
-            rank, step = trainer.global_rank, trainer.global_step
-        else:
-            rank, step = 0, self._calls
+        # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
+        rank, step = (
+            (self.trainer.global_rank, self.trainer.global_step) if self.trainer is not None else (0, self._calls)
+        )
         self._calls += 1
-        return torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))
+        generator = torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))
+        return {**batch, "stylized": (self.stylizer(x, generator=generator, alpha=self.alpha), y)}

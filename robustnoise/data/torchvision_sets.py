@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -20,19 +21,15 @@ class _TorchvisionDataModule(ClassificationDataModule):
     dataset_cls: type[Dataset]
 
     def __init__(
-        self, root: str = "data", download: bool = False, val_size: int = 5000, split_seed: int = 0, **kwargs
+        self, root: str = "data", download: bool = False, val_size: int = 5000, split_seed: int = 0, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.root = Path(root)
-        self.download = download
-        self.val_size = val_size
-        self.split_seed = split_seed
-
-    def train_transform(self) -> v2.Transform:
-        return v2.Compose(_TO_TENSOR)
+        self.root, self.download, self.val_size, self.split_seed = Path(root), download, val_size, split_seed
 
     def eval_transform(self) -> v2.Transform:
         return v2.Compose(_TO_TENSOR)
+
+    train_transform = eval_transform
 
     def _dataset(self, train: bool, transform: v2.Transform) -> Dataset:
         try:
