@@ -28,8 +28,9 @@ from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["brightness", "fog", "frost", "snow", "spatter"]
 
-_WATER_CHUNK_ELEMENTS = 1 << 23
-"""Water spatter: larger chunks than the default (the chamfer distance runs row by row over a whole chunk)."""
+# Water spatter: the chamfer distance runs row by row over a whole chunk of 1 << 23 values (about 55 images at
+# 224 px); its other steps run on chunks of this many values per plane (about 2 images).
+_WATER_CHUNK_ELEMENTS = 1 << 17
 
 # Random streams; the seeds are already specific to the corruption and the severity.
 _STREAM_SNOW_LAYER = 0
@@ -500,11 +501,6 @@ def _water_shape(distance: Tensor) -> Tensor:
     return torch.round(_box3(emboss.clamp_(0.0, 255.0), torch.float32).div_(9.0))
 
 
-def _water_distance(liquid8: Tensor) -> Tensor:
-    """The water spatter's 'dist' map from the 8-bit liquid layer (N, 1, H, W) (Canny, distance, shaping)."""
-    return _water_shape(_chamfer_distance(_canny(liquid8))).to(liquid8.dtype)
-
-
 def _liquid(field: Tensor, sigma: float, threshold: float, dtype: torch.dtype) -> Tensor:
     """``gaussian(field, sigma)`` with values below the threshold set to 0, as (N, 1, H, W)."""
     liquid = _gaussian_blur(field[:, None].to(dtype), sigma)
@@ -526,9 +522,16 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
         m = m * (m >= 0.8)
         return (x * (1 - m)).add_(m * _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
     liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
-    m = liquid8 * _water_distance(liquid8)
-    peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
-    return (x + (m / peak) * intensity * _colour(_WATER_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
+    # Only the chamfer distance (a loop over rows) needs the whole batch; the other steps run on cache-sized chunks.
+    distance = _chamfer_distance(map_image_chunks(_canny, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
+    colour = _colour(_WATER_RGB, x.shape[1], x)
+
+    def blend(part: Tensor, part8: Tensor, part_distance: Tensor) -> Tensor:
+        m = part8 * _water_shape(part_distance).to(part8.dtype)
+        peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
+        return torch.mul((m / peak).mul_(intensity), colour).add_(part).clamp_(0.0, 1.0)
+
+    return map_image_chunks(blend, x, liquid8, distance, max_elements=3 * _WATER_CHUNK_ELEMENTS)
 
 
 @register("spatter", "weather")
@@ -548,5 +551,5 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
         field = rng.normal(part_seeds, (height, width), stream=_STREAM_SPATTER, dtype=part.dtype)
         return _spatter_from_field(part, severity_param, field.mul_(scale).add_(loc))
 
-    chunk = _WATER_CHUNK_ELEMENTS if int(severity_param[5]) == 0 else 1 << 19
+    chunk = 1 << 23 if int(severity_param[5]) == 0 else 1 << 19
     return map_image_chunks(run, x, seeds, max_elements=chunk).to(images.dtype)
