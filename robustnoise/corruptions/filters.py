@@ -31,7 +31,10 @@ BORDER_MODES: tuple[str, ...] = ("replicate", "reflect", "symmetric", "circular"
 
 _CPU_CHUNK_ELEMENTS = 1 << 19  # 2 MiB of float32 (3.5 images of 3 x 224 x 224): intermediates stay in cache
 _DIRECT_TAP_LIMIT = 48  # 2-D kernels with more non-zero taps go by FFT (one shifted-slice pass per tap below it)
-_DIRECT_1D_TAP_LIMIT = 17  # longer 1-D kernels go as blocked Toeplitz GEMMs of _TOEPLITZ_BLOCK outputs per block
+# Longer 1-D kernels go as blocked Toeplitz GEMMs of _TOEPLITZ_BLOCK outputs per block: above 17 taps, or above 5 on
+# tensors of at least _GEMM_MIN_ELEMENTS values (enough rows per GEMM; measured at 224 px, one thread).
+_DIRECT_1D_TAP_LIMIT = 17
+_GEMM_MIN_ELEMENTS = 1 << 18
 _TOEPLITZ_BLOCK = 32
 
 
@@ -192,13 +195,14 @@ def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str = "replicate", m
 
     Args:
         method: ``direct`` (one shifted-slice pass per non-zero tap), ``matmul`` (blocked Toeplitz GEMMs) or ``auto``:
-            direct up to 17 non-zero taps, matmul above (faster for long kernels on CPU).
+            direct up to 17 (large tensors: 5) non-zero taps, matmul above (faster on CPU).
     """
     r = (weights.numel() - 1) // 2
     h, w = x.shape[-2:]
     values = weights.detach().to("cpu", torch.float64)
     if method == "auto":
-        method = "direct" if int((values != 0).sum()) <= _DIRECT_1D_TAP_LIMIT else "matmul"
+        limit = 5 if x.numel() >= _GEMM_MIN_ELEMENTS else _DIRECT_1D_TAP_LIMIT
+        method = "direct" if int((values != 0).sum()) <= limit else "matmul"
     padded = pad2d(x, 0, 0, r, r, mode) if dim == -1 else pad2d(x, r, r, 0, 0, mode)
     if method == "matmul":
         return _correlate1d_blocked(padded, values, dim, w if dim == -1 else h, _TOEPLITZ_BLOCK)
