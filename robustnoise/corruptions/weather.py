@@ -28,8 +28,9 @@ from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["brightness", "fog", "frost", "snow", "spatter"]
 
-# Water spatter: the chamfer distance runs row by row over a whole chunk of 1 << 23 values (about 55 images at
-# 224 px); its other steps run on chunks of this many values per plane (about 2 images).
+# Water spatter: the chamfer distance runs row by row over whole chunks of _WATER_BATCH_ELEMENTS values (many images:
+# fewer, longer ops); its other steps run on chunks of _WATER_CHUNK_ELEMENTS values per plane (about 2 images).
+_WATER_BATCH_ELEMENTS = 1 << 24
 _WATER_CHUNK_ELEMENTS = 1 << 17
 
 # Random streams; the seeds are already specific to the corruption and the severity.
@@ -520,5 +521,5 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
         field = rng.normal(part_seeds, (height, width), stream=_STREAM_SPATTER, dtype=part.dtype)
         return _spatter_from_field(part, severity_param, field.mul_(scale).add_(loc))
 
-    chunk = 1 << 23 if int(severity_param[5]) == 0 else 1 << 19
+    chunk = _WATER_BATCH_ELEMENTS if int(severity_param[5]) == 0 else 1 << 19
     return map_image_chunks(run, x, seeds, max_elements=chunk).to(images.dtype)
