@@ -392,4 +392,5 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
             fields = u.to(device=chunk.device, dtype=chunk.dtype).mul_(2.0).sub_(1.0)
         return _elastic_apply(chunk, alpha, sigma, chunk_theta, fields)
 
-    return map_image_chunks(warp, x, seeds, theta, max_elements=_CPU_CHUNK_ELEMENTS).to(images.dtype)
+    # 4x the usual chunk (7 images at 224 px): the fields are smoothed by GEMMs, faster on more rows
+    return map_image_chunks(warp, x, seeds, theta, max_elements=4 * _CPU_CHUNK_ELEMENTS).to(images.dtype)
