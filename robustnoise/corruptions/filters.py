@@ -30,7 +30,7 @@ __all__ = [
 BORDER_MODES: tuple[str, ...] = ("replicate", "reflect", "symmetric", "circular", "constant")
 
 _CPU_CHUNK_ELEMENTS = 1 << 19  # 2 MiB of float32 (3.5 images of 3 x 224 x 224): intermediates stay in cache
-_DIRECT_TAP_LIMIT = 48  # 2-D kernels with more non-zero taps go by FFT (one shifted-slice pass per tap below it)
+_DIRECT_TAP_LIMIT = 16  # 2-D kernels with more non-zero taps go by FFT (one shifted-slice pass per tap below it)
 # Longer 1-D kernels go as blocked Toeplitz GEMMs of _TOEPLITZ_BLOCK outputs per block: above 17 taps, or above 5 on
 # tensors of at least _GEMM_MIN_ELEMENTS values (enough rows per GEMM; measured at 224 px, one thread).
 _DIRECT_1D_TAP_LIMIT = 17
@@ -261,7 +261,7 @@ def correlate2d(x: Tensor, kernel: Tensor, mode: str = "reflect", method: str = 
 
     Args:
         method: ``direct`` (one shifted-slice pass per non-zero tap), ``fft`` (real FFT of the padded image) or
-            ``auto`` (direct up to 48 non-zero taps).
+            ``auto`` (direct up to 16 non-zero taps).
     """
     k = kernel.detach().to("cpu", torch.float64)
     nz = torch.nonzero(k)
