@@ -296,11 +296,12 @@ def _glass_offsets(
     # Digit j of every draw goes to pixels j * words ... (j + 1) * words - 1 (a fixed bijection), so each step below is
     # one long elementwise op.
     if power_of_two:
-        v = torch.floor(u * float(m**per_word)).to(dtype)  # (N, iterations, words)
+        v = torch.floor(u.mul_(float(m**per_word))).to(dtype)  # (N, iterations, words)
         span_bits = span.bit_length() - 1
-        q = torch.cat([v >> (2 * span_bits * j) for j in range(per_word)], dim=-1)[:, :, :count]
-        dx = (q & (span - 1)) - max_delta
-        dy = ((q >> span_bits) & (span - 1)) - max_delta
+        shifts = torch.arange(0, 2 * span_bits * per_word, 2 * span_bits, dtype=dtype, device=v.device)
+        q = (v[:, :, None, :] >> shifts[:, None]).flatten(2)[:, :, :count]  # digit j at j * words + (0..words - 1)
+        dx = torch.bitwise_and(q, span - 1).sub_(max_delta)
+        dy = q.bitwise_right_shift_(span_bits).bitwise_and_(span - 1).sub_(max_delta)
     else:
         # The base-m digits of v = floor(u m^k), least significant first, peeled off u from the most significant one:
         # t <- frac(t) m is exact in float64 (u has 31 random bits, and k m-ary digits add at most 16 more), and so
