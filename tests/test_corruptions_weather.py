@@ -271,7 +271,9 @@ def test_water_spatter_steps_match_opencv(cv2):
         assert np.array_equal(weather._equalize_hist(equalized)[0, 0].numpy(), cv2.equalizeHist(blurred))
         shaped = cv2.filter2D(cv2.equalizeHist(blurred), cv2.CV_8U, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]))
         shaped = cv2.blur(shaped, (3, 3)).astype(np.float32)
-        assert np.array_equal(weather._water_distance(plane)[0, 0].numpy(), shaped)
+        assert np.array_equal(
+            weather._water_shape(weather._chamfer_distance(weather._canny(plane)))[0, 0].numpy(), shaped
+        )
     flat = torch.full((1, 1, 8, 8), 7.0)
     assert torch.equal(weather._equalize_hist(flat), flat)  # a constant plane stays as it is (as OpenCV)
 

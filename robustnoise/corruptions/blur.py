@@ -42,19 +42,14 @@ __all__ = [
 _MOTION_ANGLE_STREAM = 1
 _GLASS_OFFSET_STREAM = 2
 
-# Defocus kernel taps below this fraction of the largest tap (e.g. the exp(-50) ~ 2e-22 tails of a 3x3 Gaussian with
-# sigma 0.1) are dropped: they change no output by more than 1e-12 and would cost a pass each.
+# Defocus kernel taps below this fraction of the largest tap (e.g. the exp(-50) tails of a 3x3 Gaussian with sigma
+# 0.1) are dropped: they change no output by more than 1e-12 and would cost a pass each.
 _DEFOCUS_TAP_FLOOR = 1e-12
-
-
-# CPU batches are processed in chunks of about this many pixel values (2 MiB of float32), so that the intermediate
-# tensors stay in cache; each image is always processed independently of the others.
-_CHUNK_ELEMENTS = 1 << 19
+_CHUNK_ELEMENTS = 1 << 19  # CPU chunks of about this many values (2 MiB of float32) keep the intermediates in cache
 
 
 def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_scale: int = 1) -> Tensor:
-    """Run ``fn`` on cache-sized chunks of the batch in the working dtype (float32, or float64 for float64 input);
-    each chunk's result is clipped to [0, 1] and stored in the output (input dtype, contiguous) while still in cache."""
+    """``fn`` on cache-sized chunks of the batch in the working dtype, clipped, stored in the (input dtype) output."""
     dtype = working_dtype(images.dtype)
     out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
 
@@ -79,13 +74,9 @@ def gaussian_blur(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
 
 
 def defocus_kernel(radius: float, alias_blur: float) -> Tensor:
-    """The anti-aliased disk of ImageNet-C's ``disk(radius, alias_blur)`` as a float64 (k, k) tensor.
-
-    The indicator of ``X^2 + Y^2 <= radius^2`` on the grid ``-8..8`` (``radius <= 8``) or ``-radius..radius+1``
-    (``np.arange`` semantics) is normalised to sum 1 and smoothed like ``cv2.GaussianBlur`` with a 3x3 (``radius <=
-    8``) or 5x5 kernel of standard deviation ``alias_blur``, whose border is reflect-101 at the edge of the grid (so
-    the taps do not sum exactly to 1 when the disk touches the grid edge, as in the reference).
-    """
+    """ImageNet-C's anti-aliased ``disk(radius, alias_blur)`` as a float64 (k, k) tensor: the normalised indicator of
+    ``X^2 + Y^2 <= radius^2`` on ``-8..8`` (radius <= 8; else ``np.arange(-radius, radius + 1)``), smoothed like
+    ``cv2.GaussianBlur`` (3x3, or 5x5 above radius 8; reflect-101 at the grid edge, as the reference)."""
     radius = float(radius)
     if radius <= 8:
         grid = torch.arange(-8, 9, dtype=torch.float64)
@@ -102,10 +93,7 @@ def defocus_kernel(radius: float, alias_blur: float) -> Tensor:
 
 @register("defocus_blur", "blur")
 def defocus_blur(images: Tensor, severity_param: DefocusBlur, seeds: Tensor) -> Tensor:
-    """Each channel correlated with :func:`defocus_kernel` (``cv2.filter2D``, reflect-101 border).
-
-    Kernels with at most 48 taps are applied as shifted-slice sums, larger ones by real FFT of the padded image.
-    """
+    """Each channel correlated with :func:`defocus_kernel` (``cv2.filter2D``, reflect-101 border)."""
     prepare_images(images, seeds)
     radius, alias = severity_param
     kernel = defocus_kernel(radius, alias)
@@ -117,16 +105,9 @@ def defocus_blur(images: Tensor, severity_param: DefocusBlur, seeds: Tensor) -> 
 
 
 def _zoom_taps(size: int, factor: float, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """Linear-interpolation taps of ImageNet-C's ``clipped_zoom`` along one axis of length ``size``.
-
-    Centre crop of ``ch = ceil(size / factor)`` pixels starting at ``(size - ch) // 2``, ``scipy.ndimage.zoom``
-    (order 1, ``grid_mode=False``: output pixel ``o`` samples crop coordinate ``o (ch - 1) / (out - 1)``) to
-    ``out = round(ch * factor)`` pixels, then the centred ``size`` pixels from ``(out - size) // 2``.
-
-    Returns:
-        (lower source index, upper source index, weight of the upper one), each of length ``size``, in image
-        coordinates.
-    """
+    """Linear-interpolation taps (lower index, upper index, upper weight) of ImageNet-C's ``clipped_zoom`` along one
+    axis: the centre crop of ``ch = ceil(size / factor)`` pixels, ``scipy.ndimage.zoom(order=1)`` to
+    ``round(ch * factor)`` pixels (output ``o`` samples ``o (ch - 1) / (out - 1)``), the centred ``size`` pixels."""
     ch = math.ceil(size / factor)
     top = (size - ch) // 2
     out = int(round(ch * factor))
@@ -141,11 +122,8 @@ def _zoom_taps(size: int, factor: float, device: torch.device, dtype: torch.dtyp
 
 
 def _zoom_operator_cpu(height: int, width: int, factors: tuple[float, ...]) -> tuple[Tensor, Tensor, Tensor]:
-    """CSR arrays (row pointers, columns, float64 values) of the linear map x -> zoom-blurred x on H W pixels.
-
-    Row p holds the coalesced bilinear taps of output pixel p over all factors plus the identity, divided by
-    ``len(factors) + 1`` (about 30 non-zeros per row for ImageNet-C severity 2 at 224 px).
-    """
+    """CSR arrays (row pointers, columns, float64 values) of the linear map x -> zoom-blurred x on H W pixels: row p
+    holds the coalesced bilinear taps of pixel p over all factors plus the identity, divided by ``len(factors) + 1``."""
     hs, hw_, cs, cw_ = [], [], [], []
     for z in factors:
         r0, r1, rf = _zoom_taps(height, z, torch.device("cpu"), torch.float64)
@@ -180,11 +158,7 @@ def _zoom_operator_cpu(height: int, width: int, factors: tuple[float, ...]) -> t
 def _zoom_operator(
     height: int, width: int, factors: tuple[float, ...], device: torch.device, dtype: torch.dtype
 ) -> Tensor:
-    """The cached sparse CSR zoom-blur operator on ``device`` (int32 indices, ``dtype`` values).
-
-    Building it takes about 0.25 s at 224 px (CPU); it holds about 30 non-zeros per pixel (12 MB at 224 px in
-    float32). The cache keeps the 5 most recent (size, severity, device, dtype) combinations.
-    """
+    """The cached sparse CSR zoom-blur operator on ``device`` (about 0.25 s to build and 12 MB in float32 at 224 px)."""
     crow, col, val = _zoom_operator_cpu(height, width, factors)
     index_dtype = torch.int32 if height * width * 2 < 2**31 else torch.int64  # int32: no conversion per MKL call
     with warnings.catch_warnings():
@@ -198,11 +172,8 @@ def _zoom_operator(
 
 
 def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
-    """``(x + sum_z clipped_zoom(x, z)) / (len(factors) + 1)`` for a chunk (n, C, H, W).
-
-    One sparse matmul (CPU: MKL, CUDA: cuSPARSE) with the cached operator of :func:`_zoom_operator_cpu`; the images
-    are its columns (the (n C, H W) batch read as column-major). Other devices (no sparse CSR matmul) use the CPU.
-    """
+    """``(x + sum_z clipped_zoom(x, z)) / (len(factors) + 1)`` of a chunk (n, C, H, W): one sparse matmul with the
+    images as columns (devices other than CPU and CUDA have no sparse CSR matmul: they use the CPU)."""
     n, c, h, w = x.shape
     device = x.device if x.device.type in ("cpu", "cuda") else torch.device("cpu")
     op = _zoom_operator(h, w, factors, device, x.dtype)
@@ -214,14 +185,9 @@ def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
 
 @register("zoom_blur", "blur")
 def zoom_blur(images: Tensor, severity_param: ZoomRange, seeds: Tensor) -> Tensor:
-    """Mean of the image and its clipped zooms by every factor of ``np.arange(*severity_param)``.
-
-    Each zoom is a centre crop of ``ceil(H / z)`` pixels, bilinear zoom (``align_corners=True``, as
-    ``scipy.ndimage.zoom(order=1)``) to ``round(ch z)`` pixels and a *centre* trim back to H, as ImageNet-C's
-    ``clipped_zoom``. (``imagecorruptions`` trims from the top-left instead; the two agree whenever the zoomed crop
-    exceeds H by at most one pixel, which holds for every tabulated factor, all <= 1.31.) The whole sum is one cached
-    sparse linear operator on the pixels (:func:`_zoom_operator_cpu`), applied to all images and channels at once.
-    """
+    """Mean of the image and its clipped zooms by every factor of ``np.arange(*severity_param)``, as one cached sparse
+    linear operator on the pixels. Each zoom trims at the *centre*, as ImageNet-C's ``clipped_zoom``
+    (``imagecorruptions`` trims at the top-left: the same for every tabulated factor, see the tests)."""
     prepare_images(images, seeds)
     factors = zoom_factors(ZoomRange(*severity_param))
     return _apply(lambda chunk: _zoom_sum(chunk, factors), images, chunk_scale=4)  # wider sparse products
@@ -233,15 +199,11 @@ def zoom_blur(images: Tensor, severity_param: ZoomRange, seeds: Tensor) -> Tenso
 def _motion_taps(
     angles: Tensor, radius: float, sigma: float, height: int, width: int, stop_at_edge: bool = True
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Kernel and per-image integer shifts of ``imagecorruptions._motion_blur`` (float64, CPU).
+    """Weights (K,), shifts dy, dx (N, K) and valid (N, K) taps of ``imagecorruptions._motion_blur`` (float64, CPU).
 
-    ``2 radius + 1`` taps ``i`` with weights ``exp(-i^2 / (2 sigma^2))`` (normalised); tap ``i`` reads the image
-    shifted by ``dy = -ceil(i sin(angle) - 1/2)``, ``dx = -ceil(i cos(angle) - 1/2)`` with replicated edges. The
-    ``imagecorruptions`` port stops at the first tap whose shift reaches the image size (without renormalising);
-    ImageMagick's ``MotionBlurImage`` (``stop_at_edge=False``) does not.
-
-    Returns:
-        weights (K,), dy (N, K), dx (N, K), valid (N, K) bool.
+    ``2 radius + 1`` taps ``i`` weighted ``exp(-i^2 / (2 sigma^2))`` (normalised) read the image shifted by
+    ``-ceil(i sin(angle) - 1/2)``, ``-ceil(i cos(angle) - 1/2)``. The port stops at the first tap whose shift reaches
+    the image size (not renormalised); ImageMagick's ``MotionBlurImage`` (``stop_at_edge=False``) does not.
     """
     k = int(2 * radius + 1)
     i = torch.arange(k, dtype=torch.float64)
@@ -263,12 +225,10 @@ def _motion_taps(
 def motion_blur_angles(
     images: Tensor, radius: float, sigma: float, angles: Tensor, stop_at_edge: bool = True
 ) -> Tensor:
-    """Motion blur of a batch with one angle (degrees, tensor (N,)) per image; returns the unclipped blur.
+    """Unclipped motion blur of a batch with one angle (degrees, (N,)) per image (:func:`_motion_taps`).
 
-    Shift-and-accumulate with replicated edges (:func:`_motion_taps`; ``stop_at_edge=False``: ImageMagick's taps,
-    used by snow): per image, one in-place multiply-add per tap of a slice of the edge-padded image (measured 2.5-3x
-    faster on the CPU at 224 px than one gather of the shifted rows of the whole batch per tap; 1.35x slower for
-    motion_blur and 2x for snow at 32 px, batch 128, one thread: +0.1 ms per CIFAR image over the 19 corruptions).
+    Per image, one in-place multiply-add per tap of a slice of the edge-padded image (2.5-3x faster on the CPU at
+    224 px than one gather of the whole batch per tap; 1.35-2x slower at 32 px, +0.1 ms per CIFAR image in all).
     """
     n, c, h, w = images.shape
     weights, dy, dx, valid = _motion_taps(angles, radius, sigma, h, w, stop_at_edge)
@@ -317,12 +277,12 @@ def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Te
 def _glass_offsets(
     seeds: Tensor, max_delta: int, iterations: int, rows: int, cols: int, dtype: torch.dtype = torch.int64
 ) -> tuple[Tensor, Tensor]:
-    """Offsets ``dx, dy``, each uniform on ``{-d, ..., d-1}`` like ``randint(-d, d)``: two integer (N, iterations,
-    rows, cols) tensors of ``dtype`` for the scanned pixels h = d+1..H-d (rows), w = d+1..W-d (cols).
+    """Offsets ``dx, dy`` (N, iterations, rows, cols), each uniform on ``{-d, ..., d-1}`` like ``randint(-d, d)``, of
+    the scanned pixels h = d+1..H-d, w = d+1..W-d.
 
-    One float64 uniform ``u`` (at least 24 random bits) carries the pairs of ``k`` pixels as the base-``(2d)^2`` digits
-    of ``floor(u (2d)^(2k))``: exactly uniform with ``(2d)^(2k) <= 2^24`` when ``2d`` is a power of two (12, 6 and 4
-    pixels per draw for d = 1, 2, 4), otherwise with ``(2d)^(2k) <= 2^16`` (relative bias below 2^-15).
+    One float64 uniform ``u`` carries the pairs of ``k`` pixels as the base-``(2d)^2`` digits of
+    ``floor(u (2d)^(2k))``: exactly uniform with ``(2d)^(2k) <= 2^24`` when ``2d`` is a power of two, otherwise with
+    ``(2d)^(2k) <= 2^16`` (relative bias below 2^-15).
     """
     span = 2 * max_delta
     m = span * span
@@ -336,11 +296,12 @@ def _glass_offsets(
     # Digit j of every draw goes to pixels j * words ... (j + 1) * words - 1 (a fixed bijection), so each step below is
     # one long elementwise op.
     if power_of_two:
-        v = torch.floor(u * float(m**per_word)).to(dtype)  # (N, iterations, words)
+        v = torch.floor(u.mul_(float(m**per_word))).to(dtype)  # (N, iterations, words)
         span_bits = span.bit_length() - 1
-        q = torch.cat([v >> (2 * span_bits * j) for j in range(per_word)], dim=-1)[:, :, :count]
-        dx = (q & (span - 1)) - max_delta
-        dy = ((q >> span_bits) & (span - 1)) - max_delta
+        shifts = torch.arange(0, 2 * span_bits * per_word, 2 * span_bits, dtype=dtype, device=v.device)
+        q = (v[:, :, None, :] >> shifts[:, None]).flatten(2)[:, :, :count]  # digit j at j * words + (0..words - 1)
+        dx = torch.bitwise_and(q, span - 1).sub_(max_delta)
+        dy = q.bitwise_right_shift_(span_bits).bitwise_and_(span - 1).sub_(max_delta)
     else:
         # The base-m digits of v = floor(u m^k), least significant first, peeled off u from the most significant one:
         # t <- frac(t) m is exact in float64 (u has 31 random bits, and k m-ary digits add at most 16 more), and so
@@ -407,11 +368,8 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
 
 
 def _forward_links(off: Tensor, dx: Tensor, dy: Tensor, max_delta: int) -> Tensor:
-    """Scanned pixels whose source lies later in raster order (``off > 0``) and inside the scanned region.
-
-    Offsets are at most ``d`` (and ``0 <= dy < d`` when ``off > 0``), so only the last ``d - 1`` rows and the first
-    and last ``d`` columns of the region can point outside it; only those strips are checked.
-    """
+    """Scanned pixels whose source lies later in raster order (``off > 0``) and inside the scanned region (only the
+    last ``d - 1`` rows and the first and last ``d`` columns can point outside it: only those are checked)."""
     rows, cols = off.shape[-2:]
     d = max_delta
     forward = off > 0
@@ -426,11 +384,8 @@ def _forward_links(off: Tensor, dx: Tensor, dy: Tensor, max_delta: int) -> Tenso
 
 
 def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Tensor) -> Tensor:
-    """Glass blur with given offsets (integer (N, iterations, H - 2d, W - 2d) each, for the scanned pixels
-    h = d+1..H-d, w = d+1..W-d); returns the unclipped result.
-
-    Gaussian blur -> uint8 truncation -> the sequential copy passes of :func:`_glass_scan_map` -> Gaussian blur.
-    """
+    """Unclipped glass blur with given offsets (:func:`_glass_offsets`): Gaussian blur, uint8 truncation, the
+    sequential copy passes of :func:`_glass_scan_map`, Gaussian blur."""
     n, c, h, w = images.shape
     blurred = gaussian_filter(images, sigma)
     # uint8 truncation. float64 reproduces the reference bit for bit (including its float accidents, e.g. a flat 255

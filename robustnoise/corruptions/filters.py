@@ -1,11 +1,8 @@
 """Batched linear filters for image tensors (..., H, W), any device and floating dtype, and the chunking helper.
 
-Border modes (pixels beyond the edge of ``abcd``; OpenCV / SciPy ``ndimage`` names): ``replicate`` ``dddd``
-(``BORDER_REPLICATE`` / ``nearest``), ``reflect`` ``cba`` (``BORDER_REFLECT_101``, OpenCV's default / ``mirror``),
-``symmetric`` ``dcba`` (``BORDER_REFLECT`` / ``reflect``), ``circular`` ``abcd`` (``BORDER_WRAP`` / ``wrap``) and
-``constant`` zeros, for any padding width (also wider than the image). Correlations are sums of shifted slices for
-short kernels, blocked Toeplitz matrix products for long 1-D kernels, dense filter matrices for small images and real
-FFTs of the padded image for large 2-D kernels (all exact up to float rounding).
+Border modes beyond the edge of ``abcd`` (OpenCV / SciPy names), for any padding width: ``replicate`` ``dddd``
+(``BORDER_REPLICATE`` / ``nearest``), ``reflect`` ``cba`` (``BORDER_REFLECT_101`` / ``mirror``), ``symmetric``
+``dcba`` (``BORDER_REFLECT`` / ``reflect``), ``circular`` ``abcd`` (``BORDER_WRAP`` / ``wrap``), ``constant`` zeros.
 """
 
 from __future__ import annotations
@@ -32,14 +29,12 @@ __all__ = [
 
 BORDER_MODES: tuple[str, ...] = ("replicate", "reflect", "symmetric", "circular", "constant")
 
-# CPU batches are cut into chunks of about this many elements so that the intermediate tensors of a corruption stay
-# in the L2/L3 caches; 2**19 float32 values = 2 MiB (about 3.5 images of 3 x 224 x 224).
-_CPU_CHUNK_ELEMENTS = 1 << 19
-
-# 2-D kernels with more non-zero taps than this are applied by FFT (one shifted-slice pass per tap below it).
-_DIRECT_TAP_LIMIT = 48
-# 1-D kernels with more non-zero taps than this are applied as blocked Toeplitz GEMMs of this many outputs per block.
+_CPU_CHUNK_ELEMENTS = 1 << 19  # 2 MiB of float32 (3.5 images of 3 x 224 x 224): intermediates stay in cache
+_DIRECT_TAP_LIMIT = 16  # 2-D kernels with more non-zero taps go by FFT (one shifted-slice pass per tap below it)
+# Longer 1-D kernels go as blocked Toeplitz GEMMs of _TOEPLITZ_BLOCK outputs per block: above 17 taps, or above 5 on
+# tensors of at least _GEMM_MIN_ELEMENTS values (enough rows per GEMM; measured at 224 px, one thread).
 _DIRECT_1D_TAP_LIMIT = 17
+_GEMM_MIN_ELEMENTS = 1 << 18
 _TOEPLITZ_BLOCK = 32
 
 
@@ -58,12 +53,11 @@ def map_image_chunks(
     max_elements: int = _CPU_CHUNK_ELEMENTS,
     out: Tensor | None = None,
 ) -> Tensor:
-    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over consecutive chunks of the batch, stacked along dim 0;
-    the one chunking helper of the corruption families.
+    """``fn(images[chunk], *(t[chunk] for t in per_image))`` over consecutive chunks of the batch, stacked along dim 0
+    into ``out`` (given, or allocated like the first result) while in cache: the one chunking helper of the corruptions.
 
-    On the CPU each chunk holds about ``max_elements`` values (cache blocking; default 2**19, 2 MiB of float32) and its
-    result is copied into ``out[chunk]`` (given, or allocated like the first result) while still in cache;
-    accelerators get one chunk. Corruptions treat every image independently, so the chunking never changes a result.
+    On the CPU each chunk holds about ``max_elements`` values; accelerators get one chunk. Corruptions treat every
+    image independently, so the chunking never changes a result.
     """
     num = images.shape[0]
     per = max(1, images[0].numel()) if num else 1
@@ -83,14 +77,7 @@ def map_image_chunks(
 
 
 def padding_indices(size: int, before: int, after: int, mode: str, device: torch.device | str | None = None) -> Tensor:
-    """Source index (int64, length ``before + size + after``) of every position of a padded axis.
-
-    ``constant`` is not an index mapping; it is handled by :func:`pad2d`.
-    """
-    if size < 1:
-        raise ValueError(f"cannot pad an empty axis (size {size})")
-    if before < 0 or after < 0:
-        raise ValueError(f"padding must be non-negative, got ({before}, {after})")
+    """Source index (int64, length ``before + size + after``) of every position of a padded axis (not ``constant``)."""
     i = torch.arange(-before, size + after, device=device, dtype=torch.int64)
     if mode == "replicate":
         return i.clamp_(0, size - 1)
@@ -110,10 +97,8 @@ def padding_indices(size: int, before: int, after: int, mode: str, device: torch
 
 
 def pad2d(x: Tensor, top: int, bottom: int, left: int, right: int, mode: str = "replicate") -> Tensor:
-    """Pad the last two dims of ``x`` (..., H, W) with any border mode and any (also image-exceeding) width.
-
-    The interior is copied once and only the margins are gathered, so this costs about one pass over the image.
-    """
+    """Pad the last two dims of ``x`` (..., H, W) with any border mode and width; one copy of the interior, the
+    margins gathered."""
     if mode not in BORDER_MODES:
         raise ValueError(f"unknown border mode {mode!r}; valid: {', '.join(BORDER_MODES)}")
     if top == bottom == left == right == 0:
@@ -142,11 +127,8 @@ def pad2d(x: Tensor, top: int, bottom: int, left: int, right: int, mode: str = "
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Normalised Gaussian taps of ``scipy.ndimage.gaussian_filter`` (and scikit-image ``gaussian``).
-
-    Radius ``int(truncate * sigma + 0.5)``, taps ``exp(-x^2 / (2 sigma^2))`` for ``x = -radius..radius``, divided by
-    their sum. Computed in float64 (CPU), returned as ``dtype``.
-    """
+    """Normalised taps ``exp(-x^2 / (2 sigma^2))``, ``|x| <= int(truncate * sigma + 0.5)``, of
+    ``scipy.ndimage.gaussian_filter`` (and scikit-image ``gaussian``); computed in float64."""
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     radius = int(truncate * float(sigma) + 0.5)
@@ -156,12 +138,7 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype: torch.dtype = 
 
 
 def opencv_gaussian_kernel1d(ksize: int, sigma: float, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Taps of OpenCV ``getGaussianKernel(ksize, sigma)`` for ``sigma > 0``: ``exp(-(i - (ksize-1)/2)^2 / (2 sigma^2))``
-    for ``i = 0..ksize-1``, normalised (computed in float64)."""
-    if ksize < 1 or ksize % 2 == 0:
-        raise ValueError(f"ksize must be odd and positive, got {ksize}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    """Taps of OpenCV ``getGaussianKernel(ksize, sigma)`` for odd ``ksize`` and ``sigma > 0`` (float64)."""
     x = torch.arange(ksize, dtype=torch.float64) - (ksize - 1) / 2
     g = torch.exp(-(x * x) / (2.0 * float(sigma) ** 2))
     return (g / g.sum()).to(dtype)
@@ -189,11 +166,8 @@ def _toeplitz_block(weights: Tensor, block: int) -> Tensor:
 
 
 def _correlate1d_blocked(padded: Tensor, weights: Tensor, dim: int, size: int, block: int) -> Tensor:
-    """Correlation of an already padded tensor along ``dim`` as blocked Toeplitz matrix products.
-
-    Output blocks of ``block`` samples read ``block + k - 1`` padded inputs: one GEMM per block with ``block + k - 1``
-    multiply-adds per output (instead of one pass per tap), the inputs read in place as strided matrices.
-    """
+    """Correlation of a padded tensor along ``dim`` as one GEMM per ``block`` outputs (``block + k - 1`` inputs, read
+    in place as strided matrices) instead of one pass per tap."""
     k = weights.numel()
     nb = -(-size // block)
     extra = nb * block - size
@@ -217,33 +191,21 @@ def _correlate1d_blocked(padded: Tensor, weights: Tensor, dim: int, size: int, b
 
 
 def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str = "replicate", method: str = "auto") -> Tensor:
-    """Correlate the last two dims of ``x`` along ``dim`` (-1: width, -2: height) with centred odd-length ``weights``.
-
-    ``out[i] = sum_k weights[k] * x[i + k - r]`` with ``r = (len(weights) - 1) // 2`` and the given border mode; the
-    same as ``scipy.ndimage.correlate1d`` (mode names in the module docstring).
+    """``scipy.ndimage.correlate1d`` of ``x`` along ``dim`` (-1: width, -2: height) with centred odd-length ``weights``.
 
     Args:
-        method: ``direct`` (one shifted-slice pass per non-zero tap), ``matmul`` (blocked Toeplitz GEMMs, 32 outputs
-            per block) or ``auto``: direct up to 17 non-zero taps, matmul above (faster for long kernels on CPU).
+        method: ``direct`` (one shifted-slice pass per non-zero tap), ``matmul`` (blocked Toeplitz GEMMs) or ``auto``:
+            direct up to 17 (large tensors: 5) non-zero taps, matmul above (faster on CPU).
     """
-    if dim not in (-1, -2):
-        raise ValueError(f"dim must be -1 (width) or -2 (height), got {dim}")
-    k = weights.numel()
-    if k % 2 == 0:
-        raise ValueError(f"weights must have odd length, got {k}")
-    r = (k - 1) // 2
+    r = (weights.numel() - 1) // 2
     h, w = x.shape[-2:]
     values = weights.detach().to("cpu", torch.float64)
-    nonzero = int((values != 0).sum())
-    if nonzero == 0:
-        return torch.zeros_like(x)
     if method == "auto":
-        method = "direct" if nonzero <= _DIRECT_1D_TAP_LIMIT else "matmul"
+        limit = 5 if x.numel() >= _GEMM_MIN_ELEMENTS else _DIRECT_1D_TAP_LIMIT
+        method = "direct" if int((values != 0).sum()) <= limit else "matmul"
     padded = pad2d(x, 0, 0, r, r, mode) if dim == -1 else pad2d(x, r, r, 0, 0, mode)
     if method == "matmul":
         return _correlate1d_blocked(padded, values, dim, w if dim == -1 else h, _TOEPLITZ_BLOCK)
-    if method != "direct":
-        raise ValueError(f"method must be 'auto', 'direct' or 'matmul', got {method!r}")
     taps = [(0, j, v) if dim == -1 else (j, 0, v) for j, v in enumerate(values.tolist()) if v != 0.0]
     return _accumulate_taps(padded, taps, h, w)
 
@@ -263,18 +225,15 @@ def _correlation_matrix(size: int, weights: tuple[float, ...], mode: str) -> Ten
 def gaussian_filter(
     x: Tensor, sigma: float, truncate: float = 4.0, mode: str = "replicate", method: str = "auto"
 ) -> Tensor:
-    """Separable Gaussian blur of the last two dims, as ``scipy.ndimage.gaussian_filter`` / skimage ``gaussian``
-    (default border ``replicate`` = their ``nearest``; skimage's default). Height first, then width, like SciPy.
+    """Separable Gaussian blur of the last two dims (height first), as ``scipy.ndimage.gaussian_filter`` / skimage
+    ``gaussian`` (default border ``replicate`` = their ``nearest``).
 
     Args:
-        method: ``auto`` (:func:`correlate1d` per axis: shifted slices or Toeplitz blocks) or ``dense``: two
-            products with the (H x H) and (W x W) filter matrices, the border folded in; several times faster for
-            images up to about 64 px, quadratic in the size. Both equal SciPy up to float rounding.
+        method: ``auto`` (:func:`correlate1d` per axis) or ``dense``: products with the (H x H) and (W x W) filter
+            matrices, the border folded in; several times faster up to about 64 px, quadratic in the size.
     """
     kernel = gaussian_kernel1d(sigma, truncate)
-    if method == "dense":
-        if mode == "constant":
-            raise ValueError("method='dense' needs an index border mode, not 'constant'")
+    if method == "dense":  # an index border mode (not 'constant') folded into the matrices
         h, w = x.shape[-2:]
         taps = tuple(kernel.tolist())
         rows = _correlation_matrix(h, taps, mode).to(device=x.device, dtype=x.dtype)
@@ -286,8 +245,7 @@ def gaussian_filter(
 
 
 def _fft_size(n: int) -> int:
-    """Smallest ``m 2^a >= n`` with ``m`` in (1, 3, 5, 15): lengths the CPU FFT handles fastest (240 and 256 take
-    half the time of 243 or 250 in MKL)."""
+    """Smallest ``m 2^a >= n`` with ``m`` in (1, 3, 5, 15): the lengths the CPU FFT handles fastest."""
     best = 1 << max(0, (n - 1).bit_length())
     for m in (3, 5, 15):
         size = m
@@ -299,21 +257,14 @@ def _fft_size(n: int) -> int:
 
 def correlate2d(x: Tensor, kernel: Tensor, mode: str = "reflect", method: str = "auto") -> Tensor:
     """2-D correlation of the last two dims of ``x`` with an odd-sized, centred ``kernel`` (kh, kw), as OpenCV
-    ``filter2D`` (default border ``reflect`` = ``BORDER_REFLECT_101``).
+    ``filter2D`` (default border ``reflect`` = ``BORDER_REFLECT_101``); all-zero border rows and columns are cropped.
 
     Args:
-        x: Floating tensor (..., H, W).
-        kernel: (kh, kw) taps, both odd; all-zero border rows and columns are cropped first.
-        mode: Border mode (module docstring).
-        method: ``direct`` (one shifted-slice pass per non-zero tap), ``fft`` (real FFT of the padded image,
-            float64 internally for float64 input) or ``auto`` (direct up to 48 non-zero taps).
+        method: ``direct`` (one shifted-slice pass per non-zero tap), ``fft`` (real FFT of the padded image) or
+            ``auto`` (direct up to 16 non-zero taps).
     """
-    if kernel.dim() != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
-        raise ValueError(f"kernel must be 2-D with odd sizes, got {tuple(kernel.shape)}")
     k = kernel.detach().to("cpu", torch.float64)
     nz = torch.nonzero(k)
-    if len(nz) == 0:
-        return torch.zeros_like(x)
     ry, rx = (k.shape[0] - 1) // 2, (k.shape[1] - 1) // 2
     cy = int((nz[:, 0] - ry).abs().max())  # smallest centred crop that keeps every non-zero tap
     cx = int((nz[:, 1] - rx).abs().max())
@@ -325,14 +276,8 @@ def correlate2d(x: Tensor, kernel: Tensor, mode: str = "reflect", method: str = 
     if method == "direct":
         taps = [(int(i), int(j), float(k[i, j])) for i, j in torch.nonzero(k).tolist()]
         return _accumulate_taps(padded, taps, h, w)
-    if method != "fft":
-        raise ValueError(f"method must be 'auto', 'direct' or 'fft', got {method!r}")
     # Circular correlation on an (lh, lw) grid: out[y, x] = sum_{i, j} k[i, j] padded[y + i, x + j] never wraps for
     # y < h, x < w when lh >= h + 2 cy and lw >= w + 2 cx.
     lh, lw = _fft_size(h + 2 * cy), _fft_size(w + 2 * cx)
-    spectrum_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    k_spec = torch.conj(torch.fft.rfft2(k.to(device=x.device, dtype=spectrum_dtype), s=(lh, lw)))
-    spec = torch.fft.rfft2(padded.to(spectrum_dtype), s=(lh, lw))
-    spec.mul_(k_spec)
-    out = torch.fft.irfft2(spec, s=(lh, lw))[..., :h, :w]
-    return out.to(x.dtype)
+    k_spec = torch.conj(torch.fft.rfft2(k.to(device=x.device, dtype=x.dtype), s=(lh, lw)))
+    return torch.fft.irfft2(torch.fft.rfft2(padded, s=(lh, lw)).mul_(k_spec), s=(lh, lw))[..., :h, :w]

@@ -28,8 +28,10 @@ from robustnoise.utils.errors import RobustnoiseError
 
 __all__ = ["brightness", "fog", "frost", "snow", "spatter"]
 
-_WATER_CHUNK_ELEMENTS = 1 << 23
-"""Water spatter: larger chunks than the default (the chamfer distance runs row by row over a whole chunk)."""
+# Water spatter: the chamfer distance runs row by row over whole chunks of _WATER_BATCH_ELEMENTS values (many images:
+# fewer, longer ops); its other steps run on chunks of _WATER_CHUNK_ELEMENTS values per plane (about 2 images).
+_WATER_BATCH_ELEMENTS = 1 << 24
+_WATER_CHUNK_ELEMENTS = 1 << 17
 
 # Random streams; the seeds are already specific to the corruption and the severity.
 _STREAM_SNOW_LAYER = 0
@@ -55,19 +57,13 @@ def _gray(x: Tensor) -> Tensor:
 
 
 def _colour(rgb: tuple[float, float, float], channels: int, x: Tensor) -> Tensor:
-    """(1, C, 1, 1) colour in [0, 1]: RGB for 3 channels, its luma for 1 channel."""
-    if channels == 3:
-        values = [v / 255.0 for v in rgb]
-    elif channels == 1:
-        values = [sum(w * v for w, v in zip(_LUMA, rgb)) / 255.0]
-    else:
-        raise RobustnoiseError(f"this corruption needs 1 or 3 channels, got {channels}")
+    """(1, C, 1, 1) colour in [0, 1]: RGB for 3 channels, its luma for 1 channel (spatter checks the channels)."""
+    values = [v / 255.0 for v in rgb] if channels == 3 else [sum(w * v for w, v in zip(_LUMA, rgb)) / 255.0]
     return torch.tensor(values, dtype=x.dtype, device=x.device).view(1, channels, 1, 1)
 
 
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """skimage ``gaussian(sigma)`` (truncate 4, 'nearest' border) of (N, C, H, W) planes: the shared
-    :func:`~robustnoise.corruptions.filters.gaussian_filter`, with dense filter matrices up to 64 px (faster there)."""
+    """skimage ``gaussian(sigma)`` (truncate 4, 'nearest' border); dense filter matrices up to 64 px (faster there)."""
     return gaussian_filter(x, float(sigma), method="dense" if max(x.shape[-2:]) <= 64 else "auto")
 
 
@@ -75,12 +71,8 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def _brightness_scale(x: Tensor, shift: float) -> Tensor:
-    """The same map without the HSV round trip: hue and saturation are kept, so ``rgb <- rgb * V' / V``.
-
-    HSV -> RGB is linear in V at fixed hue and saturation, so this is the reference's result up to float rounding;
-    the maximum channel is set to ``V'`` exactly (``out + (V' - out)`` is exact when both are within a factor 2),
-    and black pixels (V = 0, so hue = saturation = 0) become gray ``V' = c``.
-    """
+    """``rgb * V' / V``: HSV -> RGB is linear in V at fixed hue and saturation. The maximum channel is set to ``V'``
+    exactly (``out + (V' - out)``); black pixels (V = 0: hue = saturation = 0) become gray ``V' = c``."""
     value = x.amax(dim=1, keepdim=True)
     is_max = x == value
     new_value = (value + shift).clamp_(0.0, 1.0)
@@ -92,12 +84,8 @@ def _brightness_scale(x: Tensor, shift: float) -> Tensor:
 
 @register("brightness", "weather")
 def brightness(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
-    """HSV value shift ``V <- clip(V + c)`` (ImageNet-C ``brightness``), computed as ``rgb * V' / V``.
-
-    Equal to the reference's scikit-image HSV round trip up to float rounding (measured: at most 1 grey level on
-    <1% of the values after 8-bit truncation).
-    Grayscale (any channel count other than 3): the value of a gray pixel is its gray level, so ``clip(x + c)``.
-    """
+    """HSV value shift ``V <- clip(V + c)`` (ImageNet-C ``brightness``), computed as ``rgb * V' / V``: the reference's
+    HSV round trip up to float rounding. Other channel counts than 3: ``clip(x + c)`` (a gray pixel's value)."""
     x, seeds = prepare_images(images, seeds)
     shift = float(severity_param)
     if x.shape[1] != 3:
@@ -129,11 +117,10 @@ def _plasma_wibbles(mapsize: int, wibble_decay: float) -> np.ndarray:
 def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: torch.dtype) -> Tensor:
     """Diamond-square plasma (N, M, M) in [0, 1] from ``mapsize**2 - 1`` uniforms in [0, 1) per map.
 
-    Follows the reference ``plasma_fractal`` step by step, vectorised over the batch: per level, the square centres
-    and then the two diamond grids are set to the mean of their 4 neighbours (wrapping around) plus
-    ``wibble * U(-wibble, wibble)``, with ``wibble`` divided by ``wibble_decay`` per level; then min-max normalised.
-    The uniforms are consumed in the reference's order (squares, diamonds on the corner rows, diamonds on the centre
-    rows; row-major), so numpy's ``random_sample`` stream reproduces ``np.random.uniform`` draws exactly.
+    The reference ``plasma_fractal`` vectorised over the batch: per level, square centres, then the two diamond grids
+    get the mean of their 4 (wrapped) neighbours plus ``wibble * U(-wibble, wibble)`` (``wibble`` divided by the decay
+    per level); then min-max normalised. Uniforms are consumed in the reference's order (squares, corner-row
+    diamonds, centre-row diamonds; row-major), so numpy's ``random_sample`` stream reproduces its draws exactly.
     """
     n = uniforms.shape[0]
     if uniforms.shape[1] != mapsize * mapsize - 1:
@@ -179,11 +166,8 @@ def _fog_from_plasma(x: Tensor, strength: float, plasma: Tensor) -> Tensor:
 
 @register("fog", "weather")
 def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> Tensor:
-    """Fog: a diamond-square plasma fractal added to every channel, then rescaled (ImageNet-C ``fog``).
-
-    The plasma map is the next power of two >= max(H, W) (256 / 32 / 64 for ImageNet / CIFAR / Tiny-ImageNet, as in
-    the reference scripts), cropped at the top left to H x W. Any channel count works (grayscale included).
-    """
+    """Fog: a diamond-square plasma fractal added to every channel, then rescaled (ImageNet-C ``fog``). The map is the
+    next power of two >= max(H, W) (as the reference scripts), cropped at the top left; any channel count."""
     x, seeds = prepare_images(images, seeds)
     strength, decay = float(severity_param[0]), float(severity_param[1])
     mapsize = _plasma_map_size(*x.shape[-2:])
@@ -199,8 +183,7 @@ def fog(images: Tensor, severity_param: tuple[float, float], seeds: Tensor) -> T
 
 
 def default_frost_texture_scale(height: int, width: int) -> float:
-    """Texture scale of the reference script for this image size: 0.2 up to 32 px (CIFAR-10-C), 0.3 up to 64 px
-    (Tiny-ImageNet-C), 1 above (ImageNet-C crops straight from the textures)."""
+    """The reference scripts' texture scale: 0.2 up to 32 px (CIFAR-10-C), 0.3 up to 64 px (Tiny-ImageNet-C), else 1."""
     side = max(height, width)
     return 0.2 if side <= 32 else 0.3 if side <= 64 else 1.0
 
@@ -241,8 +224,6 @@ def _frost_blend(x: Tensor, severity_param: tuple[float, float], crops: Tensor) 
     frost_layer = crops.to(device=x.device, dtype=x.dtype)
     if x.shape[1] == 1:
         frost_layer = _gray(frost_layer)
-    elif x.shape[1] != 3:
-        raise RobustnoiseError(f"frost needs 1 or 3 channels, got {x.shape[1]}")
     return (x * image_weight).add_(frost_layer, alpha=frost_weight / 255.0).clamp_(0.0, 1.0)
 
 
@@ -255,14 +236,12 @@ def frost(
     texture_scale: float | None = None,
     frost_dir: str | os.PathLike[str] | None = None,
 ) -> Tensor:
-    """Frost: ``clip(a x + b crop)`` with a random crop of a random frost texture (ImageNet-C ``frost``).
-
-    As the reference: one of the first five textures (``randint(5)``), a uniformly random crop position. The
-    textures are resized first by ``texture_scale``; default :func:`default_frost_texture_scale` (0.2 for 32 px
-    images as CIFAR-10-C, 0.3 for 64 px as Tiny-ImageNet-C, 1 for ImageNet-C). Grayscale images use the crop's luma.
+    """Frost: ``clip(a x + b crop)`` with a uniformly random crop of one of the first five frost textures (ImageNet-C
+    ``frost``), resized first by ``texture_scale`` (default :func:`default_frost_texture_scale`). Grayscale images
+    use the crop's luma.
 
     Raises:
-        RobustnoiseError: the textures are missing (see :mod:`robustnoise.corruptions.textures`), or the images have
+        RobustnoiseError: the textures are missing (:mod:`robustnoise.corruptions.textures`), or the images have
             neither 1 nor 3 channels.
     """
     x, seeds = prepare_images(images, seeds)
@@ -337,9 +316,7 @@ def _snow_blend(x: Tensor, layer: Tensor, blend: float) -> Tensor:
 @register("snow", "weather")
 def snow(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Tensor:
     """Snow (ImageNet-C ``snow``): a thresholded, zoomed, motion-blurred N(loc, scale) layer (angle U(-135, -45)
-    degrees per image) added twice (as is and rotated by 180 degrees) to the brightened image.
-
-    Grayscale images use themselves as the gray level of the brightening step.
+    degrees per image) added twice (as is and rotated by 180 degrees) to the brightened image (grayscale: by itself).
     """
     x, seeds = prepare_images(images, seeds)
     loc, scale, zoom = float(severity_param[0]), float(severity_param[1]), float(severity_param[2])
@@ -436,13 +413,10 @@ def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor
 def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
     """``min(cv2.distanceTransform(src, DIST_L2, 5), limit)`` where ``zeros`` (bool, N, 1, H, W) marks src == 0.
 
-    OpenCV's 5x5 chamfer distance, computed like OpenCV: a forward raster pass (rows top to bottom, each pixel the
-    minimum of its zero/own value and its already visited neighbours plus float32 steps 1, 1.4 and 2.1969 for axial,
-    diagonal and knight moves) and a backward pass (bottom to top, right to left), run as the same forward pass on
-    the image rotated by 180 degrees (the 5x5 mask is point-symmetric). Rows are processed one at a time for the
-    whole batch; the dependency on the left neighbour within a row is a running minimum (``cummin``). Pixels outside
-    the image are infinitely far. Values above ``limit`` are truncated (only those are needed), so "infinity" can be
-    any value above it.
+    OpenCV's 5x5 chamfer distance as OpenCV computes it: a forward raster pass and a backward one, run as the same
+    forward pass on the image rotated by 180 degrees (the mask is point-symmetric). Rows are processed one at a time
+    for the whole batch; the left neighbour within a row is a running minimum (``cummin``). Pixels outside the image
+    are infinitely far; as values are truncated at ``limit``, "infinity" is any value above it.
     """
     axial = float(np.float32(_CHAMFER_STEPS[0]))
     n, _, height, width = zeros.shape
@@ -500,11 +474,6 @@ def _water_shape(distance: Tensor) -> Tensor:
     return torch.round(_box3(emboss.clamp_(0.0, 255.0), torch.float32).div_(9.0))
 
 
-def _water_distance(liquid8: Tensor) -> Tensor:
-    """The water spatter's 'dist' map from the 8-bit liquid layer (N, 1, H, W) (Canny, distance, shaping)."""
-    return _water_shape(_chamfer_distance(_canny(liquid8))).to(liquid8.dtype)
-
-
 def _liquid(field: Tensor, sigma: float, threshold: float, dtype: torch.dtype) -> Tensor:
     """``gaussian(field, sigma)`` with values below the threshold set to 0, as (N, 1, H, W)."""
     liquid = _gaussian_blur(field[:, None].to(dtype), sigma)
@@ -514,10 +483,9 @@ def _liquid(field: Tensor, sigma: float, threshold: float, dtype: torch.dtype) -
 def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Tensor) -> Tensor:
     """Spatter from the N(loc, scale) field (N, H, W): gaussian blur, threshold, then water (mode 0) or mud (mode 1).
 
-    Water: Canny edges of the 8-bit liquid layer, their chamfer distance (for the whole batch at once: its row loop
-    has many small ops), the shaping filters, then ``x + k m (175, 238, 238) / 255`` with ``m = liquid * dist``
-    normalised to a maximum of 1 per image. Mud: ``m = gaussian(liquid > thr, k)`` zeroed below 0.8, then
-    ``x (1 - m) + m (63, 42, 20) / 255``.
+    Water: Canny edges of the 8-bit liquid layer, their chamfer distance, the shaping filters, then
+    ``x + k m (175, 238, 238) / 255`` with ``m = liquid * dist`` normalised to a maximum of 1 per image.
+    Mud: ``m = gaussian(liquid > thr, k)`` zeroed below 0.8, then ``x (1 - m) + m (63, 42, 20) / 255``.
     """
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
     liquid = _liquid(field, sigma, threshold, x.dtype)
@@ -526,18 +494,23 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
         m = m * (m >= 0.8)
         return (x * (1 - m)).add_(m * _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
     liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
-    m = liquid8 * _water_distance(liquid8)
-    peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
-    return (x + (m / peak) * intensity * _colour(_WATER_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
+    # Only the chamfer distance (a loop over rows) needs the whole batch; the other steps run on cache-sized chunks.
+    distance = _chamfer_distance(map_image_chunks(_canny, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
+    colour = _colour(_WATER_RGB, x.shape[1], x)
+
+    def blend(part: Tensor, part8: Tensor, part_distance: Tensor) -> Tensor:
+        m = part8 * _water_shape(part_distance).to(part8.dtype)
+        peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
+        return torch.mul((m / peak).mul_(intensity), colour).add_(part).clamp_(0.0, 1.0)
+
+    return map_image_chunks(blend, x, liquid8, distance, max_elements=3 * _WATER_CHUNK_ELEMENTS)
 
 
 @register("spatter", "weather")
 def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) -> Tensor:
     """Spatter (ImageNet-C holdout ``spatter``): water drops (mode 0: Canny edges, chamfer distance, histogram
-    equalisation and an emboss filter shape turquoise highlights) or mud (mode 1: brown blotches).
-
-    Grayscale images get the luma of the colour.
-    """
+    equalisation and an emboss filter shape turquoise highlights) or mud (mode 1: brown blotches). Grayscale images
+    get the luma of the colour."""
     x, seeds = prepare_images(images, seeds)
     if x.shape[1] not in (1, 3):
         raise RobustnoiseError(f"spatter needs 1 or 3 channels, got {x.shape[1]}")
@@ -548,5 +521,5 @@ def spatter(images: Tensor, severity_param: tuple[float, ...], seeds: Tensor) ->
         field = rng.normal(part_seeds, (height, width), stream=_STREAM_SPATTER, dtype=part.dtype)
         return _spatter_from_field(part, severity_param, field.mul_(scale).add_(loc))
 
-    chunk = _WATER_CHUNK_ELEMENTS if int(severity_param[5]) == 0 else 1 << 19
+    chunk = _WATER_BATCH_ELEMENTS if int(severity_param[5]) == 0 else 1 << 19
     return map_image_chunks(run, x, seeds, max_elements=chunk).to(images.dtype)
