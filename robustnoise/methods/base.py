@@ -18,8 +18,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustnoise.models import create_model
-from robustnoise.training.finite import check_finite_loss
-from robustnoise.utils.errors import ConfigError, is_number
+from robustnoise.utils.checkpoints import last_checkpoint
+from robustnoise.utils.errors import ConfigError, NonFiniteLossError, is_number
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
@@ -27,18 +27,9 @@ OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 class RobustClassifierModule(pl.LightningModule):
     """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe).
 
-    No argument has a default: the method's YAML (``conf/method``) is their single source; outside ``run.py`` build
-    a method with ``robustnoise.methods.configs.method_from_yaml``.
-
-    Args:
-        model: model config (``name``, ``weights``, optional ``mean``/``std`` overriding the dataset's).
-        data: dataset facts (``num_classes``, ``in_chans``, ``image_size``, ``mean``, ``std``).
-        optimizer: ``name`` (sgd | adam | adamw), ``lr`` and that optimiser's arguments.
-        scheduler: ``name`` (none | multistep | cosine), ``milestones`` or ``milestones_frac``, ``gamma``,
-            ``warmup_epochs``; stepped once per epoch.
-        p_clean: fraction of every training batch left clean (the first ``round(B * p_clean)`` images).
-        clip_grad_norm: clip the classifier's gradient norm (Trainer-level clipping is unavailable in manual mode).
-        name, ddp_strategy: bookkeeping from the method config.
+    No argument has a default: the method's YAML (``conf/method``, which documents each) is their single source;
+    outside ``run.py`` use ``robustnoise.methods.configs.method_from_yaml``. ``model``: the model config; ``data``: the
+    dataset facts; ``p_clean``: the fraction of every batch left clean (its first ``round(B * p_clean)`` images).
     """
 
     def __init__(
@@ -91,13 +82,27 @@ class RobustClassifierModule(pl.LightningModule):
         self.classifier.train()
         logits = self.trainable("classifier")(x)
         loss = (loss_fn or F.cross_entropy)(logits, y)
-        check_finite_loss(self, loss)
+        self.check_finite(loss)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.clip_grad_norm:
             self.clip_gradients(opt, gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
         return loss.detach()
+
+    def check_finite(self, loss: Tensor) -> None:
+        """:class:`NonFiniteLossError` (naming the step and the last good checkpoint) before a nan or inf loss on any
+        rank reaches the weights; every rank stops together (one flag all-reduced)."""
+        if self._trainer is None:
+            return
+        bad = (~torch.isfinite(loss.detach())).any().float()
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        if float(bad) > 0:
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(loss.detach().float().sum())}) at step {self.global_step} "
+                f"(epoch {self.current_epoch}); last good checkpoint: {last_checkpoint(self.trainer) or 'none written'}"
+            )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -125,8 +130,6 @@ class RobustClassifierModule(pl.LightningModule):
         self.val_acc.reset()
 
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.test_suite is None:
-            raise RuntimeError("attach an evaluation suite (eval.suite.CorruptionSuite) before trainer.test")
         x, y, index = batch
         self.test_suite.evaluate_batch(self.classifier, x, y, index, loader=dataloader_idx)
 

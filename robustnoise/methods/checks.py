@@ -19,8 +19,8 @@ def check_ant(a: dict[str, Any]) -> None:
     noise_levels(a["epsilon_sigma"], "epsilon_sigma")
     if a["restart_unit"] not in ("epoch", "step") or a["stylized_split"] not in ("paper", "reference"):
         raise ConfigError(f"restart_unit: epoch | step (got {a['restart_unit']!r}); stylized_split: paper | reference")
-    if a["restart_every"] <= 0 or a["restart_steps"] < 0:
-        raise ConfigError("restart_every must be > 0 and restart_steps >= 0")
+    if a["restart_every"] <= 0 or a["restart_steps"] < 0 or a["replay_per_step"] < 1:
+        raise ConfigError("restart_every must be > 0, restart_steps >= 0 and replay_per_step >= 1")
     if min(a["p_current"], a["p_replay"], a["p_stylized"]) < 0 or a["p_current"] + a["p_replay"] <= 0:
         raise ConfigError("p_current and p_replay must be >= 0 with a positive sum; p_stylized >= 0")
 

@@ -1,10 +1,9 @@
 """DDP for modules that train several networks with separate optimisers (ANT: classifier and noise generator).
 
-Lightning's DDP wraps the whole LightningModule in one ``DistributedDataParallel``; in a min-max step each backward
-then uses only part of the parameters, which DDP rejects unless ``find_unused_parameters=True`` (which also
-all-reduces zero gradients of the idle network on every step). ``ddp_per_network`` instead wraps each network the
-module names in ``ddp_networks()`` in its own ``DistributedDataParallel`` (as timm's ``prepare_distributed``) and puts
-the wrappers in the module's ``ddp_wrappers`` dict, so every backward synchronises exactly the network it trained.
+Lightning's DDP wraps the whole module, so a min-max step's backward, which uses only one network, needs
+``find_unused_parameters=True`` (all-reducing the idle network's zero gradients every step). ``ddp_per_network`` wraps
+each network of the module's ``ddp_networks()`` in its own ``DistributedDataParallel`` (as timm's
+``prepare_distributed``) into the module's ``ddp_wrappers``: every backward synchronises exactly the network it trained.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ class PerNetworkDDPStrategy(DDPStrategy):
     def configure_ddp(self) -> None:
         module = self.lightning_module
         if not hasattr(module, "ddp_networks"):
-            super().configure_ddp()  # an ordinary module: ordinary DDP
-            return
+            return super().configure_ddp()  # an ordinary module: ordinary DDP
         ids = self.determine_ddp_device_ids()
         kwargs = {k: v for k, v in self._ddp_kwargs.items() if k != "find_unused_parameters"}
         nets = module.ddp_networks().items()

@@ -1,15 +1,11 @@
 """Exact resume: a run killed mid-epoch and resumed ends bit-identical to an uninterrupted one (``tests/test_resume``).
 
-Lightning checkpoints weights, optimisers, loop counters and the training loaders' positions (the ``state_dict`` of
-``robustnoise.data.resumable``), but no random state. :class:`ExactResume` adds the rest, per DDP rank:
-
-- a fresh run under DDP gives each rank its own global torch stream (``seed_everything`` leaves every rank
-  identical, but each rank perturbs a different part of the global batch);
-- a checkpoint holds every rank's torch (and own CUDA device's) RNG state and every named stream the module declares
-  in ``resume_streams()`` (objects with ``state_dict``/``load_state_dict``: ANT's restart batches, DeepAugment's
-  generator), gathered from all ranks;
-- on resume this rank's states are applied right before its first training batch: the sanity check and the loaders
-  Lightning sets up in between must not shift them.
+Lightning checkpoints weights, optimisers, loop counters and the loaders' positions (``robustnoise.data.resumable``),
+but no random state. :class:`ExactResume` adds, per DDP rank: its own global torch stream in a fresh DDP run (each rank
+perturbs a different part of the global batch); in a checkpoint, every rank's torch (and own CUDA device's) RNG state
+and the named streams of the module's ``resume_streams()`` (``state_dict``/``load_state_dict`` objects: ANT's restart
+batches, DeepAugment's generator); on resume, this rank's states applied right before its first training batch (the
+sanity check and the loaders set up in between must not shift them).
 """
 
 from __future__ import annotations
@@ -56,10 +52,10 @@ class ExactResume(Callback):
         states, cuda = rng.get("torch_per_rank") or [], rng.get("cuda_per_rank") or []
         if rank >= len(states):
             return
-        self._pending = {"torch": rng_state_tensor(states[rank], torch.get_rng_state(), f"rank {rank}'s CPU RNG state")}
+        self._pending = {"torch": _rng_state(states[rank], torch.get_rng_state(), f"rank {rank}'s CPU RNG state")}
         if rank < len(cuda) and pl_module.device.type == "cuda":
             live = torch.cuda.get_rng_state(pl_module.device)
-            self._pending["cuda"] = rng_state_tensor(cuda[rank], live, f"rank {rank}'s CUDA RNG state")
+            self._pending["cuda"] = _rng_state(cuda[rank], live, f"rank {rank}'s CUDA RNG state")
         streams = checkpoint.get("streams_per_rank") or []
         self._pending["streams"] = streams[rank] if rank < len(streams) else {}
 
@@ -75,9 +71,9 @@ class ExactResume(Callback):
             streams[name].load_state_dict(state)
 
 
-def rng_state_tensor(state: object, like: Tensor, what: str) -> Tensor:
-    """An RNG state read from a checkpoint, checked against the live state ``like`` (dtype, shape) and returned as an
-    owned contiguous CPU copy; :class:`CheckpointError` (one line) instead of a crash in ``set_rng_state``."""
+def _rng_state(state: object, like: Tensor, what: str) -> Tensor:
+    """A checkpoint's RNG state checked against the live state ``like`` (a one-line error instead of a crash in
+    ``set_rng_state``), as an owned contiguous CPU copy (a view with a storage offset segfaults ``set_rng_state``)."""
     if not isinstance(state, Tensor) or state.dtype != like.dtype or state.shape != like.shape:
         found = f"{state.dtype} {tuple(state.shape)}" if isinstance(state, Tensor) else type(state).__name__
         raise CheckpointError(

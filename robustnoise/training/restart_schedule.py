@@ -12,14 +12,13 @@ import pytorch_lightning as pl
 log = logging.getLogger("robustnoise.methods.ant")  # the warning is ANT's
 
 MIN_TRAINED_RESTARTS = 2
-"""Restarts a run needs against a classifier that has learnt something: after its first epoch when it starts from
-scratch (the restart at the start then trains against random weights), any restart when it starts from weights (as
-the papers, which fine-tune)."""
+"""Restarts a run needs against a classifier that has learnt something: after its first epoch from scratch, any
+restart from pretrained weights (as the papers, which fine-tune)."""
 
 
 def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pretrained: bool) -> str | None:
-    """A one-line warning when ``max_epochs`` leaves fewer than :data:`MIN_TRAINED_RESTARTS` such restarts, with the
-    numbers and what to change; None when the schedule is fine. Restarts happen every ``interval`` iterations."""
+    """A one-line warning (with the numbers and what to change) when ``max_epochs`` leaves fewer than
+    :data:`MIN_TRAINED_RESTARTS` such restarts with one every ``interval`` iterations; None when it is fine."""
     first = 0 if pretrained else per_epoch  # iterations before a restart counts
 
     def trained(iterations: int) -> int:
@@ -52,10 +51,3 @@ def restart_interval(trainer: pl.Trainer, every: float, unit: str) -> int:
         return max(1, int(every))
     per_epoch = trainer.num_training_batches
     return max(1, round(every * (per_epoch if math.isfinite(per_epoch) else 1000)))
-
-
-def restart_due(iteration: int, last_restart: int, interval: int, at_start: bool) -> bool:
-    """A restart is due ``interval`` iterations after the last one (or at the start, with ``at_start``)."""
-    if last_restart < 0:
-        return at_start or iteration >= interval
-    return iteration - last_restart >= interval
