@@ -40,17 +40,13 @@ log = logging.getLogger("robustnoise")
 
 # Lightning warnings the project causes by design (the user cannot act on them), silenced for the run only.
 QUIET_WARNINGS = (
-    # Lightning's tree helpers vs. newer torch: a library-internal deprecation, fixed by a Lightning release
-    r"[\s\S]*isinstance\(treespec, LeafSpec\)",
-    # frozen networks stay in eval mode by design (DeepAugment's distorted image-to-image network)
-    r"Found \d+ module\(s\) in eval mode at the start of training",
-    # workers are chosen per dataset in conf/data (data.num_workers; 0 for the in-memory digits on purpose)
-    r"The '\w+' does not have many workers",
-    # resuming continues writing into the run's own directories (the earlier metrics.csv is kept as metrics-<n>.csv)
+    r"[\s\S]*isinstance\(treespec, LeafSpec\)",  # Lightning's tree helpers vs. newer torch: library-internal
+    r"Found \d+ module\(s\) in eval mode at the start of training",  # frozen networks (DeepAugment's) by design
+    r"The '\w+' does not have many workers",  # data.num_workers is chosen per dataset (0 for the in-memory digits)
+    # resuming writes into the run's own directories (the earlier metrics.csv is kept as metrics-<n>.csv)
     r"Checkpoint directory .* exists and is not empty",
     r"Experiment logs directory .* exists and is not empty",
-    # our mid-epoch checkpoints are written after the step on purpose: with the loop counters that is exactly the
-    # state an exact resume needs
+    # mid-epoch checkpoints after the step, with the loop counters, are exactly the state an exact resume needs
     r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
 )
 
@@ -96,9 +92,6 @@ FILE_TASKS = {
 }
 
 
-CONFIG_TREE_ORDER = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
-
-
 @rank_zero_only
 def print_config_tree(cfg: DictConfig) -> None:
     """The composed config as a rich tree, one branch per group (as lightning-hydra-template's print_config_tree)."""
@@ -111,8 +104,8 @@ def print_config_tree(cfg: DictConfig) -> None:
     except OmegaConfBaseException:  # an unresolvable interpolation is reported by the task, in its own words
         container = OmegaConf.to_container(cfg, resolve=False)
     tree = rich.tree.Tree("config", guide_style="dim")
-    rest = [k for k in container if k not in CONFIG_TREE_ORDER]
-    for key in [*(k for k in CONFIG_TREE_ORDER if k in container), *rest]:
+    order = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
+    for key in sorted(container, key=lambda k: order.index(k) if k in order else len(order)):
         value = container[key]
         text = OmegaConf.to_yaml(value) if isinstance(value, (dict, list)) else str(value)
         tree.add(key, guide_style="dim").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
@@ -155,17 +148,17 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
     trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
     if trainer.is_global_zero:
         log.info(
-            "run directory %s: method=%s data=%s model=%s max_epochs=%s seed=%s",
-            cfg.paths.output_dir, cfg.method.name, datamodule.name, cfg.model.name, cfg.trainer.max_epochs, cfg.seed,
+            "run directory %s: method=%s data=%s model=%s max_epochs=%s seed=%s", cfg.paths.output_dir,
+            cfg.method.name, datamodule.name, cfg.model.name, cfg.trainer.max_epochs, cfg.seed,
         )  # fmt: skip
-    _log_config(trainer, cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
     remember_wandb_id(trainer, cfg.paths.output_dir)
     if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
-        batch = getattr(datamodule, "batch_size", 0)
+        n, world = getattr(datamodule, "batch_size", 0), trainer.world_size
         log.warning(
             "global batch = %d per process x %d processes = %d; the papers' batch on N devices is "
-            "data.batch_size=<paper batch>/N (learning rates are not rescaled)",
-            batch, trainer.world_size, batch * trainer.world_size,
+            "data.batch_size=<paper batch>/N (learning rates are not rescaled)", n, world, n * world,
         )  # fmt: skip
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     _plot_training_curves(trainer, method)
@@ -176,9 +169,8 @@ def check_trainer_config(cfg: DictConfig) -> None:
     """A training run that would not train is refused (it would report an untrained model as a result)."""
     for key in ("max_epochs", "max_steps", "limit_train_batches"):
         if cfg.trainer.get(key) == 0:
-            raise ConfigError(
-                f"trainer.{key}=0 trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
-            )
+            message = "trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
+            raise ConfigError(f"trainer.{key}=0 {message}")
 
 
 def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
@@ -199,9 +191,3 @@ def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -
     path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png") if files else None
     if path is not None:
         log_image_file(method, "report/training_curves", path)
-
-
-def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for logger in trainer.loggers:
-        logger.log_hyperparams({"config": container})

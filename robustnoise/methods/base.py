@@ -50,7 +50,6 @@ class RobustClassifierModule(pl.LightningModule):
         self.ddp_wrappers: dict[str, nn.Module] = {}  # set by the ddp_per_network strategy (robustnoise.training.ddp)
         self.train_rows: list[tuple[str, Tensor]] = []  # what the classifier trained on last, as labelled rows
 
-    # ----------------------------------------------------------------------------------------------- training
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(x)
 
@@ -73,10 +72,8 @@ class RobustClassifierModule(pl.LightningModule):
     def classifier_step(
         self, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None
     ) -> Tensor:
-        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss.
-
-        ``loss_fn(logits, y)`` replaces the cross-entropy (AugMix's JSD loss sees all views in one forward).
-        """
+        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss. ``loss_fn(logits,
+        y)`` replaces the cross-entropy (AugMix's JSD loss sees all views in one forward)."""
         opt = self.optimizers()
         opt = opt[0] if isinstance(opt, list) else opt
         self.classifier.train()
@@ -93,8 +90,6 @@ class RobustClassifierModule(pl.LightningModule):
     def check_finite(self, loss: Tensor) -> None:
         """:class:`NonFiniteLossError` (naming the step and the last good checkpoint) before a nan or inf loss on any
         rank reaches the weights; every rank stops together (one flag all-reduced)."""
-        if self._trainer is None:
-            return
         bad = (~torch.isfinite(loss.detach())).any().float()
         if self.trainer.world_size > 1:
             bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
@@ -117,7 +112,6 @@ class RobustClassifierModule(pl.LightningModule):
         for config in self.trainer.lr_scheduler_configs:  # manual optimisation: Lightning does not step them
             config.scheduler.step()
 
-    # ------------------------------------------------------------------------------------- validation / test
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         logits = self.classifier(x)
@@ -140,20 +134,17 @@ class RobustClassifierModule(pl.LightningModule):
         self.test_suite.gather()
         self.log_dict(self.test_suite.metrics(), rank_zero_only=True)
 
-    # ------------------------------------------------------------------------------------------ optimisers
     def build_optimizer(self, params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
         """An optimiser from plain config values (no partials or objects in the hyper-parameters)."""
-        kwargs = {k: v for k, v in cfg.items() if k != "name"}
-        if cfg["name"].lower() not in OPTIMIZERS:
+        if (name := OPTIMIZERS.get(cfg["name"].lower())) is None:
             raise ValueError(f"unknown optimizer {cfg['name']!r}: use sgd, adam or adamw")
-        return getattr(torch.optim, OPTIMIZERS[cfg["name"].lower()])(params, **kwargs)
+        return getattr(torch.optim, name)(params, **{k: v for k, v in cfg.items() if k != "name"})
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> LRScheduler | None:
         """An epoch-wise schedule: multistep (the papers' single decay by 10) or cosine, after ``warmup_epochs`` of
         linear warm-up (epoch ``e < w`` at ``(e + 1) / w`` of the learning rate)."""
         cfg = self.hparams.scheduler
-        name = cfg["name"]
-        if name == "none":
+        if (name := cfg["name"]) == "none":
             return None
         max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
         warmup = int(cfg["warmup_epochs"] or 0)

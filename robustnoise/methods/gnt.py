@@ -18,25 +18,12 @@ from torch import Tensor
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.utils.errors import ConfigError, is_number
 
-
-def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:
-    """Draw one of ``values`` uniformly for each of ``n`` images, shaped (n, 1, 1, 1) for broadcasting."""
-    table = torch.as_tensor(list(values), dtype=like.dtype, device=like.device)
-    pick = torch.randint(len(table), (n,), device=like.device)
-    return table[pick].view(n, *([1] * (like.dim() - 1)))
-
-
-NOISE_LEVEL_MAX = 2.0
-"""Largest accepted sigma / speckle c. Images are in [0, 1]: after clipping, Gaussian noise of sigma 2 keeps about 20 %
-of the black-to-white contrast (sigma 10: 4 %), so larger values train on noise alone; the papers use <= 0.6."""
+NOISE_LEVEL_MAX = 2.0  # images in [0, 1]: clipped noise of sigma 2 keeps ~20 % of the contrast; the papers use <= 0.6
 
 
 def noise_levels(value: float | Sequence[float], name: str) -> list[float]:
-    """A noise level or a set of them as a non-empty list of floats in [0, NOISE_LEVEL_MAX] (config validation).
-
-    Only numbers and lists of numbers are accepted: a string such as ``'12'`` is refused rather than read as the
-    characters ``'1', '2'``.
-    """
+    """A noise level or a set of them as a non-empty list of floats in [0, NOISE_LEVEL_MAX] (config validation; a
+    string such as ``'12'`` is refused rather than read as the characters ``'1', '2'``)."""
     values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     if not values or not all(is_number(v) for v in values):
         raise ConfigError(f"{name} must be a number or a non-empty list of numbers, got {value!r}")
@@ -59,8 +46,7 @@ def speckle_noise(x: Tensor, c: Tensor | float) -> Tensor:
     return (x + x * torch.randn_like(x) * c).clamp_(0.0, 1.0)
 
 
-NOISES = {"gaussian": ("sigma", gaussian_noise), "speckle": ("c", speckle_noise)}
-"""Each noise: the config key of its level(s) and its function."""
+NOISES = {"gaussian": ("sigma", gaussian_noise), "speckle": ("c", speckle_noise)}  # config key of the level, function
 
 
 class NoiseTraining(RobustClassifierModule):
@@ -81,5 +67,8 @@ class NoiseTraining(RobustClassifierModule):
     def perturb_batch(self, x: Tensor, y: Tensor) -> Tensor:
         start = self.num_clean(len(x))
         noisy = x[start:]
-        level = self.levels[0] if len(self.levels) == 1 else per_image_choice(self.levels, len(noisy), noisy)
+        level = self.levels[0]
+        if len(self.levels) > 1:  # GNT mult, speckle: one level per image, drawn uniformly from the set
+            pick = torch.randint(len(self.levels), (len(noisy),), device=x.device)
+            level = noisy.new_tensor(self.levels)[pick].view(-1, 1, 1, 1)
         return torch.cat([x[:start], self.noise_fn(noisy, level)])
