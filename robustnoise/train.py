@@ -22,17 +22,10 @@ from robustnoise.report.plots import log_image_file, plot_training_curves
 from robustnoise.report.training_figures import TrainingFigures
 from robustnoise.training.corrupted_validation import corrupted_validation
 from robustnoise.training.exact_resume import ExactResume
-from robustnoise.utils import launch
+from robustnoise.utils import launch, resume
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
-from robustnoise.utils.resume import (
-    check_resumable,
-    keep_earlier_metrics,
-    remember_wandb_id,
-    resume_checkpoint,
-    reuse_wandb_id,
-)
 from robustnoise.utils.wandb_mode import finish_wandb, prepare_loggers
 
 log = logging.getLogger("robustnoise")
@@ -133,16 +126,16 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks:
 
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
-    ckpt_path = resume_checkpoint(cfg)
+    ckpt_path = resume.resume_checkpoint(cfg)
     check_trainer_config(cfg)
     check_eval_config(cfg, datamodule)
     if not getattr(getattr(datamodule, "clean", datamodule), "download", False):  # (downloads happen inside fit)
         datamodule.setup("fit")  # missing data: one line now, not an error inside fit that leaves a checkpoint
     method = build_method(cfg, datamodule)
     if ckpt_path:
-        check_resumable(ckpt_path, cfg, method)
-        keep_earlier_metrics(cfg.paths.output_dir)
-    reuse_wandb_id(cfg, resuming=bool(ckpt_path))
+        resume.check_resumable(ckpt_path, cfg, method)
+        resume.keep_earlier_metrics(cfg.paths.output_dir)
+    resume.reuse_wandb_id(cfg, resuming=bool(ckpt_path))
     preset = generated_preset(cfg.eval, datamodule.corruption_preset)
     val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size, preset)
     trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
@@ -153,7 +146,7 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
         )  # fmt: skip
     for logger in trainer.loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
-    remember_wandb_id(trainer, cfg.paths.output_dir)
+    resume.remember_wandb_id(trainer, cfg.paths.output_dir)
     if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
         n, world = getattr(datamodule, "batch_size", 0), trainer.world_size
         log.warning(
@@ -188,6 +181,5 @@ def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -
         return
     parts = sorted(Path(csv.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
     files = [p for p in [*parts, Path(csv.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
-    path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png") if files else None
-    if path is not None:
+    if files and (path := plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png")):
         log_image_file(method, "report/training_curves", path)

@@ -2,8 +2,7 @@
 robustnoise.training)."""
 
 from robustnoise.methods.ant import AdversarialNoiseTraining
-from robustnoise.methods.base import RobustClassifierModule
+from robustnoise.methods.base import RobustClassifierModule, VanillaTraining
 from robustnoise.methods.gnt import NoiseTraining
-from robustnoise.methods.vanilla import VanillaTraining
 
 __all__ = ["AdversarialNoiseTraining", "NoiseTraining", "RobustClassifierModule", "VanillaTraining"]

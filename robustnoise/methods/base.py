@@ -168,3 +168,7 @@ class RobustClassifierModule(pl.LightningModule):
         optimizer = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
         scheduler = self.build_scheduler(optimizer)
         return optimizer if scheduler is None else ([optimizer], [scheduler])
+
+
+class VanillaTraining(RobustClassifierModule):
+    """Standard cross-entropy training on the clean batch (the baseline row of every table)."""

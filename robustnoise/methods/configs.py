@@ -1,7 +1,5 @@
-"""A method's LightningModule built outside ``run.py`` (tests, benchmarks) from ``conf/method/<name>.yaml``.
-
-The YAML is the single source of every default: the constructors have none, so a missing key fails loudly.
-"""
+"""A method's LightningModule built outside ``run.py`` (tests, benchmarks) from ``conf/method/<name>.yaml``, the
+single source of every default (the constructors have none: a missing key fails loudly)."""
 
 from __future__ import annotations
 

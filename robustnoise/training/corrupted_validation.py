@@ -12,14 +12,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
-from robustnoise.corruptions import corrupt
-from robustnoise.corruptions.presets import (
-    BENCHMARK_CORRUPTIONS,
-    MNIST_C_CORRUPTIONS,
-    MNISTC_PRESET,
-    check_corruption,
-    check_severity,
-)
+from robustnoise.corruptions import corrupt, presets
 from robustnoise.corruptions.transforms import image_seeds
 from robustnoise.utils.errors import ConfigError
 
@@ -27,7 +20,8 @@ from robustnoise.utils.errors import ConfigError
 def default_corruptions(corruptions: Sequence[str], preset: str) -> list[str]:
     """At most 4 corruptions spread over the list (its families: noise, blur, weather, digital), or over the preset's
     benchmark list when ``corruptions`` is empty (a released -C evaluation)."""
-    names = list(corruptions) or list(MNIST_C_CORRUPTIONS if preset == MNISTC_PRESET else BENCHMARK_CORRUPTIONS)
+    mnistc = preset == presets.MNISTC_PRESET
+    names = list(corruptions) or list(presets.MNIST_C_CORRUPTIONS if mnistc else presets.BENCHMARK_CORRUPTIONS)
     return names[:: math.ceil(len(names) / 4)]
 
 
@@ -46,7 +40,9 @@ class CorruptedValidation(Callback):
             raise ConfigError(
                 f"eval.during_training: every_n_epochs must be an integer >= 0, max_images >= 1; got {got}"
             )
-        self.sets = [(check_corruption(c, preset), check_severity(s)) for c in corruptions for s in severities]
+        self.sets = [
+            (presets.check_corruption(c, preset), presets.check_severity(s)) for c in corruptions for s in severities
+        ]
         self.every_n_epochs, self.preset, self.max_images = every_n_epochs, preset, int(max_images)
         self.seed, self.batch_size = int(seed), int(batch_size)
         self.images: Tensor | None = None  # (sets, N, C, H, W) uint8

@@ -1,11 +1,9 @@
 """Exact resume: a run killed mid-epoch and resumed ends bit-identical to an uninterrupted one (``tests/test_resume``).
 
-Lightning checkpoints weights, optimisers, loop counters and the loaders' positions (``robustnoise.data.resumable``),
-but no random state. :class:`ExactResume` adds, per DDP rank: its own global torch stream in a fresh DDP run (each rank
-perturbs a different part of the global batch); in a checkpoint, every rank's torch (and own CUDA device's) RNG state
-and the named streams of the module's ``resume_streams()`` (``state_dict``/``load_state_dict`` objects: ANT's restart
-batches, DeepAugment's generator); on resume, this rank's states applied right before its first training batch (the
-sanity check and the loaders set up in between must not shift them).
+Lightning checkpoints weights, optimisers, loop counters and the loaders' positions, but no random state. Per DDP rank,
+:class:`ExactResume` checkpoints the torch (and own CUDA device's) RNG state and the module's ``resume_streams()``
+(``state_dict``/``load_state_dict`` objects: ANT's restart batches and replay pool, DeepAugment's generator), and on
+resume applies them right before the first training batch (the sanity check and loader setup must not shift them).
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ class ExactResume(Callback):
         return module.resume_streams() if hasattr(module, "resume_streams") else {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.world_size > 1:  # a resumed run replaces this stream at its first batch
+        if trainer.world_size > 1:  # each rank perturbs its own part of the batch (a resume replaces this stream)
             torch.manual_seed(derive_seed(run_seed(), "rank_noise", trainer.global_rank))
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
