@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from robustnoise.methods.augmented import AugmentedTraining
-from robustnoise.methods.checks import check_ada
+from robustnoise.methods.configs import check_ada
 from robustnoise.models.edsr import build_corruption_network
 
 Params = dict[str, Tensor]
@@ -58,15 +58,11 @@ def ssim_guard(
     vander = torch.stack([grid**2, grid, torch.ones_like(grid)], dim=1)  # (G, 3)
     a, b, c = torch.linalg.pinv(vander) @ shifted  # least-squares quadratic per image, each (N,)
     disc = b * b - 4 * a * c
-    sqrt_disc = disc.clamp_min(0).sqrt()
-    quadratic = a.abs() > 1e-12
-    safe_a = torch.where(quadratic, 2 * a, torch.ones_like(a))
-    roots = torch.stack([(-b + sqrt_disc) / safe_a, (-b - sqrt_disc) / safe_a])
-    linear_root = torch.where(b.abs() > 1e-12, -c / torch.where(b == 0, torch.ones_like(b), b), torch.zeros_like(b))
-    roots = torch.where(quadratic, roots, linear_root.expand(2, -1))
-    real = (~quadratic | (disc >= 0)).expand(2, -1)
-    # Roots inside [0, 1] (up to rounding, then clipped); the largest is the gamma closest to 1.
-    inside = real & (roots >= -1e-6) & (roots <= 1 + 1e-6)
+    # the numerically stable roots q / a and c / q (a = 0: -c / b and an infinite one; nan or inf is never inside)
+    q = -0.5 * (b + torch.where(b < 0, -1.0, 1.0) * disc.clamp_min(0).sqrt())
+    roots = torch.stack([q / a, c / q])
+    # Real roots inside [0, 1] (up to rounding, then clipped); the largest is the gamma closest to 1.
+    inside = (disc >= 0) & (roots >= -1e-6) & (roots <= 1 + 1e-6)
     fitted = torch.where(inside, roots.clamp(0.0, 1.0), torch.full_like(roots, -1.0)).amax(0)
     # No root in [0, 1] (the fit underfits): the largest evaluated gamma whose SSIM still reaches the threshold.
     fallback = torch.where(shifted >= 0, grid.view(-1, 1).expand_as(shifted), torch.zeros_like(shifted)).amax(0)
@@ -157,14 +153,12 @@ class AdversarialAugment(AugmentedTraining):
         return x_adv, beta, torch.stack(losses) if losses else x.new_zeros(0)  # no host sync per step
 
     def adversarial_stage(self, x: Tensor, y: Tensor) -> Tensor:
-        x_adv, _, losses = self.attack(x, y)
+        hp, (x_adv, _, losses) = self.hparams, self.attack(x, y)
         x_adv = x_adv.to(x.dtype)  # the corruption network's output is bf16 under bf16-mixed autocast
         gamma = torch.ones(len(x), device=x.device)
-        if self.hparams.ssim_threshold is not None:
-            x_adv, gamma = ssim_guard(
-                x, x_adv, self.hparams.ssim_threshold, self.hparams.ssim_gammas, self.hparams.ssim_channels
-            )
-        ssim_after = image_ssim(x, x_adv, self.hparams.ssim_channels).mean()
+        if hp.ssim_threshold is not None:
+            x_adv, gamma = ssim_guard(x, x_adv, hp.ssim_threshold, hp.ssim_gammas, hp.ssim_channels)
+        ssim_after = image_ssim(x, x_adv, hp.ssim_channels).mean()
         self.attack_stats = {"ada/ssim": ssim_after, "ada/guarded": (gamma < 1).float().mean()}
         if len(losses):
             self.attack_stats.update({"ada/loss_start": losses[0], "ada/loss_last_step": losses[-1]})

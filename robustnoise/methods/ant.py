@@ -26,12 +26,11 @@ from torch.func import functional_call
 
 from robustnoise.data.resumable import ShuffledPasses
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.methods.checks import check_ant
+from robustnoise.methods.configs import check_ant
 from robustnoise.noise import NoiseGenerator, project_to_sphere
 from robustnoise.noise.adversarial import generator_step, reset_optimizer, train_generator
 from robustnoise.noise.calibration import auto_epsilon
-from robustnoise.training.replay_pool import ReplayPool
-from robustnoise.training.restart_schedule import restart_interval, warn_about_restart_schedule
+from robustnoise.training.restarts import ReplayPool, restart_interval, warn_about_restart_schedule
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -80,10 +79,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             self.epsilon.fill_(auto_epsilon(self._trainer, self.hparams.epsilon_sigma, self.hparams.epsilon_scale))
 
     def configure_optimizers(self) -> Any:
-        classifier_opt = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
-        generator_opt = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.noise_lr)
-        scheduler = self.build_scheduler(classifier_opt)
-        return [classifier_opt, generator_opt], ([scheduler] if scheduler is not None else [])
+        optimizers, schedulers = super().configure_optimizers()
+        return [*optimizers, torch.optim.Adam(self.generator.parameters(), lr=self.hparams.noise_lr)], schedulers
 
     def generator_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(a) One Adam step of the generator maximising CE of the frozen classifier; returns (CE, accuracy)."""

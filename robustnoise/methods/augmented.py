@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustnoise.augment.augmix import BatchAugMix, jsd_consistency
+from robustnoise.augment.deepaugment import DeepAugmentEDSR
 from robustnoise.methods.base import RobustClassifierModule
+from robustnoise.models.edsr import build_corruption_network
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -47,9 +49,6 @@ class AugmentedTraining(RobustClassifierModule):
         self.augmix = BatchAugMix(**{k: augmix[k] for k in keys}) if augmix["enabled"] else None
         self.deepaugment = None
         if deepaugment["enabled"]:
-            from robustnoise.augment.deepaugment import DeepAugmentEDSR
-            from robustnoise.models.edsr import build_corruption_network
-
             if not deepaugment["corruption_net"]:
                 raise ConfigError("deepaugment.enabled needs deepaugment.corruption_net (an EDSR config)")
             network = build_corruption_network(dict(deepaugment["corruption_net"]))
@@ -78,17 +77,13 @@ class AugmentedTraining(RobustClassifierModule):
         """Step 4: ``[augmix(x)]``, or ``[x, augmix(x), augmix(x)]`` with the JSD loss, or ``[x]`` without AugMix."""
         if self.augmix is None:
             return [x]
-        if self.hparams.augmix["jsd"]:
-            return [x, self.augmix(x), self.augmix(x)]
-        return [self.augmix(x)]
+        return [x, self.augmix(x), self.augmix(x)] if self.hparams.augmix["jsd"] else [self.augmix(x)]
 
     def pipeline_loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy on the first view, plus ``jsd_lambda`` x JSD when AugMix's views are stacked."""
         views = len(logits) // len(y)
-        loss = F.cross_entropy(logits[: len(y)], y)
-        if views > 1:
-            loss = loss + self.hparams.augmix["jsd_lambda"] * jsd_consistency(logits, views)
-        return loss
+        jsd = self.hparams.augmix["jsd_lambda"] * jsd_consistency(logits, views) if views > 1 else 0.0
+        return F.cross_entropy(logits[: len(y)], y) + jsd
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -105,9 +100,8 @@ class AugmentedTraining(RobustClassifierModule):
 
 
 class DeepAugmentStream:
-    """DeepAugment's random stream for exact resume (``robustnoise.training.exact_resume``): the generator and the
-    state it had before the current distortion was drawn, from which each rank rebuilds its own distorted network
-    (the checkpoint's weights are rank zero's)."""
+    """DeepAugment's random stream for exact resume: the generator and its state before the current distortion was
+    drawn, from which each rank rebuilds its own distorted network (the checkpoint's weights are rank zero's)."""
 
     def __init__(self, deepaugment: Any) -> None:
         self.da = deepaugment

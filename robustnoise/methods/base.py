@@ -1,8 +1,6 @@
-"""The small base every method shares: the classifier, one manual classifier step, validation, test, optimisers.
-
-Every method uses manual optimisation (one code path for the plain noise methods and the min-max loops). A subclass
-either overrides :meth:`perturb_batch` (GNT, Speckle: what the classifier trains on) or ``training_step`` (ANT, AdA).
-"""
+"""The base every method shares (classifier, one manual classifier step, validation, test, optimisers) and vanilla
+training. Manual optimisation throughout: one code path for the noise methods and the min-max loops; a subclass
+overrides :meth:`perturb_batch` (GNT, Speckle) or ``training_step`` (ANT, AdA)."""
 
 from __future__ import annotations
 
@@ -134,12 +132,6 @@ class RobustClassifierModule(pl.LightningModule):
         self.test_suite.gather()
         self.log_dict(self.test_suite.metrics(), rank_zero_only=True)
 
-    def build_optimizer(self, params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-        """An optimiser from plain config values (no partials or objects in the hyper-parameters)."""
-        if (name := OPTIMIZERS.get(cfg["name"].lower())) is None:
-            raise ValueError(f"unknown optimizer {cfg['name']!r}: use sgd, adam or adamw")
-        return getattr(torch.optim, name)(params, **{k: v for k, v in cfg.items() if k != "name"})
-
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> LRScheduler | None:
         """An epoch-wise schedule: multistep (the papers' single decay by 10) or cosine, after ``warmup_epochs`` of
         linear warm-up (epoch ``e < w`` at ``(e + 1) / w`` of the learning rate)."""
@@ -165,9 +157,14 @@ class RobustClassifierModule(pl.LightningModule):
         return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup])
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
+        """The classifier's optimiser from plain config values (no partials or objects in the hyper-parameters)."""
+        if (name := OPTIMIZERS.get((cfg := self.hparams.optimizer)["name"].lower())) is None:
+            raise ValueError(f"unknown optimizer {cfg['name']!r}: use sgd, adam or adamw")
+        optimizer = getattr(torch.optim, name)(
+            self.classifier.parameters(), **{k: v for k, v in cfg.items() if k != "name"}
+        )
         scheduler = self.build_scheduler(optimizer)
-        return optimizer if scheduler is None else ([optimizer], [scheduler])
+        return [optimizer], [scheduler] if scheduler is not None else []
 
 
 class VanillaTraining(RobustClassifierModule):

@@ -27,26 +27,18 @@ def noise_levels(value: float | Sequence[float], name: str) -> list[float]:
     values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     if not values or not all(is_number(v) for v in values):
         raise ConfigError(f"{name} must be a number or a non-empty list of numbers, got {value!r}")
-    levels = [float(v) for v in values]
-    if not all(0.0 <= v <= NOISE_LEVEL_MAX for v in levels):  # also refuses nan and inf
+    if not all(0.0 <= v <= NOISE_LEVEL_MAX for v in values):  # also refuses nan and inf
         raise ConfigError(
             f"{name} must be >= 0 and <= {NOISE_LEVEL_MAX:g}, got {value!r} (images are in [0, 1]: above "
             f"{NOISE_LEVEL_MAX:g} the clipped noise keeps < 20 % of the image contrast)"
         )
-    return levels
+    return [float(v) for v in values]
 
 
-def gaussian_noise(x: Tensor, sigma: Tensor | float) -> Tensor:
-    """``clip(x + sigma * n, 0, 1)``, n ~ N(0, I); ``sigma`` a number or per-image (n, 1, 1, 1)."""
-    return (x + torch.randn_like(x) * sigma).clamp_(0.0, 1.0)
-
-
-def speckle_noise(x: Tensor, c: Tensor | float) -> Tensor:
-    """Multiplicative Gaussian noise ``clip(x + x * n * c, 0, 1)``."""
-    return (x + x * torch.randn_like(x) * c).clamp_(0.0, 1.0)
-
-
-NOISES = {"gaussian": ("sigma", gaussian_noise), "speckle": ("c", speckle_noise)}  # config key of the level, function
+NOISES = {  # the config key of the level, and the noise (the level a number or per image (n, 1, 1, 1))
+    "gaussian": ("sigma", lambda x, sigma: (x + torch.randn_like(x) * sigma).clamp_(0.0, 1.0)),
+    "speckle": ("c", lambda x, c: (x + x * torch.randn_like(x) * c).clamp_(0.0, 1.0)),
+}
 
 
 class NoiseTraining(RobustClassifierModule):

@@ -1,13 +1,16 @@
-"""ANT's restart schedule: when a restart is due, and a warning when it leaves too few restarts against a classifier
-that has learnt something."""
+"""ANT's plumbing around its restarts and experience replay (Rusak et al. 2020, §3.2): the restart schedule, a warning
+when it leaves too few restarts against a classifier that has learnt something, and the replay pool."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import math
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
+from torch import nn
 
 log = logging.getLogger("robustnoise.methods.ant")  # the warning is ANT's
 
@@ -51,3 +54,33 @@ def restart_interval(trainer: pl.Trainer, every: float, unit: str) -> int:
         return max(1, int(every))
     per_epoch = trainer.num_training_batches
     return max(1, round(every * (per_epoch if math.isfinite(per_epoch) else 1000)))
+
+
+class ReplayPool(list):
+    """Snapshots ``{"params", "epsilon", "restart", "kind"}``, oldest first, at most ``size`` (None: all, as the
+    reference); a resume stream of ``robustnoise.training.exact_resume`` (a plain list: ``weights_only`` safe)."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__()
+        self.size = size
+
+    def add(self, generator: nn.Module, epsilon: float, restart: int, kind: str) -> None:
+        # kept on the training device: the replay step reads two snapshots every iteration
+        params = {k: v.detach().clone() for k, v in generator.named_parameters()}
+        self.append({"params": params, "epsilon": epsilon, "restart": restart, "kind": kind})
+        if self.size is not None and len(self) > self.size:
+            self.pop(0)
+
+    def draw(self, k: int, device: torch.device) -> list[dict[str, Any]]:
+        """``k`` distinct snapshots at random, their parameters on ``device`` (a resumed pool is loaded on the CPU:
+        moved once, not every step)."""
+        picks = torch.randperm(len(self))[:k].tolist()
+        for pick in picks:
+            self[pick]["params"] = {name: v.to(device) for name, v in self[pick]["params"].items()}
+        return [self[pick] for pick in picks]
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return list(self)
+
+    def load_state_dict(self, state: list[dict[str, Any]]) -> None:
+        self[:] = state
