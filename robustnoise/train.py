@@ -127,7 +127,10 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks:
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
     ckpt_path = resume.resume_checkpoint(cfg)
-    check_trainer_config(cfg)
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):  # a run that would not train reports nothing
+        if cfg.trainer.get(key) == 0:
+            message = "trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
+            raise ConfigError(f"trainer.{key}=0 {message}")
     check_eval_config(cfg, datamodule)
     if not getattr(getattr(datamodule, "clean", datamodule), "download", False):  # (downloads happen inside fit)
         datamodule.setup("fit")  # missing data: one line now, not an error inside fit that leaves a checkpoint
@@ -156,14 +159,6 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     _plot_training_curves(trainer, method)
     return evaluate_robustness(cfg, trainer, method, datamodule)
-
-
-def check_trainer_config(cfg: DictConfig) -> None:
-    """A training run that would not train is refused (it would report an untrained model as a result)."""
-    for key in ("max_epochs", "max_steps", "limit_train_batches"):
-        if cfg.trainer.get(key) == 0:
-            message = "trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
-            raise ConfigError(f"trainer.{key}=0 {message}")
 
 
 def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:

@@ -1,5 +1,4 @@
-"""Training methods, one LightningModule per file; each file holds its method's algorithm (the plumbing around it:
-robustnoise.training)."""
+"""Training methods, one LightningModule per file holding its algorithm (the plumbing: robustnoise.training)."""
 
 from robustnoise.methods.ant import AdversarialNoiseTraining
 from robustnoise.methods.base import RobustClassifierModule, VanillaTraining

@@ -107,9 +107,7 @@ class AdversarialAugment(AugmentedTraining):
 
     def _block_norm(self, b: Tensor) -> Tensor:
         """l2 norm of each block (per image under ``per_example``), shaped for broadcasting."""
-        if self.hparams.per_example:
-            return b.flatten(1).norm(dim=1).view(-1, *([1] * (b.dim() - 1)))
-        return b.norm()
+        return torch.linalg.vector_norm(b, dim=tuple(range(self.hparams.per_example, b.dim())), keepdim=True)
 
     def project(self, beta: Params) -> Params:
         """Back into the feasible set: per-block norm clipping (l2) or elementwise clipping (linf)."""

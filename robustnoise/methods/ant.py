@@ -30,7 +30,7 @@ from robustnoise.methods.configs import check_ant
 from robustnoise.noise import NoiseGenerator, project_to_sphere
 from robustnoise.noise.adversarial import generator_step, reset_optimizer, train_generator
 from robustnoise.noise.calibration import auto_epsilon
-from robustnoise.training.restarts import ReplayPool, restart_interval, warn_about_restart_schedule
+from robustnoise.training.restarts import ReplayPool, restart_interval
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -159,8 +159,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         return (clean[0], clean[1]), (stylized[0][:n], stylized[1][:n]) if stylized is not None and p > 0 else None
 
     def on_train_start(self) -> None:
-        self.interval = restart_interval(self.trainer, self.hparams.restart_every, self.hparams.restart_unit)
-        warn_about_restart_schedule(self.trainer, self.interval, bool(self.hparams.model.get("weights")))
+        hp = self.hparams
+        self.interval = restart_interval(self.trainer, hp.restart_every, hp.restart_unit, bool(hp.model.get("weights")))
 
     def restart(self) -> None:
         """Train a fresh generator against the frozen classifier; it replaces the current one (fresh Adam after)."""

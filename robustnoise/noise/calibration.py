@@ -1,10 +1,6 @@
-"""Choosing ANT's epsilon for a new dataset or resolution.
-
-Rule (Rusak et al. 2020, App. B and the authors' answer in game-of-noise issue #1): epsilon is the l2 size of Gaussian
-noise with std sigma on that data, measured *after* clipping to [0, 1]: ``E_x || clip(x + sigma * n, 0, 1) - x ||_2``.
-With sigma = 0.5 this gives about 135 on 224 px ImageNet and about 10 on MNIST, the paper's ANT 1x1 values (the
-unclipped sigma * sqrt(D) would give 194 on ImageNet); ANT 3x3 uses 70/135 of it.
-"""
+"""ANT's epsilon for a new dataset (Rusak et al. 2020, App. B; the authors in game-of-noise issue #1): the l2 size of
+sigma-Gaussian noise *after* clipping, ``E_x || clip(x + sigma * n, 0, 1) - x ||_2``. With sigma = 0.5: about 135 on
+224 px ImageNet and 10 on MNIST, the paper's ANT 1x1 values (unclipped: 194 on ImageNet); ANT 3x3 uses 70/135 of it."""
 
 from __future__ import annotations
 

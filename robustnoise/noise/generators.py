@@ -8,13 +8,10 @@ from torch import Tensor, nn
 
 
 class NoiseGenerator(nn.Module):
-    """Tiny residual CNN mapping i.i.d. Gaussian noise to learned noise (Rusak et al. 2020, appendix A).
-
-    ``depth`` convolutions ``channels → width → … → channels`` (ReLU between, stride 1, no padding, bias) plus a
-    residual from the input noise; all 1x1, except the second (or only) conv with ``kernel=3`` (table 1: 983 parameters,
-    table 2: 4183). Appendix K's NG1..NG5 are ``depth=1..5``. Conditioned on neither image nor label. ``init_std``:
-    conv weights ~ N(0, init_std²) and zero biases (the output ≈ its input noise at init); None: PyTorch's init.
-    """
+    """Tiny residual CNN mapping i.i.d. Gaussian noise to learned noise, conditioned on neither image nor label (Rusak
+    et al. 2020, App. A): ``depth`` convs ``channels → width → … → channels`` (ReLU between, no padding) plus the input
+    noise; all 1x1 but the second (or only) with ``kernel=3`` (tables 1, 2: 983 / 4183 parameters; App. K: depth 1..5).
+    ``init_std``: conv weights ~ N(0, init_std²), zero biases (output ≈ its input noise at init); None: PyTorch's."""
 
     def __init__(
         self, channels: int = 3, kernel: int = 1, depth: int = 4, width: int = 20, init_std: float | None = 0.01

@@ -1,11 +1,10 @@
-"""Exact projection of a noise direction onto the clipped l2 sphere (clipping-aware rescaling).
+"""Exact projection onto the clipped l2 sphere: Rusak et al. 2020, §3.2 (footnote 3) rescale every noise sample so that
+the *clipped* perturbation has l2 norm ε (Rauber & Bethge 2020, arXiv 2007.07677, locate the segment by sorting).
 
-Rusak et al. 2020, §3.2 (footnote 3) rescale every noise sample so that the *clipped* perturbation has l2 norm ε; the
-closed form per segment is Rauber & Bethge 2020 (arXiv 2007.07677), who locate the segment by sorting. Here, per image,
-pixel i (headroom s_i to the bound it moves to, direction δ_i) saturates at the scale r_i = s_i / |δ_i|, and in t = η²
-the squared clipped norm g(t) = Σ_{r_i² ≤ t} s_i² + t · Σ_{r_i² > t} δ_i² is piecewise linear, non-decreasing and
-concave. Newton's method for g(t) = ε² from t = 0 therefore climbs monotonically and stops exactly on the segment the
-sort would find (3–8 steps on noise images): no sort, a few masked sums, and the backward pass sees the closed form.
+Per image, pixel i (headroom s_i towards its direction δ_i) saturates at the scale r_i = s_i / |δ_i|; in t = η² the
+squared clipped norm g(t) = Σ_{r_i² ≤ t} s_i² + t · Σ_{r_i² > t} δ_i² is piecewise linear, non-decreasing and concave,
+so Newton's method for g(t) = ε² from t = 0 climbs monotonically and stops exactly on the sort's segment (3–8 steps):
+no sort, a few masked sums, and the backward pass sees the closed form.
 """
 
 from __future__ import annotations
@@ -17,12 +16,6 @@ from torch import Tensor
 def l2_norm(t: Tensor) -> Tensor:
     """Per-image l2 norm (N,) of a tensor (N, ...)."""
     return torch.linalg.vector_norm(t.flatten(1), dim=1)
-
-
-def _safe_sqrt(q: Tensor) -> Tensor:
-    # sqrt has an infinite derivative at 0; masking keeps gradients finite where q <= 0 (result 0 there).
-    pos = q > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, q, torch.ones_like(q))), torch.zeros_like(q))
 
 
 def clipping_aware_scale(x: Tensor, delta: Tensor, eps: float | Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
@@ -68,7 +61,9 @@ def clipping_aware_scale(x: Tensor, delta: Tensor, eps: float | Tensor, a: float
 
     lin = (d.square() * linear).sum(dim=1, keepdim=True)
     saturated = unreachable | (lin == 0)  # eps at or beyond the norm with every pixel saturated (or delta == 0)
-    eta = _safe_sqrt((eps2 - (s2 * (1 - linear)).sum(dim=1, keepdim=True)) / torch.where(saturated, 1.0, lin))
+    q = (eps2 - (s2 * (1 - linear)).sum(dim=1, keepdim=True)) / torch.where(saturated, 1.0, lin)
+    # sqrt has an infinite derivative at 0: masked, gradients stay finite where q <= 0 (eta 0 there)
+    eta = torch.where(q > 0, torch.sqrt(torch.where(q > 0, q, torch.ones_like(q))), torch.zeros_like(q))
     if bool(saturated.any()):  # the smallest eta saturating every pixel: max_i r_i (0 for an all-zero delta)
         r = torch.where(sign != 0, s / torch.where(sign != 0, d.abs(), torch.ones_like(d)), torch.zeros_like(s))
         eta = torch.where(saturated, r.amax(dim=1, keepdim=True), eta)

@@ -36,13 +36,9 @@ class CorruptedValidation(Callback):
         seed: int = 0, batch_size: int = 256,
     ) -> None:  # fmt: skip
         if not (isinstance(every_n_epochs, int) and every_n_epochs >= 0) or int(max_images) < 1:
-            got = f"{every_n_epochs!r}, {max_images!r}"
-            raise ConfigError(
-                f"eval.during_training: every_n_epochs must be an integer >= 0, max_images >= 1; got {got}"
-            )
-        self.sets = [
-            (presets.check_corruption(c, preset), presets.check_severity(s)) for c in corruptions for s in severities
-        ]
+            raise ConfigError("eval.during_training: every_n_epochs must be >= 0 and max_images >= 1")
+        self.names = [presets.check_corruption(c, preset) for c in corruptions]
+        self.sets = [(c, presets.check_severity(s)) for c in self.names for s in severities]
         self.every_n_epochs, self.preset, self.max_images = every_n_epochs, preset, int(max_images)
         self.seed, self.batch_size = int(seed), int(batch_size)
         self.images: Tensor | None = None  # (sets, N, C, H, W) uint8
@@ -80,11 +76,9 @@ class CorruptedValidation(Callback):
         correct = self.accuracies(pl_module.classifier, pl_module.device, trainer.global_rank, trainer.world_size)
         if trainer.world_size > 1:
             correct = trainer.strategy.reduce(correct, reduce_op="sum")
-        per_corruption: dict[str, list[float]] = {}
-        for (name, _), value in zip(self.sets, (100.0 * correct / self.images.shape[1]).tolist()):
-            per_corruption.setdefault(name, []).append(value)
-        metrics = {f"val_c/{name}/acc": sum(v) / len(v) for name, v in per_corruption.items()}
-        metrics["val_c/mean_acc"] = sum(metrics.values()) / len(metrics)
+        acc = (100.0 * correct.double() / self.images.shape[1]).view(len(self.names), -1).mean(1).tolist()
+        metrics = {f"val_c/{name}/acc": value for name, value in zip(self.names, acc)}
+        metrics["val_c/mean_acc"] = sum(acc) / len(acc)
         # equal on every rank already; sync_dist keeps Lightning's epoch-level DDP logging check satisfied
         pl_module.log_dict(metrics, on_epoch=True, sync_dist=True)
 

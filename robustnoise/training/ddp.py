@@ -1,9 +1,8 @@
 """DDP for modules that train several networks with separate optimisers (ANT: classifier and noise generator).
 
-Lightning's DDP wraps the whole module, so a min-max step's backward, which uses only one network, needs
-``find_unused_parameters=True`` (all-reducing the idle network's zero gradients every step). ``ddp_per_network`` wraps
-each network of the module's ``ddp_networks()`` in its own ``DistributedDataParallel`` (as timm's
-``prepare_distributed``) into the module's ``ddp_wrappers``: every backward synchronises exactly the network it trained.
+Lightning's DDP wraps the whole module: a min-max step's backward, using one network, needs ``find_unused_parameters``
+(all-reducing the idle network's zero gradients). Here each network gets its own ``DistributedDataParallel`` (as timm's
+``prepare_distributed``) in the module's ``ddp_wrappers``: every backward synchronises exactly the network it trained.
 """
 
 from __future__ import annotations
@@ -13,21 +12,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 
 class PerNetworkDDPStrategy(DDPStrategy):
-    """DDP with one ``DistributedDataParallel`` per trainable network of the LightningModule."""
+    """DDP with one ``DistributedDataParallel`` per network of a ``RobustClassifierModule``'s ``ddp_networks()``."""
 
     strategy_name = "ddp_per_network"
 
     def configure_ddp(self) -> None:
         module = self.lightning_module
-        if not hasattr(module, "ddp_networks"):
-            return super().configure_ddp()  # an ordinary module: ordinary DDP
         ids = self.determine_ddp_device_ids()
         kwargs = {k: v for k, v in self._ddp_kwargs.items() if k != "find_unused_parameters"}
         nets = module.ddp_networks().items()
         module.ddp_wrappers = {name: DistributedDataParallel(net, device_ids=ids, **kwargs) for name, net in nets}
 
     def teardown(self) -> None:
-        if hasattr(self.lightning_module, "ddp_wrappers"):
+        if self.lightning_module is not None:
             self.lightning_module.ddp_wrappers = {}
         super().teardown()
 

@@ -25,10 +25,6 @@ class ExactResume(Callback):
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
 
-    @staticmethod
-    def _streams(module: pl.LightningModule) -> dict[str, Any]:
-        return module.resume_streams() if hasattr(module, "resume_streams") else {}
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.world_size > 1:  # each rank perturbs its own part of the batch (a resume replaces this stream)
             torch.manual_seed(derive_seed(run_seed(), "rank_noise", trainer.global_rank))
@@ -37,7 +33,9 @@ class ExactResume(Callback):
         own = {"torch": torch.get_rng_state()}
         if pl_module.device.type == "cuda":  # every process seeds every visible device: only its own is this rank's
             own["cuda"] = torch.cuda.get_rng_state(pl_module.device)
-        own["streams"] = {name: stream.state_dict() for name, stream in self._streams(pl_module).items()}
+        own["streams"] = {
+            name: stream.state_dict() for name, stream in getattr(pl_module, "resume_streams", dict)().items()
+        }
         ranks = [own]
         if trainer.world_size > 1:  # pickled through the collective: each state comes back as an owned tensor
             ranks = [None] * trainer.world_size
@@ -64,7 +62,7 @@ class ExactResume(Callback):
         torch.set_rng_state(pending["torch"])
         if "cuda" in pending:
             torch.cuda.set_rng_state(pending["cuda"], pl_module.device)
-        streams = self._streams(pl_module)
+        streams = getattr(pl_module, "resume_streams", dict)()
         for name, state in pending["streams"].items():
             streams[name].load_state_dict(state)
 

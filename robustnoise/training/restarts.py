@@ -14,9 +14,7 @@ from torch import nn
 
 log = logging.getLogger("robustnoise.methods.ant")  # the warning is ANT's
 
-MIN_TRAINED_RESTARTS = 2
-"""Restarts a run needs against a classifier that has learnt something: after its first epoch from scratch, any
-restart from pretrained weights (as the papers, which fine-tune)."""
+MIN_TRAINED_RESTARTS = 2  # against a classifier that has learnt: after epoch 1 from scratch, any from weights (papers)
 
 
 def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pretrained: bool) -> str | None:
@@ -39,21 +37,16 @@ def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pre
     )
 
 
-def warn_about_restart_schedule(trainer: pl.Trainer, interval: int, pretrained: bool) -> None:
-    """Log :func:`restart_schedule_warning` for ``trainer``'s schedule (rank zero, when the epoch length is known)."""
+def restart_interval(trainer: pl.Trainer, every: float, unit: str, pretrained: bool) -> int:
+    """Iterations between restarts: ``every`` iterations (``unit: step``) or epochs (an unknown epoch: 1000); logs
+    :func:`restart_schedule_warning` for it (rank zero, when the epoch length is known)."""
     per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
-    if not (trainer.is_global_zero and math.isfinite(per_epoch) and epochs and epochs > 0):
-        return
-    if message := restart_schedule_warning(interval, int(per_epoch), epochs, pretrained):
+    known = math.isfinite(per_epoch)
+    interval = max(1, int(every)) if unit == "step" else max(1, round(every * (per_epoch if known else 1000)))
+    warn = trainer.is_global_zero and known and epochs and epochs > 0
+    if warn and (message := restart_schedule_warning(interval, int(per_epoch), epochs, pretrained)):
         log.warning("%s", message)
-
-
-def restart_interval(trainer: pl.Trainer, every: float, unit: str) -> int:
-    """Iterations between restarts: ``every`` iterations (``unit: step``) or epochs (an unknown epoch: 1000)."""
-    if unit == "step":
-        return max(1, int(every))
-    per_epoch = trainer.num_training_batches
-    return max(1, round(every * (per_epoch if math.isfinite(per_epoch) else 1000)))
+    return interval
 
 
 class ReplayPool(list):
