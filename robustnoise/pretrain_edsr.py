@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchmetrics.functional.image import peak_signal_noise_ratio
@@ -70,8 +69,7 @@ def _rgb_hr(batch: Any, scale: int, patch: int | None = None, generator: torch.G
     ph, pw = ph - ph % scale, pw - pw % scale
     if ph < scale or pw < scale:
         raise ConfigError(f"pretrain_edsr: images of {h}x{w} px are too small for scale {scale}")
-    top = int(torch.randint(h - ph + 1, (1,), generator=generator)) if patch else 0
-    left = int(torch.randint(w - pw + 1, (1,), generator=generator)) if patch else 0
+    top, left = (int(torch.randint(n + 1, (1,), generator=generator)) for n in (h - ph, w - pw)) if patch else (0, 0)
     return x[..., top : top + ph, left : left + pw]
 
 
@@ -92,9 +90,8 @@ def evaluate_sr(model: EDSR, dataset: Dataset, scale: int, batch_size: int, devi
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def pretrain_edsr(cfg: Any, datamodule: Any) -> dict[str, Any]:
-    """Train an EDSR on the datamodule's training split (see :class:`PretrainEDSROptions`); returns the metrics."""
-    opt: PretrainEDSROptions = OmegaConf.to_object(OmegaConf.merge(PretrainEDSROptions, cfg))
+def pretrain_edsr(opt: PretrainEDSROptions, datamodule: Any) -> dict[str, Any]:
+    """Train an EDSR on the datamodule's training split (``run.py`` gives the checked options); returns the metrics."""
     custom = opt.variant == "custom"  # the sizes of the small default net apply to variant=custom only
     sizes = {"n_resblocks": opt.n_resblocks, "n_feats": opt.n_feats} if custom else {}
     net_cfg = {"variant": opt.variant, "scale": opt.scale, "res_scale": opt.res_scale, "weights": opt.init, **sizes}

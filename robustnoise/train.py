@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import rich
+import rich.syntax
+import rich.tree
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
@@ -67,31 +70,24 @@ def _run_task(cfg: DictConfig) -> dict[str, Any]:
         datamodule = instantiate(cfg.data)
         if cfg.task in ("train", "eval"):
             return (train if cfg.task == "train" else evaluate)(cfg, datamodule)
-        module, function = FILE_TASKS[cfg.task].split(":")
         node = cfg[cfg.task]  # typed options (a structured config); a key added by +<task>.key=... is refused here
         try:
             options = OmegaConf.merge(OmegaConf.get_type(node), OmegaConf.to_container(node, resolve=True))
         except ConfigKeyError as err:
             raise ConfigError(str(err).splitlines()[0]) from None
-        return getattr(importlib.import_module(module), function)(OmegaConf.to_object(options), datamodule)
+        task = getattr(importlib.import_module(OmegaConf.get_type(node).__module__), FILE_TASKS[cfg.task])
+        return task(OmegaConf.to_object(options), datamodule)
     finally:
         finish_wandb()
 
 
-FILE_TASKS = {
-    "make_c": "robustnoise.corruptions.make_c:make_c",
-    "stylize": "robustnoise.stylize.make_stylized:make_stylized",
-    "pretrain_edsr": "robustnoise.pretrain_edsr:pretrain_edsr",
-}
+# each file-writing task's function, in the module of its options
+FILE_TASKS = {"make_c": "make_c", "stylize": "make_stylized", "pretrain_edsr": "pretrain_edsr"}
 
 
 @rank_zero_only
 def print_config_tree(cfg: DictConfig) -> None:
     """The composed config as a rich tree, one branch per group (as lightning-hydra-template's print_config_tree)."""
-    import rich
-    import rich.syntax
-    import rich.tree
-
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException:  # an unresolvable interpolation is reported by the task, in its own words
