@@ -1,9 +1,8 @@
 """``task=pretrain_edsr``: train an EDSR as the super-resolution network it is, for use as a corruption network.
 
-Every high-resolution (HR) training image is bicubic-downsampled (antialiased) by ``scale``, EDSR maps it back, and the
-L1 loss against the HR image is minimised with Adam (lr 1e-4, betas (0.9, 0.999), eps 1e-8: Lim et al. 2017 §4.2).
-Grayscale images are replicated to 3 channels (the network stays RGB, as the official files). Writes ``edsr.pt`` (the
-official state-dict layout) and ``pretrain_edsr.json``: validation PSNR (RGB, [0, 1]) of EDSR and of bicubic.
+HR training images (grayscale replicated to RGB, as the official files) are bicubic-downsampled by ``scale``, EDSR maps
+them back, and the L1 loss is minimised with Adam (lr 1e-4, betas (0.9, 0.999), eps 1e-8: Lim et al. 2017 §4.2).
+Writes ``edsr.pt`` (the official layout) and ``pretrain_edsr.json`` (validation PSNR of EDSR and of bicubic).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Noise training: Gaussian (GNT, Rusak et al. 2020, §3.1 and App. B) and speckle noise (§4).
 
 Objective: E[CE(f(clip(x + delta)), y)] with delta ~ N(0, sigma^2 I) (GNT) or delta = x * n * c, n ~ N(0, I)
-(speckle), in [0, 1] pixel space and before the normalisation inside the model. As in the paper (and the authors'
-code), only part of every batch is perturbed: the first ``round(B * p_clean)`` images stay clean (default half), the
-rest get noise. "GNT mult" draws sigma per image uniformly from a set (default: the five ImageNet-C gaussian_noise
-severities); speckle draws c per image from the ImageNet-C speckle_noise severities {0.15, 0.2, 0.35, 0.45, 0.6}.
+(speckle), in [0, 1] pixel space, before the model's normalisation. As the paper (and the authors' code), the first
+``round(B * p_clean)`` images stay clean (default half). "GNT mult" and speckle draw the level per image from a set
+(default: the ImageNet-C gaussian_noise / speckle_noise severities).
 """
 
 from __future__ import annotations

@@ -27,9 +27,8 @@ def default_corruptions(corruptions: Sequence[str], preset: str) -> list[str]:
 
 class CorruptedValidation(Callback):
     """Logs ``val_c/<corruption>/acc`` (mean over the severities) and ``val_c/mean_acc`` (percent) every
-    ``every_n_epochs``. The first ``max_images`` validation images, corrupted with the per-image seeds of the final
-    evaluation and kept as uint8, are built once: identical in every epoch and on every rank. Each rank counts its
-    share; the counts are summed over ranks."""
+    ``every_n_epochs`` on the first ``max_images`` validation images, corrupted once with the final evaluation's
+    per-image seeds (uint8: the same on every rank and epoch); each rank counts its share, the counts are summed."""
 
     def __init__(
         self, every_n_epochs: int, corruptions: Sequence[str], severities: Sequence[int], preset: str, max_images: int,
