@@ -28,20 +28,15 @@ AUGMIX_KEYS = ("enabled", "severity", "mixture_width", "chain_depth", "alpha", "
 DEEPAUGMENT_KEYS = ("enabled", "p", "p_resample", "corruption_net")
 
 
-def check_keys(name: str, node: dict[str, Any], keys: tuple[str, ...]) -> None:
-    """``node`` has exactly ``keys`` (the YAML holds the defaults): a ConfigError naming what is missing or unknown."""
-    missing, unknown = set(keys) - set(node), set(node) - set(keys)
-    if missing or unknown:
-        raise ConfigError(f"method.{name}: missing key(s) {sorted(missing)}, unknown key(s) {sorted(unknown)}")
-
-
 class AugmentedTraining(RobustClassifierModule):
     """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline (``conf/method/augmix.yaml``
     documents every key); DeepAugment re-distorts its weights with probability ``p_resample`` per batch."""
 
     def __init__(self, *, augmix: dict[str, Any], deepaugment: dict[str, Any], **kwargs: Any) -> None:
-        check_keys("augmix", augmix, AUGMIX_KEYS)
-        check_keys("deepaugment", deepaugment, DEEPAUGMENT_KEYS)
+        for name, node, keys in (("augmix", augmix, AUGMIX_KEYS), ("deepaugment", deepaugment, DEEPAUGMENT_KEYS)):
+            missing, unknown = set(keys) - set(node), set(node) - set(keys)
+            if missing or unknown:
+                raise ConfigError(f"method.{name}: missing key(s) {sorted(missing)}, unknown key(s) {sorted(unknown)}")
         if not 0.0 <= deepaugment["p"] <= 1.0:
             raise ConfigError(f"deepaugment.p must lie in [0, 1], got {deepaugment['p']}")
         super().__init__(**kwargs)
