@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from robustnoise.noise.generators import NoiseGenerator
 from robustnoise.noise.projection import project_to_sphere
@@ -25,18 +26,14 @@ def generator_step(
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One optimiser step of ``generator`` (a module or its DDP wrapper) maximising the cross-entropy of the frozen
     ``classifier`` (eval mode, no weight gradients: half the backward cost); returns (CE, accuracy), detached."""
-    was_training, flags = classifier.training, [p.requires_grad for p in classifier.parameters()]
-    classifier.eval().requires_grad_(False)
-    try:
-        logits = classifier(project_to_sphere(x, generator(x), epsilon))
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        backward(-loss)
-        optimizer.step()
-    finally:
-        classifier.train(was_training)
-        for p, flag in zip(classifier.parameters(), flags):
-            p.requires_grad_(flag)
+    was_training = classifier.training
+    weights = {name: p.detach() for name, p in classifier.eval().named_parameters()}
+    logits = functional_call(classifier, weights, (project_to_sphere(x, generator(x), epsilon),))
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    backward(-loss)
+    optimizer.step()
+    classifier.train(was_training)
     return loss.detach(), (logits.detach().argmax(dim=1) == y).float().mean()
 
 
