@@ -23,12 +23,8 @@ OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
 class RobustClassifierModule(pl.LightningModule):
-    """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe).
-
-    No argument has a default: the method's YAML (``conf/method``, which documents each) is their single source;
-    outside ``run.py`` use ``robustnoise.methods.configs.method_from_yaml``. ``model``: the model config; ``data``: the
-    dataset facts; ``p_clean``: the fraction of every batch left clean (its first ``round(B * p_clean)`` images).
-    """
+    """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe), with
+    no defaults: ``conf/method`` documents each (outside ``run.py``: ``methods.configs.method_from_yaml``)."""
 
     def __init__(
         self, *, model: dict[str, Any], data: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any],

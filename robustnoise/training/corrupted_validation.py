@@ -83,8 +83,7 @@ class CorruptedValidation(Callback):
 
 
 def corrupted_validation(cfg: Any, eval_cfg: Any, batch_size: int, preset: str) -> CorruptedValidation | None:
-    """The callback of ``eval.during_training`` (None when ``every_n_epochs`` is 0 or null), in the final evaluation's
-    ``preset``; by default the middle of the evaluation's severities."""
+    """The callback of ``eval.during_training`` (None when off); default severity: the evaluation's middle one."""
     if not cfg or not cfg.get("every_n_epochs"):
         return None
     corruptions = cfg.get("corruptions") or default_corruptions(eval_cfg.corruptions, preset)

@@ -1,5 +1,4 @@
-"""ANT's plumbing around its restarts and experience replay (Rusak et al. 2020, §3.2): the restart schedule, a warning
-when it leaves too few restarts against a classifier that has learnt something, and the replay pool."""
+"""ANT's restart schedule (with a warning when it is too short) and its experience-replay pool (Rusak et al. §3.2)."""
 
 from __future__ import annotations
 
@@ -65,8 +64,7 @@ class ReplayPool(list):
             self.pop(0)
 
     def draw(self, k: int, device: torch.device) -> list[dict[str, Any]]:
-        """``k`` distinct snapshots at random, their parameters on ``device`` (a resumed pool is loaded on the CPU:
-        moved once, not every step)."""
+        """``k`` distinct random snapshots, parameters moved to ``device`` once (a resumed pool is on the CPU)."""
         picks = torch.randperm(len(self))[:k].tolist()
         for pick in picks:
             self[pick]["params"] = {name: v.to(device) for name, v in self[pick]["params"].items()}
