@@ -132,8 +132,8 @@ def measure(args, device: torch.device, model: str, chans: int, size: int, class
     y = torch.randint(classes, (batch,), device=device)
     gnt = build("gnt", model, x, y, classes, args.precision, sigma=0.5)
     ant = build("ant1x1", model, x, y, classes, args.precision, epsilon=size / 2, restart_at_start=False)
-    ant._snapshot("interval")
-    ant._snapshot("interval")  # two replay entries: the full 50/30/20 batch
+    for _ in range(2):  # two replay entries: the full 50/30/20 batch
+        ant.pool.add(ant.generator, float(ant.epsilon), 0, "interval")
     ref = ReferenceIteration(ant, tempfile.mkdtemp(prefix="robustnoise-bench-replay-"))
     with autocast(args):
         mixed, ref_mixed = ant.mixed_batch(x, y), ref.mixed_batch(x, y)

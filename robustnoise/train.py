@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import rich
+import rich.syntax
+import rich.tree
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
@@ -22,17 +25,10 @@ from robustnoise.report.plots import log_image_file, plot_training_curves
 from robustnoise.report.training_figures import TrainingFigures
 from robustnoise.training.corrupted_validation import corrupted_validation
 from robustnoise.training.exact_resume import ExactResume
-from robustnoise.utils import launch
+from robustnoise.utils import launch, resume
 from robustnoise.utils.checkpoints import AtomicCheckpointIO
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate, instantiate_dict
-from robustnoise.utils.resume import (
-    check_resumable,
-    keep_earlier_metrics,
-    remember_wandb_id,
-    resume_checkpoint,
-    reuse_wandb_id,
-)
 from robustnoise.utils.wandb_mode import finish_wandb, prepare_loggers
 
 log = logging.getLogger("robustnoise")
@@ -40,17 +36,13 @@ log = logging.getLogger("robustnoise")
 
 # Lightning warnings the project causes by design (the user cannot act on them), silenced for the run only.
 QUIET_WARNINGS = (
-    # Lightning's tree helpers vs. newer torch: a library-internal deprecation, fixed by a Lightning release
-    r"[\s\S]*isinstance\(treespec, LeafSpec\)",
-    # frozen networks stay in eval mode by design (DeepAugment's distorted image-to-image network)
-    r"Found \d+ module\(s\) in eval mode at the start of training",
-    # workers are chosen per dataset in conf/data (data.num_workers; 0 for the in-memory digits on purpose)
-    r"The '\w+' does not have many workers",
-    # resuming continues writing into the run's own directories (the earlier metrics.csv is kept as metrics-<n>.csv)
+    r"[\s\S]*isinstance\(treespec, LeafSpec\)",  # Lightning's tree helpers vs. newer torch: library-internal
+    r"Found \d+ module\(s\) in eval mode at the start of training",  # frozen networks (DeepAugment's) by design
+    r"The '\w+' does not have many workers",  # data.num_workers is chosen per dataset (0 for the in-memory digits)
+    # resuming writes into the run's own directories (the earlier metrics.csv is kept as metrics-<n>.csv)
     r"Checkpoint directory .* exists and is not empty",
     r"Experiment logs directory .* exists and is not empty",
-    # our mid-epoch checkpoints are written after the step on purpose: with the loop counters that is exactly the
-    # state an exact resume needs
+    # mid-epoch checkpoints after the step, with the loop counters, are exactly the state an exact resume needs
     r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
 )
 
@@ -78,41 +70,31 @@ def _run_task(cfg: DictConfig) -> dict[str, Any]:
         datamodule = instantiate(cfg.data)
         if cfg.task in ("train", "eval"):
             return (train if cfg.task == "train" else evaluate)(cfg, datamodule)
-        module, function = FILE_TASKS[cfg.task].split(":")
         node = cfg[cfg.task]  # typed options (a structured config); a key added by +<task>.key=... is refused here
         try:
             options = OmegaConf.merge(OmegaConf.get_type(node), OmegaConf.to_container(node, resolve=True))
         except ConfigKeyError as err:
             raise ConfigError(str(err).splitlines()[0]) from None
-        return getattr(importlib.import_module(module), function)(OmegaConf.to_object(options), datamodule)
+        task = getattr(importlib.import_module(OmegaConf.get_type(node).__module__), FILE_TASKS[cfg.task])
+        return task(OmegaConf.to_object(options), datamodule)
     finally:
         finish_wandb()
 
 
-FILE_TASKS = {
-    "make_c": "robustnoise.corruptions.make_c:make_c",
-    "stylize": "robustnoise.stylize.make_stylized:make_stylized",
-    "pretrain_edsr": "robustnoise.pretrain_edsr:pretrain_edsr",
-}
-
-
-CONFIG_TREE_ORDER = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
+# each file-writing task's function, in the module of its options
+FILE_TASKS = {"make_c": "make_c", "stylize": "make_stylized", "pretrain_edsr": "pretrain_edsr"}
 
 
 @rank_zero_only
 def print_config_tree(cfg: DictConfig) -> None:
     """The composed config as a rich tree, one branch per group (as lightning-hydra-template's print_config_tree)."""
-    import rich
-    import rich.syntax
-    import rich.tree
-
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException:  # an unresolvable interpolation is reported by the task, in its own words
         container = OmegaConf.to_container(cfg, resolve=False)
     tree = rich.tree.Tree("config", guide_style="dim")
-    rest = [k for k in container if k not in CONFIG_TREE_ORDER]
-    for key in [*(k for k in CONFIG_TREE_ORDER if k in container), *rest]:
+    order = ("task", "data", "model", "method", "trainer", "callbacks", "logger", "eval", "paths")
+    for key in sorted(container, key=lambda k: order.index(k) if k in order else len(order)):
         value = container[key]
         text = OmegaConf.to_yaml(value) if isinstance(value, (dict, list)) else str(value)
         tree.add(key, guide_style="dim").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
@@ -140,45 +122,39 @@ def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks:
 
 
 def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
-    ckpt_path = resume_checkpoint(cfg)
-    check_trainer_config(cfg)
+    ckpt_path = resume.resume_checkpoint(cfg)
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):  # a run that would not train reports nothing
+        if cfg.trainer.get(key) == 0:
+            message = "trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
+            raise ConfigError(f"trainer.{key}=0 {message}")
     check_eval_config(cfg, datamodule)
     if not getattr(getattr(datamodule, "clean", datamodule), "download", False):  # (downloads happen inside fit)
         datamodule.setup("fit")  # missing data: one line now, not an error inside fit that leaves a checkpoint
     method = build_method(cfg, datamodule)
     if ckpt_path:
-        check_resumable(ckpt_path, cfg, method)
-        keep_earlier_metrics(cfg.paths.output_dir)
-    reuse_wandb_id(cfg, resuming=bool(ckpt_path))
+        resume.check_resumable(ckpt_path, cfg, method)
+        resume.keep_earlier_metrics(cfg.paths.output_dir)
+    resume.reuse_wandb_id(cfg, resuming=bool(ckpt_path))
     preset = generated_preset(cfg.eval, datamodule.corruption_preset)
     val_c = corrupted_validation(cfg.eval.get("during_training"), cfg.eval, datamodule.eval_batch_size, preset)
     trainer = build_trainer(cfg, extra_callbacks=[val_c] if val_c else [])
     if trainer.is_global_zero:
         log.info(
-            "run directory %s: method=%s data=%s model=%s max_epochs=%s seed=%s",
-            cfg.paths.output_dir, cfg.method.name, datamodule.name, cfg.model.name, cfg.trainer.max_epochs, cfg.seed,
+            "run directory %s: method=%s data=%s model=%s max_epochs=%s seed=%s", cfg.paths.output_dir,
+            cfg.method.name, datamodule.name, cfg.model.name, cfg.trainer.max_epochs, cfg.seed,
         )  # fmt: skip
-    _log_config(trainer, cfg)
-    remember_wandb_id(trainer, cfg.paths.output_dir)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
+    resume.remember_wandb_id(trainer, cfg.paths.output_dir)
     if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
-        batch = getattr(datamodule, "batch_size", 0)
+        n, world = getattr(datamodule, "batch_size", 0), trainer.world_size
         log.warning(
             "global batch = %d per process x %d processes = %d; the papers' batch on N devices is "
-            "data.batch_size=<paper batch>/N (learning rates are not rescaled)",
-            batch, trainer.world_size, batch * trainer.world_size,
+            "data.batch_size=<paper batch>/N (learning rates are not rescaled)", n, world, n * world,
         )  # fmt: skip
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     _plot_training_curves(trainer, method)
     return evaluate_robustness(cfg, trainer, method, datamodule)
-
-
-def check_trainer_config(cfg: DictConfig) -> None:
-    """A training run that would not train is refused (it would report an untrained model as a result)."""
-    for key in ("max_epochs", "max_steps", "limit_train_batches"):
-        if cfg.trainer.get(key) == 0:
-            raise ConfigError(
-                f"trainer.{key}=0 trains nothing; to evaluate a model without training use task=eval ckpt_path=<file>"
-            )
 
 
 def evaluate(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, Any]:
@@ -196,12 +172,5 @@ def _plot_training_curves(trainer: pl.Trainer, method: RobustClassifierModule) -
         return
     parts = sorted(Path(csv.log_dir).glob("metrics-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
     files = [p for p in [*parts, Path(csv.log_dir) / "metrics.csv"] if p.is_file()]  # earlier parts: resumes
-    path = plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png") if files else None
-    if path is not None:
+    if files and (path := plot_training_curves(files, Path(trainer.default_root_dir) / "training_curves.png")):
         log_image_file(method, "report/training_curves", path)
-
-
-def _log_config(trainer: pl.Trainer, cfg: DictConfig) -> None:
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for logger in trainer.loggers:
-        logger.log_hyperparams({"config": container})

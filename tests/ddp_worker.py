@@ -68,7 +68,7 @@ def main() -> None:
         "rank": trainer.global_rank,
         "classifier": method.classifier.state_dict(),
         "generator": method.generator.state_dict() if hasattr(method, "generator") else {},
-        "pool": getattr(method, "pool", []),
+        "pool": list(getattr(method, "pool", [])),
         "corruption_net": method.corruption_net.state_dict() if hasattr(method, "corruption_net") else {},
         "first_batch": captured["batch"],
         "rng_probe": captured["rng_probe"],

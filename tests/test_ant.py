@@ -80,7 +80,7 @@ def test_generator_step_moves_only_the_generator(tmp_path):
 
 def test_batch_counts_follow_the_paper_and_the_reference():
     method = make_ant()
-    method.pool = [{"params": {}, "epsilon": 1.0, "restart": 0, "kind": "restart"}] * 3
+    method.pool[:] = [{"params": {}, "epsilon": 1.0, "restart": 0, "kind": "restart"}] * 3
     assert method.batch_counts(70, replay_active=True) == {"clean": 35, "stylized": 0, "current": 21, "replay": [7, 7]}
     assert method.batch_counts(70, replay_active=False)["current"] == 35  # before replay: 50 % current
     method.hparams.p_clean, method.hparams.p_stylized = 0.25, 0.3
@@ -95,7 +95,7 @@ def test_mixed_batch_has_clean_rows_and_noise_of_each_snapshots_epsilon(tmp_path
     torch.manual_seed(0)
     method = make_ant(epsilon=5.0, restart_steps=0)
     attach(method, tmp_path)
-    method.pool = [
+    method.pool[:] = [
         {
             "params": {k: v.clone() for k, v in method.generator.named_parameters()},
             "epsilon": 2.0,
@@ -227,7 +227,8 @@ def test_resume_continues_as_if_never_stopped(tmp_path):
     t = fit(first, 1, root=tmp_path / "b")
     ckpt = tmp_path / "b" / "half.ckpt"
     t.save_checkpoint(ckpt)
-    assert torch.load(ckpt, weights_only=True)["replay_pool"]  # the pool is in the checkpoint, weights_only-safe
+    saved = torch.load(ckpt, weights_only=True)["streams_per_rank"][0]["replay_pool"]
+    assert saved and type(saved) is list  # the pool is in the checkpoint, weights_only-safe
     resumed = make_ant(restart_every=3, restart_steps=2)
     fit(resumed, 2, ckpt=str(ckpt), root=tmp_path / "b")
 

@@ -5,24 +5,18 @@ image; AdA picks the perturbation ``beta`` of its weights that maximises the cla
 
     max_{beta in B} CE(f(c_{phi + beta}(x)), y),    B = {beta : ||beta_i|| <= nu * ||phi_i|| for every block i}
 
-- blocks ``i`` are the conv weights and the biases separately (the MeanShift layers are not perturbed);
-- random start inside ``B``; ``steps`` (10) iterations of iterated FGSM, ``beta += alpha * sign(grad)``, projected
-  onto ``B`` after every step, with ``alpha = step_fraction`` (1/4) x the median block radius (App. A);
-- ``feasible_set``: ``l2`` (default) reads ``||.||`` as the l2 norm of each block, the paper's notation (projection =
-  norm clipping); ``linf`` reads it as a box per block (elementwise clipping, DeepMind's attack idiom). The l2
-  reading is the one consistent with the paper's mean SSIM of 0.99 at nu = 0.015: a uniform draw in the box changes
-  a 64x64x3x3 conv by about 166 % of its norm;
-- ``per_example: true`` gives every image its own ``beta`` (eq. 3 puts the max inside the expectation; ``vmap`` over
-  ``functional_call``); ``false`` shares one ``beta`` per batch (much cheaper; an approximation, documented);
-- the SSIM guard (App. G): images whose SSIM to the clean image is below ``ssim_threshold`` (0.3) are pulled back
-  along ``x_gamma = (1 - gamma) x + gamma x_hat`` to SSIM = t, with gamma from a quadratic fit through 9 equally
-  spaced gammas (the root in [0, 1] closest to 1; if the fit has no real root: the largest evaluated gamma whose
-  SSIM reaches t, our choice where the paper is silent). SSIM is ``pytorch_msssim.ssim`` (Gaussian window 11,
-  sigma 1.5, valid filtering: Wang et al. 2004), averaged over RGB channels or on luma (``ssim_channels``).
+- blocks ``i``: the conv weights and the biases separately (the MeanShift layers are not perturbed);
+- a random start in ``B``, then ``steps`` (10) iterated-FGSM steps ``beta += alpha * sign(grad)`` projected onto ``B``,
+  ``alpha = step_fraction`` (1/4) x the median block radius (App. A);
+- ``feasible_set: l2`` reads ``||.||`` as each block's l2 norm (the paper's notation, and the reading consistent with
+  its SSIM of 0.99 at nu = 0.015); ``linf`` as a box per block (a uniform draw in it changes a conv by ~166 %);
+- ``per_example``: one ``beta`` per image (eq. 3; ``vmap`` over ``functional_call``) or one per batch (cheaper);
+- the SSIM guard (App. G): images below SSIM ``ssim_threshold`` (0.3) are pulled back along ``(1 - g) x + g x_hat`` to
+  SSIM = t, g from a quadratic fit through 9 equally spaced g (the root in [0, 1] closest to 1; without one, our
+  choice: the largest evaluated g whose SSIM reaches t). ``pytorch_msssim.ssim`` (Wang et al. 2004), RGB mean or luma.
 
-The classifier runs in eval mode during the attack (batch-norm statistics untouched), its gradients are never
-accumulated (``torch.autograd.grad`` with respect to ``beta`` only), so plain DDP works. The pipeline around the
-attack (DeepAugment before it, AugMix and the JSD loss after it) is ``robustnoise.methods.augmented``.
+The classifier runs in eval mode during the attack and only ``beta`` gets gradients, so plain DDP works. DeepAugment
+before and AugMix (+ JSD) after the attack: ``robustnoise.methods.augmented``.
 """
 
 from __future__ import annotations
@@ -36,10 +30,8 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from robustnoise.methods.augmented import AugmentedTraining
-from robustnoise.methods.checks import check_ada
+from robustnoise.methods.configs import check_ada
 from robustnoise.models.edsr import build_corruption_network
-
-_LUMA = (0.299, 0.587, 0.114)
 
 Params = dict[str, Tensor]
 
@@ -47,7 +39,7 @@ Params = dict[str, Tensor]
 def image_ssim(x: Tensor, y: Tensor, channels: str = "rgb") -> Tensor:
     """Per-image SSIM (N,) of images in [0, 1]: the channel mean (``rgb``) or SSIM of the luma (``luma``)."""
     if channels == "luma" and x.shape[1] == 3:
-        weights = x.new_tensor(_LUMA).view(1, 3, 1, 1)
+        weights = x.new_tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)
         x, y = (x * weights).sum(1, keepdim=True), (y * weights).sum(1, keepdim=True)
     return ssim(x.float(), y.float(), data_range=1.0, size_average=False)
 
@@ -56,11 +48,8 @@ def image_ssim(x: Tensor, y: Tensor, channels: str = "rgb") -> Tensor:
 def ssim_guard(
     x: Tensor, x_hat: Tensor, threshold: float, num_gammas: int = 9, channels: str = "rgb"
 ) -> tuple[Tensor, Tensor]:
-    """AdA App. G: blend images with SSIM(x, x_hat) < threshold back towards x; returns (images, gamma per image).
-
-    Images at or above the threshold are returned unchanged (gamma = 1). The whole batch is evaluated at every gamma
-    (no data-dependent indexing, so no host synchronisation on an accelerator).
-    """
+    """AdA App. G: images with SSIM(x, x_hat) < threshold blended back towards x (the others: gamma = 1); returns
+    (images, gamma per image). The whole batch at every gamma: no data-dependent indexing, no host synchronisation."""
     gammas = [k / (num_gammas - 1) for k in range(num_gammas)]
     grid = torch.tensor(gammas, device=x.device, dtype=torch.float64)
     shifted = torch.stack([image_ssim(x, torch.lerp(x, x_hat, g), channels) for g in gammas])
@@ -69,15 +58,11 @@ def ssim_guard(
     vander = torch.stack([grid**2, grid, torch.ones_like(grid)], dim=1)  # (G, 3)
     a, b, c = torch.linalg.pinv(vander) @ shifted  # least-squares quadratic per image, each (N,)
     disc = b * b - 4 * a * c
-    sqrt_disc = disc.clamp_min(0).sqrt()
-    quadratic = a.abs() > 1e-12
-    safe_a = torch.where(quadratic, 2 * a, torch.ones_like(a))
-    roots = torch.stack([(-b + sqrt_disc) / safe_a, (-b - sqrt_disc) / safe_a])
-    linear_root = torch.where(b.abs() > 1e-12, -c / torch.where(b == 0, torch.ones_like(b), b), torch.zeros_like(b))
-    roots = torch.where(quadratic, roots, linear_root.expand(2, -1))
-    real = (~quadratic | (disc >= 0)).expand(2, -1)
-    # Roots inside [0, 1] (up to rounding, then clipped); the largest is the gamma closest to 1.
-    inside = real & (roots >= -1e-6) & (roots <= 1 + 1e-6)
+    # the numerically stable roots q / a and c / q (a = 0: -c / b and an infinite one; nan or inf is never inside)
+    q = -0.5 * (b + torch.where(b < 0, -1.0, 1.0) * disc.clamp_min(0).sqrt())
+    roots = torch.stack([q / a, c / q])
+    # Real roots inside [0, 1] (up to rounding, then clipped); the largest is the gamma closest to 1.
+    inside = (disc >= 0) & (roots >= -1e-6) & (roots <= 1 + 1e-6)
     fitted = torch.where(inside, roots.clamp(0.0, 1.0), torch.full_like(roots, -1.0)).amax(0)
     # No root in [0, 1] (the fit underfits): the largest evaluated gamma whose SSIM still reaches the threshold.
     fallback = torch.where(shifted >= 0, grid.view(-1, 1).expand_as(shifted), torch.zeros_like(shifted)).amax(0)
@@ -87,11 +72,8 @@ def ssim_guard(
 
 
 class AdversarialAugment(AugmentedTraining):
-    """AdA: adversarial perturbations of a frozen corruption network's weights (alone or with AugMix/DeepAugment).
-
-    The arguments are the module docstring's; ``conf/method/ada.yaml`` holds their defaults. ``corruption_net`` is
-    the EDSR config (``robustnoise.models.edsr.build_corruption_network``); ``ssim_threshold: null`` disables the guard.
-    """
+    """AdA: adversarial perturbations of a frozen corruption network's weights (alone or with AugMix/DeepAugment);
+    the arguments are the module docstring's (``conf/method/ada.yaml``); ``ssim_threshold: null`` disables the guard."""
 
     def __init__(
         self, *, corruption_net: dict[str, Any], nu: float, steps: int, step_fraction: float, feasible_set: str,
@@ -105,7 +87,6 @@ class AdversarialAugment(AugmentedTraining):
         self.register_buffer("radii", torch.stack([nu * p.detach().norm() for p in blocks]), persistent=False)
         self.step_size = float(self.radii.quantile(0.5)) * step_fraction  # alpha: a quarter of the median radius
 
-    # ------------------------------------------------------------------------------------------- feasible set
     def random_start(self, batch: int) -> Params:
         """Uniform draws inside the feasible set (zeros without ``random_start``)."""
         blocks = self.corruption_net.perturbable_parameters()
@@ -126,9 +107,7 @@ class AdversarialAugment(AugmentedTraining):
 
     def _block_norm(self, b: Tensor) -> Tensor:
         """l2 norm of each block (per image under ``per_example``), shaped for broadcasting."""
-        if self.hparams.per_example:
-            return b.flatten(1).norm(dim=1).view(-1, *([1] * (b.dim() - 1)))
-        return b.norm()
+        return torch.linalg.vector_norm(b, dim=tuple(range(self.hparams.per_example, b.dim())), keepdim=True)
 
     def project(self, beta: Params) -> Params:
         """Back into the feasible set: per-block norm clipping (l2) or elementwise clipping (linf)."""
@@ -140,7 +119,6 @@ class AdversarialAugment(AugmentedTraining):
                 out[name] = b * (radius / self._block_norm(b).clamp_min(1e-12)).clamp(max=1.0)
         return out
 
-    # ---------------------------------------------------------------------------------------------- attack
     def corrupt(self, x: Tensor, beta: Params) -> Tensor:
         """``c_{phi + beta}(x)`` in [0, 1]: one beta per image (vmap) or one for the batch."""
         phi = self.corruption_net.perturbable_parameters()
@@ -160,30 +138,25 @@ class AdversarialAugment(AugmentedTraining):
         self.classifier.eval()
         beta = self.random_start(len(x))
         losses: list[Tensor] = []
-        try:
-            for _ in range(self.hparams.steps):
-                beta = {k: v.requires_grad_(True) for k, v in beta.items()}
-                loss = F.cross_entropy(self.classifier(self.corrupt(x, beta)), y, reduction="sum")
-                grads = torch.autograd.grad(loss, list(beta.values()))
-                losses.append(loss.detach() / len(x))
-                with torch.no_grad():
-                    step = {k: v + self.step_size * g.sign() for (k, v), g in zip(beta.items(), grads, strict=True)}
-                    beta = self.project(step)
+        for _ in range(self.hparams.steps):
+            beta = {k: v.requires_grad_(True) for k, v in beta.items()}
+            loss = F.cross_entropy(self.classifier(self.corrupt(x, beta)), y, reduction="sum")
+            grads = torch.autograd.grad(loss, list(beta.values()))
+            losses.append(loss.detach() / len(x))
             with torch.no_grad():
-                x_adv = self.corrupt(x, beta)
-        finally:
-            self.classifier.train(was_training)
+                beta = self.project({k: v + self.step_size * g.sign() for (k, v), g in zip(beta.items(), grads)})
+        with torch.no_grad():
+            x_adv = self.corrupt(x, beta)
+        self.classifier.train(was_training)
         return x_adv, beta, torch.stack(losses) if losses else x.new_zeros(0)  # no host sync per step
 
     def adversarial_stage(self, x: Tensor, y: Tensor) -> Tensor:
-        x_adv, _, losses = self.attack(x, y)
+        hp, (x_adv, _, losses) = self.hparams, self.attack(x, y)
         x_adv = x_adv.to(x.dtype)  # the corruption network's output is bf16 under bf16-mixed autocast
         gamma = torch.ones(len(x), device=x.device)
-        if self.hparams.ssim_threshold is not None:
-            x_adv, gamma = ssim_guard(
-                x, x_adv, self.hparams.ssim_threshold, self.hparams.ssim_gammas, self.hparams.ssim_channels
-            )
-        ssim_after = image_ssim(x, x_adv, self.hparams.ssim_channels).mean()
+        if hp.ssim_threshold is not None:
+            x_adv, gamma = ssim_guard(x, x_adv, hp.ssim_threshold, hp.ssim_gammas, hp.ssim_channels)
+        ssim_after = image_ssim(x, x_adv, hp.ssim_channels).mean()
         self.attack_stats = {"ada/ssim": ssim_after, "ada/guarded": (gamma < 1).float().mean()}
         if len(losses):
             self.attack_stats.update({"ada/loss_start": losses[0], "ada/loss_last_step": losses[-1]})

@@ -1,26 +1,18 @@
 """Adversarial Noise Training, ANT 1x1 / 3x3 and ANT+SIN (Rusak et al. 2020, §3.2; appendix A, B, K).
 
-A noise generator (``robustnoise.noise.NoiseGenerator``, image-independent) plays against the classifier. Every
-iteration, on the classifier's clean mini-batch:
+An image-independent noise generator (``robustnoise.noise``) plays against the classifier. Every iteration:
 
-(a) one generator step maximising the cross-entropy of the classifier (eval mode, parameters frozen) on images
-    perturbed by the generator's noise, projected per image onto the clipped l2 sphere of radius ``epsilon``
-    (clipping-aware rescaling, Rauber & Bethge 2020);
+(a) one generator step maximising the cross-entropy of the frozen classifier (eval mode) on images perturbed by the
+    generator's noise, projected per image onto the clipped l2 sphere of radius ``epsilon`` (Rauber & Bethge 2020);
 (b) the mixed batch: ``p_clean`` clean images, ``p_current`` perturbed by the current generator, ``p_replay`` by
-    ``replay_per_step`` snapshots drawn at random from the replay pool, each with its own epsilon (experience replay;
-    before an older snapshot exists the current generator perturbs the whole non-clean part);
+    ``replay_per_step`` snapshots drawn from the replay pool, each with its own epsilon (experience replay; before an
+    older snapshot exists the current generator perturbs the whole non-clean part);
 (c) one classifier step on the mixed batch (train mode).
 
-**Restarts.** At regular intervals a freshly initialised generator is trained for ``restart_steps`` steps
-(Adam ``restart_lr``) against the frozen classifier on batches of a separate shuffled pass over the training set;
-it replaces the current generator, which then continues with a fresh Adam (``noise_lr``).
-
-Paper vs reference code (bethgelab/game-of-noise), each a config option: restart once per epoch (reference,
-default) or every 0.33 epochs (paper) or every N iterations (``restart_unit: step``); replay snapshots taken at every
-restart (reference HEAD, default) and/or every ``snapshot_every`` iterations (first released code); the ANT+SIN batch
-as the paper's 25 % clean / 30 % stylized / 45 % noise (``stylized_split: paper``) or the reference's ANT batch with
-stylized images in its last clean rows (``reference``); an adaptive epsilon keeping about ``target_error`` of the
-noisy images misclassified (authors' suggestion; off). Figures: ``robustnoise.report.training_figures``.
+**Restarts.** Every ``restart_every`` epochs (or steps) a fresh generator trains ``restart_steps`` steps (Adam
+``restart_lr``) against the frozen classifier on a separate shuffled pass over the training set, then replaces the
+current one (fresh Adam at ``noise_lr``). Paper vs reference code (bethgelab/game-of-noise) differences are options of
+``conf/method/ant1x1.yaml``: the restart interval, when snapshots are taken, the ANT+SIN split, an adaptive epsilon.
 """
 
 from __future__ import annotations
@@ -34,11 +26,11 @@ from torch.func import functional_call
 
 from robustnoise.data.resumable import ShuffledPasses
 from robustnoise.methods.base import RobustClassifierModule
-from robustnoise.methods.checks import check_ant
+from robustnoise.methods.configs import check_ant
 from robustnoise.noise import NoiseGenerator, project_to_sphere
 from robustnoise.noise.adversarial import generator_step, reset_optimizer, train_generator
 from robustnoise.noise.calibration import auto_epsilon
-from robustnoise.training.restart_schedule import restart_due, restart_interval, warn_about_restart_schedule
+from robustnoise.training.restarts import ReplayPool, restart_interval
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -46,9 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class AdversarialNoiseTraining(RobustClassifierModule):
-    """ANT: classifier and noise generator trained jointly with replay and restarts; ``conf/method/ant1x1.yaml``
-    documents every argument. ``epsilon``: the clipped l2 norm of every noise sample, or ``auto`` (``epsilon_scale``
-    x the clipped l2 size of Gaussian noise of std ``epsilon_sigma``, ``robustnoise.noise.calibration``)."""
+    """ANT: classifier and noise generator trained jointly with replay and restarts. ``epsilon``: the clipped l2 norm
+    of every noise sample, or ``auto`` (``epsilon_scale`` x that of Gaussian noise of std ``epsilon_sigma``)."""
 
     def __init__(
         self, *, epsilon: float | str, epsilon_sigma: float, epsilon_scale: float, kernel: int, depth: int, width: int,
@@ -61,10 +52,10 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         super().__init__(**kwargs)
         self.generator = self._new_generator_seeded(0)
         self.register_buffer("epsilon", torch.tensor(float("nan") if epsilon == "auto" else float(epsilon)))
-        self.register_buffer("iteration", torch.tensor(0, dtype=torch.long))  # classifier steps so far
-        self.register_buffer("restarts", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("last_restart", torch.tensor(-1, dtype=torch.long))  # iteration of the last restart
-        self.pool: list[dict[str, Any]] = []  # snapshots: {"params": {name: tensor}, "epsilon", "restart", "kind"}
+        # classifier steps so far, restarts so far, the iteration of the last restart
+        for name, value in (("iteration", 0), ("restarts", 0), ("last_restart", -1)):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.long))
+        self.pool = ReplayPool(pool_size)
         self.restart_data: ShuffledPasses | None = None
         self.restart_sample: dict[str, Any] | None = None  # the last restart's images and generator, for the figures
 
@@ -88,10 +79,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             self.epsilon.fill_(auto_epsilon(self._trainer, self.hparams.epsilon_sigma, self.hparams.epsilon_scale))
 
     def configure_optimizers(self) -> Any:
-        classifier_opt = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
-        generator_opt = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.noise_lr)
-        scheduler = self.build_scheduler(classifier_opt)
-        return [classifier_opt, generator_opt], ([scheduler] if scheduler is not None else [])
+        optimizers, schedulers = super().configure_optimizers()
+        return [*optimizers, torch.optim.Adam(self.generator.parameters(), lr=self.hparams.noise_lr)], schedulers
 
     def generator_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(a) One Adam step of the generator maximising CE of the frozen classifier; returns (CE, accuracy)."""
@@ -103,7 +92,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         hp = self.hparams
         n_clean = round(batch_size * hp.p_clean)
         n_replay = round(batch_size * hp.p_replay) if replay_active else 0
-        if n_stylized and hp.stylized_split == "paper":
+        if n_stylized and hp.stylized_split == "paper":  # 25 % clean / 30 % stylized / 45 % noise
             noisy = batch_size - n_clean - n_stylized
             n_replay = round(noisy * hp.p_replay / (hp.p_current + hp.p_replay)) if replay_active else 0
             n_current = noisy - n_replay
@@ -112,15 +101,14 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             n_clean -= n_stylized
             if n_clean < 0:
                 raise ConfigError(f"{n_stylized} stylized images do not fit in the clean part of a {batch_size} batch")
-        k = min(hp.replay_per_step, len(self.pool)) if n_replay else 0
-        slices = [n_replay // k + (1 if i < n_replay % k else 0) for i in range(k)] if k else []
-        n_current += n_replay if n_replay and not k else 0
+        k = min(hp.replay_per_step, len(self.pool)) if n_replay else 0  # replay_per_step >= 1 (check_ant)
+        slices = [n_replay // k + int(i < n_replay % k) for i in range(k)]
         return {"clean": n_clean, "stylized": n_stylized, "current": n_current, "replay": slices}
 
     def replay_active(self) -> bool:
         """Replay starts once the pool holds a snapshot other than the current generator's own restart state."""
-        pool = self.pool if self.hparams.replay else []
-        return any(s["restart"] != int(self.restarts) or s["kind"] != "restart" for s in pool)
+        restarts = int(self.restarts)
+        return self.hparams.replay and any(s["restart"] != restarts or s["kind"] != "restart" for s in self.pool)
 
     @torch.no_grad()
     def mixed_batch(self, x: Tensor, y: Tensor, stylized: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -133,12 +121,9 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         start = len(x) - counts["current"] - sum(counts["replay"])
         noisy_x, offset = x[start:], counts["current"]
         rows.append(("generator", self.noise_sample(noisy_x[:offset])))
-        picks = torch.randperm(len(self.pool))[: len(counts["replay"])].tolist()
-        for pick, n in zip(picks, counts["replay"]):
-            snapshot = self.pool[pick]
-            # a resumed pool is loaded on the CPU: moved to the training device once, not every step
-            params = snapshot["params"] = {k: v.to(x.device) for k, v in snapshot["params"].items()}
-            rows.append(("replay", self.noise_sample(noisy_x[offset : offset + n], params, snapshot["epsilon"])))
+        for snapshot, n in zip(self.pool.draw(len(counts["replay"]), x.device), counts["replay"]):
+            noisy = self.noise_sample(noisy_x[offset : offset + n], snapshot["params"], snapshot["epsilon"])
+            rows.append(("replay", noisy))
             offset += n
         self.train_rows = rows
         return torch.cat([images for _, images in rows]), torch.cat([*labels, y[start:]])
@@ -146,87 +131,66 @@ class AdversarialNoiseTraining(RobustClassifierModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         (x, y), stylized = self._split_batch(batch)
         hp = self.hparams
-        if restart_due(int(self.iteration), int(self.last_restart), self.restart_interval(), hp.restart_at_start):
+        last = int(self.last_restart)  # -1 before the first restart
+        if (last < 0 and hp.restart_at_start) or int(self.iteration) - max(last, 0) >= self.interval:
             self.restart()
         noise_loss, noise_acc = self.generator_step(x, y)  # (a)
         x_mix, y_mix = self.mixed_batch(x, y, stylized)  # (b)
         loss = self.classifier_step(x_mix, y_mix)  # (c)
         self.iteration += 1
         if hp.snapshot_every and int(self.iteration) % int(hp.snapshot_every) == 0:
-            self._snapshot("interval")
+            self.pool.add(self.generator, float(self.epsilon), int(self.restarts), "interval")
         if (adaptive := hp.adaptive_epsilon)["enabled"]:  # about target_error of the noisy images misclassified
             error = 1.0 - float(self.trainer.strategy.reduce(noise_acc.detach(), reduce_op="mean"))
             self.epsilon.mul_(1.0 + (1.0 if error < float(adaptive["target_error"]) else -1.0) * adaptive["rate"])
-        n = len(y_mix)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
-        self.log("train/loss_noise", noise_loss, on_step=True, on_epoch=True, batch_size=n)
-        self.log("train/acc_current_noise", 100.0 * noise_acc, prog_bar=True, on_epoch=True, batch_size=n)
+        shown = {"train/loss": loss, "train/acc_current_noise": 100.0 * noise_acc}
+        self.log_dict(shown, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y_mix))
+        self.log("train/loss_noise", noise_loss, on_step=True, on_epoch=True, batch_size=len(y_mix))
         self.log_dict({"train/epsilon": self.epsilon, "train/pool_size": float(len(self.pool))}, on_step=True)
         return loss
 
     def _split_batch(self, batch: Any) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
-        if not isinstance(batch, dict):  # a StylizedDataModule gives {"clean": (x, y), "stylized": (x, y)}
-            if self.hparams.p_stylized > 0:
-                raise ConfigError("ANT+SIN needs stylized batches: use data=stylized (a StylizedDataModule)")
-            return (batch[0], batch[1]), None
-        clean, stylized = batch["clean"], batch.get("stylized") if self.hparams.p_stylized > 0 else None
-        if stylized is not None:
-            n_sty = round(len(clean[0]) * self.hparams.p_stylized)
-            stylized = (stylized[0][:n_sty], stylized[1][:n_sty])
-        return (clean[0], clean[1]), stylized
-
-    def restart_interval(self) -> int:
-        return restart_interval(self.trainer, self.hparams.restart_every, self.hparams.restart_unit)
+        """The clean batch, and the first ``p_stylized`` of a StylizedDataModule's ``{"clean", "stylized"}`` batch."""
+        p = self.hparams.p_stylized
+        if not isinstance(batch, dict) and p > 0:
+            raise ConfigError("ANT+SIN needs stylized batches: use data=stylized (a StylizedDataModule)")
+        clean, stylized = (batch["clean"], batch.get("stylized")) if isinstance(batch, dict) else (batch, None)
+        n = round(len(clean[0]) * p)
+        return (clean[0], clean[1]), (stylized[0][:n], stylized[1][:n]) if stylized is not None and p > 0 else None
 
     def on_train_start(self) -> None:
-        warn_about_restart_schedule(self.trainer, self.restart_interval(), bool(self.hparams.model.get("weights")))
+        hp = self.hparams
+        self.interval = restart_interval(self.trainer, hp.restart_every, hp.restart_unit, bool(hp.model.get("weights")))
 
     def restart(self) -> None:
         """Train a fresh generator against the frozen classifier; it replaces the current one (fresh Adam after)."""
-        hp = self.hparams
+        hp, opt = self.hparams, self.optimizers()[1]
         self.restarts += 1
         self.last_restart.fill_(int(self.iteration))
-        self._reinitialise_generator()
-        reset_optimizer(self.optimizers()[1].optimizer, hp.restart_lr)
-        batches = ((x.to(self.device), y.to(self.device)) for x, y, *_ in self.resume_streams()["ant_restart"])
-        net, opt, name = self.trainable("generator"), self.optimizers()[1], f"ANT restart {int(self.restarts)}"
-        losses, accs, x = train_generator(
-            self.classifier, net, opt, batches, self.epsilon, hp.restart_steps, f"{name}: generator steps",
-            self.manual_backward,
-        )  # fmt: skip
-        reset_optimizer(self.optimizers()[1].optimizer, hp.noise_lr)
-        if hp.snapshot_at_restart:
-            self._snapshot("restart")
-        self.log("restart/count", self.restarts.float(), on_step=True, on_epoch=False)
-        if x is None:
-            return
-        final_loss, final_acc = torch.stack(losses[-10:]).mean(), torch.stack(accs[-10:]).mean()
-        self.log_dict({"restart/loss_noise": final_loss, "restart/acc_noise": 100.0 * final_acc}, on_step=True)
-        if self.trainer.is_global_zero:
-            log.info("%s: %d generator steps, accuracy under its noise %.1f %%", name, len(losses), 100 * final_acc)
-        params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
-        self.restart_sample = {"x": x[:16], "params": params, "epsilon": float(self.epsilon)}
-
-    def _reinitialise_generator(self) -> None:
-        """Fresh weights copied into the same module (its DDP wrapper and optimiser keep pointing at it)."""
+        # fresh weights copied into the same module: its DDP wrapper and optimiser keep pointing at it
         self.generator.load_state_dict(self._new_generator_seeded(int(self.restarts)).state_dict())
+        reset_optimizer(opt.optimizer, hp.restart_lr)
+        batches = ((x.to(self.device), y.to(self.device)) for x, y, *_ in self.resume_streams()["ant_restart"])
+        name = f"ANT restart {int(self.restarts)}"
+        losses, accs, x = train_generator(
+            self.classifier, self.trainable("generator"), opt, batches, self.epsilon, hp.restart_steps,
+            f"{name}: generator steps", self.manual_backward,
+        )  # fmt: skip
+        reset_optimizer(opt.optimizer, hp.noise_lr)
+        if hp.snapshot_at_restart:
+            self.pool.add(self.generator, float(self.epsilon), int(self.restarts), "restart")
+        self.log("restart/count", self.restarts.float(), on_step=True, on_epoch=False)
+        if x is not None:  # restart_steps > 0
+            final_loss, final_acc = torch.stack(losses[-10:]).mean(), torch.stack(accs[-10:]).mean()
+            self.log_dict({"restart/loss_noise": final_loss, "restart/acc_noise": 100.0 * final_acc}, on_step=True)
+            if self.trainer.is_global_zero:
+                log.info("%s: %d generator steps, accuracy under its noise %.1f %%", name, len(losses), 100 * final_acc)
+            params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
+            self.restart_sample = {"x": x[:16], "params": params, "epsilon": float(self.epsilon)}
 
     def resume_streams(self) -> dict[str, Any]:
-        """The restart batches: the reference's retrain loader, a separate resumable shuffled training set pass."""
+        """The replay pool and the restart batches (the reference's retrain loader: a separate shuffled pass)."""
         if self.restart_data is None:
             seeds = lambda p: derive_seed(run_seed(), "ant_restart_order", p)  # noqa: E731  (one order per pass)
             self.restart_data = ShuffledPasses.of_training_set(self.trainer, seeds)
-        return {"ant_restart": self.restart_data}
-
-    def _snapshot(self, kind: str) -> None:
-        # kept on the training device: the replay step reads two snapshots every iteration
-        params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
-        self.pool.append(dict(params=params, epsilon=float(self.epsilon), restart=int(self.restarts), kind=kind))
-        if self.hparams.pool_size is not None and len(self.pool) > self.hparams.pool_size:
-            self.pool.pop(0)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["replay_pool"] = self.pool
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.pool = list(checkpoint.get("replay_pool", []))
+        return {"ant_restart": self.restart_data, "replay_pool": self.pool}

@@ -1,17 +1,12 @@
-"""Training on an augmentation pipeline: DeepAugment, AugMix (+ JSD), and the stage AdA plugs into (AdA App. A).
+"""Training on an augmentation pipeline, in the order of AdA's App. A ("Combining data augmentation methods"):
 
-The pipeline order is the AdA paper's (App. A, "Combining data augmentation methods"):
-
-1. a sample from the clean training set or from a DeepAugment-processed copy: either the pre-generated folder as an
-   extra source (``data=deepaugment``, as the paper and Hendrycks et al.) or on the fly here, where a fraction
-   ``deepaugment.p`` of every batch goes through an EDSR with distorted weights (``DeepAugmentEDSR``);
+1. DeepAugment: the pre-generated folder as an extra source (``data=deepaugment``, as the paper and Hendrycks et al.),
+   or on the fly here: a fraction ``deepaugment.p`` of every batch through an EDSR with distorted weights (this runs
+   after step 2, on the device: both are per-image maps, only the order of a crop and a corruption differs);
 2. standard augmentation (the DataModule's train transform: pad + crop + flip for CIFAR-10);
 3. the adversarial stage (identity here; AdA in ``robustnoise.methods.ada``), images ``[0, num_clean)`` skip it;
 4. AugMix last (torchvision, ``all_ops=False``), optionally with the Jensen-Shannon consistency loss: the classifier
    sees (x, augmix(x), augmix(x)) in one forward, cross-entropy on the first view plus ``jsd_lambda`` times the JSD.
-
-With on-the-fly DeepAugment, step 1 runs on the device after step 2 (the DataModule already applied the standard
-augmentation); both are per-image maps, so only the order of a crop and a corruption differs.
 """
 
 from __future__ import annotations
@@ -23,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustnoise.augment.augmix import BatchAugMix, jsd_consistency
+from robustnoise.augment.deepaugment import DeepAugmentEDSR
 from robustnoise.methods.base import RobustClassifierModule
+from robustnoise.models.edsr import build_corruption_network
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
@@ -31,34 +28,22 @@ AUGMIX_KEYS = ("enabled", "severity", "mixture_width", "chain_depth", "alpha", "
 DEEPAUGMENT_KEYS = ("enabled", "p", "p_resample", "corruption_net")
 
 
-def check_keys(name: str, node: dict[str, Any], keys: tuple[str, ...]) -> None:
-    """``node`` has exactly ``keys`` (the YAML holds the defaults): a ConfigError naming what is missing or unknown."""
-    missing, unknown = set(keys) - set(node), set(node) - set(keys)
-    if missing or unknown:
-        raise ConfigError(f"method.{name}: missing key(s) {sorted(missing)}, unknown key(s) {sorted(unknown)}")
-
-
 class AugmentedTraining(RobustClassifierModule):
-    """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline; ``augmix`` and
-    ``deepaugment`` need every key (:data:`AUGMIX_KEYS`, :data:`DEEPAUGMENT_KEYS`; ``conf/method/augmix.yaml``).
-    DeepAugment distorts a fraction ``p`` of every batch, re-distorting its weights with probability ``p_resample``
-    per batch (0.05 in the reference)."""
+    """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline (``conf/method/augmix.yaml``
+    documents every key); DeepAugment re-distorts its weights with probability ``p_resample`` per batch."""
 
     def __init__(self, *, augmix: dict[str, Any], deepaugment: dict[str, Any], **kwargs: Any) -> None:
-        check_keys("augmix", augmix, AUGMIX_KEYS)
-        check_keys("deepaugment", deepaugment, DEEPAUGMENT_KEYS)
+        for name, node, keys in (("augmix", augmix, AUGMIX_KEYS), ("deepaugment", deepaugment, DEEPAUGMENT_KEYS)):
+            missing, unknown = set(keys) - set(node), set(node) - set(keys)
+            if missing or unknown:
+                raise ConfigError(f"method.{name}: missing key(s) {sorted(missing)}, unknown key(s) {sorted(unknown)}")
         if not 0.0 <= deepaugment["p"] <= 1.0:
             raise ConfigError(f"deepaugment.p must lie in [0, 1], got {deepaugment['p']}")
         super().__init__(**kwargs)
-        self.augmix = None
-        if augmix["enabled"]:
-            keys = ("severity", "mixture_width", "chain_depth", "alpha", "all_ops")
-            self.augmix = BatchAugMix(**{k: augmix[k] for k in keys})
+        keys = ("severity", "mixture_width", "chain_depth", "alpha", "all_ops")
+        self.augmix = BatchAugMix(**{k: augmix[k] for k in keys}) if augmix["enabled"] else None
         self.deepaugment = None
         if deepaugment["enabled"]:
-            from robustnoise.augment.deepaugment import DeepAugmentEDSR
-            from robustnoise.models.edsr import build_corruption_network
-
             if not deepaugment["corruption_net"]:
                 raise ConfigError("deepaugment.enabled needs deepaugment.corruption_net (an EDSR config)")
             network = build_corruption_network(dict(deepaugment["corruption_net"]))
@@ -74,9 +59,7 @@ class AugmentedTraining(RobustClassifierModule):
 
     def deepaugment_stage(self, x: Tensor) -> Tensor:
         """Step 1 on the fly: the last ``round(p * B)`` images go through a distorted EDSR."""
-        if self.deepaugment is None:
-            return x
-        if (n := int(round(len(x) * self.hparams.deepaugment["p"]))) == 0:
+        if self.deepaugment is None or (n := int(round(len(x) * self.hparams.deepaugment["p"]))) == 0:
             return x
         with torch.no_grad():
             return torch.cat([x[: len(x) - n], self.deepaugment(x[len(x) - n :])])
@@ -89,17 +72,13 @@ class AugmentedTraining(RobustClassifierModule):
         """Step 4: ``[augmix(x)]``, or ``[x, augmix(x), augmix(x)]`` with the JSD loss, or ``[x]`` without AugMix."""
         if self.augmix is None:
             return [x]
-        if self.hparams.augmix["jsd"]:
-            return [x, self.augmix(x), self.augmix(x)]
-        return [self.augmix(x)]
+        return [x, self.augmix(x), self.augmix(x)] if self.hparams.augmix["jsd"] else [self.augmix(x)]
 
     def pipeline_loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy on the first view, plus ``jsd_lambda`` x JSD when AugMix's views are stacked."""
         views = len(logits) // len(y)
-        loss = F.cross_entropy(logits[: len(y)], y)
-        if views > 1:
-            loss = loss + self.hparams.augmix["jsd_lambda"] * jsd_consistency(logits, views)
-        return loss
+        jsd = self.hparams.augmix["jsd_lambda"] * jsd_consistency(logits, views) if views > 1 else 0.0
+        return F.cross_entropy(logits[: len(y)], y) + jsd
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -116,9 +95,8 @@ class AugmentedTraining(RobustClassifierModule):
 
 
 class DeepAugmentStream:
-    """DeepAugment's random stream for exact resume (``robustnoise.training.exact_resume``): the generator and the
-    state it had before the current distortion was drawn, from which each rank rebuilds its own distorted network
-    (the checkpoint's weights are rank zero's)."""
+    """DeepAugment's random stream for exact resume: the generator and its state before the current distortion was
+    drawn, from which each rank rebuilds its own distorted network (the checkpoint's weights are rank zero's)."""
 
     def __init__(self, deepaugment: Any) -> None:
         self.da = deepaugment

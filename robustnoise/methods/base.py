@@ -1,8 +1,6 @@
-"""The small base every method shares: the classifier, one manual classifier step, validation, test, optimisers.
-
-Every method uses manual optimisation (one code path for the plain noise methods and the min-max loops). A subclass
-either overrides :meth:`perturb_batch` (GNT, Speckle: what the classifier trains on) or ``training_step`` (ANT, AdA).
-"""
+"""The base every method shares (classifier, one manual classifier step, validation, test, optimisers) and vanilla
+training. Manual optimisation throughout: one code path for the noise methods and the min-max loops; a subclass
+overrides :meth:`perturb_batch` (GNT, Speckle) or ``training_step`` (ANT, AdA)."""
 
 from __future__ import annotations
 
@@ -18,28 +16,15 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustnoise.models import create_model
-from robustnoise.training.finite import check_finite_loss
-from robustnoise.utils.errors import ConfigError, is_number
+from robustnoise.utils.checkpoints import last_checkpoint
+from robustnoise.utils.errors import ConfigError, NonFiniteLossError, is_number
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
 class RobustClassifierModule(pl.LightningModule):
-    """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe).
-
-    No argument has a default: the method's YAML (``conf/method``) is their single source; outside ``run.py`` build
-    a method with ``robustnoise.methods.configs.method_from_yaml``.
-
-    Args:
-        model: model config (``name``, ``weights``, optional ``mean``/``std`` overriding the dataset's).
-        data: dataset facts (``num_classes``, ``in_chans``, ``image_size``, ``mean``, ``std``).
-        optimizer: ``name`` (sgd | adam | adamw), ``lr`` and that optimiser's arguments.
-        scheduler: ``name`` (none | multistep | cosine), ``milestones`` or ``milestones_frac``, ``gamma``,
-            ``warmup_epochs``; stepped once per epoch.
-        p_clean: fraction of every training batch left clean (the first ``round(B * p_clean)`` images).
-        clip_grad_norm: clip the classifier's gradient norm (Trainer-level clipping is unavailable in manual mode).
-        name, ddp_strategy: bookkeeping from the method config.
-    """
+    """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe), with
+    no defaults: ``conf/method`` documents each (outside ``run.py``: ``methods.configs.method_from_yaml``)."""
 
     def __init__(
         self, *, model: dict[str, Any], data: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any],
@@ -59,7 +44,6 @@ class RobustClassifierModule(pl.LightningModule):
         self.ddp_wrappers: dict[str, nn.Module] = {}  # set by the ddp_per_network strategy (robustnoise.training.ddp)
         self.train_rows: list[tuple[str, Tensor]] = []  # what the classifier trained on last, as labelled rows
 
-    # ----------------------------------------------------------------------------------------------- training
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(x)
 
@@ -82,22 +66,32 @@ class RobustClassifierModule(pl.LightningModule):
     def classifier_step(
         self, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None
     ) -> Tensor:
-        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss.
-
-        ``loss_fn(logits, y)`` replaces the cross-entropy (AugMix's JSD loss sees all views in one forward).
-        """
+        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss. ``loss_fn(logits,
+        y)`` replaces the cross-entropy (AugMix's JSD loss sees all views in one forward)."""
         opt = self.optimizers()
         opt = opt[0] if isinstance(opt, list) else opt
         self.classifier.train()
         logits = self.trainable("classifier")(x)
         loss = (loss_fn or F.cross_entropy)(logits, y)
-        check_finite_loss(self, loss)
+        self.check_finite(loss)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.clip_grad_norm:
             self.clip_gradients(opt, gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
         return loss.detach()
+
+    def check_finite(self, loss: Tensor) -> None:
+        """:class:`NonFiniteLossError` (naming the step and the last good checkpoint) before a nan or inf loss on any
+        rank reaches the weights; every rank stops together (one flag all-reduced)."""
+        bad = (~torch.isfinite(loss.detach())).any().float()
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        if float(bad) > 0:
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(loss.detach().float().sum())}) at step {self.global_step} "
+                f"(epoch {self.current_epoch}); last good checkpoint: {last_checkpoint(self.trainer) or 'none written'}"
+            )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -112,7 +106,6 @@ class RobustClassifierModule(pl.LightningModule):
         for config in self.trainer.lr_scheduler_configs:  # manual optimisation: Lightning does not step them
             config.scheduler.step()
 
-    # ------------------------------------------------------------------------------------- validation / test
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         logits = self.classifier(x)
@@ -125,8 +118,6 @@ class RobustClassifierModule(pl.LightningModule):
         self.val_acc.reset()
 
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.test_suite is None:
-            raise RuntimeError("attach an evaluation suite (eval.suite.CorruptionSuite) before trainer.test")
         x, y, index = batch
         self.test_suite.evaluate_batch(self.classifier, x, y, index, loader=dataloader_idx)
 
@@ -137,20 +128,11 @@ class RobustClassifierModule(pl.LightningModule):
         self.test_suite.gather()
         self.log_dict(self.test_suite.metrics(), rank_zero_only=True)
 
-    # ------------------------------------------------------------------------------------------ optimisers
-    def build_optimizer(self, params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-        """An optimiser from plain config values (no partials or objects in the hyper-parameters)."""
-        kwargs = {k: v for k, v in cfg.items() if k != "name"}
-        if cfg["name"].lower() not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {cfg['name']!r}: use sgd, adam or adamw")
-        return getattr(torch.optim, OPTIMIZERS[cfg["name"].lower()])(params, **kwargs)
-
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> LRScheduler | None:
         """An epoch-wise schedule: multistep (the papers' single decay by 10) or cosine, after ``warmup_epochs`` of
         linear warm-up (epoch ``e < w`` at ``(e + 1) / w`` of the learning rate)."""
         cfg = self.hparams.scheduler
-        name = cfg["name"]
-        if name == "none":
+        if (name := cfg["name"]) == "none":
             return None
         max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
         warmup = int(cfg["warmup_epochs"] or 0)
@@ -171,6 +153,15 @@ class RobustClassifierModule(pl.LightningModule):
         return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup])
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.build_optimizer(self.classifier.parameters(), self.hparams.optimizer)
+        """The classifier's optimiser from plain config values (no partials or objects in the hyper-parameters)."""
+        if (name := OPTIMIZERS.get((cfg := self.hparams.optimizer)["name"].lower())) is None:
+            raise ValueError(f"unknown optimizer {cfg['name']!r}: use sgd, adam or adamw")
+        optimizer = getattr(torch.optim, name)(
+            self.classifier.parameters(), **{k: v for k, v in cfg.items() if k != "name"}
+        )
         scheduler = self.build_scheduler(optimizer)
-        return optimizer if scheduler is None else ([optimizer], [scheduler])
+        return [optimizer], [scheduler] if scheduler is not None else []
+
+
+class VanillaTraining(RobustClassifierModule):
+    """Standard cross-entropy training on the clean batch (the baseline row of every table)."""

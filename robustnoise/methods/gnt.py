@@ -1,10 +1,9 @@
 """Noise training: Gaussian (GNT, Rusak et al. 2020, §3.1 and App. B) and speckle noise (§4).
 
 Objective: E[CE(f(clip(x + delta)), y)] with delta ~ N(0, sigma^2 I) (GNT) or delta = x * n * c, n ~ N(0, I)
-(speckle), in [0, 1] pixel space and before the normalisation inside the model. As in the paper (and the authors'
-code), only part of every batch is perturbed: the first ``round(B * p_clean)`` images stay clean (default half), the
-rest get noise. "GNT mult" draws sigma per image uniformly from a set (default: the five ImageNet-C gaussian_noise
-severities); speckle draws c per image from the ImageNet-C speckle_noise severities {0.15, 0.2, 0.35, 0.45, 0.6}.
+(speckle), in [0, 1] pixel space, before the model's normalisation. As the paper (and the authors' code), the first
+``round(B * p_clean)`` images stay clean (default half). "GNT mult" and speckle draw the level per image from a set
+(default: the ImageNet-C gaussian_noise / speckle_noise severities).
 """
 
 from __future__ import annotations
@@ -18,49 +17,27 @@ from torch import Tensor
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.utils.errors import ConfigError, is_number
 
-
-def per_image_choice(values: Sequence[float], n: int, like: Tensor) -> Tensor:
-    """Draw one of ``values`` uniformly for each of ``n`` images, shaped (n, 1, 1, 1) for broadcasting."""
-    table = torch.as_tensor(list(values), dtype=like.dtype, device=like.device)
-    pick = torch.randint(len(table), (n,), device=like.device)
-    return table[pick].view(n, *([1] * (like.dim() - 1)))
-
-
-NOISE_LEVEL_MAX = 2.0
-"""Largest accepted sigma / speckle c. Images are in [0, 1]: after clipping, Gaussian noise of sigma 2 keeps about 20 %
-of the black-to-white contrast (sigma 10: 4 %), so larger values train on noise alone; the papers use <= 0.6."""
+NOISE_LEVEL_MAX = 2.0  # images in [0, 1]: clipped noise of sigma 2 keeps ~20 % of the contrast; the papers use <= 0.6
 
 
 def noise_levels(value: float | Sequence[float], name: str) -> list[float]:
-    """A noise level or a set of them as a non-empty list of floats in [0, NOISE_LEVEL_MAX] (config validation).
-
-    Only numbers and lists of numbers are accepted: a string such as ``'12'`` is refused rather than read as the
-    characters ``'1', '2'``.
-    """
+    """A noise level or a set of them as a non-empty list of floats in [0, NOISE_LEVEL_MAX] (config validation; a
+    string such as ``'12'`` is refused rather than read as the characters ``'1', '2'``)."""
     values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     if not values or not all(is_number(v) for v in values):
         raise ConfigError(f"{name} must be a number or a non-empty list of numbers, got {value!r}")
-    levels = [float(v) for v in values]
-    if not all(0.0 <= v <= NOISE_LEVEL_MAX for v in levels):  # also refuses nan and inf
+    if not all(0.0 <= v <= NOISE_LEVEL_MAX for v in values):  # also refuses nan and inf
         raise ConfigError(
             f"{name} must be >= 0 and <= {NOISE_LEVEL_MAX:g}, got {value!r} (images are in [0, 1]: above "
             f"{NOISE_LEVEL_MAX:g} the clipped noise keeps < 20 % of the image contrast)"
         )
-    return levels
+    return [float(v) for v in values]
 
 
-def gaussian_noise(x: Tensor, sigma: Tensor | float) -> Tensor:
-    """``clip(x + sigma * n, 0, 1)``, n ~ N(0, I); ``sigma`` a number or per-image (n, 1, 1, 1)."""
-    return (x + torch.randn_like(x) * sigma).clamp_(0.0, 1.0)
-
-
-def speckle_noise(x: Tensor, c: Tensor | float) -> Tensor:
-    """Multiplicative Gaussian noise ``clip(x + x * n * c, 0, 1)``."""
-    return (x + x * torch.randn_like(x) * c).clamp_(0.0, 1.0)
-
-
-NOISES = {"gaussian": ("sigma", gaussian_noise), "speckle": ("c", speckle_noise)}
-"""Each noise: the config key of its level(s) and its function."""
+NOISES = {  # the config key of the level, and the noise (the level a number or per image (n, 1, 1, 1))
+    "gaussian": ("sigma", lambda x, sigma: (x + torch.randn_like(x) * sigma).clamp_(0.0, 1.0)),
+    "speckle": ("c", lambda x, c: (x + x * torch.randn_like(x) * c).clamp_(0.0, 1.0)),
+}
 
 
 class NoiseTraining(RobustClassifierModule):
@@ -81,5 +58,8 @@ class NoiseTraining(RobustClassifierModule):
     def perturb_batch(self, x: Tensor, y: Tensor) -> Tensor:
         start = self.num_clean(len(x))
         noisy = x[start:]
-        level = self.levels[0] if len(self.levels) == 1 else per_image_choice(self.levels, len(noisy), noisy)
+        level = self.levels[0]
+        if len(self.levels) > 1:  # GNT mult, speckle: one level per image, drawn uniformly from the set
+            pick = torch.randint(len(self.levels), (len(noisy),), device=x.device)
+            level = noisy.new_tensor(self.levels)[pick].view(-1, 1, 1, 1)
         return torch.cat([x[:start], self.noise_fn(noisy, level)])

@@ -1,11 +1,6 @@
-"""Adversarial noise against a frozen classifier (Rusak et al. 2020, §3.2 and §4, Table 2).
-
-A noise generator is trained to maximise the frozen classifier's cross-entropy on images perturbed by its noise,
-projected to clipped l2 norm ``epsilon``. :func:`train_generator` is that loop, shared by ANT's restarts
-(``robustnoise.methods.ant``) and the evaluation's adversarial noise (:func:`train_adversarial_generator`: a fresh
-generator, Adam 5e-4, 1001 steps, as the reference's "retrain"), whose accuracy and eps* the evaluation suite reports
-over several seeds (mean and std, as the paper's Table 2).
-"""
+"""Adversarial noise against a frozen classifier (Rusak et al. 2020, §3.2 and §4, Table 2): a generator maximising its
+cross-entropy on images perturbed to clipped l2 norm ``epsilon``, for ANT's restarts and the evaluation
+(:func:`train_adversarial_generator`: a fresh generator, Adam 5e-4, 1001 steps, as the reference's "retrain")."""
 
 from __future__ import annotations
 
@@ -16,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from robustnoise.noise.generators import NoiseGenerator
 from robustnoise.noise.projection import project_to_sphere
@@ -25,28 +21,19 @@ Batches = Iterator[tuple[Tensor, Tensor]]
 
 
 def generator_step(
-    classifier: nn.Module,
-    generator: Callable[[Tensor], Tensor],
-    optimizer: Any,
-    x: Tensor,
-    y: Tensor,
-    epsilon: Tensor | float,
-    backward: Callable[[Tensor], Any] = Tensor.backward,
-) -> tuple[Tensor, Tensor]:
+    classifier: nn.Module, generator: Callable[[Tensor], Tensor], optimizer: Any, x: Tensor, y: Tensor,
+    epsilon: Tensor | float, backward: Callable[[Tensor], Any] = Tensor.backward,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One optimiser step of ``generator`` (a module or its DDP wrapper) maximising the cross-entropy of the frozen
     ``classifier`` (eval mode, no weight gradients: half the backward cost); returns (CE, accuracy), detached."""
-    was_training, flags = classifier.training, [p.requires_grad for p in classifier.parameters()]
-    classifier.eval().requires_grad_(False)
-    try:
-        logits = classifier(project_to_sphere(x, generator(x), epsilon))
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        backward(-loss)
-        optimizer.step()
-    finally:
-        classifier.train(was_training)
-        for p, flag in zip(classifier.parameters(), flags):
-            p.requires_grad_(flag)
+    was_training = classifier.training
+    weights = {name: p.detach() for name, p in classifier.eval().named_parameters()}
+    logits = functional_call(classifier, weights, (project_to_sphere(x, generator(x), epsilon),))
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    backward(-loss)
+    optimizer.step()
+    classifier.train(was_training)
     return loss.detach(), (logits.detach().argmax(dim=1) == y).float().mean()
 
 
@@ -71,37 +58,18 @@ def reset_optimizer(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _endless(loader: Iterable, device: torch.device) -> Batches:
-    while True:  # a new pass (and shuffle) each time round
-        for batch in loader:
-            yield batch[0].to(device), batch[1].to(device)
-
-
 def train_adversarial_generator(
-    classifier: nn.Module,
-    train_loader: Iterable,
-    epsilon: float,
-    kernel: int = 1,
-    steps: int = 1001,
-    lr: float = 5e-4,
-    seed: int = 0,
-    name: str = "adversarial noise generator",
-    **generator_kwargs: Any,
-) -> NoiseGenerator:
-    """A fresh generator trained against the frozen classifier; the classifier's weights are untouched.
-
-    Seeded by ``seed`` inside a forked RNG, so the caller's random streams stay as they were. ``name`` labels the
-    progress bar (``robustnoise.utils.progress``).
-    """
+    classifier: nn.Module, train_loader: Iterable, epsilon: float, kernel: int = 1, steps: int = 1001,
+    lr: float = 5e-4, seed: int = 0, name: str = "adversarial noise generator",
+) -> NoiseGenerator:  # fmt: skip
+    """A fresh generator trained against the frozen classifier, seeded by ``seed`` in a forked RNG (the caller's
+    streams stay as they were); ``name`` labels the progress bar."""
     device = next(classifier.parameters()).device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        batches = _endless(train_loader, device)
+        batches = ((x.to(device), y.to(device)) for _ in itertools.count() for x, y, *_ in train_loader)
         first = next(batches)
-        generator = NoiseGenerator(channels=first[0].shape[1], kernel=kernel, **generator_kwargs).to(device)
+        generator = NoiseGenerator(channels=first[0].shape[1], kernel=kernel).to(device)
         optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
         train_generator(classifier, generator, optimizer, itertools.chain([first], batches), epsilon, steps, name)
     return generator.eval()
-
-
-__all__ = ["generator_step", "reset_optimizer", "train_adversarial_generator", "train_generator"]

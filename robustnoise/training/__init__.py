@@ -1,4 +1,3 @@
-"""Training plumbing shared by the methods: exact resume, the per-network DDP strategy, the non-finite-loss guard,
-corrupted validation."""
+"""Training plumbing: exact resume, per-network DDP, corrupted validation, ANT's restarts and replay pool."""
 
 import robustnoise.training.ddp  # noqa: F401  (registers the ddp_per_network strategies)

@@ -1,15 +1,9 @@
 """Exact resume: a run killed mid-epoch and resumed ends bit-identical to an uninterrupted one (``tests/test_resume``).
 
-Lightning checkpoints weights, optimisers, loop counters and the training loaders' positions (the ``state_dict`` of
-``robustnoise.data.resumable``), but no random state. :class:`ExactResume` adds the rest, per DDP rank:
-
-- a fresh run under DDP gives each rank its own global torch stream (``seed_everything`` leaves every rank
-  identical, but each rank perturbs a different part of the global batch);
-- a checkpoint holds every rank's torch (and own CUDA device's) RNG state and every named stream the module declares
-  in ``resume_streams()`` (objects with ``state_dict``/``load_state_dict``: ANT's restart batches, DeepAugment's
-  generator), gathered from all ranks;
-- on resume this rank's states are applied right before its first training batch: the sanity check and the loaders
-  Lightning sets up in between must not shift them.
+Lightning checkpoints weights, optimisers, loop counters and the loaders' positions, but no random state. Per DDP rank,
+:class:`ExactResume` checkpoints the torch (and own CUDA device's) RNG state and the module's ``resume_streams()``
+(``state_dict``/``load_state_dict`` objects: ANT's restart batches and replay pool, DeepAugment's generator), and on
+resume applies them right before the first training batch (the sanity check and loader setup must not shift them).
 """
 
 from __future__ import annotations
@@ -31,19 +25,17 @@ class ExactResume(Callback):
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
 
-    @staticmethod
-    def _streams(module: pl.LightningModule) -> dict[str, Any]:
-        return module.resume_streams() if hasattr(module, "resume_streams") else {}
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.world_size > 1:  # a resumed run replaces this stream at its first batch
+        if trainer.world_size > 1:  # each rank perturbs its own part of the batch (a resume replaces this stream)
             torch.manual_seed(derive_seed(run_seed(), "rank_noise", trainer.global_rank))
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         own = {"torch": torch.get_rng_state()}
         if pl_module.device.type == "cuda":  # every process seeds every visible device: only its own is this rank's
             own["cuda"] = torch.cuda.get_rng_state(pl_module.device)
-        own["streams"] = {name: stream.state_dict() for name, stream in self._streams(pl_module).items()}
+        own["streams"] = {
+            name: stream.state_dict() for name, stream in getattr(pl_module, "resume_streams", dict)().items()
+        }
         ranks = [own]
         if trainer.world_size > 1:  # pickled through the collective: each state comes back as an owned tensor
             ranks = [None] * trainer.world_size
@@ -56,10 +48,10 @@ class ExactResume(Callback):
         states, cuda = rng.get("torch_per_rank") or [], rng.get("cuda_per_rank") or []
         if rank >= len(states):
             return
-        self._pending = {"torch": rng_state_tensor(states[rank], torch.get_rng_state(), f"rank {rank}'s CPU RNG state")}
+        self._pending = {"torch": _rng_state(states[rank], torch.get_rng_state(), f"rank {rank}'s CPU RNG state")}
         if rank < len(cuda) and pl_module.device.type == "cuda":
             live = torch.cuda.get_rng_state(pl_module.device)
-            self._pending["cuda"] = rng_state_tensor(cuda[rank], live, f"rank {rank}'s CUDA RNG state")
+            self._pending["cuda"] = _rng_state(cuda[rank], live, f"rank {rank}'s CUDA RNG state")
         streams = checkpoint.get("streams_per_rank") or []
         self._pending["streams"] = streams[rank] if rank < len(streams) else {}
 
@@ -70,14 +62,14 @@ class ExactResume(Callback):
         torch.set_rng_state(pending["torch"])
         if "cuda" in pending:
             torch.cuda.set_rng_state(pending["cuda"], pl_module.device)
-        streams = self._streams(pl_module)
+        streams = getattr(pl_module, "resume_streams", dict)()
         for name, state in pending["streams"].items():
             streams[name].load_state_dict(state)
 
 
-def rng_state_tensor(state: object, like: Tensor, what: str) -> Tensor:
-    """An RNG state read from a checkpoint, checked against the live state ``like`` (dtype, shape) and returned as an
-    owned contiguous CPU copy; :class:`CheckpointError` (one line) instead of a crash in ``set_rng_state``."""
+def _rng_state(state: object, like: Tensor, what: str) -> Tensor:
+    """A checkpoint's RNG state checked against the live state ``like`` (a one-line error instead of a crash in
+    ``set_rng_state``), as an owned contiguous CPU copy (a view with a storage offset segfaults ``set_rng_state``)."""
     if not isinstance(state, Tensor) or state.dtype != like.dtype or state.shape != like.shape:
         found = f"{state.dtype} {tuple(state.shape)}" if isinstance(state, Tensor) else type(state).__name__
         raise CheckpointError(
