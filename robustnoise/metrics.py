@@ -1,15 +1,10 @@
-"""Common-corruption robustness metrics and the benchmarks they are reported for.
+"""Common-corruption robustness metrics (Hendrycks & Dietterich, ICLR 2019) and the benchmarks they are reported for.
 
-Hendrycks & Dietterich (ICLR 2019), with ``E`` a top-1 error in [0, 1], ``c`` a corruption and ``s`` a severity:
-``CE_c = sum_s E_sc / sum_s E^AlexNet_sc``, **mCE** its mean over the 15 benchmark corruptions (x100; AlexNet gives
-100; only meaningful for the released ImageNet-C); **relative mCE** the mean of ``sum_s (E_sc - E_clean) /
-sum_s (E^AlexNet_sc - E^AlexNet_clean)``; **unnormalised mCE** the mean error over corruptions x severities (the number
-of CIFAR-10/100-C, Tiny-ImageNet-C and, one severity, MNIST-C). **w/o noises** (Rusak et al. 2020): the mean accuracy
-over the 12 benchmark corruptions that are not gaussian / shot / impulse noise. The 4 holdouts are never in mCE.
-
-The metrics take an error matrix ``{corruption: {severity: error}}`` (:func:`error_matrix` of the accuracies of
-:meth:`robustnoise.eval.suite.CorruptionSuite.accuracies`, skipping sets with ``n == 0`` or a NaN accuracy). A missing
-corruption makes a metric NaN with an :class:`IncompleteBenchmarkWarning` instead of a silently wrong number.
+With ``E`` a top-1 error in [0, 1]: ``CE_c = sum_s E_sc / sum_s E^AlexNet_sc``, **mCE** its mean over the 15 benchmark
+corruptions (x100; ImageNet-C only); **relative mCE** the mean of ``sum_s (E_sc - E_clean) / sum_s (E^AlexNet_sc -
+E^AlexNet_clean)``; **unnormalised mCE** the mean error over corruptions x severities (CIFAR-10/100-C, Tiny-ImageNet-C,
+MNIST-C). **w/o noises** (Rusak et al. 2020): mean accuracy over the 12 benchmark corruptions other than the 3 noises.
+Holdouts are never in mCE; a missing corruption makes a metric NaN with an :class:`IncompleteBenchmarkWarning`.
 """
 
 from __future__ import annotations
@@ -32,15 +27,12 @@ from robustnoise.corruptions.presets import (
 )
 from robustnoise.utils.errors import RobustnoiseError
 
-_LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "cifar10c", "mnist": "mnistc"}
-"""The metric-family names of reports written before :class:`Benchmark` (the ``benchmark`` key of old reports)."""
+_LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "cifar10c", "mnist": "mnistc"}  # old reports
 
 
 class Benchmark(str, Enum):
-    """The benchmark an evaluation reports on (``eval.benchmark``): corruption preset, released-file reader and metric
-    family. ``generated``: corruptions generated with the data's severity table, reported unnormalised. The others are
-    the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019 for MNIST-C), read by
-    ``robustnoise.data.released_c`` under the member's value."""
+    """``eval.benchmark``: corruption preset, released-file reader and metric family. ``generated``: the data's severity
+    table, unnormalised; the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019 for MNIST-C)."""
 
     GENERATED = "generated"
     IMAGENET_C = "imagenetc"
@@ -126,8 +118,7 @@ ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]]
         "saturate": (0.59342, 0.65514, 0.51174, 0.70834, 0.82260),
     }
 )
-"""Top-1 error of torchvision AlexNet on ImageNet-C per severity 1..5, as fractions: the 15 benchmark and the 4 holdout
-corruptions of the "AlexNet ImageNet-C Error" table of the hendrycks/robustness README (see also robustness#10)."""
+"""AlexNet's ImageNet-C top-1 error per severity 1..5 (hendrycks/robustness README table; see also robustness#10)."""
 
 ALEXNET_ERR: Mapping[str, float] = MappingProxyType(
     {name: round(sum(row) / len(row), 6) for name, row in ALEXNET_ERR_PER_SEVERITY.items()}
@@ -135,7 +126,7 @@ ALEXNET_ERR: Mapping[str, float] = MappingProxyType(
 """AlexNet's mean top-1 error over the 5 severities (the table's "Average" column)."""
 
 ALEXNET_CLEAN_ERR: float = 0.43478
-"""AlexNet's clean ImageNet top-1 error (torchvision AlexNet: 56.522 % top-1), for relative mCE."""
+"""AlexNet's clean ImageNet top-1 error (torchvision: 56.522 % top-1), for relative mCE."""
 
 
 class IncompleteBenchmarkWarning(UserWarning):

@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from robustnoise.models import NormalizedClassifier, create_model, list_models, load_classifier_weights
-from robustnoise.models.preact_resnet import preact_resnet18
+from robustnoise.models.registry import preact_resnet18
 from robustnoise.utils.errors import CheckpointError, RobustnoiseError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

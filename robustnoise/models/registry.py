@@ -1,15 +1,135 @@
-"""Model registry: builds any supported architecture wrapped in a ``NormalizedClassifier``."""
+"""The classifiers (images in [0, 1], normalised inside: :class:`NormalizedClassifier`) and their registry: the MNIST
+CNN of Madry et al. (2018), pre-activation ResNets for 32 px (He et al. 2016, "Identity Mappings in Deep Residual
+Networks") and torchvision nets."""
 
+import os
 from collections.abc import Callable, Sequence
 
+import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 
-from robustnoise.models.madry_cnn import MadryCNN
-from robustnoise.models.normalized import NormalizedClassifier
-from robustnoise.models.preact_resnet import preact_resnet18, preact_resnet50
-from robustnoise.models.weights import load_classifier_weights
-from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
+
+
+class NormalizedClassifier(nn.Module):
+    """Applies ``(x - mean) / std`` (1 or ``net_in_chans`` values each) before ``net``; a 1-channel batch for a
+    3-channel net is repeated to RGB."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], net_in_chans: int) -> None:
+        super().__init__()
+        mean_t = torch.as_tensor(list(mean), dtype=torch.float32)
+        std_t = torch.as_tensor(list(std), dtype=torch.float32)
+        for label, t in (("mean", mean_t), ("std", std_t)):
+            if t.ndim != 1 or len(t) not in (1, net_in_chans):
+                raise ConfigError(f"{label} must have 1 or {net_in_chans} values (channels), got {list(t.tolist())}")
+        if (std_t <= 0).any():
+            raise ConfigError(f"std must be positive, got {std_t.tolist()}")
+        self.net = net
+        self.net_in_chans = net_in_chans
+        self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
+        self.register_buffer("std", std_t.view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Maps a batch ``(N, C, H, W)`` in [0, 1] to logits."""
+        channels = x.shape[1]
+        if channels == 1 and self.net_in_chans == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif channels != self.net_in_chans:
+            raise ValueError(f"input has {channels} channels but the network expects {self.net_in_chans}")
+        return self.net((x - self.mean) / self.std)
+
+
+class MadryCNN(nn.Module):
+    """Two 5x5 conv + max-pool stages (32, 64 channels), a 1024-unit hidden layer sized for ``image_size`` inputs."""
+
+    def __init__(self, num_classes: int, in_chans: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, 32, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=5, padding=2)
+        self.pool = nn.MaxPool2d(2)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        x = self.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv x 2 (basic: 3x3, 3x3) or x 3 (bottleneck: 1x1, 3x3, 1x1, 4x the channels out), plus identity or
+    1x1-conv shortcut; modules ``bn{k}``, ``conv{k}``, ``shortcut``."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, bottleneck: bool) -> None:
+        super().__init__()
+        out_planes = planes * (4 if bottleneck else 1)
+        if bottleneck:  # (in, out, kernel size, stride) of each conv
+            convs = [(in_planes, planes, 1, 1), (planes, planes, 3, stride), (planes, out_planes, 1, 1)]
+        else:
+            convs = [(in_planes, planes, 3, stride), (planes, planes, 3, 1)]
+        self.depth = len(convs)
+        for k, (c_in, c_out, size, s) in enumerate(convs, 1):
+            self.add_module(f"bn{k}", nn.BatchNorm2d(c_in))
+            self.add_module(f"conv{k}", nn.Conv2d(c_in, c_out, size, stride=s, padding=size // 2, bias=False))
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or in_planes != out_planes:
+            self.shortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(x))
+        # A projection shortcut takes the pre-activated input; the identity shortcut keeps the raw one.
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv1(out)
+        for k in range(2, self.depth + 1):
+            out = getattr(self, f"conv{k}")(self.relu(getattr(self, f"bn{k}")(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    """CIFAR-style pre-activation ResNet: 3x3 stem without max-pool, four stages of ``num_blocks`` blocks, BN-ReLU,
+    global pool, linear."""
+
+    def __init__(self, bottleneck: bool, num_blocks: tuple[int, ...], num_classes: int, in_chans: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, padding=1, bias=False)
+        in_planes = 64
+        stages = []
+        for planes, stride, n in zip((64, 128, 256, 512), (1, 2, 2, 2), num_blocks):
+            layers = []
+            for s in [stride] + [1] * (n - 1):
+                layers.append(PreActBlock(in_planes, planes, s, bottleneck))
+                in_planes = planes * (4 if bottleneck else 1)
+            stages.append(nn.Sequential(*layers))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.pool(self.relu(self.bn(x)))
+        return self.linear(x.flatten(1))
+
+
+def preact_resnet18(num_classes: int, in_chans: int = 3) -> PreActResNet:
+    """Pre-activation ResNet-18 (basic blocks 2-2-2-2)."""
+    return PreActResNet(False, (2, 2, 2, 2), num_classes, in_chans)
+
+
+def preact_resnet50(num_classes: int, in_chans: int = 3) -> PreActResNet:
+    """Pre-activation ResNet-50 (bottleneck blocks 3-4-6-3)."""
+    return PreActResNet(True, (3, 4, 6, 3), num_classes, in_chans)
+
 
 # Our own architectures: (num_classes, in_chans, image_size) -> net.
 _OWN: dict[str, Callable[[int, int, int], nn.Module]] = {
@@ -59,13 +179,9 @@ def create_model(
     weights: str | None = None,
     image_size: int = 224,
 ) -> NormalizedClassifier:
-    """The classifier ``name`` (one of :func:`list_models`) for images in [0, 1], normalised by ``mean``/``std``
-    inside the model (1-channel data is repeated to RGB for the torchvision nets).
-
-    ``weights``: ``None`` (random init), ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` (torchvision's ImageNet
-    weights, head replaced when ``num_classes != 1000``) or a checkpoint path. ``image_size`` sizes ``madry_cnn``'s
-    linear layer. A bad name, weights spec or argument is a :class:`RobustnoiseError`.
-    """
+    """The classifier ``name`` (of :func:`list_models`) for images in [0, 1], normalised inside by ``mean``/``std``.
+    ``weights``: ``None`` (random), ``torchvision[:ENUM_NAME]`` (ImageNet weights; head replaced for other class
+    counts) or a checkpoint path; ``image_size`` sizes ``madry_cnn``'s linear layer."""
     is_tv_weights = weights is not None and weights.split(":", 1)[0] == "torchvision"
     if name in _OWN:
         if is_tv_weights:
@@ -81,3 +197,12 @@ def create_model(
     if weights is not None and not is_tv_weights:
         load_classifier_weights(model, weights)
     return model
+
+
+def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:
+    """Load the network weights of ``path`` into ``model.net`` (mean/std kept); a misfit: :class:`CheckpointError`."""
+    path = os.fspath(path)
+    state = extract_state_dict(read_weights(path), model.net.state_dict().keys(), f"checkpoint {path}")
+    # BatchNorm fills a missing num_batches_tracked itself (checkpoints from old torch versions lack it)
+    what = f"checkpoint {path} does not fit {type(model.net).__name__}"
+    load_checked(model.net, state, what, optional=("num_batches_tracked",))

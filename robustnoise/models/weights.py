@@ -1,4 +1,4 @@
-"""Loading weights: this framework's checkpoints, the game-of-noise release files, other released state dicts."""
+"""Reading and checking weight files: this framework's checkpoints, the game-of-noise release, other state dicts."""
 
 import os
 from collections.abc import Collection, Mapping
@@ -7,7 +7,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustnoise.models.normalized import NormalizedClassifier
 from robustnoise.utils.errors import CheckpointError
 
 WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")
@@ -27,12 +26,10 @@ def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 
 def extract_state_dict(obj: Any, target_keys: Collection[str], source: str) -> dict[str, Tensor]:
-    """The bare state dict in a loaded Lightning checkpoint (only ``classifier.*`` keys when present), game-of-noise
-    release (``model_state_dict``), BasicSR file (``params_ema`` before ``params``) or state dict; ``source`` names it.
-
-    Wrapper prefixes are stripped until a key is one of ``target_keys``, never the last component
-    (``classifier.weight`` is DenseNet's head); the wrapper's ``mean``/``std`` buffers are dropped.
-    """
+    """The bare state dict of a Lightning checkpoint (its ``classifier.*`` keys if any), game-of-noise release
+    (``model_state_dict``), BasicSR file (``params_ema``, ``params``) or state dict; wrapper prefixes are stripped
+    until a key is one of ``target_keys`` (never the last component: ``classifier.weight`` is DenseNet's head), the
+    wrapper's ``mean``/``std`` dropped."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
     containers = ("state_dict", "model_state_dict", "params_ema", "params")
@@ -59,8 +56,8 @@ def _count(keys: list[str], what: str) -> str:
 
 
 def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, optional: tuple[str, ...] = ()) -> None:
-    """Load ``state`` into ``module`` after checking keys and shapes (a misfit is one ``{what}: ...`` error line); keys
-    containing one of ``optional`` may be absent (they keep their values)."""
+    """Load ``state`` into ``module`` after checking keys and shapes (a misfit: one ``{what}: ...`` line); keys
+    containing one of ``optional`` may be absent."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and not any(o in k for o in optional)]
     unexpected = [k for k in state if k not in expected]
@@ -72,13 +69,3 @@ def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, opti
                 f"{what}: {key} has shape {tuple(value.shape)} in the file, {tuple(expected[key].shape)} in the model"
             )
     module.load_state_dict(state, strict=False)
-
-
-def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:
-    """Loads network weights from ``path`` into ``model.net`` (the model's mean/std are kept); a missing,
-    unreadable or misfitting file is a :class:`CheckpointError`."""
-    path = os.fspath(path)
-    state = extract_state_dict(read_weights(path), model.net.state_dict().keys(), f"checkpoint {path}")
-    # BatchNorm fills a missing num_batches_tracked itself (checkpoints from old torch versions lack it)
-    what = f"checkpoint {path} does not fit {type(model.net).__name__}"
-    load_checked(model.net, state, what, optional=("num_batches_tracked",))
