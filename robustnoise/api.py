@@ -1,5 +1,5 @@
-"""The Python API for notebooks: build a method from its ``conf/method`` YAML, or evaluate any ``nn.Module`` (images in
-[0, 1], normalised inside: ``NormalizedClassifier``) as ``task=eval`` does (same config, corruptions, report)."""
+"""The notebook API: a method from its ``conf/method`` YAML, or any ``nn.Module`` (images in [0, 1]) evaluated as
+``task=eval`` does."""
 
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ def evaluate_robustness(
     name: str = "model",
     **options: Any,
 ) -> Report:
-    """Clean and corrupted accuracy of ``model`` (images in [0, 1] -> logits, on its device) on ``data``'s test split;
-    ``corruptions``: a list, a name of :data:`CORRUPTION_SETS` or ``"mnist-c"`` (default: ``conf/eval/<eval>.yaml``'s);
-    ``released``: the root of ``data``'s released -C files, evaluated instead; ``options``: ``eval.*`` keys."""
+    """Clean and corrupted accuracy of ``model`` (on its device) on ``data``'s test split; ``corruptions``: a list, a
+    :data:`CORRUPTION_SETS` name or ``"mnist-c"``; ``released``: the root of the released -C files to evaluate
+    instead; ``options``: ``eval.*`` keys."""
     if corruptions == "mnist-c":
         eval, corruptions = "mnist_c_generated", None
     elif isinstance(corruptions, str) and corruptions not in CORRUPTION_SETS:

@@ -27,12 +27,18 @@ from robustnoise.corruptions.presets import (
 )
 from robustnoise.utils.errors import RobustnoiseError
 
-_LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "cifar10c", "mnist": "mnistc"}  # old reports
+_LEGACY = {
+    "imagenet": "imagenetc",
+    "tinyimagenet": "tinyimagenetc",
+    "cifar": "cifar10c",
+    "mnist": "mnistc",
+}  # old reports
 
 
 class Benchmark(str, Enum):
-    """``eval.benchmark``: corruption preset, released-file reader and metric family. ``generated``: the data's severity
-    table, unnormalised; the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019 for MNIST-C)."""
+    """``eval.benchmark``: corruption preset, released-file reader and metric family. ``generated``: the data's
+    severity table, unnormalised; the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019
+    for MNIST-C)."""
 
     GENERATED = "generated"
     IMAGENET_C = "imagenetc"
@@ -234,8 +240,8 @@ def relative_mce(
 def accuracy_without_noise(
     accuracies: Mapping[str, Mapping[str, Any]], corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS
 ) -> dict[str, float]:
-    """``{"top1", "top5"}``: mean accuracy (%) over ``corruptions`` other than the 3 noises (IN-C w/o noises), each
-    corruption averaged over its severities first. NaN + warning if one is missing."""
+    """``{"top1", "top5"}``: mean accuracy (%) over ``corruptions`` but the 3 noises (IN-C w/o noises), severities
+    averaged first; NaN + warning if one is missing."""
     kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
     out = {}
     for field in ("top1", "top5"):
@@ -251,14 +257,11 @@ def accuracy_without_noise(
 def robustness_summary(
     accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C
 ) -> dict[str, float]:
-    """All robustness numbers of one evaluation as a flat ``{name: float}`` dict (accuracies and errors in %).
-
-    Keys: ``clean_top1/5`` (``mnistc``: ``identity/s1`` stands in for a missing ``clean``); ``c_top1/5`` (mean over
-    the benchmark's corruptions and severities); ``unnormalized_mce``; ``mce`` and ``relative_mce`` (``imagenetc``);
-    ``no_noise_top1/5`` and ``s<k>_top1`` (not ``mnistc``); ``<corruption>/top1``, ``/top5``, ``/ce`` per corruption
-    evaluated (``ce``: AlexNet-normalised for ``imagenetc``, else the mean error); ``holdout_top1/5`` and
-    ``holdout_mce`` when a holdout was evaluated. NaN where undefined; one warning if the benchmark is incomplete.
-    """
+    """All robustness numbers of one evaluation as ``{name: float}`` (%): ``clean_top1/5`` (MNIST-C: ``identity/s1``
+    if no ``clean``), ``c_top1/5`` (benchmark corruptions x severities), ``unnormalized_mce``, ``mce`` and
+    ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` and ``s<k>_top1`` (not MNIST-C), ``<corruption>/top1``,
+    ``/top5``, ``/ce`` (AlexNet-normalised for ImageNet-C, else the mean error), ``holdout_top1/5`` and
+    ``holdout_mce``. NaN where undefined; one warning if the benchmark is incomplete."""
     bench = Benchmark.parse(benchmark)
     mnist = bench is Benchmark.MNIST_C
     normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts

@@ -1,9 +1,6 @@
-"""Adversarial robustness at fixed epsilons, AdA's evaluation (Calian et al. 2022, App. A and Table 2): l_inf PGD and
-l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and AutoAttack (Croce & Hein 2020) with ``pyautoattack``.
-
-Both packages are optional (``pip install robustnoise[attacks]``); the model takes [0, 1] images and normalises
-inside, so the attacks work in pixel space with bounds (0, 1).
-"""
+"""Adversarial robustness at fixed epsilons, AdA's evaluation (Calian et al. 2022, App. A, Table 2): l_inf PGD and
+l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and AutoAttack (Croce & Hein 2020); optional extras
+(``robustnoise[attacks]``), in pixel space with bounds (0, 1)."""
 
 from __future__ import annotations
 

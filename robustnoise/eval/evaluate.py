@@ -1,5 +1,5 @@
-"""The final evaluation of a run (``task=train``'s last step and ``task=eval``): the corruption suite of ``eval.*`` in
-Lightning's test loop, the adversarial-noise generators, the attacks and the report in the run directory."""
+"""The final evaluation of a run (``task=train``'s last step, ``task=eval``): the ``eval.*`` suite in Lightning's
+test loop, noise generators, attacks and the report."""
 
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ log = logging.getLogger("robustnoise")
 
 
 def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
-    """The final evaluation's benchmark, corruptions, severities and released -C set (against the clean data; its
-    files if ``read_released``), checked before training. Empty lists that would evaluate nothing asked for are errors;
-    ``eval.corruptions=[]`` alone is clean accuracy (as ``eval=none``), with a warning line."""
+    """Check the final evaluation's benchmark, corruptions, severities and released set (its files if
+    ``read_released``) before training; ``eval.corruptions=[]`` alone is clean accuracy, with a warning."""
     ev = cfg.eval
     released = ev.get("released") or {}
     benchmark = Benchmark.parse(ev.benchmark)

@@ -1,12 +1,8 @@
-"""Robustness evaluation: clean and corrupted accuracy, computed inside Lightning's test loop.
-
-*Generated* sets: the in-memory corruptions applied on the device to each batch of clean test images (every image is
-loaded once), seeded per image by (seed, test index, corruption, severity) so that draws do not depend on batch size,
-workers or rank, and rounded to the 8-bit grid of the released files. Filters and the forward pass still differ at
-float rounding (~1e-7) between batch shapes (docs/exactness.md). *Released* sets (``robustnoise.data.released_c``):
-one extra dataloader per (corruption, severity). Results are recorded per image and merged across ranks with a
-max-reduction, exact under DDP (the sampler's padding duplicates land twice in the same slot).
-"""
+"""Robustness evaluation in Lightning's test loop. *Generated* sets: corruptions applied on the device to each clean
+test batch, seeded per image by (seed, test index, corruption, severity) so that draws do not depend on batch size,
+workers or rank, rounded to the released files' 8-bit grid (filters still differ at float rounding between batch
+shapes: docs/exactness.md). *Released* sets: one extra dataloader per (corruption, severity). Per-image records are
+merged across ranks with a max-reduction, exact under DDP (padding duplicates land in the same slot)."""
 
 from __future__ import annotations
 
@@ -169,7 +165,7 @@ class CorruptionSuite:
         return out
 
     def adversarial_results(self) -> dict[str, Any]:
-        """Accuracy per Gaussian sigma and per adversarial generator, eps* per direction (Rusak et al. 2020, Fig. 2 and
+        """Accuracy per Gaussian sigma and per adversarial generator, eps* per direction (Rusak et al. 2020, Fig. 2,
         Table 2)."""
         out: dict[str, Any] = {}
         if self.sigmas:
@@ -202,11 +198,8 @@ class CorruptionSuite:
 
 
 def to_uint8_grid(images: Tensor) -> Tensor:
-    """``round(255 x) / 255``: float images on the 8-bit grid, bit-identical to decoding the uint8 values.
-
-    Rounding, not the released files' truncation: truncation puts the boundaries on the grid levels, where flat regions
-    of a filtered image land within float rounding of a level, so batch shapes would move them a whole level.
-    """
+    """``round(255 x) / 255``, bit-identical to decoding the uint8 values. Rounding, not the released files' truncation:
+    flat regions near a grid level would otherwise move a whole level between batch shapes."""
     return images.mul(255.0).round_().div_(255.0)
 
 
@@ -231,8 +224,8 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 def flat_metrics(
     accuracies: dict[str, dict[str, float]], benchmark: Benchmark | str = Benchmark.GENERATED
 ) -> dict[str, float]:
-    """``test_c/mean_acc`` is the console's and the report's mean-C: ``c_top1`` of
-    :func:`robustnoise.metrics.robustness_summary` (benchmark corruptions only, no holdouts)."""
+    """Logger metrics; ``test_c/mean_acc`` is the report's mean-C (``c_top1`` of
+    :func:`robustnoise.metrics.robustness_summary`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
         means = robustness_summary(accuracies, benchmark=benchmark)

@@ -1,11 +1,8 @@
-"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment).
-
-Architecture and state-dict keys are those of the official EDSR-PyTorch code, so its released files
-(``edsr_baseline_x{2,3,4}-*.pt``, ``edsr_x{2,3,4}-*.pt``) load unchanged: ``sub_mean`` / ``add_mean`` (fixed 1x1
-MeanShift convs), ``head.0``, ``body.{i}.body.{0,2}`` (block i's convs; 1 is the ReLU), ``body.{N}`` (the body's last
-conv), ``tail.0.*`` (upsampler; an empty Sequential at scale 1, as officially) and ``tail.1``. Images enter and leave
-in [0, 1]; inside, the network works in [0, rgb_range] as the official code.
-"""
+"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment). Architecture and
+state-dict keys are the official EDSR-PyTorch code's (``sub_mean``/``add_mean``, ``head.0``,
+``body.{i}.body.{0,2}``, ``body.{N}``, ``tail.0.*`` (empty at scale 1), ``tail.1``), so its released
+``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged; images enter and leave in [0, 1], inside the network works in
+[0, rgb_range]."""
 
 from __future__ import annotations
 
@@ -167,12 +164,9 @@ def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
 
 
 class CorruptionNetwork(nn.Module):
-    """An EDSR as an image-to-image map X -> X (AdA §2's corruption network c_phi), gray images through RGB.
-
-    ``resize`` undoes EDSR's upscaling (reference §1.10): ``sr_then_down`` (SR, area-downsample back: about the
-    identity for pretrained weights), ``down_then_sr`` (bicubic downsample, SR back; lossy) or ``keep`` (the upscaled
-    output, DeepAugment's offline setting). ``clamp`` to [0, 1] (AdA's SSIM guard needs it) is overridable per call.
-    """
+    """An EDSR as a map X -> X (AdA §2's corruption network c_phi), gray images through RGB. ``resize`` undoes the
+    upscaling (reference §1.10): ``sr_then_down`` (about the identity for pretrained weights), ``down_then_sr``
+    (lossy) or ``keep`` (DeepAugment's offline setting); ``clamp`` to [0, 1] is for AdA's SSIM guard."""
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:
         super().__init__()
@@ -218,9 +212,9 @@ _ARCH_KEYS = ("n_resblocks", "n_feats", "res_scale", "rgb_range")
 
 
 def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
-    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline`` | ``edsr`` | ``custom``), ``scale``,
-    ``weights`` (path, or null: random init) and optional ``n_resblocks``, ``n_feats``, ``res_scale``, ``rgb_range``
-    (null: the preset's value; ``custom`` needs ``n_resblocks`` and ``n_feats`` unless the weights give them)."""
+    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline`` | ``edsr`` | ``custom``: needs
+    ``n_resblocks`` and ``n_feats`` or weights), ``scale``, ``weights`` (null: random) and optional architecture
+    keys (null: the preset's)."""
     variant = cfg.get("variant", "edsr_baseline")
     arch = {k: cfg.get(k) for k in _ARCH_KEYS}
     if variant in EDSR_PRESETS:

@@ -1,5 +1,5 @@
-"""The report of one run: CSV, JSON, markdown (the papers' tables; ``–`` for numbers it does not have) and figures in
-the run directory, and the table printed at the end of the run."""
+"""The report of one run: robustness.{csv,json,md} (the papers' tables; ``–`` for missing numbers), figures and the
+printed table."""
 
 from __future__ import annotations
 

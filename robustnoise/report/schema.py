@@ -1,5 +1,5 @@
-"""The report of one evaluation, ``robustness.json`` (:meth:`Report.to_dict`: the fields, :func:`summarize` of ``sets``
-for readers of the file, and ``sets``); :meth:`Report.from_dict` also reads files written before :class:`Benchmark`."""
+"""``robustness.json``, the report of one evaluation: :meth:`Report.to_dict` (the fields, :func:`summarize` of
+``sets`` and ``sets``) and :meth:`Report.from_dict` (also files written before :class:`Benchmark`)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,9 @@ _PER_GENERATOR = re.compile(r"adversarial_\d+")
 @dataclass
 class Report:
     """One evaluation. ``sets``: ``{"clean" | "<corruption>/s<k>": {"top1": %, "top5": %, "n": images}}``;
-    ``metrics``: :func:`robustnoise.metrics.robustness_summary` of the sets (computed when not given);
-    ``gaussian_sigmas``: top-1 under ``clip(x + sigma n)`` per sigma; ``adversarial_noise``: ``epsilon``,
-    ``per_seed``, ``mean``, ``std``, ``worst`` (Rusak et al. 2020, Table 2); ``eps_star``: per direction, ``median``
-    and counts (``adversarial``: ``per_seed``, ``mean``, ``std`` of the generators' medians); ``attacks``: per
-    attack, ``accuracy`` and ``epsilon``."""
+    ``metrics``: :func:`robustnoise.metrics.robustness_summary` of the sets; ``gaussian_sigmas``: top-1 per sigma;
+    ``adversarial_noise`` and ``eps_star``: Rusak et al. 2020, Table 2; ``attacks``: ``accuracy`` and ``epsilon``
+    per attack."""
 
     sets: dict[str, dict[str, float]] = field(default_factory=dict)
     method: str | None = None

@@ -1,11 +1,7 @@
-"""AdaIN style transfer (Huang & Belongie 2017) as used for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN).
-
-The "vgg_normalised" VGG-19 encoder up to relu4_1 and the AdaIN decoder are ``nn.Sequential``s whose module indices
-match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN, converted from Torch7), so
-those files load with ``load_state_dict``: the encoder is a 1x1 input conv (index 0), then reflection pad - 3x3 conv
-- ReLU triples and ceil-mode max-pools (31 modules, relu4_1 last; the released file holds all 53 to relu5_4); the
-decoder mirrors it with nearest x2 upsampling and no final ReLU (29 modules).
-"""
+"""AdaIN style transfer (Huang & Belongie 2017) as used for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN). Encoder
+(vgg_normalised to relu4_1, 31 modules) and decoder (29 modules) are ``nn.Sequential``s whose indices match the
+released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN), so those files load with
+``load_state_dict``."""
 
 from __future__ import annotations
 
@@ -94,11 +90,9 @@ def _load(module: nn.Sequential, path: str | os.PathLike[str], what: str, releas
 
 
 class AdaINStylizer(nn.Module):
-    """AdaIN stylization with a bank of style statistics (relu4_1 mean/std per style image).
-
-    ``forward`` gives every content image one random style of the bank: decoder(alpha * AdaIN(c, s) + (1 - alpha) * c)
-    clamped to [0, 1] (ref. §5.1). Grayscale content is replicated to RGB and the result's channel mean returned.
-    """
+    """AdaIN with a bank of style statistics (relu4_1 mean/std per style image): each content image gets one random
+    style, decoder(alpha AdaIN(c, s) + (1 - alpha) c) clamped to [0, 1] (ref. §5.1); gray content goes through
+    RGB."""
 
     def __init__(self, encoder: nn.Sequential | None = None, decoder: nn.Sequential | None = None) -> None:
         super().__init__()

@@ -1,12 +1,7 @@
-"""``task=stylize``: write an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout.
-
-Every image of the requested splits (default ``train``), through the datamodule's deterministic ``eval_transform``,
-gets one random painting (ref. §5.1: Geirhos et al.'s SIN used AdaIN with alpha 1, content Resize(256) +
-CenterCrop(224), style seed 49809) and is written as ``<out>/<split>/<class>/<name>.png`` (uint8, rounded as
-``torchvision.utils.save_image``): class folders named after the classes when their sorted order is the label order
-(ImageNet wnids), else class indices; ``<name>`` the source file's stem, else the split index. ``stylize.json`` records
-the options, ``styles.csv`` each image's painting; ``data=stylized data.stylized_root=<out>`` reads the result.
-"""
+"""``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout (ref. §5.1: alpha 1, content
+Resize(256) + CenterCrop(224), style seed 49809): ``<out>/<split>/<class>/<name>.png``, class folders by class
+name when sorted names are the label order, else index; ``stylize.json`` records the options, ``styles.csv`` each
+image's painting; ``data=stylized data.stylized_root=<out>`` reads it."""
 
 from __future__ import annotations
 
@@ -111,9 +106,9 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
 def stylize_split(
     stylizer: AdaINStylizer, dataset: Dataset, out: Path, split: str, class_names: list[str], options: StylizeOptions
 ) -> list[tuple[str, int]]:
-    """Stylize ``dataset`` (items ``(image, label, ...)``) into ``out/<split>/<class>/<name>.png``; returns the files
-    and their styles. Image ``i`` gets style ``randint(num_styles)[i]`` of a generator seeded with ``options.seed``
-    (independent of batch size, workers and device)."""
+    """Stylize ``dataset`` into ``out/<split>/<class>/<name>.png``; image ``i`` gets style ``randint(num_styles)[i]``
+    of a generator seeded with ``options.seed`` (independent of batching and device). Returns the files and their
+    styles."""
     if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
         dataset = Subset(dataset, range(options.max_images))
     count = len(dataset)  # type: ignore[arg-type]

@@ -1,6 +1,5 @@
-"""``make audit`` (``python -m robustnoise.utils.audit [pip-audit options]``): pip-audit with a verdict that says how
-many packages were checked. pip-audit exits 0 when it could look none up; here that, or pip-audit failing (no
-network), is "not audited" with exit code 1, as are known vulnerabilities."""
+"""``make audit``: pip-audit with a verdict that says how many packages were checked; none checked (pip-audit's exit 0)
+or pip-audit failing is "not audited", exit code 1, as are known vulnerabilities."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ log = logging.getLogger("robustnoise")
 
 
 def prepare_loggers(cfg: DictConfig) -> DictConfig | None:
-    """Without credentials or a server reachable within 2 s (an API key without network would wait ~2 minutes, then
-    crash), W&B logs offline. ``WANDB_MODE`` and ``logger.wandb.offline=true`` are obeyed as given."""
+    """W&B logs offline without credentials or a server reachable within 2 s (else ~2 minutes' wait, then a crash);
+    ``WANDB_MODE`` and ``logger.wandb.offline`` are obeyed."""
     loggers = cfg.get("logger")
     if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
         return loggers
