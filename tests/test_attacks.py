@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 pytest.importorskip("foolbox")
 
 from robustnoise.data import DigitsDataModule  # noqa: E402
-from robustnoise.eval.attacks import robust_accuracy  # noqa: E402
+from robustnoise.eval.evaluate import robust_accuracy  # noqa: E402
 from robustnoise.models import create_model  # noqa: E402
 from robustnoise.utils.errors import RobustnoiseError  # noqa: E402
 

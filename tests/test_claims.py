@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from robustnoise.data import DigitsDataModule
-from robustnoise.eval.eps_star import lower_median, minimal_perturbation
+from robustnoise.eval.suite import lower_median, minimal_perturbation
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.noise import project_to_sphere
 from robustnoise.noise.adversarial import train_adversarial_generator

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
+from robustnoise.eval.suite import lower_median, minimal_perturbation, random_directions
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.projection import clipping_aware_scale, l2_norm
 

@@ -1,20 +1,24 @@
 """The final evaluation of a run (``task=train``'s last step, ``task=eval``): the ``eval.*`` suite in Lightning's
-test loop, noise generators, attacks and the report."""
+test loop, noise generators, attacks and the report. Attacks (AdA's evaluation, Calian et al. 2022, App. A, Table
+2): l_inf PGD and l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and AutoAttack (Croce & Hein 2020), optional
+extras (``robustnoise[attacks]``), in pixel space with bounds (0, 1)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from robustnoise.data import ClassificationDataModule
 from robustnoise.data.released_c import check_matches_clean, released_c_sets
-from robustnoise.eval.attacks import ATTACKS, robust_accuracy
 from robustnoise.eval.suite import CorruptionSuite, check_suite_args
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import Benchmark
@@ -213,3 +217,83 @@ def _log_tables(trainer: pl.Trainer, accuracies: dict[str, dict[str, float]]) ->
     for logger in trainer.loggers:
         if hasattr(logger, "log_table"):
             logger.log_table(key="test_c/table", columns=["set", "top1", "top5", "n"], data=rows)
+
+
+ATTACKS = ("linf_pgd", "l2_ddn", "autoattack")
+AUTOATTACK_NORMS = ("Linf", "L2", "L1")
+AUTOATTACK_PARTS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+
+
+def _optional(what: str, module: str, pin: str) -> Any:
+    """An optional extra's module, or a one-line error that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise RobustnoiseError(f"{what} needs {module}: pip install '{pin}' (or robustnoise[attacks])") from err
+
+
+def _foolbox_attack(fb: Any, name: str, cfg: Mapping[str, Any]) -> Any:
+    """``linf_pgd`` (steps, stepsize) or ``l2_ddn`` (steps, gamma)."""
+    if name == "linf_pgd":
+        return fb.attacks.LinfPGD(abs_stepsize=float(cfg["stepsize"]), steps=int(cfg["steps"]), random_start=True)
+    if name == "l2_ddn":
+        return fb.attacks.DDNAttack(steps=int(cfg["steps"]), gamma=float(cfg["gamma"]))
+    raise RobustnoiseError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
+
+
+def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> Any:
+    """``norm`` (Linf | L2 | L1), ``epsilon``, ``version`` (``standard``: APGD-CE, APGD-T, FAB-T, Square with the
+    authors' budgets; ``custom``: only ``parts``, with ``n_iter`` / ``n_restarts`` of APGD if given) and ``seed``."""
+    norm, version = str(cfg.get("norm", "Linf")), str(cfg.get("version", "standard"))
+    if norm not in AUTOATTACK_NORMS:
+        raise ConfigError(f"eval.attacks.autoattack.norm must be one of {', '.join(AUTOATTACK_NORMS)}, got {norm!r}")
+    parts = list(cfg.get("parts") or []) if version == "custom" else None
+    if version == "custom" and (not parts or set(parts) - set(AUTOATTACK_PARTS)):
+        raise ConfigError(f"eval.attacks.autoattack.parts (version=custom) must list some of {AUTOATTACK_PARTS}")
+    if version not in ("standard", "plus", "rand", "custom"):
+        raise ConfigError(f"eval.attacks.autoattack.version must be standard, plus, rand or custom, got {version!r}")
+    attack = _optional("autoattack", "pyautoattack", "pyautoattack==0.2.0").AutoAttack(
+        classifier, attacks=parts, device=device, eps=float(cfg["epsilon"]), norm=norm, seed=int(cfg.get("seed", 0)),
+        version=version,
+    )  # fmt: skip
+    for key in ("n_iter", "n_restarts"):  # a smaller APGD budget for quick checks (custom only)
+        if version == "custom" and cfg.get(key) is not None:
+            setattr(attack.apgd, key, int(cfg[key]))
+    return attack
+
+
+def robust_accuracy(
+    classifier: nn.Module, loader: Iterable, name: str, cfg: Mapping[str, Any], max_images: int | None = None
+) -> dict[str, float]:
+    """Accuracy (%) under the attack at ``cfg['epsilon']``, over the first ``max_images`` images of ``loader``.
+    Under AutoAttack an image counts as robust if no part of the ensemble flips its prediction."""
+    device = next(classifier.parameters()).device
+    epsilon, batches = float(cfg["epsilon"]), _batches(loader, device, max_images)
+    if name == "autoattack":
+        attack = _autoattack(classifier.eval(), cfg, device)
+        x, y = (torch.cat(parts) for parts in zip(*batches))
+        _, predicted = attack.run_standard_evaluation(x, y, batch_size=int(cfg.get("batch_size", 250)))
+        correct, total = int((predicted.to(y.device) == y).sum()), len(y)
+    else:
+        fb = _optional("attacks", "foolbox", "foolbox==3.3.4")
+        model = fb.PyTorchModel(classifier.eval(), bounds=(0.0, 1.0), device=device)
+        attack = _foolbox_attack(fb, name, cfg)
+        correct = total = 0
+        for x, y in batches:
+            with torch.enable_grad():
+                success = attack(model, x, y, epsilons=[epsilon])[2][0]
+            correct += int((~success).sum())
+            total += len(y)
+    return {"epsilon": epsilon, "accuracy": 100.0 * correct / max(total, 1), "n": total}
+
+
+def _batches(loader: Iterable, device: torch.device, max_images: int | None) -> Iterator[tuple[Tensor, Tensor]]:
+    total = 0
+    for batch in loader:
+        x, y = batch[0].to(device), batch[1].to(device)
+        if max_images is not None:
+            x, y = x[: max_images - total], y[: max_images - total]
+        total += len(y)
+        yield x, y
+        if max_images is not None and total >= max_images:
+            return
