@@ -16,8 +16,7 @@ from robustnoise.data import ClassificationDataModule
 from robustnoise.eval.evaluate import adversarial_generators, corruption_suite, evaluation_report
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.configs import compose_config, method_from_yaml
-from robustnoise.report import schema
-from robustnoise.report.reporting import format_markdown, format_table, write_report
+from robustnoise.report.reporting import Report
 from robustnoise.utils import resolvers  # noqa: F401  (registers the rn.* resolvers the configs use)
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate
@@ -43,25 +42,6 @@ def build_method(
     if isinstance(model, str):
         model = OmegaConf.to_container(compose_config([f"model={model}"]).model, resolve=True)  # type: ignore[assignment]
     return method_from_yaml(name, data=datamodule.info(), model=dict(model), **kw)
-
-
-class Report(schema.Report):
-    """One evaluation as the CLI writes it (:class:`robustnoise.report.schema.Report`), with its tables and files."""
-
-    def table(self) -> str:
-        """The markdown tables of ``robustness.md``: summary, per corruption, corruption x severity."""
-        return format_markdown(self)
-
-    def summary(self) -> str:
-        """The table the CLI prints at the end of a run."""
-        return format_table([self], [self.label])
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``robustness.{json,csv,md}`` and the figures to ``out_dir`` (as the CLI does); returns it."""
-        write_report(self, out_dir)
-        return Path(out_dir)
-
-    __repr__ = summary
 
 
 def evaluate_robustness(
@@ -107,4 +87,4 @@ def evaluate_robustness(
         report = evaluation_report(ev, suite, model, datamodule, method=name, run_name=name, model=type(model).__name__)
     finally:
         model.train(was_training)
-    return Report(**vars(report))
+    return report

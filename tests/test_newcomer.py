@@ -17,8 +17,7 @@ from robustnoise.methods.configs import method_from_yaml
 from robustnoise.metrics import robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.report import plots, reporting
-from robustnoise.report.reporting import format_table, write_report
-from robustnoise.report.schema import Report
+from robustnoise.report.reporting import Report, format_table, write_report
 from robustnoise.training.restart_schedule import MIN_TRAINED_RESTARTS, restart_schedule_warning
 from robustnoise.utils import progress as progress_module
 from tests.conftest import compose_config

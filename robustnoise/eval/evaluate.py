@@ -25,8 +25,7 @@ from robustnoise.metrics import Benchmark
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.report.plots import log_image_file
-from robustnoise.report.reporting import format_table, write_report
-from robustnoise.report.schema import Report
+from robustnoise.report.reporting import Report, format_table, write_report
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.resume import saved_hparams
 

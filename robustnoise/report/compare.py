@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from robustnoise.report import reporting as rp
-from robustnoise.report.schema import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
+from robustnoise.report.reporting import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"

@@ -15,8 +15,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import seed_interval, severity_label
-from robustnoise.report.schema import Report, eps_directions, mean, num
+from robustnoise.report.reporting import Report, eps_directions, mean, num, seed_interval, severity_label
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
