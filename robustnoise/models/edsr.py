@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
+from robustnoise.models.registry import extract_state_dict, load_checked, read_weights
 from robustnoise.utils.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("robustnoise")

@@ -1,16 +1,17 @@
-"""The classifiers (images in [0, 1], normalised inside: :class:`NormalizedClassifier`) and their registry: the MNIST
-CNN of Madry et al. (2018), pre-activation ResNets for 32 px (He et al. 2016, "Identity Mappings in Deep Residual
-Networks") and torchvision nets."""
+"""The classifiers (images in [0, 1], normalised inside: :class:`NormalizedClassifier`), their registry and weight
+files: the MNIST CNN of Madry et al. (2018), pre-activation ResNets for 32 px (He et al. 2016, "Identity Mappings
+in Deep Residual Networks"), torchvision nets; our checkpoints, the game-of-noise release and other state dicts
+(also EDSR's and AdaIN's)."""
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 import torch
 import torchvision
 from torch import Tensor, nn
 
-from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
-from robustnoise.utils.errors import ConfigError, RobustnoiseError
+from robustnoise.utils.errors import CheckpointError, ConfigError, RobustnoiseError
 
 
 class NormalizedClassifier(nn.Module):
@@ -197,6 +198,68 @@ def create_model(
     if weights is not None and not is_tv_weights:
         load_classifier_weights(model, weights)
     return model
+
+
+WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")
+"""Prefixes added by DataParallel, Lightning modules and model wrappers."""
+
+
+def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` on the CPU with ``weights_only`` (a pickle that would run code is refused); a missing or
+    unreadable file is one :class:`CheckpointError` line."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} not found at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unpickling failure (corrupt file, non-weights objects) is a user-facing problem
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read {what} {path}: {first_line}") from e
+
+
+def extract_state_dict(obj: Any, target_keys: Collection[str], source: str) -> dict[str, Tensor]:
+    """The bare state dict of a Lightning checkpoint (its ``classifier.*`` keys if any), game-of-noise release
+    (``model_state_dict``), BasicSR file (``params_ema``, ``params``) or state dict; wrapper prefixes are stripped
+    until a key is one of ``target_keys`` (never the last component: ``classifier.weight`` is DenseNet's head), the
+    wrapper's ``mean``/``std`` dropped."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
+    containers = ("state_dict", "model_state_dict", "params_ema", "params")
+    state = next((obj[k] for k in containers if isinstance(obj.get(k), Mapping)), obj)
+    if isinstance(obj.get("state_dict"), Mapping) and any(k.startswith("classifier.") for k in state):
+        state = {k: v for k, v in state.items() if k.startswith("classifier.")}
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source}: no tensors found (top-level keys: {', '.join(map(str, list(obj)[:5]))})")
+    out: dict[str, Tensor] = {}
+    for key, value in tensors.items():
+        *path, name = key.split(".")
+        if name in ("mean", "std") and all(f"{p}." in WRAPPER_PREFIXES for p in path):
+            continue
+        while key not in target_keys and key.startswith(WRAPPER_PREFIXES) and "." in key.split(".", 1)[1]:
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def _count(keys: list[str], what: str) -> str:
+    shown = f" (e.g. {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else ""
+    return f"{len(keys)} {what} keys{shown}"
+
+
+def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, optional: tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``module`` after checking keys and shapes (a misfit: one ``{what}: ...`` line); keys
+    containing one of ``optional`` may be absent."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not any(o in k for o in optional)]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise CheckpointError(f"{what}: {_count(missing, 'missing')}, {_count(unexpected, 'unexpected')}")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{what}: {key} has shape {tuple(value.shape)} in the file, {tuple(expected[key].shape)} in the model"
+            )
+    module.load_state_dict(state, strict=False)
 
 
 def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:

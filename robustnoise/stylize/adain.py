@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
+from robustnoise.models.registry import extract_state_dict, load_checked, read_weights
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
 STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
