@@ -91,12 +91,6 @@ class CorruptionSuite:
         self.eps_directions = [*eps_star.get("directions", []), *adversarial] if eps_star.get("enabled") else []
         # accuracy under clip(x + sigma n) per sigma: the x-axis of Rusak et al. 2020, Fig. 2
         self.sigmas = [float(s) for s in gaussian_sigmas or []]
-        self.top1: list[Tensor] = []
-        self.top5: list[Tensor] = []
-        self.noise_top1: list[Tensor] = []
-        self.sigma_top1: list[Tensor] = []
-        self.eps: dict[str, Tensor] = {}
-        self.eps_passes: dict[str, float] = {}
 
     def dataloaders(self) -> list[DataLoader]:
         """The clean test images (all generated sets come from its batches), then one loader per released set."""
@@ -141,10 +135,9 @@ class CorruptionSuite:
         self.noise_top1 = [torch.full((sizes[0],), -1, dtype=torch.int8, device=device) for _ in self.noise_generators]
         self.sigma_top1 = [torch.full((sizes[0],), -1, dtype=torch.int8, device=device) for _ in self.sigmas]
         self.eps = {name: torch.full((sizes[0],), -1.0, device=device) for name in self.eps_directions}
-        self.eps_passes = {}
+        self.eps_passes: dict[str, float] = {}
 
     def record(self, k: int, index: Tensor, logits: Tensor, y: Tensor) -> None:
-        assert self.top1, "call reset() first"
         topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
         self.top1[k][index] = (topk[:, 0] == y).to(torch.int8)
         self.top5[k][index] = (topk == y[:, None]).any(dim=1).to(torch.int8)
@@ -157,7 +150,6 @@ class CorruptionSuite:
 
     def accuracies(self) -> dict[str, dict[str, float]]:
         """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
-        assert self.top1, "call reset() first"
         out: dict[str, dict[str, float]] = {}
         for k, eval_set in enumerate(self.sets):  # top-1 and top-5 are recorded for the same images
             n = int((self.top1[k] >= 0).sum())
@@ -203,8 +195,7 @@ def to_uint8_grid(images: Tensor) -> Tensor:
     return images.mul(255.0).round_().div_(255.0)
 
 
-SIGMA_SALT = 2000
-"""Seed salt of the sigma sweep's noise (with sigma in thousandths), apart from corruptions and eps* directions."""
+SIGMA_SALT = 2000  # seed salt of the sigma sweep's noise (sigma in thousandths), apart from corruptions and eps*
 
 
 def gaussian_noise_images(x: Tensor, sigma: float, seeds: Tensor) -> Tensor:

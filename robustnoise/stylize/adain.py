@@ -161,8 +161,6 @@ class AdaINStylizer(nn.Module):
         style_index: Tensor | None = None,
     ) -> Tensor:
         """Stylize content images (B, 1|3, H, W) in [0, 1], one random (or the given) style per image."""
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"AdaIN alpha must be in [0, 1], got {alpha}")
         batch, channels, height, width = content.shape
         if style_index is None:
             style_index = self.pick_styles(batch, generator)

@@ -14,8 +14,7 @@ log = logging.getLogger("robustnoise.progress")
 
 T = TypeVar("T")
 
-QUIET_SECONDS = float(os.environ.get("ROBUSTNOISE_PROGRESS_QUIET", 3.0))
-"""Phases shorter than this print nothing (environment variable ``ROBUSTNOISE_PROGRESS_QUIET``)."""
+QUIET_SECONDS = float(os.environ.get("ROBUSTNOISE_PROGRESS_QUIET", 3.0))  # shorter phases print nothing
 
 
 def _rank_zero() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -122,9 +123,7 @@ def keep_earlier_metrics(run_dir: str | Path) -> None:
     if rank_zero_only.rank != 0:
         return
     for metrics in Path(run_dir).glob("*/metrics.csv"):
-        part = 1
-        while (metrics.parent / f"metrics-{part}.csv").exists():
-            part += 1
+        part = next(k for k in itertools.count(1) if not (metrics.parent / f"metrics-{k}.csv").exists())
         metrics.rename(metrics.parent / f"metrics-{part}.csv")
 
 
