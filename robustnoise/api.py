@@ -1,5 +1,4 @@
-"""The notebook API: a method from its ``conf/method`` YAML, or any ``nn.Module`` (images in [0, 1]) evaluated as
-``task=eval`` does."""
+"""The notebook API: methods from ``conf/method`` YAML; any ``nn.Module`` evaluated as ``task=eval`` does."""
 
 from __future__ import annotations
 
@@ -36,8 +35,8 @@ def load_data(name: str = "digits", **overrides: Any) -> ClassificationDataModul
 def build_method(
     name: str, data: str | ClassificationDataModule = "digits", model: str | dict[str, Any] = "madry_cnn", **kw: Any
 ) -> RobustClassifierModule:
-    """The LightningModule of ``conf/method/<name>.yaml`` with the keys ``kw`` (e.g. ``sigma=0.3``) for ``data``'s
-    images; ``model``: a ``conf/model`` name or its settings. Train it with ``pl.Trainer(...).fit(method, data)``."""
+    """The LightningModule of ``conf/method/<name>.yaml`` with keys ``kw`` for ``data``; ``model``: a name or
+    settings."""
     datamodule = load_data(data) if isinstance(data, str) else data
     if isinstance(model, str):
         model = OmegaConf.to_container(compose_config([f"model={model}"]).model, resolve=True)  # type: ignore[assignment]

@@ -201,16 +201,14 @@ def _ce(corruption: str, row: Mapping[int, float]) -> float:
 
 
 def mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
-    """AlexNet-normalised mean corruption error over ``corruptions`` in % (ImageNet-C only), with AlexNet's errors at
-    the severities present (a warning when they are not all 5); NaN with a warning if a corruption is missing."""
+    """AlexNet-normalised mCE in % over the severities present (ImageNet-C); NaN + warning if incomplete."""
     if _missing(errors, corruptions, "mCE"):
         return _NAN
     return 100.0 * _mean(_ce(c, errors[c]) for c in corruptions)
 
 
 def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
-    """Mean error over ``corruptions`` x severities, in % (= 100 - mean corruption accuracy): the number of
-    CIFAR-10/100-C, Tiny-ImageNet-C and (``corruptions=MNIST_C_CORRUPTIONS``, one severity) MNIST-C."""
+    """Mean error over ``corruptions`` x severities, in %: CIFAR-10/100-C, Tiny-ImageNet-C, MNIST-C."""
     if _missing(errors, corruptions, "unnormalised mCE"):
         return _NAN
     return 100.0 * _mean(_mean(errors[c].values()) for c in corruptions)
@@ -222,8 +220,7 @@ def relative_mce(
     corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
     alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
 ) -> float:
-    """Relative mCE in % over the severities present; ``clean_error`` is the model's clean error (fraction). NaN with
-    a warning if the clean error or a corruption is missing."""
+    """Relative mCE in % over the severities present (``clean_error``: a fraction); NaN + warning if incomplete."""
     if math.isnan(clean_error):
         warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
         return _NAN
@@ -240,8 +237,7 @@ def relative_mce(
 def accuracy_without_noise(
     accuracies: Mapping[str, Mapping[str, Any]], corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS
 ) -> dict[str, float]:
-    """``{"top1", "top5"}``: mean accuracy (%) over ``corruptions`` but the 3 noises (IN-C w/o noises), severities
-    averaged first; NaN + warning if one is missing."""
+    """Mean top-1/top-5 (%) over ``corruptions`` but the 3 noises (w/o noises); NaN + warning if incomplete."""
     kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
     out = {}
     for field in ("top1", "top5"):
@@ -259,7 +255,7 @@ def robustness_summary(
 ) -> dict[str, float]:
     """All robustness numbers of one evaluation as ``{name: float}`` (%): ``clean_top1/5`` (MNIST-C: ``identity/s1``
     if no ``clean``), ``c_top1/5`` (benchmark corruptions x severities), ``unnormalized_mce``, ``mce`` and
-    ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` and ``s<k>_top1`` (not MNIST-C), ``<corruption>/top1``,
+    ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` (not MNIST-C), ``<corruption>/top1``,
     ``/top5``, ``/ce`` (AlexNet-normalised for ImageNet-C, else the mean error), ``holdout_top1/5`` and
     ``holdout_mce``. NaN where undefined; one warning if the benchmark is incomplete."""
     bench = Benchmark.parse(benchmark)
@@ -289,10 +285,6 @@ def robustness_summary(
             out["mce"] = mce(errors, corruptions)
             out["relative_mce"] = relative_mce(errors, clean_error(accuracies, "top1"), corruptions)
         out["unnormalized_mce"] = unnormalized_mce(errors, corruptions)
-        for severity in () if mnist else SEVERITIES:
-            values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
-            if values:
-                out[f"s{severity}_top1"] = _mean(values)
 
         canonical = (*corruptions, *holdouts)
         for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical)):

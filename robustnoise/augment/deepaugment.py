@@ -74,8 +74,8 @@ def _op(
     bias: bool = False,
     times: int = 1,
 ) -> WeightOp:
-    """A weight op: ``times`` times, ``t = fn(t, draws)`` on the weights (and biases) of convs ``convs`` (0, 2; empty:
-    one drawn) of a block drawn from ``blocks``."""
+    """A weight op: ``times`` times ``t = fn(t, draws)`` on convs ``convs`` (empty: one drawn) of a block of
+    ``blocks``."""
 
     def op(w: Weights, d: Draws) -> None:
         for _ in range(times):
@@ -162,8 +162,7 @@ _SPLIT = 5  # the body distortions act after the first 5 body modules
 
 
 class DeepAugmentEDSR(nn.Module):
-    """DeepAugment-EDSR images of a distorted copy of ``net``, re-drawn with probability ``p_resample`` per call (or
-    image) from a generator seeded with ``seed``."""
+    """DeepAugment-EDSR images, the distortion re-drawn with probability ``p_resample`` per call."""
 
     def __init__(
         self,
@@ -191,8 +190,7 @@ class DeepAugmentEDSR(nn.Module):
 
     @torch.no_grad()
     def resample(self) -> list[str]:
-        """Draw new distorted weights (op names returned); resampling from ``resample_state`` rebuilds them (a resumed
-        rank's network)."""
+        """Draw new distorted weights; from ``resample_state`` it rebuilds them (resume)."""
         self.resample_state = self.generator.get_state()
         weights = {k: v.detach().clone() for k, v in self.net.edsr.state_dict().items()}
         names = [str(self.draws.choice(list(WEIGHT_OPS))) for _ in range(N_OPS)]

@@ -65,8 +65,7 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
 
 
 def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """``task=eval``'s model settings: ``ckpt_path`` (any weight file, with the architecture stored in our
-    checkpoints) or ``model.weights``."""
+    """``task=eval``'s model settings: ``ckpt_path`` (with its stored architecture) or ``model.weights``."""
     ckpt = cfg.get("ckpt_path")
     if not ckpt:
         if not cfg.model.get("weights"):
@@ -85,8 +84,7 @@ def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_robustness(
     cfg: DictConfig, trainer: pl.Trainer, method: RobustClassifierModule, datamodule: ClassificationDataModule
 ) -> dict[str, Any]:
-    """Clean + corrupted accuracy of the test split; writes the report in the run directory and returns its
-    ``robustness.json`` content (empty on the other ranks)."""
+    """Evaluate the test split, write the report; returns ``robustness.json``'s content (empty off rank 0)."""
     ev = cfg.eval
     generators, noise_epsilon = adversarial_generators(ev.get("adversarial_noise") or {}, method, datamodule)
     suite = corruption_suite(ev, datamodule, generators, noise_epsilon)
@@ -143,8 +141,7 @@ def evaluation_report(
     datamodule: ClassificationDataModule,
     **who: Any,
 ) -> Report:
-    """The report of an evaluated ``suite`` and ``who`` (method, run name, model, seed), with the attacks of
-    ``eval.attacks`` (run here, on rank 0)."""
+    """The report of an evaluated ``suite`` and ``who``, with the attacks of ``eval.attacks`` (run here)."""
     attacks = ev.get("attacks") or {}
     loader = datamodule.test_dataloader
     return Report(
@@ -264,8 +261,7 @@ def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.dev
 def robust_accuracy(
     classifier: nn.Module, loader: Iterable, name: str, cfg: Mapping[str, Any], max_images: int | None = None
 ) -> dict[str, float]:
-    """Accuracy (%) under the attack at ``cfg['epsilon']``, over the first ``max_images`` images of ``loader``.
-    Under AutoAttack an image counts as robust if no part of the ensemble flips its prediction."""
+    """Top-1 (%) under the attack at ``cfg['epsilon']`` on ``max_images`` images (AutoAttack: all parts)."""
     device = next(classifier.parameters()).device
     epsilon, batches = float(cfg["epsilon"]), _batches(loader, device, max_images)
     if name == "autoattack":

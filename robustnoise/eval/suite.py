@@ -157,8 +157,7 @@ class CorruptionSuite:
         return out
 
     def adversarial_results(self) -> dict[str, Any]:
-        """Accuracy per Gaussian sigma and per adversarial generator, eps* per direction (Rusak et al. 2020, Fig. 2,
-        Table 2)."""
+        """Top-1 per sigma and per noise generator, eps* per direction (Rusak et al. 2020, Table 2)."""
         out: dict[str, Any] = {}
         if self.sigmas:
             out["gaussian_sigmas"] = {f"{s:g}": _percent(r) for s, r in zip(self.sigmas, self.sigma_top1)}
@@ -215,8 +214,7 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 def flat_metrics(
     accuracies: dict[str, dict[str, float]], benchmark: Benchmark | str = Benchmark.GENERATED
 ) -> dict[str, float]:
-    """Logger metrics; ``test_c/mean_acc`` is the report's mean-C (``c_top1`` of
-    :func:`robustnoise.metrics.robustness_summary`)."""
+    """Logger metrics; ``test_c/mean_acc`` is the report's mean-C (``c_top1`` of ``robustness_summary``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
         means = robustness_summary(accuracies, benchmark=benchmark)
@@ -347,6 +345,5 @@ def minimal_perturbation(
 
 
 def lower_median(values: Tensor) -> float:
-    """eps*: the lower median (``torch.median``, as the reference), defined with ``inf`` entries; NaN for an empty
-    tensor."""
+    """The lower median (``torch.median``, as the reference), with ``inf`` entries; NaN if empty."""
     return float(values.median()) if values.numel() else math.nan

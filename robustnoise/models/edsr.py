@@ -97,8 +97,7 @@ class EDSR(nn.Module):
         head_hook: Callable[[Tensor], Tensor] | None = None,
         body_fn: Callable[[nn.Sequential, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """SR of ``x`` (N, n_colors, H, W) in [0, 1] -> (N, n_colors, scale H, scale W), [0, 1]-scaled, unclamped;
-        ``head_hook`` and ``body_fn`` (in place of ``body(h)``) are DeepAugment's feature distortion points."""
+        """SR of ``x`` in [0, 1] (unclamped); ``head_hook``/``body_fn`` are DeepAugment's distortion points."""
         h = self.head(self.sub_mean(x * self.rgb_range))
         if head_hook is not None:
             h = head_hook(h)
@@ -136,8 +135,7 @@ def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -> dict[str, Any]:
-    """N (max body index), F and n_colors (``head.0.weight``) and the scale (tail) of an official state dict;
-    ``res_scale`` is not in the weights: 0.1 when F == 256 (the full EDSR), else 1."""
+    """N, F, n_colors and scale of an official state dict; ``res_scale``: 0.1 when F == 256, else 1."""
     head = state.get("head.0.weight")
     if head is None or head.dim() != 4:
         raise CheckpointError(f"EDSR checkpoint {path}: no head.0.weight (first keys: {', '.join(list(state)[:3])})")
@@ -152,8 +150,7 @@ def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
-    """An EDSR from an official file (plain, or with ``module.`` / ``model.`` prefixes) or BasicSR's (no mean shifts:
-    the DIV2K mean is used), its N, F and scale read from the weights; ``overrides`` (e.g. ``res_scale``) win."""
+    """An EDSR from an official or BasicSR file, its shape read from the weights; ``overrides`` win."""
     path = os.fspath(path)
     state = _official_keys(extract_state_dict(read_weights(path, "EDSR weights"), (), f"EDSR checkpoint {path}"))
     inferred = infer_edsr_config(state, path)
@@ -200,8 +197,7 @@ class CorruptionNetwork(nn.Module):
         return y.clamp(0.0, 1.0) if (self.clamp if clamp is None else clamp) else y
 
     def perturbable_parameters(self) -> dict[str, Tensor]:
-        """Every conv weight and bias except the fixed mean shifts, named relative to this module (74 tensors for
-        EDSR-baseline x4); ``torch.func.functional_call(net, {**params, name: p + beta}, (x,))`` is c_{phi+beta}(x)."""
+        """Conv weights and biases but the mean shifts: ``functional_call`` with ``p + beta`` is c_{phi+beta}."""
         return {
             name: p for name, p in self.named_parameters() if not name.removeprefix("edsr.").startswith(_MEAN_SHIFTS)
         }
@@ -230,8 +226,7 @@ def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
 
 
 def build_corruption_network(cfg: Mapping[str, Any]) -> CorruptionNetwork:
-    """A frozen (no gradients, eval mode) corruption network from the ``corruption_net`` config: the keys of
-    :func:`build_edsr` and ``resize``. ``weights: null`` gives a randomly initialised network and a warning."""
+    """A frozen corruption network of the ``corruption_net`` config (random weights: a warning)."""
     unknown = set(cfg) - _CFG_KEYS
     if unknown:
         raise ConfigError(

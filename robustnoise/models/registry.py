@@ -15,8 +15,7 @@ from robustnoise.utils.errors import CheckpointError, ConfigError, RobustnoiseEr
 
 
 class NormalizedClassifier(nn.Module):
-    """Applies ``(x - mean) / std`` (1 or ``net_in_chans`` values each) before ``net``; a 1-channel batch for a
-    3-channel net is repeated to RGB."""
+    """``(x - mean) / std`` before ``net``; 1-channel batches for 3-channel nets are repeated to RGB."""
 
     mean: Tensor
     std: Tensor
@@ -65,8 +64,7 @@ class MadryCNN(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv x 2 (basic: 3x3, 3x3) or x 3 (bottleneck: 1x1, 3x3, 1x1, 4x the channels out), plus identity or
-    1x1-conv shortcut; modules ``bn{k}``, ``conv{k}``, ``shortcut``."""
+    """Pre-activation basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1 x4) block with identity or 1x1 shortcut."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, bottleneck: bool) -> None:
         super().__init__()
@@ -95,8 +93,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """CIFAR-style pre-activation ResNet: 3x3 stem without max-pool, four stages of ``num_blocks`` blocks, BN-ReLU,
-    global pool, linear."""
+    """CIFAR-style pre-activation ResNet: 3x3 stem, four stages, BN-ReLU, global pool, linear."""
 
     def __init__(self, bottleneck: bool, num_blocks: tuple[int, ...], num_classes: int, in_chans: int = 3) -> None:
         super().__init__()
@@ -205,8 +202,7 @@ WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")
 
 
 def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load`` on the CPU with ``weights_only`` (a pickle that would run code is refused); a missing or
-    unreadable file is one :class:`CheckpointError` line."""
+    """``torch.load`` with ``weights_only`` (no code runs); a missing or unreadable file: :class:`CheckpointError`."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} not found at {path}")
     try:
@@ -247,8 +243,7 @@ def _count(keys: list[str], what: str) -> str:
 
 
 def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, optional: tuple[str, ...] = ()) -> None:
-    """Load ``state`` into ``module`` after checking keys and shapes (a misfit: one ``{what}: ...`` line); keys
-    containing one of ``optional`` may be absent."""
+    """Load ``state`` after checking keys and shapes (one ``{what}: ...`` line); ``optional`` keys may be absent."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and not any(o in k for o in optional)]
     unexpected = [k for k in state if k not in expected]

@@ -79,8 +79,7 @@ def _show(value: Any) -> str:
 
 
 def group_runs(run_dirs: Sequence[Path], reports: Sequence[Report]) -> list[tuple[str, list[int]]]:
-    """Runs that differ only in their seed (``.hydra/config.yaml``, else the report's names) as ``(label, run
-    indices)``, labelled by run label, else the overrides in which groups differ, else the directory name."""
+    """Runs that differ only in their seed as ``(label, run indices)``, labels telling the groups apart."""
     members: dict[str, list[int]] = {}
     for i, (run_dir, report) in enumerate(zip(run_dirs, reports)):
         config = _hydra(run_dir)

@@ -1,5 +1,4 @@
-"""Sweep summaries: a multirun ends with :func:`robustnoise.report.compare.main` over its jobs, by the swept key
-(:class:`SweepSummary`, a Hydra callback)."""
+"""Sweep summaries: :func:`robustnoise.report.compare.main` over a multirun's jobs (a Hydra callback)."""
 
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ def swept_keys(overrides: Iterable[str]) -> list[str]:
 
 
 def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
-    """The swept key to plot by: the first numeric in every job, else the first plain one (a config group ``g``:
-    ``g.name``); never ``seed`` (seeds are one group)."""
+    """The swept key to plot by: the first numeric one, else the first plain one; never ``seed``."""
     plain: str | None = None
     for key in (k for k in keys if k not in compare.SEED_KEYS):
         values = [compare.config_value(d, key) for d in run_dirs]

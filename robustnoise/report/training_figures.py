@@ -40,8 +40,7 @@ class TrainingFigures(Callback):
 
 @torch.no_grad()
 def restart_figures(ant: Any, x: torch.Tensor, params: dict[str, torch.Tensor], epsilon: float) -> None:
-    """Noise samples and histogram of ANT's latest generator ``params`` on the restart batch ``x`` (new images would
-    move the restart stream on rank zero only), next to the newest earlier one."""
+    """Noise figures of ANT's latest generator on the restart batch ``x``, next to the newest earlier one."""
 
     def noise(params: dict[str, torch.Tensor], eps: float) -> torch.Tensor:
         gen = torch.Generator(device=x.device).manual_seed(0)

@@ -129,8 +129,7 @@ class AdaINStylizer(nn.Module):
     def load_style_folder(
         self, style_dir: str | os.PathLike[str], size: int = 224, max_styles: int | None = None, batch_size: int = 32
     ) -> list[Path]:
-        """Add the relu4_1 statistics of the images under ``style_dir`` (the first ``max_styles`` in sorted order;
-        centre square crop, antialiased resize to ``size``, as SIN) to the bank; returns the files."""
+        """Add the relu4_1 statistics of ``style_dir``'s images (SIN's crop, resize) to the bank."""
         files = style_files(style_dir)[: max_styles or None]
         for start in range(0, len(files), batch_size):
             batch = []

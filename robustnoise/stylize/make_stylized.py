@@ -130,8 +130,7 @@ def stylize_split(
 
 
 def _deterministic(dataset: Dataset, datamodule: Any) -> Dataset:
-    """``dataset`` with the datamodule's ``eval_transform`` in place of its (random) training transform (SIN content:
-    Resize(256) + CenterCrop(224) for train and val)."""
+    """``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
     make = getattr(datamodule, "eval_transform", None)
     return _with_transform(dataset, make()) if callable(make) else dataset
 

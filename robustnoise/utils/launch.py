@@ -16,8 +16,7 @@ SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmL
 
 
 def processes_per_job(trainer: DictConfig | dict) -> int:
-    """Training processes of a trainer config: devices (count, list, ``"0,1"``; ``-1``/``"auto"``: the visible GPUs, 1
-    on CPU) times nodes."""
+    """Training processes of a trainer config: devices (``-1``/``auto``: visible GPUs, 1 on CPU) x nodes."""
     devices: Any = trainer.get("devices", 1)
     if isinstance(devices, str) and "," in devices:
         devices = [d for d in devices.split(",") if d.strip()]
@@ -30,8 +29,7 @@ def processes_per_job(trainer: DictConfig | dict) -> int:
 
 
 def check_multirun_ddp(cfg: DictConfig) -> None:
-    """A :class:`ConfigError` for a local multirun job with several DDP processes (fine under submitit's SLURM launcher
-    and ``*_spawn`` strategies)."""
+    """A :class:`ConfigError` for a local multirun job with several DDP processes (not SLURM, not spawn)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -91,8 +91,7 @@ def choice(group: str, default: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register the ``rn.*`` resolvers (idempotent). ``rn.run_dir`` is cached (DDP ranks >= 1 re-read
-    ``hydra.run.dir``), ``rn.sweep_id`` too (every job of a multirun shares the sweep directory)."""
+    """Register the ``rn.*`` resolvers; ``rn.run_dir`` (re-read by DDP ranks) and ``rn.sweep_id`` are cached."""
     resolvers = {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}
     resolvers |= {"rn.run_label": run_label, "rn.choice": choice, "rn.run_dir": run_dir, "rn.sweep_id": run_id}
     for name, fn in resolvers.items():

@@ -17,8 +17,7 @@ log = logging.getLogger("robustnoise")
 
 
 def prepare_loggers(cfg: DictConfig) -> DictConfig | None:
-    """W&B logs offline without credentials or a server reachable within 2 s (else ~2 minutes' wait, then a crash);
-    ``WANDB_MODE`` and ``logger.wandb.offline`` are obeyed."""
+    """W&B offline without credentials or a server reachable within 2 s (else a long wait, then a crash)."""
     loggers = cfg.get("logger")
     if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
         return loggers
