@@ -126,21 +126,18 @@ ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]]
 )
 """AlexNet's ImageNet-C top-1 error per severity 1..5 (hendrycks/robustness README table; see also robustness#10)."""
 
-ALEXNET_ERR: Mapping[str, float] = MappingProxyType(
+ALEXNET_ERR: Mapping[str, float] = MappingProxyType(  # mean over the 5 severities (the table's "Average" column)
     {name: round(sum(row) / len(row), 6) for name, row in ALEXNET_ERR_PER_SEVERITY.items()}
 )
-"""AlexNet's mean top-1 error over the 5 severities (the table's "Average" column)."""
 
-ALEXNET_CLEAN_ERR: float = 0.43478
-"""AlexNet's clean ImageNet top-1 error (torchvision: 56.522 % top-1), for relative mCE."""
+ALEXNET_CLEAN_ERR: float = 0.43478  # AlexNet's clean top-1 error (torchvision: 56.522 % top-1), for relative mCE
 
 
 class IncompleteBenchmarkWarning(UserWarning):
     """A metric over a fixed set of corruptions (mCE, w/o noises, holdouts) is missing some of them."""
 
 
-ErrorMatrix = Mapping[str, Mapping[int, float]]
-"""``{corruption: {severity: error}}``, errors as fractions in [0, 1]."""
+ErrorMatrix = Mapping[str, Mapping[int, float]]  # {corruption: {severity: error}}, errors as fractions in [0, 1]
 _KEY = re.compile(r"^(?P<corruption>[^/]+)/s(?P<severity>\d+)$")
 _NAN = float("nan")
 
@@ -255,7 +252,7 @@ def robustness_summary(
 ) -> dict[str, float]:
     """All robustness numbers of one evaluation as ``{name: float}`` (%): ``clean_top1/5`` (MNIST-C: ``identity/s1``
     if no ``clean``), ``c_top1/5`` (benchmark corruptions x severities), ``unnormalized_mce``, ``mce`` and
-    ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` (not MNIST-C), ``<corruption>/top1``,
+    ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` and ``s<k>_top1`` (not MNIST-C), ``<corruption>/top1``,
     ``/top5``, ``/ce`` (AlexNet-normalised for ImageNet-C, else the mean error), ``holdout_top1/5`` and
     ``holdout_mce``. NaN where undefined; one warning if the benchmark is incomplete."""
     bench = Benchmark.parse(benchmark)
@@ -285,6 +282,10 @@ def robustness_summary(
             out["mce"] = mce(errors, corruptions)
             out["relative_mce"] = relative_mce(errors, clean_error(accuracies, "top1"), corruptions)
         out["unnormalized_mce"] = unnormalized_mce(errors, corruptions)
+        for severity in () if mnist else SEVERITIES:
+            values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
+            if values:
+                out[f"s{severity}_top1"] = _mean(values)
 
         canonical = (*corruptions, *holdouts)
         for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical)):

@@ -1,9 +1,6 @@
-"""AugMix on device batches and its Jensen-Shannon consistency loss (Hendrycks et al. 2020; AdA App. A).
-
-The augmentation is torchvision's ``v2.AugMix`` (``all_ops=False``: without the ops that overlap with ImageNet-C),
-image by image (one op chain per call) in uint8 space, as the reference's PIL pipeline; its magnitudes differ from
-the reference's (docs/ada.md). torchvision has no JSD loss: :func:`jsd_consistency` is the reference's.
-"""
+"""AugMix on device batches and its Jensen-Shannon consistency loss (Hendrycks et al. 2020; AdA App. A):
+torchvision's ``v2.AugMix`` (``all_ops=False``: no ops that overlap with ImageNet-C), one op chain per image in
+uint8 space as the reference's PIL pipeline (magnitudes differ: docs/ada.md); the JSD loss is the reference's."""
 
 from __future__ import annotations
 

@@ -197,8 +197,7 @@ def create_model(
     return model
 
 
-WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")
-"""Prefixes added by DataParallel, Lightning modules and model wrappers."""
+WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")  # DataParallel, Lightning, wrappers
 
 
 def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
