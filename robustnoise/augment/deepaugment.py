@@ -1,14 +1,13 @@
-"""On-the-fly DeepAugment with EDSR (Hendrycks et al. 2021, *The many faces of robustness*): the reference
-(hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``) distorts ImageNet offline through an EDSR-baseline x4
-whose weights were changed by 3 of 17 ops (with replacement; re-drawn with probability 0.05 per image), plus a random
-head and body feature distortion per image. Here on the training device, per call (or image), at the input size,
-clamped to [0, 1]; block choices are restricted to the network's blocks and its 64 features replaced by the
-network's.
+"""On-the-fly DeepAugment with EDSR (Hendrycks et al. 2021, *The many faces of robustness*; reference:
+hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``, offline): an EDSR whose weights were changed by 3
+of 17 ops (with replacement, re-drawn with probability 0.05), plus random head and body feature distortions; here
+on the device, at the input size, clamped to [0, 1], block choices within the network's blocks.
 
-Reference quirks kept (its datasets were made with them): op 6 draws its factor from [1, 1 + 4u); op 8 fills all output
-channels at once; op 15 negates filters drawn with replacement; the head "swap" copies c2 into c1; head masks give P(1)
-= 0.95 / P(+1) = 0.975; "skip blocks" applies each kept block to the head features (only the last counts); ReLU and the
-(channel, height) flip have probability 1/3. The distributions are the reference's, not the streams.
+Reference quirks kept (its datasets were made with them): op 6 draws its factor from [1, 1 + 4u); op 8 fills all
+output channels at once; op 15 negates filters drawn with replacement; the head "swap" copies c2 into c1; head
+masks give P(1) = 0.95 / P(+1) = 0.975; "skip blocks" applies each kept block to the head features (only the last
+counts); ReLU and the (channel, height) flip have probability 1/3. The distributions are the reference's, not the
+streams.
 """
 
 from __future__ import annotations

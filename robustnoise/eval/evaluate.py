@@ -1,7 +1,6 @@
-"""The final evaluation of a run (``task=train``'s last step, ``task=eval``): the ``eval.*`` suite in Lightning's
-test loop, noise generators, attacks and the report. Attacks (AdA's evaluation, Calian et al. 2022, App. A, Table
-2): l_inf PGD and l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and AutoAttack (Croce & Hein 2020), optional
-extras (``robustnoise[attacks]``), in pixel space with bounds (0, 1)."""
+"""The final evaluation (``task=train``'s last step, ``task=eval``): the ``eval.*`` suite in Lightning's test loop,
+noise generators, the report and attacks (Calian et al. 2022, App. A): l_inf PGD and l_2 DDN with foolbox 3 (Rusak
+et al. 2020, App. F), AutoAttack (Croce & Hein 2020); optional extras, pixel bounds (0, 1)."""
 
 from __future__ import annotations
 

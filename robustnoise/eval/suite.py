@@ -1,8 +1,7 @@
 """Robustness evaluation in Lightning's test loop. *Generated* sets: corruptions applied on the device to each clean
-test batch, seeded per image by (seed, test index, corruption, severity) so that draws do not depend on batch size,
-workers or rank, rounded to the released files' 8-bit grid (filters still differ at float rounding between batch
-shapes: docs/exactness.md). *Released* sets: one extra dataloader per (corruption, severity). Per-image records are
-merged across ranks with a max-reduction, exact under DDP (padding duplicates land in the same slot)."""
+test batch, seeded per image by (seed, index, corruption, severity): independent of batch size, workers and rank;
+rounded to the 8-bit grid (float rounding still differs between batch shapes: docs/exactness.md). *Released* sets:
+a loader per (corruption, severity). Per-image records merge across ranks by max (exact under DDP)."""
 
 from __future__ import annotations
 

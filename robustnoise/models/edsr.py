@@ -1,8 +1,6 @@
-"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment). Architecture and
-state-dict keys are the official EDSR-PyTorch code's (``sub_mean``/``add_mean``, ``head.0``,
-``body.{i}.body.{0,2}``, ``body.{N}``, ``tail.0.*`` (empty at scale 1), ``tail.1``), so its released
-``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged; images enter and leave in [0, 1], inside the network works in
-[0, rgb_range]."""
+"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment), with the official
+EDSR-PyTorch architecture and state-dict keys (its released ``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged);
+images in [0, 1], inside [0, rgb_range] as officially."""
 
 from __future__ import annotations
 
@@ -161,9 +159,8 @@ def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
 
 
 class CorruptionNetwork(nn.Module):
-    """An EDSR as a map X -> X (AdA §2's corruption network c_phi), gray images through RGB. ``resize`` undoes the
-    upscaling (reference §1.10): ``sr_then_down`` (about the identity for pretrained weights), ``down_then_sr``
-    (lossy) or ``keep`` (DeepAugment's offline setting); ``clamp`` to [0, 1] is for AdA's SSIM guard."""
+    """An EDSR as a map X -> X (AdA §2's c_phi), gray through RGB; ``resize`` undoes the upscaling (reference §1.10):
+    ``sr_then_down``, ``down_then_sr`` (lossy) or ``keep``; ``clamp``: for AdA's SSIM guard."""
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:
         super().__init__()
@@ -208,9 +205,8 @@ _ARCH_KEYS = ("n_resblocks", "n_feats", "res_scale", "rgb_range")
 
 
 def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
-    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline`` | ``edsr`` | ``custom``: needs
-    ``n_resblocks`` and ``n_feats`` or weights), ``scale``, ``weights`` (null: random) and optional architecture
-    keys (null: the preset's)."""
+    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline``, ``edsr``, ``custom``), ``scale``,
+    ``weights`` (null: random), architecture keys (null: the preset's)."""
     variant = cfg.get("variant", "edsr_baseline")
     arch = {k: cfg.get(k) for k in _ARCH_KEYS}
     if variant in EDSR_PRESETS:

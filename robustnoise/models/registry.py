@@ -1,7 +1,6 @@
-"""The classifiers (images in [0, 1], normalised inside: :class:`NormalizedClassifier`), their registry and weight
-files: the MNIST CNN of Madry et al. (2018), pre-activation ResNets for 32 px (He et al. 2016, "Identity Mappings
-in Deep Residual Networks"), torchvision nets; our checkpoints, the game-of-noise release and other state dicts
-(also EDSR's and AdaIN's)."""
+"""The classifiers (images in [0, 1], normalised inside), their registry and weight files: Madry et al.'s (2018)
+MNIST CNN, pre-activation ResNets (He et al. 2016, "Identity Mappings in Deep Residual Networks"), torchvision
+nets."""
 
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -177,9 +176,8 @@ def create_model(
     weights: str | None = None,
     image_size: int = 224,
 ) -> NormalizedClassifier:
-    """The classifier ``name`` (of :func:`list_models`) for images in [0, 1], normalised inside by ``mean``/``std``.
-    ``weights``: ``None`` (random), ``torchvision[:ENUM_NAME]`` (ImageNet weights; head replaced for other class
-    counts) or a checkpoint path; ``image_size`` sizes ``madry_cnn``'s linear layer."""
+    """The classifier ``name`` for images in [0, 1]; ``weights``: None (random), ``torchvision[:ENUM]`` (new head for
+    other class counts) or a checkpoint path."""
     is_tv_weights = weights is not None and weights.split(":", 1)[0] == "torchvision"
     if name in _OWN:
         if is_tv_weights:
@@ -212,10 +210,8 @@ def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 
 def extract_state_dict(obj: Any, target_keys: Collection[str], source: str) -> dict[str, Tensor]:
-    """The bare state dict of a Lightning checkpoint (its ``classifier.*`` keys if any), game-of-noise release
-    (``model_state_dict``), BasicSR file (``params_ema``, ``params``) or state dict; wrapper prefixes are stripped
-    until a key is one of ``target_keys`` (never the last component: ``classifier.weight`` is DenseNet's head), the
-    wrapper's ``mean``/``std`` dropped."""
+    """The bare state dict of a Lightning checkpoint (``classifier.*``), game-of-noise release, BasicSR file or state
+    dict; wrapper prefixes stripped until a key fits ``target_keys`` (``classifier.weight`` is DenseNet's head)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
     containers = ("state_dict", "model_state_dict", "params_ema", "params")

@@ -33,10 +33,9 @@ _PER_GENERATOR = re.compile(r"adversarial_\d+")
 
 @dataclass
 class Report:
-    """One evaluation, with its tables and files. ``sets``: ``{"clean" | "<corruption>/s<k>": {"top1": %, "top5": %,
-    "n": images}}``; ``metrics``: :func:`robustnoise.metrics.robustness_summary` of the sets; ``gaussian_sigmas``:
-    top-1 per sigma; ``adversarial_noise`` and ``eps_star``: Rusak et al. 2020, Table 2; ``attacks``: ``accuracy``
-    and ``epsilon`` per attack."""
+    """One evaluation (``robustness.json``): ``sets`` (``{"clean" | "<corruption>/s<k>": {"top1", "top5", "n"}}``),
+    their ``metrics`` (``robustness_summary``), sigma sweep, adversarial noise and eps* (Rusak et al. 2020, Table
+    2), attacks."""
 
     sets: dict[str, dict[str, float]] = field(default_factory=dict)
     method: str | None = None

@@ -1,7 +1,5 @@
-"""AdaIN style transfer (Huang & Belongie 2017) as used for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN). Encoder
-(vgg_normalised to relu4_1, 31 modules) and decoder (29 modules) are ``nn.Sequential``s whose indices match the
-released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN), so those files load with
-``load_state_dict``."""
+"""AdaIN style transfer (Huang & Belongie 2017) as for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN); encoder and
+decoder module indices match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN)."""
 
 from __future__ import annotations
 
@@ -90,9 +88,8 @@ def _load(module: nn.Sequential, path: str | os.PathLike[str], what: str, releas
 
 
 class AdaINStylizer(nn.Module):
-    """AdaIN with a bank of style statistics (relu4_1 mean/std per style image): each content image gets one random
-    style, decoder(alpha AdaIN(c, s) + (1 - alpha) c) clamped to [0, 1] (ref. §5.1); gray content goes through
-    RGB."""
+    """AdaIN with a bank of style statistics: a random style per image, decoder(alpha AdaIN(c, s) + (1 - alpha) c)
+    clamped to [0, 1] (ref. §5.1)."""
 
     def __init__(self, encoder: nn.Sequential | None = None, decoder: nn.Sequential | None = None) -> None:
         super().__init__()

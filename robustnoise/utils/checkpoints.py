@@ -77,9 +77,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(Checkpoint):
-    """``<dirpath>/last.ckpt`` after every epoch and every ``every_n_train_steps`` steps (exact resume after a kill),
-    never before the first step or twice at one step. ``ModelCheckpoint(save_last=True)`` writes it only with a top-k
-    checkpoint."""
+    """``last.ckpt`` after every epoch and ``every_n_train_steps`` steps (exact resume), never before step 1 or twice
+    at one step (``save_last`` writes only with a top-k checkpoint)."""
 
     def __init__(self, dirpath: _PATH, every_n_train_steps: int = 0) -> None:
         super().__init__()

@@ -23,8 +23,8 @@ WANDB_ID_FILE = "wandb_id"
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint to resume from (``resume=true``/``ckpt_path=last``: the newest readable), else ``ckpt_path``; a
-    new run in a directory with checkpoints is refused."""
+    """The checkpoint to resume from (``resume=true``: the newest readable), else ``ckpt_path``; a new run into
+    checkpoints is refused."""
     ckpt = cfg.get("ckpt_path")
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or ckpt == "last":
