@@ -181,12 +181,11 @@ def adversarial_generators(
     )
     classifier = method.classifier.to(method.device)
     settings = {"kernel": cfg.kernel, "steps": cfg.steps, "lr": cfg.lr}
-    generators = []
-    for seed in range(cfg.seeds):
-        name = f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}"
-        generators.append(
-            train_adversarial_generator(classifier, loader, float(epsilon), seed=seed, name=name, **settings)
-        )
+    names = [f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}" for seed in range(cfg.seeds)]
+    generators = [
+        train_adversarial_generator(classifier, loader, float(epsilon), seed=seed, name=name, **settings)
+        for seed, name in enumerate(names)
+    ]
     log.info("trained %d adversarial noise generators (eps %.2f, %d steps each)", len(generators), epsilon, cfg.steps)
     return generators, float(epsilon)
 

@@ -95,8 +95,7 @@ class AdaINStylizer(nn.Module):
         super().__init__()
         self.encoder = encoder if encoder is not None else build_encoder()
         self.decoder = decoder if decoder is not None else build_decoder()
-        self.requires_grad_(False)
-        self.eval()
+        self.requires_grad_(False).eval()
         self.register_buffer("style_mean", torch.zeros(0, 512), persistent=False)
         self.register_buffer("style_std", torch.zeros(0, 512), persistent=False)
 
