@@ -1,5 +1,4 @@
-"""The Python API for notebooks: build a method from its ``conf/method`` YAML, or evaluate any ``nn.Module`` (images in
-[0, 1], normalised inside: ``NormalizedClassifier``) as ``task=eval`` does (same config, corruptions, report)."""
+"""The notebook API: methods from ``conf/method`` YAML; any ``nn.Module`` evaluated as ``task=eval`` does."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from robustnoise.data import ClassificationDataModule
 from robustnoise.eval.evaluate import adversarial_generators, corruption_suite, evaluation_report
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.configs import compose_config, method_from_yaml
-from robustnoise.report import schema
-from robustnoise.report.reporting import format_markdown, format_table, write_report
+from robustnoise.report.reporting import Report
 from robustnoise.utils import resolvers  # noqa: F401  (registers the rn.* resolvers the configs use)
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate
@@ -37,31 +35,12 @@ def load_data(name: str = "digits", **overrides: Any) -> ClassificationDataModul
 def build_method(
     name: str, data: str | ClassificationDataModule = "digits", model: str | dict[str, Any] = "madry_cnn", **kw: Any
 ) -> RobustClassifierModule:
-    """The LightningModule of ``conf/method/<name>.yaml`` with the keys ``kw`` (e.g. ``sigma=0.3``) for ``data``'s
-    images; ``model``: a ``conf/model`` name or its settings. Train it with ``pl.Trainer(...).fit(method, data)``."""
+    """The LightningModule of ``conf/method/<name>.yaml`` with keys ``kw`` for ``data``; ``model``: a name or
+    settings."""
     datamodule = load_data(data) if isinstance(data, str) else data
     if isinstance(model, str):
         model = OmegaConf.to_container(compose_config([f"model={model}"]).model, resolve=True)  # type: ignore[assignment]
     return method_from_yaml(name, data=datamodule.info(), model=dict(model), **kw)
-
-
-class Report(schema.Report):
-    """One evaluation as the CLI writes it (:class:`robustnoise.report.schema.Report`), with its tables and files."""
-
-    def table(self) -> str:
-        """The markdown tables of ``robustness.md``: summary, per corruption, corruption x severity."""
-        return format_markdown(self)
-
-    def summary(self) -> str:
-        """The table the CLI prints at the end of a run."""
-        return format_table([self], [self.label])
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``robustness.{json,csv,md}`` and the figures to ``out_dir`` (as the CLI does); returns it."""
-        write_report(self, out_dir)
-        return Path(out_dir)
-
-    __repr__ = summary
 
 
 def evaluate_robustness(
@@ -73,9 +52,9 @@ def evaluate_robustness(
     name: str = "model",
     **options: Any,
 ) -> Report:
-    """Clean and corrupted accuracy of ``model`` (images in [0, 1] -> logits, on its device) on ``data``'s test split;
-    ``corruptions``: a list, a name of :data:`CORRUPTION_SETS` or ``"mnist-c"`` (default: ``conf/eval/<eval>.yaml``'s);
-    ``released``: the root of ``data``'s released -C files, evaluated instead; ``options``: ``eval.*`` keys."""
+    """Clean and corrupted accuracy of ``model`` (on its device) on ``data``'s test split; ``corruptions``: a list, a
+    :data:`CORRUPTION_SETS` name or ``"mnist-c"``; ``released``: the root of the released -C files to evaluate
+    instead; ``options``: ``eval.*`` keys."""
     if corruptions == "mnist-c":
         eval, corruptions = "mnist_c_generated", None
     elif isinstance(corruptions, str) and corruptions not in CORRUPTION_SETS:
@@ -107,4 +86,4 @@ def evaluate_robustness(
         report = evaluation_report(ev, suite, model, datamodule, method=name, run_name=name, model=type(model).__name__)
     finally:
         model.train(was_training)
-    return Report(**vars(report))
+    return report

@@ -1,15 +1,10 @@
-"""Common-corruption robustness metrics and the benchmarks they are reported for.
+"""Common-corruption robustness metrics (Hendrycks & Dietterich, ICLR 2019) and the benchmarks they are reported for.
 
-Hendrycks & Dietterich (ICLR 2019), with ``E`` a top-1 error in [0, 1], ``c`` a corruption and ``s`` a severity:
-``CE_c = sum_s E_sc / sum_s E^AlexNet_sc``, **mCE** its mean over the 15 benchmark corruptions (x100; AlexNet gives
-100; only meaningful for the released ImageNet-C); **relative mCE** the mean of ``sum_s (E_sc - E_clean) /
-sum_s (E^AlexNet_sc - E^AlexNet_clean)``; **unnormalised mCE** the mean error over corruptions x severities (the number
-of CIFAR-10/100-C, Tiny-ImageNet-C and, one severity, MNIST-C). **w/o noises** (Rusak et al. 2020): the mean accuracy
-over the 12 benchmark corruptions that are not gaussian / shot / impulse noise. The 4 holdouts are never in mCE.
-
-The metrics take an error matrix ``{corruption: {severity: error}}`` (:func:`error_matrix` of the accuracies of
-:meth:`robustnoise.eval.suite.CorruptionSuite.accuracies`, skipping sets with ``n == 0`` or a NaN accuracy). A missing
-corruption makes a metric NaN with an :class:`IncompleteBenchmarkWarning` instead of a silently wrong number.
+With ``E`` a top-1 error in [0, 1]: ``CE_c = sum_s E_sc / sum_s E^AlexNet_sc``, **mCE** its mean over the 15 benchmark
+corruptions (x100; ImageNet-C only); **relative mCE** the mean of ``sum_s (E_sc - E_clean) / sum_s (E^AlexNet_sc -
+E^AlexNet_clean)``; **unnormalised mCE** the mean error over corruptions x severities (CIFAR-10/100-C, Tiny-ImageNet-C,
+MNIST-C). **w/o noises** (Rusak et al. 2020): mean accuracy over the 12 benchmark corruptions other than the 3 noises.
+Holdouts are never in mCE; a missing corruption makes a metric NaN with an :class:`IncompleteBenchmarkWarning`.
 """
 
 from __future__ import annotations
@@ -32,15 +27,18 @@ from robustnoise.corruptions.presets import (
 )
 from robustnoise.utils.errors import RobustnoiseError
 
-_LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "cifar10c", "mnist": "mnistc"}
-"""The metric-family names of reports written before :class:`Benchmark` (the ``benchmark`` key of old reports)."""
+_LEGACY = {
+    "imagenet": "imagenetc",
+    "tinyimagenet": "tinyimagenetc",
+    "cifar": "cifar10c",
+    "mnist": "mnistc",
+}  # old reports
 
 
 class Benchmark(str, Enum):
-    """The benchmark an evaluation reports on (``eval.benchmark``): corruption preset, released-file reader and metric
-    family. ``generated``: corruptions generated with the data's severity table, reported unnormalised. The others are
-    the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019 for MNIST-C), read by
-    ``robustnoise.data.released_c`` under the member's value."""
+    """``eval.benchmark``: corruption preset, released-file reader and metric family. ``generated``: the data's
+    severity table, unnormalised; the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019
+    for MNIST-C)."""
 
     GENERATED = "generated"
     IMAGENET_C = "imagenetc"
@@ -126,24 +124,20 @@ ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]]
         "saturate": (0.59342, 0.65514, 0.51174, 0.70834, 0.82260),
     }
 )
-"""Top-1 error of torchvision AlexNet on ImageNet-C per severity 1..5, as fractions: the 15 benchmark and the 4 holdout
-corruptions of the "AlexNet ImageNet-C Error" table of the hendrycks/robustness README (see also robustness#10)."""
+"""AlexNet's ImageNet-C top-1 error per severity 1..5 (hendrycks/robustness README table; see also robustness#10)."""
 
-ALEXNET_ERR: Mapping[str, float] = MappingProxyType(
+ALEXNET_ERR: Mapping[str, float] = MappingProxyType(  # mean over the 5 severities (the table's "Average" column)
     {name: round(sum(row) / len(row), 6) for name, row in ALEXNET_ERR_PER_SEVERITY.items()}
 )
-"""AlexNet's mean top-1 error over the 5 severities (the table's "Average" column)."""
 
-ALEXNET_CLEAN_ERR: float = 0.43478
-"""AlexNet's clean ImageNet top-1 error (torchvision AlexNet: 56.522 % top-1), for relative mCE."""
+ALEXNET_CLEAN_ERR: float = 0.43478  # AlexNet's clean top-1 error (torchvision: 56.522 % top-1), for relative mCE
 
 
 class IncompleteBenchmarkWarning(UserWarning):
     """A metric over a fixed set of corruptions (mCE, w/o noises, holdouts) is missing some of them."""
 
 
-ErrorMatrix = Mapping[str, Mapping[int, float]]
-"""``{corruption: {severity: error}}``, errors as fractions in [0, 1]."""
+ErrorMatrix = Mapping[str, Mapping[int, float]]  # {corruption: {severity: error}}, errors as fractions in [0, 1]
 _KEY = re.compile(r"^(?P<corruption>[^/]+)/s(?P<severity>\d+)$")
 _NAN = float("nan")
 
@@ -204,16 +198,14 @@ def _ce(corruption: str, row: Mapping[int, float]) -> float:
 
 
 def mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
-    """AlexNet-normalised mean corruption error over ``corruptions`` in % (ImageNet-C only), with AlexNet's errors at
-    the severities present (a warning when they are not all 5); NaN with a warning if a corruption is missing."""
+    """AlexNet-normalised mCE in % over the severities present (ImageNet-C); NaN + warning if incomplete."""
     if _missing(errors, corruptions, "mCE"):
         return _NAN
     return 100.0 * _mean(_ce(c, errors[c]) for c in corruptions)
 
 
 def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
-    """Mean error over ``corruptions`` x severities, in % (= 100 - mean corruption accuracy): the number of
-    CIFAR-10/100-C, Tiny-ImageNet-C and (``corruptions=MNIST_C_CORRUPTIONS``, one severity) MNIST-C."""
+    """Mean error over ``corruptions`` x severities, in %: CIFAR-10/100-C, Tiny-ImageNet-C, MNIST-C."""
     if _missing(errors, corruptions, "unnormalised mCE"):
         return _NAN
     return 100.0 * _mean(_mean(errors[c].values()) for c in corruptions)
@@ -225,8 +217,7 @@ def relative_mce(
     corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
     alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
 ) -> float:
-    """Relative mCE in % over the severities present; ``clean_error`` is the model's clean error (fraction). NaN with
-    a warning if the clean error or a corruption is missing."""
+    """Relative mCE in % over the severities present (``clean_error``: a fraction); NaN + warning if incomplete."""
     if math.isnan(clean_error):
         warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
         return _NAN
@@ -243,8 +234,7 @@ def relative_mce(
 def accuracy_without_noise(
     accuracies: Mapping[str, Mapping[str, Any]], corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS
 ) -> dict[str, float]:
-    """``{"top1", "top5"}``: mean accuracy (%) over ``corruptions`` other than the 3 noises (IN-C w/o noises), each
-    corruption averaged over its severities first. NaN + warning if one is missing."""
+    """Mean top-1/top-5 (%) over ``corruptions`` but the 3 noises (w/o noises); NaN + warning if incomplete."""
     kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
     out = {}
     for field in ("top1", "top5"):
@@ -260,14 +250,11 @@ def accuracy_without_noise(
 def robustness_summary(
     accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C
 ) -> dict[str, float]:
-    """All robustness numbers of one evaluation as a flat ``{name: float}`` dict (accuracies and errors in %).
-
-    Keys: ``clean_top1/5`` (``mnistc``: ``identity/s1`` stands in for a missing ``clean``); ``c_top1/5`` (mean over
-    the benchmark's corruptions and severities); ``unnormalized_mce``; ``mce`` and ``relative_mce`` (``imagenetc``);
-    ``no_noise_top1/5`` and ``s<k>_top1`` (not ``mnistc``); ``<corruption>/top1``, ``/top5``, ``/ce`` per corruption
-    evaluated (``ce``: AlexNet-normalised for ``imagenetc``, else the mean error); ``holdout_top1/5`` and
-    ``holdout_mce`` when a holdout was evaluated. NaN where undefined; one warning if the benchmark is incomplete.
-    """
+    """All robustness numbers of one evaluation as ``{name: float}`` (%): ``clean_top1/5`` (MNIST-C: ``identity/s1``
+    if no ``clean``), ``c_top1/5`` (benchmark corruptions x severities), ``unnormalized_mce``, ``mce`` and
+    ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` and ``s<k>_top1`` (not MNIST-C), ``<corruption>/top1``,
+    ``/top5``, ``/ce`` (AlexNet-normalised for ImageNet-C, else the mean error), ``holdout_top1/5`` and
+    ``holdout_mce``. NaN where undefined; one warning if the benchmark is incomplete."""
     bench = Benchmark.parse(benchmark)
     mnist = bench is Benchmark.MNIST_C
     normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts

@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from robustnoise.data import DigitsDataModule, IndexedDataset
 from robustnoise.eval.suite import CorruptionSuite, to_uint8_grid
-from robustnoise.report.reporting import format_table, write_report
-from robustnoise.report.schema import Report, summarize
+from robustnoise.report.reporting import Report, format_table, summarize, write_report
 
 
 class NoiseLevelOracle(nn.Module):

@@ -14,8 +14,7 @@ from matplotlib.image import imread
 from robustnoise.corruptions.presets import BENCHMARK_CORRUPTIONS, HOLDOUT_CORRUPTIONS
 from robustnoise.metrics import Benchmark, robustness_summary
 from robustnoise.report import compare, plots
-from robustnoise.report.reporting import format_markdown, write_report
-from robustnoise.report.schema import Report, summarize
+from robustnoise.report.reporting import Report, format_markdown, summarize, write_report
 
 ALL = BENCHMARK_CORRUPTIONS + HOLDOUT_CORRUPTIONS
 

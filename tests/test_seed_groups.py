@@ -15,8 +15,7 @@ from robustnoise.corruptions import sample_seeds
 from robustnoise.data import IndexedDataset
 from robustnoise.eval.suite import CorruptionSuite, gaussian_noise_images
 from robustnoise.report import compare
-from robustnoise.report.reporting import REPORT_JSON, Interval, seed_interval, separated
-from robustnoise.report.schema import Report
+from robustnoise.report.reporting import REPORT_JSON, Interval, Report, seed_interval, separated
 
 
 def _run(root: Path, name: str, method: str, seed: int, clean: float, sigma: dict[str, float] | None = None) -> Path:

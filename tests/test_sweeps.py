@@ -14,8 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from robustnoise.report.reporting import REPORT_JSON, write_report
-from robustnoise.report.schema import Report
+from robustnoise.report.reporting import REPORT_JSON, Report, write_report
 from robustnoise.report.sweep import plot_key, summarize_sweep, swept_keys
 from robustnoise.utils.launch import processes_per_job, requeue_resume, trainer_plugins
 

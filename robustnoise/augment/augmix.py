@@ -1,9 +1,6 @@
-"""AugMix on device batches and its Jensen-Shannon consistency loss (Hendrycks et al. 2020; AdA App. A).
-
-The augmentation is torchvision's ``v2.AugMix`` (``all_ops=False``: without the ops that overlap with ImageNet-C),
-image by image (one op chain per call) in uint8 space, as the reference's PIL pipeline; its magnitudes differ from
-the reference's (docs/ada.md). torchvision has no JSD loss: :func:`jsd_consistency` is the reference's.
-"""
+"""AugMix on device batches and its Jensen-Shannon consistency loss (Hendrycks et al. 2020; AdA App. A):
+torchvision's ``v2.AugMix`` (``all_ops=False``: no ops that overlap with ImageNet-C), one op chain per image in
+uint8 space as the reference's PIL pipeline (magnitudes differ: docs/ada.md); the JSD loss is the reference's."""
 
 from __future__ import annotations
 
@@ -16,8 +13,7 @@ from torchvision.transforms import v2
 
 
 class BatchAugMix(v2.AugMix):
-    """AugMix each image of a float batch in [0, 1] independently (torchvision's arguments, whose defaults are the
-    reference's values; ``all_ops`` is the reference's ``--all-ops``, off by default)."""
+    """AugMix each image of a float batch in [0, 1] (torchvision's defaults are the reference's)."""
 
     def __init__(self, all_ops: bool = False, **kwargs: Any) -> None:
         super().__init__(all_ops=all_ops, **kwargs)
@@ -32,8 +28,7 @@ class BatchAugMix(v2.AugMix):
 
 
 def jsd_consistency(logits: Tensor, num_views: int = 3) -> Tensor:
-    """Jensen-Shannon consistency ``mean_v KL(p_v || M)`` over ``num_views`` stacked views ``(V * B, K)``, the mixture
-    ``M`` clamped to [1e-7, 1] before the log and ``batchmean`` as the reference (without the lambda = 12 factor)."""
+    """The reference's JSD ``mean_v KL(p_v || M)`` over ``num_views`` stacked views (without lambda = 12)."""
     probs = F.softmax(logits.float(), dim=1).chunk(num_views)
     log_mixture = torch.stack(probs).mean(0).clamp(1e-7, 1.0).log()
     return sum(F.kl_div(log_mixture, p, reduction="batchmean") for p in probs) / num_views

@@ -1,17 +1,13 @@
-"""On-the-fly DeepAugment with EDSR (Hendrycks et al. 2021, *The many faces of robustness*, DeepAugment).
+"""On-the-fly DeepAugment with EDSR (Hendrycks et al. 2021, *The many faces of robustness*; reference:
+hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``, offline): an EDSR whose weights were changed by 3
+of 17 ops (with replacement, re-drawn with probability 0.05), plus random head and body feature distortions; here
+on the device, at the input size, clamped to [0, 1], block choices within the network's blocks.
 
-The reference (hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``) distorts ImageNet offline through an
-EDSR-baseline x4 whose weights were changed by 3 of 17 ops (with replacement; re-drawn with probability 0.05 per
-image), plus a random head and body feature distortion per image. :class:`DeepAugmentEDSR` does this on the training
-device, per call (per image with ``per_image``), at the input size, clamped to [0, 1]; the reference's block choices
-are restricted to the network's blocks (all if none is left) and its 64 features replaced by the network's.
-
-Reference quirks kept on purpose (its datasets were made with them): op 6's ``rand_like(w - 1)`` makes the factor
-[1, 1 + 4u), not [1 - 2u, 1 + 2u); op 8 fills ``z[:, j, sx, sy]`` for all output channels at once; op 15 negates
-filters drawn with replacement; the head "swap" of channel pairs (a tuple swap of views) copies c2 into c1; head
-masks ``round(rand + 0.45)`` / ``round(rand + 0.475) * 2 - 1`` give P(1) = 0.95 / P(+1) = 0.975; "skip up to 3
-blocks" applies each kept block to the head features, so only the last one counts; ReLU (vs GELU) and the (channel,
-height) flip have probability 1/3 (``randint(0, 2) == 1``). The distributions are the reference's, not the streams.
+Reference quirks kept (its datasets were made with them): op 6 draws its factor from [1, 1 + 4u); op 8 fills all
+output channels at once; op 15 negates filters drawn with replacement; the head "swap" copies c2 into c1; head
+masks give P(1) = 0.95 / P(+1) = 0.975; "skip blocks" applies each kept block to the head features (only the last
+counts); ReLU and the (channel, height) flip have probability 1/3. The distributions are the reference's, not the
+streams.
 """
 
 from __future__ import annotations
@@ -77,8 +73,8 @@ def _op(
     bias: bool = False,
     times: int = 1,
 ) -> WeightOp:
-    """A weight op: ``times`` times, ``t = fn(t, draws)`` for the weights (and biases with ``bias``) of convs
-    ``convs`` (0: first, 2: second; empty: one of them drawn each time) of one block drawn from ``blocks``."""
+    """A weight op: ``times`` times ``t = fn(t, draws)`` on convs ``convs`` (empty: one drawn) of a block of
+    ``blocks``."""
 
     def op(w: Weights, d: Draws) -> None:
         for _ in range(times):
@@ -165,8 +161,7 @@ _SPLIT = 5  # the body distortions act after the first 5 body modules
 
 
 class DeepAugmentEDSR(nn.Module):
-    """DeepAugment-EDSR images of a distorted copy of ``net``, re-drawn with probability ``p_resample`` per call (per
-    image with ``per_image``) from one generator seeded with ``seed`` (None: from torch's global generator)."""
+    """DeepAugment-EDSR images, the distortion re-drawn with probability ``p_resample`` per call."""
 
     def __init__(
         self,
@@ -194,8 +189,7 @@ class DeepAugmentEDSR(nn.Module):
 
     @torch.no_grad()
     def resample(self) -> list[str]:
-        """Draw new distorted weights from the clean ones; returns the names of the ops. Setting the generator back
-        to ``resample_state`` and resampling rebuilds them (how a resumed run gets each rank's network back)."""
+        """Draw new distorted weights; from ``resample_state`` it rebuilds them (resume)."""
         self.resample_state = self.generator.get_state()
         weights = {k: v.detach().clone() for k, v in self.net.edsr.state_dict().items()}
         names = [str(self.draws.choice(list(WEIGHT_OPS))) for _ in range(N_OPS)]

@@ -1,9 +1,5 @@
-"""Adversarial robustness at fixed epsilons, AdA's evaluation (Calian et al. 2022, App. A and Table 2): l_inf PGD and
-l_2 DDN with foolbox 3 (Rusak et al. 2020, App. F) and AutoAttack (Croce & Hein 2020) with ``pyautoattack``.
-
-Both packages are optional (``pip install robustnoise[attacks]``); the model takes [0, 1] images and normalises
-inside, so the attacks work in pixel space with bounds (0, 1).
-"""
+"""l_inf / l_2 robust accuracy with foolbox (Rusak et al. 2020, App. F) and AutoAttack (Calian et al. 2022, Table 2);
+both libraries are optional (``pip install robustnoise[attacks]``)."""
 
 from __future__ import annotations
 
@@ -62,8 +58,7 @@ def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.dev
 def robust_accuracy(
     classifier: nn.Module, loader: Iterable, name: str, cfg: Mapping[str, Any], max_images: int | None = None
 ) -> dict[str, float]:
-    """Accuracy (%) under the attack at ``cfg['epsilon']``, over the first ``max_images`` images of ``loader``.
-    Under AutoAttack an image counts as robust if no part of the ensemble flips its prediction."""
+    """Top-1 (%) under the attack at ``cfg['epsilon']`` on ``max_images`` images (AutoAttack: all parts)."""
     device = next(classifier.parameters()).device
     epsilon, batches = float(cfg["epsilon"]), _batches(loader, device, max_images)
     if name == "autoattack":

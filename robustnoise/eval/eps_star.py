@@ -1,19 +1,5 @@
-"""The median perturbation size eps* (Rusak et al. 2020, §3.3, Table 2).
-
-For each test image and a unit-l2 noise direction n, eps is the clipped size ``||clip(x + eta n, 0, 1) - x||`` of the
-smallest step ``eta`` that flips the decision; eps* is its lower median (as the reference's ``torch.median``) over
-the test set. Images no step can flip count as infinity (paper footnote 5), images already misclassified as 0.
-
-The reference scans a 1.8-geometric grid in eta, then refines by 40 halving steps (51 passes per image). Here the
-search runs on the size s itself (non-decreasing in eta; the step for a size is the exact clipping-aware inverse,
-:func:`~robustnoise.noise.projection.clipping_aware_scale`): an upward scan of a 1.8-geometric grid of sizes ending at
-``s_max`` (every pixel saturated) brackets the *first* flip (every wrong interval spanning a factor 1.8 holds a grid
-point); then regula falsi on the margin ``logit_true - max_other`` with the Illinois modification, each probe at least
-half the tolerance inside the bracket (so a converged side is closed from the other) and a bisection step whenever the
-interpolated point is outside or four steps in a row left more than half the bracket, until the bracket is narrower
-than ``rel_tol`` of its upper end (or at the dtype's resolution). The value recorded is the clipped norm at the
-misclassified end. About 13 forward passes per image on a small digits CNN (tests/test_eps_star.py counts them).
-"""
+"""eps*: the median l2 size of the smallest perturbation along a direction that flips the decision (Rusak et al.
+2020, §3.3), found by a scan and a safeguarded regula falsi along each image's ray."""
 
 from __future__ import annotations
 
@@ -58,11 +44,17 @@ def minimal_perturbation(
     rel_tol: float = 1e-5,
     clean_logits: Tensor | None = None,
 ) -> tuple[Tensor, float]:
-    """Per-image eps along ``direction`` (any scale; it is normalised), and the mean forward passes per image.
+    """Per-image eps (N,) along ``direction`` (normalised here) and the mean forward passes per image (with the clean
+    pass unless ``clean_logits``, the model's output on ``x``, is given). For eps* (Rusak et al. 2020, §3.3, Table
+    2), eps is the clipped size ``||clip(x + eta n, 0, 1) - x||`` of the smallest step ``eta`` that flips the
+    decision: inf where no step flips it (footnote 5), 0 where already wrong.
 
-    Returns eps of shape (N,): 0 where the clean image is already misclassified, ``inf`` where no size up to full
-    saturation changes the decision. The pass count includes the clean pass unless ``clean_logits`` (the model's
-    output on ``x``) is given.
+    The reference scans a 1.8-geometric grid in eta, then bisects 40 times (51 passes per image). Here the search
+    runs on the size s itself (monotone in eta; :func:`~robustnoise.noise.projection.clipping_aware_scale` inverts
+    it): an upward scan of a 1.8-geometric grid of sizes up to ``s_max`` (every pixel saturated) brackets the
+    *first* flip, then Illinois regula falsi on the margin ``logit_true - max_other`` (probes at least half the
+    tolerance inside the bracket; bisection when the point falls outside or after four slow steps) until the
+    bracket is narrower than ``rel_tol`` of its upper end. About 13 passes per image (tests/test_eps_star.py).
     """
     if not rel_tol > 0:
         raise ValueError(f"need rel_tol > 0, got {rel_tol}")
@@ -132,5 +124,5 @@ def minimal_perturbation(
 
 
 def lower_median(values: Tensor) -> float:
-    """The lower median (``torch.median``), defined with ``inf`` entries; NaN for an empty tensor."""
+    """The lower median (``torch.median``, as the reference), with ``inf`` entries; NaN if empty."""
     return float(values.median()) if values.numel() else math.nan

@@ -1,5 +1,6 @@
-"""The final evaluation of a run (``task=train``'s last step and ``task=eval``): the corruption suite of ``eval.*`` in
-Lightning's test loop, the adversarial-noise generators, the attacks and the report in the run directory."""
+"""The final evaluation (``task=train``'s last step, ``task=eval``): the ``eval.*`` suite in Lightning's test loop,
+noise generators, the report and attacks (Calian et al. 2022, App. A): l_inf PGD and l_2 DDN with foolbox 3 (Rusak
+et al. 2020, App. F), AutoAttack (Croce & Hein 2020); optional extras, pixel bounds (0, 1)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from robustnoise.metrics import Benchmark
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.report.plots import log_image_file
-from robustnoise.report.reporting import format_table, write_report
-from robustnoise.report.schema import Report
+from robustnoise.report.reporting import Report, format_table, write_report
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.resume import saved_hparams
 
@@ -30,9 +30,8 @@ log = logging.getLogger("robustnoise")
 
 
 def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
-    """The final evaluation's benchmark, corruptions, severities and released -C set (against the clean data; its
-    files if ``read_released``), checked before training. Empty lists that would evaluate nothing asked for are errors;
-    ``eval.corruptions=[]`` alone is clean accuracy (as ``eval=none``), with a warning line."""
+    """Check the final evaluation's benchmark, corruptions, severities and released set (its files if
+    ``read_released``) before training; ``eval.corruptions=[]`` alone is clean accuracy, with a warning."""
     ev = cfg.eval
     released = ev.get("released") or {}
     benchmark = Benchmark.parse(ev.benchmark)
@@ -63,8 +62,7 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
 
 
 def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """``task=eval``'s model settings: ``ckpt_path`` (any weight file, with the architecture stored in our
-    checkpoints) or ``model.weights``."""
+    """``task=eval``'s model settings: ``ckpt_path`` (with its stored architecture) or ``model.weights``."""
     ckpt = cfg.get("ckpt_path")
     if not ckpt:
         if not cfg.model.get("weights"):
@@ -83,8 +81,7 @@ def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_robustness(
     cfg: DictConfig, trainer: pl.Trainer, method: RobustClassifierModule, datamodule: ClassificationDataModule
 ) -> dict[str, Any]:
-    """Clean + corrupted accuracy of the test split; writes the report in the run directory and returns its
-    ``robustness.json`` content (empty on the other ranks)."""
+    """Evaluate the test split, write the report; returns ``robustness.json``'s content (empty off rank 0)."""
     ev = cfg.eval
     generators, noise_epsilon = adversarial_generators(ev.get("adversarial_noise") or {}, method, datamodule)
     suite = corruption_suite(ev, datamodule, generators, noise_epsilon)
@@ -141,8 +138,7 @@ def evaluation_report(
     datamodule: ClassificationDataModule,
     **who: Any,
 ) -> Report:
-    """The report of an evaluated ``suite`` and ``who`` (method, run name, model, seed), with the attacks of
-    ``eval.attacks`` (run here, on rank 0)."""
+    """The report of an evaluated ``suite`` and ``who``, with the attacks of ``eval.attacks`` (run here)."""
     attacks = ev.get("attacks") or {}
     loader = datamodule.test_dataloader
     return Report(
@@ -183,12 +179,11 @@ def adversarial_generators(
     )
     classifier = method.classifier.to(method.device)
     settings = {"kernel": cfg.kernel, "steps": cfg.steps, "lr": cfg.lr}
-    generators = []
-    for seed in range(cfg.seeds):
-        name = f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}"
-        generators.append(
-            train_adversarial_generator(classifier, loader, float(epsilon), seed=seed, name=name, **settings)
-        )
+    names = [f"eval: adversarial noise generator {seed + 1}/{cfg.seeds}" for seed in range(cfg.seeds)]
+    generators = [
+        train_adversarial_generator(classifier, loader, float(epsilon), seed=seed, name=name, **settings)
+        for seed, name in enumerate(names)
+    ]
     log.info("trained %d adversarial noise generators (eps %.2f, %d steps each)", len(generators), epsilon, cfg.steps)
     return generators, float(epsilon)
 

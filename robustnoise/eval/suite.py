@@ -1,12 +1,7 @@
-"""Robustness evaluation: clean and corrupted accuracy, computed inside Lightning's test loop.
-
-*Generated* sets: the in-memory corruptions applied on the device to each batch of clean test images (every image is
-loaded once), seeded per image by (seed, test index, corruption, severity) so that draws do not depend on batch size,
-workers or rank, and rounded to the 8-bit grid of the released files. Filters and the forward pass still differ at
-float rounding (~1e-7) between batch shapes (docs/exactness.md). *Released* sets (``robustnoise.data.released_c``):
-one extra dataloader per (corruption, severity). Results are recorded per image and merged across ranks with a
-max-reduction, exact under DDP (the sampler's padding duplicates land twice in the same slot).
-"""
+"""Robustness evaluation in Lightning's test loop. *Generated* sets: corruptions applied on the device to each clean
+test batch, seeded per image by (seed, index, corruption, severity): independent of batch size, workers and rank;
+rounded to the 8-bit grid (float rounding still differs between batch shapes: docs/exactness.md). *Released* sets:
+a loader per (corruption, severity). Per-image records merge across ranks by max (exact under DDP)."""
 
 from __future__ import annotations
 
@@ -95,12 +90,6 @@ class CorruptionSuite:
         self.eps_directions = [*eps_star.get("directions", []), *adversarial] if eps_star.get("enabled") else []
         # accuracy under clip(x + sigma n) per sigma: the x-axis of Rusak et al. 2020, Fig. 2
         self.sigmas = [float(s) for s in gaussian_sigmas or []]
-        self.top1: list[Tensor] = []
-        self.top5: list[Tensor] = []
-        self.noise_top1: list[Tensor] = []
-        self.sigma_top1: list[Tensor] = []
-        self.eps: dict[str, Tensor] = {}
-        self.eps_passes: dict[str, float] = {}
 
     def dataloaders(self) -> list[DataLoader]:
         """The clean test images (all generated sets come from its batches), then one loader per released set."""
@@ -145,10 +134,9 @@ class CorruptionSuite:
         self.noise_top1 = [torch.full((sizes[0],), -1, dtype=torch.int8, device=device) for _ in self.noise_generators]
         self.sigma_top1 = [torch.full((sizes[0],), -1, dtype=torch.int8, device=device) for _ in self.sigmas]
         self.eps = {name: torch.full((sizes[0],), -1.0, device=device) for name in self.eps_directions}
-        self.eps_passes = {}
+        self.eps_passes: dict[str, float] = {}
 
     def record(self, k: int, index: Tensor, logits: Tensor, y: Tensor) -> None:
-        assert self.top1, "call reset() first"
         topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
         self.top1[k][index] = (topk[:, 0] == y).to(torch.int8)
         self.top5[k][index] = (topk == y[:, None]).any(dim=1).to(torch.int8)
@@ -161,7 +149,6 @@ class CorruptionSuite:
 
     def accuracies(self) -> dict[str, dict[str, float]]:
         """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
-        assert self.top1, "call reset() first"
         out: dict[str, dict[str, float]] = {}
         for k, eval_set in enumerate(self.sets):  # top-1 and top-5 are recorded for the same images
             n = int((self.top1[k] >= 0).sum())
@@ -169,8 +156,7 @@ class CorruptionSuite:
         return out
 
     def adversarial_results(self) -> dict[str, Any]:
-        """Accuracy per Gaussian sigma and per adversarial generator, eps* per direction (Rusak et al. 2020, Fig. 2 and
-        Table 2)."""
+        """Top-1 per sigma and per noise generator, eps* per direction (Rusak et al. 2020, Table 2)."""
         out: dict[str, Any] = {}
         if self.sigmas:
             out["gaussian_sigmas"] = {f"{s:g}": _percent(r) for s, r in zip(self.sigmas, self.sigma_top1)}
@@ -202,16 +188,12 @@ class CorruptionSuite:
 
 
 def to_uint8_grid(images: Tensor) -> Tensor:
-    """``round(255 x) / 255``: float images on the 8-bit grid, bit-identical to decoding the uint8 values.
-
-    Rounding, not the released files' truncation: truncation puts the boundaries on the grid levels, where flat regions
-    of a filtered image land within float rounding of a level, so batch shapes would move them a whole level.
-    """
+    """``round(255 x) / 255``, bit-identical to decoding the uint8 values. Rounding, not the released files' truncation:
+    flat regions near a grid level would otherwise move a whole level between batch shapes."""
     return images.mul(255.0).round_().div_(255.0)
 
 
-SIGMA_SALT = 2000
-"""Seed salt of the sigma sweep's noise (with sigma in thousandths), apart from corruptions and eps* directions."""
+SIGMA_SALT = 2000  # seed salt of the sigma sweep's noise (sigma in thousandths), apart from corruptions and eps*
 
 
 def gaussian_noise_images(x: Tensor, sigma: float, seeds: Tensor) -> Tensor:
@@ -231,8 +213,7 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 def flat_metrics(
     accuracies: dict[str, dict[str, float]], benchmark: Benchmark | str = Benchmark.GENERATED
 ) -> dict[str, float]:
-    """``test_c/mean_acc`` is the console's and the report's mean-C: ``c_top1`` of
-    :func:`robustnoise.metrics.robustness_summary` (benchmark corruptions only, no holdouts)."""
+    """Logger metrics; ``test_c/mean_acc`` is the report's mean-C (``c_top1`` of ``robustness_summary``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
         means = robustness_summary(accuracies, benchmark=benchmark)

@@ -1,11 +1,6 @@
-"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment).
-
-Architecture and state-dict keys are those of the official EDSR-PyTorch code, so its released files
-(``edsr_baseline_x{2,3,4}-*.pt``, ``edsr_x{2,3,4}-*.pt``) load unchanged: ``sub_mean`` / ``add_mean`` (fixed 1x1
-MeanShift convs), ``head.0``, ``body.{i}.body.{0,2}`` (block i's convs; 1 is the ReLU), ``body.{N}`` (the body's last
-conv), ``tail.0.*`` (upsampler; an empty Sequential at scale 1, as officially) and ``tail.1``. Images enter and leave
-in [0, 1]; inside, the network works in [0, rgb_range] as the official code.
-"""
+"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment), with the official
+EDSR-PyTorch architecture and state-dict keys (its released ``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged);
+images in [0, 1], inside [0, rgb_range] as officially."""
 
 from __future__ import annotations
 
@@ -100,8 +95,7 @@ class EDSR(nn.Module):
         head_hook: Callable[[Tensor], Tensor] | None = None,
         body_fn: Callable[[nn.Sequential, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """SR of ``x`` (N, n_colors, H, W) in [0, 1] -> (N, n_colors, scale H, scale W), [0, 1]-scaled, unclamped;
-        ``head_hook`` and ``body_fn`` (in place of ``body(h)``) are DeepAugment's feature distortion points."""
+        """SR of ``x`` in [0, 1] (unclamped); ``head_hook``/``body_fn`` are DeepAugment's distortion points."""
         h = self.head(self.sub_mean(x * self.rgb_range))
         if head_hook is not None:
             h = head_hook(h)
@@ -139,8 +133,7 @@ def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -> dict[str, Any]:
-    """N (max body index), F and n_colors (``head.0.weight``) and the scale (tail) of an official state dict;
-    ``res_scale`` is not in the weights: 0.1 when F == 256 (the full EDSR), else 1."""
+    """N, F, n_colors and scale of an official state dict; ``res_scale``: 0.1 when F == 256, else 1."""
     head = state.get("head.0.weight")
     if head is None or head.dim() != 4:
         raise CheckpointError(f"EDSR checkpoint {path}: no head.0.weight (first keys: {', '.join(list(state)[:3])})")
@@ -155,8 +148,7 @@ def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
-    """An EDSR from an official file (plain, or with ``module.`` / ``model.`` prefixes) or BasicSR's (no mean shifts:
-    the DIV2K mean is used), its N, F and scale read from the weights; ``overrides`` (e.g. ``res_scale``) win."""
+    """An EDSR from an official or BasicSR file, its shape read from the weights; ``overrides`` win."""
     path = os.fspath(path)
     state = _official_keys(extract_state_dict(read_weights(path, "EDSR weights"), (), f"EDSR checkpoint {path}"))
     inferred = infer_edsr_config(state, path)
@@ -167,12 +159,8 @@ def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
 
 
 class CorruptionNetwork(nn.Module):
-    """An EDSR as an image-to-image map X -> X (AdA §2's corruption network c_phi), gray images through RGB.
-
-    ``resize`` undoes EDSR's upscaling (reference §1.10): ``sr_then_down`` (SR, area-downsample back: about the
-    identity for pretrained weights), ``down_then_sr`` (bicubic downsample, SR back; lossy) or ``keep`` (the upscaled
-    output, DeepAugment's offline setting). ``clamp`` to [0, 1] (AdA's SSIM guard needs it) is overridable per call.
-    """
+    """An EDSR as a map X -> X (AdA §2's c_phi), gray through RGB; ``resize`` undoes the upscaling (reference §1.10):
+    ``sr_then_down``, ``down_then_sr`` (lossy) or ``keep``; ``clamp``: for AdA's SSIM guard."""
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:
         super().__init__()
@@ -206,8 +194,7 @@ class CorruptionNetwork(nn.Module):
         return y.clamp(0.0, 1.0) if (self.clamp if clamp is None else clamp) else y
 
     def perturbable_parameters(self) -> dict[str, Tensor]:
-        """Every conv weight and bias except the fixed mean shifts, named relative to this module (74 tensors for
-        EDSR-baseline x4); ``torch.func.functional_call(net, {**params, name: p + beta}, (x,))`` is c_{phi+beta}(x)."""
+        """Conv weights and biases but the mean shifts: ``functional_call`` with ``p + beta`` is c_{phi+beta}."""
         return {
             name: p for name, p in self.named_parameters() if not name.removeprefix("edsr.").startswith(_MEAN_SHIFTS)
         }
@@ -218,9 +205,8 @@ _ARCH_KEYS = ("n_resblocks", "n_feats", "res_scale", "rgb_range")
 
 
 def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
-    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline`` | ``edsr`` | ``custom``), ``scale``,
-    ``weights`` (path, or null: random init) and optional ``n_resblocks``, ``n_feats``, ``res_scale``, ``rgb_range``
-    (null: the preset's value; ``custom`` needs ``n_resblocks`` and ``n_feats`` unless the weights give them)."""
+    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline``, ``edsr``, ``custom``), ``scale``,
+    ``weights`` (null: random), architecture keys (null: the preset's)."""
     variant = cfg.get("variant", "edsr_baseline")
     arch = {k: cfg.get(k) for k in _ARCH_KEYS}
     if variant in EDSR_PRESETS:
@@ -236,8 +222,7 @@ def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
 
 
 def build_corruption_network(cfg: Mapping[str, Any]) -> CorruptionNetwork:
-    """A frozen (no gradients, eval mode) corruption network from the ``corruption_net`` config: the keys of
-    :func:`build_edsr` and ``resize``. ``weights: null`` gives a randomly initialised network and a warning."""
+    """A frozen corruption network of the ``corruption_net`` config (random weights: a warning)."""
     unknown = set(cfg) - _CFG_KEYS
     if unknown:
         raise ConfigError(

@@ -1,4 +1,6 @@
-"""The MNIST-challenge CNN of Madry et al. (2018), as used for MNIST by Rusak et al. (2020)."""
+"""Madry et al.'s (2018) MNIST CNN."""
+
+from __future__ import annotations
 
 from torch import Tensor, nn
 

@@ -1,11 +1,12 @@
-"""Pre-activation ResNets for 32x32 inputs (He et al. 2016, "Identity Mappings in Deep Residual Networks")."""
+"""Pre-activation ResNets (He et al. 2016, "Identity Mappings in Deep Residual Networks")."""
+
+from __future__ import annotations
 
 from torch import Tensor, nn
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv x 2 (basic: 3x3, 3x3) or x 3 (bottleneck: 1x1, 3x3, 1x1, 4x the channels out), plus identity or
-    1x1-conv shortcut; modules ``bn{k}``, ``conv{k}``, ``shortcut``."""
+    """Pre-activation basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1 x4) block with identity or 1x1 shortcut."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, bottleneck: bool) -> None:
         super().__init__()
@@ -34,8 +35,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """CIFAR-style pre-activation ResNet: 3x3 stem without max-pool, four stages of ``num_blocks`` blocks, BN-ReLU,
-    global pool, linear."""
+    """CIFAR-style pre-activation ResNet: 3x3 stem, four stages, BN-ReLU, global pool, linear."""
 
     def __init__(self, bottleneck: bool, num_blocks: tuple[int, ...], num_classes: int, in_chans: int = 3) -> None:
         super().__init__()

@@ -1,15 +1,47 @@
-"""Model registry: builds any supported architecture wrapped in a ``NormalizedClassifier``."""
+"""The classifiers by name (images in [0, 1], normalised inside): our Madry CNN and pre-activation ResNets, and
+torchvision's nets."""
 
 from collections.abc import Callable, Sequence
 
+import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 
 from robustnoise.models.madry_cnn import MadryCNN
-from robustnoise.models.normalized import NormalizedClassifier
 from robustnoise.models.preact_resnet import preact_resnet18, preact_resnet50
 from robustnoise.models.weights import load_classifier_weights
-from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.utils.errors import ConfigError, RobustnoiseError
+
+
+class NormalizedClassifier(nn.Module):
+    """``(x - mean) / std`` before ``net``; 1-channel batches for 3-channel nets are repeated to RGB."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], net_in_chans: int) -> None:
+        super().__init__()
+        mean_t = torch.as_tensor(list(mean), dtype=torch.float32)
+        std_t = torch.as_tensor(list(std), dtype=torch.float32)
+        for label, t in (("mean", mean_t), ("std", std_t)):
+            if t.ndim != 1 or len(t) not in (1, net_in_chans):
+                raise ConfigError(f"{label} must have 1 or {net_in_chans} values (channels), got {list(t.tolist())}")
+        if (std_t <= 0).any():
+            raise ConfigError(f"std must be positive, got {std_t.tolist()}")
+        self.net = net
+        self.net_in_chans = net_in_chans
+        self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
+        self.register_buffer("std", std_t.view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Maps a batch ``(N, C, H, W)`` in [0, 1] to logits."""
+        channels = x.shape[1]
+        if channels == 1 and self.net_in_chans == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif channels != self.net_in_chans:
+            raise ValueError(f"input has {channels} channels but the network expects {self.net_in_chans}")
+        return self.net((x - self.mean) / self.std)
+
 
 # Our own architectures: (num_classes, in_chans, image_size) -> net.
 _OWN: dict[str, Callable[[int, int, int], nn.Module]] = {
@@ -59,13 +91,8 @@ def create_model(
     weights: str | None = None,
     image_size: int = 224,
 ) -> NormalizedClassifier:
-    """The classifier ``name`` (one of :func:`list_models`) for images in [0, 1], normalised by ``mean``/``std``
-    inside the model (1-channel data is repeated to RGB for the torchvision nets).
-
-    ``weights``: ``None`` (random init), ``"torchvision"`` / ``"torchvision:ENUM_NAME"`` (torchvision's ImageNet
-    weights, head replaced when ``num_classes != 1000``) or a checkpoint path. ``image_size`` sizes ``madry_cnn``'s
-    linear layer. A bad name, weights spec or argument is a :class:`RobustnoiseError`.
-    """
+    """The classifier ``name`` for images in [0, 1]; ``weights``: None (random), ``torchvision[:ENUM]`` (new head for
+    other class counts) or a checkpoint path."""
     is_tv_weights = weights is not None and weights.split(":", 1)[0] == "torchvision"
     if name in _OWN:
         if is_tv_weights:

@@ -1,4 +1,7 @@
-"""Loading weights: this framework's checkpoints, the game-of-noise release files, other released state dicts."""
+"""Reading and checking weight files (classifiers, EDSR, AdaIN): ``weights_only`` loads, wrapper prefixes stripped,
+one-line errors."""
+
+from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
@@ -7,16 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustnoise.models.normalized import NormalizedClassifier
 from robustnoise.utils.errors import CheckpointError
 
-WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")
-"""Prefixes added by DataParallel, Lightning modules and model wrappers."""
+WRAPPER_PREFIXES = ("module.", "model.", "resnet.", "classifier.", "net.")  # DataParallel, Lightning, wrappers
 
 
 def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load`` on the CPU with ``weights_only`` (a pickle that would run code is refused); a missing or
-    unreadable file is one :class:`CheckpointError` line."""
+    """``torch.load`` with ``weights_only`` (no code runs); a missing or unreadable file: :class:`CheckpointError`."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} not found at {path}")
     try:
@@ -27,12 +27,8 @@ def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 
 def extract_state_dict(obj: Any, target_keys: Collection[str], source: str) -> dict[str, Tensor]:
-    """The bare state dict in a loaded Lightning checkpoint (only ``classifier.*`` keys when present), game-of-noise
-    release (``model_state_dict``), BasicSR file (``params_ema`` before ``params``) or state dict; ``source`` names it.
-
-    Wrapper prefixes are stripped until a key is one of ``target_keys``, never the last component
-    (``classifier.weight`` is DenseNet's head); the wrapper's ``mean``/``std`` buffers are dropped.
-    """
+    """The bare state dict of a Lightning checkpoint (``classifier.*``), game-of-noise release, BasicSR file or state
+    dict; wrapper prefixes stripped until a key fits ``target_keys`` (``classifier.weight`` is DenseNet's head)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
     containers = ("state_dict", "model_state_dict", "params_ema", "params")
@@ -59,8 +55,7 @@ def _count(keys: list[str], what: str) -> str:
 
 
 def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, optional: tuple[str, ...] = ()) -> None:
-    """Load ``state`` into ``module`` after checking keys and shapes (a misfit is one ``{what}: ...`` error line); keys
-    containing one of ``optional`` may be absent (they keep their values)."""
+    """Load ``state`` after checking keys and shapes (one ``{what}: ...`` line); ``optional`` keys may be absent."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and not any(o in k for o in optional)]
     unexpected = [k for k in state if k not in expected]
@@ -74,9 +69,8 @@ def load_checked(module: nn.Module, state: Mapping[str, Tensor], what: str, opti
     module.load_state_dict(state, strict=False)
 
 
-def load_classifier_weights(model: NormalizedClassifier, path: str | os.PathLike) -> None:
-    """Loads network weights from ``path`` into ``model.net`` (the model's mean/std are kept); a missing,
-    unreadable or misfitting file is a :class:`CheckpointError`."""
+def load_classifier_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the network weights of ``path`` into ``model.net`` (mean/std kept); a misfit: :class:`CheckpointError`."""
     path = os.fspath(path)
     state = extract_state_dict(read_weights(path), model.net.state_dict().keys(), f"checkpoint {path}")
     # BatchNorm fills a missing num_batches_tracked itself (checkpoints from old torch versions lack it)

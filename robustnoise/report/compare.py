@@ -1,7 +1,6 @@
-"""``python -m robustnoise.compare RUN_DIR... [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``: the tables, CSV
-and figures over evaluated runs (a multirun directory stands for its jobs). Seeds are the unit: runs whose configs
-differ only in ``seed`` are one group, a mean and an interval (:func:`~robustnoise.report.reporting.seed_interval`).
-Exit codes: 0 done, 1 a run directory without ``robustness.json`` (one-line error), 2 bad arguments."""
+"""``python -m robustnoise.compare RUN_DIR... [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``: tables, CSV and
+figures over evaluated runs (a multirun directory stands for its jobs); runs differing only in ``seed`` are one
+group with an interval. Exit codes: 0 done, 1 a run without ``robustness.json``, 2 bad arguments."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from robustnoise.report import reporting as rp
-from robustnoise.report.schema import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
+from robustnoise.report.reporting import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
@@ -80,11 +79,7 @@ def _show(value: Any) -> str:
 
 
 def group_runs(run_dirs: Sequence[Path], reports: Sequence[Report]) -> list[tuple[str, list[int]]]:
-    """Runs that differ only in their seed, as ``(label, run indices)`` in order of first appearance.
-
-    One group: equal ``.hydra/config.yaml`` apart from ``seed`` (without one: equal method, run name, model, data,
-    preset, benchmark). The label is the run label when that tells the groups apart, else the command-line overrides
-    in which they differ (``method.sigma=0.5``), else the directory name."""
+    """Runs that differ only in their seed as ``(label, run indices)``, labels telling the groups apart."""
     members: dict[str, list[int]] = {}
     for i, (run_dir, report) in enumerate(zip(run_dirs, reports)):
         config = _hydra(run_dir)

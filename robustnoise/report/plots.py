@@ -1,6 +1,5 @@
-"""Figures (PNG, ~100 dpi) of reports: severity curves, heatmap, seed groups, accuracy against a swept value (Rusak et
-al. 2020, Fig. 2), training curves; and of training: image rows, noise histograms. Each is a :class:`Figure` on the
-Agg canvas: no pyplot state, the global backend is left alone."""
+"""PNG figures of reports (Rusak et al. 2020, Fig. 2's sigma axis) and of training, on the Agg canvas: no pyplot
+state."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import seed_interval, severity_label
-from robustnoise.report.schema import Report, eps_directions, mean, num
+from robustnoise.report.reporting import Report, eps_directions, mean, num, seed_interval, severity_label
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
@@ -36,8 +34,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def draw(jobs: Sequence[tuple[str, str, Callable[[Path], Any]]], out: Path, warn: Callable[[str], Any]) -> list:
-    """Draw each ``(caption, file name, draw(path))`` into ``out``, best effort (failures go to ``warn``); returns
-    ``(caption, file name)`` of those written."""
+    """Draw each ``(caption, file, draw(path))`` into ``out`` (failures to ``warn``); returns the written ones."""
     written = []
     for caption, name, job in jobs:
         try:
@@ -102,8 +99,7 @@ def _clean_line(ax: Any, report: Report) -> list[float]:
 
 
 def plot_severity_curves(report: Report, path: str | Path) -> Path:
-    """Top-1 against severity: a line per corruption (holdouts dashed), their mean (thick black) and the clean accuracy
-    (dashed grey); with a single severity (MNIST-C), where a curve would be a column of dots, a bar per corruption."""
+    """Top-1 against severity per corruption, their mean and clean; bars for a single severity (MNIST-C)."""
     matrix, main, holdouts, labels, severities = _layout(report)
     if len(severities) == 1:
         severity = severities[0]
@@ -141,8 +137,7 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
 
 
 def plot_heatmap(report: Report, path: str | Path) -> Path:
-    """Corruption x severity top-1 as an annotated heatmap with the means per corruption (last column; not for a single
-    severity) and per severity (last row); the colour scale is 0..100 for every run, so that runs compare by colour."""
+    """Corruption x severity top-1 with the means, on a 0..100 colour scale (runs compare by colour)."""
     matrix, main, holdouts, labels, severities = _layout(report)
     mean_column = len(severities) != 1
     data = np.full((len(labels) + bool(main), len(severities) + mean_column), np.nan)
@@ -179,8 +174,7 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
 
 
 def _grouped_bars(ax: Any, rows: list[tuple[str, Any]], groups: Sequence[tuple[str, Sequence]], digits: int) -> list:
-    """A cluster of bars per row, a bar per group: the mean over its seeds and its interval (an error bar from two
-    seeds on). Returns the interval ends."""
+    """A cluster per row, a bar per group: mean over seeds, interval as error bar. Returns the interval ends."""
     width = 0.8 / max(len(groups), 1)
     x = np.arange(len(rows))
     ends: list[float] = []
@@ -198,9 +192,7 @@ def _grouped_bars(ax: Any, rows: list[tuple[str, Any]], groups: Sequence[tuple[s
 
 
 def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
-    """One chart of groups of runs (``(label, reports of its seeds)``, a baseline among them): clean, mean corruption
-    and adversarial-noise top-1 on one 0-100 axis and eps* (median l2 norm) on a second panel; bars are the means
-    over seeds, error bars their :func:`seed_interval`. One axis per panel, so that groups compare by bar height."""
+    """Groups ``(label, reports of its seeds)``: accuracies on a 0-100 panel, eps* on another; seed intervals."""
     everyone = [r for _, reports in groups for r in reports]
     accuracy = [
         ("clean", lambda r: r.metric("clean_top1")),
@@ -231,8 +223,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
 
 
 def _bands(curves: list[tuple[str, list, list, dict]], path: str | Path, title: str, xlabel: str, **ticks: Any) -> Path:
-    """Curves ``(label, xs, values per x (one per seed), line style)``: the mean over the seeds at each x as a line and
-    their :func:`seed_interval` as a shaded band; ``ticks``: ``set_xticks``' arguments, if any."""
+    """Curves ``(label, xs, values per x (a seed each), style)``: the mean over seeds and their interval as a band."""
     ax = _figure(7.0, 4.6).add_subplot()
     values: list[float] = []
     for label, xs, per_x, style in curves:
@@ -251,8 +242,7 @@ def _bands(curves: list[tuple[str, list, list, dict]], path: str | Path, title: 
 
 
 def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, xlabel: str = "sigma") -> Path:
-    """Clean, mean corruption and, where measured, w/o-noise and adversarial-noise top-1 against a swept value (Rusak et
-    al. 2020, Fig. 2); runs at the same x (seeds) are one point with a band; non-numeric ``xs`` are equally spaced."""
+    """Top-1 against a swept value (Rusak et al. 2020, Fig. 2); seeds at one x give a band; non-numeric xs evenly."""
     if len(reports) != len(xs):
         raise ValueError(f"plot_sweep: {len(reports)} reports but {len(xs)} x values")
     at: dict[str, tuple[Any, list[Report]]] = {}
@@ -279,8 +269,7 @@ def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, x
 
 
 def plot_sigma_bands(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
-    """Top-1 under ``clip(x + sigma n)`` against sigma (Rusak et al. 2020, Fig. 2's axis), one curve per
-    ``(label, reports of its seeds)``: the mean over the seeds and their interval as a band."""
+    """Top-1 under ``clip(x + sigma n)`` against sigma (Rusak et al. 2020, Fig. 2), a band per group."""
     curves = []
     for (label, reports), colour in zip(groups, _colours(len(groups))):
         sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})
@@ -291,8 +280,7 @@ def plot_sigma_bands(groups: Sequence[tuple[str, Sequence[Report]]], path: str |
 
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
-    """Validation top-1 against epoch from CSV loggers' ``metrics.csv`` files (a resumed run's parts in order): clean,
-    the corrupted subset's mean and each of its corruptions (thin); None without validation rows."""
+    """Validation top-1 against epoch from ``metrics.csv`` files (in order); None without validation rows."""
     rows: list[dict[str, str]] = []
     for file in metrics_csv:
         with open(file, newline="") as f:
@@ -323,7 +311,7 @@ def log_image_file(module: Any, key: str, path: Path) -> None:
 
 
 def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -> Figure:
-    """Images in [0, 1] as labelled rows ``(label, N x C x H x W)``, up to ``columns`` a row, >= 6 in wide."""
+    """Images in [0, 1] as labelled rows ``(label, N x C x H x W)``, up to ``columns`` a row."""
     rows = [(label, images) for label, images in rows if len(images)]
     n = min(columns, max((len(images) for _, images in rows), default=1))
     cell = max(0.45, 7.5 / n)
@@ -341,8 +329,7 @@ def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -
 
 
 def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: bool) -> Figure:
-    """Per-channel histograms of per-pixel noise values (Rusak et al. 2020, Fig. 3A) and, for reference, the density of
-    Gaussian noise of the same l2 norm: ``epsilon`` over ``d = C*H*W`` pixels is a std of ``epsilon / sqrt(d)``."""
+    """Per-channel histograms of per-pixel noise (Rusak et al. 2020, Fig. 3A), with a Gaussian of the same l2 norm."""
     values = values.detach().float().cpu()
     ax = _figure(6.4, 4.0).add_subplot()
     colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]

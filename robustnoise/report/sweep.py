@@ -1,5 +1,4 @@
-"""Sweep summaries: ``python run.py -m method.sigma=0.1,0.3`` ends with :func:`robustnoise.report.compare.main` over
-its jobs, ordered and plotted by the swept key (:class:`SweepSummary`, a callback in ``conf/hydra/default.yaml``)."""
+"""Sweep summaries: :func:`robustnoise.report.compare.main` over a multirun's jobs (a Hydra callback)."""
 
 from __future__ import annotations
 
@@ -26,9 +25,7 @@ def swept_keys(overrides: Iterable[str]) -> list[str]:
 
 
 def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
-    """The swept key to order and plot by: the first with numeric values in every job, else the first with plain
-    values (strings, lists); a swept config group ``g`` stands for ``g.name``. Never ``seed``: runs that differ only
-    in it are one group (a mean and a band) in the comparison."""
+    """The swept key to plot by: the first numeric one, else the first plain one; never ``seed``."""
     plain: str | None = None
     for key in (k for k in keys if k not in compare.SEED_KEYS):
         values = [compare.config_value(d, key) for d in run_dirs]

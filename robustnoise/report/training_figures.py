@@ -1,7 +1,6 @@
-"""The figures of a training run, drawn by a callback (methods import nothing from the report layer): once,
-``train_batch.png`` (a method's ``train_rows``: one labelled row per part of a training batch); after each of ANT's
-restarts (its ``restart_sample``), ``noise/restart_<k>_{samples,histogram}.png`` (Rusak et al. 2020, Fig. 3A). Rank
-zero draws, with its own seeded noise: the figures never move a training stream."""
+"""Training figures, drawn by a callback (methods import nothing from the report layer): ``train_batch.png`` once and
+after each ANT restart ``noise/restart_<k>_{samples,histogram}.png`` (Rusak et al. 2020, Fig. 3A); rank zero draws
+with its own seeded noise, never moving a training stream."""
 
 from __future__ import annotations
 
@@ -41,8 +40,7 @@ class TrainingFigures(Callback):
 
 @torch.no_grad()
 def restart_figures(ant: Any, x: torch.Tensor, params: dict[str, torch.Tensor], epsilon: float) -> None:
-    """Noise samples and histogram of the generator ``params`` of ANT's latest restart on images ``x`` (a restart
-    batch: drawing new ones would advance the restart stream on rank zero only), next to the newest earlier one."""
+    """Noise figures of ANT's latest generator on the restart batch ``x``, next to the newest earlier one."""
 
     def noise(params: dict[str, torch.Tensor], eps: float) -> torch.Tensor:
         gen = torch.Generator(device=x.device).manual_seed(0)

@@ -1,11 +1,5 @@
-"""AdaIN style transfer (Huang & Belongie 2017) as used for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN).
-
-The "vgg_normalised" VGG-19 encoder up to relu4_1 and the AdaIN decoder are ``nn.Sequential``s whose module indices
-match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN, converted from Torch7), so
-those files load with ``load_state_dict``: the encoder is a 1x1 input conv (index 0), then reflection pad - 3x3 conv
-- ReLU triples and ceil-mode max-pools (31 modules, relu4_1 last; the released file holds all 53 to relu5_4); the
-decoder mirrors it with nearest x2 upsampling and no final ReLU (29 modules).
-"""
+"""AdaIN style transfer (Huang & Belongie 2017) as for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN); encoder and
+decoder module indices match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN)."""
 
 from __future__ import annotations
 
@@ -94,18 +88,14 @@ def _load(module: nn.Sequential, path: str | os.PathLike[str], what: str, releas
 
 
 class AdaINStylizer(nn.Module):
-    """AdaIN stylization with a bank of style statistics (relu4_1 mean/std per style image).
-
-    ``forward`` gives every content image one random style of the bank: decoder(alpha * AdaIN(c, s) + (1 - alpha) * c)
-    clamped to [0, 1] (ref. §5.1). Grayscale content is replicated to RGB and the result's channel mean returned.
-    """
+    """AdaIN with a bank of style statistics: a random style per image, decoder(alpha AdaIN(c, s) + (1 - alpha) c)
+    clamped to [0, 1] (ref. §5.1)."""
 
     def __init__(self, encoder: nn.Sequential | None = None, decoder: nn.Sequential | None = None) -> None:
         super().__init__()
         self.encoder = encoder if encoder is not None else build_encoder()
         self.decoder = decoder if decoder is not None else build_decoder()
-        self.requires_grad_(False)
-        self.eval()
+        self.requires_grad_(False).eval()
         self.register_buffer("style_mean", torch.zeros(0, 512), persistent=False)
         self.register_buffer("style_std", torch.zeros(0, 512), persistent=False)
 
@@ -135,8 +125,7 @@ class AdaINStylizer(nn.Module):
     def load_style_folder(
         self, style_dir: str | os.PathLike[str], size: int = 224, max_styles: int | None = None, batch_size: int = 32
     ) -> list[Path]:
-        """Add the relu4_1 statistics of the images under ``style_dir`` (the first ``max_styles`` in sorted order;
-        centre square crop, antialiased resize to ``size``, as SIN) to the bank; returns the files."""
+        """Add the relu4_1 statistics of ``style_dir``'s images (SIN's crop, resize) to the bank."""
         files = style_files(style_dir)[: max_styles or None]
         for start in range(0, len(files), batch_size):
             batch = []
@@ -167,8 +156,6 @@ class AdaINStylizer(nn.Module):
         style_index: Tensor | None = None,
     ) -> Tensor:
         """Stylize content images (B, 1|3, H, W) in [0, 1], one random (or the given) style per image."""
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"AdaIN alpha must be in [0, 1], got {alpha}")
         batch, channels, height, width = content.shape
         if style_index is None:
             style_index = self.pick_styles(batch, generator)

@@ -1,12 +1,7 @@
-"""``task=stylize``: write an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout.
-
-Every image of the requested splits (default ``train``), through the datamodule's deterministic ``eval_transform``,
-gets one random painting (ref. §5.1: Geirhos et al.'s SIN used AdaIN with alpha 1, content Resize(256) +
-CenterCrop(224), style seed 49809) and is written as ``<out>/<split>/<class>/<name>.png`` (uint8, rounded as
-``torchvision.utils.save_image``): class folders named after the classes when their sorted order is the label order
-(ImageNet wnids), else class indices; ``<name>`` the source file's stem, else the split index. ``stylize.json`` records
-the options, ``styles.csv`` each image's painting; ``data=stylized data.stylized_root=<out>`` reads the result.
-"""
+"""``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout (ref. §5.1: alpha 1, content
+Resize(256) + CenterCrop(224), style seed 49809): ``<out>/<split>/<class>/<name>.png``, class folders by class
+name when sorted names are the label order, else index; ``stylize.json`` records the options, ``styles.csv`` each
+image's painting; ``data=stylized data.stylized_root=<out>`` reads it."""
 
 from __future__ import annotations
 
@@ -70,9 +65,8 @@ class StylizeOptions:
 def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
     """Entry point of ``task=stylize``: write the stylized splits of ``datamodule``; returns (and prints) a summary."""
     options = OmegaConf.to_object(OmegaConf.merge(StylizeOptions, cfg))  # unknown keys and wrong types refused
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto" else options.device
-    )
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if options.device == "auto" else options.device)
     out = Path(options.out_dir)
     _prepare_out_dir(out, options.overwrite)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]
@@ -111,9 +105,8 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
 def stylize_split(
     stylizer: AdaINStylizer, dataset: Dataset, out: Path, split: str, class_names: list[str], options: StylizeOptions
 ) -> list[tuple[str, int]]:
-    """Stylize ``dataset`` (items ``(image, label, ...)``) into ``out/<split>/<class>/<name>.png``; returns the files
-    and their styles. Image ``i`` gets style ``randint(num_styles)[i]`` of a generator seeded with ``options.seed``
-    (independent of batch size, workers and device)."""
+    """Stylize ``dataset`` into ``out/<split>/<class>/<name>.png``, image ``i`` with style ``randint(num_styles)[i]``
+    of ``options.seed`` (any batching)."""
     if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
         dataset = Subset(dataset, range(options.max_images))
     count = len(dataset)  # type: ignore[arg-type]
@@ -135,8 +128,7 @@ def stylize_split(
 
 
 def _deterministic(dataset: Dataset, datamodule: Any) -> Dataset:
-    """``dataset`` with the datamodule's ``eval_transform`` in place of its (random) training transform (SIN content:
-    Resize(256) + CenterCrop(224) for train and val)."""
+    """``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
     make = getattr(datamodule, "eval_transform", None)
     return _with_transform(dataset, make()) if callable(make) else dataset
 

@@ -1,6 +1,5 @@
-"""``make audit`` (``python -m robustnoise.utils.audit [pip-audit options]``): pip-audit with a verdict that says how
-many packages were checked. pip-audit exits 0 when it could look none up; here that, or pip-audit failing (no
-network), is "not audited" with exit code 1, as are known vulnerabilities."""
+"""``make audit``: pip-audit with a verdict that says how many packages were checked; none checked (pip-audit's exit 0)
+or pip-audit failing is "not audited", exit code 1, as are known vulnerabilities."""
 
 from __future__ import annotations
 
@@ -32,20 +31,16 @@ def summarize(report: dict[str, Any]) -> tuple[int, list[str]]:
     return (1 if vulnerable else 0), lines
 
 
-def audit(args: Sequence[str] = ()) -> tuple[int, list[str]]:
-    """Run pip-audit on the running interpreter's environment and summarize it."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run pip-audit on the running interpreter's environment, print the summary; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
     cmd = [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     try:
-        report = json.loads(proc.stdout)
+        code, lines = summarize(json.loads(proc.stdout))
     except json.JSONDecodeError:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return 1, [f"not audited: pip-audit failed (exit {proc.returncode}; no network?): {last[:300]}"]
-    return summarize(report)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    code, lines = audit(sys.argv[1:] if argv is None else argv)
+        code, lines = 1, [f"not audited: pip-audit failed (exit {proc.returncode}; no network?): {last[:300]}"]
     print("\n".join(lines))
     return code
 

@@ -35,9 +35,8 @@ def last_checkpoint(trainer: pl.Trainer) -> str | None:
 
 
 class OnExceptionCheckpoint(Checkpoint):
-    """``<dirpath>/<filename>.ckpt`` when training stops on an exception after the first step, unless it is a user
-    error (nothing worth resuming). Not Lightning's ``OnExceptionCheckpoint``: with that one, ``fit(ckpt_path=None)``
-    silently resumes from the directory's newest checkpoint; here a run resumes only when asked (``resume=true``)."""
+    """``<dirpath>/<filename>.ckpt`` when training stops on an exception after the first step (not a user error). Not
+    Lightning's: that one makes ``fit(ckpt_path=None)`` resume silently; here only ``resume=true`` resumes."""
 
     def __init__(self, dirpath: _PATH, filename: str = "on_exception") -> None:
         super().__init__()
@@ -49,9 +48,8 @@ class OnExceptionCheckpoint(Checkpoint):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file next to the target, fsync, ``os.replace``: the previous file stays
-    complete until the new one is (Lightning's writer may copy from ``$TMPDIR`` over a truncated target). The next
-    write removes the temporary files of killed writes (rank zero is the only writer)."""
+    """``torch.save`` into a temporary file next to the target, fsync, ``os.replace``: the previous file stays complete
+    until the new one is; the next write removes killed writes' debris (rank zero is the only writer)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
@@ -79,10 +77,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(Checkpoint):
-    """``<dirpath>/last.ckpt`` after every training epoch and every ``every_n_train_steps`` steps (exact resume after
-    a kill, also mid-epoch), never before the first step, twice at one step or after training. Not
-    ``ModelCheckpoint(save_last=True)``: it writes ``last.ckpt`` only with a top-k checkpoint, and its step and epoch
-    triggers exclude each other."""
+    """``last.ckpt`` after every epoch and ``every_n_train_steps`` steps (exact resume), never before step 1 or twice
+    at one step (``save_last`` writes only with a top-k checkpoint)."""
 
     def __init__(self, dirpath: _PATH, every_n_train_steps: int = 0) -> None:
         super().__init__()

@@ -1,10 +1,6 @@
-"""How a job was launched, and what that means for DDP, requeueing and resuming.
-
-Local multirun (``-m``) cannot run multi-device DDP jobs: Lightning starts ranks >= 1 by re-running ``sys.argv``, so
-every rank would run the whole sweep (:func:`check_multirun_ddp`). ``hydra/launcher=slurm`` jobs are requeued by
-submitit into the same job directory, so Lightning's own SLURM auto-requeue is off (:func:`trainer_plugins`) and a
-training job resumes from its last checkpoint (:func:`requeue_resume`).
-"""
+"""How a job was launched: local multirun cannot run multi-device DDP (Lightning starts ranks >= 1 by re-running
+``sys.argv``: every rank would run the sweep); ``hydra/launcher=slurm`` jobs are requeued by submitit into the same
+directory, so Lightning's SLURM auto-requeue is off and training resumes from the last checkpoint."""
 
 from __future__ import annotations
 
@@ -20,8 +16,7 @@ SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmL
 
 
 def processes_per_job(trainer: DictConfig | dict) -> int:
-    """Training processes of a trainer config: devices (count, list or ``"0,1"``; ``-1`` / ``"auto"``: the visible
-    GPUs, one process on the CPU) times nodes."""
+    """Training processes of a trainer config: devices (``-1``/``auto``: visible GPUs, 1 on CPU) x nodes."""
     devices: Any = trainer.get("devices", 1)
     if isinstance(devices, str) and "," in devices:
         devices = [d for d in devices.split(",") if d.strip()]
@@ -34,8 +29,7 @@ def processes_per_job(trainer: DictConfig | dict) -> int:
 
 
 def check_multirun_ddp(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for a multirun job that would start DDP ranks by re-running the command line (not
-    under submitit's SLURM launcher, which starts one process per device, nor with ``*_spawn`` strategies)."""
+    """A :class:`ConfigError` for a local multirun job with several DDP processes (not SLURM, not spawn)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -1,5 +1,4 @@
-"""The run directory, checked before Hydra creates it: a path under a file or in an unwritable place is one ``error:``
-line with exit code 2 (Hydra would stop with a traceback before ``run.py`` can say anything)."""
+"""The run directory, checked before Hydra creates it: a bad path is one ``error:`` line with exit code 2."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from robustnoise.utils.errors import ConfigError
 
 
 def check_output_dir(path: str | Path, key: str) -> None:
-    """Raise a one-line :class:`ConfigError` unless ``path`` is, or can be created as, a writable directory (probed
-    with a temporary directory in the nearest existing ancestor, removed again)."""
+    """A one-line :class:`ConfigError` unless ``path`` is, or can become, a writable directory."""
     path = Path(path).absolute()
     existing = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
     if not existing.is_dir():

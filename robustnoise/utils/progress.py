@@ -1,6 +1,5 @@
-"""Progress of long inner phases (ANT restarts, adversarial-noise generators, eps* search) on rank zero: on a terminal
-a tqdm bar, otherwise (logs, SLURM) a line ``<name>: <step>/<total> (<seconds> s)`` every tenth of the phase; both
-only once the phase has run ``QUIET_SECONDS``."""
+"""Progress of long inner phases (ANT restarts, noise generators, eps*) on rank zero: a tqdm bar on a terminal, else a
+log line every tenth of the phase; only after ``QUIET_SECONDS``."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ log = logging.getLogger("robustnoise.progress")
 
 T = TypeVar("T")
 
-QUIET_SECONDS = float(os.environ.get("ROBUSTNOISE_PROGRESS_QUIET", 3.0))
-"""Phases shorter than this print nothing (environment variable ``ROBUSTNOISE_PROGRESS_QUIET``)."""
+QUIET_SECONDS = float(os.environ.get("ROBUSTNOISE_PROGRESS_QUIET", 3.0))  # shorter phases print nothing
 
 
 def _rank_zero() -> bool:

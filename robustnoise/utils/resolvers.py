@@ -34,8 +34,7 @@ def comparable_overrides(overrides: object) -> list[str]:
 
 
 def find_resumable_run(base: str | Path, overrides: object) -> Path | None:
-    """The run directory under ``base`` started with the same overrides (minus the resume keys) with the newest
-    readable checkpoint (an older run, with a warning, when none of a newer run's can be read)."""
+    """The run under ``base`` with the same overrides (minus the resume keys) and the newest readable checkpoint."""
     from robustnoise.utils.resume import checkpoint_files, resumable_checkpoint  # torch: only when resuming
 
     wanted = comparable_overrides(overrides)
@@ -83,8 +82,7 @@ def run_label(run_name: str, method: object, seed: object) -> str:
 
 
 def choice(group: str, default: str) -> str:
-    """The option chosen for config ``group`` in this run (``experiment=...``: the run name and W&B group of a config's
-    seeds); ``default`` without one or outside a Hydra run."""
+    """The option chosen for config ``group`` in this Hydra run (``experiment=...``), else ``default``."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -93,10 +91,7 @@ def choice(group: str, default: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register the ``rn.*`` resolvers (idempotent). ``rn.run_dir`` is cached: Lightning's DDP launcher reads
-    ``hydra.run.dir`` again for ranks >= 1, which must not make a new run id. ``rn.sweep_id`` is cached so that every
-    job of a multirun (Hydra copies the resolver cache into each job's config, also in submitit) shares the sweep
-    directory."""
+    """Register the ``rn.*`` resolvers; ``rn.run_dir`` (re-read by DDP ranks) and ``rn.sweep_id`` are cached."""
     resolvers = {"rn.run_id": run_id, "rn.safe_dirname": safe_dirname, "rn.strategy": ddp_strategy}
     resolvers |= {"rn.run_label": run_label, "rn.choice": choice, "rn.run_dir": run_dir, "rn.sweep_id": run_id}
     for name, fn in resolvers.items():

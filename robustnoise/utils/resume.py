@@ -1,8 +1,8 @@
-"""Resuming a training run: which checkpoint, whether it fits the configured model, and the W&B run to continue
-(``resume=true`` makes ``hydra.run.dir`` the newest earlier run of the same command: ``resolvers.run_dir``)."""
+"""Resuming a training run: which checkpoint, whether it fits the configured model, the W&B run to continue."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -23,9 +23,8 @@ WANDB_ID_FILE = "wandb_id"
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``trainer.fit`` resumes from: with ``resume=true`` or ``ckpt_path=last`` the run directory's
-    newest readable one (``last.ckpt`` first; None if there is none), else ``ckpt_path``; a new run in a directory that
-    already holds checkpoints is refused (it would overwrite them)."""
+    """The checkpoint to resume from (``resume=true``: the newest readable), else ``ckpt_path``; a new run into
+    checkpoints is refused."""
     ckpt = cfg.get("ckpt_path")
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or ckpt == "last":
@@ -51,8 +50,7 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
 
 
 def checkpoint_files(run_dir: str | Path) -> list[Path]:
-    """The checkpoints a run can resume from, ``last.ckpt`` first, then newest first (not on_exception.ckpt, which
-    may hold the state in the middle of a step)."""
+    """The checkpoints a run can resume from, ``last.ckpt`` first, then newest first (not on_exception.ckpt)."""
     files = [p for p in (Path(run_dir) / "checkpoints").glob("*.ckpt") if p.name != "on_exception.ckpt"]
     return sorted(files, key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime), reverse=True)
 
@@ -125,9 +123,7 @@ def keep_earlier_metrics(run_dir: str | Path) -> None:
     if rank_zero_only.rank != 0:
         return
     for metrics in Path(run_dir).glob("*/metrics.csv"):
-        part = 1
-        while (metrics.parent / f"metrics-{part}.csv").exists():
-            part += 1
+        part = next(k for k in itertools.count(1) if not (metrics.parent / f"metrics-{k}.csv").exists())
         metrics.rename(metrics.parent / f"metrics-{part}.csv")
 
 

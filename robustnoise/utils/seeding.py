@@ -1,9 +1,6 @@
 """Every seed derived from the run's seed comes from :func:`derive_seed`: one independent stream per purpose and keys.
-
-``numpy.random.SeedSequence`` mixes the run's seed with a spawn key of the purpose (a BLAKE2 digest: stable across
-processes, unlike ``hash``) and the integer keys, each as two 32-bit words (SeedSequence splits a large int into as
-many words as it needs, so ``(2**32 + 5,)`` and ``(5, 1)`` would otherwise be the same key).
-"""
+``SeedSequence`` mixes the seed with the purpose's BLAKE2 digest (stable across processes, unlike ``hash``) and the
+keys as two 32-bit words each (else ``(2**32 + 5,)`` and ``(5, 1)`` would collide)."""
 
 from __future__ import annotations
 

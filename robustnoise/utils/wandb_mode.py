@@ -17,8 +17,7 @@ log = logging.getLogger("robustnoise")
 
 
 def prepare_loggers(cfg: DictConfig) -> DictConfig | None:
-    """Without credentials or a server reachable within 2 s (an API key without network would wait ~2 minutes, then
-    crash), W&B logs offline. ``WANDB_MODE`` and ``logger.wandb.offline=true`` are obeyed as given."""
+    """W&B offline without credentials or a server reachable within 2 s (else a long wait, then a crash)."""
     loggers = cfg.get("logger")
     if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
         return loggers
