@@ -44,7 +44,7 @@ class OnExceptionCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.global_step > 0 and not isinstance(exception, RobustnoiseError):
-            trainer.save_checkpoint(self.ckpt_path)
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -89,7 +89,7 @@ class LastCheckpoint(Checkpoint):
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.fast_dev_run or trainer.state.fn != TrainerFn.FITTING or trainer.global_step == self.saved_step:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # explicit: else Lightning logs its default each save
         self.saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
