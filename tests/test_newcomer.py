@@ -10,7 +10,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from robustnoise.report.schema import Report
 
 from robustnoise.data import DigitsDataModule
 from robustnoise.eval.suite import flat_metrics
@@ -18,7 +17,7 @@ from robustnoise.methods.configs import method_from_yaml
 from robustnoise.metrics import robustness_summary
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.report import plots, reporting
-from robustnoise.report.reporting import format_table, write_report
+from robustnoise.report.reporting import Report, format_table, write_report
 from robustnoise.training.restarts import MIN_TRAINED_RESTARTS, restart_schedule_warning
 from robustnoise.utils import progress as progress_module
 from tests.conftest import compose_config

@@ -44,7 +44,7 @@ class OnExceptionCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.global_step > 0 and not isinstance(exception, RobustnoiseError):
-            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
+            trainer.save_checkpoint(self.ckpt_path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
