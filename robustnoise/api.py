@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, CORRUPTION_GROUPS
 from robustnoise.data import ClassificationDataModule
+from robustnoise.data.released_c import RELEASED_C_KIND_OF_DATA
 from robustnoise.eval.evaluate import adversarial_generators, corruption_suite, evaluation_report
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.configs import compose_config, method_from_yaml
@@ -21,8 +22,6 @@ from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.instantiate import instantiate
 
 CORRUPTION_SETS = {"imagenet-c": BENCHMARK_CORRUPTIONS, "all": ALL_CORRUPTIONS, **CORRUPTION_GROUPS}  # corruptions=
-RELEASED_KIND = {"cifar10": "cifar10c", "cifar100": "cifar100c", "mnist": "mnistc", "digits": "mnistc"}
-RELEASED_KIND |= {"imagenet": "imagenetc", "tiny_imagenet": "tinyimagenetc"}
 
 
 def load_data(name: str = "digits", **overrides: Any) -> ClassificationDataModule:
@@ -64,9 +63,11 @@ def evaluate_robustness(
         options["corruptions"] = list(CORRUPTION_SETS[corruptions] if isinstance(corruptions, str) else corruptions)
     if released is not None:
         data_name = data if isinstance(data, str) else data.name.split("+")[0]
-        if data_name not in RELEASED_KIND:
-            raise ConfigError(f"no released -C set is known for data {data_name!r}: use one of {sorted(RELEASED_KIND)}")
-        eval, options["released"] = RELEASED_KIND[data_name], {"root": str(released)}
+        if data_name not in RELEASED_C_KIND_OF_DATA:
+            raise ConfigError(
+                f"no released -C set is known for data {data_name!r}: use one of {sorted(RELEASED_C_KIND_OF_DATA)}"
+            )
+        eval, options["released"] = RELEASED_C_KIND_OF_DATA[data_name], {"root": str(released)}
     datamodule = load_data(data) if isinstance(data, str) else data
     cfg = compose_config([f"eval={eval}"])  # of the data config, the eval config reads only these:
     cfg.data = {"corruption_preset": datamodule.corruption_preset, "eval_batch_size": datamodule.eval_batch_size}

@@ -8,15 +8,20 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch.func import functional_call
 
+import robustnoise.methods.ant as ant_module
 from robustnoise.data import DigitsDataModule
 from robustnoise.data.stylized import StylizedDataModule
 from robustnoise.methods.ant import AdversarialNoiseTraining
 from robustnoise.methods.configs import method_from_yaml
-from robustnoise.noise import l2_norm
+from robustnoise.noise import NoiseGenerator, l2_norm, project_to_sphere
+from robustnoise.noise.adversarial import generator_step
 from robustnoise.report.training_figures import TrainingFigures
 from robustnoise.training.exact_resume import ExactResume
+from robustnoise.training.restarts import ReplayPool
 from robustnoise.utils.errors import ConfigError
 
 DATA = {"num_classes": 10, "in_chans": 1, "image_size": 28, "mean": [0.0], "std": [1.0]}
@@ -91,7 +96,7 @@ def test_batch_counts_follow_the_paper_and_the_reference():
     assert ref == {"clean": 20, "stylized": 15, "current": 21, "replay": [7, 7]}
 
 
-def test_mixed_batch_has_clean_rows_and_noise_of_each_snapshots_epsilon(tmp_path):
+def test_mixed_batch_has_clean_rows_and_noise_of_each_snapshots_epsilon(tmp_path, monkeypatch):
     torch.manual_seed(0)
     method = make_ant(epsilon=5.0, restart_steps=0)
     attach(method, tmp_path)
@@ -109,9 +114,13 @@ def test_mixed_batch_has_clean_rows_and_noise_of_each_snapshots_epsilon(tmp_path
             "kind": "interval",
         },
     ]
+    method.pool[1]["params"] = {k: v.detach() for k, v in method._new_generator_seeded(9).named_parameters()}
+    seen: list[dict] = []  # the weights each replay row was drawn with: each snapshot's own
+    monkeypatch.setattr(ant_module, "functional_call", lambda m, p, a: seen.append(p) or functional_call(m, p, a))
     x = torch.rand(70, 1, 28, 28) * 0.5 + 0.25
     y = torch.arange(70) % 10
     x_mix, y_mix = method.mixed_batch(x, y)
+    assert sorted(map(id, seen)) == sorted(id(s["params"]) for s in method.pool)
     assert torch.equal(y_mix, y) and torch.equal(x_mix[:35], x[:35])
     norms = l2_norm(x_mix - x)
     assert torch.allclose(norms[35:56], torch.full((21,), 5.0), rtol=1e-4)  # 30 %: the current generator
@@ -119,10 +128,23 @@ def test_mixed_batch_has_clean_rows_and_noise_of_each_snapshots_epsilon(tmp_path
     assert replay[:7] == pytest.approx([2.0] * 7, rel=1e-4) and replay[7:] == pytest.approx([3.0] * 7, rel=1e-4)
 
 
-def test_restarts_replace_the_generator_and_the_replay_pool_grows(tmp_path):
+def test_restarts_replace_the_generator_and_the_replay_pool_grows(tmp_path, monkeypatch):
     torch.manual_seed(0)
     method = make_ant(restart_every=2, restart_steps=3)
+    starts, train_generator = [], ant_module.train_generator
+
+    def spy(classifier, generator, opt, *args, **kwargs):  # the state each restart starts its training from
+        params = {n: p.detach().clone() for n, p in method.generator.named_parameters()}
+        starts.append((params, len(opt.state), opt.param_groups[0]["lr"]))
+        return train_generator(classifier, generator, opt, *args, **kwargs)
+
+    monkeypatch.setattr(ant_module, "train_generator", spy)
     attach(method, tmp_path, batches=6)
+    for k, (params, n_state, lr) in enumerate(starts, 1):  # fresh seeded weights, fresh Adam at restart_lr
+        fresh = dict(method._new_generator_seeded(k).named_parameters())
+        assert all(torch.equal(params[n], fresh[n]) for n in fresh)
+        assert n_state == 0 and lr == pytest.approx(method.hparams.restart_lr)
+    assert len(starts) == 3
     assert int(method.restarts) == 3 and len(method.pool) == 3  # restarts before iterations 0, 2 and 4
     assert method.restart_data.batches == 3 * 3  # restart steps only: the figures reuse a restart batch
     assert [s["restart"] for s in method.pool] == [1, 2, 3]
@@ -143,6 +165,45 @@ def test_no_replay_ablation_uses_only_the_current_generator(tmp_path):
     method = make_ant(replay=False, restart_every=1)
     attach(method, tmp_path, batches=3)
     assert len(method.pool) == 3 and not method.replay_active()
+    method.mixed_batch(torch.rand(70, 1, 28, 28), torch.arange(70) % 10)
+    assert [kind for kind, _ in method.train_rows] == ["clean", "generator"]  # no replayed noise in the batch
+    assert len(method.train_rows[1][1]) == 35  # 50 % current generator
+
+
+def test_replay_pool_keeps_the_newest_pool_size_snapshots():
+    pool, generator = ReplayPool(2), torch.nn.Linear(2, 2)
+    for restart in (1, 2, 3):
+        pool.add(generator, 1.0, restart, "restart")
+    assert [s["restart"] for s in pool] == [2, 3]
+
+
+def test_generator_step_runs_the_classifier_frozen_in_eval_mode_and_ascends_its_loss():
+    torch.manual_seed(0)
+    classifier = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 8 * 8, 10),
+    ).train()  # fmt: skip
+    modes: list[bool] = []
+    classifier[1].register_forward_pre_hook(lambda m, a: modes.append(m.training))
+    before = copy.deepcopy(classifier.state_dict())
+    generator = NoiseGenerator(channels=1)
+    x, y = torch.rand(32, 1, 8, 8), torch.arange(32) % 10
+
+    def ce() -> float:  # the classifier's loss under the generator's noise from a fixed latent z
+        with torch.no_grad():
+            noise = generator(x, generator=torch.Generator().manual_seed(1))
+            return F.cross_entropy(classifier.eval()(project_to_sphere(x, noise, 2.0)), y).item()
+
+    start = ce()
+    classifier.train()
+    opt = torch.optim.SGD(generator.parameters(), lr=0.05)
+    for _ in range(5):
+        generator_step(classifier, lambda v: generator(v, generator=torch.Generator().manual_seed(1)), opt, x, y, 2.0)
+    assert modes and not any(modes)  # BatchNorm ran in eval mode: running statistics are not updated
+    assert classifier.training  # the caller's mode restored
+    assert all(torch.equal(v, before[k]) for k, v in classifier.state_dict().items())
+    assert all(p.grad is None for p in classifier.parameters())
+    assert ce() > start  # the step ascends the classifier's cross-entropy
 
 
 @pytest.mark.parametrize(("target", "factor"), [(0.3, 0.9), (0.99, 1.1)])

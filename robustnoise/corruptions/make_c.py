@@ -126,7 +126,7 @@ def write_c(
     folder_names, naming = usable_class_names(class_names, num_classes)
 
     out = Path(options.out_dir).expanduser()
-    _prepare_out_dir(out, options.overwrite)
+    prepare_out_dir(out, options.overwrite)
     (out / _MANIFEST).write_text(json.dumps({"complete": False, "source": source}) + "\n")  # lets overwrite clean up
     device = options.device if options.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     sets = [(c, s) for c in names for s in levels]
@@ -225,15 +225,16 @@ def usable_class_names(names: Sequence[str] | None, num_classes: int) -> tuple[l
     return [f"{k:0{width}d}" for k in range(num_classes)], "indices"
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+def prepare_out_dir(out: Path, overwrite: bool, task: str = "make_c", manifest: str = _MANIFEST) -> None:
+    """Make ``out`` empty: a non-empty one only with ``<task>.overwrite=true`` and if ``task`` wrote it."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"make_c.out_dir {out} exists and is not a directory")
+        raise ConfigError(f"{task}.out_dir {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ConfigError(f"make_c.out_dir {out} is not empty; choose another folder or set make_c.overwrite=true")
-        if not (out / _MANIFEST).is_file():
+            raise ConfigError(f"{task}.out_dir {out} is not empty; choose another folder or set {task}.overwrite=true")
+        if not (out / manifest).is_file():
             raise ConfigError(
-                f"make_c.overwrite: {out} was not written by make_c ({_MANIFEST} missing); not deleting it"
+                f"{task}.overwrite: {out} was not written by task={task} ({manifest} missing); not deleting it"
             )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -373,6 +373,7 @@ _KINDS: Mapping[str, tuple[type[_Released], dict[str, Any], tuple[str, ...], int
 """``kind -> (reader, its arguments, clean datasets, classes, channels, image size)``: a model evaluated on the
 released set must share the last four with its clean data."""
 RELEASED_C_KINDS: tuple[str, ...] = tuple(_KINDS)
+RELEASED_C_KIND_OF_DATA = {data: kind for kind, spec in _KINDS.items() for data in spec[2]}  # e.g. cifar10 -> cifar10c
 
 
 def _check_kind(kind: str) -> str:

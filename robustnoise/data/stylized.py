@@ -60,7 +60,7 @@ class StylizedDataModule(WrappedDataModule):
         self.name = f"{clean.name}+stylized"
         self.stylized_set: Any = None
         self.stylizer: Any = None
-        self._styles_loaded, self._calls = False, 0
+        self._calls = 0
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
@@ -92,7 +92,6 @@ class StylizedDataModule(WrappedDataModule):
             )
         style_files(str(opts["style_dir"]))  # fail now, not at the first batch
         self.stylizer = AdaINStylizer.from_files(opts["encoder"], opts["decoder"])
-        self._styles_loaded = False
         self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
 
     def train_dataloader(self) -> Any:
@@ -111,10 +110,9 @@ class StylizedDataModule(WrappedDataModule):
         if self.stylizer is None:
             self._setup_adain()
         self.stylizer.to(x.device)
-        if not self._styles_loaded:  # once, on the training device (the encoder is the expensive part)
+        if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
             opts = self.adain_options
             self.stylizer.load_style_folder(opts["style_dir"], opts["style_size"], opts["max_styles"])
-            self._styles_loaded = True
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
         rank, step = (
             (self.trainer.global_rank, self.trainer.global_step) if self.trainer is not None else (0, self._calls)

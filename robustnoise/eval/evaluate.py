@@ -22,7 +22,7 @@ from robustnoise.metrics import Benchmark
 from robustnoise.noise.adversarial import train_adversarial_generator
 from robustnoise.noise.calibration import epsilon_for_sigma
 from robustnoise.report.plots import log_image_file
-from robustnoise.report.reporting import Report, format_table, write_report
+from robustnoise.report.reporting import Report, write_report
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 from robustnoise.utils.resume import saved_hparams
 
@@ -96,7 +96,7 @@ def evaluate_robustness(
     for figure in ("severity_curves", "heatmap"):  # the report's plots, for W&B dashboards
         if (out_dir / f"{figure}.png").is_file():
             log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
-    print(format_table([report], [cfg.run_name]))
+    print(report.summary())
     log.info("robustness report written to %s", out_dir)
     _log_tables(trainer, report.sets)
     return report.to_dict()

@@ -143,7 +143,7 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
     data = np.full((len(labels) + bool(main), len(severities) + mean_column), np.nan)
     for i, name in enumerate(main + holdouts):
         data[i, : len(severities)] = [matrix[name].get(s, np.nan) for s in severities]
-        data[i, len(severities) :] = report.corruption_accuracy(name)  # the mean column, if any
+        data[i, len(severities) :] = mean(matrix[name].values())  # the mean column, if any
     if main:
         data[-1] = [mean(data[: len(main), j]) for j in range(data.shape[1])]
     row_labels = labels + (["mean"] if main else [])

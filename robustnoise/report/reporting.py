@@ -398,12 +398,14 @@ def corruption_table(report: Report) -> str:
     """Per corruption: top-1 / top-5 averaged over the severities and the CE where available (markdown)."""
     main, holdouts = report.corruptions()
     normalized = "mce" in report.metrics
+    top1, top5 = report.matrix(), report.matrix("top5")
 
     def row(name: str, label: str) -> list[str]:
+        acc, acc5 = mean(top1.get(name, {}).values()), mean(top5.get(name, {}).values())
         ce = report.metrics.get(f"{name}/ce", NAN)
         if math.isnan(ce) and not normalized:
-            ce = 100.0 - report.corruption_accuracy(name)
-        return [label, fmt(report.corruption_accuracy(name)), fmt(report.corruption_accuracy(name, "top5")), fmt(ce)]
+            ce = 100.0 - acc
+        return [label, fmt(acc), fmt(acc5), fmt(ce)]
 
     def with_mean(label: str, rows: list[list[str]]) -> list[list[str]]:  # the mean of the rounded cells
         return rows + ([[label] + [fmt(mean(r[i] for r in rows)) for i in (1, 2, 3)]] if len(rows) > 1 else [])

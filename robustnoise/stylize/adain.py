@@ -127,6 +127,7 @@ class AdaINStylizer(nn.Module):
     ) -> list[Path]:
         """Add the relu4_1 statistics of ``style_dir``'s images (SIN's crop, resize) to the bank."""
         files = style_files(style_dir)[: max_styles or None]
+        means, stds = [self.style_mean], [self.style_std]  # one concatenation at the end, not one per batch
         for start in range(0, len(files), batch_size):
             batch = []
             for path in files[start : start + batch_size]:
@@ -136,8 +137,9 @@ class AdaINStylizer(nn.Module):
                 image = v2.functional.resize(image, [size, size], antialias=True)
                 batch.append(v2.functional.to_dtype(image, torch.float32, scale=True).as_subclass(Tensor))
             mean, std = feature_mean_std(self.encode(torch.stack(batch).to(self.style_mean.device)))
-            self.style_mean = torch.cat([self.style_mean, mean])
-            self.style_std = torch.cat([self.style_std, std])
+            means.append(mean)
+            stds.append(std)
+        self.style_mean, self.style_std = torch.cat(means), torch.cat(stds)
         return files
 
     def pick_styles(self, n: int, generator: torch.Generator | None = None) -> Tensor:

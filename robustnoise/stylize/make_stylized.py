@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.io import write_png
 from tqdm.auto import tqdm
 
-from robustnoise.corruptions.make_c import _FloatImages, class_folder_names, usable_class_names
+from robustnoise.corruptions.digital import quantize_uint8_round
+from robustnoise.corruptions.make_c import _FloatImages, class_folder_names, prepare_out_dir, usable_class_names
 from robustnoise.stylize.adain import AdaINStylizer
 from robustnoise.utils.errors import ConfigError
 
@@ -68,7 +68,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if options.device == "auto" else options.device)
     out = Path(options.out_dir)
-    _prepare_out_dir(out, options.overwrite)
+    prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]
     files = stylizer.load_style_folder(options.style_dir, options.style_size, options.max_styles, options.batch_size)
     datamodule.setup("fit")
@@ -115,13 +115,15 @@ def stylize_split(
     loader = DataLoader(
         _FloatImages(dataset), batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers
     )
-    written = []
+    written, folders = [], set()
     for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
         images = stylizer(x, alpha=options.alpha, style_index=styles[index])
-        pixels = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).cpu()  # rounded as save_image
+        pixels = quantize_uint8_round(images).cpu()  # rounded as save_image
         for pixel, label, i in zip(pixels, y.tolist(), index.tolist(), strict=True):
             name = f"{split}/{class_names[label]}/{names[i]}.png"
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            if (folder := (out / name).parent) not in folders:  # one mkdir per class folder, not per image
+                folder.mkdir(parents=True, exist_ok=True)
+                folders.add(folder)
             write_png(pixel, str(out / name))
             written.append((name, int(styles[i])))
     return written
@@ -156,15 +158,3 @@ def _sample_names(dataset: Any, count: int) -> list[str]:
             return stems
     width = len(str(max(count - 1, 0)))
     return [f"{i:0{width}d}" for i in range(count)]
-
-
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"stylize.out_dir {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"stylize.out_dir {out} is not empty; use another folder or stylize.overwrite=true")
-        if not (out / _MANIFEST).is_file():
-            raise ConfigError(f"stylize.overwrite: {out} was not written by task=stylize ({_MANIFEST} missing)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
