@@ -31,7 +31,7 @@ from foolbox.external.clipping_aware_rescaling import l2_clipping_aware_rescalin
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.common import autocast, configure, interleaved, parser, quiet_lightning, table
-from robustnoise.methods import AdversarialNoiseTraining
+from robustnoise.methods.ant import AdversarialNoiseTraining
 from robustnoise.methods.configs import method_from_yaml
 from robustnoise.noise import NoiseGenerator
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmarks.common import autocast, configure, interleaved, parser, quiet_lightning, table
 from robustnoise.data import IndexedDataset
 from robustnoise.eval.suite import CorruptionSuite
-from robustnoise.methods import RobustClassifierModule
+from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.methods.configs import method_from_yaml
 
 SETS, IMAGES, BATCH = 4, 256, 128

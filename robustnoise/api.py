@@ -34,8 +34,7 @@ def load_data(name: str = "digits", **overrides: Any) -> ClassificationDataModul
 def build_method(
     name: str, data: str | ClassificationDataModule = "digits", model: str | dict[str, Any] = "madry_cnn", **kw: Any
 ) -> RobustClassifierModule:
-    """The LightningModule of ``conf/method/<name>.yaml`` with keys ``kw`` for ``data``; ``model``: a name or
-    settings."""
+    """``conf/method/<name>.yaml``'s LightningModule with keys ``kw`` for ``data``; ``model``: a name or settings."""
     datamodule = load_data(data) if isinstance(data, str) else data
     if isinstance(model, str):
         model = OmegaConf.to_container(compose_config([f"model={model}"]).model, resolve=True)  # type: ignore[assignment]
@@ -84,7 +83,6 @@ def evaluate_robustness(
             for loader, batches in enumerate(suite.dataloaders()):
                 for x, y, index in batches:
                     suite.evaluate_batch(model, x.to(device), y.to(device), index.to(device), loader=loader)
-        report = evaluation_report(ev, suite, model, datamodule, method=name, run_name=name, model=type(model).__name__)
+        return evaluation_report(ev, suite, model, datamodule, method=name, run_name=name, model=type(model).__name__)
     finally:
         model.train(was_training)
-    return report

@@ -56,10 +56,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             warnings.filterwarnings("ignore", message=message)
         print_config_tree(cfg)
         summary = _run_task(cfg)
-    out_dir = cfg.paths.output_dir
-    report = Path(out_dir) / "robustness.md"
+    report = Path(cfg.paths.output_dir) / "robustness.md"
     if rank_zero_only.rank == 0:
-        print(f"run directory: {out_dir}" + (f"  report: {report}" if report.is_file() else ""))
+        print(f"run directory: {report.parent}" + (f"  report: {report}" if report.is_file() else ""))
     return summary
 
 

@@ -52,9 +52,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         super().__init__(**kwargs)
         self.generator = self._new_generator_seeded(0)
         self.register_buffer("epsilon", torch.tensor(float("nan") if epsilon == "auto" else float(epsilon)))
-        # classifier steps so far, restarts so far, the iteration of the last restart
-        for name, value in (("iteration", 0), ("restarts", 0), ("last_restart", -1)):
-            self.register_buffer(name, torch.tensor(value, dtype=torch.long))
+        # classifier steps so far, restarts so far, the iteration of the last restart: host ints (no device sync)
+        self.iteration, self.restarts, self.last_restart = 0, 0, -1
         self.pool = ReplayPool(pool_size)
         self.restart_data: ShuffledPasses | None = None
         self.restart_sample: dict[str, Any] | None = None  # the last restart's images and generator, for the figures
@@ -107,8 +106,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
 
     def replay_active(self) -> bool:
         """Replay starts once the pool holds a snapshot other than the current generator's own restart state."""
-        restarts = int(self.restarts)
-        return self.hparams.replay and any(s["restart"] != restarts or s["kind"] != "restart" for s in self.pool)
+        return self.hparams.replay and any(s["restart"] != self.restarts or s["kind"] != "restart" for s in self.pool)
 
     @torch.no_grad()
     def mixed_batch(self, x: Tensor, y: Tensor, stylized: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -119,27 +117,25 @@ class AdversarialNoiseTraining(RobustClassifierModule):
             rows.append(("stylized", stylized[0]))
             labels.append(stylized[1])
         start = len(x) - counts["current"] - sum(counts["replay"])
-        noisy_x, offset = x[start:], counts["current"]
-        rows.append(("generator", self.noise_sample(noisy_x[:offset])))
-        for snapshot, n in zip(self.pool.draw(len(counts["replay"]), x.device), counts["replay"]):
-            noisy = self.noise_sample(noisy_x[offset : offset + n], snapshot["params"], snapshot["epsilon"])
-            rows.append(("replay", noisy))
-            offset += n
+        current, *replayed = x[start:].split([counts["current"], *counts["replay"]])
+        rows.append(("generator", self.noise_sample(current)))
+        for snapshot, part in zip(self.pool.draw(len(replayed), x.device), replayed):
+            rows.append(("replay", self.noise_sample(part, snapshot["params"], snapshot["epsilon"])))
         self.train_rows = rows
         return torch.cat([images for _, images in rows]), torch.cat([*labels, y[start:]])
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         (x, y), stylized = self._split_batch(batch)
         hp = self.hparams
-        last = int(self.last_restart)  # -1 before the first restart
-        if (last < 0 and hp.restart_at_start) or int(self.iteration) - max(last, 0) >= self.interval:
+        last = self.last_restart  # -1 before the first restart
+        if (last < 0 and hp.restart_at_start) or self.iteration - max(last, 0) >= self.interval:
             self.restart()
         noise_loss, noise_acc = self.generator_step(x, y)  # (a)
         x_mix, y_mix = self.mixed_batch(x, y, stylized)  # (b)
         loss = self.classifier_step(x_mix, y_mix)  # (c)
         self.iteration += 1
-        if hp.snapshot_every and int(self.iteration) % int(hp.snapshot_every) == 0:
-            self.pool.add(self.generator, float(self.epsilon), int(self.restarts), "interval")
+        if hp.snapshot_every and self.iteration % int(hp.snapshot_every) == 0:
+            self.pool.add(self.generator, float(self.epsilon), self.restarts, "interval")
         if (adaptive := hp.adaptive_epsilon)["enabled"]:  # about target_error of the noisy images misclassified
             error = 1.0 - float(self.trainer.strategy.reduce(noise_acc.detach(), reduce_op="mean"))
             self.epsilon.mul_(1.0 + (1.0 if error < float(adaptive["target_error"]) else -1.0) * adaptive["rate"])
@@ -166,20 +162,20 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         """Train a fresh generator against the frozen classifier; it replaces the current one (fresh Adam after)."""
         hp, opt = self.hparams, self.optimizers()[1]
         self.restarts += 1
-        self.last_restart.fill_(int(self.iteration))
+        self.last_restart = self.iteration
         # fresh weights copied into the same module: its DDP wrapper and optimiser keep pointing at it
-        self.generator.load_state_dict(self._new_generator_seeded(int(self.restarts)).state_dict())
+        self.generator.load_state_dict(self._new_generator_seeded(self.restarts).state_dict())
         reset_optimizer(opt.optimizer, hp.restart_lr)
         batches = ((x.to(self.device), y.to(self.device)) for x, y, *_ in self.resume_streams()["ant_restart"])
-        name = f"ANT restart {int(self.restarts)}"
+        name = f"ANT restart {self.restarts}"
         losses, accs, x = train_generator(
             self.classifier, self.trainable("generator"), opt, batches, self.epsilon, hp.restart_steps,
             f"{name}: generator steps", self.manual_backward,
         )  # fmt: skip
         reset_optimizer(opt.optimizer, hp.noise_lr)
         if hp.snapshot_at_restart:
-            self.pool.add(self.generator, float(self.epsilon), int(self.restarts), "restart")
-        self.log("restart/count", self.restarts.float(), on_step=True, on_epoch=False)
+            self.pool.add(self.generator, float(self.epsilon), self.restarts, "restart")
+        self.log("restart/count", float(self.restarts), on_step=True, on_epoch=False)
         if x is not None:  # restart_steps > 0
             final_loss, final_acc = torch.stack(losses[-10:]).mean(), torch.stack(accs[-10:]).mean()
             self.log_dict({"restart/loss_noise": final_loss, "restart/acc_noise": 100.0 * final_acc}, on_step=True)
@@ -187,6 +183,12 @@ class AdversarialNoiseTraining(RobustClassifierModule):
                 log.info("%s: %d generator steps, accuracy under its noise %.1f %%", name, len(losses), 100 * final_acc)
             params = {k: v.detach().clone() for k, v in self.generator.named_parameters()}
             self.restart_sample = {"x": x[:16], "params": params, "epsilon": float(self.epsilon)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ant_counters"] = [self.iteration, self.restarts, self.last_restart]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.iteration, self.restarts, self.last_restart = checkpoint["ant_counters"]
 
     def resume_streams(self) -> dict[str, Any]:
         """The replay pool and the restart batches (the reference's retrain loader: a separate shuffled pass)."""

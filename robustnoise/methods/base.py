@@ -66,8 +66,7 @@ class RobustClassifierModule(pl.LightningModule):
     def classifier_step(
         self, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None
     ) -> Tensor:
-        """One optimiser step of the classifier on ``(x, y)`` (train mode); returns the detached loss. ``loss_fn(logits,
-        y)`` replaces the cross-entropy (AugMix's JSD loss sees all views in one forward)."""
+        """One optimiser step of the classifier on ``(x, y)``; ``loss_fn`` replaces the cross-entropy (AugMix's JSD)."""
         opt = self.optimizers()
         opt = opt[0] if isinstance(opt, list) else opt
         self.classifier.train()
@@ -82,8 +81,7 @@ class RobustClassifierModule(pl.LightningModule):
         return loss.detach()
 
     def check_finite(self, loss: Tensor) -> None:
-        """:class:`NonFiniteLossError` (naming the step and the last good checkpoint) before a nan or inf loss on any
-        rank reaches the weights; every rank stops together (one flag all-reduced)."""
+        """:class:`NonFiniteLossError` before a nan or inf loss on any rank reaches the weights (a flag all-reduced)."""
         bad = (~torch.isfinite(loss.detach())).any().float()
         if self.trainer.world_size > 1:
             bad = self.trainer.strategy.reduce(bad, reduce_op="sum")

@@ -25,9 +25,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str | None = "tra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
+        return compose(config_name, overrides=list(overrides))
 
 
 @cache
