@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,6 @@ from tqdm.auto import tqdm
 
 from robustnoise.models.edsr import EDSR, build_edsr
 from robustnoise.utils.errors import ConfigError
-
-log = logging.getLogger("robustnoise")
 
 
 @dataclass
@@ -91,8 +88,8 @@ def evaluate_sr(model: EDSR, dataset: Dataset, scale: int, batch_size: int, devi
 
 def pretrain_edsr(opt: PretrainEDSROptions, datamodule: Any) -> dict[str, Any]:
     """Train an EDSR on the datamodule's training split (``run.py`` gives the checked options); returns the metrics."""
-    custom = opt.variant == "custom"  # the sizes of the small default net apply to variant=custom only
-    sizes = {"n_resblocks": opt.n_resblocks, "n_feats": opt.n_feats} if custom else {}
+    # the sizes of the small default net apply to variant=custom only
+    sizes = {"n_resblocks": opt.n_resblocks, "n_feats": opt.n_feats} if opt.variant == "custom" else {}
     net_cfg = {"variant": opt.variant, "scale": opt.scale, "res_scale": opt.res_scale, "weights": opt.init, **sizes}
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if opt.device == "auto" else opt.device)
     out_dir = Path(opt.out_dir)
@@ -134,10 +131,8 @@ def pretrain_edsr(opt: PretrainEDSROptions, datamodule: Any) -> dict[str, Any]:
     result = {"path": str(path), "tag": model.tag, "steps": opt.steps, "l1_first": l1_first, "l1_last": l1_last}
     result |= {"psnr_before": before["psnr"], "psnr": after["psnr"], "psnr_bicubic": after["psnr_bicubic"]}
     (out_dir / "pretrain_edsr.json").write_text(json.dumps(result, indent=2))
-    summary = (
+    print(
         f"EDSR {model.tag}: validation PSNR {after['psnr']:.2f} dB (before training {before['psnr']:.2f} dB, "
         f"bicubic {after['psnr_bicubic']:.2f} dB); L1 {l1_first:.4f} -> {l1_last:.4f}; weights: {path}"
     )
-    log.info("%s", summary)
-    print(summary)
     return result

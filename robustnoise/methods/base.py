@@ -135,9 +135,7 @@ class RobustClassifierModule(pl.LightningModule):
         max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
         warmup = int(cfg["warmup_epochs"] or 0)
         if name == "multistep":
-            milestones = cfg["milestones"]
-            if milestones is None:
-                milestones = [max(1, round(f * max_epochs)) for f in cfg["milestones_frac"] or []]
+            milestones = cfg["milestones"] or [max(1, round(f * max_epochs)) for f in cfg["milestones_frac"] or []]
             if any(m < warmup for m in milestones):
                 raise ConfigError(f"scheduler milestones {list(milestones)} fall inside the {warmup} warm-up epochs")
             main: LRScheduler = lr_scheduler.MultiStepLR(optimizer, [m - warmup for m in milestones], cfg["gamma"])

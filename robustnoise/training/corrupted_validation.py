@@ -48,8 +48,7 @@ class CorruptedValidation(Callback):
         n = min(self.max_images, len(dataset))
         x = torch.stack([dataset[i][0] for i in range(n)])
         self.labels = torch.as_tensor([int(dataset[i][1]) for i in range(n)])
-        seeds = torch.arange(n)
-        corrupted = [corrupt(x, c, s, self.preset, image_seeds(self.seed, seeds, c, s)) for c, s in self.sets]
+        corrupted = [corrupt(x, c, s, self.preset, image_seeds(self.seed, torch.arange(n), c, s)) for c, s in self.sets]
         self.images = torch.stack(corrupted).mul(255).round_().to(torch.uint8)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
