@@ -2,8 +2,6 @@
 
 from typing import Any
 
-__version__ = "0.1.0"
-
 __all__ = ["Report", "build_method", "evaluate_robustness", "load_data"]
 
 

@@ -107,8 +107,7 @@ def build_method(cfg: DictConfig, datamodule: ClassificationDataModule, **overri
 
 
 def build_trainer(cfg: DictConfig, with_callbacks: bool = True, extra_callbacks: list | None = None) -> pl.Trainer:
-    """The Trainer of ``cfg.trainer``; for training (``with_callbacks``) with the configured callbacks, exact resume
-    and the training figures."""
+    """The Trainer of ``cfg.trainer``; ``with_callbacks``: the configured ones, exact resume, the training figures."""
     callbacks = [*instantiate_dict(cfg.get("callbacks")), ExactResume(), TrainingFigures()] if with_callbacks else []
     callbacks += extra_callbacks or []
     loggers = instantiate_dict(prepare_loggers(cfg))

@@ -29,8 +29,7 @@ DEEPAUGMENT_KEYS = ("enabled", "p", "p_resample", "corruption_net")
 
 
 class AugmentedTraining(RobustClassifierModule):
-    """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline (``conf/method/augmix.yaml``
-    documents every key); DeepAugment re-distorts its weights with probability ``p_resample`` per batch."""
+    """A classifier trained on the DeepAugment -> (adversarial stage) -> AugMix pipeline (conf/method/augmix.yaml)."""
 
     def __init__(self, *, augmix: dict[str, Any], deepaugment: dict[str, Any], **kwargs: Any) -> None:
         for name, node, keys in (("augmix", augmix, AUGMIX_KEYS), ("deepaugment", deepaugment, DEEPAUGMENT_KEYS)):

@@ -23,8 +23,7 @@ OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
 class RobustClassifierModule(pl.LightningModule):
-    """A classifier trained with manual optimisation; hyper-parameters are plain values (``weights_only`` safe), with
-    no defaults: ``conf/method`` documents each (outside ``run.py``: ``methods.configs.method_from_yaml``)."""
+    """A classifier trained with manual optimisation; plain-value hyper-parameters with no defaults (conf/method)."""
 
     def __init__(
         self, *, model: dict[str, Any], data: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any],

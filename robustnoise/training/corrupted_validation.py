@@ -1,5 +1,4 @@
-"""Corrupted-validation accuracy during training: a fixed, seeded -C subset of the validation split, evaluated every N
-epochs inside the validation loop (Calian et al. 2021, Fig. 2: -C accuracy over training)."""
+"""-C accuracy over training (Calian et al. 2021, Fig. 2): a fixed, seeded -C subset of the validation split."""
 
 from __future__ import annotations
 
@@ -18,17 +17,15 @@ from robustnoise.utils.errors import ConfigError
 
 
 def default_corruptions(corruptions: Sequence[str], preset: str) -> list[str]:
-    """At most 4 corruptions spread over the list (its families: noise, blur, weather, digital), or over the preset's
-    benchmark list when ``corruptions`` is empty (a released -C evaluation)."""
+    """At most 4 corruptions spread over the list (its families), or over the preset's benchmark list if it is empty."""
     mnistc = preset == presets.MNISTC_PRESET
     names = list(corruptions) or list(presets.MNIST_C_CORRUPTIONS if mnistc else presets.BENCHMARK_CORRUPTIONS)
     return names[:: math.ceil(len(names) / 4)]
 
 
 class CorruptedValidation(Callback):
-    """Logs ``val_c/<corruption>/acc`` (mean over the severities) and ``val_c/mean_acc`` (percent) every
-    ``every_n_epochs`` on the first ``max_images`` validation images, corrupted once with the final evaluation's
-    per-image seeds (uint8: the same on every rank and epoch); each rank counts its share, the counts are summed."""
+    """Logs ``val_c/<corruption>/acc`` (mean over the severities) and ``val_c/mean_acc`` (percent) on the first
+    ``max_images`` validation images, corrupted once (uint8) with the final evaluation's per-image seeds."""
 
     def __init__(
         self, every_n_epochs: int, corruptions: Sequence[str], severities: Sequence[int], preset: str, max_images: int,

@@ -17,8 +17,7 @@ MIN_TRAINED_RESTARTS = 2  # against a classifier that has learnt: after epoch 1 
 
 
 def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pretrained: bool) -> str | None:
-    """A one-line warning (with the numbers and what to change) when ``max_epochs`` leaves fewer than
-    :data:`MIN_TRAINED_RESTARTS` such restarts with one every ``interval`` iterations; None when it is fine."""
+    """What to change when ``max_epochs`` leaves fewer than :data:`MIN_TRAINED_RESTARTS` such restarts; else None."""
     first = 0 if pretrained else per_epoch  # iterations before a restart counts
 
     def trained(iterations: int) -> int:
@@ -37,8 +36,7 @@ def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pre
 
 
 def restart_interval(trainer: pl.Trainer, every: float, unit: str, pretrained: bool) -> int:
-    """Iterations between restarts: ``every`` iterations (``unit: step``) or epochs (an unknown epoch: 1000); logs
-    :func:`restart_schedule_warning` for it (rank zero, when the epoch length is known)."""
+    """Iterations between restarts: ``every`` steps or epochs (an unknown epoch: 1000); warns when too few."""
     per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
     known = math.isfinite(per_epoch)
     interval = max(1, int(every)) if unit == "step" else max(1, round(every * (per_epoch if known else 1000)))
