@@ -52,7 +52,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         super().__init__(**kwargs)
         self.generator = self._new_generator_seeded(0)
         self.register_buffer("epsilon", torch.tensor(float("nan") if epsilon == "auto" else float(epsilon)))
-        # classifier steps so far, restarts so far, the iteration of the last restart: host ints (no device sync)
+        # classifier steps so far, restarts so far, the iteration of the last restart (-1: none yet): host ints, no sync
         self.iteration, self.restarts, self.last_restart = 0, 0, -1
         self.pool = ReplayPool(pool_size)
         self.restart_data: ShuffledPasses | None = None
@@ -127,7 +127,7 @@ class AdversarialNoiseTraining(RobustClassifierModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         (x, y), stylized = self._split_batch(batch)
         hp = self.hparams
-        last = self.last_restart  # -1 before the first restart
+        last = self.last_restart
         if (last < 0 and hp.restart_at_start) or self.iteration - max(last, 0) >= self.interval:
             self.restart()
         noise_loss, noise_acc = self.generator_step(x, y)  # (a)
