@@ -1,5 +1,4 @@
-"""PNG figures of reports (Rusak et al. 2020, Fig. 2's sigma axis) and of training, on the Agg canvas: no pyplot
-state."""
+"""PNG figures of reports (Rusak et al. 2020, Fig. 2's sigma axis) and of training; no pyplot state."""
 
 from __future__ import annotations
 
@@ -11,19 +10,12 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from robustnoise.report.reporting import Report, eps_directions, mean, num, seed_interval, severity_label
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -101,21 +93,20 @@ def _clean_line(ax: Any, report: Report) -> list[float]:
 def plot_severity_curves(report: Report, path: str | Path) -> Path:
     """Top-1 against severity per corruption, their mean and clean; bars for a single severity (MNIST-C)."""
     matrix, main, holdouts, labels, severities = _layout(report)
+    mean_label = "mean (w/o holdouts)" if holdouts else "mean"
     if len(severities) == 1:
         severity = severities[0]
-        level = severity_label(report, severity)
         rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
         if main:
-            label = "mean (w/o holdouts)" if holdouts else "mean"
-            rows.append((label, lambda r: mean(matrix[n][severity] for n in main)))
-        ax = _figure(max(6.0, 0.45 * len(rows) + 2.5), 4.8).add_subplot()
+            rows.append((mean_label, lambda r: mean(matrix[n][severity] for n in main)))
+        ax = Figure(figsize=(max(6.0, 0.45 * len(rows) + 2.5), 4.8)).add_subplot()
         _grouped_bars(ax, rows, [(report.label, [report])], 1)
         _clean_line(ax, report)
         ax.legend(loc="lower right", fontsize=8)
         ax.set_ylim(0, 101)  # bars start at zero
-        level = f"severity {severity}" if level.startswith("s") else level
+        level = "one level" if severity_label(report, severity) == "one level" else f"severity {severity}"
         return _finish(ax, path, _title(report, f"accuracy per corruption ({level})"))
-    ax = _figure(8.0, 4.8).add_subplot()
+    ax = Figure(figsize=(8.0, 4.8)).add_subplot()
     values: list[float] = []
     for name, label, colour in zip(main + holdouts, labels, _colours(len(labels))):
         xs, ys = zip(*matrix[name].items())
@@ -125,8 +116,7 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     if main:
         means = [mean(matrix[c].get(s) for c in main) for s in severities]
         values += means
-        label = "mean" if not holdouts else "mean (w/o holdouts)"
-        ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
+        ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=mean_label, zorder=5)
     values += _clean_line(ax, report)
     ax.set_xticks(severities or [1, 2, 3, 4, 5])
     if not labels:
@@ -148,7 +138,7 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
         data[-1] = [mean(data[: len(main), j]) for j in range(data.shape[1])]
     row_labels = labels + (["mean"] if main else [])
     col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
-    fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
+    fig = Figure(figsize=(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7))
     ax = fig.add_subplot()
     if np.isfinite(data).any():
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
@@ -203,7 +193,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
     accuracy = [(n, f) for n, f in accuracy if any(not math.isnan(num(f(r))) for r in everyone)]
     eps = [(f"eps* {d}", lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(everyone)]
     eps += [("eps* adv., worst", Report.eps_worst)] if any(not math.isnan(r.eps_worst()) for r in everyone) else []
-    fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
+    fig = Figure(figsize=(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8))
     panels = [(accuracy, 1, "top-1 accuracy (%)", "accuracy")]
     panels += [(eps, 2, "eps* (median l2 norm)", "noise needed to flip (eps*)")] if eps else []
     axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=[max(len(p[0]), 1) for p in panels])[0]
@@ -224,7 +214,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
 
 def _bands(curves: list[tuple[str, list, list, dict]], path: str | Path, title: str, xlabel: str, **ticks: Any) -> Path:
     """Curves ``(label, xs, values per x (a seed each), style)``: the mean over seeds and their interval as a band."""
-    ax = _figure(7.0, 4.6).add_subplot()
+    ax = Figure(figsize=(7.0, 4.6)).add_subplot()
     values: list[float] = []
     for label, xs, per_x, style in curves:
         intervals = [seed_interval(v) for v in per_x]
@@ -291,7 +281,7 @@ def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) ->
     curves = {k: c for k, c in points.items() if c}
     if not curves:
         return None
-    ax = _figure(7.0, 4.5).add_subplot()
+    ax = Figure(figsize=(7.0, 4.5)).add_subplot()
     others = [k for k in curves if k not in ("val/acc", "val_c/mean_acc")]
     for key, colour in zip(others, _colours(len(others))):
         ax.plot(*zip(*curves[key]), color=colour, lw=1, alpha=0.7, label=key[len("val_c/") : -4])
@@ -315,7 +305,7 @@ def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -
     rows = [(label, images) for label, images in rows if len(images)]
     n = min(columns, max((len(images) for _, images in rows), default=1))
     cell = max(0.45, 7.5 / n)
-    fig = _figure(1.4 + cell * n, 0.5 + cell * max(len(rows), 1))
+    fig = Figure(figsize=(1.4 + cell * n, 0.5 + cell * max(len(rows), 1)))
     axes = fig.subplots(max(len(rows), 1), n, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1})
     for ax in axes.flat:
         ax.set(xticks=[], yticks=[])
@@ -331,7 +321,7 @@ def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -
 def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: bool) -> Figure:
     """Per-channel histograms of per-pixel noise (Rusak et al. 2020, Fig. 3A), with a Gaussian of the same l2 norm."""
     values = values.detach().float().cpu()
-    ax = _figure(6.4, 4.0).add_subplot()
+    ax = Figure(figsize=(6.4, 4.0)).add_subplot()
     colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
     for c in range(values.shape[1]):
         label = f"channel {c}" if values.shape[1] > 1 else "generator noise"
