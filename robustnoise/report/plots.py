@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import Report, eps_directions, mean, num, seed_interval, severity_label
+from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_label
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
@@ -184,15 +184,10 @@ def _grouped_bars(ax: Any, rows: list[tuple[str, Any]], groups: Sequence[tuple[s
 def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
     """Groups ``(label, reports of its seeds)``: accuracies on a 0-100 panel, eps* on another; seed intervals."""
     everyone = [r for _, reports in groups for r in reports]
-    accuracy = [
-        ("clean", lambda r: r.metric("clean_top1")),
-        ("mean corruption", lambda r: r.metric("c_top1")),
-        ("adv. noise, mean", lambda r: r.adversarial()[0]),
-        ("adv. noise, worst", Report.adversarial_worst),
-    ]
-    accuracy = [(n, f) for n, f in accuracy if any(not math.isnan(num(f(r))) for r in everyone)]
-    eps = [(f"eps* {d}", lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(everyone)]
-    eps += [("eps* adv., worst", Report.eps_worst)] if any(not math.isnan(r.eps_worst()) for r in everyone) else []
+    rows = [(name.replace(" top-1", ""), digits, value) for name, digits, value in number_rows(everyone)]
+    shown = ("clean", "mean corruption", "adv. noise, mean", "adv. noise, worst")
+    accuracy = [(name, value) for name, _, value in rows if name in shown]
+    eps = [(name, value) for name, digits, value in rows if digits == 2]
     fig = Figure(figsize=(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8))
     panels = [(accuracy, 1, "top-1 accuracy (%)", "accuracy")]
     panels += [(eps, 2, "eps* (median l2 norm)", "noise needed to flip (eps*)")] if eps else []
