@@ -230,12 +230,11 @@ def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, x
     """Top-1 against a swept value (Rusak et al. 2020, Fig. 2); seeds at one x give a band; non-numeric xs evenly."""
     if len(reports) != len(xs):
         raise ValueError(f"plot_sweep: {len(reports)} reports but {len(xs)} x values")
-    at: dict[str, tuple[Any, list[Report]]] = {}
-    for x, report in zip(xs, reports):
+    numeric = not any(math.isnan(num(x)) for x in xs)
+    at: dict[str, tuple[Any, list[Report]]] = {}  # the runs at each x, in the order of x if numeric
+    for x, report in sorted(zip(xs, reports), key=lambda p: num(p[0])) if numeric else zip(xs, reports):
         at.setdefault(str(x), (x, []))[1].append(report)
-    numeric = [num(x) for x, _ in at.values()]
-    numeric = None if any(math.isnan(v) for v in numeric) else numeric
-    points = sorted(zip(numeric, at.values()), key=lambda p: p[0]) if numeric else list(enumerate(at.values()))
+    ticks = [num(x) if numeric else i for i, (x, _) in enumerate(at.values())]
     series = [
         ("clean", lambda r: r.metric("clean_top1"), {"color": "tab:blue", "marker": "o"}),
         ("mean corruption", lambda r: r.metric("c_top1"), {"color": "tab:red", "marker": "s"}),
@@ -244,12 +243,12 @@ def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, x
     ]
     curves = []
     for label, value, style in series:
-        per_x = [[value(r) for r in group] for _, (_, group) in points]
+        per_x = [[value(r) for r in group] for _, group in at.values()]
         if any(not math.isnan(v) for vs in per_x for v in vs):
-            curves.append((label, [p for p, _ in points], per_x, {**style, "markersize": 6}))
+            curves.append((label, ticks, per_x, {**style, "markersize": 6}))
     runs = sorted({r.label for r in reports})
     title = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "") + f": accuracy vs {xlabel}{_data(reports)}"
-    ticks, labels = [p for p, _ in points], [str(x) for _, (x, _) in points]
+    labels = [str(x) for x, _ in at.values()]
     return _bands(curves, path, title, xlabel, ticks=ticks, labels=labels, rotation=0 if numeric else 30)
 
 
@@ -313,7 +312,7 @@ def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -
     return fig
 
 
-def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: bool) -> Figure:
+def noise_histogram(values: Any, epsilon: float, title: str) -> Figure:
     """Per-channel histograms of per-pixel noise (Rusak et al. 2020, Fig. 3A), with a Gaussian of the same l2 norm."""
     values = values.detach().float().cpu()
     ax = Figure(figsize=(6.4, 4.0)).add_subplot()
@@ -321,13 +320,13 @@ def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: boo
     for c in range(values.shape[1]):
         label = f"channel {c}" if values.shape[1] > 1 else "generator noise"
         ax.hist(values[:, c].flatten().numpy(), bins=101, histtype="step", color=colours[c], density=True, label=label)
-    if epsilon is not None and math.isfinite(epsilon):
+    if math.isfinite(epsilon):
         std = epsilon / math.sqrt(values[0].numel())
         lo, hi = ax.get_xlim()
         xs = np.linspace(min(lo, -4 * std), max(hi, 4 * std), 400)
         density = np.exp(-0.5 * (xs / std) ** 2) / (std * math.sqrt(2 * math.pi))
         ax.plot(xs, density, "--", color="tab:orange", lw=1.5, label=f"Gaussian, same l2 norm (std {std:.3g})")
-    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if clipped else " (before clipping)"))
+    ax.set_xlabel("noise value per pixel (before clipping)")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8)
