@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_label
+from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_grid, severity_label
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
@@ -75,13 +75,6 @@ def _data(reports: Sequence[Report]) -> str:
     return f" ({', '.join(data)})" if data else ""
 
 
-def _layout(report: Report) -> tuple[dict[str, dict[int, float]], list[str], list[str], list[str], list[int]]:
-    """The report's matrix, corruptions, holdouts, row labels of both and severities."""
-    matrix, (main, holdouts) = report.matrix(), report.corruptions()
-    labels = main + [f"{n} (holdout)" for n in holdouts]
-    return matrix, main, holdouts, labels, sorted({s for row in matrix.values() for s in row})
-
-
 def _clean_line(ax: Any, report: Report) -> list[float]:
     clean = report.metric("clean_top1")
     if math.isnan(clean):
@@ -92,7 +85,8 @@ def _clean_line(ax: Any, report: Report) -> list[float]:
 
 def plot_severity_curves(report: Report, path: str | Path) -> Path:
     """Top-1 against severity per corruption, their mean and clean; bars for a single severity (MNIST-C)."""
-    matrix, main, holdouts, labels, severities = _layout(report)
+    matrix, (main, holdouts) = report.matrix(), report.corruptions()
+    labels, severities = main + [f"{n} (holdout)" for n in holdouts], sorted({s for r in matrix.values() for s in r})
     mean_label = "mean (w/o holdouts)" if holdouts else "mean"
     if len(severities) == 1:
         severity = severities[0]
@@ -127,18 +121,12 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
 
 
 def plot_heatmap(report: Report, path: str | Path) -> Path:
-    """Corruption x severity top-1 with the means, on a 0..100 colour scale (runs compare by colour)."""
-    matrix, main, holdouts, labels, severities = _layout(report)
-    mean_column = len(severities) != 1
-    data = np.full((len(labels) + bool(main), len(severities) + mean_column), np.nan)
-    for i, name in enumerate(main + holdouts):
-        data[i, : len(severities)] = [matrix[name].get(s, np.nan) for s in severities]
-        data[i, len(severities) :] = mean(matrix[name].values())  # the mean column, if any
-    if main:
-        data[-1] = [mean(data[: len(main), j]) for j in range(data.shape[1])]
-    row_labels = labels + (["mean"] if main else [])
-    col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
-    fig = Figure(figsize=(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7))
+    """The corruption x severity table of ``robustness.md`` on a 0..100 colour scale (runs compare by colour)."""
+    labels, columns, values = severity_grid(report)
+    data = np.array(values).reshape(len(labels), len(columns))
+    if len(columns) == 2:  # a single severity: no mean column repeating it
+        data, columns = data[:, :1], columns[:1]
+    fig = Figure(figsize=(1.1 * len(columns) + 3.2, 0.42 * max(len(labels), 2) + 1.7))
     ax = fig.add_subplot()
     if np.isfinite(data).any():
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
@@ -146,16 +134,16 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
         fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02).set_label("top-1 accuracy (%)")
         for (i, j), value in np.ndenumerate(data):  # white on the dark end of the 0..100 scale
             text, colour = ("–", "0.3") if math.isnan(value) else (f"{value:.1f}", "white" if value < 60 else "black")
-            weight = "bold" if i == len(labels) or j == len(severities) else "normal"
+            weight = "bold" if "mean" in (labels[i], columns[j]) else "normal"
             ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
-        if main:
-            ax.axhline(len(labels) - 0.5, color="white", lw=2)
-        if mean_column:
-            ax.axvline(len(severities) - 0.5, color="white", lw=2)
+        if "mean" in labels:
+            ax.hlines([labels.index("mean") - 0.5, labels.index("mean") + 0.5], -0.5, len(columns) - 0.5, "white", lw=2)
+        if columns[-1] == "mean":
+            ax.axvline(len(columns) - 1.5, color="white", lw=2)
     else:
         ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks(range(len(col_labels)), col_labels)
-    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("severity")
     clean = report.metric("clean_top1")
     clean_text = f", clean {clean:.1f}" if not math.isnan(clean) else ""

@@ -429,21 +429,24 @@ def corruption_table(report: Report) -> str:
     return markdown_table(["corruption", "top-1", "top-5", "CE" if normalized else "error"], rows)
 
 
+def severity_grid(report: Report) -> tuple[list[str], list[str], list[list[float]]]:
+    """Corruption x severity top-1 (NaN: not evaluated) as row labels, column labels and values, with the ``mean``
+    over the benchmark corruptions (a row before the holdouts, if more than one) and over the severities (a column)."""
+    matrix, (main, holdouts) = report.matrix(), report.corruptions()
+    severities = sorted({s for row in matrix.values() for s in row})
+    rows = {name: [matrix[name].get(s, NAN) for s in severities] for name in main}
+    if len(main) > 1:
+        rows["mean"] = [mean(matrix[c].get(s) for c in main) for s in severities]
+    rows |= {f"{name} (holdout)": [matrix[name].get(s, NAN) for s in severities] for name in holdouts}
+    columns = [severity_label(report, s) for s in severities] + ["mean"]
+    return list(rows), columns, [[*row, mean(row)] for row in rows.values()]
+
+
 def severity_table(report: Report) -> str:
     """Corruption x severity top-1 (markdown), with the mean per corruption and per severity."""
-    matrix = report.matrix()
-    severities = sorted({s for row in matrix.values() for s in row})
-    main, holdouts = report.corruptions()
-
-    def line(label: str, row: dict[int, float]) -> list[str]:
-        return [label] + [fmt(row.get(s)) for s in severities] + [fmt(mean(row.values()))]
-
-    rows = [line(name, matrix[name]) for name in main]
-    if len(main) > 1:
-        per_sev = [mean(matrix[c].get(s) for c in main) for s in severities]
-        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(mean(per_sev))])
-    rows += [line(f"{name} (holdout)", matrix[name]) for name in holdouts]
-    return markdown_table(["corruption"] + [severity_label(report, s) for s in severities] + ["mean"], rows)
+    labels, columns, values = severity_grid(report)
+    rows = [["**mean**" if label == "mean" else label, *map(fmt, row)] for label, row in zip(labels, values)]
+    return markdown_table(["corruption", *columns], rows)
 
 
 def _stat(value: Any, real: bool) -> str:
