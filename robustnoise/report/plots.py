@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_grid, severity_label
+from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_grid
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
@@ -87,18 +87,15 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     """Top-1 against severity per corruption, their mean and clean; bars for a single severity (MNIST-C)."""
     matrix, (main, holdouts) = report.matrix(), report.corruptions()
     labels, severities = main + [f"{n} (holdout)" for n in holdouts], sorted({s for r in matrix.values() for s in r})
-    mean_label = "mean (w/o holdouts)" if holdouts else "mean"
-    if len(severities) == 1:
-        severity = severities[0]
-        rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
-        if main:
-            rows.append((mean_label, lambda r: mean(matrix[n][severity] for n in main)))
+    if len(severities) == 1:  # the bars of the corruption x severity table
+        names, columns, grid = severity_grid(report)
+        rows = [(name, lambda r, value=row[0]: value) for name, row in zip(names, grid)]
         ax = Figure(figsize=(max(6.0, 0.45 * len(rows) + 2.5), 4.8)).add_subplot()
         _grouped_bars(ax, rows, [(report.label, [report])], 1)
         _clean_line(ax, report)
         ax.legend(loc="lower right", fontsize=8)
         ax.set_ylim(0, 101)  # bars start at zero
-        level = "one level" if severity_label(report, severity) == "one level" else f"severity {severity}"
+        level = "one level" if columns[0] == "one level" else f"severity {severities[0]}"
         return _finish(ax, path, _title(report, f"accuracy per corruption ({level})"))
     ax = Figure(figsize=(8.0, 4.8)).add_subplot()
     values: list[float] = []
@@ -110,7 +107,8 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     if main:
         means = [mean(matrix[c].get(s) for c in main) for s in severities]
         values += means
-        ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=mean_label, zorder=5)
+        label = "mean (w/o holdouts)" if holdouts else "mean"
+        ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
     values += _clean_line(ax, report)
     ax.set_xticks(severities or [1, 2, 3, 4, 5])
     if not labels:
