@@ -154,9 +154,7 @@ def write_csv(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        "python -m robustnoise.compare", description="Compare the reports of evaluated runs."
-    )
+    parser = argparse.ArgumentParser("python -m robustnoise.compare", description="Compare evaluated runs.")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or Hydra multirun directories")
     parser.add_argument("--sweep-key", help="dotted config key to sort and plot the runs by, e.g. method.sigma")
     parser.add_argument("--baseline", metavar="RUN_DIR", help="add this run to the tables and one chart of all groups")

@@ -251,10 +251,7 @@ def plot_sigma_bands(groups: Sequence[tuple[str, Sequence[Report]]], path: str |
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
     """Validation top-1 against epoch from ``metrics.csv`` files (in order); None without validation rows."""
-    rows: list[dict[str, str]] = []
-    for file in metrics_csv:
-        with open(file, newline="") as f:
-            rows += [r for r in csv.DictReader(f) if r.get("epoch")]
+    rows = [r for file in metrics_csv for r in csv.DictReader(Path(file).read_text().splitlines()) if r.get("epoch")]
     per_corruption = sorted({k for r in rows for k in r if k.startswith("val_c/") and k.endswith("/acc")})
     keys = ["val/acc", "val_c/mean_acc", *per_corruption]
     points = {k: sorted({int(r["epoch"]) + 1: float(r[k]) for r in rows if r.get(k)}.items()) for k in keys}

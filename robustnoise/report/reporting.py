@@ -32,8 +32,7 @@ _PER_GENERATOR = re.compile(r"adversarial_\d+")
 @dataclass
 class Report:
     """One evaluation (``robustness.json``): ``sets`` (``{"clean" | "<corruption>/s<k>": {"top1", "top5", "n"}}``),
-    their ``metrics`` (``robustness_summary``), sigma sweep, adversarial noise and eps* (Rusak et al. 2020, Table
-    2), attacks."""
+    their ``metrics``, sigma sweep, adversarial noise and eps* (Rusak et al. 2020, Table 2), attacks."""
 
     sets: dict[str, dict[str, float]] = field(default_factory=dict)
     method: str | None = None
