@@ -309,8 +309,7 @@ def noise_histogram(values: Any, epsilon: float, title: str) -> Figure:
         xs = np.linspace(min(lo, -4 * std), max(hi, 4 * std), 400)
         density = np.exp(-0.5 * (xs / std) ** 2) / (std * math.sqrt(2 * math.pi))
         ax.plot(xs, density, "--", color="tab:orange", lw=1.5, label=f"Gaussian, same l2 norm (std {std:.3g})")
-    ax.set_xlabel("noise value per pixel (before clipping)")
-    ax.set_ylabel("density")
+    ax.set(xlabel="noise value per pixel (before clipping)", ylabel="density")
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8)
     return ax.figure
