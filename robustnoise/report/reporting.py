@@ -199,8 +199,7 @@ def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
     clean = accuracies.get("clean", {"top1": NAN, "top5": NAN})
     matrices = {f: accuracy_matrix(corrupted, f) for f in ("top1", "top5")}
     return {
-        "clean_top1": clean["top1"],
-        "clean_top5": clean["top5"],
+        **{f"clean_{f}": clean[f] for f in ("top1", "top5")},
         **{f"corrupted_{f}": mean(v[f] for v in corrupted.values()) for f in ("top1", "top5")},
         "per_corruption": {c: {f: mean(matrices[f][c].values()) for f in matrices} for c in matrices["top1"]},
     }
