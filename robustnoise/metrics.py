@@ -173,6 +173,11 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else _NAN
 
 
+def _mean_over(matrix: ErrorMatrix, names: Sequence[str]) -> float:
+    """The mean over ``names`` (those in ``matrix``) of their mean over the severities."""
+    return _mean(_mean(matrix[c].values()) for c in names if c in matrix)
+
+
 def _missing(errors: ErrorMatrix, corruptions: Sequence[str], what: str) -> bool:
     """Warn (and return True: the metric is NaN) if a corruption is missing; warn on partial severities."""
     missing = [c for c in corruptions if not errors.get(c)]
@@ -208,15 +213,10 @@ def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK
     """Mean error over ``corruptions`` x severities, in %: CIFAR-10/100-C, Tiny-ImageNet-C, MNIST-C."""
     if _missing(errors, corruptions, "unnormalised mCE"):
         return _NAN
-    return 100.0 * _mean(_mean(errors[c].values()) for c in corruptions)
+    return 100.0 * _mean_over(errors, corruptions)
 
 
-def relative_mce(
-    errors: ErrorMatrix,
-    clean_error: float,
-    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
-    alexnet_clean_err: float = ALEXNET_CLEAN_ERR,
-) -> float:
+def relative_mce(errors: ErrorMatrix, clean_error: float, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
     """Relative mCE in % over the severities present (``clean_error``: a fraction); NaN + warning if incomplete."""
     if math.isnan(clean_error):
         warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
@@ -225,7 +225,7 @@ def relative_mce(
         return _NAN
     ratios = [
         (sum(errors[c].values()) - clean_error * len(errors[c]))
-        / (_alexnet_sum(c, errors[c]) - alexnet_clean_err * len(errors[c]))
+        / (_alexnet_sum(c, errors[c]) - ALEXNET_CLEAN_ERR * len(errors[c]))
         for c in corruptions
     ]
     return 100.0 * _mean(ratios)
@@ -236,15 +236,11 @@ def accuracy_without_noise(
 ) -> dict[str, float]:
     """Mean top-1/top-5 (%) over ``corruptions`` but the 3 noises (w/o noises); NaN + warning if incomplete."""
     kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
-    out = {}
-    for field in ("top1", "top5"):
-        matrix = accuracy_matrix(accuracies, field)
-        missing = [c for c in kept if c not in matrix]
-        if missing:
-            message = f"accuracy w/o noises ({field}) is NaN: missing {', '.join(missing)}"
-            warnings.warn(message, IncompleteBenchmarkWarning, stacklevel=2)
-        out[field] = _NAN if missing else _mean(_mean(matrix[c].values()) for c in kept)
-    return out
+    matrices = {field: accuracy_matrix(accuracies, field) for field in ("top1", "top5")}
+    return {
+        field: _NAN if _missing(matrix, kept, f"accuracy w/o noises ({field})") else _mean_over(matrix, kept)
+        for field, matrix in matrices.items()
+    }
 
 
 def robustness_summary(
@@ -258,26 +254,15 @@ def robustness_summary(
     bench = Benchmark.parse(benchmark)
     mnist = bench is Benchmark.MNIST_C
     normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts
-    top1 = accuracy_matrix(accuracies, "top1")
-    top5 = accuracy_matrix(accuracies, "top5")
+    top1, top5 = accuracy_matrix(accuracies, "top1"), accuracy_matrix(accuracies, "top5")
     errors = error_matrix(accuracies, "top1")
-
     clean_key = "identity/s1" if mnist and "clean" not in accuracies else "clean"
-    out: dict[str, float] = {
-        "clean_top1": 100.0 * (1.0 - clean_error(accuracies, "top1", clean_key)),
-        "clean_top5": 100.0 * (1.0 - clean_error(accuracies, "top5", clean_key)),
-    }
-
-    def mean_over(matrix: Mapping[str, Mapping[int, float]], names: Sequence[str]) -> float:
-        return _mean(_mean(matrix[c].values()) for c in names if c in matrix)
-
+    out = {f"clean_{f}": 100.0 * (1.0 - clean_error(accuracies, f, clean_key)) for f in ("top1", "top5")}
     with warnings.catch_warnings():  # one consolidated warning below instead of one per metric
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
-        out["c_top1"] = mean_over(top1, corruptions)
-        out["c_top5"] = mean_over(top5, corruptions)
+        out["c_top1"], out["c_top5"] = _mean_over(top1, corruptions), _mean_over(top5, corruptions)
         if not mnist:
-            no_noise = accuracy_without_noise(accuracies, corruptions)
-            out["no_noise_top1"], out["no_noise_top5"] = no_noise["top1"], no_noise["top5"]
+            out.update({f"no_noise_{f}": v for f, v in accuracy_without_noise(accuracies, corruptions).items()})
         if normalized:
             out["mce"] = mce(errors, corruptions)
             out["relative_mce"] = relative_mce(errors, clean_error(accuracies, "top1"), corruptions)
@@ -287,18 +272,15 @@ def robustness_summary(
             if values:
                 out[f"s{severity}_top1"] = _mean(values)
 
-        canonical = (*corruptions, *holdouts)
-        for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical)):
-            if mnist and corruption == "identity":
-                continue
+        canonical, skipped = (*corruptions, *holdouts), {"identity"} if mnist else set()
+        for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical) - skipped):
             out[f"{corruption}/top1"] = _mean(top1[corruption].values())
-            out[f"{corruption}/top5"] = _mean(top5[corruption].values()) if corruption in top5 else _NAN
+            out[f"{corruption}/top5"] = _mean(top5.get(corruption, {}).values())
             ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else _NAN
             out[f"{corruption}/ce"] = 100.0 * (ce if normalized else _mean(errors[corruption].values()))
 
         if any(c in top1 for c in holdouts):
-            out["holdout_top1"] = mean_over(top1, holdouts)
-            out["holdout_top5"] = mean_over(top5, holdouts)
+            out["holdout_top1"], out["holdout_top5"] = _mean_over(top1, holdouts), _mean_over(top5, holdouts)
             out["holdout_mce"] = (mce if normalized else unnormalized_mce)(errors, holdouts)
 
     _warn_incomplete(bench, top1, normalized and math.isnan(clean_error(accuracies)))

@@ -30,7 +30,7 @@ def test_noise_histogram_has_a_gaussian_of_the_same_norm():
     d = 3 * 8 * 8
     noise = torch.randn(shape)
     noise = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * eps
-    ax = plots.noise_histogram(noise, eps, "restart 1", clipped=False).axes[0]
+    ax = plots.noise_histogram(noise, eps, "restart 1").axes[0]
     assert len(ax.patches) == 3 and len(ax.lines) == 1  # one histogram per channel, one reference
     xs, ys = ax.lines[0].get_data()
     std = eps / math.sqrt(d)

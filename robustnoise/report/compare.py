@@ -102,29 +102,11 @@ def group_runs(run_dirs: Sequence[Path], reports: Sequence[Report]) -> list[tupl
     return list(zip(labels, groups))
 
 
-def grouped_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
-    """The grouped table's numbers that some report has: ``(row label, decimals, number of a report)``."""
-    sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})
-    main, holdouts = all_corruptions(reports)
-    rows: list[tuple[str, int, Any]] = [
-        ("clean top-1", 1, lambda r: r.metric("clean_top1")),
-        ("mean corruption top-1", 1, lambda r: r.metric("c_top1")),
-        *((f"gaussian sigma {s:g}", 1, lambda r, s=s: r.gaussian_sigmas.get(s, math.nan)) for s in sigmas),
-        ("adv. noise top-1, mean", 1, lambda r: r.adversarial()[0]),
-        ("adv. noise top-1, worst", 1, Report.adversarial_worst),
-        *((f"eps* {d}", 2, lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(reports)),
-        ("eps* adversarial, worst", 2, Report.eps_worst),
-        *((f"{n} top-1", 1, lambda r, n=n: r.attack(n)[0]) for n in attack_names(reports)),
-        *((c, 1, lambda r, c=c: r.corruption_accuracy(c)) for c in main + holdouts),
-    ]
-    return [row for row in rows if any(not math.isnan(num(row[2](r))) for r in reports)]
-
-
 def grouped_table(reports: Sequence[Report], groups: Sequence[tuple[str, list[int]]]) -> str:
     """A row per number, a column per group: mean over seeds, interval, ``>k`` where group k's lies entirely below."""
     header = ["", *(f"({k}) {label}, n={len(idx)}" for k, (label, idx) in enumerate(groups, 1))]
     rows = []
-    for name, digits, value in grouped_rows(reports):
+    for name, digits, value in rp.number_rows(reports):
         intervals = [rp.seed_interval([value(reports[i]) for i in idx]) for _, idx in groups]
         cells = [name]
         for a in intervals:
@@ -172,24 +154,21 @@ def write_csv(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        "python -m robustnoise.compare", description="Compare the reports of evaluated runs."
-    )
+    parser = argparse.ArgumentParser("python -m robustnoise.compare", description="Compare evaluated runs.")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or Hydra multirun directories")
     parser.add_argument("--sweep-key", help="dotted config key to sort and plot the runs by, e.g. method.sigma")
     parser.add_argument("--baseline", metavar="RUN_DIR", help="add this run to the tables and one chart of all groups")
     parser.add_argument("--out", metavar="DIR", help="where to write the outputs (default: the runs' common parent)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    base_dir = Path(args.baseline).resolve() if args.baseline else None
     try:
         run_dirs = expand_run_dirs(args.runs)
+        if base_dir and base_dir not in {d.resolve() for d in run_dirs}:
+            run_dirs.insert(0, Path(args.baseline))  # a row of every table
         reports = [Report.load(d) for d in run_dirs]
-        baseline = Report.load(args.baseline) if args.baseline else None
     except (OSError, ValueError) as err:  # no such directory, no robustness.json, a robustness.json that is not JSON
         print(f"error: {err}", file=sys.stderr)
         return 1
-    base_dir = Path(args.baseline).resolve() if args.baseline else None
-    if baseline is not None and base_dir not in {d.resolve() for d in run_dirs}:
-        run_dirs, reports = [Path(args.baseline), *run_dirs], [baseline, *reports]  # a row of every table
     key, values, first = args.sweep_key, None, None
     if key:
         values = [config_value(d, key) for d in run_dirs]
@@ -207,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(os.path.commonpath([d.resolve().parent for d in run_dirs]))
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(run_dirs, reports)
-    base = {i for i, d in enumerate(run_dirs) if d.resolve() == base_dir}
-    groups = [(f"{g} (baseline)" if base & set(idx) else g, idx) for g, idx in groups]
+    base = [i for i, d in enumerate(run_dirs) if d.resolve() == base_dir]
+    groups = [(f"{g} (baseline)" if set(base) & set(idx) else g, idx) for g, idx in groups]
     grouped, summary = grouped_table(reports, groups), rp.summary_table(reports, names, first)
     main, holdouts = all_corruptions(reports)
     header = ["run", *main, *(f"{h} (holdout)" for h in holdouts)]
@@ -230,12 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         (f"accuracy vs {key}", "sweep.png", partial(plots.plot_sweep, runs, xs, xlabel=xlabel)),
         (with_baseline, "comparison.png", partial(plots.plot_groups, curves)),
     ]
-    wanted = [any(r.gaussian_sigmas for r in reports), bool(kept), baseline is not None]
+    wanted = [any(r.gaussian_sigmas for r in reports), bool(kept), bool(base)]
     figures = plots.draw([j for j, w in zip(jobs, wanted) if w], out, lambda m: print(f"warning: {m}", file=sys.stderr))
     write_csv(out / COMPARISON_CSV, reports, names, run_dirs, (key, values) if key else None)
     lines = ["# Robustness comparison", "", *(f"- {name}: `{d}`" for name, d in zip(names, run_dirs))]
-    if baseline is not None:
-        lines.append(f"- baseline: {baseline.label} (`{args.baseline}`)")
+    if base:
+        lines.append(f"- baseline: {reports[base[0]].label} (`{args.baseline}`)")
     lines += ["", "## Seed groups", "", grouped, ""] + [f"- {n}" for n in grouped_notes(groups)]
     lines += ["", "## Summary per run", "", summary, ""] + [f"- {n}" for n in rp.summary_notes(reports)]
     lines += ["", "## Top-1 per corruption (mean over severities)", "", per_corruption, ""]

@@ -1,5 +1,4 @@
-"""PNG figures of reports (Rusak et al. 2020, Fig. 2's sigma axis) and of training, on the Agg canvas: no pyplot
-state."""
+"""PNG figures of reports (Rusak et al. 2020, Fig. 2's sigma axis) and of training; no pyplot state."""
 
 from __future__ import annotations
 
@@ -11,19 +10,12 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import Report, eps_directions, mean, num, seed_interval, severity_label
+from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_grid
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -83,13 +75,6 @@ def _data(reports: Sequence[Report]) -> str:
     return f" ({', '.join(data)})" if data else ""
 
 
-def _layout(report: Report) -> tuple[dict[str, dict[int, float]], list[str], list[str], list[str], list[int]]:
-    """The report's matrix, corruptions, holdouts, row labels of both and severities."""
-    matrix, (main, holdouts) = report.matrix(), report.corruptions()
-    labels = main + [f"{n} (holdout)" for n in holdouts]
-    return matrix, main, holdouts, labels, sorted({s for row in matrix.values() for s in row})
-
-
 def _clean_line(ax: Any, report: Report) -> list[float]:
     clean = report.metric("clean_top1")
     if math.isnan(clean):
@@ -100,22 +85,19 @@ def _clean_line(ax: Any, report: Report) -> list[float]:
 
 def plot_severity_curves(report: Report, path: str | Path) -> Path:
     """Top-1 against severity per corruption, their mean and clean; bars for a single severity (MNIST-C)."""
-    matrix, main, holdouts, labels, severities = _layout(report)
-    if len(severities) == 1:
-        severity = severities[0]
-        level = severity_label(report, severity)
-        rows = [(label, lambda r, n=n: matrix[n][severity]) for n, label in zip(main + holdouts, labels)]
-        if main:
-            label = "mean (w/o holdouts)" if holdouts else "mean"
-            rows.append((label, lambda r: mean(matrix[n][severity] for n in main)))
-        ax = _figure(max(6.0, 0.45 * len(rows) + 2.5), 4.8).add_subplot()
+    matrix, (main, holdouts) = report.matrix(), report.corruptions()
+    labels, severities = main + [f"{n} (holdout)" for n in holdouts], sorted({s for r in matrix.values() for s in r})
+    if len(severities) == 1:  # the bars of the corruption x severity table
+        names, columns, grid = severity_grid(report)
+        rows = [(name, lambda r, value=row[0]: value) for name, row in zip(names, grid)]
+        ax = Figure(figsize=(max(6.0, 0.45 * len(rows) + 2.5), 4.8)).add_subplot()
         _grouped_bars(ax, rows, [(report.label, [report])], 1)
         _clean_line(ax, report)
         ax.legend(loc="lower right", fontsize=8)
         ax.set_ylim(0, 101)  # bars start at zero
-        level = f"severity {severity}" if level.startswith("s") else level
+        level = "one level" if columns[0] == "one level" else f"severity {severities[0]}"
         return _finish(ax, path, _title(report, f"accuracy per corruption ({level})"))
-    ax = _figure(8.0, 4.8).add_subplot()
+    ax = Figure(figsize=(8.0, 4.8)).add_subplot()
     values: list[float] = []
     for name, label, colour in zip(main + holdouts, labels, _colours(len(labels))):
         xs, ys = zip(*matrix[name].items())
@@ -125,7 +107,7 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
     if main:
         means = [mean(matrix[c].get(s) for c in main) for s in severities]
         values += means
-        label = "mean" if not holdouts else "mean (w/o holdouts)"
+        label = "mean (w/o holdouts)" if holdouts else "mean"
         ax.plot(severities, means, "-", marker="s", lw=3.0, color="black", label=label, zorder=5)
     values += _clean_line(ax, report)
     ax.set_xticks(severities or [1, 2, 3, 4, 5])
@@ -137,18 +119,12 @@ def plot_severity_curves(report: Report, path: str | Path) -> Path:
 
 
 def plot_heatmap(report: Report, path: str | Path) -> Path:
-    """Corruption x severity top-1 with the means, on a 0..100 colour scale (runs compare by colour)."""
-    matrix, main, holdouts, labels, severities = _layout(report)
-    mean_column = len(severities) != 1
-    data = np.full((len(labels) + bool(main), len(severities) + mean_column), np.nan)
-    for i, name in enumerate(main + holdouts):
-        data[i, : len(severities)] = [matrix[name].get(s, np.nan) for s in severities]
-        data[i, len(severities) :] = mean(matrix[name].values())  # the mean column, if any
-    if main:
-        data[-1] = [mean(data[: len(main), j]) for j in range(data.shape[1])]
-    row_labels = labels + (["mean"] if main else [])
-    col_labels = [severity_label(report, s) for s in severities] + (["mean"] if mean_column else [])
-    fig = _figure(1.1 * len(col_labels) + 3.2, 0.42 * max(len(row_labels), 2) + 1.7)
+    """The corruption x severity table of ``robustness.md`` on a 0..100 colour scale (runs compare by colour)."""
+    labels, columns, values = severity_grid(report)
+    data = np.array(values).reshape(len(labels), len(columns))
+    if len(columns) == 2:  # a single severity: no mean column repeating it
+        data, columns = data[:, :1], columns[:1]
+    fig = Figure(figsize=(1.1 * len(columns) + 3.2, 0.42 * max(len(labels), 2) + 1.7))
     ax = fig.add_subplot()
     if np.isfinite(data).any():
         cmap = colormaps["viridis"].with_extremes(bad="0.85")
@@ -156,16 +132,16 @@ def plot_heatmap(report: Report, path: str | Path) -> Path:
         fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02).set_label("top-1 accuracy (%)")
         for (i, j), value in np.ndenumerate(data):  # white on the dark end of the 0..100 scale
             text, colour = ("–", "0.3") if math.isnan(value) else (f"{value:.1f}", "white" if value < 60 else "black")
-            weight = "bold" if i == len(labels) or j == len(severities) else "normal"
+            weight = "bold" if "mean" in (labels[i], columns[j]) else "normal"
             ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, fontweight=weight)
-        if main:
-            ax.axhline(len(labels) - 0.5, color="white", lw=2)
-        if mean_column:
-            ax.axvline(len(severities) - 0.5, color="white", lw=2)
+        if "mean" in labels:
+            ax.hlines([labels.index("mean") - 0.5, labels.index("mean") + 0.5], -0.5, len(columns) - 0.5, "white", lw=2)
+        if columns[-1] == "mean":
+            ax.axvline(len(columns) - 1.5, color="white", lw=2)
     else:
         ax.text(0.5, 0.5, "no corruption evaluated", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks(range(len(col_labels)), col_labels)
-    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("severity")
     clean = report.metric("clean_top1")
     clean_text = f", clean {clean:.1f}" if not math.isnan(clean) else ""
@@ -194,16 +170,11 @@ def _grouped_bars(ax: Any, rows: list[tuple[str, Any]], groups: Sequence[tuple[s
 def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path) -> Path:
     """Groups ``(label, reports of its seeds)``: accuracies on a 0-100 panel, eps* on another; seed intervals."""
     everyone = [r for _, reports in groups for r in reports]
-    accuracy = [
-        ("clean", lambda r: r.metric("clean_top1")),
-        ("mean corruption", lambda r: r.metric("c_top1")),
-        ("adv. noise, mean", lambda r: r.adversarial()[0]),
-        ("adv. noise, worst", Report.adversarial_worst),
-    ]
-    accuracy = [(n, f) for n, f in accuracy if any(not math.isnan(num(f(r))) for r in everyone)]
-    eps = [(f"eps* {d}", lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(everyone)]
-    eps += [("eps* adv., worst", Report.eps_worst)] if any(not math.isnan(r.eps_worst()) for r in everyone) else []
-    fig = _figure(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8)
+    rows = [(name.replace(" top-1", ""), digits, value) for name, digits, value in number_rows(everyone)]
+    shown = ("clean", "mean corruption", "adv. noise, mean", "adv. noise, worst")
+    accuracy = [(name, value) for name, _, value in rows if name in shown]
+    eps = [(name, value) for name, digits, value in rows if digits == 2]
+    fig = Figure(figsize=(max(7.0, 1.0 * (len(accuracy) + len(eps)) * max(1, len(groups)) ** 0.5 + 4.0), 4.8))
     panels = [(accuracy, 1, "top-1 accuracy (%)", "accuracy")]
     panels += [(eps, 2, "eps* (median l2 norm)", "noise needed to flip (eps*)")] if eps else []
     axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=[max(len(p[0]), 1) for p in panels])[0]
@@ -224,7 +195,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[Report]]], path: str | Path
 
 def _bands(curves: list[tuple[str, list, list, dict]], path: str | Path, title: str, xlabel: str, **ticks: Any) -> Path:
     """Curves ``(label, xs, values per x (a seed each), style)``: the mean over seeds and their interval as a band."""
-    ax = _figure(7.0, 4.6).add_subplot()
+    ax = Figure(figsize=(7.0, 4.6)).add_subplot()
     values: list[float] = []
     for label, xs, per_x, style in curves:
         intervals = [seed_interval(v) for v in per_x]
@@ -245,12 +216,11 @@ def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, x
     """Top-1 against a swept value (Rusak et al. 2020, Fig. 2); seeds at one x give a band; non-numeric xs evenly."""
     if len(reports) != len(xs):
         raise ValueError(f"plot_sweep: {len(reports)} reports but {len(xs)} x values")
-    at: dict[str, tuple[Any, list[Report]]] = {}
-    for x, report in zip(xs, reports):
+    numeric = not any(math.isnan(num(x)) for x in xs)
+    at: dict[str, tuple[Any, list[Report]]] = {}  # the runs at each x, in the order of x if numeric
+    for x, report in sorted(zip(xs, reports), key=lambda p: num(p[0])) if numeric else zip(xs, reports):
         at.setdefault(str(x), (x, []))[1].append(report)
-    numeric = [num(x) for x, _ in at.values()]
-    numeric = None if any(math.isnan(v) for v in numeric) else numeric
-    points = sorted(zip(numeric, at.values()), key=lambda p: p[0]) if numeric else list(enumerate(at.values()))
+    ticks = [num(x) if numeric else i for i, (x, _) in enumerate(at.values())]
     series = [
         ("clean", lambda r: r.metric("clean_top1"), {"color": "tab:blue", "marker": "o"}),
         ("mean corruption", lambda r: r.metric("c_top1"), {"color": "tab:red", "marker": "s"}),
@@ -259,12 +229,12 @@ def plot_sweep(reports: Sequence[Report], xs: Sequence[Any], path: str | Path, x
     ]
     curves = []
     for label, value, style in series:
-        per_x = [[value(r) for r in group] for _, (_, group) in points]
+        per_x = [[value(r) for r in group] for _, group in at.values()]
         if any(not math.isnan(v) for vs in per_x for v in vs):
-            curves.append((label, [p for p, _ in points], per_x, {**style, "markersize": 6}))
+            curves.append((label, ticks, per_x, {**style, "markersize": 6}))
     runs = sorted({r.label for r in reports})
     title = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "") + f": accuracy vs {xlabel}{_data(reports)}"
-    ticks, labels = [p for p, _ in points], [str(x) for _, (x, _) in points]
+    labels = [str(x) for x, _ in at.values()]
     return _bands(curves, path, title, xlabel, ticks=ticks, labels=labels, rotation=0 if numeric else 30)
 
 
@@ -281,17 +251,14 @@ def plot_sigma_bands(groups: Sequence[tuple[str, Sequence[Report]]], path: str |
 
 def plot_training_curves(metrics_csv: Sequence[str | Path], path: str | Path) -> Path | None:
     """Validation top-1 against epoch from ``metrics.csv`` files (in order); None without validation rows."""
-    rows: list[dict[str, str]] = []
-    for file in metrics_csv:
-        with open(file, newline="") as f:
-            rows += [r for r in csv.DictReader(f) if r.get("epoch")]
+    rows = [r for file in metrics_csv for r in csv.DictReader(Path(file).read_text().splitlines()) if r.get("epoch")]
     per_corruption = sorted({k for r in rows for k in r if k.startswith("val_c/") and k.endswith("/acc")})
     keys = ["val/acc", "val_c/mean_acc", *per_corruption]
     points = {k: sorted({int(r["epoch"]) + 1: float(r[k]) for r in rows if r.get(k)}.items()) for k in keys}
     curves = {k: c for k, c in points.items() if c}
     if not curves:
         return None
-    ax = _figure(7.0, 4.5).add_subplot()
+    ax = Figure(figsize=(7.0, 4.5)).add_subplot()
     others = [k for k in curves if k not in ("val/acc", "val_c/mean_acc")]
     for key, colour in zip(others, _colours(len(others))):
         ax.plot(*zip(*curves[key]), color=colour, lw=1, alpha=0.7, label=key[len("val_c/") : -4])
@@ -315,7 +282,7 @@ def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -
     rows = [(label, images) for label, images in rows if len(images)]
     n = min(columns, max((len(images) for _, images in rows), default=1))
     cell = max(0.45, 7.5 / n)
-    fig = _figure(1.4 + cell * n, 0.5 + cell * max(len(rows), 1))
+    fig = Figure(figsize=(1.4 + cell * n, 0.5 + cell * max(len(rows), 1)))
     axes = fig.subplots(max(len(rows), 1), n, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1})
     for ax in axes.flat:
         ax.set(xticks=[], yticks=[])
@@ -328,22 +295,21 @@ def image_rows(rows: Sequence[tuple[str, Any]], title: str, columns: int = 16) -
     return fig
 
 
-def noise_histogram(values: Any, epsilon: float | None, title: str, clipped: bool) -> Figure:
+def noise_histogram(values: Any, epsilon: float, title: str) -> Figure:
     """Per-channel histograms of per-pixel noise (Rusak et al. 2020, Fig. 3A), with a Gaussian of the same l2 norm."""
     values = values.detach().float().cpu()
-    ax = _figure(6.4, 4.0).add_subplot()
+    ax = Figure(figsize=(6.4, 4.0)).add_subplot()
     colours = ["tab:red", "tab:green", "tab:blue"] if values.shape[1] == 3 else ["black"] * values.shape[1]
     for c in range(values.shape[1]):
         label = f"channel {c}" if values.shape[1] > 1 else "generator noise"
         ax.hist(values[:, c].flatten().numpy(), bins=101, histtype="step", color=colours[c], density=True, label=label)
-    if epsilon is not None and math.isfinite(epsilon):
+    if math.isfinite(epsilon):
         std = epsilon / math.sqrt(values[0].numel())
         lo, hi = ax.get_xlim()
         xs = np.linspace(min(lo, -4 * std), max(hi, 4 * std), 400)
         density = np.exp(-0.5 * (xs / std) ** 2) / (std * math.sqrt(2 * math.pi))
         ax.plot(xs, density, "--", color="tab:orange", lw=1.5, label=f"Gaussian, same l2 norm (std {std:.3g})")
-    ax.set_xlabel("noise value per pixel" + (" (after clipping)" if clipped else " (before clipping)"))
-    ax.set_ylabel("density")
+    ax.set(xlabel="noise value per pixel (before clipping)", ylabel="density")
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8)
     return ax.figure

@@ -1,7 +1,5 @@
-"""The report of one run: ``robustness.json`` (:class:`Report`; :meth:`Report.to_dict` holds the fields,
-:func:`summarize` of ``sets`` and ``sets``; :meth:`Report.from_dict` also reads files written before
-:class:`Benchmark`), robustness.csv and .md (the papers' tables; ``–`` for missing numbers), figures and the
-printed table."""
+"""The report of one run: ``robustness.json`` (:class:`Report`, also as written before :class:`Benchmark`),
+robustness.csv and .md (the papers' tables; ``–`` for missing numbers), figures and the printed table."""
 
 from __future__ import annotations
 
@@ -34,8 +32,7 @@ _PER_GENERATOR = re.compile(r"adversarial_\d+")
 @dataclass
 class Report:
     """One evaluation (``robustness.json``): ``sets`` (``{"clean" | "<corruption>/s<k>": {"top1", "top5", "n"}}``),
-    their ``metrics`` (``robustness_summary``), sigma sweep, adversarial noise and eps* (Rusak et al. 2020, Table
-    2), attacks."""
+    their ``metrics``, sigma sweep, adversarial noise and eps* (Rusak et al. 2020, Table 2), attacks."""
 
     sets: dict[str, dict[str, float]] = field(default_factory=dict)
     method: str | None = None
@@ -202,8 +199,7 @@ def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
     clean = accuracies.get("clean", {"top1": NAN, "top5": NAN})
     matrices = {f: accuracy_matrix(corrupted, f) for f in ("top1", "top5")}
     return {
-        "clean_top1": clean["top1"],
-        "clean_top5": clean["top5"],
+        **{f"clean_{f}": clean[f] for f in ("top1", "top5")},
         **{f"corrupted_{f}": mean(v[f] for v in corrupted.values()) for f in ("top1", "top5")},
         "per_corruption": {c: {f: mean(matrices[f][c].values()) for f in matrices} for c in matrices["top1"]},
     }
@@ -230,10 +226,7 @@ def write_report(report: Report, out_dir: str | Path, plots: bool = True) -> Rep
         ("accuracy vs sigma", "sigma_curve.png", partial(fig.plot_sigma_bands, [(report.label, [report])])),
     ]
     images = fig.draw(jobs[: 3 if report.gaussian_sigmas else 2], out, log.warning) if plots else []
-    try:
-        (out / REPORT_MD).write_text(format_markdown(report, images))
-    except Exception as err:
-        log.warning("could not write %s: %s", out / REPORT_MD, err)
+    (out / REPORT_MD).write_text(format_markdown(report, images))
     return report
 
 
@@ -309,6 +302,24 @@ def separated(a: Interval, b: Interval) -> int:
     return 1 if a.lo > b.hi else -1 if a.hi < b.lo else 0
 
 
+def number_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
+    """The numbers that some report has (the grouped table's rows): ``(row label, decimals, number of a report)``."""
+    sigmas = sorted({s for r in reports for s in r.gaussian_sigmas})
+    main, holdouts = all_corruptions(reports)
+    rows: list[tuple[str, int, Any]] = [
+        ("clean top-1", 1, lambda r: r.metric("clean_top1")),
+        ("mean corruption top-1", 1, lambda r: r.metric("c_top1")),
+        *((f"gaussian sigma {s:g}", 1, lambda r, s=s: r.gaussian_sigmas.get(s, NAN)) for s in sigmas),
+        ("adv. noise top-1, mean", 1, lambda r: r.adversarial()[0]),
+        ("adv. noise top-1, worst", 1, Report.adversarial_worst),
+        *((f"eps* {d}", 2, lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(reports)),
+        ("eps* adversarial, worst", 2, Report.eps_worst),
+        *((f"{n} top-1", 1, lambda r, n=n: r.attack(n)[0]) for n in attack_names(reports)),
+        *((c, 1, lambda r, c=c: r.corruption_accuracy(c)) for c in main + holdouts),
+    ]
+    return [row for row in rows if any(not math.isnan(num(row[2](r))) for r in reports)]
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
     """A markdown table with padded columns; ``align``: ``l``/``r`` per column (default: first left, others right)."""
     align = align or "l" + "r" * (len(header) - 1)
@@ -379,19 +390,20 @@ def summary_notes(reports: Sequence[Report]) -> list[str]:
         "their severities (holdout corruptions apart)."
     ]
     notes += [note for key, note in _NOTES.items() if any(h.startswith(f"{key} ") or h == key for h in headers)]
-    eps = sorted({r.adversarial()[2] for r in reports if not math.isnan(r.adversarial()[2])})
+    eps = _epsilons(r.adversarial()[2] for r in reports)
     if eps:
         notes.append(
             "adv. noise: accuracy under freshly trained adversarial noise generators, mean ± std over the generators' "
-            f"seeds, and under the strongest generator (worst; eps = {', '.join(f'{e:g}' for e in eps)})."
+            f"seeds, and under the strongest generator (worst; eps = {eps})."
         )
-    attacks = [
-        (n, sorted({r.attack(n)[1] for r in reports if not math.isnan(r.attack(n)[1])})) for n in attack_names(reports)
-    ]
-    if attacks:
-        shown = "; ".join(f"{n} at eps = {', '.join(f'{e:g}' for e in eps)}" for n, eps in attacks)
-        notes.append(f"attacks: accuracy under {shown}.")
+    if attack_names(reports):
+        shown = [f"{n} at eps = {_epsilons(r.attack(n)[1] for r in reports)}" for n in attack_names(reports)]
+        notes.append(f"attacks: accuracy under {'; '.join(shown)}.")
     return notes + [f"{MISSING}: not evaluated, or the benchmark is incomplete."]
+
+
+def _epsilons(values: Iterable[float]) -> str:
+    return ", ".join(f"{e:g}" for e in sorted({v for v in values if not math.isnan(v)}))
 
 
 def corruption_table(report: Report) -> str:
@@ -415,21 +427,24 @@ def corruption_table(report: Report) -> str:
     return markdown_table(["corruption", "top-1", "top-5", "CE" if normalized else "error"], rows)
 
 
+def severity_grid(report: Report) -> tuple[list[str], list[str], list[list[float]]]:
+    """Corruption x severity top-1 (NaN: not evaluated) as row labels, column labels and values, with the ``mean``
+    over the benchmark corruptions (a row before the holdouts, if more than one) and over the severities (a column)."""
+    matrix, (main, holdouts) = report.matrix(), report.corruptions()
+    severities = sorted({s for row in matrix.values() for s in row})
+    rows = {name: [matrix[name].get(s, NAN) for s in severities] for name in main}
+    if len(main) > 1:
+        rows["mean"] = [mean(matrix[c].get(s) for c in main) for s in severities]
+    rows |= {f"{name} (holdout)": [matrix[name].get(s, NAN) for s in severities] for name in holdouts}
+    columns = [severity_label(report, s) for s in severities] + ["mean"]
+    return list(rows), columns, [[*row, mean(row)] for row in rows.values()]
+
+
 def severity_table(report: Report) -> str:
     """Corruption x severity top-1 (markdown), with the mean per corruption and per severity."""
-    matrix = report.matrix()
-    severities = sorted({s for row in matrix.values() for s in row})
-    main, holdouts = report.corruptions()
-
-    def line(label: str, row: dict[int, float]) -> list[str]:
-        return [label] + [fmt(row.get(s)) for s in severities] + [fmt(mean(row.values()))]
-
-    rows = [line(name, matrix[name]) for name in main]
-    if len(main) > 1:
-        per_sev = [mean(matrix[c].get(s) for c in main) for s in severities]
-        rows.append(["**mean**"] + [fmt(v) for v in per_sev] + [fmt(mean(per_sev))])
-    rows += [line(f"{name} (holdout)", matrix[name]) for name in holdouts]
-    return markdown_table(["corruption"] + [severity_label(report, s) for s in severities] + ["mean"], rows)
+    labels, columns, values = severity_grid(report)
+    rows = [["**mean**" if label == "mean" else label, *map(fmt, row)] for label, row in zip(labels, values)]
+    return markdown_table(["corruption", *columns], rows)
 
 
 def _stat(value: Any, real: bool) -> str:

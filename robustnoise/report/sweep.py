@@ -61,11 +61,10 @@ def log_sweep_to_wandb(sweep_dir: str | Path, wandb_cfg: Any) -> Any:
     mode = "offline" if wandb_cfg.get("offline") else None
     run = wandb.init(**where, job_type="sweep", name=f"sweep_{sweep_dir.name}", dir=str(sweep_dir), mode=mode)
     data: dict[str, Any] = {f"sweep/{png.stem}": wandb.Image(str(png)) for png in sorted(sweep_dir.glob("*.png"))}
-    if (sweep_dir / compare.COMPARISON_CSV).is_file():
-        with open(sweep_dir / compare.COMPARISON_CSV, newline="") as f:
-            rows = list(csv.reader(f))
-        if rows:
-            data["sweep/table"] = wandb.Table(columns=rows[0], data=rows[1:])
+    table = sweep_dir / compare.COMPARISON_CSV
+    rows = list(csv.reader(table.read_text().splitlines())) if table.is_file() else []
+    if rows:
+        data["sweep/table"] = wandb.Table(columns=rows[0], data=rows[1:])
     run.log(data)
     run.finish()
     return run

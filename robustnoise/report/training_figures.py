@@ -59,7 +59,7 @@ def restart_figures(ant: Any, x: torch.Tensor, params: dict[str, torch.Tensor], 
     title = f"ANT restart {restart:03d}"
     figures = {  # the histogram shows the noise before clipping to [0, 1]: what the generator learned
         "samples": image_rows(rows, f"{title}: noise of the new generator, eps {epsilon:.3g}"),
-        "histogram": noise_histogram(raw, epsilon, f"{title}: per-pixel noise", clipped=False),
+        "histogram": noise_histogram(raw, epsilon, f"{title}: per-pixel noise"),
     }
     for kind, figure in figures.items():
         log_image_file(ant, f"noise/{kind}", save_figure(figure, out / f"{name}_{kind}.png"))
