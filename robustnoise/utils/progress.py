@@ -17,22 +17,14 @@ T = TypeVar("T")
 QUIET_SECONDS = float(os.environ.get("ROBUSTNOISE_PROGRESS_QUIET", 3.0))  # shorter phases print nothing
 
 
-def _rank_zero() -> bool:
-    return all(int(os.environ.get(key, 0) or 0) == 0 for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
-
-
-def _interactive() -> bool:
-    return sys.stderr.isatty()
-
-
 def progress(iterable: Iterable[T], name: str, total: int | None = None) -> Iterator[T]:
     """Iterate ``iterable`` showing the progress of the phase ``name`` (see the module docstring)."""
     if total is None:
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
-    if not _rank_zero():
+    if any(int(os.environ.get(key, 0) or 0) for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID")):  # not rank zero
         yield from iterable
         return
-    if _interactive():
+    if sys.stderr.isatty():
         from tqdm.auto import tqdm
 
         yield from tqdm(iterable, desc=name, total=total, delay=QUIET_SECONDS, leave=False, dynamic_ncols=True)

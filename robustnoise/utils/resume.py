@@ -80,13 +80,12 @@ def _load(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def saved_hparams(path: str | Path) -> dict[str, Any] | None:
-    """The hyper-parameters stored in one of our checkpoints (None for other weight files)."""
+def saved_hparams(path: str | Path) -> dict[str, Any]:
+    """The hyper-parameters stored in one of our checkpoints (empty for other weight files)."""
     try:
-        hparams = _load(path).get("hyper_parameters")
+        return _load(path).get("hyper_parameters") or {}
     except CheckpointError:  # not ours or not loadable here: the caller's loader reports it
-        return None
-    return hparams if isinstance(hparams, dict) else None
+        return {}
 
 
 def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> None:
