@@ -31,8 +31,7 @@ def summarize(report: dict[str, Any]) -> tuple[int, list[str]]:
 
 
 def main() -> int:
-    """Run pip-audit (with this command's arguments) on the running interpreter's environment, print the summary;
-    returns the exit code."""
+    """pip-audit (with this command's arguments) of this interpreter: print the summary, return the exit code."""
     cmd = [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off", *sys.argv[1:]]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     try:

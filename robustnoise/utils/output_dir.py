@@ -13,8 +13,7 @@ from omegaconf import DictConfig
 
 
 def check_output_dir(path: str | Path, key: str) -> None:
-    """Exit with one ``error:`` line unless ``path`` is, or can become, a writable directory (Hydra's own error report
-    would add a traceback and exit code 1)."""
+    """Exit with one ``error:`` line (not Hydra's traceback) unless ``path`` is, or can become, a writable directory."""
     path = Path(path).absolute()
     existing = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
     if not existing.is_dir():
