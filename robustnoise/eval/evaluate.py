@@ -48,7 +48,7 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
         if released.get(key) is not None and len(released[key]) == 0:
             raise ConfigError(
                 f"eval.released.{key} is empty: no released set would be evaluated "
-                f"(null takes every {key[:-1] if key == 'severities' else 'corruption'} found under eval.released.root)"
+                f"(null takes every {'severity' if key == 'severities' else 'corruption'} under eval.released.root)"
             )
     if not ev.corruptions and not released:
         log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
