@@ -116,8 +116,7 @@ class CorruptionSuite:
                 noisy = project_to_sphere(x, generator(x), float(self.noise_epsilon))
                 self.noise_top1[k][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
             clean = model(x) if self.eps_directions else None  # one clean pass for every direction
-            directions = progress(enumerate(self.eps_directions), "eval: eps* search", len(self.eps_directions))
-            for salt, name in directions:
+            for salt, name in progress(list(enumerate(self.eps_directions)), "eval: eps* search"):
                 if name.startswith("adversarial_"):
                     direction = self.noise_generators[int(name.rsplit("_", 1)[1])](x)
                 else:
