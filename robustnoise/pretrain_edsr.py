@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from robustnoise.models.edsr import EDSR, build_edsr
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.launch import resolve_device
 
 
 @dataclass
@@ -91,7 +92,7 @@ def pretrain_edsr(opt: PretrainEDSROptions, datamodule: Any) -> dict[str, Any]:
     # the sizes of the small default net apply to variant=custom only
     sizes = {"n_resblocks": opt.n_resblocks, "n_feats": opt.n_feats} if opt.variant == "custom" else {}
     net_cfg = {"variant": opt.variant, "scale": opt.scale, "res_scale": opt.res_scale, "weights": opt.init, **sizes}
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if opt.device == "auto" else opt.device)
+    device = resolve_device(opt.device)
     out_dir = Path(opt.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -143,7 +143,6 @@ def train(cfg: DictConfig, datamodule: ClassificationDataModule) -> dict[str, An
         )  # fmt: skip
     for logger in trainer.loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
-    resume.remember_wandb_id(trainer, cfg.paths.output_dir)
     if trainer.world_size > 1 and trainer.is_global_zero:  # data.batch_size is per process: say what it adds up to
         n, world = getattr(datamodule, "batch_size", 0), trainer.world_size
         log.warning(

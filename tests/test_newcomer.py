@@ -29,7 +29,7 @@ MODEL = {"name": "madry_cnn", "weights": None}
 def progress_lines(monkeypatch, caplog):
     """Progress lines as a log file records them: not a TTY, every phase long enough to report."""
     monkeypatch.setattr(progress_module, "QUIET_SECONDS", 0.0)
-    monkeypatch.setattr(progress_module, "_interactive", lambda: False)
+    monkeypatch.setattr(progress_module.sys.stderr, "isatty", lambda: False)
     caplog.set_level(logging.INFO, logger="robustnoise.progress")
     return lambda: [r.getMessage() for r in caplog.records if r.name == "robustnoise.progress"]
 
@@ -46,7 +46,7 @@ def test_adversarial_noise_generator_reports_progress(progress_lines):
 
 def test_progress_is_a_bar_on_a_terminal_and_silent_on_other_ranks(monkeypatch, capsys):
     monkeypatch.setattr(progress_module, "QUIET_SECONDS", 0.0)
-    monkeypatch.setattr(progress_module, "_interactive", lambda: True)
+    monkeypatch.setattr(progress_module.sys.stderr, "isatty", lambda: True)
     assert list(progress_module.progress(range(3), "eval: eps* search")) == [0, 1, 2]
     assert "eval: eps* search:   0%|" in capsys.readouterr().err  # (mininterval: fast steps are not redrawn)
     monkeypatch.setenv("RANK", "1")

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from robustnoise.report.reporting import REPORT_JSON, Report, write_report
 from robustnoise.report.sweep import plot_key, summarize_sweep, swept_keys
-from robustnoise.utils.launch import processes_per_job, requeue_resume, trainer_plugins
+from robustnoise.utils.launch import processes_per_job, requeue_resume, resolve_device, trainer_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -87,6 +88,14 @@ def test_processes_per_job():
     assert processes_per_job({"devices": [0, 1], "num_nodes": 1}) == 2
     assert processes_per_job({"devices": "0,1,2", "num_nodes": 1}) == 3
     assert processes_per_job({"devices": "auto", "accelerator": "cpu"}) == 1
+
+
+def test_auto_device_is_cuda_only_when_available(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")  # a name is used as given
 
 
 def test_swept_keys_are_read_from_the_overrides():

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -33,6 +32,7 @@ from robustnoise.corruptions.fidelity import RELEASE_JPEG_QUALITY, quantize_uint
 from robustnoise.corruptions.presets import SEVERITIES
 from robustnoise.corruptions.transforms import image_seeds, to_float_image
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.launch import resolve_device
 
 __all__ = ["LAYOUTS", "MakeCOptions", "class_folder_names", "make_c", "write_c"]
 
@@ -128,7 +128,7 @@ def write_c(
     out = Path(options.out_dir).expanduser()
     prepare_out_dir(out, options.overwrite)
     (out / _MANIFEST).write_text(json.dumps({"complete": False, "source": source}) + "\n")  # lets overwrite clean up
-    device = options.device if options.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(options.device)
     sets = [(c, s) for c in names for s in levels]
     if kind == "folders":
         writer: Any = _FolderWriter(out, sets, num_images, folder_names)

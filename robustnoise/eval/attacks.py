@@ -25,15 +25,6 @@ def _optional(what: str, module: str, pin: str) -> Any:
         raise RobustnoiseError(f"{what} needs {module}: pip install '{pin}' (or robustnoise[attacks])") from err
 
 
-def _foolbox_attack(fb: Any, name: str, cfg: Mapping[str, Any]) -> Any:
-    """``linf_pgd`` (steps, stepsize) or ``l2_ddn`` (steps, gamma)."""
-    if name == "linf_pgd":
-        return fb.attacks.LinfPGD(abs_stepsize=float(cfg["stepsize"]), steps=int(cfg["steps"]), random_start=True)
-    if name == "l2_ddn":
-        return fb.attacks.DDNAttack(steps=int(cfg["steps"]), gamma=float(cfg["gamma"]))
-    raise RobustnoiseError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
-
-
 def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> Any:
     """``norm`` (Linf | L2 | L1), ``epsilon``, ``version`` (``standard``: APGD-CE, APGD-T, FAB-T, Square with the
     authors' budgets; ``custom``: only ``parts``, with ``n_iter`` / ``n_restarts`` of APGD if given) and ``seed``."""
@@ -69,7 +60,12 @@ def robust_accuracy(
     else:
         fb = _optional("attacks", "foolbox", "foolbox==3.3.4")
         model = fb.PyTorchModel(classifier.eval(), bounds=(0.0, 1.0), device=device)
-        attack = _foolbox_attack(fb, name, cfg)
+        if name == "linf_pgd":
+            attack = fb.attacks.LinfPGD(abs_stepsize=float(cfg["stepsize"]), steps=int(cfg["steps"]), random_start=True)
+        elif name == "l2_ddn":
+            attack = fb.attacks.DDNAttack(steps=int(cfg["steps"]), gamma=float(cfg["gamma"]))
+        else:
+            raise RobustnoiseError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
         correct = total = 0
         for x, y in batches:
             with torch.enable_grad():

@@ -49,12 +49,9 @@ def minimal_perturbation(
     2), eps is the clipped size ``||clip(x + eta n, 0, 1) - x||`` of the smallest step ``eta`` that flips the
     decision: inf where no step flips it (footnote 5), 0 where already wrong.
 
-    The reference scans a 1.8-geometric grid in eta, then bisects 40 times (51 passes per image). Here the search
-    runs on the size s itself (monotone in eta; :func:`~robustnoise.noise.projection.clipping_aware_scale` inverts
-    it): an upward scan of a 1.8-geometric grid of sizes up to ``s_max`` (every pixel saturated) brackets the
-    *first* flip, then Illinois regula falsi on the margin ``logit_true - max_other`` (probes at least half the
-    tolerance inside the bracket; bisection when the point falls outside or after four slow steps) until the
-    bracket is narrower than ``rel_tol`` of its upper end. About 13 passes per image (tests/test_eps_star.py).
+    The reference scans a 1.8-geometric grid in eta, then bisects 40 times (51 passes per image). Here an upward scan
+    of the size s (monotone in eta: :func:`~robustnoise.noise.projection.clipping_aware_scale` inverts it) brackets
+    the *first* flip, then Illinois regula falsi on the margin refines it to ``rel_tol``: about 13 passes per image.
     """
     if not rel_tol > 0:
         raise ValueError(f"need rel_tol > 0, got {rel_tol}")
@@ -96,7 +93,7 @@ def minimal_perturbation(
         a, b, fa, fb = lo[idx], hi[idx], m_lo[idx].clamp_min(0), m_hi[idx].clamp_max(0)
         c = (a * fb - b * fa) / (fb - fa)
         bisect = ~torch.isfinite(c) | (c <= a) | (c >= b) | (slow[idx] >= _SLOW)
-        w = rel_tol / 2 * a
+        w = rel_tol / 2 * a  # probes stay at least half the tolerance inside the bracket
         c = torch.where(bisect, a + (b - a) / 2, torch.minimum(torch.maximum(c, a + w), b - w))
         resolved = (c <= a) | (c >= b)  # the midpoint rounds to an endpoint: the dtype's resolution
         active[idx[resolved]] = False

@@ -1,6 +1,5 @@
 """The final evaluation (``task=train``'s last step, ``task=eval``): the ``eval.*`` suite in Lightning's test loop,
-noise generators, the report and attacks (Calian et al. 2022, App. A): l_inf PGD and l_2 DDN with foolbox 3 (Rusak
-et al. 2020, App. F), AutoAttack (Croce & Hein 2020); optional extras, pixel bounds (0, 1)."""
+adversarial noise generators, the attacks of :mod:`robustnoise.eval.attacks` and the report."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
         if released.get(key) is not None and len(released[key]) == 0:
             raise ConfigError(
                 f"eval.released.{key} is empty: no released set would be evaluated "
-                f"(null takes every {key[:-1] if key == 'severities' else 'corruption'} found under eval.released.root)"
+                f"(null takes every {'severity' if key == 'severities' else 'corruption'} under eval.released.root)"
             )
     if not ev.corruptions and not released:
         log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
@@ -71,7 +70,7 @@ def checkpoint_overrides(cfg: DictConfig) -> dict[str, Any]:
     if not Path(ckpt).is_file():
         raise RobustnoiseError(f"checkpoint not found: {ckpt}")
     overrides: dict[str, Any] = {"weights": str(ckpt)}
-    saved_model = (saved_hparams(ckpt) or {}).get("model")
+    saved_model = saved_hparams(ckpt).get("model")
     if saved_model and saved_model.get("name") != cfg.model.name:
         log.info("using the architecture stored in the checkpoint: %s", saved_model["name"])
         overrides["name"] = saved_model["name"]
@@ -98,7 +97,10 @@ def evaluate_robustness(
             log_image_file(method, f"report/{figure}", out_dir / f"{figure}.png")
     print(report.summary())
     log.info("robustness report written to %s", out_dir)
-    _log_tables(trainer, report.sets)
+    rows = [[k, v["top1"], v["top5"], v["n"]] for k, v in report.sets.items()]
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_table"):
+            logger.log_table(key="test_c/table", columns=["set", "top1", "top5", "n"], data=rows)
     return report.to_dict()
 
 
@@ -202,10 +204,3 @@ def _released_sets(ev: DictConfig, datamodule: ClassificationDataModule) -> list
     corruptions = list(cfg.corruptions) if cfg.get("corruptions") else None
     severities = list(cfg.severities) if cfg.get("severities") else None
     return released_c_sets(kind, cfg.root, corruptions, severities, **kwargs)
-
-
-def _log_tables(trainer: pl.Trainer, accuracies: dict[str, dict[str, float]]) -> None:
-    rows = [[k, v["top1"], v["top5"], v["n"]] for k, v in accuracies.items()]
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_table"):
-            logger.log_table(key="test_c/table", columns=["set", "top1", "top5", "n"], data=rows)

@@ -116,8 +116,7 @@ class CorruptionSuite:
                 noisy = project_to_sphere(x, generator(x), float(self.noise_epsilon))
                 self.noise_top1[k][index] = (model(noisy).argmax(dim=1) == y).to(torch.int8)
             clean = model(x) if self.eps_directions else None  # one clean pass for every direction
-            directions = progress(enumerate(self.eps_directions), "eval: eps* search", len(self.eps_directions))
-            for salt, name in directions:
+            for salt, name in progress(list(enumerate(self.eps_directions)), "eval: eps* search"):
                 if name.startswith("adversarial_"):
                     direction = self.noise_generators[int(name.rsplit("_", 1)[1])](x)
                 else:
@@ -148,12 +147,11 @@ class CorruptionSuite:
                 dist.all_reduce(values, op=dist.ReduceOp.MAX)
 
     def accuracies(self) -> dict[str, dict[str, float]]:
-        """Per set: top-1 and top-5 accuracy in % over the images evaluated, and their count."""
-        out: dict[str, dict[str, float]] = {}
-        for k, eval_set in enumerate(self.sets):  # top-1 and top-5 are recorded for the same images
-            n = int((self.top1[k] >= 0).sum())
-            out[eval_set.key] = {"top1": _percent(self.top1[k]), "top5": _percent(self.top5[k]), "n": n}
-        return out
+        """Per set: top-1 and top-5 accuracy in % over the images evaluated (the same for both), and their count."""
+        return {
+            s.key: {"top1": _percent(top1), "top5": _percent(top5), "n": int((top1 >= 0).sum())}
+            for s, top1, top5 in zip(self.sets, self.top1, self.top5)
+        }
 
     def adversarial_results(self) -> dict[str, Any]:
         """Top-1 per sigma and per noise generator, eps* per direction (Rusak et al. 2020, Table 2)."""

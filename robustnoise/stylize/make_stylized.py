@@ -23,6 +23,7 @@ from robustnoise.corruptions.digital import quantize_uint8_round
 from robustnoise.corruptions.make_c import _FloatImages, class_folder_names, prepare_out_dir, usable_class_names
 from robustnoise.stylize.adain import AdaINStylizer
 from robustnoise.utils.errors import ConfigError
+from robustnoise.utils.launch import resolve_device
 
 SPLITS = ("train", "val", "test")
 _MANIFEST = "stylize.json"
@@ -65,8 +66,7 @@ class StylizeOptions:
 def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
     """Entry point of ``task=stylize``: write the stylized splits of ``datamodule``; returns (and prints) a summary."""
     options = OmegaConf.to_object(OmegaConf.merge(StylizeOptions, cfg))  # unknown keys and wrong types refused
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if options.device == "auto" else options.device)
+    device = resolve_device(options.device)
     out = Path(options.out_dir)
     prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 
@@ -31,10 +30,9 @@ def summarize(report: dict[str, Any]) -> tuple[int, list[str]]:
     return (1 if vulnerable else 0), lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run pip-audit on the running interpreter's environment, print the summary; returns the exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    cmd = [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off", *args]
+def main() -> int:
+    """pip-audit (with this command's arguments) of this interpreter: print the summary, return the exit code."""
+    cmd = [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off", *sys.argv[1:]]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     try:
         code, lines = summarize(json.loads(proc.stdout))

@@ -18,20 +18,15 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
 from robustnoise.utils.errors import RobustnoiseError
+from robustnoise.utils.resume import checkpoint_files
 
 TEMP_MARK = ".tmp-"  # ``.<name>.tmp-<pid>-<hex>``: a checkpoint being written next to its target
 
 
 def last_checkpoint(trainer: pl.Trainer) -> str | None:
-    """The newest ``last``/best checkpoint the trainer's ModelCheckpoint callbacks have written (None if none)."""
-    candidates: set[Path] = set()
-    for callback in trainer.callbacks:  # type: ignore[attr-defined]
-        if isinstance(callback, ModelCheckpoint):
-            candidates |= {Path(p) for p in (callback.last_model_path, callback.best_model_path) if p}
-        elif isinstance(callback, LastCheckpoint):
-            candidates.add(Path(callback.path))
-    existing = [p for p in candidates if p.is_file()]
-    return str(max(existing, key=lambda p: p.stat().st_mtime)) if existing else None
+    """The checkpoint ``resume=true`` would continue this run from first (None if none was written)."""
+    files = checkpoint_files(trainer.default_root_dir)
+    return str(files[0]) if files else None
 
 
 class OnExceptionCheckpoint(Checkpoint):

@@ -30,6 +30,4 @@ def instantiate(node: DictConfig | dict, **kwargs: Any) -> Any:
 
 def instantiate_dict(nodes: DictConfig | dict | None) -> list[Any]:
     """Instantiate every child of a keyed dict of ``_target_`` nodes (callbacks, loggers)."""
-    if not nodes:
-        return []
-    return [instantiate(child) for child in nodes.values() if child is not None and "_target_" in child]
+    return [instantiate(child) for child in (nodes or {}).values() if child is not None and "_target_" in child]

@@ -28,6 +28,11 @@ def processes_per_job(trainer: DictConfig | dict) -> int:
     return max(count, 1) * max(int(trainer.get("num_nodes", 1) or 1), 1)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA if available, else the CPU; any other name as given (``cpu``, ``cuda:1``)."""
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
 def check_multirun_ddp(cfg: DictConfig) -> None:
     """A :class:`ConfigError` for a local multirun job with several DDP processes (not SLURM, not spawn)."""
     from hydra.core.hydra_config import HydraConfig

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 log = logging.getLogger("robustnoise.progress")
@@ -17,30 +17,20 @@ T = TypeVar("T")
 QUIET_SECONDS = float(os.environ.get("ROBUSTNOISE_PROGRESS_QUIET", 3.0))  # shorter phases print nothing
 
 
-def _rank_zero() -> bool:
-    return all(int(os.environ.get(key, 0) or 0) == 0 for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
-
-
-def _interactive() -> bool:
-    return sys.stderr.isatty()
-
-
-def progress(iterable: Iterable[T], name: str, total: int | None = None) -> Iterator[T]:
-    """Iterate ``iterable`` showing the progress of the phase ``name`` (see the module docstring)."""
-    if total is None:
-        total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
-    if not _rank_zero():
-        yield from iterable
+def progress(items: Sequence[T], name: str) -> Iterator[T]:
+    """Iterate ``items`` showing the progress of the phase ``name`` (see the module docstring)."""
+    if any(int(os.environ.get(key, 0) or 0) for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID")):  # not rank zero
+        yield from items
         return
-    if _interactive():
+    if sys.stderr.isatty():
         from tqdm.auto import tqdm
 
-        yield from tqdm(iterable, desc=name, total=total, delay=QUIET_SECONDS, leave=False, dynamic_ncols=True)
+        yield from tqdm(items, desc=name, delay=QUIET_SECONDS, leave=False, dynamic_ncols=True)
         return
     start = time.monotonic()
-    every = max(1, (total or 10) // 10)
-    for step, item in enumerate(iterable, 1):
+    every = max(1, len(items) // 10)
+    for step, item in enumerate(items, 1):
         yield item
         elapsed = time.monotonic() - start
-        if elapsed >= QUIET_SECONDS and (step % every == 0 or step == total):
-            log.info("%s: %d/%s (%.0f s)", name, step, total if total is not None else "?", elapsed)
+        if elapsed >= QUIET_SECONDS and (step % every == 0 or step == len(items)):
+            log.info("%s: %d/%d (%.0f s)", name, step, len(items), elapsed)

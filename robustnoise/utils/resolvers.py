@@ -24,13 +24,10 @@ def safe_dirname(text: str, max_len: int = 120) -> str:
     return cleaned[:max_len]
 
 
-RESUME_KEYS = ("resume", "ckpt_path")  # the overrides a resumed run may add to the original command
-
-
 def comparable_overrides(overrides: object) -> list[str]:
     """A command's overrides without the resume keys, in a canonical order."""
     keys = [re.split(r"[=@]", str(o).lstrip("+~"), maxsplit=1)[0] for o in overrides or []]
-    return sorted(str(o) for o, key in zip(overrides or [], keys) if key not in RESUME_KEYS)
+    return sorted(str(o) for o, key in zip(overrides or [], keys) if key not in ("resume", "ckpt_path"))
 
 
 def find_resumable_run(base: str | Path, overrides: object) -> Path | None:

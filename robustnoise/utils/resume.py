@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, open_dict
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from robustnoise.utils.errors import CheckpointError
@@ -19,7 +17,6 @@ from robustnoise.utils.errors import CheckpointError
 log = logging.getLogger("robustnoise")
 
 LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")  # names Lightning resolves itself
-WANDB_ID_FILE = "wandb_id"
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -80,13 +77,12 @@ def _load(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def saved_hparams(path: str | Path) -> dict[str, Any] | None:
-    """The hyper-parameters stored in one of our checkpoints (None for other weight files)."""
+def saved_hparams(path: str | Path) -> dict[str, Any]:
+    """The hyper-parameters stored in one of our checkpoints (empty for other weight files)."""
     try:
-        hparams = _load(path).get("hyper_parameters")
+        return _load(path).get("hyper_parameters") or {}
     except CheckpointError:  # not ours or not loadable here: the caller's loader reports it
-        return None
-    return hparams if isinstance(hparams, dict) else None
+        return {}
 
 
 def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> None:
@@ -128,24 +124,13 @@ def keep_earlier_metrics(run_dir: str | Path) -> None:
 
 
 def reuse_wandb_id(cfg: DictConfig, resuming: bool) -> None:
-    """On resume, continue the W&B run recorded in the run directory (unless ``logger.wandb.id`` is given)."""
+    """On resume, continue the run directory's newest W&B run, named by W&B's ``wandb/[offline-]run-<time>-<id>``
+    folder (unless ``logger.wandb.id`` is given)."""
     loggers = cfg.get("logger")
     if not resuming or not loggers or "wandb" not in loggers or loggers.wandb.get("id"):
         return
-    path = Path(cfg.paths.output_dir) / WANDB_ID_FILE
-    if path.is_file():
+    runs = sorted((Path(cfg.paths.output_dir) / "wandb").glob("*run-*-*"), key=lambda p: p.stat().st_mtime)
+    if runs:
         with open_dict(cfg):
-            cfg.logger.wandb.id = path.read_text().strip()
+            cfg.logger.wandb.id = runs[-1].name.rsplit("-", 1)[1]
         log.info("continuing W&B run %s", cfg.logger.wandb.id)
-
-
-def remember_wandb_id(trainer: pl.Trainer, run_dir: str | Path) -> None:
-    """Write the W&B run id into the run directory (rank zero), for :func:`reuse_wandb_id`."""
-    if rank_zero_only.rank != 0:
-        return
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and logger.version:
-            path = Path(run_dir) / WANDB_ID_FILE
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(f"{logger.version}\n")
-            os.replace(tmp, path)
