@@ -178,6 +178,7 @@ def test_cifar_c_md5(cifar_root: Path, monkeypatch: pytest.MonkeyPatch):
         CifarC(cifar_root, "gaussian_noise", 2, verify_md5=True)
     assert_one_line(excinfo, str(path), "md5", fixture["gaussian_noise"])
 
+
 # ----------------------------------------------------------------------------------------------------------- MNIST-C
 
 
