@@ -1,11 +1,8 @@
-"""The released common-corruption test sets, read as distributed: CIFAR-10-C / CIFAR-100-C, MNIST-C, ImageNet-C and
-Tiny-ImageNet-C (Hendrycks & Dietterich 2019, "Benchmarking Neural Network Robustness to Common Corruptions and
-Perturbations"; Mu & Gilmer 2019, "MNIST-C"); the layouts and Zenodo records are in docs/release-formats.md.
-
-One dataset holds one corruption at one severity (``key`` = ``<corruption>/s<severity>``, as
-:class:`robustnoise.eval.suite.EvalSet`); items are ``(float32 CHW image in [0, 1], int label)``. Images are used as
-released: no resize, no crop (resizing the 224 / 64 px ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake).
-"""
+"""The released common-corruption test sets, read as distributed (Hendrycks & Dietterich 2019, "Benchmarking Neural
+Network Robustness to Common Corruptions and Perturbations"; Mu & Gilmer 2019, "MNIST-C"; layouts and Zenodo records in
+docs/release-formats.md). One dataset is one corruption at one severity (``key`` ``<corruption>/s<severity>``); items
+are ``(float32 CHW image in [0, 1], int label)``, used as released: no resize, no crop (resizing the 224 / 64 px
+ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake)."""
 
 from __future__ import annotations
 
@@ -105,8 +102,7 @@ class _NpyImages(_Released, Dataset):
     def _open(
         self, images_path: Path, labels_path: Path, shape: tuple[int, ...], classes: int | None, blocks: int = 1
     ) -> None:
-        """Check both files (uint8 images of ``shape``, 1-D integer labels in range, one per image) and select row block
-        ``severity`` of ``blocks``."""
+        """Check both files (uint8 images of ``shape``, one in-range label each) and select row block ``severity``."""
         images, labels = self._load(images_path), self._load(labels_path)
         rows, shapes = images.shape[0] if images.ndim else 0, (shape, shape[:2]) if shape[2:] == (1,) else (shape,)
         if images.dtype != np.uint8 or images.ndim < 3 or images.shape[1:] not in shapes:
@@ -159,11 +155,8 @@ class _NpyImages(_Released, Dataset):
 
 
 class CifarC(_NpyImages):
-    """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map.
-
-    ``variant`` (``cifar10`` / ``cifar100``) checks the label range and picks the md5 column; ``None`` accepts either.
-    ``verify_md5`` compares both files with the released md5s, hashing each file once per process.
-    """
+    """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map;
+    ``variant`` (``cifar10`` / ``cifar100``; ``None``: either) sets the label range and the md5 of ``verify_md5``."""
 
     layout = (
         "<root>/<corruption>.npy (uint8 (50000, 32, 32, 3): severities 1..5 as consecutive blocks of 10000 rows) "
@@ -220,11 +213,9 @@ class MnistC(_NpyImages):
 
 
 class ImageNetC(_Released, ImageFolder):
-    """One corruption at one severity of ImageNet-C: an ImageFolder of ``<root>/<corruption>/<severity>``.
-
-    Labels are positions in the sorted list of wnid folders, which must be ``class_to_idx`` (the training set's) when
-    given. Every image is checked to be ``image_size`` px square (default 224) and only converted to float.
-    """
+    """One corruption at one severity of ImageNet-C, an ImageFolder of ``<root>/<corruption>/<severity>``: labels are
+    positions of the sorted wnid folders (which must be the training set's ``class_to_idx`` when given); every image is
+    checked to be ``image_size`` px square and only converted to float."""
 
     name = "ImageNet-C"
     default_image_size, default_num_classes = 224, 1000
@@ -291,11 +282,8 @@ class ImageNetC(_Released, ImageFolder):
 
 
 class TinyImageNetC(ImageNetC):
-    """One corruption at one severity of Tiny-ImageNet-C (200 wnids, 64 px JPEGs; same folder layout as ImageNet-C).
-
-    The first Zenodo upload (2536630) has a broken ``frost/`` with 1000 ImageNet class folders
-    (hendrycks/robustness#60); the corrected re-upload is Zenodo 8206060. A class count mismatch says so.
-    """
+    """One corruption at one severity of Tiny-ImageNet-C (200 wnids, 64 px JPEGs; ImageNet-C's layout); a class count
+    mismatch names the broken ``frost/`` of the first upload (hendrycks/robustness#60)."""
 
     name = "Tiny-ImageNet-C"
     default_image_size, default_num_classes = 64, 200
@@ -326,11 +314,8 @@ def _check_kind(kind: str) -> str:
 
 
 def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, image_size: int) -> None:
-    """Refuse a released -C set that does not belong to the clean data the model is built for (one line).
-
-    ``data`` is the clean DataModule's name (``cifar10+stylized`` counts as ``cifar10``); unknown names are only
-    checked for classes, channels and image size.
-    """
+    """Refuse a released -C set that does not belong to the clean data the model is built for (one line); ``data``
+    is the clean DataModule's name (``cifar10+stylized`` is ``cifar10``; others: classes, channels, size only)."""
     names, classes, chans, size = _KINDS[_check_kind(kind)][2:]
     base = data.split("+")[0]
     other_data = base in RELEASED_C_KIND_OF_DATA and base not in names
@@ -372,12 +357,9 @@ def released_c_sets(
     severities: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> list[tuple[str, int, Dataset]]:
-    """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root``.
-
-    ``None`` takes every corruption / severity present; a requested set that is missing raises
-    :class:`DatasetNotFoundError`. MNIST-C roots have one severity: other requested severities are dropped with a
-    warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``, ``image_size``, ``split``, ...).
-    """
+    """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root`` (``None``: every one
+    present; a missing one raises). MNIST-C roots have one severity: other requested severities are dropped with a
+    warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``, ``image_size``, ``split``, ...)."""
     root = Path(root)
     reader, defaults = _KINDS[_check_kind(kind)][:2]
     present = available_sets(kind, root)
