@@ -17,6 +17,8 @@ from robustnoise.data.resumable import ResumableDataLoader
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError, UnreadableImageError
 from robustnoise.utils.seeding import run_seed
 
+_INFO_KEYS = ("num_classes", "in_chans", "image_size", "mean", "std")
+
 
 def load_image(path: str, mode: str = "RGB") -> torch.Tensor:
     """The uint8 image of ``path`` in PIL ``mode``; an unreadable file is one :class:`UnreadableImageError` line."""
@@ -64,7 +66,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 256,
         num_workers: int = 0,
-        pin_memory: bool | None = None,
         corruption_preset: str = "imagenet",
     ) -> None:
         super().__init__()
@@ -76,7 +77,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.pin_memory = torch.cuda.is_available()
         self.corruption_preset = corruption_preset
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -122,13 +123,7 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def info(self) -> dict[str, Any]:
         """What the model needs to know about the data (plain values, saved with the checkpoint)."""
-        return {
-            "num_classes": self.num_classes,
-            "in_chans": self.in_chans,
-            "image_size": self.image_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
+        return {key: getattr(self, key) for key in _INFO_KEYS} | {"mean": list(self.mean), "std": list(self.std)}
 
 
 class WrappedDataModule(ClassificationDataModule):
@@ -150,7 +145,7 @@ class WrappedDataModule(ClassificationDataModule):
         preset = corruption_preset or clean.corruption_preset
         super().__init__(clean.batch_size, clean.eval_batch_size, clean.num_workers, corruption_preset=preset)
         self.clean = clean
-        for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
+        for attr in _INFO_KEYS:
             setattr(self, attr, getattr(clean, attr))
 
     def setup(self, stage: str | None = None) -> None:

@@ -1,12 +1,6 @@
-"""Extra training sources: the clean training set plus pre-processed copies of it (DeepAugment; AdA App. A).
-
-AdA §1.5 / App. A: "draw a sample from the clean training set or from the DeepAugment-processed training set";
-DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/`` and ``CAE/`` ImageFolders (ref. §3). Here the
-training set is the union of the clean one and one ImageFolder per ``roots`` entry (``<root>/<class>/*`` or
-``<root>/train/<class>/*``, class folders named as the clean classes or ``0 .. K-1``), so a shuffled loader draws
-uniformly from all images; their images are resized to ``resize`` (EDSR outputs are 4x larger), then go through the
-clean training transform.
-"""
+"""The clean training set plus pre-processed copies of it (AdA §1.5 / App. A: "draw a sample from the clean training
+set or from the DeepAugment-processed training set"; DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/``
+and ``CAE/`` ImageFolders, ref. §3): a shuffled loader over the union draws uniformly from all images."""
 
 from __future__ import annotations
 
@@ -47,7 +41,8 @@ class _Union(ConcatDataset):
 
 
 class ExtraSourceDataModule(WrappedDataModule):
-    """The clean training set concatenated with processed copies (``roots``); val/test unchanged."""
+    """The clean training set and one ImageFolder per ``roots`` entry, resized to ``resize`` (EDSR outputs are 4x
+    larger) before the clean training transform; val/test unchanged."""
 
     name = "extra_source"
     layout = "<root>/<class>/*.{png,JPEG} (or <root>/train/<class>/*) with the clean training set's class folders"

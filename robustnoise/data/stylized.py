@@ -1,12 +1,9 @@
-"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout).
+"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout); training
+batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``, validation and test the clean data's.
 
-``source=folder`` (as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` with the clean
-training set's class folders (``task=stylize`` writes one). ``source=adain``: a second shuffled pass over the clean
-training set whose images ``on_after_batch_transfer`` replaces on the training device by AdaIN-stylized ones, one
-random painting of ``style_dir`` per image (:class:`robustnoise.stylize.adain.AdaINStylizer`, user-given
-``vgg_normalised.pth`` and ``decoder.pth``; the style statistics are computed once, at the first training batch).
-
-Training batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``; validation and test are the clean data's.
+``source=folder`` (as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` (``task=stylize``
+writes one). ``source=adain``: a second shuffled pass over the clean training set, stylized on the training device by
+:class:`robustnoise.stylize.adain.AdaINStylizer` with one random painting of ``style_dir`` per image.
 """
 
 from __future__ import annotations
@@ -107,8 +104,6 @@ class StylizedDataModule(WrappedDataModule):
         if self.source != "adain" or not isinstance(batch, dict) or "stylized" not in batch:
             return batch
         x, y = batch["stylized"][0], batch["stylized"][1]
-        if self.stylizer is None:
-            self._setup_adain()
         self.stylizer.to(x.device)
         if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
             opts = self.adain_options
