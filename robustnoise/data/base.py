@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
@@ -22,8 +23,6 @@ _INFO_KEYS = ("num_classes", "in_chans", "image_size", "mean", "std")
 
 def load_image(path: str, mode: str = "RGB") -> torch.Tensor:
     """The uint8 image of ``path`` in PIL ``mode``; an unreadable file is one :class:`UnreadableImageError` line."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             return v2.functional.to_image(img.convert(mode))

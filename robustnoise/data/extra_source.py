@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from robustnoise.corruptions.make_c import class_folder_names
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
@@ -60,8 +61,6 @@ class ExtraSourceDataModule(WrappedDataModule):
 
     def _folder(self, root: Path) -> Dataset:
         """The ImageFolder of ``root`` (or ``root/train``), its targets mapped to the clean labels."""
-        from robustnoise.corruptions.make_c import class_folder_names
-
         subdirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
         if (root / "train").is_dir() and len(subdirs) != self.num_classes:
             root = root / "train"

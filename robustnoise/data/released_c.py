@@ -6,7 +6,6 @@ ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake)."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.utils import check_integrity
@@ -50,13 +50,6 @@ CIFAR_C_MD5: Mapping[str, tuple[str, str]] = {
 
 _CIFAR_VARIANTS = {"cifar10": ("CIFAR-10-C", 10, 0), "cifar100": ("CIFAR-100-C", 100, 1)}  # name, classes, md5 column
 _TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # as the clean eval pipelines
-
-
-def _check_name(corruption: str) -> str:
-    name = str(corruption)
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
-        raise RobustnoiseError(f"invalid corruption name {corruption!r}")
-    return name
 
 
 def _ordered(names: Sequence[str], canonical: Sequence[str]) -> list[str]:
@@ -169,7 +162,7 @@ class CifarC(_NpyImages):
         if variant is not None and variant not in _CIFAR_VARIANTS:
             raise RobustnoiseError(f"unknown CIFAR-C variant {variant!r}; valid: {', '.join(_CIFAR_VARIANTS)}")
         self.name, num_classes, column = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
-        self.root, self.corruption, self.variant = Path(root), _check_name(corruption), variant
+        self.root, self.corruption, self.variant = Path(root), corruption, variant
         self.severity = check_severity(severity)
         images_path, labels_path = self.root / f"{self.corruption}.npy", self.root / "labels.npy"
         if not images_path.is_file():
@@ -204,7 +197,7 @@ class MnistC(_NpyImages):
     def __init__(self, root: str | Path, corruption: str, split: str = "test") -> None:
         if split not in ("train", "test"):
             raise RobustnoiseError(f"MNIST-C split must be 'train' or 'test', got {split!r}")
-        self.root, self.corruption, self.split = Path(root), _check_name(corruption), split
+        self.root, self.corruption, self.split = Path(root), corruption, split
         folder = self.root / self.corruption
         if not folder.is_dir():
             raise self._missing(folder, [n for n, _ in available_sets("mnistc", self.root)])
@@ -231,7 +224,7 @@ class ImageNetC(_Released, ImageFolder):
         image_size: int | None = None,
         num_classes: int | None = None,
     ) -> None:
-        self.corruption, self.severity = _check_name(corruption), check_severity(severity)
+        self.corruption, self.severity = corruption, check_severity(severity)
         self.image_size = self.default_image_size if image_size is None else int(image_size)
         self.train_classes = dict(class_to_idx) if class_to_idx is not None else None
         self.num_classes = num_classes or (len(class_to_idx) if class_to_idx is not None else self.default_num_classes)
@@ -271,8 +264,6 @@ class ImageNetC(_Released, ImageFolder):
 
     def _load(self, path: str, decode: bool = True) -> torch.Tensor | None:
         """The image as float32 in [0, 1], after checking its size (``decode=False``: the header only)."""
-        from PIL import Image
-
         with Image.open(path) as img:
             if img.size != (self.image_size, self.image_size):
                 size, expected = f"{img.size[0]}x{img.size[1]}", f"{self.image_size}x{self.image_size}"
@@ -363,12 +354,8 @@ def released_c_sets(
     root = Path(root)
     reader, defaults = _KINDS[_check_kind(kind)][:2]
     present = available_sets(kind, root)
-    if corruptions is None:
-        corruptions = list(dict.fromkeys(c for c, _ in present))
-        if not corruptions:
-            raise DatasetNotFoundError(
-                f"no {kind} corruption sets found under {root}; expected layout: {reader.layout}"
-            )
+    if corruptions is None and not present:
+        raise DatasetNotFoundError(f"no {kind} corruption sets found under {root}; expected layout: {reader.layout}")
     wanted = None if severities is None else [check_severity(s) for s in severities]
     if reader is MnistC:
         level = mnist_c_severity(root)
@@ -377,9 +364,8 @@ def released_c_sets(
                 f"{root} has one severity per corruption ({level}); ignoring severities {wanted}", stacklevel=2
             )
         wanted = [level]
-    sets = []
-    for corruption in corruptions:
-        for severity in wanted if wanted is not None else [s for c, s in present if c == corruption] or [1]:
-            args = () if reader is MnistC else (severity,)
-            sets.append((corruption, severity, reader(root, corruption, *args, **{**defaults, **kwargs})))
-    return sets
+    return [
+        (c, s, reader(root, c, *(() if reader is MnistC else (s,)), **{**defaults, **kwargs}))
+        for c in (dict.fromkeys(c for c, _ in present) if corruptions is None else corruptions)
+        for s in (wanted if wanted is not None else [p for n, p in present if n == c] or [1])
+    ]
