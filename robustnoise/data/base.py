@@ -18,7 +18,8 @@ from robustnoise.data.resumable import ResumableDataLoader
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError, UnreadableImageError
 from robustnoise.utils.seeding import run_seed
 
-_INFO_KEYS = ("num_classes", "in_chans", "image_size", "mean", "std")
+_INFO_KEYS = ("num_classes", "in_chans", "image_size", "mean", "std")  # what the model needs to know about the data
+TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
 
 def load_image(path: str, mode: str = "RGB") -> torch.Tensor:
@@ -48,9 +49,8 @@ class IndexedDataset(Dataset):
 
 
 class ClassificationDataModule(pl.LightningDataModule):
-    """Base for the clean datasets: subclasses set ``name``, ``num_classes``, ``in_chans``, ``image_size``, ``mean``,
-    ``std`` (the model normalises with them, inside the model), ``layout`` (for errors) and build the splits in
-    ``setup``."""
+    """Base for the clean datasets: subclasses set ``name``, ``layout`` (for errors), the :data:`_INFO_KEYS` (the model
+    normalises with ``mean`` / ``std``, inside the model) and build the splits in ``setup``."""
 
     name: str = "dataset"
     num_classes: int
@@ -126,9 +126,8 @@ class ClassificationDataModule(pl.LightningDataModule):
 
 
 class WrappedDataModule(ClassificationDataModule):
-    """A clean DataModule plus training images (stylized pairs, extra sources): the clean data's classes, size and
-    statistics; loader sizes given on the wrapper are set on the clean data; validation and test are the clean data's.
-    """
+    """A clean DataModule plus training images (stylized pairs, extra sources), with the clean data's info, loader
+    sizes (given on the wrapper: set on the clean data), validation and test."""
 
     def __init__(
         self,

@@ -18,10 +18,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.utils import check_integrity
-from torchvision.transforms import v2
 
 from robustnoise.corruptions.make_c import MNIST_SEVERITY_FILE
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
+from robustnoise.data.base import TO_FLOAT
 from robustnoise.utils.errors import DatasetNotFoundError, RobustnoiseError
 
 CIFAR_C_MD5: Mapping[str, tuple[str, str]] = {
@@ -49,7 +49,6 @@ CIFAR_C_MD5: Mapping[str, tuple[str, str]] = {
 """md5 of each ``<name>.npy`` of CIFAR-10-C and of CIFAR-100-C (Zenodo 2535967 / 3555552)."""
 
 _CIFAR_VARIANTS = {"cifar10": ("CIFAR-10-C", 10, 0), "cifar100": ("CIFAR-100-C", 100, 1)}  # name, classes, md5 column
-_TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # as the clean eval pipelines
 
 
 def _ordered(names: Sequence[str], canonical: Sequence[str]) -> list[str]:
@@ -144,7 +143,7 @@ class _NpyImages(_Released, Dataset):
         if self._images is None:
             self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
         row = np.array(self._images[self.offset + index], dtype=np.uint8, copy=True)
-        return _TO_FLOAT(row).as_subclass(torch.Tensor), int(self.labels[index])
+        return TO_FLOAT(row).as_subclass(torch.Tensor), int(self.labels[index])
 
 
 class CifarC(_NpyImages):
@@ -269,7 +268,7 @@ class ImageNetC(_Released, ImageFolder):
                 size, expected = f"{img.size[0]}x{img.size[1]}", f"{self.image_size}x{self.image_size}"
                 released = f"released {self.name} images are used without resize or crop; set image_size if intended"
                 raise self._fail(Path(path), f"is {size} px, expected {expected} ({released})")
-            return _TO_FLOAT(img.convert("RGB")).as_subclass(torch.Tensor) if decode else None
+            return TO_FLOAT(img.convert("RGB")).as_subclass(torch.Tensor) if decode else None
 
 
 class TinyImageNetC(ImageNetC):

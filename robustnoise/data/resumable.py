@@ -1,10 +1,7 @@
 """Training loaders that resume mid-epoch exactly: the order depends only on (seed, epoch, rank) and the position is
-part of Lightning's checkpoint (Lightning 2.x saves the ``state_dict()`` of every training loader that has one and
-hands it back before the first batch after a restart); a plain shuffled ``DataLoader`` would start a new permutation.
-
-Not torchdata's ``StatefulDataLoader``: its state has no epoch, so after a checkpoint at an epoch's end (Lightning
-stops at ``len(loader)``, before ``StopIteration``) the resumed run skips that many batches of the next epoch.
-"""
+in Lightning's checkpoint (the ``state_dict()`` of every training loader that has one). Not torchdata's
+``StatefulDataLoader``: its state has no epoch, so after a checkpoint at an epoch's end (Lightning stops at
+``len(loader)``, before ``StopIteration``) the resumed run skips that many batches of the next epoch."""
 
 from __future__ import annotations
 
@@ -33,11 +30,8 @@ class ResumableSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A shuffled loader over a :class:`ResumableSampler` that counts the batches it has handed out this epoch.
-
-    Worker seeds come from the loader's own generator, reseeded per epoch (workers are not persistent), so creating an
-    iterator never draws from the global torch RNG (whose state the checkpoint restores for the noise streams).
-    """
+    """A shuffled loader over a :class:`ResumableSampler` that counts its batches this epoch; worker seeds come from
+    its own generator, reseeded per epoch, so an iterator never draws from the global torch RNG (the noise streams')."""
 
     sampler: ResumableSampler
 

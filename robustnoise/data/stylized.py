@@ -57,7 +57,6 @@ class StylizedDataModule(WrappedDataModule):
         self.name = f"{clean.name}+stylized"
         self.stylized_set: Any = None
         self.stylizer: Any = None
-        self._calls = 0
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
@@ -109,9 +108,7 @@ class StylizedDataModule(WrappedDataModule):
             opts = self.adain_options
             self.stylizer.load_style_folder(opts["style_dir"], opts["style_size"], opts["max_styles"])
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
-        rank, step = (
-            (self.trainer.global_rank, self.trainer.global_step) if self.trainer is not None else (0, self._calls)
-        )
-        self._calls += 1
+        trainer = self.trainer
+        rank, step = (trainer.global_rank, trainer.global_step) if trainer is not None else (0, 0)
         generator = torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))
         return {**batch, "stylized": (self.stylizer(x, generator=generator, alpha=self.alpha), y)}
