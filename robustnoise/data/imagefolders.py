@@ -103,9 +103,7 @@ class TinyImageNetDataModule(ImageNetDataModule):
 
     name = "tiny_imagenet"
     num_classes, image_size = 200, 64
-    layout = (
-        "<root>/wnids.txt, <root>/train/<wnid>/images/*.JPEG, <root>/val/images/*.JPEG, <root>/val/val_annotations.txt"
-    )
+    layout = "<root>/{wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, val/val_annotations.txt}"
 
     def __init__(self, root: str = "data/tiny-imagenet-200", val_subset: int | None = None, **kwargs: Any) -> None:
         super().__init__(root=root, val_subset=val_subset, **kwargs)

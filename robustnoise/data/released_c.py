@@ -188,10 +188,7 @@ class MnistC(_NpyImages):
     5-level preset is keyed with that severity, see :data:`MNIST_SEVERITY_FILE`), split ``test`` or ``train``."""
 
     name = "MNIST-C"
-    layout = (
-        "<root>/<corruption>/{train,test}_{images,labels}.npy with images uint8 (N, 28, 28, 1), "
-        "for the 15 corruptions and identity"
-    )
+    layout = "<root>/<15 corruptions, identity>/{train,test}_{images,labels}.npy, images uint8 (N, 28, 28, 1)"
 
     def __init__(self, root: str | Path, corruption: str, split: str = "test") -> None:
         if split not in ("train", "test"):

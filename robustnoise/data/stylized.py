@@ -75,11 +75,6 @@ class StylizedDataModule(WrappedDataModule):
         from robustnoise.stylize.adain import AdaINStylizer, style_files
 
         opts = self.adain_options
-        missing = [f"data.{key}" for key in ("encoder", "decoder", "style_dir") if not opts[key]]
-        if missing:
-            raise ConfigError(
-                f"data.source=adain needs {', '.join(missing)} (vgg_normalised.pth, decoder.pth, a folder of paintings)"
-            )
         absent = [str(opts[k]) for k in ("encoder", "decoder") if not Path(str(opts[k])).is_file()]
         if absent:
             raise CheckpointError(

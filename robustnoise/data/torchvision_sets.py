@@ -58,10 +58,7 @@ class MNISTDataModule(_TorchvisionDataModule):
     dataset_cls = datasets.MNIST
     num_classes, in_chans, image_size = 10, 1, 28
     mean, std = (0.0,), (1.0,)
-    layout = (
-        "<root>/MNIST/raw/{train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-        "t10k-labels-idx1-ubyte}"
-    )
+    layout = "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 
 
 class CIFAR10DataModule(_TorchvisionDataModule):
