@@ -61,8 +61,7 @@ class ExtraSourceDataModule(WrappedDataModule):
 
     def _folder(self, root: Path) -> Dataset:
         """The ImageFolder of ``root`` (or ``root/train``), its targets mapped to the clean labels."""
-        subdirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-        if (root / "train").is_dir() and len(subdirs) != self.num_classes:
+        if (root / "train").is_dir() and len([p for p in root.iterdir() if p.is_dir()]) != self.num_classes:
             root = root / "train"
         folder = self.image_folder(root, self.resize)
         try:

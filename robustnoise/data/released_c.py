@@ -98,10 +98,8 @@ class _NpyImages(_Released, Dataset):
         images, labels = self._load(images_path), self._load(labels_path)
         rows, shapes = images.shape[0] if images.ndim else 0, (shape, shape[:2]) if shape[2:] == (1,) else (shape,)
         if images.dtype != np.uint8 or images.ndim < 3 or images.shape[1:] not in shapes:
-            expected = ", ".join(map(str, shape))
-            raise self._fail(
-                images_path, f"has dtype {images.dtype} and shape {images.shape}; expected uint8 (N, {expected})"
-            )
+            expected = f"expected uint8 (N, {', '.join(map(str, shape))})"
+            raise self._fail(images_path, f"has dtype {images.dtype} and shape {images.shape}; {expected}")
         if blocks > 1 and (rows == 0 or rows % blocks):
             raise self._fail(images_path, f"has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)")
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):

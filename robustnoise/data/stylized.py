@@ -18,8 +18,6 @@ from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import CheckpointError, ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
 
-SOURCES = ("folder", "adain")
-
 
 class StylizedDataModule(WrappedDataModule):
     """A clean DataModule plus stylized images of the same classes, zipped batch by batch (as the reference)."""
@@ -43,8 +41,8 @@ class StylizedDataModule(WrappedDataModule):
         **wrapped: Any,
     ) -> None:
         super().__init__(clean, **wrapped)
-        if source not in SOURCES:
-            raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
+        if source not in ("folder", "adain"):
+            raise ConfigError(f"data.source must be one of folder, adain, got {source!r}")
         if source == "folder" and not stylized_root:
             raise ConfigError("data.source=folder needs data.stylized_root=<folder with train/<class>/*>")
         if not 0.0 <= float(alpha) <= 1.0:
