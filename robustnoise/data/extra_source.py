@@ -17,8 +17,7 @@ from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
 
 def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, num_classes: int) -> dict[str, int]:
-    """Clean label of every class folder: by class name when the folders are the clean class names, else by index
-    (a one-line :class:`DatasetNotFoundError` when they are neither)."""
+    """Clean label of every class folder, by clean class name or by index ``0..K-1`` (else a one-line error)."""
     folders = list(folders)
     if class_names is not None and sorted(folders) == sorted(class_names):
         return {name: list(class_names).index(name) for name in folders}

@@ -103,9 +103,7 @@ class _NpyImages(_Released, Dataset):
         if blocks > 1 and (rows == 0 or rows % blocks):
             raise self._fail(images_path, f"has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)")
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise self._fail(
-                labels_path, f"has dtype {labels.dtype} and shape {labels.shape}; expected a 1-D integer array"
-            )
+            raise self._fail(labels_path, f"has dtype {labels.dtype} and shape {labels.shape}; expected 1-D integers")
         if classes is not None and labels.size and (labels.min() < 0 or labels.max() >= classes):
             found = f"{labels.min()}..{labels.max()}"
             raise self._fail(labels_path, f"has labels in {found}, outside 0..{classes - 1} (wrong dataset?)")
@@ -318,8 +316,7 @@ def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, i
 
 
 def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
-    """The ``(corruption, severity)`` sets present under ``root`` for ``kind`` (known corruptions in canonical order;
-    presence only: the datasets check contents). A missing ``root`` gives an empty list."""
+    """The ``(corruption, severity)`` sets under ``root`` (canonical order; presence only; none without ``root``)."""
     _check_kind(kind)
     root = Path(root)
     if not root.is_dir():

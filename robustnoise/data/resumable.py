@@ -60,9 +60,9 @@ class ResumableDataLoader(DataLoader):
 
 
 class ShuffledPasses:
-    """Endless batches of shuffled passes over ``dataset`` (this rank's share; pass ``p`` is shuffled by
-    ``seed_of_pass(p)``) whose state is the number of batches drawn: a resumed run draws exactly the batches an
-    uninterrupted one would (ANT's restart batches). Creating a loader never draws from the global RNG."""
+    """Endless batches of shuffled passes over this rank's share of ``dataset`` (pass ``p`` shuffled by
+    ``seed_of_pass(p)``, never the global RNG); the state is the number of batches drawn, so a resumed run draws the
+    batches an uninterrupted one would (ANT's restart batches)."""
 
     def __init__(
         self, dataset: Dataset, batch_size: int, seed_of_pass: Callable[[int], int], num_replicas: int = 1,

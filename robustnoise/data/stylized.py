@@ -1,10 +1,8 @@
 """Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout); training
-batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``, validation and test the clean data's.
-
-``source=folder`` (as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` (``task=stylize``
-writes one). ``source=adain``: a second shuffled pass over the clean training set, stylized on the training device by
-:class:`robustnoise.stylize.adain.AdaINStylizer` with one random painting of ``style_dir`` per image.
-"""
+batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``, validation and test the clean data's. ``source=folder``
+(as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` (``task=stylize`` writes one);
+``source=adain``: a second shuffled pass over the clean training set, stylized on the training device by
+:class:`robustnoise.stylize.adain.AdaINStylizer` with one random painting of ``style_dir`` per image."""
 
 from __future__ import annotations
 
@@ -84,8 +82,6 @@ class StylizedDataModule(WrappedDataModule):
         self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
 
     def train_dataloader(self) -> Any:
-        if self.stylized_set is None:
-            self.setup("fit")
         # its own order and position, restored on a mid-epoch resume as the clean one's
         seed = derive_seed(run_seed(), "stylized_order")
         stylized = self.resumable_loader(self.stylized_set, self.stylized_batch_size, seed, drop_last=True)
