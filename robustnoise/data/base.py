@@ -104,8 +104,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         return DataLoader(dataset, self.eval_batch_size, pin_memory=self.pin_memory, **workers)
 
     def val_dataloader(self) -> DataLoader:
-        if self.val_set is None:
-            self.setup("fit")
         return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
@@ -154,8 +152,6 @@ class WrappedDataModule(ClassificationDataModule):
     def image_folder(self, root: Path, resize: int | None = None) -> ImageFolder:
         """An ImageFolder of training images with the clean data's channels and training transform (tensor data
         without one, the digits: resized to the clean size), after an optional ``resize`` + centre crop."""
-        if not root.is_dir():
-            raise self.not_found(root)
         steps: list[v2.Transform] = [v2.Resize(resize), v2.CenterCrop(resize)] if resize else []
         if hasattr(self.clean, "train_transform"):
             steps.append(self.clean.train_transform())

@@ -80,8 +80,6 @@ class ImageNetDataModule(ClassificationDataModule):
 
     def _folder(self, split: str, transform: v2.Transform) -> datasets.ImageFolder:
         path = self.root / split
-        if not path.is_dir():
-            raise self.not_found(path)
         try:
             return _ImageFolder(str(path), transform, self.skip_unreadable)
         except (FileNotFoundError, RuntimeError) as err:

@@ -351,9 +351,7 @@ def released_c_sets(
     if reader is MnistC:
         level = mnist_c_severity(root)
         if wanted is not None and wanted != [level]:
-            warnings.warn(
-                f"{root} has one severity per corruption ({level}); ignoring severities {wanted}", stacklevel=2
-            )
+            warnings.warn(f"{root} has one severity ({level}); ignoring severities {wanted}", stacklevel=2)
         wanted = [level]
     return [
         (c, s, reader(root, c, *(() if reader is MnistC else (s,)), **{**defaults, **kwargs}))
