@@ -17,8 +17,7 @@ from torchvision.transforms import v2
 
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS
 from robustnoise.data.released_c import (
-    CIFAR10C_MD5,
-    CIFAR100C_MD5,
+    CIFAR_C_MD5,
     CifarC,
     ImageNetC,
     MnistC,
@@ -150,18 +149,24 @@ def test_cifar_c_errors(cifar_root: Path, tmp_path: Path):
     assert_one_line(excinfo, str(cifar_root / "labels.npy"), "missing")
 
 
-def test_cifar_c_md5(cifar_root: Path):
-    for table in (CIFAR10C_MD5, CIFAR100C_MD5):
-        assert set(table) == {*ALL_CORRUPTIONS, "labels"}
-        assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in table.values())
+def test_cifar_c_md5(cifar_root: Path, monkeypatch: pytest.MonkeyPatch):
+    assert set(CIFAR_C_MD5) == {*ALL_CORRUPTIONS, "labels"}
+    assert all(re.fullmatch(r"[0-9a-f]{32}", v) for row in CIFAR_C_MD5.values() for v in row)
 
     path = cifar_root / "gaussian_noise.npy"
-    table = {"gaussian_noise": calculate_md5(path), "labels": calculate_md5(cifar_root / "labels.npy")}
-    CifarC(cifar_root, "gaussian_noise", 2, verify_md5=True, md5_table=table)
-    CifarC(cifar_root, "gaussian_noise", 2, md5_table={"gaussian_noise": "0" * 32})  # not verified unless asked
     with pytest.raises(DatasetNotFoundError) as excinfo:  # the fixture is not the released file
         CifarC(cifar_root, "gaussian_noise", 2, variant="cifar10", verify_md5=True)
-    assert_one_line(excinfo, str(path), CIFAR10C_MD5["gaussian_noise"])
+    assert_one_line(excinfo, str(path), CIFAR_C_MD5["gaussian_noise"][0])
+
+    fixture = {name: calculate_md5(cifar_root / f"{name}.npy") for name in ("gaussian_noise", "labels")}
+    for name, md5 in fixture.items():  # as if the fixture were the released CIFAR-100-C file
+        monkeypatch.setitem(CIFAR_C_MD5, name, ("0" * 32, md5))
+    CifarC(cifar_root, "gaussian_noise", 2, verify_md5=True)  # no variant: either column
+    CifarC(cifar_root, "gaussian_noise", 2, variant="cifar100", verify_md5=True)
+    CifarC(cifar_root, "gaussian_noise", 2, variant="cifar10")  # not verified unless asked
+    with pytest.raises(DatasetNotFoundError) as excinfo:  # the variant's column only
+        CifarC(cifar_root, "gaussian_noise", 2, variant="cifar10", verify_md5=True)
+    assert_one_line(excinfo, str(path), "0" * 32)
 
     data = bytearray(path.read_bytes())
     data[-1] ^= 1  # one changed byte in the image data
@@ -170,8 +175,8 @@ def test_cifar_c_md5(cifar_root: Path):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     CifarC(cifar_root, "gaussian_noise", 2)  # still loads
     with pytest.raises(DatasetNotFoundError) as excinfo:
-        CifarC(cifar_root, "gaussian_noise", 2, verify_md5=True, md5_table=table)
-    assert_one_line(excinfo, str(path), "md5", table["gaussian_noise"])
+        CifarC(cifar_root, "gaussian_noise", 2, verify_md5=True)
+    assert_one_line(excinfo, str(path), "md5", fixture["gaussian_noise"])
 
 
 # ----------------------------------------------------------------------------------------------------------- MNIST-C

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
@@ -17,11 +18,12 @@ from robustnoise.data.resumable import ResumableDataLoader
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError, UnreadableImageError
 from robustnoise.utils.seeding import run_seed
 
+_INFO_KEYS = ("num_classes", "in_chans", "image_size", "mean", "std")  # what the model needs to know about the data
+TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
 
 def load_image(path: str, mode: str = "RGB") -> torch.Tensor:
     """The uint8 image of ``path`` in PIL ``mode``; an unreadable file is one :class:`UnreadableImageError` line."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             return v2.functional.to_image(img.convert(mode))
@@ -47,9 +49,8 @@ class IndexedDataset(Dataset):
 
 
 class ClassificationDataModule(pl.LightningDataModule):
-    """Base for the clean datasets: subclasses set ``name``, ``num_classes``, ``in_chans``, ``image_size``, ``mean``,
-    ``std`` (the model normalises with them, inside the model), ``layout`` (for errors) and build the splits in
-    ``setup``."""
+    """Base for the clean datasets: subclasses set ``name``, ``layout`` (for errors), the :data:`_INFO_KEYS` (the model
+    normalises with ``mean`` / ``std``, inside the model) and build the splits in ``setup``."""
 
     name: str = "dataset"
     num_classes: int
@@ -64,7 +65,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 256,
         num_workers: int = 0,
-        pin_memory: bool | None = None,
         corruption_preset: str = "imagenet",
     ) -> None:
         super().__init__()
@@ -76,7 +76,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.pin_memory = torch.cuda.is_available()
         self.corruption_preset = corruption_preset
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -104,8 +104,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         return DataLoader(dataset, self.eval_batch_size, pin_memory=self.pin_memory, **workers)
 
     def val_dataloader(self) -> DataLoader:
-        if self.val_set is None:
-            self.setup("fit")
         return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
@@ -122,19 +120,12 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def info(self) -> dict[str, Any]:
         """What the model needs to know about the data (plain values, saved with the checkpoint)."""
-        return {
-            "num_classes": self.num_classes,
-            "in_chans": self.in_chans,
-            "image_size": self.image_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
+        return {key: getattr(self, key) for key in _INFO_KEYS} | {"mean": list(self.mean), "std": list(self.std)}
 
 
 class WrappedDataModule(ClassificationDataModule):
-    """A clean DataModule plus training images (stylized pairs, extra sources): the clean data's classes, size and
-    statistics; loader sizes given on the wrapper are set on the clean data; validation and test are the clean data's.
-    """
+    """A clean DataModule plus training images (stylized pairs, extra sources), with the clean data's info, loader
+    sizes (given on the wrapper: set on the clean data), validation and test."""
 
     def __init__(
         self,
@@ -150,7 +141,7 @@ class WrappedDataModule(ClassificationDataModule):
         preset = corruption_preset or clean.corruption_preset
         super().__init__(clean.batch_size, clean.eval_batch_size, clean.num_workers, corruption_preset=preset)
         self.clean = clean
-        for attr in ("num_classes", "in_chans", "image_size", "mean", "std"):
+        for attr in _INFO_KEYS:
             setattr(self, attr, getattr(clean, attr))
 
     def setup(self, stage: str | None = None) -> None:
@@ -161,8 +152,6 @@ class WrappedDataModule(ClassificationDataModule):
     def image_folder(self, root: Path, resize: int | None = None) -> ImageFolder:
         """An ImageFolder of training images with the clean data's channels and training transform (tensor data
         without one, the digits: resized to the clean size), after an optional ``resize`` + centre crop."""
-        if not root.is_dir():
-            raise self.not_found(root)
         steps: list[v2.Transform] = [v2.Resize(resize), v2.CenterCrop(resize)] if resize else []
         if hasattr(self.clean, "train_transform"):
             steps.append(self.clean.train_transform())

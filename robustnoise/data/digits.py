@@ -45,10 +45,9 @@ class DigitsDataModule(ClassificationDataModule):
         if self.train_set is not None:
             return
         images, labels = load_digit_images(self.image_size)
-        y = labels.numpy()
         rest, test = train_test_split(
-            range(len(y)), test_size=self.test_fraction, stratify=y, random_state=self.split_seed
+            range(len(labels)), test_size=self.test_fraction, stratify=labels, random_state=self.split_seed
         )
         val_share = self.val_fraction / (1.0 - self.test_fraction)
-        train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=self.split_seed)
+        train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=self.split_seed)
         self.train_set, self.val_set, self.test_set = (TensorDataset(images[i], labels[i]) for i in (train, val, test))

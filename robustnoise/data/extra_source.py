@@ -1,12 +1,6 @@
-"""Extra training sources: the clean training set plus pre-processed copies of it (DeepAugment; AdA App. A).
-
-AdA §1.5 / App. A: "draw a sample from the clean training set or from the DeepAugment-processed training set";
-DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/`` and ``CAE/`` ImageFolders (ref. §3). Here the
-training set is the union of the clean one and one ImageFolder per ``roots`` entry (``<root>/<class>/*`` or
-``<root>/train/<class>/*``, class folders named as the clean classes or ``0 .. K-1``), so a shuffled loader draws
-uniformly from all images; their images are resized to ``resize`` (EDSR outputs are 4x larger), then go through the
-clean training transform.
-"""
+"""The clean training set plus pre-processed copies of it (AdA §1.5 / App. A: "draw a sample from the clean training
+set or from the DeepAugment-processed training set"; DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/``
+and ``CAE/`` ImageFolders, ref. §3): a shuffled loader over the union draws uniformly from all images."""
 
 from __future__ import annotations
 
@@ -17,13 +11,13 @@ from typing import Any
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from robustnoise.corruptions.make_c import class_folder_names
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
 
 
 def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, num_classes: int) -> dict[str, int]:
-    """Clean label of every class folder: by class name when the folders are the clean class names, else by index
-    (a one-line :class:`DatasetNotFoundError` when they are neither)."""
+    """Clean label of every class folder, by clean class name or by index ``0..K-1`` (else a one-line error)."""
     folders = list(folders)
     if class_names is not None and sorted(folders) == sorted(class_names):
         return {name: list(class_names).index(name) for name in folders}
@@ -47,7 +41,8 @@ class _Union(ConcatDataset):
 
 
 class ExtraSourceDataModule(WrappedDataModule):
-    """The clean training set concatenated with processed copies (``roots``); val/test unchanged."""
+    """The clean training set and one ImageFolder per ``roots`` entry, resized to ``resize`` (EDSR outputs are 4x
+    larger) before the clean training transform; val/test unchanged."""
 
     name = "extra_source"
     layout = "<root>/<class>/*.{png,JPEG} (or <root>/train/<class>/*) with the clean training set's class folders"
@@ -65,10 +60,7 @@ class ExtraSourceDataModule(WrappedDataModule):
 
     def _folder(self, root: Path) -> Dataset:
         """The ImageFolder of ``root`` (or ``root/train``), its targets mapped to the clean labels."""
-        from robustnoise.corruptions.make_c import class_folder_names
-
-        subdirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-        if (root / "train").is_dir() and len(subdirs) != self.num_classes:
+        if (root / "train").is_dir() and len([p for p in root.iterdir() if p.is_dir()]) != self.num_classes:
             root = root / "train"
         folder = self.image_folder(root, self.resize)
         try:

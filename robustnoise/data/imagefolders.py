@@ -11,18 +11,15 @@ from torch.utils.data import Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from robustnoise.data.base import ClassificationDataModule, load_image
+from robustnoise.data.base import TO_FLOAT, ClassificationDataModule, load_image
 from robustnoise.utils.errors import UnreadableImageError
 
 log = logging.getLogger("robustnoise")
 
-_TO_FLOAT = v2.ToDtype(torch.float32, scale=True)
-
 
 class _ImageFolder(datasets.ImageFolder):
-    """ImageFolder whose unreadable files are a one-line error naming the file, or (``skip_unreadable``) replaced by
-    the next readable one of the split with a warning, so the split's length and batch sizes stay those of the folder.
-    """
+    """ImageFolder whose unreadable files are a one-line error, or (``skip_unreadable``) replaced by the next readable
+    one with a warning, so the split's length and batch sizes stay those of the folder."""
 
     def __init__(self, root: str, transform: v2.Transform, skip_unreadable: bool = False) -> None:
         super().__init__(root, transform=transform, loader=load_image)
@@ -54,10 +51,7 @@ class _TinyImageNetVal(_ImageFolder):
 
 class ImageNetDataModule(ClassificationDataModule):
     """ImageNet (ILSVRC-2012) ImageFolders; val doubles as the test split, a fixed val subset validates per epoch.
-
-    ``image_size`` / ``resize``: the train crop and eval centre crop after resizing (Inception-v3: 299 / 342);
-    ``skip_unreadable``: skip empty / non-image files with a warning instead of stopping.
-    """
+    ``image_size`` / ``resize``: the train crop and eval centre crop after resizing (Inception-v3: 299 / 342)."""
 
     name = "imagenet"
     num_classes, in_chans, image_size = 1000, 3, 224
@@ -79,15 +73,13 @@ class ImageNetDataModule(ClassificationDataModule):
         self.image_size, self.resize, self.skip_unreadable = image_size, resize, skip_unreadable
 
     def train_transform(self) -> v2.Transform:
-        return v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), _TO_FLOAT])
+        return v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), TO_FLOAT])
 
     def eval_transform(self) -> v2.Transform:
-        return v2.Compose([v2.Resize(self.resize), v2.CenterCrop(self.image_size), _TO_FLOAT])
+        return v2.Compose([v2.Resize(self.resize), v2.CenterCrop(self.image_size), TO_FLOAT])
 
     def _folder(self, split: str, transform: v2.Transform) -> datasets.ImageFolder:
         path = self.root / split
-        if not path.is_dir():
-            raise self.not_found(path)
         try:
             return _ImageFolder(str(path), transform, self.skip_unreadable)
         except (FileNotFoundError, RuntimeError) as err:
@@ -109,18 +101,16 @@ class TinyImageNetDataModule(ImageNetDataModule):
 
     name = "tiny_imagenet"
     num_classes, image_size = 200, 64
-    layout = (
-        "<root>/wnids.txt, <root>/train/<wnid>/images/*.JPEG, <root>/val/images/*.JPEG, <root>/val/val_annotations.txt"
-    )
+    layout = "<root>/{wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, val/val_annotations.txt}"
 
     def __init__(self, root: str = "data/tiny-imagenet-200", val_subset: int | None = None, **kwargs: Any) -> None:
         super().__init__(root=root, val_subset=val_subset, **kwargs)
 
     def train_transform(self) -> v2.Transform:
-        return v2.Compose([v2.RandomCrop(64, padding=4), v2.RandomHorizontalFlip(), _TO_FLOAT])
+        return v2.Compose([v2.RandomCrop(64, padding=4), v2.RandomHorizontalFlip(), TO_FLOAT])
 
     def eval_transform(self) -> v2.Transform:
-        return _TO_FLOAT
+        return TO_FLOAT
 
     def setup(self, stage: str | None = None) -> None:
         if self.test_set is not None:

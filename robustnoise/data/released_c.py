@@ -1,15 +1,11 @@
-"""The released common-corruption test sets, read as distributed: CIFAR-10-C / CIFAR-100-C, MNIST-C, ImageNet-C and
-Tiny-ImageNet-C (Hendrycks & Dietterich 2019, "Benchmarking Neural Network Robustness to Common Corruptions and
-Perturbations"; Mu & Gilmer 2019, "MNIST-C"); the layouts and Zenodo records are in docs/release-formats.md.
-
-One dataset holds one corruption at one severity (``key`` = ``<corruption>/s<severity>``, as
-:class:`robustnoise.eval.suite.EvalSet`); items are ``(float32 CHW image in [0, 1], int label)``. Images are used as
-released: no resize, no crop (resizing the 224 / 64 px ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake).
-"""
+"""The released common-corruption test sets, read as distributed (Hendrycks & Dietterich 2019, "Benchmarking Neural
+Network Robustness to Common Corruptions and Perturbations"; Mu & Gilmer 2019, "MNIST-C"; layouts and Zenodo records in
+docs/release-formats.md). One dataset is one corruption at one severity (``key`` ``<corruption>/s<severity>``); items
+are ``(float32 CHW image in [0, 1], int label)``, used as released: no resize, no crop (resizing the 224 / 64 px
+ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake)."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -18,97 +14,46 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.utils import check_integrity
-from torchvision.transforms import v2
 
 from robustnoise.corruptions.make_c import MNIST_SEVERITY_FILE
 from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
+from robustnoise.data.base import TO_FLOAT
 from robustnoise.utils.errors import DatasetNotFoundError, RobustnoiseError
 
-MNIST_C_LEFTOVERS: tuple[str, ...] = (
-    "gaussian_noise",
-    "speckle_noise",
-    "pessimal_noise",
-    "gaussian_blur",
-    "defocus_blur",
-    "zoom_blur",
-    "frost",
-    "snow",
-    "contrast",
-    "saturate",
-    "jpeg_compression",
-    "pixelate",
-    "elastic_transform",
-    "quantize",
-    "line",
-    "inverse",
-)
-"""The 16 extra corruptions of ``mnist_c_leftovers.zip`` (same layout; not part of the MNIST-C mean)."""
-
-CIFAR10C_MD5: Mapping[str, str] = {
-    "gaussian_noise": "ecaf8b9a2399ffeda7680934c33405fd",
-    "shot_noise": "3a7239bb118894f013d9bf1984be7f11",
-    "impulse_noise": "2090e01c83519ec51427e65116af6b1a",
-    "defocus_blur": "7d1322666342a0702b1957e92f6254bc",
-    "glass_blur": "7361fb4019269e02dbf6925f083e8629",
-    "motion_blur": "fffa5f852ff7ad299cfe8a7643f090f4",
-    "zoom_blur": "6ea8e63f1c5cdee1517533840641641b",
-    "snow": "bb238de8555123da9c282dea23bd6e55",
-    "frost": "31f6ab3bce1d9934abfb0cc13656f141",
-    "fog": "7b397314b5670f825465fbcd1f6e9ccd",
-    "brightness": "0a81ef75e0b523c3383219c330a85d48",
-    "contrast": "3c8262171c51307f916c30a3308235a8",
-    "elastic_transform": "9421657c6cd452429cf6ce96cc412b5f",
-    "pixelate": "0f14f7e2db14288304e1de10df16832f",
-    "jpeg_compression": "2b9cc4c864e0193bb64db8d7728f8187",
-    "speckle_noise": "ef00b87611792b00df09c0b0237a1e30",
-    "gaussian_blur": "c33370155bc9b055fb4a89113d3c559d",
-    "spatter": "8a5a3903a7f8f65b59501a6093b4311e",
-    "saturate": "1cfae0964219c5102abbb883e538cc56",
-    "labels": "c439b113295ed5254878798ffe28fd54",
+CIFAR_C_MD5: Mapping[str, tuple[str, str]] = {
+    "gaussian_noise": ("ecaf8b9a2399ffeda7680934c33405fd", "ecc4d366eac432bdf25c024086f5e97d"),
+    "shot_noise": ("3a7239bb118894f013d9bf1984be7f11", "b0a1fa6e1e465a747c1b204b1914048a"),
+    "impulse_noise": ("2090e01c83519ec51427e65116af6b1a", "3b3c210ddfa0b5cb918ff4537a429fef"),
+    "defocus_blur": ("7d1322666342a0702b1957e92f6254bc", "d923e3d9c585a27f0956e2f2ad832564"),
+    "glass_blur": ("7361fb4019269e02dbf6925f083e8629", "0bf384f38e5ccbf8dd479d9059b913e1"),
+    "motion_blur": ("fffa5f852ff7ad299cfe8a7643f090f4", "732a7e2e54152ff97c742d4c388c5516"),
+    "zoom_blur": ("6ea8e63f1c5cdee1517533840641641b", "0204613400c034a81c4830d5df81cb82"),
+    "snow": ("bb238de8555123da9c282dea23bd6e55", "0237be164583af146b7b144e73b43465"),
+    "frost": ("31f6ab3bce1d9934abfb0cc13656f141", "3a39c6823bdfaa0bf8b12fe7004b8117"),
+    "fog": ("7b397314b5670f825465fbcd1f6e9ccd", "4efc7ebd5e82b028bdbe13048e3ea564"),
+    "brightness": ("0a81ef75e0b523c3383219c330a85d48", "f22d7195aecd6abb541e27fca230c171"),
+    "contrast": ("3c8262171c51307f916c30a3308235a8", "322bb385f1d05154ee197ca16535f71e"),
+    "elastic_transform": ("9421657c6cd452429cf6ce96cc412b5f", "a0792bd6581f6810878be71acedfc65a"),
+    "pixelate": ("0f14f7e2db14288304e1de10df16832f", "96c00c60f144539e14cffb02ddbd0640"),
+    "jpeg_compression": ("2b9cc4c864e0193bb64db8d7728f8187", "c851b7f1324e1d2ffddeb76920576d11"),
+    "speckle_noise": ("ef00b87611792b00df09c0b0237a1e30", "e3f215b1a0f9fd9fd6f0d1cf94a7ce99"),
+    "gaussian_blur": ("c33370155bc9b055fb4a89113d3c559d", "5204ba0d557839772ef5a4196a052c3e"),
+    "spatter": ("8a5a3903a7f8f65b59501a6093b4311e", "12ccf41d62564d36e1f6a6ada5022728"),
+    "saturate": ("1cfae0964219c5102abbb883e538cc56", "c0697e9fdd646916a61e9c312c77bf6b"),
+    "labels": ("c439b113295ed5254878798ffe28fd54", "bb4026e9ce52996b95f439544568cdb2"),
 }
-"""md5 of each ``<name>.npy`` of CIFAR-10-C (Zenodo 2535967)."""
+"""md5 of each ``<name>.npy`` of CIFAR-10-C and of CIFAR-100-C (Zenodo 2535967 / 3555552)."""
 
-CIFAR100C_MD5: Mapping[str, str] = {
-    "gaussian_noise": "ecc4d366eac432bdf25c024086f5e97d",
-    "shot_noise": "b0a1fa6e1e465a747c1b204b1914048a",
-    "impulse_noise": "3b3c210ddfa0b5cb918ff4537a429fef",
-    "defocus_blur": "d923e3d9c585a27f0956e2f2ad832564",
-    "glass_blur": "0bf384f38e5ccbf8dd479d9059b913e1",
-    "motion_blur": "732a7e2e54152ff97c742d4c388c5516",
-    "zoom_blur": "0204613400c034a81c4830d5df81cb82",
-    "snow": "0237be164583af146b7b144e73b43465",
-    "frost": "3a39c6823bdfaa0bf8b12fe7004b8117",
-    "fog": "4efc7ebd5e82b028bdbe13048e3ea564",
-    "brightness": "f22d7195aecd6abb541e27fca230c171",
-    "contrast": "322bb385f1d05154ee197ca16535f71e",
-    "elastic_transform": "a0792bd6581f6810878be71acedfc65a",
-    "pixelate": "96c00c60f144539e14cffb02ddbd0640",
-    "jpeg_compression": "c851b7f1324e1d2ffddeb76920576d11",
-    "speckle_noise": "e3f215b1a0f9fd9fd6f0d1cf94a7ce99",
-    "gaussian_blur": "5204ba0d557839772ef5a4196a052c3e",
-    "spatter": "12ccf41d62564d36e1f6a6ada5022728",
-    "saturate": "c0697e9fdd646916a61e9c312c77bf6b",
-    "labels": "bb4026e9ce52996b95f439544568cdb2",
-}
-"""md5 of each ``<name>.npy`` of CIFAR-100-C (Zenodo 3555552)."""
-
-_CIFAR_VARIANTS = {"cifar10": ("CIFAR-10-C", 10, CIFAR10C_MD5), "cifar100": ("CIFAR-100-C", 100, CIFAR100C_MD5)}
-_TO_FLOAT = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # as the clean eval pipelines
-
-
-def _check_name(corruption: str) -> str:
-    name = str(corruption)
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
-        raise RobustnoiseError(f"invalid corruption name {corruption!r}")
-    return name
+_CIFAR_VARIANTS = {"cifar10": ("CIFAR-10-C", 10, 0), "cifar100": ("CIFAR-100-C", 100, 1)}  # name, classes, md5 column
 
 
 def _ordered(names: Sequence[str], canonical: Sequence[str]) -> list[str]:
     """``names`` with the known ones first in canonical order, then the others sorted."""
-    return [n for n in canonical if n in names] + sorted(set(names) - set(canonical))
+    return [n for n in dict.fromkeys(canonical) if n in names] + sorted(set(names) - set(canonical))
 
 
 def _subdirs(path: Path) -> list[str]:
@@ -149,21 +94,16 @@ class _NpyImages(_Released, Dataset):
     def _open(
         self, images_path: Path, labels_path: Path, shape: tuple[int, ...], classes: int | None, blocks: int = 1
     ) -> None:
-        """Check both files (uint8 images of ``shape``, 1-D integer labels in range, one per image) and select row block
-        ``severity`` of ``blocks``."""
+        """Check both files (uint8 images of ``shape``, one in-range label each) and select row block ``severity``."""
         images, labels = self._load(images_path), self._load(labels_path)
         rows, shapes = images.shape[0] if images.ndim else 0, (shape, shape[:2]) if shape[2:] == (1,) else (shape,)
         if images.dtype != np.uint8 or images.ndim < 3 or images.shape[1:] not in shapes:
-            expected = ", ".join(map(str, shape))
-            raise self._fail(
-                images_path, f"has dtype {images.dtype} and shape {images.shape}; expected uint8 (N, {expected})"
-            )
+            expected = f"expected uint8 (N, {', '.join(map(str, shape))})"
+            raise self._fail(images_path, f"has dtype {images.dtype} and shape {images.shape}; {expected}")
         if blocks > 1 and (rows == 0 or rows % blocks):
             raise self._fail(images_path, f"has {rows} rows, not 5 equal severity blocks (truncated or not a -C file)")
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise self._fail(
-                labels_path, f"has dtype {labels.dtype} and shape {labels.shape}; expected a 1-D integer array"
-            )
+            raise self._fail(labels_path, f"has dtype {labels.dtype} and shape {labels.shape}; expected 1-D integers")
         if classes is not None and labels.size and (labels.min() < 0 or labels.max() >= classes):
             found = f"{labels.min()}..{labels.max()}"
             raise self._fail(labels_path, f"has labels in {found}, outside 0..{classes - 1} (wrong dataset?)")
@@ -199,15 +139,12 @@ class _NpyImages(_Released, Dataset):
         if self._images is None:
             self._images = np.load(self.images_path, mmap_mode="r", allow_pickle=False)
         row = np.array(self._images[self.offset + index], dtype=np.uint8, copy=True)
-        return _TO_FLOAT(row).as_subclass(torch.Tensor), int(self.labels[index])
+        return TO_FLOAT(row).as_subclass(torch.Tensor), int(self.labels[index])
 
 
 class CifarC(_NpyImages):
-    """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map.
-
-    ``variant`` (``cifar10`` / ``cifar100``) checks the label range and picks the md5 table; ``None`` accepts either.
-    ``verify_md5`` compares both files with the released md5s (or ``md5_table``), hashing each file once per process.
-    """
+    """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map;
+    ``variant`` (``cifar10`` / ``cifar100``; ``None``: either) sets the label range and the md5 of ``verify_md5``."""
 
     layout = (
         "<root>/<corruption>.npy (uint8 (50000, 32, 32, 3): severities 1..5 as consecutive blocks of 10000 rows) "
@@ -215,29 +152,22 @@ class CifarC(_NpyImages):
     )
 
     def __init__(
-        self,
-        root: str | Path,
-        corruption: str,
-        severity: int,
-        variant: str | None = None,
-        verify_md5: bool = False,
-        md5_table: Mapping[str, str] | None = None,
+        self, root: str | Path, corruption: str, severity: int, variant: str | None = None, verify_md5: bool = False
     ) -> None:
         if variant is not None and variant not in _CIFAR_VARIANTS:
             raise RobustnoiseError(f"unknown CIFAR-C variant {variant!r}; valid: {', '.join(_CIFAR_VARIANTS)}")
-        self.name, num_classes, table = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
-        self.root, self.corruption, self.variant = Path(root), _check_name(corruption), variant
+        self.name, num_classes, column = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
+        self.root, self.corruption, self.variant = Path(root), corruption, variant
         self.severity = check_severity(severity)
         images_path, labels_path = self.root / f"{self.corruption}.npy", self.root / "labels.npy"
         if not images_path.is_file():
             found = dict.fromkeys(n for n, _ in available_sets("cifar10c", self.root))
             raise self._missing(images_path, list(found), "corruption files")
         self._open(images_path, labels_path, (32, 32, 3), num_classes, blocks=len(SEVERITIES))
-        tables = [md5_table or table] if (md5_table or table) else [CIFAR10C_MD5, CIFAR100C_MD5]
         for path in (images_path, labels_path) if verify_md5 else ():
-            expected = [t[path.stem] for t in tables if path.stem in t]
-            if not expected:
+            if path.stem not in CIFAR_C_MD5:
                 raise self._fail(path, "has no released md5 (unknown file name)")
+            expected = CIFAR_C_MD5[path.stem] if column is None else CIFAR_C_MD5[path.stem][column : column + 1]
             stat = path.stat()
             if not any(_intact(str(path), md5, stat.st_size, stat.st_mtime_ns) for md5 in expected):
                 raise self._fail(path, f"does not have the released md5 {' or '.join(expected)} (re-download it)")
@@ -254,15 +184,12 @@ class MnistC(_NpyImages):
     5-level preset is keyed with that severity, see :data:`MNIST_SEVERITY_FILE`), split ``test`` or ``train``."""
 
     name = "MNIST-C"
-    layout = (
-        "<root>/<corruption>/{train,test}_{images,labels}.npy with images uint8 (N, 28, 28, 1), "
-        "for the 15 corruptions and identity"
-    )
+    layout = "<root>/<15 corruptions, identity>/{train,test}_{images,labels}.npy, images uint8 (N, 28, 28, 1)"
 
     def __init__(self, root: str | Path, corruption: str, split: str = "test") -> None:
         if split not in ("train", "test"):
             raise RobustnoiseError(f"MNIST-C split must be 'train' or 'test', got {split!r}")
-        self.root, self.corruption, self.split = Path(root), _check_name(corruption), split
+        self.root, self.corruption, self.split = Path(root), corruption, split
         folder = self.root / self.corruption
         if not folder.is_dir():
             raise self._missing(folder, [n for n, _ in available_sets("mnistc", self.root)])
@@ -271,15 +198,14 @@ class MnistC(_NpyImages):
 
 
 class ImageNetC(_Released, ImageFolder):
-    """One corruption at one severity of ImageNet-C: an ImageFolder of ``<root>/<corruption>/<severity>``.
-
-    Labels are positions in the sorted list of wnid folders, which must be ``class_to_idx`` (the training set's) when
-    given. Every image is checked to be ``image_size`` px square (default 224) and only converted to float.
-    """
+    """One corruption at one severity of ImageNet-C, an ImageFolder of ``<root>/<corruption>/<severity>``: labels are
+    positions of the sorted wnid folders (which must be the training set's ``class_to_idx`` when given); every image is
+    checked to be ``image_size`` px square and only converted to float."""
 
     name = "ImageNet-C"
     default_image_size, default_num_classes = 224, 1000
     layout = "<root>/<corruption>/<1..5>/<wnid>/*.JPEG (1000 wnid folders of 224x224 JPEGs per severity)"
+    frost_hint = ""  # added to a class count mismatch of frost/ or of 1000 folders
 
     def __init__(
         self,
@@ -290,7 +216,7 @@ class ImageNetC(_Released, ImageFolder):
         image_size: int | None = None,
         num_classes: int | None = None,
     ) -> None:
-        self.corruption, self.severity = _check_name(corruption), check_severity(severity)
+        self.corruption, self.severity = corruption, check_severity(severity)
         self.image_size = self.default_image_size if image_size is None else int(image_size)
         self.train_classes = dict(class_to_idx) if class_to_idx is not None else None
         self.num_classes = num_classes or (len(class_to_idx) if class_to_idx is not None else self.default_num_classes)
@@ -310,7 +236,7 @@ class ImageNetC(_Released, ImageFolder):
         """The sorted wnid folders, checked against the expected count and the training set's mapping."""
         wnids = sorted(_subdirs(Path(directory)))
         if len(wnids) != self.num_classes:
-            hint = self._count_hint(len(wnids))
+            hint = self.frost_hint if self.corruption == "frost" or len(wnids) == 1000 else ""
             raise self._fail(Path(directory), f"has {len(wnids)} class folders, expected {self.num_classes}{hint}")
         found, train = {w: i for i, w in enumerate(wnids)}, self.train_classes
         if train is not None and set(train) != set(found):
@@ -328,39 +254,27 @@ class ImageNetC(_Released, ImageFolder):
             )
         return wnids, found
 
-    def _count_hint(self, found: int) -> str:
-        return ""
-
     def _load(self, path: str, decode: bool = True) -> torch.Tensor | None:
         """The image as float32 in [0, 1], after checking its size (``decode=False``: the header only)."""
-        from PIL import Image
-
         with Image.open(path) as img:
             if img.size != (self.image_size, self.image_size):
                 size, expected = f"{img.size[0]}x{img.size[1]}", f"{self.image_size}x{self.image_size}"
                 released = f"released {self.name} images are used without resize or crop; set image_size if intended"
                 raise self._fail(Path(path), f"is {size} px, expected {expected} ({released})")
-            return _TO_FLOAT(img.convert("RGB")).as_subclass(torch.Tensor) if decode else None
+            return TO_FLOAT(img.convert("RGB")).as_subclass(torch.Tensor) if decode else None
 
 
 class TinyImageNetC(ImageNetC):
-    """One corruption at one severity of Tiny-ImageNet-C (200 wnids, 64 px JPEGs; same folder layout as ImageNet-C).
-
-    The first Zenodo upload (2536630) has a broken ``frost/`` with 1000 ImageNet class folders
-    (hendrycks/robustness#60); the corrected re-upload is Zenodo 8206060. A class count mismatch says so.
-    """
+    """One corruption at one severity of Tiny-ImageNet-C (200 wnids, 64 px JPEGs; ImageNet-C's layout); a class count
+    mismatch names the broken ``frost/`` of the first upload (hendrycks/robustness#60)."""
 
     name = "Tiny-ImageNet-C"
     default_image_size, default_num_classes = 64, 200
     layout = "<root>/<corruption>/<1..5>/<wnid>/*.JPEG (200 wnid folders of 64x64 JPEGs per severity)"
-
-    def _count_hint(self, found: int) -> str:
-        if self.corruption != "frost" and found != 1000:
-            return ""
-        return (
-            "; the first Tiny-ImageNet-C upload (Zenodo 2536630) has a broken frost/ with 1000 ImageNet class folders "
-            "(hendrycks/robustness#60): replace it with frost/ from the corrected re-upload, Zenodo 8206060"
-        )
+    frost_hint = (
+        "; the first Tiny-ImageNet-C upload (Zenodo 2536630) has a broken frost/ with 1000 ImageNet class folders "
+        "(hendrycks/robustness#60): replace it with frost/ from the corrected re-upload, Zenodo 8206060"
+    )
 
 
 _KINDS: Mapping[str, tuple[type[_Released], dict[str, Any], tuple[str, ...], int, int, int | None]] = {
@@ -383,15 +297,12 @@ def _check_kind(kind: str) -> str:
 
 
 def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, image_size: int) -> None:
-    """Refuse a released -C set that does not belong to the clean data the model is built for (one line).
-
-    ``data`` is the clean DataModule's name (``cifar10+stylized`` counts as ``cifar10``); unknown names are only
-    checked for classes, channels and image size.
-    """
+    """Refuse a released -C set that does not belong to the clean data the model is built for (one line); ``data``
+    is the clean DataModule's name (``cifar10+stylized`` is ``cifar10``; others: classes, channels, size only)."""
     names, classes, chans, size = _KINDS[_check_kind(kind)][2:]
     base = data.split("+")[0]
-    known = {n for spec in _KINDS.values() for n in spec[2]}
-    problems = [f"it belongs to {' or '.join(names)}, not data={base}"] if base in known and base not in names else []
+    other_data = base in RELEASED_C_KIND_OF_DATA and base not in names
+    problems = [f"it belongs to {' or '.join(names)}, not data={base}"] if other_data else []
     for what, released, clean in (("classes", classes, num_classes), ("channels", chans, in_chans)):
         if released != clean:
             problems.append(f"{released} {what}, the clean data {clean}")
@@ -405,8 +316,7 @@ def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, i
 
 
 def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
-    """The ``(corruption, severity)`` sets present under ``root`` for ``kind`` (known corruptions in canonical order;
-    presence only: the datasets check contents). A missing ``root`` gives an empty list."""
+    """The ``(corruption, severity)`` sets under ``root`` (canonical order; presence only; none without ``root``)."""
     _check_kind(kind)
     root = Path(root)
     if not root.is_dir():
@@ -417,7 +327,7 @@ def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
     if kind == "mnistc":
         names = [d for d in _subdirs(root) if (root / d / "test_images.npy").is_file()]
         level = mnist_c_severity(root)
-        return [(c, level) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *MNIST_C_LEFTOVERS))]
+        return [(c, level) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *ALL_CORRUPTIONS))]
     corruptions = _ordered(_subdirs(root), ALL_CORRUPTIONS)
     return [(c, s) for c in corruptions for s in SEVERITIES if (root / c / str(s)).is_dir()]
 
@@ -429,32 +339,22 @@ def released_c_sets(
     severities: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> list[tuple[str, int, Dataset]]:
-    """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root``.
-
-    ``None`` takes every corruption / severity present; a requested set that is missing raises
-    :class:`DatasetNotFoundError`. MNIST-C roots have one severity: other requested severities are dropped with a
-    warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``, ``image_size``, ``split``, ...).
-    """
+    """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root`` (``None``: every one
+    present; a missing one raises). MNIST-C roots have one severity: other requested severities are dropped with a
+    warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``, ``image_size``, ``split``, ...)."""
     root = Path(root)
     reader, defaults = _KINDS[_check_kind(kind)][:2]
     present = available_sets(kind, root)
-    if corruptions is None:
-        corruptions = list(dict.fromkeys(c for c, _ in present))
-        if not corruptions:
-            raise DatasetNotFoundError(
-                f"no {kind} corruption sets found under {root}; expected layout: {reader.layout}"
-            )
+    if corruptions is None and not present:
+        raise DatasetNotFoundError(f"no {kind} corruption sets found under {root}; expected layout: {reader.layout}")
     wanted = None if severities is None else [check_severity(s) for s in severities]
     if reader is MnistC:
-        level = mnist_c_severity(root) if root.is_dir() else 1
+        level = mnist_c_severity(root)
         if wanted is not None and wanted != [level]:
-            warnings.warn(
-                f"{root} has one severity per corruption ({level}); ignoring severities {wanted}", stacklevel=2
-            )
+            warnings.warn(f"{root} has one severity ({level}); ignoring severities {wanted}", stacklevel=2)
         wanted = [level]
-    sets = []
-    for corruption in corruptions:
-        for severity in wanted if wanted is not None else [s for c, s in present if c == corruption] or [1]:
-            args = () if reader is MnistC else (severity,)
-            sets.append((corruption, severity, reader(root, corruption, *args, **{**defaults, **kwargs})))
-    return sets
+    return [
+        (c, s, reader(root, c, *(() if reader is MnistC else (s,)), **{**defaults, **kwargs}))
+        for c in (dict.fromkeys(c for c, _ in present) if corruptions is None else corruptions)
+        for s in (wanted if wanted is not None else [p for n, p in present if n == c] or [1])
+    ]

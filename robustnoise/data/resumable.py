@@ -1,10 +1,7 @@
 """Training loaders that resume mid-epoch exactly: the order depends only on (seed, epoch, rank) and the position is
-part of Lightning's checkpoint (Lightning 2.x saves the ``state_dict()`` of every training loader that has one and
-hands it back before the first batch after a restart); a plain shuffled ``DataLoader`` would start a new permutation.
-
-Not torchdata's ``StatefulDataLoader``: its state has no epoch, so after a checkpoint at an epoch's end (Lightning
-stops at ``len(loader)``, before ``StopIteration``) the resumed run skips that many batches of the next epoch.
-"""
+in Lightning's checkpoint (the ``state_dict()`` of every training loader that has one). Not torchdata's
+``StatefulDataLoader``: its state has no epoch, so after a checkpoint at an epoch's end (Lightning stops at
+``len(loader)``, before ``StopIteration``) the resumed run skips that many batches of the next epoch."""
 
 from __future__ import annotations
 
@@ -33,11 +30,8 @@ class ResumableSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A shuffled loader over a :class:`ResumableSampler` that counts the batches it has handed out this epoch.
-
-    Worker seeds come from the loader's own generator, reseeded per epoch (workers are not persistent), so creating an
-    iterator never draws from the global torch RNG (whose state the checkpoint restores for the noise streams).
-    """
+    """A shuffled loader over a :class:`ResumableSampler` that counts its batches this epoch; worker seeds come from
+    its own generator, reseeded per epoch, so an iterator never draws from the global torch RNG (the noise streams')."""
 
     sampler: ResumableSampler
 
@@ -66,9 +60,9 @@ class ResumableDataLoader(DataLoader):
 
 
 class ShuffledPasses:
-    """Endless batches of shuffled passes over ``dataset`` (this rank's share; pass ``p`` is shuffled by
-    ``seed_of_pass(p)``) whose state is the number of batches drawn: a resumed run draws exactly the batches an
-    uninterrupted one would (ANT's restart batches). Creating a loader never draws from the global RNG."""
+    """Endless batches of shuffled passes over this rank's share of ``dataset`` (pass ``p`` shuffled by
+    ``seed_of_pass(p)``, never the global RNG); the state is the number of batches drawn, so a resumed run draws the
+    batches an uninterrupted one would (ANT's restart batches)."""
 
     def __init__(
         self, dataset: Dataset, batch_size: int, seed_of_pass: Callable[[int], int], num_replicas: int = 1,

@@ -1,13 +1,8 @@
-"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout).
-
-``source=folder`` (as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` with the clean
-training set's class folders (``task=stylize`` writes one). ``source=adain``: a second shuffled pass over the clean
-training set whose images ``on_after_batch_transfer`` replaces on the training device by AdaIN-stylized ones, one
-random painting of ``style_dir`` per image (:class:`robustnoise.stylize.adain.AdaINStylizer`, user-given
-``vgg_normalised.pth`` and ``decoder.pth``; the style statistics are computed once, at the first training batch).
-
-Training batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``; validation and test are the clean data's.
-"""
+"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout); training
+batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``, validation and test the clean data's. ``source=folder``
+(as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` (``task=stylize`` writes one);
+``source=adain``: a second shuffled pass over the clean training set, stylized on the training device by
+:class:`robustnoise.stylize.adain.AdaINStylizer` with one random painting of ``style_dir`` per image."""
 
 from __future__ import annotations
 
@@ -20,8 +15,6 @@ from pytorch_lightning.utilities import CombinedLoader
 from robustnoise.data.base import ClassificationDataModule, WrappedDataModule
 from robustnoise.utils.errors import CheckpointError, ConfigError
 from robustnoise.utils.seeding import derive_seed, run_seed
-
-SOURCES = ("folder", "adain")
 
 
 class StylizedDataModule(WrappedDataModule):
@@ -46,8 +39,8 @@ class StylizedDataModule(WrappedDataModule):
         **wrapped: Any,
     ) -> None:
         super().__init__(clean, **wrapped)
-        if source not in SOURCES:
-            raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
+        if source not in ("folder", "adain"):
+            raise ConfigError(f"data.source must be one of folder, adain, got {source!r}")
         if source == "folder" and not stylized_root:
             raise ConfigError("data.source=folder needs data.stylized_root=<folder with train/<class>/*>")
         if not 0.0 <= float(alpha) <= 1.0:
@@ -60,7 +53,6 @@ class StylizedDataModule(WrappedDataModule):
         self.name = f"{clean.name}+stylized"
         self.stylized_set: Any = None
         self.stylizer: Any = None
-        self._calls = 0
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
@@ -79,11 +71,6 @@ class StylizedDataModule(WrappedDataModule):
         from robustnoise.stylize.adain import AdaINStylizer, style_files
 
         opts = self.adain_options
-        missing = [f"data.{key}" for key in ("encoder", "decoder", "style_dir") if not opts[key]]
-        if missing:
-            raise ConfigError(
-                f"data.source=adain needs {', '.join(missing)} (vgg_normalised.pth, decoder.pth, a folder of paintings)"
-            )
         absent = [str(opts[k]) for k in ("encoder", "decoder") if not Path(str(opts[k])).is_file()]
         if absent:
             raise CheckpointError(
@@ -95,8 +82,6 @@ class StylizedDataModule(WrappedDataModule):
         self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
 
     def train_dataloader(self) -> Any:
-        if self.stylized_set is None:
-            self.setup("fit")
         # its own order and position, restored on a mid-epoch resume as the clean one's
         seed = derive_seed(run_seed(), "stylized_order")
         stylized = self.resumable_loader(self.stylized_set, self.stylized_batch_size, seed, drop_last=True)
@@ -107,16 +92,12 @@ class StylizedDataModule(WrappedDataModule):
         if self.source != "adain" or not isinstance(batch, dict) or "stylized" not in batch:
             return batch
         x, y = batch["stylized"][0], batch["stylized"][1]
-        if self.stylizer is None:
-            self._setup_adain()
         self.stylizer.to(x.device)
         if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
             opts = self.adain_options
             self.stylizer.load_style_folder(opts["style_dir"], opts["style_size"], opts["max_styles"])
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
-        rank, step = (
-            (self.trainer.global_rank, self.trainer.global_step) if self.trainer is not None else (0, self._calls)
-        )
-        self._calls += 1
+        trainer = self.trainer
+        rank, step = (trainer.global_rank, trainer.global_step) if trainer is not None else (0, 0)
         generator = torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))
         return {**batch, "stylized": (self.stylizer(x, generator=generator, alpha=self.alpha), y)}

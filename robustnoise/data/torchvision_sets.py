@@ -10,9 +10,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from robustnoise.data.base import ClassificationDataModule
-
-_TO_TENSOR = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+from robustnoise.data.base import TO_FLOAT, ClassificationDataModule
 
 
 class _TorchvisionDataModule(ClassificationDataModule):
@@ -27,7 +25,7 @@ class _TorchvisionDataModule(ClassificationDataModule):
         self.root, self.download, self.val_size, self.split_seed = Path(root), download, val_size, split_seed
 
     def eval_transform(self) -> v2.Transform:
-        return v2.Compose(_TO_TENSOR)
+        return TO_FLOAT
 
     train_transform = eval_transform
 
@@ -60,10 +58,7 @@ class MNISTDataModule(_TorchvisionDataModule):
     dataset_cls = datasets.MNIST
     num_classes, in_chans, image_size = 10, 1, 28
     mean, std = (0.0,), (1.0,)
-    layout = (
-        "<root>/MNIST/raw/{train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-        "t10k-labels-idx1-ubyte}"
-    )
+    layout = "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 
 
 class CIFAR10DataModule(_TorchvisionDataModule):
@@ -76,7 +71,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
     layout = "<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}"
 
     def train_transform(self) -> v2.Transform:
-        return v2.Compose([v2.ToImage(), v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), *_TO_TENSOR[1:]])
+        return v2.Compose([v2.ToImage(), v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), TO_FLOAT])
 
 
 class CIFAR100DataModule(CIFAR10DataModule):
