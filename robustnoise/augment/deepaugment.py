@@ -52,7 +52,6 @@ class Draws:
         return torch.rand(t.shape, generator=self.generator).to(device=t.device, dtype=t.dtype)
 
     def seed(self) -> int:
-        """A seed for another generator."""
         return int(torch.randint(2**62, (1,), generator=self.generator))
 
 
@@ -64,6 +63,7 @@ _EVERY_3RD = range(0, 10, 3)  # 0, 3, 6, 9
 _EVERY_3RD_FROM_1 = range(1, 10, 3)  # 1, 4, 7
 _EVERY_4TH_FROM_1 = range(1, 13, 4)  # 1, 5, 9
 _ALL_BUT_LAST = range(15)
+_ROT_DIMS = ((2, 3), (0, 1))
 
 
 def _op(
@@ -73,8 +73,7 @@ def _op(
     bias: bool = False,
     times: int = 1,
 ) -> WeightOp:
-    """A weight op: ``times`` times ``t = fn(t, draws)`` on convs ``convs`` (empty: one drawn) of a block of
-    ``blocks``."""
+    """``times`` times ``t = fn(t, draws)`` on convs ``convs`` (empty: one drawn) of a drawn block of ``blocks``."""
 
     def op(w: Weights, d: Draws) -> None:
         for _ in range(times):
@@ -111,11 +110,6 @@ def _dirichlet_kernels(t: Tensor, d: Draws) -> Tensor:
     return F.conv2d(t, z.view(n, n, 3, 3).to(t.device), padding=1)
 
 
-def _rot90(t: Tensor, d: Draws) -> Tensor:
-    k = d.randint(1, 3)
-    return torch.rot90(t, k=k, dims=(2, 3) if d.randint(0, 1) == 0 else (0, 1))
-
-
 def _negate_filters(t: Tensor, d: Draws) -> Tensor:
     chosen = torch.tensor([d.randint(0, d.n_feats - 1) for _ in range(d.n_feats // 2)])
     t = t.clone()
@@ -148,7 +142,7 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "dirichlet_kernel_conv": _op(_EVERY_4TH_FROM_1, (2,), _dirichlet_kernels),
     "additive_noise": _op(_ALL_BUT_LAST, (2,), lambda t, d: t + (d.rand_like(t) - 0.5)),
     # k in {1, 2, 3} quarter turns in the spatial or the (out, in) channel dims
-    "rot90_weights": _op(_ALL_BUT_LAST, (), _rot90, times=5),
+    "rot90_weights": _op(_ALL_BUT_LAST, (), lambda t, d: t.rot90(d.randint(1, 3), _ROT_DIMS[d.randint(0, 1)]), times=5),
     "sign_mask": _op(_ALL_BUT_LAST, (0,), lambda t, d: t * (torch.round(d.rand_like(t)) * 2 - 1), times=5),
     "binary_mask": _op(_ALL_BUT_LAST, (0,), lambda t, d: t * torch.round(d.rand_like(t)), times=5),
     # F/2 filters drawn with replacement (32 of 64)
@@ -168,7 +162,6 @@ class DeepAugmentEDSR(nn.Module):
         net: CorruptionNetwork,
         p_resample: float = 0.05,
         feature_distortions: bool = True,
-        per_image: bool = False,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -180,7 +173,6 @@ class DeepAugmentEDSR(nn.Module):
         self.distorted = copy.deepcopy(net).requires_grad_(False).eval()
         self.p_resample = float(p_resample)
         self.feature_distortions = feature_distortions
-        self.per_image = per_image
         self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
         self.draws = Draws(self.generator, net.edsr.n_resblocks, net.edsr.n_feats)
         self.sampled = False
@@ -188,7 +180,7 @@ class DeepAugmentEDSR(nn.Module):
         self.resample_state: torch.Tensor | None = None
 
     @torch.no_grad()
-    def resample(self) -> list[str]:
+    def resample(self) -> None:
         """Draw new distorted weights; from ``resample_state`` it rebuilds them (resume)."""
         self.resample_state = self.generator.get_state()
         weights = {k: v.detach().clone() for k, v in self.net.edsr.state_dict().items()}
@@ -197,16 +189,10 @@ class DeepAugmentEDSR(nn.Module):
             WEIGHT_OPS[name](weights, self.draws)
         self.distorted.edsr.load_state_dict(weights)
         self.sampled, self.last_ops = True, names
-        return names
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         """Distorted images (N, C, H, W) in [0, 1] for images ``x`` in [0, 1]."""
-        if self.per_image:
-            return torch.cat([self._one_call(x[i : i + 1]) for i in range(x.shape[0])])
-        return self._one_call(x)
-
-    def _one_call(self, x: Tensor) -> Tensor:
         if not self.sampled or self.draws.uniform() < self.p_resample:
             self.resample()
         kwargs = self._feature_hooks(x.device) if self.feature_distortions else {}
