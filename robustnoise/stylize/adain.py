@@ -100,26 +100,16 @@ class AdaINStylizer(nn.Module):
         self.register_buffer("style_std", torch.zeros(0, 512), persistent=False)
 
     @classmethod
-    def from_files(
-        cls,
-        encoder_path: str | os.PathLike[str],
-        decoder_path: str | os.PathLike[str],
-        device: str | torch.device = "cpu",
-    ) -> AdaINStylizer:
+    def from_files(cls, encoder_path: str | os.PathLike[str], decoder_path: str | os.PathLike[str]) -> AdaINStylizer:
         """Load the released ``vgg_normalised.pth`` (first 31 modules kept) and ``decoder.pth``."""
         stylizer = cls()
         _load(stylizer.encoder, encoder_path, "encoder", "vgg_normalised.pth")
         _load(stylizer.decoder, decoder_path, "decoder", "decoder.pth")
-        return stylizer.to(device)
+        return stylizer
 
     @property
     def num_styles(self) -> int:
         return int(self.style_mean.shape[0])
-
-    @torch.no_grad()
-    def encode(self, images: Tensor) -> Tensor:
-        """relu4_1 features of RGB images in [0, 1]."""
-        return self.encoder(images.to(self.style_mean.dtype))
 
     @torch.no_grad()
     def load_style_folder(
@@ -136,7 +126,7 @@ class AdaINStylizer(nn.Module):
                 image = v2.functional.center_crop(image, [min(image.shape[-2:])] * 2)
                 image = v2.functional.resize(image, [size, size], antialias=True)
                 batch.append(v2.functional.to_dtype(image, torch.float32, scale=True).as_subclass(Tensor))
-            mean, std = feature_mean_std(self.encode(torch.stack(batch).to(self.style_mean.device)))
+            mean, std = feature_mean_std(self.encoder(torch.stack(batch).to(self.style_mean)))
             means.append(mean)
             stds.append(std)
         self.style_mean, self.style_std = torch.cat(means), torch.cat(stds)
@@ -163,7 +153,7 @@ class AdaINStylizer(nn.Module):
             style_index = self.pick_styles(batch, generator)
         style_index = style_index.to(self.style_mean.device)
         rgb = content.expand(-1, 3, -1, -1) if channels == 1 else content
-        feats = self.encode(rgb.to(self.style_mean.device))
+        feats = self.encoder(rgb.to(self.style_mean))
         target = adain(feats, self.style_mean[style_index], self.style_std[style_index])
         if alpha < 1.0:
             target = alpha * target + (1.0 - alpha) * feats

@@ -69,7 +69,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
     device = torch.device(auto if options.device == "auto" else options.device)
     out = Path(options.out_dir)
     prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
-    stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]
+    stylizer = AdaINStylizer.from_files(options.encoder, options.decoder).to(device)  # type: ignore[arg-type]
     files = stylizer.load_style_folder(options.style_dir, options.style_size, options.max_styles, options.batch_size)
     datamodule.setup("fit")
     if "test" in options.splits:
@@ -129,20 +129,17 @@ def stylize_split(
     return written
 
 
-def _deterministic(dataset: Dataset, datamodule: Any) -> Dataset:
-    """``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
+def _deterministic(dataset: Any, datamodule: Any) -> Any:
+    """A copy of ``dataset`` (through wrappers' ``.dataset``) with the datamodule's ``eval_transform`` (SIN content:
+    Resize(256) + CenterCrop(224))."""
     make = getattr(datamodule, "eval_transform", None)
-    return _with_transform(dataset, make()) if callable(make) else dataset
-
-
-def _with_transform(dataset: Any, transform: Any) -> Any:
-    if isinstance(dataset, Subset) or (hasattr(dataset, "dataset") and not hasattr(dataset, "transform")):
-        wrapper = copy.copy(dataset)
-        wrapper.dataset = _with_transform(dataset.dataset, transform)
-        return wrapper
+    if not callable(make) or not (hasattr(dataset, "transform") or hasattr(dataset, "dataset")):
+        return dataset
+    dataset = copy.copy(dataset)
     if hasattr(dataset, "transform"):
-        dataset = copy.copy(dataset)
-        dataset.transform = transform
+        dataset.transform = make()
+    else:
+        dataset.dataset = _deterministic(dataset.dataset, datamodule)
     return dataset
 
 
