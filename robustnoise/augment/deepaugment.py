@@ -217,8 +217,7 @@ class DeepAugmentEDSR(nn.Module):
 
         relu = d.randint(0, 2) == 1
         flip_dims = [1, 2] if d.randint(0, 2) == 1 else [1, 3]
-        n = d.n_resblocks
-        to_skip = {d.randint(2, n) for _ in range(3)} if n >= 2 else set()
+        to_skip = {d.randint(2, d.n_resblocks) for _ in range(3)} if d.n_resblocks >= 2 else set()
         middle = {"negate": torch.neg, "activation": F.relu if relu else F.gelu, "flip": lambda r: r.flip(flip_dims)}
 
         def body_fn(seq: nn.Sequential, h: Tensor) -> Tensor:

@@ -223,16 +223,11 @@ def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
 
 def build_corruption_network(cfg: Mapping[str, Any]) -> CorruptionNetwork:
     """A frozen corruption network of the ``corruption_net`` config (random weights: a warning)."""
-    unknown = set(cfg) - _CFG_KEYS
-    if unknown:
+    if unknown := set(cfg) - _CFG_KEYS:
         raise ConfigError(
             f"unknown corruption_net keys: {', '.join(sorted(unknown))} (known: {', '.join(sorted(_CFG_KEYS))})"
         )
     net = build_edsr(cfg)
     if not cfg.get("weights"):
-        log.warning(
-            "corruption network %s (%s) is randomly initialised: set corruption_net.weights",
-            cfg.get("variant"),
-            net.tag,
-        )
+        log.warning("corruption network %s is randomly initialised: set corruption_net.weights", net.tag)
     return CorruptionNetwork(net, resize=cfg.get("resize") or "sr_then_down").requires_grad_(False).eval()

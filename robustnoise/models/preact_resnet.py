@@ -59,13 +59,3 @@ class PreActResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.pool(self.relu(self.bn(x)))
         return self.linear(x.flatten(1))
-
-
-def preact_resnet18(num_classes: int, in_chans: int = 3) -> PreActResNet:
-    """Pre-activation ResNet-18 (basic blocks 2-2-2-2)."""
-    return PreActResNet(False, (2, 2, 2, 2), num_classes, in_chans)
-
-
-def preact_resnet50(num_classes: int, in_chans: int = 3) -> PreActResNet:
-    """Pre-activation ResNet-50 (bottleneck blocks 3-4-6-3)."""
-    return PreActResNet(True, (3, 4, 6, 3), num_classes, in_chans)

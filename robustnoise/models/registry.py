@@ -8,7 +8,7 @@ import torchvision
 from torch import Tensor, nn
 
 from robustnoise.models.madry_cnn import MadryCNN
-from robustnoise.models.preact_resnet import preact_resnet18, preact_resnet50
+from robustnoise.models.preact_resnet import PreActResNet
 from robustnoise.models.weights import load_classifier_weights
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
@@ -46,8 +46,8 @@ class NormalizedClassifier(nn.Module):
 # Our own architectures: (num_classes, in_chans, image_size) -> net.
 _OWN: dict[str, Callable[[int, int, int], nn.Module]] = {
     "madry_cnn": lambda n, c, s: MadryCNN(n, in_chans=c, image_size=s),
-    "preact_resnet18": lambda n, c, s: preact_resnet18(n, in_chans=c),
-    "preact_resnet50": lambda n, c, s: preact_resnet50(n, in_chans=c),
+    "preact_resnet18": lambda n, c, s: PreActResNet(False, (2, 2, 2, 2), n, c),  # basic blocks
+    "preact_resnet50": lambda n, c, s: PreActResNet(True, (3, 4, 6, 3), n, c),  # bottleneck blocks
 }
 # torchvision constructor name -> attribute holding the classification head.
 _TORCHVISION_HEADS = {"resnet18": "fc", "resnet50": "fc", "densenet121": "classifier", "inception_v3": "fc"}
