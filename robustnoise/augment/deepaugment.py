@@ -149,8 +149,6 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "negate_filters": _op(_ALL_BUT_LAST, (0,), _negate_filters, times=5),
     "keep_max_tap": _op(_ALL_BUT_LAST, (), _keep_max_tap, times=5),
 }
-HEAD_DISTORTIONS: tuple[str, ...] = ("copy_channels", "binary_mask", "sign_mask", "none")
-BODY_DISTORTIONS: tuple[str, ...] = ("negate", "activation", "flip", "skip_blocks", "none")
 _SPLIT = 5  # the body distortions act after the first 5 body modules
 
 
@@ -200,8 +198,8 @@ class DeepAugmentEDSR(nn.Module):
 
     def _feature_hooks(self, device: torch.device) -> dict[str, Callable]:
         d = self.draws
-        head = HEAD_DISTORTIONS[d.randint(0, 3)]
-        body = BODY_DISTORTIONS[d.randint(0, 4)]
+        head = d.choice(("copy_channels", "binary_mask", "sign_mask", "none"))
+        body = d.choice(("negate", "activation", "flip", "skip_blocks", "none"))
         device_gen = torch.Generator(device=device).manual_seed(d.seed())
         pairs = [(d.randint(0, d.n_feats - 1), d.randint(0, d.n_feats - 1)) for _ in range(5)]
 

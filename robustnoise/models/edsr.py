@@ -138,13 +138,17 @@ def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -
     if head is None or head.dim() != 4:
         raise CheckpointError(f"EDSR checkpoint {path}: no head.0.weight (first keys: {', '.join(list(state)[:3])})")
     n_feats, n_colors = int(head.shape[0]), int(head.shape[1])
-    body = [int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))]
-    if not body:
-        raise CheckpointError(f"EDSR checkpoint {path}: no body.* keys")
+    body = [int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))]  # none: load_checked names the keys
     up = sorted(int(m.group(1)) for k in state if (m := re.match(r"^tail\.0\.(\d+)\.weight$", k)))
     scale = 3 if up and state[f"tail.0.{up[0]}.weight"].shape[0] == 9 * n_feats else 2 ** len(up)
     res_scale = 0.1 if n_feats == 256 else 1.0
-    return {"n_resblocks": max(body), "n_feats": n_feats, "scale": scale, "res_scale": res_scale, "n_colors": n_colors}
+    return {
+        "n_resblocks": max(body, default=0),
+        "n_feats": n_feats,
+        "scale": scale,
+        "res_scale": res_scale,
+        "n_colors": n_colors,
+    }
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
@@ -207,17 +211,13 @@ _ARCH_KEYS = ("n_resblocks", "n_feats", "res_scale", "rgb_range")
 def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
     """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline``, ``edsr``, ``custom``), ``scale``,
     ``weights`` (null: random), architecture keys (null: the preset's)."""
-    variant = cfg.get("variant", "edsr_baseline")
-    arch = {k: cfg.get(k) for k in _ARCH_KEYS}
-    if variant in EDSR_PRESETS:
-        arch = {**EDSR_PRESETS[variant], **{k: v for k, v in arch.items() if v is not None}}
-    elif variant == "custom":
-        if (arch["n_resblocks"] is None or arch["n_feats"] is None) and not cfg.get("weights"):
-            raise ConfigError(f"{node}.variant=custom needs n_resblocks and n_feats (or weights)")
-    else:
+    variant, weights = cfg.get("variant", "edsr_baseline"), cfg.get("weights")
+    if variant not in (*EDSR_PRESETS, "custom"):
         raise ConfigError(f"{node}.variant must be edsr_baseline, edsr or custom, got {variant!r}")
-    arch = {k: v for k, v in {**arch, "scale": cfg.get("scale")}.items() if v is not None}
-    weights = cfg.get("weights")
+    given = {k: cfg.get(k) for k in (*_ARCH_KEYS, "scale") if cfg.get(k) is not None}
+    if variant == "custom" and not weights and not {"n_resblocks", "n_feats"} <= set(given):
+        raise ConfigError(f"{node}.variant=custom needs n_resblocks and n_feats (or weights)")
+    arch = {**EDSR_PRESETS.get(variant, {}), **given}
     return load_edsr(str(weights), **arch) if weights else EDSR(**arch)
 
 
