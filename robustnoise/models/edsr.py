@@ -138,17 +138,12 @@ def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -
     if head is None or head.dim() != 4:
         raise CheckpointError(f"EDSR checkpoint {path}: no head.0.weight (first keys: {', '.join(list(state)[:3])})")
     n_feats, n_colors = int(head.shape[0]), int(head.shape[1])
-    body = [int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))]  # none: load_checked names the keys
+    # the last body index is N (the conv after the blocks); no body keys: load_checked names the missing ones
+    n_resblocks = max((int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))), default=0)
     up = sorted(int(m.group(1)) for k in state if (m := re.match(r"^tail\.0\.(\d+)\.weight$", k)))
     scale = 3 if up and state[f"tail.0.{up[0]}.weight"].shape[0] == 9 * n_feats else 2 ** len(up)
     res_scale = 0.1 if n_feats == 256 else 1.0
-    return {
-        "n_resblocks": max(body, default=0),
-        "n_feats": n_feats,
-        "scale": scale,
-        "res_scale": res_scale,
-        "n_colors": n_colors,
-    }
+    return dict(n_resblocks=n_resblocks, n_feats=n_feats, scale=scale, res_scale=res_scale, n_colors=n_colors)
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
