@@ -85,11 +85,6 @@ def _op(
     return op
 
 
-def _taps(rows: list[list[float]]) -> Callable[[Tensor, Draws], Tensor]:
-    """Multiply every 3x3 kernel tap-wise by ``rows``."""
-    return lambda t, d: t * torch.tensor(rows, dtype=t.dtype, device=t.device)
-
-
 def _flip_and_negate(w: Weights, d: Draws) -> None:
     i = d.block(_EVERY_3RD)
     w[f"body.{i}.body.0.weight"] = w[f"body.{i}.body.0.weight"].flip(-1)
@@ -127,8 +122,10 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "negate_first_conv": _op(_EVERY_3RD_FROM_1, (0,), lambda t, d: -t, bias=True),
     "zero_first_conv": _op(_EVERY_3RD, (0,), lambda t, d: torch.zeros_like(t), bias=True),
     "neg_gelu_weights": _op(_EVERY_3RD, (0, 2), lambda t, d: -F.gelu(t)),
-    "laplacian4_kernel": _op(_EVERY_3RD, (0,), _taps([[0, 1, 0], [1, -4, 1], [0, 1, 0]])),
-    "laplacian8_kernel": _op(_EVERY_3RD, (0,), _taps([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])),
+    "laplacian4_kernel": _op(_EVERY_3RD, (0,), lambda t, d: t * t.new_tensor([[0, 1, 0], [1, -4, 1], [0, 1, 0]])),
+    "laplacian8_kernel": _op(
+        _EVERY_3RD, (0,), lambda t, d: t * t.new_tensor([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
+    ),
     # w * (1 + 2u * 2U[0, 1)): the reference's misplaced -1
     "multiplicative_noise": _op(_EVERY_3RD, (2,), lambda t, d: t * (1 + 2 * d.uniform() * (2 * d.rand_like(t)))),
     "spatial_flip_and_negate": _flip_and_negate,  # first conv's kernels flipped horizontally, second conv negated

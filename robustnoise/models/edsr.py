@@ -30,16 +30,13 @@ SCALES: tuple[int, ...] = (1, 2, 3, 4)
 _MEAN_SHIFTS = ("sub_mean.", "add_mean.")
 
 
-class MeanShift(nn.Conv2d):
+def _mean_shift(rgb_range: float, sign: int, rgb_mean: tuple[float, ...]) -> nn.Conv2d:
     """Fixed 1x1 conv adding ``sign * rgb_range * mean`` (the official ``common.MeanShift`` with std 1)."""
-
-    def __init__(self, rgb_range: float, sign: int, rgb_mean: tuple[float, ...]) -> None:
-        n = len(rgb_mean)
-        super().__init__(n, n, kernel_size=1)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(n).view(n, n, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean))
-        self.requires_grad_(False)
+    conv = nn.Conv2d(len(rgb_mean), len(rgb_mean), kernel_size=1).requires_grad_(False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(len(rgb_mean)).view_as(conv.weight))
+        conv.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean))
+    return conv
 
 
 class ResBlock(nn.Module):
@@ -83,8 +80,8 @@ class EDSR(nn.Module):
         self.n_resblocks, self.n_feats, self.scale = int(n_resblocks), int(n_feats), int(scale)
         self.res_scale, self.rgb_range, self.n_colors = float(res_scale), float(rgb_range), int(n_colors)
         mean = DIV2K_RGB_MEAN if n_colors == 3 else (sum(DIV2K_RGB_MEAN) / 3,) * n_colors
-        self.sub_mean = MeanShift(rgb_range, -1, mean)
-        self.add_mean = MeanShift(rgb_range, 1, mean)
+        self.sub_mean = _mean_shift(rgb_range, -1, mean)
+        self.add_mean = _mean_shift(rgb_range, 1, mean)
         self.head = nn.Sequential(_conv(n_colors, n_feats))
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], _conv(n_feats, n_feats))
         self.tail = nn.Sequential(_upsampler(scale, n_feats), _conv(n_feats, n_colors))

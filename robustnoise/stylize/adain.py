@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchvision.transforms import v2
 
 from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
-from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
+from robustnoise.utils.errors import DatasetNotFoundError
 
 STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EPS = 1e-5  # added to the variance (reference ``calc_mean_std``)
@@ -134,8 +134,6 @@ class AdaINStylizer(nn.Module):
 
     def pick_styles(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` random style indices (on the generator's device; CPU when none is given)."""
-        if self.num_styles == 0:
-            raise ConfigError("the AdaIN style bank is empty: load style images first (style_dir)")
         device = generator.device if generator is not None else torch.device("cpu")
         return torch.randint(self.num_styles, (n,), generator=generator, device=device)
 

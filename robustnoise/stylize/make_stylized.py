@@ -65,8 +65,9 @@ class StylizeOptions:
 def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
     """Entry point of ``task=stylize``: write the stylized splits of ``datamodule``; returns (and prints) a summary."""
     options = OmegaConf.to_object(OmegaConf.merge(StylizeOptions, cfg))  # unknown keys and wrong types refused
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if options.device == "auto" else options.device)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto" else options.device
+    )
     out = Path(options.out_dir)
     prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder).to(device)  # type: ignore[arg-type]
