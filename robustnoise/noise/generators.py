@@ -37,8 +37,7 @@ class NoiseGenerator(nn.Module):
             raise ValueError(f"expected input of shape (N, {self.channels}, H, W), got {tuple(x.shape)}")
         n, c, h, w = x.shape
         pad = self.kernel - 1
-        dtype = x.dtype if x.is_floating_point() else self.net[0].weight.dtype
-        return torch.randn(n, c, h + pad, w + pad, dtype=dtype, device=x.device, generator=generator)
+        return torch.randn(n, c, h + pad, w + pad, dtype=x.dtype, device=x.device, generator=generator)
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Noise shaped like ``x`` (whose values are ignored): conv_stack(z) + centre crop of z (App. A)."""

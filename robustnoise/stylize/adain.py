@@ -117,7 +117,7 @@ class AdaINStylizer(nn.Module):
     ) -> list[Path]:
         """Add the relu4_1 statistics of ``style_dir``'s images (SIN's crop, resize) to the bank."""
         files = style_files(style_dir)[: max_styles or None]
-        means, stds = [self.style_mean], [self.style_std]  # one concatenation at the end, not one per batch
+        stats = [(self.style_mean, self.style_std)]  # one concatenation at the end, not one per batch
         for start in range(0, len(files), batch_size):
             batch = []
             for path in files[start : start + batch_size]:
@@ -126,10 +126,8 @@ class AdaINStylizer(nn.Module):
                 image = v2.functional.center_crop(image, [min(image.shape[-2:])] * 2)
                 image = v2.functional.resize(image, [size, size], antialias=True)
                 batch.append(v2.functional.to_dtype(image, torch.float32, scale=True).as_subclass(Tensor))
-            mean, std = feature_mean_std(self.encoder(torch.stack(batch).to(self.style_mean)))
-            means.append(mean)
-            stds.append(std)
-        self.style_mean, self.style_std = torch.cat(means), torch.cat(stds)
+            stats.append(feature_mean_std(self.encoder(torch.stack(batch).to(self.style_mean))))
+        self.style_mean, self.style_std = (torch.cat(column) for column in zip(*stats))
         return files
 
     def pick_styles(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -153,8 +151,7 @@ class AdaINStylizer(nn.Module):
         rgb = content.expand(-1, 3, -1, -1) if channels == 1 else content
         feats = self.encoder(rgb.to(self.style_mean))
         target = adain(feats, self.style_mean[style_index], self.style_std[style_index])
-        if alpha < 1.0:
-            target = alpha * target + (1.0 - alpha) * feats
+        target = torch.lerp(feats, target, alpha)  # exactly the AdaIN output at alpha = 1
         # ceil-mode pooling then three x2 upsamplings: the output can be up to 7 px larger than the input
         out = self.decoder(target)[..., :height, :width].clamp(0.0, 1.0)
         if channels == 1:

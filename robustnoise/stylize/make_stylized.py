@@ -95,9 +95,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
         summary["splits"][split] = len(written)
         assignments += written
     with open(out / "styles.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "style"])
-        writer.writerows((image, style_names[style]) for image, style in assignments)
+        csv.writer(handle).writerows([("image", "style"), *((image, style_names[s]) for image, s in assignments)])
     (out / _MANIFEST).write_text(json.dumps(summary, indent=2))
     print(f"stylized {sum(summary['splits'].values())} images with {len(files)} styles -> {out}")
     return summary
@@ -113,9 +111,7 @@ def stylize_split(
     count = len(dataset)  # type: ignore[arg-type]
     names = _sample_names(dataset, count)
     styles = torch.randint(stylizer.num_styles, (count,), generator=torch.Generator().manual_seed(options.seed))
-    loader = DataLoader(
-        _FloatImages(dataset), batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers
-    )
+    loader = DataLoader(_FloatImages(dataset), batch_size=options.batch_size, num_workers=options.num_workers)
     written, folders = [], set()
     for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
         images = stylizer(x, alpha=options.alpha, style_index=styles[index])
