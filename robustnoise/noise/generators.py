@@ -21,12 +21,8 @@ class NoiseGenerator(nn.Module):
             raise ValueError(f"kernel must be 1 or 3 and channels, depth, width >= 1, got {kernel}, {depth}, {width}")
         self.channels, self.kernel = channels, kernel
         sizes = [channels] + [width] * (depth - 1) + [channels]
-        layers: list[nn.Module] = []
-        for i in range(depth):
-            layers.append(nn.Conv2d(sizes[i], sizes[i + 1], kernel if i == min(1, depth - 1) else 1))
-            if i < depth - 1:
-                layers.append(nn.ReLU())
-        self.net = nn.Sequential(*layers)
+        convs = [nn.Conv2d(sizes[i], sizes[i + 1], kernel if i == min(1, depth - 1) else 1) for i in range(depth)]
+        self.net = nn.Sequential(*[layer for conv in convs for layer in (conv, nn.ReLU())][:-1])  # no ReLU at the end
         for conv in self.net[::2] if init_std is not None else []:
             nn.init.normal_(conv.weight, 0.0, init_std)
             nn.init.zeros_(conv.bias)

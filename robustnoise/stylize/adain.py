@@ -132,8 +132,7 @@ class AdaINStylizer(nn.Module):
 
     def pick_styles(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` random style indices (on the generator's device; CPU when none is given)."""
-        device = generator.device if generator is not None else torch.device("cpu")
-        return torch.randint(self.num_styles, (n,), generator=generator, device=device)
+        return torch.randint(self.num_styles, (n,), generator=generator, device=getattr(generator, "device", None))
 
     @torch.no_grad()
     def forward(
