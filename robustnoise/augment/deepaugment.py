@@ -3,11 +3,9 @@ hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``, offline): an EDSR
 of 17 ops (with replacement, re-drawn with probability 0.05), plus random head and body feature distortions; here
 on the device, at the input size, clamped to [0, 1], block choices within the network's blocks.
 
-Reference quirks kept (its datasets were made with them): op 6 draws its factor from [1, 1 + 4u); op 8 fills all
-output channels at once; op 15 negates filters drawn with replacement; the head "swap" copies c2 into c1; head
-masks give P(1) = 0.95 / P(+1) = 0.975; "skip blocks" applies each kept block to the head features (only the last
-counts); ReLU and the (channel, height) flip have probability 1/3. The distributions are the reference's, not the
-streams.
+Reference quirks kept (its datasets were made with them): the head masks' P(1) = 0.95 / P(+1) = 0.975, ReLU and the
+(channel, height) flip with probability 1/3, and those commented at their lines. The distributions are the
+reference's, not the streams.
 """
 
 from __future__ import annotations
@@ -22,8 +20,6 @@ from torch import Tensor, nn
 
 from robustnoise.models.edsr import CorruptionNetwork
 from robustnoise.utils.errors import ConfigError
-
-N_OPS = 3  # weight ops per re-draw, with replacement (the reference's)
 
 
 class Draws:
@@ -146,7 +142,6 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "negate_filters": _op(_ALL_BUT_LAST, (0,), _negate_filters, times=5),
     "keep_max_tap": _op(_ALL_BUT_LAST, (), _keep_max_tap, times=5),
 }
-_SPLIT = 5  # the body distortions act after the first 5 body modules
 
 
 class DeepAugmentEDSR(nn.Module):
@@ -179,7 +174,7 @@ class DeepAugmentEDSR(nn.Module):
         """Draw new distorted weights; from ``resample_state`` it rebuilds them (resume)."""
         self.resample_state = self.generator.get_state()
         weights = {k: v.detach().clone() for k, v in self.net.edsr.state_dict().items()}
-        names = [str(self.draws.choice(list(WEIGHT_OPS))) for _ in range(N_OPS)]
+        names = [str(self.draws.choice(list(WEIGHT_OPS))) for _ in range(3)]  # with replacement
         for name in names:
             WEIGHT_OPS[name](weights, self.draws)
         self.distorted.edsr.load_state_dict(weights)
@@ -204,7 +199,7 @@ class DeepAugmentEDSR(nn.Module):
             if head == "copy_channels":
                 h = h.clone()
                 for c1, c2 in pairs:
-                    h[:, c1] = h[:, c2]  # the reference's tuple "swap" of views (module docstring)
+                    h[:, c1] = h[:, c2]  # the reference's tuple "swap" of views: c2 copied into c1
             elif head != "none":
                 r = torch.rand(h.shape, generator=device_gen, device=h.device, dtype=h.dtype)
                 h = h * (torch.round(r + 0.45) if head == "binary_mask" else torch.round(r + 0.475) * 2 - 1)
@@ -221,6 +216,6 @@ class DeepAugmentEDSR(nn.Module):
                 return seq[last](h)  # each kept block sees the head features: only the last kept one counts
             if body == "none":
                 return seq(h)
-            return seq[_SPLIT:](middle[body](seq[:_SPLIT](h)))
+            return seq[5:](middle[body](seq[:5](h)))  # after the first 5 body modules (the reference's)
 
         return {"head_hook": head_hook, "body_fn": body_fn}
