@@ -65,9 +65,8 @@ class StylizeOptions:
 def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, Any]:
     """Entry point of ``task=stylize``: write the stylized splits of ``datamodule``; returns (and prints) a summary."""
     options = OmegaConf.to_object(OmegaConf.merge(StylizeOptions, cfg))  # unknown keys and wrong types refused
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto" else options.device
-    )
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if options.device == "auto" else options.device)
     out = Path(options.out_dir)
     prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder).to(device)  # type: ignore[arg-type]
@@ -75,8 +74,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
     datamodule.setup("fit")
     if "test" in options.splits:
         datamodule.setup("test")
-    num_classes = int(datamodule.num_classes)
-    class_names, naming = usable_class_names(class_folder_names(datamodule), num_classes)
+    class_names, naming = usable_class_names(class_folder_names(datamodule), int(datamodule.num_classes))
     summary: dict[str, Any] = {
         "out_dir": str(out),
         "layout": "<out>/<split>/<class>/<name>.png",
