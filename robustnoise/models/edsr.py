@@ -106,13 +106,7 @@ class EDSR(nn.Module):
 
 
 _BODY_INDEX = re.compile(r"^body\.(\d+)\.")
-_BASICSR = [
-    (r"^conv_first\.", "head.0."),
-    (r"^body\.(\d+)\.conv1\.", r"body.\1.body.0."),
-    (r"^body\.(\d+)\.conv2\.", r"body.\1.body.2."),
-    (r"^upsample\.(\d+)\.", r"tail.0.\1."),
-    (r"^conv_last\.", "tail.1."),
-]
+_BASICSR = {"conv_first": "head.0", "conv1": "body.0", "conv2": "body.2", "upsample": "tail.0", "conv_last": "tail.1"}
 
 
 def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -120,13 +114,8 @@ def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     if "conv_first.weight" not in state:
         return state
     n = 1 + max((int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))), default=-1)
-    renames = [(r"^conv_after_body\.", f"body.{n}."), *_BASICSR]
-    renamed = {}
-    for key, value in state.items():
-        for pattern, repl in renames:
-            key = re.sub(pattern, repl, key)
-        renamed[key] = value
-    return renamed
+    names = {**_BASICSR, "conv_after_body": f"body.{n}"}  # the conv after the n blocks
+    return {".".join(names.get(part, part) for part in key.split(".")): value for key, value in state.items()}
 
 
 def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -> dict[str, Any]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
+from torchvision.datasets.folder import pil_loader
 from torchvision.transforms import v2
 
 from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
@@ -121,8 +121,7 @@ class AdaINStylizer(nn.Module):
         for start in range(0, len(files), batch_size):
             batch = []
             for path in files[start : start + batch_size]:
-                with Image.open(path) as img:
-                    image = v2.functional.to_image(img.convert("RGB"))
+                image = v2.functional.to_image(pil_loader(path))
                 image = v2.functional.center_crop(image, [min(image.shape[-2:])] * 2)
                 image = v2.functional.resize(image, [size, size], antialias=True)
                 batch.append(v2.functional.to_dtype(image, torch.float32, scale=True).as_subclass(Tensor))
