@@ -5,7 +5,6 @@ images in [0, 1], inside [0, rgb_range] as officially."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -58,7 +57,7 @@ def _conv(c_in: int, c_out: int) -> nn.Conv2d:
 def _upsampler(scale: int, n_feats: int) -> nn.Sequential:
     if scale == 3:
         return nn.Sequential(_conv(n_feats, 9 * n_feats), nn.PixelShuffle(3))
-    stages = [[_conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)] for _ in range(int(math.log2(scale)))]  # 1, 2, 4
+    stages = [[_conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)] for _ in range(scale // 2)]  # x1, x2, x4
     return nn.Sequential(*[layer for stage in stages for layer in stage])
 
 

@@ -51,7 +51,6 @@ _OWN: dict[str, Callable[[int, int, int], nn.Module]] = {
 }
 # torchvision constructor name -> attribute holding the classification head.
 _TORCHVISION_HEADS = {"resnet18": "fc", "resnet50": "fc", "densenet121": "classifier", "inception_v3": "fc"}
-_DEFAULT_TORCHVISION_WEIGHTS = "IMAGENET1K_V1"  # ResNet-50 V1 is the vanilla baseline of the GNT/ANT papers
 
 
 def list_models() -> list[str]:
@@ -65,7 +64,7 @@ def _build_torchvision(name: str, num_classes: int, weights: str | None) -> nn.M
     if weights is None:
         kwargs = {"aux_logits": False, "init_weights": True} if name == "inception_v3" else {}
         return builder(weights=None, num_classes=num_classes, **kwargs)
-    enum_name = weights.partition(":")[2] or _DEFAULT_TORCHVISION_WEIGHTS
+    enum_name = weights.partition(":")[2] or "IMAGENET1K_V1"  # ResNet-50 V1: the GNT/ANT papers' vanilla baseline
     enum_cls = torchvision.models.get_model_weights(name)
     if enum_name not in enum_cls.__members__:
         known = ", ".join(m.name for m in enum_cls)

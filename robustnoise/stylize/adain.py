@@ -9,13 +9,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchvision.datasets.folder import pil_loader
+from torchvision.datasets.folder import IMG_EXTENSIONS, pil_loader
 from torchvision.transforms import v2
 
 from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
 from robustnoise.utils.errors import DatasetNotFoundError
 
-STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EPS = 1e-5  # added to the variance (reference ``calc_mean_std``)
 
 # (in, out): reflection pad, 3x3 conv, ReLU; "M": 2x2 max-pool (ceil mode); "U": nearest x2 upsampling.
@@ -72,7 +71,7 @@ def adain(content_feat: Tensor, style_mean: Tensor, style_std: Tensor, eps: floa
 def style_files(style_dir: str | os.PathLike[str]) -> list[Path]:
     """All image files under ``style_dir`` (recursively), sorted; one-line error when there are none."""
     root = Path(style_dir)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in STYLE_EXTENSIONS and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
     if not files:
         raise DatasetNotFoundError(
             f"AdaIN style images not found at {root}; expected image files <style_dir>/**/*.{{jpg,png}} (paintings)"
