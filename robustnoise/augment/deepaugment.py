@@ -151,7 +151,6 @@ class DeepAugmentEDSR(nn.Module):
         self,
         net: CorruptionNetwork,
         p_resample: float = 0.05,
-        feature_distortions: bool = True,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -162,7 +161,6 @@ class DeepAugmentEDSR(nn.Module):
         self.net = net
         self.distorted = copy.deepcopy(net).requires_grad_(False).eval()
         self.p_resample = float(p_resample)
-        self.feature_distortions = feature_distortions
         self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
         self.draws = Draws(self.generator, net.edsr.n_resblocks, net.edsr.n_feats)
         self.sampled = False
@@ -185,8 +183,7 @@ class DeepAugmentEDSR(nn.Module):
         """Distorted images (N, C, H, W) in [0, 1] for images ``x`` in [0, 1]."""
         if not self.sampled or self.draws.uniform() < self.p_resample:
             self.resample()
-        kwargs = self._feature_hooks(x.device) if self.feature_distortions else {}
-        return self.distorted(x, clamp=True, **kwargs)
+        return self.distorted(x, clamp=True, **self._feature_hooks(x.device))
 
     def _feature_hooks(self, device: torch.device) -> dict[str, Callable]:
         d = self.draws
