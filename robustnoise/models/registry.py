@@ -21,17 +21,14 @@ class NormalizedClassifier(nn.Module):
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], net_in_chans: int) -> None:
         super().__init__()
-        mean_t = torch.as_tensor(list(mean), dtype=torch.float32)
-        std_t = torch.as_tensor(list(std), dtype=torch.float32)
-        for label, t in (("mean", mean_t), ("std", std_t)):
+        self.net, self.net_in_chans = net, net_in_chans
+        for label, values in (("mean", mean), ("std", std)):
+            t = torch.as_tensor(list(values), dtype=torch.float32)
             if t.ndim != 1 or len(t) not in (1, net_in_chans):
                 raise ConfigError(f"{label} must have 1 or {net_in_chans} values (channels), got {list(t.tolist())}")
-        if (std_t <= 0).any():
-            raise ConfigError(f"std must be positive, got {std_t.tolist()}")
-        self.net = net
-        self.net_in_chans = net_in_chans
-        self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
-        self.register_buffer("std", std_t.view(1, -1, 1, 1))
+            self.register_buffer(label, t.view(1, -1, 1, 1))
+        if (self.std <= 0).any():
+            raise ConfigError(f"std must be positive, got {self.std.flatten().tolist()}")
 
     def forward(self, x: Tensor) -> Tensor:
         """Maps a batch ``(N, C, H, W)`` in [0, 1] to logits."""
