@@ -93,8 +93,7 @@ class EDSR(nn.Module):
     ) -> Tensor:
         """SR of ``x`` in [0, 1] (unclamped); ``head_hook``/``body_fn`` are DeepAugment's distortion points."""
         h = self.head(self.sub_mean(x * self.rgb_range))
-        if head_hook is not None:
-            h = head_hook(h)
+        h = h if head_hook is None else head_hook(h)
         res = self.body(h) if body_fn is None else body_fn(self.body, h)
         return self.add_mean(self.tail(res + h)) / self.rgb_range
 

@@ -1,5 +1,4 @@
-"""The classifiers by name (images in [0, 1], normalised inside): our Madry CNN and pre-activation ResNets, and
-torchvision's nets."""
+"""Classifiers by name for images in [0, 1] (normalised inside): Madry CNN, pre-activation ResNets, torchvision's."""
 
 from collections.abc import Callable, Sequence
 
