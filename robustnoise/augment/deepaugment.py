@@ -147,12 +147,7 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
 class DeepAugmentEDSR(nn.Module):
     """DeepAugment-EDSR images, the distortion re-drawn with probability ``p_resample`` per call."""
 
-    def __init__(
-        self,
-        net: CorruptionNetwork,
-        p_resample: float = 0.05,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, net: CorruptionNetwork, p_resample: float = 0.05, seed: int | None = None) -> None:
         super().__init__()
         if net.resize == "keep" and net.edsr.scale != 1:
             raise ConfigError("DeepAugmentEDSR needs same-size outputs: corruption_net.resize=keep is not supported")

@@ -56,8 +56,7 @@ def build_decoder() -> nn.Sequential:
 def feature_mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
     """Per sample and channel mean and std = sqrt(unbiased variance + eps) of (B, C, H, W) features -> (B, C) each."""
     flat = feat.flatten(2)
-    correction = 1 if flat.shape[-1] > 1 else 0  # a 1x1 map has no unbiased variance
-    var = flat.var(dim=2, correction=correction)
+    var = flat.var(dim=2, correction=int(flat.shape[-1] > 1))  # a 1x1 map has no unbiased variance
     return flat.mean(dim=2), (var + eps).sqrt()
 
 
