@@ -53,6 +53,7 @@ class Draws:
 
 Weights = dict[str, Tensor]
 WeightOp = Callable[[Weights, Draws], None]
+TensorOp = Callable[[Tensor, Draws], Tensor]
 
 # The reference's block sets (for EDSR-baseline's 16 blocks).
 _EVERY_3RD = range(0, 10, 3)  # 0, 3, 6, 9
@@ -62,13 +63,7 @@ _ALL_BUT_LAST = range(15)
 _ROT_DIMS = ((2, 3), (0, 1))
 
 
-def _op(
-    blocks: Sequence[int],
-    convs: Sequence[int],
-    fn: Callable[[Tensor, Draws], Tensor],
-    bias: bool = False,
-    times: int = 1,
-) -> WeightOp:
+def _op(blocks: Sequence[int], convs: Sequence[int], fn: TensorOp, bias: bool = False, times: int = 1) -> WeightOp:
     """``times`` times ``t = fn(t, draws)`` on convs ``convs`` (empty: one drawn) of a drawn block of ``blocks``."""
 
     def op(w: Weights, d: Draws) -> None:

@@ -20,9 +20,8 @@ class PreActBlock(nn.Module):
             self.add_module(f"bn{k}", nn.BatchNorm2d(c_in))
             self.add_module(f"conv{k}", nn.Conv2d(c_in, c_out, size, stride=s, padding=size // 2, bias=False))
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.shortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+        projection = stride != 1 or in_planes != out_planes
+        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False) if projection else None
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(x))
