@@ -70,10 +70,9 @@ def _build_torchvision(name: str, num_classes: int, weights: str | None) -> nn.M
         net.aux_logits, net.AuxLogits = False, None
     else:
         net = builder(weights=enum_cls[enum_name])
-    head_attr = _TORCHVISION_HEADS[name]
-    head = getattr(net, head_attr)
+    head = getattr(net, _TORCHVISION_HEADS[name])
     if head.out_features != num_classes:
-        setattr(net, head_attr, nn.Linear(head.in_features, num_classes))
+        setattr(net, _TORCHVISION_HEADS[name], nn.Linear(head.in_features, num_classes))
     return net
 
 
