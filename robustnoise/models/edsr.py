@@ -71,19 +71,17 @@ class EDSR(nn.Module):
         scale: int = 4,
         res_scale: float = 1.0,
         rgb_range: float = 255.0,
-        n_colors: int = 3,
     ) -> None:
         super().__init__()
         if scale not in SCALES:
             raise ConfigError(f"EDSR scale must be one of {SCALES}, got {scale}")
         self.n_resblocks, self.n_feats, self.scale = int(n_resblocks), int(n_feats), int(scale)
-        self.res_scale, self.rgb_range, self.n_colors = float(res_scale), float(rgb_range), int(n_colors)
-        mean = DIV2K_RGB_MEAN if n_colors == 3 else (sum(DIV2K_RGB_MEAN) / 3,) * n_colors
-        self.sub_mean = _mean_shift(rgb_range, -1, mean)
-        self.add_mean = _mean_shift(rgb_range, 1, mean)
-        self.head = nn.Sequential(_conv(n_colors, n_feats))
+        self.res_scale, self.rgb_range = float(res_scale), float(rgb_range)
+        self.sub_mean = _mean_shift(rgb_range, -1, DIV2K_RGB_MEAN)
+        self.add_mean = _mean_shift(rgb_range, 1, DIV2K_RGB_MEAN)
+        self.head = nn.Sequential(_conv(3, n_feats))
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], _conv(n_feats, n_feats))
-        self.tail = nn.Sequential(_upsampler(scale, n_feats), _conv(n_feats, n_colors))
+        self.tail = nn.Sequential(_upsampler(scale, n_feats), _conv(n_feats, 3))
 
     def forward(
         self,
@@ -117,17 +115,17 @@ def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -> dict[str, Any]:
-    """N, F, n_colors and scale of an official state dict; ``res_scale``: 0.1 when F == 256, else 1."""
+    """N, F and scale of an official state dict; ``res_scale``: 0.1 when F == 256, else 1."""
     head = state.get("head.0.weight")
     if head is None or head.dim() != 4:
         raise CheckpointError(f"EDSR checkpoint {path}: no head.0.weight (first keys: {', '.join(list(state)[:3])})")
-    n_feats, n_colors = int(head.shape[0]), int(head.shape[1])
+    n_feats = int(head.shape[0])
     # the last body index is N (the conv after the blocks); no body keys: load_checked names the missing ones
     n_resblocks = max((int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))), default=0)
     up = sorted(int(m.group(1)) for k in state if (m := re.match(r"^tail\.0\.(\d+)\.weight$", k)))
     scale = 3 if up and state[f"tail.0.{up[0]}.weight"].shape[0] == 9 * n_feats else 2 ** len(up)
     res_scale = 0.1 if n_feats == 256 else 1.0
-    return dict(n_resblocks=n_resblocks, n_feats=n_feats, scale=scale, res_scale=res_scale, n_colors=n_colors)
+    return dict(n_resblocks=n_resblocks, n_feats=n_feats, scale=scale, res_scale=res_scale)
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
@@ -155,9 +153,9 @@ class CorruptionNetwork(nn.Module):
 
     def forward(self, x: Tensor, clamp: bool | None = None, **edsr_kwargs: Any) -> Tensor:
         """c_phi(x) for images (N, C, H, W) in [0, 1], C in {1, 3}; ``edsr_kwargs`` go to :meth:`EDSR.forward`."""
-        gray = x.shape[1] == 1 and self.edsr.n_colors != 1
+        gray = x.shape[1] == 1
         if gray:
-            x = x.expand(-1, self.edsr.n_colors, -1, -1)
+            x = x.expand(-1, 3, -1, -1)
         size = x.shape[-2:]
         s = self.edsr.scale
         if s == 1 or self.resize == "keep":
