@@ -29,12 +29,12 @@ SCALES: tuple[int, ...] = (1, 2, 3, 4)
 _MEAN_SHIFTS = ("sub_mean.", "add_mean.")
 
 
-def _mean_shift(rgb_range: float, sign: int, rgb_mean: tuple[float, ...]) -> nn.Conv2d:
-    """Fixed 1x1 conv adding ``sign * rgb_range * mean`` (the official ``common.MeanShift`` with std 1)."""
-    conv = nn.Conv2d(len(rgb_mean), len(rgb_mean), kernel_size=1).requires_grad_(False)
+def _mean_shift(rgb_range: float, sign: int) -> nn.Conv2d:
+    """Fixed 1x1 conv adding ``sign * rgb_range * DIV2K mean`` (the official ``common.MeanShift`` with std 1)."""
+    conv = nn.Conv2d(3, 3, kernel_size=1).requires_grad_(False)
     with torch.no_grad():
-        conv.weight.copy_(torch.eye(len(rgb_mean)).view_as(conv.weight))
-        conv.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean))
+        conv.weight.copy_(torch.eye(3).view_as(conv.weight))
+        conv.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN))
     return conv
 
 
@@ -65,20 +65,15 @@ class EDSR(nn.Module):
     """Enhanced deep residual network for single-image super-resolution (Lim et al. 2017, official key layout)."""
 
     def __init__(
-        self,
-        n_resblocks: int = 16,
-        n_feats: int = 64,
-        scale: int = 4,
-        res_scale: float = 1.0,
-        rgb_range: float = 255.0,
+        self, n_resblocks: int = 16, n_feats: int = 64, scale: int = 4, res_scale: float = 1.0, rgb_range: float = 255.0
     ) -> None:
         super().__init__()
         if scale not in SCALES:
             raise ConfigError(f"EDSR scale must be one of {SCALES}, got {scale}")
         self.n_resblocks, self.n_feats, self.scale = int(n_resblocks), int(n_feats), int(scale)
         self.res_scale, self.rgb_range = float(res_scale), float(rgb_range)
-        self.sub_mean = _mean_shift(rgb_range, -1, DIV2K_RGB_MEAN)
-        self.add_mean = _mean_shift(rgb_range, 1, DIV2K_RGB_MEAN)
+        self.sub_mean = _mean_shift(rgb_range, -1)
+        self.add_mean = _mean_shift(rgb_range, 1)
         self.head = nn.Sequential(_conv(3, n_feats))
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], _conv(n_feats, n_feats))
         self.tail = nn.Sequential(_upsampler(scale, n_feats), _conv(n_feats, 3))
