@@ -24,8 +24,6 @@ EDSR_PRESETS: dict[str, dict[str, Any]] = {
     "edsr_baseline": {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},  # 1.37 M / 1.55 M / 1.52 M at x2/3/4
     "edsr": {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1},  # the paper's full model
 }
-RESIZE_MODES: tuple[str, ...] = ("sr_then_down", "down_then_sr", "keep")
-SCALES: tuple[int, ...] = (1, 2, 3, 4)
 _MEAN_SHIFTS = ("sub_mean.", "add_mean.")
 
 
@@ -68,8 +66,8 @@ class EDSR(nn.Module):
         self, n_resblocks: int = 16, n_feats: int = 64, scale: int = 4, res_scale: float = 1.0, rgb_range: float = 255.0
     ) -> None:
         super().__init__()
-        if scale not in SCALES:
-            raise ConfigError(f"EDSR scale must be one of {SCALES}, got {scale}")
+        if scale not in (1, 2, 3, 4):
+            raise ConfigError(f"EDSR scale must be one of (1, 2, 3, 4), got {scale}")
         self.n_resblocks, self.n_feats, self.scale = int(n_resblocks), int(n_feats), int(scale)
         self.res_scale, self.rgb_range = float(res_scale), float(rgb_range)
         self.sub_mean = _mean_shift(rgb_range, -1)
@@ -140,8 +138,8 @@ class CorruptionNetwork(nn.Module):
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:
         super().__init__()
-        if resize not in RESIZE_MODES:
-            raise ConfigError(f"corruption_net.resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+        if resize not in ("sr_then_down", "down_then_sr", "keep"):
+            raise ConfigError(f"corruption_net.resize must be one of sr_then_down, down_then_sr, keep, got {resize!r}")
         self.edsr = edsr
         self.resize = resize
         self.clamp = clamp
@@ -149,8 +147,7 @@ class CorruptionNetwork(nn.Module):
     def forward(self, x: Tensor, clamp: bool | None = None, **edsr_kwargs: Any) -> Tensor:
         """c_phi(x) for images (N, C, H, W) in [0, 1], C in {1, 3}; ``edsr_kwargs`` go to :meth:`EDSR.forward`."""
         gray = x.shape[1] == 1
-        if gray:
-            x = x.expand(-1, 3, -1, -1)
+        x = x.expand(-1, 3, -1, -1)  # gray through RGB; a no-op on RGB
         size = x.shape[-2:]
         s = self.edsr.scale
         if s == 1 or self.resize == "keep":

@@ -125,8 +125,7 @@ def stylize_split(
 
 
 def _deterministic(dataset: Any, datamodule: Any) -> Any:
-    """A copy of ``dataset`` (through wrappers' ``.dataset``) with the datamodule's ``eval_transform`` (SIN content:
-    Resize(256) + CenterCrop(224))."""
+    """A copy of ``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
     make = getattr(datamodule, "eval_transform", None)
     if not callable(make) or not (hasattr(dataset, "transform") or hasattr(dataset, "dataset")):
         return dataset
