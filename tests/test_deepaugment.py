@@ -97,7 +97,7 @@ def test_output_is_distorted_in_range_and_at_input_size():
 
 def test_same_seed_same_output_and_different_seed_different():
     x = images()
-    a, b, c = (DeepAugmentEDSR(net(), seed=s, per_image=True) for s in (5, 5, 6))
+    a, b, c = (DeepAugmentEDSR(net(), seed=s) for s in (5, 5, 6))
     ya, yb, yc = a(x), b(x), c(x)
     assert torch.equal(ya, yb) and a.last_ops == b.last_ops
     assert not torch.equal(ya, yc)
@@ -106,10 +106,12 @@ def test_same_seed_same_output_and_different_seed_different():
 
 def test_resampling_probability():
     x = images(2)
-    kept = DeepAugmentEDSR(net(), p_resample=0.0, feature_distortions=False, seed=1)
-    first = kept(x)
-    assert torch.equal(kept(x), first)  # no feature distortions and no resample: the same weights again
-    fresh = DeepAugmentEDSR(net(), p_resample=1.0, feature_distortions=False, seed=1)
+    kept = DeepAugmentEDSR(net(), p_resample=0.0, seed=1)
+    kept(x)
+    first = {k: v.clone() for k, v in kept.distorted.edsr.state_dict().items()}
+    kept(x)
+    assert all(torch.equal(v, first[k]) for k, v in kept.distorted.edsr.state_dict().items())  # no resample
+    fresh = DeepAugmentEDSR(net(), p_resample=1.0, seed=1)
     weights = []
     for _ in range(3):
         fresh(x)
@@ -119,13 +121,9 @@ def test_resampling_probability():
 
 def test_feature_distortions_change_the_output():
     x = images(2)
-    plain = DeepAugmentEDSR(net(), p_resample=0.0, feature_distortions=False, seed=3)
-    plain(x)
-    ref = plain.distorted(x)
-    torch.manual_seed(0)
     featured = DeepAugmentEDSR(net(), p_resample=0.0, seed=3)
-    featured.distorted.load_state_dict(plain.distorted.state_dict())
-    featured.sampled = True
+    featured.resample()
+    ref = featured.distorted(x)  # the distorted weights without feature distortions
     outputs = [featured(x) for _ in range(8)]
     assert any((y - ref).abs().max() > 1e-4 for y in outputs)
 

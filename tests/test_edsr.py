@@ -107,7 +107,7 @@ def test_infer_config_from_official_state_dict(scale):
     with torch.device("meta"):
         sd = EDSR(n_resblocks=5, n_feats=12, scale=scale).state_dict()
         full_sd = EDSR(n_resblocks=2, n_feats=256, scale=scale).state_dict()
-    assert infer_edsr_config(sd) == {"n_resblocks": 5, "n_feats": 12, "scale": scale, "res_scale": 1.0, "n_colors": 3}
+    assert infer_edsr_config(sd) == {"n_resblocks": 5, "n_feats": 12, "scale": scale, "res_scale": 1.0}
     assert infer_edsr_config(full_sd)["res_scale"] == 0.1  # F == 256: the full EDSR
 
 

@@ -6,7 +6,6 @@ import torchvision
 from torch import nn
 
 from robustnoise.models import NormalizedClassifier, create_model, list_models, load_classifier_weights
-from robustnoise.models.preact_resnet import preact_resnet18
 from robustnoise.utils.errors import CheckpointError, RobustnoiseError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -125,7 +124,7 @@ def test_densenet_head_key_survives_prefix_stripping(tmp_path):
 
 def test_other_architecture_gives_one_line_checkpoint_error(tmp_path):
     path = tmp_path / "preact.pth"
-    torch.save(preact_resnet18(10).state_dict(), path)
+    torch.save(create_model("preact_resnet18", 10).net.state_dict(), path)
     with pytest.raises(CheckpointError) as info:
         create_model("resnet18", 10, weights=str(path))
     message = str(info.value)
@@ -135,7 +134,7 @@ def test_other_architecture_gives_one_line_checkpoint_error(tmp_path):
 
 def test_shape_mismatch_gives_one_line_checkpoint_error(tmp_path):
     path = tmp_path / "cifar100.pth"
-    torch.save(preact_resnet18(100).state_dict(), path)
+    torch.save(create_model("preact_resnet18", 100).net.state_dict(), path)
     with pytest.raises(CheckpointError, match=r"linear\.weight.*\(100, 512\).*\(10, 512\)") as info:
         create_model("preact_resnet18", 10, weights=str(path))
     assert "\n" not in str(info.value) and str(path) in str(info.value)

@@ -126,7 +126,7 @@ def test_decoder_input_has_style_statistics_at_alpha_1_and_content_features_at_a
     mean, std = feature_mean_std(net.decoder.seen)
     torch.testing.assert_close(mean, stylizer.style_mean[index], atol=1e-4, rtol=1e-4)
     # exact where the content channel varies; a constant (dead ReLU) channel cannot take a style's spread
-    var_c = stylizer.encode(content).flatten(2).var(2)
+    var_c = stylizer.encoder(content).flatten(2).var(2)
     expected = (stylizer.style_std[index] ** 2 * var_c / (var_c + 1e-5) + 1e-5).sqrt()
     torch.testing.assert_close(std, expected, atol=1e-4, rtol=1e-4)
     varying = var_c > 1e-2
@@ -134,7 +134,7 @@ def test_decoder_input_has_style_statistics_at_alpha_1_and_content_features_at_a
     # (up to the second 1e-5 the reference adds on top of a near-constant style channel's variance)
     torch.testing.assert_close(std[varying], stylizer.style_std[index][varying], atol=2e-3, rtol=1e-3)
     net(content, alpha=0.0, style_index=index)
-    torch.testing.assert_close(net.decoder.seen, stylizer.encode(content))
+    torch.testing.assert_close(net.decoder.seen, stylizer.encoder(content))
 
 
 def test_stylized_images_are_new_images_in_unit_range_and_seeded(stylizer, digits):

@@ -3,11 +3,9 @@ hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``, offline): an EDSR
 of 17 ops (with replacement, re-drawn with probability 0.05), plus random head and body feature distortions; here
 on the device, at the input size, clamped to [0, 1], block choices within the network's blocks.
 
-Reference quirks kept (its datasets were made with them): op 6 draws its factor from [1, 1 + 4u); op 8 fills all
-output channels at once; op 15 negates filters drawn with replacement; the head "swap" copies c2 into c1; head
-masks give P(1) = 0.95 / P(+1) = 0.975; "skip blocks" applies each kept block to the head features (only the last
-counts); ReLU and the (channel, height) flip have probability 1/3. The distributions are the reference's, not the
-streams.
+Reference quirks kept (its datasets were made with them): the head masks' P(1) = 0.95 / P(+1) = 0.975, ReLU and the
+(channel, height) flip with probability 1/3, and those commented at their lines. The distributions are the
+reference's, not the streams.
 """
 
 from __future__ import annotations
@@ -22,8 +20,6 @@ from torch import Tensor, nn
 
 from robustnoise.models.edsr import CorruptionNetwork
 from robustnoise.utils.errors import ConfigError
-
-N_OPS = 3  # weight ops per re-draw, with replacement (the reference's)
 
 
 class Draws:
@@ -52,29 +48,23 @@ class Draws:
         return torch.rand(t.shape, generator=self.generator).to(device=t.device, dtype=t.dtype)
 
     def seed(self) -> int:
-        """A seed for another generator."""
         return int(torch.randint(2**62, (1,), generator=self.generator))
 
 
 Weights = dict[str, Tensor]
 WeightOp = Callable[[Weights, Draws], None]
+TensorOp = Callable[[Tensor, Draws], Tensor]
 
 # The reference's block sets (for EDSR-baseline's 16 blocks).
 _EVERY_3RD = range(0, 10, 3)  # 0, 3, 6, 9
 _EVERY_3RD_FROM_1 = range(1, 10, 3)  # 1, 4, 7
 _EVERY_4TH_FROM_1 = range(1, 13, 4)  # 1, 5, 9
 _ALL_BUT_LAST = range(15)
+_ROT_DIMS = ((2, 3), (0, 1))
 
 
-def _op(
-    blocks: Sequence[int],
-    convs: Sequence[int],
-    fn: Callable[[Tensor, Draws], Tensor],
-    bias: bool = False,
-    times: int = 1,
-) -> WeightOp:
-    """A weight op: ``times`` times ``t = fn(t, draws)`` on convs ``convs`` (empty: one drawn) of a block of
-    ``blocks``."""
+def _op(blocks: Sequence[int], convs: Sequence[int], fn: TensorOp, bias: bool = False, times: int = 1) -> WeightOp:
+    """``times`` times ``t = fn(t, draws)`` on convs ``convs`` (empty: one drawn) of a drawn block of ``blocks``."""
 
     def op(w: Weights, d: Draws) -> None:
         for _ in range(times):
@@ -84,11 +74,6 @@ def _op(
                     w[f"body.{i}.body.{j}.{what}"] = fn(w[f"body.{i}.body.{j}.{what}"], d)
 
     return op
-
-
-def _taps(rows: list[list[float]]) -> Callable[[Tensor, Draws], Tensor]:
-    """Multiply every 3x3 kernel tap-wise by ``rows``."""
-    return lambda t, d: t * torch.tensor(rows, dtype=t.dtype, device=t.device)
 
 
 def _flip_and_negate(w: Weights, d: Draws) -> None:
@@ -111,11 +96,6 @@ def _dirichlet_kernels(t: Tensor, d: Draws) -> Tensor:
     return F.conv2d(t, z.view(n, n, 3, 3).to(t.device), padding=1)
 
 
-def _rot90(t: Tensor, d: Draws) -> Tensor:
-    k = d.randint(1, 3)
-    return torch.rot90(t, k=k, dims=(2, 3) if d.randint(0, 1) == 0 else (0, 1))
-
-
 def _negate_filters(t: Tensor, d: Draws) -> Tensor:
     chosen = torch.tensor([d.randint(0, d.n_feats - 1) for _ in range(d.n_feats // 2)])
     t = t.clone()
@@ -133,8 +113,10 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "negate_first_conv": _op(_EVERY_3RD_FROM_1, (0,), lambda t, d: -t, bias=True),
     "zero_first_conv": _op(_EVERY_3RD, (0,), lambda t, d: torch.zeros_like(t), bias=True),
     "neg_gelu_weights": _op(_EVERY_3RD, (0, 2), lambda t, d: -F.gelu(t)),
-    "laplacian4_kernel": _op(_EVERY_3RD, (0,), _taps([[0, 1, 0], [1, -4, 1], [0, 1, 0]])),
-    "laplacian8_kernel": _op(_EVERY_3RD, (0,), _taps([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])),
+    "laplacian4_kernel": _op(_EVERY_3RD, (0,), lambda t, d: t * t.new_tensor([[0, 1, 0], [1, -4, 1], [0, 1, 0]])),
+    "laplacian8_kernel": _op(
+        _EVERY_3RD, (0,), lambda t, d: t * t.new_tensor([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
+    ),
     # w * (1 + 2u * 2U[0, 1)): the reference's misplaced -1
     "multiplicative_noise": _op(_EVERY_3RD, (2,), lambda t, d: t * (1 + 2 * d.uniform() * (2 * d.rand_like(t)))),
     "spatial_flip_and_negate": _flip_and_negate,  # first conv's kernels flipped horizontally, second conv negated
@@ -148,29 +130,19 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     "dirichlet_kernel_conv": _op(_EVERY_4TH_FROM_1, (2,), _dirichlet_kernels),
     "additive_noise": _op(_ALL_BUT_LAST, (2,), lambda t, d: t + (d.rand_like(t) - 0.5)),
     # k in {1, 2, 3} quarter turns in the spatial or the (out, in) channel dims
-    "rot90_weights": _op(_ALL_BUT_LAST, (), _rot90, times=5),
+    "rot90_weights": _op(_ALL_BUT_LAST, (), lambda t, d: t.rot90(d.randint(1, 3), _ROT_DIMS[d.randint(0, 1)]), times=5),
     "sign_mask": _op(_ALL_BUT_LAST, (0,), lambda t, d: t * (torch.round(d.rand_like(t)) * 2 - 1), times=5),
     "binary_mask": _op(_ALL_BUT_LAST, (0,), lambda t, d: t * torch.round(d.rand_like(t)), times=5),
     # F/2 filters drawn with replacement (32 of 64)
     "negate_filters": _op(_ALL_BUT_LAST, (0,), _negate_filters, times=5),
     "keep_max_tap": _op(_ALL_BUT_LAST, (), _keep_max_tap, times=5),
 }
-HEAD_DISTORTIONS: tuple[str, ...] = ("copy_channels", "binary_mask", "sign_mask", "none")
-BODY_DISTORTIONS: tuple[str, ...] = ("negate", "activation", "flip", "skip_blocks", "none")
-_SPLIT = 5  # the body distortions act after the first 5 body modules
 
 
 class DeepAugmentEDSR(nn.Module):
     """DeepAugment-EDSR images, the distortion re-drawn with probability ``p_resample`` per call."""
 
-    def __init__(
-        self,
-        net: CorruptionNetwork,
-        p_resample: float = 0.05,
-        feature_distortions: bool = True,
-        per_image: bool = False,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, net: CorruptionNetwork, p_resample: float = 0.05, seed: int | None = None) -> None:
         super().__init__()
         if net.resize == "keep" and net.edsr.scale != 1:
             raise ConfigError("DeepAugmentEDSR needs same-size outputs: corruption_net.resize=keep is not supported")
@@ -179,8 +151,6 @@ class DeepAugmentEDSR(nn.Module):
         self.net = net
         self.distorted = copy.deepcopy(net).requires_grad_(False).eval()
         self.p_resample = float(p_resample)
-        self.feature_distortions = feature_distortions
-        self.per_image = per_image
         self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
         self.draws = Draws(self.generator, net.edsr.n_resblocks, net.edsr.n_feats)
         self.sampled = False
@@ -188,34 +158,27 @@ class DeepAugmentEDSR(nn.Module):
         self.resample_state: torch.Tensor | None = None
 
     @torch.no_grad()
-    def resample(self) -> list[str]:
+    def resample(self) -> None:
         """Draw new distorted weights; from ``resample_state`` it rebuilds them (resume)."""
         self.resample_state = self.generator.get_state()
         weights = {k: v.detach().clone() for k, v in self.net.edsr.state_dict().items()}
-        names = [str(self.draws.choice(list(WEIGHT_OPS))) for _ in range(N_OPS)]
+        names = [str(self.draws.choice(list(WEIGHT_OPS))) for _ in range(3)]  # with replacement
         for name in names:
             WEIGHT_OPS[name](weights, self.draws)
         self.distorted.edsr.load_state_dict(weights)
         self.sampled, self.last_ops = True, names
-        return names
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         """Distorted images (N, C, H, W) in [0, 1] for images ``x`` in [0, 1]."""
-        if self.per_image:
-            return torch.cat([self._one_call(x[i : i + 1]) for i in range(x.shape[0])])
-        return self._one_call(x)
-
-    def _one_call(self, x: Tensor) -> Tensor:
         if not self.sampled or self.draws.uniform() < self.p_resample:
             self.resample()
-        kwargs = self._feature_hooks(x.device) if self.feature_distortions else {}
-        return self.distorted(x, clamp=True, **kwargs)
+        return self.distorted(x, clamp=True, **self._feature_hooks(x.device))
 
     def _feature_hooks(self, device: torch.device) -> dict[str, Callable]:
         d = self.draws
-        head = HEAD_DISTORTIONS[d.randint(0, 3)]
-        body = BODY_DISTORTIONS[d.randint(0, 4)]
+        head = d.choice(("copy_channels", "binary_mask", "sign_mask", "none"))
+        body = d.choice(("negate", "activation", "flip", "skip_blocks", "none"))
         device_gen = torch.Generator(device=device).manual_seed(d.seed())
         pairs = [(d.randint(0, d.n_feats - 1), d.randint(0, d.n_feats - 1)) for _ in range(5)]
 
@@ -223,7 +186,7 @@ class DeepAugmentEDSR(nn.Module):
             if head == "copy_channels":
                 h = h.clone()
                 for c1, c2 in pairs:
-                    h[:, c1] = h[:, c2]  # the reference's tuple "swap" of views (module docstring)
+                    h[:, c1] = h[:, c2]  # the reference's tuple "swap" of views: c2 copied into c1
             elif head != "none":
                 r = torch.rand(h.shape, generator=device_gen, device=h.device, dtype=h.dtype)
                 h = h * (torch.round(r + 0.45) if head == "binary_mask" else torch.round(r + 0.475) * 2 - 1)
@@ -231,8 +194,7 @@ class DeepAugmentEDSR(nn.Module):
 
         relu = d.randint(0, 2) == 1
         flip_dims = [1, 2] if d.randint(0, 2) == 1 else [1, 3]
-        n = d.n_resblocks
-        to_skip = {d.randint(2, n) for _ in range(3)} if n >= 2 else set()
+        to_skip = {d.randint(2, d.n_resblocks) for _ in range(3)} if d.n_resblocks >= 2 else set()
         middle = {"negate": torch.neg, "activation": F.relu if relu else F.gelu, "flip": lambda r: r.flip(flip_dims)}
 
         def body_fn(seq: nn.Sequential, h: Tensor) -> Tensor:
@@ -241,6 +203,6 @@ class DeepAugmentEDSR(nn.Module):
                 return seq[last](h)  # each kept block sees the head features: only the last kept one counts
             if body == "none":
                 return seq(h)
-            return seq[_SPLIT:](middle[body](seq[:_SPLIT](h)))
+            return seq[5:](middle[body](seq[:5](h)))  # after the first 5 body modules (the reference's)
 
         return {"head_hook": head_hook, "body_fn": body_fn}

@@ -5,7 +5,6 @@ images in [0, 1], inside [0, rgb_range] as officially."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -25,21 +24,16 @@ EDSR_PRESETS: dict[str, dict[str, Any]] = {
     "edsr_baseline": {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},  # 1.37 M / 1.55 M / 1.52 M at x2/3/4
     "edsr": {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1},  # the paper's full model
 }
-RESIZE_MODES: tuple[str, ...] = ("sr_then_down", "down_then_sr", "keep")
-SCALES: tuple[int, ...] = (1, 2, 3, 4)
 _MEAN_SHIFTS = ("sub_mean.", "add_mean.")
 
 
-class MeanShift(nn.Conv2d):
-    """Fixed 1x1 conv adding ``sign * rgb_range * mean`` (the official ``common.MeanShift`` with std 1)."""
-
-    def __init__(self, rgb_range: float, sign: int, rgb_mean: tuple[float, ...]) -> None:
-        n = len(rgb_mean)
-        super().__init__(n, n, kernel_size=1)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(n).view(n, n, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean))
-        self.requires_grad_(False)
+def _mean_shift(rgb_range: float, sign: int) -> nn.Conv2d:
+    """Fixed 1x1 conv adding ``sign * rgb_range * DIV2K mean`` (the official ``common.MeanShift`` with std 1)."""
+    conv = nn.Conv2d(3, 3, kernel_size=1).requires_grad_(False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3).view_as(conv.weight))
+        conv.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN))
+    return conv
 
 
 class ResBlock(nn.Module):
@@ -61,7 +55,7 @@ def _conv(c_in: int, c_out: int) -> nn.Conv2d:
 def _upsampler(scale: int, n_feats: int) -> nn.Sequential:
     if scale == 3:
         return nn.Sequential(_conv(n_feats, 9 * n_feats), nn.PixelShuffle(3))
-    stages = [[_conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)] for _ in range(int(math.log2(scale)))]  # 1, 2, 4
+    stages = [[_conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)] for _ in range(scale // 2)]  # x1, x2, x4
     return nn.Sequential(*[layer for stage in stages for layer in stage])
 
 
@@ -69,25 +63,18 @@ class EDSR(nn.Module):
     """Enhanced deep residual network for single-image super-resolution (Lim et al. 2017, official key layout)."""
 
     def __init__(
-        self,
-        n_resblocks: int = 16,
-        n_feats: int = 64,
-        scale: int = 4,
-        res_scale: float = 1.0,
-        rgb_range: float = 255.0,
-        n_colors: int = 3,
+        self, n_resblocks: int = 16, n_feats: int = 64, scale: int = 4, res_scale: float = 1.0, rgb_range: float = 255.0
     ) -> None:
         super().__init__()
-        if scale not in SCALES:
-            raise ConfigError(f"EDSR scale must be one of {SCALES}, got {scale}")
+        if scale not in (1, 2, 3, 4):
+            raise ConfigError(f"EDSR scale must be one of (1, 2, 3, 4), got {scale}")
         self.n_resblocks, self.n_feats, self.scale = int(n_resblocks), int(n_feats), int(scale)
-        self.res_scale, self.rgb_range, self.n_colors = float(res_scale), float(rgb_range), int(n_colors)
-        mean = DIV2K_RGB_MEAN if n_colors == 3 else (sum(DIV2K_RGB_MEAN) / 3,) * n_colors
-        self.sub_mean = MeanShift(rgb_range, -1, mean)
-        self.add_mean = MeanShift(rgb_range, 1, mean)
-        self.head = nn.Sequential(_conv(n_colors, n_feats))
+        self.res_scale, self.rgb_range = float(res_scale), float(rgb_range)
+        self.sub_mean = _mean_shift(rgb_range, -1)
+        self.add_mean = _mean_shift(rgb_range, 1)
+        self.head = nn.Sequential(_conv(3, n_feats))
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], _conv(n_feats, n_feats))
-        self.tail = nn.Sequential(_upsampler(scale, n_feats), _conv(n_feats, n_colors))
+        self.tail = nn.Sequential(_upsampler(scale, n_feats), _conv(n_feats, 3))
 
     def forward(
         self,
@@ -97,8 +84,7 @@ class EDSR(nn.Module):
     ) -> Tensor:
         """SR of ``x`` in [0, 1] (unclamped); ``head_hook``/``body_fn`` are DeepAugment's distortion points."""
         h = self.head(self.sub_mean(x * self.rgb_range))
-        if head_hook is not None:
-            h = head_hook(h)
+        h = h if head_hook is None else head_hook(h)
         res = self.body(h) if body_fn is None else body_fn(self.body, h)
         return self.add_mean(self.tail(res + h)) / self.rgb_range
 
@@ -109,13 +95,7 @@ class EDSR(nn.Module):
 
 
 _BODY_INDEX = re.compile(r"^body\.(\d+)\.")
-_BASICSR = [
-    (r"^conv_first\.", "head.0."),
-    (r"^body\.(\d+)\.conv1\.", r"body.\1.body.0."),
-    (r"^body\.(\d+)\.conv2\.", r"body.\1.body.2."),
-    (r"^upsample\.(\d+)\.", r"tail.0.\1."),
-    (r"^conv_last\.", "tail.1."),
-]
+_BASICSR = {"conv_first": "head.0", "conv1": "body.0", "conv2": "body.2", "upsample": "tail.0", "conv_last": "tail.1"}
 
 
 def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -123,28 +103,22 @@ def _official_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     if "conv_first.weight" not in state:
         return state
     n = 1 + max((int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))), default=-1)
-    renames = [(r"^conv_after_body\.", f"body.{n}."), *_BASICSR]
-    renamed = {}
-    for key, value in state.items():
-        for pattern, repl in renames:
-            key = re.sub(pattern, repl, key)
-        renamed[key] = value
-    return renamed
+    names = {**_BASICSR, "conv_after_body": f"body.{n}"}  # the conv after the n blocks
+    return {".".join(names.get(part, part) for part in key.split(".")): value for key, value in state.items()}
 
 
 def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -> dict[str, Any]:
-    """N, F, n_colors and scale of an official state dict; ``res_scale``: 0.1 when F == 256, else 1."""
+    """N, F and scale of an official state dict; ``res_scale``: 0.1 when F == 256, else 1."""
     head = state.get("head.0.weight")
     if head is None or head.dim() != 4:
         raise CheckpointError(f"EDSR checkpoint {path}: no head.0.weight (first keys: {', '.join(list(state)[:3])})")
-    n_feats, n_colors = int(head.shape[0]), int(head.shape[1])
-    body = [int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))]
-    if not body:
-        raise CheckpointError(f"EDSR checkpoint {path}: no body.* keys")
+    n_feats = int(head.shape[0])
+    # the last body index is N (the conv after the blocks); no body keys: load_checked names the missing ones
+    n_resblocks = max((int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))), default=0)
     up = sorted(int(m.group(1)) for k in state if (m := re.match(r"^tail\.0\.(\d+)\.weight$", k)))
     scale = 3 if up and state[f"tail.0.{up[0]}.weight"].shape[0] == 9 * n_feats else 2 ** len(up)
     res_scale = 0.1 if n_feats == 256 else 1.0
-    return {"n_resblocks": max(body), "n_feats": n_feats, "scale": scale, "res_scale": res_scale, "n_colors": n_colors}
+    return dict(n_resblocks=n_resblocks, n_feats=n_feats, scale=scale, res_scale=res_scale)
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
@@ -164,17 +138,16 @@ class CorruptionNetwork(nn.Module):
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:
         super().__init__()
-        if resize not in RESIZE_MODES:
-            raise ConfigError(f"corruption_net.resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+        if resize not in ("sr_then_down", "down_then_sr", "keep"):
+            raise ConfigError(f"corruption_net.resize must be one of sr_then_down, down_then_sr, keep, got {resize!r}")
         self.edsr = edsr
         self.resize = resize
         self.clamp = clamp
 
     def forward(self, x: Tensor, clamp: bool | None = None, **edsr_kwargs: Any) -> Tensor:
         """c_phi(x) for images (N, C, H, W) in [0, 1], C in {1, 3}; ``edsr_kwargs`` go to :meth:`EDSR.forward`."""
-        gray = x.shape[1] == 1 and self.edsr.n_colors != 1
-        if gray:
-            x = x.expand(-1, self.edsr.n_colors, -1, -1)
+        gray = x.shape[1] == 1
+        x = x.expand(-1, 3, -1, -1)  # gray through RGB; a no-op on RGB
         size = x.shape[-2:]
         s = self.edsr.scale
         if s == 1 or self.resize == "keep":
@@ -207,32 +180,23 @@ _ARCH_KEYS = ("n_resblocks", "n_feats", "res_scale", "rgb_range")
 def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
     """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline``, ``edsr``, ``custom``), ``scale``,
     ``weights`` (null: random), architecture keys (null: the preset's)."""
-    variant = cfg.get("variant", "edsr_baseline")
-    arch = {k: cfg.get(k) for k in _ARCH_KEYS}
-    if variant in EDSR_PRESETS:
-        arch = {**EDSR_PRESETS[variant], **{k: v for k, v in arch.items() if v is not None}}
-    elif variant == "custom":
-        if (arch["n_resblocks"] is None or arch["n_feats"] is None) and not cfg.get("weights"):
-            raise ConfigError(f"{node}.variant=custom needs n_resblocks and n_feats (or weights)")
-    else:
+    variant, weights = cfg.get("variant", "edsr_baseline"), cfg.get("weights")
+    if variant not in (*EDSR_PRESETS, "custom"):
         raise ConfigError(f"{node}.variant must be edsr_baseline, edsr or custom, got {variant!r}")
-    arch = {k: v for k, v in {**arch, "scale": cfg.get("scale")}.items() if v is not None}
-    weights = cfg.get("weights")
+    given = {k: cfg.get(k) for k in (*_ARCH_KEYS, "scale") if cfg.get(k) is not None}
+    if variant == "custom" and not weights and not {"n_resblocks", "n_feats"} <= set(given):
+        raise ConfigError(f"{node}.variant=custom needs n_resblocks and n_feats (or weights)")
+    arch = {**EDSR_PRESETS.get(variant, {}), **given}
     return load_edsr(str(weights), **arch) if weights else EDSR(**arch)
 
 
 def build_corruption_network(cfg: Mapping[str, Any]) -> CorruptionNetwork:
     """A frozen corruption network of the ``corruption_net`` config (random weights: a warning)."""
-    unknown = set(cfg) - _CFG_KEYS
-    if unknown:
+    if unknown := set(cfg) - _CFG_KEYS:
         raise ConfigError(
             f"unknown corruption_net keys: {', '.join(sorted(unknown))} (known: {', '.join(sorted(_CFG_KEYS))})"
         )
     net = build_edsr(cfg)
     if not cfg.get("weights"):
-        log.warning(
-            "corruption network %s (%s) is randomly initialised: set corruption_net.weights",
-            cfg.get("variant"),
-            net.tag,
-        )
+        log.warning("corruption network %s is randomly initialised: set corruption_net.weights", net.tag)
     return CorruptionNetwork(net, resize=cfg.get("resize") or "sr_then_down").requires_grad_(False).eval()

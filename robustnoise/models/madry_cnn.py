@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -12,13 +13,10 @@ class MadryCNN(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_chans, 32, kernel_size=5, padding=2)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=5, padding=2)
-        self.pool = nn.MaxPool2d(2)
-        self.relu = nn.ReLU(inplace=True)
         self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 1024)
         self.fc2 = nn.Linear(1024, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.pool(self.relu(self.conv1(x)))
-        x = self.pool(self.relu(self.conv2(x)))
-        x = self.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))

@@ -20,9 +20,8 @@ class PreActBlock(nn.Module):
             self.add_module(f"bn{k}", nn.BatchNorm2d(c_in))
             self.add_module(f"conv{k}", nn.Conv2d(c_in, c_out, size, stride=s, padding=size // 2, bias=False))
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.shortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+        projection = stride != 1 or in_planes != out_planes
+        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False) if projection else None
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(x))
@@ -59,13 +58,3 @@ class PreActResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.pool(self.relu(self.bn(x)))
         return self.linear(x.flatten(1))
-
-
-def preact_resnet18(num_classes: int, in_chans: int = 3) -> PreActResNet:
-    """Pre-activation ResNet-18 (basic blocks 2-2-2-2)."""
-    return PreActResNet(False, (2, 2, 2, 2), num_classes, in_chans)
-
-
-def preact_resnet50(num_classes: int, in_chans: int = 3) -> PreActResNet:
-    """Pre-activation ResNet-50 (bottleneck blocks 3-4-6-3)."""
-    return PreActResNet(True, (3, 4, 6, 3), num_classes, in_chans)

@@ -1,5 +1,4 @@
-"""The classifiers by name (images in [0, 1], normalised inside): our Madry CNN and pre-activation ResNets, and
-torchvision's nets."""
+"""Classifiers by name for images in [0, 1] (normalised inside): Madry CNN, pre-activation ResNets, torchvision's."""
 
 from collections.abc import Callable, Sequence
 
@@ -8,7 +7,7 @@ import torchvision
 from torch import Tensor, nn
 
 from robustnoise.models.madry_cnn import MadryCNN
-from robustnoise.models.preact_resnet import preact_resnet18, preact_resnet50
+from robustnoise.models.preact_resnet import PreActResNet
 from robustnoise.models.weights import load_classifier_weights
 from robustnoise.utils.errors import ConfigError, RobustnoiseError
 
@@ -21,17 +20,14 @@ class NormalizedClassifier(nn.Module):
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], net_in_chans: int) -> None:
         super().__init__()
-        mean_t = torch.as_tensor(list(mean), dtype=torch.float32)
-        std_t = torch.as_tensor(list(std), dtype=torch.float32)
-        for label, t in (("mean", mean_t), ("std", std_t)):
+        self.net, self.net_in_chans = net, net_in_chans
+        for label, values in (("mean", mean), ("std", std)):
+            t = torch.as_tensor(list(values), dtype=torch.float32)
             if t.ndim != 1 or len(t) not in (1, net_in_chans):
                 raise ConfigError(f"{label} must have 1 or {net_in_chans} values (channels), got {list(t.tolist())}")
-        if (std_t <= 0).any():
-            raise ConfigError(f"std must be positive, got {std_t.tolist()}")
-        self.net = net
-        self.net_in_chans = net_in_chans
-        self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
-        self.register_buffer("std", std_t.view(1, -1, 1, 1))
+            self.register_buffer(label, t.view(1, -1, 1, 1))
+        if (self.std <= 0).any():
+            raise ConfigError(f"std must be positive, got {self.std.flatten().tolist()}")
 
     def forward(self, x: Tensor) -> Tensor:
         """Maps a batch ``(N, C, H, W)`` in [0, 1] to logits."""
@@ -46,12 +42,11 @@ class NormalizedClassifier(nn.Module):
 # Our own architectures: (num_classes, in_chans, image_size) -> net.
 _OWN: dict[str, Callable[[int, int, int], nn.Module]] = {
     "madry_cnn": lambda n, c, s: MadryCNN(n, in_chans=c, image_size=s),
-    "preact_resnet18": lambda n, c, s: preact_resnet18(n, in_chans=c),
-    "preact_resnet50": lambda n, c, s: preact_resnet50(n, in_chans=c),
+    "preact_resnet18": lambda n, c, s: PreActResNet(False, (2, 2, 2, 2), n, c),  # basic blocks
+    "preact_resnet50": lambda n, c, s: PreActResNet(True, (3, 4, 6, 3), n, c),  # bottleneck blocks
 }
 # torchvision constructor name -> attribute holding the classification head.
 _TORCHVISION_HEADS = {"resnet18": "fc", "resnet50": "fc", "densenet121": "classifier", "inception_v3": "fc"}
-_DEFAULT_TORCHVISION_WEIGHTS = "IMAGENET1K_V1"  # ResNet-50 V1 is the vanilla baseline of the GNT/ANT papers
 
 
 def list_models() -> list[str]:
@@ -65,7 +60,7 @@ def _build_torchvision(name: str, num_classes: int, weights: str | None) -> nn.M
     if weights is None:
         kwargs = {"aux_logits": False, "init_weights": True} if name == "inception_v3" else {}
         return builder(weights=None, num_classes=num_classes, **kwargs)
-    enum_name = weights.partition(":")[2] or _DEFAULT_TORCHVISION_WEIGHTS
+    enum_name = weights.partition(":")[2] or "IMAGENET1K_V1"  # ResNet-50 V1: the GNT/ANT papers' vanilla baseline
     enum_cls = torchvision.models.get_model_weights(name)
     if enum_name not in enum_cls.__members__:
         known = ", ".join(m.name for m in enum_cls)
@@ -75,10 +70,9 @@ def _build_torchvision(name: str, num_classes: int, weights: str | None) -> nn.M
         net.aux_logits, net.AuxLogits = False, None
     else:
         net = builder(weights=enum_cls[enum_name])
-    head_attr = _TORCHVISION_HEADS[name]
-    head = getattr(net, head_attr)
+    head = getattr(net, _TORCHVISION_HEADS[name])
     if head.out_features != num_classes:
-        setattr(net, head_attr, nn.Linear(head.in_features, num_classes))
+        setattr(net, _TORCHVISION_HEADS[name], nn.Linear(head.in_features, num_classes))
     return net
 
 

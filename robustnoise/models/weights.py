@@ -1,5 +1,4 @@
-"""Reading and checking weight files (classifiers, EDSR, AdaIN): ``weights_only`` loads, wrapper prefixes stripped,
-one-line errors."""
+"""Weight files (classifiers, EDSR, AdaIN) read with ``weights_only``, wrapper prefixes stripped, one-line errors."""
 
 from __future__ import annotations
 

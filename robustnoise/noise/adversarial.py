@@ -42,13 +42,11 @@ def train_generator(
     epsilon: Tensor | float, steps: int, name: str, backward: Callable[[Tensor], Any] = Tensor.backward,
 ) -> tuple[list[Tensor], list[Tensor], Tensor | None]:  # fmt: skip
     """``steps`` :func:`generator_step` on ``batches``; the losses, accuracies and the last batch's images."""
-    losses, accuracies, x = [], [], None
+    stats, x = [], None
     for _ in progress(range(steps), name):
         x, y = next(batches)
-        loss, accuracy = generator_step(classifier, generator, optimizer, x, y, epsilon, backward)
-        losses.append(loss)
-        accuracies.append(accuracy)
-    return losses, accuracies, x
+        stats.append(generator_step(classifier, generator, optimizer, x, y, epsilon, backward))
+    return [loss for loss, _ in stats], [accuracy for _, accuracy in stats], x
 
 
 def reset_optimizer(optimizer: torch.optim.Optimizer, lr: float) -> None:

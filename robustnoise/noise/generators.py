@@ -21,12 +21,8 @@ class NoiseGenerator(nn.Module):
             raise ValueError(f"kernel must be 1 or 3 and channels, depth, width >= 1, got {kernel}, {depth}, {width}")
         self.channels, self.kernel = channels, kernel
         sizes = [channels] + [width] * (depth - 1) + [channels]
-        layers: list[nn.Module] = []
-        for i in range(depth):
-            layers.append(nn.Conv2d(sizes[i], sizes[i + 1], kernel if i == min(1, depth - 1) else 1))
-            if i < depth - 1:
-                layers.append(nn.ReLU())
-        self.net = nn.Sequential(*layers)
+        convs = [nn.Conv2d(sizes[i], sizes[i + 1], kernel if i == min(1, depth - 1) else 1) for i in range(depth)]
+        self.net = nn.Sequential(*[layer for conv in convs for layer in (conv, nn.ReLU())][:-1])  # no ReLU at the end
         for conv in self.net[::2] if init_std is not None else []:
             nn.init.normal_(conv.weight, 0.0, init_std)
             nn.init.zeros_(conv.bias)
@@ -37,8 +33,7 @@ class NoiseGenerator(nn.Module):
             raise ValueError(f"expected input of shape (N, {self.channels}, H, W), got {tuple(x.shape)}")
         n, c, h, w = x.shape
         pad = self.kernel - 1
-        dtype = x.dtype if x.is_floating_point() else self.net[0].weight.dtype
-        return torch.randn(n, c, h + pad, w + pad, dtype=dtype, device=x.device, generator=generator)
+        return torch.randn(n, c, h + pad, w + pad, dtype=x.dtype, device=x.device, generator=generator)
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Noise shaped like ``x`` (whose values are ignored): conv_stack(z) + centre crop of z (App. A)."""

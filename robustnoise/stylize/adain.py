@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
+from torchvision.datasets.folder import IMG_EXTENSIONS, pil_loader
 from torchvision.transforms import v2
 
 from robustnoise.models.weights import extract_state_dict, load_checked, read_weights
-from robustnoise.utils.errors import ConfigError, DatasetNotFoundError
+from robustnoise.utils.errors import DatasetNotFoundError
 
-STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EPS = 1e-5  # added to the variance (reference ``calc_mean_std``)
 
 # (in, out): reflection pad, 3x3 conv, ReLU; "M": 2x2 max-pool (ceil mode); "U": nearest x2 upsampling.
@@ -57,8 +56,7 @@ def build_decoder() -> nn.Sequential:
 def feature_mean_std(feat: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
     """Per sample and channel mean and std = sqrt(unbiased variance + eps) of (B, C, H, W) features -> (B, C) each."""
     flat = feat.flatten(2)
-    correction = 1 if flat.shape[-1] > 1 else 0  # a 1x1 map has no unbiased variance
-    var = flat.var(dim=2, correction=correction)
+    var = flat.var(dim=2, correction=int(flat.shape[-1] > 1))  # a 1x1 map has no unbiased variance
     return flat.mean(dim=2), (var + eps).sqrt()
 
 
@@ -72,7 +70,7 @@ def adain(content_feat: Tensor, style_mean: Tensor, style_std: Tensor, eps: floa
 def style_files(style_dir: str | os.PathLike[str]) -> list[Path]:
     """All image files under ``style_dir`` (recursively), sorted; one-line error when there are none."""
     root = Path(style_dir)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in STYLE_EXTENSIONS and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
     if not files:
         raise DatasetNotFoundError(
             f"AdaIN style images not found at {root}; expected image files <style_dir>/**/*.{{jpg,png}} (paintings)"
@@ -100,26 +98,16 @@ class AdaINStylizer(nn.Module):
         self.register_buffer("style_std", torch.zeros(0, 512), persistent=False)
 
     @classmethod
-    def from_files(
-        cls,
-        encoder_path: str | os.PathLike[str],
-        decoder_path: str | os.PathLike[str],
-        device: str | torch.device = "cpu",
-    ) -> AdaINStylizer:
+    def from_files(cls, encoder_path: str | os.PathLike[str], decoder_path: str | os.PathLike[str]) -> AdaINStylizer:
         """Load the released ``vgg_normalised.pth`` (first 31 modules kept) and ``decoder.pth``."""
         stylizer = cls()
         _load(stylizer.encoder, encoder_path, "encoder", "vgg_normalised.pth")
         _load(stylizer.decoder, decoder_path, "decoder", "decoder.pth")
-        return stylizer.to(device)
+        return stylizer
 
     @property
     def num_styles(self) -> int:
         return int(self.style_mean.shape[0])
-
-    @torch.no_grad()
-    def encode(self, images: Tensor) -> Tensor:
-        """relu4_1 features of RGB images in [0, 1]."""
-        return self.encoder(images.to(self.style_mean.dtype))
 
     @torch.no_grad()
     def load_style_folder(
@@ -127,27 +115,21 @@ class AdaINStylizer(nn.Module):
     ) -> list[Path]:
         """Add the relu4_1 statistics of ``style_dir``'s images (SIN's crop, resize) to the bank."""
         files = style_files(style_dir)[: max_styles or None]
-        means, stds = [self.style_mean], [self.style_std]  # one concatenation at the end, not one per batch
+        stats = [(self.style_mean, self.style_std)]  # one concatenation at the end, not one per batch
         for start in range(0, len(files), batch_size):
             batch = []
             for path in files[start : start + batch_size]:
-                with Image.open(path) as img:
-                    image = v2.functional.to_image(img.convert("RGB"))
+                image = v2.functional.to_image(pil_loader(path))
                 image = v2.functional.center_crop(image, [min(image.shape[-2:])] * 2)
                 image = v2.functional.resize(image, [size, size], antialias=True)
                 batch.append(v2.functional.to_dtype(image, torch.float32, scale=True).as_subclass(Tensor))
-            mean, std = feature_mean_std(self.encode(torch.stack(batch).to(self.style_mean.device)))
-            means.append(mean)
-            stds.append(std)
-        self.style_mean, self.style_std = torch.cat(means), torch.cat(stds)
+            stats.append(feature_mean_std(self.encoder(torch.stack(batch).to(self.style_mean))))
+        self.style_mean, self.style_std = (torch.cat(column) for column in zip(*stats))
         return files
 
     def pick_styles(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` random style indices (on the generator's device; CPU when none is given)."""
-        if self.num_styles == 0:
-            raise ConfigError("the AdaIN style bank is empty: load style images first (style_dir)")
-        device = generator.device if generator is not None else torch.device("cpu")
-        return torch.randint(self.num_styles, (n,), generator=generator, device=device)
+        return torch.randint(self.num_styles, (n,), generator=generator, device=getattr(generator, "device", None))
 
     @torch.no_grad()
     def forward(
@@ -163,10 +145,9 @@ class AdaINStylizer(nn.Module):
             style_index = self.pick_styles(batch, generator)
         style_index = style_index.to(self.style_mean.device)
         rgb = content.expand(-1, 3, -1, -1) if channels == 1 else content
-        feats = self.encode(rgb.to(self.style_mean.device))
+        feats = self.encoder(rgb.to(self.style_mean))
         target = adain(feats, self.style_mean[style_index], self.style_std[style_index])
-        if alpha < 1.0:
-            target = alpha * target + (1.0 - alpha) * feats
+        target = torch.lerp(feats, target, alpha)  # exactly the AdaIN output at alpha = 1
         # ceil-mode pooling then three x2 upsamplings: the output can be up to 7 px larger than the input
         out = self.decoder(target)[..., :height, :width].clamp(0.0, 1.0)
         if channels == 1:

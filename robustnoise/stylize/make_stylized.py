@@ -69,13 +69,12 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
     device = resolve_device(options.device)
     out = Path(options.out_dir)
     prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
-    stylizer = AdaINStylizer.from_files(options.encoder, options.decoder, device=device)  # type: ignore[arg-type]
+    stylizer = AdaINStylizer.from_files(options.encoder, options.decoder).to(device)  # type: ignore[arg-type]
     files = stylizer.load_style_folder(options.style_dir, options.style_size, options.max_styles, options.batch_size)
     datamodule.setup("fit")
     if "test" in options.splits:
         datamodule.setup("test")
-    num_classes = int(datamodule.num_classes)
-    class_names, naming = usable_class_names(class_folder_names(datamodule), num_classes)
+    class_names, naming = usable_class_names(class_folder_names(datamodule), int(datamodule.num_classes))
     summary: dict[str, Any] = {
         "out_dir": str(out),
         "layout": "<out>/<split>/<class>/<name>.png",
@@ -94,9 +93,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
         summary["splits"][split] = len(written)
         assignments += written
     with open(out / "styles.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "style"])
-        writer.writerows((image, style_names[style]) for image, style in assignments)
+        csv.writer(handle).writerows([("image", "style"), *((image, style_names[s]) for image, s in assignments)])
     (out / _MANIFEST).write_text(json.dumps(summary, indent=2))
     print(f"stylized {sum(summary['splits'].values())} images with {len(files)} styles -> {out}")
     return summary
@@ -112,9 +109,7 @@ def stylize_split(
     count = len(dataset)  # type: ignore[arg-type]
     names = _sample_names(dataset, count)
     styles = torch.randint(stylizer.num_styles, (count,), generator=torch.Generator().manual_seed(options.seed))
-    loader = DataLoader(
-        _FloatImages(dataset), batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers
-    )
+    loader = DataLoader(_FloatImages(dataset), batch_size=options.batch_size, num_workers=options.num_workers)
     written, folders = [], set()
     for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
         images = stylizer(x, alpha=options.alpha, style_index=styles[index])
@@ -129,20 +124,16 @@ def stylize_split(
     return written
 
 
-def _deterministic(dataset: Dataset, datamodule: Any) -> Dataset:
-    """``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
+def _deterministic(dataset: Any, datamodule: Any) -> Any:
+    """A copy of ``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
     make = getattr(datamodule, "eval_transform", None)
-    return _with_transform(dataset, make()) if callable(make) else dataset
-
-
-def _with_transform(dataset: Any, transform: Any) -> Any:
-    if isinstance(dataset, Subset) or (hasattr(dataset, "dataset") and not hasattr(dataset, "transform")):
-        wrapper = copy.copy(dataset)
-        wrapper.dataset = _with_transform(dataset.dataset, transform)
-        return wrapper
+    if not callable(make) or not (hasattr(dataset, "transform") or hasattr(dataset, "dataset")):
+        return dataset
+    dataset = copy.copy(dataset)
     if hasattr(dataset, "transform"):
-        dataset = copy.copy(dataset)
-        dataset.transform = transform
+        dataset.transform = make()
+    else:
+        dataset.dataset = _deterministic(dataset.dataset, datamodule)
     return dataset
 
 
