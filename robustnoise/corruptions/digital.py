@@ -191,11 +191,14 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 
 
 def _jpeg_codec(images: Tensor, quality: int) -> Tensor:
-    """Encode and decode uint8 CPU images (N, C, H, W), the whole batch in one call of each (fewer per-call costs)."""
+    """Encode and decode uint8 CPU images (N, C, H, W) in one call of each; colour images are handed over
+    channels-last, the (H, W, C) layout libjpeg reads (else torchvision copies each image into it, slower)."""
     n, c, h, w = images.shape
     if images.numel() == 0:
         return images.clone()
-    planes = list(images) if c == 3 else list(images.reshape(n * c, 1, h, w))
+    planes = (
+        list(images.contiguous(memory_format=torch.channels_last)) if c == 3 else list(images.reshape(n * c, 1, h, w))
+    )
     decoded = decode_jpeg(encode_jpeg(planes, quality=quality), mode=ImageReadMode.UNCHANGED)
     return torch.stack(decoded).reshape(n, c, h, w)
 
@@ -224,8 +227,13 @@ def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tens
     """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``) of the images rounded to uint8 (what
     Pillow encodes), coded on the CPU with libjpeg; the result lies on the 1/255 grid, on the input device."""
     x, _ = prepare_images(images, seeds)
-    decoded = _jpeg_codec(quantize_uint8_round(x.detach().cpu()), _check_quality(severity_param))
-    return decoded.to(x.dtype).div_(255.0).to(device=images.device, dtype=images.dtype)
+    quality = _check_quality(severity_param)
+
+    def roundtrip(chunk: Tensor) -> Tensor:  # chunks: the conversions stay in cache
+        return _jpeg_codec(quantize_uint8_round(chunk), quality).to(x.dtype).div_(255.0)
+
+    decoded = map_image_chunks(roundtrip, x.detach().cpu(), max_elements=_CPU_CHUNK_ELEMENTS)
+    return decoded.to(device=images.device, dtype=images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -280,8 +288,7 @@ def _gaussian_filter_reflect(fields: Tensor, sigma: float) -> Tensor:
     the repeated reflections in."""
     if sigma <= 1e-15:
         return fields
-    dense = 2 * int(3.0 * sigma + 0.5) + 1 > min(fields.shape[-2:])
-    return gaussian_filter(fields, sigma, truncate=3.0, mode="symmetric", method="dense" if dense else "auto")
+    return gaussian_filter(fields, sigma, truncate=3.0, mode="symmetric", method="dense")
 
 
 def _affine_points(height: int, width: int) -> np.ndarray:
