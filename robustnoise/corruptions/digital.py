@@ -28,7 +28,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from robustnoise.corruptions import rng
 from robustnoise.corruptions.api_types import prepare_images
-from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
+from robustnoise.corruptions.filters import correlate1d, gaussian_kernel1d, map_image_chunks
 from robustnoise.corruptions.registry import register
 
 __all__ = [
@@ -166,8 +166,8 @@ def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
     work = _box_resize_axis(work, 3, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
     work = _box_resize_axis(work, 2, small_h)
     small = work.to(x.dtype).div_(255.0)  # on the small image: upsampling only copies values
-    small = _take(small, 2, _upsample_index(small_h, height, x.device))
-    return _take(small, 3, _upsample_index(small_w, width, x.device))
+    small = _take(small, 3, _upsample_index(small_w, width, x.device))  # the slow gather on small_h rows only
+    return small.index_select(2, _upsample_index(small_h, height, x.device))
 
 
 @register("pixelate", "digital")
@@ -282,13 +282,34 @@ def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> 
 # elastic transform (original ImageNet-C algorithm)
 
 
+@functools.lru_cache(maxsize=16)
+def _reflect_filter_matrix(size: int, sigma: float) -> Tensor:
+    """(size, size) float64 matrix of scipy ``gaussian_filter1d(mode='reflect', truncate=3)``, the repeated
+    reflections of kernels longer than the axis folded in."""
+    eye = torch.eye(size, dtype=torch.float64)
+    return correlate1d(eye, gaussian_kernel1d(sigma, truncate=3.0), -2, mode="symmetric")
+
+
 def _gaussian_filter_reflect(fields: Tensor, sigma: float) -> Tensor:
-    """scipy ``gaussian_filter(mode='reflect', truncate=3)`` of (..., H, W); ``sigma <= 1e-15`` is the identity, as in
-    scipy. Long kernels (up to 512 px, longer than the image) as products with the dense filter matrices, which fold
-    the repeated reflections in."""
+    """scipy ``gaussian_filter(mode='reflect', truncate=3)`` of (..., H, W) (``sigma <= 1e-15``: the identity, as in
+    scipy) as products with the filter matrices; a narrow kernel's band (|i - j| <= radius) in blocks of rows, which
+    multiply only the inputs they touch (half the time for the radius 7 of ImageNet-C at 224 px)."""
     if sigma <= 1e-15:
         return fields
-    return gaussian_filter(fields, sigma, truncate=3.0, mode="symmetric", method="dense")
+    radius = int(3.0 * sigma + 0.5)
+    for dim in (-2, -1):
+        size = fields.shape[dim]
+        matrix = _reflect_filter_matrix(size, sigma).to(device=fields.device, dtype=fields.dtype)
+        step = size if 8 * radius >= size else 6 * radius
+        blocks = []
+        for start in range(0, size, step):
+            rows, lo, hi = slice(start, start + step), max(start - radius, 0), min(start + step + radius, size)
+            if dim == -2:
+                blocks.append(torch.matmul(matrix[rows, lo:hi], fields[..., lo:hi, :]))
+            else:
+                blocks.append(torch.matmul(fields[..., lo:hi], matrix[rows, lo:hi].t()))
+        fields = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=dim)
+    return fields
 
 
 def _affine_points(height: int, width: int) -> np.ndarray:
