@@ -276,15 +276,15 @@ def _reflect_filter_matrix(size: int, sigma: float) -> Tensor:
 
 def _gaussian_filter_reflect(fields: Tensor, sigma: float) -> Tensor:
     """scipy ``gaussian_filter(mode='reflect', truncate=3)`` of (..., H, W) (``sigma <= 1e-15``: the identity, as in
-    scipy) as products with the filter matrices; a narrow kernel's band (|i - j| <= radius) in blocks of rows, which
-    multiply only the inputs they touch (half the time for the radius 7 of ImageNet-C at 224 px)."""
+    scipy) as products with the filter matrices; a narrow kernel's band (|i - j| <= radius) in blocks of 32 rows,
+    which multiply only the inputs they touch (224 px, ImageNet-C: half the time for radius 7, -20 % for 59)."""
     if sigma <= 1e-15:
         return fields
     radius = int(3.0 * sigma + 0.5)
     for dim in (-2, -1):
         size = fields.shape[dim]
         matrix = _reflect_filter_matrix(size, sigma).to(device=fields.device, dtype=fields.dtype)
-        step = size if 8 * radius >= size else 6 * radius
+        step = size if 2 * radius >= size else 32
         blocks = []
         for start in range(0, size, step):
             rows, lo, hi = slice(start, start + step), max(start - radius, 0), min(start + step + radius, size)
