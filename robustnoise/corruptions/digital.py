@@ -28,7 +28,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from robustnoise.corruptions import rng
 from robustnoise.corruptions.api_types import prepare_images
-from robustnoise.corruptions.filters import gaussian_filter, map_image_chunks
+from robustnoise.corruptions.filters import correlate1d, gaussian_kernel1d, map_image_chunks
 from robustnoise.corruptions.registry import register
 
 __all__ = [
@@ -68,8 +68,7 @@ def quantize_uint8_round(images: Tensor) -> Tensor:
 
 
 def _contrast(x: Tensor, c: float) -> Tensor:
-    means = x.mean(dim=(2, 3), keepdim=True)
-    return (x - means).mul_(c).add_(means).clamp_(0.0, 1.0)
+    return torch.lerp(x.mean(dim=(2, 3), keepdim=True), x, c).clamp_(0.0, 1.0)  # (x - m) c + m in one pass
 
 
 @register("contrast", "digital")
@@ -86,14 +85,10 @@ def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=128)
 def _box_taps(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """Pillow's BOX filter taps for resizing ``in_size`` -> ``out_size`` along one axis.
-
-    Pillow (``precompute_coeffs`` in ``libImaging/Resample.c``) centres a box of width ``scale = in / out`` (at least
-    1) on each output pixel and gives weight 1 to every input pixel whose *centre* lies in ``(centre - scale / 2,
-    centre + scale / 2]``, 0 to all others (no fractional coverage), then normalises. The weights of one output pixel
-    are therefore all ``1 / count``; for 8-bit images Pillow stores them as ``int(0.5 + 2**22 / count)``. Returns, per
-    output pixel, the first and one-past-last input index of its (contiguous) run of taps and that fixed-point weight.
-    """
+    """Pillow's BOX taps for resizing ``in_size`` -> ``out_size`` along one axis (``precompute_coeffs``, Resample.c):
+    weight 1 for every input pixel whose *centre* lies in the box of width ``max(in / out, 1)`` around the output
+    pixel (no fractional coverage), normalised; 8-bit images store ``1 / count`` as ``int(0.5 + 2**22 / count)``.
+    Returns, per output pixel, the first and one-past-last input index of its run of taps and that weight."""
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = 0.5 * filterscale
@@ -103,9 +98,7 @@ def _box_taps(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[int, 
         centre = (xx + 0.5) * scale
         xmin = max(int(centre - support + 0.5), 0)
         xmax = min(int(centre + support + 0.5), in_size)
-        taps = [x for x in range(xmin, xmax) if -0.5 < (x - centre + 0.5) * inv <= 0.5]
-        if not taps or taps != list(range(taps[0], taps[-1] + 1)):  # cannot happen for the box filter
-            raise AssertionError(f"non-contiguous box taps for {in_size} -> {out_size} at {xx}")
+        taps = [x for x in range(xmin, xmax) if -0.5 < (x - centre + 0.5) * inv <= 0.5]  # one run: a box
         starts.append(taps[0])
         stops.append(taps[-1] + 1)
         weights.append(int(0.5 + (1.0 / len(taps)) * (1 << _PRECISION_BITS)))
@@ -131,12 +124,9 @@ def _take(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 
 def _box_resize_axis(x: Tensor, dim: int, out_size: int) -> Tensor:
-    """One Pillow BOX pass along ``dim`` of an int32 tensor holding 0..255; returns int32 0..255.
-
-    Every output is ``clip8((w * tap_sum + 2**21) >> 22)`` exactly as Pillow computes it, in int32 (products stay
-    below 255 * 2**22 + 2**21 < 2**31), so the result is bit-identical to Pillow on every device. The tap sums add
-    K gathers (K = the longest run of taps, 2 to 5 for the preset sizes) from the input padded with one zero.
-    """
+    """One Pillow BOX pass along ``dim`` of an int32 tensor holding 0..255: ``clip8((w * tap_sum + 2**21) >> 22)``
+    exactly as Pillow computes it (int32: products stay below 2**31), so bit-identical on every device. The tap sums
+    add K gathers (K = the longest run of taps) from the input padded with one zero."""
     taps, weights = _box_tensors(x.shape[dim], out_size, x.device)
     pad = list(x.shape)
     pad[dim] = 1
@@ -166,8 +156,8 @@ def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
     work = _box_resize_axis(work, 3, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
     work = _box_resize_axis(work, 2, small_h)
     small = work.to(x.dtype).div_(255.0)  # on the small image: upsampling only copies values
-    small = _take(small, 2, _upsample_index(small_h, height, x.device))
-    return _take(small, 3, _upsample_index(small_w, width, x.device))
+    small = _take(small, 3, _upsample_index(small_w, width, x.device))  # the slow gather on small_h rows only
+    return small.index_select(2, _upsample_index(small_h, height, x.device))
 
 
 @register("pixelate", "digital")
@@ -191,20 +181,16 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 
 
 def _jpeg_codec(images: Tensor, quality: int) -> Tensor:
-    """Encode and decode uint8 CPU images (N, C, H, W), the whole batch in one call of each (fewer per-call costs)."""
+    """Encode and decode uint8 CPU images (N, C, H, W) in one call of each; colour images are handed over
+    channels-last, the (H, W, C) layout libjpeg reads (else torchvision copies each image into it, slower)."""
     n, c, h, w = images.shape
     if images.numel() == 0:
         return images.clone()
-    planes = list(images) if c == 3 else list(images.reshape(n * c, 1, h, w))
+    planes = (
+        list(images.contiguous(memory_format=torch.channels_last)) if c == 3 else list(images.reshape(n * c, 1, h, w))
+    )
     decoded = decode_jpeg(encode_jpeg(planes, quality=quality), mode=ImageReadMode.UNCHANGED)
     return torch.stack(decoded).reshape(n, c, h, w)
-
-
-def _check_quality(quality: int) -> int:
-    quality = int(quality)
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-    return quality
 
 
 def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
@@ -216,7 +202,9 @@ def jpeg_roundtrip_uint8(images: Tensor, quality: int) -> Tensor:
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    return _jpeg_codec(images.detach().cpu(), _check_quality(quality)).to(images.device)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    return _jpeg_codec(images.detach().cpu(), int(quality)).to(images.device)
 
 
 @register("jpeg_compression", "digital")
@@ -224,8 +212,13 @@ def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tens
     """JPEG round trip at quality ``q`` (ImageNet-C ``jpeg_compression``) of the images rounded to uint8 (what
     Pillow encodes), coded on the CPU with libjpeg; the result lies on the 1/255 grid, on the input device."""
     x, _ = prepare_images(images, seeds)
-    decoded = _jpeg_codec(quantize_uint8_round(x.detach().cpu()), _check_quality(severity_param))
-    return decoded.to(x.dtype).div_(255.0).to(device=images.device, dtype=images.dtype)
+    quality = int(severity_param)
+
+    def roundtrip(chunk: Tensor) -> Tensor:  # in cache-sized chunks: the conversions stay in cache
+        return _jpeg_codec(quantize_uint8_round(chunk), quality).to(x.dtype).div_(255.0)
+
+    decoded = map_image_chunks(roundtrip, x.detach().cpu(), max_elements=_CPU_CHUNK_ELEMENTS)
+    return decoded.to(device=images.device, dtype=images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -244,7 +237,7 @@ def _saturate(x: Tensor, multiply: float, add: float) -> Tensor:
     delta = v - x.amin(dim=1, keepdim=True)
     s_new = (delta / v.clamp_min(_TINY)).mul_(multiply).add_(add).clamp_(0.0, 1.0)  # S' (grey: clip(b))
     ratio = s_new * v / delta.clamp_min(_TINY)  # S' / S; finite for grey pixels, where v - x is 0
-    out = (v - x).mul_(ratio).neg_().add_(v)
+    out = torch.lerp(v, x, ratio)  # v - (v - x) ratio in one pass
     if add > 0:
         grey = (delta == 0).expand(-1, 2, -1, -1)
         out[:, 1:] = torch.where(grey, v * (1.0 - s_new), out[:, 1:])
@@ -274,34 +267,47 @@ def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> 
 # elastic transform (original ImageNet-C algorithm)
 
 
+@functools.lru_cache(maxsize=16)
+def _reflect_filter_matrix(size: int, sigma: float) -> Tensor:
+    """(size, size) float64 matrix of scipy ``gaussian_filter1d(mode='reflect', truncate=3)``, the repeated
+    reflections of kernels longer than the axis folded in."""
+    return correlate1d(torch.eye(size, dtype=torch.float64), gaussian_kernel1d(sigma, 3.0), -2, "symmetric")
+
+
 def _gaussian_filter_reflect(fields: Tensor, sigma: float) -> Tensor:
-    """scipy ``gaussian_filter(mode='reflect', truncate=3)`` of (..., H, W); ``sigma <= 1e-15`` is the identity, as in
-    scipy. Long kernels (up to 512 px, longer than the image) as products with the dense filter matrices, which fold
-    the repeated reflections in."""
+    """scipy ``gaussian_filter(mode='reflect', truncate=3)`` of (..., H, W) (``sigma <= 1e-15``: the identity, as in
+    scipy) as products with the filter matrices; a narrow kernel's band (|i - j| <= radius) in blocks of 32 rows,
+    which multiply only the inputs they touch (224 px, ImageNet-C: half the time for radius 7, -20 % for 59)."""
     if sigma <= 1e-15:
         return fields
-    dense = 2 * int(3.0 * sigma + 0.5) + 1 > min(fields.shape[-2:])
-    return gaussian_filter(fields, sigma, truncate=3.0, mode="symmetric", method="dense" if dense else "auto")
+    radius = int(3.0 * sigma + 0.5)
+    for dim in (-2, -1):
+        size = fields.shape[dim]
+        matrix = _reflect_filter_matrix(size, sigma).to(device=fields.device, dtype=fields.dtype)
+        step = size if 2 * radius >= size else 32
+        blocks = []
+        for start in range(0, size, step):
+            rows, lo, hi = slice(start, start + step), max(start - radius, 0), min(start + step + radius, size)
+            if dim == -2:
+                blocks.append(torch.matmul(matrix[rows, lo:hi], fields[..., lo:hi, :]))
+            else:
+                blocks.append(torch.matmul(fields[..., lo:hi], matrix[rows, lo:hi].t()))
+        fields = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=dim)
+    return fields
 
 
 def _affine_points(height: int, width: int) -> np.ndarray:
-    """The reference's three source points (float32, as cv2 ``(x, y)`` pairs).
-
-    ``centre = (H // 2, W // 2)`` and ``k = min(H, W) // 3`` give ``centre + k``, ``(cy + k, cx - k)`` and
-    ``centre - k``; the reference passes these (row, column)-ordered values to OpenCV, which reads them as (x, y).
-    That only matters for non-square images, and we keep it.
-    """
+    """The reference's three source points ``centre + k``, ``(cy + k, cx - k)``, ``centre - k`` (``centre = (H // 2,
+    W // 2)``, ``k = min(H, W) // 3``) as float32: (row, column) values that OpenCV reads as (x, y), which matters
+    only for non-square images; we keep it."""
     cy, cx = float(height // 2), float(width // 2)
     k = float(min(height, width) // 3)
     return np.array([[cy + k, cx + k], [cy + k, cx - k], [cy - k, cx - k]], dtype=np.float32)
 
 
 def _affine_theta(jitter: Tensor, affine_jitter: float, height: int, width: int) -> Tensor:
-    """(N, 2, 3) ``affine_grid`` matrices (normalised, ``align_corners=True``) of the reference's warpAffine.
-
-    ``cv2.getAffineTransform`` gives the forward map sending the three points to the jittered points;
-    ``cv2.warpAffine`` samples the source at its inverse. Computed in float64 (float32 on MPS).
-    """
+    """(N, 2, 3) ``affine_grid`` matrices (normalised, ``align_corners=True``) of the reference's warpAffine, which
+    samples the source at the inverse of ``cv2.getAffineTransform`` (points -> jittered points); float64 (MPS: 32)."""
     dtype = torch.float64 if jitter.device.type != "mps" else torch.float32
     n, device = jitter.shape[0], jitter.device
     points = torch.from_numpy(_affine_points(height, width)).to(device=device, dtype=dtype)
