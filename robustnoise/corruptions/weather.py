@@ -71,15 +71,12 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def _brightness_scale(x: Tensor, shift: float) -> Tensor:
-    """``rgb * V' / V``: HSV -> RGB is linear in V at fixed hue and saturation. The maximum channel is set to ``V'``
-    exactly (``out + (V' - out)``); black pixels (V = 0: hue = saturation = 0) become gray ``V' = c``."""
+    """``rgb * V' / V``: HSV -> RGB is linear in V at fixed hue and saturation. Computed as ``V' + (rgb - V) V' / V``,
+    so the maximum channel is ``V'`` exactly and black pixels (V = 0: hue = saturation = 0) become gray ``V' = c``."""
     value = x.amax(dim=1, keepdim=True)
-    is_max = x == value
     new_value = (value + shift).clamp_(0.0, 1.0)
-    ratio = torch.div(new_value, value.clamp_min_(torch.finfo(x.dtype).tiny), out=value)
-    out = x * ratio
-    correction = torch.sub(new_value, out).mul_(is_max)  # V' - out on the maximum channel(s), else 0
-    return out.add_(correction).clamp_(0.0, 1.0)
+    ratio = torch.div(new_value, value.clamp_min(torch.finfo(x.dtype).tiny))
+    return torch.addcmul(new_value, x - value, ratio).clamp_(0.0, 1.0)
 
 
 @register("brightness", "weather")
