@@ -305,9 +305,8 @@ def _snow_layer(
 def _snow_blend(x: Tensor, layer: Tensor, blend: float) -> Tensor:
     """``x <- b x + (1 - b) max(x, 1.5 gray + 0.5)``, then ``clip(x + snow + rot180(snow))``."""
     brightened = torch.maximum(x, _gray(x).mul_(1.5).add_(0.5))
-    out = torch.mul(x, blend).add_(brightened.mul_(1.0 - blend))
     layer = layer.to(x.dtype)
-    return out.add_(layer).add_(layer.flip(-2, -1)).clamp_(0.0, 1.0)
+    return brightened.lerp_(x, blend).add_(layer + layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
 
 @register("snow", "weather")
