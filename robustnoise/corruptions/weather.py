@@ -142,7 +142,7 @@ def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: 
         total = grid + grid.roll(-1, 1)
         centres = wibbled_mean(total + total.roll(-1, 2))
         row_diamonds = wibbled_mean((centres + centres.roll(1, 1)) + (grid + grid.roll(-1, 2)))  # rows of corners
-        col_diamonds = wibbled_mean((centres + centres.roll(1, 2)) + (grid + grid.roll(-1, 1)))  # rows of centres
+        col_diamonds = wibbled_mean((centres + centres.roll(1, 2)) + total)  # rows of centres
         interleaved = torch.empty(n, k, 2, k, 2, dtype=dtype, device=uniforms.device)  # faster than torch.stack
         interleaved[:, :, 0, :, 0] = grid
         interleaved[:, :, 0, :, 1] = row_diamonds
