@@ -62,6 +62,11 @@ def _colour(rgb: tuple[float, float, float], channels: int, x: Tensor) -> Tensor
     return torch.tensor(values, dtype=x.dtype, device=x.device).view(1, channels, 1, 1)
 
 
+def _zero_below(x: Tensor, threshold: float) -> Tensor:
+    """``x * (x >= threshold)``, the comparison written as floats (a bool mask costs a conversion pass more)."""
+    return torch.ge(x, threshold, out=torch.empty_like(x)).mul_(x)
+
+
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     """skimage ``gaussian(sigma)`` (truncate 4, 'nearest' border); dense filter matrices up to 64 px (faster there)."""
     return gaussian_filter(x, float(sigma), method="dense" if max(x.shape[-2:]) <= 64 else "auto")
@@ -294,7 +299,7 @@ def _snow_layer(
     """
     _, _, zoom, threshold, blur_radius, blur_sigma, _ = (float(v) for v in severity_param)
     layer = _clipped_zoom(field[:, None], zoom, height, width)
-    layer = layer * (layer >= threshold)
+    layer = _zero_below(layer, threshold)
     layer = layer.clamp(0.0, 1.0).mul_(255.0)
     if quantize_before_blur:
         layer = layer.floor_()
@@ -473,7 +478,7 @@ def _water_shape(distance: Tensor) -> Tensor:
 def _liquid(field: Tensor, sigma: float, threshold: float, dtype: torch.dtype) -> Tensor:
     """``gaussian(field, sigma)`` with values below the threshold set to 0, as (N, 1, H, W)."""
     liquid = _gaussian_blur(field[:, None].to(dtype), sigma)
-    return liquid * (liquid >= threshold)
+    return _zero_below(liquid, threshold)
 
 
 def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Tensor) -> Tensor:
@@ -486,9 +491,8 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
     liquid = _liquid(field, sigma, threshold, x.dtype)
     if int(mode) != 0:
-        m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
-        m = m * (m >= 0.8)
-        return (x * (1 - m)).add_(m * _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
+        m = _zero_below(_gaussian_blur(torch.gt(liquid, threshold, out=torch.empty_like(liquid)), intensity), 0.8)
+        return torch.addcmul(x * (1 - m), m, _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
     liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
     # Only the chamfer distance (a loop over rows) needs the whole batch; the other steps run on cache-sized chunks.
     distance = _chamfer_distance(map_image_chunks(_canny, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
@@ -497,7 +501,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     def blend(part: Tensor, part8: Tensor, part_distance: Tensor) -> Tensor:
         m = part8 * _water_shape(part_distance).to(part8.dtype)
         peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
-        return torch.mul((m / peak).mul_(intensity), colour).add_(part).clamp_(0.0, 1.0)
+        return torch.addcmul(part, (m / peak).mul_(intensity), colour).clamp_(0.0, 1.0)
 
     return map_image_chunks(blend, x, liquid8, distance, max_elements=3 * _WATER_CHUNK_ELEMENTS)
 
