@@ -396,19 +396,19 @@ def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor
     result of the previous pass (N, H, W), folded in by a minimum."""
     axial, diagonal, knight = (float(np.float32(step)) for step in _CHAMFER_STEPS)
     height, width = dist.shape[1] - 2, dist.shape[2] - 4
+    at = [dist[:, :, k : k + width].unbind(1) for k in range(5)]  # at[k][i]: buffer row i from column k
     for r in range(height):
-        above, above2 = dist[:, r + 1], dist[:, r]
         # min(a + k, b + k) == min(a, b) + k exactly (rounding is monotone), so equal steps share one addition.
-        best = torch.minimum(above2[:, 1 : width + 1], above2[:, 3 : width + 3])
-        best = torch.minimum(best, torch.minimum(above[:, 0:width], above[:, 4 : width + 4])).add_(knight)
-        best = torch.minimum(best, torch.minimum(above[:, 1 : width + 1], above[:, 3 : width + 3]).add_(diagonal))
-        best = torch.minimum(best, above[:, 2 : width + 2] + axial)
+        best = torch.minimum(at[1][r], at[3][r])  # two rows above
+        best = torch.minimum(best, torch.minimum(at[0][r + 1], at[4][r + 1])).add_(knight)
+        best = torch.minimum(best, torch.minimum(at[1][r + 1], at[3][r + 1]).add_(diagonal))
+        best = torch.minimum(best, at[2][r + 1] + axial)
         if free is not None:
             best.mul_(free[:, r])
         if first is not None:
             best = torch.minimum(best, first[:, r])
         # out[j] = min(best[j], out[j - 1] + axial) = ramp + cummin(best - ramp), exact in float64, rounded once
-        torch.add(torch.cummin(torch.sub(best, ramp), dim=-1).values, ramp, out=dist[:, r + 2, 2 : width + 2])
+        torch.add(torch.cummin(torch.sub(best, ramp), dim=-1).values, ramp, out=at[2][r + 2])
 
 
 def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
