@@ -28,7 +28,7 @@ __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "shot_noise_table", 
 _CPU_CHUNK_ELEMENTS = 1 << 18  # one 224 px image, or 85 of 32 px, per chunk
 _ALIAS_BITS = 11  # shot noise tables have at most 2**11 cells: 52 of the 63 random bits are left for the threshold
 _LOW = (1 << _ALIAS_BITS) - 1
-_PART = 1 << 15  # shot noise's alias lookups run on parts of this many values (their int64 temporaries stay in L2)
+_PART = 1 << 15  # shot noise's alias lookups run on parts of this many values (their temporaries stay in L2)
 
 
 def _per_image(images: Tensor, seeds: Tensor, fn: Callable[[Tensor, Tensor, torch.Generator], None]) -> Tensor:
@@ -76,13 +76,16 @@ def impulse_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tenso
     """Salt-and-pepper noise as skimage ``random_noise(mode='s&p', amount=c)`` (ImageNet-C ``impulse_noise``).
 
     Each element is hit with probability ``c``; a hit becomes 0 or 1 with probability 1/2 each. One uniform ``u``
-    decides both: ``u < c/2`` is pepper, ``c/2 <= u < c`` salt.
+    decides both: ``u < c/2`` is pepper, ``c/2 <= u < c`` salt; computed as ``clip(x, salt, not pepper)`` with the
+    comparisons written as floats (3x faster on the CPU than ``torch.where`` and bool masks).
     """
     c = float(severity_param)
 
     def fn(x: Tensor, out: Tensor, gen: torch.Generator) -> None:
         u = torch.empty_like(out, dtype=torch.float32).uniform_(generator=gen)
-        torch.where(u < c, (u >= 0.5 * c).to(out.dtype), x, out=out).clamp_(0.0, 1.0)
+        not_pepper = torch.ge(u, 0.5 * c, out=torch.empty_like(out))
+        salt = torch.lt(u, c, out=torch.empty_like(out)).mul_(not_pepper)
+        torch.clamp(x, salt, not_pepper, out=out)
 
     return _per_image(images, seeds, fn)
 
@@ -125,34 +128,40 @@ def shot_noise_table(c: float, dtype: torch.dtype, device: torch.device) -> tupl
     return torch.tensor(entries, dtype=torch.int64, device=device), values.to(device=device, dtype=dtype)
 
 
-def _shot_levels(x: Tensor, seeds: Tensor, c: float) -> Tensor:
-    """Shot noise of images on the 1/255 grid by one alias-table lookup per element: 63 random bits, the low 11
-    pick a cell (uniform), the high 52 its own outcome or its alias. In parts of 2**15 values (kept in cache)."""
-    entries, values = shot_noise_table(c, x.dtype, x.device)
-    cells = entries.shape[1]
+@functools.lru_cache(maxsize=32)
+def _shot_pairs(c: float, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The flat alias ``entries`` of :func:`shot_noise_table` and, at ``2 j`` / ``2 j + 1``, entry ``j``'s alias
+    value and own value (so a lookup needs no ``torch.where``, which is not vectorised on the CPU)."""
+    entries, values = shot_noise_table(c, dtype, device)
+    own = torch.arange(entries.shape[1], device=device).expand_as(entries)
+    return entries.view(-1), torch.stack((values[entries & _LOW], values[own]), dim=-1).view(-1)
+
+
+def _shot_levels(x: Tensor, seeds: Tensor, c: float) -> tuple[Tensor, Tensor]:
+    """Shot noise of images as if on the 1/255 grid by one alias-table lookup per element: 63 random bits, the low 11
+    pick a cell (uniform), the high 52 its own outcome or its alias; in parts of 2**15 values (kept in cache), with
+    int32 indices (25 % faster than int64). Also returns which images are on the grid: every ``255 x`` within 1024
+    ulps of an integer (uint8 however scaled: ``ToTensor`` divides by 255, torchvision v2's ``ToDtype`` multiplies by
+    1/255); the others' output is void."""
+    entries, pairs = _shot_pairs(c, x.dtype, x.device)
+    cells = len(entries) // 256
     bits = rng.bits(seeds, x.shape[1:], device=x.device).view(-1)
     flat = x.contiguous().view(-1)
-    out = torch.empty_like(flat)
+    out, off = torch.empty_like(flat), torch.empty_like(flat)
     for start in range(0, flat.numel(), _PART):
         part, b = slice(start, start + _PART), bits[start : start + _PART]
-        cell = b & (cells - 1)
-        entry = entries.take(flat[part].mul(255 * cells).round_().to(torch.int64).add_(cell))  # level * cells + cell
-        outcome = torch.where(b.bitwise_or_(_LOW) < entry, cell, entry.bitwise_and_(_LOW))
-        torch.index_select(values, 0, outcome, out=out[part])
-    return out.view(x.shape)
+        scaled = flat[part].mul(255)
+        level = scaled.round()
+        torch.sub(scaled, level, out=off[part]).abs_()
+        index = level.mul_(cells).to(torch.int32).add_(b.to(torch.int32).bitwise_and_(cells - 1))  # + cell
+        keep = b.bitwise_or_(_LOW) < entries.index_select(0, index)
+        torch.index_select(pairs, 0, index.add_(index).add_(keep), out=out[part])
+    return out.view(x.shape), off.view(len(x), -1).amax(dim=1) <= 1024 * torch.finfo(x.dtype).eps
 
 
 def _poisson(x: Tensor, seeds: Tensor, c: float) -> Tensor:
     """Shot noise of any images by ``torch.poisson`` on float64 rates."""
     return (rng.poisson(x.double() * c, seeds) / c).clamp_(0.0, 1.0).to(x.dtype)
-
-
-def _on_grid(x: Tensor) -> Tensor:
-    """(N,) bool: every value of image ``i`` is ``k / 255`` up to a few ulps (images from uint8, however scaled:
-    ``ToTensor`` divides by 255, torchvision v2's ``ToDtype`` multiplies by 1/255)."""
-    scaled = x.mul(255)
-    off = scaled.sub_(scaled.round()).abs_()
-    return off.flatten(1).amax(dim=1) <= 1024 * torch.finfo(x.dtype).eps
 
 
 @register("shot_noise", "noise")
@@ -161,19 +170,17 @@ def shot_noise(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
 
     Images on the 1/255 grid (the usual case: decoded from uint8) are sampled from the exact distribution of the rates
     ``k / 255 * c`` through alias tables (:func:`shot_noise_table`; c up to 2047); others by ``torch.poisson``. Both
-    read image ``i``'s own generator. Measured at 224 px, c = 3 .. 60, one thread: 2.9 ms per image against 6.1 ms
+    read image ``i``'s own generator. Measured at 224 px, c = 3 .. 60, one thread: 1.7 ms per image against 7.6 ms
     for ``torch.poisson`` (``docs/parity/noise.md``).
     """
     c = float(severity_param)
 
     def fn(x: Tensor, s: Tensor) -> Tensor:
-        grid = _on_grid(x) if 0 < c <= _LOW else torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        if bool(grid.all()):
-            return _shot_levels(x, s, c)
-        out = torch.empty_like(x)
-        for part, sample in ((grid, _shot_levels), (~grid, _poisson)):
-            if bool(part.any()):
-                out[part] = sample(x[part], s[part], c)
+        if not 0 < c <= _LOW:
+            return _poisson(x, s, c)
+        out, grid = _shot_levels(x, s, c)
+        if not bool(grid.all()):
+            out[~grid] = _poisson(x[~grid], s[~grid], c)
         return out
 
     x, seeds = prepare_images(images, seeds)

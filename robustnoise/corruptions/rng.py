@@ -8,8 +8,8 @@ only on its own seed, not on its batch or the DataLoader workers. Same seed -> s
 Measured on a full 19 x 5 ImageNet-C evaluation batch (224 px, batch 64, one thread, CPU time): 12.5 s with torch's
 generators against 10.5 s with the former hand-written counter-based RNG; the difference was ``torch.poisson`` in
 shot noise (2.3 against 0.95 s). Images on the 1/255 grid have only 256 rates per severity, so shot noise samples
-them from per-rate alias tables with one 63-bit word of :func:`bits` per value (``noise.shot_noise_table``; 2.9
-against 6.1 ms per 224 px image) and keeps ``torch.poisson`` for other images. ``python -m benchmarks.corruptions``
+them from per-rate alias tables with one 63-bit word of :func:`bits` per value (``noise.shot_noise_table``; 1.7
+against 7.6 ms per 224 px image) and keeps ``torch.poisson`` for other images. ``python -m benchmarks.corruptions``
 prints the share of torch's random-number kernels in a full 19 x 5 run.
 """
 

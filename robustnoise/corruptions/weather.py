@@ -62,6 +62,11 @@ def _colour(rgb: tuple[float, float, float], channels: int, x: Tensor) -> Tensor
     return torch.tensor(values, dtype=x.dtype, device=x.device).view(1, channels, 1, 1)
 
 
+def _zero_below(x: Tensor, threshold: float) -> Tensor:
+    """``x * (x >= threshold)``, the comparison written as floats (a bool mask costs a conversion pass more)."""
+    return torch.ge(x, threshold, out=torch.empty_like(x)).mul_(x)
+
+
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     """skimage ``gaussian(sigma)`` (truncate 4, 'nearest' border); dense filter matrices up to 64 px (faster there)."""
     return gaussian_filter(x, float(sigma), method="dense" if max(x.shape[-2:]) <= 64 else "auto")
@@ -71,15 +76,12 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def _brightness_scale(x: Tensor, shift: float) -> Tensor:
-    """``rgb * V' / V``: HSV -> RGB is linear in V at fixed hue and saturation. The maximum channel is set to ``V'``
-    exactly (``out + (V' - out)``); black pixels (V = 0: hue = saturation = 0) become gray ``V' = c``."""
+    """``rgb * V' / V``: HSV -> RGB is linear in V at fixed hue and saturation. Computed as ``V' + (rgb - V) V' / V``,
+    so the maximum channel is ``V'`` exactly and black pixels (V = 0: hue = saturation = 0) become gray ``V' = c``."""
     value = x.amax(dim=1, keepdim=True)
-    is_max = x == value
     new_value = (value + shift).clamp_(0.0, 1.0)
-    ratio = torch.div(new_value, value.clamp_min_(torch.finfo(x.dtype).tiny), out=value)
-    out = x * ratio
-    correction = torch.sub(new_value, out).mul_(is_max)  # V' - out on the maximum channel(s), else 0
-    return out.add_(correction).clamp_(0.0, 1.0)
+    ratio = torch.div(new_value, value.clamp_min(torch.finfo(x.dtype).tiny))
+    return torch.addcmul(new_value, x - value, ratio).clamp_(0.0, 1.0)
 
 
 @register("brightness", "weather")
@@ -145,7 +147,7 @@ def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: 
         total = grid + grid.roll(-1, 1)
         centres = wibbled_mean(total + total.roll(-1, 2))
         row_diamonds = wibbled_mean((centres + centres.roll(1, 1)) + (grid + grid.roll(-1, 2)))  # rows of corners
-        col_diamonds = wibbled_mean((centres + centres.roll(1, 2)) + (grid + grid.roll(-1, 1)))  # rows of centres
+        col_diamonds = wibbled_mean((centres + centres.roll(1, 2)) + total)  # rows of centres
         interleaved = torch.empty(n, k, 2, k, 2, dtype=dtype, device=uniforms.device)  # faster than torch.stack
         interleaved[:, :, 0, :, 0] = grid
         interleaved[:, :, 0, :, 1] = row_diamonds
@@ -297,7 +299,7 @@ def _snow_layer(
     """
     _, _, zoom, threshold, blur_radius, blur_sigma, _ = (float(v) for v in severity_param)
     layer = _clipped_zoom(field[:, None], zoom, height, width)
-    layer = layer * (layer >= threshold)
+    layer = _zero_below(layer, threshold)
     layer = layer.clamp(0.0, 1.0).mul_(255.0)
     if quantize_before_blur:
         layer = layer.floor_()
@@ -308,9 +310,8 @@ def _snow_layer(
 def _snow_blend(x: Tensor, layer: Tensor, blend: float) -> Tensor:
     """``x <- b x + (1 - b) max(x, 1.5 gray + 0.5)``, then ``clip(x + snow + rot180(snow))``."""
     brightened = torch.maximum(x, _gray(x).mul_(1.5).add_(0.5))
-    out = torch.mul(x, blend).add_(brightened.mul_(1.0 - blend))
     layer = layer.to(x.dtype)
-    return out.add_(layer).add_(layer.flip(-2, -1)).clamp_(0.0, 1.0)
+    return brightened.lerp_(x, blend).add_(layer + layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
 
 @register("snow", "weather")
@@ -395,19 +396,19 @@ def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor
     result of the previous pass (N, H, W), folded in by a minimum."""
     axial, diagonal, knight = (float(np.float32(step)) for step in _CHAMFER_STEPS)
     height, width = dist.shape[1] - 2, dist.shape[2] - 4
+    at = [dist[:, :, k : k + width].unbind(1) for k in range(5)]  # at[k][i]: buffer row i from column k
     for r in range(height):
-        above, above2 = dist[:, r + 1], dist[:, r]
         # min(a + k, b + k) == min(a, b) + k exactly (rounding is monotone), so equal steps share one addition.
-        best = torch.minimum(above2[:, 1 : width + 1], above2[:, 3 : width + 3])
-        best = torch.minimum(best, torch.minimum(above[:, 0:width], above[:, 4 : width + 4])).add_(knight)
-        best = torch.minimum(best, torch.minimum(above[:, 1 : width + 1], above[:, 3 : width + 3]).add_(diagonal))
-        best = torch.minimum(best, above[:, 2 : width + 2] + axial)
+        best = torch.minimum(at[1][r], at[3][r])  # two rows above
+        best = torch.minimum(best, torch.minimum(at[0][r + 1], at[4][r + 1])).add_(knight)
+        best = torch.minimum(best, torch.minimum(at[1][r + 1], at[3][r + 1]).add_(diagonal))
+        best = torch.minimum(best, at[2][r + 1] + axial)
         if free is not None:
             best.mul_(free[:, r])
         if first is not None:
             best = torch.minimum(best, first[:, r])
         # out[j] = min(best[j], out[j - 1] + axial) = ramp + cummin(best - ramp), exact in float64, rounded once
-        torch.add(torch.cummin(torch.sub(best, ramp), dim=-1).values, ramp, out=dist[:, r + 2, 2 : width + 2])
+        torch.add(torch.cummin(torch.sub(best, ramp), dim=-1).values, ramp, out=at[2][r + 2])
 
 
 def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
@@ -477,7 +478,7 @@ def _water_shape(distance: Tensor) -> Tensor:
 def _liquid(field: Tensor, sigma: float, threshold: float, dtype: torch.dtype) -> Tensor:
     """``gaussian(field, sigma)`` with values below the threshold set to 0, as (N, 1, H, W)."""
     liquid = _gaussian_blur(field[:, None].to(dtype), sigma)
-    return liquid * (liquid >= threshold)
+    return _zero_below(liquid, threshold)
 
 
 def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Tensor) -> Tensor:
@@ -490,10 +491,9 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
     liquid = _liquid(field, sigma, threshold, x.dtype)
     if int(mode) != 0:
-        m = _gaussian_blur((liquid > threshold).to(x.dtype), intensity)
-        m = m * (m >= 0.8)
-        return (x * (1 - m)).add_(m * _colour(_MUD_RGB, x.shape[1], x)).clamp_(0.0, 1.0)
-    liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
+        m = _zero_below(_gaussian_blur(torch.gt(liquid, threshold, out=torch.empty_like(liquid)), intensity), 0.8)
+        return torch.lerp(x, _colour(_MUD_RGB, x.shape[1], x), m).clamp_(0.0, 1.0)  # x (1 - m) + m colour
+    liquid8 = (liquid * 255.0).floor_().remainder_(256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
     # Only the chamfer distance (a loop over rows) needs the whole batch; the other steps run on cache-sized chunks.
     distance = _chamfer_distance(map_image_chunks(_canny, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
     colour = _colour(_WATER_RGB, x.shape[1], x)
@@ -501,7 +501,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     def blend(part: Tensor, part8: Tensor, part_distance: Tensor) -> Tensor:
         m = part8 * _water_shape(part_distance).to(part8.dtype)
         peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
-        return torch.mul((m / peak).mul_(intensity), colour).add_(part).clamp_(0.0, 1.0)
+        return torch.addcmul(part, (m / peak).mul_(intensity), colour).clamp_(0.0, 1.0)
 
     return map_image_chunks(blend, x, liquid8, distance, max_elements=3 * _WATER_CHUNK_ELEMENTS)
 
