@@ -27,12 +27,7 @@ from robustnoise.corruptions.presets import (
 )
 from robustnoise.utils.errors import RobustnoiseError
 
-_LEGACY = {
-    "imagenet": "imagenetc",
-    "tinyimagenet": "tinyimagenetc",
-    "cifar": "cifar10c",
-    "mnist": "mnistc",
-}  # old reports
+_LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "cifar10c", "mnist": "mnistc"}
 
 
 class Benchmark(str, Enum):
@@ -52,7 +47,7 @@ class Benchmark(str, Enum):
 
     @classmethod
     def _missing_(cls, value: object) -> Benchmark | None:
-        return cls(_LEGACY[value]) if value in _LEGACY else None
+        return cls(_LEGACY[value]) if value in _LEGACY else None  # the names of older reports
 
     @classmethod
     def parse(cls, value: str | Benchmark) -> Benchmark:
@@ -86,6 +81,11 @@ class Benchmark(str, Enum):
     def holdouts(self) -> tuple[str, ...]:
         """Reported apart, never averaged in (MNIST-C has none: its ``spatter`` is a benchmark corruption)."""
         return () if self is Benchmark.MNIST_C else HOLDOUT_CORRUPTIONS
+
+    @property
+    def clean_alias(self) -> str | None:
+        """The set that is the clean test split, not a corruption: MNIST-C's ``identity`` (Mu & Gilmer 2019)."""
+        return "identity" if self is Benchmark.MNIST_C else None
 
     @property
     def severities(self) -> tuple[int, ...]:
@@ -256,7 +256,7 @@ def robustness_summary(
     normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts
     top1, top5 = accuracy_matrix(accuracies, "top1"), accuracy_matrix(accuracies, "top5")
     errors = error_matrix(accuracies, "top1")
-    clean_key = "identity/s1" if mnist and "clean" not in accuracies else "clean"
+    clean_key = f"{bench.clean_alias}/s1" if bench.clean_alias and "clean" not in accuracies else "clean"
     out = {f"clean_{f}": 100.0 * (1.0 - clean_error(accuracies, f, clean_key)) for f in ("top1", "top5")}
     with warnings.catch_warnings():  # one consolidated warning below instead of one per metric
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
@@ -272,8 +272,8 @@ def robustness_summary(
             if values:
                 out[f"s{severity}_top1"] = _mean(values)
 
-        canonical, skipped = (*corruptions, *holdouts), {"identity"} if mnist else set()
-        for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical) - skipped):
+        canonical = (*corruptions, *holdouts)
+        for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - {*canonical, bench.clean_alias}):
             out[f"{corruption}/top1"] = _mean(top1[corruption].values())
             out[f"{corruption}/top5"] = _mean(top5.get(corruption, {}).values())
             ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else _NAN

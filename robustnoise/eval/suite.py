@@ -5,7 +5,6 @@ a loader per (corruption, severity). Per-image records merge across ranks by max
 
 from __future__ import annotations
 
-import math
 import statistics
 import warnings
 from dataclasses import dataclass
@@ -215,15 +214,12 @@ def flat_metrics(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
         means = robustness_summary(accuracies, benchmark=benchmark)
-    clean = accuracies.get("clean", {})
-    metrics = {"test/acc": clean.get("top1", math.nan), "test/acc_top5": clean.get("top5", math.nan)}
+    metrics = {"test/acc": accuracies["clean"]["top1"], "test/acc_top5": accuracies["clean"]["top5"]}
     for key, acc in accuracies.items():
         if key != "clean":
-            metrics[f"test_c/{key}/acc"] = acc["top1"]
-            metrics[f"test_c/{key}/acc_top5"] = acc["top5"]
+            metrics |= {f"test_c/{key}/acc": acc["top1"], f"test_c/{key}/acc_top5": acc["top5"]}
     per_corruption = accuracy_matrix(accuracies)
-    for name, row in per_corruption.items():
-        metrics[f"test_c/{name}/acc"] = sum(row.values()) / len(row)
+    metrics |= {f"test_c/{name}/acc": sum(row.values()) / len(row) for name, row in per_corruption.items()}
     if per_corruption:
         metrics["test_c/mean_acc"] = means["c_top1"]
         metrics["test_c/mean_acc_top5"] = means["c_top5"]

@@ -110,8 +110,7 @@ class Report:
 
     def corruptions(self) -> tuple[list[str], list[str]]:
         """``(benchmark corruptions, holdouts)`` evaluated, in evaluation order (MNIST-C: no holdouts)."""
-        held, mnist_c = self.benchmark.holdouts, self.benchmark is Benchmark.MNIST_C
-        names = [n for n in self.matrix() if not (mnist_c and n == "identity")]  # MNIST-C's identity: the clean set
+        held, names = self.benchmark.holdouts, [n for n in self.matrix() if n != self.benchmark.clean_alias]
         return [n for n in names if n not in held], [n for n in names if n in held]
 
     def corruption_accuracy(self, corruption: str, field: str = "top1") -> float:
@@ -265,11 +264,6 @@ def _pm(centre: float, spread: float, digits: int) -> str:
     return text if math.isnan(centre) or math.isnan(spread) else f"{text} ± {spread:.{digits}f}"
 
 
-def severity_label(report: Report, severity: int) -> str:
-    """``s<severity>``, or ``one level`` for MNIST-C's sets: no severities (Mu & Gilmer 2019; keyed ``s1``)."""
-    return "one level" if report.benchmark is Benchmark.MNIST_C and severity == 1 else f"s{severity}"
-
-
 # Seeds are the unit: a group of runs that differ only in their seed gives one interval per number.
 T_INTERVAL_MIN_N = 5  # from this many seeds on, the 95 % t confidence interval of the mean; below, min–max
 
@@ -410,10 +404,9 @@ def corruption_table(report: Report) -> str:
     """Per corruption: top-1 / top-5 averaged over the severities and the CE where available (markdown)."""
     main, holdouts = report.corruptions()
     normalized = "mce" in report.metrics
-    top1, top5 = report.matrix(), report.matrix("top5")
 
     def row(name: str, label: str) -> list[str]:
-        acc, acc5 = mean(top1.get(name, {}).values()), mean(top5.get(name, {}).values())
+        acc, acc5 = report.corruption_accuracy(name), report.corruption_accuracy(name, "top5")
         ce = report.metrics.get(f"{name}/ce", NAN)
         if math.isnan(ce) and not normalized:
             ce = 100.0 - acc
@@ -436,7 +429,8 @@ def severity_grid(report: Report) -> tuple[list[str], list[str], list[list[float
     if len(main) > 1:
         rows["mean"] = [mean(matrix[c].get(s) for c in main) for s in severities]
     rows |= {f"{name} (holdout)": [matrix[name].get(s, NAN) for s in severities] for name in holdouts}
-    columns = [severity_label(report, s) for s in severities] + ["mean"]
+    one_level = report.benchmark is Benchmark.MNIST_C  # MNIST-C's sets have no severities (Mu & Gilmer 2019)
+    columns = ["one level" if one_level and s == 1 else f"s{s}" for s in severities] + ["mean"]
     return list(rows), columns, [[*row, mean(row)] for row in rows.values()]
 
 
