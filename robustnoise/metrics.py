@@ -168,14 +168,23 @@ def clean_error(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1"
     return 1.0 - float(acc[field]) / 100.0 if acc is not None and _valid(acc, field) else _NAN
 
 
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else _NAN
+def num(value: Any) -> float:
+    """``value`` as a float; NaN for None, non-numbers and booleans."""
+    try:
+        return _NAN if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return _NAN
+
+
+def mean(values: Iterable[Any]) -> float:
+    """Mean of the finite numbers of ``values``; NaN if there is none."""
+    finite = [v for v in map(num, values) if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else _NAN
 
 
 def _mean_over(matrix: ErrorMatrix, names: Sequence[str]) -> float:
     """The mean over ``names`` (those in ``matrix``) of their mean over the severities."""
-    return _mean(_mean(matrix[c].values()) for c in names if c in matrix)
+    return mean(mean(matrix[c].values()) for c in names if c in matrix)
 
 
 def _missing(errors: ErrorMatrix, corruptions: Sequence[str], what: str) -> bool:
@@ -206,7 +215,7 @@ def mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS)
     """AlexNet-normalised mCE in % over the severities present (ImageNet-C); NaN + warning if incomplete."""
     if _missing(errors, corruptions, "mCE"):
         return _NAN
-    return 100.0 * _mean(_ce(c, errors[c]) for c in corruptions)
+    return 100.0 * mean(_ce(c, errors[c]) for c in corruptions)
 
 
 def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
@@ -228,7 +237,7 @@ def relative_mce(errors: ErrorMatrix, clean_error: float, corruptions: Sequence[
         / (_alexnet_sum(c, errors[c]) - ALEXNET_CLEAN_ERR * len(errors[c]))
         for c in corruptions
     ]
-    return 100.0 * _mean(ratios)
+    return 100.0 * mean(ratios)
 
 
 def accuracy_without_noise(
@@ -270,14 +279,14 @@ def robustness_summary(
         for severity in () if mnist else SEVERITIES:
             values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
             if values:
-                out[f"s{severity}_top1"] = _mean(values)
+                out[f"s{severity}_top1"] = mean(values)
 
         canonical = (*corruptions, *holdouts)
         for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - {*canonical, bench.clean_alias}):
-            out[f"{corruption}/top1"] = _mean(top1[corruption].values())
-            out[f"{corruption}/top5"] = _mean(top5.get(corruption, {}).values())
+            out[f"{corruption}/top1"] = mean(top1[corruption].values())
+            out[f"{corruption}/top5"] = mean(top5.get(corruption, {}).values())
             ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else _NAN
-            out[f"{corruption}/ce"] = 100.0 * (ce if normalized else _mean(errors[corruption].values()))
+            out[f"{corruption}/ce"] = 100.0 * (ce if normalized else mean(errors[corruption].values()))
 
         if any(c in top1 for c in holdouts):
             out["holdout_top1"], out["holdout_top5"] = _mean_over(top1, holdouts), _mean_over(top5, holdouts)
@@ -292,12 +301,10 @@ def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], 
     problems = []
     missing = [c for c in corruptions if c not in top1]
     if missing:
-        nan = ("mce, relative_mce, " if bench.normalized else "") + (
-            "" if bench is Benchmark.MNIST_C else "no_noise_*, "
-        )
+        nan = ["mce", "relative_mce"] * bench.normalized + ["no_noise_*"] * (bench is not Benchmark.MNIST_C)
         problems.append(
             f"missing {len(missing)} of the {len(corruptions)} corruptions ({', '.join(missing)}): "
-            f"{nan}unnormalized_mce are NaN and c_top1/c_top5 average only the others"
+            f"{', '.join([*nan, 'unnormalized_mce'])} are NaN and c_top1/c_top5 average only the others"
         )
     partial = [c for c in corruptions if c in top1 and set(top1[c]) != set(severities)]
     if partial:

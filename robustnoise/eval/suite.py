@@ -75,11 +75,10 @@ class CorruptionSuite:
         self.seed = seed
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.sets = [EvalSet(None)] + [EvalSet(c, int(s)) for c in corruptions for s in severities]
-        self.generated = list(range(len(self.sets)))  # evaluated from the clean loader's batches
-        for corruption, severity, files in released or []:
-            self.sets.append(EvalSet(corruption, int(severity), IndexedDataset(files)))
-        self.released = list(range(len(self.generated), len(self.sets)))  # loader 1 + i evaluates set released[i]
+        generated = [EvalSet(None)] + [EvalSet(c, int(s)) for c in corruptions for s in severities]
+        self.sets = generated + [EvalSet(c, int(s), IndexedDataset(files)) for c, s, files in released or []]
+        # the generated sets come from the clean loader's batches; loader 1 + i evaluates set released[i]
+        self.generated, self.released = range(len(generated)), range(len(generated), len(self.sets))
         # adversarial noise (Rusak et al. 2020, Table 2): accuracy at noise_epsilon and eps* along each generator
         self.noise_generators = list(noise_generators or [])
         self.noise_epsilon = noise_epsilon

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_grid
+from robustnoise.metrics import mean, num
+from robustnoise.report.reporting import Report, number_rows, seed_interval, severity_grid
 
 DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure

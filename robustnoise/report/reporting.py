@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
+from robustnoise.metrics import Benchmark, accuracy_matrix, mean, num, robustness_summary
 
 log = logging.getLogger(__name__)
 
@@ -176,20 +176,6 @@ def all_corruptions(reports: Sequence[Report]) -> tuple[list[str], list[str]]:
 def attack_names(reports: Sequence[Report]) -> list[str]:
     """The attacks evaluated in any of ``reports``, in first-seen order."""
     return list(dict.fromkeys(n for r in reports for n in r.attacks))
-
-
-def num(value: Any) -> float:
-    """``value`` as a float; NaN for None, non-numbers and booleans."""
-    try:
-        return NAN if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        return NAN
-
-
-def mean(values: Iterable[Any]) -> float:
-    """Mean of the finite numbers of ``values``; NaN if there is none."""
-    finite = [v for v in map(num, values) if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else NAN
 
 
 def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
