@@ -139,7 +139,6 @@ class IncompleteBenchmarkWarning(UserWarning):
 
 ErrorMatrix = Mapping[str, Mapping[int, float]]  # {corruption: {severity: error}}, errors as fractions in [0, 1]
 _KEY = re.compile(r"^(?P<corruption>[^/]+)/s(?P<severity>\d+)$")
-_NAN = float("nan")
 
 
 def _valid(acc: Mapping[str, Any], field: str) -> bool:
@@ -165,21 +164,21 @@ def error_matrix(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1
 def clean_error(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1", key: str = "clean") -> float:
     """Clean error (fraction) from ``accuracies[key]``, NaN if absent or empty."""
     acc = accuracies.get(key)
-    return 1.0 - float(acc[field]) / 100.0 if acc is not None and _valid(acc, field) else _NAN
+    return 1.0 - float(acc[field]) / 100.0 if acc is not None and _valid(acc, field) else math.nan
 
 
 def num(value: Any) -> float:
     """``value`` as a float; NaN for None, non-numbers and booleans."""
     try:
-        return _NAN if isinstance(value, bool) else float(value)
+        return math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
-        return _NAN
+        return math.nan
 
 
 def mean(values: Iterable[Any]) -> float:
     """Mean of the finite numbers of ``values``; NaN if there is none."""
     finite = [v for v in map(num, values) if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else _NAN
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _mean_over(matrix: ErrorMatrix, names: Sequence[str]) -> float:
@@ -214,14 +213,14 @@ def _ce(corruption: str, row: Mapping[int, float]) -> float:
 def mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
     """AlexNet-normalised mCE in % over the severities present (ImageNet-C); NaN + warning if incomplete."""
     if _missing(errors, corruptions, "mCE"):
-        return _NAN
+        return math.nan
     return 100.0 * mean(_ce(c, errors[c]) for c in corruptions)
 
 
 def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
     """Mean error over ``corruptions`` x severities, in %: CIFAR-10/100-C, Tiny-ImageNet-C, MNIST-C."""
     if _missing(errors, corruptions, "unnormalised mCE"):
-        return _NAN
+        return math.nan
     return 100.0 * _mean_over(errors, corruptions)
 
 
@@ -229,9 +228,9 @@ def relative_mce(errors: ErrorMatrix, clean_error: float, corruptions: Sequence[
     """Relative mCE in % over the severities present (``clean_error``: a fraction); NaN + warning if incomplete."""
     if math.isnan(clean_error):
         warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
-        return _NAN
+        return math.nan
     if _missing(errors, corruptions, "relative mCE"):
-        return _NAN
+        return math.nan
     ratios = [
         (sum(errors[c].values()) - clean_error * len(errors[c]))
         / (_alexnet_sum(c, errors[c]) - ALEXNET_CLEAN_ERR * len(errors[c]))
@@ -247,19 +246,19 @@ def accuracy_without_noise(
     kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
     matrices = {field: accuracy_matrix(accuracies, field) for field in ("top1", "top5")}
     return {
-        field: _NAN if _missing(matrix, kept, f"accuracy w/o noises ({field})") else _mean_over(matrix, kept)
+        field: math.nan if _missing(matrix, kept, f"accuracy w/o noises ({field})") else _mean_over(matrix, kept)
         for field, matrix in matrices.items()
     }
 
 
 def robustness_summary(
-    accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C
+    accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C, warn: bool = True
 ) -> dict[str, float]:
     """All robustness numbers of one evaluation as ``{name: float}`` (%): ``clean_top1/5`` (MNIST-C: ``identity/s1``
     if no ``clean``), ``c_top1/5`` (benchmark corruptions x severities), ``unnormalized_mce``, ``mce`` and
     ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` and ``s<k>_top1`` (not MNIST-C), ``<corruption>/top1``,
     ``/top5``, ``/ce`` (AlexNet-normalised for ImageNet-C, else the mean error), ``holdout_top1/5`` and
-    ``holdout_mce``. NaN where undefined; one warning if the benchmark is incomplete."""
+    ``holdout_mce``. NaN where undefined; one warning (if ``warn``) if the benchmark is incomplete."""
     bench = Benchmark.parse(benchmark)
     mnist = bench is Benchmark.MNIST_C
     normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts
@@ -285,14 +284,15 @@ def robustness_summary(
         for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - {*canonical, bench.clean_alias}):
             out[f"{corruption}/top1"] = mean(top1[corruption].values())
             out[f"{corruption}/top5"] = mean(top5.get(corruption, {}).values())
-            ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else _NAN
+            ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else math.nan
             out[f"{corruption}/ce"] = 100.0 * (ce if normalized else mean(errors[corruption].values()))
 
         if any(c in top1 for c in holdouts):
             out["holdout_top1"], out["holdout_top5"] = _mean_over(top1, holdouts), _mean_over(top5, holdouts)
             out["holdout_mce"] = (mce if normalized else unnormalized_mce)(errors, holdouts)
 
-    _warn_incomplete(bench, top1, normalized and math.isnan(clean_error(accuracies)))
+    if warn:
+        _warn_incomplete(bench, top1, normalized and math.isnan(clean_error(accuracies)))
     return out
 
 

@@ -6,7 +6,6 @@ a loader per (corruption, severity). Per-image records merge across ranks by max
 from __future__ import annotations
 
 import statistics
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
-from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, accuracy_matrix, robustness_summary
+from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
 from robustnoise.noise.projection import project_to_sphere
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.progress import progress
@@ -210,9 +209,7 @@ def flat_metrics(
     accuracies: dict[str, dict[str, float]], benchmark: Benchmark | str = Benchmark.GENERATED
 ) -> dict[str, float]:
     """Logger metrics; ``test_c/mean_acc`` is the report's mean-C (``c_top1`` of ``robustness_summary``)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
-        means = robustness_summary(accuracies, benchmark=benchmark)
+    means = robustness_summary(accuracies, benchmark, warn=False)
     metrics = {"test/acc": accuracies["clean"]["top1"], "test/acc_top5": accuracies["clean"]["top5"]}
     for key, acc in accuracies.items():
         if key != "clean":

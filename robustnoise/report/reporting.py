@@ -9,7 +9,6 @@ import logging
 import math
 import re
 import statistics
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
@@ -24,7 +23,6 @@ REPORT_JSON = "robustness.json"
 REPORT_CSV = "robustness.csv"
 REPORT_MD = "robustness.md"
 MISSING = "–"
-NAN = float("nan")
 EPS_DIRECTIONS = ("gaussian", "uniform", "adversarial")  # display order of eps*; others follow alphabetically
 _PER_GENERATOR = re.compile(r"adversarial_\d+")
 
@@ -50,10 +48,8 @@ class Report:
 
     def __post_init__(self) -> None:
         self.benchmark = Benchmark.parse(self.benchmark)
-        if not self.metrics and self.sets:
-            with warnings.catch_warnings():  # partial sets are normal for generated evaluations
-                warnings.simplefilter("ignore")
-                self.metrics = robustness_summary(self.sets, self.benchmark)
+        if not self.metrics and self.sets:  # partial sets are normal for generated evaluations: no warning
+            self.metrics = robustness_summary(self.sets, self.benchmark, warn=False)
         self.gaussian_sigmas = dict(sorted((float(s), float(a)) for s, a in self.gaussian_sigmas.items()))
 
     @classmethod
@@ -121,11 +117,12 @@ class Report:
         """``(centre, spread)`` of eps* in one direction: the median (else the mean) and the std."""
         stats = self.eps_star.get(direction, {})
         median = num(stats.get("median"))
-        return (median, NAN) if not math.isnan(median) else (num(stats.get("mean")), num(stats.get("std")))
+        return (median, math.nan) if not math.isnan(median) else (num(stats.get("mean")), num(stats.get("std")))
 
     def eps_worst(self) -> float:
         """The smallest median eps* over the adversarial generators (the attacker's view); NaN if none."""
-        return min((num(v.get("median")) for k, v in self.eps_star.items() if _PER_GENERATOR.fullmatch(k)), default=NAN)
+        medians = [num(v.get("median")) for k, v in self.eps_star.items() if _PER_GENERATOR.fullmatch(k)]
+        return min(medians, default=math.nan)
 
     def adversarial(self) -> tuple[float, float, float]:
         """``(mean, std, epsilon)`` of the accuracy under adversarial noise; NaNs if not evaluated."""
@@ -135,7 +132,7 @@ class Report:
     def adversarial_worst(self) -> float:
         """Accuracy under the strongest adversarial noise generator; NaN if not evaluated."""
         adv = self.adversarial_noise or {}
-        return num(adv.get("worst", min(adv.get("per_seed") or [NAN])))
+        return num(adv.get("worst", min(adv.get("per_seed") or [math.nan])))
 
     def attack(self, name: str) -> tuple[float, float]:
         """``(accuracy %, epsilon)`` under one attack; NaNs if not evaluated."""
@@ -181,7 +178,7 @@ def attack_names(reports: Sequence[Report]) -> list[str]:
 def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Clean accuracy, mean corruption accuracy, per-corruption means over severities (top-1 and top-5)."""
     corrupted = {k: v for k, v in accuracies.items() if k != "clean" and v["n"] > 0}
-    clean = accuracies.get("clean", {"top1": NAN, "top5": NAN})
+    clean = accuracies.get("clean", {"top1": math.nan, "top5": math.nan})
     matrices = {f: accuracy_matrix(corrupted, f) for f in ("top1", "top5")}
     return {
         **{f"clean_{f}": clean[f] for f in ("top1", "top5")},
@@ -224,7 +221,7 @@ def format_table(reports: Sequence[Report], names: Sequence[str]) -> str:
     header = f"{'method':<{width}} clean  mean-C " + " ".join(f"{short[k]:>5}" for k in keys)
     lines = [header, "-" * len(header)]
     for name, r in zip(names, reports):
-        cells = " ".join(cell(r.sets.get(k, {}).get("top1", NAN)) for k in keys)
+        cells = " ".join(cell(r.sets.get(k, {}).get("top1", math.nan)) for k in keys)
         lines.append(f"{name:<{width}} {cell(r.metric('clean_top1'))}  {cell(r.metric('c_top1'))}  {cells}")
     if keys:
         lines += ["", "columns: " + ", ".join(sorted({f"{short[k][:-1]}=<{k.split('/')[0]}>" for k in keys}))]
@@ -251,7 +248,6 @@ def _pm(centre: float, spread: float, digits: int) -> str:
 
 
 # Seeds are the unit: a group of runs that differ only in their seed gives one interval per number.
-T_INTERVAL_MIN_N = 5  # from this many seeds on, the 95 % t confidence interval of the mean; below, min–max
 
 
 class Interval(NamedTuple):
@@ -267,8 +263,8 @@ def seed_interval(values: Sequence[float]) -> Interval:
     """Mean and interval of ``values`` (a seed each): min–max; from 5 seeds on, ``mean ± t(0.975, n-1) s/sqrt(n)``."""
     finite = [v for v in map(num, values) if not math.isnan(v)]
     n, centre = len(finite), mean(finite)
-    if n < T_INTERVAL_MIN_N:
-        return Interval(centre, min(finite, default=NAN), max(finite, default=NAN), n)
+    if n < 5:
+        return Interval(centre, min(finite, default=math.nan), max(finite, default=math.nan), n)
     from scipy.stats import t
 
     lo, hi = t.interval(0.95, n - 1, loc=centre, scale=statistics.stdev(finite) / math.sqrt(n))
@@ -289,7 +285,7 @@ def number_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
     rows: list[tuple[str, int, Any]] = [
         ("clean top-1", 1, lambda r: r.metric("clean_top1")),
         ("mean corruption top-1", 1, lambda r: r.metric("c_top1")),
-        *((f"gaussian sigma {s:g}", 1, lambda r, s=s: r.gaussian_sigmas.get(s, NAN)) for s in sigmas),
+        *((f"gaussian sigma {s:g}", 1, lambda r, s=s: r.gaussian_sigmas.get(s, math.nan)) for s in sigmas),
         ("adv. noise top-1, mean", 1, lambda r: r.adversarial()[0]),
         ("adv. noise top-1, worst", 1, Report.adversarial_worst),
         *((f"eps* {d}", 2, lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(reports)),
@@ -393,7 +389,7 @@ def corruption_table(report: Report) -> str:
 
     def row(name: str, label: str) -> list[str]:
         acc, acc5 = report.corruption_accuracy(name), report.corruption_accuracy(name, "top5")
-        ce = report.metrics.get(f"{name}/ce", NAN)
+        ce = report.metrics.get(f"{name}/ce", math.nan)
         if math.isnan(ce) and not normalized:
             ce = 100.0 - acc
         return [label, fmt(acc), fmt(acc5), fmt(ce)]
@@ -411,10 +407,10 @@ def severity_grid(report: Report) -> tuple[list[str], list[str], list[list[float
     over the benchmark corruptions (a row before the holdouts, if more than one) and over the severities (a column)."""
     matrix, (main, holdouts) = report.matrix(), report.corruptions()
     severities = sorted({s for row in matrix.values() for s in row})
-    rows = {name: [matrix[name].get(s, NAN) for s in severities] for name in main}
+    rows = {name: [matrix[name].get(s, math.nan) for s in severities] for name in main}
     if len(main) > 1:
         rows["mean"] = [mean(matrix[c].get(s) for c in main) for s in severities]
-    rows |= {f"{name} (holdout)": [matrix[name].get(s, NAN) for s in severities] for name in holdouts}
+    rows |= {f"{name} (holdout)": [matrix[name].get(s, math.nan) for s in severities] for name in holdouts}
     one_level = report.benchmark is Benchmark.MNIST_C  # MNIST-C's sets have no severities (Mu & Gilmer 2019)
     columns = ["one level" if one_level and s == 1 else f"s{s}" for s in severities] + ["mean"]
     return list(rows), columns, [[*row, mean(row)] for row in rows.values()]
