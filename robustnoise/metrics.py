@@ -291,14 +291,9 @@ def robustness_summary(
             out["holdout_top1"], out["holdout_top5"] = _mean_over(top1, holdouts), _mean_over(top5, holdouts)
             out["holdout_mce"] = (mce if normalized else unnormalized_mce)(errors, holdouts)
 
-    if warn:
-        _warn_incomplete(bench, top1, normalized and math.isnan(clean_error(accuracies)))
-    return out
-
-
-def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], no_clean: bool) -> None:
-    corruptions, holdouts, severities = bench.corruptions, bench.holdouts, bench.severities
-    problems = []
+    if not warn:
+        return out
+    problems, severities = [], bench.severities
     missing = [c for c in corruptions if c not in top1]
     if missing:
         nan = ["mce", "relative_mce"] * bench.normalized + ["no_noise_*"] * (bench is not Benchmark.MNIST_C)
@@ -315,7 +310,8 @@ def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], 
     absent = [c for c in holdouts if c not in top1]
     if 0 < len(absent) < len(holdouts):
         problems.append(f"holdout_mce is NaN: missing holdouts {', '.join(absent)}")
-    if no_clean:
+    if normalized and math.isnan(clean_error(accuracies)):
         problems.append("relative_mce is NaN: no clean accuracy")
     if problems:
-        warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=3)
+        warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=2)
+    return out

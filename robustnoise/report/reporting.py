@@ -62,10 +62,6 @@ class Report:
         guess = Benchmark.MNIST_C if "mnist" in data and data.endswith("-c") else guesses.get(data, Benchmark.GENERATED)
         values["benchmark"] = Benchmark.parse(raw.get("benchmark") or guess)
         values["metrics"] = {k: num(v) for k, v in (raw.get("metrics") or {}).items()}
-        if not values["metrics"] and not raw.get("sets"):  # a report of clean accuracy only
-            values["metrics"] = {k: num(raw.get(k)) for k in ("clean_top1", "clean_top5")}
-        eps = raw.get("eps_star") or {}
-        values["eps_star"] = {d: v if isinstance(v, dict) else {"median": v} for d, v in eps.items()}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
