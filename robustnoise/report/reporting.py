@@ -42,7 +42,7 @@ class Report:
     preset: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     gaussian_sigmas: dict[float, float] = field(default_factory=dict)
-    adversarial_noise: dict[str, Any] | None = None
+    adversarial_noise: dict[str, Any] = field(default_factory=dict)
     eps_star: dict[str, dict[str, Any]] = field(default_factory=dict)
     attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -122,12 +122,12 @@ class Report:
 
     def adversarial(self) -> tuple[float, float, float]:
         """``(mean, std, epsilon)`` of the accuracy under adversarial noise; NaNs if not evaluated."""
-        adv = self.adversarial_noise or {}
+        adv = self.adversarial_noise
         return num(adv.get("mean")), num(adv.get("std")), num(adv.get("epsilon"))
 
     def adversarial_worst(self) -> float:
         """Accuracy under the strongest adversarial noise generator; NaN if not evaluated."""
-        adv = self.adversarial_noise or {}
+        adv = self.adversarial_noise
         return num(adv.get("worst", min(adv.get("per_seed") or [math.nan])))
 
     def attack(self, name: str) -> tuple[float, float]:
@@ -444,7 +444,7 @@ def format_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> s
         lines += [corruption_table(report), "", "## Corruption x severity (top-1 %)", ""]
         lines += [f"Clean: {fmt(report.metric('clean_top1'))}.", "", severity_table(report), ""]
     adv, _, adv_eps = report.adversarial()
-    per_seed = (report.adversarial_noise or {}).get("per_seed") if not math.isnan(adv) else None
+    per_seed = report.adversarial_noise.get("per_seed") if not math.isnan(adv) else None
     if per_seed:
         lines += ["## Adversarial noise", ""]
         lines += [f"eps = {fmt(adv_eps, 3)}; accuracy per seed: {', '.join(fmt(v, 2) for v in per_seed)}.", ""]
