@@ -27,12 +27,7 @@ from robustnoise.corruptions.presets import (
 )
 from robustnoise.utils.errors import RobustnoiseError
 
-_LEGACY = {
-    "imagenet": "imagenetc",
-    "tinyimagenet": "tinyimagenetc",
-    "cifar": "cifar10c",
-    "mnist": "mnistc",
-}  # old reports
+_LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "cifar10c", "mnist": "mnistc"}
 
 
 class Benchmark(str, Enum):
@@ -52,7 +47,7 @@ class Benchmark(str, Enum):
 
     @classmethod
     def _missing_(cls, value: object) -> Benchmark | None:
-        return cls(_LEGACY[value]) if value in _LEGACY else None
+        return cls(_LEGACY[value]) if value in _LEGACY else None  # the names of older reports
 
     @classmethod
     def parse(cls, value: str | Benchmark) -> Benchmark:
@@ -86,6 +81,11 @@ class Benchmark(str, Enum):
     def holdouts(self) -> tuple[str, ...]:
         """Reported apart, never averaged in (MNIST-C has none: its ``spatter`` is a benchmark corruption)."""
         return () if self is Benchmark.MNIST_C else HOLDOUT_CORRUPTIONS
+
+    @property
+    def clean_alias(self) -> str | None:
+        """The set that is the clean test split, not a corruption: MNIST-C's ``identity`` (Mu & Gilmer 2019)."""
+        return "identity" if self is Benchmark.MNIST_C else None
 
     @property
     def severities(self) -> tuple[int, ...]:
@@ -139,7 +139,6 @@ class IncompleteBenchmarkWarning(UserWarning):
 
 ErrorMatrix = Mapping[str, Mapping[int, float]]  # {corruption: {severity: error}}, errors as fractions in [0, 1]
 _KEY = re.compile(r"^(?P<corruption>[^/]+)/s(?P<severity>\d+)$")
-_NAN = float("nan")
 
 
 def _valid(acc: Mapping[str, Any], field: str) -> bool:
@@ -165,17 +164,26 @@ def error_matrix(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1
 def clean_error(accuracies: Mapping[str, Mapping[str, Any]], field: str = "top1", key: str = "clean") -> float:
     """Clean error (fraction) from ``accuracies[key]``, NaN if absent or empty."""
     acc = accuracies.get(key)
-    return 1.0 - float(acc[field]) / 100.0 if acc is not None and _valid(acc, field) else _NAN
+    return 1.0 - float(acc[field]) / 100.0 if acc is not None and _valid(acc, field) else math.nan
 
 
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else _NAN
+def num(value: Any) -> float:
+    """``value`` as a float; NaN for None, non-numbers and booleans."""
+    try:
+        return math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def mean(values: Iterable[Any]) -> float:
+    """Mean of the finite numbers of ``values``; NaN if there is none."""
+    finite = [v for v in map(num, values) if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _mean_over(matrix: ErrorMatrix, names: Sequence[str]) -> float:
     """The mean over ``names`` (those in ``matrix``) of their mean over the severities."""
-    return _mean(_mean(matrix[c].values()) for c in names if c in matrix)
+    return mean(mean(matrix[c].values()) for c in names if c in matrix)
 
 
 def _missing(errors: ErrorMatrix, corruptions: Sequence[str], what: str) -> bool:
@@ -205,14 +213,14 @@ def _ce(corruption: str, row: Mapping[int, float]) -> float:
 def mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
     """AlexNet-normalised mCE in % over the severities present (ImageNet-C); NaN + warning if incomplete."""
     if _missing(errors, corruptions, "mCE"):
-        return _NAN
-    return 100.0 * _mean(_ce(c, errors[c]) for c in corruptions)
+        return math.nan
+    return 100.0 * mean(_ce(c, errors[c]) for c in corruptions)
 
 
 def unnormalized_mce(errors: ErrorMatrix, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS) -> float:
     """Mean error over ``corruptions`` x severities, in %: CIFAR-10/100-C, Tiny-ImageNet-C, MNIST-C."""
     if _missing(errors, corruptions, "unnormalised mCE"):
-        return _NAN
+        return math.nan
     return 100.0 * _mean_over(errors, corruptions)
 
 
@@ -220,15 +228,15 @@ def relative_mce(errors: ErrorMatrix, clean_error: float, corruptions: Sequence[
     """Relative mCE in % over the severities present (``clean_error``: a fraction); NaN + warning if incomplete."""
     if math.isnan(clean_error):
         warnings.warn("relative mCE is NaN: no clean error", IncompleteBenchmarkWarning, stacklevel=2)
-        return _NAN
+        return math.nan
     if _missing(errors, corruptions, "relative mCE"):
-        return _NAN
+        return math.nan
     ratios = [
         (sum(errors[c].values()) - clean_error * len(errors[c]))
         / (_alexnet_sum(c, errors[c]) - ALEXNET_CLEAN_ERR * len(errors[c]))
         for c in corruptions
     ]
-    return 100.0 * _mean(ratios)
+    return 100.0 * mean(ratios)
 
 
 def accuracy_without_noise(
@@ -238,25 +246,25 @@ def accuracy_without_noise(
     kept = [c for c in corruptions if c not in NOISE_CORRUPTIONS]
     matrices = {field: accuracy_matrix(accuracies, field) for field in ("top1", "top5")}
     return {
-        field: _NAN if _missing(matrix, kept, f"accuracy w/o noises ({field})") else _mean_over(matrix, kept)
+        field: math.nan if _missing(matrix, kept, f"accuracy w/o noises ({field})") else _mean_over(matrix, kept)
         for field, matrix in matrices.items()
     }
 
 
 def robustness_summary(
-    accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C
+    accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C, warn: bool = True
 ) -> dict[str, float]:
     """All robustness numbers of one evaluation as ``{name: float}`` (%): ``clean_top1/5`` (MNIST-C: ``identity/s1``
     if no ``clean``), ``c_top1/5`` (benchmark corruptions x severities), ``unnormalized_mce``, ``mce`` and
     ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` and ``s<k>_top1`` (not MNIST-C), ``<corruption>/top1``,
     ``/top5``, ``/ce`` (AlexNet-normalised for ImageNet-C, else the mean error), ``holdout_top1/5`` and
-    ``holdout_mce``. NaN where undefined; one warning if the benchmark is incomplete."""
+    ``holdout_mce``. NaN where undefined; one warning (if ``warn``) if the benchmark is incomplete."""
     bench = Benchmark.parse(benchmark)
     mnist = bench is Benchmark.MNIST_C
     normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts
     top1, top5 = accuracy_matrix(accuracies, "top1"), accuracy_matrix(accuracies, "top5")
     errors = error_matrix(accuracies, "top1")
-    clean_key = "identity/s1" if mnist and "clean" not in accuracies else "clean"
+    clean_key = f"{bench.clean_alias}/s1" if bench.clean_alias and "clean" not in accuracies else "clean"
     out = {f"clean_{f}": 100.0 * (1.0 - clean_error(accuracies, f, clean_key)) for f in ("top1", "top5")}
     with warnings.catch_warnings():  # one consolidated warning below instead of one per metric
         warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
@@ -270,34 +278,28 @@ def robustness_summary(
         for severity in () if mnist else SEVERITIES:
             values = [top1[c][severity] for c in corruptions if severity in top1.get(c, {})]
             if values:
-                out[f"s{severity}_top1"] = _mean(values)
+                out[f"s{severity}_top1"] = mean(values)
 
-        canonical, skipped = (*corruptions, *holdouts), {"identity"} if mnist else set()
-        for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - set(canonical) - skipped):
-            out[f"{corruption}/top1"] = _mean(top1[corruption].values())
-            out[f"{corruption}/top5"] = _mean(top5.get(corruption, {}).values())
-            ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else _NAN
-            out[f"{corruption}/ce"] = 100.0 * (ce if normalized else _mean(errors[corruption].values()))
+        canonical = (*corruptions, *holdouts)
+        for corruption in [c for c in canonical if c in top1] + sorted(set(top1) - {*canonical, bench.clean_alias}):
+            out[f"{corruption}/top1"] = mean(top1[corruption].values())
+            out[f"{corruption}/top5"] = mean(top5.get(corruption, {}).values())
+            ce = _ce(corruption, errors[corruption]) if corruption in ALEXNET_ERR_PER_SEVERITY else math.nan
+            out[f"{corruption}/ce"] = 100.0 * (ce if normalized else mean(errors[corruption].values()))
 
         if any(c in top1 for c in holdouts):
             out["holdout_top1"], out["holdout_top5"] = _mean_over(top1, holdouts), _mean_over(top5, holdouts)
             out["holdout_mce"] = (mce if normalized else unnormalized_mce)(errors, holdouts)
 
-    _warn_incomplete(bench, top1, normalized and math.isnan(clean_error(accuracies)))
-    return out
-
-
-def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], no_clean: bool) -> None:
-    corruptions, holdouts, severities = bench.corruptions, bench.holdouts, bench.severities
-    problems = []
+    if not warn:
+        return out
+    problems, severities = [], bench.severities
     missing = [c for c in corruptions if c not in top1]
     if missing:
-        nan = ("mce, relative_mce, " if bench.normalized else "") + (
-            "" if bench is Benchmark.MNIST_C else "no_noise_*, "
-        )
+        nan = ["mce", "relative_mce"] * bench.normalized + ["no_noise_*"] * (bench is not Benchmark.MNIST_C)
         problems.append(
             f"missing {len(missing)} of the {len(corruptions)} corruptions ({', '.join(missing)}): "
-            f"{nan}unnormalized_mce are NaN and c_top1/c_top5 average only the others"
+            f"{', '.join([*nan, 'unnormalized_mce'])} are NaN and c_top1/c_top5 average only the others"
         )
     partial = [c for c in corruptions if c in top1 and set(top1[c]) != set(severities)]
     if partial:
@@ -308,7 +310,8 @@ def _warn_incomplete(bench: Benchmark, top1: Mapping[str, Mapping[int, float]], 
     absent = [c for c in holdouts if c not in top1]
     if 0 < len(absent) < len(holdouts):
         problems.append(f"holdout_mce is NaN: missing holdouts {', '.join(absent)}")
-    if no_clean:
+    if normalized and math.isnan(clean_error(accuracies)):
         problems.append("relative_mce is NaN: no clean accuracy")
     if problems:
-        warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=3)
+        warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=2)
+    return out

@@ -4,6 +4,7 @@ both libraries are optional (``pip install robustnoise[attacks]``)."""
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -76,12 +77,10 @@ def robust_accuracy(
 
 
 def _batches(loader: Iterable, device: torch.device, max_images: int | None) -> Iterator[tuple[Tensor, Tensor]]:
-    total = 0
+    total, limit = 0, sys.maxsize if max_images is None else max_images
     for batch in loader:
-        x, y = batch[0].to(device), batch[1].to(device)
-        if max_images is not None:
-            x, y = x[: max_images - total], y[: max_images - total]
+        x, y = batch[0][: limit - total].to(device), batch[1][: limit - total].to(device)
         total += len(y)
         yield x, y
-        if max_images is not None and total >= max_images:
+        if total >= limit:
             return

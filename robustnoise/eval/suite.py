@@ -5,9 +5,7 @@ a loader per (corruption, severity). Per-image records merge across ranks by max
 
 from __future__ import annotations
 
-import math
 import statistics
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +19,7 @@ from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
-from robustnoise.metrics import Benchmark, IncompleteBenchmarkWarning, accuracy_matrix, robustness_summary
+from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
 from robustnoise.noise.projection import project_to_sphere
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.progress import progress
@@ -76,11 +74,10 @@ class CorruptionSuite:
         self.seed = seed
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.sets = [EvalSet(None)] + [EvalSet(c, int(s)) for c in corruptions for s in severities]
-        self.generated = list(range(len(self.sets)))  # evaluated from the clean loader's batches
-        for corruption, severity, files in released or []:
-            self.sets.append(EvalSet(corruption, int(severity), IndexedDataset(files)))
-        self.released = list(range(len(self.generated), len(self.sets)))  # loader 1 + i evaluates set released[i]
+        generated = [EvalSet(None)] + [EvalSet(c, int(s)) for c in corruptions for s in severities]
+        self.sets = generated + [EvalSet(c, int(s), IndexedDataset(files)) for c, s, files in released or []]
+        # the generated sets come from the clean loader's batches; loader 1 + i evaluates set released[i]
+        self.generated, self.released = range(len(generated)), range(len(generated), len(self.sets))
         # adversarial noise (Rusak et al. 2020, Table 2): accuracy at noise_epsilon and eps* along each generator
         self.noise_generators = list(noise_generators or [])
         self.noise_epsilon = noise_epsilon
@@ -212,18 +209,13 @@ def flat_metrics(
     accuracies: dict[str, dict[str, float]], benchmark: Benchmark | str = Benchmark.GENERATED
 ) -> dict[str, float]:
     """Logger metrics; ``test_c/mean_acc`` is the report's mean-C (``c_top1`` of ``robustness_summary``)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IncompleteBenchmarkWarning)
-        means = robustness_summary(accuracies, benchmark=benchmark)
-    clean = accuracies.get("clean", {})
-    metrics = {"test/acc": clean.get("top1", math.nan), "test/acc_top5": clean.get("top5", math.nan)}
+    means = robustness_summary(accuracies, benchmark, warn=False)
+    metrics = {"test/acc": accuracies["clean"]["top1"], "test/acc_top5": accuracies["clean"]["top5"]}
     for key, acc in accuracies.items():
         if key != "clean":
-            metrics[f"test_c/{key}/acc"] = acc["top1"]
-            metrics[f"test_c/{key}/acc_top5"] = acc["top5"]
+            metrics |= {f"test_c/{key}/acc": acc["top1"], f"test_c/{key}/acc_top5": acc["top5"]}
     per_corruption = accuracy_matrix(accuracies)
-    for name, row in per_corruption.items():
-        metrics[f"test_c/{name}/acc"] = sum(row.values()) / len(row)
+    metrics |= {f"test_c/{name}/acc": sum(row.values()) / len(row) for name, row in per_corruption.items()}
     if per_corruption:
         metrics["test_c/mean_acc"] = means["c_top1"]
         metrics["test_c/mean_acc_top5"] = means["c_top5"]

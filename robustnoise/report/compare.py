@@ -18,8 +18,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from robustnoise.metrics import num
 from robustnoise.report import reporting as rp
-from robustnoise.report.reporting import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions, num
+from robustnoise.report.reporting import REPORT_JSON, Report, all_corruptions, attack_names, eps_directions
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"

@@ -12,16 +12,16 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from robustnoise.report.reporting import Report, mean, num, number_rows, seed_interval, severity_grid
+from robustnoise.metrics import mean, num
+from robustnoise.report.reporting import Report, number_rows, seed_interval, severity_grid
 
-DPI = 100
 MIN_SPAN = 10.0  # accuracy axes span at least this many points: a one-image difference does not fill a figure
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     return path
 
 

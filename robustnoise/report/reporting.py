@@ -9,14 +9,13 @@ import logging
 import math
 import re
 import statistics
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
+from robustnoise.metrics import Benchmark, accuracy_matrix, mean, num, robustness_summary
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,6 @@ REPORT_JSON = "robustness.json"
 REPORT_CSV = "robustness.csv"
 REPORT_MD = "robustness.md"
 MISSING = "–"
-NAN = float("nan")
 EPS_DIRECTIONS = ("gaussian", "uniform", "adversarial")  # display order of eps*; others follow alphabetically
 _PER_GENERATOR = re.compile(r"adversarial_\d+")
 
@@ -44,16 +42,14 @@ class Report:
     preset: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     gaussian_sigmas: dict[float, float] = field(default_factory=dict)
-    adversarial_noise: dict[str, Any] | None = None
+    adversarial_noise: dict[str, Any] = field(default_factory=dict)
     eps_star: dict[str, dict[str, Any]] = field(default_factory=dict)
     attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.benchmark = Benchmark.parse(self.benchmark)
-        if not self.metrics and self.sets:
-            with warnings.catch_warnings():  # partial sets are normal for generated evaluations
-                warnings.simplefilter("ignore")
-                self.metrics = robustness_summary(self.sets, self.benchmark)
+        if not self.metrics and self.sets:  # partial sets are normal for generated evaluations: no warning
+            self.metrics = robustness_summary(self.sets, self.benchmark, warn=False)
         self.gaussian_sigmas = dict(sorted((float(s), float(a)) for s, a in self.gaussian_sigmas.items()))
 
     @classmethod
@@ -66,10 +62,6 @@ class Report:
         guess = Benchmark.MNIST_C if "mnist" in data and data.endswith("-c") else guesses.get(data, Benchmark.GENERATED)
         values["benchmark"] = Benchmark.parse(raw.get("benchmark") or guess)
         values["metrics"] = {k: num(v) for k, v in (raw.get("metrics") or {}).items()}
-        if not values["metrics"] and not raw.get("sets"):  # a report of clean accuracy only
-            values["metrics"] = {k: num(raw.get(k)) for k in ("clean_top1", "clean_top5")}
-        eps = raw.get("eps_star") or {}
-        values["eps_star"] = {d: v if isinstance(v, dict) else {"median": v} for d, v in eps.items()}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,8 +102,7 @@ class Report:
 
     def corruptions(self) -> tuple[list[str], list[str]]:
         """``(benchmark corruptions, holdouts)`` evaluated, in evaluation order (MNIST-C: no holdouts)."""
-        held, mnist_c = self.benchmark.holdouts, self.benchmark is Benchmark.MNIST_C
-        names = [n for n in self.matrix() if not (mnist_c and n == "identity")]  # MNIST-C's identity: the clean set
+        held, names = self.benchmark.holdouts, [n for n in self.matrix() if n != self.benchmark.clean_alias]
         return [n for n in names if n not in held], [n for n in names if n in held]
 
     def corruption_accuracy(self, corruption: str, field: str = "top1") -> float:
@@ -122,21 +113,22 @@ class Report:
         """``(centre, spread)`` of eps* in one direction: the median (else the mean) and the std."""
         stats = self.eps_star.get(direction, {})
         median = num(stats.get("median"))
-        return (median, NAN) if not math.isnan(median) else (num(stats.get("mean")), num(stats.get("std")))
+        return (median, math.nan) if not math.isnan(median) else (num(stats.get("mean")), num(stats.get("std")))
 
     def eps_worst(self) -> float:
         """The smallest median eps* over the adversarial generators (the attacker's view); NaN if none."""
-        return min((num(v.get("median")) for k, v in self.eps_star.items() if _PER_GENERATOR.fullmatch(k)), default=NAN)
+        medians = [num(v.get("median")) for k, v in self.eps_star.items() if _PER_GENERATOR.fullmatch(k)]
+        return min(medians, default=math.nan)
 
     def adversarial(self) -> tuple[float, float, float]:
         """``(mean, std, epsilon)`` of the accuracy under adversarial noise; NaNs if not evaluated."""
-        adv = self.adversarial_noise or {}
+        adv = self.adversarial_noise
         return num(adv.get("mean")), num(adv.get("std")), num(adv.get("epsilon"))
 
     def adversarial_worst(self) -> float:
         """Accuracy under the strongest adversarial noise generator; NaN if not evaluated."""
-        adv = self.adversarial_noise or {}
-        return num(adv.get("worst", min(adv.get("per_seed") or [NAN])))
+        adv = self.adversarial_noise
+        return num(adv.get("worst", min(adv.get("per_seed") or [math.nan])))
 
     def attack(self, name: str) -> tuple[float, float]:
         """``(accuracy %, epsilon)`` under one attack; NaNs if not evaluated."""
@@ -179,24 +171,10 @@ def attack_names(reports: Sequence[Report]) -> list[str]:
     return list(dict.fromkeys(n for r in reports for n in r.attacks))
 
 
-def num(value: Any) -> float:
-    """``value`` as a float; NaN for None, non-numbers and booleans."""
-    try:
-        return NAN if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        return NAN
-
-
-def mean(values: Iterable[Any]) -> float:
-    """Mean of the finite numbers of ``values``; NaN if there is none."""
-    finite = [v for v in map(num, values) if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else NAN
-
-
 def summarize(accuracies: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Clean accuracy, mean corruption accuracy, per-corruption means over severities (top-1 and top-5)."""
     corrupted = {k: v for k, v in accuracies.items() if k != "clean" and v["n"] > 0}
-    clean = accuracies.get("clean", {"top1": NAN, "top5": NAN})
+    clean = accuracies.get("clean", {"top1": math.nan, "top5": math.nan})
     matrices = {f: accuracy_matrix(corrupted, f) for f in ("top1", "top5")}
     return {
         **{f"clean_{f}": clean[f] for f in ("top1", "top5")},
@@ -239,7 +217,7 @@ def format_table(reports: Sequence[Report], names: Sequence[str]) -> str:
     header = f"{'method':<{width}} clean  mean-C " + " ".join(f"{short[k]:>5}" for k in keys)
     lines = [header, "-" * len(header)]
     for name, r in zip(names, reports):
-        cells = " ".join(cell(r.sets.get(k, {}).get("top1", NAN)) for k in keys)
+        cells = " ".join(cell(r.sets.get(k, {}).get("top1", math.nan)) for k in keys)
         lines.append(f"{name:<{width}} {cell(r.metric('clean_top1'))}  {cell(r.metric('c_top1'))}  {cells}")
     if keys:
         lines += ["", "columns: " + ", ".join(sorted({f"{short[k][:-1]}=<{k.split('/')[0]}>" for k in keys}))]
@@ -265,13 +243,7 @@ def _pm(centre: float, spread: float, digits: int) -> str:
     return text if math.isnan(centre) or math.isnan(spread) else f"{text} ± {spread:.{digits}f}"
 
 
-def severity_label(report: Report, severity: int) -> str:
-    """``s<severity>``, or ``one level`` for MNIST-C's sets: no severities (Mu & Gilmer 2019; keyed ``s1``)."""
-    return "one level" if report.benchmark is Benchmark.MNIST_C and severity == 1 else f"s{severity}"
-
-
 # Seeds are the unit: a group of runs that differ only in their seed gives one interval per number.
-T_INTERVAL_MIN_N = 5  # from this many seeds on, the 95 % t confidence interval of the mean; below, min–max
 
 
 class Interval(NamedTuple):
@@ -287,8 +259,8 @@ def seed_interval(values: Sequence[float]) -> Interval:
     """Mean and interval of ``values`` (a seed each): min–max; from 5 seeds on, ``mean ± t(0.975, n-1) s/sqrt(n)``."""
     finite = [v for v in map(num, values) if not math.isnan(v)]
     n, centre = len(finite), mean(finite)
-    if n < T_INTERVAL_MIN_N:
-        return Interval(centre, min(finite, default=NAN), max(finite, default=NAN), n)
+    if n < 5:
+        return Interval(centre, min(finite, default=math.nan), max(finite, default=math.nan), n)
     from scipy.stats import t
 
     lo, hi = t.interval(0.95, n - 1, loc=centre, scale=statistics.stdev(finite) / math.sqrt(n))
@@ -309,7 +281,7 @@ def number_rows(reports: Sequence[Report]) -> list[tuple[str, int, Any]]:
     rows: list[tuple[str, int, Any]] = [
         ("clean top-1", 1, lambda r: r.metric("clean_top1")),
         ("mean corruption top-1", 1, lambda r: r.metric("c_top1")),
-        *((f"gaussian sigma {s:g}", 1, lambda r, s=s: r.gaussian_sigmas.get(s, NAN)) for s in sigmas),
+        *((f"gaussian sigma {s:g}", 1, lambda r, s=s: r.gaussian_sigmas.get(s, math.nan)) for s in sigmas),
         ("adv. noise top-1, mean", 1, lambda r: r.adversarial()[0]),
         ("adv. noise top-1, worst", 1, Report.adversarial_worst),
         *((f"eps* {d}", 2, lambda r, d=d: r.eps_value(d)[0]) for d in eps_directions(reports)),
@@ -410,11 +382,10 @@ def corruption_table(report: Report) -> str:
     """Per corruption: top-1 / top-5 averaged over the severities and the CE where available (markdown)."""
     main, holdouts = report.corruptions()
     normalized = "mce" in report.metrics
-    top1, top5 = report.matrix(), report.matrix("top5")
 
     def row(name: str, label: str) -> list[str]:
-        acc, acc5 = mean(top1.get(name, {}).values()), mean(top5.get(name, {}).values())
-        ce = report.metrics.get(f"{name}/ce", NAN)
+        acc, acc5 = report.corruption_accuracy(name), report.corruption_accuracy(name, "top5")
+        ce = report.metrics.get(f"{name}/ce", math.nan)
         if math.isnan(ce) and not normalized:
             ce = 100.0 - acc
         return [label, fmt(acc), fmt(acc5), fmt(ce)]
@@ -432,11 +403,12 @@ def severity_grid(report: Report) -> tuple[list[str], list[str], list[list[float
     over the benchmark corruptions (a row before the holdouts, if more than one) and over the severities (a column)."""
     matrix, (main, holdouts) = report.matrix(), report.corruptions()
     severities = sorted({s for row in matrix.values() for s in row})
-    rows = {name: [matrix[name].get(s, NAN) for s in severities] for name in main}
+    rows = {name: [matrix[name].get(s, math.nan) for s in severities] for name in main}
     if len(main) > 1:
         rows["mean"] = [mean(matrix[c].get(s) for c in main) for s in severities]
-    rows |= {f"{name} (holdout)": [matrix[name].get(s, NAN) for s in severities] for name in holdouts}
-    columns = [severity_label(report, s) for s in severities] + ["mean"]
+    rows |= {f"{name} (holdout)": [matrix[name].get(s, math.nan) for s in severities] for name in holdouts}
+    one_level = report.benchmark is Benchmark.MNIST_C  # MNIST-C's sets have no severities (Mu & Gilmer 2019)
+    columns = ["one level" if one_level and s == 1 else f"s{s}" for s in severities] + ["mean"]
     return list(rows), columns, [[*row, mean(row)] for row in rows.values()]
 
 
@@ -472,7 +444,7 @@ def format_markdown(report: Report, images: Sequence[tuple[str, str]] = ()) -> s
         lines += [corruption_table(report), "", "## Corruption x severity (top-1 %)", ""]
         lines += [f"Clean: {fmt(report.metric('clean_top1'))}.", "", severity_table(report), ""]
     adv, _, adv_eps = report.adversarial()
-    per_seed = (report.adversarial_noise or {}).get("per_seed") if not math.isnan(adv) else None
+    per_seed = report.adversarial_noise.get("per_seed") if not math.isnan(adv) else None
     if per_seed:
         lines += ["## Adversarial noise", ""]
         lines += [f"eps = {fmt(adv_eps, 3)}; accuracy per seed: {', '.join(fmt(v, 2) for v in per_seed)}.", ""]
