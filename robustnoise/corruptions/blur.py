@@ -328,8 +328,8 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
     ``x[p], x[p'] = x[p'], x[p]`` with ``p' = (h + dy, w + dx)``. With numpy (or numba) views that is a one-way copy
     ``x[p] <- x[p']``. So after a pass, ``new(p) = new(p')`` if ``p'`` was visited before ``p`` (inside the scanned
     region and later in raster order), else ``old(p')``. Following these "forward" links from p ends at a pixel r
-    whose own source is not forward, and ``new(p) = old(src(r))``. The chains are resolved for all pixels of all
-    images at once by pointer jumping (``next = next[next]`` until nothing changes): O(N H W log L) work per pass
+    whose own source is not forward, and ``new(p) = old(src(r))``. The chains are resolved for all scanned pixels of
+    all images at once by pointer jumping (``next = next[next]`` until nothing changes): O(N H W log L) work per pass
     for chains of length <= L (L ~ log(H W) for random offsets: 4-6 rounds at 224 px; none at all for d = 1) instead
     of the reference's N H W sequential steps. Passes compose by gathering the index maps.
 
@@ -341,29 +341,25 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
     hw = height * width
     index_dtype = torch.int32 if n * hw < 2**31 else torch.int64  # index_select takes int32 indices
     base = torch.arange(n * hw, device=dev, dtype=index_dtype)  # flat pixel index over the whole chunk
-    total = None
-    if rows > 0 and cols > 0:
-        lo = max_delta + 1
-        link = torch.zeros(n, height, width, dtype=index_dtype, device=dev)
-        offset = torch.zeros_like(link)
-        for it in range(iterations):
-            ddx, ddy = dx[:, it].to(index_dtype), dy[:, it].to(index_dtype)
-            off = ddy * width + ddx  # p' - p in flat indices
-            offset[:, lo : lo + rows, lo : lo + cols] = off
-            step = base + offset.view(-1)  # the source of every pixel, if no chain is involved
+    total = base.clone()
+    lo = max_delta + 1
+    scanned = base.view(n, height, width)[:, lo : lo + rows, lo : lo + cols]
+    local = torch.arange(n * rows * cols, device=dev, dtype=index_dtype)  # index among the scanned pixels
+    for it in range(iterations if rows > 0 and cols > 0 else 0):
+        ddx, ddy = dx[:, it].to(index_dtype), dy[:, it].to(index_dtype)
+        off = ddy * width + ddx  # p' - p in flat indices
+        src = (scanned + off).view(-1)  # the source of every scanned pixel, if no chain is involved
+        if max_delta > 1:  # offsets in {-1, 0}^2 never point forward
             forward = _forward_links(off, ddx, ddy, max_delta)
-            if bool(forward.any()):  # never for d = 1, whose offsets never point forward
-                link[:, lo : lo + rows, lo : lo + cols] = off * forward
-                nxt = base + link.view(-1)
-                while True:  # pointer jumping: nxt[p] becomes the end of p's chain of forward links
-                    jumped = nxt.index_select(0, nxt)
-                    if torch.equal(jumped, nxt):
-                        break
-                    nxt = jumped
-                step = step.index_select(0, nxt)  # new(p) = old(src(end of p's chain))
-            total = step if total is None else total.index_select(0, step)
-    if total is None:
-        total = base
+            nxt = local + (ddy * cols + ddx).mul_(forward).view(-1)  # forward links, among the scanned pixels
+            while True:  # pointer jumping: nxt[p] becomes the end of p's chain of forward links
+                jumped = nxt.index_select(0, nxt)
+                if torch.equal(jumped, nxt):
+                    break
+                nxt = jumped
+            src = src.index_select(0, nxt)  # new(p) = old(src(end of p's chain))
+        source = src if it == 0 else total.index_select(0, src)
+        total.view(n, height, width)[:, lo : lo + rows, lo : lo + cols] = source.view(n, rows, cols)
     return total.view(n, hw).long() - torch.arange(n, device=dev).view(n, 1) * hw
 
 
