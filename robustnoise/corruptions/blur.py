@@ -49,14 +49,15 @@ _CHUNK_ELEMENTS = 1 << 19  # CPU chunks of about this many values (2 MiB of floa
 
 
 def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_scale: int = 1) -> Tensor:
-    """``fn`` on cache-sized chunks of the batch in the working dtype, clipped, stored in the (input dtype) output."""
+    """``fn`` on cache-sized chunks of the batch in the working dtype, clipped into the (input dtype) output."""
     dtype = working_dtype(images.dtype)
     out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
 
-    def run(chunk: Tensor, *args: Tensor) -> Tensor:
-        return fn(chunk.to(dtype), *args).clamp_(0.0, 1.0)
+    def run(chunk: Tensor, dest: Tensor, *args: Tensor) -> Tensor:
+        result = fn(chunk.to(dtype), *args)  # clipped straight into `out` (copying a view onto itself is a no-op)
+        return torch.clamp(result, 0.0, 1.0, out=dest) if dest.dtype == dtype else result.clamp_(0.0, 1.0)
 
-    return map_image_chunks(run, images, *per_image, max_elements=_CHUNK_ELEMENTS * chunk_scale, out=out)
+    return map_image_chunks(run, images, out, *per_image, max_elements=_CHUNK_ELEMENTS * chunk_scale, out=out)
 
 
 # Gaussian blur (holdout corruption)
@@ -388,7 +389,7 @@ def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Te
     # region becoming 254 at sigma 1.1); float32 first adds 2^-14 so that values that are whole grey levels in exact
     # arithmetic (flat regions) are not truncated one level down by float32 rounding.
     eps = 0.0 if images.dtype == torch.float64 else 2.0**-14
-    quantised = torch.floor(blurred.mul_(255.0).add_(eps).clamp_(0.0, 255.0)).div_(255.0)
+    quantised = blurred.mul_(255.0).add_(eps).clamp_(0.0, 255.0).floor_().div_(255.0)
     index = _glass_scan_map(dx.to(images.device), dy.to(images.device), h, w, max_delta)  # (N, H W)
     # One index map per image, shared by its channels: a gather along the pixels (no per-channel index tensor).
     moved = quantised.view(n, c, h * w).gather(2, index.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)

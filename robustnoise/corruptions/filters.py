@@ -272,12 +272,12 @@ def correlate2d(x: Tensor, kernel: Tensor, mode: str = "reflect", method: str = 
     if method == "auto":
         method = "direct" if len(nz) <= _DIRECT_TAP_LIMIT else "fft"
     h, w = x.shape[-2:]
-    padded = pad2d(x, cy, cy, cx, cx, mode)
     if method == "direct":
         taps = [(int(i), int(j), float(k[i, j])) for i, j in torch.nonzero(k).tolist()]
-        return _accumulate_taps(padded, taps, h, w)
+        return _accumulate_taps(pad2d(x, cy, cy, cx, cx, mode), taps, h, w)
     # Circular correlation on an (lh, lw) grid: out[y, x] = sum_{i, j} k[i, j] padded[y + i, x + j] never wraps for
-    # y < h, x < w when lh >= h + 2 cy and lw >= w + 2 cx.
+    # y < h, x < w when lh >= h + 2 cy and lw >= w + 2 cx (the border mode fills the rest: no zero-padded copy).
     lh, lw = _fft_size(h + 2 * cy), _fft_size(w + 2 * cx)
+    padded = pad2d(x, cy, lh - h - cy, cx, lw - w - cx, mode)
     k_spec = torch.conj(torch.fft.rfft2(k.to(device=x.device, dtype=x.dtype), s=(lh, lw)))
-    return torch.fft.irfft2(torch.fft.rfft2(padded, s=(lh, lw)).mul_(k_spec), s=(lh, lw))[..., :h, :w]
+    return torch.fft.irfft2(torch.fft.rfft2(padded).mul_(k_spec), s=(lh, lw))[..., :h, :w]
