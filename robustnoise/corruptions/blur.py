@@ -305,19 +305,17 @@ def _glass_offsets(
         dy = q.bitwise_right_shift_(span_bits).bitwise_and_(span - 1).sub_(max_delta)
     else:
         # The base-m digits of v = floor(u m^k), least significant first, peeled off u from the most significant one:
-        # t <- frac(t) m is exact in float64 (u has 31 random bits, and k m-ary digits add at most 16 more), and so
-        # are the small quotients below (integer division has no vector instructions on the CPU).
-        t = u.clone()
-        digits = []
-        for _ in range(per_word):
-            t.mul_(float(m))
-            digit = torch.floor(t)
-            t.sub_(digit)
-            digits.append(digit)
-        q = torch.cat(digits[::-1], dim=-1)[:, :, :count]
-        row = torch.floor(q / span)
-        dx = (q - row * span).to(dtype) - max_delta
-        dy = row.to(dtype) - max_delta
+        # u <- frac(u) m is exact in float64 (u has 31 random bits, and k m-ary digits add at most 16 more). A table
+        # splits each digit into (dx, dy) (integer division has no vector instructions on the CPU).
+        q = torch.empty(len(seeds), iterations, per_word, words, dtype=dtype, device=u.device)
+        for j in reversed(range(per_word)):
+            digit = torch.floor(u.mul_(float(m)))
+            u.sub_(digit)
+            q[:, :, j] = digit
+        q = q.view(len(seeds), iterations, -1)[:, :, :count].reshape(-1)
+        table = torch.arange(m, dtype=dtype, device=q.device)
+        dx = (table % span - max_delta).index_select(0, q)
+        dy = (table // span - max_delta).index_select(0, q)
     shape = (len(seeds), iterations, rows, cols)
     return dx.reshape(shape).to(seeds.device), dy.reshape(shape).to(seeds.device)
 
@@ -348,11 +346,11 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
     local = torch.arange(n * rows * cols, device=dev, dtype=index_dtype)  # index among the scanned pixels
     for it in range(iterations if rows > 0 and cols > 0 else 0):
         ddx, ddy = dx[:, it].to(index_dtype), dy[:, it].to(index_dtype)
-        off = ddy * width + ddx  # p' - p in flat indices
+        off = torch.add(ddx, ddy, alpha=width)  # p' - p in flat indices
         src = (scanned + off).view(-1)  # the source of every scanned pixel, if no chain is involved
         if max_delta > 1:  # offsets in {-1, 0}^2 never point forward
             forward = _forward_links(off, ddx, ddy, max_delta)
-            nxt = local + (ddy * cols + ddx).mul_(forward).view(-1)  # forward links, among the scanned pixels
+            nxt = local + torch.add(ddx, ddy, alpha=cols).mul_(forward).view(-1)  # forward links among scanned pixels
             while True:  # pointer jumping: nxt[p] becomes the end of p's chain of forward links
                 jumped = nxt.index_select(0, nxt)
                 if torch.equal(jumped, nxt):
