@@ -267,7 +267,7 @@ def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Te
     angles = angles * 90.0 - 45.0
 
     def run(chunk: Tensor, a: Tensor) -> Tensor:
-        return motion_blur_angles(chunk, radius, sigma, a).clamp_(0.0, 1.0).mul_(255.0).round_().div_(255.0)
+        return motion_blur_angles(chunk, radius, sigma, a).mul_(255.0).round_().div_(255.0)  # clipped by _apply
 
     return _apply(run, images, angles)
 
