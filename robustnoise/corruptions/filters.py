@@ -277,7 +277,12 @@ def correlate2d(x: Tensor, kernel: Tensor, mode: str = "reflect", method: str = 
         return _accumulate_taps(pad2d(x, cy, cy, cx, cx, mode), taps, h, w)
     # Circular correlation on an (lh, lw) grid: out[y, x] = sum_{i, j} k[i, j] padded[y + i, x + j] never wraps for
     # y < h, x < w when lh >= h + 2 cy and lw >= w + 2 cx (the border mode fills the rest: no zero-padded copy).
+    # Two real planes go as one complex plane a + ib (the real kernel keeps their results in the real and imaginary
+    # parts): complex FFTs are several times faster on the CPU than the inverse real FFT (irfft2).
     lh, lw = _fft_size(h + 2 * cy), _fft_size(w + 2 * cx)
-    padded = pad2d(x, cy, lh - h - cy, cx, lw - w - cx, mode)
-    k_spec = torch.conj(torch.fft.rfft2(k.to(device=x.device, dtype=x.dtype), s=(lh, lw)))
-    return torch.fft.irfft2(torch.fft.rfft2(padded).mul_(k_spec), s=(lh, lw))[..., :h, :w]
+    planes = pad2d(x, cy, lh - h - cy, cx, lw - w - cx, mode).reshape(-1, lh, lw)
+    half = (len(planes) + 1) // 2
+    z = torch.complex(planes[:half], F.pad(planes[half:], (0, 0, 0, 0, 0, 2 * half - len(planes))))
+    k_spec = torch.conj(torch.fft.fft2(k.to(device=x.device, dtype=z.dtype), s=(lh, lw)))
+    y = torch.view_as_real(torch.fft.ifft2(torch.fft.fft2(z).mul_(k_spec)))[:, :h, :w]
+    return torch.cat([y[..., 0], y[..., 1]])[: len(planes)].view(*x.shape[:-2], h, w)
