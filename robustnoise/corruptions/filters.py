@@ -278,7 +278,7 @@ def correlate2d(x: Tensor, kernel: Tensor, mode: str = "reflect", method: str = 
     # Circular correlation on an (lh, lw) grid: out[y, x] = sum_{i, j} k[i, j] padded[y + i, x + j] never wraps for
     # y < h, x < w when lh >= h + 2 cy and lw >= w + 2 cx (the border mode fills the rest: no zero-padded copy).
     # Two real planes go as one complex plane a + ib (the real kernel keeps their results in the real and imaginary
-    # parts): complex FFTs are several times faster on the CPU than the inverse real FFT (irfft2).
+    # parts), avoiding torch's slow CPU irfft2 (defocus_blur 1.5x faster at 32 px, as fast at 224 px).
     lh, lw = _fft_size(h + 2 * cy), _fft_size(w + 2 * cx)
     planes = pad2d(x, cy, lh - h - cy, cx, lw - w - cx, mode).reshape(-1, lh, lw)
     half = (len(planes) + 1) // 2
