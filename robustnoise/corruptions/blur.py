@@ -181,7 +181,7 @@ def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
         out = torch.sparse.mm(op, x.reshape(n * c, h * w).t().to(device))
-    return out.t().reshape(n, c, h, w).to(x.device)
+    return out.t().view(n, c, h, w).to(x.device)  # transposed: the clip into the output reads it in place
 
 
 @register("zoom_blur", "blur")
