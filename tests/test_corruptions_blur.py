@@ -477,6 +477,18 @@ def test_gaussian_filter_matches_scipy_all_methods():
         filters.gaussian_filter(torch.from_numpy(x), 2.0, method="fft")
 
 
+@pytest.mark.parametrize("mode", filters.BORDER_MODES)
+def test_correlate1d_gemm_folds_every_border_mode(mode):
+    """The GEMM path reads no padded copy (the border is folded into its edge blocks): equal to the shifted slices."""
+    x = torch.from_numpy(np.random.default_rng(4).random((2, 3, 70, 45)))
+    for sigma in (0.8, 3.0, 12.0):  # 7 taps; 25; 97, wider than the image
+        kernel = filters.gaussian_kernel1d(sigma)
+        for dim in (-1, -2):
+            want = filters.correlate1d(x, kernel, dim, mode, method="direct")
+            got = filters.correlate1d(x, kernel, dim, mode, method="matmul")
+            assert torch.allclose(got, want, rtol=0, atol=1e-12), (sigma, dim)
+
+
 def test_correlate2d_and_opencv_kernels_match_opencv():
     cv2 = pytest.importorskip("cv2")
     x = np.random.default_rng(2).random((2, 30, 26))

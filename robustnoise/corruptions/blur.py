@@ -49,14 +49,15 @@ _CHUNK_ELEMENTS = 1 << 19  # CPU chunks of about this many values (2 MiB of floa
 
 
 def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_scale: int = 1) -> Tensor:
-    """``fn`` on cache-sized chunks of the batch in the working dtype, clipped, stored in the (input dtype) output."""
+    """``fn`` on cache-sized chunks of the batch in the working dtype, clipped into the (input dtype) output."""
     dtype = working_dtype(images.dtype)
     out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
 
-    def run(chunk: Tensor, *args: Tensor) -> Tensor:
-        return fn(chunk.to(dtype), *args).clamp_(0.0, 1.0)
+    def run(chunk: Tensor, dest: Tensor, *args: Tensor) -> Tensor:
+        result = fn(chunk.to(dtype), *args)  # clipped straight into `out` (copying a view onto itself is a no-op)
+        return torch.clamp(result, 0.0, 1.0, out=dest) if dest.dtype == dtype else result.clamp_(0.0, 1.0)
 
-    return map_image_chunks(run, images, *per_image, max_elements=_CHUNK_ELEMENTS * chunk_scale, out=out)
+    return map_image_chunks(run, images, out, *per_image, max_elements=_CHUNK_ELEMENTS * chunk_scale, out=out)
 
 
 # Gaussian blur (holdout corruption)
@@ -180,7 +181,7 @@ def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
         out = torch.sparse.mm(op, x.reshape(n * c, h * w).t().to(device))
-    return out.t().reshape(n, c, h, w).to(x.device)
+    return out.t().view(n, c, h, w).to(x.device)  # transposed: the clip into the output reads it in place
 
 
 @register("zoom_blur", "blur")
@@ -266,7 +267,7 @@ def motion_blur(images: Tensor, severity_param: MotionBlur, seeds: Tensor) -> Te
     angles = angles * 90.0 - 45.0
 
     def run(chunk: Tensor, a: Tensor) -> Tensor:
-        return motion_blur_angles(chunk, radius, sigma, a).clamp_(0.0, 1.0).mul_(255.0).round_().div_(255.0)
+        return motion_blur_angles(chunk, radius, sigma, a).mul_(255.0).round_().div_(255.0)  # clipped by _apply
 
     return _apply(run, images, angles)
 
@@ -304,19 +305,17 @@ def _glass_offsets(
         dy = q.bitwise_right_shift_(span_bits).bitwise_and_(span - 1).sub_(max_delta)
     else:
         # The base-m digits of v = floor(u m^k), least significant first, peeled off u from the most significant one:
-        # t <- frac(t) m is exact in float64 (u has 31 random bits, and k m-ary digits add at most 16 more), and so
-        # are the small quotients below (integer division has no vector instructions on the CPU).
-        t = u.clone()
-        digits = []
-        for _ in range(per_word):
-            t.mul_(float(m))
-            digit = torch.floor(t)
-            t.sub_(digit)
-            digits.append(digit)
-        q = torch.cat(digits[::-1], dim=-1)[:, :, :count]
-        row = torch.floor(q / span)
-        dx = (q - row * span).to(dtype) - max_delta
-        dy = row.to(dtype) - max_delta
+        # u <- frac(u) m is exact in float64 (u has 31 random bits, and k m-ary digits add at most 16 more). A table
+        # splits each digit into (dx, dy) (integer division has no vector instructions on the CPU).
+        q = torch.empty(len(seeds), iterations, per_word, words, dtype=dtype, device=u.device)
+        for j in reversed(range(per_word)):
+            digit = torch.floor(u.mul_(float(m)))
+            u.sub_(digit)
+            q[:, :, j] = digit
+        q = q.view(len(seeds), iterations, -1)[:, :, :count].reshape(-1)
+        table = torch.arange(m, dtype=dtype, device=q.device)
+        dx = (table % span - max_delta).index_select(0, q)
+        dy = (table // span - max_delta).index_select(0, q)
     shape = (len(seeds), iterations, rows, cols)
     return dx.reshape(shape).to(seeds.device), dy.reshape(shape).to(seeds.device)
 
@@ -328,8 +327,8 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
     ``x[p], x[p'] = x[p'], x[p]`` with ``p' = (h + dy, w + dx)``. With numpy (or numba) views that is a one-way copy
     ``x[p] <- x[p']``. So after a pass, ``new(p) = new(p')`` if ``p'`` was visited before ``p`` (inside the scanned
     region and later in raster order), else ``old(p')``. Following these "forward" links from p ends at a pixel r
-    whose own source is not forward, and ``new(p) = old(src(r))``. The chains are resolved for all pixels of all
-    images at once by pointer jumping (``next = next[next]`` until nothing changes): O(N H W log L) work per pass
+    whose own source is not forward, and ``new(p) = old(src(r))``. The chains are resolved for all scanned pixels of
+    all images at once by pointer jumping (``next = next[next]`` until nothing changes): O(N H W log L) work per pass
     for chains of length <= L (L ~ log(H W) for random offsets: 4-6 rounds at 224 px; none at all for d = 1) instead
     of the reference's N H W sequential steps. Passes compose by gathering the index maps.
 
@@ -341,29 +340,25 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
     hw = height * width
     index_dtype = torch.int32 if n * hw < 2**31 else torch.int64  # index_select takes int32 indices
     base = torch.arange(n * hw, device=dev, dtype=index_dtype)  # flat pixel index over the whole chunk
-    total = None
-    if rows > 0 and cols > 0:
-        lo = max_delta + 1
-        link = torch.zeros(n, height, width, dtype=index_dtype, device=dev)
-        offset = torch.zeros_like(link)
-        for it in range(iterations):
-            ddx, ddy = dx[:, it].to(index_dtype), dy[:, it].to(index_dtype)
-            off = ddy * width + ddx  # p' - p in flat indices
-            offset[:, lo : lo + rows, lo : lo + cols] = off
-            step = base + offset.view(-1)  # the source of every pixel, if no chain is involved
+    total = base.clone()
+    lo = max_delta + 1
+    scanned = base.view(n, height, width)[:, lo : lo + rows, lo : lo + cols]
+    local = torch.arange(n * rows * cols, device=dev, dtype=index_dtype)  # index among the scanned pixels
+    for it in range(iterations if rows > 0 and cols > 0 else 0):
+        ddx, ddy = dx[:, it].to(index_dtype), dy[:, it].to(index_dtype)
+        off = torch.add(ddx, ddy, alpha=width)  # p' - p in flat indices
+        src = (scanned + off).view(-1)  # the source of every scanned pixel, if no chain is involved
+        if max_delta > 1:  # offsets in {-1, 0}^2 never point forward
             forward = _forward_links(off, ddx, ddy, max_delta)
-            if bool(forward.any()):  # never for d = 1, whose offsets never point forward
-                link[:, lo : lo + rows, lo : lo + cols] = off * forward
-                nxt = base + link.view(-1)
-                while True:  # pointer jumping: nxt[p] becomes the end of p's chain of forward links
-                    jumped = nxt.index_select(0, nxt)
-                    if torch.equal(jumped, nxt):
-                        break
-                    nxt = jumped
-                step = step.index_select(0, nxt)  # new(p) = old(src(end of p's chain))
-            total = step if total is None else total.index_select(0, step)
-    if total is None:
-        total = base
+            nxt = local + torch.add(ddx, ddy, alpha=cols).mul_(forward).view(-1)  # forward links among scanned pixels
+            while True:  # pointer jumping: nxt[p] becomes the end of p's chain of forward links
+                jumped = nxt.index_select(0, nxt)
+                if torch.equal(jumped, nxt):
+                    break
+                nxt = jumped
+            src = src.index_select(0, nxt)  # new(p) = old(src(end of p's chain))
+        source = src if it == 0 else total.index_select(0, src)
+        total.view(n, height, width)[:, lo : lo + rows, lo : lo + cols] = source.view(n, rows, cols)
     return total.view(n, hw).long() - torch.arange(n, device=dev).view(n, 1) * hw
 
 
@@ -392,7 +387,7 @@ def _glass_blur(images: Tensor, sigma: float, max_delta: int, dx: Tensor, dy: Te
     # region becoming 254 at sigma 1.1); float32 first adds 2^-14 so that values that are whole grey levels in exact
     # arithmetic (flat regions) are not truncated one level down by float32 rounding.
     eps = 0.0 if images.dtype == torch.float64 else 2.0**-14
-    quantised = torch.floor(blurred.mul_(255.0).add_(eps).clamp_(0.0, 255.0)).div_(255.0)
+    quantised = blurred.mul_(255.0).add_(eps).clamp_(0.0, 255.0).floor_().div_(255.0)
     index = _glass_scan_map(dx.to(images.device), dy.to(images.device), h, w, max_delta)  # (N, H W)
     # One index map per image, shared by its channels: a gather along the pixels (no per-channel index tensor).
     moved = quantised.view(n, c, h * w).gather(2, index.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
