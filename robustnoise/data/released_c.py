@@ -1,8 +1,7 @@
-"""The released common-corruption test sets, read as distributed (Hendrycks & Dietterich 2019, "Benchmarking Neural
-Network Robustness to Common Corruptions and Perturbations"; Mu & Gilmer 2019, "MNIST-C"; layouts and Zenodo records in
-docs/release-formats.md). One dataset is one corruption at one severity (``key`` ``<corruption>/s<severity>``); items
-are ``(float32 CHW image in [0, 1], int label)``, used as released: no resize, no crop (resizing the 224 / 64 px
-ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake)."""
+"""The released common-corruption test sets as distributed (Hendrycks & Dietterich 2019; Mu & Gilmer 2019, MNIST-C;
+layouts and Zenodo records: docs/release-formats.md). A dataset is one corruption at one severity (``key``
+``<corruption>/s<severity>``) of ``(float32 CHW image in [0, 1], int label)`` items, used as released: resizing the
+224 / 64 px JPEGs again is a known mistake."""
 
 from __future__ import annotations
 
