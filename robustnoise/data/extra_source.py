@@ -32,8 +32,7 @@ def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, 
 
 
 class _Union(ConcatDataset):
-    """Concatenated sources as plain tensor images and int labels (the digits carry tensor labels, ImageFolders
-    ``tv_tensors.Image`` images), so default collation works."""
+    """Concatenated sources as plain tensor images and int labels, so default collation works."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = super().__getitem__(index)[:2]
@@ -41,8 +40,7 @@ class _Union(ConcatDataset):
 
 
 class ExtraSourceDataModule(WrappedDataModule):
-    """The clean training set and one ImageFolder per ``roots`` entry, resized to ``resize`` (EDSR outputs are 4x
-    larger) before the clean training transform; val/test unchanged."""
+    """The clean training set and one ImageFolder per ``roots`` entry, resized to ``resize`` (EDSR outputs: 4x)."""
 
     name = "extra_source"
     layout = "<root>/<class>/*.{png,JPEG} (or <root>/train/<class>/*) with the clean training set's class folders"

@@ -18,8 +18,7 @@ log = logging.getLogger("robustnoise")
 
 
 class _ImageFolder(datasets.ImageFolder):
-    """ImageFolder whose unreadable files are a one-line error, or (``skip_unreadable``) replaced by the next readable
-    one with a warning, so the split's length and batch sizes stay those of the folder."""
+    """ImageFolder whose unreadable files are a one-line error, or (``skip_unreadable``) replaced by the next one."""
 
     def __init__(self, root: str, transform: v2.Transform, skip_unreadable: bool = False) -> None:
         super().__init__(root, transform=transform, loader=load_image)

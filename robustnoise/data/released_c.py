@@ -142,8 +142,7 @@ class _NpyImages(_Released, Dataset):
 
 
 class CifarC(_NpyImages):
-    """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map;
-    ``variant`` (``cifar10`` / ``cifar100``; ``None``: either) sets the label range and the md5 of ``verify_md5``."""
+    """One corruption at one severity of CIFAR-10-C or -100-C; ``variant`` (None: either) sets labels and md5."""
 
     layout = (
         "<root>/<corruption>.npy (uint8 (50000, 32, 32, 3): severities 1..5 as consecutive blocks of 10000 rows) "
@@ -197,9 +196,8 @@ class MnistC(_NpyImages):
 
 
 class ImageNetC(_Released, ImageFolder):
-    """One corruption at one severity of ImageNet-C, an ImageFolder of ``<root>/<corruption>/<severity>``: labels are
-    positions of the sorted wnid folders (which must be the training set's ``class_to_idx`` when given); every image is
-    checked to be ``image_size`` px square and only converted to float."""
+    """One corruption at one severity of ImageNet-C: labels are positions of the sorted wnid folders (the training
+    set's ``class_to_idx`` when given); every image must be ``image_size`` px square."""
 
     name = "ImageNet-C"
     default_image_size, default_num_classes = 224, 1000
@@ -338,9 +336,8 @@ def released_c_sets(
     severities: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> list[tuple[str, int, Dataset]]:
-    """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root`` (``None``: every one
-    present; a missing one raises). MNIST-C roots have one severity: other requested severities are dropped with a
-    warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``, ``image_size``, ``split``, ...)."""
+    """``[(corruption, severity, dataset)]`` of ``kind`` under ``root`` (``None``: every one present), ``kwargs`` to
+    every dataset; MNIST-C roots have one severity (others requested: dropped with a warning)."""
     root = Path(root)
     reader, defaults = _KINDS[_check_kind(kind)][:2]
     present = available_sets(kind, root)

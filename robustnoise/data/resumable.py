@@ -60,9 +60,8 @@ class ResumableDataLoader(DataLoader):
 
 
 class ShuffledPasses:
-    """Endless batches of shuffled passes over this rank's share of ``dataset`` (pass ``p`` shuffled by
-    ``seed_of_pass(p)``, never the global RNG); the state is the number of batches drawn, so a resumed run draws the
-    batches an uninterrupted one would (ANT's restart batches)."""
+    """Endless shuffled passes over this rank's share of ``dataset`` (pass ``p`` by ``seed_of_pass(p)``), resumable
+    by the number of batches drawn (ANT's restart batches)."""
 
     def __init__(
         self, dataset: Dataset, batch_size: int, seed_of_pass: Callable[[int], int], num_replicas: int = 1,

@@ -1,8 +1,7 @@
-"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout); training
-batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``, validation and test the clean data's. ``source=folder``
-(as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` (``task=stylize`` writes one);
-``source=adain``: a second shuffled pass over the clean training set, stylized on the training device by
-:class:`robustnoise.stylize.adain.AdaINStylizer` with one random painting of ``style_dir`` per image."""
+"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019): training batches are ``{"clean":
+(x, y), "stylized": (x_s, y_s)}``. ``source=folder`` (as the papers): a pre-stylized ``<stylized_root>/train/<class>/*``
+(``task=stylize`` writes one); ``source=adain``: the clean training set stylized on the device, one random painting
+of ``style_dir`` per image."""
 
 from __future__ import annotations
 

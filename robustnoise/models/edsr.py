@@ -178,8 +178,7 @@ _ARCH_KEYS = ("n_resblocks", "n_feats", "res_scale", "rgb_range")
 
 
 def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
-    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline``, ``edsr``, ``custom``), ``scale``,
-    ``weights`` (null: random), architecture keys (null: the preset's)."""
+    """The (not frozen) EDSR of a config: ``variant``, ``scale``, ``weights`` (null: random), architecture keys."""
     variant, weights = cfg.get("variant", "edsr_baseline"), cfg.get("weights")
     if variant not in (*EDSR_PRESETS, "custom"):
         raise ConfigError(f"{node}.variant must be edsr_baseline, edsr or custom, got {variant!r}")

@@ -60,8 +60,7 @@ def train_adversarial_generator(
     classifier: nn.Module, train_loader: Iterable, epsilon: float, kernel: int = 1, steps: int = 1001,
     lr: float = 5e-4, seed: int = 0, name: str = "adversarial noise generator",
 ) -> NoiseGenerator:  # fmt: skip
-    """A fresh generator trained against the frozen classifier, seeded by ``seed`` in a forked RNG (the caller's
-    streams stay as they were); ``name`` labels the progress bar."""
+    """A fresh generator trained against the frozen classifier, seeded by ``seed`` in a forked RNG."""
     device = next(classifier.parameters()).device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)

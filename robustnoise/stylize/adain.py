@@ -86,8 +86,7 @@ def _load(module: nn.Sequential, path: str | os.PathLike[str], what: str, releas
 
 
 class AdaINStylizer(nn.Module):
-    """AdaIN with a bank of style statistics: a random style per image, decoder(alpha AdaIN(c, s) + (1 - alpha) c)
-    clamped to [0, 1] (ref. §5.1)."""
+    """Per image a random style of the bank: decoder(alpha AdaIN(c, s) + (1 - alpha) c) in [0, 1] (ref. §5.1)."""
 
     def __init__(self, encoder: nn.Sequential | None = None, decoder: nn.Sequential | None = None) -> None:
         super().__init__()

@@ -102,8 +102,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
 def stylize_split(
     stylizer: AdaINStylizer, dataset: Dataset, out: Path, split: str, class_names: list[str], options: StylizeOptions
 ) -> list[tuple[str, int]]:
-    """Stylize ``dataset`` into ``out/<split>/<class>/<name>.png``, image ``i`` with style ``randint(num_styles)[i]``
-    of ``options.seed`` (any batching)."""
+    """Stylize ``dataset`` into ``out/<split>/<class>/<name>.png``, image ``i`` with the ``i``-th style drawn."""
     if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
         dataset = Subset(dataset, range(options.max_images))
     count = len(dataset)  # type: ignore[arg-type]
