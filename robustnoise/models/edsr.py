@@ -1,6 +1,5 @@
-"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment), with the official
-EDSR-PyTorch architecture and state-dict keys (its released ``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged);
-images in [0, 1], inside [0, rgb_range] as officially."""
+"""EDSR (Lim et al. 2017) as a frozen corruption network (AdA §2, DeepAugment) with the official EDSR-PyTorch
+architecture and keys (its released ``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged); images in [0, 1]."""
 
 from __future__ import annotations
 
@@ -30,9 +29,8 @@ _MEAN_SHIFTS = ("sub_mean.", "add_mean.")
 def _mean_shift(rgb_range: float, sign: int) -> nn.Conv2d:
     """Fixed 1x1 conv adding ``sign * rgb_range * DIV2K mean`` (the official ``common.MeanShift`` with std 1)."""
     conv = nn.Conv2d(3, 3, kernel_size=1).requires_grad_(False)
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view_as(conv.weight))
-        conv.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN))
+    nn.init.dirac_(conv.weight)  # identity
+    conv.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN))
     return conv
 
 

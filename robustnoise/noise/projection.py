@@ -19,12 +19,9 @@ def l2_norm(t: Tensor) -> Tensor:
 
 
 def clipping_aware_scale(x: Tensor, delta: Tensor, eps: float | Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Exact per-image scale η ≥ 0 (N, 1, ..., 1) with ``||clip(x + η·delta, a, b) − x||₂ = eps`` (Rauber & Bethge).
-
-    ``eps`` is a scalar, a one-element tensor or per-image (N,); differentiable w.r.t. ``delta`` and ``eps``. Pixels
-    with ``delta_i == 0`` are ignored; an unreachable ``eps`` gives the smallest η saturating every pixel; an all-zero
-    ``delta`` row or ``eps <= 0`` gives η = 0.
-    """
+    """Exact per-image scale η ≥ 0 (N, 1, ..., 1) with ``||clip(x + η·delta, a, b) − x||₂ = eps`` (Rauber & Bethge),
+    differentiable; ``eps`` scalar or (N,). An unreachable ``eps`` gives the smallest η saturating every pixel; an
+    all-zero ``delta`` row or ``eps <= 0`` gives η = 0."""
     n, dtype, xf = x.shape[0], x.dtype, x.flatten(1)
     df = delta.flatten(1).to(dtype)
 

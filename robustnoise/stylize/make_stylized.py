@@ -1,7 +1,6 @@
-"""``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout (ref. §5.1: alpha 1, content
-Resize(256) + CenterCrop(224), style seed 49809): ``<out>/<split>/<class>/<name>.png``, class folders by class
-name when sorted names are the label order, else index; ``stylize.json`` records the options, ``styles.csv`` each
-image's painting; ``data=stylized data.stylized_root=<out>`` reads it."""
+"""``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout ``<out>/<split>/<class>/*.png``
+(ref. §5.1: alpha 1, content Resize(256) + CenterCrop(224), style seed 49809), with the options in ``stylize.json``
+and each image's painting in ``styles.csv``; ``data=stylized data.stylized_root=<out>`` reads it."""
 
 from __future__ import annotations
 
