@@ -1,6 +1,5 @@
-"""AugMix on device batches and its Jensen-Shannon consistency loss (Hendrycks et al. 2020; AdA App. A):
-torchvision's ``v2.AugMix`` (``all_ops=False``: no ops that overlap with ImageNet-C), one op chain per image in
-uint8 space as the reference's PIL pipeline (magnitudes differ: docs/ada.md); the JSD loss is the reference's."""
+"""AugMix on device batches and its JSD loss (Hendrycks et al. 2020; AdA App. A): torchvision's ``v2.AugMix`` without
+ops overlapping ImageNet-C, one op chain per uint8 image as the reference (magnitudes differ: docs/ada.md)."""
 
 from __future__ import annotations
 

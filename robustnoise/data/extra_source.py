@@ -1,6 +1,5 @@
-"""The clean training set plus pre-processed copies of it (AdA §1.5 / App. A: "draw a sample from the clean training
-set or from the DeepAugment-processed training set"; DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/``
-and ``CAE/`` ImageFolders, ref. §3): a shuffled loader over the union draws uniformly from all images."""
+"""The clean training set plus pre-processed copies of it, drawn uniformly from the union (AdA §1.5 / App. A;
+DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/`` and ``CAE/`` ImageFolders, ref. §3)."""
 
 from __future__ import annotations
 

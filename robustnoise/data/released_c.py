@@ -178,8 +178,7 @@ def mnist_c_severity(root: str | Path) -> int:
 
 
 class MnistC(_NpyImages):
-    """One MNIST-C corruption (a single fixed level, keyed ``s1``; a ``task=make_c`` root at a chosen severity of a
-    5-level preset is keyed with that severity, see :data:`MNIST_SEVERITY_FILE`), split ``test`` or ``train``."""
+    """One MNIST-C corruption, split ``test`` or ``train``, keyed with the root's :func:`mnist_c_severity`."""
 
     name = "MNIST-C"
     layout = "<root>/<15 corruptions, identity>/{train,test}_{images,labels}.npy, images uint8 (N, 28, 28, 1)"
@@ -262,8 +261,7 @@ class ImageNetC(_Released, ImageFolder):
 
 
 class TinyImageNetC(ImageNetC):
-    """One corruption at one severity of Tiny-ImageNet-C (200 wnids, 64 px JPEGs; ImageNet-C's layout); a class count
-    mismatch names the broken ``frost/`` of the first upload (hendrycks/robustness#60)."""
+    """Tiny-ImageNet-C (ImageNet-C's layout, 200 wnids of 64 px JPEGs), naming the broken first ``frost/`` upload."""
 
     name = "Tiny-ImageNet-C"
     default_image_size, default_num_classes = 64, 200
@@ -294,8 +292,7 @@ def _check_kind(kind: str) -> str:
 
 
 def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, image_size: int) -> None:
-    """Refuse a released -C set that does not belong to the clean data the model is built for (one line); ``data``
-    is the clean DataModule's name (``cifar10+stylized`` is ``cifar10``; others: classes, channels, size only)."""
+    """Refuse (one line) a released -C set that does not belong to the clean data ``data`` the model is built for."""
     names, classes, chans, size = _KINDS[_check_kind(kind)][2:]
     base = data.split("+")[0]
     other_data = base in RELEASED_C_KIND_OF_DATA and base not in names

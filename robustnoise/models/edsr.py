@@ -131,8 +131,7 @@ def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
 
 
 class CorruptionNetwork(nn.Module):
-    """An EDSR as a map X -> X (AdA §2's c_phi), gray through RGB; ``resize`` undoes the upscaling (reference §1.10):
-    ``sr_then_down``, ``down_then_sr`` (lossy) or ``keep``; ``clamp``: for AdA's SSIM guard."""
+    """An EDSR as a map X -> X (AdA §2's c_phi); ``resize`` undoes the upscaling (reference §1.10)."""
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:
         super().__init__()

@@ -1,6 +1,5 @@
-"""Adversarial noise against a frozen classifier (Rusak et al. 2020, §3.2 and §4, Table 2): a generator maximising its
-cross-entropy on images perturbed to clipped l2 norm ``epsilon``, for ANT's restarts and the evaluation
-(:func:`train_adversarial_generator`: a fresh generator, Adam 5e-4, 1001 steps, as the reference's "retrain")."""
+"""Adversarial noise (Rusak et al. 2020, §3.2, §4, Table 2): a generator maximising a frozen classifier's cross-entropy
+on images perturbed to clipped l2 norm ``epsilon``, for ANT's restarts and the evaluation (Adam 5e-4, 1001 steps)."""
 
 from __future__ import annotations
 
