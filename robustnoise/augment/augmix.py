@@ -20,7 +20,6 @@ class BatchAugMix(v2.AugMix):
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         images = x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-        # one op chain per image (see module doc)
         mixed = torch.stack([v2.AugMix.forward(self, image) for image in images])
         return mixed.to(x.dtype).div_(255.0)
 

@@ -195,8 +195,7 @@ class MnistC(_NpyImages):
 
 
 class ImageNetC(_Released, ImageFolder):
-    """One corruption at one severity of ImageNet-C: labels are positions of the sorted wnid folders (the training
-    set's ``class_to_idx`` when given); every image must be ``image_size`` px square."""
+    """ImageNet-C at one corruption and severity; labels: positions of the sorted wnids, as in training."""
 
     name = "ImageNet-C"
     default_image_size, default_num_classes = 224, 1000

@@ -17,8 +17,7 @@ from robustnoise.utils.seeding import derive_seed
 
 
 class ResumableSampler(DistributedSampler):
-    """This rank's share of a permutation seeded by ``seed + epoch`` (a ``DistributedSampler``, so Lightning keeps it
-    under DDP), minus the first ``skip`` indices in epoch ``skip_epoch`` (set when a checkpoint is restored)."""
+    """A ``DistributedSampler`` (kept by Lightning under DDP) skipping ``skip`` indices in epoch ``skip_epoch``."""
 
     skip: int = 0
     skip_epoch: int | None = None

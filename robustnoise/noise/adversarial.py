@@ -23,8 +23,7 @@ def generator_step(
     classifier: nn.Module, generator: Callable[[Tensor], Tensor], optimizer: Any, x: Tensor, y: Tensor,
     epsilon: Tensor | float, backward: Callable[[Tensor], Any] = Tensor.backward,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """One optimiser step of ``generator`` (a module or its DDP wrapper) maximising the cross-entropy of the frozen
-    ``classifier`` (eval mode, no weight gradients: half the backward cost); returns (CE, accuracy), detached."""
+    """One step of ``generator`` (or its DDP wrapper) against the frozen ``classifier``; returns (CE, accuracy)."""
     was_training = classifier.training
     weights = {name: p.detach() for name, p in classifier.eval().named_parameters()}
     logits = functional_call(classifier, weights, (project_to_sphere(x, generator(x), epsilon),))

@@ -1,5 +1,5 @@
-"""AdaIN style transfer (Huang & Belongie 2017) as for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN); encoder and
-decoder module indices match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN)."""
+"""AdaIN style transfer (Huang & Belongie 2017) for Stylized-ImageNet (Geirhos et al. 2019); modules as in the released
+``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN)."""
 
 from __future__ import annotations
 
