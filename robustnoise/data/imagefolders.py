@@ -63,14 +63,15 @@ class ImageNetDataModule(ClassificationDataModule):
         root: str = "data/imagenet",
         val_subset: int | None = 10000,
         split_seed: int = 0,
-        image_size: int = 224,
+        image_size: int | None = None,
         resize: int = 256,
         skip_unreadable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.root, self.val_subset, self.split_seed = Path(root), val_subset, split_seed
-        self.image_size, self.resize, self.skip_unreadable = image_size, resize, skip_unreadable
+        self.image_size = image_size or self.image_size  # None: the dataset's (224 ImageNet, 64 Tiny-ImageNet)
+        self.resize, self.skip_unreadable = resize, skip_unreadable
 
     def train_transform(self) -> v2.Transform:
         return v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), TO_FLOAT])
