@@ -125,12 +125,11 @@ def stylize_split(
 def _deterministic(dataset: Any, datamodule: Any) -> Any:
     """A copy of ``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
     make = getattr(datamodule, "eval_transform", None)
-    if not callable(make) or not (hasattr(dataset, "transform") or hasattr(dataset, "dataset")):
-        return dataset
-    dataset = copy.copy(dataset)
-    if hasattr(dataset, "transform"):
+    if callable(make) and hasattr(dataset, "transform"):
+        dataset = copy.copy(dataset)
         dataset.transform = make()
-    else:
+    elif hasattr(dataset, "dataset"):  # a Subset
+        dataset = copy.copy(dataset)
         dataset.dataset = _deterministic(dataset.dataset, datamodule)
     return dataset
 
@@ -140,8 +139,7 @@ def _sample_names(dataset: Any, count: int) -> list[str]:
     indices: list[int] = list(range(count))
     while isinstance(dataset, Subset):
         indices, dataset = [int(dataset.indices[i]) for i in indices], dataset.dataset
-    samples = getattr(dataset, "samples", None)
-    if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
+    if samples := getattr(dataset, "samples", None):  # a folder dataset's (path, label) pairs
         stems = [Path(str(samples[i][0])).stem for i in indices]
         if len(set(stems)) == count:
             return stems
