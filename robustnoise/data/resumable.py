@@ -1,7 +1,6 @@
-"""Training loaders that resume mid-epoch exactly: the order depends only on (seed, epoch, rank) and the position is
-in Lightning's checkpoint (the ``state_dict()`` of every training loader that has one). Not torchdata's
-``StatefulDataLoader``: its state has no epoch, so after a checkpoint at an epoch's end (Lightning stops at
-``len(loader)``, before ``StopIteration``) the resumed run skips that many batches of the next epoch."""
+"""Training loaders that resume mid-epoch exactly: the order depends only on (seed, epoch, rank), the position is in
+Lightning's checkpoint. Not torchdata's ``StatefulDataLoader``: its state has no epoch, so a run resumed from an
+epoch-end checkpoint (Lightning stops at ``len(loader)``, before ``StopIteration``) skips batches of the next epoch."""
 
 from __future__ import annotations
 

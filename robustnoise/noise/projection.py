@@ -1,11 +1,7 @@
-"""Exact projection onto the clipped l2 sphere: Rusak et al. 2020, §3.2 (footnote 3) rescale every noise sample so that
-the *clipped* perturbation has l2 norm ε (Rauber & Bethge 2020, arXiv 2007.07677, locate the segment by sorting).
-
-Per image, pixel i (headroom s_i towards its direction δ_i) saturates at the scale r_i = s_i / |δ_i|; in t = η² the
-squared clipped norm g(t) = Σ_{r_i² ≤ t} s_i² + t · Σ_{r_i² > t} δ_i² is piecewise linear, non-decreasing and concave,
-so Newton's method for g(t) = ε² from t = 0 climbs monotonically and stops exactly on the sort's segment (3–8 steps):
-no sort, a few masked sums, and the backward pass sees the closed form.
-"""
+"""Exact projection onto the clipped l2 sphere (Rusak et al. 2020, §3.2 footnote 3; Rauber & Bethge 2020, arXiv
+2007.07677, who sort). Pixel i (headroom s_i, direction δ_i) saturates at scale r_i = s_i / |δ_i|; in t = η² the squared
+clipped norm g(t) = Σ_{r_i² ≤ t} s_i² + t · Σ_{r_i² > t} δ_i² is piecewise linear, non-decreasing and concave, so
+Newton's method for g(t) = ε² from t = 0 stops exactly on the sort's segment (3–8 steps) without sorting."""
 
 from __future__ import annotations
 
