@@ -69,7 +69,7 @@ class ShuffledPasses:
         if self.per_pass == 0:
             raise ConfigError(f"the training set is smaller than one batch ({batch_size} x {num_replicas} ranks)")
         self.dataset, self.batch_size, self.seed_of_pass = dataset, batch_size, seed_of_pass
-        self.num_replicas, self.rank, self.num_workers = num_replicas, rank, num_workers
+        self.num_replicas, self.rank, self.workers = num_replicas, rank, num_workers
         self.batches, self._iter = 0, None
 
     @classmethod
@@ -85,20 +85,18 @@ class ShuffledPasses:
 
     def __next__(self) -> Any:
         if self._iter is None:
-            pass_index, offset = divmod(self.batches, self.per_pass)
-            gen = torch.Generator().manual_seed(self.seed_of_pass(pass_index))
-            order = torch.randperm(len(self.dataset), generator=gen)[self.rank :: self.num_replicas]
-            order = order[offset * self.batch_size : self.per_pass * self.batch_size].tolist()
-            loader = DataLoader(
-                self.dataset, self.batch_size, sampler=order, num_workers=self.num_workers, generator=gen
-            )
-            self._iter = iter(loader)
-        batch = next(self._iter, None)
-        if batch is None:  # the pass is over
-            self._iter = None
-            return next(self)
+            self._iter = self._passes(*divmod(self.batches, self.per_pass))
+        batch = next(self._iter)
         self.batches += 1
         return batch
+
+    def _passes(self, pass_index: int, offset: int) -> Iterator[Any]:
+        for p in itertools.count(pass_index):
+            gen = torch.Generator().manual_seed(self.seed_of_pass(p))
+            order = torch.randperm(len(self.dataset), generator=gen)[self.rank :: self.num_replicas]
+            order = order[offset * self.batch_size : self.per_pass * self.batch_size].tolist()
+            yield from DataLoader(self.dataset, self.batch_size, sampler=order, num_workers=self.workers, generator=gen)
+            offset = 0
 
     def state_dict(self) -> dict[str, int]:
         return {"batches": self.batches}
