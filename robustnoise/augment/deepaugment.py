@@ -1,8 +1,7 @@
-"""On-the-fly DeepAugment-EDSR (Hendrycks et al. 2021, *The many faces of robustness*; reference: hendrycks/imagenet-r
-``DeepAugment/EDSR_distort_imagenet.py``): 3 of 17 weight ops (with replacement, re-drawn with probability 0.05) plus
-head and body feature distortions, on the device, clamped to [0, 1]. The reference's distributions (not its streams)
-and quirks are kept: head masks' P(1) = 0.95 / P(+1) = 0.975, ReLU and (channel, height) flip with probability 1/3,
-and those commented at their lines."""
+"""DeepAugment-EDSR on the fly (Hendrycks et al. 2021; hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``):
+3 of 17 weight ops (re-drawn with probability 0.05) plus head and body feature distortions, clamped to [0, 1], with
+the reference's distributions (not streams) and quirks: head masks' P(1) = 0.95 / P(+1) = 0.975, ReLU and (channel,
+height) flip with probability 1/3, and those commented at their lines."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""The released common-corruption test sets as distributed (Hendrycks & Dietterich 2019; Mu & Gilmer 2019, MNIST-C;
-layouts and Zenodo records: docs/release-formats.md). A dataset is one corruption at one severity (``key``
-``<corruption>/s<severity>``) of ``(float32 CHW image in [0, 1], int label)`` items, used as released: resizing the
-224 / 64 px JPEGs again is a known mistake."""
+"""The released common-corruption test sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019; docs/release-formats.md),
+one corruption at one severity per dataset of (CHW float image in [0, 1], label) items, used as released: resizing
+the 224 / 64 px JPEGs again is a known mistake."""
 
 from __future__ import annotations
 
@@ -152,8 +151,6 @@ class CifarC(_NpyImages):
     def __init__(
         self, root: str | Path, corruption: str, severity: int, variant: str | None = None, verify_md5: bool = False
     ) -> None:
-        if variant is not None and variant not in _CIFAR_VARIANTS:
-            raise RobustnoiseError(f"unknown CIFAR-C variant {variant!r}; valid: {', '.join(_CIFAR_VARIANTS)}")
         self.name, num_classes, column = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
         self.root, self.corruption, self.variant = Path(root), corruption, variant
         self.severity = check_severity(severity)

@@ -1,7 +1,6 @@
-"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019): training batches are ``{"clean":
-(x, y), "stylized": (x_s, y_s)}``. ``source=folder`` (as the papers): a pre-stylized ``<stylized_root>/train/<class>/*``
-(``task=stylize`` writes one); ``source=adain``: the clean training set stylized on the device, one random painting
-of ``style_dir`` per image."""
+"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019): training batches ``{"clean": (x, y),
+"stylized": (x_s, y_s)}``. ``source=folder`` (as the papers): pre-stylized ``<stylized_root>/train/<class>/*`` (from
+``task=stylize``); ``source=adain``: the clean training set stylized on the device, a random painting per image."""
 
 from __future__ import annotations
 
