@@ -70,9 +70,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
     prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder).to(device)  # type: ignore[arg-type]
     files = stylizer.load_style_folder(options.style_dir, options.style_size, options.max_styles, options.batch_size)
-    datamodule.setup("fit")
-    if "test" in options.splits:
-        datamodule.setup("test")
+    datamodule.setup("fit")  # every split of the robustnoise DataModules
     class_names, naming = usable_class_names(class_folder_names(datamodule), int(datamodule.num_classes))
     summary: dict[str, Any] = {
         "out_dir": str(out),
