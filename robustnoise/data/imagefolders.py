@@ -49,8 +49,7 @@ class _TinyImageNetVal(_ImageFolder):
 
 
 class ImageNetDataModule(ClassificationDataModule):
-    """ImageNet (ILSVRC-2012): val is the test split, a fixed val subset validates; crops ``image_size`` after
-    ``resize`` (Inception-v3: 299 / 342)."""
+    """ImageNet (ILSVRC-2012): val is the test split, a fixed subset of it validates; Inception-v3: 299 px / 342."""
 
     name = "imagenet"
     num_classes, in_chans, image_size = 1000, 3, 224

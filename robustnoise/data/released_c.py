@@ -275,8 +275,7 @@ _KINDS: Mapping[str, tuple[type[_Released], dict[str, Any], tuple[str, ...], int
     "imagenetc": (ImageNetC, {}, ("imagenet",), 1000, 3, None),  # 224 px; global-pooling models take any size
     "tinyimagenetc": (TinyImageNetC, {}, ("tiny_imagenet",), 200, 3, 64),
 }
-"""``kind -> (reader, its arguments, clean datasets, classes, channels, image size)``: a model evaluated on the
-released set must share the last four with its clean data."""
+"""``kind -> (reader, its arguments, clean datasets, classes, channels, image size)`` of the clean data it fits."""
 RELEASED_C_KINDS: tuple[str, ...] = tuple(_KINDS)
 RELEASED_C_KIND_OF_DATA = {data: kind for kind, spec in _KINDS.items() for data in spec[2]}  # e.g. cifar10 -> cifar10c
 

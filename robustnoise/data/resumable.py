@@ -58,8 +58,7 @@ class ResumableDataLoader(DataLoader):
 
 
 class ShuffledPasses:
-    """Endless shuffled passes over this rank's share of ``dataset`` (pass ``p`` by ``seed_of_pass(p)``), resumable
-    by the number of batches drawn (ANT's restart batches)."""
+    """Endless passes (shuffled by ``seed_of_pass(p)``) over this rank's share of ``dataset``, for ANT's restarts."""
 
     def __init__(
         self, dataset: Dataset, batch_size: int, seed_of_pass: Callable[[int], int], num_replicas: int = 1,
