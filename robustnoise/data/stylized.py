@@ -46,8 +46,8 @@ class StylizedDataModule(WrappedDataModule):
         self.source, self.alpha, self.style_seed = source, float(alpha), int(style_seed)
         self.stylized_root = Path(stylized_root) if stylized_root else None
         self.stylized_batch_size = stylized_batch_size or clean.batch_size
-        self.adain_options = {"encoder": encoder, "decoder": decoder, "style_dir": style_dir}
-        self.adain_options |= {"style_size": int(style_size), "max_styles": max_styles}
+        self.weights = (encoder, decoder)  # AdaIN's vgg_normalised.pth and decoder.pth
+        self.style_options = {"style_dir": style_dir, "size": int(style_size), "max_styles": max_styles}
         self.name = f"{clean.name}+stylized"
         self.stylized_set: Any = None
         self.stylizer: Any = None
@@ -68,15 +68,14 @@ class StylizedDataModule(WrappedDataModule):
         """Load the AdaIN networks (CPU, moved to the device later) and check the style folder exists."""
         from robustnoise.stylize.adain import AdaINStylizer, style_files
 
-        opts = self.adain_options
-        absent = [str(opts[k]) for k in ("encoder", "decoder") if not Path(str(opts[k])).is_file()]
+        absent = [str(path) for path in self.weights if not Path(str(path)).is_file()]
         if absent:
             raise CheckpointError(
                 f"AdaIN weights not found: {', '.join(absent)}; expected data.encoder=<vgg_normalised.pth> "
                 "and data.decoder=<decoder.pth> (naoto0804/pytorch-AdaIN release)"
             )
-        style_files(str(opts["style_dir"]))  # fail now, not at the first batch
-        self.stylizer = AdaINStylizer.from_files(opts["encoder"], opts["decoder"])
+        style_files(str(self.style_options["style_dir"]))  # fail now, not at the first batch
+        self.stylizer = AdaINStylizer.from_files(*self.weights)
         self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
 
     def train_dataloader(self) -> Any:
@@ -92,8 +91,7 @@ class StylizedDataModule(WrappedDataModule):
         x, y = batch["stylized"][0], batch["stylized"][1]
         self.stylizer.to(x.device)
         if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
-            opts = self.adain_options
-            self.stylizer.load_style_folder(opts["style_dir"], opts["style_size"], opts["max_styles"])
+            self.stylizer.load_style_folder(**self.style_options)
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
         trainer = self.trainer
         rank, step = (trainer.global_rank, trainer.global_step) if trainer is not None else (0, 0)
