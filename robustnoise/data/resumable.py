@@ -28,8 +28,7 @@ class ResumableSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A shuffled loader over a :class:`ResumableSampler` that counts its batches this epoch; worker seeds come from
-    its own generator, reseeded per epoch, so an iterator never draws from the global torch RNG (the noise streams')."""
+    """Shuffled, batch-counting loader over a :class:`ResumableSampler`; its worker seeds spare the global RNG."""
 
     sampler: ResumableSampler
 
