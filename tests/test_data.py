@@ -72,3 +72,11 @@ def test_imagenet_folders_use_sorted_wnids_and_center_crop(tmp_path):
     image, label = dm.test_set[0]
     assert image.shape == (3, 224, 224) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
     assert dm.test_set.class_to_idx == {"n01": 0, "n02": 1}
+
+
+def test_tiny_imagenet_info_matches_its_released_c_set():
+    from robustnoise.data.released_c import check_matches_clean
+
+    tiny, imagenet = TinyImageNetDataModule(root="unused").info(), ImageNetDataModule(root="unused").info()
+    assert (tiny["image_size"], imagenet["image_size"], ImageNetDataModule(image_size=299).image_size) == (64, 224, 299)
+    check_matches_clean("tinyimagenetc", "tiny_imagenet", tiny["num_classes"], tiny["in_chans"], tiny["image_size"])

@@ -235,7 +235,7 @@ def test_stylized_adain_config_composes(adain_files, tmp_path):
     dm = instantiate(cfg.data)
     assert isinstance(dm, StylizedDataModule) and dm.source == "adain" and dm.alpha == 0.5
     assert dm.batch_size == dm.clean.batch_size == dm.stylized_batch_size == 16  # wrapper sizes reach the clean data
-    assert dm.adain_options["style_dir"].endswith("adain/styles") and dm.style_seed == cfg.seed
+    assert dm.style_options["style_dir"].endswith("adain/styles") and dm.style_seed == cfg.seed
 
 
 def test_task_stylize_writes_the_sin_layout_that_the_folder_source_reads(adain_files, tmp_path):

@@ -1,6 +1,5 @@
-"""AugMix on device batches and its Jensen-Shannon consistency loss (Hendrycks et al. 2020; AdA App. A):
-torchvision's ``v2.AugMix`` (``all_ops=False``: no ops that overlap with ImageNet-C), one op chain per image in
-uint8 space as the reference's PIL pipeline (magnitudes differ: docs/ada.md); the JSD loss is the reference's."""
+"""AugMix on device batches and its JSD loss (Hendrycks et al. 2020; AdA App. A): torchvision's ``v2.AugMix`` without
+ops overlapping ImageNet-C, one op chain per uint8 image as the reference (magnitudes differ: docs/ada.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ class BatchAugMix(v2.AugMix):
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         images = x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-        # one op chain per image (see module doc)
         mixed = torch.stack([v2.AugMix.forward(self, image) for image in images])
         return mixed.to(x.dtype).div_(255.0)
 

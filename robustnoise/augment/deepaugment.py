@@ -1,17 +1,13 @@
-"""On-the-fly DeepAugment with EDSR (Hendrycks et al. 2021, *The many faces of robustness*; reference:
-hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``, offline): an EDSR whose weights were changed by 3
-of 17 ops (with replacement, re-drawn with probability 0.05), plus random head and body feature distortions; here
-on the device, at the input size, clamped to [0, 1], block choices within the network's blocks.
-
-Reference quirks kept (its datasets were made with them): the head masks' P(1) = 0.95 / P(+1) = 0.975, ReLU and the
-(channel, height) flip with probability 1/3, and those commented at their lines. The distributions are the
-reference's, not the streams.
-"""
+"""DeepAugment-EDSR on the fly (Hendrycks et al. 2021; hendrycks/imagenet-r ``DeepAugment/EDSR_distort_imagenet.py``):
+3 of 17 weight ops (re-drawn with probability 0.05) plus head and body feature distortions, clamped to [0, 1], with
+the reference's distributions (not streams) and quirks: head masks' P(1) = 0.95 / P(+1) = 0.975, ReLU and (channel,
+height) flip with probability 1/3, and those commented at their lines."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,13 +18,13 @@ from robustnoise.models.edsr import CorruptionNetwork
 from robustnoise.utils.errors import ConfigError
 
 
+@dataclass
 class Draws:
     """The random choices of the ops, from one CPU ``torch.Generator`` (reproducible on any device)."""
 
-    def __init__(self, generator: torch.Generator, n_resblocks: int, n_feats: int) -> None:
-        self.generator = generator
-        self.n_resblocks = n_resblocks
-        self.n_feats = n_feats
+    generator: torch.Generator
+    n_resblocks: int
+    n_feats: int
 
     def randint(self, low: int, high: int) -> int:
         """Uniform integer in [low, high] (inclusive, as Python's ``random.randint``)."""

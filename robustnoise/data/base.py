@@ -49,8 +49,7 @@ class IndexedDataset(Dataset):
 
 
 class ClassificationDataModule(pl.LightningDataModule):
-    """Base for the clean datasets: subclasses set ``name``, ``layout`` (for errors), the :data:`_INFO_KEYS` (the model
-    normalises with ``mean`` / ``std``, inside the model) and build the splits in ``setup``."""
+    """Base for the clean datasets: subclasses set ``name``, ``layout`` (for errors), the :data:`_INFO_KEYS`."""
 
     name: str = "dataset"
     num_classes: int
@@ -124,8 +123,7 @@ class ClassificationDataModule(pl.LightningDataModule):
 
 
 class WrappedDataModule(ClassificationDataModule):
-    """A clean DataModule plus training images (stylized pairs, extra sources), with the clean data's info, loader
-    sizes (given on the wrapper: set on the clean data), validation and test."""
+    """A clean DataModule plus training images (stylized pairs, extra sources); info, val and test: the clean's."""
 
     def __init__(
         self,
@@ -150,8 +148,7 @@ class WrappedDataModule(ClassificationDataModule):
         self.train_set, self.val_set, self.test_set = self.clean.train_set, self.clean.val_set, self.clean.test_set
 
     def image_folder(self, root: Path, resize: int | None = None) -> ImageFolder:
-        """An ImageFolder of training images with the clean data's channels and training transform (tensor data
-        without one, the digits: resized to the clean size), after an optional ``resize`` + centre crop."""
+        """An ImageFolder of training images in the clean data's channels, size and training transform."""
         steps: list[v2.Transform] = [v2.Resize(resize), v2.CenterCrop(resize)] if resize else []
         if hasattr(self.clean, "train_transform"):
             steps.append(self.clean.train_transform())

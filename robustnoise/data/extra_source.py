@@ -1,6 +1,5 @@
-"""The clean training set plus pre-processed copies of it (AdA §1.5 / App. A: "draw a sample from the clean training
-set or from the DeepAugment-processed training set"; DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/``
-and ``CAE/`` ImageFolders, ref. §3): a shuffled loader over the union draws uniformly from all images."""
+"""The clean training set plus pre-processed copies of it, drawn uniformly from the union (AdA §1.5 / App. A;
+DeepAugment's ``train.py`` concatenates ImageNet with its ``EDSR/`` and ``CAE/`` ImageFolders, ref. §3)."""
 
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ def folder_label_map(folders: Sequence[str], class_names: Sequence[str] | None, 
 
 
 class _Union(ConcatDataset):
-    """Concatenated sources as plain tensor images and int labels (the digits carry tensor labels, ImageFolders
-    ``tv_tensors.Image`` images), so default collation works."""
+    """Concatenated sources as plain tensor images and int labels, so default collation works."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = super().__getitem__(index)[:2]
@@ -41,8 +39,7 @@ class _Union(ConcatDataset):
 
 
 class ExtraSourceDataModule(WrappedDataModule):
-    """The clean training set and one ImageFolder per ``roots`` entry, resized to ``resize`` (EDSR outputs are 4x
-    larger) before the clean training transform; val/test unchanged."""
+    """The clean training set and one ImageFolder per ``roots`` entry, resized to ``resize`` (EDSR outputs: 4x)."""
 
     name = "extra_source"
     layout = "<root>/<class>/*.{png,JPEG} (or <root>/train/<class>/*) with the clean training set's class folders"

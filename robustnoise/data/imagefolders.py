@@ -18,8 +18,7 @@ log = logging.getLogger("robustnoise")
 
 
 class _ImageFolder(datasets.ImageFolder):
-    """ImageFolder whose unreadable files are a one-line error, or (``skip_unreadable``) replaced by the next readable
-    one with a warning, so the split's length and batch sizes stay those of the folder."""
+    """ImageFolder whose unreadable files are a one-line error, or (``skip_unreadable``) replaced by the next one."""
 
     def __init__(self, root: str, transform: v2.Transform, skip_unreadable: bool = False) -> None:
         super().__init__(root, transform=transform, loader=load_image)
@@ -50,27 +49,28 @@ class _TinyImageNetVal(_ImageFolder):
 
 
 class ImageNetDataModule(ClassificationDataModule):
-    """ImageNet (ILSVRC-2012) ImageFolders; val doubles as the test split, a fixed val subset validates per epoch.
-    ``image_size`` / ``resize``: the train crop and eval centre crop after resizing (Inception-v3: 299 / 342)."""
+    """ImageNet (ILSVRC-2012): val is the test split, a fixed subset of it validates; Inception-v3: 299 px / 342."""
 
     name = "imagenet"
     num_classes, in_chans, image_size = 1000, 3, 224
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     layout = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (1000 wnid folders each)"
+    val_folder: type[_ImageFolder] = _ImageFolder
 
     def __init__(
         self,
         root: str = "data/imagenet",
         val_subset: int | None = 10000,
         split_seed: int = 0,
-        image_size: int = 224,
+        image_size: int | None = None,
         resize: int = 256,
         skip_unreadable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.root, self.val_subset, self.split_seed = Path(root), val_subset, split_seed
-        self.image_size, self.resize, self.skip_unreadable = image_size, resize, skip_unreadable
+        self.image_size = image_size or self.image_size  # None: the dataset's (224 ImageNet, 64 Tiny-ImageNet)
+        self.resize, self.skip_unreadable = resize, skip_unreadable
 
     def train_transform(self) -> v2.Transform:
         return v2.Compose([v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), TO_FLOAT])
@@ -78,19 +78,21 @@ class ImageNetDataModule(ClassificationDataModule):
     def eval_transform(self) -> v2.Transform:
         return v2.Compose([v2.Resize(self.resize), v2.CenterCrop(self.image_size), TO_FLOAT])
 
-    def _folder(self, split: str, transform: v2.Transform) -> datasets.ImageFolder:
+    def _folder(self, split: str, transform: v2.Transform, folder: type[_ImageFolder] = _ImageFolder) -> _ImageFolder:
         path = self.root / split
         try:
-            return _ImageFolder(str(path), transform, self.skip_unreadable)
+            return folder(str(path), transform, self.skip_unreadable)
         except (FileNotFoundError, RuntimeError) as err:
             raise self.not_found(path, str(err).splitlines()[0]) from err
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None or self.test_set is not None:
+        if self.test_set is not None:
             return
+        self.test_set = self.val_set = self._folder("val", self.eval_transform(), self.val_folder)
         if stage in (None, "fit"):
             self.train_set = self._folder("train", self.train_transform())
-        self.test_set = self.val_set = self._folder("val", self.eval_transform())
+            if self.train_set.class_to_idx != self.test_set.class_to_idx:
+                raise self.not_found(self.root / "train", "its class folders are not those of the val split")
         if self.val_subset is not None and self.val_subset < len(self.test_set):
             gen = torch.Generator().manual_seed(self.split_seed)
             self.val_set = Subset(self.test_set, torch.randperm(len(self.test_set), generator=gen)[: self.val_subset])
@@ -102,6 +104,7 @@ class TinyImageNetDataModule(ImageNetDataModule):
     name = "tiny_imagenet"
     num_classes, image_size = 200, 64
     layout = "<root>/{wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, val/val_annotations.txt}"
+    val_folder = _TinyImageNetVal
 
     def __init__(self, root: str = "data/tiny-imagenet-200", val_subset: int | None = None, **kwargs: Any) -> None:
         super().__init__(root=root, val_subset=val_subset, **kwargs)
@@ -111,17 +114,3 @@ class TinyImageNetDataModule(ImageNetDataModule):
 
     def eval_transform(self) -> v2.Transform:
         return TO_FLOAT
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.test_set is not None:
-            return
-        for required in ("wnids.txt", "train", "val/images", "val/val_annotations.txt"):
-            if not (self.root / required).exists():
-                raise self.not_found(self.root, f"missing {required}")
-        val = _TinyImageNetVal(str(self.root / "val"), self.eval_transform(), self.skip_unreadable)
-        if stage in (None, "fit"):
-            train = _ImageFolder(str(self.root / "train"), self.train_transform(), self.skip_unreadable)
-            if train.class_to_idx != val.class_to_idx:
-                raise self.not_found(self.root / "train", "train folders do not match wnids.txt")
-            self.train_set = train
-        self.test_set = self.val_set = val

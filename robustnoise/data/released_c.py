@@ -1,8 +1,6 @@
-"""The released common-corruption test sets, read as distributed (Hendrycks & Dietterich 2019, "Benchmarking Neural
-Network Robustness to Common Corruptions and Perturbations"; Mu & Gilmer 2019, "MNIST-C"; layouts and Zenodo records in
-docs/release-formats.md). One dataset is one corruption at one severity (``key`` ``<corruption>/s<severity>``); items
-are ``(float32 CHW image in [0, 1], int label)``, used as released: no resize, no crop (resizing the 224 / 64 px
-ImageNet-C / Tiny-ImageNet-C JPEGs again is a known mistake)."""
+"""The released common-corruption test sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019; docs/release-formats.md),
+one corruption at one severity per dataset of (CHW float image in [0, 1], label) items, used as released: resizing
+the 224 / 64 px JPEGs again is a known mistake."""
 
 from __future__ import annotations
 
@@ -143,8 +141,7 @@ class _NpyImages(_Released, Dataset):
 
 
 class CifarC(_NpyImages):
-    """One corruption at one severity of CIFAR-10-C or CIFAR-100-C (same layout), read lazily from a memory map;
-    ``variant`` (``cifar10`` / ``cifar100``; ``None``: either) sets the label range and the md5 of ``verify_md5``."""
+    """One corruption at one severity of CIFAR-10-C or -100-C; ``variant`` (None: either) sets labels and md5."""
 
     layout = (
         "<root>/<corruption>.npy (uint8 (50000, 32, 32, 3): severities 1..5 as consecutive blocks of 10000 rows) "
@@ -154,8 +151,6 @@ class CifarC(_NpyImages):
     def __init__(
         self, root: str | Path, corruption: str, severity: int, variant: str | None = None, verify_md5: bool = False
     ) -> None:
-        if variant is not None and variant not in _CIFAR_VARIANTS:
-            raise RobustnoiseError(f"unknown CIFAR-C variant {variant!r}; valid: {', '.join(_CIFAR_VARIANTS)}")
         self.name, num_classes, column = _CIFAR_VARIANTS[variant] if variant else ("CIFAR-C", None, None)
         self.root, self.corruption, self.variant = Path(root), corruption, variant
         self.severity = check_severity(severity)
@@ -180,8 +175,7 @@ def mnist_c_severity(root: str | Path) -> int:
 
 
 class MnistC(_NpyImages):
-    """One MNIST-C corruption (a single fixed level, keyed ``s1``; a ``task=make_c`` root at a chosen severity of a
-    5-level preset is keyed with that severity, see :data:`MNIST_SEVERITY_FILE`), split ``test`` or ``train``."""
+    """One MNIST-C corruption, split ``test`` or ``train``, keyed with the root's :func:`mnist_c_severity`."""
 
     name = "MNIST-C"
     layout = "<root>/<15 corruptions, identity>/{train,test}_{images,labels}.npy, images uint8 (N, 28, 28, 1)"
@@ -198,9 +192,7 @@ class MnistC(_NpyImages):
 
 
 class ImageNetC(_Released, ImageFolder):
-    """One corruption at one severity of ImageNet-C, an ImageFolder of ``<root>/<corruption>/<severity>``: labels are
-    positions of the sorted wnid folders (which must be the training set's ``class_to_idx`` when given); every image is
-    checked to be ``image_size`` px square and only converted to float."""
+    """ImageNet-C at one corruption and severity; labels: positions of the sorted wnids, as in training."""
 
     name = "ImageNet-C"
     default_image_size, default_num_classes = 224, 1000
@@ -265,8 +257,7 @@ class ImageNetC(_Released, ImageFolder):
 
 
 class TinyImageNetC(ImageNetC):
-    """One corruption at one severity of Tiny-ImageNet-C (200 wnids, 64 px JPEGs; ImageNet-C's layout); a class count
-    mismatch names the broken ``frost/`` of the first upload (hendrycks/robustness#60)."""
+    """Tiny-ImageNet-C (ImageNet-C's layout, 200 wnids of 64 px JPEGs), naming the broken first ``frost/`` upload."""
 
     name = "Tiny-ImageNet-C"
     default_image_size, default_num_classes = 64, 200
@@ -284,8 +275,7 @@ _KINDS: Mapping[str, tuple[type[_Released], dict[str, Any], tuple[str, ...], int
     "imagenetc": (ImageNetC, {}, ("imagenet",), 1000, 3, None),  # 224 px; global-pooling models take any size
     "tinyimagenetc": (TinyImageNetC, {}, ("tiny_imagenet",), 200, 3, 64),
 }
-"""``kind -> (reader, its arguments, clean datasets, classes, channels, image size)``: a model evaluated on the
-released set must share the last four with its clean data."""
+"""``kind -> (reader, its arguments, clean datasets, classes, channels, image size)`` of the clean data it fits."""
 RELEASED_C_KINDS: tuple[str, ...] = tuple(_KINDS)
 RELEASED_C_KIND_OF_DATA = {data: kind for kind, spec in _KINDS.items() for data in spec[2]}  # e.g. cifar10 -> cifar10c
 
@@ -297,8 +287,7 @@ def _check_kind(kind: str) -> str:
 
 
 def check_matches_clean(kind: str, data: str, num_classes: int, in_chans: int, image_size: int) -> None:
-    """Refuse a released -C set that does not belong to the clean data the model is built for (one line); ``data``
-    is the clean DataModule's name (``cifar10+stylized`` is ``cifar10``; others: classes, channels, size only)."""
+    """Refuse (one line) a released -C set that does not belong to the clean data ``data`` the model is built for."""
     names, classes, chans, size = _KINDS[_check_kind(kind)][2:]
     base = data.split("+")[0]
     other_data = base in RELEASED_C_KIND_OF_DATA and base not in names
@@ -339,9 +328,8 @@ def released_c_sets(
     severities: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> list[tuple[str, int, Dataset]]:
-    """``[(corruption, severity, dataset)]`` for every requested set of ``kind`` under ``root`` (``None``: every one
-    present; a missing one raises). MNIST-C roots have one severity: other requested severities are dropped with a
-    warning. ``kwargs`` go to every dataset (``verify_md5``, ``class_to_idx``, ``image_size``, ``split``, ...)."""
+    """``[(corruption, severity, dataset)]`` of ``kind`` under ``root`` (``None``: every one present), ``kwargs`` to
+    every dataset; MNIST-C roots have one severity (others requested: dropped with a warning)."""
     root = Path(root)
     reader, defaults = _KINDS[_check_kind(kind)][:2]
     present = available_sets(kind, root)

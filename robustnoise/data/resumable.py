@@ -1,7 +1,6 @@
-"""Training loaders that resume mid-epoch exactly: the order depends only on (seed, epoch, rank) and the position is
-in Lightning's checkpoint (the ``state_dict()`` of every training loader that has one). Not torchdata's
-``StatefulDataLoader``: its state has no epoch, so after a checkpoint at an epoch's end (Lightning stops at
-``len(loader)``, before ``StopIteration``) the resumed run skips that many batches of the next epoch."""
+"""Training loaders that resume mid-epoch exactly: the order depends only on (seed, epoch, rank), the position is in
+Lightning's checkpoint. Not torchdata's ``StatefulDataLoader``: its state has no epoch, so a run resumed from an
+epoch-end checkpoint (Lightning stops at ``len(loader)``, before ``StopIteration``) skips batches of the next epoch."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from robustnoise.utils.seeding import derive_seed
 
 
 class ResumableSampler(DistributedSampler):
-    """This rank's share of a permutation seeded by ``seed + epoch`` (a ``DistributedSampler``, so Lightning keeps it
-    under DDP), minus the first ``skip`` indices in epoch ``skip_epoch`` (set when a checkpoint is restored)."""
+    """A ``DistributedSampler`` (kept by Lightning under DDP) skipping ``skip`` indices in epoch ``skip_epoch``."""
 
     skip: int = 0
     skip_epoch: int | None = None
@@ -30,8 +28,7 @@ class ResumableSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A shuffled loader over a :class:`ResumableSampler` that counts its batches this epoch; worker seeds come from
-    its own generator, reseeded per epoch, so an iterator never draws from the global torch RNG (the noise streams')."""
+    """Shuffled, batch-counting loader over a :class:`ResumableSampler`; its worker seeds spare the global RNG."""
 
     sampler: ResumableSampler
 
@@ -60,9 +57,7 @@ class ResumableDataLoader(DataLoader):
 
 
 class ShuffledPasses:
-    """Endless batches of shuffled passes over this rank's share of ``dataset`` (pass ``p`` shuffled by
-    ``seed_of_pass(p)``, never the global RNG); the state is the number of batches drawn, so a resumed run draws the
-    batches an uninterrupted one would (ANT's restart batches)."""
+    """Endless passes (shuffled by ``seed_of_pass(p)``) over this rank's share of ``dataset``, for ANT's restarts."""
 
     def __init__(
         self, dataset: Dataset, batch_size: int, seed_of_pass: Callable[[int], int], num_replicas: int = 1,
@@ -72,7 +67,7 @@ class ShuffledPasses:
         if self.per_pass == 0:
             raise ConfigError(f"the training set is smaller than one batch ({batch_size} x {num_replicas} ranks)")
         self.dataset, self.batch_size, self.seed_of_pass = dataset, batch_size, seed_of_pass
-        self.num_replicas, self.rank, self.num_workers = num_replicas, rank, num_workers
+        self.num_replicas, self.rank, self.workers = num_replicas, rank, num_workers
         self.batches, self._iter = 0, None
 
     @classmethod
@@ -88,20 +83,18 @@ class ShuffledPasses:
 
     def __next__(self) -> Any:
         if self._iter is None:
-            pass_index, offset = divmod(self.batches, self.per_pass)
-            gen = torch.Generator().manual_seed(self.seed_of_pass(pass_index))
-            order = torch.randperm(len(self.dataset), generator=gen)[self.rank :: self.num_replicas]
-            order = order[offset * self.batch_size : self.per_pass * self.batch_size].tolist()
-            loader = DataLoader(
-                self.dataset, self.batch_size, sampler=order, num_workers=self.num_workers, generator=gen
-            )
-            self._iter = iter(loader)
-        batch = next(self._iter, None)
-        if batch is None:  # the pass is over
-            self._iter = None
-            return next(self)
+            self._iter = self._passes(*divmod(self.batches, self.per_pass))
+        batch = next(self._iter)
         self.batches += 1
         return batch
+
+    def _passes(self, pass_index: int, offset: int) -> Iterator[Any]:
+        for p in itertools.count(pass_index):
+            gen = torch.Generator().manual_seed(self.seed_of_pass(p))
+            order = torch.randperm(len(self.dataset), generator=gen)[self.rank :: self.num_replicas]
+            order = order[offset * self.batch_size : self.per_pass * self.batch_size].tolist()
+            yield from DataLoader(self.dataset, self.batch_size, sampler=order, num_workers=self.workers, generator=gen)
+            offset = 0
 
     def state_dict(self) -> dict[str, int]:
         return {"batches": self.batches}

@@ -1,8 +1,6 @@
-"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019 Stylized-ImageNet layout); training
-batches are ``{"clean": (x, y), "stylized": (x_s, y_s)}``, validation and test the clean data's. ``source=folder``
-(as the papers): a pre-stylized ImageFolder ``<stylized_root>/train/<class>/*`` (``task=stylize`` writes one);
-``source=adain``: a second shuffled pass over the clean training set, stylized on the training device by
-:class:`robustnoise.stylize.adain.AdaINStylizer` with one random painting of ``style_dir`` per image."""
+"""Stylized images paired with a clean DataModule (ANT+SIN; Geirhos et al. 2019): training batches ``{"clean": (x, y),
+"stylized": (x_s, y_s)}``. ``source=folder`` (as the papers): pre-stylized ``<stylized_root>/train/<class>/*`` (from
+``task=stylize``); ``source=adain``: the clean training set stylized on the device, a random painting per image."""
 
 from __future__ import annotations
 
@@ -48,8 +46,8 @@ class StylizedDataModule(WrappedDataModule):
         self.source, self.alpha, self.style_seed = source, float(alpha), int(style_seed)
         self.stylized_root = Path(stylized_root) if stylized_root else None
         self.stylized_batch_size = stylized_batch_size or clean.batch_size
-        self.adain_options = {"encoder": encoder, "decoder": decoder, "style_dir": style_dir}
-        self.adain_options |= {"style_size": int(style_size), "max_styles": max_styles}
+        self.weights = (encoder, decoder)  # AdaIN's vgg_normalised.pth and decoder.pth
+        self.style_options = {"style_dir": style_dir, "size": int(style_size), "max_styles": max_styles}
         self.name = f"{clean.name}+stylized"
         self.stylized_set: Any = None
         self.stylizer: Any = None
@@ -70,15 +68,14 @@ class StylizedDataModule(WrappedDataModule):
         """Load the AdaIN networks (CPU, moved to the device later) and check the style folder exists."""
         from robustnoise.stylize.adain import AdaINStylizer, style_files
 
-        opts = self.adain_options
-        absent = [str(opts[k]) for k in ("encoder", "decoder") if not Path(str(opts[k])).is_file()]
+        absent = [str(path) for path in self.weights if not Path(str(path)).is_file()]
         if absent:
             raise CheckpointError(
                 f"AdaIN weights not found: {', '.join(absent)}; expected data.encoder=<vgg_normalised.pth> "
                 "and data.decoder=<decoder.pth> (naoto0804/pytorch-AdaIN release)"
             )
-        style_files(str(opts["style_dir"]))  # fail now, not at the first batch
-        self.stylizer = AdaINStylizer.from_files(opts["encoder"], opts["decoder"])
+        style_files(str(self.style_options["style_dir"]))  # fail now, not at the first batch
+        self.stylizer = AdaINStylizer.from_files(*self.weights)
         self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
 
     def train_dataloader(self) -> Any:
@@ -94,8 +91,7 @@ class StylizedDataModule(WrappedDataModule):
         x, y = batch["stylized"][0], batch["stylized"][1]
         self.stylizer.to(x.device)
         if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
-            opts = self.adain_options
-            self.stylizer.load_style_folder(opts["style_dir"], opts["style_size"], opts["max_styles"])
+            self.stylizer.load_style_folder(**self.style_options)
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
         trainer = self.trainer
         rank, step = (trainer.global_rank, trainer.global_step) if trainer is not None else (0, 0)

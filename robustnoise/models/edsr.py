@@ -1,6 +1,5 @@
-"""EDSR (Lim et al. 2017) as a frozen image-to-image corruption network (AdA §2, DeepAugment), with the official
-EDSR-PyTorch architecture and state-dict keys (its released ``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged);
-images in [0, 1], inside [0, rgb_range] as officially."""
+"""EDSR (Lim et al. 2017) as a frozen corruption network (AdA §2, DeepAugment) with the official EDSR-PyTorch
+architecture and keys (its released ``edsr[_baseline]_x{2,3,4}-*.pt`` load unchanged); images in [0, 1]."""
 
 from __future__ import annotations
 
@@ -30,9 +29,8 @@ _MEAN_SHIFTS = ("sub_mean.", "add_mean.")
 def _mean_shift(rgb_range: float, sign: int) -> nn.Conv2d:
     """Fixed 1x1 conv adding ``sign * rgb_range * DIV2K mean`` (the official ``common.MeanShift`` with std 1)."""
     conv = nn.Conv2d(3, 3, kernel_size=1).requires_grad_(False)
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view_as(conv.weight))
-        conv.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN))
+    nn.init.dirac_(conv.weight)  # identity
+    conv.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN))
     return conv
 
 
@@ -133,8 +131,7 @@ def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
 
 
 class CorruptionNetwork(nn.Module):
-    """An EDSR as a map X -> X (AdA §2's c_phi), gray through RGB; ``resize`` undoes the upscaling (reference §1.10):
-    ``sr_then_down``, ``down_then_sr`` (lossy) or ``keep``; ``clamp``: for AdA's SSIM guard."""
+    """An EDSR as a map X -> X (AdA §2's c_phi); ``resize`` undoes the upscaling (reference §1.10)."""
 
     def __init__(self, edsr: EDSR, resize: str = "sr_then_down", clamp: bool = True) -> None:
         super().__init__()
@@ -178,8 +175,7 @@ _ARCH_KEYS = ("n_resblocks", "n_feats", "res_scale", "rgb_range")
 
 
 def build_edsr(cfg: Mapping[str, Any], node: str = "corruption_net") -> EDSR:
-    """The (not frozen) EDSR of a config: ``variant`` (``edsr_baseline``, ``edsr``, ``custom``), ``scale``,
-    ``weights`` (null: random), architecture keys (null: the preset's)."""
+    """The (not frozen) EDSR of a config: ``variant``, ``scale``, ``weights`` (null: random), architecture keys."""
     variant, weights = cfg.get("variant", "edsr_baseline"), cfg.get("weights")
     if variant not in (*EDSR_PRESETS, "custom"):
         raise ConfigError(f"{node}.variant must be edsr_baseline, edsr or custom, got {variant!r}")

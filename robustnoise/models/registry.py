@@ -85,8 +85,7 @@ def create_model(
     weights: str | None = None,
     image_size: int = 224,
 ) -> NormalizedClassifier:
-    """The classifier ``name`` for images in [0, 1]; ``weights``: None (random), ``torchvision[:ENUM]`` (new head for
-    other class counts) or a checkpoint path."""
+    """The classifier ``name``; ``weights``: None (random), ``torchvision[:ENUM]`` or a checkpoint path."""
     is_tv_weights = weights is not None and weights.split(":", 1)[0] == "torchvision"
     if name in _OWN:
         if is_tv_weights:

@@ -26,8 +26,8 @@ def read_weights(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 
 def extract_state_dict(obj: Any, target_keys: Collection[str], source: str) -> dict[str, Tensor]:
-    """The bare state dict of a Lightning checkpoint (``classifier.*``), game-of-noise release, BasicSR file or state
-    dict; wrapper prefixes stripped until a key fits ``target_keys`` (``classifier.weight`` is DenseNet's head)."""
+    """The bare state dict of a checkpoint, release or state dict, prefixes stripped until a key fits ``target_keys``
+    (``classifier.weight`` is DenseNet's head)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
     containers = ("state_dict", "model_state_dict", "params_ema", "params")

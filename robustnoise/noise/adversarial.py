@@ -1,6 +1,5 @@
-"""Adversarial noise against a frozen classifier (Rusak et al. 2020, §3.2 and §4, Table 2): a generator maximising its
-cross-entropy on images perturbed to clipped l2 norm ``epsilon``, for ANT's restarts and the evaluation
-(:func:`train_adversarial_generator`: a fresh generator, Adam 5e-4, 1001 steps, as the reference's "retrain")."""
+"""Adversarial noise (Rusak et al. 2020, §3.2, §4, Table 2): a generator maximising a frozen classifier's cross-entropy
+on images perturbed to clipped l2 norm ``epsilon``, for ANT's restarts and the evaluation (Adam 5e-4, 1001 steps)."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ def generator_step(
     classifier: nn.Module, generator: Callable[[Tensor], Tensor], optimizer: Any, x: Tensor, y: Tensor,
     epsilon: Tensor | float, backward: Callable[[Tensor], Any] = Tensor.backward,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """One optimiser step of ``generator`` (a module or its DDP wrapper) maximising the cross-entropy of the frozen
-    ``classifier`` (eval mode, no weight gradients: half the backward cost); returns (CE, accuracy), detached."""
+    """One step of ``generator`` (or its DDP wrapper) against the frozen ``classifier``; returns (CE, accuracy)."""
     was_training = classifier.training
     weights = {name: p.detach() for name, p in classifier.eval().named_parameters()}
     logits = functional_call(classifier, weights, (project_to_sphere(x, generator(x), epsilon),))
@@ -60,8 +58,7 @@ def train_adversarial_generator(
     classifier: nn.Module, train_loader: Iterable, epsilon: float, kernel: int = 1, steps: int = 1001,
     lr: float = 5e-4, seed: int = 0, name: str = "adversarial noise generator",
 ) -> NoiseGenerator:  # fmt: skip
-    """A fresh generator trained against the frozen classifier, seeded by ``seed`` in a forked RNG (the caller's
-    streams stay as they were); ``name`` labels the progress bar."""
+    """A fresh generator trained against the frozen classifier, seeded by ``seed`` in a forked RNG."""
     device = next(classifier.parameters()).device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)

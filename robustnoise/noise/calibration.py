@@ -1,6 +1,5 @@
-"""ANT's epsilon for a new dataset (Rusak et al. 2020, App. B; the authors in game-of-noise issue #1): the l2 size of
-sigma-Gaussian noise *after* clipping, ``E_x || clip(x + sigma * n, 0, 1) - x ||_2``. With sigma = 0.5: about 135 on
-224 px ImageNet and 10 on MNIST, the paper's ANT 1x1 values (unclipped: 194 on ImageNet); ANT 3x3 uses 70/135 of it."""
+"""ANT's epsilon for a new dataset (Rusak et al. 2020, App. B; game-of-noise issue #1): ``E_x ||clip(x + sigma n, 0, 1)
+- x||_2``; sigma = 0.5 gives the paper's ANT 1x1 values, ~135 on ImageNet (unclipped: 194) and 10 on MNIST."""
 
 from __future__ import annotations
 

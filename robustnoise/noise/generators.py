@@ -8,10 +8,9 @@ from torch import Tensor, nn
 
 
 class NoiseGenerator(nn.Module):
-    """Tiny residual CNN mapping i.i.d. Gaussian noise to learned noise, conditioned on neither image nor label (Rusak
-    et al. 2020, App. A): ``depth`` convs ``channels → width → … → channels`` (ReLU between, no padding) plus the input
-    noise; all 1x1 but the second (or only) with ``kernel=3`` (tables 1, 2: 983 / 4183 parameters; App. K: depth 1..5).
-    ``init_std``: conv weights ~ N(0, init_std²), zero biases (output ≈ its input noise at init); None: PyTorch's."""
+    """Residual CNN mapping Gaussian noise to learned noise, blind to image and label (Rusak et al. 2020, App. A):
+    ``depth`` unpadded convs ``channels → width → … → channels`` with ReLUs, plus the input noise; all 1x1 but the
+    second (or only) with ``kernel=3`` (tables 1, 2: 983 / 4183 parameters). ``init_std``: N(0, init_std²) weights."""
 
     def __init__(
         self, channels: int = 3, kernel: int = 1, depth: int = 4, width: int = 20, init_std: float | None = 0.01

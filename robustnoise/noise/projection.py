@@ -1,11 +1,7 @@
-"""Exact projection onto the clipped l2 sphere: Rusak et al. 2020, §3.2 (footnote 3) rescale every noise sample so that
-the *clipped* perturbation has l2 norm ε (Rauber & Bethge 2020, arXiv 2007.07677, locate the segment by sorting).
-
-Per image, pixel i (headroom s_i towards its direction δ_i) saturates at the scale r_i = s_i / |δ_i|; in t = η² the
-squared clipped norm g(t) = Σ_{r_i² ≤ t} s_i² + t · Σ_{r_i² > t} δ_i² is piecewise linear, non-decreasing and concave,
-so Newton's method for g(t) = ε² from t = 0 climbs monotonically and stops exactly on the sort's segment (3–8 steps):
-no sort, a few masked sums, and the backward pass sees the closed form.
-"""
+"""Exact projection onto the clipped l2 sphere (Rusak et al. 2020, §3.2 footnote 3; Rauber & Bethge 2020, arXiv
+2007.07677, who sort). Pixel i (headroom s_i, direction δ_i) saturates at scale r_i = s_i / |δ_i|; in t = η² the squared
+clipped norm g(t) = Σ_{r_i² ≤ t} s_i² + t · Σ_{r_i² > t} δ_i² is piecewise linear, non-decreasing and concave, so
+Newton's method for g(t) = ε² from t = 0 stops exactly on the sort's segment (3–8 steps) without sorting."""
 
 from __future__ import annotations
 
@@ -19,12 +15,9 @@ def l2_norm(t: Tensor) -> Tensor:
 
 
 def clipping_aware_scale(x: Tensor, delta: Tensor, eps: float | Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Exact per-image scale η ≥ 0 (N, 1, ..., 1) with ``||clip(x + η·delta, a, b) − x||₂ = eps`` (Rauber & Bethge).
-
-    ``eps`` is a scalar, a one-element tensor or per-image (N,); differentiable w.r.t. ``delta`` and ``eps``. Pixels
-    with ``delta_i == 0`` are ignored; an unreachable ``eps`` gives the smallest η saturating every pixel; an all-zero
-    ``delta`` row or ``eps <= 0`` gives η = 0.
-    """
+    """Exact per-image scale η ≥ 0 (N, 1, ..., 1) with ``||clip(x + η·delta, a, b) − x||₂ = eps`` (Rauber & Bethge),
+    differentiable; ``eps`` scalar or (N,). An unreachable ``eps`` gives the smallest η saturating every pixel; an
+    all-zero ``delta`` row or ``eps <= 0`` gives η = 0."""
     n, dtype, xf = x.shape[0], x.dtype, x.flatten(1)
     df = delta.flatten(1).to(dtype)
 

@@ -1,5 +1,5 @@
-"""AdaIN style transfer (Huang & Belongie 2017) as for Stylized-ImageNet (Geirhos et al. 2019; ANT+SIN); encoder and
-decoder module indices match the released ``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN)."""
+"""AdaIN style transfer (Huang & Belongie 2017) for Stylized-ImageNet (Geirhos et al. 2019); modules as in the released
+``vgg_normalised.pth`` / ``decoder.pth`` (naoto0804/pytorch-AdaIN)."""
 
 from __future__ import annotations
 
@@ -86,8 +86,7 @@ def _load(module: nn.Sequential, path: str | os.PathLike[str], what: str, releas
 
 
 class AdaINStylizer(nn.Module):
-    """AdaIN with a bank of style statistics: a random style per image, decoder(alpha AdaIN(c, s) + (1 - alpha) c)
-    clamped to [0, 1] (ref. §5.1)."""
+    """Per image a random style of the bank: decoder(alpha AdaIN(c, s) + (1 - alpha) c) in [0, 1] (ref. §5.1)."""
 
     def __init__(self, encoder: nn.Sequential | None = None, decoder: nn.Sequential | None = None) -> None:
         super().__init__()

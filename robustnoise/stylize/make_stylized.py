@@ -1,7 +1,6 @@
-"""``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout (ref. §5.1: alpha 1, content
-Resize(256) + CenterCrop(224), style seed 49809): ``<out>/<split>/<class>/<name>.png``, class folders by class
-name when sorted names are the label order, else index; ``stylize.json`` records the options, ``styles.csv`` each
-image's painting; ``data=stylized data.stylized_root=<out>`` reads it."""
+"""``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout ``<out>/<split>/<class>/*.png``
+(ref. §5.1: alpha 1, content Resize(256) + CenterCrop(224), style seed 49809), with the options in ``stylize.json``
+and each image's painting in ``styles.csv``; ``data=stylized data.stylized_root=<out>`` reads it."""
 
 from __future__ import annotations
 
@@ -71,9 +70,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
     prepare_out_dir(out, options.overwrite, "stylize", _MANIFEST)
     stylizer = AdaINStylizer.from_files(options.encoder, options.decoder).to(device)  # type: ignore[arg-type]
     files = stylizer.load_style_folder(options.style_dir, options.style_size, options.max_styles, options.batch_size)
-    datamodule.setup("fit")
-    if "test" in options.splits:
-        datamodule.setup("test")
+    datamodule.setup("fit")  # every split of the robustnoise DataModules
     class_names, naming = usable_class_names(class_folder_names(datamodule), int(datamodule.num_classes))
     summary: dict[str, Any] = {
         "out_dir": str(out),
@@ -102,8 +99,7 @@ def make_stylized(cfg: Mapping[str, Any] | Any, datamodule: Any) -> dict[str, An
 def stylize_split(
     stylizer: AdaINStylizer, dataset: Dataset, out: Path, split: str, class_names: list[str], options: StylizeOptions
 ) -> list[tuple[str, int]]:
-    """Stylize ``dataset`` into ``out/<split>/<class>/<name>.png``, image ``i`` with style ``randint(num_styles)[i]``
-    of ``options.seed`` (any batching)."""
+    """Stylize ``dataset`` into ``out/<split>/<class>/<name>.png``, image ``i`` with the ``i``-th style drawn."""
     if options.max_images is not None and options.max_images < len(dataset):  # type: ignore[arg-type]
         dataset = Subset(dataset, range(options.max_images))
     count = len(dataset)  # type: ignore[arg-type]
@@ -127,12 +123,11 @@ def stylize_split(
 def _deterministic(dataset: Any, datamodule: Any) -> Any:
     """A copy of ``dataset`` with the datamodule's ``eval_transform`` (SIN content: Resize(256) + CenterCrop(224))."""
     make = getattr(datamodule, "eval_transform", None)
-    if not callable(make) or not (hasattr(dataset, "transform") or hasattr(dataset, "dataset")):
-        return dataset
-    dataset = copy.copy(dataset)
-    if hasattr(dataset, "transform"):
+    if callable(make) and hasattr(dataset, "transform"):
+        dataset = copy.copy(dataset)
         dataset.transform = make()
-    else:
+    elif hasattr(dataset, "dataset"):  # a Subset
+        dataset = copy.copy(dataset)
         dataset.dataset = _deterministic(dataset.dataset, datamodule)
     return dataset
 
@@ -142,8 +137,7 @@ def _sample_names(dataset: Any, count: int) -> list[str]:
     indices: list[int] = list(range(count))
     while isinstance(dataset, Subset):
         indices, dataset = [int(dataset.indices[i]) for i in indices], dataset.dataset
-    samples = getattr(dataset, "samples", None)
-    if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
+    if samples := getattr(dataset, "samples", None):  # a folder dataset's (path, label) pairs
         stems = [Path(str(samples[i][0])).stem for i in indices]
         if len(set(stems)) == count:
             return stems
