@@ -16,8 +16,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustnoise.models import create_model
-from robustnoise.utils.checkpoints import last_checkpoint
 from robustnoise.utils.errors import ConfigError, NonFiniteLossError, is_number
+from robustnoise.utils.resume import checkpoint_files
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
@@ -85,9 +85,10 @@ class RobustClassifierModule(pl.LightningModule):
         if self.trainer.world_size > 1:
             bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
         if float(bad) > 0:
+            last = [*checkpoint_files(self.trainer.default_root_dir), "none written"][0]  # the one resume=true takes
             raise NonFiniteLossError(
                 f"non-finite training loss ({float(loss.detach().float().sum())}) at step {self.global_step} "
-                f"(epoch {self.current_epoch}); last good checkpoint: {last_checkpoint(self.trainer) or 'none written'}"
+                f"(epoch {self.current_epoch}); last good checkpoint: {last}"
             )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -36,12 +35,11 @@ def restart_schedule_warning(interval: int, per_epoch: int, max_epochs: int, pre
 
 
 def restart_interval(trainer: pl.Trainer, every: float, unit: str, pretrained: bool) -> int:
-    """Iterations between restarts: ``every`` steps or epochs (an unknown epoch: 1000); warns when too few."""
-    per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
-    known = math.isfinite(per_epoch)
-    interval = max(1, int(every)) if unit == "step" else max(1, round(every * (per_epoch if known else 1000)))
-    warn = trainer.is_global_zero and known and epochs and epochs > 0
-    if warn and (message := restart_schedule_warning(interval, int(per_epoch), epochs, pretrained)):
+    """Iterations between restarts: ``every`` steps or epochs; warns when too few."""
+    per_epoch, epochs = int(trainer.num_training_batches), trainer.max_epochs  # every training loader has a length
+    interval = max(1, int(every)) if unit == "step" else max(1, round(every * per_epoch))
+    warn = trainer.is_global_zero and epochs and epochs > 0
+    if warn and (message := restart_schedule_warning(interval, per_epoch, epochs, pretrained)):
         log.warning("%s", message)
     return interval
 

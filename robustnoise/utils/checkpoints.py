@@ -18,15 +18,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
 from robustnoise.utils.errors import RobustnoiseError
-from robustnoise.utils.resume import checkpoint_files
 
 TEMP_MARK = ".tmp-"  # ``.<name>.tmp-<pid>-<hex>``: a checkpoint being written next to its target
-
-
-def last_checkpoint(trainer: pl.Trainer) -> str | None:
-    """The checkpoint ``resume=true`` would continue this run from first (None if none was written)."""
-    files = checkpoint_files(trainer.default_root_dir)
-    return str(files[0]) if files else None
 
 
 class OnExceptionCheckpoint(Checkpoint):

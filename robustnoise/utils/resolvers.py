@@ -50,7 +50,7 @@ def find_resumable_run(base: str | Path, overrides: object) -> Path | None:
 
 def run_dir(base: str, resume: object = False, ckpt_path: object = None, overrides: object = None) -> str:
     """``base/<run_id>``; with ``resume=true`` (or ``ckpt_path=last``) the newest earlier run of the same command."""
-    if resume is True or str(resume).lower() == "true" or ckpt_path == "last":
+    if str(resume).lower() == "true" or ckpt_path == "last":
         found = find_resumable_run(base, overrides)
         if found is not None:
             return str(found)

@@ -16,8 +16,6 @@ from robustnoise.utils.errors import CheckpointError
 
 log = logging.getLogger("robustnoise")
 
-LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")  # names Lightning resolves itself
-
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint to resume from (``resume=true``: the newest readable), else ``ckpt_path``; a new run into
@@ -35,7 +33,7 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
             log.warning("resume: %s; continuing from %s", skipped, path)
         log.info("resuming from %s", path)
         return str(path)
-    if ckpt and ckpt not in LIGHTNING_CKPT_NAMES and not Path(ckpt).is_file():
+    if ckpt and not Path(ckpt).is_file():
         raise CheckpointError(f"checkpoint not found: {ckpt}")
     existing = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
     if existing and not (ckpt and Path(ckpt).resolve().parent == (run_dir / "checkpoints").resolve()):
@@ -58,10 +56,9 @@ def resumable_checkpoint(run_dir: str | Path) -> tuple[Path | None, str]:
     for path in checkpoint_files(run_dir):
         try:
             _load(path)
+            return path, "; ".join(problems)
         except CheckpointError as err:
             problems.append(str(err))
-            continue
-        return path, "; ".join(problems)
     return None, "; ".join(problems)
 
 
@@ -87,8 +84,6 @@ def saved_hparams(path: str | Path) -> dict[str, Any]:
 
 def check_resumable(path: str, cfg: DictConfig, method: pl.LightningModule) -> None:
     """One line instead of Lightning's traceback when the checkpoint holds another model, method or class count."""
-    if path in LIGHTNING_CKPT_NAMES:
-        return
     ckpt = _load(path)
     hparams = ckpt.get("hyper_parameters") or {}
     saved = (hparams.get("model") or {}).get("name")
