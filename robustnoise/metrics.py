@@ -31,9 +31,8 @@ _LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "c
 
 
 class Benchmark(str, Enum):
-    """``eval.benchmark``: corruption preset, released-file reader and metric family. ``generated``: the data's
-    severity table, unnormalised; the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019
-    for MNIST-C)."""
+    """``eval.benchmark``: corruption preset, released-file reader and metric family; ``generated``: the data's severity
+    table, unnormalised, the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019: MNIST-C)."""
 
     GENERATED = "generated"
     IMAGENET_C = "imagenetc"
