@@ -31,9 +31,8 @@ _LEGACY = {"imagenet": "imagenetc", "tinyimagenet": "tinyimagenetc", "cifar": "c
 
 
 class Benchmark(str, Enum):
-    """``eval.benchmark``: corruption preset, released-file reader and metric family. ``generated``: the data's
-    severity table, unnormalised; the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019
-    for MNIST-C)."""
+    """``eval.benchmark``: corruption preset, released-file reader and metric family; ``generated``: the data's severity
+    table, unnormalised, the others: the released -C sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019: MNIST-C)."""
 
     GENERATED = "generated"
     IMAGENET_C = "imagenetc"
@@ -254,11 +253,9 @@ def accuracy_without_noise(
 def robustness_summary(
     accuracies: Mapping[str, Mapping[str, Any]], benchmark: Benchmark | str = Benchmark.IMAGENET_C, warn: bool = True
 ) -> dict[str, float]:
-    """All robustness numbers of one evaluation as ``{name: float}`` (%): ``clean_top1/5`` (MNIST-C: ``identity/s1``
-    if no ``clean``), ``c_top1/5`` (benchmark corruptions x severities), ``unnormalized_mce``, ``mce`` and
-    ``relative_mce`` (ImageNet-C), ``no_noise_top1/5`` and ``s<k>_top1`` (not MNIST-C), ``<corruption>/top1``,
-    ``/top5``, ``/ce`` (AlexNet-normalised for ImageNet-C, else the mean error), ``holdout_top1/5`` and
-    ``holdout_mce``. NaN where undefined; one warning (if ``warn``) if the benchmark is incomplete."""
+    """``{name: %}``: ``clean_*`` (MNIST-C: ``identity/s1`` if no ``clean``), ``c_*``, ``no_noise_*``, ``s<k>_top1``,
+    ``*mce``, ``holdout_*`` and ``<corruption>/{top1,top5,ce}`` (CE AlexNet-normalised on ImageNet-C, else the mean
+    error); NaN where undefined, one warning (if ``warn``) if the benchmark is incomplete."""
     bench = Benchmark.parse(benchmark)
     mnist = bench is Benchmark.MNIST_C
     normalized, corruptions, holdouts = bench.normalized, bench.corruptions, bench.holdouts

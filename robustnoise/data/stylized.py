@@ -57,26 +57,22 @@ class StylizedDataModule(WrappedDataModule):
         if self.stylized_set is not None or stage not in (None, "fit"):
             return
         if self.source == "adain":
-            self._setup_adain()
+            from robustnoise.stylize.adain import AdaINStylizer, style_files
+
+            absent = [str(path) for path in self.weights if not Path(str(path)).is_file()]
+            if absent:
+                raise CheckpointError(
+                    f"AdaIN weights not found: {', '.join(absent)}; expected data.encoder=<vgg_normalised.pth> "
+                    "and data.decoder=<decoder.pth> (naoto0804/pytorch-AdaIN release)"
+                )
+            style_files(str(self.style_options["style_dir"]))  # fail now, not at the first batch
+            self.stylizer = AdaINStylizer.from_files(*self.weights)  # on the CPU, moved to the device with the batches
+            self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
             return
         folder = self.stylized_root / "train"
         self.stylized_set = self.image_folder(folder)
         if len(self.stylized_set.classes) != self.num_classes:
             raise self.not_found(folder, f"{len(self.stylized_set.classes)} class folders, expected {self.num_classes}")
-
-    def _setup_adain(self) -> None:
-        """Load the AdaIN networks (CPU, moved to the device later) and check the style folder exists."""
-        from robustnoise.stylize.adain import AdaINStylizer, style_files
-
-        absent = [str(path) for path in self.weights if not Path(str(path)).is_file()]
-        if absent:
-            raise CheckpointError(
-                f"AdaIN weights not found: {', '.join(absent)}; expected data.encoder=<vgg_normalised.pth> "
-                "and data.decoder=<decoder.pth> (naoto0804/pytorch-AdaIN release)"
-            )
-        style_files(str(self.style_options["style_dir"]))  # fail now, not at the first batch
-        self.stylizer = AdaINStylizer.from_files(*self.weights)
-        self.stylized_set = self.clean.train_set  # clean images, stylized on the device after transfer
 
     def train_dataloader(self) -> Any:
         # its own order and position, restored on a mid-epoch resume as the clean one's

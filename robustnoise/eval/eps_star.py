@@ -44,15 +44,11 @@ def minimal_perturbation(
     rel_tol: float = 1e-5,
     clean_logits: Tensor | None = None,
 ) -> tuple[Tensor, float]:
-    """Per-image eps (N,) along ``direction`` (normalised here) and the mean forward passes per image (with the clean
-    pass unless ``clean_logits``, the model's output on ``x``, is given). For eps* (Rusak et al. 2020, §3.3, Table
-    2), eps is the clipped size ``||clip(x + eta n, 0, 1) - x||`` of the smallest step ``eta`` that flips the
-    decision: inf where no step flips it (footnote 5), 0 where already wrong.
-
-    The reference scans a 1.8-geometric grid in eta, then bisects 40 times (51 passes per image). Here an upward scan
-    of the size s (monotone in eta: :func:`~robustnoise.noise.projection.clipping_aware_scale` inverts it) brackets
-    the *first* flip, then Illinois regula falsi on the margin refines it to ``rel_tol``: about 13 passes per image.
-    """
+    """Per-image eps (N,) along ``direction`` and the mean forward passes per image (``clean_logits``: the model's
+    output on ``x``, saves a pass): the clipped size ``||clip(x + eta n, 0, 1) - x||`` of the smallest flipping step
+    (Rusak et al. 2020, §3.3); inf where none flips (footnote 5), 0 where already wrong. Unlike the reference's grid
+    and 40 bisections (51 passes), an upward scan of the size (monotone in eta) brackets the *first* flip and Illinois
+    regula falsi on the margin refines it to ``rel_tol``: about 13 passes per image."""
     if not rel_tol > 0:
         raise ValueError(f"need rel_tol > 0, got {rel_tol}")
     view = (-1, *([1] * (x.dim() - 1)))

@@ -29,8 +29,7 @@ log = logging.getLogger("robustnoise")
 
 
 def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, read_released: bool = True) -> None:
-    """Check the final evaluation's benchmark, corruptions, severities and released set (its files if
-    ``read_released``) before training; ``eval.corruptions=[]`` alone is clean accuracy, with a warning."""
+    """Check ``eval`` (benchmark, corruptions, severities, released set: its files if ``read_released``) before work."""
     ev = cfg.eval
     released = ev.get("released") or {}
     benchmark = Benchmark.parse(ev.benchmark)

@@ -19,8 +19,7 @@ from robustnoise.report.plots import image_rows, log_image_file, noise_histogram
 class TrainingFigures(Callback):
     """Draw the training-batch figure once and ANT's noise figures after every restart."""
 
-    def __init__(self) -> None:
-        self.batch_drawn = False
+    batch_drawn = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
         sample, rows = getattr(pl_module, "restart_sample", None), getattr(pl_module, "train_rows", None)
