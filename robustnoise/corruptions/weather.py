@@ -430,11 +430,10 @@ def _box3(image: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
 
 def _equalize_hist(image: Tensor) -> Tensor:
     """``cv2.equalizeHist`` of each (1, H, W) plane of integer values 0..255 (float in, float out)."""
-    n = image.shape[0]
-    flat = image.reshape(n, -1).long()
-    hist = torch.zeros(n, 256, dtype=torch.int64, device=image.device)
-    hist.scatter_add_(1, flat, torch.ones_like(flat))
-    total = flat.shape[1]
+    n, total = image.shape[0], math.prod(image.shape[1:])
+    bins = torch.arange(0, 256 * n, 256, dtype=torch.int32, device=image.device).view(n, 1)  # plane k: bins 256 k..
+    flat = image.reshape(n, total).int().add_(bins).view(-1)  # one bincount and one index_select for all planes
+    hist = torch.bincount(flat, minlength=256 * n).view(n, 256)
     first = (hist > 0).long().argmax(dim=1, keepdim=True)  # lowest present value
     first_count = hist.gather(1, first)
     cumulative = hist.cumsum(1) - first_count  # sum of the counts of the bins in (first, j]
@@ -442,7 +441,7 @@ def _equalize_hist(image: Tensor) -> Tensor:
     scale = scale / (total - first_count).clamp_min(1).to(torch.float32)
     lut = torch.round(cumulative.to(torch.float32) * scale).clamp_(0, 255)  # saturate_cast: round half to even
     lut = torch.where(first_count == total, first.to(torch.float32), lut)  # a constant plane stays as it is
-    return lut.gather(1, flat).view_as(image).to(image.dtype)
+    return lut.view(-1).index_select(0, flat).view_as(image).to(image.dtype)
 
 
 def _water_shape(distance: Tensor) -> Tensor:
