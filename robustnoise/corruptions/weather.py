@@ -480,7 +480,7 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     if int(mode) != 0:
         m = _zero_below(_gaussian_blur(torch.gt(liquid, threshold, out=torch.empty_like(liquid)), intensity), 0.8)
         return torch.lerp(x, _colour(_MUD_RGB, x.shape[1], x), m).clamp_(0.0, 1.0)  # x (1 - m) + m colour
-    liquid8 = (liquid * 255.0).int().bitwise_and_(255).to(liquid.dtype)  # astype(np.uint8): truncate, wrap (x86)
+    liquid8 = (liquid * 255.0).floor_().remainder_(256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
     # Only the chamfer distance (a loop over rows) needs the whole batch; the other steps run on cache-sized chunks.
     distance = _chamfer_distance(map_image_chunks(_canny, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
     colour = _colour(_WATER_RGB, x.shape[1], x)
