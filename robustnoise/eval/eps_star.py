@@ -78,7 +78,6 @@ def minimal_perturbation(
         hit, miss = idx[flipped], idx[~flipped]
         hi[hit], m_hi[hit], found[hit] = size[flipped], m[flipped], True
         lo[miss], m_lo[miss] = size[~flipped], m[~flipped]
-    never = ~found
 
     # m_lo >= 0 >= m_hi up to ties of the argmax, which at worst turn a step into a bisection step.
     kept_last = torch.zeros_like(lo, dtype=torch.long)  # +1: lo stayed in the last step, -1: hi stayed
@@ -110,9 +109,7 @@ def minimal_perturbation(
         active[idx] = hi[idx] - lo[idx] > rel_tol * hi[idx]
 
     eta = clipping_aware_scale(x, n_hat, hi)
-    eps = l2_norm((x + eta * n_hat).clamp(0, 1) - x)
-    eps = torch.where(never, torch.full_like(eps, math.inf), eps)
-    eps = torch.where(wrong, torch.zeros_like(eps), eps)
+    eps = l2_norm((x + eta * n_hat).clamp(0, 1) - x).masked_fill(~found, math.inf).masked_fill(wrong, 0.0)
     return eps, rows / len(x)
 
 
