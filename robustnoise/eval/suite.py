@@ -197,8 +197,7 @@ def gaussian_noise_images(x: Tensor, sigma: float, seeds: Tensor) -> Tensor:
 
 
 def _percent(records: Tensor) -> float:
-    seen = records[records >= 0]
-    return 100.0 * float(seen.double().mean()) if seen.numel() else float("nan")
+    return 100.0 * float(records[records >= 0].double().mean())  # NaN if none was evaluated
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

@@ -420,10 +420,8 @@ def severity_table(report: Report) -> str:
 
 
 def _stat(value: Any, real: bool) -> str:
-    """eps* statistics: norms with 3 decimals, counts as integers, ``inf`` for never flipped."""
+    """eps* statistics: norms with 3 decimals (``inf``: never flipped), counts as integers."""
     value = num(value)
-    if math.isinf(value):
-        return "inf"
     return str(int(value)) if not real and not math.isnan(value) and value.is_integer() else fmt(value, 3)
 
 
