@@ -181,7 +181,6 @@ def mean(values: Iterable[Any]) -> float:
 
 
 def _mean_over(matrix: ErrorMatrix, names: Sequence[str]) -> float:
-    """The mean over ``names`` (those in ``matrix``) of their mean over the severities."""
     return mean(mean(matrix[c].values()) for c in names if c in matrix)
 
 

@@ -19,7 +19,6 @@ AUTOATTACK_PARTS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
 
 def _optional(what: str, module: str, pin: str) -> Any:
-    """An optional extra's module, or a one-line error that says how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
