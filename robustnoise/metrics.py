@@ -287,8 +287,6 @@ def robustness_summary(
             out["holdout_top1"], out["holdout_top5"] = _mean_over(top1, holdouts), _mean_over(top5, holdouts)
             out["holdout_mce"] = (mce if normalized else unnormalized_mce)(errors, holdouts)
 
-    if not warn:
-        return out
     problems, severities = [], bench.severities
     missing = [c for c in corruptions if c not in top1]
     if missing:
@@ -308,6 +306,6 @@ def robustness_summary(
         problems.append(f"holdout_mce is NaN: missing holdouts {', '.join(absent)}")
     if normalized and math.isnan(clean_error(accuracies)):
         problems.append("relative_mce is NaN: no clean accuracy")
-    if problems:
+    if warn and problems:
         warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=2)
     return out

@@ -51,8 +51,7 @@ def minimal_perturbation(
     regula falsi on the margin refines it to ``rel_tol``: about 13 passes per image."""
     if not rel_tol > 0:
         raise ValueError(f"need rel_tol > 0, got {rel_tol}")
-    view = (-1, *([1] * (x.dim() - 1)))
-    n_hat = direction / l2_norm(direction).view(view).clamp_min(1e-30)
+    n_hat = direction / l2_norm(direction).view(-1, *([1] * (x.dim() - 1))).clamp_min(1e-30)
     rows = 0
 
     def probe(idx: Tensor, size: Tensor) -> tuple[Tensor, Tensor]:
