@@ -229,12 +229,11 @@ def relative_mce(errors: ErrorMatrix, clean_error: float, corruptions: Sequence[
         return math.nan
     if _missing(errors, corruptions, "relative mCE"):
         return math.nan
-    ratios = [
+    return 100.0 * mean(
         (sum(errors[c].values()) - clean_error * len(errors[c]))
         / (_alexnet_sum(c, errors[c]) - ALEXNET_CLEAN_ERR * len(errors[c]))
         for c in corruptions
-    ]
-    return 100.0 * mean(ratios)
+    )
 
 
 def accuracy_without_noise(
