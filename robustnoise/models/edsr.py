@@ -115,8 +115,7 @@ def infer_edsr_config(state: Mapping[str, Tensor], path: str = "<state dict>") -
     n_resblocks = max((int(m.group(1)) for k in state if (m := _BODY_INDEX.match(k))), default=0)
     up = sorted(int(m.group(1)) for k in state if (m := re.match(r"^tail\.0\.(\d+)\.weight$", k)))
     scale = 3 if up and state[f"tail.0.{up[0]}.weight"].shape[0] == 9 * n_feats else 2 ** len(up)
-    res_scale = 0.1 if n_feats == 256 else 1.0
-    return dict(n_resblocks=n_resblocks, n_feats=n_feats, scale=scale, res_scale=res_scale)
+    return dict(n_resblocks=n_resblocks, n_feats=n_feats, scale=scale, res_scale=0.1 if n_feats == 256 else 1.0)
 
 
 def load_edsr(path: str | os.PathLike, **overrides: Any) -> EDSR:
