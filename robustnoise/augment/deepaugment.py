@@ -116,13 +116,10 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     # w * (1 + 2u * 2U[0, 1)): the reference's misplaced -1
     "multiplicative_noise": _op(_EVERY_3RD, (2,), lambda t, d: t * (1 + 2 * d.uniform() * (2 * d.rand_like(t)))),
     "spatial_flip_and_negate": _flip_and_negate,  # first conv's kernels flipped horizontally, second conv negated
-    # convolve with random signed one-hot 3x3 shift kernels
     "shift_kernel_conv": _op(_EVERY_4TH_FROM_1, (0,), _shift_kernels),
-    # convolve with the random kernel (2 U u - 1) / 6
     "random_kernel_conv": _op(
         _EVERY_3RD, (0,), lambda t, d: F.conv2d(t, (2 * d.uniform() * d.rand_like(t) - 1) / 6.0, padding=1)
     ),
-    # convolve with Dirichlet(0.1) 3x3 mixing kernels
     "dirichlet_kernel_conv": _op(_EVERY_4TH_FROM_1, (2,), _dirichlet_kernels),
     "additive_noise": _op(_ALL_BUT_LAST, (2,), lambda t, d: t + (d.rand_like(t) - 0.5)),
     # k in {1, 2, 3} quarter turns in the spatial or the (out, in) channel dims

@@ -89,7 +89,6 @@ class StylizedDataModule(WrappedDataModule):
         if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
             self.stylizer.load_style_folder(**self.style_options)
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
-        trainer = self.trainer
-        rank, step = (trainer.global_rank, trainer.global_step) if trainer is not None else (0, 0)
+        rank, step = (self.trainer.global_rank, self.trainer.global_step) if self.trainer is not None else (0, 0)
         generator = torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))
         return {**batch, "stylized": (self.stylizer(x, generator=generator, alpha=self.alpha), y)}
