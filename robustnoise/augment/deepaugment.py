@@ -194,8 +194,6 @@ class DeepAugmentEDSR(nn.Module):
             if body == "skip_blocks":
                 last = max(i for i in range(len(seq)) if i not in to_skip)
                 return seq[last](h)  # each kept block sees the head features: only the last kept one counts
-            if body == "none":
-                return seq(h)
-            return seq[5:](middle[body](seq[:5](h)))  # after the first 5 body modules (the reference's)
+            return seq[5:](middle.get(body, lambda r: r)(seq[:5](h)))  # after the reference's first 5 body modules
 
         return {"head_hook": head_hook, "body_fn": body_fn}

@@ -136,9 +136,7 @@ class CorruptionNetwork(nn.Module):
         super().__init__()
         if resize not in ("sr_then_down", "down_then_sr", "keep"):
             raise ConfigError(f"corruption_net.resize must be one of sr_then_down, down_then_sr, keep, got {resize!r}")
-        self.edsr = edsr
-        self.resize = resize
-        self.clamp = clamp
+        self.edsr, self.resize, self.clamp = edsr, resize, clamp
 
     def forward(self, x: Tensor, clamp: bool | None = None, **edsr_kwargs: Any) -> Tensor:
         """c_phi(x) for images (N, C, H, W) in [0, 1], C in {1, 3}; ``edsr_kwargs`` go to :meth:`EDSR.forward`."""
