@@ -141,9 +141,8 @@ class DeepAugmentEDSR(nn.Module):
             raise ConfigError("DeepAugmentEDSR needs same-size outputs: corruption_net.resize=keep is not supported")
         if not 0.0 <= p_resample <= 1.0:
             raise ConfigError(f"deepaugment p_resample must be in [0, 1], got {p_resample}")
-        self.net = net
+        self.net, self.p_resample = net, float(p_resample)
         self.distorted = copy.deepcopy(net).requires_grad_(False).eval()
-        self.p_resample = float(p_resample)
         self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
         self.draws = Draws(self.generator, net.edsr.n_resblocks, net.edsr.n_feats)
         self.sampled = False

@@ -59,8 +59,7 @@ class StylizedDataModule(WrappedDataModule):
         if self.source == "adain":
             from robustnoise.stylize.adain import AdaINStylizer, style_files
 
-            absent = [str(path) for path in self.weights if not Path(str(path)).is_file()]
-            if absent:
+            if absent := [str(path) for path in self.weights if not Path(str(path)).is_file()]:
                 raise CheckpointError(
                     f"AdaIN weights not found: {', '.join(absent)}; expected data.encoder=<vgg_normalised.pth> "
                     "and data.decoder=<decoder.pth> (naoto0804/pytorch-AdaIN release)"

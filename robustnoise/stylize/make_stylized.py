@@ -1,6 +1,5 @@
 """``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout ``<out>/<split>/<class>/*.png``
-(ref. §5.1: alpha 1, content Resize(256) + CenterCrop(224), style seed 49809), with the options in ``stylize.json``
-and each image's painting in ``styles.csv``; ``data=stylized data.stylized_root=<out>`` reads it."""
+(ref. §5.1: alpha 1, Resize(256) + CenterCrop(224), style seed 49809), options in stylize.json, styles in styles.csv."""
 
 from __future__ import annotations
 
