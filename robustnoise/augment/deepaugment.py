@@ -116,13 +116,10 @@ WEIGHT_OPS: dict[str, WeightOp] = {  # the reference's options 0..16, in its ord
     # w * (1 + 2u * 2U[0, 1)): the reference's misplaced -1
     "multiplicative_noise": _op(_EVERY_3RD, (2,), lambda t, d: t * (1 + 2 * d.uniform() * (2 * d.rand_like(t)))),
     "spatial_flip_and_negate": _flip_and_negate,  # first conv's kernels flipped horizontally, second conv negated
-    # convolve with random signed one-hot 3x3 shift kernels
     "shift_kernel_conv": _op(_EVERY_4TH_FROM_1, (0,), _shift_kernels),
-    # convolve with the random kernel (2 U u - 1) / 6
     "random_kernel_conv": _op(
         _EVERY_3RD, (0,), lambda t, d: F.conv2d(t, (2 * d.uniform() * d.rand_like(t) - 1) / 6.0, padding=1)
     ),
-    # convolve with Dirichlet(0.1) 3x3 mixing kernels
     "dirichlet_kernel_conv": _op(_EVERY_4TH_FROM_1, (2,), _dirichlet_kernels),
     "additive_noise": _op(_ALL_BUT_LAST, (2,), lambda t, d: t + (d.rand_like(t) - 0.5)),
     # k in {1, 2, 3} quarter turns in the spatial or the (out, in) channel dims
@@ -144,9 +141,8 @@ class DeepAugmentEDSR(nn.Module):
             raise ConfigError("DeepAugmentEDSR needs same-size outputs: corruption_net.resize=keep is not supported")
         if not 0.0 <= p_resample <= 1.0:
             raise ConfigError(f"deepaugment p_resample must be in [0, 1], got {p_resample}")
-        self.net = net
+        self.net, self.p_resample = net, float(p_resample)
         self.distorted = copy.deepcopy(net).requires_grad_(False).eval()
-        self.p_resample = float(p_resample)
         self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
         self.draws = Draws(self.generator, net.edsr.n_resblocks, net.edsr.n_feats)
         self.sampled = False
@@ -197,8 +193,6 @@ class DeepAugmentEDSR(nn.Module):
             if body == "skip_blocks":
                 last = max(i for i in range(len(seq)) if i not in to_skip)
                 return seq[last](h)  # each kept block sees the head features: only the last kept one counts
-            if body == "none":
-                return seq(h)
-            return seq[5:](middle[body](seq[:5](h)))  # after the first 5 body modules (the reference's)
+            return seq[5:](middle.get(body, lambda r: r)(seq[:5](h)))  # after the reference's first 5 body modules
 
         return {"head_hook": head_hook, "body_fn": body_fn}

@@ -1,6 +1,5 @@
 """The released common-corruption test sets (Hendrycks & Dietterich 2019; Mu & Gilmer 2019; docs/release-formats.md),
-one corruption at one severity per dataset of (CHW float image in [0, 1], label) items, used as released: resizing
-the 224 / 64 px JPEGs again is a known mistake."""
+one corruption and severity per dataset, used as released: resizing the 224 / 64 px JPEGs again is a known mistake."""
 
 from __future__ import annotations
 
@@ -328,8 +327,7 @@ def released_c_sets(
     severities: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> list[tuple[str, int, Dataset]]:
-    """``[(corruption, severity, dataset)]`` of ``kind`` under ``root`` (``None``: every one present), ``kwargs`` to
-    every dataset; MNIST-C roots have one severity (others requested: dropped with a warning)."""
+    """``[(corruption, severity, dataset)]`` under ``root`` (``None``: all present); MNIST-C: its one severity."""
     root = Path(root)
     reader, defaults = _KINDS[_check_kind(kind)][:2]
     present = available_sets(kind, root)

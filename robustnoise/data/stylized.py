@@ -59,8 +59,7 @@ class StylizedDataModule(WrappedDataModule):
         if self.source == "adain":
             from robustnoise.stylize.adain import AdaINStylizer, style_files
 
-            absent = [str(path) for path in self.weights if not Path(str(path)).is_file()]
-            if absent:
+            if absent := [str(path) for path in self.weights if not Path(str(path)).is_file()]:
                 raise CheckpointError(
                     f"AdaIN weights not found: {', '.join(absent)}; expected data.encoder=<vgg_normalised.pth> "
                     "and data.decoder=<decoder.pth> (naoto0804/pytorch-AdaIN release)"
@@ -89,7 +88,6 @@ class StylizedDataModule(WrappedDataModule):
         if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
             self.stylizer.load_style_folder(**self.style_options)
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
-        trainer = self.trainer
-        rank, step = (trainer.global_rank, trainer.global_step) if trainer is not None else (0, 0)
+        rank, step = (self.trainer.global_rank, self.trainer.global_step) if self.trainer is not None else (0, 0)
         generator = torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))
         return {**batch, "stylized": (self.stylizer(x, generator=generator, alpha=self.alpha), y)}

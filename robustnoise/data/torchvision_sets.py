@@ -44,10 +44,9 @@ class _TorchvisionDataModule(ClassificationDataModule):
         if self.train_set is not None:
             return
         train_aug = self._dataset(True, self.train_transform())
-        train_plain = self._dataset(True, self.eval_transform())
         order = torch.randperm(len(train_aug), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
         self.train_set = Subset(train_aug, order[self.val_size :])
-        self.val_set = Subset(train_plain, order[: self.val_size])
+        self.val_set = Subset(self._dataset(True, self.eval_transform()), order[: self.val_size])
         self.test_set = self._dataset(False, self.eval_transform())
 
 

@@ -140,12 +140,9 @@ class AdaINStylizer(nn.Module):
     ) -> Tensor:
         """Stylize content images (B, 1|3, H, W) in [0, 1], one random (or the given) style per image."""
         batch, channels, height, width = content.shape
-        if style_index is None:
-            style_index = self.pick_styles(batch, generator)
-        style_index = style_index.to(self.style_mean.device)
-        rgb = content.expand(-1, 3, -1, -1) if channels == 1 else content
-        feats = self.encoder(rgb.to(self.style_mean))
-        target = adain(feats, self.style_mean[style_index], self.style_std[style_index])
+        picks = (self.pick_styles(batch, generator) if style_index is None else style_index).to(self.style_mean.device)
+        feats = self.encoder(content.expand(-1, 3, -1, -1).to(self.style_mean))  # gray through RGB
+        target = adain(feats, self.style_mean[picks], self.style_std[picks])
         target = torch.lerp(feats, target, alpha)  # exactly the AdaIN output at alpha = 1
         # ceil-mode pooling then three x2 upsamplings: the output can be up to 7 px larger than the input
         out = self.decoder(target)[..., :height, :width].clamp(0.0, 1.0)

@@ -1,6 +1,5 @@
 """``task=stylize``: an AdaIN-stylized copy of a dataset in the Stylized-ImageNet layout ``<out>/<split>/<class>/*.png``
-(ref. §5.1: alpha 1, content Resize(256) + CenterCrop(224), style seed 49809), with the options in ``stylize.json``
-and each image's painting in ``styles.csv``; ``data=stylized data.stylized_root=<out>`` reads it."""
+(ref. §5.1: alpha 1, Resize(256) + CenterCrop(224), style seed 49809), options in stylize.json, styles in styles.csv."""
 
 from __future__ import annotations
 
@@ -49,8 +48,7 @@ class StylizeOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        missing = [f"stylize.{k}" for k in ("encoder", "decoder", "style_dir") if not getattr(self, k)]
-        if missing:
+        if missing := [f"stylize.{k}" for k in ("encoder", "decoder", "style_dir") if not getattr(self, k)]:
             raise ConfigError(
                 f"task=stylize needs {', '.join(missing)} (vgg_normalised.pth, decoder.pth, a folder of paintings)"
             )
@@ -108,9 +106,8 @@ def stylize_split(
     loader = DataLoader(_FloatImages(dataset), batch_size=options.batch_size, num_workers=options.num_workers)
     written, folders = [], set()
     for x, y, index in tqdm(loader, desc=f"stylize {split}", disable=not options.progress):
-        images = stylizer(x, alpha=options.alpha, style_index=styles[index])
-        pixels = quantize_uint8_round(images).cpu()  # rounded as save_image
-        for pixel, label, i in zip(pixels, y.tolist(), index.tolist(), strict=True):
+        pixels = quantize_uint8_round(stylizer(x, alpha=options.alpha, style_index=styles[index]))  # as save_image
+        for pixel, label, i in zip(pixels.cpu(), y.tolist(), index.tolist(), strict=True):
             name = f"{split}/{class_names[label]}/{names[i]}.png"
             if (folder := (out / name).parent) not in folders:  # one mkdir per class folder, not per image
                 folder.mkdir(parents=True, exist_ok=True)
