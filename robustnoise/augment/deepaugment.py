@@ -141,7 +141,8 @@ class DeepAugmentEDSR(nn.Module):
             raise ConfigError("DeepAugmentEDSR needs same-size outputs: corruption_net.resize=keep is not supported")
         if not 0.0 <= p_resample <= 1.0:
             raise ConfigError(f"deepaugment p_resample must be in [0, 1], got {p_resample}")
-        self.net, self.p_resample = net, float(p_resample)
+        self.net = net
+        self.p_resample = float(p_resample)
         self.distorted = copy.deepcopy(net).requires_grad_(False).eval()
         self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
         self.draws = Draws(self.generator, net.edsr.n_resblocks, net.edsr.n_feats)
@@ -193,6 +194,8 @@ class DeepAugmentEDSR(nn.Module):
             if body == "skip_blocks":
                 last = max(i for i in range(len(seq)) if i not in to_skip)
                 return seq[last](h)  # each kept block sees the head features: only the last kept one counts
-            return seq[5:](middle.get(body, lambda r: r)(seq[:5](h)))  # after the reference's first 5 body modules
+            if body == "none":
+                return seq(h)
+            return seq[5:](middle[body](seq[:5](h)))  # after the first 5 body modules (the reference's)
 
         return {"head_hook": head_hook, "body_fn": body_fn}

@@ -71,7 +71,8 @@ class ClassificationDataModule(pl.LightningDataModule):
         for key, low in (("batch_size", 1), ("eval_batch_size", 1), ("num_workers", 0)):
             if not isinstance(value := getattr(self, key), int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
-        self.pin_memory, self.corruption_preset = torch.cuda.is_available(), corruption_preset
+        self.pin_memory = torch.cuda.is_available()
+        self.corruption_preset = corruption_preset
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None

@@ -52,7 +52,8 @@ class ResumableDataLoader(DataLoader):
         return {"epoch": int(self.sampler.epoch), "batches": self.batches}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler.skip, self.sampler.skip_epoch = int(state["batches"]) * int(self.batch_size), int(state["epoch"])
+        self.sampler.skip = int(state["batches"]) * int(self.batch_size)
+        self.sampler.skip_epoch = int(state["epoch"])
 
 
 class ShuffledPasses:

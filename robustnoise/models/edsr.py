@@ -68,7 +68,8 @@ class EDSR(nn.Module):
             raise ConfigError(f"EDSR scale must be one of (1, 2, 3, 4), got {scale}")
         self.n_resblocks, self.n_feats, self.scale = int(n_resblocks), int(n_feats), int(scale)
         self.res_scale, self.rgb_range = float(res_scale), float(rgb_range)
-        self.sub_mean, self.add_mean = _mean_shift(rgb_range, -1), _mean_shift(rgb_range, 1)
+        self.sub_mean = _mean_shift(rgb_range, -1)
+        self.add_mean = _mean_shift(rgb_range, 1)
         self.head = nn.Sequential(_conv(3, n_feats))
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], _conv(n_feats, n_feats))
         self.tail = nn.Sequential(_upsampler(scale, n_feats), _conv(n_feats, 3))
@@ -135,7 +136,9 @@ class CorruptionNetwork(nn.Module):
         super().__init__()
         if resize not in ("sr_then_down", "down_then_sr", "keep"):
             raise ConfigError(f"corruption_net.resize must be one of sr_then_down, down_then_sr, keep, got {resize!r}")
-        self.edsr, self.resize, self.clamp = edsr, resize, clamp
+        self.edsr = edsr
+        self.resize = resize
+        self.clamp = clamp
 
     def forward(self, x: Tensor, clamp: bool | None = None, **edsr_kwargs: Any) -> Tensor:
         """c_phi(x) for images (N, C, H, W) in [0, 1], C in {1, 3}; ``edsr_kwargs`` go to :meth:`EDSR.forward`."""
