@@ -20,8 +20,7 @@ def run_id() -> str:
 
 def safe_dirname(text: str, max_len: int = 120) -> str:
     """Make Hydra's override_dirname usable as one path component."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", str(text)) or "base"
-    return cleaned[:max_len]
+    return (re.sub(r"[^A-Za-z0-9_.,=+-]", "_", str(text)) or "base")[:max_len]
 
 
 def comparable_overrides(overrides: object) -> list[str]:

@@ -18,8 +18,7 @@ log = logging.getLogger("robustnoise")
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint to resume from (``resume=true``: the newest readable), else ``ckpt_path``; a new run into
-    checkpoints is refused."""
+    """``resume=true``: the newest readable checkpoint; else ``ckpt_path`` (a new run into checkpoints is refused)."""
     ckpt = cfg.get("ckpt_path")
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or ckpt == "last":
