@@ -81,9 +81,7 @@ def choice(group: str, default: str) -> str:
     """The option chosen for config ``group`` in this Hydra run (``experiment=...``), else ``default``."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return str(default)
-    return str(HydraConfig.get().runtime.choices.get(group) or default)
+    return str(HydraConfig.get().runtime.choices.get(group) or default) if HydraConfig.initialized() else str(default)
 
 
 def register_resolvers() -> None:
