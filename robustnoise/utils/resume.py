@@ -118,8 +118,7 @@ def keep_earlier_metrics(run_dir: str | Path) -> None:
 
 
 def reuse_wandb_id(cfg: DictConfig, resuming: bool) -> None:
-    """On resume, continue the run directory's newest W&B run, named by W&B's ``wandb/[offline-]run-<time>-<id>``
-    folder (unless ``logger.wandb.id`` is given)."""
+    """On resume, continue the run directory's newest W&B run (``wandb/*run-*-<id>``) unless ``logger.wandb.id``."""
     loggers = cfg.get("logger")
     if not resuming or not loggers or "wandb" not in loggers or loggers.wandb.get("id"):
         return
