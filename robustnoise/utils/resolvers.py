@@ -49,10 +49,8 @@ def find_resumable_run(base: str | Path, overrides: object) -> Path | None:
 
 def run_dir(base: str, resume: object = False, ckpt_path: object = None, overrides: object = None) -> str:
     """``base/<run_id>``; with ``resume=true`` (or ``ckpt_path=last``) the newest earlier run of the same command."""
-    if str(resume).lower() == "true" or ckpt_path == "last":
-        found = find_resumable_run(base, overrides)
-        if found is not None:
-            return str(found)
+    if (str(resume).lower() == "true" or ckpt_path == "last") and (found := find_resumable_run(base, overrides)):
+        return str(found)
     return f"{base}/{run_id()}"
 
 
