@@ -88,10 +88,9 @@ class AdversarialAugment(AugmentedTraining):
 
     def random_start(self, batch: int) -> Params:
         """Uniform draws inside the feasible set (zeros without ``random_start``)."""
-        blocks = self.corruption_net.perturbable_parameters()
         lead = (batch,) if self.hparams.per_example else ()
         beta = {}
-        for (name, p), radius in zip(blocks.items(), self.radii, strict=True):
+        for (name, p), radius in zip(self.corruption_net.perturbable_parameters().items(), self.radii, strict=True):
             shape = (*lead, *p.shape)
             if not self.hparams.random_start:
                 beta[name] = p.new_zeros(shape)
