@@ -108,8 +108,7 @@ def pretrain_edsr(opt: PretrainEDSROptions, datamodule: Any) -> dict[str, Any]:
         val_set = Subset(val_set, range(opt.val_images))
     before = evaluate_sr(model, val_set, opt.scale, opt.eval_batch_size, device)
 
-    trainable = [p for p in model.parameters() if p.requires_grad]  # the mean shifts stay fixed
-    optimizer = torch.optim.Adam(trainable, lr=opt.lr, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt.lr, betas=(0.9, 0.999), eps=1e-8)  # mean shifts: no grad
     losses: list[float] = []
     batches = (batch for _ in itertools.count() for batch in loader)
     for step in (bar := tqdm(range(opt.steps), desc="pretrain_edsr", disable=not opt.progress, leave=False)):

@@ -54,7 +54,6 @@ def ssim_guard(
     grid = torch.tensor(gammas, device=x.device, dtype=torch.float64)
     shifted = torch.stack([image_ssim(x, torch.lerp(x, x_hat, g), channels) for g in gammas])
     shifted = shifted.double() - threshold  # (G, N); the last row is SSIM(x, x_hat) - t
-    low = shifted[-1] < 0
     vander = torch.stack([grid**2, grid, torch.ones_like(grid)], dim=1)  # (G, 3)
     a, b, c = torch.linalg.pinv(vander) @ shifted  # least-squares quadratic per image, each (N,)
     disc = b * b - 4 * a * c
@@ -67,7 +66,7 @@ def ssim_guard(
     # No root in [0, 1] (the fit underfits): the largest evaluated gamma whose SSIM still reaches the threshold.
     fallback = torch.where(shifted >= 0, grid.view(-1, 1).expand_as(shifted), torch.zeros_like(shifted)).amax(0)
     chosen = torch.where(fitted >= 0, fitted, fallback)
-    gamma = torch.where(low, chosen, torch.ones_like(chosen)).to(x.dtype)
+    gamma = torch.where(shifted[-1] < 0, chosen, torch.ones_like(chosen)).to(x.dtype)
     return torch.lerp(x, x_hat, gamma.view(-1, *([1] * (x.dim() - 1)))), gamma
 
 
@@ -89,10 +88,9 @@ class AdversarialAugment(AugmentedTraining):
 
     def random_start(self, batch: int) -> Params:
         """Uniform draws inside the feasible set (zeros without ``random_start``)."""
-        blocks = self.corruption_net.perturbable_parameters()
         lead = (batch,) if self.hparams.per_example else ()
         beta = {}
-        for (name, p), radius in zip(blocks.items(), self.radii, strict=True):
+        for (name, p), radius in zip(self.corruption_net.perturbable_parameters().items(), self.radii, strict=True):
             shape = (*lead, *p.shape)
             if not self.hparams.random_start:
                 beta[name] = p.new_zeros(shape)

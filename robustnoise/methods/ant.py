@@ -9,10 +9,8 @@ An image-independent noise generator (``robustnoise.noise``) plays against the c
     older snapshot exists the current generator perturbs the whole non-clean part);
 (c) one classifier step on the mixed batch (train mode).
 
-**Restarts.** Every ``restart_every`` epochs (or steps) a fresh generator trains ``restart_steps`` steps (Adam
-``restart_lr``) against the frozen classifier on a separate shuffled pass over the training set, then replaces the
-current one (fresh Adam at ``noise_lr``). Paper vs reference code (bethgelab/game-of-noise) differences are options of
-``conf/method/ant1x1.yaml``: the restart interval, when snapshots are taken, the ANT+SIN split, an adaptive epsilon.
+Every ``restart_every`` epochs (or steps) a fresh generator replaces the current one (:meth:`restart`). Paper vs
+reference code (bethgelab/game-of-noise) differences are options of ``conf/method/ant1x1.yaml``.
 """
 
 from __future__ import annotations
@@ -159,7 +157,8 @@ class AdversarialNoiseTraining(RobustClassifierModule):
         self.interval = restart_interval(self.trainer, hp.restart_every, hp.restart_unit, bool(hp.model.get("weights")))
 
     def restart(self) -> None:
-        """Train a fresh generator against the frozen classifier; it replaces the current one (fresh Adam after)."""
+        """A fresh generator trains ``restart_steps`` Adam steps (``restart_lr``) against the frozen classifier on a
+        separate shuffled pass over the training set, then replaces the current one (fresh Adam at ``noise_lr``)."""
         hp, opt = self.hparams, self.optimizers()[1]
         self.restarts += 1
         self.last_restart = self.iteration

@@ -56,22 +56,9 @@ class AugmentedTraining(RobustClassifierModule):
     def resume_streams(self) -> dict[str, Any]:
         return {} if self.deepaugment is None else {"deepaugment": DeepAugmentStream(self.deepaugment)}
 
-    def deepaugment_stage(self, x: Tensor) -> Tensor:
-        """Step 1 on the fly: the last ``round(p * B)`` images go through a distorted EDSR."""
-        if self.deepaugment is None or (n := int(round(len(x) * self.hparams.deepaugment["p"]))) == 0:
-            return x
-        with torch.no_grad():
-            return torch.cat([x[: len(x) - n], self.deepaugment(x[len(x) - n :])])
-
     def adversarial_stage(self, x: Tensor, y: Tensor) -> Tensor:
         """Step 3: identity here; AdA overrides it."""
         return x
-
-    def augmix_views(self, x: Tensor) -> list[Tensor]:
-        """Step 4: ``[augmix(x)]``, or ``[x, augmix(x), augmix(x)]`` with the JSD loss, or ``[x]`` without AugMix."""
-        if self.augmix is None:
-            return [x]
-        return [x, self.augmix(x), self.augmix(x)] if self.hparams.augmix["jsd"] else [self.augmix(x)]
 
     def pipeline_loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy on the first view, plus ``jsd_lambda`` x JSD when AugMix's views are stacked."""
@@ -81,11 +68,15 @@ class AugmentedTraining(RobustClassifierModule):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
-        x = self.deepaugment_stage(x)
+        if self.deepaugment is not None and (n := int(round(len(x) * self.hparams.deepaugment["p"]))):
+            with torch.no_grad():  # step 1 on the fly: the last round(p * B) images through a distorted EDSR
+                x = torch.cat([x[: len(x) - n], self.deepaugment(x[len(x) - n :])])
         start = self.num_clean(len(x))
         if start < len(x):
             x = torch.cat([x[:start], self.adversarial_stage(x[start:], y[start:])])
-        views = self.augmix_views(x)
+        views = [x]  # step 4: [augmix(x)], or [x, augmix(x), augmix(x)] with the JSD loss
+        if self.augmix is not None:
+            views = [x, self.augmix(x), self.augmix(x)] if self.hparams.augmix["jsd"] else [self.augmix(x)]
         augmixed = views[-1] if self.augmix is not None else x[:0]  # an empty row is not drawn
         self.train_rows = [("clean", x[:start]), ("perturbed", x[start:]), ("AugMix", augmixed)]
         loss = self.classifier_step(torch.cat(views), y, self.pipeline_loss)

@@ -33,9 +33,8 @@ class ExactResume(Callback):
         own = {"torch": torch.get_rng_state()}
         if pl_module.device.type == "cuda":  # every process seeds every visible device: only its own is this rank's
             own["cuda"] = torch.cuda.get_rng_state(pl_module.device)
-        own["streams"] = {
-            name: stream.state_dict() for name, stream in getattr(pl_module, "resume_streams", dict)().items()
-        }
+        streams = getattr(pl_module, "resume_streams", dict)()
+        own["streams"] = {name: stream.state_dict() for name, stream in streams.items()}
         ranks = [own]
         if trainer.world_size > 1:  # pickled through the collective: each state comes back as an owned tensor
             ranks = [None] * trainer.world_size

@@ -21,8 +21,7 @@ def processes_per_job(trainer: DictConfig | dict) -> int:
     if isinstance(devices, str) and "," in devices:
         devices = [d for d in devices.split(",") if d.strip()]
     if str(devices).strip() in ("auto", "-1"):
-        gpu = str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
-        count = torch.cuda.device_count() if gpu else 1
+        count = torch.cuda.device_count() if str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda") else 1
     else:
         count = len(devices) if isinstance(devices, (list, tuple, ListConfig)) else int(devices)
     return max(count, 1) * max(int(trainer.get("num_nodes", 1) or 1), 1)

@@ -20,8 +20,7 @@ def run_id() -> str:
 
 def safe_dirname(text: str, max_len: int = 120) -> str:
     """Make Hydra's override_dirname usable as one path component."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", str(text)) or "base"
-    return cleaned[:max_len]
+    return (re.sub(r"[^A-Za-z0-9_.,=+-]", "_", str(text)) or "base")[:max_len]
 
 
 def comparable_overrides(overrides: object) -> list[str]:
@@ -50,10 +49,8 @@ def find_resumable_run(base: str | Path, overrides: object) -> Path | None:
 
 def run_dir(base: str, resume: object = False, ckpt_path: object = None, overrides: object = None) -> str:
     """``base/<run_id>``; with ``resume=true`` (or ``ckpt_path=last``) the newest earlier run of the same command."""
-    if str(resume).lower() == "true" or ckpt_path == "last":
-        found = find_resumable_run(base, overrides)
-        if found is not None:
-            return str(found)
+    if (str(resume).lower() == "true" or ckpt_path == "last") and (found := find_resumable_run(base, overrides)):
+        return str(found)
     return f"{base}/{run_id()}"
 
 
@@ -82,9 +79,7 @@ def choice(group: str, default: str) -> str:
     """The option chosen for config ``group`` in this Hydra run (``experiment=...``), else ``default``."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return str(default)
-    return str(HydraConfig.get().runtime.choices.get(group) or default)
+    return str(HydraConfig.get().runtime.choices.get(group) or default) if HydraConfig.initialized() else str(default)
 
 
 def register_resolvers() -> None:

@@ -18,8 +18,7 @@ log = logging.getLogger("robustnoise")
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint to resume from (``resume=true``: the newest readable), else ``ckpt_path``; a new run into
-    checkpoints is refused."""
+    """``resume=true``: the newest readable checkpoint; else ``ckpt_path`` (a new run into checkpoints is refused)."""
     ckpt = cfg.get("ckpt_path")
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or ckpt == "last":
@@ -119,8 +118,7 @@ def keep_earlier_metrics(run_dir: str | Path) -> None:
 
 
 def reuse_wandb_id(cfg: DictConfig, resuming: bool) -> None:
-    """On resume, continue the run directory's newest W&B run, named by W&B's ``wandb/[offline-]run-<time>-<id>``
-    folder (unless ``logger.wandb.id`` is given)."""
+    """On resume, continue the run directory's newest W&B run (``wandb/*run-*-<id>``) unless ``logger.wandb.id``."""
     loggers = cfg.get("logger")
     if not resuming or not loggers or "wandb" not in loggers or loggers.wandb.get("id"):
         return

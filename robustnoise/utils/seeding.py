@@ -31,8 +31,7 @@ def derive_seed(base_seed: int, purpose: Purpose, *keys: int) -> int:
     if not all(0 <= v < 2**64 for v in values):
         raise ValueError(f"seed keys must lie in [0, 2**64), got {keys}")
     words = [w for v in values for w in (v & 0xFFFFFFFF, v >> 32)]
-    sequence = SeedSequence(int(base_seed), spawn_key=words)
-    return int(sequence.generate_state(1, "uint64")[0]) >> 1
+    return int(SeedSequence(int(base_seed), spawn_key=words).generate_state(1, "uint64")[0]) >> 1
 
 
 def run_seed() -> int:

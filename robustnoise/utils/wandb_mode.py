@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from omegaconf import DictConfig
 
 log = logging.getLogger("robustnoise")
+PROBE_TIMEOUT = 2.0
 
 
 def prepare_loggers(cfg: DictConfig) -> DictConfig | None:
@@ -21,7 +22,9 @@ def prepare_loggers(cfg: DictConfig) -> DictConfig | None:
     loggers = cfg.get("logger")
     if not loggers or not loggers.get("wandb") or os.environ.get("WANDB_MODE") or loggers.wandb.get("offline"):
         return loggers
-    reason = None if wandb_credentials() else "no W&B credentials found"
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    credentials = os.environ.get("WANDB_API_KEY") or (netrc.is_file() and "wandb" in netrc.read_text(errors="ignore"))
+    reason = None if credentials else "no W&B credentials found"
     if reason is None:
         host, port = wandb_endpoint()
         if not reachable(host, port):
@@ -30,9 +33,6 @@ def prepare_loggers(cfg: DictConfig) -> DictConfig | None:
         os.environ["WANDB_MODE"] = "offline"
         log.warning("%s: logging W&B offline (upload later with `wandb sync`)", reason)
     return loggers
-
-
-PROBE_TIMEOUT = 2.0
 
 
 def wandb_endpoint() -> tuple[str, int]:
@@ -59,13 +59,6 @@ def reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
     thread.start()
     thread.join(timeout)
     return bool(result)
-
-
-def wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return netrc.is_file() and "wandb" in netrc.read_text(errors="ignore")
 
 
 def finish_wandb() -> None:
