@@ -52,7 +52,7 @@ format: install  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 
 audit: install  ## pip-audit of .venv: says how many packages it checked; fails on known vulnerabilities or none checked
-	$(PY) -m robustnoise.utils.audit
+	$(PY) tools/audit.py
 
 clean:  ## remove logs and caches (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

@@ -125,10 +125,6 @@ ALEXNET_ERR_PER_SEVERITY: Mapping[str, tuple[float, float, float, float, float]]
 )
 """AlexNet's ImageNet-C top-1 error per severity 1..5 (hendrycks/robustness README table; see also robustness#10)."""
 
-ALEXNET_ERR: Mapping[str, float] = MappingProxyType(  # mean over the 5 severities (the table's "Average" column)
-    {name: round(sum(row) / len(row), 6) for name, row in ALEXNET_ERR_PER_SEVERITY.items()}
-)
-
 ALEXNET_CLEAN_ERR: float = 0.43478  # AlexNet's clean top-1 error (torchvision: 56.522 % top-1), for relative mCE
 
 

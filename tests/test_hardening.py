@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -193,7 +194,7 @@ def test_nan_loss_stops_names_the_step_and_keeps_the_last_good_checkpoint(make_c
 
 
 def test_audit_verdict_counts_what_was_checked():
-    from robustnoise.utils.audit import summarize
+    summarize = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "audit.py"))["summarize"]
 
     skipped = {"name": "torch", "skip_reason": "Dependency not found on PyPI and could not be audited: torch (2.14.1)"}
     assert summarize({"dependencies": [skipped]}) == (
@@ -223,7 +224,7 @@ def test_audit_without_network_says_not_audited():
     if reason := _no_network_namespace():
         pytest.skip(reason)
     result = subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "robustnoise.utils.audit", "--timeout", "5"],
+        ["unshare", "-n", sys.executable, "tools/audit.py", "--timeout", "5"],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

@@ -16,7 +16,6 @@ from robustnoise.corruptions.presets import (
 )
 from robustnoise.metrics import (
     ALEXNET_CLEAN_ERR,
-    ALEXNET_ERR,
     ALEXNET_ERR_PER_SEVERITY,
     Benchmark,
     IncompleteBenchmarkWarning,
@@ -52,6 +51,8 @@ def alexnet_accuracies() -> dict:
     return acc
 
 
+ALEXNET_ERR = {c: sum(row) / len(row) for c, row in ALEXNET_ERR_PER_SEVERITY.items()}  # mean over the severities
+
 # The "AlexNet ImageNet-C Error" table of the hendrycks/robustness README, as published (the values to normalise by).
 PUBLISHED_ALEXNET_TABLE = """
 | Gaussian Noise   | 0.886428   | 0.69528    | 0.82542    | 0.93554    | 0.98138    | 0.99452    |
@@ -81,7 +82,7 @@ def test_alexnet_tables_match_the_published_table():
     published = {BENCHMARK_CORRUPTIONS_AND_HOLDOUTS[k]: [float(v) for v in row[1:]] for k, row in enumerate(rows)}
     assert all(c.startswith(row[0].strip().lower().replace(" ", "_")) for c, row in zip(published, rows))
     assert {c: tuple(v[1:]) for c, v in published.items()} == dict(ALEXNET_ERR_PER_SEVERITY)
-    assert {c: v[0] for c, v in published.items()} == dict(ALEXNET_ERR)
+    assert {c: v[0] for c, v in published.items()} == {c: round(e, 6) for c, e in ALEXNET_ERR.items()}  # Average
     assert abs(ALEXNET_CLEAN_ERR - (1 - 0.56522)) < 1e-12  # torchvision AlexNet: 56.522 % top-1
 
 

@@ -1,5 +1,5 @@
-"""``python -m robustnoise.compare RUN_DIR... [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``: tables, CSV and
-figures over evaluated runs (a multirun directory stands for its jobs); runs differing only in ``seed`` are one
+"""``python -m robustnoise.report.compare RUN_DIR... [--sweep-key KEY] [--baseline RUN_DIR] [--out DIR]``: tables,
+CSV and figures over evaluated runs (a multirun directory stands for its jobs); runs differing only in ``seed`` are one
 group with an interval. Exit codes: 0 done, 1 a run without ``robustness.json``, 2 bad arguments."""
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def write_csv(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser("python -m robustnoise.compare", description="Compare evaluated runs.")
+    parser = argparse.ArgumentParser("python -m robustnoise.report.compare", description="Compare evaluated runs.")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or Hydra multirun directories")
     parser.add_argument("--sweep-key", help="dotted config key to sort and plot the runs by, e.g. method.sigma")
     parser.add_argument("--baseline", metavar="RUN_DIR", help="add this run to the tables and one chart of all groups")

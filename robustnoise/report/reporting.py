@@ -57,10 +57,6 @@ class Report:
         """A report from the content of ``robustness.json`` (unknown keys, e.g. the derived summary, are ignored)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known and v is not None}
-        data = str(raw.get("data", "")).lower()  # reports written before the benchmark key: guessed from the data
-        guesses = {"imagenet-c": Benchmark.IMAGENET_C, "tiny-imagenet-c": Benchmark.TINY_IMAGENET_C}
-        guess = Benchmark.MNIST_C if "mnist" in data and data.endswith("-c") else guesses.get(data, Benchmark.GENERATED)
-        values["benchmark"] = Benchmark.parse(raw.get("benchmark") or guess)
         values["metrics"] = {k: num(v) for k, v in (raw.get("metrics") or {}).items()}
         return cls(**values)
 
