@@ -10,7 +10,9 @@ generators against 10.5 s with the former hand-written counter-based RNG; the di
 shot noise (2.3 against 0.95 s). Images on the 1/255 grid have only 256 rates per severity, so shot noise samples
 them from per-rate alias tables with one 63-bit word of :func:`bits` per value (``noise.shot_noise_table``; 1.7
 against 7.6 ms per 224 px image) and keeps ``torch.poisson`` for other images. ``python -m benchmarks.corruptions``
-prints the share of torch's random-number kernels in a full 19 x 5 run.
+prints the share of torch's random-number kernels in a full 19 x 5 run: 12 % at 224 px, yet no vectorised path is
+faster here (per value, one core): torch's ``uniform_`` / ``normal_`` 2.6 ns, a counter hash in torch int32 ops 2.3 ns
+per uniform (normals add Box-Muller's 1.2 ns), numpy's PCG64 1.7 ns per uniform but 9.2 ns per normal.
 """
 
 from __future__ import annotations
