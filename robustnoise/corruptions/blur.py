@@ -180,8 +180,8 @@ def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
     op = _zoom_operator(h, w, factors, device, x.dtype)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-        out = torch.sparse.mm(op, x.reshape(n * c, h * w).t().to(device))
-    return out.t().view(n, c, h, w).to(x.device)  # transposed: the clip into the output reads it in place
+        out = torch.mm(op, x.reshape(n * c, h * w).t().to(device).contiguous())  # MKL: images as row-major columns
+    return out.t().contiguous().view(n, c, h, w).to(x.device)  # 2-D transposing copies go in cache-sized blocks
 
 
 @register("zoom_blur", "blur")
