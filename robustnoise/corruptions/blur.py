@@ -361,7 +361,7 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
             src = src.index_select(0, nxt)  # new(p) = old(src(end of p's chain))
         source = src if it == 0 else total.index_select(0, src)
         total.view(n, height, width)[:, lo : lo + rows, lo : lo + cols] = source.view(n, rows, cols)
-    return total.view(n, hw).long() - torch.arange(n, device=dev).view(n, 1) * hw
+    return total.view(n, hw).long().sub_(torch.arange(n, device=dev).view(n, 1) * hw)
 
 
 def _forward_links(off: Tensor, dx: Tensor, dy: Tensor, max_delta: int) -> Tensor:
