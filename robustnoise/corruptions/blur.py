@@ -78,17 +78,12 @@ def defocus_kernel(radius: float, alias_blur: float) -> Tensor:
     """ImageNet-C's anti-aliased ``disk(radius, alias_blur)`` as a float64 (k, k) tensor: the normalised indicator of
     ``X^2 + Y^2 <= radius^2`` on ``-8..8`` (radius <= 8; else ``np.arange(-radius, radius + 1)``), smoothed like
     ``cv2.GaussianBlur`` (3x3, or 5x5 above radius 8; reflect-101 at the grid edge, as the reference)."""
-    radius = float(radius)
-    if radius <= 8:
-        grid = torch.arange(-8, 9, dtype=torch.float64)
-        ksize = 3
-    else:
-        grid = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        ksize = 5
+    radius, small = float(radius), radius <= 8
+    grid = torch.arange(-8, 9, dtype=torch.float64) if small else torch.arange(-radius, radius + 1, dtype=torch.float64)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     disk = (xx * xx + yy * yy <= radius * radius).to(torch.float64)
     disk /= disk.sum()
-    g = opencv_gaussian_kernel1d(ksize, float(alias_blur))
+    g = opencv_gaussian_kernel1d(3 if small else 5, float(alias_blur))
     return correlate1d(correlate1d(disk, g, -1, "reflect"), g, -2, "reflect")
 
 
