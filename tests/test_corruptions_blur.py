@@ -491,12 +491,13 @@ def test_correlate1d_gemm_folds_every_border_mode(mode):
 
 def test_correlate2d_and_opencv_kernels_match_opencv():
     cv2 = pytest.importorskip("cv2")
-    x = np.random.default_rng(2).random((2, 30, 26))
     kernel = np.random.default_rng(3).random((9, 7))
-    want = np.stack([cv2.filter2D(p, -1, kernel) for p in x])
-    for method in ("direct", "fft"):
-        got = filters.correlate2d(torch.from_numpy(x), torch.from_numpy(kernel), method=method).numpy()
-        assert np.abs(got - want).max() < 1e-12, method
+    for shape in ((2, 30, 26), (1, 200, 170)):  # both FFT paths: below and above 2^15 values per padded plane
+        x = np.random.default_rng(2).random(shape)
+        want = np.stack([cv2.filter2D(p, -1, kernel) for p in x])
+        for method in ("direct", "fft"):
+            got = filters.correlate2d(torch.from_numpy(x), torch.from_numpy(kernel), method=method).numpy()
+            assert np.abs(got - want).max() < 1e-12, (shape, method)
     for ksize, sigma in ((3, 0.5), (5, 0.1), (5, 0.5)):
         want_g = cv2.getGaussianKernel(ksize, sigma, ktype=cv2.CV_64F)[:, 0]
         assert np.allclose(filters.opencv_gaussian_kernel1d(ksize, sigma).numpy(), want_g, rtol=1e-12, atol=1e-15)

@@ -78,17 +78,12 @@ def defocus_kernel(radius: float, alias_blur: float) -> Tensor:
     """ImageNet-C's anti-aliased ``disk(radius, alias_blur)`` as a float64 (k, k) tensor: the normalised indicator of
     ``X^2 + Y^2 <= radius^2`` on ``-8..8`` (radius <= 8; else ``np.arange(-radius, radius + 1)``), smoothed like
     ``cv2.GaussianBlur`` (3x3, or 5x5 above radius 8; reflect-101 at the grid edge, as the reference)."""
-    radius = float(radius)
-    if radius <= 8:
-        grid = torch.arange(-8, 9, dtype=torch.float64)
-        ksize = 3
-    else:
-        grid = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        ksize = 5
+    radius, small = float(radius), radius <= 8
+    grid = torch.arange(-8, 9, dtype=torch.float64) if small else torch.arange(-radius, radius + 1, dtype=torch.float64)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     disk = (xx * xx + yy * yy <= radius * radius).to(torch.float64)
     disk /= disk.sum()
-    g = opencv_gaussian_kernel1d(ksize, float(alias_blur))
+    g = opencv_gaussian_kernel1d(3 if small else 5, float(alias_blur))
     return correlate1d(correlate1d(disk, g, -1, "reflect"), g, -2, "reflect")
 
 
@@ -178,10 +173,12 @@ def _zoom_sum(x: Tensor, factors: tuple[float, ...]) -> Tensor:
     n, c, h, w = x.shape
     device = x.device if x.device.type in ("cpu", "cuda") else torch.device("cpu")
     op = _zoom_operator(h, w, factors, device, x.dtype)
+    cols = x.reshape(n * c, h * w).t().to(device).contiguous()  # MKL: images as row-major columns
+    out = torch.empty_like(cols)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-        out = torch.sparse.mm(op, x.reshape(n * c, h * w).t().to(device))
-    return out.t().view(n, c, h, w).to(x.device)  # transposed: the clip into the output reads it in place
+        torch.addmm(out, op, cols, beta=0, out=out)  # in place with beta 0: no zero fill, no copy (torch.mm has both)
+    return out.t().contiguous().view(n, c, h, w).to(x.device)  # 2-D transposing copies go in cache-sized blocks
 
 
 @register("zoom_blur", "blur")
@@ -359,7 +356,7 @@ def _glass_scan_map(dx: Tensor, dy: Tensor, height: int, width: int, max_delta: 
             src = src.index_select(0, nxt)  # new(p) = old(src(end of p's chain))
         source = src if it == 0 else total.index_select(0, src)
         total.view(n, height, width)[:, lo : lo + rows, lo : lo + cols] = source.view(n, rows, cols)
-    return total.view(n, hw).long() - torch.arange(n, device=dev).view(n, 1) * hw
+    return total.view(n, hw).long().sub_(torch.arange(n, device=dev).view(n, 1) * hw)
 
 
 def _forward_links(off: Tensor, dx: Tensor, dy: Tensor, max_delta: int) -> Tensor:

@@ -278,9 +278,13 @@ def correlate2d(x: Tensor, kernel: Tensor, mode: str = "reflect", method: str = 
     # Circular correlation on an (lh, lw) grid: out[y, x] = sum_{i, j} k[i, j] padded[y + i, x + j] never wraps for
     # y < h, x < w when lh >= h + 2 cy and lw >= w + 2 cx (the border mode fills the rest: no zero-padded copy).
     # Two real planes go as one complex plane a + ib (the real kernel keeps their results in the real and imaginary
-    # parts), avoiding torch's slow CPU irfft2 (defocus_blur 1.5x faster at 32 px, as fast at 224 px).
+    # parts) where torch's CPU irfft2 is slow: below 2^15 values per plane (defocus_blur 1.8x faster at 32 px, 1.1x
+    # slower at 224 px).
     lh, lw = _fft_size(h + 2 * cy), _fft_size(w + 2 * cx)
     planes = pad2d(x, cy, lh - h - cy, cx, lw - w - cx, mode).reshape(-1, lh, lw)
+    if lh * lw >= 1 << 15:
+        k_spec = torch.conj(torch.fft.rfft2(k.to(device=x.device, dtype=x.dtype), s=(lh, lw)))
+        return torch.fft.irfft2(torch.fft.rfft2(planes).mul_(k_spec), s=(lh, lw))[:, :h, :w].view(x.shape)
     half = (len(planes) + 1) // 2
     z = torch.complex(planes[:half], F.pad(planes[half:], (0, 0, 0, 0, 0, 2 * half - len(planes))))
     k_spec = torch.conj(torch.fft.fft2(k.to(device=x.device, dtype=z.dtype), s=(lh, lw)))
