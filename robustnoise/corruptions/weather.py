@@ -347,19 +347,22 @@ def _canny(image: Tensor, low: float = 50.0, high: float = 150.0) -> Tensor:
     def at(dr: int, dc: int) -> Tensor:
         return padded[..., 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
 
+    def positive(difference: Tensor) -> Tensor:  # 1.0 where an integer-valued difference is > 0, else 0.0
+        return difference.clamp_(0.0, 1.0)
+
     # OpenCV's integer sector tests, exact in float32 (all products are integers below 2**24 or multiples of 2**15):
     # horizontal: |dy| 2**15 < |dx| tan22, vertical: |dy| 2**15 > |dx| (tan22 + 2**16), tan22 = 13573.
-    tan22 = ax * 13573.0
-    horizontal = tan22 > ay * 32768.0
-    vertical = (ay - 2.0 * ax) * 32768.0 > tan22
-    diagonal = ~(horizontal | vertical)
-    opposite = dx * dy < 0.0  # diagonal sector: dx, dy both 0 or both nonzero; |dx dy| < 2**21 exact
-    keep = horizontal & (mag > at(0, -1)) & (mag >= at(0, 1))
-    keep |= vertical & (mag > at(-1, 0)) & (mag >= at(1, 0))
-    keep |= diagonal & opposite & (mag > at(-1, 1)) & (mag > at(1, -1))
-    keep |= diagonal & ~opposite & (mag > at(-1, -1)) & (mag > at(1, 1))
-    weak = keep & (mag > low)
-    edges = weak & (mag > high)
+    tan22, ay15 = ax * 13573.0, ay * 32768.0
+    horizontal = positive(tan22 - ay15)
+    vertical = positive(torch.sub(ay, ax, alpha=2.0).mul_(32768.0).sub_(tan22))
+    opposite = positive(-(dx * dy))  # diagonal sector: dx, dy both 0 or both nonzero; |dx dy| < 2**21 exact
+    # A pixel is kept if its magnitude exceeds the larger of its two neighbours along the gradient sector (integers:
+    # the right / lower neighbour, which it only needs to equal, counts one less); the sectors pick the neighbours.
+    neighbours = torch.lerp(torch.maximum(at(-1, -1), at(1, 1)), torch.maximum(at(-1, 1), at(1, -1)), opposite)
+    neighbours = neighbours.lerp_(torch.maximum(at(-1, 0), at(1, 0) - 1.0), vertical)
+    neighbours = neighbours.lerp_(torch.maximum(at(0, -1), at(0, 1) - 1.0), horizontal)
+    weak = positive(mag - neighbours.clamp_min(low)).bool()
+    edges = positive(mag - neighbours.clamp_min_(high)).bool()
     while True:  # hysteresis: grow the strong edges into 8-connected weak candidates (a few rounds in practice)
         padded_edges = F.pad(edges, (1, 1, 1, 1))  # the 3x3 dilation, separably: along rows, then along columns
         across = padded_edges[..., 0:width] | padded_edges[..., 1 : width + 1]
