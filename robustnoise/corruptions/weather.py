@@ -385,12 +385,15 @@ def _chamfer_pass(dist: Tensor, free: Tensor | None, ramp: Tensor, first: Tensor
     axial, diagonal, knight = (float(np.float32(step)) for step in _CHAMFER_STEPS)
     height, width = dist.shape[1] - 2, dist.shape[2] - 4
     at = [dist[:, :, k : k + width].unbind(1) for k in range(5)]  # at[k][i]: buffer row i from column k
+    # min(a + k, b + k) == min(a, b) + k exactly (rounding is monotone), so equal steps share one addition; the
+    # minimum of a row's columns j - 1 and j + 1 serves the next row (diagonal) and the one after (knight).
+    pair_two_above = torch.minimum(at[1][0], at[3][0])
     for r in range(height):
-        # min(a + k, b + k) == min(a, b) + k exactly (rounding is monotone), so equal steps share one addition.
-        best = torch.minimum(at[1][r], at[3][r])  # two rows above
-        best = torch.minimum(best, torch.minimum(at[0][r + 1], at[4][r + 1])).add_(knight)
-        best = torch.minimum(best, torch.minimum(at[1][r + 1], at[3][r + 1]).add_(diagonal))
+        pair_above = torch.minimum(at[1][r + 1], at[3][r + 1])
+        best = torch.minimum(pair_two_above, torch.minimum(at[0][r + 1], at[4][r + 1])).add_(knight)
+        best = torch.minimum(best, pair_above + diagonal)
         best = torch.minimum(best, at[2][r + 1] + axial)
+        pair_two_above = pair_above
         if free is not None:
             best.mul_(free[:, r])
         if first is not None:
