@@ -121,7 +121,7 @@ def _plasma_fractal(uniforms: Tensor, mapsize: int, wibble_decay: float, dtype: 
         # np.random.uniform(-w, w) = -w + (w - (-w)) * random_sample() in float64, times w (scalars: faster)
         noise = uniforms[:, used : used + count].view(total.shape).to(torch.float64).mul(2.0 * wibble)
         used += count
-        return noise.sub_(wibble).mul_(wibble).add_(total.mul_(0.25)).to(dtype)  # x / 4 == x * 0.25; sum in float64
+        return noise.sub_(wibble).mul_(wibble).add_(total, alpha=0.25).to(dtype)  # x / 4 == x * 0.25, in float64
 
     # grid: the points `step` apart (k x k of them), starting with the single corner 0. Each level computes the
     # square centres and the two diamond grids from it and interleaves the four grids into the next (2k x 2k) grid.
