@@ -416,11 +416,11 @@ def _chamfer_distance(zeros: Tensor, limit: float = 20.0) -> Tensor:
     free = (~zeros[:, 0]).to(torch.float32)  # 0 on zero pixels, 1 elsewhere
     ramp = torch.arange(width, dtype=torch.float64, device=zeros.device) * axial
     # Row r of the image is row r + 2 of the buffers; columns are padded by 2 on both sides.
-    forward = torch.full((n, height + 2, width + 4), far, dtype=torch.float32, device=zeros.device)
-    _chamfer_pass(forward, free, ramp)
-    backward = torch.full((n, height + 2, width + 4), far, dtype=torch.float32, device=zeros.device)
-    _chamfer_pass(backward, None, ramp, first=forward[:, 2:, 2 : width + 2].flip(-2, -1))
-    return backward[:, None, 2:, 2 : width + 2].flip(-2, -1).clamp(max=float(limit))
+    dist = torch.full((n, height + 2, width + 4), far, dtype=torch.float32, device=zeros.device)
+    _chamfer_pass(dist, free, ramp)
+    first = dist[:, 2:, 2 : width + 2].flip(-2, -1)
+    _chamfer_pass(dist.fill_(far), None, ramp, first=first)  # the backward pass reuses the buffer (no fresh pages)
+    return dist[:, None, 2:, 2 : width + 2].flip(-2, -1).clamp_(max=float(limit))
 
 
 def _box3(image: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -479,13 +479,18 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     Mud: ``m = gaussian(liquid > thr, k)`` zeroed below 0.8, then ``x (1 - m) + m (63, 42, 20) / 255``.
     """
     _, _, sigma, threshold, intensity, mode = (float(v) for v in severity_param)
-    liquid = _liquid(field, sigma, threshold, x.dtype)
     if int(mode) != 0:
+        liquid = _liquid(field, sigma, threshold, x.dtype)
         m = _zero_below(_gaussian_blur(torch.gt(liquid, threshold, out=torch.empty_like(liquid)), intensity), 0.8)
         return torch.lerp(x, _colour(_MUD_RGB, x.shape[1], x), m).clamp_(0.0, 1.0)  # x (1 - m) + m colour
-    liquid8 = (liquid * 255.0).floor_().remainder_(256.0)  # numpy's astype(np.uint8): truncate, wrap (x86)
+
+    def edges(part_field: Tensor, part8: Tensor) -> Tensor:  # the 8-bit liquid layer into part8; its Canny edges
+        liquid = _liquid(part_field, sigma, threshold, x.dtype).mul_(255.0)
+        return _canny(torch.floor(liquid, out=part8).remainder_(256.0))  # numpy's astype(np.uint8): truncate, wrap
+
     # Only the chamfer distance (a loop over rows) needs the whole batch; the other steps run on cache-sized chunks.
-    distance = _chamfer_distance(map_image_chunks(_canny, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
+    liquid8 = torch.empty(field.shape[0], 1, *field.shape[1:], dtype=x.dtype, device=x.device)
+    distance = _chamfer_distance(map_image_chunks(edges, field, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
     colour = _colour(_WATER_RGB, x.shape[1], x)
 
     def blend(part: Tensor, part8: Tensor, part_distance: Tensor) -> Tensor:
