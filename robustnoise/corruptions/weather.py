@@ -327,8 +327,8 @@ def _sobel(image: Tensor) -> tuple[Tensor, Tensor]:
     (integer values: exact in any order)."""
     p = F.pad(image, (1, 1, 1, 1), mode="replicate")
     h, w = image.shape[-2:]
-    rows = p[..., 0:h, :] + 2 * p[..., 1 : h + 1, :] + p[..., 2 : h + 2, :]  # smoothed across rows
-    cols = p[..., 0:w] + 2 * p[..., 1 : w + 1] + p[..., 2 : w + 2]  # smoothed across columns
+    rows = (p[..., 0:h, :] + p[..., 2 : h + 2, :]).add_(p[..., 1 : h + 1, :], alpha=2.0)  # smoothed across rows
+    cols = (p[..., 0:w] + p[..., 2 : w + 2]).add_(p[..., 1 : w + 1], alpha=2.0)  # smoothed across columns
     return rows[..., 2 : w + 2] - rows[..., 0:w], cols[..., 2 : h + 2, :] - cols[..., 0:h, :]
 
 
@@ -348,22 +348,20 @@ def _canny(image: Tensor, low: float = 50.0, high: float = 150.0) -> Tensor:
     def at(dr: int, dc: int) -> Tensor:
         return padded[..., 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
 
-    def positive(difference: Tensor) -> Tensor:  # 1.0 where an integer-valued difference is > 0, else 0.0
-        return difference.clamp_(0.0, 1.0)
-
     # OpenCV's integer sector tests, exact in float32 (all products are integers below 2**24 or multiples of 2**15):
-    # horizontal: |dy| 2**15 < |dx| tan22, vertical: |dy| 2**15 > |dx| (tan22 + 2**16), tan22 = 13573.
-    tan22, ay15 = ax * 13573.0, ay * 32768.0
-    horizontal = positive(tan22 - ay15)
-    vertical = positive(torch.sub(ay, ax, alpha=2.0).mul_(32768.0).sub_(tan22))
-    opposite = positive(-(dx * dy))  # diagonal sector: dx, dy both 0 or both nonzero; |dx dy| < 2**21 exact
+    # horizontal: |dy| 2**15 < |dx| tan22, vertical: |dy| 2**15 > |dx| (tan22 + 2**16), tan22 = 13573. Masks and
+    # tests "a > b" below are (a - b).clamp_(0, 1): 1.0 where an integer-valued difference is > 0, else 0.0.
+    tan22 = ax * 13573.0
+    horizontal = (tan22 - ay * 32768.0).clamp_(0.0, 1.0)
+    vertical = torch.sub(ay, ax, alpha=2.0).mul_(32768.0).sub_(tan22).clamp_(0.0, 1.0)
+    opposite = (dx * dy).neg_().clamp_(0.0, 1.0)  # diagonal sector: dx, dy both 0 or both nonzero; |dx dy| < 2**21
     # A pixel is kept if its magnitude exceeds the larger of its two neighbours along the gradient sector (integers:
     # the right / lower neighbour, which it only needs to equal, counts one less); the sectors pick the neighbours.
     neighbours = torch.lerp(torch.maximum(at(-1, -1), at(1, 1)), torch.maximum(at(-1, 1), at(1, -1)), opposite)
     neighbours = neighbours.lerp_(torch.maximum(at(-1, 0), at(1, 0) - 1.0), vertical)
     neighbours = neighbours.lerp_(torch.maximum(at(0, -1), at(0, 1) - 1.0), horizontal)
-    weak = positive(mag - neighbours.clamp_min(low)).bool()
-    edges = positive(mag - neighbours.clamp_min_(high)).bool()
+    weak = (mag - neighbours.clamp_min(low)).clamp_(0.0, 1.0).bool()
+    edges = (mag - neighbours.clamp_min_(high)).clamp_(0.0, 1.0).bool()
     while True:  # hysteresis: grow the strong edges into 8-connected weak candidates (a few rounds in practice)
         padded_edges = F.pad(edges, (1, 1, 1, 1))  # the 3x3 dilation, separably: along rows, then along columns
         across = padded_edges[..., 0:width] | padded_edges[..., 1 : width + 1]
@@ -428,8 +426,8 @@ def _box3(image: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
     """3x3 box sum with reflect-101 borders (``cv2.blur``'s default border), in ``dtype``."""
     padded = F.pad(image.to(dtype), (1, 1, 1, 1), mode="reflect")
     height, width = image.shape[-2:]
-    rows = padded[..., 0:height, :] + padded[..., 1 : height + 1, :] + padded[..., 2 : height + 2, :]
-    return rows[..., 0:width] + rows[..., 1 : width + 1] + rows[..., 2 : width + 2]
+    rows = (padded[..., 0:height, :] + padded[..., 1 : height + 1, :]).add_(padded[..., 2 : height + 2, :])
+    return (rows[..., 0:width] + rows[..., 1 : width + 1]).add_(rows[..., 2 : width + 2])
 
 
 def _equalize_hist(image: Tensor) -> Tensor:
@@ -452,7 +450,7 @@ def _water_shape(distance: Tensor) -> Tensor:
     """The reference's 'dist' map of the water spatter from the truncated chamfer distance (N, 1, H, W): 3x3 blur
     to 8 bits, histogram equalisation, the emboss filter ``[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]`` (``cv2.filter2D``
     to 8 bits: correlation, reflect-101 border, saturation) and a rounded 3x3 blur. Float in, float out."""
-    dist = torch.floor((_box3(distance) * (1.0 / 9.0)).to(torch.float32))  # cv2.blur (float) -> astype(uint8)
+    dist = _box3(distance).mul_(1.0 / 9.0).to(torch.float32).floor_()  # cv2.blur (float) -> astype(uint8)
     dist = _equalize_hist(dist)
     padded = F.pad(dist, (1, 1, 1, 1), mode="reflect")
     height, width = dist.shape[-2:]
@@ -460,10 +458,10 @@ def _water_shape(distance: Tensor) -> Tensor:
     def at(r: int, c: int) -> Tensor:
         return padded[..., r : r + height, c : c + width]
 
-    emboss = at(1, 1) + at(1, 2) + at(2, 1) - at(0, 1) - at(1, 0) + 2 * (at(2, 2) - at(0, 0))
+    emboss = (at(1, 1) + at(1, 2)).add_(at(2, 1)).sub_(at(0, 1)).sub_(at(1, 0)).add_(at(2, 2) - at(0, 0), alpha=2.0)
     # cv2.blur of uint8: rounded mean. Sums of 9 integers are exact in float32, and s / 9 is never within 1/18 of a
     # half, so float32 rounds as exactly as float64 here.
-    return torch.round(_box3(emboss.clamp_(0.0, 255.0), torch.float32).div_(9.0))
+    return _box3(emboss.clamp_(0.0, 255.0), torch.float32).div_(9.0).round_()
 
 
 def _liquid(field: Tensor, sigma: float, threshold: float, dtype: torch.dtype) -> Tensor:
@@ -495,9 +493,9 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
     colour = _colour(_WATER_RGB, x.shape[1], x)
 
     def blend(part: Tensor, part8: Tensor, part_distance: Tensor) -> Tensor:
-        m = part8 * _water_shape(part_distance).to(part8.dtype)
+        m = _water_shape(part_distance).to(part8.dtype).mul_(part8)
         peak = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)  # all dry: unchanged
-        return torch.addcmul(part, (m / peak).mul_(intensity), colour).clamp_(0.0, 1.0)
+        return torch.addcmul(part, m.div_(peak).mul_(intensity), colour).clamp_(0.0, 1.0)
 
     return map_image_chunks(blend, x, liquid8, distance, max_elements=3 * _WATER_CHUNK_ELEMENTS)
 
