@@ -116,27 +116,17 @@ def _box_tensors(in_size: int, out_size: int, device: torch.device) -> tuple[Ten
     return taps.to(device), torch.tensor(weights, dtype=torch.int32, device=device)
 
 
-def _take(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``x.index_select(dim, index)``; along the last dim as ``gather`` (several times faster on the CPU)."""
-    if dim != x.dim() - 1:
-        return x.index_select(dim, index)
-    return torch.gather(x, dim, index.expand(*x.shape[:-1], index.numel()))
-
-
-def _box_resize_axis(x: Tensor, dim: int, out_size: int) -> Tensor:
-    """One Pillow BOX pass along ``dim`` of an int32 tensor holding 0..255: ``clip8((w * tap_sum + 2**21) >> 22)``
-    exactly as Pillow computes it (int32: products stay below 2**31), so bit-identical on every device. The tap sums
-    add K gathers (K = the longest run of taps) from the input padded with one zero."""
-    taps, weights = _box_tensors(x.shape[dim], out_size, x.device)
-    pad = list(x.shape)
-    pad[dim] = 1
-    padded = torch.cat((x, x.new_zeros(pad)), dim=dim)
-    sums = _take(padded, dim, taps[0])
+def _box_resize_rows(x: Tensor, out_size: int) -> Tensor:
+    """One Pillow BOX pass along the last dim of an int32 tensor (..., H, W) holding 0..255, returned transposed (...,
+    out_size, H): ``clip8((w * tap_sum + 2**21) >> 22)`` exactly as Pillow computes it (int32: products stay below
+    2**31), so bit-identical on every device. The tap sums add K row selections (K = the longest run of taps) from
+    the transposed input padded with a zero row (one copy; selecting rows is several times faster than gathering)."""
+    taps, weights = _box_tensors(x.shape[-1], out_size, x.device)
+    padded = torch.cat((x.transpose(-1, -2), x.new_zeros(*x.shape[:-2], 1, x.shape[-2])), dim=-2)
+    sums = padded.index_select(-2, taps[0])
     for k in range(1, taps.shape[0]):
-        sums += _take(padded, dim, taps[k])
-    view = [1] * x.dim()
-    view[dim] = out_size
-    fixed = sums.mul_(weights.view(view)).add_(1 << (_PRECISION_BITS - 1)).bitwise_right_shift_(_PRECISION_BITS)
+        sums += padded.index_select(-2, taps[k])
+    fixed = sums.mul_(weights[:, None]).add_(1 << (_PRECISION_BITS - 1)).bitwise_right_shift_(_PRECISION_BITS)
     return fixed.clamp_(0, 255)
 
 
@@ -153,10 +143,11 @@ def _upsample_index(in_size: int, out_size: int, device: torch.device) -> Tensor
 def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
     height, width = x.shape[-2:]
     work = x.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.int32)  # quantize_uint8_round, as int32
-    work = _box_resize_axis(work, 3, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
-    work = _box_resize_axis(work, 2, small_h)
+    work = _box_resize_rows(work, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
+    work = _box_resize_rows(work, small_h)  # transposed twice: (N, C, small_h, small_w)
     small = work.to(x.dtype).div_(255.0)  # on the small image: upsampling only copies values
-    small = _take(small, 3, _upsample_index(small_w, width, x.device))  # the slow gather on small_h rows only
+    columns = _upsample_index(small_w, width, x.device)
+    small = torch.gather(small, 3, columns.expand(*small.shape[:-1], width))  # the slow gather on small_h rows only
     return small.index_select(2, _upsample_index(small_h, height, x.device))
 
 
