@@ -236,9 +236,8 @@ def _saturate(x: Tensor, multiply: float, add: float) -> Tensor:
     s_new = (delta / v.clamp_min(_TINY)).mul_(multiply).add_(add).clamp_(0.0, 1.0)  # S' (grey: clip(b))
     ratio = s_new * v / delta.clamp_min(_TINY)  # S' / S; finite for grey pixels, where v - x is 0
     out = torch.lerp(v, x, ratio)  # v - (v - x) ratio in one pass
-    if add > 0:
-        grey = (delta == 0).expand(-1, 2, -1, -1)
-        out[:, 1:] = torch.where(grey, v * (1.0 - s_new), out[:, 1:])
+    if add > 0:  # grey pixels, where out is V: G and B times 1 - S' (a product with 1 elsewhere; no torch.where)
+        out[:, 1:] *= 1.0 - s_new * (delta == 0)
     return out.clamp_(0.0, 1.0)
 
 
