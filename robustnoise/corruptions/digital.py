@@ -390,9 +390,11 @@ def elastic_transform(images: Tensor, severity_param: Sequence[float], seeds: Te
 
     def warp(chunk: Tensor, chunk_seeds: Tensor, chunk_theta: Tensor) -> Tensor:
         fields = None
-        if alpha != 0:
-            u = rng.uniform(chunk_seeds, (2, height, width), _STREAM_FIELD, device=draw_device)  # float32 for any dtype
-            fields = u.to(device=chunk.device, dtype=chunk.dtype).mul_(2.0).sub_(1.0)
+        if alpha != 0:  # U(-1, 1) draws: rng.uniform's 2 u - 1 in one pass (exact in float32, used for any dtype)
+            fields = torch.empty(len(chunk), 2, height, width, device=draw_device)
+            for row, gen in zip(fields, rng.generators(chunk_seeds, _STREAM_FIELD, draw_device)):
+                row.uniform_(-1.0, 1.0, generator=gen)
+            fields = fields.to(device=chunk.device, dtype=chunk.dtype)
         return _elastic_apply(chunk, alpha, sigma, chunk_theta, fields)
 
     # 4x the usual chunk (7 images at 224 px): the fields are smoothed by GEMMs, faster on more rows
