@@ -325,7 +325,7 @@ def _affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
     """``F.affine_grid(theta, (N, C, H, W), align_corners=True)`` as two broadcast sums (no (HW x 3) matmul)."""
     u = torch.linspace(-1.0, 1.0, width, device=theta.device, dtype=theta.dtype) if width > 1 else theta.new_zeros(1)
     v = torch.linspace(-1.0, 1.0, height, device=theta.device, dtype=theta.dtype) if height > 1 else theta.new_zeros(1)
-    grid = theta.new_empty(theta.shape[0], height, width, 2)
+    grid = theta.new_empty(theta.shape[0], 2, height, width).permute(0, 2, 3, 1)  # x and y planes: contiguous writes
     for axis in range(2):
         row = theta[:, axis, 0, None] * u + theta[:, axis, 2, None]  # (N, W)
         torch.add(row[:, None, :], theta[:, axis, 1, None, None] * v[:, None], out=grid[..., axis])
