@@ -68,8 +68,8 @@ def quantize_uint8_round(images: Tensor) -> Tensor:
 # contrast
 
 
-def _contrast(x: Tensor, c: float) -> Tensor:
-    return torch.lerp(x.mean(dim=(2, 3), keepdim=True), x, c).clamp_(0.0, 1.0)  # (x - m) c + m in one pass
+def _contrast(x: Tensor, c: float, out: Tensor) -> Tensor:
+    return torch.lerp(x.mean(dim=(2, 3), keepdim=True), x, c, out=out).clamp_(0.0, 1.0)  # (x - m) c + m in one pass
 
 
 @register("contrast", "digital")
@@ -77,7 +77,10 @@ def contrast(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     """``clip((x - m) c + m)`` with ``m`` the spatial mean of each channel of each image (ImageNet-C ``contrast``)."""
     x, _ = prepare_images(images, seeds)
     c = float(severity_param)
-    return map_image_chunks(lambda chunk: _contrast(chunk, c), x, max_elements=_CPU_CHUNK_ELEMENTS).to(images.dtype)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)  # written chunk by chunk (no copies)
+    return map_image_chunks(
+        lambda chunk, o: _contrast(chunk, c, o), x, out, max_elements=_CPU_CHUNK_ELEMENTS, out=out
+    ).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -141,7 +144,7 @@ def _upsample_index(in_size: int, out_size: int, device: torch.device) -> Tensor
     return torch.tensor([min(int((j + 0.5) * scale), in_size - 1) for j in range(out_size)], device=device)
 
 
-def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
+def _pixelate(x: Tensor, small_h: int, small_w: int, out: Tensor) -> Tensor:
     height, width = x.shape[-2:]
     work = x.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.int32)  # quantize_uint8_round, as int32
     work = _box_resize_rows(work, small_w)  # Pillow: horizontal pass first, rounded to uint8, then vertical
@@ -149,7 +152,7 @@ def _pixelate(x: Tensor, small_h: int, small_w: int) -> Tensor:
     small = work.to(x.dtype).div_(255.0)  # on the small image: upsampling only copies values
     columns = _upsample_index(small_w, width, x.device)
     small = torch.gather(small, 3, columns.expand(*small.shape[:-1], width))  # the slow gather on small_h rows only
-    return small.index_select(2, _upsample_index(small_h, height, x.device))
+    return torch.index_select(small, 2, _upsample_index(small_h, height, x.device), out=out)
 
 
 @register("pixelate", "digital")
@@ -163,9 +166,10 @@ def pixelate(images: Tensor, severity_param: float, seeds: Tensor) -> Tensor:
     height, width = x.shape[-2:]
     c = float(severity_param)
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
-    return map_image_chunks(lambda chunk: _pixelate(chunk, small_h, small_w), x, max_elements=_CPU_CHUNK_ELEMENTS).to(
-        images.dtype
-    )
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)  # written chunk by chunk (no copies)
+    return map_image_chunks(
+        lambda chunk, o: _pixelate(chunk, small_h, small_w, o), x, out, max_elements=_CPU_CHUNK_ELEMENTS, out=out
+    ).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -223,7 +227,7 @@ def jpeg_compression(images: Tensor, severity_param: int, seeds: Tensor) -> Tens
 # saturate (holdout)
 
 
-def _saturate(x: Tensor, multiply: float, add: float) -> Tensor:
+def _saturate(x: Tensor, multiply: float, add: float, out: Tensor) -> Tensor:
     """scikit-image's ``hsv2rgb`` of ``rgb2hsv(x)`` with ``S <- clip(S a + b)``, in closed form.
 
     H and V do not change, so every channel moves along the line to V: with ``S = (V - min) / V``,
@@ -235,7 +239,7 @@ def _saturate(x: Tensor, multiply: float, add: float) -> Tensor:
     delta = v - x.amin(dim=1, keepdim=True)
     s_new = (delta / v.clamp_min(_TINY)).mul_(multiply).add_(add).clamp_(0.0, 1.0)  # S' (grey: clip(b))
     ratio = s_new * v / delta.clamp_min(_TINY)  # S' / S; finite for grey pixels, where v - x is 0
-    out = torch.lerp(v, x, ratio)  # v - (v - x) ratio in one pass
+    torch.lerp(v, x, ratio, out=out)  # v - (v - x) ratio in one pass
     if add > 0:  # grey pixels, where out is V: G and B times 1 - S' (a product with 1 elsewhere; no torch.where)
         out[:, 1:] *= 1.0 - s_new * (delta == 0)
     return out.clamp_(0.0, 1.0)
@@ -255,9 +259,10 @@ def saturate(images: Tensor, severity_param: Sequence[float], seeds: Tensor) -> 
         return x.clamp(0.0, 1.0).to(images.dtype)
     if channels != 3:
         raise ValueError(f"saturate needs RGB (3 channels) or greyscale (1 channel) images, got {channels} channels")
-    return map_image_chunks(lambda chunk: _saturate(chunk, multiply, add), x, max_elements=_CPU_CHUNK_ELEMENTS).to(
-        images.dtype
-    )
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)  # written chunk by chunk (no copies)
+    return map_image_chunks(
+        lambda chunk, o: _saturate(chunk, multiply, add, o), x, out, max_elements=_CPU_CHUNK_ELEMENTS, out=out
+    ).to(images.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
