@@ -21,6 +21,7 @@ from robustnoise.corruptions import (
     corrupt,
     corruption_id,
     digital,
+    rng,
     sample_seeds,
     severity_params,
 )
@@ -286,6 +287,17 @@ def test_elastic_draws_depend_on_seed():
     c = digital.elastic_transform(x, param, _seeds(3, start=10))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+@pytest.mark.exact  # the same draws and the same arithmetic
+def test_elastic_draws_are_the_per_image_uniform_streams():
+    x, seeds = _to_tensor(_photos(32)), _seeds(3)
+    param = severity_params("elastic_transform", 4, "cifar")
+    jitter = rng.uniform(seeds, (3, 2), digital._STREAM_AFFINE, dtype=torch.float64) * 2 - 1
+    fields = rng.uniform(seeds, (2, 32, 32), digital._STREAM_FIELD) * 2 - 1  # float32 for any image dtype
+    assert torch.equal(digital.elastic_transform(x, param, seeds), digital._elastic_warp(x, param, jitter, fields))
+    out64 = digital._elastic_warp(x.double(), param, jitter, fields.double())
+    assert torch.equal(digital.elastic_transform(x.double(), param, seeds), out64)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

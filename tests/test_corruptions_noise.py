@@ -451,6 +451,9 @@ def test_channels_get_independent_gaussian_noise():
         ({"images": torch.zeros(1, 3, 8, 8, dtype=torch.uint8)}, "images must be a float tensor"),
         ({"images": torch.full((1, 3, 8, 8), 255.0)}, "images must have values in [0, 1]"),
         ({"images": torch.full((1, 3, 8, 8), float("nan"))}, "images must have values in [0, 1]"),
+        ({"images": torch.full((1, 3, 8, 8), -float("nan"))}, "images must have values in [0, 1]"),
+        ({"images": torch.full((1, 3, 8, 8), -1e-45)}, "images must have values in [0, 1]"),
+        ({"images": torch.full((1, 3, 8, 8), 1.0000001)}, "images must have values in [0, 1]"),
         ({"seed": torch.zeros(3, dtype=torch.int64)}, "seed tensor must be int64 of shape (2,)"),
         ({"seed": torch.zeros(2, dtype=torch.int32)}, "seed tensor must be int64"),
         ({"seed": 1.5}, "seed must be an int or an int64 tensor"),
@@ -467,6 +470,11 @@ def test_corrupt_validation(kwargs, fragment):
 def test_corrupt_accepts_numpy_integer_seed_and_severity():
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(corrupt(x, "shot_noise", np.int64(2), seed=np.int64(7)), corrupt(x, "shot_noise", 2, seed=7))
+
+
+def test_corrupt_accepts_both_zeros_and_one():  # the int32 bit-pattern check of registry.check_images, and its fallback
+    for x in (torch.full((1, 3, 8, 8), -0.0), torch.tensor([[[[0.0, -0.0], [1.0, 0.5]]]])):
+        assert torch.equal(corrupt(x, "contrast", 1), corrupt(x.abs(), "contrast", 1))
 
 
 def test_empty_batch():

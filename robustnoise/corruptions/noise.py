@@ -130,21 +130,21 @@ def shot_noise_table(c: float, dtype: torch.dtype, device: torch.device) -> tupl
 
 @functools.lru_cache(maxsize=32)
 def _shot_pairs(c: float, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The flat alias ``entries`` of :func:`shot_noise_table` and, at ``2 j`` / ``2 j + 1``, entry ``j``'s alias
-    value and own value (so a lookup needs no ``torch.where``, which is not vectorised on the CPU)."""
+    """The flat alias thresholds ``threshold << 11`` of :func:`shot_noise_table` and, at ``2 j`` / ``2 j + 1``, entry
+    ``j``'s alias value and own value (so a lookup needs no ``torch.where``, which is not vectorised on the CPU)."""
     entries, values = shot_noise_table(c, dtype, device)
     own = torch.arange(entries.shape[1], device=device).expand_as(entries)
-    return entries.view(-1), torch.stack((values[entries & _LOW], values[own]), dim=-1).view(-1)
+    return (entries & ~_LOW).view(-1), torch.stack((values[entries & _LOW], values[own]), dim=-1).view(-1)
 
 
 def _shot_levels(x: Tensor, seeds: Tensor, c: float) -> tuple[Tensor, Tensor]:
     """Shot noise of images as if on the 1/255 grid by one alias-table lookup per element: 63 random bits, the low 11
-    pick a cell (uniform), the high 52 its own outcome or its alias; in parts of 2**15 values (kept in cache), with
-    int32 indices (25 % faster than int64). Also returns which images are on the grid: every ``255 x`` within 1024
-    ulps of an integer (uint8 however scaled: ``ToTensor`` divides by 255, torchvision v2's ``ToDtype`` multiplies by
-    1/255); the others' output is void."""
-    entries, pairs = _shot_pairs(c, x.dtype, x.device)
-    cells = len(entries) // 256
+    pick a cell (uniform), the high 52 its own outcome (below the cell's threshold) or its alias; in parts of 2**15
+    values (kept in cache), with int32 indices (25 % faster than int64). Also returns which images are on the grid:
+    every ``255 x`` within 1024 ulps of an integer (uint8 however scaled: ``ToTensor`` divides by 255, torchvision
+    v2's ``ToDtype`` multiplies by 1/255); the others' output is void."""
+    thresholds, pairs = _shot_pairs(c, x.dtype, x.device)
+    cells = len(thresholds) // 256
     bits = rng.bits(seeds, x.shape[1:], device=x.device).view(-1)
     flat = x.contiguous().view(-1)
     out, off = torch.empty_like(flat), torch.empty_like(flat)
@@ -153,9 +153,9 @@ def _shot_levels(x: Tensor, seeds: Tensor, c: float) -> tuple[Tensor, Tensor]:
         scaled = flat[part].mul(255)
         level = scaled.round()
         torch.sub(scaled, level, out=off[part]).abs_()
-        index = level.mul_(cells).to(torch.int32).add_(b.to(torch.int32).bitwise_and_(cells - 1))  # + cell
-        keep = b.bitwise_or_(_LOW) < entries.index_select(0, index)
-        torch.index_select(pairs, 0, index.add_(index).add_(keep), out=out[part])
+        index = torch.add(b.to(torch.int32).bitwise_and_(cells - 1), level.to(torch.int32), alpha=cells)  # row, cell
+        keep = torch.lt(b, thresholds.index_select(0, index), out=torch.empty_like(index))
+        torch.index_select(pairs, 0, torch.add(keep, index, alpha=2, out=index), out=out[part])
     return out.view(x.shape), off.view(len(x), -1).amax(dim=1) <= 1024 * torch.finfo(x.dtype).eps
 
 

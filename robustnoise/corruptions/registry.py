@@ -74,6 +74,11 @@ def check_images(images: Tensor) -> None:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.dtype.is_floating_point:
         got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
         raise RobustnoiseError(f"images must be a float tensor (N, C, H, W) with values in [0, 1], got {got}")
+    if images.dtype == torch.float32 and images.device.type == "cpu" and images.numel():
+        # +0.0 .. 1.0 are the int32 bit patterns 0 .. 0x3F800000, and an int aminmax is 1.6x faster (-0.0: below)
+        low, high = torch.aminmax(images.view(torch.int32))
+        if bool(low >= 0) and bool(high <= 0x3F800000):
+            return
     low, high = torch.aminmax(images) if images.numel() else (0, 0)  # one pass (NaN propagates and fails the check)
     if not (bool(low >= 0) and bool(high <= 1)):
         raise RobustnoiseError("images must have values in [0, 1] (scale uint8 images by 1/255, normalise afterwards)")
