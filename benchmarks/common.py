@@ -19,25 +19,6 @@ import torch
 from torch.utils.benchmark import Timer
 
 
-def median_time(
-    fn: Callable[[], object], repeats: int = 7, warmup: int = 2, clock: Callable[[], float] = time.perf_counter
-) -> float:
-    """Median time of ``fn()`` in seconds: wall time, or CPU time with ``clock=time.process_time``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        times.append(clock() - start)
-    return statistics.median(times)
-
-
-def median_cpu_time(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> float:
-    """Median CPU time (``time.process_time``, all threads of this process) of ``fn()`` in seconds."""
-    return median_time(fn, repeats, warmup, clock=time.process_time)
-
-
 def parser(doc: str | None, repeats: int = 5) -> argparse.ArgumentParser:
     """An argument parser with the common options; the description is the first line of ``doc``."""
     p = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])

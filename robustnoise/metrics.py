@@ -282,10 +282,12 @@ def robustness_summary(
             out["holdout_top1"], out["holdout_top5"] = _mean_over(top1, holdouts), _mean_over(top5, holdouts)
             out["holdout_mce"] = (mce if normalized else unnormalized_mce)(errors, holdouts)
 
+    if not warn:
+        return out
     problems, severities = [], bench.severities
     missing = [c for c in corruptions if c not in top1]
     if missing:
-        nan = ["mce", "relative_mce"] * bench.normalized + ["no_noise_*"] * (bench is not Benchmark.MNIST_C)
+        nan = ["mce", "relative_mce"] * normalized + ["no_noise_*"] * (not mnist)
         problems.append(
             f"missing {len(missing)} of the {len(corruptions)} corruptions ({', '.join(missing)}): "
             f"{', '.join([*nan, 'unnormalized_mce'])} are NaN and c_top1/c_top5 average only the others"
@@ -301,6 +303,6 @@ def robustness_summary(
         problems.append(f"holdout_mce is NaN: missing holdouts {', '.join(absent)}")
     if normalized and math.isnan(clean_error(accuracies)):
         problems.append("relative_mce is NaN: no clean accuracy")
-    if warn and problems:
+    if problems:
         warnings.warn(f"{bench} robustness summary: {'; '.join(problems)}", IncompleteBenchmarkWarning, stacklevel=2)
     return out

@@ -162,3 +162,22 @@ def test_accuracies_do_not_depend_on_the_batch_size():
     assert torch.equal(records[0][~near_tie], records[1][~near_tie])
     for key, acc in accuracies[0].items():
         assert abs(acc["top1"] - accuracies[1][key]["top1"]) <= 100 * int(near_tie.sum()) / 60, key
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.attacks.autoattack={norm: Linfinity, epsilon: 0.1}", "autoattack.norm"),
+        ("eval.attacks.autoattack={version: custom, parts: [pgd], epsilon: 0.1}", "autoattack.parts"),
+        ("+eval.attacks.fgsm={epsilon: 0.1}", "unknown attack"),
+    ],
+)
+def test_attack_settings_are_checked_before_training(override, message):
+    """A typo in eval.attacks is one ConfigError from the pre-training check, not an error after hours of training."""
+    from robustnoise.eval.evaluate import check_eval_config
+    from robustnoise.methods.configs import compose_config
+    from robustnoise.utils.errors import ConfigError
+
+    cfg = compose_config([override])
+    with pytest.raises(ConfigError, match=message):
+        check_eval_config(cfg, DigitsDataModule())

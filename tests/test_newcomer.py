@@ -4,6 +4,7 @@ trains, and accuracies in percent everywhere."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 
 import pytest
@@ -145,6 +146,10 @@ def test_one_mean_c_in_console_loggers_and_report(tmp_path):
     table = format_table([report], ["m"])
     assert table.splitlines()[2].split()[:3] == ["m", "90.0", "80.0"]  # not 50.0 (with the holdout)
     assert "adversarial noise (eps 4.00) 35.0 ± 7.1 %, worst 30.0 %; eps* gaussian 1.25" in table
+    holdout_only = {k: v for k, v in accuracies.items() if not k.startswith("gaussian_noise")}
+    alone = Report(sets=holdout_only)  # no benchmark corruption: mean-C is undefined everywhere, not the holdout's
+    assert math.isnan(flat_metrics(holdout_only)["test_c/mean_acc"]) and math.isnan(alone.metric("c_top1"))
+    assert format_table([alone], ["m"]).splitlines()[2].split()[:3] == ["m", "90.0", "-"]
 
 
 @pytest.fixture

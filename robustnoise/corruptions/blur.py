@@ -54,10 +54,10 @@ def _apply(fn: Callable[..., Tensor], images: Tensor, *per_image: Tensor, chunk_
     out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
 
     def run(chunk: Tensor, dest: Tensor, *args: Tensor) -> Tensor:
-        result = fn(chunk.to(dtype), *args)  # clipped straight into `out` (copying a view onto itself is a no-op)
-        return torch.clamp(result, 0.0, 1.0, out=dest) if dest.dtype == dtype else result.clamp_(0.0, 1.0)
+        result = fn(chunk.to(dtype), *args)
+        return torch.clamp(result, 0.0, 1.0, out=dest) if dest.dtype == dtype else dest.copy_(result.clamp_(0.0, 1.0))
 
-    return map_image_chunks(run, images, out, *per_image, max_elements=_CHUNK_ELEMENTS * chunk_scale, out=out)
+    return map_image_chunks(run, images, *per_image, max_elements=_CHUNK_ELEMENTS * chunk_scale, out=out, into=True)
 
 
 # Gaussian blur (holdout corruption)
@@ -78,12 +78,13 @@ def defocus_kernel(radius: float, alias_blur: float) -> Tensor:
     """ImageNet-C's anti-aliased ``disk(radius, alias_blur)`` as a float64 (k, k) tensor: the normalised indicator of
     ``X^2 + Y^2 <= radius^2`` on ``-8..8`` (radius <= 8; else ``np.arange(-radius, radius + 1)``), smoothed like
     ``cv2.GaussianBlur`` (3x3, or 5x5 above radius 8; reflect-101 at the grid edge, as the reference)."""
-    radius, small = float(radius), radius <= 8
-    grid = torch.arange(-8, 9, dtype=torch.float64) if small else torch.arange(-radius, radius + 1, dtype=torch.float64)
+    radius = float(radius)
+    extent = max(8.0, radius)
+    grid = torch.arange(-extent, extent + 1, dtype=torch.float64)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     disk = (xx * xx + yy * yy <= radius * radius).to(torch.float64)
     disk /= disk.sum()
-    g = opencv_gaussian_kernel1d(3 if small else 5, float(alias_blur))
+    g = opencv_gaussian_kernel1d(3 if radius <= 8 else 5, float(alias_blur))
     return correlate1d(correlate1d(disk, g, -1, "reflect"), g, -2, "reflect")
 
 

@@ -52,9 +52,12 @@ def map_image_chunks(
     *per_image: Tensor,
     max_elements: int = _CPU_CHUNK_ELEMENTS,
     out: Tensor | None = None,
+    into: bool = False,
 ) -> Tensor:
     """``fn(images[chunk], *(t[chunk] for t in per_image))`` over consecutive chunks of the batch, stacked along dim 0
     into ``out`` (given, or allocated like the first result) while in cache: the one chunking helper of the corruptions.
+    ``into``: ``fn(images[chunk], out[chunk], ...)`` writes its result into ``out`` itself (allocated like ``images``
+    if not given): no copy.
 
     On the CPU each chunk holds about ``max_elements`` values; accelerators get one chunk. Corruptions treat every
     image independently, so the chunking never changes a result.
@@ -62,10 +65,15 @@ def map_image_chunks(
     num = images.shape[0]
     per = max(1, images[0].numel()) if num else 1
     step = max(1, max_elements // per) if images.device.type == "cpu" else max(1, num)
+    if into and out is None:
+        out = torch.empty_like(images, memory_format=torch.contiguous_format)
     if out is None and num <= step:
         return fn(images, *per_image)
     for start in range(0, num, step):
         s = slice(start, min(start + step, num))
+        if into:
+            fn(images[s], out[s], *(t[s] for t in per_image))
+            continue
         result = fn(images[s], *(t[s] for t in per_image))
         if out is None:
             out = result.new_empty((num, *result.shape[1:]))

@@ -91,13 +91,16 @@ def _compute_device(device: torch.device | str) -> torch.device:
     return torch.device("cpu") if device.type == "mps" else device
 
 
-def _draw(seeds: Tensor, shape: tuple[int, ...], stream: int, device: _Device, dtype: torch.dtype, fill: str) -> Tensor:
-    """(N, *shape) draws, row ``i`` filled by ``Tensor.<fill>`` (``uniform_``, ``normal_``, ...) from its stream."""
+def _draw(
+    seeds: Tensor, shape: tuple[int, ...], stream: int, device: _Device, dtype: torch.dtype, fill: str, *args: float
+) -> Tensor:
+    """(N, *shape) draws, row ``i`` filled by ``Tensor.<fill>(*args)`` (``uniform_``, ``normal_``, ...) from its
+    stream."""
     target = seeds.device if device is None else torch.device(device)
     where = _compute_device(target)
     out = torch.empty((len(seeds), *shape), dtype=dtype, device=where)
     for row, gen in zip(out, generators(seeds, stream, where)):
-        getattr(row, fill)(generator=gen)
+        getattr(row, fill)(*args, generator=gen)
     return out.to(target)
 
 
@@ -107,9 +110,10 @@ def uniform(
     stream: int = 0,
     device: _Device = None,
     dtype: torch.dtype = torch.float32,
+    low: float = 0.0,
 ) -> Tensor:
-    """Uniform draws on [0, 1) (like ``np.random.uniform``), shape (N, *shape), from sample ``i``'s own stream."""
-    return _draw(seeds, tuple(shape), stream, device, dtype, "uniform_")
+    """Uniform draws on [low, 1) (like ``np.random.uniform``), shape (N, *shape), from sample ``i``'s own stream."""
+    return _draw(seeds, tuple(shape), stream, device, dtype, "uniform_", low, 1.0)
 
 
 def normal(

@@ -483,13 +483,14 @@ def _spatter_from_field(x: Tensor, severity_param: tuple[float, ...], field: Ten
         m = _zero_below(_gaussian_blur(torch.gt(liquid, threshold, out=torch.empty_like(liquid)), intensity), 0.8)
         return torch.lerp(x, _colour(_MUD_RGB, x.shape[1], x), m).clamp_(0.0, 1.0)  # x (1 - m) + m colour
 
-    def edges(part_field: Tensor, part8: Tensor) -> Tensor:  # the 8-bit liquid layer into part8; its Canny edges
+    def liquid8_and_edges(part_field: Tensor, part8: Tensor) -> Tensor:  # the 8-bit layer into part8, its edges out
         liquid = _liquid(part_field, sigma, threshold, x.dtype).mul_(255.0)
         return _canny(torch.floor(liquid, out=part8).remainder_(256.0))  # numpy's astype(np.uint8): truncate, wrap
 
     # Only the chamfer distance (a loop over rows) needs the whole batch; the other steps run on cache-sized chunks.
     liquid8 = torch.empty(field.shape[0], 1, *field.shape[1:], dtype=x.dtype, device=x.device)
-    distance = _chamfer_distance(map_image_chunks(edges, field, liquid8, max_elements=_WATER_CHUNK_ELEMENTS))
+    edges = map_image_chunks(liquid8_and_edges, field, liquid8, max_elements=_WATER_CHUNK_ELEMENTS)
+    distance = _chamfer_distance(edges)
     colour = _colour(_WATER_RGB, x.shape[1], x)
 
     def blend(part: Tensor, part8: Tensor, part_distance: Tensor) -> Tensor:

@@ -99,6 +99,8 @@ class ClassificationDataModule(pl.LightningDataModule):
         return DataLoader(dataset, self.eval_batch_size, pin_memory=self.pin_memory, **workers)
 
     def val_dataloader(self) -> DataLoader:
+        if self.val_set is None:
+            self.setup("fit")
         return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
@@ -149,7 +151,7 @@ class WrappedDataModule(ClassificationDataModule):
         if hasattr(self.clean, "train_transform"):
             steps.append(self.clean.train_transform())
         else:
-            steps += [v2.Resize((self.image_size, self.image_size)), v2.ToDtype(torch.float32, scale=True)]
+            steps += [v2.Resize((self.image_size, self.image_size)), TO_FLOAT]
         try:
             loader = partial(load_image, mode="L" if self.in_chans == 1 else "RGB")
             return ImageFolder(str(root), transform=v2.Compose(steps), loader=loader)

@@ -86,13 +86,16 @@ class ImageNetDataModule(ClassificationDataModule):
             raise self.not_found(path, str(err).splitlines()[0]) from err
 
     def setup(self, stage: str | None = None) -> None:
-        if self.test_set is not None:
+        fit = stage in (None, "fit")
+        if self.test_set is not None and (self.train_set is not None or not fit):
             return
-        self.test_set = self.val_set = self._folder("val", self.eval_transform(), self.val_folder)
-        if stage in (None, "fit"):
-            self.train_set = self._folder("train", self.train_transform())
-            if self.train_set.class_to_idx != self.test_set.class_to_idx:
+        val = self._folder("val", self.eval_transform(), self.val_folder)
+        if fit:  # the splits are kept only once they agree: a failed check leaves nothing half set up
+            train = self._folder("train", self.train_transform())
+            if train.class_to_idx != val.class_to_idx:
                 raise self.not_found(self.root / "train", "its class folders are not those of the val split")
+            self.train_set = train
+        self.test_set = self.val_set = val
         if self.val_subset is not None and self.val_subset < len(self.test_set):
             gen = torch.Generator().manual_seed(self.split_seed)
             self.val_set = Subset(self.test_set, torch.randperm(len(self.test_set), generator=gen)[: self.val_subset])

@@ -45,12 +45,32 @@ CIFAR_C_MD5: Mapping[str, tuple[str, str]] = {
 }
 """md5 of each ``<name>.npy`` of CIFAR-10-C and of CIFAR-100-C (Zenodo 2535967 / 3555552)."""
 
+MNIST_C_LEFTOVERS: tuple[str, ...] = (
+    "gaussian_noise",
+    "speckle_noise",
+    "pessimal_noise",
+    "gaussian_blur",
+    "defocus_blur",
+    "zoom_blur",
+    "frost",
+    "snow",
+    "contrast",
+    "saturate",
+    "jpeg_compression",
+    "pixelate",
+    "elastic_transform",
+    "quantize",
+    "line",
+    "inverse",
+)
+"""The 16 extra corruptions of ``mnist_c_leftovers.zip``, in its order (same layout; not in the MNIST-C mean)."""
+
 _CIFAR_VARIANTS = {"cifar10": ("CIFAR-10-C", 10, 0), "cifar100": ("CIFAR-100-C", 100, 1)}  # name, classes, md5 column
 
 
 def _ordered(names: Sequence[str], canonical: Sequence[str]) -> list[str]:
     """``names`` with the known ones first in canonical order, then the others sorted."""
-    return [n for n in dict.fromkeys(canonical) if n in names] + sorted(set(names) - set(canonical))
+    return [n for n in canonical if n in names] + sorted(set(names) - set(canonical))
 
 
 def _subdirs(path: Path) -> list[str]:
@@ -315,7 +335,7 @@ def available_sets(kind: str, root: str | Path) -> list[tuple[str, int]]:
     if kind == "mnistc":
         names = [d for d in _subdirs(root) if (root / d / "test_images.npy").is_file()]
         level = mnist_c_severity(root)
-        return [(c, level) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *ALL_CORRUPTIONS))]
+        return [(c, level) for c in _ordered(names, (*MNIST_C_CORRUPTIONS, "identity", *MNIST_C_LEFTOVERS))]
     corruptions = _ordered(_subdirs(root), ALL_CORRUPTIONS)
     return [(c, s) for c in corruptions for s in SEVERITIES if (root / c / str(s)).is_dir()]
 
@@ -339,8 +359,11 @@ def released_c_sets(
         if wanted is not None and wanted != [level]:
             warnings.warn(f"{root} has one severity ({level}); ignoring severities {wanted}", stacklevel=2)
         wanted = [level]
-    return [
-        (c, s, reader(root, c, *(() if reader is MnistC else (s,)), **{**defaults, **kwargs}))
-        for c in (dict.fromkeys(c for c, _ in present) if corruptions is None else corruptions)
-        for s in (wanted if wanted is not None else [p for n, p in present if n == c] or [1])
-    ]
+    if corruptions is None:
+        corruptions = list(dict.fromkeys(c for c, _ in present))
+    sets = []
+    for corruption in corruptions:
+        for severity in wanted if wanted is not None else [s for c, s in present if c == corruption] or [1]:
+            args = () if reader is MnistC else (severity,)
+            sets.append((corruption, severity, reader(root, corruption, *args, **{**defaults, **kwargs})))
+    return sets

@@ -41,6 +41,8 @@ class StylizedDataModule(WrappedDataModule):
             raise ConfigError(f"data.source must be one of folder, adain, got {source!r}")
         if source == "folder" and not stylized_root:
             raise ConfigError("data.source=folder needs data.stylized_root=<folder with train/<class>/*>")
+        if source == "adain" and not (encoder and decoder and style_dir):
+            raise ConfigError("data.source=adain needs data.encoder, data.decoder and data.style_dir")
         if not 0.0 <= float(alpha) <= 1.0:
             raise ConfigError(f"data.alpha (AdaIN style strength) must be in [0, 1], got {alpha}")
         self.source, self.alpha, self.style_seed = source, float(alpha), int(style_seed)
@@ -84,9 +86,8 @@ class StylizedDataModule(WrappedDataModule):
         if self.source != "adain" or not isinstance(batch, dict) or "stylized" not in batch:
             return batch
         x, y = batch["stylized"][0], batch["stylized"][1]
-        self.stylizer.to(x.device)
         if self.stylizer.num_styles == 0:  # once, on the training device (the encoder is the expensive part)
-            self.stylizer.load_style_folder(**self.style_options)
+            self.stylizer.to(x.device).load_style_folder(**self.style_options)
         # style picks as a function of (style_seed, rank, training step): reproducible, resumable, per-rank
         rank, step = (self.trainer.global_rank, self.trainer.global_step) if self.trainer is not None else (0, 0)
         generator = torch.Generator().manual_seed(derive_seed(self.style_seed, "adain_styles", rank, step))

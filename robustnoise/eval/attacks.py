@@ -25,9 +25,17 @@ def _optional(what: str, module: str, pin: str) -> Any:
         raise RobustnoiseError(f"{what} needs {module}: pip install '{pin}' (or robustnoise[attacks])") from err
 
 
-def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> Any:
-    """``norm`` (Linf | L2 | L1), ``epsilon``, ``version`` (``standard``: APGD-CE, APGD-T, FAB-T, Square with the
-    authors' budgets; ``custom``: only ``parts``, with ``n_iter`` / ``n_restarts`` of APGD if given) and ``seed``."""
+def check_attacks(attacks: Mapping[str, Any]) -> None:
+    """One-line errors for ``eval.attacks`` (unknown attacks, AutoAttack's settings) before any training."""
+    unknown = sorted(set(attacks) - {"enabled", "max_images", *ATTACKS})
+    if unknown:
+        raise ConfigError(f"unknown attack(s) eval.attacks.{', '.join(unknown)}: use {', '.join(ATTACKS)}")
+    if attacks.get("autoattack"):
+        _autoattack_settings(attacks["autoattack"])
+
+
+def _autoattack_settings(cfg: Mapping[str, Any]) -> tuple[str, str, list[str] | None]:
+    """``(norm, version, parts)`` of ``eval.attacks.autoattack``, checked."""
     norm, version = str(cfg.get("norm", "Linf")), str(cfg.get("version", "standard"))
     if norm not in AUTOATTACK_NORMS:
         raise ConfigError(f"eval.attacks.autoattack.norm must be one of {', '.join(AUTOATTACK_NORMS)}, got {norm!r}")
@@ -36,6 +44,13 @@ def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.dev
         raise ConfigError(f"eval.attacks.autoattack.parts (version=custom) must list some of {AUTOATTACK_PARTS}")
     if version not in ("standard", "plus", "rand", "custom"):
         raise ConfigError(f"eval.attacks.autoattack.version must be standard, plus, rand or custom, got {version!r}")
+    return norm, version, parts
+
+
+def _autoattack(classifier: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> Any:
+    """``norm`` (Linf | L2 | L1), ``epsilon``, ``version`` (``standard``: APGD-CE, APGD-T, FAB-T, Square with the
+    authors' budgets; ``custom``: only ``parts``, with ``n_iter`` / ``n_restarts`` of APGD if given) and ``seed``."""
+    norm, version, parts = _autoattack_settings(cfg)
     attack = _optional("autoattack", "pyautoattack", "pyautoattack==0.2.0").AutoAttack(
         classifier, attacks=parts, device=device, eps=float(cfg["epsilon"]), norm=norm, seed=int(cfg.get("seed", 0)),
         version=version,
@@ -50,6 +65,8 @@ def robust_accuracy(
     classifier: nn.Module, loader: Iterable, name: str, cfg: Mapping[str, Any], max_images: int | None = None
 ) -> dict[str, float]:
     """Top-1 (%) under the attack at ``cfg['epsilon']`` on ``max_images`` images (AutoAttack: all parts)."""
+    if name not in ATTACKS:
+        raise RobustnoiseError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
     device = next(classifier.parameters()).device
     epsilon, batches = float(cfg["epsilon"]), _batches(loader, device, max_images)
     if name == "autoattack":
@@ -62,10 +79,8 @@ def robust_accuracy(
         model = fb.PyTorchModel(classifier.eval(), bounds=(0.0, 1.0), device=device)
         if name == "linf_pgd":
             attack = fb.attacks.LinfPGD(abs_stepsize=float(cfg["stepsize"]), steps=int(cfg["steps"]), random_start=True)
-        elif name == "l2_ddn":
-            attack = fb.attacks.DDNAttack(steps=int(cfg["steps"]), gamma=float(cfg["gamma"]))
         else:
-            raise RobustnoiseError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
+            attack = fb.attacks.DDNAttack(steps=int(cfg["steps"]), gamma=float(cfg["gamma"]))
         correct = total = 0
         for x, y in batches:
             with torch.enable_grad():
@@ -76,7 +91,8 @@ def robust_accuracy(
 
 
 def _batches(loader: Iterable, device: torch.device, max_images: int | None) -> Iterator[tuple[Tensor, Tensor]]:
-    total, limit = 0, sys.maxsize if max_images is None else max_images
+    total = 0
+    limit = sys.maxsize if max_images is None else max_images
     for batch in loader:
         x, y = batch[0][: limit - total].to(device), batch[1][: limit - total].to(device)
         total += len(y)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from robustnoise.data import ClassificationDataModule
 from robustnoise.data.released_c import check_matches_clean, released_c_sets
-from robustnoise.eval.attacks import ATTACKS, robust_accuracy
+from robustnoise.eval.attacks import ATTACKS, check_attacks, robust_accuracy
 from robustnoise.eval.suite import CorruptionSuite, check_suite_args
 from robustnoise.methods.base import RobustClassifierModule
 from robustnoise.metrics import Benchmark
@@ -52,6 +52,7 @@ def check_eval_config(cfg: DictConfig, datamodule: ClassificationDataModule, rea
     if not ev.corruptions and not released:
         log.warning("eval.corruptions is empty and no released -C set is configured: only clean accuracy is evaluated")
     check_suite_args(ev.corruptions, ev.severities, ev.get("gaussian_sigmas"))
+    check_attacks(ev.get("attacks") or {})
     if released:
         dm = datamodule
         check_matches_clean(benchmark.reader, dm.name, dm.num_classes, dm.in_chans, dm.image_size)

@@ -18,7 +18,7 @@ from robustnoise.corruptions.presets import check_severity
 from robustnoise.corruptions.transforms import corruption_seed_key
 from robustnoise.data.base import IndexedDataset
 from robustnoise.eval.eps_star import lower_median, minimal_perturbation, random_directions
-from robustnoise.metrics import Benchmark, accuracy_matrix, robustness_summary
+from robustnoise.metrics import Benchmark, accuracy_matrix, mean, robustness_summary
 from robustnoise.noise.projection import project_to_sphere
 from robustnoise.utils.errors import ConfigError
 from robustnoise.utils.progress import progress
@@ -212,7 +212,7 @@ def flat_metrics(
         if key != "clean":
             metrics |= {f"test_c/{key}/acc": acc["top1"], f"test_c/{key}/acc_top5": acc["top5"]}
     per_corruption = accuracy_matrix(accuracies)
-    metrics |= {f"test_c/{name}/acc": sum(row.values()) / len(row) for name, row in per_corruption.items()}
+    metrics |= {f"test_c/{name}/acc": mean(row.values()) for name, row in per_corruption.items()}
     if per_corruption:
         means = robustness_summary(accuracies, benchmark, warn=False)
         metrics |= {"test_c/mean_acc": means["c_top1"], "test_c/mean_acc_top5": means["c_top5"]}

@@ -86,7 +86,8 @@ def _clean_line(ax: Any, report: Report) -> list[float]:
 def plot_severity_curves(report: Report, path: str | Path) -> Path:
     """Top-1 against severity per corruption, their mean and clean; bars for a single severity (MNIST-C)."""
     matrix, (main, holdouts) = report.matrix(), report.corruptions()
-    labels, severities = main + [f"{n} (holdout)" for n in holdouts], sorted({s for r in matrix.values() for s in r})
+    labels = main + [f"{n} (holdout)" for n in holdouts]
+    severities = sorted({s for r in matrix.values() for s in r})
     if len(severities) == 1:  # the bars of the corruption x severity table
         names, columns, grid = severity_grid(report)
         rows = [(name, lambda r, value=row[0]: value) for name, row in zip(names, grid)]

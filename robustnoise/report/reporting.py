@@ -86,11 +86,8 @@ class Report:
         return str(self.run_name or self.method or "run")
 
     def metric(self, key: str) -> float:
-        """One number of ``metrics`` (NaN if absent; ``c_top1/5`` without the benchmark set: over all evaluated)."""
-        value = num(self.metrics.get(key))
-        if math.isnan(value) and key in ("c_top1", "c_top5"):
-            value = num(summarize(self.sets)[key.replace("c_", "corrupted_")])
-        return value
+        """One number of ``metrics`` (NaN if absent, e.g. ``c_top1`` when no benchmark corruption was evaluated)."""
+        return num(self.metrics.get(key))
 
     def matrix(self, field: str = "top1") -> dict[str, dict[int, float]]:
         """``{corruption: {severity: accuracy %}}``, corruptions in evaluation order."""

@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from robustnoise.report import compare
+from robustnoise.utils.errors import is_number
 
 log = logging.getLogger("robustnoise")
 
@@ -34,7 +35,7 @@ def plot_key(run_dirs: Sequence[Path], keys: Sequence[str]) -> str | None:
             values = [compare.config_value(d, key) for d in run_dirs]
         if any(v is None or isinstance(v, dict) for v in values):
             continue
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if all(is_number(v) for v in values):
             return key
         plain = plain or key
     return plain

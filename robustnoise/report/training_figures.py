@@ -46,7 +46,7 @@ def restart_figures(ant: Any, x: torch.Tensor, params: dict[str, torch.Tensor], 
         delta = functional_call(ant.generator, {k: v.to(x.device) for k, v in params.items()}, (x,), {"generator": gen})
         return clipping_aware_scale(x, delta, eps) * delta
 
-    raw, restart = noise(params, epsilon), int(ant.restarts)
+    raw, restart = noise(params, epsilon), ant.restarts
     noisy = (x + raw).clamp(0, 1)
     shown = (noisy - x) / (2 * (noisy - x).abs().amax().clamp_min(1e-8)) + 0.5  # mid-grey = 0
     rows = [("clean", x), ("noise\n(grey = 0)", shown), ("generator", noisy)]

@@ -143,7 +143,8 @@ class AdaINStylizer(nn.Module):
         picks = (self.pick_styles(batch, generator) if style_index is None else style_index).to(self.style_mean.device)
         feats = self.encoder(content.expand(-1, 3, -1, -1).to(self.style_mean))  # gray through RGB
         target = adain(feats, self.style_mean[picks], self.style_std[picks])
-        target = torch.lerp(feats, target, alpha)  # exactly the AdaIN output at alpha = 1
+        if alpha < 1.0:  # AdaIN's content-style trade-off
+            target = torch.lerp(feats, target, alpha)
         # ceil-mode pooling then three x2 upsamplings: the output can be up to 7 px larger than the input
         out = self.decoder(target)[..., :height, :width].clamp(0.0, 1.0)
         if channels == 1:

@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from robustnoise.utils.errors import is_number
+
 
 def run_id() -> str:
     """A run-directory name that cannot collide, even for jobs started in the same second on one node."""
@@ -68,7 +70,7 @@ def run_label(run_name: str, method: object, seed: object) -> str:
     parts = [str(run_name)]
     for key, short in (("sigma", "s"), ("epsilon", "eps")):
         value = method.get(key) if hasattr(method, "get") else None  # type: ignore[union-attr]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):
             parts.append(f"{short}{value:g}")
     if seed is not None:
         parts.append(f"seed{seed}")
