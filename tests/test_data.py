@@ -68,7 +68,10 @@ def test_imagenet_folders_use_sorted_wnids_and_center_crop(tmp_path):
             folder.mkdir(parents=True)
             Image.new("RGB", (300, 260), (200, 10, 10)).save(folder / "a.JPEG")
     dm = ImageNetDataModule(root=str(tmp_path), val_subset=None)
-    dm.setup("fit")
+    dm.setup("test")
+    assert dm.train_set is None
+    dm.setup("fit")  # after the test split (task=eval's adversarial generators train on the training split)
+    assert len(dm.train_set) == 2
     image, label = dm.test_set[0]
     assert image.shape == (3, 224, 224) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
     assert dm.test_set.class_to_idx == {"n01": 0, "n02": 1}
@@ -80,3 +83,17 @@ def test_tiny_imagenet_info_matches_its_released_c_set():
     tiny, imagenet = TinyImageNetDataModule(root="unused").info(), ImageNetDataModule(root="unused").info()
     assert (tiny["image_size"], imagenet["image_size"], ImageNetDataModule(image_size=299).image_size) == (64, 224, 299)
     check_matches_clean("tinyimagenetc", "tiny_imagenet", tiny["num_classes"], tiny["in_chans"], tiny["image_size"])
+
+
+def test_imagenet_class_mismatch_leaves_no_half_set_up_module(tmp_path):
+    from PIL import Image
+
+    for split, wnids in (("train", ("n01", "n03")), ("val", ("n01", "n02"))):
+        for wnid in wnids:
+            (tmp_path / split / wnid).mkdir(parents=True)
+            Image.new("RGB", (40, 40)).save(tmp_path / split / wnid / "a.JPEG")
+    dm = ImageNetDataModule(root=str(tmp_path), val_subset=None)
+    for _ in range(2):  # a retry fails the same way instead of silently running without a training set
+        with pytest.raises(DatasetNotFoundError, match="not those of the val split"):
+            dm.setup("fit")
+        assert dm.train_set is None and dm.test_set is None

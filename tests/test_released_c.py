@@ -352,6 +352,10 @@ def test_available_and_released_sets(cifar_root: Path, mnist_root: Path, tmp_pat
     ]
     assert available_sets("cifar100c", tmp_path / "nowhere") == []
     assert available_sets("mnistc", mnist_root) == [("shot_noise", 1), ("canny_edges", 1), ("identity", 1)]
+    for name in ("inverse", "quantize", "saturate", "pessimal_noise"):  # mnist_c_leftovers.zip: in its order
+        write_mnist_c(mnist_root, name)
+    listed = [c for c, _ in available_sets("mnistc", mnist_root)]
+    assert listed[3:] == ["pessimal_noise", "saturate", "quantize", "inverse"]
     tiny = write_c_tree(tmp_path / "tiny", 64, corruptions=("snow", "gaussian_noise"), severities=(2, 5))
     assert available_sets("tinyimagenetc", tiny) == [(c, s) for c in ("gaussian_noise", "snow") for s in (2, 5)]
     with pytest.raises(RobustnoiseError, match="unknown released"):

@@ -223,6 +223,8 @@ def test_missing_adain_inputs_are_one_line_errors(adain_files, tmp_path):
         _adain_datamodule({**adain_files, "style_dir": tmp_path}).setup("fit")
     with pytest.raises(ConfigError, match="source must be one of"):
         StylizedDataModule(DigitsDataModule(), "x", source="gpu")
+    with pytest.raises(ConfigError, match="needs data.encoder, data.decoder and data.style_dir"):  # before setup
+        StylizedDataModule(DigitsDataModule(), source="adain", encoder=str(adain_files["encoder"]))
 
 
 def test_stylized_adain_config_composes(adain_files, tmp_path):
