@@ -74,6 +74,26 @@ MNIST_C_CORRUPTIONS: tuple[str, ...] = (
 )
 """The 15 MNIST-C corruptions (Mu & Gilmer 2019), in ``google-research/mnist-c`` order; preset ``mnistc``."""
 
+MNIST_C_LEFTOVERS: tuple[str, ...] = (
+    "gaussian_noise",
+    "speckle_noise",
+    "pessimal_noise",
+    "gaussian_blur",
+    "defocus_blur",
+    "zoom_blur",
+    "frost",
+    "snow",
+    "contrast",
+    "saturate",
+    "jpeg_compression",
+    "pixelate",
+    "elastic_transform",
+    "quantize",
+    "line",
+    "inverse",
+)
+"""The 16 extra corruptions of ``mnist_c_leftovers.zip``, in its order (same layout as MNIST-C; not in its mean)."""
+
 MNISTC_PRESET = "mnistc"
 _MNISTC_KEY_OFFSET = 1000
 

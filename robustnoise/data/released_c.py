@@ -17,7 +17,13 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.utils import check_integrity
 
 from robustnoise.corruptions.make_c import MNIST_SEVERITY_FILE
-from robustnoise.corruptions.presets import ALL_CORRUPTIONS, MNIST_C_CORRUPTIONS, SEVERITIES, check_severity
+from robustnoise.corruptions.presets import (
+    ALL_CORRUPTIONS,
+    MNIST_C_CORRUPTIONS,
+    MNIST_C_LEFTOVERS,
+    SEVERITIES,
+    check_severity,
+)
 from robustnoise.data.base import TO_FLOAT
 from robustnoise.utils.errors import DatasetNotFoundError, RobustnoiseError
 
@@ -44,26 +50,6 @@ CIFAR_C_MD5: Mapping[str, tuple[str, str]] = {
     "labels": ("c439b113295ed5254878798ffe28fd54", "bb4026e9ce52996b95f439544568cdb2"),
 }
 """md5 of each ``<name>.npy`` of CIFAR-10-C and of CIFAR-100-C (Zenodo 2535967 / 3555552)."""
-
-MNIST_C_LEFTOVERS: tuple[str, ...] = (
-    "gaussian_noise",
-    "speckle_noise",
-    "pessimal_noise",
-    "gaussian_blur",
-    "defocus_blur",
-    "zoom_blur",
-    "frost",
-    "snow",
-    "contrast",
-    "saturate",
-    "jpeg_compression",
-    "pixelate",
-    "elastic_transform",
-    "quantize",
-    "line",
-    "inverse",
-)
-"""The 16 extra corruptions of ``mnist_c_leftovers.zip``, in its order (same layout; not in the MNIST-C mean)."""
 
 _CIFAR_VARIANTS = {"cifar10": ("CIFAR-10-C", 10, 0), "cifar100": ("CIFAR-100-C", 100, 1)}  # name, classes, md5 column
 
